@@ -1,0 +1,155 @@
+"""Desired state of every LiteLLM host, with documented defaults.
+
+Every knob an operator may set lives here, one comment each. Override per group
+in group_data/<group>.py or per host in the inventory. Secrets never live
+here: only the *names* of the secrets, whose values come from the operator's
+secret source on the control machine (see README, "Secrets").
+
+A setting keeps one name everywhere: the LiteLLM settings below use LiteLLM's
+own key names, which are also the keys in config.generated.yaml, in the
+LiteLLM_Config rows and in the drift report.
+"""
+
+# --- Service user (users-01) --------------------------------------------------
+litellm_user = "litellm"  # owner of the deployment, runs the user units
+litellm_group = "litellm"  # primary group of litellm_user
+litellm_home = "/home/litellm"  # home of litellm_user
+litellm_linger = True  # loginctl enable-linger: user units run without a login
+
+# --- Filesystem (fs-01) -------------------------------------------------------
+litellm_root = "/home/litellm/litellm"  # deployment root; all paths below are inside it
+litellm_dirs = [  # relative to litellm_root; each owned by litellm_user
+    "state",
+    "state/files",
+    "state/redis",
+    "state/archive",
+    "state/archive/backups",
+    "artifacts",
+    "bin",
+    "logs",
+]
+litellm_dir_mode = "0750"  # mode of litellm_root and every entry of litellm_dirs
+
+# --- Python environment of the host (py-01) ------------------------------------
+litellm_python = "/usr/bin/python3"  # interpreter the venv is created from
+litellm_venv_requirements = "files/litellm-venv-requirements.txt"  # pins of the host's venv
+# (that file pins litellm[proxy]; 1.82.7 and 1.82.8 were compromised and are refused)
+
+# --- LiteLLM settings (cfg-01) -------------------------------------------------
+# Rendered into state/config.generated.yaml and converged key by key into the
+# LiteLLM_Config rows of the same name (the database wins at proxy start).
+general_settings = {
+    "database_connection_pool_limit": 25,  # per worker process
+    "store_prompts_in_spend_logs": False,  # no prompts (personal data) in spend logs
+    "disable_error_logs": False,  # keep error logs
+    "store_model_in_db": True,  # the proxy reads LiteLLM_Config rows at start
+}
+litellm_settings = {
+    "request_timeout": 120,  # seconds (the incident had 600)
+}
+litellm_model_list = [  # the proxy's model_list; api_key values must be os.environ/ references
+    {
+        "model_name": "local-vllm",
+        "litellm_params": {
+            "model": "hosted_vllm/local-model",
+            "api_base": "http://127.0.0.1:8000/v1",
+            "api_key": "os.environ/VLLM_API_KEY",
+        },
+    },
+]
+litellm_config_backups_keep = 5  # timestamped copies of the replaced config kept
+
+# --- Env file and secrets (sec-01) ---------------------------------------------
+# Names of the secrets written to env.litellm (mode 0600). Values come from the
+# control machine: environment variables of the same name, or the file named by
+# LITELLM_SECRETS_FILE (KEY=value lines). A placeholder value is written empty.
+litellm_env_secrets = [
+    "LITELLM_MASTER_KEY",
+    "LITELLM_SALT_KEY",
+    "DATABASE_URL",
+    "VLLM_API_KEY",
+]
+litellm_env_placeholders = ["dummy", "changeme", "sk-1234", "placeholder", "xxx"]
+litellm_env = {  # non-secret environment of the proxy, written to env.litellm too
+    "REDIS_HOST": "127.0.0.1",
+    "REDIS_PORT": "6379",
+}
+
+# --- Proxy and helper services (svc-01) ------------------------------------------
+litellm_bind = "127.0.0.1"  # every listener binds here
+litellm_port = 4000  # the proxy
+litellm_num_workers = 4  # proxy worker processes
+litellm_services = {  # user units; set enabled: False to stop and disable one on a host
+    "litellm": {"enabled": True, "port": 4000},
+    "litellm-health-server": {"enabled": True, "port": 8181},
+    "litellm-metrics": {"enabled": True, "port": 9090},
+    "litellm-rerank": {
+        "enabled": True,
+        "port": 8079,
+        # what the rerank service runs; {bind} and {port} are filled in
+        "command": "{root}/bin/litellm-stub-server --name rerank --host {bind} --port {port}",
+    },
+    "litellm-embed-arctic": {
+        "enabled": True,
+        "port": 8082,
+        "command": "{root}/bin/litellm-stub-server --name embed-arctic --host {bind} --port {port}",
+    },
+}
+
+# --- Timers (tmr-01) -------------------------------------------------------------
+litellm_timers = {  # schedule (systemd OnCalendar) and command of each timer's service
+    "litellm-backup": {
+        "enabled": True,
+        "on_calendar": "*-*-* 02:00:00",
+        "randomized_delay": "15min",
+        "command": "{root}/bin/litellm-backup",
+    },
+    "litellm-compliance-check": {
+        "enabled": True,
+        "on_calendar": "hourly",
+        "randomized_delay": "5min",
+        "command": "{root}/bin/litellm-compliance-check",
+    },
+    "litellm-knowledge-refresh": {
+        "enabled": True,
+        "on_calendar": "*-*-* 04:30:00",
+        "randomized_delay": "10min",
+        "command": "{root}/bin/litellm-status --quiet",
+    },
+    "litellm-model-inventory": {
+        "enabled": True,
+        "on_calendar": "*-*-* 05:00:00",
+        "randomized_delay": "10min",
+        "command": "{root}/bin/litellm-status --quiet",
+    },
+    "litellm-probe-capabilities": {
+        "enabled": True,
+        "on_calendar": "*-*-* 05:30:00",
+        "randomized_delay": "10min",
+        "command": "{root}/bin/litellm-status --quiet",
+    },
+}
+
+# --- Database (db-01) ----------------------------------------------------------------
+litellm_db_host = "127.0.0.1"  # PostgreSQL of the proxy (loopback only)
+litellm_db_port = 5434
+litellm_db_name = "litellm"
+litellm_db_user = "litellm"
+litellm_db_connect_timeout = 5  # seconds, every connection
+litellm_db_block_expired_keys = True  # set blocked = true on expired, unblocked keys
+litellm_db_terminate_idle = False  # opt-in: terminate idle connections of litellm_db_user
+litellm_db_idle_minutes = 5  # idle longer than this is terminated (when opted in)
+litellm_key_rotation = [  # aliases whose key is kept valid; e.g.
+    # {"alias": "ops-team", "min_days_left": 14, "valid_days": 90, "grace_hours": 24},
+]
+
+# --- Backups (bak-01) ----------------------------------------------------------------
+litellm_backup_keep_daily = 7
+litellm_backup_keep_weekly = 4
+litellm_backup_keep_monthly = 3
+
+# --- Sandbox only ----------------------------------------------------------------------
+# True only for the throwaway podman host: the proxy runs without DATABASE_URL
+# there because Prisma's engines cannot be downloaded (see README). Production
+# hosts never set it.
+litellm_sandbox = False

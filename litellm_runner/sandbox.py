@@ -1,0 +1,294 @@
+"""Throwaway LiteLLM hosts: Debian 12 with systemd as PID 1 in podman.
+
+    python -m litellm_runner.sandbox up [--name litellm-sandbox] [--port 2222]
+    python -m litellm_runner.sandbox down [--name litellm-sandbox | --all]
+    python -m litellm_runner.sandbox build | list
+
+A sandbox is reached like production, over SSH (127.0.0.1:PORT, key in
+.sandbox/id_ed25519). It starts in the state of the incident this runner
+exists to fix (sandbox/incident/). Up and down are idempotent; several
+sandboxes run side by side with distinct names and ports.
+
+Differences from production (see README): the proxy runs without
+DATABASE_URL (Prisma's engines cannot be downloaded here), and the secrets
+come from a generated .sandbox/secrets.env.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import pathlib
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+STATE = REPO / ".sandbox"
+CONTEXT = REPO / "sandbox"
+ROOTFS_IMAGE = "localhost/litellm-sandbox-rootfs:bookworm"
+IMAGE = "localhost/litellm-sandbox"
+DEFAULT_NAME = "litellm-sandbox"
+DEFAULT_PORT = 2222
+# crun cannot run on these hosts' hybrid cgroups; podman's default rlimits
+# exceed what the host may grant (no CAP_SYS_RESOURCE). See ../shared/sandbox.md.
+RUN_FLAGS = ["--runtime", "runc", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
+DEBIAN_PACKAGES = "systemd,systemd-sysv,dbus,dbus-user-session,python3,sudo,procps"
+
+
+class SandboxError(RuntimeError):
+    pass
+
+
+def _run(cmd, timeout=120, check=True, input=None, capture=True):
+    try:
+        proc = subprocess.run(
+            cmd, input=input, timeout=timeout, text=True,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.PIPE if capture else None,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise SandboxError(f"{cmd[0]} {cmd[1] if len(cmd) > 1 else ''} timed out after {timeout}s") from exc
+    if check and proc.returncode != 0:
+        raise SandboxError(f"{' '.join(cmd[:3])} ... failed ({proc.returncode}): {(proc.stderr or '').strip()[-2000:]}")
+    return proc
+
+
+def _image_exists(ref: str) -> bool:
+    return _run(["podman", "image", "exists", ref], check=False).returncode == 0
+
+
+def _mirror() -> str:
+    sources = pathlib.Path("/etc/apt/sources.list.d/debian.sources")
+    if sources.exists():
+        for line in sources.read_text().splitlines():
+            if line.startswith("URIs:") and "security" not in line:
+                return line.split()[1]
+    return "http://deb.debian.org/debian"
+
+
+def build_rootfs() -> None:
+    """A minimal Debian 12 rootfs with systemd, imported as a podman image (cached)."""
+    if _image_exists(ROOTFS_IMAGE):
+        return
+    with tempfile.TemporaryDirectory(prefix="litellm-rootfs-") as tmp:
+        rootfs = pathlib.Path(tmp) / "rootfs"
+        print(f"sandbox: debootstrap bookworm (about a minute)", flush=True)
+        _run(["debootstrap", "--variant=minbase", f"--include={DEBIAN_PACKAGES}",
+              "bookworm", str(rootfs), _mirror()], timeout=900)
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        try:
+            subprocess.run(["podman", "import", "-", ROOTFS_IMAGE], stdin=tar.stdout,
+                           check=True, timeout=300, stdout=subprocess.DEVNULL)
+        finally:
+            tar.stdout.close()
+            tar.wait(timeout=60)
+
+
+def _context_hash() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(CONTEXT.rglob("*")):
+        if path.is_file() and "build" not in path.relative_to(CONTEXT).parts:
+            digest.update(str(path.relative_to(CONTEXT)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _pip_conf() -> str:
+    """The control machine's pip settings that make sense inside the sandbox."""
+    out = ["[global]", "cert = /etc/ssl/certs/ca-certificates.crt", "timeout = 180"]
+    index = _run(["pip", "config", "get", "global.index-url"], check=False).stdout.strip()
+    if index and not index.startswith("file:"):
+        out.append(f"index-url = {index}")
+    return "\n".join(out) + "\n"
+
+
+def image_ref() -> str:
+    return f"{IMAGE}:{_context_hash()}"
+
+
+def build_image() -> str:
+    """Build the sandbox image on top of the rootfs, cached by the hash of sandbox/."""
+    ref = image_ref()
+    if _image_exists(ref):
+        return ref
+    build_rootfs()
+    build = CONTEXT / "build"
+    build.mkdir(exist_ok=True)
+    # the package index is reached only with the host's CA bundle (shared/sandbox.md)
+    shutil.copy("/etc/ssl/certs/ca-certificates.crt", build / "ca-certificates.crt")
+    (build / "pip.conf").write_text(_pip_conf())
+    print(f"sandbox: building {ref} (a few minutes the first time)", flush=True)
+    _run(["podman", "build", *RUN_FLAGS, "--build-arg", f"ROOTFS={ROOTFS_IMAGE}",
+          "-t", ref, "-f", str(CONTEXT / "Containerfile"), str(CONTEXT)], timeout=1800)
+    return ref
+
+
+def _ssh_key() -> pathlib.Path:
+    STATE.mkdir(mode=0o700, exist_ok=True)
+    key = STATE / "id_ed25519"
+    if not key.exists():
+        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "litellm-sandbox", "-f", str(key)])
+    return key
+
+
+def secrets_file() -> pathlib.Path:
+    """The sandbox's secret source (the operator's secrets file in production)."""
+    STATE.mkdir(mode=0o700, exist_ok=True)
+    path = STATE / "secrets.env"
+    if not path.exists():
+        password = secrets.token_hex(20)
+        lines = [
+            f"LITELLM_MASTER_KEY=sk-{secrets.token_hex(24)}",
+            f"LITELLM_SALT_KEY=sk-{secrets.token_hex(24)}",
+            f"DATABASE_URL=postgresql://litellm:{password}@127.0.0.1:5434/litellm",
+            "VLLM_API_KEY=dummy",  # a placeholder: the runner must write it empty
+        ]
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+    return path
+
+
+def _db_password() -> str:
+    for line in secrets_file().read_text().splitlines():
+        if line.startswith("DATABASE_URL="):
+            match = re.match(r"postgresql://[^:]+:([^@]+)@", line.split("=", 1)[1])
+            if match:
+                return match.group(1)
+    raise SandboxError(f"{secrets_file()}: DATABASE_URL has no password (expected postgresql://user:password@host:port/db)")
+
+
+def _state(name: str) -> pathlib.Path:
+    return STATE / name
+
+
+def _container_state(name: str) -> str | None:
+    proc = _run(["podman", "container", "inspect", "--format", "{{.State.Status}}", name], check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def _wait_running(name: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    status = ""
+    while time.monotonic() < deadline:
+        status = _run(["podman", "exec", name, "systemctl", "is-system-running"], check=False, timeout=30).stdout.strip()
+        if status in ("running", "degraded"):
+            return
+        time.sleep(1)
+    raise SandboxError(f"sandbox {name}: systemd did not reach running within {timeout}s (last: {status!r})")
+
+
+def _wait_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                if sock.recv(4).startswith(b"SSH"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise SandboxError(f"sandbox: no SSH answer on 127.0.0.1:{port} within {timeout}s")
+
+
+def host_data(name: str) -> dict:
+    """pyinfra host data of a running sandbox, as written by up()."""
+    return json.loads((_state(name) / "host.json").read_text())
+
+
+def up(name: str = DEFAULT_NAME, port: int = DEFAULT_PORT) -> dict:
+    """Start (building if needed) the sandbox NAME with SSH on 127.0.0.1:PORT."""
+    key = _ssh_key()
+    secrets_file()
+    status = _container_state(name)
+    if status is None:
+        ref = build_image()
+        _run(["podman", "run", "-d", "--name", name, *RUN_FLAGS, "--systemd=always",
+              "--hostname", name, "-p", f"127.0.0.1:{port}:22", ref, "/sbin/init"])
+    elif status != "running":
+        _run(["podman", "start", name])
+    _wait_running(name)
+    pub = key.with_suffix(".pub").read_text()
+    _run(["podman", "exec", "-i", name, "sh", "-c",
+          "umask 077 && cat > /root/.ssh/authorized_keys"], input=pub)
+    seeded = _run(["podman", "exec", name, "test", "-e", "/var/lib/litellm-sandbox-seeded"], check=False)
+    if seeded.returncode != 0:
+        _run(["podman", "exec", "-i", name, "runuser", "-u", "postgres", "--",
+              "/opt/sandbox/venv/bin/python", "/opt/sandbox/incident/seed.py"],
+             input=json.dumps({"db_password": _db_password()}), timeout=300)
+        _run(["podman", "exec", name, "touch", "/var/lib/litellm-sandbox-seeded"])
+    published = _run(["podman", "port", name, "22/tcp"]).stdout.strip()
+    port = int(published.rsplit(":", 1)[1])
+    _wait_port(port)
+    state = _state(name)
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    known_hosts = state / "known_hosts"
+    known_hosts.unlink(missing_ok=True)
+    data = {
+        "name": name,
+        "ssh_hostname": "127.0.0.1",
+        "ssh_port": port,
+        "ssh_user": "root",
+        "ssh_key": str(key),
+        "ssh_known_hosts_file": str(known_hosts),
+        "ssh_strict_host_key_checking": "accept-new",
+        "litellm_sandbox": True,
+        "litellm_secrets_file": str(secrets_file()),
+    }
+    (state / "host.json").write_text(json.dumps(data, indent=2))
+    return data
+
+
+def down(name: str = DEFAULT_NAME) -> None:
+    """Remove the sandbox NAME and its state; nothing to do if it is gone."""
+    if _container_state(name) is not None:
+        _run(["podman", "rm", "-f", "-t", "5", name], timeout=120)
+    shutil.rmtree(_state(name), ignore_errors=True)
+
+
+def running() -> list[str]:
+    """Names of the sandboxes this checkout has started."""
+    if not STATE.exists():
+        return []
+    return sorted(p.parent.name for p in STATE.glob("*/host.json"))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m litellm_runner.sandbox", description=__doc__.split("\n")[0])
+    parser.add_argument("action", choices=["up", "down", "build", "list"])
+    parser.add_argument("--name", default=DEFAULT_NAME)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--all", action="store_true", help="down: every sandbox of this checkout")
+    args = parser.parse_args(argv)
+    try:
+        if args.action == "build":
+            print(build_image())
+        elif args.action == "up":
+            data = up(args.name, args.port)
+            print(f"sandbox {args.name}: running, ssh root@127.0.0.1 -p {data['ssh_port']} -i {data['ssh_key']}")
+        elif args.action == "down":
+            names = running() if args.all else [args.name]
+            if args.all:
+                names += [n for n in _run(["podman", "ps", "-a", "--format", "{{.Names}}"]).stdout.split()
+                          if n.startswith(DEFAULT_NAME) and n not in names]
+            for name in names:
+                down(name)
+                print(f"sandbox {name}: removed")
+        else:
+            print("\n".join(running()))
+    except SandboxError as exc:
+        print(f"sandbox: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
