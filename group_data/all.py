@@ -32,6 +32,12 @@ litellm_dir_mode = "0750"  # mode of litellm_root and every entry of litellm_dir
 
 # --- Python environment of the host (py-01) ------------------------------------
 litellm_python = "/usr/bin/python3"  # interpreter the venv is created from
+litellm_system_packages = [  # Debian packages the host needs (pg_dump for backups, ss for checks)
+    "python3-venv",
+    "postgresql-client-15",
+    "iproute2",
+    "curl",
+]
 litellm_venv_requirements = "files/litellm-venv-requirements.txt"  # pins of the host's venv
 # (that file pins litellm[proxy]; 1.82.7 and 1.82.8 were compromised and are refused)
 
@@ -73,6 +79,7 @@ litellm_env_placeholders = ["dummy", "changeme", "sk-1234", "placeholder", "xxx"
 litellm_env = {  # non-secret environment of the proxy, written to env.litellm too
     "REDIS_HOST": "127.0.0.1",
     "REDIS_PORT": "6379",
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # use the bundled cost map, no fetch at start
 }
 
 # --- Proxy and helper services (svc-01) ------------------------------------------
@@ -86,47 +93,47 @@ litellm_services = {  # user units; set enabled: False to stop and disable one o
     "litellm-rerank": {
         "enabled": True,
         "port": 8079,
-        # what the rerank service runs; {bind} and {port} are filled in
-        "command": "{root}/bin/litellm-stub-server --name rerank --host {bind} --port {port}",
+        # what the rerank service runs; {python} (the venv's), {root}, {bind}, {port} are filled in
+        "command": "{python} {root}/bin/litellm-stub-server --name rerank --host {bind} --port {port}",
     },
     "litellm-embed-arctic": {
         "enabled": True,
         "port": 8082,
-        "command": "{root}/bin/litellm-stub-server --name embed-arctic --host {bind} --port {port}",
+        "command": "{python} {root}/bin/litellm-stub-server --name embed-arctic --host {bind} --port {port}",
     },
 }
 
 # --- Timers (tmr-01) -------------------------------------------------------------
-litellm_timers = {  # schedule (systemd OnCalendar) and command of each timer's service
+litellm_timers = {  # schedule (systemd OnCalendar) and command ({python}, {root} filled in) of each timer's service
     "litellm-backup": {
         "enabled": True,
         "on_calendar": "*-*-* 02:00:00",
         "randomized_delay": "15min",
-        "command": "{root}/bin/litellm-backup",
+        "command": "{python} {root}/bin/litellm-backup --keep-daily 7 --keep-weekly 4 --keep-monthly 3",
     },
     "litellm-compliance-check": {
         "enabled": True,
         "on_calendar": "hourly",
         "randomized_delay": "5min",
-        "command": "{root}/bin/litellm-compliance-check",
+        "command": "{python} {root}/bin/litellm-status --quiet",
     },
     "litellm-knowledge-refresh": {
         "enabled": True,
         "on_calendar": "*-*-* 04:30:00",
         "randomized_delay": "10min",
-        "command": "{root}/bin/litellm-status --quiet",
+        "command": "{python} {root}/bin/litellm-status --quiet",
     },
     "litellm-model-inventory": {
         "enabled": True,
         "on_calendar": "*-*-* 05:00:00",
         "randomized_delay": "10min",
-        "command": "{root}/bin/litellm-status --quiet",
+        "command": "{python} {root}/bin/litellm-status --quiet",
     },
     "litellm-probe-capabilities": {
         "enabled": True,
         "on_calendar": "*-*-* 05:30:00",
         "randomized_delay": "10min",
-        "command": "{root}/bin/litellm-status --quiet",
+        "command": "{python} {root}/bin/litellm-status --quiet",
     },
 }
 
@@ -143,10 +150,6 @@ litellm_key_rotation = [  # aliases whose key is kept valid; e.g.
     # {"alias": "ops-team", "min_days_left": 14, "valid_days": 90, "grace_hours": 24},
 ]
 
-# --- Backups (bak-01) ----------------------------------------------------------------
-litellm_backup_keep_daily = 7
-litellm_backup_keep_weekly = 4
-litellm_backup_keep_monthly = 3
 
 # --- Sandbox only ----------------------------------------------------------------------
 # True only for the throwaway podman host: the proxy runs without DATABASE_URL

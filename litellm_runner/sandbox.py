@@ -95,8 +95,10 @@ def build_rootfs() -> None:
 def _context_hash() -> str:
     digest = hashlib.sha256()
     for path in sorted(CONTEXT.rglob("*")):
-        if path.is_file() and "build" not in path.relative_to(CONTEXT).parts:
-            digest.update(str(path.relative_to(CONTEXT)).encode())
+        rel = path.relative_to(CONTEXT)
+        # seed.py is copied in at start (podman cp), so editing it needs no rebuild
+        if path.is_file() and "build" not in rel.parts and path.name != "seed.py":
+            digest.update(str(rel).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
@@ -221,6 +223,7 @@ def up(name: str = DEFAULT_NAME, port: int = DEFAULT_PORT) -> dict:
           "umask 077 && cat > /root/.ssh/authorized_keys"], input=pub)
     seeded = _run(["podman", "exec", name, "test", "-e", "/var/lib/litellm-sandbox-seeded"], check=False)
     if seeded.returncode != 0:
+        _run(["podman", "cp", str(CONTEXT / "incident" / "seed.py"), f"{name}:/opt/sandbox/incident/seed.py"])
         _run(["podman", "exec", "-i", name, "runuser", "-u", "postgres", "--",
               "/opt/sandbox/venv/bin/python", "/opt/sandbox/incident/seed.py"],
              input=json.dumps({"db_password": _db_password()}), timeout=300)

@@ -5,6 +5,7 @@ once; sandbox.py guards it with a marker file. Reads {"db_password": ...} as
 JSON on stdin so the password never appears on a command line.
 
 State planted here (see README, "The sandbox"):
+- role litellm with CREATEDB (the backup tool restores into a scratch database);
 - the real schema from the pinned litellm-proxy-extras migrations, applied in
   sorted order, each file in autocommit mode (some use CREATE INDEX CONCURRENTLY);
 - LiteLLM_SkillsTable dropped (the incident's missing table);
@@ -44,9 +45,9 @@ KEYS = [  # (raw key, alias, expires SQL, blocked, models)
 
 def main() -> None:
     password = json.load(sys.stdin)["db_password"]
-    with psycopg.connect("dbname=postgres", autocommit=True, connect_timeout=10) as conn:
+    with psycopg.connect("dbname=postgres port=5434", autocommit=True, connect_timeout=10) as conn:
         if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ROLE,)).fetchone():
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(ROLE)))
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB").format(sql.Identifier(ROLE)))
         conn.execute(
             sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(ROLE), sql.Literal(password))
         )
@@ -54,7 +55,7 @@ def main() -> None:
             conn.execute(
                 sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(DB), sql.Identifier(ROLE))
             )
-    with psycopg.connect(f"dbname={DB}", autocommit=True, connect_timeout=10) as conn:
+    with psycopg.connect(f"dbname={DB} port=5434", autocommit=True, connect_timeout=10) as conn:
         if conn.execute("SELECT to_regclass('\"LiteLLM_VerificationToken\"')").fetchone()[0]:
             return  # already seeded
         conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(ROLE)))

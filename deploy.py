@@ -1,0 +1,18 @@
+"""Converge a LiteLLM host to the desired state in group_data/.
+
+    pyinfra inventory.py deploy.py          # converge
+    pyinfra inventory.py deploy.py --dry    # show drift, change nothing
+
+This file only composes tasks/; each task is one concern.
+"""
+
+from tasks import config, filesystem, python_env, units, users
+
+users.apply()
+filesystem.apply()
+venv = python_env.apply()
+files = config.apply()
+units.apply({
+    "litellm.service": [files["config"], files["env"], *venv],
+    "*": [files["env"], *venv, *files["tools"]],
+})

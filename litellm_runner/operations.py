@@ -1,0 +1,247 @@
+"""Operations this deploy needs and pyinfra does not ship (or ships in a form
+that always reports a change).
+
+Each operation reads facts, decides, and yields commands, or calls
+``host.noop()`` with a sentence saying what it found. None of them changes the
+host while deciding: pyinfra runs the generator once to detect changes and
+again to execute. Always call them with ``name=`` so that pyinfra records no
+argument values in its output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from io import StringIO
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from pyinfra import host
+from pyinfra.api import FileUploadCommand, StringCommand, operation
+
+from .facts import InstalledPackages, Linger, PathState, UserUnits
+
+# PyPI releases that were compromised (credential stealer): never accepted installed.
+COMPROMISED = {"litellm": {"1.82.7", "1.82.8"}}
+
+
+def q(value) -> str:
+    return shlex.quote(str(value))
+
+
+def _systemctl_user(user: str) -> str:
+    return f"systemctl --user --machine={q(user)}@.host"
+
+
+# -- linger -------------------------------------------------------------------------
+@operation()
+def linger(user: str, present: bool = True):
+    """Ensure USER's systemd manager lingers (runs without a login session).
+
+    + user: the account whose ``user@UID.service`` must keep running
+    + present: ``True`` to enable linger, ``False`` to disable it
+
+    pyinfra has no operation for this. Enabling waits (30 s at most) until
+    ``user@UID.service`` is active, so user units can be managed right after.
+
+    .. code:: python
+
+        linger(name="Enable linger for litellm | users-02", user="litellm")
+    """
+    if host.get_fact(Linger, user=user) == present:
+        host.noop(f"linger for {user} is already {'on' if present else 'off'}")
+        return
+    if present:
+        yield (
+            f"loginctl enable-linger {q(user)} && timeout 30 sh -c "
+            + q(f"until systemctl is-active -q user@$(id -u {q(user)}).service; do sleep 0.2; done")
+        )
+    else:
+        yield f"loginctl disable-linger {q(user)}"
+
+
+# -- directories and files ---------------------------------------------------------------
+@operation()
+def directory(path: str, user: str, group: str, mode: str):
+    """Ensure PATH is a directory with MODE, owned by USER:GROUP.
+
+    + path: absolute path; its parent must exist
+    + user, group: owner
+    + mode: octal string such as ``"0750"``
+
+    A missing directory is created at 0700 and root-owned (umask 077), then
+    chowned, then chmodded: it is never, even briefly, looser than MODE.
+    """
+    current = host.get_fact(PathState, path=path)
+    if current is None:
+        yield f"(umask 077 && mkdir {q(path)}) && chown {q(user)}:{q(group)} {q(path)} && chmod {mode} {q(path)}"
+        return
+    if current["type"] != "directory":
+        raise ValueError(f"{path} exists and is a {current['type']}, not a directory")
+    changes = []
+    if (current["user"], current["group"]) != (user, group):
+        changes.append(f"chown {q(user)}:{q(group)} {q(path)}")
+    if current["mode"] != mode.zfill(4):
+        changes.append(f"chmod {mode} {q(path)}")
+    if not changes:
+        host.noop(f"{path} is a directory, {mode}, {user}:{group}")
+    yield from changes
+
+
+def sha256_text(content: str) -> str:
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+def atomic_write_commands(dest, content, user, group, mode, validate=None, backups_keep=0, exists=False):
+    """Commands that replace DEST with CONTENT without a half-written or loose file.
+
+    The temporary file is created empty with its final mode and owner, filled
+    over SFTP, optionally validated (``validate`` is a shell command with
+    ``{path}``), the old file optionally kept as ``DEST.bak-TIMESTAMP``
+    (newest ``backups_keep`` kept), then renamed over DEST in one step.
+    """
+    tmp = f"{dest}.tmp-litellm-runner"
+    yield f"install -m {mode} -o {q(user)} -g {q(group)} /dev/null {q(tmp)}"
+    yield FileUploadCommand(StringIO(content), tmp)
+    if validate:
+        yield StringCommand(validate.format(path=q(tmp)))
+    if exists and backups_keep:
+        yield (
+            f"install -m {mode} -o {q(user)} -g {q(group)} {q(dest)} {q(dest)}.bak-$(date -u +%Y%m%dT%H%M%S%N) && "
+            f"ls -1t {q(dest)}.bak-* | tail -n +{int(backups_keep) + 1} | xargs -r rm -f --"
+        )
+    yield f"mv -f {q(tmp)} {q(dest)}"
+
+
+@operation()
+def managed_file(dest: str, content: str, user: str, group: str, mode: str,
+                 validate: str | None = None, backups_keep: int = 0):
+    """Ensure DEST holds CONTENT with MODE and USER:GROUP, replaced atomically.
+
+    + dest: absolute path on the host
+    + content: the desired text
+    + user, group, mode: owner and octal mode, set at creation
+    + validate: shell command run on the new file before it replaces DEST (``{path}``)
+    + backups_keep: keep this many timestamped copies of replaced content
+
+    Content is compared by sha256, so an unchanged file costs one command.
+    """
+    current = host.get_fact(PathState, path=dest)
+    if current and current["sha256"] == sha256_text(content):
+        changes = []
+        if (current["user"], current["group"]) != (user, group):
+            changes.append(f"chown {q(user)}:{q(group)} {q(dest)}")
+        if current["mode"] != mode.zfill(4):
+            changes.append(f"chmod {mode} {q(dest)}")
+        if not changes:
+            host.noop(f"{dest} is up to date")
+        yield from changes
+        return
+    yield from atomic_write_commands(dest, content, user, group, mode, validate, backups_keep,
+                                     exists=current is not None)
+
+
+# -- python environment ---------------------------------------------------------------------
+def parse_requirements(text: str) -> list[Requirement]:
+    """Requirement lines of a requirements file (comments and blank lines skipped)."""
+    reqs = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            reqs.append(Requirement(line))
+        except InvalidRequirement as exc:
+            raise ValueError(f"line {number}: {line!r} is not a requirement ({exc})") from exc
+    return reqs
+
+
+def unmet_requirements(requirements: list[Requirement], installed: dict[str, str] | None) -> list[str]:
+    """Human lines for every requirement the installed set does not satisfy.
+
+    ``installed`` maps normalized names to versions (None: no venv). A
+    compromised release counts as unmet even when a specifier admits it.
+    """
+    unmet = []
+    for req in requirements:
+        name = canonicalize_name(req.name)
+        version = (installed or {}).get(name)
+        if version is None:
+            unmet.append(f"{name}: not installed -> {req.specifier or 'any'}")
+        elif version in COMPROMISED.get(name, ()):
+            unmet.append(f"{name}: {version} (compromised release) -> {req.specifier}")
+        elif not req.specifier.contains(version, prereleases=True):
+            unmet.append(f"{name}: {version} -> {req.specifier}")
+    return unmet
+
+
+@operation()
+def venv_requirements(venv: str, requirements_text: str, requirements_path: str, python: str, user: str):
+    """Ensure the venv at VENV satisfies every requirement, judged from what is installed.
+
+    + venv: path of the virtual environment (created with PYTHON if missing)
+    + requirements_text: the pins, to compare with what is installed
+    + requirements_path: the same pins as a file on the host, given to pip
+    + python: interpreter that creates the venv
+    + user: owner of the venv; pip runs as this user
+
+    Unlike ``pip.packages(requirements=...)`` it reports no change when every
+    installed version already satisfies its pin.
+    """
+    installed = host.get_fact(InstalledPackages, venv=venv)
+    unmet = unmet_requirements(parse_requirements(requirements_text), installed)
+    if not unmet:
+        host.noop(f"{venv}: every pin is satisfied")
+        return
+    if installed is None:
+        yield f"runuser -u {q(user)} -- {q(python)} -m venv {q(venv)}"
+    yield f"runuser -u {q(user)} -- {q(venv)}/bin/pip install --no-input --disable-pip-version-check -q -r {q(requirements_path)}"
+
+
+# -- systemd user units -----------------------------------------------------------------------
+def _changed(meta) -> bool:
+    """Whether an earlier operation changed (after it ran) or will change (while detecting)."""
+    return meta.did_change() if meta.is_complete() else bool(meta.will_change)
+
+
+@operation()
+def user_daemon_reload(user: str, when: list):
+    """Reload USER's systemd manager when any operation in WHEN changed a unit file.
+
+    + user: owner of the user manager
+    + when: OperationMeta of the unit file operations
+    """
+    if not any(_changed(m) for m in when):
+        host.noop(f"no unit file of {user} changed")
+        return
+    yield f"{_systemctl_user(user)} daemon-reload"
+
+
+@operation()
+def user_unit(user: str, unit: str, enabled: bool = True, running: bool = True, restart_when: list = ()):
+    """Ensure USER's unit UNIT is enabled/disabled and running/stopped.
+
+    + user: owner of the user manager (needs linger)
+    + unit: e.g. ``litellm.service`` or ``litellm-backup.timer``
+    + enabled, running: desired state
+    + restart_when: OperationMeta of the unit's inputs (unit file, config, env
+      file, database rows); a running unit restarts once if any changed. A
+      unit this operation starts is not restarted again.
+    """
+    state = host.get_fact(UserUnits, user=user, units=[unit]).get(unit, {})
+    is_enabled, is_active = state.get("enabled", False), state.get("active", False)
+    ctl = _systemctl_user(user)
+    commands = []
+    if enabled and not is_enabled:
+        commands.append(f"{ctl} enable {q(unit)}")
+    elif not enabled and is_enabled:
+        commands.append(f"{ctl} disable {q(unit)}")
+    if running and not is_active:
+        commands.append(f"{ctl} start {q(unit)}")
+    elif not running and is_active:
+        commands.append(f"{ctl} stop {q(unit)}")
+    elif running and is_active and any(_changed(m) for m in restart_when):
+        commands.append(f"{ctl} restart {q(unit)}")
+    if not commands:
+        host.noop(f"{unit} is {'enabled' if is_enabled else 'disabled'} and {'active' if is_active else 'inactive'}")
+    yield from commands

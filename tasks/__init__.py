@@ -1,0 +1,1 @@
+"""One concern per module; deploy.py composes them. Each exposes apply()."""

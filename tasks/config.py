@@ -1,0 +1,37 @@
+"""The proxy's rendered config, its env file and the tools in bin/ (cfg-01, sec-01).
+
+Returns the operations whose change must restart the proxy.
+"""
+
+import pathlib
+
+from pyinfra import host
+
+from litellm_runner.operations import managed_file
+from litellm_runner.render import render_config, venv
+from litellm_runner.secrets import env_file
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+YAML_CHECK = "{python} -c 'import sys, yaml; yaml.safe_load(open(sys.argv[1]))' {path}"
+
+
+def apply():
+    d = host.data
+    user, group = d.litellm_user, d.litellm_group
+    env = env_file(name=f"Env file {d.litellm_root}/env.litellm 0600 | sec-01",
+                   dest=f"{d.litellm_root}/env.litellm", user=user, group=group)
+    config = managed_file(
+        name=f"Rendered config {d.litellm_root}/state/config.generated.yaml | cfg-01",
+        dest=f"{d.litellm_root}/state/config.generated.yaml", content=render_config(d),
+        user=user, group=group, mode="0640", backups_keep=d.litellm_config_backups_keep,
+        validate=YAML_CHECK.replace("{python}", f"{venv(d)}/bin/python"),
+    )
+    tools = []
+    for tool in sorted((REPO / "files" / "bin").iterdir()):
+        if tool.is_file() and not tool.name.startswith("."):
+            tools.append(managed_file(
+                name=f"Tool {d.litellm_root}/bin/{tool.name} | cfg-02",
+                dest=f"{d.litellm_root}/bin/{tool.name}", content=tool.read_text(),
+                user=user, group=group, mode="0750",
+            ))
+    return {"env": env, "config": config, "tools": tools}

@@ -1,0 +1,15 @@
+"""The deployment root and state directories: owner and mode (fs-01)."""
+
+from pyinfra import host
+
+from litellm_runner.operations import directory
+
+
+def apply():
+    d = host.data
+    for rel in ["", *d.litellm_dirs]:
+        path = f"{d.litellm_root}/{rel}".rstrip("/")
+        directory(
+            name=f"Directory {path} {d.litellm_dir_mode} | fs-01",
+            path=path, user=d.litellm_user, group=d.litellm_group, mode=d.litellm_dir_mode,
+        )

@@ -1,0 +1,35 @@
+"""User systemd units and timers of the service user (svc-01, tmr-01).
+
+Unit files first, one daemon-reload if any changed, then each unit enabled
+and running (or stopped and disabled), restarted once when an input changed.
+"""
+
+from pyinfra import host
+
+from litellm_runner.operations import directory, managed_file, user_daemon_reload, user_unit
+from litellm_runner.render import render_units, wanted_units
+
+
+def apply(restart_inputs: dict[str, list]):
+    """RESTART_INPUTS: unit name -> OperationMeta of its inputs (config, env, venv...)."""
+    d = host.data
+    unit_dir = f"{d.litellm_home}/.config/systemd/user"
+    for rel in (".config", ".config/systemd", ".config/systemd/user"):
+        directory(name=f"Directory {d.litellm_home}/{rel} | svc-01", path=f"{d.litellm_home}/{rel}",
+                  user=d.litellm_user, group=d.litellm_group, mode="0750")
+    files = {}
+    for unit, text in render_units(d).items():
+        files[unit] = managed_file(
+            name=f"Unit file {unit} | svc-01", dest=f"{unit_dir}/{unit}", content=text,
+            user=d.litellm_user, group=d.litellm_group, mode="0640",
+        )
+    user_daemon_reload(name=f"Reload the user manager of {d.litellm_user} | svc-01",
+                       user=d.litellm_user, when=list(files.values()))
+    for unit, wanted in wanted_units(d).items():
+        kind = "tmr-01" if unit.endswith(".timer") else "svc-01"
+        inputs = [files[unit], *restart_inputs.get(unit, restart_inputs.get("*", []))]
+        user_unit(
+            name=f"Unit {unit} {'enabled and running' if wanted else 'stopped and disabled'} | {kind}",
+            user=d.litellm_user, unit=unit, enabled=wanted, running=wanted,
+            restart_when=inputs if unit.endswith(".service") else [files[unit]],
+        )
