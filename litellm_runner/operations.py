@@ -116,29 +116,57 @@ def atomic_write_commands(dest, content, user, group, mode, validate=None, backu
 @operation()
 def managed_file(dest: str, content: str, user: str, group: str, mode: str,
                  validate: str | None = None, backups_keep: int = 0):
-    """Ensure DEST holds CONTENT with MODE and USER:GROUP, replaced atomically.
+    """Ensure DEST holds CONTENT, replaced atomically; a new file gets MODE and owner at creation.
 
     + dest: absolute path on the host
     + content: the desired text
-    + user, group, mode: owner and octal mode, set at creation
+    + user, group, mode: owner and octal mode of the new file
     + validate: shell command run on the new file before it replaces DEST (``{path}``)
     + backups_keep: keep this many timestamped copies of replaced content
 
-    Content is compared by sha256, so an unchanged file costs one command.
+    Content is compared by sha256. Mode and owner drift of an existing file is
+    ``file_attrs``'s business, so that a change here always means new content
+    (what restarts a service).
     """
     current = host.get_fact(PathState, path=dest)
     if current and current["sha256"] == sha256_text(content):
-        changes = []
-        if (current["user"], current["group"]) != (user, group):
-            changes.append(f"chown {q(user)}:{q(group)} {q(dest)}")
-        if current["mode"] != mode.zfill(4):
-            changes.append(f"chmod {mode} {q(dest)}")
-        if not changes:
-            host.noop(f"{dest} is up to date")
-        yield from changes
+        host.noop(f"{dest} has the desired content")
         return
     yield from atomic_write_commands(dest, content, user, group, mode, validate, backups_keep,
                                      exists=current is not None)
+
+
+@operation()
+def file_attrs(path: str, user: str, group: str, mode: str):
+    """Ensure the existing file PATH has MODE and USER:GROUP.
+
+    + path: absolute path on the host
+    + user, group, mode: owner and octal mode
+    """
+    current = host.get_fact(PathState, path=path)
+    if current is None:
+        host.noop(f"{path} does not exist yet: it is created with {mode} {user}:{group}")
+        return
+    changes = []
+    if (current["user"], current["group"]) != (user, group):
+        changes.append(f"chown {q(user)}:{q(group)} {q(path)}")
+    if current["mode"] != mode.zfill(4):
+        changes.append(f"chmod {mode} {q(path)}")
+    if not changes:
+        host.noop(f"{path} is {mode} {user}:{group}")
+    yield from changes
+
+
+def file(label: str, dest: str, content: str, user: str, group: str, mode: str, **kwargs):
+    """Content and mode/owner of one file as two operations named after LABEL.
+
+    LABEL is ``"<what> | <control id>"``. Returns the content operation's meta.
+    """
+    what, _, control = label.partition(" | ")
+    meta = managed_file(name=f"{what} content | {control}", dest=dest, content=content,
+                        user=user, group=group, mode=mode, **kwargs)
+    file_attrs(name=f"{what} {mode} {user}:{group} | {control}", path=dest, user=user, group=group, mode=mode)
+    return meta
 
 
 # -- python environment ---------------------------------------------------------------------

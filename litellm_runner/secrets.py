@@ -21,7 +21,7 @@ from pyinfra import host
 from pyinfra.api import operation
 
 from .facts import PathState
-from .operations import atomic_write_commands, q, sha256_text
+from .operations import atomic_write_commands, sha256_text
 
 
 class SecretError(ValueError):
@@ -106,21 +106,11 @@ def env_file(dest: str, user: str, group: str):
 
     Compared by sha256, written atomically at 0600 from creation, never shown
     as a diff: values are not printed anywhere, placeholders (``dummy``...) are
-    written empty.
+    written empty. Mode and owner drift is fixed by ``file_attrs``.
     """
     content, _blanked = env_file_content(host.data)
     current = host.get_fact(PathState, path=dest)
     if current and current["sha256"] == sha256_text(content):
-        changes = []
-        if (current["user"], current["group"]) != (user, group):
-            changes.append(f"chown {q(user)}:{q(group)} {q(dest)}")
-        if current["mode"] != "0600":
-            changes.append(f"chmod 0600 {q(dest)}")
-        if not changes:
-            host.noop(f"{dest} holds the current secrets, 0600")
-        yield from changes
+        host.noop(f"{dest} holds the current secrets")
         return
     yield from atomic_write_commands(dest, content, user, group, "0600")
-
-
-

@@ -7,7 +7,7 @@ import pathlib
 
 from pyinfra import host
 
-from litellm_runner.operations import managed_file
+from litellm_runner.operations import file, file_attrs
 from litellm_runner.render import render_config, venv
 from litellm_runner.secrets import env_file
 
@@ -18,10 +18,12 @@ YAML_CHECK = "{python} -c 'import sys, yaml; yaml.safe_load(open(sys.argv[1]))' 
 def apply():
     d = host.data
     user, group = d.litellm_user, d.litellm_group
-    env = env_file(name=f"Env file {d.litellm_root}/env.litellm 0600 | sec-01",
-                   dest=f"{d.litellm_root}/env.litellm", user=user, group=group)
-    config = managed_file(
-        name=f"Rendered config {d.litellm_root}/state/config.generated.yaml | cfg-01",
+    env_path = f"{d.litellm_root}/env.litellm"
+    env = env_file(name=f"Env file {env_path} content | sec-01", dest=env_path, user=user, group=group)
+    file_attrs(name=f"Env file {env_path} 0600 {user}:{group} | sec-01", path=env_path,
+               user=user, group=group, mode="0600")
+    config = file(
+        f"Rendered config {d.litellm_root}/state/config.generated.yaml | cfg-01",
         dest=f"{d.litellm_root}/state/config.generated.yaml", content=render_config(d),
         user=user, group=group, mode="0640", backups_keep=d.litellm_config_backups_keep,
         validate=YAML_CHECK.replace("{python}", f"{venv(d)}/bin/python"),
@@ -29,8 +31,8 @@ def apply():
     tools = []
     for tool in sorted((REPO / "files" / "bin").iterdir()):
         if tool.is_file() and not tool.name.startswith("."):
-            tools.append(managed_file(
-                name=f"Tool {d.litellm_root}/bin/{tool.name} | cfg-02",
+            tools.append(file(
+                f"Tool {d.litellm_root}/bin/{tool.name} | cfg-02",
                 dest=f"{d.litellm_root}/bin/{tool.name}", content=tool.read_text(),
                 user=user, group=group, mode="0750",
             ))

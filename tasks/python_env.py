@@ -8,7 +8,7 @@ import pathlib
 from pyinfra import host
 from pyinfra.operations import apt
 
-from litellm_runner.operations import managed_file, venv_requirements
+from litellm_runner.operations import file, venv_requirements
 from litellm_runner.render import venv
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -23,8 +23,8 @@ def apply():
     )
     text = (REPO / d.litellm_venv_requirements).read_text()
     path = f"{d.litellm_root}/state/venv-requirements.txt"
-    managed_file(
-        name=f"Pins file {path} | py-01",
+    file(
+        f"Pins file {path} | py-01",
         dest=path, content=text, user=d.litellm_user, group=d.litellm_group, mode="0640",
     )
     return [venv_requirements(

@@ -6,7 +6,7 @@ and running (or stopped and disabled), restarted once when an input changed.
 
 from pyinfra import host
 
-from litellm_runner.operations import directory, managed_file, user_daemon_reload, user_unit
+from litellm_runner.operations import directory, file, user_daemon_reload, user_unit
 from litellm_runner.render import render_units, wanted_units
 
 
@@ -19,8 +19,8 @@ def apply(restart_inputs: dict[str, list]):
                   user=d.litellm_user, group=d.litellm_group, mode="0750")
     files = {}
     for unit, text in render_units(d).items():
-        files[unit] = managed_file(
-            name=f"Unit file {unit} | svc-01", dest=f"{unit_dir}/{unit}", content=text,
+        files[unit] = file(
+            f"Unit file {unit} | svc-01", dest=f"{unit_dir}/{unit}", content=text,
             user=d.litellm_user, group=d.litellm_group, mode="0640",
         )
     user_daemon_reload(name=f"Reload the user manager of {d.litellm_user} | svc-01",

@@ -1,0 +1,44 @@
+# Two commands from a fresh clone: `make converge` and `make test`.
+# Real hosts: set LITELLM_INVENTORY=hosts.yml (see README); otherwise the
+# targets use the podman sandbox host.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYINFRA := $(VENV)/bin/pyinfra
+SANDBOX ?= litellm-sandbox
+SANDBOX_PORT ?= 2222
+
+.PHONY: converge dry check test unit integration sandbox-up sandbox-down system-deps venv
+
+converge: system-deps venv
+ifndef LITELLM_INVENTORY
+	@$(PY) -m litellm_runner.sandbox up --name $(SANDBOX) --port $(SANDBOX_PORT)
+endif
+	$(PYINFRA) inventory.py deploy.py -y
+
+dry: venv
+	$(PYINFRA) inventory.py deploy.py --dry
+
+test: system-deps venv
+	$(PY) -m pytest tests/ -v -p no:cacheprovider
+
+unit: venv
+	$(PY) -m pytest tests/unit -q -p no:cacheprovider
+
+integration: system-deps venv
+	$(PY) -m pytest tests/integration -v -p no:cacheprovider
+
+sandbox-up: system-deps venv
+	@$(PY) -m litellm_runner.sandbox up --name $(SANDBOX) --port $(SANDBOX_PORT)
+
+sandbox-down:
+	@python3 -m litellm_runner.sandbox down --name $(SANDBOX)
+
+system-deps:
+	@scripts/system-deps
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@

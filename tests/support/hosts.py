@@ -1,0 +1,80 @@
+"""Reach sandbox hosts the way an operator does: real SSH, real pyinfra runs.
+
+Verification goes through plain ``ssh`` commands, independent of pyinfra's
+facts; pyinfra runs go through its CLI with ``--json`` (its structured output).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from litellm_runner import sandbox
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+PYINFRA = str(pathlib.Path(sys.executable).parent / "pyinfra")
+
+
+@dataclass
+class Host:
+    name: str
+    port: int
+
+    def ssh(self, command: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+        data = sandbox.host_data(self.name)
+        proc = subprocess.run(
+            ["ssh", "-i", data["ssh_key"], "-p", str(data["ssh_port"]), "-o", "BatchMode=yes",
+             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+             "root@127.0.0.1", command],
+            capture_output=True, text=True, timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"ssh {self.name}: {command!r} exited {proc.returncode}: {proc.stderr.strip()}")
+        return proc
+
+    def out(self, command: str, **kwargs) -> str:
+        return self.ssh(command, **kwargs).stdout.strip()
+
+    def wait_for(self, command: str, timeout: float = 120) -> str:
+        """Run COMMAND until it succeeds; its output."""
+        deadline, last = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            last = self.ssh(command, check=False, timeout=30)
+            if last.returncode == 0:
+                return last.stdout.strip()
+            time.sleep(1)
+        raise AssertionError(f"{self.name}: {command!r} did not succeed within {timeout}s: {last.stderr.strip()}")
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.stdout)
+
+    def changed(self, host: str | None = None) -> list[str]:
+        """Names of the operations that changed a host (apply) or would change it (--dry)."""
+        doc = self.json
+        if doc.get("results"):
+            ops = doc["results"]["operations"]
+            return [o["name"] for o in ops if (host in o["success"] if host else o["success"])]
+        return [o["name"] for o in doc["plan"]
+                if (host in o["hosts_with_change"] if host else o["hosts_with_change"])]
+
+
+def pyinfra(hosts: list[str], *args: str, timeout: float = 1800, env: dict | None = None) -> Run:
+    """``pyinfra inventory.py deploy.py ARGS --json`` against the sandboxes HOSTS."""
+    full_env = {**os.environ, "LITELLM_SANDBOXES": ",".join(hosts), "PYINFRA_PROGRESS": "off", **(env or {})}
+    full_env.pop("LITELLM_INVENTORY", None)
+    proc = subprocess.run([PYINFRA, "inventory.py", "deploy.py", *args, "--json"], cwd=REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    return Run(proc.returncode, proc.stdout, proc.stderr)

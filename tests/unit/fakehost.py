@@ -1,0 +1,40 @@
+"""Run an operation's generator against given facts, without a host.
+
+    commands, noops = run_op(linger, facts={Linger: True}, user="litellm")
+
+Facts are looked up by class (or by (class, frozenset(kwargs.items())) for
+facts asked with different arguments); the commands come back as strings.
+"""
+
+from types import SimpleNamespace
+
+from pyinfra.api import FileUploadCommand, StringCommand
+from pyinfra.context import ctx_host
+
+
+class FakeHost:
+    def __init__(self, facts, data=None):
+        self.facts, self.noops = facts, []
+        self.data = SimpleNamespace(**(data or {}))
+
+    def get_fact(self, cls, **kwargs):
+        key = (cls, frozenset((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()))
+        return self.facts[key] if key in self.facts else self.facts[cls]
+
+    def noop(self, message):
+        self.noops.append(message)
+
+
+def as_text(command):
+    if isinstance(command, FileUploadCommand):
+        return f"UPLOAD -> {command.dest}"
+    if isinstance(command, StringCommand):
+        return command.get_raw_value()
+    return str(command)
+
+
+def run_op(op, facts, data=None, **kwargs):
+    fake = FakeHost(facts, data)
+    with ctx_host.use(fake):
+        commands = [as_text(c) for c in op._inner(**kwargs)]
+    return commands, fake.noops

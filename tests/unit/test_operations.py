@@ -1,0 +1,176 @@
+"""Data-driven tests of the custom operations: facts in, commands or noop out."""
+
+import pytest
+
+from litellm_runner.facts import InstalledPackages, Linger, PathState, UserUnits
+from litellm_runner.operations import (
+    directory, file_attrs, linger, managed_file, parse_requirements, sha256_text, unmet_requirements,
+    user_unit, venv_requirements,
+)
+from tests.unit.fakehost import run_op
+
+DIR = {"type": "directory", "mode": "0750", "user": "litellm", "group": "litellm", "sha256": None}
+
+
+@pytest.mark.parametrize("present, fact, expected", [
+    (True, True, []),
+    (True, False, ["loginctl enable-linger litellm"]),
+    (False, True, ["loginctl disable-linger litellm"]),
+    (False, False, []),
+])
+def test_linger(present, fact, expected):
+    commands, noops = run_op(linger, {Linger: fact}, user="litellm", present=present)
+    assert [c.split(" && ")[0] for c in commands] == expected
+    assert bool(noops) == (not expected)
+
+
+@pytest.mark.parametrize("fact, expected", [
+    (DIR, []),
+    ({**DIR, "mode": "0777"}, ["chmod 0750 /r/state"]),
+    ({**DIR, "mode": "0775", "user": "root"}, ["chown litellm:litellm /r/state", "chmod 0750 /r/state"]),
+    (None, ["(umask 077 && mkdir /r/state) && chown litellm:litellm /r/state && chmod 0750 /r/state"]),
+])
+def test_directory(fact, expected):
+    commands, noops = run_op(directory, {PathState: fact}, path="/r/state", user="litellm",
+                             group="litellm", mode="0750")
+    assert commands == expected
+    assert noops == ([] if expected else ["/r/state is a directory, 0750, litellm:litellm"])
+
+
+def test_directory_refuses_a_file_in_the_way():
+    with pytest.raises(ValueError, match="/r/state exists and is a file"):
+        run_op(directory, {PathState: {**DIR, "type": "file"}}, path="/r/state", user="litellm",
+               group="litellm", mode="0750")
+
+
+FILE = {"type": "file", "mode": "0640", "user": "litellm", "group": "litellm", "sha256": sha256_text("a: 1\n")}
+
+
+@pytest.mark.parametrize("fact, expected", [
+    (FILE, []),
+    ({**FILE, "mode": "0644"}, []),  # mode drift is file_attrs' business
+    (None, ["install -m 0640 -o litellm -g litellm /dev/null /r/c.yaml.tmp-litellm-runner",
+            "UPLOAD -> /r/c.yaml.tmp-litellm-runner", "mv -f /r/c.yaml.tmp-litellm-runner /r/c.yaml"]),
+])
+def test_managed_file(fact, expected):
+    commands, _ = run_op(managed_file, {PathState: fact}, dest="/r/c.yaml", content="a: 1\n",
+                         user="litellm", group="litellm", mode="0640")
+    assert commands == expected
+
+
+@pytest.mark.parametrize("fact, expected", [
+    (FILE, []),
+    ({**FILE, "mode": "0644"}, ["chmod 0640 /r/c.yaml"]),
+    ({**FILE, "user": "root"}, ["chown litellm:litellm /r/c.yaml"]),
+    (None, []),  # created with its mode by managed_file
+])
+def test_file_attrs(fact, expected):
+    commands, noops = run_op(file_attrs, {PathState: fact}, path="/r/c.yaml", user="litellm",
+                             group="litellm", mode="0640")
+    assert commands == expected
+    assert bool(noops) == (not expected)
+
+
+def test_managed_file_changed_content_is_validated_backed_up_then_renamed():
+    commands, _ = run_op(managed_file, {PathState: {**FILE, "sha256": "0" * 64}}, dest="/r/c.yaml",
+                         content="a: 2\n", user="litellm", group="litellm", mode="0640",
+                         validate="check {path}", backups_keep=3)
+    assert commands[0].startswith("install -m 0640")  # mode set at creation
+    assert commands[2] == "check /r/c.yaml.tmp-litellm-runner"  # before it replaces the live file
+    assert "tail -n +4" in commands[3]  # keeps 3 backups
+    assert commands[-1] == "mv -f /r/c.yaml.tmp-litellm-runner /r/c.yaml"
+
+
+PINS = parse_requirements("""
+litellm[proxy]==1.102.4   # the proxy
+fastapi-users>=15.0.2
+urllib3>=2.7.0
+pyasn1>=0.6.3
+""")
+
+
+@pytest.mark.parametrize("installed, unmet", [
+    ({"litellm": "1.102.4", "fastapi-users": "15.0.5", "urllib3": "2.8.0", "pyasn1": "0.6.3"}, []),
+    ({"litellm": "1.102.4", "fastapi-users": "14.0.2", "urllib3": "2.5.0", "pyasn1": "0.6.1"},
+     ["fastapi-users: 14.0.2 -> >=15.0.2", "urllib3: 2.5.0 -> >=2.7.0", "pyasn1: 0.6.1 -> >=0.6.3"]),
+    ({"litellm": "1.102.4", "fastapi-users": "15.0.2", "urllib3": "2.6.3", "pyasn1": "0.6.3"},
+     ["urllib3: 2.6.3 -> >=2.7.0"]),  # the incident's 2.6.3 pin is no longer enough
+    ({"fastapi-users": "15.0.2", "urllib3": "2.7.0", "pyasn1": "0.6.3"}, ["litellm: not installed -> ==1.102.4"]),
+    (None, ["litellm: not installed -> ==1.102.4", "fastapi-users: not installed -> >=15.0.2",
+            "urllib3: not installed -> >=2.7.0", "pyasn1: not installed -> >=0.6.3"]),
+])
+def test_unmet_requirements(installed, unmet):
+    assert unmet_requirements(PINS, installed) == unmet
+
+
+def test_compromised_litellm_is_unmet_even_if_admitted():
+    assert unmet_requirements(parse_requirements("litellm>=1.80"), {"litellm": "1.82.7"}) == [
+        "litellm: 1.82.7 (compromised release) -> >=1.80"]
+
+
+def test_bad_requirement_line_is_named():
+    with pytest.raises(ValueError, match="line 2: 'urllib3>=>2' is not a requirement"):
+        parse_requirements("ecdsa==0.19.1\nurllib3>=>2\n")
+
+
+@pytest.mark.parametrize("installed, expected", [
+    ({"urllib3": "2.8.0"}, []),
+    ({"urllib3": "2.5.0"}, ["runuser -u litellm -- /v/bin/pip install --no-input --disable-pip-version-check -q -r /r/pins.txt"]),
+    (None, ["runuser -u litellm -- /usr/bin/python3 -m venv /v",
+            "runuser -u litellm -- /v/bin/pip install --no-input --disable-pip-version-check -q -r /r/pins.txt"]),
+])
+def test_venv_requirements(installed, expected):
+    commands, noops = run_op(venv_requirements, {InstalledPackages: installed}, venv="/v",
+                             requirements_text="urllib3>=2.7.0\n", requirements_path="/r/pins.txt",
+                             python="/usr/bin/python3", user="litellm")
+    assert commands == expected
+    assert noops == ([] if expected else ["/v: every pin is satisfied"])
+
+
+class Meta:
+    """Stands in for an earlier operation's OperationMeta."""
+
+    def __init__(self, changed):
+        self.changed = changed
+
+    def is_complete(self):
+        return True
+
+    def did_change(self):
+        return self.changed
+
+
+CTL = "systemctl --user --machine=litellm@.host"
+
+
+@pytest.mark.parametrize("state, wanted, inputs_changed, expected", [
+    ({"enabled": True, "active": True}, True, False, []),
+    ({"enabled": True, "active": True}, True, True, [f"{CTL} restart litellm.service"]),
+    ({}, True, True, [f"{CTL} enable litellm.service", f"{CTL} start litellm.service"]),  # no restart after start
+    ({"enabled": False, "active": True}, True, False, [f"{CTL} enable litellm.service"]),
+    ({"enabled": True, "active": True}, False, True, [f"{CTL} disable litellm.service", f"{CTL} stop litellm.service"]),
+    ({"enabled": False, "active": False}, False, False, []),
+])
+def test_user_unit(state, wanted, inputs_changed, expected):
+    commands, noops = run_op(user_unit, {UserUnits: {"litellm.service": state} if state else {}},
+                             user="litellm", unit="litellm.service", enabled=wanted, running=wanted,
+                             restart_when=[Meta(False), Meta(inputs_changed)])
+    assert commands == expected
+    assert bool(noops) == (not expected)
+
+
+def test_user_units_fact_parses_systemctl_show():
+    out = ["Id=litellm.service", "LoadState=loaded", "UnitFileState=enabled", "ActiveState=active",
+           "NextElapseUSecRealtime=", "", "Id=litellm-backup.timer", "LoadState=loaded",
+           "UnitFileState=disabled", "ActiveState=inactive", "NextElapseUSecRealtime=Tue 2026-11-24 02:07:00 UTC"]
+    units = UserUnits().process(out)
+    assert units["litellm.service"] == {"enabled": True, "active": True, "load": "loaded", "next_elapse": ""}
+    assert units["litellm-backup.timer"]["enabled"] is False
+    assert units["litellm-backup.timer"]["next_elapse"].startswith("Tue 2026-11-24")
+
+
+def test_path_state_fact():
+    assert PathState().process(["missing"]) is None
+    assert PathState().process(["directory|777|litellm|litellm"]) == {
+        "type": "directory", "mode": "0777", "user": "litellm", "group": "litellm", "sha256": None}
+    assert PathState().process(["regular file|600|litellm|litellm", "ab" * 32])["sha256"] == "ab" * 32
