@@ -7,6 +7,7 @@ PYINFRA := $(VENV)/bin/pyinfra
 SANDBOX ?= litellm-sandbox
 SANDBOX_PORT ?= 2222
 
+
 .PHONY: converge dry check test unit integration sandbox-up sandbox-down system-deps venv
 
 converge: system-deps venv
@@ -17,6 +18,11 @@ endif
 
 dry: venv
 	$(PYINFRA) inventory.py deploy.py --dry
+
+# exit 0: no drift, 2: drift, 1: the check could not run. Reports in reports/.
+check: venv
+	@mkdir -p reports
+	$(PY) -m litellm_runner.check --json reports/drift.json --junit reports/drift.xml
 
 test: system-deps venv
 	$(PY) -m pytest tests/ -v -p no:cacheprovider

@@ -19,6 +19,9 @@ from packaging.utils import canonicalize_name
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, StringCommand, operation
 
+from pyinfra.facts.files import FileContents
+
+from . import drift
 from .facts import InstalledPackages, Linger, PathState, UserUnits
 
 # PyPI releases that were compromised (credential stealer): never accepted installed.
@@ -51,6 +54,7 @@ def linger(user: str, present: bool = True):
     if host.get_fact(Linger, user=user) == present:
         host.noop(f"linger for {user} is already {'on' if present else 'off'}")
         return
+    drift.record("linger", "on" if not present else "off", "on" if present else "off")
     if present:
         yield (
             f"loginctl enable-linger {q(user)} && timeout 30 sh -c "
@@ -74,10 +78,12 @@ def directory(path: str, user: str, group: str, mode: str):
     """
     current = host.get_fact(PathState, path=path)
     if current is None:
+        drift.record("directory", None, {"mode": mode, "owner": f"{user}:{group}"})
         yield f"(umask 077 && mkdir {q(path)}) && chown {q(user)}:{q(group)} {q(path)} && chmod {mode} {q(path)}"
         return
     if current["type"] != "directory":
         raise ValueError(f"{path} exists and is a {current['type']}, not a directory")
+    _record_attrs("directory", current, user, group, mode)
     changes = []
     if (current["user"], current["group"]) != (user, group):
         changes.append(f"chown {q(user)}:{q(group)} {q(path)}")
@@ -86,6 +92,13 @@ def directory(path: str, user: str, group: str, mode: str):
     if not changes:
         host.noop(f"{path} is a directory, {mode}, {user}:{group}")
     yield from changes
+
+
+def _record_attrs(kind, current, user, group, mode):
+    before = {"mode": current["mode"], "owner": f"{current['user']}:{current['group']}"}
+    after = {"mode": mode.zfill(4), "owner": f"{user}:{group}"}
+    if before != after:
+        drift.record(kind, before, after)
 
 
 def sha256_text(content: str) -> str:
@@ -132,6 +145,10 @@ def managed_file(dest: str, content: str, user: str, group: str, mode: str,
     if current and current["sha256"] == sha256_text(content):
         host.noop(f"{dest} has the desired content")
         return
+    if not host.state.is_executing:
+        old = host.get_fact(FileContents, path=dest) if current else None
+        drift.record("file", current and f"sha256:{current['sha256'][:12]}", f"sha256:{sha256_text(content)[:12]}",
+                     drift.unified("\n".join(old or []), content, dest))
     yield from atomic_write_commands(dest, content, user, group, mode, validate, backups_keep,
                                      exists=current is not None)
 
@@ -147,6 +164,7 @@ def file_attrs(path: str, user: str, group: str, mode: str):
     if current is None:
         host.noop(f"{path} does not exist yet: it is created with {mode} {user}:{group}")
         return
+    _record_attrs("file", current, user, group, mode)
     changes = []
     if (current["user"], current["group"]) != (user, group):
         changes.append(f"chown {q(user)}:{q(group)} {q(path)}")
@@ -221,6 +239,10 @@ def venv_requirements(venv: str, requirements_text: str, requirements_path: str,
     if not unmet:
         host.noop(f"{venv}: every pin is satisfied")
         return
+    for line in unmet:
+        name, _, change = line.partition(": ")
+        before, _, after = change.partition(" -> ")
+        drift.record("package", {"name": name, "version": before}, {"name": name, "version": after})
     if installed is None:
         yield f"runuser -u {q(user)} -- {q(python)} -m venv {q(venv)}"
     yield f"runuser -u {q(user)} -- {q(venv)}/bin/pip install --no-input --disable-pip-version-check -q -r {q(requirements_path)}"
@@ -272,4 +294,8 @@ def user_unit(user: str, unit: str, enabled: bool = True, running: bool = True, 
         commands.append(f"{ctl} restart {q(unit)}")
     if not commands:
         host.noop(f"{unit} is {'enabled' if is_enabled else 'disabled'} and {'active' if is_active else 'inactive'}")
+    elif any(not c.split()[-2] == "restart" for c in commands):
+        drift.record("unit", {"enabled": is_enabled, "active": is_active}, {"enabled": enabled, "active": running})
+    else:  # only a restart: a consequence of drift in an input, not drift of its own
+        drift.record("restart", None, "restart")
     yield from commands

@@ -20,6 +20,9 @@ import stat
 from pyinfra import host
 from pyinfra.api import operation
 
+from pyinfra.facts.files import FileContents
+
+from . import drift
 from .facts import PathState
 from .operations import atomic_write_commands, sha256_text
 
@@ -72,6 +75,16 @@ def fingerprint(value: str) -> str:
     return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:8] if value else "(empty)"
 
 
+def masked_env(lines) -> dict[str, str]:
+    """KEY -> fingerprint of its value, for showing env file drift without values."""
+    out = {}
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep and not key.startswith("#"):
+            out[key.strip()] = fingerprint(value.strip())
+    return out
+
+
 def is_placeholder(value: str, placeholders: list[str]) -> bool:
     return value.strip().lower() in {p.lower() for p in placeholders}
 
@@ -113,4 +126,9 @@ def env_file(dest: str, user: str, group: str):
     if current and current["sha256"] == sha256_text(content):
         host.noop(f"{dest} holds the current secrets")
         return
+    if not host.state.is_executing:
+        old = host.get_fact(FileContents, path=dest) if current else None
+        before, after = masked_env(old or []), masked_env(content.splitlines())
+        drift.record("secret-file", {k: v for k, v in before.items() if after.get(k) != v},
+                     {k: v for k, v in after.items() if before.get(k) != v})
     yield from atomic_write_commands(dest, content, user, group, "0600")

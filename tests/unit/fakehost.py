@@ -13,9 +13,13 @@ from pyinfra.context import ctx_host
 
 
 class FakeHost:
+    name = "fake-host"
+    current_op_hash = None
+
     def __init__(self, facts, data=None):
         self.facts, self.noops = facts, []
         self.data = SimpleNamespace(**(data or {}))
+        self.state = SimpleNamespace(is_executing=False, op_meta={})
 
     def get_fact(self, cls, **kwargs):
         key = (cls, frozenset((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()))
@@ -34,7 +38,16 @@ def as_text(command):
 
 
 def run_op(op, facts, data=None, **kwargs):
+    """(commands, noop messages); drift items recorded land in ``last_drift``."""
+    from litellm_runner import drift
+
+    drift.records().pop(FakeHost.name, None)
     fake = FakeHost(facts, data)
     with ctx_host.use(fake):
         commands = [as_text(c) for c in op._inner(**kwargs)]
+    global last_drift
+    last_drift = drift.records().pop(FakeHost.name, [])
     return commands, fake.noops
+
+
+last_drift: list = []

@@ -7,6 +7,9 @@ from litellm_runner.operations import (
     directory, file_attrs, linger, managed_file, parse_requirements, sha256_text, unmet_requirements,
     user_unit, venv_requirements,
 )
+from pyinfra.facts.files import FileContents
+
+from tests.unit import fakehost
 from tests.unit.fakehost import run_op
 
 DIR = {"type": "directory", "mode": "0750", "user": "litellm", "group": "litellm", "sha256": None}
@@ -35,6 +38,10 @@ def test_directory(fact, expected):
                              group="litellm", mode="0750")
     assert commands == expected
     assert noops == ([] if expected else ["/r/state is a directory, 0750, litellm:litellm"])
+    if fact and expected:  # the drift report says what differs, before -> after
+        assert fakehost.last_drift == [{"id": "unknown operation", "kind": "directory",
+                                        "before": {"mode": fact["mode"], "owner": f"{fact['user']}:litellm"},
+                                        "after": {"mode": "0750", "owner": "litellm:litellm"}}]
 
 
 def test_directory_refuses_a_file_in_the_way():
@@ -72,13 +79,15 @@ def test_file_attrs(fact, expected):
 
 
 def test_managed_file_changed_content_is_validated_backed_up_then_renamed():
-    commands, _ = run_op(managed_file, {PathState: {**FILE, "sha256": "0" * 64}}, dest="/r/c.yaml",
+    commands, _ = run_op(managed_file, {PathState: {**FILE, "sha256": "0" * 64}, FileContents: ["a: 1"]}, dest="/r/c.yaml",
                          content="a: 2\n", user="litellm", group="litellm", mode="0640",
                          validate="check {path}", backups_keep=3)
     assert commands[0].startswith("install -m 0640")  # mode set at creation
     assert commands[2] == "check /r/c.yaml.tmp-litellm-runner"  # before it replaces the live file
     assert "tail -n +4" in commands[3]  # keeps 3 backups
     assert commands[-1] == "mv -f /r/c.yaml.tmp-litellm-runner /r/c.yaml"
+    # the drift report shows what differs as a unified diff
+    assert fakehost.last_drift[0]["diff"][-2:] == ["-a: 1", "+a: 2"]
 
 
 PINS = parse_requirements("""
@@ -101,6 +110,13 @@ pyasn1>=0.6.3
 ])
 def test_unmet_requirements(installed, unmet):
     assert unmet_requirements(PINS, installed) == unmet
+
+
+def test_package_drift_names_versions():
+    run_op(venv_requirements, {InstalledPackages: {"urllib3": "2.5.0"}}, venv="/v",
+           requirements_text="urllib3>=2.7.0\n", requirements_path="/r/p", python="/usr/bin/python3", user="u")
+    assert [(d["before"], d["after"]) for d in fakehost.last_drift] == [
+        ({"name": "urllib3", "version": "2.5.0"}, {"name": "urllib3", "version": ">=2.7.0"})]
 
 
 def test_compromised_litellm_is_unmet_even_if_admitted():
