@@ -115,7 +115,7 @@ litellm_timers = {  # schedule (systemd OnCalendar) and command ({python}, {root
         "enabled": True,
         "on_calendar": "hourly",
         "randomized_delay": "5min",
-        "command": "{python} {root}/bin/litellm-status --quiet",
+        "command": "{python} {root}/bin/litellm-compliance-check",
     },
     "litellm-knowledge-refresh": {
         "enabled": True,

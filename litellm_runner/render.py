@@ -94,3 +94,21 @@ def wanted_units(data) -> dict[str, bool]:
     wanted = {f"{n}.service": bool(s["enabled"]) for n, s in _get(data, "litellm_services").items()}
     wanted.update({f"{n}.timer": bool(t["enabled"]) for n, t in _get(data, "litellm_timers").items()})
     return wanted
+
+
+def render_compliance(data) -> str:
+    """The desired state litellm-compliance-check verifies on the host (no secrets)."""
+    root, user = _get(data, "litellm_root"), _get(data, "litellm_user")
+    mode = _get(data, "litellm_dir_mode")
+    paths = [{"path": f"{root}/{rel}".rstrip("/"), "mode": mode, "user": user}
+             for rel in ["", *_get(data, "litellm_dirs")]]
+    paths.append({"path": f"{root}/env.litellm", "mode": "0600", "user": user})
+    ports = [s["port"] for s in _get(data, "litellm_services").values() if s.get("enabled")]
+    return json.dumps({
+        "paths": paths,
+        "units": wanted_units(data),
+        "config": f"{root}/state/config.generated.yaml",
+        "settings": {"general_settings": _get(data, "general_settings"),
+                     "litellm_settings": _get(data, "litellm_settings")},
+        "ports": ports,
+    }, indent=2, sort_keys=True) + "\n"

@@ -8,7 +8,7 @@ import pathlib
 from pyinfra import host
 
 from litellm_runner.operations import file, file_attrs
-from litellm_runner.render import render_config, venv
+from litellm_runner.render import render_compliance, render_config, venv
 from litellm_runner.secrets import env_file
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -28,6 +28,9 @@ def apply():
         user=user, group=group, mode="0640", backups_keep=d.litellm_config_backups_keep,
         validate=YAML_CHECK.replace("{python}", f"{venv(d)}/bin/python"),
     )
+    file(f"Compliance desired state {d.litellm_root}/state/compliance-desired.json | cmp-01",
+         dest=f"{d.litellm_root}/state/compliance-desired.json", content=render_compliance(d),
+         user=user, group=group, mode="0640")
     tools = []
     for tool in sorted((REPO / "files" / "bin").iterdir()):
         if tool.is_file() and not tool.name.startswith("."):

@@ -26,7 +26,21 @@ def dry_before(host):
 
 
 @pytest.fixture(scope="session")
-def converged(host, dry_before):
+def check_before(host):
+    """The drift check on the untouched incident host: (process, JSON report)."""
+    import json, os, subprocess, sys, tempfile
+    from tests.support.hosts import REPO
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/drift.json"
+        proc = subprocess.run([sys.executable, "-m", "litellm_runner.check", "--json", path], cwd=REPO,
+                              capture_output=True, text=True, timeout=900,
+                              env={**os.environ, "LITELLM_SANDBOXES": host.name})
+        report = json.loads(open(path).read()) if os.path.exists(path) else None
+    return proc, report
+
+
+@pytest.fixture(scope="session")
+def converged(host, dry_before, check_before):
     """The first converge, then the second; both runs returned."""
     first = pyinfra([host.name], "-y")
     assert first.returncode == 0, first.stderr[-3000:]

@@ -1,0 +1,163 @@
+"""The drift check tells the truth: exit 0/2/1, every kind of drift named in
+the JSON report, and no secret in any output, report, log or process list."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.support.hosts import REPO, pyinfra
+
+ROOT = "/home/litellm/litellm"
+CTL = "systemctl --user --machine=litellm@.host"
+
+
+def check(host, tmp_path, env=None):
+    report = tmp_path / "drift.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "litellm_runner.check", "--json", str(report), "--junit", str(tmp_path / "drift.xml")],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "LITELLM_SANDBOXES": host.name, **(env or {})})
+    return proc, (json.loads(report.read_text()) if report.exists() else None)
+
+
+def test_check_on_a_never_converged_host_reports_every_item(check_before):
+    proc, report = check_before
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    items = {i["id"] for h in report["hosts"].values() for i in h["items"] if i["status"] == "drift"}
+    assert report["schema"] == "litellm-runner/drift-report" and report["version"] == 1
+    for expected in ("Linger for litellm | users-02", f"Directory {ROOT}/state 0750 | fs-01",
+                     f"Venv {ROOT}/venv satisfies its pins | py-01", "Unit litellm.service enabled and running | svc-01"):
+        assert expected in items
+    by_id = {i["id"]: i for h in report["hosts"].values() for i in h["items"]}
+    assert by_id[f"Directory {ROOT}/state 0750 | fs-01"]["before"]["mode"] == "0777"
+    packages = {i["before"]["name"]: i["before"]["version"] for i in by_id.values() if i["kind"] == "package"}
+    assert packages == {"fastapi-users": "14.0.2", "urllib3": "2.5.0", "pyasn1": "0.6.1"}
+
+
+def test_check_after_converge_is_clean(converged, host, tmp_path):
+    proc, report = check(host, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    assert report["status"] == "ok" and report["totals"]["items"] == 0
+
+
+def test_check_is_not_fooled_by_pyinfra_yes(converged, host, tmp_path):
+    host.ssh(f"chmod 0777 {ROOT}/logs")
+    try:
+        proc, report = check(host, tmp_path, env={"PYINFRA_YES": "1"})
+        assert proc.returncode == 2
+        assert [i["id"] for i in report["hosts"][host.name]["items"]] == [f"Directory {ROOT}/logs 0750 | fs-01"]
+        refused = subprocess.run([sys.executable, "-m", "litellm_runner.check", "-y"], cwd=REPO,
+                                 capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1 and "-y/--yes skips change detection" in refused.stderr
+    finally:
+        host.ssh(f"chmod 0750 {ROOT}/logs")
+
+
+def test_check_that_cannot_run_exits_1(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "litellm_runner.check"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "LITELLM_SANDBOXES": "no-such-sandbox"})
+    assert proc.returncode == 1
+    assert "sandbox no-such-sandbox is not running" in proc.stderr
+
+
+DRIFTS = [
+    pytest.param(f"chmod 0775 {ROOT}/state/redis", f"Directory {ROOT}/state/redis 0750 | fs-01",
+                 {"mode": "0775", "owner": "litellm:litellm"}, id="directory-mode"),
+    pytest.param(f"sed -i 's/store_prompts_in_spend_logs: false/store_prompts_in_spend_logs: true/' "
+                 f"{ROOT}/state/config.generated.yaml",
+                 f"Rendered config {ROOT}/state/config.generated.yaml content | cfg-01", None, id="config-line"),
+    pytest.param(f"sed -i 's/^REDIS_PORT=.*/REDIS_PORT=6380/' {ROOT}/env.litellm",
+                 f"Env file {ROOT}/env.litellm content | sec-01", None, id="env-file"),
+    pytest.param("sed -i 's/^RestartSec=5/RestartSec=9/' /home/litellm/.config/systemd/user/litellm-metrics.service",
+                 "Unit file litellm-metrics.service content | svc-01", None, id="unit-file"),
+    pytest.param(f"{CTL} disable --now litellm-model-inventory.timer",
+                 "Unit litellm-model-inventory.timer enabled and running | tmr-01",
+                 {"enabled": False, "active": False}, id="timer-disabled"),
+    pytest.param("loginctl disable-linger litellm", "Linger for litellm | users-02", "off", id="linger-off"),
+    pytest.param(f"runuser -u litellm -- {ROOT}/venv/bin/pip install -q --no-deps pyasn1==0.6.1",
+                 f"Venv {ROOT}/venv satisfies its pins | py-01", {"name": "pyasn1", "version": "0.6.1"},
+                 id="package-downgraded"),
+]
+
+
+@pytest.mark.parametrize("breakage, item_id, before", DRIFTS)
+def test_each_kind_of_drift_is_reported_then_repaired(converged, host, converge, tmp_path, breakage, item_id, before):
+    host.ssh(breakage, timeout=300)
+    proc, report = check(host, tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr[-2000:]
+    drifted = [i for i in report["hosts"][host.name]["items"] if i["status"] == "drift"]
+    assert item_id in [i["id"] for i in drifted]
+    if before is not None:
+        assert [i["before"] for i in drifted if i["id"] == item_id][0] == before
+    assert item_id in proc.stdout  # the human output names it too
+    if item_id.startswith("Rendered config"):
+        diff = [i for i in drifted if i["id"] == item_id][0]["diff"]
+        assert "-  store_prompts_in_spend_logs: true" in diff and "+  store_prompts_in_spend_logs: false" in diff
+    converge()
+    proc, report = check(host, tmp_path)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_canary_secret_appears_nowhere(converged, host, tmp_path):
+    canary = "sk-canary-" + os.urandom(8).hex()
+    env = {"LITELLM_SALT_KEY": canary}  # the operator's secret source now holds the canary
+    seen_in_ps = []
+    stop = threading.Event()
+
+    def watch_processes():
+        while not stop.is_set():
+            ps = host.ssh("ps -eo args", check=False, timeout=30).stdout
+            seen_in_ps.append(canary in ps)
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch_processes)
+    watcher.start()
+    try:
+        outputs = []
+        dry = pyinfra([host.name], "--dry", "--diff", env=env)
+        outputs += [dry.stdout, dry.stderr]
+        proc, report = check(host, tmp_path, env=env)
+        outputs += [proc.stdout, proc.stderr, json.dumps(report), (tmp_path / "drift.xml").read_text()]
+        assert proc.returncode == 2  # the env file will change
+        run = pyinfra([host.name], "-y", "--diff", "-vvv", env=env)
+        assert run.returncode == 0, run.stderr[-2000:]
+        outputs += [run.stdout, run.stderr]
+        proc, report = check(host, tmp_path, env=env)
+        outputs += [proc.stdout, proc.stderr, json.dumps(report)]
+        assert proc.returncode == 0
+    finally:
+        stop.set()
+        watcher.join()
+    assert host.ssh(f"grep -c {canary} {ROOT}/env.litellm").stdout.strip() == "1"  # it did reach the host
+    for text in outputs:
+        assert canary not in text
+    assert seen_in_ps and not any(seen_in_ps)
+    assert canary not in host.ssh(f"journalctl --no-pager -q; cat {ROOT}/logs/* 2>/dev/null; "
+                                  f"cat {ROOT}/state/config.generated.yaml", check=False).stdout
+    # back to the sandbox's own secret
+    assert pyinfra([host.name], "-y").returncode == 0
+
+
+def run_compliance(host):
+    host.ssh(f"{CTL} start litellm-compliance-check.service", check=False, timeout=120)
+    return json.loads(host.out(f"cat {ROOT}/state/compliance.json"))
+
+
+def test_on_host_compliance_timer(converged, host, converge):
+    assert run_compliance(host) == {**run_compliance(host), "ok": True, "failures": []}
+    host.ssh(f"chmod 0777 {ROOT}/state/archive")
+    try:
+        result = run_compliance(host)
+        assert result["ok"] is False
+        assert result["failures"] == [f"{ROOT}/state/archive: 0777 litellm, expected 0750 litellm"]
+        journal = host.out("journalctl --no-pager -q _SYSTEMD_USER_UNIT=litellm-compliance-check.service | tail -5")
+        assert f"FAIL {ROOT}/state/archive: 0777 litellm" in journal
+        assert host.out(f"{CTL} show -P Result litellm-compliance-check.service") == "exit-code"
+    finally:
+        converge()
+    assert run_compliance(host)["ok"] is True
