@@ -44,8 +44,8 @@ def linger(user: str, present: bool = True):
     + user: the account whose ``user@UID.service`` must keep running
     + present: ``True`` to enable linger, ``False`` to disable it
 
-    pyinfra has no operation for this. Enabling waits (30 s at most) until
-    ``user@UID.service`` is active, so user units can be managed right after.
+    pyinfra has no operation for this. Enabling waits until
+    ``user@UID.service`` is active (5 minutes at most), so user units can be managed right after.
 
     .. code:: python
 
@@ -56,9 +56,12 @@ def linger(user: str, present: bool = True):
         return
     drift.record("linger", "on" if not present else "off", "on" if present else "off")
     if present:
+        # A manager still stopping (linger was just turned off) takes a queued start;
+        # wait until it runs so user units can be managed right after.
+        unit = f"user@$(id -u {q(user)}).service"
         yield (
-            f"loginctl enable-linger {q(user)} && timeout 30 sh -c "
-            + q(f"until systemctl is-active -q user@$(id -u {q(user)}).service; do sleep 0.2; done")
+            f"loginctl enable-linger {q(user)} && timeout 300 sh -c "
+            + q(f"until systemctl is-active -q {unit}; do systemctl start --no-block {unit}; sleep 1; done")
         )
     else:
         yield f"loginctl disable-linger {q(user)}"
