@@ -35,8 +35,11 @@ def test_check_on_a_never_converged_host_reports_every_item(check_before):
         assert expected in items
     by_id = {i["id"]: i for h in report["hosts"].values() for i in h["items"]}
     assert by_id[f"Directory {ROOT}/state 0750 | fs-01"]["before"]["mode"] == "0777"
-    packages = {i["before"]["name"]: i["before"]["version"] for i in by_id.values() if i["kind"] == "package"}
-    assert packages == {"fastapi-users": "14.0.2", "urllib3": "2.5.0", "pyasn1": "0.6.1"}
+    packages = {i["before"]["name"]: (i["before"]["version"], i["after"]["version"])
+                for h in report["hosts"].values() for i in h["items"] if i["kind"] == "package"}
+    assert packages["fastapi-users"] == ("14.0.2", ">=15.0.2")
+    assert packages["urllib3"] == ("2.5.0", ">=2.7.0")
+    assert packages["pyasn1"] == ("0.6.1", ">=0.6.3")
 
 
 def test_check_after_converge_is_clean(converged, host, tmp_path):
