@@ -6,13 +6,14 @@
 This file only composes tasks/; each task is one concern.
 """
 
-from tasks import config, filesystem, python_env, units, users
+from tasks import config, database, filesystem, python_env, units, users
 
 users.apply()
 filesystem.apply()
 venv = python_env.apply()
 files = config.apply()
+db = database.apply()
 units.apply({
-    "litellm.service": [files["config"], files["env"], *venv],
+    "litellm.service": [files["config"], files["env"], *venv, *db],
     "*": [files["env"], *venv, *files["tools"]],
 })

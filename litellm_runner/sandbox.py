@@ -245,6 +245,8 @@ def up(name: str = DEFAULT_NAME, port: int = DEFAULT_PORT) -> dict:
         "ssh_strict_host_key_checking": "accept-new",
         "litellm_sandbox": True,
         "litellm_secrets_file": str(secrets_file()),
+        # the incident's key that expires in 5 days: the runner rotates it
+        "litellm_key_rotation": [{"alias": "ops-team", "min_days_left": 14, "valid_days": 90, "grace_hours": 24}],
     }
     (state / "host.json").write_text(json.dumps(data, indent=2))
     return data

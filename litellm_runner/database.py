@@ -1,0 +1,122 @@
+"""The LiteLLM database as desired state: a fact that plans, an operation that applies.
+
+Both run files/bin/litellm-dbctl on the host (see its docstring for why on the
+host): the fact runs ``plan`` for one scope, the operation yields ``apply`` for
+that scope only when the plan has items. A database that cannot be reached
+fails the fact with dbctl's one-line error (host:port/database, no password).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import json
+import os
+import pathlib
+import secrets
+import shlex
+
+from pyinfra import host
+from pyinfra.api import FactBase, operation
+
+from . import drift
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def desired_state(data) -> dict:
+    """What dbctl converges, from host data (no secrets)."""
+    return {
+        "settings": {"general_settings": dict(data.general_settings),
+                     "litellm_settings": dict(data.litellm_settings)},
+        "block_expired": bool(data.litellm_db_block_expired_keys),
+        "terminate_idle": bool(data.litellm_db_terminate_idle),
+        "idle_minutes": int(data.litellm_db_idle_minutes),
+        "rotations": [{"min_days_left": 14, "valid_days": 90, "grace_hours": 24, **r}
+                      for r in data.litellm_key_rotation],
+    }
+
+
+def encode(desired: dict) -> str:
+    return base64.b64encode(json.dumps(desired, sort_keys=True).encode()).decode()
+
+
+def dbctl(root: str, action: str, scope: str, desired: dict, timeout: int = 5) -> str:
+    return (f"{shlex.quote(root)}/venv/bin/python {shlex.quote(root)}/bin/litellm-dbctl {action} "
+            f"--scope {scope} --env-file {shlex.quote(root)}/env.litellm --connect-timeout {int(timeout)} "
+            f"--desired-b64 {encode(desired)}")
+
+
+class DatabasePlan(FactBase):
+    """Items of one scope that differ from the desired state: ``[{"id", "kind", "before", "after"}]``.
+
+    Returns ``None`` when litellm-dbctl is not on the host yet (a host never
+    converged): the deploy ships it before this is asked while applying.
+    """
+
+    def command(self, root, scope, desired_b64, timeout=5):
+        tool = shlex.quote(f"{root}/bin/litellm-dbctl")
+        return (f"if [ -f {tool} ]; then {shlex.quote(root)}/venv/bin/python {tool} plan --scope {scope} "
+                f"--env-file {shlex.quote(root)}/env.litellm --connect-timeout {int(timeout)} "
+                f"--desired-b64 {desired_b64}; else echo null; fi")
+
+    def process(self, output):
+        doc = json.loads("\n".join(output))
+        return None if doc is None else doc["items"]
+
+
+def new_key() -> tuple[str, str, str]:
+    """A new virtual key: (raw ``sk-...``, sha256 hex as LiteLLM stores it, ``sk-...abcd``)."""
+    raw = "sk-" + secrets.token_urlsafe(32)
+    return raw, hashlib.sha256(raw.encode()).hexdigest(), f"sk-...{raw[-4:]}"
+
+
+def deliver_key(host_name: str, alias: str, raw: str, base: pathlib.Path | None = None) -> pathlib.Path:
+    """Write RAW once to a 0600 file on the control machine (folder 0700); its path."""
+    folder = (base or REPO / ".secrets" / "keys") / host_name
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in alias)
+    path = folder / f"{safe}-{stamp}.key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(raw + "\n")
+    return path
+
+
+@operation()
+def database(root: str, scope: str, desired: dict, timeout: int = 5):
+    """Ensure one SCOPE of the LiteLLM database matches DESIRED (see litellm-dbctl).
+
+    + root: deployment root (dbctl and the env file live there)
+    + scope: settings | schema | keys | idle | rotation
+    + desired: ``desired_state(host.data)``
+    + timeout: connect timeout in seconds
+
+    For ``rotation`` the raw key is made here, on the control machine, only
+    while executing; it is written once to .secrets/keys/<host>/ (0600) and
+    only its sha256 goes to the host.
+    """
+    items = host.get_fact(DatabasePlan, root=root, scope=scope, desired_b64=encode(desired), timeout=timeout)
+    if items is None:
+        drift.record("database", "litellm-dbctl not installed yet", f"{scope} converged")
+        yield dbctl(root, "apply", scope, desired, timeout)
+        return
+    if not items:
+        host.noop(f"database {scope}: nothing differs")
+        return
+    for item in items:
+        drift.record("database", {item["id"]: item["before"]}, {item["id"]: item["after"]})
+    if scope == "rotation" and host.state.is_executing:
+        rotating = {i["id"].removeprefix("rotate ") for i in items}
+        rotations = []
+        for entry in desired["rotations"]:
+            if entry["alias"] in rotating:
+                raw, token, key_name = new_key()
+                deliver_key(host.name, entry["alias"], raw)
+                entry = {**entry, "new_token": token, "new_key_name": key_name}
+            rotations.append(entry)
+        desired = {**desired, "rotations": rotations}
+    yield dbctl(root, "apply", scope, desired, timeout)

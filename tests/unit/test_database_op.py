@@ -1,0 +1,81 @@
+"""The database operation: plan in, apply command or noop out; a rotated key
+is made on the control machine and only its hash reaches the host."""
+
+import base64
+import json
+import pathlib
+from types import SimpleNamespace
+
+import pytest
+
+from litellm_runner import database as db
+from litellm_runner.database import DatabasePlan, database, desired_state
+from tests.unit import fakehost
+from tests.unit.fakehost import run_op
+from tests.unit.group_data import defaults
+
+DESIRED = desired_state(SimpleNamespace(**defaults(litellm_key_rotation=[{"alias": "ops-team"}])))
+
+
+def decoded(command):
+    return json.loads(base64.b64decode(command.rsplit("--desired-b64 ", 1)[1]))
+
+
+@pytest.mark.parametrize("plan, applies", [
+    ([], False),
+    (None, True),  # dbctl not on the host yet: converge it when applying
+    ([{"id": "general_settings.database_connection_pool_limit", "kind": "setting", "before": 10, "after": 25}], True),
+])
+def test_database_op(plan, applies):
+    commands, noops = run_op(database, {DatabasePlan: plan}, root="/r", scope="settings", desired=DESIRED)
+    assert bool(commands) == applies
+    if applies:
+        assert commands[0].startswith("/r/venv/bin/python /r/bin/litellm-dbctl apply --scope settings "
+                                      "--env-file /r/env.litellm")
+        assert decoded(commands[0])["settings"]["general_settings"]["database_connection_pool_limit"] == 25
+    else:
+        assert noops == ["database settings: nothing differs"]
+    if plan:
+        assert fakehost.last_drift[0]["before"] == {"general_settings.database_connection_pool_limit": 10}
+
+
+def test_desired_state_defaults():
+    assert DESIRED["rotations"] == [{"alias": "ops-team", "min_days_left": 14, "valid_days": 90, "grace_hours": 24}]
+    assert DESIRED["terminate_idle"] is False and DESIRED["block_expired"] is True
+    assert DESIRED["settings"]["litellm_settings"] == {"request_timeout": 120}
+
+
+def test_rotation_sends_only_the_hash(monkeypatch, tmp_path):
+    delivered = {}
+
+    def deliver(host_name, alias, raw, base=None):
+        delivered[alias] = raw
+        return tmp_path / "k"
+
+    monkeypatch.setattr(db, "deliver_key", deliver)
+    plan = [{"id": "rotate ops-team", "kind": "key-rotation", "before": "x", "after": "y"}]
+    fake = fakehost.FakeHost({DatabasePlan: plan})
+    fake.state.is_executing = True
+    from pyinfra.context import ctx_host
+    with ctx_host.use(fake):
+        commands = [fakehost.as_text(c) for c in database._inner(root="/r", scope="rotation", desired=DESIRED)]
+    raw = delivered["ops-team"]
+    assert raw.startswith("sk-") and raw not in commands[0]
+    sent = decoded(commands[0])["rotations"][0]
+    import hashlib
+    assert sent["new_token"] == hashlib.sha256(raw.encode()).hexdigest()
+    assert sent["new_key_name"] == f"sk-...{raw[-4:]}"
+
+
+def test_rotation_plan_while_detecting_makes_no_key(monkeypatch):
+    monkeypatch.setattr(db, "deliver_key", lambda *a, **k: pytest.fail("a key was made while detecting"))
+    plan = [{"id": "rotate ops-team", "kind": "key-rotation", "before": "x", "after": "y"}]
+    commands, _ = run_op(database, {DatabasePlan: plan}, root="/r", scope="rotation", desired=DESIRED)
+    assert "new_token" not in decoded(commands[0])["rotations"][0]
+
+
+def test_delivered_key_file_is_private(tmp_path):
+    path = db.deliver_key("h", "ops/team", "sk-raw", base=tmp_path)
+    assert path.parent == tmp_path / "h" and path.name.startswith("ops_team-")
+    assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
+    assert path.read_text() == "sk-raw\n"

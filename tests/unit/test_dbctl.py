@@ -1,0 +1,185 @@
+"""litellm-dbctl against a real PostgreSQL with LiteLLM's real schema, run as a
+subprocess exactly as the deploy runs it on the host."""
+
+import base64
+import hashlib
+import json
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from litellm_runner.database import deliver_key, new_key
+from tests.support.localpg import LocalPostgres
+from tests.support.hosts import REPO
+
+DBCTL = str(REPO / "files" / "bin" / "litellm-dbctl")
+HOSTILE = "'; DROP TABLE \"LiteLLM_VerificationToken\"; --"
+DESIRED = {
+    "settings": {"general_settings": {"database_connection_pool_limit": 25, "store_prompts_in_spend_logs": False,
+                                      "disable_error_logs": False},
+                 "litellm_settings": {"request_timeout": 120}},
+    "block_expired": True, "terminate_idle": True, "idle_minutes": 5,
+    "rotations": [{"alias": "ops-team", "min_days_left": 14, "valid_days": 90, "grace_hours": 24}],
+}
+
+
+@pytest.fixture(scope="module")
+def pg():
+    with LocalPostgres() as pg:
+        pg.apply_litellm_schema(skip={"LiteLLM_SkillsTable"})
+        yield pg
+
+
+@pytest.fixture
+def db(pg, tmp_path):
+    """The incident's database state, planted fresh for each test."""
+    with pg.connect() as conn:
+        conn.execute('DELETE FROM "LiteLLM_Config"')
+        conn.execute('DELETE FROM "LiteLLM_VerificationToken"')
+        conn.execute('DROP TABLE IF EXISTS "LiteLLM_SkillsTable"')
+        conn.execute('INSERT INTO "LiteLLM_Config" VALUES (%s, %s)', ("general_settings", json.dumps(
+            {"database_connection_pool_limit": 10, "store_prompts_in_spend_logs": True,
+             "disable_error_logs": True, "ui_theme": "kept"})))
+        for raw, alias, expires, blocked in [("sk-a-0001", "old-ci", "now() - interval '9 days'", None),
+                                             ("sk-b-0002", "old-batch", "now() - interval '1 day'", False),
+                                             ("sk-c-0003", "reporting", "now() + interval '300 days'", None),
+                                             ("sk-d-0004", "ops-team", "now() + interval '5 days'", None)]:
+            conn.execute(f'INSERT INTO "LiteLLM_VerificationToken" (token, key_name, key_alias, expires, blocked, models) '
+                         f"VALUES (%s, %s, %s, {expires}, %s, %s)",
+                         (hashlib.sha256(raw.encode()).hexdigest(), f"sk-...{raw[-4:]}", alias, blocked, ["m1"]))
+    env = tmp_path / "env.litellm"
+    env.write_text(f"DATABASE_URL={pg.url}\n")
+    env.chmod(0o600)
+    return pg, env
+
+
+def dbctl(env, action, scope, desired=DESIRED, **extra):
+    b64 = base64.b64encode(json.dumps(desired).encode()).decode()
+    proc = subprocess.run([sys.executable, DBCTL, action, "--scope", scope, "--env-file", str(env),
+                           "--desired-b64", b64, *sum((["--" + k.replace("_", "-"), v] for k, v in extra.items()), [])],
+                          capture_output=True, text=True, timeout=60)
+    return proc
+
+
+def items(proc):
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)["items"]
+
+
+def test_settings_plan_apply_then_nothing(db):
+    pg, env = db
+    planned = items(dbctl(env, "plan", "settings"))
+    assert {(i["id"], str(i["before"]), str(i["after"])) for i in planned} == {
+        ("general_settings.database_connection_pool_limit", "10", "25"),
+        ("general_settings.store_prompts_in_spend_logs", "True", "False"),
+        ("general_settings.disable_error_logs", "True", "False"),
+        ("litellm_settings.request_timeout", "(unset)", "120"),
+    }
+    assert items(dbctl(env, "apply", "settings")) == planned
+    assert items(dbctl(env, "plan", "settings")) == []
+    with pg.connect() as conn:
+        rows = dict(conn.execute('SELECT param_name, param_value FROM "LiteLLM_Config"').fetchall())
+    assert rows["general_settings"]["ui_theme"] == "kept"  # not managed: left as it was
+    assert rows["general_settings"]["database_connection_pool_limit"] == 25
+    assert rows["litellm_settings"] == {"request_timeout": 120}
+
+
+def test_schema_repair_uses_litellms_ddl(db):
+    pg, env = db
+    assert [i["id"] for i in items(dbctl(env, "plan", "schema"))] == ["table LiteLLM_SkillsTable"]
+    dbctl(env, "apply", "schema")
+    assert items(dbctl(env, "plan", "schema")) == []
+    with pg.connect() as conn:
+        cols = {r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns "
+                                           "WHERE table_name = 'LiteLLM_SkillsTable'").fetchall()}
+    assert {"skill_id", "display_title", "instructions", "file_content", "created_at"} <= cols
+
+
+def test_expired_keys_blocked_and_named_without_token(db):
+    pg, env = db
+    proc = dbctl(env, "apply", "keys")
+    assert [i["id"] for i in items(proc)] == ["key old-batch (sk-...0002)", "key old-ci (sk-...0001)"]
+    assert hashlib.sha256(b"sk-a-0001").hexdigest() not in proc.stdout
+    assert items(dbctl(env, "plan", "keys")) == []
+    with pg.connect() as conn:
+        assert conn.execute('SELECT key_alias, blocked FROM "LiteLLM_VerificationToken" '
+                            "WHERE expires > now() ORDER BY key_alias").fetchall() == [("ops-team", None), ("reporting", None)]
+
+
+def test_rotation_creates_one_key_and_is_then_idempotent(db, tmp_path):
+    pg, env = db
+    assert [i["id"] for i in items(dbctl(env, "plan", "rotation"))] == ["rotate ops-team"]
+    raw, token, key_name = new_key()
+    path = deliver_key("host-1", "ops-team", raw, base=tmp_path / "keys")
+    desired = {**DESIRED, "rotations": [{**DESIRED["rotations"][0], "new_token": token, "new_key_name": key_name}]}
+    proc = dbctl(env, "apply", "rotation", desired)
+    assert raw not in proc.stdout + proc.stderr
+    assert items(dbctl(env, "plan", "rotation")) == []
+    assert oct(path.stat().st_mode & 0o777) == "0o600" and oct(path.parent.stat().st_mode & 0o777) == "0o700"
+    with pg.connect() as conn:
+        rows = conn.execute('SELECT token, key_name, models, expires > now() + interval \'89 days\', '
+                            "expires < now() + interval '25 hours' FROM \"LiteLLM_VerificationToken\" "
+                            "WHERE key_alias = 'ops-team' ORDER BY expires DESC").fetchall()
+    assert len(rows) == 2
+    new, old = rows
+    assert new[0] == hashlib.sha256(path.read_text().strip().encode()).hexdigest()
+    assert new[1] == key_name and new[2] == ["m1"] and new[3] is True
+    assert old[4] is True  # the old key now expires within the grace period
+
+
+def test_idle_connections_terminated(db):
+    pg, env = db
+    with pg.connect() as idle_conn:
+        idle_conn.execute("SELECT 1")
+        desired = {**DESIRED, "idle_minutes": 0}
+        planned = items(dbctl(env, "plan", "idle", desired))
+        assert planned and planned[0]["id"] == "idle connections"
+        dbctl(env, "apply", "idle", desired)
+        with pytest.raises(psycopg.OperationalError):
+            idle_conn.execute("SELECT 1")
+        assert items(dbctl(env, "plan", "idle", desired)) == []
+
+
+@pytest.mark.parametrize("value", [HOSTILE, "a'b", "x; DELETE FROM \"LiteLLM_Config\"", "$$; SELECT 1; $$"])
+def test_hostile_values_are_stored_literally(db, value):
+    pg, env = db
+    desired = {**DESIRED, "settings": {"general_settings": {"alerting_note": value}},
+               "rotations": [{"alias": value, "min_days_left": 14}]}
+    items(dbctl(env, "apply", "settings", desired))
+    with pg.connect() as conn:
+        stored = conn.execute('SELECT param_value->>\'alerting_note\' FROM "LiteLLM_Config" '
+                              "WHERE param_name = 'general_settings'").fetchone()[0]
+        assert stored == value
+        assert conn.execute("SELECT count(*) FROM \"LiteLLM_VerificationToken\"").fetchone()[0] == 4
+    proc = dbctl(env, "plan", "rotation", desired)
+    assert proc.returncode == 2 and "no unblocked key with alias" in proc.stderr
+    with pg.connect() as conn:
+        assert conn.execute("SELECT to_regclass('\"LiteLLM_VerificationToken\"')").fetchone()[0]
+
+
+def test_unreachable_database_is_named_without_password(tmp_path):
+    canary = "pw-canary-5e1f"
+    env = tmp_path / "env.litellm"
+    env.write_text(f"DATABASE_URL=postgresql://litellm:{canary}@127.0.0.1:1/litellm\n")
+    proc = dbctl(env, "plan", "settings")
+    assert proc.returncode == 3
+    assert proc.stderr.startswith("litellm-dbctl: database 127.0.0.1:1/litellm unreachable")
+    assert canary not in proc.stdout + proc.stderr
+
+
+def test_wrong_password_is_named_without_password(db, tmp_path):
+    pg, _ = db
+    canary = "pw-canary-9a8b"
+    env = tmp_path / "bad.env"
+    env.write_text(f"DATABASE_URL={pg.url.replace(pg.password, canary)}\n")
+    proc = dbctl(env, "plan", "settings")
+    assert proc.returncode == 3 and f"127.0.0.1:{pg.port}/litellm unreachable" in proc.stderr
+    assert canary not in proc.stdout + proc.stderr
+
+
+def test_bad_input(tmp_path):
+    proc = subprocess.run([sys.executable, DBCTL, "plan", "--scope", "settings", "--env-file", str(tmp_path / "x"),
+                           "--desired-b64", "!!!"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "--desired-b64: expected base64 of a JSON object" in proc.stderr
