@@ -21,7 +21,7 @@ SERVICE_DESCRIPTIONS = {
 }
 TOOL_COMMANDS = {  # built-in services that run a tool shipped in files/bin/
     "litellm-health-server": "{python} {root}/bin/litellm-health-server --host {bind} --port {port}",
-    "litellm-metrics": "{python} {root}/bin/litellm-metrics --host {bind} --port {port}",
+    "litellm-metrics": "{python} {root}/bin/litellm-metrics --host {bind} --port {port} --workers {workers}",
 }
 
 
@@ -63,7 +63,8 @@ def render_config(data) -> str:
 
 def _fmt(data, port=None) -> dict:
     root = _get(data, "litellm_root")
-    return {"root": root, "python": f"{venv(data)}/bin/python", "bind": _get(data, "litellm_bind"), "port": port}
+    return {"root": root, "python": f"{venv(data)}/bin/python", "bind": _get(data, "litellm_bind"), "port": port,
+            "workers": _get(data, "litellm_num_workers")}
 
 
 def render_units(data) -> dict[str, str]:

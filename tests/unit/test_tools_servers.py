@@ -1,0 +1,135 @@
+"""The health server and the metrics exporter against a real PostgreSQL (LiteLLM's
+schema), a real Redis and a real HTTP proxy stand-in."""
+
+import datetime
+import json
+import os
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.localpg import LocalPostgres
+from tests.support.services import Redis, free_port, tool, wait_http
+
+
+@pytest.fixture(scope="module")
+def deps(tmp_path_factory):
+    root = tmp_path_factory.mktemp("root")
+    (root / "state" / "archive" / "backups").mkdir(parents=True)
+    (root / "state" / "config.generated.yaml").write_text("general_settings:\n  database_connection_pool_limit: 25\n")
+    with LocalPostgres() as pg, Redis() as redis:
+        pg.apply_litellm_schema()
+        with pg.connect() as conn:
+            for i, (expires, blocked) in enumerate([("now() - interval '1 day'", None), ("now() - interval '1 day'", True),
+                                                    ("now() + interval '9 days'", None), ("NULL", None)]):
+                conn.execute(f'INSERT INTO "LiteLLM_VerificationToken" (token, expires, blocked) '
+                             f"VALUES (%s, {expires}, %s)", (f"t{i}", blocked))
+        env = root / "env.litellm"
+        env.write_text(f"DATABASE_URL={pg.url}\nREDIS_HOST=127.0.0.1\nREDIS_PORT={redis.port}\n")
+        env.chmod(0o600)
+        proxy_port = free_port()
+        proxy = tool("litellm-stub-server", "--name", "proxy", "--port", str(proxy_port))
+        yield {"root": root, "env": env, "pg": pg, "redis": redis, "proxy": f"http://127.0.0.1:{proxy_port}"}
+        proxy.terminate()
+
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+@pytest.fixture
+def health(deps):
+    port = free_port()
+    proc = tool("litellm-health-server", "--port", str(port), "--root", str(deps["root"]),
+                "--env-file", str(deps["env"]), "--proxy-url", deps["proxy"] + "/x",
+                env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
+    wait_http(f"http://127.0.0.1:{port}/healthz")
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    out, err = proc.communicate(timeout=10)
+    assert deps["pg"].password not in out + err
+
+
+def write_backup(root, verified=True, hours_old=1):
+    t = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=hours_old)
+    (root / "state" / "archive" / "backups" / "last-backup.json").write_text(
+        json.dumps({"time": t.isoformat(), "file": "x.dump", "size_bytes": 1234, "verified": verified}))
+
+
+def test_healthz(health):
+    assert get(f"{health}/healthz") == (200, '{"status": "ok"}')
+
+
+def test_readyz_names_each_dependency(health, deps):
+    write_backup(deps["root"])
+    code, body = get(f"{health}/readyz")
+    doc = json.loads(body)
+    # the stand-in answers /health only: the proxy check must fail and say so
+    assert code == 503 and doc["checks"]["proxy"] == {"ok": False, "detail": "HTTP 404"}
+    assert doc["checks"]["database"]["ok"] and doc["checks"]["redis"]["ok"] and doc["checks"]["backup"]["ok"]
+    assert deps["pg"].password not in body
+
+
+def test_stale_or_unverified_backup_is_unready(health, deps):
+    write_backup(deps["root"], verified=False)
+    assert "NOT verified" in json.loads(get(f"{health}/readyz")[1])["checks"]["backup"]["detail"]
+    write_backup(deps["root"], hours_old=30)
+    assert json.loads(get(f"{health}/readyz")[1])["checks"]["backup"]["ok"] is False
+    write_backup(deps["root"])
+
+
+def test_dashboard_is_html(health):
+    code, body = get(f"{health}/")
+    assert code == 200 and body.startswith("<!doctype html>") and "NOT ready" in body and "database" in body
+
+
+def metrics(url):
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(get(url)[1]) for s in f.samples}
+
+
+def test_metrics_match_the_database(deps):
+    port = free_port()
+    write_backup(deps["root"])
+    (deps["root"] / "state" / "compliance.json").write_text('{"ok": true}')
+    proc = tool("litellm-metrics", "--port", str(port), "--root", str(deps["root"]), "--env-file", str(deps["env"]),
+                "--units", "none.service", env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
+    try:
+        wait_http(f"http://127.0.0.1:{port}/metrics")
+        m = metrics(f"http://127.0.0.1:{port}/metrics")
+        assert m[("litellm_db_up", ())] == 1
+        assert m[("litellm_virtual_keys", (("state", "valid"),))] == 2
+        assert m[("litellm_virtual_keys", (("state", "expired"),))] == 1
+        assert m[("litellm_virtual_keys", (("state", "blocked"),))] == 1
+        assert m[("litellm_spend_log_rows", ())] == 0
+        assert m[("litellm_db_max_connections", ())] == 100
+        assert m[("litellm_db_connections_in_use", ())] >= 1
+        assert m[("litellm_db_connection_pool_limit", ())] == 25
+        assert m[("litellm_db_connection_pool_total", ())] == 100
+        assert m[("litellm_backup_verified", ())] == 1 and m[("litellm_backup_size_bytes", ())] == 1234
+        assert m[("litellm_compliance_check_ok", ())] == 1
+        assert m[("litellm_unit_active", (("unit", "none.service"),))] == 0
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=10)
+    assert deps["pg"].password not in out + err
+
+
+def test_metrics_survive_a_database_that_is_down(deps, tmp_path):
+    env = tmp_path / "env"
+    env.write_text("DATABASE_URL=postgresql://litellm:pw-canary-77@127.0.0.1:1/litellm\n")
+    port = free_port()
+    proc = tool("litellm-metrics", "--port", str(port), "--root", str(deps["root"]), "--env-file", str(env),
+                "--units", "", env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
+    try:
+        wait_http(f"http://127.0.0.1:{port}/metrics")
+        status, body = get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200 and "litellm_db_up 0.0" in body and "pw-canary-77" not in body
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
