@@ -133,3 +133,40 @@ def test_metrics_survive_a_database_that_is_down(deps, tmp_path):
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def status(deps, *args):
+    import subprocess, sys
+    from tests.support.services import BIN
+    return subprocess.run([sys.executable, str(BIN / "litellm-status"), "--root", str(deps["root"]),
+                           "--env-file", str(deps["env"]), "--units", "none.service", *args],
+                          capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
+
+
+def test_status_names_what_fails(deps):
+    write_backup(deps["root"])
+    config = deps["root"] / "state" / "config.generated.yaml"
+    config.write_text("general_settings:\n  database_connection_pool_limit: 25\n  store_prompts_in_spend_logs: true\n"
+                      "  disable_error_logs: false\n  master_key: sk-literal\n")
+    proc = status(deps, "--skip", "health", "--skip", "metrics")
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 1
+    assert "OK   database: 127.0.0.1:%d/litellm" % deps["pg"].port in lines
+    assert "OK   backups: verified, 1.0 h old" in lines
+    assert "FAIL services: inactive: none.service" in lines
+    assert "FAIL config: store_prompts_in_spend_logs is not false; master_key is a literal value" in lines
+    assert [l for l in lines if l.startswith("FAIL keys: expiring within 14 days: (no alias) (None)")]
+    assert lines[-1] == "status: 3 check(s) failed: services, keys, config"
+    assert "sk-literal" not in proc.stdout and deps["pg"].password not in proc.stdout + proc.stderr
+
+
+def test_status_passes_when_all_is_well(deps):
+    write_backup(deps["root"])
+    (deps["root"] / "state" / "config.generated.yaml").write_text(
+        "general_settings:\n  store_prompts_in_spend_logs: false\n  disable_error_logs: false\n"
+        "  master_key: os.environ/LITELLM_MASTER_KEY\n")
+    proc = status(deps, "--quiet", "--skip", "health", "--skip", "metrics", "--skip", "services", "--skip", "keys")
+    assert proc.returncode == 0 and proc.stdout == ""
+    (deps["root"] / "state" / "config.generated.yaml").write_text(
+        "general_settings:\n  database_connection_pool_limit: 25\n")
