@@ -6,7 +6,12 @@
 This file only composes tasks/; each task is one concern.
 """
 
+from pyinfra import state
+
+from litellm_runner.preflight import check_inventory
 from tasks import config, database, filesystem, python_env, units, users
+
+check_inventory(state)  # every host's desired state, before anything touches a host
 
 users.apply()
 filesystem.apply()
