@@ -86,22 +86,25 @@ def directory(path: str, user: str, group: str, mode: str):
         return
     if current["type"] != "directory":
         raise ValueError(f"{path} exists and is a {current['type']}, not a directory")
-    _record_attrs("directory", current, user, group, mode)
-    changes = []
-    if (current["user"], current["group"]) != (user, group):
-        changes.append(f"chown {q(user)}:{q(group)} {q(path)}")
-    if current["mode"] != mode.zfill(4):
-        changes.append(f"chmod {mode} {q(path)}")
+    changes = _attr_commands("directory", current, path, user, group, mode)
     if not changes:
         host.noop(f"{path} is a directory, {mode}, {user}:{group}")
     yield from changes
 
 
-def _record_attrs(kind, current, user, group, mode):
+def _attr_commands(kind, current, path, user, group, mode) -> list[str]:
+    """chown/chmod commands that bring PATH (state CURRENT) to USER:GROUP MODE; drift recorded."""
     before = {"mode": current["mode"], "owner": f"{current['user']}:{current['group']}"}
     after = {"mode": mode.zfill(4), "owner": f"{user}:{group}"}
-    if before != after:
-        drift.record(kind, before, after)
+    if before == after:
+        return []
+    drift.record(kind, before, after)
+    changes = []
+    if before["owner"] != after["owner"]:
+        changes.append(f"chown {q(user)}:{q(group)} {q(path)}")
+    if before["mode"] != after["mode"]:
+        changes.append(f"chmod {mode} {q(path)}")
+    return changes
 
 
 def sha256_text(content: str) -> str:
@@ -167,12 +170,7 @@ def file_attrs(path: str, user: str, group: str, mode: str):
     if current is None:
         host.noop(f"{path} does not exist yet: it is created with {mode} {user}:{group}")
         return
-    _record_attrs("file", current, user, group, mode)
-    changes = []
-    if (current["user"], current["group"]) != (user, group):
-        changes.append(f"chown {q(user)}:{q(group)} {q(path)}")
-    if current["mode"] != mode.zfill(4):
-        changes.append(f"chmod {mode} {q(path)}")
+    changes = _attr_commands("file", current, path, user, group, mode)
     if not changes:
         host.noop(f"{path} is {mode} {user}:{group}")
     yield from changes
