@@ -1,12 +1,15 @@
 """One sandbox host for the whole integration session, in the incident state,
 converged once; removed at the end."""
 
+import os
+
 import pytest
 
 from litellm_runner import sandbox
 from tests.support.hosts import Host, pyinfra
 
-NAME, PORT = "litellm-sandbox-it", 2290
+NAME = os.environ.get("LITELLM_IT_SANDBOX", "litellm-sandbox-it")  # a second run side by side: another name
+PORT = int(os.environ.get("LITELLM_IT_PORT", "2290"))
 
 
 @pytest.fixture(scope="session")
