@@ -24,8 +24,13 @@ def host():
 
 @pytest.fixture(scope="session")
 def dry_before(host):
-    """A dry run on the untouched incident host."""
-    return pyinfra([host.name], "--dry")
+    """A dry run on the untouched incident host, and what the host looked like right after it."""
+    run = pyinfra([host.name], "--dry")
+    run.host_after = {
+        "state_files_mode": host.out("stat -c %a /home/litellm/litellm/state/files"),
+        "linger": host.ssh("test -e /var/lib/systemd/linger/litellm", check=False).returncode == 0,
+    }
+    return run
 
 
 @pytest.fixture(scope="session")
