@@ -1,0 +1,133 @@
+"""A loopback OSV endpoint that answers ``POST /v1/query`` from a local advisory file.
+
+pip-audit's OSV service (``pip-audit -s osv --osv-url URL``) sends
+``{"package": {"name", "ecosystem"}, "version"}`` and trusts the answer, so the
+matching happens here: PEP 440 ``ECOSYSTEM`` ranges (introduced / fixed /
+last_affected events) and explicit ``versions`` lists, names normalised as in
+PEP 503. Used by cve_gate in offline mode (the default) and on air-gapped sites.
+
+    with serve("files/advisories/osv.json") as url:   # http://127.0.0.1:PORT/v1/query
+        ...
+
+Also runnable for a manual check: ``python -m litellm_runner.osv_server [FILE]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import pathlib
+import re
+import sys
+import threading
+
+from packaging.version import InvalidVersion, Version
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+ADVISORIES = REPO / "files" / "advisories" / "osv.json"
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def load(path=ADVISORIES) -> list[dict]:
+    """The advisories of PATH: an OSV list, or ``{"vulns": [...]}``."""
+    doc = json.loads(pathlib.Path(path).read_text())
+    vulns = doc["vulns"] if isinstance(doc, dict) else doc
+    for v in vulns:
+        if not v.get("id") or not isinstance(v.get("affected"), list):
+            raise ValueError(f"{path}: advisory {v.get('id')!r} needs an id and an affected list")
+    return vulns
+
+
+def _in_range(version: Version, events: list[dict]) -> bool:
+    """OSV semantics: walk the sorted events; introduced opens, fixed closes, last_affected closes after."""
+    def key(e):
+        (kind, raw), = e.items()
+        return Version("0") if raw == "0" else Version(raw)
+    affected = False
+    for event in sorted(events, key=key):
+        (kind, raw), = event.items()
+        bound = Version("0") if raw == "0" else Version(raw)
+        if kind == "introduced" and version >= bound:
+            affected = True
+        elif kind == "fixed" and version >= bound:
+            affected = False
+        elif kind == "last_affected" and version > bound:
+            affected = False
+    return affected
+
+
+def matches(vulns: list[dict], name: str, version: str) -> list[dict]:
+    """The advisories of VULNS that affect NAME at VERSION (PyPI only)."""
+    try:
+        ver = Version(version)
+    except InvalidVersion:
+        return []
+    found = []
+    for vuln in vulns:
+        for aff in vuln["affected"]:
+            pkg = aff.get("package", {})
+            if pkg.get("ecosystem") != "PyPI" or _norm(pkg.get("name", "")) != _norm(name):
+                continue
+            listed = any(Version(v) == ver for v in aff.get("versions", []))
+            ranged = any(_in_range(ver, r.get("events", [])) for r in aff.get("ranges", [])
+                         if r.get("type") == "ECOSYSTEM")
+            if listed or ranged:
+                found.append(vuln)
+                break
+    return found
+
+
+def _handler(vulns):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's naming)
+            if self.path.rstrip("/") != "/v1/query":
+                return self._send(404, {"error": "only /v1/query"})
+            try:
+                query = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                name, version = query["package"]["name"], query["version"]
+            except (ValueError, KeyError, TypeError):
+                return self._send(400, {"error": "expected {package: {name, ecosystem}, version}"})
+            found = matches(vulns, name, version)
+            self._send(200, {"vulns": found} if found else {})
+
+        def _send(self, status, body):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):  # quiet: pip-audit's output is what matters
+            pass
+    return Handler
+
+
+@contextlib.contextmanager
+def serve(path=ADVISORIES):
+    """Serve PATH on a free 127.0.0.1 port for the duration of the block; yields the query URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(load(path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1/query"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def main(argv=None) -> int:
+    path = (argv or sys.argv[1:] or [ADVISORIES])[0]
+    with serve(path) as url:
+        print(url, flush=True)
+        threading.Event().wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
