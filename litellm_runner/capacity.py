@@ -1,0 +1,50 @@
+"""Capacity check: LiteLLM's connection pools, the other clients and a reserve fit under max_connections.
+
+LiteLLM's ``database_connection_pool_limit`` applies per worker process, so the
+proxy alone may open ``num_workers x pool_limit`` connections. The incident's
+4 workers x 25 need 100 and exhaust a default PostgreSQL (max_connections 100)
+on their own.
+
+    check(4, 25, 100, other_clients=5, reserve=10)
+    # CapacityError: 4 workers x 25 pool = 100 + 5 other clients + 10 reserve = 115 > max_connections 100
+"""
+
+from __future__ import annotations
+
+OTHER_CLIENTS = 5  # host tools that connect: backup (pg_dump), metrics, health, dbctl, status
+RESERVE = 10  # superuser_reserved_connections (3) plus room for an operator's psql and migrations
+
+
+class CapacityError(ValueError):
+    """The connections the proxy may open do not fit; the message shows the arithmetic."""
+
+
+def needed(num_workers: int, pool_limit: int, other_clients: int = OTHER_CLIENTS, reserve: int = RESERVE) -> int:
+    """Connections the host may need at once."""
+    return num_workers * pool_limit + other_clients + reserve
+
+
+def arithmetic(num_workers, pool_limit, max_connections, other_clients=OTHER_CLIENTS, reserve=RESERVE) -> str:
+    """``4 workers x 25 pool = 100 + 5 other clients + 10 reserve = 115 <= max_connections 200``."""
+    total = needed(num_workers, pool_limit, other_clients, reserve)
+    op = ">" if total > max_connections else "<="
+    return (f"{num_workers} workers x {pool_limit} pool = {num_workers * pool_limit} + {other_clients} other clients"
+            f" + {reserve} reserve = {total} {op} max_connections {max_connections}")
+
+
+def check(num_workers: int, pool_limit: int, max_connections: int,
+          other_clients: int = OTHER_CLIENTS, reserve: int = RESERVE) -> str:
+    """Return the arithmetic when it fits; raise CapacityError (with the arithmetic) when it does not."""
+    for name, value in (("num_workers", num_workers), ("pool_limit", pool_limit),
+                        ("max_connections", max_connections), ("other_clients", other_clients),
+                        ("reserve", reserve)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise CapacityError(f"capacity: {name} = {value!r}: expected a whole number >= 0")
+    text = arithmetic(num_workers, pool_limit, max_connections, other_clients, reserve)
+    if needed(num_workers, pool_limit, other_clients, reserve) > max_connections:
+        fit = max(0, (max_connections - other_clients - reserve) // max(num_workers, 1))
+        raise CapacityError(
+            f"{text}: the proxy can exhaust PostgreSQL. Raise postgresql_max_connections to at least "
+            f"{needed(num_workers, pool_limit, other_clients, reserve)} (needs a PostgreSQL restart), "
+            f"or lower database_connection_pool_limit to {fit} or fewer, or run fewer workers")
+    return text
