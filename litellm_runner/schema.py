@@ -8,15 +8,19 @@ first operation, so a refusal leaves every host as it was.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
+import shutil
+import subprocess
 
 USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 MODE = re.compile(r"^0[0-7]{3}$")
-DURATION = re.compile(r"^\d+\s*(us|ms|s|sec|m|min|h|hr|d|w)?$")
+DURATION = re.compile(r"^(\d+(us|ms|s|sec|m|min|h|hr|d|w))( \d+(us|ms|s|sec|m|min|h|hr|d|w))*$|^\d+$")
 CALENDAR = re.compile(r"^(minutely|hourly|daily|weekly|monthly|yearly|quarterly|semiannually|"
                       r"([A-Za-z,.]+ )?[0-9*,./~-]+(-[0-9*,./~-]+){0,2}( [0-9*,./:-]+)?)$")
 SECRETISH = re.compile(r"(key|secret|password|token|url)", re.I)
+SECRET_VALUE = re.compile(r"^sk-|://[^/@\s]*:[^/@\s]*@")  # an API key, or a URL with a password
 
 
 class SchemaError(ValueError):
@@ -24,7 +28,39 @@ class SchemaError(ValueError):
 
 
 def _show(key, value):
-    return "'***'" if SECRETISH.search(key) and isinstance(value, str) and value else repr(value)
+    """repr(VALUE), masked when KEY or the value itself looks like a secret (anywhere inside it)."""
+    def secret(v):
+        return isinstance(v, str) and bool(v) and not v.startswith("os.environ/") and bool(SECRET_VALUE.search(v))
+    if isinstance(value, str) and value and (SECRETISH.search(key.rsplit(".", 1)[-1]) and not value.startswith("os.environ/")
+                                            or secret(value)):
+        return "'***'"
+    if any(secret(v) for _, v in _leaves(value)):
+        return "<value not shown: it contains a secret>"
+    return repr(value)
+
+
+def _leaves(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from ((k, x) for _, x in _leaves(v))
+    elif isinstance(node, (list, tuple)):
+        for v in node:
+            yield from _leaves(v)
+    else:
+        yield None, node
+
+
+@functools.lru_cache(maxsize=256)
+def calendar_ok(expr: str) -> tuple[bool, str]:
+    """(valid?, how it was checked): ``systemd-analyze calendar`` when present, else a strict regex."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze:
+        try:
+            proc = subprocess.run([analyze, "calendar", "--", expr], capture_output=True, text=True, timeout=10)
+            return proc.returncode == 0, "checked with systemd-analyze calendar"
+        except subprocess.TimeoutExpired:
+            pass
+    return bool(CALENDAR.match(expr.strip())), "checked with a strict regex: systemd-analyze is not available"
 
 
 def _abs(v):
@@ -86,6 +122,12 @@ SCALARS = {  # key: (check, expected form)
     "litellm_db_terminate_idle": (lambda v: isinstance(v, bool), "true or false"),
     "litellm_db_idle_minutes": (_int(1, 1440), "minutes, 1-1440"),
 }
+OPTIONAL = {  # keys without a shipped default: checked when set
+    "postgresql_max_connections": (_int(20, 10000), "a whole number 20-10000 (PostgreSQL's max_connections)"),
+    "litellm_db_other_clients": (_int(0, 1000), "a whole number of other database clients 0-1000"),
+    "litellm_db_reserve_connections": (_int(0, 1000), "a whole number of reserved connections 0-1000"),
+    "litellm_secrets_file": (_abs, "an absolute path to a KEY=value secrets file"),
+}
 SETTINGS = {  # LiteLLM settings: key -> (check, expected form)
     "database_connection_pool_limit": (_int(1, 1000), "a whole number 1-1000"),
     "store_prompts_in_spend_logs": (lambda v: v is False, "false (prompts are personal data)"),
@@ -107,11 +149,21 @@ def validate(data: dict, source=lambda key: "group_data/all.py") -> list[str]:
             errors.append(f"{source(key)}: {key} is missing: expected {expected}")
         elif not check(data[key]):
             bad(key, data[key], expected)
+    for key, (check, expected) in OPTIONAL.items():
+        if key in data and not check(data[key]):
+            bad(key, data[key], expected)
     for key in data:
-        if key.startswith("litellm_") and key not in SCALARS and key not in (
+        if key.startswith("litellm_") and key not in SCALARS and key not in OPTIONAL and key not in (
                 "litellm_services", "litellm_timers", "litellm_model_list", "litellm_key_rotation",
-                "litellm_settings", "litellm_secrets_file"):
+                "litellm_settings"):
             bad(key, data[key], "a known setting (see group_data/all.py); is it misspelt?")
+    if isinstance(data.get("litellm_env"), dict):
+        secret_names = set(data.get("litellm_env_secrets") or [])
+        for name, value in data["litellm_env"].items():
+            if name in secret_names or re.search(r"(KEY|SECRET|PASSWORD|TOKEN|DATABASE_URL)$", str(name)) \
+                    or (isinstance(value, str) and SECRET_VALUE.search(value)):
+                bad(f"litellm_env.{name}", "***" if value else value,
+                    "no secret in litellm_env: list its name in litellm_env_secrets, its value comes from the secret source")
     for section in ("general_settings", "litellm_settings"):
         values = data.get(section)
         if not isinstance(values, dict):
@@ -122,21 +174,37 @@ def validate(data: dict, source=lambda key: "group_data/all.py") -> list[str]:
                 bad(f"{section}.{key}", value, SETTINGS[key][1])
             if key in ("master_key", "database_url", "salt_key"):
                 bad(f"{section}.{key}", value, "no secret in group_data: the runner renders os.environ/ references")
-    ports = {}
-    for name, svc in (data.get("litellm_services") or {}).items():
-        if not isinstance(svc, dict) or not isinstance(svc.get("enabled"), bool) or not _port(svc.get("port")):
+    ports = {data["litellm_db_port"]: "litellm_db_port"} if _port(data.get("litellm_db_port")) else {}
+    services = data.get("litellm_services")
+    if not isinstance(services, dict) or "litellm" not in services:
+        bad("litellm_services", services, "a mapping of unit name -> {enabled, port}, including 'litellm'")
+        services = {}
+    for name, svc in services.items():
+        if (not isinstance(svc, dict) or not isinstance(svc.get("enabled"), bool) or not _port(svc.get("port"))
+                or not isinstance(svc.get("command", ""), str) or not USER.match(str(name))):
             bad(f"litellm_services[{name}]", svc, "{enabled: true|false, port: 1-65535, command: optional string}")
             continue
+        if name == "litellm" and _port(data.get("litellm_port")) and svc["port"] != data["litellm_port"]:
+            bad("litellm_services[litellm].port", svc["port"], f"the same port as litellm_port ({data['litellm_port']})")
         if svc["port"] in ports:
             bad(f"litellm_services[{name}].port", svc["port"], f"a port no other service uses (also {ports[svc['port']]})")
         ports[svc["port"]] = name
-    for name, timer in (data.get("litellm_timers") or {}).items():
+    timers = data.get("litellm_timers")
+    if not isinstance(timers, dict):
+        bad("litellm_timers", timers, "a mapping of timer name -> {enabled, on_calendar, randomized_delay, command}")
+        timers = {}
+    for name, timer in timers.items():
         if not isinstance(timer, dict):
             bad(f"litellm_timers[{name}]", timer, "{enabled, on_calendar, randomized_delay, command}")
             continue
-        if not isinstance(timer.get("on_calendar"), str) or not CALENDAR.match(timer["on_calendar"].strip()):
-            bad(f"litellm_timers[{name}].on_calendar", timer.get("on_calendar"),
-                "a systemd OnCalendar expression such as '*-*-* 02:00:00' or 'hourly'")
+        if not isinstance(timer.get("enabled"), bool):
+            bad(f"litellm_timers[{name}].enabled", timer.get("enabled"), "true or false")
+        on_calendar = timer.get("on_calendar")
+        ok, how = calendar_ok(on_calendar) if isinstance(on_calendar, str) and on_calendar.strip() \
+            and "\n" not in on_calendar else (False, "not a one-line string")
+        if not ok:
+            bad(f"litellm_timers[{name}].on_calendar", on_calendar,
+                f"a systemd OnCalendar expression such as '*-*-* 02:00:00' or 'hourly' ({how})")
         if not isinstance(timer.get("randomized_delay"), str) or not DURATION.match(timer["randomized_delay"]):
             bad(f"litellm_timers[{name}].randomized_delay", timer.get("randomized_delay"),
                 "a systemd duration such as '15min' or '1h'")
