@@ -1,0 +1,38 @@
+"""Capacity: workers x pool + other clients + reserve must fit under max_connections."""
+
+import pytest
+
+from litellm_runner.capacity import CapacityError, check
+
+CASES = [  # workers, pool, max_connections, other, reserve, fits
+    (4, 25, 100, 5, 10, False),  # the incident's own fix against a default PostgreSQL
+    (4, 25, 115, 5, 10, True),  # exactly at the limit
+    (4, 25, 150, 5, 10, True),  # the proposed postgresql_max_connections
+    (4, 21, 100, 5, 10, True),  # or a smaller pool
+    (1, 10, 20, 5, 10, False),
+]
+
+
+@pytest.mark.parametrize("workers, pool, max_conn, other, reserve, fits", CASES)
+def test_arithmetic(workers, pool, max_conn, other, reserve, fits):
+    total = workers * pool + other + reserve
+    expected = (f"{workers} workers x {pool} pool = {workers * pool} + {other} other clients + {reserve} reserve"
+                f" = {total} {'<=' if fits else '>'} max_connections {max_conn}")
+    if fits:
+        assert check(workers, pool, max_conn, other, reserve) == expected
+    else:
+        with pytest.raises(CapacityError) as err:
+            check(workers, pool, max_conn, other, reserve)
+        assert str(err.value).startswith(expected)
+        assert f"postgresql_max_connections to at least {total}" in str(err.value)
+
+
+def test_incident_message():
+    with pytest.raises(CapacityError, match=r"^4 workers x 25 pool = 100 \+ 5 other clients \+ 10 reserve = 115 > max_connections 100"):
+        check(4, 25, 100, 5, 10)
+
+
+@pytest.mark.parametrize("bad", ["100", -1, True, None])
+def test_non_numbers_are_refused(bad):
+    with pytest.raises(CapacityError, match="max_connections = .*expected a whole number"):
+        check(4, 25, bad)
