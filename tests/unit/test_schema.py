@@ -85,3 +85,26 @@ def test_check_hosts_lists_every_problem_of_every_host():
     assert text.startswith("refusing to touch any host, the desired state is invalid:")
     assert "host a: group_data/all.py: litellm_port = 0" in text
     assert "host b: group_data/all.py: litellm_bind = '::'" in text and "host b: group_data/all.py: litellm_num_workers = 99" in text
+
+
+@pytest.mark.parametrize("expr, ok", [
+    ("*-*-* 02:00:00", True), ("hourly", True), ("Mon..Fri *-*-* 09:30", True),
+    ("Mon *-*-* 25:00", False), ("every day at 2", False), ("*-*-* 02:00:00\nExecStart=/bin/sh", False),
+])
+def test_on_calendar_is_checked_by_systemd(expr, ok):
+    errors = validate(with_timer("litellm-backup", on_calendar=expr))
+    assert (errors == []) is ok, errors
+    if not ok:
+        assert "expected a systemd OnCalendar expression" in errors[0]
+
+
+@pytest.mark.parametrize("delay, ok", [("15min", True), ("5m", True), ("1h", True), ("1h 30min", True), ("90", True),
+                                       ("15 minutes please", False), ("-5m", False), ("", False)])
+def test_durations(delay, ok):
+    assert (validate(with_timer("litellm-backup", randomized_delay=delay)) == []) is ok
+
+
+def test_secret_in_litellm_env_is_masked():
+    errors = validate(defaults(litellm_env={"REDIS_HOST": "127.0.0.1", "VLLM_API_KEY": "canary-token"}))
+    assert errors == ["group_data/all.py: litellm_env.VLLM_API_KEY = '***': expected no secret in litellm_env: "
+                      "list its name in litellm_env_secrets, its value comes from the secret source"]
