@@ -93,7 +93,7 @@ def pin_requirements(path) -> dict[str, str]:
 def load_ignored(path=IGNORED, today: datetime.date | None = None) -> set[str]:
     """The advisory ids waived by PATH; CveGateError on a missing field or an expired waiver."""
     today = today or datetime.date.today()
-    entries = yaml.safe_load(pathlib.Path(path).read_text()) or [] if pathlib.Path(path).exists() else []
+    entries = (yaml.safe_load(pathlib.Path(path).read_text()) or []) if pathlib.Path(path).exists() else []
     problems, ids = [], set()
     if not isinstance(entries, list):
         raise CveGateError(f"{path}: expected a list of {{id, reason, expires}} entries")

@@ -78,11 +78,14 @@ def _host_problems(name: str, data: dict, sources: dict, cve_cache: dict) -> lis
     req = data["litellm_venv_requirements"]
     path = pathlib.Path(req) if pathlib.Path(req).is_absolute() else REPO / req
     if path not in cve_cache:
-        try:
-            cve_gate.audit_requirements(path) if path.is_file() else None
-            cve_cache[path] = None if path.is_file() else f"file not found ({path}): expected a requirements file"
-        except cve_gate.CveGateError as exc:
-            cve_cache[path] = str(exc).replace("\n", "\n    ")
+        cve_cache[path] = None
+        if not path.is_file():
+            cve_cache[path] = f"file not found ({path}): expected a requirements file"
+        else:
+            try:
+                cve_gate.audit_requirements(path)
+            except cve_gate.CveGateError as exc:
+                cve_cache[path] = str(exc).replace("\n", "\n    ")
     if cve_cache[path]:
         problems.append(f"{src('litellm_venv_requirements')}: litellm_venv_requirements = {req!r}: {cve_cache[path]}")
 
