@@ -183,3 +183,18 @@ def test_bad_input(tmp_path):
     proc = subprocess.run([sys.executable, DBCTL, "plan", "--scope", "settings", "--env-file", str(tmp_path / "x"),
                            "--desired-b64", "!!!"], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "--desired-b64: expected base64 of a JSON object" in proc.stderr
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://litellm:pw-canary-p0rt@127.0.0.1:abc/litellm",
+    "litellm:pw-canary-p0rt@127.0.0.1",
+    "host=127.0.0.1 port=1 password=pw-canary-p0rt dbname=litellm",
+    "postgresql://litellm:pw-canary-p0rt@127.0.0.1:5434",
+])
+def test_malformed_database_url_is_refused_without_showing_it(tmp_path, url):
+    env = tmp_path / "env.litellm"
+    env.write_text(f"DATABASE_URL={url}\n")
+    proc = dbctl(env, "plan", "settings")
+    assert proc.returncode == 2
+    assert "DATABASE_URL: expected postgresql://USER:PASSWORD@HOST:PORT/DB" in proc.stderr
+    assert "pw-canary-p0rt" not in proc.stdout + proc.stderr
