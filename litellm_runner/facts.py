@@ -25,16 +25,6 @@ class Linger(FactBase):
         return output[0].strip() == "on"
 
 
-class UserManagerActive(FactBase):
-    """Whether ``user@UID.service`` of USER is active (the user's systemd manager runs)."""
-
-    def command(self, user):
-        return f"systemctl is-active user@$(id -u {shlex.quote(user)}).service 2>/dev/null || true"
-
-    def process(self, output):
-        return bool(output) and output[0].strip() == "active"
-
-
 class UserUnits(FactBase):
     """State of USER's systemd user units, one ``systemctl show`` for all of them.
 
@@ -121,24 +111,3 @@ class PathState(FactBase):
             "group": group,
             "sha256": output[1].strip() if len(output) > 1 else None,
         }
-
-
-class ListeningSockets(FactBase):
-    """TCP listeners on the host: ``[{"address": str, "port": int, "process": str}]``."""
-
-    def command(self):
-        return "ss -Hltnp"
-
-    def process(self, output):
-        sockets = []
-        for line in output:
-            parts = line.split()
-            if len(parts) < 4:
-                continue
-            address, _, port = parts[3].rpartition(":")
-            sockets.append({
-                "address": address.strip("[]"),
-                "port": int(port),
-                "process": parts[5] if len(parts) > 5 else "",
-            })
-        return sockets

@@ -2,7 +2,7 @@
 
 ``validate(data, source)`` returns one message per problem, each naming the
 file the value came from, the key, the bad value and the expected form.
-deploy.py calls ``check_hosts()`` for every host of the inventory before its
+deploy.py calls ``preflight.check_inventory()`` for every host of the inventory before its
 first operation, so a refusal leaves every host as it was.
 """
 
