@@ -8,9 +8,11 @@ This file only composes tasks/; each task is one concern.
 
 from pyinfra import state
 
+from litellm_runner import metering
 from litellm_runner.preflight import check_inventory
 from tasks import config, database, filesystem, python_env, units, users
 
+metering.install()  # counts remote commands when LITELLM_COMMAND_COUNT is set (benchmark)
 check_inventory(state)  # every host's desired state, before anything touches a host
 
 users.apply()

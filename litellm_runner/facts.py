@@ -111,3 +111,46 @@ class PathState(FactBase):
             "group": group,
             "sha256": output[1].strip() if len(output) > 1 else None,
         }
+
+
+class HostSnapshot(FactBase):
+    """Everything the deploy decides on, read in one command.
+
+    pyinfra caches no facts, so asking ``PathState`` for each of ~30 paths, then
+    ``UserUnits`` for each unit, costs a round trip each. This fact answers all
+    of them at once; ``litellm_runner.snapshot`` serves the individual
+    questions from it. Returns::
+
+        {"paths": {path: PathState's answer (None when missing)},
+         "linger": bool, "units": UserUnits' answer, "venv": InstalledPackages' answer}
+    """
+
+    def command(self, paths, user, units, venv):
+        quoted = " ".join(shlex.quote(p) for p in paths)
+        return " ; ".join([
+            "echo '##paths'", f"stat -c '%F|%a|%U|%G|%n' -- {quoted} 2>/dev/null",
+            "echo '##sha256'", f"sha256sum -- {quoted} 2>/dev/null",
+            "echo '##linger'", Linger().command(user),
+            "echo '##units'", UserUnits().command(user, units),
+            "echo '##venv'", InstalledPackages().command(venv),
+        ])
+
+    def process(self, output):
+        sections, current = {}, None
+        for line in output:
+            if line.startswith("##"):
+                current = sections.setdefault(line[2:].strip(), [])
+            elif current is not None:
+                current.append(line)
+        paths = {}
+        for line in sections.get("paths", []):
+            kind, mode, user, group, path = line.strip().split("|", 4)
+            paths[path] = PathState().process([f"{kind}|{mode}|{user}|{group}"])
+        for line in sections.get("sha256", []):
+            digest, _, path = line.strip().partition("  ")
+            if path in paths:
+                paths[path]["sha256"] = digest
+        return {"paths": paths,
+                "linger": Linger().process(sections.get("linger") or ["off"]),
+                "units": UserUnits().process(sections.get("units", [])),
+                "venv": InstalledPackages().process(sections.get("venv") or ["null"])}

@@ -21,7 +21,7 @@ from pyinfra.api import FileUploadCommand, StringCommand, operation
 
 from pyinfra.facts.files import FileContents
 
-from . import drift
+from . import drift, snapshot
 from .facts import InstalledPackages, Linger, PathState, UserUnits
 
 # PyPI releases that were compromised (credential stealer): never accepted installed.
@@ -51,7 +51,7 @@ def linger(user: str, present: bool = True):
 
         linger(name="Enable linger for litellm | users-02", user="litellm")
     """
-    if host.get_fact(Linger, user=user) == present:
+    if snapshot.fact(Linger, user=user) == present:
         host.noop(f"linger for {user} is already {'on' if present else 'off'}")
         return
     drift.record("linger", "on" if not present else "off", "on" if present else "off")
@@ -79,7 +79,7 @@ def directory(path: str, user: str, group: str, mode: str):
     A missing directory is created at 0700 and root-owned (umask 077), then
     chowned, then chmodded: it is never, even briefly, looser than MODE.
     """
-    current = host.get_fact(PathState, path=path)
+    current = snapshot.fact(PathState, path=path)
     if current is None:
         drift.record("directory", None, {"mode": mode, "owner": f"{user}:{group}"})
         yield f"(umask 077 && mkdir {q(path)}) && chown {q(user)}:{q(group)} {q(path)} && chmod {mode} {q(path)}"
@@ -147,7 +147,7 @@ def managed_file(dest: str, content: str, user: str, group: str, mode: str,
     ``file_attrs``'s business, so that a change here always means new content
     (what restarts a service).
     """
-    current = host.get_fact(PathState, path=dest)
+    current = snapshot.fact(PathState, path=dest)
     if current and current["sha256"] == sha256_text(content):
         host.noop(f"{dest} has the desired content")
         return
@@ -166,7 +166,7 @@ def file_attrs(path: str, user: str, group: str, mode: str):
     + path: absolute path on the host
     + user, group, mode: owner and octal mode
     """
-    current = host.get_fact(PathState, path=path)
+    current = snapshot.fact(PathState, path=path)
     if current is None:
         host.noop(f"{path} does not exist yet: it is created with {mode} {user}:{group}")
         return
@@ -235,7 +235,7 @@ def venv_requirements(venv: str, requirements_text: str, requirements_path: str,
     Unlike ``pip.packages(requirements=...)`` it reports no change when every
     installed version already satisfies its pin.
     """
-    installed = host.get_fact(InstalledPackages, venv=venv)
+    installed = snapshot.fact(InstalledPackages, venv=venv)
     unmet = unmet_requirements(parse_requirements(requirements_text), installed)
     if not unmet:
         host.noop(f"{venv}: every pin is satisfied")
@@ -279,7 +279,7 @@ def user_unit(user: str, unit: str, enabled: bool = True, running: bool = True, 
       file, database rows); a running unit restarts once if any changed. A
       unit this operation starts is not restarted again.
     """
-    state = host.get_fact(UserUnits, user=user, units=[unit]).get(unit, {})
+    state = snapshot.fact(UserUnits, user=user, units=[unit]).get(unit, {})
     is_enabled, is_active = state.get("enabled", False), state.get("active", False)
     ctl = _systemctl_user(user)
     commands = []

@@ -22,7 +22,7 @@ from pyinfra.api import operation
 
 from pyinfra.facts.files import FileContents
 
-from . import drift
+from . import drift, snapshot
 from .facts import PathState
 from .operations import atomic_write_commands, sha256_text
 
@@ -122,7 +122,7 @@ def env_file(dest: str, user: str, group: str):
     written empty. Mode and owner drift is fixed by ``file_attrs``.
     """
     content, _blanked = env_file_content(host.data)
-    current = host.get_fact(PathState, path=dest)
+    current = snapshot.fact(PathState, path=dest)
     if current and current["sha256"] == sha256_text(content):
         host.noop(f"{dest} holds the current secrets")
         return

@@ -3,15 +3,13 @@
 Returns the operations whose change must restart the proxy.
 """
 
-import pathlib
-
 from pyinfra import host
 
+from litellm_runner import snapshot
 from litellm_runner.operations import file, file_attrs
 from litellm_runner.render import render_compliance, render_config, venv
 from litellm_runner.secrets import env_file
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
 YAML_CHECK = "{python} -c 'import sys, yaml; yaml.safe_load(open(sys.argv[1]))' {path}"
 
 
@@ -32,11 +30,10 @@ def apply():
          dest=f"{d.litellm_root}/state/compliance-desired.json", content=render_compliance(d),
          user=user, group=group, mode="0640")
     tools = []
-    for tool in sorted((REPO / "files" / "bin").iterdir()):
-        if tool.is_file() and not tool.name.startswith("."):
-            tools.append(file(
-                f"Tool {d.litellm_root}/bin/{tool.name} | cfg-02",
-                dest=f"{d.litellm_root}/bin/{tool.name}", content=tool.read_text(),
-                user=user, group=group, mode="0750",
-            ))
+    for tool in snapshot.tools():
+        tools.append(file(
+            f"Tool {d.litellm_root}/bin/{tool.name} | cfg-02",
+            dest=f"{d.litellm_root}/bin/{tool.name}", content=tool.read_text(),
+            user=user, group=group, mode="0750",
+        ))
     return {"env": env, "config": config, "tools": tools}

@@ -1,0 +1,72 @@
+"""Answer the deploy's fact questions from one host snapshot (issue #7).
+
+Operations ask ``snapshot.fact(PathState, path=...)`` instead of
+``host.get_fact(...)``. The first question on a host reads ``HostSnapshot``
+once for every path, unit and venv the deploy manages (``spec``); questions it
+covers are answered from it, any other falls through to the fact itself (and
+is logged, so a missing entry in ``spec`` shows up as a slower run, never as a
+wrong answer).
+
+The snapshot is read while pyinfra prepares the run and kept for the run:
+operations decide at preparation (that is what ``--dry`` shows) and execute
+what they decided, as pyinfra's own facts do.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+
+from pyinfra import host
+
+from .facts import HostSnapshot, InstalledPackages, Linger, PathState, UserUnits
+from .render import render_units, venv, wanted_units
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+logger = logging.getLogger("litellm_runner.snapshot")
+_cache: dict = {}
+
+
+def tools() -> list[pathlib.Path]:
+    """The host tools shipped to <root>/bin (every file of files/bin)."""
+    return [p for p in sorted((REPO / "files" / "bin").iterdir()) if p.is_file() and not p.name.startswith(".")]
+
+
+def spec(data) -> dict:
+    """What the snapshot of a host with desired state DATA reads: every managed path, the units, the venv."""
+    root, home = data.litellm_root, data.litellm_home
+    unit_dir = f"{home}/.config/systemd/user"
+    paths = [f"{root}/{rel}".rstrip("/") for rel in ["", *data.litellm_dirs]]
+    paths += [f"{home}/.config", f"{home}/.config/systemd", unit_dir]
+    paths += [f"{root}/env.litellm", f"{root}/state/config.generated.yaml", f"{root}/state/compliance-desired.json",
+              f"{root}/state/venv-requirements.txt"]
+    paths += [f"{root}/bin/{tool.name}" for tool in tools()]
+    paths += [f"{unit_dir}/{unit}" for unit in render_units(data)]
+    return {"paths": paths, "user": data.litellm_user, "units": list(wanted_units(data)), "venv": venv(data)}
+
+
+def _snapshot():
+    data = host.data
+    if not isinstance(getattr(data, "litellm_root", None), str):
+        return None, None  # not this deploy's host data (unit tests of single operations)
+    key = (id(host.state), host.name)
+    if key not in _cache:
+        wanted = spec(data)
+        _cache[key] = (wanted, host.get_fact(HostSnapshot, **wanted))
+    return _cache[key]
+
+
+def fact(cls, **kwargs):
+    """``host.get_fact(cls, **kwargs)``, answered from the host snapshot when it covers the question."""
+    wanted, snap = _snapshot()
+    if snap is not None:
+        if cls is PathState and kwargs["path"] in wanted["paths"]:
+            return snap["paths"].get(kwargs["path"])
+        if cls is Linger and kwargs["user"] == wanted["user"]:
+            return snap["linger"]
+        if cls is UserUnits and kwargs["user"] == wanted["user"] and set(kwargs["units"]) <= set(wanted["units"]):
+            return {u: snap["units"][u] for u in kwargs["units"] if u in snap["units"]}
+        if cls is InstalledPackages and kwargs["venv"] == wanted["venv"]:
+            return snap["venv"]
+        logger.warning("%s: %s(%s) is not in the host snapshot: asked separately", host.name, cls.__name__, kwargs)
+    return host.get_fact(cls, **kwargs)
