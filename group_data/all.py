@@ -151,6 +151,15 @@ litellm_key_rotation = [  # aliases whose key is kept valid; e.g.
 ]
 
 
+# --- Run lock ----------------------------------------------------------------------------
+# A converge holds /run/litellm-runner.lock on the host from before its first fact
+# until its last operation (dry runs and the drift check take no lock). See README,
+# "Concurrent runs and interruption".
+litellm_lock_wait = 30  # seconds a second converge waits for the holder before it refuses (exit 1)
+litellm_lock_stale_after = 3600  # seconds after which a lock taken from another machine counts as
+# abandoned and is taken over; from the holder's own machine a lock whose process is gone is taken at once
+
+
 # --- Sandbox only ----------------------------------------------------------------------
 # True only for the throwaway podman host: the proxy runs without DATABASE_URL
 # there because Prisma's engines cannot be downloaded (see README). Production

@@ -121,6 +121,8 @@ SCALARS = {  # key: (check, expected form)
     "litellm_db_block_expired_keys": (lambda v: isinstance(v, bool), "true or false"),
     "litellm_db_terminate_idle": (lambda v: isinstance(v, bool), "true or false"),
     "litellm_db_idle_minutes": (_int(1, 1440), "minutes, 1-1440"),
+    "litellm_lock_wait": (_int(0, 86400), "seconds, 0-86400"),
+    "litellm_lock_stale_after": (_int(60, 604800), "seconds, 60-604800"),
 }
 OPTIONAL = {  # keys without a shipped default: checked when set
     "postgresql_max_connections": (_int(20, 10000), "a whole number 20-10000 (PostgreSQL's max_connections)"),

@@ -1,0 +1,237 @@
+"""The run lock: its decisions, and its real shell commands against a lock file in a temp dir.
+
+The "host" here is this machine's own /bin/sh (the same flock/cksum/stat the
+managed Debian hosts have); process liveness is real processes: this one, and
+one that has exited.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from litellm_runner import lock
+from litellm_runner.lock import Owner
+
+NOW = 1_767_000_000
+
+
+def run_local(command: str):
+    proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60)
+    return proc.returncode == 0, proc.stdout.splitlines(), proc.stderr.splitlines()
+
+
+def dead_pid() -> tuple[int, str]:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    pstart = lock.process_start(proc.pid)
+    proc.wait(timeout=30)
+    return proc.pid, pstart
+
+
+MINE = lock.me()
+ALIVE = (os.getpid(), lock.process_start(os.getpid()))  # this test process: running
+DEAD = dead_pid()  # a process that has exited
+REUSED = (os.getpid(), "1")  # a running pid, but not the process that took the lock
+
+
+def owner(machine: str, pid_pstart: tuple[int, str], age: int, run_id: str = "0123456789ab") -> Owner:
+    return Owner(run_id, "bob", machine, pid_pstart[0], pid_pstart[1], NOW - age)
+
+
+@pytest.mark.parametrize("holder, stale_after, action, reason", [
+    # same machine: only the holder's process decides, whatever the age
+    (owner(MINE.machine, ALIVE, 10), 3600, "wait", "on this machine is running"),
+    (owner(MINE.machine, ALIVE, 99_999), 3600, "wait", "on this machine is running"),
+    (owner(MINE.machine, DEAD, 10), 3600, "take-over", "on this machine is gone"),
+    (owner(MINE.machine, REUSED, 10), 3600, "take-over", "on this machine is gone"),
+    # another machine: its pid means nothing here, the age decides
+    (owner("other-ctl", DEAD, 10), 3600, "wait", "another machine"),
+    (owner("other-ctl", ALIVE, 3599), 3600, "wait", "another machine"),
+    (owner("other-ctl", ALIVE, 3600), 3600, "take-over", "older than litellm_lock_stale_after (3600 s)"),
+    (owner("other-ctl", DEAD, 700), 600, "take-over", "11 min old"),
+    # this run already holds it
+    (owner(MINE.machine, DEAD, 10, run_id=MINE.run_id), 3600, "ours", "already"),
+])
+def test_decide(holder, stale_after, action, reason):
+    decision = lock.decide(holder, NOW, MINE, stale_after)
+    assert decision.action == action
+    assert reason in decision.reason
+
+
+def test_pid_alive_real_processes():
+    assert lock.pid_alive(*ALIVE)
+    assert not lock.pid_alive(*DEAD)
+    assert not lock.pid_alive(*REUSED)
+    assert not lock.pid_alive(0, "")
+
+
+@pytest.mark.parametrize("text, mtime, expected", [
+    ("run_id=abc user=u machine=m pid=12 pstart=34 started=56\n", 1, Owner("abc", "u", "m", 12, "34", 56)),
+    ("machine=m pid=12 user=u run_id=abc started=56 extra=1", 1, Owner("abc", "u", "m", 12, "", 56)),
+    ("garbage", 77, Owner("unknown", "unknown", "unknown", 0, "", 77)),
+    ("", 78, Owner("unknown", "unknown", "unknown", 0, "", 78)),
+    ("run_id=abc user=u machine=m pid=x started=56", 79, Owner("unknown", "unknown", "unknown", 0, "", 79)),
+])
+def test_parse_owner(text, mtime, expected):
+    assert lock.parse_owner(text, mtime) == expected
+
+
+@pytest.mark.parametrize("argv, executes", [
+    (["inventory.py", "deploy.py"], True),  # asks, then converges
+    (["inventory.py", "deploy.py", "-y"], True),
+    (["inventory.py", "deploy.py", "-y", "--json"], True),
+    (["inventory.py", "deploy.py", "--dry"], False),
+    (["inventory.py", "deploy.py", "--dry", "--json"], False),  # python -m litellm_runner.check
+    (["inventory.py", "deploy.py", "--json"], False),  # prints the proposed changes, exits
+    (["inventory.py", "deploy.py", "--debug-operations"], False),
+    (["inventory.py", "deploy.py", "--debug-facts"], False),
+])
+def test_will_execute(argv, executes):
+    assert lock.will_execute(argv) is executes
+
+
+def test_will_execute_yes_from_environment(monkeypatch):
+    monkeypatch.setenv("PYINFRA_YES", "1")
+    assert lock.will_execute(["inventory.py", "deploy.py", "--json"]) is True
+
+
+# --- the real commands ------------------------------------------------------------------------
+
+@pytest.fixture
+def path(tmp_path) -> str:
+    return str(tmp_path / "litellm-runner.lock")
+
+
+def take(path, mine=MINE, wait=0, stale_after=3600):
+    notices = []
+    status = lock.acquire(run_local, "h", wait, stale_after, notice=notices.append, mine=mine, path=path,
+                          sleep=lambda s: time.sleep(min(s, 0.05)))
+    return status, notices
+
+
+def other(machine="other-ctl", pid_pstart=ALIVE, run_id="feedfacecafe") -> Owner:
+    return Owner(run_id, "bob", machine, pid_pstart[0], pid_pstart[1], 0)
+
+
+def test_take_free_lock_writes_owner_with_host_time(path):
+    before = int(time.time())
+    assert take(path) == ("ACQUIRED", [])
+    written = lock.parse_owner(pathlib.Path(path).read_text(), 0)
+    assert written == Owner(MINE.run_id, MINE.user, MINE.machine, MINE.pid, MINE.pstart, written.started)
+    assert before <= written.started <= int(time.time())
+    assert oct(os.stat(path).st_mode & 0o777) == "0o644"
+    assert sorted(os.listdir(os.path.dirname(path))) == ["litellm-runner.lock", "litellm-runner.lock.guard"]
+
+
+def test_live_holder_from_other_machine_refused_after_wait(path):
+    assert take(path, mine=other())[0] == "ACQUIRED"
+    held = pathlib.Path(path).read_text()
+    start = time.monotonic()
+    with pytest.raises(lock.LockRefused) as refused:
+        take(path, wait=1)
+    assert time.monotonic() - start >= 1  # it waited
+    message = str(refused.value)
+    for part in ("bob@other-ctl", f"pid {ALIVE[0]}", "run feedfacecafe", "started ", "s ago", "waited 1 s",
+                 "litellm_lock_wait", "Let that run finish", f"remove {path}"):
+        assert part in message, (part, message)
+    assert pathlib.Path(path).read_text() == held  # untouched
+
+
+def test_waiting_run_gets_the_lock_when_released(path):
+    holder = other()
+    assert take(path, mine=holder)[0] == "ACQUIRED"
+    releaser = subprocess.Popen(["sh", "-c", "sleep 1; " + lock.release_command(holder.run_id, path)],
+                                stdout=subprocess.PIPE, text=True)
+    status, notices = take(path, wait=20)
+    assert releaser.communicate(timeout=30)[0].startswith("RELEASED")
+    assert status == "ACQUIRED"
+    assert len(notices) == 1 and notices[0].startswith("waiting up to ") and "bob@other-ctl" in notices[0]
+
+
+def test_dead_holder_on_this_machine_taken_over_at_once(path):
+    assert take(path, mine=other(machine=MINE.machine, pid_pstart=DEAD))[0] == "ACQUIRED"
+    status, notices = take(path, wait=0)
+    assert status == "TAKEN"
+    assert len(notices) == 1 and "took over a stale lock" in notices[0] and "is gone" in notices[0]
+    assert lock.parse_owner(pathlib.Path(path).read_text(), 0).run_id == MINE.run_id
+
+
+def test_old_lock_from_other_machine_taken_over(path):
+    assert take(path, mine=other())[0] == "ACQUIRED"
+    text = pathlib.Path(path).read_text()
+    started = lock.parse_owner(text, 0).started
+    pathlib.Path(path).write_text(text.replace(f"started={started}", f"started={started - 4000}"))
+    status, notices = take(path, wait=0, stale_after=3600)
+    assert status == "TAKEN" and "older than litellm_lock_stale_after" in notices[0]
+
+
+def test_unreadable_lock_judged_by_its_age(path):
+    pathlib.Path(path).write_text("not an owner record\n")
+    with pytest.raises(lock.LockRefused, match="unknown@unknown"):
+        take(path, wait=0)
+    os.utime(path, (time.time() - 7200, time.time() - 7200))
+    assert take(path, wait=0)[0] == "TAKEN"
+
+
+def test_take_over_only_replaces_the_lock_it_judged(path):
+    assert take(path, mine=other(machine=MINE.machine, pid_pstart=DEAD))[0] == "ACQUIRED"
+    ok, out, _ = run_local(lock.take_command(MINE, path=path))
+    seen = lock.parse_reply(out)
+    assert seen.status == "HELD"
+    # another run takes the stale lock over first ...
+    assert take(path, mine=other(machine=MINE.machine, pid_pstart=ALIVE, run_id="aaaaaaaaaaaa"))[0] == "TAKEN"
+    # ... so replacing what this run saw must not happen
+    ok, out, _ = run_local(lock.take_command(MINE, seen.cksum, path))
+    assert lock.parse_reply(out).status == "HELD"
+    assert lock.parse_owner(pathlib.Path(path).read_text(), 0).run_id == "aaaaaaaaaaaa"
+
+
+def test_release_only_by_the_owner(path):
+    holder = other()
+    assert take(path, mine=holder)[0] == "ACQUIRED"
+    ok, out, _ = run_local(lock.release_command(MINE.run_id, path))
+    assert out[0] == "NOT-OURS" and "run_id=feedfacecafe" in out[1]
+    assert os.path.exists(path)
+    ok, out, _ = run_local(lock.release_command(holder.run_id, path))
+    assert out == ["RELEASED"] and not os.path.exists(path)
+
+
+def test_racing_takers_exactly_one_wins(path):
+    takers = [other(run_id=f"{i:012x}") for i in range(12)]
+    with ThreadPoolExecutor(len(takers)) as pool:
+        replies = list(pool.map(lambda o: lock.parse_reply(run_local(lock.take_command(o, path=path))[1]).status,
+                                takers))
+    assert sorted(replies) == ["ACQUIRED"] + ["HELD"] * 11
+    winner = lock.parse_owner(pathlib.Path(path).read_text(), 0).run_id
+    assert winner == takers[replies.index("ACQUIRED")].run_id
+
+
+def test_owner_fields_cannot_break_the_record(path):
+    odd = Owner("0123456789ab", "a b'; rm -rf /", "host\nrun_id=evil", 1, "", 0)
+    assert take(path, mine=odd)[0] == "ACQUIRED"
+    text = pathlib.Path(path).read_text()
+    assert text.count("\n") == 1 and text.count("run_id=") == 1
+    parsed = lock.parse_owner(text, 0)
+    assert parsed.run_id == "0123456789ab" and " " not in parsed.user and "\n" not in parsed.machine
+
+
+def test_cannot_write_lock_is_refused_clearly(tmp_path):
+    target = tmp_path / "ro"
+    target.mkdir()
+    target.chmod(0o500)
+    try:
+        if os.access(target, os.W_OK):  # root ignores the mode: use a path under a regular file instead
+            path = str(tmp_path / "file" / "lock")
+            (tmp_path / "file").write_text("")
+        else:
+            path = str(target / "lock")
+        with pytest.raises(lock.LockRefused, match="cannot take the run lock"):
+            take(path)
+    finally:
+        target.chmod(0o700)
