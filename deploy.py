@@ -9,11 +9,13 @@ This file only composes tasks/; each task is one concern.
 from pyinfra import state
 
 from litellm_runner import metering
+from litellm_runner.lock import hold_run_lock
 from litellm_runner.preflight import check_inventory
 from tasks import config, database, filesystem, python_env, units, users
 
 metering.install()  # counts remote commands when LITELLM_COMMAND_COUNT is set (benchmark)
 check_inventory(state)  # every host's desired state, before anything touches a host
+hold_run_lock(state)  # this host's run lock, before the first fact: two converges never interleave
 
 users.apply()
 filesystem.apply()
@@ -23,4 +25,4 @@ db = database.apply()
 units.apply({
     "litellm.service": [files["config"], files["env"], *venv, *db],
     "*": [files["env"], *venv, *files["tools"]],
-})
+}, rollback=files["rollback"])

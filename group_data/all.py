@@ -45,7 +45,10 @@ litellm_venv_requirements = "files/litellm-venv-requirements.txt"  # pins of the
 # Rendered into state/config.generated.yaml and converged key by key into the
 # LiteLLM_Config rows of the same name (the database wins at proxy start).
 general_settings = {
-    "database_connection_pool_limit": 25,  # per worker process
+    # per worker process: litellm_num_workers x this + the other clients + the reserve must fit
+    # under PostgreSQL's max_connections (read live; see "Gates" below). 4 x 20 = 80 + 5 + 10 = 95
+    # fits a default PostgreSQL (100); the incident's 4 x 25 = 100 exhausted it on its own.
+    "database_connection_pool_limit": 20,
     "store_prompts_in_spend_logs": False,  # no prompts (personal data) in spend logs
     "disable_error_logs": False,  # keep error logs
     "store_model_in_db": True,  # the proxy reads LiteLLM_Config rows at start
@@ -86,6 +89,13 @@ litellm_env = {  # non-secret environment of the proxy, written to env.litellm t
 litellm_bind = "127.0.0.1"  # every listener binds here
 litellm_port = 4000  # the proxy
 litellm_num_workers = 4  # proxy worker processes
+# Rolling restarts: when a change restarts the proxy, hosts restart this many at a
+# time (set it here, not per host: it is one value for the run); each restarted proxy
+# must answer /health/readiness within litellm_ready_timeout seconds before the next
+# batch starts. A host that fails gets its previous config back and fails the run;
+# the hosts after it are not restarted and keep their last good config.
+litellm_restart_batch_size = 1
+litellm_ready_timeout = 300  # seconds (4 workers on a busy 2-core host need a minute or two)
 litellm_services = {  # user units; set enabled: False to stop and disable one on a host
     "litellm": {"enabled": True, "port": 4000},
     "litellm-health-server": {"enabled": True, "port": 8181},
@@ -149,6 +159,17 @@ litellm_db_idle_minutes = 5  # idle longer than this is terminated (when opted i
 litellm_key_rotation = [  # aliases whose key is kept valid; e.g.
     # {"alias": "ops-team", "min_days_left": 14, "valid_days": 90, "grace_hours": 24},
 ]
+
+
+# --- Gates (checked before any command reaches a host; see README, "Refusing bad input") ---
+# Capacity: litellm_num_workers x general_settings.database_connection_pool_limit
+# + litellm_db_other_clients + litellm_db_reserve_connections <= max_connections, read from
+# the live PostgreSQL (the runner never changes max_connections: that needs a restart).
+litellm_db_other_clients = 5  # other connections to the database: backup (pg_dump), metrics, health, dbctl, status
+litellm_db_reserve_connections = 10  # superuser_reserved_connections (3) + an operator's psql and migrations
+# Unit hardening: the highest `systemd-analyze security --offline --user` exposure (0.0 best,
+# 10.0 worst) any rendered service may score; every shipped service scores 6.6 (systemd 252).
+litellm_unit_exposure_max = 6.6
 
 
 # --- Run lock ----------------------------------------------------------------------------

@@ -11,18 +11,21 @@ argument values in its output.
 from __future__ import annotations
 
 import hashlib
+import logging
 import shlex
 from io import StringIO
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, StringCommand, operation
+from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand, operation
 
 from pyinfra.facts.files import FileContents
 
 from . import drift, snapshot
 from .facts import InstalledPackages, Linger, PathState, UserUnits
+
+logger = logging.getLogger("litellm_runner")
 
 # PyPI releases that were compromised (credential stealer): never accepted installed.
 COMPROMISED = {"litellm": {"1.82.7", "1.82.8"}}
@@ -268,8 +271,56 @@ def user_daemon_reload(user: str, when: list):
     yield f"{_systemctl_user(user)} daemon-reload"
 
 
+# Per run: the first host whose unit failed its readiness gate stops the rollout.
+_rollout_failed: dict[int, str] = {}
+
+
+def _gated(state, host, ctl: str, unit: str, action: str, ready_url: str, ready_timeout: int, rollback: dict | None):
+    """Start or restart UNIT and wait until READY_URL answers; roll back and fail when it does not.
+
+    Runs while executing, host by host in the batches pyinfra makes of
+    ``_parallel``. When it fails on a host, the config named by ROLLBACK (when
+    this run changed it) gets its previous content back from its newest
+    backup, the unit restarts on it, and the host fails naming why. Hosts of
+    later batches are then not restarted: their config is put back too and
+    they fail, so every host stays on its last good state.
+    """
+    def run(command, timeout):
+        ok, _ = host.run_shell_command(StringCommand(command), _timeout=timeout)
+        return ok
+
+    def restore() -> str:
+        if not rollback or not _changed(rollback["when"]):
+            return "the config was not changed by this run, nothing to restore"
+        dest, tmp = q(rollback["path"]), q(rollback["path"] + ".tmp-litellm-runner")
+        ok = run(f"b=$(ls -1 {dest}.bak-* 2>/dev/null | sort | tail -n 1) && [ -n \"$b\" ] && "
+                 f"install -m {rollback['mode']} -o {q(rollback['user'])} -g {q(rollback['group'])} \"$b\" {tmp} && "
+                 f"mv -f {tmp} {dest}", 60)
+        return f"previous config restored to {rollback['path']}" if ok else f"could not restore {rollback['path']}"
+
+    wait = (f"timeout {int(ready_timeout)} sh -c "
+            + q(f"until curl -fsS -o /dev/null --max-time 5 {ready_url}; do sleep 2; done"))
+    failed = _rollout_failed.get(id(state))
+    if failed:
+        what = restore()
+        host.log_styled(f"{unit} not {action}ed: the rollout stopped after {failed} failed readiness; {what}",
+                        fg="red", log_func=logger.error)
+        return False
+    if run(f"{ctl} {action} {q(unit)}", 120) and run(wait, ready_timeout + 30):
+        return True
+    _rollout_failed.setdefault(id(state), host.name)
+    what = restore()
+    again = run(f"{ctl} restart {q(unit)}", 120) and run(wait, ready_timeout + 30)
+    host.log_styled(
+        f"{unit} failed readiness ({ready_url} within {ready_timeout}s) after this run's changes; {what}; "
+        f"restarted: {'ready again' if again else 'still not ready'}. Other hosts are left on their last good state.",
+        fg="red", log_func=logger.error)
+    return False
+
+
 @operation()
-def user_unit(user: str, unit: str, enabled: bool = True, running: bool = True, restart_when: list = ()):
+def user_unit(user: str, unit: str, enabled: bool = True, running: bool = True, restart_when: list = (),
+              ready_url: str | None = None, ready_timeout: int = 300, rollback: dict | None = None):
     """Ensure USER's unit UNIT is enabled/disabled and running/stopped.
 
     + user: owner of the user manager (needs linger)
@@ -278,25 +329,34 @@ def user_unit(user: str, unit: str, enabled: bool = True, running: bool = True, 
     + restart_when: OperationMeta of the unit's inputs (unit file, config, env
       file, database rows); a running unit restarts once if any changed. A
       unit this operation starts is not restarted again.
+    + ready_url: when given, a start or restart waits until this URL answers
+      (``ready_timeout`` seconds); pass ``_parallel=N`` to restart N hosts at a time
+    + rollback: ``{"path", "user", "group", "mode", "when": OperationMeta}``: the
+      config restored from its newest backup when readiness fails (see ``_gated``)
     """
     state = snapshot.fact(UserUnits, user=user, units=[unit]).get(unit, {})
     is_enabled, is_active = state.get("enabled", False), state.get("active", False)
     ctl = _systemctl_user(user)
-    commands = []
+    commands, action = [], None
     if enabled and not is_enabled:
         commands.append(f"{ctl} enable {q(unit)}")
     elif not enabled and is_enabled:
         commands.append(f"{ctl} disable {q(unit)}")
     if running and not is_active:
-        commands.append(f"{ctl} start {q(unit)}")
+        action = "start"
     elif not running and is_active:
-        commands.append(f"{ctl} stop {q(unit)}")
+        action = "stop"
     elif running and is_active and any(_changed(m) for m in restart_when):
-        commands.append(f"{ctl} restart {q(unit)}")
-    if not commands:
+        action = "restart"
+    if not commands and not action:
         host.noop(f"{unit} is {'enabled' if is_enabled else 'disabled'} and {'active' if is_active else 'inactive'}")
-    elif any(not c.split()[-2] == "restart" for c in commands):
+    elif commands or action != "restart":
         drift.record("unit", {"enabled": is_enabled, "active": is_active}, {"enabled": enabled, "active": running})
     else:  # only a restart: a consequence of drift in an input, not drift of its own
         drift.record("restart", None, "restart")
     yield from commands
+    if action in ("start", "restart") and ready_url:
+        yield FunctionCommand(_gated, (_systemctl_user(user), unit, action, ready_url, ready_timeout,
+                                       rollback if action == "restart" else None), {})
+    elif action:
+        yield f"{ctl} {action} {q(unit)}"

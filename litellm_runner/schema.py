@@ -121,13 +121,16 @@ SCALARS = {  # key: (check, expected form)
     "litellm_db_block_expired_keys": (lambda v: isinstance(v, bool), "true or false"),
     "litellm_db_terminate_idle": (lambda v: isinstance(v, bool), "true or false"),
     "litellm_db_idle_minutes": (_int(1, 1440), "minutes, 1-1440"),
+    "litellm_restart_batch_size": (_int(1, 1000), "a whole number of hosts restarted at once, 1-1000"),
+    "litellm_ready_timeout": (_int(10, 3600), "seconds, 10-3600"),
     "litellm_lock_wait": (_int(0, 86400), "seconds, 0-86400"),
     "litellm_lock_stale_after": (_int(60, 604800), "seconds, 60-604800"),
-}
-OPTIONAL = {  # keys without a shipped default: checked when set
-    "postgresql_max_connections": (_int(20, 10000), "a whole number 20-10000 (PostgreSQL's max_connections)"),
     "litellm_db_other_clients": (_int(0, 1000), "a whole number of other database clients 0-1000"),
     "litellm_db_reserve_connections": (_int(0, 1000), "a whole number of reserved connections 0-1000"),
+    "litellm_unit_exposure_max": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 10,
+                                  "a systemd-analyze exposure 0.0-10.0, such as 6.6"),
+}
+OPTIONAL = {  # keys without a shipped default: checked when set
     "litellm_secrets_file": (_abs, "an absolute path to a KEY=value secrets file"),
 }
 SETTINGS = {  # LiteLLM settings: key -> (check, expected form)

@@ -1,6 +1,6 @@
 """The proxy's rendered config, its env file and the tools in bin/ (cfg-01, sec-01).
 
-Returns the operations whose change must restart the proxy.
+Returns the operations whose change must restart the proxy, and the config to roll back to.
 """
 
 from pyinfra import host
@@ -20,9 +20,10 @@ def apply():
     env = env_file(name=f"Env file {env_path} content | sec-01", dest=env_path, user=user, group=group)
     file_attrs(name=f"Env file {env_path} 0600 {user}:{group} | sec-01", path=env_path,
                user=user, group=group, mode="0600")
+    config_path = f"{d.litellm_root}/state/config.generated.yaml"
     config = file(
-        f"Rendered config {d.litellm_root}/state/config.generated.yaml | cfg-01",
-        dest=f"{d.litellm_root}/state/config.generated.yaml", content=render_config(d),
+        f"Rendered config {config_path} | cfg-01",
+        dest=config_path, content=render_config(d),
         user=user, group=group, mode="0640", backups_keep=d.litellm_config_backups_keep,
         validate=YAML_CHECK.replace("{python}", f"{venv(d)}/bin/python"),
     )
@@ -36,4 +37,6 @@ def apply():
             dest=f"{d.litellm_root}/bin/{tool.name}", content=tool.read_text(),
             user=user, group=group, mode="0750",
         ))
-    return {"env": env, "config": config, "tools": tools}
+    # what a proxy that fails readiness gets back (its newest backup), see tasks/units.py
+    rollback = {"path": config_path, "user": user, "group": group, "mode": "0640", "when": config}
+    return {"env": env, "config": config, "tools": tools, "rollback": rollback}

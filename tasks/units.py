@@ -10,8 +10,12 @@ from litellm_runner.operations import directory, file, user_daemon_reload, user_
 from litellm_runner.render import render_units, wanted_units
 
 
-def apply(restart_inputs: dict[str, list]):
-    """RESTART_INPUTS: unit name -> OperationMeta of its inputs (config, env, venv...)."""
+def apply(restart_inputs: dict[str, list], rollback: dict | None = None):
+    """RESTART_INPUTS: unit name -> OperationMeta of its inputs (config, env, venv...).
+
+    ROLLBACK: the proxy's config file (``user_unit``'s ``rollback``), restored
+    when the restarted proxy fails readiness.
+    """
     d = host.data
     unit_dir = f"{d.litellm_home}/.config/systemd/user"
     for rel in (".config", ".config/systemd", ".config/systemd/user"):
@@ -28,8 +32,13 @@ def apply(restart_inputs: dict[str, list]):
     for unit, wanted in wanted_units(d).items():
         kind = "tmr-01" if unit.endswith(".timer") else "svc-01"
         inputs = [files[unit], *restart_inputs.get(unit, restart_inputs.get("*", []))]
+        gate = {}
+        if unit == "litellm.service":  # rolling restart, gated on readiness, rollback of the config
+            gate = dict(ready_url=f"http://{d.litellm_bind}:{d.litellm_port}/health/readiness",
+                        ready_timeout=d.litellm_ready_timeout, rollback=rollback,
+                        _parallel=d.litellm_restart_batch_size)
         user_unit(
             name=f"Unit {unit} {'enabled and running' if wanted else 'stopped and disabled'} | {kind}",
             user=d.litellm_user, unit=unit, enabled=wanted, running=wanted,
-            restart_when=inputs if unit.endswith(".service") else [files[unit]],
+            restart_when=inputs if unit.endswith(".service") else [files[unit]], **gate,
         )

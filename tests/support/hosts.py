@@ -73,8 +73,8 @@ class Run:
 
 def pyinfra(hosts: list[str], *args: str, timeout: float = 1800, env: dict | None = None) -> Run:
     """``pyinfra inventory.py deploy.py ARGS --json`` against the sandboxes HOSTS."""
-    full_env = {**os.environ, "LITELLM_SANDBOXES": ",".join(hosts), "PYINFRA_PROGRESS": "off", **(env or {})}
-    full_env.pop("LITELLM_INVENTORY", None)
+    full_env = {k: v for k, v in os.environ.items() if k != "LITELLM_INVENTORY"}
+    full_env.update({"LITELLM_SANDBOXES": ",".join(hosts), "PYINFRA_PROGRESS": "off", **(env or {})})
     proc = subprocess.run([PYINFRA, "inventory.py", "deploy.py", *args, "--json"], cwd=REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
     return Run(proc.returncode, proc.stdout, proc.stderr)

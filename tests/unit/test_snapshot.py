@@ -1,0 +1,54 @@
+"""One host snapshot answers the deploy's questions (HostSnapshot, snapshot.fact)."""
+
+import subprocess
+from types import SimpleNamespace
+
+from pyinfra.context import ctx_host
+
+from litellm_runner import snapshot
+from litellm_runner.facts import HostSnapshot, InstalledPackages, Linger, PathState, UserUnits
+from tests.unit.fakehost import FakeHost
+from tests.unit.group_data import defaults
+
+
+def test_snapshot_command_runs_and_parses_on_this_machine(tmp_path):
+    """The real command in a local shell: a directory, a file with its sha256, a missing path."""
+    (tmp_path / "d").mkdir(mode=0o750)
+    (tmp_path / "f").write_text("hello\n")
+    paths = [str(tmp_path / "d"), str(tmp_path / "f"), str(tmp_path / "missing")]
+    command = HostSnapshot().command(paths, "nobody", ["litellm.service"], str(tmp_path / "venv"))
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30).stdout
+    snap = HostSnapshot().process(out.splitlines())
+    assert snap["paths"][paths[0]]["type"] == "directory" and snap["paths"][paths[0]]["mode"] == "0750"
+    assert snap["paths"][paths[1]]["sha256"] == "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+    assert paths[2] not in snap["paths"]
+    assert snap["linger"] is False and snap["venv"] is None
+
+
+class SnapHost(FakeHost):
+    def __init__(self, data, snap):
+        super().__init__({}, data)
+        self.asked = []
+        self.snap = snap
+
+    def get_fact(self, cls, **kwargs):
+        self.asked.append(cls.__name__)
+        return self.snap if cls is HostSnapshot else "asked separately"
+
+
+def test_fact_is_answered_from_one_snapshot_and_falls_through_for_the_rest():
+    data = defaults()
+    wanted = snapshot.spec(SimpleNamespace(**data))
+    config = f"{data['litellm_root']}/state/config.generated.yaml"
+    assert config in wanted["paths"] and f"{data['litellm_root']}/bin/litellm-dbctl" in wanted["paths"]
+    snap = {"paths": {config: {"type": "file", "sha256": "ab"}}, "linger": True,
+            "units": {"litellm.service": {"active": True}}, "venv": {"urllib3": "2.7.0"}}
+    host = SnapHost(data, snap)
+    with ctx_host.use(host):
+        assert snapshot.fact(PathState, path=config)["sha256"] == "ab"
+        assert snapshot.fact(PathState, path=f"{data['litellm_root']}/env.litellm") is None  # managed, missing
+        assert snapshot.fact(Linger, user="litellm") is True
+        assert snapshot.fact(UserUnits, user="litellm", units=["litellm.service"]) == {"litellm.service": {"active": True}}
+        assert snapshot.fact(InstalledPackages, venv=f"{data['litellm_root']}/venv") == {"urllib3": "2.7.0"}
+        assert snapshot.fact(PathState, path="/etc/not-managed") == "asked separately"
+    assert host.asked == ["HostSnapshot", "PathState"]
