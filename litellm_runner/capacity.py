@@ -3,7 +3,10 @@
 LiteLLM's ``database_connection_pool_limit`` applies per worker process, so the
 proxy alone may open ``num_workers x pool_limit`` connections. The incident's
 4 workers x 25 need 100 and exhaust a default PostgreSQL (max_connections 100)
-on their own.
+on their own; the shipped 4 workers x 20 (+ 5 + 10 = 95) fit it. The deploy
+reads max_connections from the live database (litellm-dbctl plan) and refuses
+before its first operation; it never changes max_connections (a restart of a
+shared server drops every client).
 
     check(4, 25, 100, other_clients=5, reserve=10)
     # CapacityError: 4 workers x 25 pool = 100 + 5 other clients + 10 reserve = 115 > max_connections 100
@@ -44,7 +47,8 @@ def check(num_workers: int, pool_limit: int, max_connections: int,
     if needed(num_workers, pool_limit, other_clients, reserve) > max_connections:
         fit = max(0, (max_connections - other_clients - reserve) // max(num_workers, 1))
         raise CapacityError(
-            f"{text}: the proxy can exhaust PostgreSQL. Raise postgresql_max_connections to at least "
-            f"{needed(num_workers, pool_limit, other_clients, reserve)} (needs a PostgreSQL restart), "
-            f"or lower database_connection_pool_limit to {fit} or fewer, or run fewer workers")
+            f"{text}: the proxy can exhaust PostgreSQL. Expected general_settings.database_connection_pool_limit "
+            f"<= {fit} for {num_workers} workers, or fewer litellm_num_workers, or PostgreSQL's max_connections "
+            f"raised to at least {needed(num_workers, pool_limit, other_clients, reserve)} "
+            f"(a server restart, which the runner does not do)")
     return text

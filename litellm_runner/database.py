@@ -23,6 +23,7 @@ from pyinfra.api import FactBase, operation
 from . import drift
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+DEFAULT_POOL_LIMIT = 10  # LiteLLM's database_connection_pool_limit when general_settings does not set it
 
 
 def desired_state(data) -> dict:
@@ -35,7 +36,20 @@ def desired_state(data) -> dict:
         "idle_minutes": int(data.litellm_db_idle_minutes),
         "rotations": [{"min_days_left": 14, "valid_days": 90, "grace_hours": 24, **r}
                       for r in data.litellm_key_rotation],
+        # dbctl refuses to apply settings that do not fit max_connections (the
+        # backstop for a host never converged, whose max_connections the deploy
+        # could not read before its first operation)
+        "capacity": capacity_inputs(data),
     }
+
+
+def capacity_inputs(data) -> dict:
+    """The numbers of the capacity check, from host data (capacity.py)."""
+    from .capacity import OTHER_CLIENTS, RESERVE
+    return {"workers": int(data.litellm_num_workers),
+            "pool": int(dict(data.general_settings).get("database_connection_pool_limit", DEFAULT_POOL_LIMIT)),
+            "other_clients": int(getattr(data, "litellm_db_other_clients", OTHER_CLIENTS)),
+            "reserve": int(getattr(data, "litellm_db_reserve_connections", RESERVE))}
 
 
 def encode(desired: dict) -> str:
@@ -49,9 +63,11 @@ def dbctl(root: str, action: str, scope: str, desired: dict, timeout: int = 5) -
 
 
 class DatabasePlan(FactBase):
-    """Items of one scope that differ from the desired state: ``[{"id", "kind", "before", "after"}]``.
+    """``{"items": [{"id", "kind", "before", "after"}], "max_connections": N}`` for one scope.
 
-    Returns ``None`` when litellm-dbctl is not on the host yet (a host never
+    ``items`` differ from the desired state; ``max_connections`` is the live
+    server's setting (the capacity check in tasks/database.py). Returns
+    ``None`` when litellm-dbctl is not on the host yet (a host never
     converged): the deploy ships it before this is asked while applying.
     """
 
@@ -63,7 +79,12 @@ class DatabasePlan(FactBase):
 
     def process(self, output):
         doc = json.loads("\n".join(output))
-        return None if doc is None else doc["items"]
+        return None if doc is None else {"items": doc["items"], "max_connections": doc.get("max_connections")}
+
+
+def plan(root: str, scope: str, desired: dict, timeout: int = 5) -> dict | None:
+    """The DatabasePlan fact of SCOPE (pyinfra caches it: the operation asks the same question)."""
+    return host.get_fact(DatabasePlan, root=root, scope=scope, desired_b64=encode(desired), timeout=timeout)
 
 
 def new_key() -> tuple[str, str, str]:
@@ -99,7 +120,8 @@ def database(root: str, scope: str, desired: dict, timeout: int = 5):
     while executing; it is written once to .secrets/keys/<host>/ (0600) and
     only its sha256 goes to the host.
     """
-    items = host.get_fact(DatabasePlan, root=root, scope=scope, desired_b64=encode(desired), timeout=timeout)
+    found = plan(root, scope, desired, timeout)
+    items = None if found is None else found["items"]
     if items is None:
         drift.record("database", "litellm-dbctl not installed yet", f"{scope} converged")
         yield dbctl(root, "apply", scope, desired, timeout)

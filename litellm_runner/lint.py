@@ -148,8 +148,13 @@ def lint_config(config: dict, env: dict | None = None) -> list[Finding]:
 
 def read_env_file(path) -> dict[str, str]:
     """KEY=value lines (``#`` comments, optional quotes); a bad line is reported by number, not content."""
+    return parse_env_text(pathlib.Path(path).read_text(), str(path))
+
+
+def parse_env_text(text: str, path: str = "env") -> dict[str, str]:
+    """read_env_file on TEXT (the env file the deploy is about to write)."""
     values = {}
-    for number, line in enumerate(pathlib.Path(path).read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue

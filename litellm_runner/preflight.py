@@ -1,42 +1,160 @@
-"""Checks that run before the first command reaches any host (called by deploy.py)."""
+"""Checks that run before the first command reaches any host (called by deploy.py).
+
+    check_inventory(pyinfra.state)    # deploy.py: prints every problem and exits 1, once per run
+    problems(hosts) -> (problems, warnings)   # hosts: [(name, data dict, source(key) -> file)]
+
+For every host, collecting every problem of every host before refusing:
+
+1. typed desired state (schema.validate). A host with problems here is not
+   checked further: the gates below need typed data.
+2. config security lint (lint.lint_config) on the config the deploy WILL render
+   (render.render_config) with the env values the env file WILL hold (the
+   secret source, placeholders blanked as secrets.env_file writes them).
+   Critical findings refuse (id, severity, key, never a value); warnings are
+   printed and the run goes on.
+3. CVE gate before install: the real pip-audit, offline by default, on the file
+   named by ``litellm_venv_requirements`` (once per distinct file per run).
+   The installed venv is audited after converge by tasks/python_env.py.
+4. unit hardening gate: ``systemd-analyze security --offline --user`` over
+   render_units(data), every service at or below ``litellm_unit_exposure_max``.
+
+The capacity check needs PostgreSQL's live max_connections, a read-only fact,
+so it runs in tasks/database.py while pyinfra prepares the run (still before
+any operation executes on any host).
+
+Only the control machine works here: no fact, no command, no connection.
+"""
 
 from __future__ import annotations
 
+import pathlib
 import sys
 
+import yaml
+
+from . import cve_gate, lint, secrets, unit_gate
+from .render import render_config, render_units
 from .schema import SchemaError, validate
 
+REPO = pathlib.Path(__file__).resolve().parent.parent
+DEFAULT_SOURCE = "group_data/all.py"
+
 _done = False
+_cve_cache: dict[pathlib.Path, str | None] = {}  # requirements file -> refusal text (None: clean), per run
 
 
 def _source(inventory, host, key) -> str:
+    if key in (getattr(inventory, "override_data", None) or {}):
+        return "pyinfra --data"
     if key in (inventory.get_host_data(host.name) or {}):
         return f"inventory (host {host.name})"
     for group in host.groups:
         if key in (inventory.get_group_data(group) or {}):
             return f"group_data/{group}.py"
-    return "group_data/all.py"
+    return DEFAULT_SOURCE
+
+
+def _secret_source(data) -> str:
+    import os
+    path = os.environ.get("LITELLM_SECRETS_FILE") or data.get("litellm_secrets_file")
+    return f"secret source ({path} or the environment)" if path else "secret source (the environment)"
+
+
+def future_env(data) -> dict[str, str]:
+    """The KEY=value pairs the env file will hold: secrets.render_env, as env_file writes it."""
+    values = secrets.load(list(data["litellm_env_secrets"]), data.get("litellm_secrets_file"))
+    text, _blanked = secrets.render_env(values, dict(data["litellm_env"]), list(data["litellm_env_placeholders"]))
+    return lint.parse_env_text(text)
+
+
+def _lint(data, src) -> tuple[list[str], list[str]]:
+    try:
+        config = yaml.safe_load(render_config(data))
+    except Exception as exc:  # noqa: BLE001 (any render failure refuses, with its reason; no value in it)
+        return [f"{src('general_settings')}: the LiteLLM config does not render: {exc}"], []
+    try:
+        env = future_env(data)
+    except secrets.SecretError as exc:  # names the key and the source, never a value
+        return [f"{_secret_source(data)}: {exc}: expected every name of litellm_env_secrets with a value"], []
+    problems, warnings = [], []
+    for f in lint.lint_config(config, env):
+        if f.key.startswith("env "):
+            name = f.key[4:]
+            where = _secret_source(data) if name in data["litellm_env_secrets"] else src("litellm_env")
+        else:
+            section = f.key.split(".")[0].split("[")[0]
+            where = src({"model_list": "litellm_model_list"}.get(section, section))
+        line = f"{where}: {f.key}: {f.id} {f.severity}: {f.message}"
+        (problems if f.severity == "critical" else warnings).append(line)
+    return problems, warnings
+
+
+def _cve(data, src) -> list[str]:
+    req = data["litellm_venv_requirements"]
+    path = (REPO / req).resolve()
+    if path not in _cve_cache:
+        if not path.is_file():
+            _cve_cache[path] = f"file not found ({path}): expected a requirements file"
+        else:
+            try:
+                cve_gate.audit_requirements(path)
+                _cve_cache[path] = None
+            except cve_gate.CveGateError as exc:
+                _cve_cache[path] = str(exc).replace("\n", "\n    ")
+    text = _cve_cache[path]
+    return [f"{src('litellm_venv_requirements')}: litellm_venv_requirements = {req!r}: {text}"] if text else []
+
+
+def _units(data, src) -> list[str]:
+    threshold = data["litellm_unit_exposure_max"]
+    try:
+        unit_gate.check_units(render_units(data), threshold)
+    except unit_gate.UnitGateError as exc:
+        return [f"{src('litellm_unit_exposure_max')}: litellm_unit_exposure_max = {threshold!r}: "
+                f"{str(exc).replace(chr(10), chr(10) + '    ')}\n    expected every rendered service "
+                f"(litellm_services, litellm_timers) at or below {threshold}"]
+    return []
+
+
+def host_problems(data: dict, src) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of one host's merged data; ``src(key)`` names the file a key came from."""
+    problems = validate(data, src)
+    if problems:
+        return problems, []
+    problems, warnings = _lint(data, src)
+    problems += _cve(data, src)
+    problems += _units(data, src)
+    return problems, warnings
+
+
+def problems(hosts) -> tuple[list[str], list[str]]:
+    """Every (problem, warning) line of HOSTS ``[(name, data, src)]``, each prefixed by its host."""
+    found, warned = [], []
+    for name, data, src in hosts:
+        p, w = host_problems(data, src)
+        found += [f"host {name}: {x}" for x in p]
+        warned += [f"host {name}: {x}" for x in w]
+    return found, warned
 
 
 def check_inventory(state) -> None:
-    """Validate the desired state of every host of the inventory, once per run.
+    """Check every host of the inventory, once per run.
 
-    On any problem, print them all (file, key, value, expected form) and exit 1
-    before any operation or fact runs on any host.
+    On any problem, print them all (file, key, value or ids, expected form) and
+    exit 1 before any operation or fact runs on any host. Warnings are printed
+    and the run goes on.
     """
     global _done
     if _done:
         return
     _done = True
-    problems = []
-    for host in state.inventory:
-        data = host.data.dict()
-        problems += [f"host {host.name}: {p}" for p in
-                     validate(data, lambda key, h=host: _source(state.inventory, h, key))]
-    if problems:
-        print("refusing to touch any host, the desired state is invalid:\n  " + "\n  ".join(problems),
-              file=sys.stderr)
+    hosts = [(h.name, h.data.dict(), lambda key, h=h: _source(state.inventory, h, key)) for h in state.inventory]
+    found, warned = problems(hosts)
+    if warned:
+        print("warnings (the run goes on):\n  " + "\n  ".join(warned), file=sys.stderr)
+    if found:
+        print("refusing to touch any host, the desired state is invalid:\n  " + "\n  ".join(found), file=sys.stderr)
         sys.exit(1)
 
 
-__all__ = ["check_inventory", "SchemaError"]
+__all__ = ["check_inventory", "problems", "host_problems", "future_env", "SchemaError"]

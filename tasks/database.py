@@ -2,11 +2,25 @@
 
 Returns the operations whose change must restart the proxy (it reads
 LiteLLM_Config at start).
+
+Capacity gate: before the operations, the live ``max_connections`` (read by the
+db-01 plan, a read-only fact that the operation asks anyway) is compared with
+``litellm_num_workers x database_connection_pool_limit + litellm_db_other_clients
++ litellm_db_reserve_connections``. pyinfra prepares every operation of every
+host before it executes any, so a refusal here (the arithmetic on stderr, exit 1)
+leaves every host as it was. On a host never converged (litellm-dbctl not there
+yet) max_connections cannot be read before the run: litellm-dbctl then checks
+the same arithmetic before it writes the settings rows (db-01), before any unit
+starts with the new pool.
 """
+
+import sys
 
 from pyinfra import host
 
-from litellm_runner.database import database, desired_state
+from litellm_runner import capacity
+from litellm_runner.database import capacity_inputs, database, desired_state, plan
+from litellm_runner.preflight import _source
 
 SCOPES = [  # (scope, control id, what)
     ("settings", "db-01", "LiteLLM_Config settings rows"),
@@ -17,9 +31,31 @@ SCOPES = [  # (scope, control id, what)
 ]
 
 
+def check_capacity(d, desired) -> None:
+    """Exit 1 with the arithmetic when the proxy's pools cannot fit the live max_connections."""
+    found = plan(d.litellm_root, "settings", desired, d.litellm_db_connect_timeout)
+    if found is None or found.get("max_connections") is None:
+        print(f"host {host.name}: capacity: max_connections cannot be read before the first converge "
+              "(litellm-dbctl is not on the host yet): litellm-dbctl checks it before writing the settings rows",
+              file=sys.stderr)
+        return
+    c = capacity_inputs(d)
+    try:
+        capacity.check(c["workers"], c["pool"], found["max_connections"], c["other_clients"], c["reserve"])
+    except capacity.CapacityError as exc:
+        files = sorted({_source(host.state.inventory, host, k) for k in (
+            "litellm_num_workers", "general_settings", "litellm_db_other_clients", "litellm_db_reserve_connections")})
+        print(f"refusing to touch any host, the desired state does not fit the database:\n  host {host.name}: "
+              f"{', '.join(files)}: litellm_num_workers x general_settings.database_connection_pool_limit"
+              f" + litellm_db_other_clients + litellm_db_reserve_connections vs PostgreSQL max_connections"
+              f" (live, {d.litellm_db_host}:{d.litellm_db_port}/{d.litellm_db_name}): {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
 def apply():
     d = host.data
     desired = desired_state(d)
+    check_capacity(d, desired)
     ops = {}
     for scope, control, what in SCOPES:
         if scope == "idle" and not desired["terminate_idle"]:

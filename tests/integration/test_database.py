@@ -14,7 +14,7 @@ def sql(host, query):
 
 def test_settings_rows_converged_and_unmanaged_keys_kept(converged, host):
     general = json.loads(sql(host, "SELECT param_value FROM \"LiteLLM_Config\" WHERE param_name = 'general_settings'"))
-    assert general["database_connection_pool_limit"] == 25
+    assert general["database_connection_pool_limit"] == 20
     assert general["store_prompts_in_spend_logs"] is False
     assert general["disable_error_logs"] is False
     assert general["maximum_spend_logs_retention_period"] == "30d"  # set from the UI, not managed: kept

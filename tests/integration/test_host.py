@@ -70,7 +70,7 @@ def test_venv_versions(converged, host):
 def test_rendered_settings(converged, host):
     config = yaml.safe_load(host.out(f"cat {ROOT}/state/config.generated.yaml"))
     gs = config["general_settings"]
-    assert gs["database_connection_pool_limit"] == 25
+    assert gs["database_connection_pool_limit"] == 20
     assert gs["store_prompts_in_spend_logs"] is False
     assert gs["disable_error_logs"] is False
     assert gs["store_model_in_db"] is True

@@ -49,7 +49,8 @@ CASES = [
         f"{CTL} is-active litellm-rerank.service", id="service-stopped"),
     pytest.param(
         f"runuser -u litellm -- {ROOT}/venv/bin/pip install -q --no-deps urllib3==2.5.0",
-        {f"Venv {ROOT}/venv satisfies its pins | py-01", *restart("litellm", *TOOLS)},
+        {f"Venv {ROOT}/venv satisfies its pins | py-01", f"Venv {ROOT}/venv has no known vulnerability | py-01",
+         *restart("litellm", *TOOLS)},
         f"{ROOT}/venv/bin/python -c 'import urllib3, sys; sys.exit(urllib3.__version__ < \"2.7\")'",
         id="package-downgraded"),
 ]
@@ -77,7 +78,7 @@ def test_linger_turned_off_is_repaired(converged, host, converge):
 
 def test_config_change_restarts_only_the_proxy(converged, host, converge):
     pids = {s: host.out(f"{CTL} show -P MainPID {s}.service") for s in ["litellm", *TOOLS]}
-    host.ssh(f"sed -i 's/database_connection_pool_limit: 25/database_connection_pool_limit: 10/' "
+    host.ssh(f"sed -i 's/database_connection_pool_limit: 20/database_connection_pool_limit: 10/' "
              f"{ROOT}/state/config.generated.yaml")
     converge()
     after = {s: host.out(f"{CTL} show -P MainPID {s}.service") for s in ["litellm", *TOOLS]}

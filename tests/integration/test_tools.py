@@ -64,7 +64,7 @@ def test_metrics_match_the_database(backed_up, host):
     assert m[("litellm_db_up", ())] == 1
     assert m[("litellm_virtual_keys", (("state", "blocked"),))] == blocked
     assert m[("litellm_spend_log_rows", ())] == spend
-    assert m[("litellm_db_connection_pool_limit", ())] == 25
+    assert m[("litellm_db_connection_pool_limit", ())] == 20
     assert m[("litellm_backup_verified", ())] == 1
     assert m[("litellm_unit_active", (("unit", "litellm.service"),))] == 1
 

@@ -7,7 +7,8 @@ from litellm_runner.capacity import CapacityError, check
 CASES = [  # workers, pool, max_connections, other, reserve, fits
     (4, 25, 100, 5, 10, False),  # the incident's own fix against a default PostgreSQL
     (4, 25, 115, 5, 10, True),  # exactly at the limit
-    (4, 25, 150, 5, 10, True),  # the proposed postgresql_max_connections
+    (4, 25, 150, 5, 10, True),  # a raised max_connections
+    (4, 20, 100, 5, 10, True),  # the shipped defaults against a default PostgreSQL
     (4, 21, 100, 5, 10, True),  # or a smaller pool
     (1, 10, 20, 5, 10, False),
 ]
@@ -24,7 +25,9 @@ def test_arithmetic(workers, pool, max_conn, other, reserve, fits):
         with pytest.raises(CapacityError) as err:
             check(workers, pool, max_conn, other, reserve)
         assert str(err.value).startswith(expected)
-        assert f"postgresql_max_connections to at least {total}" in str(err.value)
+        fit = (max_conn - other - reserve) // workers
+        assert f"database_connection_pool_limit <= {fit} for {workers} workers" in str(err.value)
+        assert f"max_connections raised to at least {total}" in str(err.value)
 
 
 def test_incident_message():

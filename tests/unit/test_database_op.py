@@ -21,18 +21,23 @@ def decoded(command):
     return json.loads(base64.b64decode(command.rsplit("--desired-b64 ", 1)[1]))
 
 
+def found(items, max_connections=100):
+    return {"items": items, "max_connections": max_connections}
+
+
 @pytest.mark.parametrize("plan, applies", [
     ([], False),
     (None, True),  # dbctl not on the host yet: converge it when applying
     ([{"id": "general_settings.database_connection_pool_limit", "kind": "setting", "before": 10, "after": 25}], True),
 ])
 def test_database_op(plan, applies):
-    commands, noops = run_op(database, {DatabasePlan: plan}, root="/r", scope="settings", desired=DESIRED)
+    commands, noops = run_op(database, {DatabasePlan: None if plan is None else found(plan)},
+                             root="/r", scope="settings", desired=DESIRED)
     assert bool(commands) == applies
     if applies:
         assert commands[0].startswith("/r/venv/bin/python /r/bin/litellm-dbctl apply --scope settings "
                                       "--env-file /r/env.litellm")
-        assert decoded(commands[0])["settings"]["general_settings"]["database_connection_pool_limit"] == 25
+        assert decoded(commands[0])["settings"]["general_settings"]["database_connection_pool_limit"] == 20
     else:
         assert noops == ["database settings: nothing differs"]
     if plan:
@@ -54,7 +59,7 @@ def test_rotation_sends_only_the_hash(monkeypatch, tmp_path):
 
     monkeypatch.setattr(db, "deliver_key", deliver)
     plan = [{"id": "rotate ops-team", "kind": "key-rotation", "before": "x", "after": "y"}]
-    fake = fakehost.FakeHost({DatabasePlan: plan})
+    fake = fakehost.FakeHost({DatabasePlan: found(plan)})
     fake.state.is_executing = True
     from pyinfra.context import ctx_host
     with ctx_host.use(fake):
@@ -70,7 +75,7 @@ def test_rotation_sends_only_the_hash(monkeypatch, tmp_path):
 def test_rotation_plan_while_detecting_makes_no_key(monkeypatch):
     monkeypatch.setattr(db, "deliver_key", lambda *a, **k: pytest.fail("a key was made while detecting"))
     plan = [{"id": "rotate ops-team", "kind": "key-rotation", "before": "x", "after": "y"}]
-    commands, _ = run_op(database, {DatabasePlan: plan}, root="/r", scope="rotation", desired=DESIRED)
+    commands, _ = run_op(database, {DatabasePlan: found(plan)}, root="/r", scope="rotation", desired=DESIRED)
     assert "new_token" not in decoded(commands[0])["rotations"][0]
 
 

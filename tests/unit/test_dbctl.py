@@ -78,6 +78,9 @@ def test_settings_plan_apply_then_nothing(db):
         ("litellm_settings.request_timeout", "(unset)", "120"),
     }
     assert items(dbctl(env, "apply", "settings")) == planned
+    with pg.connect() as conn:
+        live = int(conn.execute("SHOW max_connections").fetchone()[0])
+    assert json.loads(dbctl(env, "plan", "settings").stdout)["max_connections"] == live > 0
     assert items(dbctl(env, "plan", "settings")) == []
     with pg.connect() as conn:
         rows = dict(conn.execute('SELECT param_name, param_value FROM "LiteLLM_Config"').fetchall())
@@ -198,3 +201,18 @@ def test_malformed_database_url_is_refused_without_showing_it(tmp_path, url):
     assert proc.returncode == 2
     assert "DATABASE_URL: expected postgresql://USER:PASSWORD@HOST:PORT/DB" in proc.stderr
     assert "pw-canary-p0rt" not in proc.stdout + proc.stderr
+
+
+def test_settings_that_cannot_fit_max_connections_are_not_applied(db):
+    """The backstop for a host never converged: apply refuses with the arithmetic, nothing written."""
+    pg, env = db
+    with pg.connect() as conn:
+        live = int(conn.execute("SHOW max_connections").fetchone()[0])
+    too_big = {**DESIRED, "capacity": {"workers": 4, "pool": live, "other_clients": 5, "reserve": 10}}
+    proc = dbctl(env, "apply", "settings", too_big)
+    assert proc.returncode == 2, proc.stderr
+    assert (f"capacity: 4 workers x {live} pool = {4 * live} + 5 other clients + 10 reserve = {4 * live + 15}"
+            f" > max_connections {live}: settings not applied") in proc.stderr
+    assert len(items(dbctl(env, "plan", "settings"))) == 4  # nothing applied
+    fits = {**DESIRED, "capacity": {"workers": 1, "pool": 1, "other_clients": 0, "reserve": 0}}
+    assert len(items(dbctl(env, "apply", "settings", fits))) == 4

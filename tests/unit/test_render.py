@@ -12,7 +12,7 @@ from tests.unit.group_data import defaults
 def test_config_carries_the_incident_fixes():
     config = yaml.safe_load(render_config(defaults()))
     gs = config["general_settings"]
-    assert gs["database_connection_pool_limit"] == 25
+    assert gs["database_connection_pool_limit"] == 20
     assert gs["store_prompts_in_spend_logs"] is False
     assert gs["disable_error_logs"] is False
     assert gs["store_model_in_db"] is True
