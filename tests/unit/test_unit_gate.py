@@ -9,6 +9,11 @@ from tests.unit.group_data import defaults
 THRESHOLD = 6.6  # what every shipped service scores today (systemd 252); lower it as hardening improves
 
 
+def test_shipped_threshold_is_the_checked_one():
+    """group_data's litellm_unit_exposure_max (what the deploy enforces) is the threshold tested here."""
+    assert defaults()["litellm_unit_exposure_max"] == THRESHOLD
+
+
 def test_shipped_units_meet_the_threshold():
     units = render_units(defaults())
     scores = check_units(units, THRESHOLD)
