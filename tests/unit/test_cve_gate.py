@@ -110,3 +110,48 @@ def test_bad_waivers_are_errors(tmp_path, entry, message):
 
 def test_shipped_waivers_are_valid():
     assert load_ignored() == set()
+
+
+# -- the deploy's after-converge audit (tasks/python_env.venv_audit) --------------------------
+def _venv_audit(installed, pins):
+    from pyinfra.api import FunctionCommand
+    from pyinfra.context import ctx_host
+
+    from litellm_runner.facts import InstalledPackages
+    from tasks.python_env import venv_audit
+    from tests.unit import fakehost
+
+    fake = fakehost.FakeHost({InstalledPackages: installed})
+    with ctx_host.use(fake):
+        commands = list(venv_audit._inner(venv_path="/r/venv", requirements_text=pins))
+    assert all(isinstance(c, FunctionCommand) for c in commands)
+    return commands, fake.noops
+
+
+def test_clean_unchanged_venv_is_a_noop_without_commands():
+    commands, noops = _venv_audit({"urllib3": "2.7.0", "pyasn1": "0.6.3"}, "urllib3>=2.7.0\npyasn1>=0.6.3\n")
+    assert commands == [] and noops == ["/r/venv: no known vulnerability"]
+
+
+def test_vulnerable_unchanged_venv_fails_the_host_with_ids():
+    """A transitive package the pins do not name: the venv op changes nothing, the audit fails the host."""
+    commands, noops = _venv_audit({"urllib3": "2.5.0", "pyasn1": "0.6.3"}, "pyasn1>=0.6.3\n")
+    assert noops == [] and len(commands) == 1 and commands[0].function.__name__ == "_fail"
+    text = commands[0].args[0]
+    assert "urllib3 2.5.0: CVE-2025-66471 (fixed in 2.6.0)" in text and "the installed venv" in text
+
+    logged = []
+
+    class Host:
+        def log_styled(self, message, **kwargs):
+            logged.append(message)
+
+    assert commands[0].function(None, Host(), *commands[0].args) is False
+    assert "CVE-2026-44431" in logged[0] and "ignored.yaml" in logged[0]
+
+
+def test_changing_venv_is_audited_at_execution():
+    commands, noops = _venv_audit({"urllib3": "2.5.0"}, "urllib3>=2.7.0\n")
+    assert noops == [] and [c.function.__name__ for c in commands] == ["_audit_now"]
+    commands, _ = _venv_audit(None, "urllib3>=2.7.0\n")  # no venv yet
+    assert [c.function.__name__ for c in commands] == ["_audit_now"]
