@@ -63,28 +63,46 @@ def dbctl(root: str, action: str, scope: str, desired: dict, timeout: int = 5) -
 
 
 class DatabasePlan(FactBase):
-    """``{"items": [{"id", "kind", "before", "after"}], "max_connections": N}`` for one scope.
+    """What differs in each of SCOPES, and the live max_connections, in one command.
 
-    ``items`` differ from the desired state; ``max_connections`` is the live
-    server's setting (the capacity check in tasks/database.py). Returns
-    ``None`` when litellm-dbctl is not on the host yet (a host never
-    converged): the deploy ships it before this is asked while applying.
+    Returns ``{"scopes": {scope: [{"id", "kind", "before", "after"}]}, "max_connections": N}``,
+    or ``None`` when litellm-dbctl is not on the host yet (a host never
+    converged): the deploy ships it before the database is converged.
     """
 
-    def command(self, root, scope, desired_b64, timeout=5):
+    def command(self, root, scopes, desired_b64, timeout=5):
         tool = shlex.quote(f"{root}/bin/litellm-dbctl")
-        return (f"if [ -f {tool} ]; then {shlex.quote(root)}/venv/bin/python {tool} plan --scope {scope} "
+        return (f"if [ -f {tool} ]; then {shlex.quote(root)}/venv/bin/python {tool} plan --scope {','.join(scopes)} "
                 f"--env-file {shlex.quote(root)}/env.litellm --connect-timeout {int(timeout)} "
                 f"--desired-b64 {desired_b64}; else echo null; fi")
 
     def process(self, output):
         doc = json.loads("\n".join(output))
-        return None if doc is None else {"items": doc["items"], "max_connections": doc.get("max_connections")}
+        return None if doc is None else {"scopes": doc["scopes"], "max_connections": doc.get("max_connections")}
+
+
+_plans: dict = {}
+
+
+def scopes(desired: dict) -> list[str]:
+    """The scopes this desired state converges: idle and rotation only when asked for."""
+    return [s for s in ("settings", "schema", "keys", "idle", "rotation")
+            if (s != "idle" or desired["terminate_idle"]) and (s != "rotation" or desired["rotations"])]
 
 
 def plan(root: str, scope: str, desired: dict, timeout: int = 5) -> dict | None:
-    """The DatabasePlan fact of SCOPE (pyinfra caches it: the operation asks the same question)."""
-    return host.get_fact(DatabasePlan, root=root, scope=scope, desired_b64=encode(desired), timeout=timeout)
+    """``{"items": [...], "max_connections": N}`` of SCOPE, or None before dbctl is on the host.
+
+    Every scope is planned by one DatabasePlan command per host and run (pyinfra
+    caches no facts); like the host snapshot, it is read while preparing and
+    kept for the run.
+    """
+    key = (id(host.state), host.name, encode(desired))
+    if key not in _plans or _plans[key][0] is not host.state:
+        _plans[key] = (host.state, host.get_fact(DatabasePlan, root=root, scopes=scopes(desired),
+                                                 desired_b64=encode(desired), timeout=timeout))
+    found = _plans[key][1]
+    return None if found is None else {"items": found["scopes"][scope], "max_connections": found["max_connections"]}
 
 
 def new_key() -> tuple[str, str, str]:

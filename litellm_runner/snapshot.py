@@ -50,10 +50,10 @@ def _snapshot():
     if not isinstance(getattr(data, "litellm_root", None), str):
         return None, None  # not this deploy's host data (unit tests of single operations)
     key = (id(host.state), host.name)
-    if key not in _cache:
+    if key not in _cache or _cache[key][0] is not host.state:
         wanted = spec(data)
-        _cache[key] = (wanted, host.get_fact(HostSnapshot, **wanted))
-    return _cache[key]
+        _cache[key] = (host.state, wanted, host.get_fact(HostSnapshot, **wanted))
+    return _cache[key][1:]
 
 
 def fact(cls, **kwargs):

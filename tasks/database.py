@@ -19,7 +19,7 @@ import sys
 from pyinfra import host
 
 from litellm_runner import capacity
-from litellm_runner.database import capacity_inputs, database, desired_state, plan
+from litellm_runner.database import capacity_inputs, database, desired_state, plan, scopes
 from litellm_runner.preflight import _source
 
 SCOPES = [  # (scope, control id, what)
@@ -58,9 +58,7 @@ def apply():
     check_capacity(d, desired)
     ops = {}
     for scope, control, what in SCOPES:
-        if scope == "idle" and not desired["terminate_idle"]:
-            continue
-        if scope == "rotation" and not desired["rotations"]:
+        if scope not in scopes(desired):
             continue
         ops[scope] = database(name=f"{what} | {control}", root=d.litellm_root, scope=scope,
                               desired=desired, timeout=d.litellm_db_connect_timeout)

@@ -22,7 +22,9 @@ def decoded(command):
 
 
 def found(items, max_connections=100):
-    return {"items": items, "max_connections": max_connections}
+    """The DatabasePlan fact: one plan for every scope (the same ITEMS for each here)."""
+    return {"scopes": {s: items for s in ("settings", "schema", "keys", "idle", "rotation")},
+            "max_connections": max_connections}
 
 
 @pytest.mark.parametrize("plan, applies", [

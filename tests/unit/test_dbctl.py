@@ -216,3 +216,23 @@ def test_settings_that_cannot_fit_max_connections_are_not_applied(db):
     assert len(items(dbctl(env, "plan", "settings"))) == 4  # nothing applied
     fits = {**DESIRED, "capacity": {"workers": 1, "pool": 1, "other_clients": 0, "reserve": 0}}
     assert len(items(dbctl(env, "apply", "settings", fits))) == 4
+
+
+def test_one_plan_covers_several_scopes_and_changes_nothing(db):
+    pg, env = db
+    proc = dbctl(env, "plan", "settings,keys,idle")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert sorted(doc["scopes"]) == ["idle", "keys", "settings"] and "items" not in doc
+    assert doc["scopes"]["settings"] == items(dbctl(env, "plan", "settings"))
+    assert {i["id"] for i in doc["scopes"]["keys"]} == {i["id"] for i in items(dbctl(env, "plan", "keys"))} != set()
+    assert doc["max_connections"] >= 20
+    again = dbctl(env, "plan", "settings")
+    assert items(again) == doc["scopes"]["settings"]  # planning wrote nothing
+
+
+@pytest.mark.parametrize("action, scope", [("apply", "settings,keys"), ("plan", "settings,nope"), ("plan", "")])
+def test_scope_list_is_refused_when_it_cannot_be_honoured(db, action, scope):
+    pg, env = db
+    proc = dbctl(env, action, scope)
+    assert proc.returncode == 2 and "--scope" in proc.stderr
