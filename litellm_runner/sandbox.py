@@ -247,6 +247,8 @@ def up(name: str = DEFAULT_NAME, port: int = DEFAULT_PORT) -> dict:
         "litellm_secrets_file": str(secrets_file()),
         # the incident's key that expires in 5 days: the runner rotates it
         "litellm_key_rotation": [{"alias": "ops-team", "min_days_left": 14, "valid_days": 90, "grace_hours": 24}],
+        # 4 proxy workers on a busy 2-core machine can take minutes of uvicorn start-up restarts
+        "litellm_ready_timeout": 600,
     }
     (state / "host.json").write_text(json.dumps(data, indent=2))
     return data
