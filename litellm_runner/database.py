@@ -95,10 +95,13 @@ def plan(root: str, scope: str, desired: dict, timeout: int = 5) -> dict | None:
 
     Every scope is planned by one DatabasePlan command per host and run (pyinfra
     caches no facts); like the host snapshot, it is read while preparing and
-    kept for the run.
+    kept for the run, except on a host without dbctl yet: there it is read again
+    while executing, after the deploy has shipped dbctl (a rotation needs the
+    real plan to make its key).
     """
     key = (id(host.state), host.name, encode(desired))
-    if key not in _plans or _plans[key][0] is not host.state:
+    # None (dbctl not shipped yet) is asked again: while executing, dbctl is there by now
+    if key not in _plans or _plans[key][0] is not host.state or _plans[key][1] is None:
         _plans[key] = (host.state, host.get_fact(DatabasePlan, root=root, scopes=scopes(desired),
                                                  desired_b64=encode(desired), timeout=timeout))
     found = _plans[key][1]
