@@ -122,8 +122,8 @@ def test_two_converges_at_once_never_interleave(fresh):
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert host.ssh(f"test ! -e {LOCK} && test ! -e {LOCK}.guard", check=False).returncode == 0
 
-    # 1. from the incident state (a converge of ~2 min), both at once, default litellm_lock_wait (30 s)
-    runs = [Converge(), Converge()]
+    # 1. from the incident state (a first converge takes well over 5 s), both at once, waiting 5 s at most
+    runs = [Converge("--data", "litellm_lock_wait=5"), Converge("--data", "litellm_lock_wait=5")]
     results = [r.wait() for r in runs]
     codes = sorted(r.returncode for r in results)
     assert codes[0] == 0 and codes[1] != 0, [r.stderr[-2000:] for r in results]
@@ -131,7 +131,7 @@ def test_two_converges_at_once_never_interleave(fresh):
     refusal = loser.stderr
     assert "another converge holds the run lock /run/litellm-runner.lock" in refusal, refusal[-3000:]
     assert f"pid {winner.pid} " in refusal and "@" in refusal and "started " in refusal, refusal[-3000:]
-    assert "waited 30 s (litellm_lock_wait)" in refusal and "Let that run finish" in refusal
+    assert "waited 5 s (litellm_lock_wait)" in refusal and "Let that run finish" in refusal
     assert f"host {NAME}" in refusal
     # the refused run read no fact and ran no operation
     assert "Loaded fact" not in refusal and "Starting operation" not in refusal, refusal[-3000:]
