@@ -66,13 +66,17 @@ class DatabasePlan(FactBase):
     """What differs in each of SCOPES, and the live max_connections, in one command.
 
     Returns ``{"scopes": {scope: [{"id", "kind", "before", "after"}]}, "max_connections": N}``,
-    or ``None`` when litellm-dbctl is not on the host yet (a host never
-    converged): the deploy ships it before the database is converged.
+    or ``None`` when the shipped litellm-dbctl is not on the host yet (a host
+    never converged, or one whose dbctl an older runner shipped, which may not
+    speak this runner's arguments): the deploy ships it before the database is
+    converged.
     """
 
     def command(self, root, scopes, desired_b64, timeout=5):
         tool = shlex.quote(f"{root}/bin/litellm-dbctl")
-        return (f"if [ -f {tool} ]; then {shlex.quote(root)}/venv/bin/python {tool} plan --scope {','.join(scopes)} "
+        shipped = hashlib.sha256((REPO / "files" / "bin" / "litellm-dbctl").read_bytes()).hexdigest()
+        return (f"if [ -f {tool} ] && [ \"$(sha256sum < {tool})\" = '{shipped}  -' ]; then "
+                f"{shlex.quote(root)}/venv/bin/python {tool} plan --scope {','.join(scopes)} "
                 f"--env-file {shlex.quote(root)}/env.litellm --connect-timeout {int(timeout)} "
                 f"--desired-b64 {desired_b64}; else echo null; fi")
 

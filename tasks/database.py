@@ -35,8 +35,8 @@ def check_capacity(d, desired) -> None:
     """Exit 1 with the arithmetic when the proxy's pools cannot fit the live max_connections."""
     found = plan(d.litellm_root, "settings", desired, d.litellm_db_connect_timeout)
     if found is None or found.get("max_connections") is None:
-        print(f"host {host.name}: capacity: max_connections cannot be read before the first converge "
-              "(litellm-dbctl is not on the host yet): litellm-dbctl checks it before writing the settings rows",
+        print(f"host {host.name}: capacity: max_connections cannot be read before this run ships litellm-dbctl "
+              "(not on the host yet, or an older one): litellm-dbctl checks it before writing the settings rows",
               file=sys.stderr)
         return
     c = capacity_inputs(d)
