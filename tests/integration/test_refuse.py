@@ -119,7 +119,7 @@ UNITS = [
 CAPACITY = [  # max_connections 100 (PostgreSQL's default, as in the sandbox)
     ("incident-4x25", {"general_settings": gs(database_connection_pool_limit=25)}, None, None,
      ["4 workers x 25 pool = 100 + 5 other clients + 10 reserve = 115 > max_connections 100",
-      "expected general_settings.database_connection_pool_limit <= 21 for 4 workers"]),
+      "Expected general_settings.database_connection_pool_limit <= 21 for 4 workers"]),
     ("eight-workers", {"litellm_num_workers": 8}, None, None,
      ["8 workers x 20 pool = 160 + 5 other clients + 10 reserve = 175 > max_connections 100"]),
     ("big-reserve", {"litellm_db_reserve_connections": 30}, None, None,
