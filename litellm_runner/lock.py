@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import datetime
 import getpass
+import math
 import os
 import re
 import shlex
@@ -387,7 +388,7 @@ def acquire(run: Callable[[str], tuple[bool, list[str], list[str]]], name: str, 
                 f"at once; any machine does after litellm_lock_stale_after ({stale_after} s); if you are sure no run "
                 f"is active, remove {path} on the host")
         if owner and (waiting_for is None or waiting_for != owner.run_id):
-            notice(f"waiting up to {_span(remaining)} (litellm_lock_wait) for {owner.describe(reply.now)}: "
+            notice(f"waiting up to {_span(math.ceil(remaining))} (litellm_lock_wait) for {owner.describe(reply.now)}: "
                    f"{decision.reason}")
             waiting_for = owner.run_id
         sleep(min(POLL_SECONDS, max(remaining, 0.1)))
