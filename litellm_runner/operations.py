@@ -119,8 +119,9 @@ def atomic_write_commands(dest, content, user, group, mode, validate=None, backu
 
     The temporary file is created empty with its final mode and owner, filled
     over SFTP, optionally validated (``validate`` is a shell command with
-    ``{path}``), the old file optionally kept as ``DEST.bak-TIMESTAMP``
-    (newest ``backups_keep`` kept), then renamed over DEST in one step.
+    ``{path}``), the old file optionally kept as ``DEST.bak-TIMESTAMP`` (newest
+    ``backups_keep`` kept; copied to a temporary name first, so a backup is whole
+    or absent), then renamed over DEST in one step.
     """
     tmp = f"{dest}.tmp-litellm-runner"
     yield f"install -m {mode} -o {q(user)} -g {q(group)} /dev/null {q(tmp)}"
@@ -129,7 +130,8 @@ def atomic_write_commands(dest, content, user, group, mode, validate=None, backu
         yield StringCommand(validate.format(path=q(tmp)))
     if exists and backups_keep:
         yield (
-            f"install -m {mode} -o {q(user)} -g {q(group)} {q(dest)} {q(dest)}.bak-$(date -u +%Y%m%dT%H%M%S%N) && "
+            f"install -m {mode} -o {q(user)} -g {q(group)} {q(dest)} {q(dest + '.tmp-litellm-runner-bak')} && "
+            f"mv -f {q(dest + '.tmp-litellm-runner-bak')} {q(dest)}.bak-$(date -u +%Y%m%dT%H%M%S%N) && "
             f"ls -1t {q(dest)}.bak-* | tail -n +{int(backups_keep) + 1} | xargs -r rm -f --"
         )
     yield f"mv -f {q(tmp)} {q(dest)}"
