@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from litellm_runner import sandbox
-from tests.support.hosts import PYINFRA, REPO, pyinfra
+from tests.support.hosts import PYINFRA, REPO
 from tests.unit.group_data import defaults
 
 ROOT = "/home/litellm/litellm"
@@ -130,10 +130,10 @@ ON_CONTROL_MACHINE = {r[0] for r in [*SCHEMA, *LINT, *CVE, *UNITS]}
 
 
 @pytest.fixture(scope="module")
-def ready(host):
-    """The sandbox converged once (litellm-dbctl on it, so max_connections can be read)."""
-    first = pyinfra([host.name], "-y")
-    assert first.returncode == 0, first.stderr[-3000:]
+def ready(host, converged):
+    """The sandbox converged (litellm-dbctl on it, so max_connections can be read). Through the
+    session's ``converged``, so the dry run and drift check of the incident state come first
+    whatever order the files run in."""
     assert host.out(f"{PSQL} 'SHOW max_connections'") == "100"
     return host
 
