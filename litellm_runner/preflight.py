@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import pathlib
 import sys
+import threading
 
 import yaml
 
@@ -40,6 +41,8 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = "group_data/all.py"
 
 _done = False
+_refused = False
+_lock = threading.Lock()  # a gevent lock under pyinfra (it monkey-patches threading)
 _cve_cache: dict[pathlib.Path, str | None] = {}  # requirements file -> refusal text (None: clean), per run
 
 
@@ -144,16 +147,23 @@ def check_inventory(state) -> None:
     exit 1 before any operation or fact runs on any host. Warnings are printed
     and the run goes on.
     """
-    global _done
-    if _done:
-        return
-    _done = True
-    hosts = [(h.name, h.data.dict(), lambda key, h=h: _source(state.inventory, h, key)) for h in state.inventory]
-    found, warned = problems(hosts)
-    if warned:
-        print("warnings (the run goes on):\n  " + "\n  ".join(warned), file=sys.stderr)
-    if found:
-        print("refusing to touch any host, the desired state is invalid:\n  " + "\n  ".join(found), file=sys.stderr)
+    global _done, _refused
+    # pyinfra loads deploy.py for every host at once (gevent greenlets), and the
+    # checks below yield while pip-audit and systemd-analyze run: the other hosts
+    # wait here, so no host reads a fact before every host has passed.
+    with _lock:
+        if not _done:
+            _done = True
+            hosts = [(h.name, h.data.dict(), lambda key, h=h: _source(state.inventory, h, key))
+                     for h in state.inventory]
+            found, warned = problems(hosts)
+            if warned:
+                print("warnings (the run goes on):\n  " + "\n  ".join(warned), file=sys.stderr)
+            if found:
+                print("refusing to touch any host, the desired state is invalid:\n  " + "\n  ".join(found),
+                      file=sys.stderr)
+                _refused = True
+    if _refused:
         sys.exit(1)
 
 

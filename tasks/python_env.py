@@ -5,6 +5,7 @@ Returns the operations whose change must restart the services that run from it.
 
 import logging
 import pathlib
+import threading
 
 from pyinfra import host
 from pyinfra.api import FunctionCommand, StringCommand, operation
@@ -18,17 +19,19 @@ from litellm_runner.render import venv
 REPO = pathlib.Path(__file__).resolve().parent.parent
 logger = logging.getLogger("litellm_runner.cve_gate")
 _audited: dict[frozenset, str | None] = {}  # installed set -> refusal text (None: clean), per run
+_audit_lock = threading.Lock()  # a gevent lock under pyinfra (it monkey-patches threading)
 
 
 def _audit(installed: dict[str, str]) -> str | None:
     """cve_gate.audit_installed on INSTALLED, once per distinct set per run: the refusal text or None."""
     key = frozenset(installed.items())
-    if key not in _audited:
-        try:
-            cve_gate.audit_installed(installed)
-            _audited[key] = None
-        except cve_gate.CveGateError as exc:
-            _audited[key] = str(exc)
+    with _audit_lock:  # hosts prepared at once share one pip-audit run per distinct venv
+        if key not in _audited:
+            try:
+                cve_gate.audit_installed(installed)
+                _audited[key] = None
+            except cve_gate.CveGateError as exc:
+                _audited[key] = str(exc)
     return _audited[key]
 
 
