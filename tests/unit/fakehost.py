@@ -50,4 +50,17 @@ def run_op(op, facts, data=None, **kwargs):
     return commands, fake.noops
 
 
+class Meta:
+    """Stands in for an earlier operation's OperationMeta."""
+
+    def __init__(self, changed):
+        self.changed = changed
+
+    def is_complete(self):
+        return True
+
+    def did_change(self):
+        return self.changed
+
+
 last_drift: list = []

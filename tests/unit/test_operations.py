@@ -10,7 +10,7 @@ from litellm_runner.operations import (
 from pyinfra.facts.files import FileContents
 
 from tests.unit import fakehost
-from tests.unit.fakehost import run_op
+from tests.unit.fakehost import Meta, run_op
 
 DIR = {"type": "directory", "mode": "0750", "user": "litellm", "group": "litellm", "sha256": None}
 
@@ -141,19 +141,6 @@ def test_venv_requirements(installed, expected):
                              python="/usr/bin/python3", user="litellm")
     assert commands == expected
     assert noops == ([] if expected else ["/v: every pin is satisfied"])
-
-
-class Meta:
-    """Stands in for an earlier operation's OperationMeta."""
-
-    def __init__(self, changed):
-        self.changed = changed
-
-    def is_complete(self):
-        return True
-
-    def did_change(self):
-        return self.changed
 
 
 CTL = "systemctl --user --machine=litellm@.host"

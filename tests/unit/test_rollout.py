@@ -12,6 +12,7 @@ import threading
 import pytest
 
 from litellm_runner import operations
+from tests.unit.fakehost import Meta
 
 
 class LocalHost:
@@ -27,17 +28,6 @@ class LocalHost:
 
     def log_styled(self, message, **_):
         self.logs.append(message)
-
-
-class Meta:
-    def __init__(self, changed):
-        self.changed = changed
-
-    def is_complete(self):
-        return True
-
-    def did_change(self):
-        return self.changed
 
 
 @pytest.fixture
