@@ -2,12 +2,10 @@
 converged once; removed at the end."""
 
 import os
-import shutil
 
 import pytest
 
-from litellm_runner import sandbox
-from tests.support.hosts import REPO, Host, pyinfra
+from tests.support.hosts import REPO, fresh_sandbox, pyinfra
 
 NAME = os.environ.get("LITELLM_IT_SANDBOX", "litellm-sandbox-it")  # a second run side by side: another name
 PORT = int(os.environ.get("LITELLM_IT_PORT", "2290"))
@@ -15,14 +13,8 @@ PORT = int(os.environ.get("LITELLM_IT_PORT", "2290"))
 
 @pytest.fixture(scope="session")
 def host():
-    sandbox.down(NAME)  # a leftover of an interrupted run
-    # keys delivered for an earlier sandbox of this name belong to a host that is gone
-    shutil.rmtree(REPO / ".secrets" / "keys" / NAME, ignore_errors=True)
-    sandbox.up(NAME, PORT)
-    try:
-        yield Host(NAME, PORT)
-    finally:
-        sandbox.down(NAME)
+    with fresh_sandbox(NAME, PORT) as sandbox_host:
+        yield sandbox_host
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import threading
@@ -18,8 +17,7 @@ import time
 import pytest
 import yaml
 
-from litellm_runner import sandbox
-from tests.support.hosts import PYINFRA, REPO, Host, Run
+from tests.support.hosts import PYINFRA, REPO, Host, Run, fresh_sandbox
 from tests.unit.group_data import defaults
 
 NAME = os.environ.get("LITELLM_LOCK_SANDBOX", "litellm-sandbox-lock")
@@ -98,13 +96,8 @@ class Converge:
 @pytest.fixture
 def fresh():
     """A new sandbox in the incident state, removed afterwards."""
-    sandbox.down(NAME)
-    shutil.rmtree(REPO / ".secrets" / "keys" / NAME, ignore_errors=True)
-    sandbox.up(NAME, PORT)
-    try:
-        yield Host(NAME, PORT)
-    finally:
-        sandbox.down(NAME)
+    with fresh_sandbox(NAME, PORT) as sandbox_host:
+        yield sandbox_host
 
 
 def lock_file(host: Host) -> str | None:

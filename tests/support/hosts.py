@@ -6,8 +6,10 @@ facts; pyinfra runs go through its CLI with ``--json`` (its structured output).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import pathlib
 import subprocess
 import sys
@@ -78,3 +80,16 @@ def pyinfra(hosts: list[str], *args: str, timeout: float = 1800, env: dict | Non
     proc = subprocess.run([PYINFRA, "inventory.py", "deploy.py", *args, "--json"], cwd=REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
     return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+@contextlib.contextmanager
+def fresh_sandbox(name: str, port: int):
+    """A new sandbox host NAME in the incident state (a leftover of that name removed first), removed afterwards."""
+    sandbox.down(name)
+    # keys delivered for an earlier sandbox of this name belong to a host that is gone
+    shutil.rmtree(REPO / ".secrets" / "keys" / name, ignore_errors=True)
+    sandbox.up(name, port)
+    try:
+        yield Host(name, port)
+    finally:
+        sandbox.down(name)
