@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
@@ -145,11 +146,26 @@ def _run(pins: dict[str, str], online: bool, advisories) -> list[dict]:
             return audit(["-s", "osv", "--osv-url", url])
 
 
+_runs: dict[tuple, list[dict]] = {}  # one pip-audit per distinct (pins, service, advisory file) per process
+_runs_lock = threading.Lock()  # a gevent lock under pyinfra: hosts prepared at once wait for the one run
+
+
+def _run_once(pins: dict[str, str], online: bool, advisories) -> list[dict]:
+    """``_run``, remembered: a fleet of identical hosts (and each run's pins file) costs one pip-audit."""
+    path = pathlib.Path(advisories)
+    stamp = path.stat().st_mtime_ns if path.exists() else None
+    key = (frozenset(pins.items()), online, str(path), stamp)
+    with _runs_lock:
+        if key not in _runs:
+            _runs[key] = _run(pins, online, advisories)
+    return _runs[key]
+
+
 def _audit(pins, what, advisories=None, ignored=IGNORED) -> list[dict]:
     online = os.environ.get("LITELLM_CVE_GATE", "offline") == "online"
     waived = load_ignored(ignored)
     found = []
-    for dep in _run(pins, online, advisories or osv_server.ADVISORIES):
+    for dep in _run_once(pins, online, advisories or osv_server.ADVISORIES):
         for vuln in dep.get("vulns", []):
             ids = [vuln["id"], *vuln.get("aliases", [])]
             if waived.intersection(ids):

@@ -22,7 +22,7 @@ from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand, opera
 
 from pyinfra.facts.files import FileContents
 
-from . import drift, snapshot
+from . import cve_gate, drift, snapshot
 from .facts import InstalledPackages, Linger, PathState, UserUnits
 
 logger = logging.getLogger("litellm_runner")
@@ -252,6 +252,61 @@ def venv_requirements(venv: str, requirements_text: str, requirements_path: str,
     if installed is None:
         yield f"runuser -u {q(user)} -- {q(python)} -m venv {q(venv)}"
     yield f"runuser -u {q(user)} -- {q(venv)}/bin/pip install --no-input --disable-pip-version-check -q -r {q(requirements_path)}"
+
+
+# -- CVE gate after converge ------------------------------------------------------------------
+def _cve_findings(installed: dict[str, str]) -> str | None:
+    """cve_gate.audit_installed on INSTALLED (one pip-audit per distinct venv per run): the refusal text or None."""
+    try:
+        cve_gate.audit_installed(installed)
+    except cve_gate.CveGateError as exc:
+        return str(exc)
+    return None
+
+
+def _fail(state, host, text):
+    host.log_styled(f"{text}\n  expected no known-vulnerable package in the venv: raise the pin in "
+                    "litellm_venv_requirements, or waive the advisory in files/advisories/ignored.yaml",
+                    fg="red", log_func=logger.error)
+    return False
+
+
+def _audit_now(state, host, venv_path):
+    """At execution, after the venv operation ran: read what is installed now and audit it."""
+    ok, output = host.run_shell_command(StringCommand(InstalledPackages().command(venv_path)))
+    if not ok:
+        return _fail(state, host, f"CVE gate: cannot read the packages of {venv_path}")
+    installed = InstalledPackages().process(output.stdout_lines)
+    text = _cve_findings(installed or {})
+    return _fail(state, host, text) if text else True
+
+
+@operation()
+def venv_audit(venv_path: str, requirements_text: str):
+    """The installed venv at VENV_PATH has no known vulnerability (CVE gate, after converge).
+
+    + venv_path: the host's venv
+    + requirements_text: its pins (to know whether the venv operation before this one changes it)
+
+    A venv the run does not change is audited now, while pyinfra prepares,
+    from the installed set the host snapshot already read (no remote command,
+    and a no-op: nothing is reported changed on a clean venv). A venv the run
+    changes is audited at execution, right after the install, by a
+    FunctionCommand that reads what is installed then (so --dry runs gain no
+    remote command); in that run the operation counts as changed, like the
+    install it follows. Known vulnerabilities fail the host's run with the
+    advisory ids and fixed versions.
+    """
+    installed = snapshot.fact(InstalledPackages, venv=venv_path)
+    if installed is not None and not unmet_requirements(parse_requirements(requirements_text), installed):
+        text = _cve_findings(installed)
+        if text is None:
+            host.noop(f"{venv_path}: no known vulnerability")
+            return
+        yield FunctionCommand(_fail, (text,), {})
+        return
+    drift.record("cve-gate", "venv not audited (it changes in this run)", "audited after install")
+    yield FunctionCommand(_audit_now, (venv_path,), {})
 
 
 # -- systemd user units -----------------------------------------------------------------------

@@ -13,7 +13,7 @@ For every host, collecting every problem of every host before refusing:
    Critical findings refuse (id, severity, key, never a value); warnings are
    printed and the run goes on.
 3. CVE gate before install: the real pip-audit, offline by default, on the file
-   named by ``litellm_venv_requirements`` (once per distinct file per run).
+   named by ``litellm_venv_requirements`` (cve_gate runs it once per distinct pins).
    The installed venv is audited after converge by tasks/python_env.py.
 4. unit hardening gate: ``systemd-analyze security --offline --user`` over
    render_units(data), every service at or below ``litellm_unit_exposure_max``.
@@ -43,7 +43,6 @@ DEFAULT_SOURCE = "group_data/all.py"
 _done = False
 _refused = False
 _lock = threading.Lock()  # a gevent lock under pyinfra (it monkey-patches threading)
-_cve_cache: dict[pathlib.Path, str | None] = {}  # requirements file -> refusal text (None: clean), per run
 
 
 def _source(inventory, host, key) -> str:
@@ -95,16 +94,14 @@ def _lint(data, src) -> tuple[list[str], list[str]]:
 def _cve(data, src) -> list[str]:
     req = data["litellm_venv_requirements"]
     path = (REPO / req).resolve()
-    if path not in _cve_cache:
-        if not path.is_file():
-            _cve_cache[path] = f"file not found ({path}): expected a requirements file"
-        else:
-            try:
-                cve_gate.audit_requirements(path)
-                _cve_cache[path] = None
-            except cve_gate.CveGateError as exc:
-                _cve_cache[path] = str(exc).replace("\n", "\n    ")
-    text = _cve_cache[path]
+    text = None
+    if not path.is_file():
+        text = f"file not found ({path}): expected a requirements file"
+    else:
+        try:
+            cve_gate.audit_requirements(path)  # one pip-audit per distinct set of pins per run
+        except cve_gate.CveGateError as exc:
+            text = str(exc).replace("\n", "\n    ")
     return [f"{src('litellm_venv_requirements')}: litellm_venv_requirements = {req!r}: {text}"] if text else []
 
 

@@ -112,7 +112,7 @@ def test_shipped_waivers_are_valid():
     assert load_ignored() == set()
 
 
-# -- the deploy's after-converge audit (tasks/python_env.venv_audit) --------------------------
+# -- the deploy's after-converge audit (operations.venv_audit) --------------------------
 def _venv_audit(installed, pins):
     from pyinfra.api import FunctionCommand
     from pyinfra.context import ctx_host

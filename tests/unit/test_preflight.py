@@ -25,7 +25,6 @@ def secrets_file(tmp_path, monkeypatch):
 
 
 def run(data):
-    preflight._cve_cache.clear()
     return preflight.problems([("h1", data, lambda key: "group_data/all.py")])
 
 
