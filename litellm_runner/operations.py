@@ -355,8 +355,11 @@ def _gated(state, host, ctl: str, unit: str, action: str, ready_url: str, ready_
                  f"mv -f {tmp} {dest}", 60)
         return f"previous config restored to {rollback['path']}" if ok else f"could not restore {rollback['path']}"
 
+    # the host's journal records when the unit answered (``journalctl -t litellm-runner``):
+    # the order of a rollout can be read back from the hosts themselves
     wait = (f"timeout {int(ready_timeout)} sh -c "
-            + q(f"until curl -fsS -o /dev/null --max-time 5 {ready_url}; do sleep 2; done"))
+            + q(f"until curl -fsS -o /dev/null --max-time 5 {ready_url}; do sleep 2; done")
+            + f" && {{ logger -t litellm-runner -- {q(f'{unit} ready: {ready_url}')} || true; }}")
     failed = _rollout_failed.get(id(state))
     if failed:
         what = restore()
