@@ -1,0 +1,1 @@
+../../litellm_runner/envfile.py
