@@ -177,8 +177,9 @@ litellm_unit_exposure_max = 6.6
 # until its last operation (dry runs and the drift check take no lock). See README,
 # "Concurrent runs and interruption".
 litellm_lock_wait = 30  # seconds a second converge waits for the holder before it refuses (exit 1)
-litellm_lock_stale_after = 3600  # seconds after which a lock taken from another machine counts as
-# abandoned and is taken over; from the holder's own machine a lock whose process is gone is taken at once
+litellm_lock_stale_after = 300  # seconds without a heartbeat after which a lock taken from another machine
+# counts as abandoned and is taken over (a live holder beats every tenth of this: 30 s); from the holder's own
+# machine (same machine id) a lock whose process is gone is taken at once
 
 
 # --- Sandbox only ----------------------------------------------------------------------

@@ -124,7 +124,7 @@ SCALARS = {  # key: (check, expected form)
     "litellm_restart_batch_size": (_int(1, 1000), "a whole number of hosts restarted at once, 1-1000"),
     "litellm_ready_timeout": (_int(10, 3600), "seconds, 10-3600"),
     "litellm_lock_wait": (_int(0, 86400), "seconds, 0-86400"),
-    "litellm_lock_stale_after": (_int(60, 604800), "seconds, 60-604800"),
+    "litellm_lock_stale_after": (_int(10, 604800), "seconds, 10-604800"),
     "litellm_db_other_clients": (_int(0, 1000), "a whole number of other database clients 0-1000"),
     "litellm_db_reserve_connections": (_int(0, 1000), "a whole number of reserved connections 0-1000"),
     "litellm_unit_exposure_max": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 10,
