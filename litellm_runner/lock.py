@@ -560,7 +560,7 @@ def acquire(run: Callable[[str], tuple[bool, list[str], list[str]]], name: str, 
         if remaining <= 0:
             holder = owner.describe(reply.now) if owner else "another run (busy)"
             raise LockRefused(
-                f"another converge holds the run lock {path}: {holder}; waited {_span(wait)} "
+                f"another converge holds the run lock {path}: {holder} ({decision.reason}); waited {_span(wait)} "
                 f"(litellm_lock_wait) and refused to interleave, nothing was changed by this run. "
                 f"Let that run finish, then converge again. If it was killed, its own machine takes the lock over "
                 f"at once; any machine does once its heartbeat is older than litellm_lock_stale_after "

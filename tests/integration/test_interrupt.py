@@ -17,6 +17,7 @@ import time
 import pytest
 import yaml
 
+from litellm_runner.lock import parse_owner
 from tests.support.hosts import PYINFRA, REPO, Host, Run, fresh_sandbox
 from tests.unit.group_data import defaults
 
@@ -30,8 +31,8 @@ OP_DONE = re.compile(rf"^\s*\[{re.escape(NAME)}\] (Success|No changes|Error)")
 class Converge:
     """``pyinfra inventory.py deploy.py -y -v --json ARGS`` in its own process group; every output line timed."""
 
-    def __init__(self, *args: str):
-        env = {k: v for k, v in os.environ.items() if k != "LITELLM_INVENTORY"}
+    def __init__(self, *args: str, env: dict | None = None):
+        env = {**{k: v for k, v in os.environ.items() if k != "LITELLM_INVENTORY"}, **(env or {})}
         env.update({"LITELLM_SANDBOXES": NAME, "PYINFRA_PROGRESS": "off"})
         self.proc = subprocess.Popen([PYINFRA, "inventory.py", "deploy.py", "-y", "-v", "--json", *args],
                                      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -231,3 +232,43 @@ def test_killed_converge_leaves_a_host_the_next_run_converges(fresh):
     third = Converge().wait()
     assert third.returncode == 0, third.stderr[-3000:]
     assert third.changed(NAME) == [], third.changed(NAME)
+
+
+def test_live_long_run_keeps_its_lock_against_another_machine(fresh, tmp_path):
+    """A run older than litellm_lock_stale_after, alive and beating, is not taken over from another machine.
+
+    Both runs use this machine's hostname; the second has its own machine id (its own state dir), so
+    only the holder's heartbeat can tell it the holder is alive.
+    """
+    host = fresh
+    holder = Converge("--data", "litellm_lock_stale_after=10")  # beats every second
+    owner, now = None, 0
+    while owner is None or now - owner.started <= 12:  # the lock is older than the threshold, the run goes on
+        assert holder.proc.poll() is None, holder.stderr[-3000:]
+        text = lock_file(host)
+        owner = parse_owner(text, 0) if text else None
+        now = int(host.out("date +%s"))
+        time.sleep(0.2)
+    assert owner.pid == holder.pid
+    second = Converge("--data", "litellm_lock_stale_after=10", "--data", "litellm_lock_wait=0",
+                      env={"XDG_STATE_HOME": str(tmp_path / "another-machine")})
+    refused = second.wait()
+    refused_at = second.lines[-1][0]
+    during = parse_owner(lock_file(host) or "", 0)
+    done = holder.wait()
+
+    assert refused.returncode != 0, refused.stderr[-3000:]
+    message = refused.stderr
+    assert "another converge holds the run lock /run/litellm-runner.lock" in message, message[-3000:]
+    assert f"pid {holder.pid} (run {owner.run_id}, machine id {owner.mid[:8]})" in message, message[-3000:]
+    assert "from another machine whose last heartbeat was" in message, message[-3000:]
+    assert "within litellm_lock_stale_after (10 s)" in message
+    assert "took over" not in message and "Starting operation" not in message
+    assert (tmp_path / "another-machine" / "litellm-runner" / "machine-id").read_text().strip() != owner.mid
+    # the holder was alive and beating: still its lock after the refusal, heartbeat newer than its start,
+    # and it ran operations after the refusal, then finished and released the lock
+    assert during.run_id == owner.run_id and during.beat > during.started, during
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert max(holder.times(OP_DONE)) > refused_at
+    assert "run lock:" not in holder.stderr, holder.stderr[-3000:]  # it never lost its lock
+    assert lock_file(host) is None
