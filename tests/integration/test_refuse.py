@@ -66,7 +66,8 @@ SCHEMA = [
     ("workers-a-string", {"litellm_num_workers": "4"}, None, None,
      [SRC + ": litellm_num_workers = '4': expected a whole number of workers 1-64"]),
     ("root-relative", {"litellm_root": "relative/path"}, None, None,
-     [SRC + ": litellm_root = 'relative/path': expected an absolute path"]),
+     [SRC + ": litellm_root = 'relative/path': expected a dedicated absolute path such as /home/litellm/litellm "
+            "(not absolute)"]),
     ("calendar-nonsense", {"litellm_timers": timers("litellm-backup", on_calendar="every day at 2")}, None, None,
      [SRC + ": litellm_timers[litellm-backup].on_calendar = 'every day at 2': expected a systemd OnCalendar expression"]),
     ("typo-key", {"litellm_num_worker": 2}, None, None,
@@ -78,6 +79,46 @@ SCHEMA = [
      [SRC + ": litellm_model_list[0].litellm_params.api_key = '***': expected an os.environ/NAME reference"]),
     ("db-host-remote", {"litellm_db_host": "10.0.0.5"}, None, None,
      [SRC + ": litellm_db_host = '10.0.0.5': expected the database's loopback address"]),
+]
+ROTATE = {"alias": "ops-team", "min_days_left": 14, "valid_days": 90, "grace_hours": 24}
+TIMER = {"enabled": True, "on_calendar": "hourly", "randomized_delay": "5min", "command": "{python} {root}/bin/x"}
+SYSTEM_DIR = "a system directory; /home/NAME, /srv/NAME, /opt/NAME and /var/lib/NAME are fine"
+GAPS = [  # issue #12 item 4: each of these passed before and reached the host
+    ("root-is-slash", {"litellm_root": "/"}, None, None,
+     [SRC + ": litellm_root = '/': expected a dedicated absolute path such as /home/litellm/litellm (not / itself"]),
+    ("root-is-usr", {"litellm_root": "/usr"}, None, None,
+     [SRC + f": litellm_root = '/usr': expected a dedicated absolute path such as /home/litellm/litellm (/usr, {SYSTEM_DIR})"]),
+    ("home-in-etc", {"litellm_home": "/etc/litellm"}, None, None,
+     [SRC + f": litellm_home = '/etc/litellm': expected a dedicated absolute path such as /home/litellm (inside /etc, {SYSTEM_DIR})"]),
+    ("root-shell-command", {"litellm_root": "/srv/x;touch /tmp/h3-pwned"}, None, None,
+     [SRC + ": litellm_root = '/srv/x;touch /tmp/h3-pwned': expected a dedicated absolute path such as "
+            "/home/litellm/litellm (only letters, digits and / . _ - @ +)"]),
+    ("root-brace", {"litellm_root": "/srv/{litellm}"}, None, None,
+     [SRC + ": litellm_root = '/srv/{litellm}': expected a dedicated absolute path"]),
+    ("home-inside-root", {"litellm_root": "/srv/litellm", "litellm_home": "/srv/litellm/home"}, None, None,
+     [SRC + ": litellm_home = '/srv/litellm/home': expected a home outside litellm_root ('/srv/litellm')"]),
+    ("timer-path-traversal", {"litellm_timers": {**D["litellm_timers"], "../../../../etc/systemd/system/evil": TIMER}},
+     None, None,
+     [SRC + ": litellm_timers = '../../../../etc/systemd/system/evil': expected timer names that are systemd unit names"]),
+    ("timer-named-litellm", {"litellm_timers": {**D["litellm_timers"], "litellm": TIMER}}, None, None,
+     [SRC + ": litellm_timers = 'litellm': expected a timer name no service uses: the timer runs its own "
+            "litellm.service, which would replace litellm_services[litellm]"]),
+    ("timer-command-line-break", {"litellm_timers": timers("litellm-backup", command="{python} x\nExecStartPre=/bin/id")},
+     None, None,
+     [SRC + ": litellm_timers[litellm-backup].command = '{python} x\\nExecStartPre=/bin/id': expected a one-line command"]),
+    ("env-line-break", {"litellm_env": {**D["litellm_env"], "REDIS_HOST": "127.0.0.1\nLITELLM_MASTER_KEY=sk-canary"}},
+     None, None,
+     [SRC + ": litellm_env.REDIS_HOST = '***': expected a one-line value (no \\n, \\r or NUL)"]),
+    ("bind-ipv6", {"litellm_bind": "::1"}, None, None,
+     [SRC + ": litellm_bind = '::1': expected a loopback address such as 127.0.0.1 (only 127.0.0.1:"]),
+    ("rotation-grace-hours", {"litellm_key_rotation": [{**ROTATE, "grace_hours": -1}]}, None, None,
+     [SRC + ": litellm_key_rotation[0].grace_hours = -1: expected hours the old key stays valid, 1-720"]),
+    ("rotation-unknown-key", {"litellm_key_rotation": [{**ROTATE, "grace_hour": 24}]}, None, None,
+     [SRC + ": litellm_key_rotation[0].grace_hour = 24: expected one of alias, min_days_left, valid_days, grace_hours"]),
+    ("rotation-duplicate-alias", {"litellm_key_rotation": [ROTATE, {**ROTATE, "valid_days": 30}]}, None, None,
+     [SRC + ": litellm_key_rotation[1].alias = 'ops-team': expected an alias listed once (also litellm_key_rotation[0])"]),
+    ("dirs-duplicate", {"litellm_dirs": [*D["litellm_dirs"], "state"]}, None, None,
+     [SRC + f": litellm_dirs[{len(D['litellm_dirs'])}] = 'state': expected a directory listed once (also litellm_dirs[0])"]),
 ]
 LINT = [
     ("master-key-placeholder", {}, {"LITELLM_MASTER_KEY": "sk-1234"}, None,
@@ -125,8 +166,8 @@ CAPACITY = [  # max_connections 100 (PostgreSQL's default, as in the sandbox)
     ("big-reserve", {"litellm_db_reserve_connections": 30}, None, None,
      ["4 workers x 20 pool = 80 + 5 other clients + 30 reserve = 115 > max_connections 100"]),
 ]
-ROWS = [*SCHEMA, *LINT, *CVE, *UNITS, *CAPACITY]
-ON_CONTROL_MACHINE = {r[0] for r in [*SCHEMA, *LINT, *CVE, *UNITS]}
+ROWS = [*SCHEMA, *GAPS, *LINT, *CVE, *UNITS, *CAPACITY]
+ON_CONTROL_MACHINE = {r[0] for r in [*SCHEMA, *GAPS, *LINT, *CVE, *UNITS]}
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +218,7 @@ def pathlib_read(path):
 
 def test_the_table_is_large_enough():
     assert len(ROWS) >= 20 and len({r[0] for r in ROWS}) == len(ROWS)
-    assert all(group for group in (SCHEMA, LINT, CAPACITY, CVE, UNITS))
+    assert all(group for group in (SCHEMA, GAPS, LINT, CAPACITY, CVE, UNITS))
 
 
 def test_shipped_defaults_pass_every_gate(ready, tmp_path):
