@@ -236,3 +236,87 @@ def test_scope_list_is_refused_when_it_cannot_be_honoured(db, action, scope):
     pg, env = db
     proc = dbctl(env, action, scope)
     assert proc.returncode == 2 and "--scope" in proc.stderr
+
+
+@pytest.fixture
+def held_lock(pg):
+    """A second session, as the proxy's, holding a row lock (SELECT ... FOR UPDATE) until the test ends."""
+    conn = psycopg.connect(pg.url, autocommit=False, connect_timeout=10)
+
+    def hold(statement):
+        conn.execute(statement)
+        return conn
+
+    yield hold
+    conn.rollback()
+    conn.close()
+
+
+LOCK_CONFIG = """SELECT 1 FROM "LiteLLM_Config" WHERE param_name = 'general_settings' FOR UPDATE"""
+LOCK_KEY = """SELECT 1 FROM "LiteLLM_VerificationToken" WHERE key_alias = 'old-batch' FOR UPDATE"""
+LOCK_ROTATED = """SELECT 1 FROM "LiteLLM_VerificationToken" WHERE key_alias = 'ops-team' FOR UPDATE"""
+
+
+@pytest.mark.parametrize("lock", [LOCK_CONFIG, LOCK_KEY, LOCK_ROTATED])
+def test_plan_takes_no_row_lock(db, held_lock, lock):
+    """A dry run neither waits for a row the proxy holds nor would block the proxy: no FOR UPDATE in plan
+    (before, plan waited for the lock, with no timeout, while the deploy held its run lock)."""
+    pg, env = db
+    held_lock(lock)
+    proc = dbctl(env, "plan", "settings,keys,rotation")
+    assert proc.returncode == 0, proc.stderr
+    scopes = json.loads(proc.stdout)["scopes"]
+    assert len(scopes["settings"]) == 4 and len(scopes["keys"]) == 2 and len(scopes["rotation"]) == 1
+
+
+@pytest.mark.parametrize("scope, lock, flags, cause", [
+    ("settings", LOCK_CONFIG, {"lock_timeout": "1"},
+     "LockNotAvailable: another session holds a row or table lock longer than the lock timeout (1 s)"),
+    ("keys", LOCK_KEY, {"lock_timeout": "1"},
+     "LockNotAvailable: another session holds a row or table lock longer than the lock timeout (1 s)"),
+    ("rotation", LOCK_ROTATED, {"lock_timeout": "1"},
+     "LockNotAvailable: another session holds a row or table lock longer than the lock timeout (1 s)"),
+    ("settings", LOCK_CONFIG, {},  # the defaults the runner gets
+     "LockNotAvailable: another session holds a row or table lock longer than the lock timeout (5 s)"),
+    ("settings", LOCK_CONFIG, {"lock_timeout": "60", "statement_timeout": "1"},
+     "QueryCanceled: a statement ran longer than the statement timeout (1 s)"),
+])
+def test_apply_against_a_held_lock_fails_in_one_line(db, held_lock, scope, lock, flags, cause):
+    pg, env = db
+    raw, token, key_name = new_key()
+    desired = {**DESIRED, "rotations": [{**DESIRED["rotations"][0], "new_token": token, "new_key_name": key_name}]}
+    held_lock(lock)
+    proc = dbctl(env, "apply", scope, desired, **flags)
+    assert proc.returncode == 3 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [f"litellm-dbctl: database 127.0.0.1:{pg.port}/litellm: {scope} failed, "
+                                        f"nothing applied: {cause}"]
+    assert pg.password not in proc.stderr
+    assert items(dbctl(env, "plan", scope))  # nothing of the scope was applied
+
+
+@pytest.mark.parametrize("flag, value", [("lock_timeout", "0"), ("statement_timeout", "-1"),
+                                         ("lock_timeout", "abc"), ("statement_timeout", "1e9")])
+def test_timeouts_must_be_positive_seconds(db, flag, value):
+    pg, env = db
+    proc = dbctl(env, "plan", "settings", **{flag: value})
+    assert proc.returncode == 2 and f"--{flag.replace('_', '-')}: invalid seconds value" in proc.stderr
+
+
+CANARY = "pw-canary-c4n4ry"
+
+
+@pytest.mark.parametrize("url, code", [
+    (f"postgresql://litellm:{CANARY}:x@127.0.0.1:1/litellm", 3),  # a ':' in the password: parses, unreachable
+    (f"postgresql://litellm:{CANARY}@x@127.0.0.1:1/litellm", 2),  # a raw '@': libpq would take 'x@127...' as host
+    (f"postgresql://litellm:{CANARY}%ZZ@127.0.0.1:1/litellm", 2),  # libpq's error quotes a bad %-token
+    (f"postgresql://litellm:{CANARY}@127.0.0.1:99999/litellm", 2),
+    (f"postgresql://litellm:{CANARY}@[::1/litellm", 2),
+])
+def test_no_piece_of_the_password_in_any_error(tmp_path, url, code):
+    env = tmp_path / "env.litellm"
+    env.write_text(f"DATABASE_URL={url}\n")
+    proc = dbctl(env, "plan", "settings")
+    assert proc.returncode == code and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for piece in (CANARY, "c4n4ry", "canary"):
+        assert piece not in proc.stdout + proc.stderr
