@@ -19,6 +19,7 @@ from .render import TOOL_COMMANDS
 
 USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 MODE = re.compile(r"^0[0-7]{3}$")
+DEB_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?")  # Debian policy 5.6.1, optionally :ARCH
 DURATION = re.compile(r"^(\d+(us|ms|s|sec|m|min|h|hr|d|w))( \d+(us|ms|s|sec|m|min|h|hr|d|w))*$|^\d+$")
 CALENDAR = re.compile(r"^(minutely|hourly|daily|weekly|monthly|yearly|quarterly|semiannually|"
                       r"([A-Za-z,.]+ )?[0-9*,./~-]+(-[0-9*,./~-]+){0,2}( [0-9*,./:-]+)?)$")
@@ -164,7 +165,8 @@ SCALARS = {  # key: (check, expected form)
     "litellm_sandbox": (lambda v: isinstance(v, bool), "true or false"),
     "litellm_dir_mode": (_mode, "an octal mode string such as '0750', not world-writable"),
     "litellm_dirs": (_list_of_str, "a list of paths relative to litellm_root"),
-    "litellm_system_packages": (_list_of_str, "a list of Debian package names"),
+    "litellm_system_packages": (lambda v: _list_of_str(v) and all(DEB_PACKAGE.fullmatch(p) for p in v),
+                                "a list of Debian package names such as 'postgresql-client-15' (apt gets them unquoted)"),
     "litellm_venv_requirements": (lambda v: isinstance(v, str) and v.endswith(".txt"), "a requirements file path"),
     "litellm_bind": (_bind, "a loopback address such as 127.0.0.1"),
     "litellm_port": (_port, "a port 1-65535"),
@@ -254,10 +256,10 @@ def _check_paths(data, bad):
         if not _rel_dir(rel):
             bad(f"litellm_dirs[{i}]", rel, "a normalized path relative to litellm_root (no leading '/', no '..', "
                                            "'.', '//' or trailing '/'; letters, digits and / . _ - @ + only)")
-        elif posixpath.normpath(rel) in seen:
-            bad(f"litellm_dirs[{i}]", rel, f"a directory listed once (also litellm_dirs[{seen[posixpath.normpath(rel)]}])")
+        elif rel in seen:  # normalized, so one directory has one spelling
+            bad(f"litellm_dirs[{i}]", rel, f"a directory listed once (also litellm_dirs[{seen[rel]}])")
         else:
-            seen[posixpath.normpath(rel)] = i
+            seen[rel] = i
     root, home = data.get("litellm_root"), data.get("litellm_home")
     if _dedicated(root) is True and _dedicated(home) is True and (home == root or home.startswith(root + "/")):
         bad("litellm_home", home, f"a home outside litellm_root ({root!r}): the deployment root may be inside "
@@ -275,7 +277,8 @@ def _check_env(data, bad):
             bad(f"litellm_env.{name}", "***" if value else value,
                 "no secret in litellm_env: list its name in litellm_env_secrets, its value comes from the secret source")
         if isinstance(value, str) and not _one_line(value):
-            bad(f"litellm_env.{name}", "***", "a one-line value (no \\n, \\r or NUL): env.litellm holds one NAME=value a line")
+            bad(f"litellm_env.{name}", "***",
+                "a one-line value (no \\n, \\r or NUL): env.litellm holds one NAME=value a line")
 
 
 def _command_problem(command) -> str | None:
@@ -374,7 +377,8 @@ def _check_rotation(data, bad):
     """litellm_key_rotation: a list of typed entries, no unknown key, each alias once."""
     entries = data.get("litellm_key_rotation", [])
     if not isinstance(entries, list):
-        bad("litellm_key_rotation", entries, "a list of {alias: NAME, min_days_left: 14, valid_days: 90, grace_hours: 24}")
+        bad("litellm_key_rotation", entries,
+            "a list of {alias: NAME, min_days_left: 14, valid_days: 90, grace_hours: 24}")
         return
     aliases = {}
     for i, entry in enumerate(entries):
@@ -391,7 +395,8 @@ def _check_rotation(data, bad):
         if entry.get("min_days_left", 14) >= entry.get("valid_days", 90):
             bad(f"litellm_key_rotation[{i}]", entry, "1 <= min_days_left < valid_days <= 3650")
         if entry["alias"] in aliases:
-            bad(f"litellm_key_rotation[{i}].alias", entry["alias"], f"an alias listed once (also litellm_key_rotation[{aliases[entry['alias']]}])")
+            bad(f"litellm_key_rotation[{i}].alias", entry["alias"],
+                f"an alias listed once (also litellm_key_rotation[{aliases[entry['alias']]}])")
         aliases.setdefault(entry["alias"], i)
 
 

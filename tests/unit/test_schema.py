@@ -208,6 +208,9 @@ GAPS = [
     (defaults(litellm_dirs=["state//x"]), "litellm_dirs[0] = 'state//x': expected a normalized path"),
     (defaults(litellm_dirs=["."]), "litellm_dirs[0] = '.': expected a normalized path"),
     (defaults(litellm_dirs=["a;b"]), "litellm_dirs[0] = 'a;b': expected a normalized path"),
+    (defaults(litellm_system_packages=["curl; touch /tmp/pwned"]),
+     "litellm_system_packages = ['curl; touch /tmp/pwned']: expected a list of Debian package names"),
+    (defaults(litellm_system_packages=["Curl"]), "litellm_system_packages = ['Curl']: expected a list of Debian package names"),
 ]
 
 
