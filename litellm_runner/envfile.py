@@ -21,8 +21,10 @@ the line after a comment that ends in ``\\``).
 
 Refused (``check``): a key that is not ``[A-Za-z_][A-Za-z0-9_]*``; a value
 with a line break (``\\n``, ``\\r``: systemd ends the line there), a NUL
-(C strings end there) or another control character except TAB; text that is
-not valid UTF-8 (systemd refuses the whole file). Errors name the source, the
+(C strings end there) or another control character except TAB, or U+2028,
+U+2029 (systemd would carry those, but Python's ``str.splitlines`` and other
+line-based readers split there); text that is not valid UTF-8 (systemd
+refuses the whole file). Errors name the source, the
 line and the key, never a value.
 
 The reading rule (``loads``) is systemd's parse_env_file_internal
@@ -47,7 +49,7 @@ WHITESPACE = " \t\n\r"  # systemd src/basic/string-util.h
 NEWLINE = "\n\r"
 COMMENTS = "#;"
 NEED_ESCAPE = "\"\\`$"  # systemd src/basic/escape.h SHELL_NEED_ESCAPE
-CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")  # all but TAB; what str.splitlines splits at
 
 
 class EnvFileError(ValueError):
@@ -62,7 +64,7 @@ def _value_problem(value) -> str | None:
     if bad:
         char = bad.group()
         what = {"\n": "a line break (\\n)", "\r": "a line break (\\r)", "\x00": "a NUL byte"}.get(
-            char, f"a control character (U+{ord(char):04X})")
+            char, f"a control character or line separator (U+{ord(char):04X})")
         return f"the value contains {what}; expected a single line of printable text"
     try:
         value.encode("utf-8")

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 import yaml
 
+from . import envfile
+
 PLACEHOLDERS = ("dummy", "changeme", "change-me", "sk-1234", "placeholder", "xxx")
 SECRET_KEY = re.compile(r"(^|_)(api_key|master_key|salt_key|secret|password|token|database_url|key)$", re.I)
 SECRET_ENV = re.compile(r"(KEY|SECRET|PASSWORD|TOKEN|DATABASE_URL)$")
@@ -147,23 +149,13 @@ def lint_config(config: dict, env: dict | None = None) -> list[Finding]:
 
 
 def read_env_file(path) -> dict[str, str]:
-    """KEY=value lines (``#`` comments, optional quotes); a bad line is reported by number, not content."""
-    return parse_env_text(pathlib.Path(path).read_text(), str(path))
+    """The env file's KEY=value pairs as systemd reads them (envfile.read); a bad line is named by number, not content."""
+    return envfile.read(path)
 
 
 def parse_env_text(text: str, path: str = "env") -> dict[str, str]:
     """read_env_file on TEXT (the env file the deploy is about to write)."""
-    values = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        key = key.strip().removeprefix("export ").strip()
-        if not sep or not key.isidentifier():
-            raise ValueError(f"{path}:{number}: expected KEY=value (the line is not shown: it may hold a secret)")
-        values[key] = value.strip().strip('"').strip("'")
-    return values
+    return envfile.loads(text, path)
 
 
 def lint_files(config_path, env_path=None) -> list[Finding]:

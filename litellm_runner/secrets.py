@@ -2,9 +2,12 @@
 
 Values are looked up by name, first in the environment of the control
 machine, then in the secrets file named by ``LITELLM_SECRETS_FILE`` (or the
-host's ``litellm_secrets_file`` data, which the sandbox inventory sets):
-``KEY=value`` lines, ``#`` comments. Keep that file out of git (it is in
-.gitignore) and at mode 0600.
+host's ``litellm_secrets_file`` data, which the sandbox inventory sets). That
+file is read as systemd reads an env file (litellm_runner.envfile: ``#``
+comments, ``KEY=value``, ``KEY='value'``, ``KEY="value"``); keep it out of git
+(it is in .gitignore) and at mode 0600. A value that the env file cannot carry
+exactly (a line break, a control character) is refused when it is loaded,
+before any host is asked anything.
 
 No function here prints or raises with a secret value: errors name the key
 and the source, never the value.
@@ -12,7 +15,6 @@ and the source, never the value.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pathlib
 import stat
@@ -22,9 +24,12 @@ from pyinfra.api import operation
 
 from pyinfra.facts.files import FileContents
 
-from . import drift, snapshot
+from . import drift, envfile, snapshot
+from .envfile import fingerprint  # noqa: F401 (callers still import it from here)
 from .facts import PathState
 from .operations import atomic_write_commands, sha256_text
+
+HEADER = "Managed by litellm-runner. Secrets come from the operator's secret source."
 
 
 class SecretError(ValueError):
@@ -32,7 +37,7 @@ class SecretError(ValueError):
 
 
 def read_secrets_file(path: str | os.PathLike) -> dict[str, str]:
-    """Parse a KEY=value secrets file; refuse one readable by group or others."""
+    """Parse a KEY=value secrets file as systemd would (envfile.read); refuse one readable by group or others."""
     path = pathlib.Path(path)
     try:
         mode = path.stat().st_mode
@@ -40,49 +45,44 @@ def read_secrets_file(path: str | os.PathLike) -> dict[str, str]:
         raise SecretError(f"{path}: secrets file not found (set LITELLM_SECRETS_FILE or the variables themselves)")
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise SecretError(f"{path}: mode {stat.S_IMODE(mode):04o} lets others read secrets; expected 0600")
-    values = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise SecretError(f"{path}:{number}: expected KEY=value (the line is not shown: it may hold a secret)")
-        values[key.strip()] = value.strip().strip('"').strip("'")
-    return values
+    try:
+        return envfile.read(path)
+    except envfile.EnvFileError as exc:
+        raise SecretError(str(exc)) from None
 
 
 def load(names: list[str], secrets_file: str | None = None) -> dict[str, str]:
-    """Values of NAMES from the environment, then the secrets file."""
+    """Values of NAMES from the environment, then the secrets file; each one the env file can carry exactly."""
     path = os.environ.get("LITELLM_SECRETS_FILE") or secrets_file
     from_file = read_secrets_file(path) if path else {}
     values, missing = {}, []
     for name in names:
         if name in os.environ:
             values[name] = os.environ[name]
+            source = "the environment"
         elif name in from_file:
             values[name] = from_file[name]
+            source = str(path)
         else:
             missing.append(name)
+            continue
+        try:
+            envfile.check(name, values[name], source)
+        except envfile.EnvFileError as exc:
+            raise SecretError(str(exc)) from None
     if missing:
         where = f"the environment or {path}" if path else "the environment (no LITELLM_SECRETS_FILE set)"
         raise SecretError(f"secret(s) {', '.join(missing)} not found in {where}")
     return values
 
 
-def fingerprint(value: str) -> str:
-    """A short, non-reversible tag of a secret value for reports: ``sha256:1a2b3c4d``."""
-    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:8] if value else "(empty)"
-
-
 def masked_env(lines) -> dict[str, str]:
-    """KEY -> fingerprint of its value, for showing env file drift without values."""
-    out = {}
-    for line in lines:
-        key, sep, value = line.partition("=")
-        if sep and not key.startswith("#"):
-            out[key.strip()] = fingerprint(value.strip())
-    return out
+    """KEY -> fingerprint of its value (read as systemd reads it), for showing env file drift without values."""
+    text = "".join(f"{line}\n" for line in lines)
+    try:
+        return {key: fingerprint(value) for key, value in envfile.loads(text, "env file").items()}
+    except envfile.EnvFileError:
+        return {"(env file not readable as KEY=value lines)": fingerprint(text)}
 
 
 def is_placeholder(value: str, placeholders: list[str]) -> bool:
@@ -90,18 +90,19 @@ def is_placeholder(value: str, placeholders: list[str]) -> bool:
 
 
 def render_env(secrets: dict[str, str], plain: dict[str, str], placeholders: list[str]) -> tuple[str, list[str]]:
-    """The env file's text, and the names whose placeholder value was blanked."""
-    blanked, lines = [], ["# Managed by litellm-runner. Secrets come from the operator's secret source."]
+    """The env file's text (envfile.dumps: every value quoted), and the names whose placeholder value was blanked."""
+    blanked, items = [], {}
     for name, value in secrets.items():
         if is_placeholder(value, placeholders):
             blanked.append(name)
             value = ""
-        if "\n" in value:
-            raise SecretError(f"secret {name}: contains a newline; expected a single-line value")
-        lines.append(f"{name}={value}")
+        items[name] = value
     for name, value in plain.items():
-        lines.append(f"{name}={value}")
-    return "\n".join(lines) + "\n", blanked
+        items[name] = str(value)
+    try:
+        return envfile.dumps(items, header=HEADER), blanked
+    except envfile.EnvFileError as exc:
+        raise SecretError(str(exc)) from None
 
 
 def env_file_content(data) -> tuple[str, list[str]]:

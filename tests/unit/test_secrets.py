@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from litellm_runner import secrets
+from litellm_runner import envfile, secrets
 
 CANARY = "sk-canary-7f3e9a1b2c4d"
 
@@ -53,9 +53,62 @@ def test_malformed_line_is_located_but_not_shown(tmp_path):
 ])
 def test_placeholders_are_written_empty(value, written):
     text, blanked = secrets.render_env({"VLLM_API_KEY": value}, {"REDIS_HOST": "127.0.0.1"}, ["dummy", "changeme", "sk-1234"])
-    assert f"\nVLLM_API_KEY={written}\n" in text
-    assert "REDIS_HOST=127.0.0.1" in text
+    assert f"\nVLLM_API_KEY='{written}'\n" in text
+    assert envfile.loads(text) == {"VLLM_API_KEY": written, "REDIS_HOST": "127.0.0.1"}
     assert blanked == ([] if written else ["VLLM_API_KEY"])
+
+
+# (id, secrets file text, what load() returns for K): the file is read as systemd reads an env file
+FILE_VALUES = [
+    ("quotes-kept-inside", "K=it's \"x\"\n", "it's \"x\""),
+    ("single-quoted", "K='a\\b $X #'\n", "a\\b $X #"),
+    ("double-quoted", 'K="it\'s \\$"\n', "it's $"),
+    ("one-quote-is-not-stripped", "K=abc'\n", "abc'"),
+    ("blanks-trimmed-unquoted", "K=  v  \n", "v"),
+    ("blanks-kept-quoted", "K='  v  '\n", "  v  "),
+]
+
+
+@pytest.mark.parametrize("case, text, value", FILE_VALUES, ids=[r[0] for r in FILE_VALUES])
+def test_secrets_file_is_read_as_systemd_reads_it(tmp_path, monkeypatch, case, text, value):
+    monkeypatch.delenv("LITELLM_SECRETS_FILE", raising=False)
+    monkeypatch.delenv("K", raising=False)
+    assert secrets.load(["K"], str(write(tmp_path, text))) == {"K": value}
+
+
+# (id, where the secret comes from, what the message says): refused at load, before any host command
+LINE_BREAKS = [
+    ("env-newline", {"VLLM_API_KEY": f"{CANARY}\nINJECTED=1"}, "", "the environment: VLLM_API_KEY: the value contains a line break"),
+    ("env-carriage-return", {"VLLM_API_KEY": f"{CANARY}\rINJECTED=1"}, "", "the environment: VLLM_API_KEY: the value contains a line break"),
+    ("file-quote-over-lines", {}, f"VLLM_API_KEY='{CANARY}\nINJECTED=1'\n", "{path}:1: VLLM_API_KEY: a quote is not closed"),
+    ("file-continuation", {}, f"VLLM_API_KEY={CANARY}\\\nINJECTED=1\n", "{path}:1: VLLM_API_KEY: a backslash ends the line"),
+    ("file-control-char", {}, f"VLLM_API_KEY={CANARY}\x1b\n", "{path}:1: VLLM_API_KEY: the value contains a control character"),
+]
+
+
+@pytest.mark.parametrize("case, environ, text, fragment", LINE_BREAKS, ids=[r[0] for r in LINE_BREAKS])
+def test_value_the_env_file_cannot_carry_is_refused_at_load(tmp_path, monkeypatch, case, environ, text, fragment):
+    path = write(tmp_path, text or "OTHER=1\n")
+    monkeypatch.delenv("LITELLM_SECRETS_FILE", raising=False)
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(secrets.SecretError) as err:
+        secrets.load(["VLLM_API_KEY"], str(path))
+    assert fragment.format(path=path) in str(err.value)
+    assert CANARY not in str(err.value) and "INJECTED" not in str(err.value)
+
+
+def test_plain_setting_that_cannot_be_carried_is_refused():
+    with pytest.raises(secrets.SecretError, match="env file: REDIS_HOST: the value contains a line break"):
+        secrets.render_env({}, {"REDIS_HOST": "127.0.0.1\nX=1"}, [])
+
+
+def test_masked_env_reads_as_systemd_and_shows_no_value():
+    text, _ = secrets.render_env({"VLLM_API_KEY": f"it's {CANARY}"}, {"REDIS_HOST": "127.0.0.1"}, [])
+    masked = secrets.masked_env(text.splitlines())
+    assert masked == {"VLLM_API_KEY": secrets.fingerprint(f"it's {CANARY}"), "REDIS_HOST": secrets.fingerprint("127.0.0.1")}
+    assert CANARY not in repr(secrets.masked_env([f"K='{CANARY}"]))
 
 
 def test_fingerprint_does_not_reveal_the_value():
