@@ -23,6 +23,7 @@ from pyinfra.api import FactBase, operation
 from . import drift
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+DBCTL_TIMEOUT = 120  # seconds for one dbctl plan or apply command (pyinfra _timeout)
 DEFAULT_POOL_LIMIT = 10  # LiteLLM's database_connection_pool_limit when general_settings does not set it
 
 
@@ -56,8 +57,9 @@ def encode(desired: dict) -> str:
     return base64.b64encode(json.dumps(desired, sort_keys=True).encode()).decode()
 
 
-def dbctl(root: str, action: str, scope: str, desired: dict, timeout: int = 5) -> str:
-    return (f"{shlex.quote(root)}/venv/bin/python {shlex.quote(root)}/bin/litellm-dbctl {action} "
+def dbctl(root: str, action: str, scope: str, desired: dict, account: str, timeout: int = 5) -> str:
+    """litellm-dbctl ACTION for SCOPE, run as the service account (ACCOUNT: ``facts.as_account``)."""
+    return (f"{account} {shlex.quote(root)}/venv/bin/python {shlex.quote(root)}/bin/litellm-dbctl {action} "
             f"--scope {scope} --env-file {shlex.quote(root)}/env.litellm --connect-timeout {int(timeout)} "
             f"--desired-b64 {encode(desired)}")
 
@@ -66,19 +68,21 @@ class DatabasePlan(FactBase):
     """What differs in each of SCOPES, and the live max_connections, in one command.
 
     Returns ``{"scopes": {scope: [{"id", "kind", "before", "after"}]}, "max_connections": N}``,
-    or ``None`` when the shipped litellm-dbctl is not on the host yet (a host
-    never converged, or one whose dbctl an older runner shipped, which may not
-    speak this runner's arguments): the deploy ships it before the database is
-    converged.
+    or ``None`` when the shipped litellm-dbctl cannot run on the host yet (a host
+    never converged, one whose dbctl an older runner shipped, which may not speak
+    this runner's arguments, or one whose venv is missing or broken): the deploy
+    ships dbctl and repairs the venv before the database is converged, and plans
+    again then. dbctl runs as the service account (ACCOUNT), never as root.
     """
 
-    def command(self, root, scopes, desired_b64, timeout=5):
-        tool = shlex.quote(f"{root}/bin/litellm-dbctl")
+    def command(self, root, scopes, desired_b64, account, timeout=5):
+        tool, py = shlex.quote(f"{root}/bin/litellm-dbctl"), shlex.quote(f"{root}/venv/bin/python")
         shipped = hashlib.sha256((REPO / "files" / "bin" / "litellm-dbctl").read_bytes()).hexdigest()
-        return (f"if [ -f {tool} ] && [ \"$(sha256sum < {tool})\" = '{shipped}  -' ]; then "
-                f"{shlex.quote(root)}/venv/bin/python {tool} plan --scope {','.join(scopes)} "
-                f"--env-file {shlex.quote(root)}/env.litellm --connect-timeout {int(timeout)} "
-                f"--desired-b64 {desired_b64}; else echo null; fi")
+        script = (f"if [ -f {tool} ] && [ -x {py} ] && [ \"$(sha256sum < {tool})\" = '{shipped}  -' ]; then "
+                  f"exec {py} {tool} plan --scope {','.join(scopes)} "
+                  f"--env-file {shlex.quote(root)}/env.litellm --connect-timeout {int(timeout)} "
+                  f"--desired-b64 {desired_b64}; else echo null; fi")
+        return f"{account} sh -c {shlex.quote(script)}"
 
     def process(self, output):
         doc = json.loads("\n".join(output))
@@ -94,7 +98,7 @@ def scopes(desired: dict) -> list[str]:
             if (s != "idle" or desired["terminate_idle"]) and (s != "rotation" or desired["rotations"])]
 
 
-def plan(root: str, scope: str, desired: dict, timeout: int = 5) -> dict | None:
+def plan(root: str, scope: str, desired: dict, account: str, timeout: int = 5) -> dict | None:
     """``{"items": [...], "max_connections": N}`` of SCOPE, or None before dbctl is on the host.
 
     Every scope is planned by one DatabasePlan command per host and run (pyinfra
@@ -107,7 +111,8 @@ def plan(root: str, scope: str, desired: dict, timeout: int = 5) -> dict | None:
     # None (dbctl not shipped yet) is asked again: while executing, dbctl is there by now
     if key not in _plans or _plans[key][0] is not host.state or _plans[key][1] is None:
         _plans[key] = (host.state, host.get_fact(DatabasePlan, root=root, scopes=scopes(desired),
-                                                 desired_b64=encode(desired), timeout=timeout))
+                                                 desired_b64=encode(desired), account=account, timeout=timeout,
+                                                 _timeout=DBCTL_TIMEOUT))
     found = _plans[key][1]
     return None if found is None else {"items": found["scopes"][scope], "max_connections": found["max_connections"]}
 
@@ -133,23 +138,24 @@ def deliver_key(host_name: str, alias: str, raw: str, base: pathlib.Path | None 
 
 
 @operation()
-def database(root: str, scope: str, desired: dict, timeout: int = 5):
+def database(root: str, scope: str, desired: dict, account: str, timeout: int = 5):
     """Ensure one SCOPE of the LiteLLM database matches DESIRED (see litellm-dbctl).
 
     + root: deployment root (dbctl and the env file live there)
     + scope: settings | schema | keys | idle | rotation
     + desired: ``desired_state(host.data)``
-    + timeout: connect timeout in seconds
+    + account: ``facts.as_account(...)``: dbctl runs as the service account
+    + timeout: connect timeout in seconds (pass ``_timeout`` for the whole command)
 
     For ``rotation`` the raw key is made here, on the control machine, only
     while executing; it is written once to .secrets/keys/<host>/ (0600) and
     only its sha256 goes to the host.
     """
-    found = plan(root, scope, desired, timeout)
+    found = plan(root, scope, desired, account, timeout)
     items = None if found is None else found["items"]
     if items is None:
         drift.record("database", "litellm-dbctl not installed yet", f"{scope} converged")
-        yield dbctl(root, "apply", scope, desired, timeout)
+        yield dbctl(root, "apply", scope, desired, account, timeout)
         return
     if not items:
         host.noop(f"database {scope}: nothing differs")
@@ -166,4 +172,4 @@ def database(root: str, scope: str, desired: dict, timeout: int = 5):
                 entry = {**entry, "new_token": token, "new_key_name": key_name}
             rotations.append(entry)
         desired = {**desired, "rotations": rotations}
-    yield dbctl(root, "apply", scope, desired, timeout)
+    yield dbctl(root, "apply", scope, desired, account, timeout)

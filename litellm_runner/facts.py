@@ -6,10 +6,16 @@ runner reads a host. Commands never change the host.
 
 from __future__ import annotations
 
+import base64
+import functools
 import json
+import pathlib
 import shlex
+import zlib
 
 from pyinfra.api import FactBase
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # root's interpreter: the host-side code runs in it, isolated
 
 
 class Linger(FactBase):
@@ -65,56 +71,85 @@ class UserUnits(FactBase):
         return units
 
 
+def as_account(user: str, group: str, home: str) -> str:
+    """The prefix that runs a command as the service account, with a clean environment.
+
+    Whatever the account can write (its venv, ``bin/``, dbctl) runs only this
+    way: as the account, the kernel refuses anything the account itself could
+    not do, so a planted trojan gains nothing.
+    """
+    return (f"cd / && runuser -u {shlex.quote(user)} -g {shlex.quote(group)} -- env -i HOME={shlex.quote(home)} "
+            "PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8")
+
+
+def hostside(action: str, args: dict) -> str:
+    """The command that runs ``litellm_runner.hostside`` ACTION with ARGS on the host.
+
+    The code travels inside the command and runs in root's own interpreter,
+    isolated (``-I``): never the venv's, never a file the service account can write.
+    """
+    blob = base64.b64encode(json.dumps(args, sort_keys=True).encode()).decode()
+    return f"{SYSTEM_PYTHON} -I -c {shlex.quote(_boot())} {action} {blob}"
+
+
+@functools.lru_cache(maxsize=1)
+def _boot() -> str:
+    here = pathlib.Path(__file__).parent
+    parts = [(here / name).read_text() for name in ("envfile.py", "hostside.py") if (here / name).exists()]
+    source = "from __future__ import annotations\n" + "\n".join(
+        line for part in parts for line in part.splitlines() if line != "from __future__ import annotations")
+    payload = base64.b64encode(zlib.compress(source.encode(), 9)).decode()
+    return ("import base64,sys,zlib;g={'__name__':'litellm_hostside'};"
+            f"exec(zlib.decompress(base64.b64decode('{payload}')),g);sys.exit(g['main'](sys.argv))")
+
+
 class InstalledPackages(FactBase):
     """Distributions installed in a venv: ``{normalized name: version}``.
 
-    Reads importlib.metadata with the venv's own interpreter (faster than pip).
-    Returns ``None`` when the venv has no interpreter.
+    Read from the venv's ``*.dist-info/METADATA`` files as data by root's own
+    interpreter (``hostside``); nothing of the venv runs. Returns ``None`` when
+    the venv has no ``lib/python*/site-packages``.
     """
 
-    SCRIPT = (
-        "import importlib.metadata as m, json, re;"
-        "print(json.dumps({re.sub(r'[-_.]+','-',d.metadata['Name']).lower(): d.version "
-        "for d in m.distributions() if d.metadata['Name']}))"
-    )
-
     def command(self, venv):
-        py = shlex.quote(f"{venv}/bin/python")
-        return f"if [ -x {py} ]; then {py} -c {shlex.quote(self.SCRIPT)}; else echo null; fi"
+        return hostside("snapshot", {"paths": [], "user": "root", "units": [], "venv": venv})
 
     def process(self, output):
-        return json.loads("\n".join(output))
+        return json.loads("\n".join(output))["venv"]
 
 
 class PathState(FactBase):
-    """Mode, owner, group and sha256 of a path in one command.
+    """Type, mode, owner, group and sha256 of a path itself (a symlink is reported, never followed).
 
-    Returns ``None`` when PATH does not exist, else
-    ``{"type": "file"|"directory"|..., "mode": "0750", "user": str, "group": str, "sha256": str|None}``.
+    Returns ``None`` when PATH does not exist, else ``{"type": "file"|"directory"|
+    "symlink"|"other"|"unsafe", "mode": "0750", "user": str, "group": str,
+    "sha256": str|None}``; ``unsafe`` (with ``detail``) when a directory on the
+    way is an untrusted link, or the file is hard-linked.
     """
 
     def command(self, path):
-        q = shlex.quote(path)
-        return (
-            f"if [ -e {q} ]; then stat -c '%F|%a|%U|%G' {q}; "
-            f"if [ -f {q} ]; then sha256sum {q} | cut -d' ' -f1; fi; else echo missing; fi"
-        )
+        return hostside("snapshot", {"paths": [path], "user": "root", "units": [], "venv": "/nonexistent"})
 
     def process(self, output):
-        if output[0].strip() == "missing":
-            return None
-        kind, mode, user, group = output[0].strip().split("|")
-        return {
-            "type": "directory" if kind == "directory" else ("file" if "file" in kind else kind),
-            "mode": mode.zfill(4),
-            "user": user,
-            "group": group,
-            "sha256": output[1].strip() if len(output) > 1 else None,
-        }
+        return next(iter(json.loads("\n".join(output))["paths"].values()))
+
+
+class FileText(FactBase):
+    """The text of a regular file, read without following a link (for diffs of non-secret files).
+
+    Returns ``None`` when PATH is not a single regular file reached safely.
+    """
+
+    def command(self, path):
+        return hostside("read", {"path": path}) + " 2>/dev/null || echo null"
+
+    def process(self, output):
+        doc = json.loads("\n".join(output))
+        return doc and doc["text"]
 
 
 class HostSnapshot(FactBase):
-    """Everything the deploy decides on, read in one command.
+    """Everything the deploy decides on, read in one command by root's own interpreter.
 
     pyinfra caches no facts, so asking ``PathState`` for each of ~30 paths, then
     ``UserUnits`` for each unit, costs a round trip each. This fact answers all
@@ -123,34 +158,16 @@ class HostSnapshot(FactBase):
 
         {"paths": {path: PathState's answer (None when missing)},
          "linger": bool, "units": UserUnits' answer, "venv": InstalledPackages' answer}
+
+    An env file among ENV_FILES also gets ``"env": {KEY: fingerprint}`` (its
+    values never leave the host).
     """
 
-    def command(self, paths, user, units, venv):
-        quoted = " ".join(shlex.quote(p) for p in paths)
-        return " ; ".join([
-            "echo '##paths'", f"stat -c '%F|%a|%U|%G|%n' -- {quoted} 2>/dev/null",
-            "echo '##sha256'", f"sha256sum -- {quoted} 2>/dev/null",
-            "echo '##linger'", Linger().command(user),
-            "echo '##units'", UserUnits().command(user, units),
-            "echo '##venv'", InstalledPackages().command(venv),
-        ])
+    def command(self, paths, user, units, venv, env_files=()):
+        return hostside("snapshot", {"paths": list(paths), "user": user, "units": list(units), "venv": venv,
+                                     "env_files": list(env_files)})
 
     def process(self, output):
-        sections, current = {}, None
-        for line in output:
-            if line.startswith("##"):
-                current = sections.setdefault(line[2:].strip(), [])
-            elif current is not None:
-                current.append(line)
-        paths = {}
-        for line in sections.get("paths", []):
-            kind, mode, user, group, path = line.strip().split("|", 4)
-            paths[path] = PathState().process([f"{kind}|{mode}|{user}|{group}"])
-        for line in sections.get("sha256", []):
-            digest, _, path = line.strip().partition("  ")
-            if path in paths:
-                paths[path]["sha256"] = digest
-        return {"paths": paths,
-                "linger": Linger().process(sections.get("linger") or ["off"]),
-                "units": UserUnits().process(sections.get("units", [])),
-                "venv": InstalledPackages().process(sections.get("venv") or ["null"])}
+        doc = json.loads("\n".join(output))
+        return {"paths": doc["paths"], "linger": doc["linger"],
+                "units": UserUnits().process(doc["units"]), "venv": doc["venv"]}

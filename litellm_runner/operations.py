@@ -11,24 +11,23 @@ argument values in its output.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import re
 import shlex
 from io import StringIO
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand, operation
-
-from pyinfra.facts.files import FileContents
+from pyinfra.api import FunctionCommand, StringCommand, operation
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 
 from . import cve_gate, drift, snapshot
-from .facts import InstalledPackages, Linger, PathState, UserUnits
+from .facts import FileText, InstalledPackages, Linger, PathState, UserUnits, hostside
 
 logger = logging.getLogger("litellm_runner")
 
-# PyPI releases that were compromised (credential stealer): never accepted installed.
-COMPROMISED = {"litellm": {"1.82.7", "1.82.8"}}
+COMPROMISED = cve_gate.COMPROMISED  # PyPI releases that were compromised: never locked, never installed
 
 
 def q(value) -> str:
@@ -71,6 +70,57 @@ def linger(user: str, present: bool = True):
 
 
 # -- directories and files ---------------------------------------------------------------
+# Root acts in the service account's tree only through litellm_runner.hostside:
+# paths walked without following the account's links, files and directories
+# settled by handle, temporary files created exclusively and renamed into place.
+ESCALATION = {"_sudo", "_sudo_user", "_use_sudo_login", "_sudo_password", "_preserve_sudo_env", "_su_user",
+              "_use_su_login", "_preserve_su_env", "_su_shell", "_su_password", "_doas", "_doas_user"}
+
+
+class Content:
+    """File content handed to a FunctionCommand; its repr never shows the text (secrets)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self):
+        return f"<{len(self.text)} characters>"
+
+
+def _run(host, command: str, timeout: int, escalate: bool = True):
+    """Run COMMAND from a FunctionCommand with the operation's connection arguments (sudo...)."""
+    args = {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in CONNECTOR_ARGUMENT_KEYS}
+    if not escalate:
+        args = {k: v for k, v in args.items() if k not in ESCALATION}
+    return host.run_shell_command(StringCommand(command), **{**args, "_timeout": timeout})
+
+
+def _failed(host, what: str, output) -> bool:
+    host.log_styled(f"{what}: {(output.stderr or output.stdout).strip()[-500:]}", fg="red", log_func=logger.error)
+    return False
+
+
+def _write_staged(state, host, dest: str, content: Content, user: str, group: str, mode: str, backups_keep: int):
+    """Upload CONTENT into a fresh private directory of the connecting user, then have root's
+    host-side code replace DEST with it (see ``hostside.write``); the directory is removed."""
+    ok, out = _run(host, "umask 077 && mktemp -d /tmp/litellm-runner.XXXXXXXXXX", 30, escalate=False)
+    if not ok:
+        return _failed(host, f"{dest}: no private staging directory", out)
+    stage = out.stdout.strip()
+    try:
+        args = {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in CONNECTOR_ARGUMENT_KEYS}
+        # under sudo pyinfra uploads to remote_temp_filename first: inside the 0700 directory,
+        # so a secret never exists world-readable
+        if not host.put_file(StringIO(content.text), f"{stage}/content", remote_temp_filename=f"{stage}/upload",
+                             **{**args, "_timeout": 120}):
+            return _failed(host, f"{dest}: upload failed", out)
+        ok, out = _run(host, hostside("write", {"dest": dest, "src": f"{stage}/content", "user": user,
+                                                "group": group, "mode": mode, "backups_keep": backups_keep}), 60)
+        return ok or _failed(host, f"{dest}: not written", out)
+    finally:
+        _run(host, f"rm -rf -- {q(stage)}", 30)
+
+
 @operation()
 def directory(path: str, user: str, group: str, mode: str):
     """Ensure PATH is a directory with MODE, owned by USER:GROUP.
@@ -79,16 +129,18 @@ def directory(path: str, user: str, group: str, mode: str):
     + user, group: owner
     + mode: octal string such as ``"0750"``
 
-    A missing directory is created at 0700 and root-owned (umask 077), then
-    chowned, then chmodded: it is never, even briefly, looser than MODE.
+    A missing directory is created at 0700 and root-owned, then chowned and
+    chmodded by handle: it is never, even briefly, looser than MODE, and a link
+    swapped in meanwhile is not followed. Anything else at PATH (a planted
+    symlink, a file) is drift: it is moved aside to ``PATH.displaced-TIME``
+    (kept for inspection, never read through) and the directory created.
     """
     current = snapshot.fact(PathState, path=path)
-    if current is None:
-        drift.record("directory", None, {"mode": mode, "owner": f"{user}:{group}"})
-        yield f"(umask 077 && mkdir {q(path)}) && chown {q(user)}:{q(group)} {q(path)} && chmod {mode} {q(path)}"
+    if current is None or current["type"] != "directory":
+        found = None if current is None else {"type": current["type"]}
+        drift.record("directory", found, {"type": "directory", "mode": mode, "owner": f"{user}:{group}"})
+        yield hostside("mkdir", {"path": path, "user": user, "group": group, "mode": mode})
         return
-    if current["type"] != "directory":
-        raise ValueError(f"{path} exists and is a {current['type']}, not a directory")
     changes = _attr_commands("directory", current, path, user, group, mode)
     if not changes:
         host.noop(f"{path} is a directory, {mode}, {user}:{group}")
@@ -96,72 +148,57 @@ def directory(path: str, user: str, group: str, mode: str):
 
 
 def _attr_commands(kind, current, path, user, group, mode) -> list[str]:
-    """chown/chmod commands that bring PATH (state CURRENT) to USER:GROUP MODE; drift recorded."""
+    """The host-side command that brings PATH (state CURRENT) to USER:GROUP MODE by handle; drift recorded."""
     before = {"mode": current["mode"], "owner": f"{current['user']}:{current['group']}"}
     after = {"mode": mode.zfill(4), "owner": f"{user}:{group}"}
     if before == after:
         return []
     drift.record(kind, before, after)
-    changes = []
-    if before["owner"] != after["owner"]:
-        changes.append(f"chown {q(user)}:{q(group)} {q(path)}")
-    if before["mode"] != after["mode"]:
-        changes.append(f"chmod {mode} {q(path)}")
-    return changes
+    return [hostside("attrs", {"path": path, "user": user, "group": group, "mode": mode})]
 
 
 def sha256_text(content: str) -> str:
     return hashlib.sha256(content.encode()).hexdigest()
 
 
-def atomic_write_commands(dest, content, user, group, mode, validate=None, backups_keep=0, exists=False):
-    """Commands that replace DEST with CONTENT without a half-written or loose file.
+def is_current(current: dict | None, content: str) -> bool:
+    """Whether the path (PathState) is a regular file that holds CONTENT."""
+    return bool(current) and current["type"] == "file" and current["sha256"] == sha256_text(content)
 
-    The temporary file is created empty with its final mode and owner, filled
-    over SFTP, optionally validated (``validate`` is a shell command with
-    ``{path}``), the old file optionally kept as ``DEST.bak-TIMESTAMP`` (newest
-    ``backups_keep`` kept; copied to a temporary name first, so a backup is whole
-    or absent), then renamed over DEST in one step.
-    """
-    tmp = f"{dest}.tmp-litellm-runner"
-    yield f"install -m {mode} -o {q(user)} -g {q(group)} /dev/null {q(tmp)}"
-    yield FileUploadCommand(StringIO(content), tmp)
-    if validate:
-        yield StringCommand(validate.format(path=q(tmp)))
-    if exists and backups_keep:
-        yield (
-            f"install -m {mode} -o {q(user)} -g {q(group)} {q(dest)} {q(dest + '.tmp-litellm-runner-bak')} && "
-            f"mv -f {q(dest + '.tmp-litellm-runner-bak')} {q(dest)}.bak-$(date -u +%Y%m%dT%H%M%S%N) && "
-            f"ls -1t {q(dest)}.bak-* | tail -n +{int(backups_keep) + 1} | xargs -r rm -f --"
-        )
-    yield f"mv -f {q(tmp)} {q(dest)}"
+
+def write_commands(dest, content, user, group, mode, backups_keep=0):
+    """The command that replaces DEST with CONTENT: staged privately, written by root's host-side
+    code (exclusive temp file at MODE and owner, renamed over DEST; ``backups_keep`` copies of
+    the old content as ``DEST.bak-TIME``, older ones removed by name as data)."""
+    yield FunctionCommand(_write_staged, (dest, Content(content), user, group, mode, int(backups_keep)), {})
 
 
 @operation()
-def managed_file(dest: str, content: str, user: str, group: str, mode: str,
-                 validate: str | None = None, backups_keep: int = 0):
-    """Ensure DEST holds CONTENT, replaced atomically; a new file gets MODE and owner at creation.
+def managed_file(dest: str, content: str, user: str, group: str, mode: str, backups_keep: int = 0):
+    """Ensure DEST is a regular file holding CONTENT, replaced atomically; a new file gets MODE and owner at creation.
 
     + dest: absolute path on the host
     + content: the desired text
     + user, group, mode: owner and octal mode of the new file
-    + validate: shell command run on the new file before it replaces DEST (``{path}``)
     + backups_keep: keep this many timestamped copies of replaced content
 
     Content is compared by sha256. Mode and owner drift of an existing file is
     ``file_attrs``'s business, so that a change here always means new content
-    (what restarts a service).
+    (what restarts a service). A symlink at DEST is drift, shown without being
+    read through, and replaced by the file.
     """
     current = snapshot.fact(PathState, path=dest)
-    if current and current["sha256"] == sha256_text(content):
+    if is_current(current, content):
         host.noop(f"{dest} has the desired content")
         return
     if not host.state.is_executing:
-        old = host.get_fact(FileContents, path=dest) if current else None
-        drift.record("file", current and f"sha256:{current['sha256'][:12]}", f"sha256:{sha256_text(content)[:12]}",
-                     drift.unified("\n".join(old or []), content, dest))
-    yield from atomic_write_commands(dest, content, user, group, mode, validate, backups_keep,
-                                     exists=current is not None)
+        if current and current["type"] == "file":
+            old = host.get_fact(FileText, path=dest)
+            drift.record("file", f"sha256:{current['sha256'][:12]}", f"sha256:{sha256_text(content)[:12]}",
+                         drift.unified(old or "", content, dest))
+        else:
+            drift.record("file", current and {"type": current["type"]}, f"sha256:{sha256_text(content)[:12]}")
+    yield from write_commands(dest, content, user, group, mode, backups_keep)
 
 
 @operation()
@@ -172,8 +209,8 @@ def file_attrs(path: str, user: str, group: str, mode: str):
     + user, group, mode: owner and octal mode
     """
     current = snapshot.fact(PathState, path=path)
-    if current is None:
-        host.noop(f"{path} does not exist yet: it is created with {mode} {user}:{group}")
+    if current is None or current["type"] != "file":
+        host.noop(f"{path} is not a regular file yet: the content operation writes it with {mode} {user}:{group}")
         return
     changes = _attr_commands("file", current, path, user, group, mode)
     if not changes:
@@ -194,64 +231,68 @@ def file(label: str, dest: str, content: str, user: str, group: str, mode: str, 
 
 
 # -- python environment ---------------------------------------------------------------------
-def parse_requirements(text: str) -> list[Requirement]:
-    """Requirement lines of a requirements file (comments and blank lines skipped)."""
-    reqs = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        try:
-            reqs.append(Requirement(line))
-        except InvalidRequirement as exc:
-            raise ValueError(f"line {number}: {line!r} is not a requirement ({exc})") from exc
-    return reqs
+# What ``python -m venv`` puts in a venv: not an extra package unless the lock names it.
+VENV_TOOLS = {"pip", "setuptools"}
+NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")  # a normalized distribution name
 
 
-def unmet_requirements(requirements: list[Requirement], installed: dict[str, str] | None) -> list[str]:
-    """Human lines for every requirement the installed set does not satisfy.
+def _same(have: str | None, want: str | None) -> bool:
+    try:
+        return have is not None and want is not None and Version(have) == Version(want)
+    except InvalidVersion:
+        return have == want
 
-    ``installed`` maps normalized names to versions (None: no venv). A
-    compromised release counts as unmet even when a specifier admits it.
+
+def venv_drift(locked: dict[str, str], installed: dict[str, str] | None) -> list[tuple]:
+    """``(name, installed version, locked version)`` for every package of the closure that differs, by name.
+
+    Another version: both set; missing: installed None; extra (installed, not
+    locked): locked None. ``installed`` None (no venv) makes every locked
+    package missing. pip and setuptools of the venv itself are no extras.
     """
-    unmet = []
-    for req in requirements:
-        name = canonicalize_name(req.name)
-        version = (installed or {}).get(name)
-        if version is None:
-            unmet.append(f"{name}: not installed -> {req.specifier or 'any'}")
-        elif version in COMPROMISED.get(name, ()):
-            unmet.append(f"{name}: {version} (compromised release) -> {req.specifier}")
-        elif not req.specifier.contains(version, prereleases=True):
-            unmet.append(f"{name}: {version} -> {req.specifier}")
-    return unmet
+    installed = installed or {}
+    return [(name, installed.get(name), locked.get(name)) for name in sorted(set(locked) | set(installed))
+            if not _same(installed.get(name), locked.get(name))
+            and not (name in VENV_TOOLS and name not in locked)]
 
 
 @operation()
-def venv_requirements(venv: str, requirements_text: str, requirements_path: str, python: str, user: str):
-    """Ensure the venv at VENV satisfies every requirement, judged from what is installed.
+def venv_requirements(venv: str, lock_text: str, lock_path: str, python: str, user: str):
+    """Ensure the venv at VENV holds exactly the lock: every locked version, nothing else.
 
     + venv: path of the virtual environment (created with PYTHON if missing)
-    + requirements_text: the pins, to compare with what is installed
-    + requirements_path: the same pins as a file on the host, given to pip
-    + python: interpreter that creates the venv
+    + lock_text: the lock (``cve_gate.read_lock``), to compare with what is installed
+    + lock_path: the same lock as a file on the host, given to pip
+    + python: system interpreter that creates the venv
     + user: owner of the venv; pip runs as this user
 
-    Unlike ``pip.packages(requirements=...)`` it reports no change when every
-    installed version already satisfies its pin.
+    Extras are uninstalled, then ``pip install --require-hashes --no-deps`` of
+    the lock installs what is missing or of another version. A venv without a
+    working pip, or with a package name that is not a distribution name, is
+    rebuilt (``python -m venv --clear``, as the user). No change when the venv
+    already equals the lock.
     """
     installed = snapshot.fact(InstalledPackages, venv=venv)
-    unmet = unmet_requirements(parse_requirements(requirements_text), installed)
-    if not unmet:
-        host.noop(f"{venv}: every pin is satisfied")
+    changes = venv_drift(cve_gate.locked_versions(lock_text), installed)
+    rebuild = installed is None or "pip" not in installed or not all(NAME.match(n) for n in installed)
+    if not changes and not rebuild:
+        host.noop(f"{venv}: equals its lock")
         return
-    for line in unmet:
-        name, _, change = line.partition(": ")
-        before, _, after = change.partition(" -> ")
-        drift.record("package", {"name": name, "version": before}, {"name": name, "version": after})
-    if installed is None:
-        yield f"runuser -u {q(user)} -- {q(python)} -m venv {q(venv)}"
-    yield f"runuser -u {q(user)} -- {q(venv)}/bin/pip install --no-input --disable-pip-version-check -q -r {q(requirements_path)}"
+    for name, have, want in changes:
+        drift.record("package", {"name": name, "version": have}, {"name": name, "version": want})
+    if rebuild and installed is not None:
+        drift.record("venv", "cannot be repaired in place (no pip, or a name that is no distribution name)",
+                     "rebuilt from its lock")
+    as_user = f"runuser -u {q(user)} --"
+    pip = f"{as_user} {q(venv)}/bin/pip"
+    extras = [name for name, _, want in changes if want is None]
+    if rebuild:
+        yield f"{as_user} {q(python)} -m venv --clear {q(venv)}"
+    elif extras:
+        yield f"{pip} uninstall --no-input --disable-pip-version-check -y -q {' '.join(q(n) for n in extras)}"
+    if rebuild or len(extras) < len(changes):
+        yield (f"{pip} install --no-input --disable-pip-version-check -q --require-hashes --no-deps "
+               f"--only-binary :all: -r {q(lock_path)}")
 
 
 # -- CVE gate after converge ------------------------------------------------------------------
@@ -266,7 +307,7 @@ def _cve_findings(installed: dict[str, str]) -> str | None:
 
 def _fail(state, host, text):
     host.log_styled(f"{text}\n  expected no known-vulnerable package in the venv: raise the pin in "
-                    "litellm_venv_requirements, or waive the advisory in files/advisories/ignored.yaml",
+                    "litellm_venv_requirements and run `make lock`, or waive the advisory in files/advisories/ignored.yaml",
                     fg="red", log_func=logger.error)
     return False
 
@@ -282,11 +323,11 @@ def _audit_now(state, host, venv_path):
 
 
 @operation()
-def venv_audit(venv_path: str, requirements_text: str):
+def venv_audit(venv_path: str, lock_text: str):
     """The installed venv at VENV_PATH has no known vulnerability (CVE gate, after converge).
 
     + venv_path: the host's venv
-    + requirements_text: its pins (to know whether the venv operation before this one changes it)
+    + lock_text: its lock (to know whether the venv operation before this one changes it)
 
     A venv the run does not change is audited now, while pyinfra prepares,
     from the installed set the host snapshot already read (no remote command,
@@ -298,7 +339,7 @@ def venv_audit(venv_path: str, requirements_text: str):
     advisory ids and fixed versions.
     """
     installed = snapshot.fact(InstalledPackages, venv=venv_path)
-    if installed is not None and not unmet_requirements(parse_requirements(requirements_text), installed):
+    if installed is not None and not venv_drift(cve_gate.locked_versions(lock_text), installed):
         text = _cve_findings(installed)
         if text is None:
             host.noop(f"{venv_path}: no known vulnerability")
@@ -343,17 +384,15 @@ def _gated(state, host, ctl: str, unit: str, action: str, ready_url: str, ready_
     they fail, so every host stays on its last good state.
     """
     def run(command, timeout):
-        ok, _ = host.run_shell_command(StringCommand(command), _timeout=timeout)
-        return ok
+        return _run(host, command, timeout)[0]
 
     def restore() -> str:
         if not rollback or not _changed(rollback["when"]):
             return "the config was not changed by this run, nothing to restore"
-        dest, tmp = q(rollback["path"]), q(rollback["path"] + ".tmp-litellm-runner")
-        ok = run(f"b=$(ls -1 {dest}.bak-* 2>/dev/null | sort | tail -n 1) && [ -n \"$b\" ] && "
-                 f"install -m {rollback['mode']} -o {q(rollback['user'])} -g {q(rollback['group'])} \"$b\" {tmp} && "
-                 f"mv -f {tmp} {dest}", 60)
-        return f"previous config restored to {rollback['path']}" if ok else f"could not restore {rollback['path']}"
+        ok, out = _run(host, hostside("restore", {k: rollback[k] for k in ("user", "group", "mode")}
+                                      | {"dest": rollback["path"]}), 60)
+        restored = ok and json.loads(out.stdout or "{}").get("restored")
+        return f"previous config restored to {rollback['path']}" if restored else f"could not restore {rollback['path']}"
 
     # the host's journal records when the unit answered (``journalctl -t litellm-runner``):
     # the order of a rollout can be read back from the hosts themselves

@@ -22,12 +22,10 @@ import stat
 from pyinfra import host
 from pyinfra.api import operation
 
-from pyinfra.facts.files import FileContents
-
 from . import drift, envfile, snapshot
 from .envfile import fingerprint  # noqa: F401 (callers still import it from here)
 from .facts import PathState
-from .operations import atomic_write_commands, sha256_text
+from .operations import is_current, write_commands
 
 HEADER = "Managed by litellm-runner. Secrets come from the operator's secret source."
 
@@ -119,17 +117,20 @@ def env_file(dest: str, user: str, group: str):
     + user, group: owner
 
     Compared by sha256, written atomically at 0600 from creation, never shown
-    as a diff: values are not printed anywhere, placeholders (``dummy``...) are
-    written empty. Mode and owner drift is fixed by ``file_attrs``.
+    as a diff: drift is shown per key as fingerprints that the host snapshot
+    computed on the host (no old value is ever read back), placeholders
+    (``dummy``...) are written empty. Mode and owner drift is fixed by ``file_attrs``.
     """
     content, _blanked = env_file_content(host.data)
     current = snapshot.fact(PathState, path=dest)
-    if current and current["sha256"] == sha256_text(content):
+    if is_current(current, content):
         host.noop(f"{dest} holds the current secrets")
         return
     if not host.state.is_executing:
-        old = host.get_fact(FileContents, path=dest) if current else None
-        before, after = masked_env(old or []), masked_env(content.splitlines())
+        before = (current or {}).get("env") or {}
+        after = {k: fingerprint(v) for k, v in envfile.loads(content, "the desired env file").items()}
+        if current and current["type"] != "file":
+            before = {"(path)": current["type"]}
         drift.record("secret-file", {k: v for k, v in before.items() if after.get(k) != v},
                      {k: v for k, v in after.items() if before.get(k) != v})
-    yield from atomic_write_commands(dest, content, user, group, "0600")
+    yield from write_commands(dest, content, user, group, "0600")

@@ -42,7 +42,8 @@ def spec(data) -> dict:
               f"{root}/state/venv-requirements.txt"]
     paths += [f"{root}/bin/{tool.name}" for tool in tools()]
     paths += [f"{unit_dir}/{unit}" for unit in render_units(data)]
-    return {"paths": paths, "user": data.litellm_user, "units": list(wanted_units(data)), "venv": venv(data)}
+    return {"paths": paths, "user": data.litellm_user, "units": list(wanted_units(data)), "venv": venv(data),
+            "env_files": [f"{root}/env.litellm"]}
 
 
 def _snapshot():
@@ -61,7 +62,7 @@ def fact(cls, **kwargs):
     wanted, snap = _snapshot()
     if snap is not None:
         if cls is PathState and kwargs["path"] in wanted["paths"]:
-            return snap["paths"].get(kwargs["path"])
+            return snap["paths"].get(kwargs["path"])  # a symlink is {"type": "symlink"}, never its target
         if cls is Linger and kwargs["user"] == wanted["user"]:
             return snap["linger"]
         if cls is UserUnits and kwargs["user"] == wanted["user"] and set(kwargs["units"]) <= set(wanted["units"]):

@@ -3,14 +3,25 @@
 Returns the operations whose change must restart the proxy, and the config to roll back to.
 """
 
+import yaml
 from pyinfra import host
+from pyinfra.api.exceptions import DeployError
 
 from litellm_runner import snapshot
 from litellm_runner.operations import file, file_attrs
-from litellm_runner.render import render_compliance, render_config, venv
+from litellm_runner.render import render_compliance, render_config
 from litellm_runner.secrets import env_file
 
-YAML_CHECK = "{python} -c 'import sys, yaml; yaml.safe_load(open(sys.argv[1]))' {path}"
+
+
+def parsed(path: str, text: str) -> str:
+    """TEXT when it is valid YAML; checked here, on the control machine, so no code of the
+    account's venv runs as root to validate it (the same bytes are uploaded)."""
+    try:
+        yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DeployError(f"host {host.name}: the rendered {path} is not valid YAML: {exc}") from None
+    return text
 
 
 def apply():
@@ -23,9 +34,8 @@ def apply():
     config_path = f"{d.litellm_root}/state/config.generated.yaml"
     config = file(
         f"Rendered config {config_path} | cfg-01",
-        dest=config_path, content=render_config(d),
+        dest=config_path, content=parsed(config_path, render_config(d)),
         user=user, group=group, mode="0640", backups_keep=d.litellm_config_backups_keep,
-        validate=YAML_CHECK.replace("{python}", f"{venv(d)}/bin/python"),
     )
     file(f"Compliance desired state {d.litellm_root}/state/compliance-desired.json | cmp-01",
          dest=f"{d.litellm_root}/state/compliance-desired.json", content=render_compliance(d),

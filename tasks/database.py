@@ -19,7 +19,8 @@ import sys
 from pyinfra import host
 
 from litellm_runner import capacity
-from litellm_runner.database import capacity_inputs, database, desired_state, plan, scopes
+from litellm_runner.database import DBCTL_TIMEOUT, capacity_inputs, database, desired_state, plan, scopes
+from litellm_runner.facts import as_account
 from litellm_runner.preflight import _source
 
 SCOPES = [  # (scope, control id, what)
@@ -31,9 +32,14 @@ SCOPES = [  # (scope, control id, what)
 ]
 
 
+def account(d) -> str:
+    """dbctl runs as the service account (its venv and bin/ are the account's to write)."""
+    return as_account(d.litellm_user, d.litellm_group, d.litellm_home)
+
+
 def check_capacity(d, desired) -> None:
     """Exit 1 with the arithmetic when the proxy's pools cannot fit the live max_connections."""
-    found = plan(d.litellm_root, "settings", desired, d.litellm_db_connect_timeout)
+    found = plan(d.litellm_root, "settings", desired, account(d), d.litellm_db_connect_timeout)
     if found is None or found.get("max_connections") is None:
         print(f"host {host.name}: capacity: max_connections cannot be read before this run ships litellm-dbctl "
               "(not on the host yet, or an older one): litellm-dbctl checks it before writing the settings rows",
@@ -61,5 +67,6 @@ def apply():
         if scope not in scopes(desired):
             continue
         ops[scope] = database(name=f"{what} | {control}", root=d.litellm_root, scope=scope,
-                              desired=desired, timeout=d.litellm_db_connect_timeout)
+                              desired=desired, account=account(d), timeout=d.litellm_db_connect_timeout,
+                              _timeout=DBCTL_TIMEOUT)
     return [ops["settings"]]

@@ -1,0 +1,439 @@
+"""Root's hands inside the service account's tree: run on the host by the system interpreter.
+
+This module is the only code root runs on a host to read or write the
+account's files. It is not installed on the host: ``command(action, args)``
+sends its source (with the env-file codec) inline to ``/usr/bin/python3 -I``,
+a root-owned interpreter in isolated mode, so nothing the account can write
+(its venv, ``bin/``, ``PYTHONPATH``, the working directory) is ever executed
+by root.
+
+Every path is walked from ``/`` one component at a time with ``O_NOFOLLOW``
+(``walk``): a symlink is followed only when it and the directory holding it
+belong to root and nobody else can write that directory (``/home`` as a link
+to ``/srv/home`` is fine; ``state`` as a link to ``/etc`` is not). Files are
+then opened once and acted on by handle: ``fchown``/``fchmod`` on what was
+opened, temporary files created with ``O_EXCL|O_NOFOLLOW`` and renamed into
+place inside the same directory handle, backups listed as data (no shell) and
+removed with ``unlinkat``. A symlink planted at a managed path is reported as
+``{"type": "symlink"}`` and never read through; a write replaces it.
+
+Actions (``python3 -I -c SOURCE ACTION ARGS_B64JSON``), each printing one JSON
+document on stdout, or an error line on stderr with exit 1:
+
+- ``snapshot``: ``paths`` (type, mode, owner, sha256 of regular files; env-file
+  key fingerprints for ``env_files``), ``linger``, ``units``, ``venv``
+- ``read``: a regular file's text (for diffs of non-secret files)
+- ``mkdir``: a missing directory, created 0700, then chowned/chmodded by handle
+- ``attrs``: owner and mode of an existing file or directory, by handle
+- ``write``: replace a file with staged content (tmp + rename), backups kept
+- ``restore``: put the newest backup of a file back
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import grp
+import hashlib
+import json
+import os
+import pwd
+import re
+import stat
+import subprocess
+import sys
+import time
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+TMP_SUFFIX = ".tmp-litellm-runner"
+BACKUP_RE = r"\.bak-[0-9]{8}T[0-9]{6,}"
+READ_LIMIT = 16 * 1024 * 1024
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+class Unsafe(Exception):
+    """A path that root must not act on (a link in the account's tree, a hard link, a swap)."""
+
+
+# -- walking without following the account's links ---------------------------------------------
+def _split(path: str) -> list[str]:
+    if not path.startswith("/") or "\0" in path:
+        raise Unsafe(f"{path!r}: expected an absolute path")
+    parts = [p for p in path.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise Unsafe(f"{path}: '.' and '..' are not walked")
+    return parts
+
+
+def _trusted_link(dirfd: int, name: str) -> bool:
+    """A symlink root may follow: owned by root, in a root-owned directory nobody else can write."""
+    link, parent = os.stat(name, dir_fd=dirfd, follow_symlinks=False), os.fstat(dirfd)
+    return link.st_uid == 0 and parent.st_uid == 0 and not parent.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def walk(parts: list[str], shown: str) -> int:
+    """A handle on the directory ``/parts...`` reached without following an untrusted link."""
+    fd = os.open("/", DIR_FLAGS)
+    try:
+        for i, name in enumerate(parts):
+            try:
+                nxt = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                is_link = stat.S_ISLNK(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode)
+                if not (is_link and _trusted_link(fd, name)):
+                    where = "/" + "/".join(parts[:i + 1])
+                    raise Unsafe(f"{shown}: {where} is {'a symlink' if is_link else 'not a directory'}: "
+                                 "not followed") from None
+                nxt = os.open(name, DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def parent(path: str) -> tuple[int, str]:
+    """(handle on PATH's directory, PATH's last name)."""
+    parts = _split(path)
+    if not parts:
+        raise Unsafe("/: not managed")
+    return walk(parts[:-1], path), parts[-1]
+
+
+def _kind(st) -> str:
+    if stat.S_ISLNK(st.st_mode):
+        return "symlink"
+    if stat.S_ISDIR(st.st_mode):
+        return "directory"
+    if stat.S_ISREG(st.st_mode):
+        return "file"
+    return "other"
+
+
+def _name(lookup, ident) -> str:
+    try:
+        return lookup(ident)[0]
+    except KeyError:
+        return str(ident)
+
+
+def _open_file(dirfd: int, name: str, shown: str, flags=os.O_RDONLY) -> int:
+    """Open a regular file by name in DIRFD, never through a link, never a hard-linked one."""
+    try:
+        fd = os.open(name, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dirfd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise Unsafe(f"{shown} is a symlink: not followed") from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        raise Unsafe(f"{shown} is not a single regular file (type {_kind(st)}, {st.st_nlink} links)")
+    return fd
+
+
+def _read_fd(fd: int, limit: int = READ_LIMIT) -> bytes:
+    chunks, size = [], 0
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise Unsafe(f"more than {limit} bytes")
+        chunks.append(chunk)
+
+
+# -- snapshot ------------------------------------------------------------------------------------
+def path_state(path: str, env_file: bool = False) -> dict | None:
+    """Type, mode, owner (and sha256 / env key fingerprints) of PATH itself, never of a link's target."""
+    try:
+        dirfd, name = parent(path)
+    except FileNotFoundError:
+        return None
+    except (Unsafe, NotADirectoryError) as exc:
+        return {"type": "unsafe", "detail": str(exc)}
+    try:
+        try:
+            st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        out = {"type": _kind(st), "mode": format(stat.S_IMODE(st.st_mode), "04o"),
+               "user": _name(pwd.getpwuid, st.st_uid), "group": _name(grp.getgrgid, st.st_gid),
+               "sha256": None, "links": st.st_nlink}
+        if out["type"] == "file":
+            try:
+                fd = _open_file(dirfd, name, path)
+            except Unsafe as exc:
+                return {**out, "type": "unsafe", "detail": str(exc)}
+            try:
+                data = _read_fd(fd)
+            finally:
+                os.close(fd)
+            out["sha256"] = hashlib.sha256(data).hexdigest()
+            if env_file:
+                out["env"] = _env_fingerprints(data, path)
+        return out
+    finally:
+        os.close(dirfd)
+
+
+def _env_fingerprints(data: bytes, path: str):
+    """KEY -> fingerprint of its value as the env-file codec reads it (no value leaves the host)."""
+    codec = globals().get("loads")
+    if codec is None:
+        return None
+    try:
+        return {k: fingerprint(v) for k, v in codec(data.decode("utf-8", "replace"), path).items()}  # noqa: F821
+    except ValueError as exc:
+        return {"#unreadable": str(exc)}
+
+
+def _dist_info(venv: str) -> dict | None:
+    """{normalized name: version} from the venv's *.dist-info METADATA, read as data (nothing executed)."""
+    try:
+        libfd = walk(_split(venv) + ["lib"], venv)
+    except (FileNotFoundError, NotADirectoryError, Unsafe):
+        return None
+    try:
+        pythons = sorted(n for n in os.listdir(libfd) if n.startswith("python"))
+        if not pythons:
+            return None
+        found = {}
+        for py in pythons:
+            try:
+                sitefd = walk(_split(venv) + ["lib", py, "site-packages"], venv)
+            except (FileNotFoundError, NotADirectoryError, Unsafe):
+                continue
+            try:
+                for entry in os.listdir(sitefd):
+                    if not entry.endswith(".dist-info"):
+                        continue
+                    meta = _metadata(sitefd, entry)
+                    if meta:
+                        found[re.sub(r"[-_.]+", "-", meta[0]).lower()] = meta[1]
+            finally:
+                os.close(sitefd)
+        return found
+    finally:
+        os.close(libfd)
+
+
+def _metadata(sitefd: int, entry: str):
+    try:
+        dfd = os.open(entry, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=sitefd)
+    except OSError:
+        return None
+    try:
+        fd = _open_file(dfd, "METADATA", entry)
+    except (OSError, Unsafe):
+        os.close(dfd)
+        return None
+    try:
+        head = _read_fd(fd, 1 << 20).decode("utf-8", "replace").split("\n\n", 1)[0]
+    except Unsafe:
+        return None
+    finally:
+        os.close(fd)
+        os.close(dfd)
+    fields = dict(line.split(": ", 1) for line in head.splitlines() if ": " in line)
+    return (fields["Name"], fields["Version"]) if "Name" in fields and "Version" in fields else None
+
+
+def _units(user: str, units: list[str]) -> list[str]:
+    props = "Id,LoadState,UnitFileState,ActiveState,NextElapseUSecRealtime"
+    try:
+        proc = subprocess.run(["systemctl", "--user", f"--machine={user}@.host", "show", f"--property={props}",
+                               *units], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return proc.stdout.splitlines()
+
+
+def snapshot(args: dict) -> dict:
+    env_files = set(args.get("env_files", []))
+    return {
+        "paths": {p: path_state(p, p in env_files) for p in args["paths"]},
+        "linger": os.path.exists(f"/var/lib/systemd/linger/{args['user']}"),
+        "units": _units(args["user"], args["units"]),
+        "venv": _dist_info(args["venv"]),
+    }
+
+
+def read(args: dict) -> dict:
+    dirfd, name = parent(args["path"])
+    try:
+        fd = _open_file(dirfd, name, args["path"])
+        try:
+            return {"text": _read_fd(fd).decode("utf-8", "replace")}
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dirfd)
+
+
+# -- changes -------------------------------------------------------------------------------------
+def _ids(user: str, group: str) -> tuple[int, int]:
+    return pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid
+
+
+def _settle(fd: int, uid: int, gid: int, mode: int) -> None:
+    os.fchown(fd, uid, gid)
+    os.fchmod(fd, mode)
+
+
+def _stamp() -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"{time.time_ns() % 10**9:09d}"
+
+
+def _displace(dirfd: int, name: str, keep) -> str | None:
+    """Move whatever is at NAME aside (``NAME.displaced-TIME``) unless KEEP(its lstat) holds."""
+    try:
+        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if keep(st):
+        return None
+    aside = f"{name}.displaced-{_stamp()}"
+    os.rename(name, aside, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+    return aside
+
+
+def mkdir(args: dict) -> dict:
+    uid, gid = _ids(args["user"], args["group"])
+    dirfd, name = parent(args["path"])
+    try:
+        aside = _displace(dirfd, name, lambda st: stat.S_ISDIR(st.st_mode))
+        old = os.umask(0o077)
+        try:
+            os.mkdir(name, 0o700, dir_fd=dirfd)
+        except FileExistsError:
+            pass
+        finally:
+            os.umask(old)
+        fd = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
+        try:
+            _settle(fd, uid, gid, int(args["mode"], 8))
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or exc.errno == errno.ENOTDIR:
+            raise Unsafe(f"{args['path']} is not a directory (a symlink is not followed)") from None
+        raise
+    finally:
+        os.close(dirfd)
+    return {"displaced": aside}
+
+
+def attrs(args: dict) -> dict:
+    uid, gid = _ids(args["user"], args["group"])
+    dirfd, name = parent(args["path"])
+    try:
+        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            fd = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
+        else:
+            fd = _open_file(dirfd, name, args["path"])
+        try:
+            _settle(fd, uid, gid, int(args["mode"], 8))
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dirfd)
+    return {"ok": True}
+
+
+def _replace(dirfd: int, name: str, data: bytes, uid: int, gid: int, mode: int, tmp: str) -> None:
+    """Write DATA to TMP (exclusive, no link followed), settle it by handle, rename it over NAME."""
+    try:
+        os.unlink(tmp, dir_fd=dirfd)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dirfd)
+    try:
+        _settle(fd, uid, gid, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+
+
+def _backups(dirfd: int, name: str) -> list[str]:
+    """NAME's backups in DIRFD, newest first: file names matched as data, never through a shell."""
+    pattern = re.compile(re.escape(name) + BACKUP_RE + r"\Z")
+    return sorted((n for n in os.listdir(dirfd) if pattern.match(n)), reverse=True)
+
+
+def write(args: dict) -> dict:
+    """Replace ARGS.dest with the staged ARGS.src; keep ``backups_keep`` copies of the old content."""
+    uid, gid = _ids(args["user"], args["group"])
+    mode, keep = int(args["mode"], 8), int(args.get("backups_keep", 0))
+    with open(args["src"], "rb") as staged:  # the operator's own upload, in a private directory
+        data = staged.read()
+    dirfd, name = parent(args["dest"])
+    try:
+        aside = _displace(dirfd, name, lambda st: stat.S_ISREG(st.st_mode) and st.st_nlink == 1)
+        if keep:
+            try:
+                fd = _open_file(dirfd, name, args["dest"])
+            except FileNotFoundError:
+                fd = None
+            except Unsafe:
+                fd = None  # a planted link or device is replaced, never copied
+            if fd is not None:
+                try:
+                    old = _read_fd(fd)
+                finally:
+                    os.close(fd)
+                _replace(dirfd, f"{name}.bak-{_stamp()}", old, uid, gid, mode, f"{name}{TMP_SUFFIX}-bak")
+            for extra in _backups(dirfd, name)[keep:]:
+                os.unlink(extra, dir_fd=dirfd)
+        _replace(dirfd, name, data, uid, gid, mode, f"{name}{TMP_SUFFIX}")
+    finally:
+        os.close(dirfd)
+    return {"displaced": aside}
+
+
+def restore(args: dict) -> dict:
+    """Put the newest regular-file backup of ARGS.dest back in place (links and hard links skipped)."""
+    uid, gid = _ids(args["user"], args["group"])
+    dirfd, name = parent(args["dest"])
+    try:
+        for candidate in _backups(dirfd, name):
+            try:
+                fd = _open_file(dirfd, candidate, candidate)
+            except (OSError, Unsafe):
+                continue
+            try:
+                data = _read_fd(fd)
+            finally:
+                os.close(fd)
+            _replace(dirfd, name, data, uid, gid, int(args["mode"], 8), f"{name}{TMP_SUFFIX}")
+            return {"restored": candidate}
+        return {"restored": None}
+    finally:
+        os.close(dirfd)
+
+
+ACTIONS = {"snapshot": snapshot, "read": read, "mkdir": mkdir, "attrs": attrs, "write": write, "restore": restore}
+
+
+def main(argv: list[str]) -> int:
+    action, args = argv[1], json.loads(base64.b64decode(argv[2]))
+    try:
+        result = ACTIONS[action](args)
+    except (Unsafe, OSError, KeyError) as exc:
+        print(f"litellm-runner {action}: refused: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
