@@ -14,7 +14,15 @@ shared server drops every client).
 
 from __future__ import annotations
 
-OTHER_CLIENTS = 5  # host tools that connect: backup (pg_dump), metrics, health, dbctl, status
+HEALTH_SERVER_CONNECTIONS = 1  # litellm-health-server: one probe at a time, shared by every request
+CLIENTS = {  # connections each host tool may hold at once (each one bounds itself to this)
+    "litellm-backup (pg_dump, then the restore check)": 1,
+    "litellm-metrics (one scrape's queries at a time)": 1,
+    "litellm-health-server": HEALTH_SERVER_CONNECTIONS,
+    "litellm-dbctl": 1,
+    "litellm-status": 1,
+}
+OTHER_CLIENTS = sum(CLIENTS.values())  # 5: group_data's litellm_db_other_clients default
 RESERVE = 10  # superuser_reserved_connections (3) plus room for an operator's psql and migrations
 
 

@@ -39,3 +39,13 @@ def test_incident_message():
 def test_non_numbers_are_refused(bad):
     with pytest.raises(CapacityError, match="max_connections = .*expected a whole number"):
         check(4, 25, bad)
+
+
+def test_other_clients_count_every_host_tool():
+    """The shipped litellm_db_other_clients is the sum of the host tools' own bounds, the health server's
+    (tests/unit/test_tools_servers.py measures it under 60 parallel /readyz) included."""
+    from litellm_runner.capacity import CLIENTS, HEALTH_SERVER_CONNECTIONS, OTHER_CLIENTS
+    from tests.unit.group_data import defaults
+
+    assert CLIENTS["litellm-health-server"] == HEALTH_SERVER_CONNECTIONS >= 1
+    assert defaults()["litellm_db_other_clients"] == OTHER_CLIENTS == sum(CLIENTS.values())

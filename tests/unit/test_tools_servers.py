@@ -170,3 +170,99 @@ def test_status_passes_when_all_is_well(deps):
     assert proc.returncode == 0 and proc.stdout == ""
     (deps["root"] / "state" / "config.generated.yaml").write_text(
         "general_settings:\n  database_connection_pool_limit: 25\n")
+
+
+def sample_connections(pg, role, stop, seen):
+    """Until STOP: ROLE's connections in pg_stat_activity, one (count, application names) per sample."""
+    with pg.admin() as admin:
+        while not stop.is_set():
+            rows = admin.execute("SELECT application_name FROM pg_stat_activity WHERE usename = %s", (role,)).fetchall()
+            seen.append((len(rows), {r[0] for r in rows}))
+
+
+def test_parallel_readyz_share_one_connection(deps, tmp_path):
+    """60 parallel /readyz: every one answered, the server never holds more connections than capacity.py
+    budgets. The server's own role has CONNECTION LIMIT at that budget, so one more connection would fail
+    a request's database check (before: 60 requests, 60 connections)."""
+    import concurrent.futures
+    import threading
+
+    from psycopg import sql
+
+    from litellm_runner.capacity import HEALTH_SERVER_CONNECTIONS
+
+    pg, role, password = deps["pg"], "health_probe", "pw-probe-7f3e"
+    with pg.admin() as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} CONNECTION LIMIT {}").format(
+            sql.Identifier(role), sql.Literal(password), sql.Literal(HEALTH_SERVER_CONNECTIONS)))
+    env = tmp_path / "env.litellm"
+    env.write_text(f"DATABASE_URL=postgresql://{role}:{password}@127.0.0.1:{pg.port}/litellm\n"
+                   f"REDIS_HOST=127.0.0.1\nREDIS_PORT={deps['redis'].port}\n")
+    port = free_port()
+    proc = tool("litellm-health-server", "--port", str(port), "--root", str(deps["root"]), "--env-file", str(env),
+                "--proxy-url", deps["proxy"], env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
+    stop, seen = threading.Event(), []
+    sampler = threading.Thread(target=sample_connections, args=(pg, role, stop, seen))
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        sampler.start()
+        with concurrent.futures.ThreadPoolExecutor(60) as pool:
+            answers = list(pool.map(lambda _: get(f"http://127.0.0.1:{port}/readyz"), range(60)))
+    finally:
+        stop.set()
+        sampler.join(timeout=30)
+        proc.terminate()
+        out, err = proc.communicate(timeout=10)
+        with pg.admin() as admin:
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    assert len(answers) == 60 and len({code for code, _ in answers}) == 1  # one shared probe, one verdict
+    databases = [json.loads(body)["checks"]["database"] for _, body in answers]
+    assert [d for d in databases if not d["ok"]] == []
+    assert seen and max(count for count, _ in seen) <= HEALTH_SERVER_CONNECTIONS
+    assert set().union(*(names for _, names in seen)) <= {"litellm-health-server"}
+    assert password not in out + err + "".join(body for _, body in answers)
+
+
+CANARY = "pw-canary-c4n4ry"
+BAD_URLS = [
+    f"postgresql://litellm:{CANARY}:x@127.0.0.1:1/litellm",  # a ':' in the password: parses, unreachable
+    f"postgresql://litellm:{CANARY}@x@127.0.0.1:1/litellm",  # a raw '@': libpq would take 'x@127...' as host
+    f"postgresql://litellm:{CANARY}%ZZ@127.0.0.1:1/litellm",  # libpq's error quotes a bad %-token
+    f"postgresql://litellm:{CANARY}@127.0.0.1:abc/litellm",  # urlsplit raises on the port
+    f"postgresql://litellm:{CANARY}@127.0.0.1:99999/litellm",
+    f"postgresql://litellm:{CANARY}@[::1/litellm",
+    f"litellm:{CANARY}@127.0.0.1",  # libpq's error quotes a conninfo string whole
+]
+
+
+def leaks(text):
+    return [piece for piece in (CANARY, "c4n4ry", "canary", "Traceback") if piece in text]
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_health_server_never_shows_the_password(deps, tmp_path, url):
+    env = tmp_path / "env.litellm"
+    env.write_text(f"DATABASE_URL={url}\n")
+    port = free_port()
+    proc = tool("litellm-health-server", "--port", str(port), "--root", str(deps["root"]), "--env-file", str(env),
+                "--proxy-url", deps["proxy"], env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        code, body = get(f"http://127.0.0.1:{port}/readyz")
+        dashboard_code, page = get(f"http://127.0.0.1:{port}/")
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=10)
+    assert code == 503 and json.loads(body)["checks"]["database"]["ok"] is False and dashboard_code == 200
+    assert leaks(body + page + out + err) == []
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_status_never_shows_the_password(deps, tmp_path, url):
+    env = tmp_path / "env.litellm"
+    env.write_text(f"DATABASE_URL={url}\n")
+    proc = status({**deps, "env": env}, "--skip", "health", "--skip", "metrics", "--skip", "services")
+    assert proc.returncode == 1
+    assert [l for l in proc.stdout.splitlines() if l.startswith("FAIL database: ")]
+    assert [l for l in proc.stdout.splitlines() if l.startswith("FAIL keys: ")]
+    assert leaks(proc.stdout + proc.stderr) == []
