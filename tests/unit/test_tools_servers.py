@@ -266,3 +266,16 @@ def test_status_never_shows_the_password(deps, tmp_path, url):
     assert [l for l in proc.stdout.splitlines() if l.startswith("FAIL database: ")]
     assert [l for l in proc.stdout.splitlines() if l.startswith("FAIL keys: ")]
     assert leaks(proc.stdout + proc.stderr) == []
+
+
+def test_tool_sessions_carry_their_timeouts(deps):
+    """tools.connect sets the session's statement and lock timeouts and name at connect (libpq options)."""
+    import subprocess, sys
+    from tests.support.services import BIN
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import litellm_tools as t; "
+            "c = t.connect(sys.argv[2], 5, statement_timeout=3, lock_timeout=2.5, application_name='litellm-status'); "
+            "print([c.execute(q).fetchone()[0] for q in ('SHOW statement_timeout', 'SHOW lock_timeout', "
+            "'SHOW application_name')])")
+    proc = subprocess.run([sys.executable, "-c", code, str(BIN), deps["pg"].url], capture_output=True, text=True,
+                          timeout=30)
+    assert proc.stdout.strip() == "['3s', '2500ms', 'litellm-status']", proc.stderr
