@@ -8,7 +8,7 @@ SANDBOX ?= litellm-sandbox
 SANDBOX_PORT ?= 2222
 
 
-.PHONY: converge dry check test unit integration sandbox-up sandbox-down system-deps venv
+.PHONY: converge dry check test unit integration sandbox-up sandbox-down system-deps venv lock
 
 converge: system-deps venv
 ifndef LITELLM_INVENTORY
@@ -41,6 +41,12 @@ sandbox-down:
 
 system-deps:
 	@scripts/system-deps
+
+# After editing files/litellm-venv-requirements.txt: lock its full dependency closure with
+# hashes, one file per host Python (files/locks/), with uv. Commit the pins and the locks together.
+lock: venv
+	$(VENV)/bin/pip install -q --disable-pip-version-check uv==0.13.9
+	$(PY) scripts/lock-venv
 
 venv: $(VENV)/.installed
 

@@ -1,32 +1,40 @@
-"""CVE gate: a known-vulnerable pin fails the deploy, naming advisory ids and fixed versions.
+"""CVE gate: a known-vulnerable package in the host's venv lock fails the deploy, naming advisory ids and fixed versions.
 
-Runs the real pip-audit. Offline (the default, and what air-gapped sites use)
-it serves files/advisories/osv.json on a loopback OSV endpoint (osv_server)
-and runs::
+The host's venv is installed from a lock (scripts/lock-venv, ``make lock``): the
+full dependency closure of the human-edited pins (``litellm_venv_requirements``),
+one file per Python version the hosts run (PYTHONS), each ``name==version`` with
+its hashes, at ``lock_path(pins, python)``::
 
-    pip-audit --no-deps --disable-pip -r PINNED -s osv --osv-url http://127.0.0.1:PORT/v1/query --format json
+    files/litellm-venv-requirements.txt                      # the pins (edit these)
+    files/locks/litellm-venv-requirements.py3.11.txt         # Debian 12
+    files/locks/litellm-venv-requirements.py3.13.txt         # Debian 13
+
+Before install, every lock of the pins must match them (``lock_problems``: made
+from the current pins, by the sha256 in its header; every pin satisfied by its
+locked version; every line hashed; no compromised release), and the real
+pip-audit audits exactly what each lock installs. Offline (the default, and what
+air-gapped sites use) it serves files/advisories/osv.json on a loopback OSV
+endpoint (osv_server)::
+
+    pip-audit -r LOCK --no-deps --disable-pip --require-hashes -s osv --osv-url http://127.0.0.1:PORT/v1/query --format json
 
 With ``LITELLM_CVE_GATE=online`` the same command runs without ``-s/--osv-url``,
-so pip-audit's default service (PyPI) answers.
-
-``--disable-pip`` needs exact pins, so a requirements file is pinned first:
-``name==V`` stays, and a lower-bounded specifier (``urllib3>=2.7.0``,
-``psycopg[binary]>=3.2,<4``, ``foo~=1.4``) is audited at the LOWEST version it
-admits, the worst case an install may pick. A specifier without an inclusive
-lower bound (``redis``, ``foo<3``, ``foo>1``) is refused: the gate cannot know
-what would be installed.
+so pip-audit's default service (PyPI) answers. Pins without a lock (or with a
+stale one) are refused; their exact ``==`` pins are still audited, so the
+refusal names what is known to be vulnerable.
 
 Waivers live in files/advisories/ignored.yaml (``id``, ``reason``, ``expires``):
 an expired or incomplete waiver is itself an error.
 
-    audit_requirements("files/litellm-venv-requirements.txt")   # before install
-    audit_installed({"urllib3": "2.5.0", ...})                  # the venv after converge (pip freeze)
-    python -m litellm_runner.cve_gate FILE                      # exit 0 clean, 1 refused
+    audit_requirements("files/litellm-venv-requirements.txt")   # before install: its locks
+    audit_installed({"urllib3": "2.5.0", ...})                  # the venv after converge
+    python -m litellm_runner.cve_gate PINS                      # exit 0 clean, 1 refused
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import pathlib
@@ -38,13 +46,16 @@ import threading
 
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.version import Version
+from packaging.utils import canonicalize_name
 
 from . import osv_server
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 IGNORED = REPO / "files" / "advisories" / "ignored.yaml"
 TIMEOUT = 180  # seconds for one pip-audit run
+PYTHONS = ("3.11", "3.13")  # the hosts' interpreters: Debian 12, Debian 13
+# PyPI releases that were compromised (credential stealer): never locked, never accepted installed.
+COMPROMISED = {"litellm": {"1.82.7", "1.82.8"}}
 
 
 class CveGateError(RuntimeError):
@@ -56,41 +67,92 @@ def _pip_audit() -> str:
     return str(here) if here.exists() else (shutil.which("pip-audit") or "pip-audit")
 
 
-def lowest_admitted(req: Requirement) -> str | None:
-    """The lowest version REQ admits by an ``==``, ``>=`` or ``~=`` bound; None when unbounded below."""
-    lows = [Version(s.version) for s in req.specifier if s.operator in ("==", "===", ">=", "~=")
-            and "*" not in s.version]
-    candidates = [v for v in lows if req.specifier.contains(v, prereleases=True)]
-    return str(min(candidates)) if candidates else None
-
-
-def pin_requirements(path) -> dict[str, str]:
-    """``{requirement name with extras: version}`` for every line of PATH; CveGateError if one can't be pinned."""
-    pins, problems = {}, []
-    for number, raw in enumerate(pathlib.Path(path).read_text().splitlines(), 1):
-        line = raw.split(" #")[0].strip()
-        if not line or line.startswith("#"):
+# -- pins and locks ---------------------------------------------------------------------------
+def parse_pins(text: str, where: str = "pins") -> list[Requirement]:
+    """Requirement lines of a requirements file (comments and blank lines skipped); ValueError names the line."""
+    reqs = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
             continue
         try:
-            req = Requirement(line)
+            reqs.append(Requirement(line))
         except InvalidRequirement as exc:
-            problems.append(f"{path}:{number}: {line!r} is not a requirement ({exc}): expected NAME==VERSION or NAME>=VERSION")
+            raise ValueError(f"{where}:{number}: {line!r} is not a requirement ({exc})") from exc
+    return reqs
+
+
+def lock_path(pins, python: str) -> pathlib.Path:
+    """Where the lock of PINS for Python PYTHON ("3.11") lives: ``<pins dir>/locks/<pins stem>.py3.11.txt``."""
+    pins = pathlib.Path(pins)
+    return pins.parent / "locks" / f"{pins.stem}.py{python}.txt"
+
+
+def lock_paths(pins) -> dict[str, pathlib.Path]:
+    """``{python version: lock path}`` of every lock of PINS that exists."""
+    return {py: lock_path(pins, py) for py in PYTHONS if lock_path(pins, py).is_file()}
+
+
+def read_lock(text: str) -> dict:
+    """A lock's header fields (``pins-sha256``, ``python``, ...) and ``packages``: ``{name: (version, hashes)}``."""
+    header, packages = {}, {}
+    for line in text.replace("\\\n", " ").splitlines():
+        line = line.strip()
+        if line.startswith("#"):
+            key, sep, value = line[1:].partition(":")
+            if sep and " " not in key.strip():
+                header[key.strip()] = value.strip()
             continue
-        if req.url:
-            problems.append(f"{path}:{number}: {req.name} comes from a URL: expected a PyPI pin NAME==VERSION")
+        if not line:
             continue
-        version = lowest_admitted(req)
+        spec, *options = line.split()
+        req = Requirement(spec)
+        versions = [s.version for s in req.specifier if s.operator == "=="]
+        hashes = [o.split("=", 1)[1] for o in options if o.startswith("--hash=")]
+        packages[canonicalize_name(req.name)] = (versions[0] if len(versions) == 1 else None, hashes)
+    return {**header, "packages": packages}
+
+
+def locked_versions(text: str) -> dict[str, str]:
+    """``{normalized name: version}`` of a lock: what the venv must hold, exactly."""
+    return {name: version for name, (version, _) in read_lock(text)["packages"].items()}
+
+
+def sha256_file(path) -> str:
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def lock_problems(pins, lock) -> list[str]:
+    """Why LOCK is not the current lock of PINS (empty when it is), one line each, saying what to do."""
+    pins, lock = pathlib.Path(pins), pathlib.Path(lock)
+    try:
+        data = read_lock(lock.read_text())
+    except InvalidRequirement as exc:
+        return [f"{lock}: not a lock ({exc}): run `make lock`"]
+    problems = []
+    python = lock.stem.rsplit(".py", 1)[-1]
+    if data.get("python") != python:
+        problems.append(f"{lock}: header says python {data.get('python')!r}, its name says {python}: run `make lock`")
+    if data.get("pins-sha256") != sha256_file(pins):
+        problems.append(f"{lock}: made from other pins than {pins} (pins-sha256 {str(data.get('pins-sha256'))[:12]}, "
+                        f"pins now {sha256_file(pins)[:12]}): run `make lock`")
+    locked = data["packages"]
+    for req in parse_pins(pins.read_text(), str(pins)):
+        name = canonicalize_name(req.name)
+        version = locked.get(name, (None, []))[0]
         if version is None:
-            problems.append(f"{path}:{number}: {line!r} has no lower bound, so the gate cannot know what "
-                            f"would be installed: expected NAME==VERSION or NAME>=VERSION")
-            continue
-        extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
-        pins[f"{req.name}{extras}"] = version
-    if problems:
-        raise CveGateError("CVE gate cannot audit the requirements:\n  " + "\n  ".join(problems))
-    return pins
+            problems.append(f"{lock}: pin {req} is not in the lock: run `make lock`")
+        elif not req.specifier.contains(version, prereleases=True):
+            problems.append(f"{lock}: {name} {version} does not satisfy the pin {req}: run `make lock`")
+    for name, (version, hashes) in sorted(locked.items()):
+        if version is None or not hashes:
+            problems.append(f"{lock}: {name}: expected name==version with --hash lines: run `make lock`")
+        if version in COMPROMISED.get(name, ()):
+            problems.append(f"{lock}: {name} {version} is a compromised release: never install it")
+    return problems
 
 
+# -- waivers ----------------------------------------------------------------------------------
 def load_ignored(path=IGNORED, today: datetime.date | None = None) -> set[str]:
     """The advisory ids waived by PATH; CveGateError on a missing field or an expired waiver."""
     today = today or datetime.date.today()
@@ -122,11 +184,13 @@ def load_ignored(path=IGNORED, today: datetime.date | None = None) -> set[str]:
     return ids
 
 
-def _run(pins: dict[str, str], online: bool, advisories) -> list[dict]:
+# -- pip-audit --------------------------------------------------------------------------------
+def _run(text: str, flags: tuple, online: bool, advisories) -> list[dict]:
+    """pip-audit FLAGS -r <TEXT as a file>: its ``dependencies`` (name, version, vulns)."""
     with tempfile.TemporaryDirectory(prefix="cve-gate-") as tmp:
-        req = pathlib.Path(tmp) / "pinned.txt"
-        req.write_text("".join(f"{name}=={version}\n" for name, version in sorted(pins.items())))
-        base = [_pip_audit(), "--no-deps", "--disable-pip", "-r", str(req), "--format", "json",
+        req = pathlib.Path(tmp) / "requirements.txt"
+        req.write_text(text)
+        base = [_pip_audit(), *flags, "-r", str(req), "--format", "json",
                 "--progress-spinner", "off", "--cache-dir", str(pathlib.Path(tmp) / "cache")]
 
         def audit(extra):
@@ -146,68 +210,111 @@ def _run(pins: dict[str, str], online: bool, advisories) -> list[dict]:
             return audit(["-s", "osv", "--osv-url", url])
 
 
-_runs: dict[tuple, list[dict]] = {}  # one pip-audit per distinct (pins, service, advisory file) per process
+_runs: dict[tuple, list[dict]] = {}  # one pip-audit per distinct (input, service, advisory file) per process
 _runs_lock = threading.Lock()  # a gevent lock under pyinfra: hosts prepared at once wait for the one run
 
 
-def _run_once(pins: dict[str, str], online: bool, advisories) -> list[dict]:
-    """``_run``, remembered: a fleet of identical hosts (and each run's pins file) costs one pip-audit."""
+def _run_once(text: str, flags: tuple, online: bool, advisories) -> list[dict]:
+    """``_run``, remembered: a fleet of identical hosts (and each run's lock) costs one pip-audit."""
     path = pathlib.Path(advisories)
     stamp = path.stat().st_mtime_ns if path.exists() else None
-    key = (frozenset(pins.items()), online, str(path), stamp)
+    key = (hashlib.sha256(text.encode()).hexdigest(), flags, online, str(path), stamp)
     with _runs_lock:
         if key not in _runs:
-            _runs[key] = _run(pins, online, advisories)
+            _runs[key] = _run(text, flags, online, advisories)
     return _runs[key]
 
 
-def _audit(pins, what, advisories=None, ignored=IGNORED) -> list[dict]:
+def _findings(text: str, flags: tuple, advisories, ignored) -> list[str]:
+    """One line per unwaived vulnerability pip-audit finds in TEXT: ``name version: id (fixed in ...)``."""
     online = os.environ.get("LITELLM_CVE_GATE", "offline") == "online"
     waived = load_ignored(ignored)
-    found = []
-    for dep in _run_once(pins, online, advisories or osv_server.ADVISORIES):
+    lines = []
+    for dep in _run_once(text, flags, online, advisories or osv_server.ADVISORIES):
+        if dep.get("version") in COMPROMISED.get(canonicalize_name(dep.get("name", "")), ()):
+            lines.append(f"{dep['name']} {dep['version']}: compromised release (never install it)")
         for vuln in dep.get("vulns", []):
-            ids = [vuln["id"], *vuln.get("aliases", [])]
-            if waived.intersection(ids):
+            if waived.intersection([vuln["id"], *vuln.get("aliases", [])]):
                 continue
-            found.append({"name": dep["name"], "version": dep["version"], "id": vuln["id"],
-                          "aliases": vuln.get("aliases", []), "fix_versions": vuln.get("fix_versions", []),
-                          "description": vuln.get("description", "")})
+            fixed = vuln.get("fix_versions", [])
+            lines.append(f"{dep['name']} {dep['version']}: {vuln['id']} "
+                         + (f"(fixed in {', '.join(fixed)})" if fixed
+                            else f"(no fixed version: {vuln.get('description', '')[:120]})"))
+    return lines
+
+
+def _mode() -> str:
+    online = os.environ.get("LITELLM_CVE_GATE", "offline") == "online"
+    return "online (pip-audit's default service)" if online else "offline (files/advisories/osv.json)"
+
+
+def _refuse(what: str, found: list[str], problems: list[str] = ()) -> None:
+    """Raise CveGateError listing FOUND vulnerabilities in WHAT, then other PROBLEMS; nothing to say: return."""
+    parts = []
     if found:
-        lines = [f"{v['name']} {v['version']}: {v['id']} "
-                 + (f"(fixed in {', '.join(v['fix_versions'])})" if v["fix_versions"]
-                    else f"(no fixed version: {v['description'][:120]})")
-                 for v in found]
-        mode = "online (pip-audit's default service)" if online else "offline (files/advisories/osv.json)"
-        raise CveGateError(f"CVE gate refuses {what}, known-vulnerable pins [{mode}]:\n  " + "\n  ".join(lines))
-    return found
+        parts.append(f"CVE gate refuses {what}, known-vulnerable packages [{_mode()}]:\n  " + "\n  ".join(found))
+    if problems:
+        parts.append(("CVE gate refuses" if not found else "and") + f" {what}, it has no current lock:\n  "
+                     + "\n  ".join(problems))
+    if parts:
+        raise CveGateError("\n".join(parts))
+
+
+LOCK_FLAGS = ("--no-deps", "--disable-pip", "--require-hashes")  # exactly what the lock installs
+
+
+def audit_lock(lock, advisories=None, ignored=IGNORED) -> list[dict]:
+    """Audit exactly the packages LOCK installs; CveGateError naming ids and fixed versions."""
+    _refuse(str(lock), _findings(pathlib.Path(lock).read_text(), LOCK_FLAGS, advisories, ignored))
+    return []
 
 
 def audit_requirements(path, advisories=None, ignored=IGNORED) -> list[dict]:
-    """Audit a requirements file before install (lowest admitted versions); CveGateError on a known vulnerability.
+    """Before install: every lock of the pins file PATH matches it and has no known vulnerability.
 
-    Returns the (empty) list of unwaived vulnerabilities when the file passes.
+    Pins without a current lock are refused (``make lock``); their exact ``==``
+    pins are audited too, so the refusal names what is known to be vulnerable.
+    Returns the (empty) list of unwaived vulnerabilities when it passes.
     """
-    return _audit(pin_requirements(path), str(path), advisories, ignored)
+    path = pathlib.Path(path)
+    try:
+        pins = parse_pins(path.read_text(), str(path))
+    except ValueError as exc:
+        raise CveGateError(f"CVE gate cannot read the pins: {exc}: expected NAME==VERSION or NAME>=VERSION") from None
+    locks = lock_paths(path)
+    problems = [] if locks else [f"no lock of {path} (expected {', '.join(str(lock_path(path, p)) for p in PYTHONS)}): "
+                                 "run `make lock`"]
+    for lock in locks.values():
+        problems += lock_problems(path, lock)
+    if problems:
+        exact = "".join(f"{r.name}{'[' + ','.join(sorted(r.extras)) + ']' if r.extras else ''}=={s.version}\n"
+                        for r in pins for s in r.specifier if s.operator == "==")
+        _refuse(str(path), _findings(exact, ("--no-deps", "--disable-pip"), advisories, ignored) if exact else [],
+                problems)
+    for python, lock in locks.items():
+        audit_lock(lock, advisories, ignored)
+    return []
 
 
 def audit_installed(freeze: dict[str, str], advisories=None, ignored=IGNORED) -> list[dict]:
-    """Audit an installed venv (``{name: version}``, e.g. from ``pip list --format json``) after converge."""
-    pins = {name: version for name, version in freeze.items()}
-    return _audit(pins, "the installed venv", advisories, ignored)
+    """Audit an installed venv (``{name: version}``, e.g. InstalledPackages) after converge."""
+    text = "".join(f"{name}=={version}\n" for name, version in sorted(freeze.items()))
+    _refuse("the installed venv", _findings(text, ("--no-deps", "--disable-pip"), advisories, ignored))
+    return []
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m litellm_runner.cve_gate REQUIREMENTS.txt", file=sys.stderr)
+        print("usage: python -m litellm_runner.cve_gate PINS.txt", file=sys.stderr)
         return 2
     try:
         audit_requirements(argv[0])
     except CveGateError as exc:
         print(exc, file=sys.stderr)
         return 1
-    print(f"CVE gate: {argv[0]} has no known vulnerability")
+    print(f"CVE gate: the locks of {argv[0]} ({', '.join(map(str, lock_paths(argv[0]).values()))}) "
+          "have no known vulnerability")
     return 0
 
 

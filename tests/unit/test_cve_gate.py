@@ -7,8 +7,13 @@ import urllib.request
 import pytest
 
 from litellm_runner import osv_server
-from litellm_runner.cve_gate import CveGateError, audit_installed, audit_requirements, load_ignored, pin_requirements
+from litellm_runner.cve_gate import (
+    CveGateError, audit_installed, audit_lock, audit_requirements, load_ignored, lock_path, lock_problems,
+)
 from tests.unit.group_data import REPO
+
+PINS = REPO / "files" / "litellm-venv-requirements.txt"
+LOCK = lock_path(PINS, "3.11")
 
 INCIDENT = {  # the incident's forced pins -> advisory ids and fixed versions
     "fastapi-users": ("14.0.2", {"CVE-2025-68481": "15.0.2"}),
@@ -30,11 +35,14 @@ def write(tmp_path, text, name="requirements.txt"):
 
 
 def test_incident_pins_are_refused_with_ids_and_fixed_versions(tmp_path):
+    """Pins without a lock: refused for that, and their exact pins audited so the ids are named."""
     req = write(tmp_path, "".join(f"{n}=={v}\n" for n, (v, _) in INCIDENT.items()))
     with pytest.raises(CveGateError) as err:
         audit_requirements(req)
     text = str(err.value)
+    assert text.startswith(f"CVE gate refuses {req}, known-vulnerable packages")
     assert "offline (files/advisories/osv.json)" in text
+    assert f"and {req}, it has no current lock:\n  no lock of {req}" in text and "run `make lock`" in text
     for name, (version, advisories) in INCIDENT.items():
         for advisory, fixed in advisories.items():
             assert f"{name} {version}: {advisory} (fixed in {fixed})" in text
@@ -46,7 +54,58 @@ def test_incident_venv_after_converge_is_refused():
 
 
 def test_shipped_requirements_pass():
-    assert audit_requirements(REPO / "files" / "litellm-venv-requirements.txt") == []
+    assert audit_requirements(PINS) == []
+
+
+def _copy_lock(tmp_path, name, version, lock=LOCK):
+    """A copy of LOCK whose NAME entry (with its hashes) is replaced by NAME==VERSION."""
+    text = lock.read_text()
+    start = text.index(f"\n{name}==") + 1
+    end = text.index("\n", text.index("# via", start))
+    planted = f"{name}=={version} \\\n    --hash=sha256:{'0' * 64}\n    # via litellm"
+    return write(tmp_path, text[:start] + planted + text[end:], "lock.txt")
+
+
+def test_vulnerable_transitive_dependency_planted_in_the_lock_is_refused(tmp_path):
+    """urllib3 comes in through requests/botocore too; 2.5.0 planted in a copy of the real lock."""
+    with pytest.raises(CveGateError) as err:
+        audit_lock(_copy_lock(tmp_path, "urllib3", "2.5.0"))
+    assert "urllib3 2.5.0: CVE-2025-66471 (fixed in 2.6.0)" in str(err.value)
+    assert "known-vulnerable packages [offline (files/advisories/osv.json)]" in str(err.value)
+
+
+def test_advisory_on_a_purely_transitive_package_refuses_the_real_lock(tmp_path):
+    """zipp is no pin (importlib-metadata's dependency): an advisory on its locked version refuses the lock."""
+    version = next(line.split("==")[1].split()[0] for line in LOCK.read_text().splitlines() if line.startswith("zipp=="))
+    advisories = write(tmp_path, json.dumps({"vulns": [{
+        "schema_version": "1.6.0", "id": "TEST-ZIPP-1", "aliases": [], "summary": "zipp: test advisory",
+        "affected": [{"package": {"name": "zipp", "ecosystem": "PyPI"},
+                      "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "99"}]}]}]}]}),
+        "osv.json")
+    with pytest.raises(CveGateError, match=f"zipp {version}: TEST-ZIPP-1 \\(fixed in 99\\)"):
+        audit_lock(LOCK, advisories=advisories)
+    assert audit_lock(LOCK) == []
+
+
+def test_compromised_release_planted_in_the_lock_is_refused(tmp_path):
+    lock = _copy_lock(tmp_path, "litellm", "1.82.7")
+    with pytest.raises(CveGateError, match="litellm 1.82.7: compromised release"):
+        audit_lock(lock)
+    pins = write(tmp_path, "litellm>=1.80\n", "p.txt")
+    assert any("litellm 1.82.7 is a compromised release" in p for p in lock_problems(pins, lock))
+
+
+def test_stale_lock_is_refused(tmp_path):
+    """Pins edited after `make lock`: the gate refuses before auditing anything else."""
+    pins = write(tmp_path, PINS.read_text() + "example-not-locked>=1.0\n", "litellm-venv-requirements.txt")
+    (tmp_path / "locks").mkdir()
+    for python in ("3.11", "3.13"):
+        lock_path(pins, python).write_text(lock_path(PINS, python).read_text())
+    with pytest.raises(CveGateError) as err:
+        audit_requirements(pins)
+    text = str(err.value)
+    assert text.startswith(f"CVE gate refuses {pins}, it has no current lock")
+    assert "made from other pins than" in text and "pin example-not-locked>=1.0 is not in the lock" in text
 
 
 @pytest.mark.parametrize("version", ["1.82.7", "1.82.8"])
@@ -68,32 +127,12 @@ def test_endpoint_does_pep440_range_matching(version, ids):
     assert {v["id"] for v in answer.get("vulns", [])} == ids
 
 
-@pytest.mark.parametrize("line, pinned", [
-    ("urllib3>=2.7.0", {"urllib3": "2.7.0"}),
-    ("psycopg[binary]>=3.2,<4", {"psycopg[binary]": "3.2"}),
-    ("foo~=1.4.2", {"foo": "1.4.2"}),
-    ("litellm[proxy]==1.102.4  # pinned", {"litellm[proxy]": "1.102.4"}),
-])
-def test_lowest_admitted_version_is_audited(tmp_path, line, pinned):
-    assert pin_requirements(write(tmp_path, line + "\n")) == pinned
-
-
-def test_lower_bound_is_what_gets_audited(tmp_path):
-    """urllib3>=2.5 admits 2.5.0, so it is refused like the pin itself."""
-    with pytest.raises(CveGateError, match="urllib3 2.5: CVE-2025-66471"):
-        audit_requirements(write(tmp_path, "urllib3>=2.5\n"))
-
-
-@pytest.mark.parametrize("line", ["redis", "foo<3", "foo>1.0", "foo!=2.0"])
-def test_unbounded_specifiers_are_refused(tmp_path, line):
-    with pytest.raises(CveGateError, match=f"requirements.txt:1: '{line}' has no lower bound.*expected NAME==VERSION or NAME>=VERSION"):
-        audit_requirements(write(tmp_path, line + "\n"))
-
-
 def test_waiver_with_expiry_skips_an_advisory(tmp_path):
     future = datetime.date.today() + datetime.timedelta(days=30)
     ignored = write(tmp_path, f"- id: CVE-2025-68481\n  reason: not reachable (ticket OPS-1)\n  expires: {future}\n", "ignored.yaml")
-    assert audit_requirements(write(tmp_path, "fastapi-users==14.0.2\n"), ignored=ignored) == []
+    assert audit_installed({"fastapi-users": "14.0.2"}, ignored=ignored) == []
+    with pytest.raises(CveGateError, match="CVE-2025-68481"):
+        audit_installed({"fastapi-users": "14.0.2"})
 
 
 @pytest.mark.parametrize("entry, message", [
@@ -113,7 +152,11 @@ def test_shipped_waivers_are_valid():
 
 
 # -- the deploy's after-converge audit (operations.venv_audit) --------------------------
-def _venv_audit(installed, pins):
+def _lock_text(**versions):
+    return "".join(f"{name}=={version} \\\n    --hash=sha256:{'ab' * 32}\n" for name, version in versions.items())
+
+
+def _venv_audit(installed, lock):
     from pyinfra.api import FunctionCommand
     from pyinfra.context import ctx_host
 
@@ -123,19 +166,21 @@ def _venv_audit(installed, pins):
 
     fake = fakehost.FakeHost({InstalledPackages: installed})
     with ctx_host.use(fake):
-        commands = list(venv_audit._inner(venv_path="/r/venv", requirements_text=pins))
+        commands = list(venv_audit._inner(venv_path="/r/venv", lock_text=lock))
     assert all(isinstance(c, FunctionCommand) for c in commands)
     return commands, fake.noops
 
 
 def test_clean_unchanged_venv_is_a_noop_without_commands():
-    commands, noops = _venv_audit({"urllib3": "2.7.0", "pyasn1": "0.6.3"}, "urllib3>=2.7.0\npyasn1>=0.6.3\n")
+    commands, noops = _venv_audit({"urllib3": "2.7.0", "pyasn1": "0.6.3", "pip": "23.0.1"},
+                                  _lock_text(urllib3="2.7.0", pyasn1="0.6.3"))
     assert commands == [] and noops == ["/r/venv: no known vulnerability"]
 
 
 def test_vulnerable_unchanged_venv_fails_the_host_with_ids():
-    """A transitive package the pins do not name: the venv op changes nothing, the audit fails the host."""
-    commands, noops = _venv_audit({"urllib3": "2.5.0", "pyasn1": "0.6.3"}, "pyasn1>=0.6.3\n")
+    """A venv equal to its lock (a lock made before the advisory was known): the audit fails the host."""
+    commands, noops = _venv_audit({"urllib3": "2.5.0", "pyasn1": "0.6.3", "pip": "23.0.1"},
+                                  _lock_text(urllib3="2.5.0", pyasn1="0.6.3"))
     assert noops == [] and len(commands) == 1 and commands[0].function.__name__ == "_fail"
     text = commands[0].args[0]
     assert "urllib3 2.5.0: CVE-2025-66471 (fixed in 2.6.0)" in text and "the installed venv" in text
@@ -151,7 +196,8 @@ def test_vulnerable_unchanged_venv_fails_the_host_with_ids():
 
 
 def test_changing_venv_is_audited_at_execution():
-    commands, noops = _venv_audit({"urllib3": "2.5.0"}, "urllib3>=2.7.0\n")
-    assert noops == [] and [c.function.__name__ for c in commands] == ["_audit_now"]
-    commands, _ = _venv_audit(None, "urllib3>=2.7.0\n")  # no venv yet
-    assert [c.function.__name__ for c in commands] == ["_audit_now"]
+    for installed in ({"urllib3": "2.5.0", "pip": "23.0.1"},  # another version
+                      {"urllib3": "2.7.0", "six": "1.17.0", "pip": "23.0.1"},  # an extra
+                      None):  # no venv yet
+        commands, noops = _venv_audit(installed, _lock_text(urllib3="2.7.0"))
+        assert noops == [] and [c.function.__name__ for c in commands] == ["_audit_now"], installed
