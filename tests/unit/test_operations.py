@@ -4,7 +4,7 @@ import pytest
 
 from litellm_runner.facts import InstalledPackages, Linger, PathState, UserUnits
 from litellm_runner.operations import (
-    directory, file_attrs, linger, managed_file, parse_requirements, sha256_text, unmet_requirements,
+    directory, file_attrs, linger, managed_file, sha256_text,
     user_unit, venv_requirements,
 )
 from pyinfra.facts.files import FileContents
@@ -90,57 +90,35 @@ def test_managed_file_changed_content_is_validated_backed_up_then_renamed():
     assert fakehost.last_drift[0]["diff"][-2:] == ["-a: 1", "+a: 2"]
 
 
-PINS = parse_requirements("""
-litellm[proxy]==1.102.4   # the proxy
-fastapi-users>=15.0.2
-urllib3>=2.7.0
-pyasn1>=0.6.3
-""")
+LOCK = "".join(f"{name}=={version} \\\n    --hash=sha256:{'ab' * 32}\n    # via litellm\n"
+               for name, version in {"litellm": "1.102.4", "urllib3": "2.8.0"}.items())
+INSTALL = ("runuser -u litellm -- /v/bin/pip install --no-input --disable-pip-version-check -q --require-hashes "
+           "--no-deps --only-binary :all: -r /r/lock.txt")
+UNINSTALL = "runuser -u litellm -- /v/bin/pip uninstall --no-input --disable-pip-version-check -y -q"
+REBUILD = "runuser -u litellm -- /usr/bin/python3 -m venv --clear /v"
+BASE = {"litellm": "1.102.4", "urllib3": "2.8.0", "pip": "23.0.1", "setuptools": "66.1.1"}
 
 
-@pytest.mark.parametrize("installed, unmet", [
-    ({"litellm": "1.102.4", "fastapi-users": "15.0.5", "urllib3": "2.8.0", "pyasn1": "0.6.3"}, []),
-    ({"litellm": "1.102.4", "fastapi-users": "14.0.2", "urllib3": "2.5.0", "pyasn1": "0.6.1"},
-     ["fastapi-users: 14.0.2 -> >=15.0.2", "urllib3: 2.5.0 -> >=2.7.0", "pyasn1: 0.6.1 -> >=0.6.3"]),
-    ({"litellm": "1.102.4", "fastapi-users": "15.0.2", "urllib3": "2.6.3", "pyasn1": "0.6.3"},
-     ["urllib3: 2.6.3 -> >=2.7.0"]),  # the incident's 2.6.3 pin is no longer enough
-    ({"fastapi-users": "15.0.2", "urllib3": "2.7.0", "pyasn1": "0.6.3"}, ["litellm: not installed -> ==1.102.4"]),
-    (None, ["litellm: not installed -> ==1.102.4", "fastapi-users: not installed -> >=15.0.2",
-            "urllib3: not installed -> >=2.7.0", "pyasn1: not installed -> >=0.6.3"]),
+@pytest.mark.parametrize("case, installed, expected, drifted", [
+    ("equal", BASE, [], []),
+    ("other-version", {**BASE, "urllib3": "2.5.0"}, [INSTALL], [("urllib3", "2.5.0", "2.8.0")]),
+    ("missing", {k: v for k, v in BASE.items() if k != "urllib3"}, [INSTALL], [("urllib3", None, "2.8.0")]),
+    ("extras", {**BASE, "six": "1.17.0", "requests-toolbelt": "1.0"}, [f"{UNINSTALL} requests-toolbelt six"],
+     [("requests-toolbelt", "1.0", None), ("six", "1.17.0", None)]),
+    ("extra-and-other-version", {**BASE, "six": "1.17.0", "litellm": "1.82.7"}, [f"{UNINSTALL} six", INSTALL],
+     [("litellm", "1.82.7", "1.102.4"), ("six", "1.17.0", None)]),
+    ("no-venv", None, [REBUILD, INSTALL], [("litellm", None, "1.102.4"), ("urllib3", None, "2.8.0")]),
+    ("no-pip", {"litellm": "1.102.4", "urllib3": "2.8.0"}, [REBUILD, INSTALL], []),  # cannot repair in place
+    ("odd-name", {**BASE, "x;reboot": "1"}, [REBUILD, INSTALL], [("x;reboot", "1", None)]),
 ])
-def test_unmet_requirements(installed, unmet):
-    assert unmet_requirements(PINS, installed) == unmet
-
-
-def test_package_drift_names_versions():
-    run_op(venv_requirements, {InstalledPackages: {"urllib3": "2.5.0"}}, venv="/v",
-           requirements_text="urllib3>=2.7.0\n", requirements_path="/r/p", python="/usr/bin/python3", user="u")
-    assert [(d["before"], d["after"]) for d in fakehost.last_drift] == [
-        ({"name": "urllib3", "version": "2.5.0"}, {"name": "urllib3", "version": ">=2.7.0"})]
-
-
-def test_compromised_litellm_is_unmet_even_if_admitted():
-    assert unmet_requirements(parse_requirements("litellm>=1.80"), {"litellm": "1.82.7"}) == [
-        "litellm: 1.82.7 (compromised release) -> >=1.80"]
-
-
-def test_bad_requirement_line_is_named():
-    with pytest.raises(ValueError, match="line 2: 'urllib3>=>2' is not a requirement"):
-        parse_requirements("ecdsa==0.19.1\nurllib3>=>2\n")
-
-
-@pytest.mark.parametrize("installed, expected", [
-    ({"urllib3": "2.8.0"}, []),
-    ({"urllib3": "2.5.0"}, ["runuser -u litellm -- /v/bin/pip install --no-input --disable-pip-version-check -q -r /r/pins.txt"]),
-    (None, ["runuser -u litellm -- /usr/bin/python3 -m venv /v",
-            "runuser -u litellm -- /v/bin/pip install --no-input --disable-pip-version-check -q -r /r/pins.txt"]),
-])
-def test_venv_requirements(installed, expected):
-    commands, noops = run_op(venv_requirements, {InstalledPackages: installed}, venv="/v",
-                             requirements_text="urllib3>=2.7.0\n", requirements_path="/r/pins.txt",
-                             python="/usr/bin/python3", user="litellm")
+def test_venv_requirements(case, installed, expected, drifted):
+    commands, noops = run_op(venv_requirements, {InstalledPackages: installed}, venv="/v", lock_text=LOCK,
+                             lock_path="/r/lock.txt", python="/usr/bin/python3", user="litellm")
     assert commands == expected
-    assert noops == ([] if expected else ["/v: every pin is satisfied"])
+    assert noops == ([] if expected else ["/v: equals its lock"])
+    packages = [d for d in fakehost.last_drift if d["kind"] == "package"]
+    assert [(d["before"]["name"], d["before"]["version"], d["after"]["version"]) for d in packages] == drifted
+    assert any(d["kind"] == "venv" for d in fakehost.last_drift) == case in ("no-pip", "odd-name")
 
 
 CTL = "systemctl --user --machine=litellm@.host"
