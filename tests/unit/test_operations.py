@@ -118,7 +118,7 @@ def test_venv_requirements(case, installed, expected, drifted):
     assert noops == ([] if expected else ["/v: equals its lock"])
     packages = [d for d in fakehost.last_drift if d["kind"] == "package"]
     assert [(d["before"]["name"], d["before"]["version"], d["after"]["version"]) for d in packages] == drifted
-    assert any(d["kind"] == "venv" for d in fakehost.last_drift) == case in ("no-pip", "odd-name")
+    assert any(d["kind"] == "venv" for d in fakehost.last_drift) == (case in ("no-pip", "odd-name"))
 
 
 CTL = "systemctl --user --machine=litellm@.host"
