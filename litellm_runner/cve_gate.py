@@ -303,6 +303,51 @@ def audit_installed(freeze: dict[str, str], advisories=None, ignored=IGNORED) ->
     return []
 
 
+# -- SBOM -------------------------------------------------------------------------------------
+_sboms: dict[str, str] = {}
+
+
+def sbom(lock, advisories=None) -> str:
+    """A CycloneDX JSON SBOM of exactly what LOCK installs (pip-audit ``--format cyclonedx-json``).
+
+    Made reproducible, so that an unchanged lock gives the same file: no serial
+    number or timestamp, components referenced as ``pkg:pypi/NAME@VERSION``, sorted.
+    """
+    text = pathlib.Path(lock).read_text()
+    key = hashlib.sha256(text.encode()).hexdigest()
+    with _runs_lock:
+        if key not in _sboms:
+            _sboms[key] = _make_sbom(text, advisories or osv_server.ADVISORIES)
+    return _sboms[key]
+
+
+def _make_sbom(text: str, advisories) -> str:
+    with tempfile.TemporaryDirectory(prefix="cve-gate-sbom-") as tmp, osv_server.serve(advisories) as url:
+        req = pathlib.Path(tmp) / "lock.txt"
+        req.write_text(text)
+        cmd = [_pip_audit(), *LOCK_FLAGS, "-r", str(req), "--format", "cyclonedx-json", "--progress-spinner", "off",
+               "--cache-dir", str(pathlib.Path(tmp) / "cache"), "-s", "osv", "--osv-url", url]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
+            bom = json.loads(proc.stdout)
+        except subprocess.TimeoutExpired:
+            raise CveGateError(f"pip-audit did not answer within {TIMEOUT}s") from None
+        except ValueError:
+            raise CveGateError(f"pip-audit made no SBOM (exit {proc.returncode}): {proc.stderr.strip()[-800:]}") from None
+    refs = {c["bom-ref"]: f"pkg:pypi/{canonicalize_name(c['name'])}@{c['version']}" for c in bom.get("components", [])}
+    bom.pop("serialNumber", None)
+    bom.get("metadata", {}).pop("timestamp", None)
+    bom["components"] = sorted(({**c, "bom-ref": refs[c["bom-ref"]], "purl": refs[c["bom-ref"]]}
+                                for c in bom.get("components", [])), key=lambda c: c["bom-ref"])
+    for vuln in bom.get("vulnerabilities", []):
+        for affected in vuln.get("affects", []):
+            affected["ref"] = refs.get(affected.get("ref"), affected.get("ref"))
+    bom["dependencies"] = sorted(({"ref": refs.get(d["ref"], d["ref"]),
+                                   "dependsOn": sorted(refs.get(r, r) for r in d.get("dependsOn", []))}
+                                  for d in bom.get("dependencies", [])), key=lambda d: d["ref"])
+    return json.dumps(bom, indent=1, sort_keys=True) + "\n"
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:

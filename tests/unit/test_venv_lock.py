@@ -136,3 +136,17 @@ def test_host_python_without_a_lock_is_refused(capsys, version, refused):
     err = capsys.readouterr().err
     assert f"refusing to touch any host: host fake-host: /usr/bin/python3 is {'Python ' + version if version else 'missing'}" in err
     assert "is locked for Python 3.11, 3.13 only" in err and "make lock" in err
+
+
+# -- SBOM of a lock (CycloneDX, from pip-audit) --------------------------------------------------
+def test_sbom_lists_exactly_the_locked_packages_and_is_reproducible():
+    import json
+    lock = lock_path(PINS, "3.11")
+    text = cve_gate.sbom(lock)
+    cve_gate._sboms.clear()
+    assert cve_gate.sbom(lock) == text  # no serial number, no timestamp, no random references
+    bom = json.loads(text)
+    assert bom["bomFormat"] == "CycloneDX"
+    assert {(c["name"].lower().replace("_", "-"), c["version"]) for c in bom["components"]} == set(
+        locked_versions(lock.read_text()).items())
+    assert all(c["purl"].startswith("pkg:pypi/") for c in bom["components"])
