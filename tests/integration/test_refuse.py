@@ -94,7 +94,7 @@ GAPS = [  # issue #12 item 4: each of these passed before and reached the host
      [SRC + ": litellm_root = '/srv/x;touch /tmp/h3-pwned': expected a dedicated absolute path such as "
             "/home/litellm/litellm (only letters, digits and / . _ - @ +)"]),
     ("root-brace", {"litellm_root": "/srv/{litellm}"}, None, None,
-     [SRC + ": litellm_root = '/srv/{litellm}': expected a dedicated absolute path"]),
+     [SRC + ": litellm_root = '/srv/{{litellm}}': expected a dedicated absolute path"]),  # fragments are formatted
     ("home-inside-root", {"litellm_root": "/srv/litellm", "litellm_home": "/srv/litellm/home"}, None, None,
      [SRC + ": litellm_home = '/srv/litellm/home': expected a home outside litellm_root ('/srv/litellm')"]),
     ("timer-path-traversal", {"litellm_timers": {**D["litellm_timers"], "../../../../etc/systemd/system/evil": TIMER}},
@@ -105,7 +105,7 @@ GAPS = [  # issue #12 item 4: each of these passed before and reached the host
             "litellm.service, which would replace litellm_services[litellm]"]),
     ("timer-command-line-break", {"litellm_timers": timers("litellm-backup", command="{python} x\nExecStartPre=/bin/id")},
      None, None,
-     [SRC + ": litellm_timers[litellm-backup].command = '{python} x\\nExecStartPre=/bin/id': expected a one-line command"]),
+     [SRC + ": litellm_timers[litellm-backup].command = '{{python}} x\\nExecStartPre=/bin/id': expected a one-line command"]),
     ("env-line-break", {"litellm_env": {**D["litellm_env"], "REDIS_HOST": "127.0.0.1\nLITELLM_MASTER_KEY=sk-canary"}},
      None, None,
      [SRC + ": litellm_env.REDIS_HOST = '***': expected a one-line value (no \\n, \\r or NUL)"]),
