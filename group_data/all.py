@@ -15,6 +15,9 @@ litellm_user = "litellm"  # owner of the deployment, runs the user units
 litellm_group = "litellm"  # primary group of litellm_user
 litellm_home = "/home/litellm"  # home of litellm_user
 litellm_linger = True  # loginctl enable-linger: user units run without a login
+# shell, home and primary group of an EXISTING litellm_user: None = managed only when the runner created
+# the account; False = never (an adopted login account keeps its own); True = always
+litellm_manage_account = None
 
 # --- Filesystem (fs-01) -------------------------------------------------------
 litellm_root = "/home/litellm/litellm"  # deployment root; all paths below are inside it

@@ -103,6 +103,21 @@ def _boot() -> str:
             f"exec(zlib.decompress(base64.b64decode('{payload}')),g);sys.exit(g['main'](sys.argv))")
 
 
+class ServiceAccount(FactBase):
+    """USER and GROUP from the host's user database (``getpwnam``; never /etc/shadow).
+
+    Returns ``{"user": None | {"uid", "group", "home", "shell", "groups"}, "group": bool,
+    "created": bool}``; ``created`` when the runner made the account (its record
+    in /var/lib/litellm-runner/created-accounts/).
+    """
+
+    def command(self, user, group):
+        return hostside("snapshot", {"paths": [], "user": user, "group": group, "units": [], "venv": "/nonexistent"})
+
+    def process(self, output):
+        return json.loads("\n".join(output))["account"]
+
+
 class InstalledPackages(FactBase):
     """Distributions installed in a venv: ``{normalized name: version}``.
 
@@ -159,15 +174,15 @@ class HostSnapshot(FactBase):
         {"paths": {path: PathState's answer (None when missing)},
          "linger": bool, "units": UserUnits' answer, "venv": InstalledPackages' answer}
 
-    An env file among ENV_FILES also gets ``"env": {KEY: fingerprint}`` (its
+    ``"account"`` is ``ServiceAccount``'s answer for USER and GROUP. An env file among ENV_FILES also gets ``"env": {KEY: fingerprint}`` (its
     values never leave the host).
     """
 
-    def command(self, paths, user, units, venv, env_files=()):
+    def command(self, paths, user, units, venv, env_files=(), group=None):
         return hostside("snapshot", {"paths": list(paths), "user": user, "units": list(units), "venv": venv,
-                                     "env_files": list(env_files)})
+                                     "env_files": list(env_files), "group": group or user})
 
     def process(self, output):
         doc = json.loads("\n".join(output))
-        return {"paths": doc["paths"], "linger": doc["linger"],
+        return {"paths": doc["paths"], "linger": doc["linger"], "account": doc["account"],
                 "units": UserUnits().process(doc["units"]), "venv": doc["venv"]}

@@ -253,9 +253,30 @@ def _units(user: str, units: list[str]) -> list[str]:
     return proc.stdout.splitlines()
 
 
+CREATED = "/var/lib/litellm-runner/created-accounts"  # root's record of the accounts the runner made
+
+
+def account(user: str, group: str) -> dict:
+    """The account and group from the user database (never /etc/shadow), and whether the runner made it."""
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        found = None
+    else:
+        found = {"uid": pw.pw_uid, "group": _name(grp.getgrgid, pw.pw_gid), "home": pw.pw_dir, "shell": pw.pw_shell,
+                 "groups": sorted(g.gr_name for g in grp.getgrall() if user in g.gr_mem)}
+    try:
+        grp.getgrnam(group)
+        has_group = True
+    except KeyError:
+        has_group = False
+    return {"user": found, "group": has_group, "created": os.path.exists(f"{CREATED}/{user}")}
+
+
 def snapshot(args: dict) -> dict:
     env_files = set(args.get("env_files", []))
     return {
+        "account": account(args["user"], args.get("group", args["user"])),
         "paths": {p: path_state(p, p in env_files) for p in args["paths"]},
         "linger": os.path.exists(f"/var/lib/systemd/linger/{args['user']}"),
         "units": _units(args["user"], args["units"]),

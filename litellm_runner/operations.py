@@ -23,7 +23,7 @@ from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 
 from . import cve_gate, drift, snapshot
-from .facts import FileText, InstalledPackages, Linger, PathState, UserUnits, hostside
+from .facts import FileText, InstalledPackages, Linger, PathState, ServiceAccount, UserUnits, hostside
 
 logger = logging.getLogger("litellm_runner")
 
@@ -36,6 +36,49 @@ def q(value) -> str:
 
 def _systemctl_user(user: str) -> str:
     return f"systemctl --user --machine={q(user)}@.host"
+
+
+# -- the service account ---------------------------------------------------------------------
+CREATED = "/var/lib/litellm-runner/created-accounts"
+
+
+@operation()
+def service_account(user: str, group: str, home: str, shell: str = "/bin/bash", manage: bool | None = None):
+    """Ensure the service account USER (primary group GROUP, home HOME) exists.
+
+    + user, group, home: the account the deployment runs as
+    + shell: login shell of an account the runner creates
+    + manage: whether shell, home and primary group of an EXISTING account are
+      brought to the desired values; ``None`` (default): only for an account the
+      runner created itself (recorded in /var/lib/litellm-runner/created-accounts/)
+
+    An existing account the runner did not create (a person's login account
+    adopted for the deployment) is left as it is: shell, home, primary and
+    supplementary groups, and the output says so. Read from the user database,
+    never /etc/shadow (pyinfra's ``server.user`` reads password hashes).
+    """
+    found = snapshot.fact(ServiceAccount, user=user, group=group)
+    if not found["group"]:
+        drift.record("group", None, group)
+        yield f"groupadd -- {q(group)}"
+    if found["user"] is None:
+        drift.record("account", None, {"group": group, "home": home, "shell": shell})
+        yield (f"useradd --create-home --home-dir {q(home)} --shell {q(shell)} --gid {q(group)} -- {q(user)} && "
+               f"install -d -m 0755 {CREATED} && touch {CREATED}/{q(user)}")
+        return
+    current = found["user"]
+    if not (found["created"] if manage is None else manage):
+        host.noop(f"{user} is an existing account the runner did not create: its shell ({current['shell']}), home "
+                  f"({current['home']}) and groups ({current['group']}; {', '.join(current['groups']) or 'none'}) are "
+                  "left as they are (litellm_manage_account: true manages them)")
+        return
+    want = {"shell": shell, "home": home, "group": group}
+    have = {k: current[k] for k in want}
+    if have == want:
+        host.noop(f"{user} exists with shell {shell}, home {home}, group {group}")
+        return
+    drift.record("account", have, want)
+    yield f"usermod --shell {q(shell)} --home {q(home)} --gid {q(group)} -- {q(user)}"
 
 
 # -- linger -------------------------------------------------------------------------

@@ -162,6 +162,7 @@ SCALARS = {  # key: (check, expected form)
     "litellm_root": (_dedicated, "a dedicated absolute path such as /home/litellm/litellm"),
     "litellm_python": (_clean_path, "an absolute path to python3"),
     "litellm_linger": (lambda v: isinstance(v, bool), "true or false"),
+    "litellm_manage_account": (lambda v: v is None or isinstance(v, bool), "true, false or None"),
     "litellm_sandbox": (lambda v: isinstance(v, bool), "true or false"),
     "litellm_dir_mode": (_mode, "an octal mode string such as '0750', not world-writable"),
     "litellm_dirs": (_list_of_str, "a list of paths relative to litellm_root"),

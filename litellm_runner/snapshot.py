@@ -19,7 +19,7 @@ import pathlib
 
 from pyinfra import host
 
-from .facts import HostSnapshot, InstalledPackages, Linger, PathState, UserUnits
+from .facts import HostSnapshot, InstalledPackages, Linger, PathState, ServiceAccount, UserUnits
 from .render import render_units, venv, wanted_units
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -43,7 +43,7 @@ def spec(data) -> dict:
     paths += [f"{root}/bin/{tool.name}" for tool in tools()]
     paths += [f"{unit_dir}/{unit}" for unit in render_units(data)]
     return {"paths": paths, "user": data.litellm_user, "units": list(wanted_units(data)), "venv": venv(data),
-            "env_files": [f"{root}/env.litellm"]}
+            "env_files": [f"{root}/env.litellm"], "group": data.litellm_group}
 
 
 def _snapshot():
@@ -63,6 +63,8 @@ def fact(cls, **kwargs):
     if snap is not None:
         if cls is PathState and kwargs["path"] in wanted["paths"]:
             return snap["paths"].get(kwargs["path"])  # a symlink is {"type": "symlink"}, never its target
+        if cls is ServiceAccount and (kwargs["user"], kwargs["group"]) == (wanted["user"], wanted["group"]):
+            return snap["account"]
         if cls is Linger and kwargs["user"] == wanted["user"]:
             return snap["linger"]
         if cls is UserUnits and kwargs["user"] == wanted["user"] and set(kwargs["units"]) <= set(wanted["units"]):

@@ -1,17 +1,12 @@
-"""The service user and its lingering systemd manager."""
+"""The service account and its lingering systemd manager (users-01, users-02)."""
 
 from pyinfra import host
-from pyinfra.operations import server
 
-from litellm_runner.operations import linger
+from litellm_runner.operations import linger, service_account
 
 
 def apply():
     d = host.data
-    server.group(name=f"Service group {d.litellm_group} | users-01", group=d.litellm_group)
-    server.user(
-        name=f"Service user {d.litellm_user} | users-01",
-        user=d.litellm_user, group=d.litellm_group, home=d.litellm_home,
-        shell="/bin/bash", create_home=True,
-    )
+    service_account(name=f"Service account {d.litellm_user} | users-01", user=d.litellm_user,
+                    group=d.litellm_group, home=d.litellm_home, manage=d.litellm_manage_account)
     linger(name=f"Linger for {d.litellm_user} | users-02", user=d.litellm_user, present=d.litellm_linger)

@@ -8,8 +8,13 @@ facts asked with different arguments); the commands come back as strings.
 
 from types import SimpleNamespace
 
-from pyinfra.api import FileUploadCommand, StringCommand
+import base64
+import json
+
+from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand
 from pyinfra.context import ctx_host
+
+from litellm_runner.facts import SYSTEM_PYTHON
 
 
 class FakeHost:
@@ -30,11 +35,18 @@ class FakeHost:
 
 
 def as_text(command):
+    """A command as a short readable line: host-side actions as ``hostside ACTION {args}``,
+    staged writes as ``write DEST MODE owner (backups N)``."""
     if isinstance(command, FileUploadCommand):
         return f"UPLOAD -> {command.dest}"
-    if isinstance(command, StringCommand):
-        return command.get_raw_value()
-    return str(command)
+    if isinstance(command, FunctionCommand) and command.function.__name__ == "_write_staged":
+        dest, _content, user, group, mode, keep = command.args
+        return f"write {dest} {mode} {user}:{group}" + (f" (backups {keep})" if keep else "")
+    text = command.get_raw_value() if isinstance(command, StringCommand) else str(command)
+    if text.startswith(f"{SYSTEM_PYTHON} -I -c "):
+        action, blob = text.split()[-2:]
+        return f"hostside {action} {json.dumps(json.loads(base64.b64decode(blob)), sort_keys=True)}"
+    return text
 
 
 def run_op(op, facts, data=None, **kwargs):

@@ -10,10 +10,12 @@ import pytest
 
 from litellm_runner import database as db
 from litellm_runner.database import DatabasePlan, database, desired_state
+from litellm_runner.facts import as_account
 from tests.unit import fakehost
 from tests.unit.fakehost import run_op
 from tests.unit.group_data import defaults
 
+ACCOUNT = as_account("litellm", "litellm", "/home/litellm")  # dbctl runs as the service account
 DESIRED = desired_state(SimpleNamespace(**defaults(litellm_key_rotation=[{"alias": "ops-team"}])))
 
 
@@ -34,10 +36,10 @@ def found(items, max_connections=100):
 ])
 def test_database_op(plan, applies):
     commands, noops = run_op(database, {DatabasePlan: None if plan is None else found(plan)},
-                             root="/r", scope="settings", desired=DESIRED)
+                             root="/r", scope="settings", desired=DESIRED, account=ACCOUNT)
     assert bool(commands) == applies
     if applies:
-        assert commands[0].startswith("/r/venv/bin/python /r/bin/litellm-dbctl apply --scope settings "
+        assert commands[0].startswith(f"{ACCOUNT} /r/venv/bin/python /r/bin/litellm-dbctl apply --scope settings "
                                       "--env-file /r/env.litellm")
         assert decoded(commands[0])["settings"]["general_settings"]["database_connection_pool_limit"] == 20
     else:
@@ -65,7 +67,8 @@ def test_rotation_sends_only_the_hash(monkeypatch, tmp_path):
     fake.state.is_executing = True
     from pyinfra.context import ctx_host
     with ctx_host.use(fake):
-        commands = [fakehost.as_text(c) for c in database._inner(root="/r", scope="rotation", desired=DESIRED)]
+        commands = [fakehost.as_text(c) for c in database._inner(root="/r", scope="rotation", desired=DESIRED,
+                                                                    account=ACCOUNT)]
     raw = delivered["ops-team"]
     assert raw.startswith("sk-") and raw not in commands[0]
     sent = decoded(commands[0])["rotations"][0]
@@ -77,7 +80,8 @@ def test_rotation_sends_only_the_hash(monkeypatch, tmp_path):
 def test_rotation_plan_while_detecting_makes_no_key(monkeypatch):
     monkeypatch.setattr(db, "deliver_key", lambda *a, **k: pytest.fail("a key was made while detecting"))
     plan = [{"id": "rotate ops-team", "kind": "key-rotation", "before": "x", "after": "y"}]
-    commands, _ = run_op(database, {DatabasePlan: found(plan)}, root="/r", scope="rotation", desired=DESIRED)
+    commands, _ = run_op(database, {DatabasePlan: found(plan)}, root="/r", scope="rotation", desired=DESIRED,
+                         account=ACCOUNT)
     assert "new_token" not in decoded(commands[0])["rotations"][0]
 
 

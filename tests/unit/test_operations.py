@@ -2,12 +2,11 @@
 
 import pytest
 
-from litellm_runner.facts import InstalledPackages, Linger, PathState, UserUnits
+from litellm_runner.facts import FileText, InstalledPackages, Linger, PathState, UserUnits
 from litellm_runner.operations import (
     directory, file_attrs, linger, managed_file, sha256_text,
     user_unit, venv_requirements,
 )
-from pyinfra.facts.files import FileContents
 
 from tests.unit import fakehost
 from tests.unit.fakehost import Meta, run_op
@@ -27,49 +26,61 @@ def test_linger(present, fact, expected):
     assert bool(noops) == (not expected)
 
 
-@pytest.mark.parametrize("fact, expected", [
-    (DIR, []),
-    ({**DIR, "mode": "0777"}, ["chmod 0750 /r/state"]),
-    ({**DIR, "mode": "0775", "user": "root"}, ["chown litellm:litellm /r/state", "chmod 0750 /r/state"]),
-    (None, ["(umask 077 && mkdir /r/state) && chown litellm:litellm /r/state && chmod 0750 /r/state"]),
+def hs(action, **args):
+    """How fakehost shows a host-side command."""
+    import json
+    return f"hostside {action} {json.dumps(args, sort_keys=True)}"
+
+
+ACCOUNT = {"user": "litellm", "group": "litellm", "mode": "0750"}
+
+
+@pytest.mark.parametrize("fact, expected, before", [
+    (DIR, [], None),
+    ({**DIR, "mode": "0777"}, [hs("attrs", path="/r/state", **ACCOUNT)], {"mode": "0777", "owner": "litellm:litellm"}),
+    ({**DIR, "mode": "0775", "user": "root"}, [hs("attrs", path="/r/state", **ACCOUNT)],
+     {"mode": "0775", "owner": "root:litellm"}),
+    (None, [hs("mkdir", path="/r/state", **ACCOUNT)], None),
+    # a planted link or a file in the way: moved aside by mkdir, never followed
+    ({"type": "symlink", "mode": "0777", "user": "litellm", "group": "litellm", "sha256": None},
+     [hs("mkdir", path="/r/state", **ACCOUNT)], {"type": "symlink"}),
+    ({**DIR, "type": "file"}, [hs("mkdir", path="/r/state", **ACCOUNT)], {"type": "file"}),
+    ({"type": "unsafe", "detail": "/r is a symlink: not followed"}, [hs("mkdir", path="/r/state", **ACCOUNT)],
+     {"type": "unsafe"}),
 ])
-def test_directory(fact, expected):
+def test_directory(fact, expected, before):
     commands, noops = run_op(directory, {PathState: fact}, path="/r/state", user="litellm",
                              group="litellm", mode="0750")
     assert commands == expected
     assert noops == ([] if expected else ["/r/state is a directory, 0750, litellm:litellm"])
-    if fact and expected:  # the drift report says what differs, before -> after
-        assert fakehost.last_drift == [{"id": "unknown operation", "kind": "directory",
-                                        "before": {"mode": fact["mode"], "owner": f"{fact['user']}:litellm"},
-                                        "after": {"mode": "0750", "owner": "litellm:litellm"}}]
-
-
-def test_directory_refuses_a_file_in_the_way():
-    with pytest.raises(ValueError, match="/r/state exists and is a file"):
-        run_op(directory, {PathState: {**DIR, "type": "file"}}, path="/r/state", user="litellm",
-               group="litellm", mode="0750")
+    if before:  # the drift report says what differs, before -> after
+        assert fakehost.last_drift[0]["before"] == before
 
 
 FILE = {"type": "file", "mode": "0640", "user": "litellm", "group": "litellm", "sha256": sha256_text("a: 1\n")}
+WRITE = "write /r/c.yaml 0640 litellm:litellm"
 
 
 @pytest.mark.parametrize("fact, expected", [
     (FILE, []),
     ({**FILE, "mode": "0644"}, []),  # mode drift is file_attrs' business
-    (None, ["install -m 0640 -o litellm -g litellm /dev/null /r/c.yaml.tmp-litellm-runner",
-            "UPLOAD -> /r/c.yaml.tmp-litellm-runner", "mv -f /r/c.yaml.tmp-litellm-runner /r/c.yaml"]),
+    (None, [WRITE]),
+    ({**FILE, "sha256": "0" * 64}, [WRITE]),
+    ({**FILE, "type": "symlink", "sha256": None}, [WRITE]),  # replaced, never read through
+    ({**FILE, "type": "unsafe", "detail": "2 links"}, [WRITE]),
 ])
 def test_managed_file(fact, expected):
-    commands, _ = run_op(managed_file, {PathState: fact}, dest="/r/c.yaml", content="a: 1\n",
+    commands, _ = run_op(managed_file, {PathState: fact, FileText: "a: 0\n"}, dest="/r/c.yaml", content="a: 1\n",
                          user="litellm", group="litellm", mode="0640")
     assert commands == expected
 
 
 @pytest.mark.parametrize("fact, expected", [
     (FILE, []),
-    ({**FILE, "mode": "0644"}, ["chmod 0640 /r/c.yaml"]),
-    ({**FILE, "user": "root"}, ["chown litellm:litellm /r/c.yaml"]),
+    ({**FILE, "mode": "0644"}, [hs("attrs", path="/r/c.yaml", user="litellm", group="litellm", mode="0640")]),
+    ({**FILE, "user": "root"}, [hs("attrs", path="/r/c.yaml", user="litellm", group="litellm", mode="0640")]),
     (None, []),  # created with its mode by managed_file
+    ({**FILE, "type": "symlink"}, []),  # replaced by managed_file, never chowned through
 ])
 def test_file_attrs(fact, expected):
     commands, noops = run_op(file_attrs, {PathState: fact}, path="/r/c.yaml", user="litellm",
@@ -78,16 +89,19 @@ def test_file_attrs(fact, expected):
     assert bool(noops) == (not expected)
 
 
-def test_managed_file_changed_content_is_validated_backed_up_then_renamed():
-    commands, _ = run_op(managed_file, {PathState: {**FILE, "sha256": "0" * 64}, FileContents: ["a: 1"]}, dest="/r/c.yaml",
-                         content="a: 2\n", user="litellm", group="litellm", mode="0640",
-                         validate="check {path}", backups_keep=3)
-    assert commands[0].startswith("install -m 0640")  # mode set at creation
-    assert commands[2] == "check /r/c.yaml.tmp-litellm-runner"  # before it replaces the live file
-    assert "tail -n +4" in commands[3]  # keeps 3 backups
-    assert commands[-1] == "mv -f /r/c.yaml.tmp-litellm-runner /r/c.yaml"
+def test_managed_file_changed_content_is_shown_as_a_diff_and_backed_up():
+    commands, _ = run_op(managed_file, {PathState: {**FILE, "sha256": "0" * 64}, FileText: "a: 1\n"}, dest="/r/c.yaml",
+                         content="a: 2\n", user="litellm", group="litellm", mode="0640", backups_keep=3)
+    assert commands == [f"{WRITE} (backups 3)"]
     # the drift report shows what differs as a unified diff
     assert fakehost.last_drift[0]["diff"][-2:] == ["-a: 1", "+a: 2"]
+
+
+def test_a_symlink_at_a_managed_file_is_drift_without_reading_through_it():
+    commands, _ = run_op(managed_file, {PathState: {**FILE, "type": "symlink", "sha256": None}}, dest="/r/c.yaml",
+                         content="a: 2\n", user="litellm", group="litellm", mode="0640")
+    assert commands == [WRITE]
+    assert fakehost.last_drift[0]["before"] == {"type": "symlink"} and "diff" not in fakehost.last_drift[0]
 
 
 LOCK = "".join(f"{name}=={version} \\\n    --hash=sha256:{'ab' * 32}\n    # via litellm\n"
@@ -150,8 +164,3 @@ def test_user_units_fact_parses_systemctl_show():
     assert units["litellm-backup.timer"]["next_elapse"].startswith("Tue 2026-11-24")
 
 
-def test_path_state_fact():
-    assert PathState().process(["missing"]) is None
-    assert PathState().process(["directory|777|litellm|litellm"]) == {
-        "type": "directory", "mode": "0777", "user": "litellm", "group": "litellm", "sha256": None}
-    assert PathState().process(["regular file|600|litellm|litellm", "ab" * 32])["sha256"] == "ab" * 32

@@ -8,6 +8,7 @@ import pwd
 import grp
 import subprocess
 import threading
+from types import SimpleNamespace
 
 import pytest
 
@@ -18,13 +19,14 @@ from tests.unit.fakehost import Meta
 class LocalHost:
     """Runs the gate's commands in a local shell, as the SSH connector would on the host."""
     name = "host-a"
+    current_op_global_arguments = None  # no sudo: commands run as they are
 
     def __init__(self):
         self.logs = []
 
-    def run_shell_command(self, command, _timeout):
-        proc = subprocess.run(["sh", "-c", command.get_raw_value()], capture_output=True, timeout=_timeout)
-        return proc.returncode == 0, []
+    def run_shell_command(self, command, _timeout, **_connector_arguments):
+        proc = subprocess.run(["sh", "-c", command.get_raw_value()], capture_output=True, text=True, timeout=_timeout)
+        return proc.returncode == 0, SimpleNamespace(stdout=proc.stdout, stderr=proc.stderr)
 
     def log_styled(self, message, **_):
         self.logs.append(message)

@@ -21,8 +21,9 @@ def test_snapshot_command_runs_and_parses_on_this_machine(tmp_path):
     snap = HostSnapshot().process(out.splitlines())
     assert snap["paths"][paths[0]]["type"] == "directory" and snap["paths"][paths[0]]["mode"] == "0750"
     assert snap["paths"][paths[1]]["sha256"] == "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
-    assert paths[2] not in snap["paths"]
+    assert snap["paths"][paths[2]] is None
     assert snap["linger"] is False and snap["venv"] is None
+    assert snap["account"]["user"]["uid"] == 65534 and snap["account"]["created"] is False
 
 
 class SnapHost(FakeHost):

@@ -1,0 +1,194 @@
+"""The host-side code root runs in the service account's tree, run for real on this machine.
+
+Each row plants what a compromised account could leave in its own tree
+(``nobody`` plays the account), runs one action through the exact command
+the runner sends (``facts.hostside``: root's /usr/bin/python3, isolated), and
+checks what a person would: root's file untouched, the managed path what it
+should be, the plant moved aside or refused, never followed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+
+import pytest
+
+from litellm_runner.facts import HostSnapshot, hostside
+
+USER, GROUP = "nobody", "nogroup"
+UID, GID = 65534, 65534
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """An account-owned deployment root (``tree/root``) and a root-owned secret beside it (``tree/secret``)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    os.chown(root, UID, GID)
+    secret = tmp_path / "secret"
+    secret.write_text("root's secret\n")
+    secret.chmod(0o600)
+    return root, secret
+
+
+def run(action: str, **args):
+    proc = subprocess.run(["sh", "-c", hostside(action, args)], capture_output=True, text=True, timeout=60)
+    return proc.returncode, json.loads(proc.stdout) if proc.returncode == 0 else proc.stderr
+
+
+def stage(tmp_path, text: str) -> str:
+    path = tmp_path / "staged"
+    path.write_text(text)
+    return str(path)
+
+
+def as_account(path, uid=UID):
+    os.chown(path, uid, GID, follow_symlinks=False)
+    return path
+
+
+def unchanged(secret) -> bool:
+    st = secret.stat()
+    return secret.read_text() == "root's secret\n" and (st.st_uid, st.st_mode & 0o777) == (0, 0o600)
+
+
+# -- write ------------------------------------------------------------------------------------
+def plant_link(root, secret):
+    (root / "c.yaml").symlink_to(secret)
+    as_account(root / "c.yaml")
+
+
+def plant_temp_link(root, secret):
+    (root / "c.yaml.tmp-litellm-runner").symlink_to(secret)
+    (root / "c.yaml.tmp-litellm-runner-bak").symlink_to(secret)
+    (root / "c.yaml").write_text("old\n")
+
+
+def plant_hard_link(root, secret):
+    os.link(secret, root / "c.yaml")
+
+
+def plant_directory(root, secret):
+    (root / "c.yaml").mkdir()
+
+
+@pytest.mark.parametrize("plant", [None, plant_link, plant_temp_link, plant_hard_link, plant_directory])
+def test_write_replaces_whatever_is_planted_and_never_writes_through_it(tree, tmp_path, plant):
+    root, secret = tree
+    if plant:
+        plant(root, secret)
+    code, out = run("write", dest=str(root / "c.yaml"), src=stage(tmp_path, "new\n"), user=USER, group=GROUP,
+                    mode="0640", backups_keep=2)
+    assert code == 0, out
+    st = (root / "c.yaml").lstat()
+    assert (root / "c.yaml").read_text() == "new\n" and (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (UID, GID, 0o640)
+    assert unchanged(secret)
+    backups = sorted(p.name for p in root.iterdir() if ".bak-" in p.name)
+    if plant is plant_temp_link:  # a regular old file is kept as a backup, owned like the file
+        assert len(backups) == 1 and (root / backups[0]).read_text() == "old\n"
+    else:  # a link, hard link or directory is moved aside, never copied into a backup
+        assert backups == []
+        assert bool([p for p in root.iterdir() if ".displaced-" in p.name]) == (plant not in (None,))
+
+
+def test_write_refuses_a_parent_directory_that_is_the_accounts_symlink(tree, tmp_path):
+    root, secret = tree
+    (root / "state").symlink_to(secret.parent)
+    as_account(root / "state")
+    code, err = run("write", dest=str(root / "state" / "secret"), src=stage(tmp_path, "pwned\n"), user=USER,
+                    group=GROUP, mode="0640")
+    assert code == 1 and "is a symlink: not followed" in err
+    assert unchanged(secret)
+
+
+def test_backups_are_pruned_by_name_as_data(tree, tmp_path):
+    root, secret = tree
+    (root / "c.yaml").write_text("v0\n")
+    odd = ["c.yaml.bak-x .bashrc", "c.yaml.bak-1\n.bashrc", "c.yaml.bak-20200101T000000 secret",
+           "c.yaml.bak-20200101T000000000\nsecret"]
+    for name in odd:
+        (root / name).write_text("planted\n")
+    (root / "c.yaml.bak-20000101T000000000000000").symlink_to(secret)  # an old "backup" that is a link
+    for i in range(1, 4):
+        code, out = run("write", dest=str(root / "c.yaml"), src=stage(tmp_path, f"v{i}\n"), user=USER,
+                        group=GROUP, mode="0640", backups_keep=2)
+        assert code == 0, out
+    names = sorted(p.name for p in root.iterdir())
+    assert all(name in names for name in odd)  # names that are not ours are left alone
+    ours = [n for n in names if n.startswith("c.yaml.bak-") and n not in odd]
+    assert [(root / n).read_text() for n in sorted(ours)] == ["v1\n", "v2\n"]  # the newest two; the link pruned
+    assert unchanged(secret)
+
+
+def test_restore_skips_a_planted_backup_link(tree, tmp_path):
+    root, secret = tree
+    (root / "c.yaml").write_text("broken\n")
+    (root / "c.yaml.bak-20260101T000000000000000").write_text("good\n")
+    (root / "c.yaml.bak-29991231T235959000000000").symlink_to(secret)  # the "newest" one
+    code, out = run("restore", dest=str(root / "c.yaml"), user=USER, group=GROUP, mode="0640")
+    assert code == 0 and out == {"restored": "c.yaml.bak-20260101T000000000000000"}
+    assert (root / "c.yaml").read_text() == "good\n" and (root / "c.yaml").stat().st_uid == UID
+    assert unchanged(secret)
+
+
+# -- directories and attributes ---------------------------------------------------------------
+@pytest.mark.parametrize("plant", ["missing", "symlink", "file", "loose"])
+def test_mkdir_creates_or_takes_back_the_directory(tree, plant):
+    root, secret = tree
+    path = root / "state"
+    if plant == "symlink":
+        path.symlink_to(secret.parent)
+    elif plant == "file":
+        path.write_text("x")
+    elif plant == "loose":
+        path.mkdir(mode=0o777)
+        path.chmod(0o777)
+    code, out = run("mkdir", path=str(path), user=USER, group=GROUP, mode="0750")
+    assert code == 0, out
+    st = path.lstat()
+    assert path.is_dir() and not path.is_symlink() and (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (UID, GID, 0o750)
+    assert (out["displaced"] is not None) == (plant in ("symlink", "file"))
+    assert unchanged(secret) and secret.parent.stat().st_uid == 0
+
+
+@pytest.mark.parametrize("target", ["link", "hard-link"])
+def test_attrs_never_changes_a_root_file_through_a_link(tree, target):
+    root, secret = tree
+    path = root / "c.yaml"
+    path.symlink_to(secret) if target == "link" else os.link(secret, path)
+    code, err = run("attrs", path=str(path), user=USER, group=GROUP, mode="0644")
+    assert code == 1 and "not followed" in err or "not a single regular file" in err
+    assert unchanged(secret)
+
+
+# -- reading ----------------------------------------------------------------------------------
+def test_snapshot_reports_links_as_links_and_reads_nothing_through_them(tree):
+    root, secret = tree
+    (root / "d").mkdir(mode=0o750)
+    (root / "d").chmod(0o750)
+    (root / "f").write_text("hello\n")
+    (root / "link").symlink_to(secret)
+    (root / "dirlink").symlink_to(secret.parent)
+    as_account(root / "dirlink")
+    (root / "env").write_text("# managed\nA='x'\nB=\"y\\\\z\"\n")
+    paths = [str(root / n) for n in ("d", "f", "link", "dirlink/secret", "missing", "env")]
+    proc = subprocess.run(["sh", "-c", HostSnapshot().command(paths, USER, [], str(root / "venv"), [paths[-1]], GROUP)],
+                          capture_output=True, text=True, timeout=60)
+    snap = HostSnapshot().process(proc.stdout.splitlines())["paths"]
+    assert snap[paths[0]]["type"] == "directory" and snap[paths[0]]["mode"] == "0750"
+    assert snap[paths[1]]["sha256"] == hashlib.sha256(b"hello\n").hexdigest()
+    assert snap[paths[2]]["type"] == "symlink" and snap[paths[2]]["sha256"] is None
+    assert snap[paths[3]]["type"] == "unsafe" and "not followed" in snap[paths[3]]["detail"]
+    assert snap[paths[4]] is None
+    assert set(snap[paths[5]]["env"]) == {"A", "B"}
+    assert "root's secret" not in proc.stdout
+
+
+def test_read_refuses_a_link(tree):
+    root, secret = tree
+    (root / "c.yaml").symlink_to(secret)
+    code, err = run("read", path=str(root / "c.yaml"))
+    assert code == 1 and "root's secret" not in err
