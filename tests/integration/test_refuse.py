@@ -147,8 +147,8 @@ CVE = [
       "pyasn1 0.6.1: CVE-2026-30922"]),
     ("litellm-compromised", {}, None, "litellm[proxy]==1.82.7\n",
      ["litellm_venv_requirements = '{req}': CVE gate refuses", "1.82.7: "]),
-    ("unbounded-pin", {}, None, "redis\n",
-     ["'redis' has no lower bound", "expected NAME==VERSION or NAME>=VERSION"]),
+    ("pins-without-lock", {}, None, "redis\n",
+     ["it has no current lock", "no lock of", "run `make lock`"]),
 ]
 UNITS = [
     ("exposure-max-5", {"litellm_unit_exposure_max": 5.0}, None, None,
