@@ -111,7 +111,8 @@ def _handler(vulns):
 def serve(path=ADVISORIES):
     """Serve PATH on a free 127.0.0.1 port for the duration of the block; yields the query URL."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(load(path)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for serve_forever's next poll: 0.5 s by default, on every gate run
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/v1/query"
@@ -122,7 +123,13 @@ def serve(path=ADVISORIES):
 
 
 def main(argv=None) -> int:
-    path = (argv or sys.argv[1:] or [ADVISORIES])[0]
+    """``python -m litellm_runner.osv_server [ADVISORIES.json]``: serve until interrupted, print the URL."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__.strip().splitlines()[0] + "\n\nusage: python -m litellm_runner.osv_server [ADVISORIES.json]\n"
+              f"serves ADVISORIES (default {ADVISORIES}) on a free 127.0.0.1 port; prints the query URL")
+        return 0
+    path = (argv or [ADVISORIES])[0]
     with serve(path) as url:
         print(url, flush=True)
         threading.Event().wait()
