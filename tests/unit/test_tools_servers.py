@@ -172,21 +172,57 @@ def test_status_passes_when_all_is_well(deps):
         "general_settings:\n  database_connection_pool_limit: 25\n")
 
 
-def sample_connections(pg, role, stop, seen):
-    """Until STOP: ROLE's connections in pg_stat_activity, one (count, application names) per sample."""
-    with pg.admin() as admin:
+BURST = """
+import concurrent.futures, json, sys, threading, urllib.request
+import psycopg
+
+url, admin, role, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+stop, seen = threading.Event(), []
+
+
+def sample():  # ROLE's connections in pg_stat_activity: (count, application names) per sample
+    with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
         while not stop.is_set():
-            rows = admin.execute("SELECT application_name FROM pg_stat_activity WHERE usename = %s", (role,)).fetchall()
-            seen.append((len(rows), {r[0] for r in rows}))
+            rows = conn.execute("SELECT application_name FROM pg_stat_activity WHERE usename = %s", (role,)).fetchall()
+            seen.append((len(rows), sorted({r[0] for r in rows})))
+
+
+def get(_):
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+sampler = threading.Thread(target=sample)
+sampler.start()
+try:
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        answers = list(pool.map(get, range(n)))
+finally:
+    stop.set()
+    sampler.join(timeout=30)
+print(json.dumps({"answers": answers, "seen": seen}))
+"""
+
+
+def burst(url, pg, role, n):
+    """N parallel GETs of URL while ROLE's connections are sampled, in a fresh interpreter (real threads:
+    the unit run has gevent's monkey patching from pyinfra)."""
+    import subprocess, sys
+    admin = f"host={pg.socket_dir} port={pg.port} user=postgres dbname=postgres"
+    proc = subprocess.run([sys.executable, "-c", BURST, url, admin, role, str(n)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    return doc["answers"], doc["seen"]
 
 
 def test_parallel_readyz_share_one_connection(deps, tmp_path):
     """60 parallel /readyz: every one answered, the server never holds more connections than capacity.py
     budgets. The server's own role has CONNECTION LIMIT at that budget, so one more connection would fail
     a request's database check (before: 60 requests, 60 connections)."""
-    import concurrent.futures
-    import threading
-
     from psycopg import sql
 
     from litellm_runner.capacity import HEALTH_SERVER_CONNECTIONS
@@ -201,16 +237,10 @@ def test_parallel_readyz_share_one_connection(deps, tmp_path):
     port = free_port()
     proc = tool("litellm-health-server", "--port", str(port), "--root", str(deps["root"]), "--env-file", str(env),
                 "--proxy-url", deps["proxy"], env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
-    stop, seen = threading.Event(), []
-    sampler = threading.Thread(target=sample_connections, args=(pg, role, stop, seen))
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
-        sampler.start()
-        with concurrent.futures.ThreadPoolExecutor(60) as pool:
-            answers = list(pool.map(lambda _: get(f"http://127.0.0.1:{port}/readyz"), range(60)))
+        answers, seen = burst(f"http://127.0.0.1:{port}/readyz", pg, role, 60)
     finally:
-        stop.set()
-        sampler.join(timeout=30)
         proc.terminate()
         out, err = proc.communicate(timeout=10)
         with pg.admin() as admin:
@@ -219,7 +249,7 @@ def test_parallel_readyz_share_one_connection(deps, tmp_path):
     databases = [json.loads(body)["checks"]["database"] for _, body in answers]
     assert [d for d in databases if not d["ok"]] == []
     assert seen and max(count for count, _ in seen) <= HEALTH_SERVER_CONNECTIONS
-    assert set().union(*(names for _, names in seen)) <= {"litellm-health-server"}
+    assert {name for _, names in seen for name in names} <= {"litellm-health-server"}
     assert password not in out + err + "".join(body for _, body in answers)
 
 
