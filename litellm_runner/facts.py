@@ -34,16 +34,21 @@ class Linger(FactBase):
 class UserUnits(FactBase):
     """State of USER's systemd user units, one ``systemctl show`` for all of them.
 
-    Returns ``{unit: {"enabled": bool, "active": bool, "load": str, "next_elapse": str}}``
-    for every unit asked about; a unit unknown to the manager, or a manager
-    that does not run, gives ``enabled: False, active: False, load: "not-found"``.
+    Returns ``{unit: {"enabled": bool, "active": bool, "load": str, "next_elapse": str,
+    "file_state": str, "fragment": str, "drop_ins": [path], "need_reload": bool,
+    "sources": [path]}}`` for every unit asked about; a unit unknown to the manager, or a
+    manager that does not run, gives ``enabled: False, active: False, load: "not-found"``.
+    ``fragment`` and ``drop_ins`` are the files systemd loaded the unit from
+    (``FragmentPath``, ``DropInPaths``); ``sources`` (host snapshot only, ``X-Sources=``)
+    the files on disk it would read besides the managed unit file, reloaded or not.
 
     .. code:: python
 
         host.get_fact(UserUnits, user="litellm", units=["litellm.service"])
     """
 
-    PROPS = "Id,LoadState,UnitFileState,ActiveState,NextElapseUSecRealtime"
+    PROPS = ("Id,LoadState,UnitFileState,ActiveState,NextElapseUSecRealtime,"
+             "FragmentPath,DropInPaths,NeedDaemonReload")
 
     def command(self, user, units):
         names = " ".join(shlex.quote(u) for u in units)
@@ -52,23 +57,32 @@ class UserUnits(FactBase):
             f"--property={self.PROPS} {names} 2>/dev/null || true"
         )
 
+    @staticmethod
+    def _unit(props: dict) -> dict:
+        return {
+            "enabled": props.get("UnitFileState") in ("enabled", "enabled-runtime"),
+            "active": props.get("ActiveState") in ("active", "activating", "reloading"),
+            "load": props.get("LoadState", "not-found"),
+            "next_elapse": props.get("NextElapseUSecRealtime", ""),
+            "file_state": props.get("UnitFileState", ""),
+            "fragment": props.get("FragmentPath", ""),
+            "drop_ins": props.get("DropInPaths", "").split(),
+            "need_reload": props.get("NeedDaemonReload") == "yes",
+            "sources": json.loads(props.get("X-Sources") or "[]"),
+        }
+
     def process(self, output):
-        units, current = {}, {}
+        blocks, current = {}, {}
         for line in list(output) + [""]:
             line = line.strip()
             if not line:
-                if "Id" in current:
-                    units[current["Id"]] = {
-                        "enabled": current.get("UnitFileState") in ("enabled", "enabled-runtime"),
-                        "active": current.get("ActiveState") in ("active", "activating", "reloading"),
-                        "load": current.get("LoadState", "not-found"),
-                        "next_elapse": current.get("NextElapseUSecRealtime", ""),
-                    }
+                if "Id" in current:  # a unit's later block (X-Sources) adds to its first
+                    blocks.setdefault(current["Id"], {}).update(current)
                 current = {}
                 continue
             key, _, value = line.partition("=")
             current[key] = value
-        return units
+        return {unit: self._unit(props) for unit, props in blocks.items()}
 
 
 def as_account(user: str, group: str, home: str) -> str:

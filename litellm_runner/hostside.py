@@ -27,6 +27,7 @@ document on stdout, or an error line on stderr with exit 1:
 - ``attrs``: owner and mode of an existing file or directory, by handle
 - ``write``: replace a file with staged content (tmp + rename), backups kept
 - ``restore``: put the newest backup of a file back
+- ``unit_clean``: remove foreign unit files and drop-ins of the account's units (``unit_sources``)
 """
 
 from __future__ import annotations
@@ -243,14 +244,115 @@ def _metadata(sitefd: int, entry: str):
     return (fields["Name"], fields["Version"]) if "Name" in fields and "Version" in fields else None
 
 
-def _units(user: str, units: list[str]) -> list[str]:
-    props = "Id,LoadState,UnitFileState,ActiveState,NextElapseUSecRealtime"
+UNIT_PROPS = ("Id,LoadState,UnitFileState,ActiveState,NextElapseUSecRealtime,"
+              "FragmentPath,DropInPaths,NeedDaemonReload")
+
+
+def unit_dirs(user: str) -> list[str]:
+    """USER's systemd search paths that hold hand edits (systemd.unit(5), highest priority first).
+
+    The vendor directories under /usr are left out (packages', never an operator's edit);
+    ``~/.config/systemd/user`` holds the managed unit files themselves.
+    """
+    pw = pwd.getpwnam(user)
+    home, run = pw.pw_dir.rstrip("/"), f"/run/user/{pw.pw_uid}/systemd"
+    return [f"{home}/.config/systemd/user.control", f"{run}/user.control", f"{run}/transient",
+            f"{home}/.config/systemd/user", "/etc/xdg/systemd/user", "/etc/systemd/user", f"{run}/user",
+            "/run/systemd/user", f"{home}/.local/share/systemd/user"]
+
+
+def dropin_dirs(unit: str) -> list[str]:
+    """The drop-in directories systemd reads for UNIT: ``unit.d``, each dash prefix's, the type's."""
+    stem, _, kind = unit.rpartition(".")
+    parts = stem.split("-")
+    return [f"{unit}.d", *(f"{'-'.join(parts[:i])}-.{kind}.d" for i in range(len(parts) - 1, 0, -1)), f"{kind}.d"]
+
+
+def _listing(path: str) -> list[str] | None:
+    """Names in directory PATH reached without following an untrusted link (None: absent or unsafe)."""
     try:
-        proc = subprocess.run(["systemctl", "--user", f"--machine={user}@.host", "show", f"--property={props}",
-                               *units], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
+        fd = walk(_split(path), path)
+    except (OSError, Unsafe):
+        return None
+    try:
+        return sorted(os.listdir(fd))
+    finally:
+        os.close(fd)
+
+
+def unit_sources(user: str, unit: str) -> list[str]:
+    """Every file on disk systemd would read for UNIT besides the managed one, loaded or not yet."""
+    try:
+        dirs = unit_dirs(user)
+    except KeyError:
         return []
-    return proc.stdout.splitlines()
+    managed, found = dirs[3], []
+    for base in dirs:
+        names = _listing(base) or []
+        if unit in names and base != managed:
+            found.append(f"{base}/{unit}")
+        for sub in dropin_dirs(unit):
+            if sub in names:
+                found += [f"{base}/{sub}/{n}" for n in _listing(f"{base}/{sub}") or [] if n.endswith(".conf")]
+    return found
+
+
+def _units(user: str, units: list[str]) -> list[str]:
+    """``systemctl show`` of UNITS, then per unit ``X-Sources=`` the files on disk besides the managed one."""
+    try:
+        proc = subprocess.run(["systemctl", "--user", f"--machine={user}@.host", "show", f"--property={UNIT_PROPS}",
+                               *units], capture_output=True, text=True, timeout=30)
+        lines = proc.stdout.splitlines()
+    except (OSError, subprocess.TimeoutExpired):
+        lines = []
+    for unit in units:
+        lines += ["", f"Id={unit}", f"X-Sources={json.dumps(unit_sources(user, unit))}"]
+    return lines
+
+
+def _removable(user: str, path: str) -> bool:
+    """PATH is a unit file or drop-in in one of USER's hand-edit search paths, never a managed unit file."""
+    dirs = unit_dirs(user)
+    head, _, name = path.rpartition("/")
+    if head in dirs:
+        return head != dirs[3] and name.endswith((".service", ".timer"))
+    base, _, sub = head.rpartition("/")
+    return base in dirs and sub.endswith(".d") and name.endswith(".conf")
+
+
+def unit_clean(args: dict) -> dict:
+    """Remove ARGS.paths (foreign unit files and drop-ins of USER's units) by handle; empty ``.d`` dirs too."""
+    removed = []
+    for path in args["paths"]:
+        if not _removable(args["user"], path):
+            raise Unsafe(f"{path}: not a unit file or drop-in of {args['user']}'s hand-edit search paths")
+        try:
+            dirfd, name = parent(path)
+        except FileNotFoundError:
+            continue
+        try:
+            st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                raise Unsafe(f"{path} is a directory")
+            os.unlink(name, dir_fd=dirfd)  # a link itself is removed, never its target
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(dirfd)
+        head = path.rpartition("/")[0]
+        if head.endswith(".d"):
+            try:
+                pfd, sub = parent(head)
+            except (FileNotFoundError, Unsafe):
+                continue
+            try:
+                os.rmdir(sub, dir_fd=pfd)
+            except OSError:
+                pass  # not empty, or gone
+            finally:
+                os.close(pfd)
+    return {"removed": removed}
 
 
 CREATED = "/var/lib/litellm-runner/created-accounts"  # root's record of the accounts the runner made
@@ -442,7 +544,8 @@ def restore(args: dict) -> dict:
         os.close(dirfd)
 
 
-ACTIONS = {"snapshot": snapshot, "read": read, "mkdir": mkdir, "attrs": attrs, "write": write, "restore": restore}
+ACTIONS = {"snapshot": snapshot, "read": read, "mkdir": mkdir, "attrs": attrs, "write": write, "restore": restore,
+           "unit_clean": unit_clean}
 
 
 def main(argv: list[str]) -> int:

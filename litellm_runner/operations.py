@@ -399,15 +399,58 @@ def _changed(meta) -> bool:
     return meta.did_change() if meta.is_complete() else bool(meta.will_change)
 
 
+VENDOR = ("/usr/", "/lib/", "/dev/")  # packages' unit files and drop-ins; /dev/null is a mask's target
+
+
+def foreign_sources(state: dict, managed: str) -> list[str]:
+    """What systemd reads, or would after a reload, for a unit (UserUnits' STATE) besides MANAGED:
+    drop-ins, and unit files in other search paths that override, shadow or mask it."""
+    found = {*state.get("sources", []), *state.get("drop_ins", []), state.get("fragment") or managed}
+    return sorted(p for p in found if p.startswith("/") and p != managed and not p.startswith(VENDOR))
+
+
 @operation()
-def user_daemon_reload(user: str, when: list):
-    """Reload USER's systemd manager when any operation in WHEN changed a unit file.
+def user_unit_sources(user: str, unit: str, path: str):
+    """Ensure USER's systemd reads UNIT from PATH only, the managed unit file.
 
     + user: owner of the user manager
-    + when: OperationMeta of the unit file operations
+    + unit: e.g. ``litellm.service``
+    + path: the managed unit file (``~/.config/systemd/user/UNIT``)
+
+    Every other file is an operator's hand edit and drift: drop-ins (``systemctl
+    --user edit``, ``set-property``, persistent or ``--runtime``), a unit file of
+    the same name in another search path (``user.control``, ``/run/user/UID``,
+    ``/etc/systemd/user``), a mask link. They are removed by host-side code by
+    handle (never through the account's links); ``user_daemon_reload`` then
+    reloads and ``user_unit`` restarts the unit once. Packages' files under /usr
+    are not the operator's and are left alone.
     """
-    if not any(_changed(m) for m in when):
-        host.noop(f"no unit file of {user} changed")
+    state = snapshot.fact(UserUnits, user=user, units=[unit]).get(unit, {})
+    foreign = foreign_sources(state, path)
+    if not foreign:
+        host.noop(f"{unit} is read from {path} only")
+        return
+    drift.record("unit-sources", {"fragment": state.get("fragment") or None, "state": state.get("file_state") or None,
+                                  "files": foreign},
+                 {"fragment": path, "files": []})
+    yield hostside("unit_clean", {"user": user, "paths": foreign})
+
+
+@operation()
+def user_daemon_reload(user: str, when: list, units: list = ()):
+    """Reload USER's systemd manager when any operation in WHEN changed a unit file, or a unit
+    of UNITS changed on disk since the manager last read it (``NeedDaemonReload``).
+
+    + user: owner of the user manager
+    + when: OperationMeta of the unit file and unit source operations
+    + units: the managed units
+    """
+    states = snapshot.fact(UserUnits, user=user, units=list(units)) if units else {}
+    stale = sorted(u for u, st in states.items() if st.get("need_reload"))
+    if stale:
+        drift.record("unit-reload", {"NeedDaemonReload": stale}, {"NeedDaemonReload": []})
+    if not stale and not any(_changed(m) for m in when):
+        host.noop(f"no unit file of {user} changed and its manager has read every unit as it is on disk")
         return
     yield f"{_systemctl_user(user)} daemon-reload"
 
@@ -462,7 +505,8 @@ def _gated(state, host, ctl: str, unit: str, action: str, ready_url: str, ready_
 
 @operation()
 def user_unit(user: str, unit: str, enabled: bool = True, running: bool = True, restart_when: list = (),
-              ready_url: str | None = None, ready_timeout: int = 300, rollback: dict | None = None):
+              ready_url: str | None = None, ready_timeout: int = 300, rollback: dict | None = None,
+              path: str | None = None):
     """Ensure USER's unit UNIT is enabled/disabled and running/stopped.
 
     + user: owner of the user manager (needs linger)
@@ -475,8 +519,11 @@ def user_unit(user: str, unit: str, enabled: bool = True, running: bool = True, 
       (``ready_timeout`` seconds); pass ``_parallel=N`` to restart N hosts at a time
     + rollback: ``{"path", "user", "group", "mode", "when": OperationMeta}``: the
       config restored from its newest backup when readiness fails (see ``_gated``)
+    + path: the managed unit file; a running unit systemd read from anything else, or
+      that changed on disk since (``user_unit_sources``, ``NeedDaemonReload``), restarts once
     """
     state = snapshot.fact(UserUnits, user=user, units=[unit]).get(unit, {})
+    edited = bool(path and (foreign_sources(state, path) or state.get("need_reload")))
     is_enabled, is_active = state.get("enabled", False), state.get("active", False)
     ctl = _systemctl_user(user)
     commands, action = [], None
@@ -488,7 +535,7 @@ def user_unit(user: str, unit: str, enabled: bool = True, running: bool = True, 
         action = "start"
     elif not running and is_active:
         action = "stop"
-    elif running and is_active and any(_changed(m) for m in restart_when):
+    elif running and is_active and (edited or any(_changed(m) for m in restart_when)):
         action = "restart"
     if not commands and not action:
         host.noop(f"{unit} is {'enabled' if is_enabled else 'disabled'} and {'active' if is_active else 'inactive'}")

@@ -42,7 +42,8 @@ def spec(data) -> dict:
               f"{root}/state/venv-requirements.txt"]
     paths += [f"{root}/bin/{tool.name}" for tool in tools()]
     paths += [f"{unit_dir}/{unit}" for unit in render_units(data)]
-    return {"paths": paths, "user": data.litellm_user, "units": list(wanted_units(data)), "venv": venv(data),
+    units = list(dict.fromkeys([*wanted_units(data), *render_units(data)]))  # timers' services too (their sources)
+    return {"paths": paths, "user": data.litellm_user, "units": units, "venv": venv(data),
             "env_files": [f"{root}/env.litellm"], "group": data.litellm_group}
 
 

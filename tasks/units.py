@@ -1,12 +1,15 @@
 """User systemd units and timers of the service user (svc-01, tmr-01).
 
-Unit files first, one daemon-reload if any changed, then each unit enabled
-and running (or stopped and disabled), restarted once when an input changed.
+Unit files first, then every other file systemd would read for a managed unit
+(drop-ins, overriding or masking unit files: an operator's hand edits) removed,
+one daemon-reload if anything changed or a unit changed on disk unreloaded, then
+each unit enabled and running (or stopped and disabled), restarted once when an
+input changed or it ran from something else than its managed file.
 """
 
 from pyinfra import host
 
-from litellm_runner.operations import directory, file, user_daemon_reload, user_unit
+from litellm_runner.operations import directory, file, user_daemon_reload, user_unit, user_unit_sources
 from litellm_runner.render import render_units, wanted_units
 
 
@@ -27,8 +30,10 @@ def apply(restart_inputs: dict[str, list], rollback: dict | None = None):
             f"Unit file {unit} | svc-01", dest=f"{unit_dir}/{unit}", content=text,
             user=d.litellm_user, group=d.litellm_group, mode="0640",
         )
+    sources = [user_unit_sources(name=f"Unit {unit} only from its managed file | svc-01", user=d.litellm_user,
+                                 unit=unit, path=f"{unit_dir}/{unit}") for unit in files]
     user_daemon_reload(name=f"Reload the user manager of {d.litellm_user} | svc-01",
-                       user=d.litellm_user, when=list(files.values()))
+                       user=d.litellm_user, when=[*files.values(), *sources], units=list(files))
     for unit, wanted in wanted_units(d).items():
         kind = "tmr-01" if unit.endswith(".timer") else "svc-01"
         inputs = [files[unit], *restart_inputs.get(unit, restart_inputs.get("*", []))]
@@ -40,5 +45,5 @@ def apply(restart_inputs: dict[str, list], rollback: dict | None = None):
         user_unit(
             name=f"Unit {unit} {'enabled and running' if wanted else 'stopped and disabled'} | {kind}",
             user=d.litellm_user, unit=unit, enabled=wanted, running=wanted,
-            restart_when=inputs if unit.endswith(".service") else [files[unit]], **gate,
+            restart_when=inputs if unit.endswith(".service") else [files[unit]], path=f"{unit_dir}/{unit}", **gate,
         )

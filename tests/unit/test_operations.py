@@ -1,11 +1,13 @@
 """Data-driven tests of the custom operations: facts in, commands or noop out."""
 
+import json
+
 import pytest
 
 from litellm_runner.facts import FileText, InstalledPackages, Linger, PathState, UserUnits
 from litellm_runner.operations import (
     directory, file_attrs, linger, managed_file, sha256_text,
-    user_unit, venv_requirements,
+    user_daemon_reload, user_unit, user_unit_sources, venv_requirements,
 )
 
 from tests.unit import fakehost
@@ -154,13 +156,115 @@ def test_user_unit(state, wanted, inputs_changed, expected):
     assert bool(noops) == (not expected)
 
 
-def test_user_units_fact_parses_systemctl_show():
+UNIT_DIR = "/home/litellm/.config/systemd/user"
+MANAGED = f"{UNIT_DIR}/litellm.service"
+DROPIN = f"{UNIT_DIR}/litellm.service.d/override.conf"
+CONTROL = "/home/litellm/.config/systemd/user.control/litellm.service.d/50-CPUWeight.conf"
+RUNTIME = "/run/user/1000/systemd/user/litellm.service.d/override.conf"
+SHOW = ["Id=litellm.service", "LoadState=loaded", "UnitFileState=enabled", "ActiveState=active",
+        "NextElapseUSecRealtime=", f"FragmentPath={MANAGED}", "DropInPaths=", "NeedDaemonReload=no"]
+
+
+def show(**props):
+    """``systemctl show`` lines of litellm.service with PROPS replaced, then the snapshot's X-Sources block."""
+    sources = props.pop("sources", [])
+    lines = [f"{k}={props.get(k, v)}" for k, v in (line.split("=", 1) for line in SHOW)]
+    return lines + ["", "Id=litellm.service", f"X-Sources={json.dumps(sources)}"]
+
+
+@pytest.mark.parametrize("case, output, parsed", [
+    ("managed", show(), {"fragment": MANAGED, "drop_ins": [], "file_state": "enabled", "need_reload": False,
+                         "sources": [], "enabled": True, "active": True}),
+    ("edit", show(DropInPaths=DROPIN, sources=[DROPIN]), {"drop_ins": [DROPIN], "sources": [DROPIN]}),
+    ("set-property", show(DropInPaths=f"{CONTROL} {RUNTIME}"), {"drop_ins": [CONTROL, RUNTIME]}),
+    ("shadowed", show(FragmentPath="/home/litellm/.config/systemd/user.control/litellm.service"),
+     {"fragment": "/home/litellm/.config/systemd/user.control/litellm.service"}),
+    ("masked", show(UnitFileState="masked-runtime", LoadState="masked", FragmentPath="/dev/null"),
+     {"file_state": "masked-runtime", "load": "masked", "enabled": False}),
+    ("not-reloaded", show(NeedDaemonReload="yes", sources=[DROPIN]), {"need_reload": True, "sources": [DROPIN]}),
+    ("no-manager", ["", "Id=litellm.service", "X-Sources=[]"], {"load": "not-found", "enabled": False,
+                                                                "fragment": "", "drop_ins": []}),
+])
+def test_user_units_fact_parses_systemctl_show(case, output, parsed):
+    unit = UserUnits().process(output)["litellm.service"]
+    assert {k: unit[k] for k in parsed} == parsed
+
+
+def test_user_units_fact_parses_timers():
     out = ["Id=litellm.service", "LoadState=loaded", "UnitFileState=enabled", "ActiveState=active",
            "NextElapseUSecRealtime=", "", "Id=litellm-backup.timer", "LoadState=loaded",
            "UnitFileState=disabled", "ActiveState=inactive", "NextElapseUSecRealtime=Tue 2026-11-24 02:07:00 UTC"]
     units = UserUnits().process(out)
-    assert units["litellm.service"] == {"enabled": True, "active": True, "load": "loaded", "next_elapse": ""}
+    assert units["litellm.service"]["enabled"] is True and units["litellm.service"]["next_elapse"] == ""
     assert units["litellm-backup.timer"]["enabled"] is False
     assert units["litellm-backup.timer"]["next_elapse"].startswith("Tue 2026-11-24")
 
 
+def state(**kw):
+    return {"enabled": True, "active": True, "fragment": MANAGED, "drop_ins": [], "file_state": "enabled",
+            "need_reload": False, "sources": [], **kw}
+
+
+ETC = "/etc/systemd/user/litellm.service"
+MASK = "/run/user/1000/systemd/user/litellm.service"
+
+
+@pytest.mark.parametrize("case, unit_state, removed", [
+    ("managed", state(), []),
+    ("edit", state(drop_ins=[DROPIN], sources=[DROPIN]), [DROPIN]),
+    ("edit-not-reloaded", state(need_reload=True, sources=[DROPIN]), [DROPIN]),
+    ("set-property", state(drop_ins=[CONTROL, RUNTIME], sources=[CONTROL, RUNTIME]), [CONTROL, RUNTIME]),
+    ("shadowed", state(fragment="/home/litellm/.config/systemd/user.control/litellm.service"),
+     ["/home/litellm/.config/systemd/user.control/litellm.service"]),
+    ("etc-fragment", state(sources=[ETC]), [ETC]),
+    ("masked-runtime", state(file_state="masked-runtime", fragment="/dev/null", sources=[MASK]), [MASK]),
+    ("vendor-dropin", state(drop_ins=["/usr/lib/systemd/user/service.d/10-timeout-abort.conf"]), []),
+    ("no-manager", {}, []),
+])
+def test_user_unit_sources(case, unit_state, removed):
+    commands, noops = run_op(user_unit_sources, {UserUnits: {"litellm.service": unit_state}},
+                             user="litellm", unit="litellm.service", path=MANAGED)
+    assert commands == ([hs("unit_clean", user="litellm", paths=sorted(removed))] if removed else [])
+    assert noops == ([] if removed else [f"litellm.service is read from {MANAGED} only"])
+    if removed:  # the report names what differs: the files, before -> after
+        assert fakehost.last_drift[0]["before"]["files"] == sorted(removed)
+        assert fakehost.last_drift[0]["after"] == {"fragment": MANAGED, "files": []}
+
+
+@pytest.mark.parametrize("case, states, files_changed, expected", [
+    ("nothing", {"litellm.service": state()}, False, []),
+    ("unit-file-changed", {"litellm.service": state()}, True, [f"{CTL} daemon-reload"]),
+    ("not-reloaded", {"litellm.service": state(need_reload=True)}, False, [f"{CTL} daemon-reload"]),
+    ("no-manager", {}, False, []),
+])
+def test_user_daemon_reload(case, states, files_changed, expected):
+    commands, noops = run_op(user_daemon_reload, {UserUnits: states}, user="litellm",
+                             when=[Meta(False), Meta(files_changed)], units=["litellm.service"])
+    assert commands == expected
+    assert bool(noops) == (not expected)
+    assert bool(fakehost.last_drift) == (case == "not-reloaded")
+
+
+@pytest.mark.parametrize("case, unit_state, expected", [
+    ("managed", state(), []),
+    ("edited", state(drop_ins=[DROPIN], sources=[DROPIN]), [f"{CTL} restart litellm.service"]),
+    ("not-reloaded", state(need_reload=True), [f"{CTL} restart litellm.service"]),
+    ("masked-and-stopped", state(file_state="masked", enabled=False, active=False, fragment="/dev/null",
+                                 sources=[MASK]), [f"{CTL} enable litellm.service", f"{CTL} start litellm.service"]),
+    ("edited-stopped-unit", state(active=False, sources=[DROPIN]), [f"{CTL} start litellm.service"]),
+])
+def test_user_unit_restarts_once_after_a_hand_edit(case, unit_state, expected):
+    commands, _ = run_op(user_unit, {UserUnits: {"litellm.service": unit_state}}, user="litellm",
+                         unit="litellm.service", restart_when=[Meta(False)], path=MANAGED)
+    assert commands == expected
+
+
+@pytest.mark.parametrize("unit, dirs", [
+    ("litellm.service", ["litellm.service.d", "service.d"]),
+    ("litellm-backup.timer", ["litellm-backup.timer.d", "litellm-.timer.d", "timer.d"]),
+    ("litellm-embed-arctic.service", ["litellm-embed-arctic.service.d", "litellm-embed-.service.d",
+                                      "litellm-.service.d", "service.d"]),
+])
+def test_dropin_dirs_are_the_ones_systemd_reads(unit, dirs):
+    from litellm_runner import hostside
+    assert hostside.dropin_dirs(unit) == dirs
