@@ -39,8 +39,8 @@ class UserUnits(FactBase):
     "sources": [path]}}`` for every unit asked about; a unit unknown to the manager, or a
     manager that does not run, gives ``enabled: False, active: False, load: "not-found"``.
     ``fragment`` and ``drop_ins`` are the files systemd loaded the unit from
-    (``FragmentPath``, ``DropInPaths``); ``sources`` (host snapshot only, ``X-Sources=``)
-    the files on disk it would read besides the managed unit file, reloaded or not.
+    (``FragmentPath``, ``DropInPaths``); ``sources`` (host snapshot only, ``X-Sources=``, else
+    ``None``) the files on disk it would read besides the managed unit file, reloaded or not.
 
     .. code:: python
 
@@ -68,7 +68,7 @@ class UserUnits(FactBase):
             "fragment": props.get("FragmentPath", ""),
             "drop_ins": props.get("DropInPaths", "").split(),
             "need_reload": props.get("NeedDaemonReload") == "yes",
-            "sources": json.loads(props.get("X-Sources") or "[]"),
+            "sources": json.loads(props["X-Sources"]) if "X-Sources" in props else None,
         }
 
     def process(self, output):

@@ -268,32 +268,40 @@ def dropin_dirs(unit: str) -> list[str]:
     return [f"{unit}.d", *(f"{'-'.join(parts[:i])}-.{kind}.d" for i in range(len(parts) - 1, 0, -1)), f"{kind}.d"]
 
 
-def _listing(path: str) -> list[str] | None:
-    """Names in directory PATH reached without following an untrusted link (None: absent or unsafe)."""
+def _listing(path: str) -> tuple[tuple, list[str]] | None:
+    """(identity, names) of directory PATH reached without following an untrusted link (None: absent, unsafe)."""
     try:
         fd = walk(_split(path), path)
     except (OSError, Unsafe):
         return None
     try:
-        return sorted(os.listdir(fd))
+        st = os.fstat(fd)
+        return (st.st_dev, st.st_ino), sorted(os.listdir(fd))
     finally:
         os.close(fd)
 
 
 def unit_sources(user: str, unit: str) -> list[str]:
-    """Every file on disk systemd would read for UNIT besides the managed one, loaded or not yet."""
+    """Every file on disk systemd would read for UNIT besides the managed one, loaded or not yet.
+
+    A directory reached twice (Debian's /etc/xdg/systemd/user is a link to /etc/systemd/user) counts once.
+    """
     try:
         dirs = unit_dirs(user)
     except KeyError:
         return []
-    managed, found = dirs[3], []
+    managed, found, seen = dirs[3], [], set()
     for base in dirs:
-        names = _listing(base) or []
+        listed = _listing(base)
+        if listed is None or listed[0] in seen:
+            continue
+        seen.add(listed[0])
+        names = listed[1]
         if unit in names and base != managed:
             found.append(f"{base}/{unit}")
         for sub in dropin_dirs(unit):
             if sub in names:
-                found += [f"{base}/{sub}/{n}" for n in _listing(f"{base}/{sub}") or [] if n.endswith(".conf")]
+                found += [f"{base}/{sub}/{n}" for n in (_listing(f"{base}/{sub}") or ((), []))[1] if n.endswith(".conf")]
     return found
 
 

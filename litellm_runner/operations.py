@@ -404,8 +404,11 @@ VENDOR = ("/usr/", "/lib/", "/dev/")  # packages' unit files and drop-ins; /dev/
 
 def foreign_sources(state: dict, managed: str) -> list[str]:
     """What systemd reads, or would after a reload, for a unit (UserUnits' STATE) besides MANAGED:
-    drop-ins, and unit files in other search paths that override, shadow or mask it."""
-    found = {*state.get("sources", []), *state.get("drop_ins", []), state.get("fragment") or managed}
+    drop-ins, and unit files in other search paths that override, shadow or mask it. The files on
+    disk (``sources``, from the host snapshot) when known, else what systemd loaded."""
+    found = state.get("sources")
+    if found is None:
+        found = {*state.get("drop_ins", []), state.get("fragment") or managed}
     return sorted(p for p in found if p.startswith("/") and p != managed and not p.startswith(VENDOR))
 
 

@@ -30,7 +30,8 @@ def apply(restart_inputs: dict[str, list], rollback: dict | None = None):
             f"Unit file {unit} | svc-01", dest=f"{unit_dir}/{unit}", content=text,
             user=d.litellm_user, group=d.litellm_group, mode="0640",
         )
-    sources = [user_unit_sources(name=f"Unit {unit} only from its managed file | svc-01", user=d.litellm_user,
+    sources = [user_unit_sources(name=f"Unit {unit} only from its managed file | "
+                                      f"{'tmr-01' if unit.endswith('.timer') else 'svc-01'}", user=d.litellm_user,
                                  unit=unit, path=f"{unit_dir}/{unit}") for unit in files]
     user_daemon_reload(name=f"Reload the user manager of {d.litellm_user} | svc-01",
                        user=d.litellm_user, when=[*files.values(), *sources], units=list(files))

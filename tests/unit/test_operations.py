@@ -202,7 +202,7 @@ def test_user_units_fact_parses_timers():
 
 def state(**kw):
     return {"enabled": True, "active": True, "fragment": MANAGED, "drop_ins": [], "file_state": "enabled",
-            "need_reload": False, "sources": [], **kw}
+            "need_reload": False, **kw}  # no "sources": as the standalone fact reads it (no disk scan)
 
 
 ETC = "/etc/systemd/user/litellm.service"
@@ -216,6 +216,11 @@ MASK = "/run/user/1000/systemd/user/litellm.service"
     ("set-property", state(drop_ins=[CONTROL, RUNTIME], sources=[CONTROL, RUNTIME]), [CONTROL, RUNTIME]),
     ("shadowed", state(fragment="/home/litellm/.config/systemd/user.control/litellm.service"),
      ["/home/litellm/.config/systemd/user.control/litellm.service"]),
+    ("shadowed-scanned", state(fragment="/home/litellm/.config/systemd/user.control/litellm.service",
+                               sources=["/home/litellm/.config/systemd/user.control/litellm.service"]),
+     ["/home/litellm/.config/systemd/user.control/litellm.service"]),
+    # the disk scan is what the converge removes: a drop-in removed but not reloaded is the reload's business
+    ("removed-not-reloaded", state(drop_ins=[DROPIN], need_reload=True, sources=[]), []),
     ("etc-fragment", state(sources=[ETC]), [ETC]),
     ("masked-runtime", state(file_state="masked-runtime", fragment="/dev/null", sources=[MASK]), [MASK]),
     ("vendor-dropin", state(drop_ins=["/usr/lib/systemd/user/service.d/10-timeout-abort.conf"]), []),
