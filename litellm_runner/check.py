@@ -8,7 +8,9 @@ Exit codes (like ``terraform plan -detailed-exitcode``):
 
     0  every host matches its desired state
     2  at least one host has drifted
-    1  the check itself could not run (bad input, unreachable host, failed fact)
+    1  the check itself could not run (bad input, unreachable host, failed fact), or an item of
+       a host could not be checked (its database unreachable: named with ``!``; that host's other
+       items are still checked and reported)
 
 ``-y``/``--yes`` and ``PYINFRA_YES`` are refused/removed: with them pyinfra
 skips change detection and would report no drift at all.
@@ -19,8 +21,9 @@ The JSON report (schema ``litellm-runner/drift-report`` version 1)::
      "generated_at": "2026-11-23T06:00:00Z", "status": "drift",
      "hosts": {"<host>": {"status": "ok"|"drift"|"error",
                           "items": [{"id": "<operation name with control id>",
-                                     "kind": "directory|file|secret-file|package|unit|linger|database|...",
-                                     "status": "drift", "before": ..., "after": ..., "diff": [...]}]}},
+                                     "kind": "directory|file|secret-file|package|unit|linger|database|error|...",
+                                     "status": "drift"|"follows"|"error", "before": ..., "after": ...,
+                                     "diff": [...]}]}},
      "totals": {"hosts": N, "drifted_hosts": N, "items": N}}
 
 Secret-bearing items carry ``sha256:xxxxxxxx`` fingerprints, never values.
@@ -71,11 +74,14 @@ def build_report(plan: dict, details: dict, hosts: list[str], failed: list[str])
                                                       "before": None, "after": None}]
                 for item in found:
                     follows = item["kind"] == "restart" or name not in op["hosts_with_change"]
-                    items.append({**item, "status": "follows" if follows else "drift"})
-        report_hosts[name] = {"status": "drift" if any(i["status"] == "drift" for i in items) else "ok",
+                    status = "error" if item["kind"] == "error" else "follows" if follows else "drift"
+                    items.append({**item, "status": status})
+        statuses = {i["status"] for i in items}
+        report_hosts[name] = {"status": "error" if "error" in statuses else "drift" if "drift" in statuses else "ok",
                               "items": items}
-    drifted = [h for h, r in report_hosts.items() if r["status"] == "drift"]
-    status = "error" if failed else ("drift" if drifted else "ok")
+    drifted = [h for h, r in report_hosts.items() if r["status"] != "ok"]
+    errors = [h for h, r in report_hosts.items() if r["status"] == "error"]
+    status = "error" if failed or errors else ("drift" if drifted else "ok")
     return {
         "schema": SCHEMA, "version": 1,
         "generated_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -97,6 +103,8 @@ def human(report: dict) -> str:
         drifted = [i for i in result["items"] if i["status"] == "drift"]
         lines.append(f"{name}: {result['status']}" + (f" ({len(drifted)} items)" if drifted else ""))
         for item in result["items"]:
+            if item["status"] == "error":
+                lines.append(f"  ! {item['id']}: could not be checked: {item['before']}")
             if item["status"] != "drift":
                 continue
             lines.append(f"  ~ {item['id']}")
@@ -115,9 +123,12 @@ def human(report: dict) -> str:
 def junit(report: dict) -> str:
     cases = []
     for name, result in report["hosts"].items():
-        if result["status"] == "error":
+        if result["status"] == "error" and not result["items"]:
             cases.append(f'<testcase classname="{escape(name)}" name="check"><error message="check failed"/></testcase>')
         for item in result["items"]:
+            if item["status"] == "error":
+                cases.append(f'<testcase classname="{escape(name)}" name="{escape(item["id"])}">'
+                             f'<error message="{escape(str(item["before"]), {chr(34): "&quot;"})}"/></testcase>')
             if item["status"] == "drift":
                 msg = escape(f"{_fmt(item.get('before'))} -> {_fmt(item.get('after'))}", {'"': "&quot;"})
                 cases.append(f'<testcase classname="{escape(name)}" name="{escape(item["id"])}">'
@@ -159,6 +170,9 @@ def main(argv=None) -> int:
     if args.junit:
         pathlib.Path(args.junit).write_text(junit(report))
     print(human(report))
+    if report["status"] == "error":
+        print("check: items that could not be checked (! above): exit 1", file=sys.stderr)
+        return 1
     return 2 if report["status"] == "drift" else 0
 
 

@@ -3,7 +3,8 @@
 Both run files/bin/litellm-dbctl on the host (see its docstring for why on the
 host): the fact runs ``plan`` for one scope, the operation yields ``apply`` for
 that scope only when the plan has items. A database that cannot be reached
-fails the fact with dbctl's one-line error (host:port/database, no password).
+fails only the database operations of that host, with dbctl's one-line error
+(host:port/database and the cause, no password); its other items go on.
 """
 
 from __future__ import annotations
@@ -12,15 +13,19 @@ import base64
 import datetime
 import hashlib
 import json
+import logging
 import os
 import pathlib
 import secrets
 import shlex
 
 from pyinfra import host
-from pyinfra.api import FactBase, operation
+from pyinfra.api import FactBase, FunctionCommand, operation
 
 from . import drift
+from .operations import _run
+
+logger = logging.getLogger("litellm_runner")
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DBCTL_TIMEOUT = 120  # seconds for one dbctl plan or apply command (pyinfra _timeout)
@@ -67,26 +72,41 @@ def dbctl(root: str, action: str, scope: str, desired: dict, account: str, timeo
 class DatabasePlan(FactBase):
     """What differs in each of SCOPES, and the live max_connections, in one command.
 
-    Returns ``{"scopes": {scope: [{"id", "kind", "before", "after"}]}, "max_connections": N}``,
-    or ``None`` when the shipped litellm-dbctl cannot run on the host yet (a host
+    Returns ``{"scopes": {scope: [{"id", "kind", "before", "after"}]}, "max_connections": N}``;
+    ``None`` when the shipped litellm-dbctl cannot run on the host yet (a host
     never converged, one whose dbctl an older runner shipped, which may not speak
     this runner's arguments, or one whose venv is missing or broken): the deploy
     ships dbctl and repairs the venv before the database is converged, and plans
-    again then. dbctl runs as the service account (ACCOUNT), never as root.
+    again then; ``{"error": line, "code": N}`` when dbctl ran and failed (its
+    one-line error names host:port/database and the cause, never the password;
+    code 3: the database is unreachable or failed). The fact itself never fails,
+    so the host's other items are still checked. dbctl runs as the service
+    account (ACCOUNT), never as root.
     """
 
     def command(self, root, scopes, desired_b64, account, timeout=5):
         tool, py = shlex.quote(f"{root}/bin/litellm-dbctl"), shlex.quote(f"{root}/venv/bin/python")
         shipped = hashlib.sha256((REPO / "files" / "bin" / "litellm-dbctl").read_bytes()).hexdigest()
+        # stdout goes straight out (fd 3), stderr is kept: on failure one JSON line carries its last line
         script = (f"if [ -f {tool} ] && [ -x {py} ] && [ \"$(sha256sum < {tool})\" = '{shipped}  -' ]; then "
-                  f"exec {py} {tool} plan --scope {','.join(scopes)} "
+                  f"exec 3>&1; err=$({py} {tool} plan --scope {','.join(scopes)} "
                   f"--env-file {shlex.quote(root)}/env.litellm --connect-timeout {int(timeout)} "
-                  f"--desired-b64 {desired_b64}; else echo null; fi")
+                  f"--desired-b64 {desired_b64} 2>&1 >&3 3>&-); code=$?; [ $code = 0 ] && exit 0; "
+                  "printf '{\"code\": %d, \"error_b64\": \"%s\"}\\n' \"$code\" "
+                  "\"$(printf '%s' \"$err\" | tail -n 1 | base64 -w0)\"; else echo null; fi")
         return f"{account} sh -c {shlex.quote(script)}"
 
     def process(self, output):
-        doc = json.loads("\n".join(output))
-        return None if doc is None else {"scopes": doc["scopes"], "max_connections": doc.get("max_connections")}
+        doc = json.loads(output[-1]) if output else None
+        if doc is None:
+            return None
+        if "error_b64" in doc:
+            line = base64.b64decode(doc["error_b64"]).decode("utf-8", "replace").removeprefix("litellm-dbctl: ")
+            return {"error": line or f"litellm-dbctl exited {doc['code']}", "code": doc["code"]}
+        return {"scopes": doc["scopes"], "max_connections": doc.get("max_connections")}
+
+
+UNREACHABLE = 3  # litellm-dbctl's exit code: database unreachable or failed
 
 
 _plans: dict = {}
@@ -99,22 +119,25 @@ def scopes(desired: dict) -> list[str]:
 
 
 def plan(root: str, scope: str, desired: dict, account: str, timeout: int = 5) -> dict | None:
-    """``{"items": [...], "max_connections": N}`` of SCOPE, or None before dbctl is on the host.
+    """``{"items": [...], "max_connections": N}`` of SCOPE; None before dbctl can run on the host;
+    ``{"error": line, "code": N}`` when it ran and failed (see DatabasePlan).
 
     Every scope is planned by one DatabasePlan command per host and run (pyinfra
     caches no facts); like the host snapshot, it is read while preparing and
-    kept for the run, except on a host without dbctl yet: there it is read again
-    while executing, after the deploy has shipped dbctl (a rotation needs the
-    real plan to make its key).
+    kept for the run, except on a host where it could not be read: there it is
+    read again while executing, after the deploy has shipped dbctl, repaired the
+    venv and written the env file (a rotation needs the real plan to make its key).
     """
     key = (id(host.state), host.name, encode(desired))
-    # None (dbctl not shipped yet) is asked again: while executing, dbctl is there by now
-    if key not in _plans or _plans[key][0] is not host.state or _plans[key][1] is None:
+    cached = _plans.get(key)
+    if cached is None or cached[0] is not host.state or cached[1] is None or "error" in cached[1]:
         _plans[key] = (host.state, host.get_fact(DatabasePlan, root=root, scopes=scopes(desired),
                                                  desired_b64=encode(desired), account=account, timeout=timeout,
                                                  _timeout=DBCTL_TIMEOUT))
     found = _plans[key][1]
-    return None if found is None else {"items": found["scopes"][scope], "max_connections": found["max_connections"]}
+    if found is None or "error" in found:
+        return found
+    return {"items": found["scopes"][scope], "max_connections": found["max_connections"]}
 
 
 def new_key() -> tuple[str, str, str]:
@@ -137,6 +160,27 @@ def deliver_key(host_name: str, alias: str, raw: str, base: pathlib.Path | None 
     return path
 
 
+def _dbctl_failed(state, host, what: str) -> bool:
+    """Fail this database item only: logged in red, the host counted failed (pyinfra exits 1), its other
+    operations still run (the database operations are called with ``_ignore_errors``)."""
+    host.log_styled(f"{host.name}: {what}", fg="red", log_func=logger.error)
+    state.failed_hosts.add(host)  # not fail_hosts(): that would stop the host's remaining operations
+    return False
+
+
+def _dbctl_apply(state, host, command: str, scope: str) -> bool:
+    """Run dbctl apply for SCOPE; a failure fails this item only (``_dbctl_failed``) with dbctl's one line."""
+    ok, out = _run(host, command, DBCTL_TIMEOUT)
+    if ok:
+        return True
+    line = ((out.stderr or out.stdout).strip().splitlines() or [""])[-1].removeprefix("litellm-dbctl: ")
+    return _dbctl_failed(state, host, f"database {scope}: {line or 'litellm-dbctl apply failed'}")
+
+
+def _unreachable(found: dict | None) -> bool:
+    return bool(found) and found.get("code") == UNREACHABLE
+
+
 @operation()
 def database(root: str, scope: str, desired: dict, account: str, timeout: int = 5):
     """Ensure one SCOPE of the LiteLLM database matches DESIRED (see litellm-dbctl).
@@ -147,16 +191,25 @@ def database(root: str, scope: str, desired: dict, account: str, timeout: int = 
     + account: ``facts.as_account(...)``: dbctl runs as the service account
     + timeout: connect timeout in seconds (pass ``_timeout`` for the whole command)
 
-    For ``rotation`` the raw key is made here, on the control machine, only
-    while executing; it is written once to .secrets/keys/<host>/ (0600) and
-    only its sha256 goes to the host.
+    Call it with ``_ignore_errors=True``: a database that cannot be reached
+    fails only this item (its message names host:port/database and the cause),
+    the run exits 1, the host's other operations still run. A plan that could
+    not be read while preparing (dbctl not shipped yet, venv or env file being
+    repaired) is read again while executing. For ``rotation`` the raw key is
+    made here, on the control machine, only while executing; it is written
+    once to .secrets/keys/<host>/ (0600) and only its sha256 goes to the host.
     """
     found = plan(root, scope, desired, account, timeout)
-    items = None if found is None else found["items"]
-    if items is None:
-        drift.record("database", "litellm-dbctl not installed yet", f"{scope} converged")
-        yield dbctl(root, "apply", scope, desired, account, timeout)
+    if _unreachable(found):
+        drift.record("error", f"database {scope}: {found['error']}", "reachable")
+        yield FunctionCommand(_dbctl_failed, (f"database {scope}: {found['error']}",), {})
         return
+    if found is None or "error" in found:
+        why = "litellm-dbctl cannot run yet" + (f" ({found['error']})" if found else "")
+        drift.record("database", why, f"{scope} converged")
+        yield FunctionCommand(_dbctl_apply, (dbctl(root, "apply", scope, desired, account, timeout), scope), {})
+        return
+    items = found["items"]
     if not items:
         host.noop(f"database {scope}: nothing differs")
         return
@@ -172,4 +225,4 @@ def database(root: str, scope: str, desired: dict, account: str, timeout: int = 
                 entry = {**entry, "new_token": token, "new_key_name": key_name}
             rotations.append(entry)
         desired = {**desired, "rotations": rotations}
-    yield dbctl(root, "apply", scope, desired, account, timeout)
+    yield FunctionCommand(_dbctl_apply, (dbctl(root, "apply", scope, desired, account, timeout), scope), {})

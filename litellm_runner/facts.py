@@ -144,6 +144,21 @@ class InstalledPackages(FactBase):
         return hostside("snapshot", {"paths": [], "user": "root", "units": [], "venv": venv})
 
     def process(self, output):
+        return json.loads("\n".join(output))["venv"]["packages"]
+
+
+class VenvState(FactBase):
+    """A venv as data (``hostside.venv_state``), nothing of it run: whether it can be repaired in place.
+
+    Returns ``{"packages": InstalledPackages' answer, "python": where bin/python leads (None: missing),
+    "exists": whether that interpreter exists, "home"/"version": of pyvenv.cfg, "foreign": the first paths
+    USER does not own, "foreign_count": N, "broken": {distribution: what a killed pip left}}``.
+    """
+
+    def command(self, venv, user):
+        return hostside("snapshot", {"paths": [], "user": user, "units": [], "venv": venv})
+
+    def process(self, output):
         return json.loads("\n".join(output))["venv"]
 
 
@@ -186,7 +201,7 @@ class HostSnapshot(FactBase):
     questions from it. Returns::
 
         {"paths": {path: PathState's answer (None when missing)},
-         "linger": bool, "units": UserUnits' answer, "venv": InstalledPackages' answer}
+         "linger": bool, "units": UserUnits' answer, "venv": VenvState's answer}
 
     ``"account"`` is ``ServiceAccount``'s answer for USER and GROUP. An env file among ENV_FILES also gets ``"env": {KEY: fingerprint}`` (its
     values never leave the host).

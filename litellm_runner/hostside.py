@@ -27,6 +27,7 @@ document on stdout, or an error line on stderr with exit 1:
 - ``attrs``: owner and mode of an existing file or directory, by handle
 - ``write``: replace a file with staged content (tmp + rename), backups kept
 - ``restore``: put the newest backup of a file back
+- ``adopt``: give whatever in a venv another user owns back to the account, by handle
 - ``unit_clean``: remove foreign unit files and drop-ins of the account's units (``unit_sources``)
 """
 
@@ -363,6 +364,161 @@ def unit_clean(args: dict) -> dict:
     return {"removed": removed}
 
 
+VENV_SAMPLE = 5  # paths named per problem in the venv report
+
+
+def _tree(dirfd: int, rel: str, out: dict) -> None:
+    """``{relative path: (type, uid, size)}`` of everything under DIRFD, from lstat; real directories are
+    entered by handle with O_NOFOLLOW, a symlink is recorded and never followed."""
+    for entry in os.listdir(dirfd):
+        path = f"{rel}/{entry}" if rel else entry
+        try:
+            st = os.stat(entry, dir_fd=dirfd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        out[path] = (_kind(st), st.st_uid, st.st_size)
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                sub = os.open(entry, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
+            except OSError:
+                continue
+            try:
+                _tree(sub, path, out)
+            finally:
+                os.close(sub)
+
+
+def _interpreter(venv: str, tree: dict) -> dict:
+    """Where bin/python leads: links inside bin/ read as data (readlink, never followed by the kernel);
+    ``{"python": first target outside bin/ or None, "exists": whether that target exists}``."""
+    name = "python"
+    for _ in range(8):
+        kind = tree.get(f"bin/{name}", ("missing",))[0]
+        if kind != "symlink":
+            return {"python": f"{venv}/bin/{name}" if kind == "file" else None, "exists": kind == "file"}
+        dirfd = walk(_split(venv) + ["bin"], venv)
+        try:
+            target = os.readlink(name, dir_fd=dirfd)
+        finally:
+            os.close(dirfd)
+        if "/" in target:
+            found = path_state(target) if target.startswith("/") else None
+            return {"python": target, "exists": bool(found) and found["type"] in ("file", "symlink")}
+        name = target
+    return {"python": None, "exists": False}
+
+
+def _small_file(venv: str, rel: str) -> str | None:
+    """Text of the venv's file REL (a few KB at most), reached without following a link; None if unreadable."""
+    parts = rel.split("/")
+    try:
+        dirfd = walk(_split(venv) + parts[:-1], venv)
+    except (OSError, Unsafe):
+        return None
+    try:
+        fd = _open_file(dirfd, parts[-1], rel)
+        try:
+            return _read_fd(fd).decode("utf-8", "replace")
+        finally:
+            os.close(fd)
+    except (OSError, Unsafe):
+        return None
+    finally:
+        os.close(dirfd)
+
+
+def _half_installed(venv: str, tree: dict) -> dict:
+    """``{distribution: first problem}`` for what a pip killed midway leaves: a dist-info without METADATA or
+    RECORD, or a file its RECORD lists that is missing or of another size."""
+    import csv
+    broken = {}
+    for path in sorted(p for p, v in tree.items() if v[0] == "directory" and p.endswith(".dist-info")
+                       and p.count("/") == 3):
+        dist = re.sub(r"[-_.]+", "-", path.rsplit("/", 1)[1].split("-", 1)[0]).lower()
+        record = _small_file(venv, f"{path}/RECORD")
+        if record is None or tree.get(f"{path}/METADATA", ("",))[0] != "file":
+            broken[dist] = f"{path}: no METADATA or RECORD"
+            continue
+        site = path.rsplit("/", 1)[0]
+        for row in csv.reader(record.splitlines()):
+            if len(row) < 3 or not row[2]:
+                continue
+            rel = os.path.normpath(f"{site}/{row[0]}")
+            have = tree.get(rel)
+            if not rel.startswith("..") and (have is None or (have[0] == "file" and str(have[2]) != row[2])):
+                broken[dist] = f"{rel}: " + ("missing" if have is None else f"{have[2]} bytes, RECORD says {row[2]}")
+                break
+    return broken
+
+
+def venv_state(venv: str, user: str) -> dict:
+    """The venv as data, nothing of it run: ``packages`` ({name: version} | None), ``python`` (where bin/python
+    leads) and whether it ``exists``, ``home`` and ``version`` of pyvenv.cfg, ``foreign`` (paths not owned by
+    USER: the first few, and ``foreign_count``), ``broken`` ({distribution: problem}, see _half_installed)."""
+    out = {"packages": _dist_info(venv), "python": None, "exists": False, "home": None, "version": None,
+           "foreign": [], "foreign_count": 0, "broken": {}}
+    try:
+        uid = pwd.getpwnam(user).pw_uid
+        venvfd = walk(_split(venv), venv)
+    except (KeyError, OSError, Unsafe):
+        return out
+    try:
+        tree = {"": (_kind(os.fstat(venvfd)), os.fstat(venvfd).st_uid, 0)}
+        _tree(venvfd, "", tree)
+    finally:
+        os.close(venvfd)
+    foreign = sorted(p for p, v in tree.items() if v[1] != uid)
+    cfg = dict(line.split("=", 1) for line in (_small_file(venv, "pyvenv.cfg") or "").splitlines() if "=" in line)
+    cfg = {k.strip(): v.strip() for k, v in cfg.items()}
+    out.update(_interpreter(venv, tree), home=cfg.get("home"), version=cfg.get("version") or cfg.get("version_info"),
+               foreign=[f"{venv}/{p}".rstrip("/") for p in foreign[:VENV_SAMPLE]], foreign_count=len(foreign),
+               broken=_half_installed(venv, tree))
+    return out
+
+
+def _adopt(dirfd: int, uid: int, gid: int, shown: str) -> int:
+    """Give every entry under DIRFD not owned by UID to UID:GID by handle (links themselves, never followed)."""
+    count = 0
+    for entry in os.listdir(dirfd):
+        st = os.stat(entry, dir_fd=dirfd, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            sub = os.open(entry, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
+            try:
+                count += _adopt(sub, uid, gid, f"{shown}/{entry}")
+                if os.fstat(sub).st_uid != uid:
+                    os.fchown(sub, uid, gid)
+                    count += 1
+            finally:
+                os.close(sub)
+        elif st.st_uid == uid:
+            continue
+        elif stat.S_ISLNK(st.st_mode):
+            os.chown(entry, uid, gid, dir_fd=dirfd, follow_symlinks=False)
+            count += 1
+        else:
+            fd = _open_file(dirfd, entry, f"{shown}/{entry}")  # a hard link or a device is refused
+            try:
+                os.fchown(fd, uid, gid)  # the kernel drops setuid/setgid bits
+            finally:
+                os.close(fd)
+            count += 1
+    return count
+
+
+def adopt(args: dict) -> dict:
+    """Give the venv ARGS.path back to the account: whatever in it another user owns (a ``sudo pip install``)."""
+    uid, gid = _ids(args["user"], args["group"])
+    fd = walk(_split(args["path"]), args["path"])
+    try:
+        count = _adopt(fd, uid, gid, args["path"])
+        if os.fstat(fd).st_uid != uid:
+            os.fchown(fd, uid, gid)
+            count += 1
+    finally:
+        os.close(fd)
+    return {"adopted": count}
+
+
 CREATED = "/var/lib/litellm-runner/created-accounts"  # root's record of the accounts the runner made
 
 
@@ -390,7 +546,7 @@ def snapshot(args: dict) -> dict:
         "paths": {p: path_state(p, p in env_files) for p in args["paths"]},
         "linger": os.path.exists(f"/var/lib/systemd/linger/{args['user']}"),
         "units": _units(args["user"], args["units"]),
-        "venv": _dist_info(args["venv"]),
+        "venv": venv_state(args["venv"], args["user"]),
     }
 
 
@@ -553,7 +709,7 @@ def restore(args: dict) -> dict:
 
 
 ACTIONS = {"snapshot": snapshot, "read": read, "mkdir": mkdir, "attrs": attrs, "write": write, "restore": restore,
-           "unit_clean": unit_clean}
+           "unit_clean": unit_clean, "adopt": adopt}
 
 
 def main(argv: list[str]) -> int:

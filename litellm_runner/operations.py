@@ -23,7 +23,7 @@ from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 
 from . import cve_gate, drift, snapshot
-from .facts import FileText, InstalledPackages, Linger, PathState, ServiceAccount, UserUnits, hostside
+from .facts import FileText, InstalledPackages, Linger, PathState, ServiceAccount, UserUnits, VenvState, hostside
 
 logger = logging.getLogger("litellm_runner")
 
@@ -299,41 +299,83 @@ def venv_drift(locked: dict[str, str], installed: dict[str, str] | None) -> list
             and not (name in VENV_TOOLS and name not in locked)]
 
 
+def venv_rebuild_reasons(state: dict, python: str, python_version: str | None) -> list[str]:
+    """Why the venv (``VenvState``) cannot be repaired in place, as sentences; empty when it can.
+
+    No venv, no pip, a name that is no distribution name, a ``bin/python`` that is
+    missing, dangling or leads to another interpreter than PYTHON, a pyvenv.cfg of
+    another Python than PYTHON_VERSION, a dist-info without METADATA or RECORD.
+    """
+    installed = state["packages"]
+    if installed is None:
+        return []  # no venv: every package is missing, the venv is created
+    home = python.rsplit("/", 1)[0] or "/"
+    reasons = []
+    if "pip" not in installed:
+        reasons.append("no pip")
+    bad = sorted(n for n in installed if not NAME.match(n))
+    if bad:
+        reasons.append(f"{bad[0]!r} is no distribution name")
+    if state["python"] is None or not state["exists"]:
+        reasons.append(f"bin/python {'is missing' if state['python'] is None else 'leads to ' + state['python'] + ', missing'}")
+    elif state["python"].rsplit("/", 1)[0] != home:
+        reasons.append(f"bin/python leads to {state['python']}, not {python}")
+    if state["home"] != home or (python_version and not str(state["version"]).startswith(f"{python_version}.")):
+        reasons.append(f"made by Python {state['version']} in {state['home']}, not {python} ({python_version})")
+    reasons += [f"{dist} half installed ({why})" for dist, why in state["broken"].items()
+                if "no METADATA" in why or dist == "pip"]  # pip cannot repair itself
+    return reasons
+
+
 @operation()
-def venv_requirements(venv: str, lock_text: str, lock_path: str, python: str, user: str):
-    """Ensure the venv at VENV holds exactly the lock: every locked version, nothing else.
+def venv_requirements(venv: str, lock_text: str, lock_path: str, python: str, user: str, group: str | None = None,
+                      python_version: str | None = None):
+    """Ensure the venv at VENV holds exactly the lock: every locked version, nothing else, all of it USER's.
 
     + venv: path of the virtual environment (created with PYTHON if missing)
     + lock_text: the lock (``cve_gate.read_lock``), to compare with what is installed
     + lock_path: the same lock as a file on the host, given to pip
-    + python: system interpreter that creates the venv
-    + user: owner of the venv; pip runs as this user
+    + python: system interpreter that creates the venv; python_version: its ``X.Y``
+    + user, group: owner of the venv; pip runs as USER
 
-    Extras are uninstalled, then ``pip install --require-hashes --no-deps`` of
-    the lock installs what is missing or of another version. A venv without a
-    working pip, or with a package name that is not a distribution name, is
-    rebuilt (``python -m venv --clear``, as the user). No change when the venv
-    already equals the lock.
+    From any state a run or a hand fix leaves: files another user owns (``sudo
+    pip install``) are given back to USER by root's host-side code, by handle;
+    a distribution whose files a killed pip left missing or truncated is
+    uninstalled; extras are uninstalled; then ``pip install --require-hashes
+    --no-deps`` of the lock installs what is missing or of another version. A
+    venv that cannot be repaired in place (``venv_rebuild_reasons``: no pip,
+    another or a dangling interpreter, ...) is rebuilt (``python -m venv
+    --clear``, as USER). No change when the venv already equals the lock.
     """
-    installed = snapshot.fact(InstalledPackages, venv=venv)
-    changes = venv_drift(cve_gate.locked_versions(lock_text), installed)
-    rebuild = installed is None or "pip" not in installed or not all(NAME.match(n) for n in installed)
-    if not changes and not rebuild:
+    state = snapshot.fact(VenvState, venv=venv, user=user)
+    installed = state["packages"]
+    locked = cve_gate.locked_versions(lock_text)
+    changes = venv_drift(locked, installed)
+    rebuild = venv_rebuild_reasons(state, python, python_version)
+    broken = sorted(d for d in state["broken"] if d in (installed or {}) and d not in {c[0] for c in changes})
+    if not changes and not rebuild and not broken and not state["foreign_count"]:
         host.noop(f"{venv}: equals its lock")
         return
     for name, have, want in changes:
         drift.record("package", {"name": name, "version": have}, {"name": name, "version": want})
-    if rebuild and installed is not None:
-        drift.record("venv", "cannot be repaired in place (no pip, or a name that is no distribution name)",
-                     "rebuilt from its lock")
+    for name in broken:
+        drift.record("package", {"name": name, "version": installed[name], "files": state["broken"][name]},
+                     {"name": name, "version": locked.get(name)})
+    if state["foreign_count"]:
+        drift.record("venv", {"not owned by": user, "count": state["foreign_count"], "e.g.": state["foreign"]},
+                     {"owner": user})
+        yield hostside("adopt", {"path": venv, "user": user, "group": group or user})
+    if rebuild:
+        drift.record("venv", f"cannot be repaired in place: {'; '.join(rebuild)}", "rebuilt from its lock")
     as_user = f"runuser -u {q(user)} --"
     pip = f"{as_user} {q(venv)}/bin/pip"
     extras = [name for name, _, want in changes if want is None]
-    if rebuild:
+    if rebuild or installed is None:
         yield f"{as_user} {q(python)} -m venv --clear {q(venv)}"
-    elif extras:
-        yield f"{pip} uninstall --no-input --disable-pip-version-check -y -q {' '.join(q(n) for n in extras)}"
-    if rebuild or len(extras) < len(changes):
+    elif extras or broken:
+        yield (f"{pip} uninstall --no-input --disable-pip-version-check -y -q "
+               f"{' '.join(q(n) for n in [*extras, *broken])}")
+    if rebuild or installed is None or broken or len(extras) < len(changes):
         yield (f"{pip} install --no-input --disable-pip-version-check -q --require-hashes --no-deps "
                f"--only-binary :all: -r {q(lock_path)}")
 

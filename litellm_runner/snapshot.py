@@ -19,7 +19,7 @@ import pathlib
 
 from pyinfra import host
 
-from .facts import HostSnapshot, InstalledPackages, Linger, PathState, ServiceAccount, UserUnits
+from .facts import HostSnapshot, InstalledPackages, Linger, PathState, ServiceAccount, UserUnits, VenvState
 from .render import render_units, venv, wanted_units
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -71,6 +71,8 @@ def fact(cls, **kwargs):
         if cls is UserUnits and kwargs["user"] == wanted["user"] and set(kwargs["units"]) <= set(wanted["units"]):
             return {u: snap["units"][u] for u in kwargs["units"] if u in snap["units"]}
         if cls is InstalledPackages and kwargs["venv"] == wanted["venv"]:
+            return snap["venv"]["packages"]
+        if cls is VenvState and (kwargs["venv"], kwargs["user"]) == (wanted["venv"], wanted["user"]):
             return snap["venv"]
         logger.warning("%s: %s(%s) is not in the host snapshot: asked separately", host.name, cls.__name__, kwargs)
     return host.get_fact(cls, **kwargs)

@@ -12,6 +12,10 @@ leaves every host as it was. On a host never converged (litellm-dbctl not there
 yet) max_connections cannot be read before the run: litellm-dbctl then checks
 the same arithmetic before it writes the settings rows (db-01), before any unit
 starts with the new pool.
+
+A database that cannot be reached fails only these operations (each names
+host:port/database and the cause); the host's units are still converged after
+them and the run exits 1 (``litellm_runner.database._dbctl_failed``).
 """
 
 import sys
@@ -41,9 +45,10 @@ def check_capacity(d, desired) -> None:
     """Exit 1 with the arithmetic when the proxy's pools cannot fit the live max_connections."""
     found = plan(d.litellm_root, "settings", desired, account(d), d.litellm_db_connect_timeout)
     if found is None or found.get("max_connections") is None:
-        print(f"host {host.name}: capacity: max_connections cannot be read before this run ships litellm-dbctl "
-              "(not on the host yet, or an older one): litellm-dbctl checks it before writing the settings rows",
-              file=sys.stderr)
+        why = found["error"] if found and "error" in found else ("litellm-dbctl is not on the host yet, or an older "
+                                                                 "one, or the venv cannot run it")
+        print(f"host {host.name}: capacity: max_connections cannot be read before this run ({why}): "
+              "litellm-dbctl checks it before writing the settings rows", file=sys.stderr)
         return
     c = capacity_inputs(d)
     try:
@@ -68,5 +73,5 @@ def apply():
             continue
         ops[scope] = database(name=f"{what} | {control}", root=d.litellm_root, scope=scope,
                               desired=desired, account=account(d), timeout=d.litellm_db_connect_timeout,
-                              _timeout=DBCTL_TIMEOUT)
+                              _timeout=DBCTL_TIMEOUT, _ignore_errors=True)  # fails itself, not the host
     return [ops["settings"]]

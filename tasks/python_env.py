@@ -55,7 +55,8 @@ def lock_for(pins: pathlib.Path, python: str, version: str | None) -> pathlib.Pa
 def apply():
     d = host.data
     pins = REPO / d.litellm_venv_requirements
-    lock = lock_for(pins, d.litellm_python, host.get_fact(PythonVersion, python=d.litellm_python, _timeout=60))
+    version = host.get_fact(PythonVersion, python=d.litellm_python, _timeout=60)
+    lock = lock_for(pins, d.litellm_python, version)
     apt.packages(
         name="System packages | py-00",
         packages=list(d.litellm_system_packages),
@@ -70,7 +71,8 @@ def apply():
     ops = [venv_requirements(
         name=f"Venv {venv(d)} satisfies its pins | py-01",  # its lock, exactly
         venv=venv(d), lock_text=text, lock_path=path,
-        python=d.litellm_python, user=d.litellm_user, _timeout=1800,
+        python=d.litellm_python, python_version=version, user=d.litellm_user, group=d.litellm_group,
+        _timeout=1800,
     )]
     venv_audit(name=f"Venv {venv(d)} has no known vulnerability | py-01",
                venv_path=venv(d), lock_text=text, _timeout=600)

@@ -1,0 +1,120 @@
+"""Recover from the states an incident leaves (issue #13 items 1 and 2).
+
+Each row breaks the converged sandbox in one way; the drift check exits 2 naming
+what is wrong, a converge repairs it, and the converge after that changes
+nothing. With the database stopped, only the database items fail: the check
+exits 1 naming host, port, database and cause; a converge converges everything
+else and exits 1 naming the database; once it is started, the next converge
+finishes the job.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.hosts import REPO, pyinfra
+
+ROOT = "/home/litellm/litellm"
+VENV = f"{ROOT}/venv"
+SITE = f"{VENV}/lib/python3.11/site-packages"
+UNITS = "/home/litellm/.config/systemd/user"
+CTL = "systemctl --user --machine=litellm@.host"
+VENV_OP = f"Venv {VENV} satisfies its pins | py-01"
+ACCOUNT_PIP = f"runuser -u litellm -- {VENV}/bin/python -c 'import litellm, urllib3, pyasn1'"
+DB = "127.0.0.1:5434/litellm"
+
+
+def check(host, tmp_path):
+    """``python -m litellm_runner.check --json``: (process, report)."""
+    report = tmp_path / "drift.json"
+    proc = subprocess.run([sys.executable, "-m", "litellm_runner.check", "--json", str(report)], cwd=REPO,
+                          capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "LITELLM_SANDBOXES": host.name})
+    return proc, (json.loads(report.read_text()) if report.exists() else None)
+
+
+def named(report, host, status="drift") -> set[str]:
+    return {i["id"] for i in report["hosts"][host.name]["items"] if i["status"] == status}
+
+
+ROWS = [  # (breakage, items the check must name, a command that succeeds once repaired)
+    pytest.param(f"rm -rf {VENV}", {VENV_OP}, ACCOUNT_PIP, id="no-venv"),
+    pytest.param(f"rm -rf {SITE}/pyasn1-*.dist-info", {VENV_OP}, f"ls -d {SITE}/pyasn1-*.dist-info",
+                 id="dist-info-removed"),
+    pytest.param(f": > {SITE}/urllib3/__init__.py", {VENV_OP}, f"test -s {SITE}/urllib3/__init__.py && {ACCOUNT_PIP}",
+                 id="files-truncated"),
+    pytest.param(f"sed -i 's/^version = .*/version = 3.9.2/' {VENV}/pyvenv.cfg", {VENV_OP},
+                 f"grep -q '^version = 3.11' {VENV}/pyvenv.cfg", id="other-interpreter-cfg"),
+    pytest.param(f"ln -sfn /opt/sandbox/venv/bin/python3 {VENV}/bin/python3", {VENV_OP},
+                 f"test $(readlink {VENV}/bin/python3) = /usr/bin/python3 && {ACCOUNT_PIP}",
+                 id="python-elsewhere"),
+    pytest.param(f"ln -sfn /usr/bin/python3.99 {VENV}/bin/python3", {VENV_OP},
+                 f"test -e {VENV}/bin/python && {ACCOUNT_PIP}", id="dangling-python"),
+    pytest.param(f"{VENV}/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall pyasn1==0.6.5",
+                 {VENV_OP}, f"test -z \"$(find {VENV} ! -user litellm | head -n 1)\" && {ACCOUNT_PIP}",
+                 id="root-owned-files"),
+    pytest.param(f"rm {ROOT}/bin/litellm-dbctl", {f"Tool {ROOT}/bin/litellm-dbctl | cfg-02"},
+                 f"test -f {ROOT}/bin/litellm-dbctl", id="dbctl-missing"),
+    pytest.param(f"echo '# an older one' >> {ROOT}/bin/litellm-dbctl", {f"Tool {ROOT}/bin/litellm-dbctl | cfg-02"},
+                 f"! grep -q 'an older one' {ROOT}/bin/litellm-dbctl", id="dbctl-old"),
+    pytest.param(f"rm {ROOT}/env.litellm", {f"Env file {ROOT}/env.litellm content | sec-01"},
+                 f"test -f {ROOT}/env.litellm", id="env-file-missing"),
+    pytest.param(f"rm -rf {UNITS}", {f"Directory /home/litellm/.config/systemd/user | svc-01"},
+                 f"test -f {UNITS}/litellm.service && {CTL} is-active litellm.service", id="unit-dir-missing"),
+]
+
+
+@pytest.mark.parametrize("breakage, items, repaired", ROWS)
+def test_broken_state_is_drift_then_repaired(converged, host, converge, tmp_path, breakage, items, repaired):
+    host.ssh(breakage, timeout=600)
+    assert host.ssh(repaired, check=False, timeout=120).returncode != 0, "the breakage broke nothing"
+    proc, report = check(host, tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr[-3000:]
+    assert items <= named(report, host), proc.stdout
+    assert converge().returncode == 0
+    host.wait_for(repaired, timeout=120)
+    assert converge().changed(host.name) == []
+
+
+def test_user_manager_stopped_is_drift_then_repaired(converged, host, converge, tmp_path):
+    host.ssh("systemctl stop --no-block user@$(id -u litellm).service")
+    host.wait_for("! systemctl is-active -q user@$(id -u litellm).service", timeout=300)
+    proc, report = check(host, tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr[-3000:]
+    assert "Unit litellm.service enabled and running | svc-01" in named(report, host)
+    converge()
+    host.wait_for(f"{CTL} is-active litellm.service litellm-backup.timer", timeout=300)
+    assert converge().changed(host.name) == []
+
+
+def test_database_down_fails_only_the_database_items(converged, host, converge, tmp_path):
+    password = host.out(f"sed -n 's|^DATABASE_URL=postgresql://[^:]*:\\([^@]*\\)@.*|\\1|p' {ROOT}/env.litellm")
+    host.ssh(f"chmod 0777 {ROOT}/logs && rm {UNITS}/litellm-metrics.service")  # non-database drift besides
+    host.ssh("systemctl stop postgresql", timeout=300)
+    try:
+        proc, report = check(host, tmp_path)
+        assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
+        errors = named(report, host, "error")
+        assert errors and all("| db-0" in e for e in errors), errors
+        assert f"database settings: database {DB} unreachable" in proc.stdout, proc.stdout
+        assert {f"Directory {ROOT}/logs 0750 | fs-01", "Unit file litellm-metrics.service content | svc-01"} <= \
+            named(report, host)
+        assert not password or password not in proc.stdout + proc.stderr
+
+        run = pyinfra([host.name], "-y")
+        assert run.returncode != 0
+        assert f"database {DB} unreachable" in run.stderr, run.stderr[-3000:]
+        assert not password or password not in run.stdout + run.stderr
+        host.ssh(f"test $(stat -c %a {ROOT}/logs) = 750 && test -f {UNITS}/litellm-metrics.service")
+        host.wait_for(f"{CTL} is-active litellm-metrics.service", timeout=120)
+        proc, report = check(host, tmp_path)
+        assert proc.returncode == 1 and named(report, host) == set(), proc.stdout  # only the database is left
+    finally:
+        host.ssh("systemctl start postgresql", timeout=300)
+    converge()
+    proc, report = check(host, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    assert converge().changed(host.name) == []
