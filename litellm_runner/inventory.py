@@ -10,6 +10,13 @@ Real hosts: set ``LITELLM_INVENTORY`` to a YAML file of groups::
           _sudo: true
           litellm_num_workers: 2
 
+A sudo password never lives in a hosts file or group_data (a literal ``_sudo_password``
+there is refused, its value masked): for a host with ``_sudo: true`` it comes from the
+operator's secret source like every other secret, under the name in the host's
+``litellm_sudo_password_secret`` (default ``LITELLM_SUDO_PASSWORD``): the environment, then
+the secrets file (``LITELLM_SECRETS_FILE`` or the host's ``litellm_secrets_file``). Without
+it pyinfra runs ``sudo -n`` (a NOPASSWD rule).
+
 With no ``LITELLM_INVENTORY``, the inventory is the sandbox hosts named in
 ``LITELLM_SANDBOXES`` (comma separated, default ``litellm-sandbox``), started
 by ``make sandbox-up``; each is reached over SSH on 127.0.0.1 like production.
@@ -17,12 +24,17 @@ by ``make sandbox-up``; each is reached over SSH on 127.0.0.1 like production.
 
 from __future__ import annotations
 
+import ast
 import os
 import pathlib
 
 import yaml
 
 from . import sandbox
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+SUDO_PASSWORD_SECRET = "LITELLM_SUDO_PASSWORD"  # default name of the sudo password in the secret source
+SECRET_ARGUMENTS = ("_sudo_password", "_su_password")  # pyinfra arguments that carry a password
 
 
 class InventoryError(ValueError):
@@ -51,11 +63,61 @@ def load_hosts_file(path: str) -> dict[str, list]:
                 data = entry.get("data") or {}
                 if not isinstance(data, dict):
                     raise InventoryError(f"{path}: {group}[{index}].data: expected a mapping")
-                entries.append((entry["name"], data))
+                refuse_literal_passwords(data, f"{path}: {group}[{index}].data")
+                entries.append((entry["name"], with_sudo_password(data, f"{path}: {group}[{index}]")))
             else:
                 raise InventoryError(f"{path}: {group}[{index}]: expected a host name or {{name: ..., data: {{...}}}}")
         groups[group] = entries
     return groups
+
+
+def refuse_literal_passwords(data: dict, where: str) -> None:
+    """No sudo/su password written in host data: it belongs in the secret source (value never shown)."""
+    for key in SECRET_ARGUMENTS:
+        if key in data:
+            raise InventoryError(
+                f"{where}.{key} = ***: a password is never written in a hosts file or group_data; "
+                f"put it in the operator's secret source as {data.get('litellm_sudo_password_secret') or SUDO_PASSWORD_SECRET} "
+                "(environment or LITELLM_SECRETS_FILE; litellm_sudo_password_secret names another variable)")
+
+
+def refuse_group_data_passwords(folder: pathlib.Path = REPO / "group_data") -> None:
+    """No group_data/*.py assigns a sudo/su password (read as Python syntax, never executed)."""
+    for path in sorted(folder.glob("*.py")):
+        try:
+            tree = ast.parse(path.read_text(), str(path))
+        except SyntaxError:
+            continue  # pyinfra reports it when it loads the file
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            for target in targets:
+                if isinstance(target, ast.Name) and target.id in SECRET_ARGUMENTS:
+                    raise InventoryError(
+                        f"{path}:{node.lineno}: {target.id} = ***: a password is never written in group_data; "
+                        f"put it in the operator's secret source as {SUDO_PASSWORD_SECRET} "
+                        "(environment or LITELLM_SECRETS_FILE)")
+
+
+def with_sudo_password(data: dict, where: str) -> dict:
+    """DATA, with ``_sudo_password`` from the secret source when ``_sudo`` is set and the secret exists."""
+    if not data.get("_sudo"):
+        return data
+    from . import secrets  # imports pyinfra's operation machinery: only when needed
+
+    name = data.get("litellm_sudo_password_secret") or SUDO_PASSWORD_SECRET
+    if name in os.environ:
+        value, source = os.environ[name], "the environment"
+    else:
+        path = os.environ.get("LITELLM_SECRETS_FILE") or data.get("litellm_secrets_file")
+        try:
+            value, source = (secrets.read_secrets_file(path) if path else {}).get(name), path
+        except secrets.SecretError as exc:
+            raise InventoryError(f"{where}: sudo password {name}: {exc}") from None
+        if value is None:
+            return data  # no password: pyinfra runs sudo -n (a NOPASSWD rule)
+    if not value or any(c in value for c in "\n\r\0"):
+        raise InventoryError(f"{where}: sudo password {name} from {source}: empty or not one line (value not shown)")
+    return {**data, "_sudo_password": value}
 
 
 def sandbox_groups(names: list[str]) -> dict[str, list]:
@@ -67,11 +129,12 @@ def sandbox_groups(names: list[str]) -> dict[str, list]:
             raise InventoryError(f"sandbox {name} is not running: start it with `make sandbox-up` "
                                  "or set LITELLM_INVENTORY to a hosts file")
         data.pop("name", None)
-        hosts.append((name, data))
+        hosts.append((name, with_sudo_password(data, f"sandbox {name}")))
     return {"litellm_hosts": hosts, "sandbox": hosts}
 
 
 def groups() -> dict[str, list]:
+    refuse_group_data_passwords()
     path = os.environ.get("LITELLM_INVENTORY")
     if path:
         return load_hosts_file(path)

@@ -399,7 +399,7 @@ def _fail(state, host, text):
 
 def _audit_now(state, host, venv_path):
     """At execution, after the venv operation ran: read what is installed now and audit it."""
-    ok, output = host.run_shell_command(StringCommand(InstalledPackages().command(venv_path)))
+    ok, output = _run(host, InstalledPackages().command(venv_path), 120)  # through sudo when connected so
     if not ok:
         return _fail(state, host, f"CVE gate: cannot read the packages of {venv_path}")
     installed = InstalledPackages().process(output.stdout_lines)

@@ -1,6 +1,7 @@
 """Throwaway LiteLLM hosts: Debian 12 with systemd as PID 1 in podman.
 
     python -m litellm_runner.sandbox up [--name litellm-sandbox] [--port 2222]
+                                        [--operator password|nopasswd] [--no-root-login]
     python -m litellm_runner.sandbox down [--name litellm-sandbox | --all]
     python -m litellm_runner.sandbox build | list
 
@@ -8,6 +9,12 @@ A sandbox is reached like production, over SSH (127.0.0.1:PORT, key in
 .sandbox/id_ed25519). It starts in the state of the incident this runner
 exists to fix (sandbox/incident/). Up and down are idempotent; several
 sandboxes run side by side with distinct names and ports.
+
+``--operator password`` adds a login user ``operator`` (same SSH key) with sudo
+rights that need its password (``nopasswd``: a NOPASSWD rule) and makes the
+sandbox's inventory connect as that user through sudo; the password is only in
+the sandbox's own secret source (``.sandbox/NAME/secrets.env``, as
+LITELLM_SUDO_PASSWORD). ``--no-root-login`` makes sshd refuse root.
 
 Differences from production (see README): the proxy runs without
 DATABASE_URL (Prisma's engines cannot be downloaded here), and the secrets
@@ -41,6 +48,8 @@ DEFAULT_PORT = 2222
 # exceed what the host may grant (no CAP_SYS_RESOURCE). See ../shared/sandbox.md.
 RUN_FLAGS = ["--runtime", "runc", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
 DEBIAN_PACKAGES = "systemd,systemd-sysv,dbus,dbus-user-session,python3,sudo,procps"
+OPERATOR = "operator"  # the login user of --operator
+OPERATOR_MODES = ("password", "nopasswd")
 
 
 class SandboxError(RuntimeError):
@@ -206,8 +215,59 @@ def host_data(name: str) -> dict:
     return json.loads((_state(name) / "host.json").read_text())
 
 
-def up(name: str = DEFAULT_NAME, port: int = DEFAULT_PORT) -> dict:
-    """Start (building if needed) the sandbox NAME with SSH on 127.0.0.1:PORT."""
+def _exec(name: str, script: str, input: str | None = None, timeout: int = 60) -> None:
+    """Run the shell SCRIPT as root inside the sandbox NAME."""
+    _run(["podman", "exec", "-i", name, "sh", "-euc", script], input=input, timeout=timeout)
+
+
+def _sudo_secrets(name: str) -> pathlib.Path:
+    """The sandbox NAME's own secret source: the shared secrets plus its operator's sudo password (kept)."""
+    path = _state(name) / "secrets.env"
+    if not path.exists():
+        _state(name).mkdir(mode=0o700, parents=True, exist_ok=True)
+        text = secrets_file().read_text().rstrip("\n") + f"\nLITELLM_SUDO_PASSWORD={secrets.token_hex(16)}\n"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+    return path
+
+
+def _sudo_password(name: str) -> str:
+    for line in _sudo_secrets(name).read_text().splitlines():
+        if line.startswith("LITELLM_SUDO_PASSWORD="):
+            return line.split("=", 1)[1]
+    raise SandboxError(f"{_sudo_secrets(name)}: no LITELLM_SUDO_PASSWORD")
+
+
+def _setup_operator(name: str, mode: str, pub: str) -> None:
+    """The login user OPERATOR: SSH key, a password, sudo with it (MODE password) or without (nopasswd)."""
+    rule = f"{OPERATOR} ALL=(ALL:ALL) {'ALL' if mode == 'password' else 'NOPASSWD: ALL'}"
+    _exec(name, f"id -u {OPERATOR} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {OPERATOR}\n"
+                f"install -d -m 0700 -o {OPERATOR} -g {OPERATOR} /home/{OPERATOR}/.ssh\n"
+                f"printf '%s\\n' '{rule}' > /etc/sudoers.d/{OPERATOR}.tmp\n"
+                f"chmod 0440 /etc/sudoers.d/{OPERATOR}.tmp && visudo -cqf /etc/sudoers.d/{OPERATOR}.tmp\n"
+                f"mv /etc/sudoers.d/{OPERATOR}.tmp /etc/sudoers.d/{OPERATOR}")
+    _exec(name, f"umask 077 && cat > /home/{OPERATOR}/.ssh/authorized_keys && "
+                f"chown {OPERATOR}: /home/{OPERATOR}/.ssh/authorized_keys", input=pub)
+    _exec(name, "chpasswd", input=f"{OPERATOR}:{_sudo_password(name)}\n")
+
+
+def _root_login(name: str, allowed: bool) -> None:
+    """sshd lets root in (the default) or refuses it (PermitRootLogin no)."""
+    conf = "/etc/ssh/sshd_config.d/10-root-login.conf"
+    _exec(name, (f"rm -f {conf}" if allowed else f"echo 'PermitRootLogin no' > {conf}")
+          + " && systemctl try-reload-or-restart ssh")
+
+
+def up(name: str = DEFAULT_NAME, port: int = DEFAULT_PORT, operator: str | None = None,
+       root_login: bool = True) -> dict:
+    """Start (building if needed) the sandbox NAME with SSH on 127.0.0.1:PORT.
+
+    OPERATOR (``password`` or ``nopasswd``): reach it as the login user
+    ``operator`` through sudo (see the module's doc); ROOT_LOGIN false: sshd refuses root.
+    """
+    if operator not in (None, *OPERATOR_MODES):
+        raise SandboxError(f"operator: expected one of {', '.join(OPERATOR_MODES)}, not {operator!r}")
     key = _ssh_key()
     secrets_file()
     status = _container_state(name)
@@ -221,6 +281,9 @@ def up(name: str = DEFAULT_NAME, port: int = DEFAULT_PORT) -> dict:
     pub = key.with_suffix(".pub").read_text()
     _run(["podman", "exec", "-i", name, "sh", "-c",
           "umask 077 && cat > /root/.ssh/authorized_keys"], input=pub)
+    if operator:
+        _setup_operator(name, operator, pub)
+    _root_login(name, root_login)
     seeded = _run(["podman", "exec", name, "test", "-e", "/var/lib/litellm-sandbox-seeded"], check=False)
     if seeded.returncode != 0:
         _run(["podman", "cp", str(CONTEXT / "incident" / "seed.py"), f"{name}:/opt/sandbox/incident/seed.py"])
@@ -250,6 +313,9 @@ def up(name: str = DEFAULT_NAME, port: int = DEFAULT_PORT) -> dict:
         # 4 proxy workers on a busy 2-core machine can take minutes of uvicorn start-up restarts
         "litellm_ready_timeout": 600,
     }
+    if operator:
+        # the sudo password is read from the secret source by the inventory loader, never stored here
+        data.update({"ssh_user": OPERATOR, "_sudo": True, "litellm_secrets_file": str(_sudo_secrets(name))})
     (state / "host.json").write_text(json.dumps(data, indent=2))
     return data
 
@@ -274,13 +340,18 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default=DEFAULT_NAME)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--all", action="store_true", help="down: every sandbox of this checkout")
+    parser.add_argument("--operator", choices=OPERATOR_MODES,
+                        help="up: connect as the login user 'operator' through sudo, with a sudo password or without")
+    parser.add_argument("--no-root-login", dest="root_login", action="store_false",
+                        help="up: sshd refuses root (reach the sandbox through --operator)")
     args = parser.parse_args(argv)
     try:
         if args.action == "build":
             print(build_image())
         elif args.action == "up":
-            data = up(args.name, args.port)
-            print(f"sandbox {args.name}: running, ssh root@127.0.0.1 -p {data['ssh_port']} -i {data['ssh_key']}")
+            data = up(args.name, args.port, args.operator, args.root_login)
+            print(f"sandbox {args.name}: running, ssh {data['ssh_user']}@127.0.0.1 -p {data['ssh_port']} "
+                  f"-i {data['ssh_key']}{' (sudo)' if data.get('_sudo') else ''}")
         elif args.action == "down":
             names = running() if args.all else [args.name]
             if args.all:

@@ -198,6 +198,9 @@ SCALARS = {  # key: (check, expected form)
 }
 OPTIONAL = {  # keys without a shipped default: checked when set
     "litellm_secrets_file": (_abs, "an absolute path to a KEY=value secrets file"),
+    # read by the inventory loader (litellm_runner/inventory.py): the secret holding the sudo password
+    "litellm_sudo_password_secret": (lambda v: isinstance(v, str) and v.isidentifier(),
+                                     "the name of a secret (environment variable) such as LITELLM_SUDO_PASSWORD"),
 }
 SETTINGS = {  # LiteLLM settings: key -> (check, expected form)
     "database_connection_pool_limit": (_int(1, 1000), "a whole number 1-1000"),

@@ -34,3 +34,76 @@ def test_bad_hosts_file(tmp_path, text, message):
 def test_missing_hosts_file():
     with pytest.raises(InventoryError, match="/nope.yml: LITELLM_INVENTORY names a file that does not exist"):
         load_hosts_file("/nope.yml")
+
+
+# -- sudo passwords: only from the secret source ---------------------------------------------
+from litellm_runner.inventory import refuse_group_data_passwords, with_sudo_password  # noqa: E402
+
+CANARY = "canary-Pw-4711"
+
+
+@pytest.mark.parametrize("key", ["_sudo_password", "_su_password"])
+def test_password_in_a_hosts_file_is_refused_masked(tmp_path, key):
+    path = tmp_path / "hosts.yml"
+    path.write_text(f"litellm_hosts:\n  - name: a\n    data: {{_sudo: true, {key}: {CANARY}}}\n")
+    with pytest.raises(InventoryError) as err:
+        load_hosts_file(str(path))
+    assert str(err.value).startswith(f"{path}: litellm_hosts[0].data.{key} = ***: a password is never written")
+    assert CANARY not in str(err.value)
+
+
+@pytest.mark.parametrize("text", [f"_sudo_password = '{CANARY}'\n", f"x = 1\n_su_password: str = '{CANARY}'\n"])
+def test_password_in_group_data_is_refused_masked(tmp_path, text):
+    (tmp_path / "all.py").write_text("litellm_user = 'litellm'\n")
+    (tmp_path / "web.py").write_text(text)
+    with pytest.raises(InventoryError) as err:
+        refuse_group_data_passwords(tmp_path)
+    assert str(err.value).startswith(f"{tmp_path / 'web.py'}:")
+    assert "= ***: a password is never written in group_data" in str(err.value)
+    assert CANARY not in str(err.value)
+
+
+def test_shipped_group_data_has_no_password():
+    refuse_group_data_passwords()
+
+
+def _secrets(tmp_path, text, mode=0o600):
+    path = tmp_path / "secrets.env"
+    path.write_text(text)
+    path.chmod(mode)
+    return str(path)
+
+
+@pytest.mark.parametrize("data, env, file_text, expected", [
+    # no _sudo: nothing looked up
+    ({"ssh_user": "deploy"}, {"LITELLM_SUDO_PASSWORD": CANARY}, None, None),
+    # _sudo, the environment first
+    ({"_sudo": True}, {"LITELLM_SUDO_PASSWORD": CANARY}, f"LITELLM_SUDO_PASSWORD=other\n", CANARY),
+    # then the secrets file of the host
+    ({"_sudo": True}, {}, f"LITELLM_SUDO_PASSWORD={CANARY}\n", CANARY),
+    # another name
+    ({"_sudo": True, "litellm_sudo_password_secret": "OPS_SUDO"}, {}, f"OPS_SUDO='{CANARY}'\n", CANARY),
+    # no secret: sudo -n (NOPASSWD)
+    ({"_sudo": True}, {}, "OTHER=x\n", None),
+])
+def test_sudo_password_from_the_secret_source(tmp_path, monkeypatch, data, env, file_text, expected):
+    for name in ("LITELLM_SUDO_PASSWORD", "OPS_SUDO", "LITELLM_SECRETS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    if file_text is not None:
+        data = {**data, "litellm_secrets_file": _secrets(tmp_path, file_text)}
+    assert with_sudo_password(data, "h").get("_sudo_password") == expected
+
+
+@pytest.mark.parametrize("file_text, mode, message", [
+    ("LITELLM_SUDO_PASSWORD=x\n", 0o644, "lets others read secrets"),
+    ("LITELLM_SUDO_PASSWORD=\n", 0o600, "empty or not one line (value not shown)"),
+])
+def test_bad_sudo_password_source_is_refused(tmp_path, monkeypatch, file_text, mode, message):
+    monkeypatch.delenv("LITELLM_SUDO_PASSWORD", raising=False)
+    monkeypatch.delenv("LITELLM_SECRETS_FILE", raising=False)
+    data = {"_sudo": True, "litellm_secrets_file": _secrets(tmp_path, file_text, mode)}
+    with pytest.raises(InventoryError) as err:
+        with_sudo_password(data, "h")
+    assert str(err.value).startswith("h: sudo password LITELLM_SUDO_PASSWORD") and message in str(err.value)
