@@ -42,6 +42,10 @@ def as_text(command):
     if isinstance(command, FunctionCommand) and command.function.__name__ == "_write_staged":
         dest, _content, user, group, mode, keep = command.args
         return f"write {dest} {mode} {user}:{group}" + (f" (backups {keep})" if keep else "")
+    if isinstance(command, FunctionCommand) and command.function.__name__ == "_dbctl_apply":
+        return command.args[0]  # litellm-dbctl apply, run at execution (a failure fails only that item)
+    if isinstance(command, FunctionCommand) and command.function.__name__ == "_dbctl_failed":
+        return f"FAIL {command.args[0]}"
     text = command.get_raw_value() if isinstance(command, StringCommand) else str(command)
     if text.startswith(f"{SYSTEM_PYTHON} -I -c "):
         action, blob = text.split()[-2:]

@@ -48,6 +48,20 @@ def test_database_op(plan, applies):
         assert fakehost.last_drift[0]["before"] == {"general_settings.database_connection_pool_limit": 10}
 
 
+@pytest.mark.parametrize("plan, expected", [
+    ({"error": "database 127.0.0.1:5434/litellm unreachable: connection refused", "code": 3},
+     "FAIL database settings: database 127.0.0.1:5434/litellm unreachable: connection refused"),
+    ({"error": "/r/env.litellm: No such file or directory", "code": 2}, f"{ACCOUNT} /r/venv/bin/python"),
+])
+def test_database_op_when_the_plan_failed(plan, expected):
+    """Unreachable (dbctl exit 3): this item fails, named, recorded as an error; anything else (the env
+    file or venv being repaired in this run): applied, planned again while executing."""
+    commands, _ = run_op(database, {DatabasePlan: plan}, root="/r", scope="settings", desired=DESIRED,
+                         account=ACCOUNT)
+    assert commands[0].startswith(expected)
+    assert fakehost.last_drift[0]["kind"] == ("error" if plan["code"] == 3 else "database")
+
+
 def test_desired_state_defaults():
     assert DESIRED["rotations"] == [{"alias": "ops-team", "min_days_left": 14, "valid_days": 90, "grace_hours": 24}]
     assert DESIRED["terminate_idle"] is False and DESIRED["block_expired"] is True

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from litellm_runner.facts import FileText, InstalledPackages, Linger, PathState, UserUnits
+from litellm_runner.facts import FileText, InstalledPackages, Linger, PathState, UserUnits, VenvState
 from litellm_runner.operations import (
     directory, file_attrs, linger, managed_file, sha256_text,
     user_daemon_reload, user_unit, user_unit_sources, venv_requirements,
@@ -126,15 +126,28 @@ BASE = {"litellm": "1.102.4", "urllib3": "2.8.0", "pip": "23.0.1", "setuptools":
     ("no-venv", None, [REBUILD, INSTALL], [("litellm", None, "1.102.4"), ("urllib3", None, "2.8.0")]),
     ("no-pip", {"litellm": "1.102.4", "urllib3": "2.8.0"}, [REBUILD, INSTALL], []),  # cannot repair in place
     ("odd-name", {**BASE, "x;reboot": "1"}, [REBUILD, INSTALL], [("x;reboot", "1", None)]),
+    ("root-owned", {"foreign": ["/v/lib"], "foreign_count": 3},
+     ['hostside adopt {"group": "litellm", "path": "/v", "user": "litellm"}'], []),
+    ("half-installed", {"broken": {"urllib3": "lib/python3.11/site-packages/urllib3/__init__.py: 0 bytes"}},
+     [f"{UNINSTALL} urllib3", INSTALL], [("urllib3", "2.8.0", "2.8.0")]),
+    ("no-metadata", {"broken": {"six": "x.dist-info: no METADATA or RECORD"}}, [REBUILD, INSTALL], []),
+    ("other-python", {"version": "3.9.2"}, [REBUILD, INSTALL], []),
+    ("python-elsewhere", {"python": "/opt/venv/bin/python3"}, [REBUILD, INSTALL], []),
+    ("dangling-python", {"python": "/usr/bin/python3.99", "exists": False}, [REBUILD, INSTALL], []),
 ])
 def test_venv_requirements(case, installed, expected, drifted):
-    commands, noops = run_op(venv_requirements, {InstalledPackages: installed}, venv="/v", lock_text=LOCK,
-                             lock_path="/r/lock.txt", python="/usr/bin/python3", user="litellm")
+    """INSTALLED: the packages, or a change to a sound venv (VenvState) of BASE."""
+    state = {"packages": BASE, "python": "/usr/bin/python3", "exists": True, "home": "/usr/bin",
+             "version": "3.11.2", "foreign": [], "foreign_count": 0, "broken": {}}
+    state = {**state, **installed} if installed and "litellm" not in installed else {**state, "packages": installed}
+    commands, noops = run_op(venv_requirements, {VenvState: state}, venv="/v", lock_text=LOCK,
+                             lock_path="/r/lock.txt", python="/usr/bin/python3", user="litellm", python_version="3.11")
     assert commands == expected
     assert noops == ([] if expected else ["/v: equals its lock"])
     packages = [d for d in fakehost.last_drift if d["kind"] == "package"]
     assert [(d["before"]["name"], d["before"]["version"], d["after"]["version"]) for d in packages] == drifted
-    assert any(d["kind"] == "venv" for d in fakehost.last_drift) == (case in ("no-pip", "odd-name"))
+    assert any(d["kind"] == "venv" for d in fakehost.last_drift) == (case not in (
+        "equal", "other-version", "missing", "extras", "extra-and-other-version", "no-venv", "half-installed"))
 
 
 CTL = "systemctl --user --machine=litellm@.host"

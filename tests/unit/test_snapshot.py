@@ -22,7 +22,7 @@ def test_snapshot_command_runs_and_parses_on_this_machine(tmp_path):
     assert snap["paths"][paths[0]]["type"] == "directory" and snap["paths"][paths[0]]["mode"] == "0750"
     assert snap["paths"][paths[1]]["sha256"] == "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
     assert snap["paths"][paths[2]] is None
-    assert snap["linger"] is False and snap["venv"] is None
+    assert snap["linger"] is False and snap["venv"]["packages"] is None
     assert snap["account"]["user"]["uid"] == 65534 and snap["account"]["created"] is False
 
 
@@ -43,7 +43,7 @@ def test_fact_is_answered_from_one_snapshot_and_falls_through_for_the_rest():
     config = f"{data['litellm_root']}/state/config.generated.yaml"
     assert config in wanted["paths"] and f"{data['litellm_root']}/bin/litellm-dbctl" in wanted["paths"]
     snap = {"paths": {config: {"type": "file", "sha256": "ab"}}, "linger": True,
-            "units": {"litellm.service": {"active": True}}, "venv": {"urllib3": "2.7.0"}}
+            "units": {"litellm.service": {"active": True}}, "venv": {"packages": {"urllib3": "2.7.0"}}}
     host = SnapHost(data, snap)
     with ctx_host.use(host):
         assert snapshot.fact(PathState, path=config)["sha256"] == "ab"
