@@ -250,15 +250,16 @@ UNIT_PROPS = ("Id,LoadState,UnitFileState,ActiveState,NextElapseUSecRealtime,"
 
 
 def unit_dirs(user: str) -> list[str]:
-    """USER's systemd search paths that hold hand edits (systemd.unit(5), highest priority first).
+    """USER's systemd search paths that hold hand edits (systemd.unit(5)), the fourth the managed one.
 
     The vendor directories under /usr are left out (packages', never an operator's edit);
-    ``~/.config/systemd/user`` holds the managed unit files themselves.
+    ``~/.config/systemd/user`` holds the managed unit files themselves. /etc/systemd/user comes
+    before /etc/xdg/systemd/user, Debian's link to it: a file there is named by its own path.
     """
     pw = pwd.getpwnam(user)
     home, run = pw.pw_dir.rstrip("/"), f"/run/user/{pw.pw_uid}/systemd"
     return [f"{home}/.config/systemd/user.control", f"{run}/user.control", f"{run}/transient",
-            f"{home}/.config/systemd/user", "/etc/xdg/systemd/user", "/etc/systemd/user", f"{run}/user",
+            f"{home}/.config/systemd/user", "/etc/systemd/user", "/etc/xdg/systemd/user", f"{run}/user",
             "/run/systemd/user", f"{home}/.local/share/systemd/user"]
 
 
