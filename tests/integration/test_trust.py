@@ -70,7 +70,8 @@ ATTACKS = [
     ("symlink-parent-directory", f"mv {UNITS} {UNITS}.moved && ln -s /etc/systemd/system {UNITS}",
      f"rm -rf {UNITS}.moved", ""),
     ("names-with-blanks-and-line-breaks",
-     f"touch '{CONFIG}.bak-x .bashrc' \"{CONFIG}.bak-1\n/etc/passwd\" '{CONFIG}.bak-20200101T000000 /etc/shadow'",
+     f"cd {STATE} && touch 'config.generated.yaml.bak-x .bashrc' \"config.generated.yaml.bak-1\n.bashrc\" "
+     "'config.generated.yaml.bak-20200101T000000 shadow' \"config.generated.yaml.bak-20200101T000000000\nshadow\"",
      "", ""),
     ("race-swap-directory", f"rm -rf {STATE}/files", "",
      f"while :; do rm -rf {STATE}/files 2>/dev/null; ln -sfn /etc {STATE}/files 2>/dev/null; "
