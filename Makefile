@@ -24,14 +24,19 @@ check: venv
 	@mkdir -p reports
 	$(PY) -m litellm_runner.check --json reports/drift.json --junit reports/drift.xml
 
+# unit tests first (about 2 min), then the integration files in 2 workers, each file whole in
+# one worker (its sandboxes are its own; see tests/integration/conftest.py)
 test: system-deps venv
-	$(PY) -m pytest tests/ -v -p no:cacheprovider
+	$(PY) -m pytest tests/unit -v -p no:cacheprovider
+	$(PY) -m litellm_runner.sandbox build
+	$(PY) -m pytest tests/integration -v -p no:cacheprovider -n 2 --dist loadfile
 
 unit: venv
 	$(PY) -m pytest tests/unit -q -p no:cacheprovider
 
 integration: system-deps venv
-	$(PY) -m pytest tests/integration -v -p no:cacheprovider
+	$(PY) -m litellm_runner.sandbox build
+	$(PY) -m pytest tests/integration -v -p no:cacheprovider -n 2 --dist loadfile
 
 sandbox-up: system-deps venv
 	@$(PY) -m litellm_runner.sandbox up --name $(SANDBOX) --port $(SANDBOX_PORT)

@@ -9,6 +9,11 @@ from tests.support.hosts import REPO, fresh_sandbox, pyinfra
 
 NAME = os.environ.get("LITELLM_IT_SANDBOX", "litellm-sandbox-it")  # a second run side by side: another name
 PORT = int(os.environ.get("LITELLM_IT_PORT", "2290"))
+# pytest-xdist (`make test` runs the integration files in 2 workers, each file whole in one
+# worker): every worker that needs the session host gets its own sandbox
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _WORKER.startswith("gw"):
+    NAME, PORT = f"{NAME}-{_WORKER}", PORT + 30 + int(_WORKER[2:])
 
 
 @pytest.fixture(scope="session")
