@@ -17,6 +17,13 @@ operator's secret source like every other secret, under the name in the host's
 the secrets file (``LITELLM_SECRETS_FILE`` or the host's ``litellm_secrets_file``). Without
 it pyinfra runs ``sudo -n`` (a NOPASSWD rule).
 
+The password never enters host data nor any command line: pyinfra would pass it as
+``env PYINFRA_SUDO_PASSWORD=... sudo -A`` on every command, readable by every user of
+the host in ``/proc/PID/cmdline``. Host data carries only a marker (so pyinfra runs
+``sudo -A -k``), and the askpass helper pyinfra creates once per connection is ours:
+created by ``mktemp`` (0600, the connecting user's), its content (the password) sent on
+stdin, then made executable for that user only; pyinfra removes it when it disconnects.
+
 With no ``LITELLM_INVENTORY``, the inventory is the sandbox hosts named in
 ``LITELLM_SANDBOXES`` (comma separated, default ``litellm-sandbox``), started
 by ``make sandbox-up``; each is reached over SSH on 127.0.0.1 like production.
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shlex
 import pathlib
 
 import yaml
@@ -35,6 +43,10 @@ from . import sandbox
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SUDO_PASSWORD_SECRET = "LITELLM_SUDO_PASSWORD"  # default name of the sudo password in the secret source
 SECRET_ARGUMENTS = ("_sudo_password", "_su_password")  # pyinfra arguments that carry a password
+ASKPASS_MARKER = "private-askpass"  # host data's _sudo_password: only makes pyinfra use sudo -A
+_passwords: dict[str, str] = {}  # host name -> sudo password, for the private askpass helper
+PRIVATE_ASKPASS = ("umask 077 && f=$(mktemp /tmp/litellm-runner-askpass.XXXXXXXXXX) && cat > \"$f\" "
+                   "&& chmod 0700 \"$f\" && echo \"$f\"")
 
 
 class InventoryError(ValueError):
@@ -64,7 +76,7 @@ def load_hosts_file(path: str) -> dict[str, list]:
                 if not isinstance(data, dict):
                     raise InventoryError(f"{path}: {group}[{index}].data: expected a mapping")
                 refuse_literal_passwords(data, f"{path}: {group}[{index}].data")
-                entries.append((entry["name"], with_sudo_password(data, f"{path}: {group}[{index}]")))
+                entries.append((entry["name"], with_sudo_password(entry["name"], data, f"{path}: {group}[{index}]")))
             else:
                 raise InventoryError(f"{path}: {group}[{index}]: expected a host name or {{name: ..., data: {{...}}}}")
         groups[group] = entries
@@ -98,8 +110,11 @@ def refuse_group_data_passwords(folder: pathlib.Path = REPO / "group_data") -> N
                         "(environment or LITELLM_SECRETS_FILE)")
 
 
-def with_sudo_password(data: dict, where: str) -> dict:
-    """DATA, with ``_sudo_password`` from the secret source when ``_sudo`` is set and the secret exists."""
+def with_sudo_password(host: str, data: dict, where: str) -> dict:
+    """DATA, with a sudo password from the secret source when ``_sudo`` is set and the secret exists.
+
+    The value is kept for HOST's private askpass helper; host data gets only ASKPASS_MARKER.
+    """
     if not data.get("_sudo"):
         return data
     from . import secrets  # imports pyinfra's operation machinery: only when needed
@@ -117,7 +132,35 @@ def with_sudo_password(data: dict, where: str) -> dict:
             return data  # no password: pyinfra runs sudo -n (a NOPASSWD rule)
     if not value or any(c in value for c in "\n\r\0"):
         raise InventoryError(f"{where}: sudo password {name} from {source}: empty or not one line (value not shown)")
-    return {**data, "_sudo_password": value}
+    _passwords[host] = value
+    _install_private_askpass()
+    return {**data, "_sudo_password": ASKPASS_MARKER}
+
+
+def _install_private_askpass() -> None:
+    """Make pyinfra's askpass helper, for hosts with a password here, a private script holding it."""
+    from pyinfra.api import StringCommand
+    from pyinfra.connectors import util
+
+    original = util._ensure_askpass_set_for_host
+    if getattr(original, "private", False):
+        return
+
+    def ensure(host, key, env_var, temp_dir=None):
+        password = _passwords.get(host.name)
+        if key != "sudo_askpass_path" or password is None:
+            return original(host, key, env_var, temp_dir=temp_dir)
+        cache_key = f"{key}__{temp_dir or host.get_temp_dir_config()}"  # pyinfra's key: removed at disconnect
+        if not host.connector_data.get(cache_key):
+            script = f"#!/bin/sh\nprintf '%s\\n' {shlex.quote(password)}\n"
+            ok, output = host.run_shell_command(StringCommand(PRIVATE_ASKPASS), _stdin=script, _timeout=60)
+            if not ok or not output.stdout_lines:
+                raise util.PyinfraError("could not create the private sudo askpass helper")
+            host.connector_data[cache_key] = output.stdout_lines[0]
+        return host.connector_data[cache_key]
+
+    ensure.private = True
+    util._ensure_askpass_set_for_host = ensure
 
 
 def sandbox_groups(names: list[str]) -> dict[str, list]:
@@ -129,7 +172,7 @@ def sandbox_groups(names: list[str]) -> dict[str, list]:
             raise InventoryError(f"sandbox {name} is not running: start it with `make sandbox-up` "
                                  "or set LITELLM_INVENTORY to a hosts file")
         data.pop("name", None)
-        hosts.append((name, with_sudo_password(data, f"sandbox {name}")))
+        hosts.append((name, with_sudo_password(name, data, f"sandbox {name}")))
     return {"litellm_hosts": hosts, "sandbox": hosts}
 
 

@@ -10,7 +10,7 @@ A sandbox is reached like production, over SSH (127.0.0.1:PORT, key in
 exists to fix (sandbox/incident/). Up and down are idempotent; several
 sandboxes run side by side with distinct names and ports.
 
-``--operator password`` adds a login user ``operator`` (same SSH key) with sudo
+``--operator password`` adds a login user ``deploy`` (same SSH key) with sudo
 rights that need its password (``nopasswd``: a NOPASSWD rule) and makes the
 sandbox's inventory connect as that user through sudo; the password is only in
 the sandbox's own secret source (``.sandbox/NAME/secrets.env``, as
@@ -48,7 +48,7 @@ DEFAULT_PORT = 2222
 # exceed what the host may grant (no CAP_SYS_RESOURCE). See ../shared/sandbox.md.
 RUN_FLAGS = ["--runtime", "runc", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
 DEBIAN_PACKAGES = "systemd,systemd-sysv,dbus,dbus-user-session,python3,sudo,procps"
-OPERATOR = "operator"  # the login user of --operator
+OPERATOR = "deploy"  # the login user of --operator (Debian has a system group "operator")
 OPERATOR_MODES = ("password", "nopasswd")
 
 
@@ -264,7 +264,7 @@ def up(name: str = DEFAULT_NAME, port: int = DEFAULT_PORT, operator: str | None 
     """Start (building if needed) the sandbox NAME with SSH on 127.0.0.1:PORT.
 
     OPERATOR (``password`` or ``nopasswd``): reach it as the login user
-    ``operator`` through sudo (see the module's doc); ROOT_LOGIN false: sshd refuses root.
+    ``deploy`` through sudo (see the module's doc); ROOT_LOGIN false: sshd refuses root.
     """
     if operator not in (None, *OPERATOR_MODES):
         raise SandboxError(f"operator: expected one of {', '.join(OPERATOR_MODES)}, not {operator!r}")
@@ -341,7 +341,7 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--all", action="store_true", help="down: every sandbox of this checkout")
     parser.add_argument("--operator", choices=OPERATOR_MODES,
-                        help="up: connect as the login user 'operator' through sudo, with a sudo password or without")
+                        help="up: connect as the login user 'deploy' through sudo, with a sudo password or without")
     parser.add_argument("--no-root-login", dest="root_login", action="store_false",
                         help="up: sshd refuses root (reach the sandbox through --operator)")
     args = parser.parse_args(argv)

@@ -37,6 +37,7 @@ def test_missing_hosts_file():
 
 
 # -- sudo passwords: only from the secret source ---------------------------------------------
+from litellm_runner import inventory  # noqa: E402
 from litellm_runner.inventory import refuse_group_data_passwords, with_sudo_password  # noqa: E402
 
 CANARY = "canary-Pw-4711"
@@ -93,7 +94,11 @@ def test_sudo_password_from_the_secret_source(tmp_path, monkeypatch, data, env, 
         monkeypatch.setenv(name, value)
     if file_text is not None:
         data = {**data, "litellm_secrets_file": _secrets(tmp_path, file_text)}
-    assert with_sudo_password(data, "h").get("_sudo_password") == expected
+    inventory._passwords.pop("h", None)
+    result = with_sudo_password("h", data, "h")
+    # the value stays out of host data (pyinfra would put it on the command line): only a marker
+    assert result.get("_sudo_password") == (inventory.ASKPASS_MARKER if expected else None)
+    assert inventory._passwords.get("h") == expected
 
 
 @pytest.mark.parametrize("file_text, mode, message", [
@@ -105,5 +110,5 @@ def test_bad_sudo_password_source_is_refused(tmp_path, monkeypatch, file_text, m
     monkeypatch.delenv("LITELLM_SECRETS_FILE", raising=False)
     data = {"_sudo": True, "litellm_secrets_file": _secrets(tmp_path, file_text, mode)}
     with pytest.raises(InventoryError) as err:
-        with_sudo_password(data, "h")
+        with_sudo_password("h", data, "h")
     assert str(err.value).startswith("h: sudo password LITELLM_SUDO_PASSWORD") and message in str(err.value)
