@@ -103,6 +103,9 @@ def refuse_group_data_passwords(folder: pathlib.Path = REPO / "group_data") -> N
         for node in tree.body:
             targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
             for target in targets:
+                if isinstance(target, ast.Name) and target.id == "litellm_sudo_password_secret":
+                    raise InventoryError(f"{path}:{node.lineno}: litellm_sudo_password_secret is read before group_data "
+                                         "is loaded: set it per host in the hosts file")
                 if isinstance(target, ast.Name) and target.id in SECRET_ARGUMENTS:
                     raise InventoryError(
                         f"{path}:{node.lineno}: {target.id} = ***: a password is never written in group_data; "

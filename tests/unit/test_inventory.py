@@ -64,6 +64,12 @@ def test_password_in_group_data_is_refused_masked(tmp_path, text):
     assert CANARY not in str(err.value)
 
 
+def test_sudo_password_secret_name_belongs_in_the_hosts_file(tmp_path):
+    (tmp_path / "web.py").write_text("litellm_sudo_password_secret = 'OPS_SUDO'\n")
+    with pytest.raises(InventoryError, match="web.py:1: litellm_sudo_password_secret is read before group_data"):
+        refuse_group_data_passwords(tmp_path)
+
+
 def test_shipped_group_data_has_no_password():
     refuse_group_data_passwords()
 
