@@ -117,6 +117,27 @@ def _boot() -> str:
             f"exec(zlib.decompress(base64.b64decode('{payload}')),g);sys.exit(g['main'](sys.argv))")
 
 
+class UserManager(FactBase):
+    """Whether USER's systemd manager (``user@UID.service``) is active."""
+
+    def command(self, user):
+        return hostside("snapshot", {"paths": [], "user": user, "units": [], "venv": "/nonexistent"})
+
+    def process(self, output):
+        return json.loads("\n".join(output))["manager"]
+
+
+class Leftovers(FactBase):
+    """Temporary files (``*.tmp-litellm-runner[-bak]``) a killed run left in the directories DIRS."""
+
+    def command(self, dirs):
+        return hostside("snapshot", {"paths": [], "user": "root", "units": [], "venv": "/nonexistent",
+                                     "dirs": list(dirs)})
+
+    def process(self, output):
+        return json.loads("\n".join(output))["leftovers"]
+
+
 class ServiceAccount(FactBase):
     """USER and GROUP from the host's user database (``getpwnam``; never /etc/shadow).
 
@@ -207,11 +228,12 @@ class HostSnapshot(FactBase):
     values never leave the host).
     """
 
-    def command(self, paths, user, units, venv, env_files=(), group=None):
+    def command(self, paths, user, units, venv, env_files=(), group=None, dirs=()):
         return hostside("snapshot", {"paths": list(paths), "user": user, "units": list(units), "venv": venv,
-                                     "env_files": list(env_files), "group": group or user})
+                                     "env_files": list(env_files), "group": group or user, "dirs": list(dirs)})
 
     def process(self, output):
         doc = json.loads("\n".join(output))
         return {"paths": doc["paths"], "linger": doc["linger"], "account": doc["account"],
+                "leftovers": doc["leftovers"], "manager": doc["manager"],
                 "units": UserUnits().process(doc["units"]), "venv": doc["venv"]}

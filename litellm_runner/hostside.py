@@ -540,11 +540,53 @@ def account(user: str, group: str) -> dict:
     return {"user": found, "group": has_group, "created": os.path.exists(f"{CREATED}/{user}")}
 
 
+def _manager_active(user: str) -> bool:
+    """Whether USER's systemd manager (``user@UID.service``) runs."""
+    try:
+        uid = pwd.getpwnam(user).pw_uid
+        proc = subprocess.run(["systemctl", "is-active", "--quiet", f"user@{uid}.service"], timeout=30)
+    except (KeyError, OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
+def leftovers(paths: list[str]) -> list[str]:
+    """Temporary files a killed run left in the managed directories PATHS (names matched as data)."""
+    found = []
+    for path in paths:
+        try:
+            dirfd = walk(_split(path), path)
+        except (OSError, Unsafe):
+            continue
+        try:
+            found += [f"{path}/{n}" for n in os.listdir(dirfd) if re.search(re.escape(TMP_SUFFIX) + r"(-bak)?\Z", n)]
+        finally:
+            os.close(dirfd)
+    return sorted(found)
+
+
+def unlink(args: dict) -> dict:
+    """Remove ARGS.paths, each a leftover temporary file (its name says so), never through a link."""
+    for path in args["paths"]:
+        if not re.search(re.escape(TMP_SUFFIX) + r"(-bak)?\Z", path):
+            raise Unsafe(f"{path}: not a temporary file of the runner")
+        dirfd, name = parent(path)
+        try:
+            os.unlink(name, dir_fd=dirfd)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(dirfd)
+    return {"removed": len(args["paths"])}
+
+
 def snapshot(args: dict) -> dict:
     env_files = set(args.get("env_files", []))
     return {
         "account": account(args["user"], args.get("group", args["user"])),
         "paths": {p: path_state(p, p in env_files) for p in args["paths"]},
+        "leftovers": leftovers(args.get("dirs", [])),
+        "manager": _manager_active(args["user"]),
         "linger": os.path.exists(f"/var/lib/systemd/linger/{args['user']}"),
         "units": _units(args["user"], args["units"]),
         "venv": venv_state(args["venv"], args["user"]),
@@ -710,7 +752,7 @@ def restore(args: dict) -> dict:
 
 
 ACTIONS = {"snapshot": snapshot, "read": read, "mkdir": mkdir, "attrs": attrs, "write": write, "restore": restore,
-           "unit_clean": unit_clean, "adopt": adopt}
+           "unit_clean": unit_clean, "adopt": adopt, "unlink": unlink}
 
 
 def main(argv: list[str]) -> int:

@@ -23,7 +23,8 @@ from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 
 from . import cve_gate, drift, snapshot
-from .facts import FileText, InstalledPackages, Linger, PathState, ServiceAccount, UserUnits, VenvState, hostside
+from .facts import (FileText, InstalledPackages, Leftovers, Linger, PathState, ServiceAccount, UserManager, UserUnits,
+                    VenvState, hostside)
 
 logger = logging.getLogger("litellm_runner")
 
@@ -91,15 +92,21 @@ def linger(user: str, present: bool = True):
 
     pyinfra has no operation for this. Enabling waits until
     ``user@UID.service`` is active (5 minutes at most), so user units can be managed right after.
+    With linger on, a manager that does not run (stopped by hand) is drift and started.
 
     .. code:: python
 
         linger(name="Enable linger for litellm | users-02", user="litellm")
     """
-    if snapshot.fact(Linger, user=user) == present:
+    lingering = snapshot.fact(Linger, user=user)
+    stopped = present and lingering and not snapshot.fact(UserManager, user=user)
+    if lingering == present and not stopped:
         host.noop(f"linger for {user} is already {'on' if present else 'off'}")
         return
-    drift.record("linger", "on" if not present else "off", "on" if present else "off")
+    if stopped:
+        drift.record("linger", "on, user manager stopped", "on, user manager running")
+    else:
+        drift.record("linger", "on" if not present else "off", "on" if present else "off")
     if present:
         # A manager still stopping (linger was just turned off) takes a queued start;
         # wait until it runs so user units can be managed right after.
@@ -242,6 +249,22 @@ def managed_file(dest: str, content: str, user: str, group: str, mode: str, back
         else:
             drift.record("file", current and {"type": current["type"]}, f"sha256:{sha256_text(content)[:12]}")
     yield from write_commands(dest, content, user, group, mode, backups_keep)
+
+
+@operation()
+def no_leftovers(dirs: list):
+    """Ensure no temporary file of a killed run (``*.tmp-litellm-runner[-bak]``) is left in DIRS.
+
+    + dirs: the managed directories (``snapshot.managed_dirs``)
+
+    Removed by host-side code by name (unlinkat, never through a link).
+    """
+    found = snapshot.fact(Leftovers, dirs=dirs)
+    if not found:
+        host.noop("no temporary file of an interrupted run is left")
+        return
+    drift.record("leftovers", found, [])
+    yield hostside("unlink", {"paths": found})
 
 
 @operation()
@@ -570,9 +593,12 @@ def user_unit(user: str, unit: str, enabled: bool = True, running: bool = True, 
     state = snapshot.fact(UserUnits, user=user, units=[unit]).get(unit, {})
     edited = bool(path and (foreign_sources(state, path) or state.get("need_reload")))
     is_enabled, is_active = state.get("enabled", False), state.get("active", False)
+    # a unit file (re)written in this run (its directory was removed by hand, with the
+    # .wants links) is enabled again even when the manager still remembers it as enabled
+    rewritten = bool(path) and (snapshot.fact(PathState, path=path) or {}).get("type") != "file"
     ctl = _systemctl_user(user)
     commands, action = [], None
-    if enabled and not is_enabled:
+    if enabled and (not is_enabled or rewritten):
         commands.append(f"{ctl} enable {q(unit)}")
     elif not enabled and is_enabled:
         commands.append(f"{ctl} disable {q(unit)}")

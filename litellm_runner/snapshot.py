@@ -19,7 +19,8 @@ import pathlib
 
 from pyinfra import host
 
-from .facts import HostSnapshot, InstalledPackages, Linger, PathState, ServiceAccount, UserUnits, VenvState
+from .facts import (HostSnapshot, InstalledPackages, Leftovers, Linger, PathState, ServiceAccount, UserManager,
+                    UserUnits, VenvState)
 from .render import render_units, venv, wanted_units
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -44,7 +45,13 @@ def spec(data) -> dict:
     paths += [f"{unit_dir}/{unit}" for unit in render_units(data)]
     units = list(dict.fromkeys([*wanted_units(data), *render_units(data)]))  # timers' services too (their sources)
     return {"paths": paths, "user": data.litellm_user, "units": units, "venv": venv(data),
-            "env_files": [f"{root}/env.litellm"], "group": data.litellm_group}
+            "env_files": [f"{root}/env.litellm"], "group": data.litellm_group, "dirs": managed_dirs(data)}
+
+
+def managed_dirs(data) -> list[str]:
+    """The directories the deploy writes files in (where a killed run may leave a temporary file)."""
+    root = data.litellm_root
+    return [f"{root}/{rel}".rstrip("/") for rel in ["", *data.litellm_dirs]] + [f"{data.litellm_home}/.config/systemd/user"]
 
 
 def _snapshot():
@@ -66,6 +73,10 @@ def fact(cls, **kwargs):
             return snap["paths"].get(kwargs["path"])  # a symlink is {"type": "symlink"}, never its target
         if cls is ServiceAccount and (kwargs["user"], kwargs["group"]) == (wanted["user"], wanted["group"]):
             return snap["account"]
+        if cls is UserManager and kwargs["user"] == wanted["user"]:
+            return snap["manager"]
+        if cls is Leftovers and list(kwargs["dirs"]) == wanted["dirs"]:
+            return snap["leftovers"]
         if cls is Linger and kwargs["user"] == wanted["user"]:
             return snap["linger"]
         if cls is UserUnits and kwargs["user"] == wanted["user"] and set(kwargs["units"]) <= set(wanted["units"]):

@@ -2,7 +2,8 @@
 
 from pyinfra import host
 
-from litellm_runner.operations import directory
+from litellm_runner.operations import directory, no_leftovers
+from litellm_runner.snapshot import managed_dirs
 
 
 def apply():
@@ -13,3 +14,4 @@ def apply():
             name=f"Directory {path} {d.litellm_dir_mode} | fs-01",
             path=path, user=d.litellm_user, group=d.litellm_group, mode=d.litellm_dir_mode,
         )
+    no_leftovers(name="No temporary file of an interrupted run | fs-02", dirs=managed_dirs(d))

@@ -63,7 +63,13 @@ ROWS = [  # (breakage, items the check must name, a command that succeeds once r
     pytest.param(f"rm {ROOT}/env.litellm", {f"Env file {ROOT}/env.litellm content | sec-01"},
                  f"test -f {ROOT}/env.litellm", id="env-file-missing"),
     pytest.param(f"rm -rf {UNITS}", {f"Directory /home/litellm/.config/systemd/user | svc-01"},
-                 f"test -f {UNITS}/litellm.service && {CTL} is-active litellm.service", id="unit-dir-missing"),
+                 f"test -f {UNITS}/litellm.service && {CTL} is-active litellm.service && "
+                 f"{CTL} is-enabled litellm.service", id="unit-dir-missing"),
+    pytest.param(f"runuser -u litellm -- touch {ROOT}/state/config.generated.yaml.tmp-litellm-runner "
+                 f"{ROOT}/bin/litellm-status.tmp-litellm-runner-bak",
+                 {"No temporary file of an interrupted run | fs-02"},
+                 f"! ls {ROOT}/state/*.tmp-litellm-runner* {ROOT}/bin/*.tmp-litellm-runner* 2>/dev/null",
+                 id="leftover-temp-files"),
 ]
 
 
@@ -84,7 +90,7 @@ def test_user_manager_stopped_is_drift_then_repaired(converged, host, converge, 
     host.wait_for("! systemctl is-active -q user@$(id -u litellm).service", timeout=300)
     proc, report = check(host, tmp_path)
     assert proc.returncode == 2, proc.stdout + proc.stderr[-3000:]
-    assert "Unit litellm.service enabled and running | svc-01" in named(report, host)
+    assert {"Linger for litellm | users-02", "Unit litellm.service enabled and running | svc-01"} <= named(report, host)
     converge()
     host.wait_for(f"{CTL} is-active litellm.service litellm-backup.timer", timeout=300)
     assert converge().changed(host.name) == []

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from litellm_runner.facts import FileText, InstalledPackages, Linger, PathState, UserUnits, VenvState
+from litellm_runner.facts import FileText, InstalledPackages, Leftovers, Linger, PathState, UserManager, UserUnits, VenvState
 from litellm_runner.operations import (
-    directory, file_attrs, linger, managed_file, sha256_text,
+    directory, file_attrs, linger, managed_file, no_leftovers, sha256_text,
     user_daemon_reload, user_unit, user_unit_sources, venv_requirements,
 )
 
@@ -16,16 +16,27 @@ from tests.unit.fakehost import Meta, run_op
 DIR = {"type": "directory", "mode": "0750", "user": "litellm", "group": "litellm", "sha256": None}
 
 
-@pytest.mark.parametrize("present, fact, expected", [
-    (True, True, []),
-    (True, False, ["loginctl enable-linger litellm"]),
-    (False, True, ["loginctl disable-linger litellm"]),
-    (False, False, []),
+@pytest.mark.parametrize("present, fact, manager, expected", [
+    (True, True, True, []),
+    (True, False, False, ["loginctl enable-linger litellm"]),
+    (True, True, False, ["loginctl enable-linger litellm"]),  # lingering, but its manager was stopped
+    (False, True, True, ["loginctl disable-linger litellm"]),
+    (False, False, False, []),
 ])
-def test_linger(present, fact, expected):
-    commands, noops = run_op(linger, {Linger: fact}, user="litellm", present=present)
+def test_linger(present, fact, manager, expected):
+    commands, noops = run_op(linger, {Linger: fact, UserManager: manager}, user="litellm", present=present)
     assert [c.split(" && ")[0] for c in commands] == expected
     assert bool(noops) == (not expected)
+
+
+@pytest.mark.parametrize("found, expected", [
+    ([], []),
+    (["/r/state/c.yaml.tmp-litellm-runner"], [
+        'hostside unlink {"paths": ["/r/state/c.yaml.tmp-litellm-runner"]}']),
+])
+def test_no_leftovers(found, expected):
+    commands, noops = run_op(no_leftovers, {Leftovers: found}, dirs=["/r/state"])
+    assert commands == expected and bool(noops) == (not expected)
 
 
 def hs(action, **args):
@@ -272,9 +283,16 @@ def test_user_daemon_reload(case, states, files_changed, expected):
     ("edited-stopped-unit", state(active=False, sources=[DROPIN]), [f"{CTL} start litellm.service"]),
 ])
 def test_user_unit_restarts_once_after_a_hand_edit(case, unit_state, expected):
-    commands, _ = run_op(user_unit, {UserUnits: {"litellm.service": unit_state}}, user="litellm",
-                         unit="litellm.service", restart_when=[Meta(False)], path=MANAGED)
+    commands, _ = run_op(user_unit, {UserUnits: {"litellm.service": unit_state}, PathState: {"type": "file"}},
+                         user="litellm", unit="litellm.service", restart_when=[Meta(False)], path=MANAGED)
     assert commands == expected
+
+
+def test_a_unit_whose_file_is_written_again_is_enabled_again():
+    """Its directory was removed with the .wants links; the manager may still think it enabled."""
+    commands, _ = run_op(user_unit, {UserUnits: {"litellm.service": state()}, PathState: None},
+                         user="litellm", unit="litellm.service", restart_when=[Meta(True)], path=MANAGED)
+    assert commands == [f"{CTL} enable litellm.service", f"{CTL} restart litellm.service"]
 
 
 @pytest.mark.parametrize("unit, dirs", [
