@@ -127,6 +127,16 @@ class UserManager(FactBase):
         return json.loads("\n".join(output))["manager"]
 
 
+class RunLock(FactBase):
+    """The host's run lock (/run/litellm-runner.lock): ``{"text", "mtime", "now"}`` or None."""
+
+    def command(self):
+        return hostside("snapshot", {"paths": [], "user": "root", "units": [], "venv": "/nonexistent"})
+
+    def process(self, output):
+        return json.loads("\n".join(output))["run_lock"]
+
+
 class Leftovers(FactBase):
     """Temporary files (``*.tmp-litellm-runner[-bak]``) a killed run left in the directories DIRS."""
 
@@ -235,5 +245,5 @@ class HostSnapshot(FactBase):
     def process(self, output):
         doc = json.loads("\n".join(output))
         return {"paths": doc["paths"], "linger": doc["linger"], "account": doc["account"],
-                "leftovers": doc["leftovers"], "manager": doc["manager"],
+                "leftovers": doc["leftovers"], "manager": doc["manager"], "run_lock": doc["run_lock"],
                 "units": UserUnits().process(doc["units"]), "venv": doc["venv"]}

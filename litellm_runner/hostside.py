@@ -580,9 +580,32 @@ def unlink(args: dict) -> dict:
     return {"removed": len(args["paths"])}
 
 
+RUN_LOCK = "/run/litellm-runner.lock"  # litellm_runner.lock.LOCK_PATH (root's)
+
+
+def run_lock() -> dict | None:
+    """The run lock's owner record as text, its mtime and the host's clock (None: no lock)."""
+    try:
+        dirfd, name = parent(RUN_LOCK)
+    except (OSError, Unsafe):
+        return None
+    try:
+        fd = _open_file(dirfd, name, RUN_LOCK)
+    except (OSError, Unsafe):
+        return None
+    finally:
+        os.close(dirfd)
+    try:
+        return {"text": _read_fd(fd, 1 << 16).decode("utf-8", "replace"), "mtime": int(os.fstat(fd).st_mtime),
+                "now": int(time.time())}
+    finally:
+        os.close(fd)
+
+
 def snapshot(args: dict) -> dict:
     env_files = set(args.get("env_files", []))
     return {
+        "run_lock": run_lock(),
         "account": account(args["user"], args.get("group", args["user"])),
         "paths": {p: path_state(p, p in env_files) for p in args["paths"]},
         "leftovers": leftovers(args.get("dirs", [])),

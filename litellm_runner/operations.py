@@ -23,8 +23,8 @@ from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 
 from . import cve_gate, drift, snapshot
-from .facts import (FileText, InstalledPackages, Leftovers, Linger, PathState, ServiceAccount, UserManager, UserUnits,
-                    VenvState, hostside)
+from .facts import (FileText, InstalledPackages, Leftovers, Linger, PathState, RunLock, ServiceAccount, UserManager,
+                    UserUnits, VenvState, hostside)
 
 logger = logging.getLogger("litellm_runner")
 
@@ -249,6 +249,33 @@ def managed_file(dest: str, content: str, user: str, group: str, mode: str, back
         else:
             drift.record("file", current and {"type": current["type"]}, f"sha256:{sha256_text(content)[:12]}")
     yield from write_commands(dest, content, user, group, mode, backups_keep)
+
+
+@operation()
+def no_abandoned_lock(stale_after: int):
+    """Ensure the host's run lock is not one a dead or silent run left behind.
+
+    + stale_after: ``litellm_lock_stale_after``
+
+    A converge takes such a lock over before it reads anything (litellm_runner.lock),
+    so there it is always this run's own; the drift check, which takes no lock,
+    reports it. A lock held by a live run is not drift.
+    """
+    from . import lock
+
+    found = snapshot.fact(RunLock)
+    if not found:
+        host.noop("no run lock is held")
+        return
+    owner = lock.parse_owner(found["text"], found["mtime"])
+    decision = lock.decide(owner, found["now"], lock.me(), stale_after)
+    if decision.action != "take-over":
+        host.noop(f"the run lock is held by {owner.describe(found['now'])}: {decision.reason}")
+        return
+    drift.record("run-lock", f"left by {owner.describe(found['now'])}: {decision.reason}", "no lock")
+    # nothing to change here: a converge takes the lock over (with a notice) before its first fact
+    # and gives it back at its end; this command only makes the item count as a change in --dry
+    yield "true  # the abandoned run lock is taken over by this run's lock step"
 
 
 @operation()

@@ -19,8 +19,8 @@ import pathlib
 
 from pyinfra import host
 
-from .facts import (HostSnapshot, InstalledPackages, Leftovers, Linger, PathState, ServiceAccount, UserManager,
-                    UserUnits, VenvState)
+from .facts import (HostSnapshot, InstalledPackages, Leftovers, Linger, PathState, RunLock, ServiceAccount,
+                    UserManager, UserUnits, VenvState)
 from .render import render_units, venv, wanted_units
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -73,6 +73,8 @@ def fact(cls, **kwargs):
             return snap["paths"].get(kwargs["path"])  # a symlink is {"type": "symlink"}, never its target
         if cls is ServiceAccount and (kwargs["user"], kwargs["group"]) == (wanted["user"], wanted["group"]):
             return snap["account"]
+        if cls is RunLock:
+            return snap["run_lock"]
         if cls is UserManager and kwargs["user"] == wanted["user"]:
             return snap["manager"]
         if cls is Leftovers and list(kwargs["dirs"]) == wanted["dirs"]:

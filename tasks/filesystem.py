@@ -2,7 +2,7 @@
 
 from pyinfra import host
 
-from litellm_runner.operations import directory, no_leftovers
+from litellm_runner.operations import directory, no_abandoned_lock, no_leftovers
 from litellm_runner.snapshot import managed_dirs
 
 
@@ -15,3 +15,4 @@ def apply():
             path=path, user=d.litellm_user, group=d.litellm_group, mode=d.litellm_dir_mode,
         )
     no_leftovers(name="No temporary file of an interrupted run | fs-02", dirs=managed_dirs(d))
+    no_abandoned_lock(name="No run lock left by an interrupted run | fs-02", stale_after=d.litellm_lock_stale_after)

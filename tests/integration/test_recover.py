@@ -70,6 +70,11 @@ ROWS = [  # (breakage, items the check must name, a command that succeeds once r
                  {"No temporary file of an interrupted run | fs-02"},
                  f"! ls {ROOT}/state/*.tmp-litellm-runner* {ROOT}/bin/*.tmp-litellm-runner* 2>/dev/null",
                  id="leftover-temp-files"),
+    # a lock from another control machine whose run died 1000 s ago (no heartbeat since)
+    pytest.param("old=$(( $(date +%s) - 1000 )); printf 'run_id=dead0000 user=op machine=gone mid=feedfacefeedface "
+                 "pid=4242 pstart= started=%s beat=%s\\n' $old $old > /run/litellm-runner.lock",
+                 {"No run lock left by an interrupted run | fs-02"}, "! test -e /run/litellm-runner.lock",
+                 id="lock-of-a-killed-run"),
 ]
 
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from litellm_runner.facts import FileText, InstalledPackages, Leftovers, Linger, PathState, UserManager, UserUnits, VenvState
+from litellm_runner.facts import FileText, InstalledPackages, Leftovers, Linger, PathState, RunLock, UserManager, UserUnits, VenvState
 from litellm_runner.operations import (
-    directory, file_attrs, linger, managed_file, no_leftovers, sha256_text,
+    directory, file_attrs, linger, managed_file, no_abandoned_lock, no_leftovers, sha256_text,
     user_daemon_reload, user_unit, user_unit_sources, venv_requirements,
 )
 
@@ -304,3 +304,21 @@ def test_a_unit_whose_file_is_written_again_is_enabled_again():
 def test_dropin_dirs_are_the_ones_systemd_reads(unit, dirs):
     from litellm_runner import hostside
     assert hostside.dropin_dirs(unit) == dirs
+
+
+def lock_text(**fields):
+    base = {"run_id": "r1", "user": "op", "machine": "ctl", "mid": "other-machine", "pid": 99999, "pstart": "",
+            "started": 1000, "beat": 1000}
+    return " ".join(f"{k}={v}" for k, v in {**base, **fields}.items())
+
+
+@pytest.mark.parametrize("found, drifted", [
+    (None, False),
+    ({"text": lock_text(), "mtime": 1000, "now": 1000 + 60}, False),  # another machine's live run: wait, not drift
+    ({"text": lock_text(), "mtime": 1000, "now": 1000 + 301}, True),  # its heartbeat stopped 301 s ago
+    ({"text": "garbled", "mtime": 1000, "now": 1000 + 301}, True),  # unreadable owner, old
+])
+def test_no_abandoned_lock(found, drifted):
+    commands, noops = run_op(no_abandoned_lock, {RunLock: found}, stale_after=300)
+    assert len(commands) == drifted and bool(noops) == (not drifted)
+    assert bool(fakehost.last_drift) == drifted
