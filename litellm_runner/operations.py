@@ -406,8 +406,10 @@ def venv_requirements(venv: str, lock_text: str, lock_path: str, python: str, us
     if not changes and not rebuild and not broken and not state["foreign_count"]:
         host.noop(f"{venv}: equals its lock")
         return
+    sbom = f"{lock_path.rsplit('/', 1)[0]}/venv-sbom.cdx.json"  # written next to the lock (tasks/python_env.py)
     for name, have, want in changes:
-        drift.record("package", {"name": name, "version": have}, {"name": name, "version": want})
+        drift.record("package", {"name": name, "version": have},
+                     {"name": name, "version": want, "lock": lock_path, "sbom": sbom})
     for name in broken:
         drift.record("package", {"name": name, "version": installed[name], "files": state["broken"][name]},
                      {"name": name, "version": locked.get(name)})

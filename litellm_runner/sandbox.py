@@ -89,7 +89,7 @@ def build_rootfs() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="litellm-rootfs-") as tmp:
         rootfs = pathlib.Path(tmp) / "rootfs"
-        print(f"sandbox: debootstrap bookworm (about a minute)", flush=True)
+        print("sandbox: debootstrap bookworm (about a minute)", flush=True)
         _run(["debootstrap", "--variant=minbase", f"--include={DEBIAN_PACKAGES}",
               "bookworm", str(rootfs), _mirror()], timeout=900)
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)

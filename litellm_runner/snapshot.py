@@ -40,7 +40,7 @@ def spec(data) -> dict:
     paths = [f"{root}/{rel}".rstrip("/") for rel in ["", *data.litellm_dirs]]
     paths += [f"{home}/.config", f"{home}/.config/systemd", unit_dir]
     paths += [f"{root}/env.litellm", f"{root}/state/config.generated.yaml", f"{root}/state/compliance-desired.json",
-              f"{root}/state/venv-requirements.txt"]
+              f"{root}/state/venv-requirements.txt", f"{root}/state/venv-sbom.cdx.json"]
     paths += [f"{root}/bin/{tool.name}" for tool in tools()]
     paths += [f"{unit_dir}/{unit}" for unit in render_units(data)]
     units = list(dict.fromkeys([*wanted_units(data), *render_units(data)]))  # timers' services too (their sources)

@@ -68,6 +68,10 @@ def apply():
         f"Venv lock {path} | py-01",
         dest=path, content=text, user=d.litellm_user, group=d.litellm_group, mode="0640",
     )
+    # what the venv holds, as CycloneDX, next to the lock it comes from (made from the lock on the control machine)
+    sbom = f"{d.litellm_root}/state/venv-sbom.cdx.json"
+    file(f"Venv SBOM {sbom} | py-01", dest=sbom, content=cve_gate.sbom(lock), user=d.litellm_user,
+         group=d.litellm_group, mode="0640")
     ops = [venv_requirements(
         name=f"Venv {venv(d)} satisfies its pins | py-01",  # its lock, exactly
         venv=venv(d), lock_text=text, lock_path=path,

@@ -37,7 +37,6 @@ def dry_before(host):
 def check_before(host):
     """The drift check on the untouched incident host: (process, JSON report)."""
     import json, os, subprocess, sys, tempfile
-    from tests.support.hosts import REPO
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/drift.json"
         proc = subprocess.run([sys.executable, "-m", "litellm_runner.check", "--json", path], cwd=REPO,

@@ -10,19 +10,13 @@ import time
 
 import pytest
 
-from tests.support.hosts import REPO, pyinfra
+from tests.support.hosts import REPO, drift_check, pyinfra
 
 ROOT = "/home/litellm/litellm"
 CTL = "systemctl --user --machine=litellm@.host"
 
 
-def check(host, tmp_path, env=None):
-    report = tmp_path / "drift.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "litellm_runner.check", "--json", str(report), "--junit", str(tmp_path / "drift.xml")],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
-        env={**os.environ, "LITELLM_SANDBOXES": host.name, **(env or {})})
-    return proc, (json.loads(report.read_text()) if report.exists() else None)
+check = drift_check
 
 
 def test_check_on_a_never_converged_host_reports_every_item(check_before):

@@ -16,18 +16,17 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 from litellm_runner import sandbox
 from tests.support import fleet
 from tests.support.hosts import REPO, fresh_sandbox, pyinfra
 
-NAME = "litellm-h8"
-PORT = 2418
+NAME = "litellm-sandbox-sudo"
+PORT = 2297
 ROOT = "/LAB/@litellm"
 ADOPT = {"litellm_user": "alice", "litellm_group": "alice", "litellm_home": "/home/alice", "litellm_root": ROOT}
 GROUPS = "alice audio lab research"  # alice's groups before the runner (id -Gn, sorted)
-SETUP = f"""
+SETUP = """
 groupadd lab && groupadd research
 useradd --create-home --shell /usr/bin/zsh --groups audio,lab,research alice
 install -d -m 0755 -o root -g root /LAB
@@ -145,7 +144,7 @@ def test_adopted_account_keeps_shell_and_groups(converged):
     assert root("getent passwd alice").stdout == converged["before"]["passwd"]
     assert sorted(root("id -Gn alice").stdout.split()) == GROUPS.split()
     assert root(f"stat -c '%U:%G %a' {ROOT} /LAB").stdout.split("\n")[:2] == ["alice:alice 750", "root:root 755"]
-    assert root(f"systemctl --user --machine=alice@.host is-active litellm.service").stdout.strip() == "active"
+    assert root("systemctl --user --machine=alice@.host is-active litellm.service").stdout.strip() == "active"
     for run_ in (converged["first"], converged["second"]):
         assert "alice is an existing account the runner did not create" in run_.stderr
         assert "(/usr/bin/zsh)" in run_.stderr

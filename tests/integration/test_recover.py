@@ -8,14 +8,10 @@ else and exits 1 naming the database; once it is started, the next converge
 finishes the job.
 """
 
-import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.support.hosts import REPO, pyinfra
+from tests.support.hosts import drift_check, pyinfra
 
 ROOT = "/home/litellm/litellm"
 VENV = f"{ROOT}/venv"
@@ -27,13 +23,7 @@ ACCOUNT_PIP = f"runuser -u litellm -- {VENV}/bin/python -c 'import litellm, urll
 DB = "127.0.0.1:5434/litellm"
 
 
-def check(host, tmp_path):
-    """``python -m litellm_runner.check --json``: (process, report)."""
-    report = tmp_path / "drift.json"
-    proc = subprocess.run([sys.executable, "-m", "litellm_runner.check", "--json", str(report)], cwd=REPO,
-                          capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "LITELLM_SANDBOXES": host.name})
-    return proc, (json.loads(report.read_text()) if report.exists() else None)
+check = drift_check
 
 
 def named(report, host, status="drift") -> set[str]:
@@ -62,7 +52,7 @@ ROWS = [  # (breakage, items the check must name, a command that succeeds once r
                  f"! grep -q 'an older one' {ROOT}/bin/litellm-dbctl", id="dbctl-old"),
     pytest.param(f"rm {ROOT}/env.litellm", {f"Env file {ROOT}/env.litellm content | sec-01"},
                  f"test -f {ROOT}/env.litellm", id="env-file-missing"),
-    pytest.param(f"rm -rf {UNITS}", {f"Directory /home/litellm/.config/systemd/user | svc-01"},
+    pytest.param(f"rm -rf {UNITS}", {"Directory /home/litellm/.config/systemd/user | svc-01"},
                  f"test -f {UNITS}/litellm.service && {CTL} is-active litellm.service && "
                  f"{CTL} is-enabled litellm.service", id="unit-dir-missing"),
     pytest.param(f"runuser -u litellm -- touch {ROOT}/state/config.generated.yaml.tmp-litellm-runner "

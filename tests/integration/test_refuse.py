@@ -15,7 +15,6 @@ fact (the live max_connections) and nothing else.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import subprocess
 

@@ -18,14 +18,13 @@ and the row shows:
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
-import subprocess
-import sys
 
 import pytest
 
-from tests.support.hosts import REPO, pyinfra
+from tests.support.hosts import drift_check, pyinfra
 
 ROOT = "/home/litellm/litellm"
 STATE = f"{ROOT}/state"
@@ -90,12 +89,7 @@ def planted_canary(host, converged):
     host.ssh("usermod -p '*' nobody")
 
 
-def check(host, tmp_path):
-    report = tmp_path / "drift.json"
-    proc = subprocess.run([sys.executable, "-m", "litellm_runner.check", "--json", str(report)], cwd=REPO,
-                          capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "LITELLM_SANDBOXES": host.name})
-    return proc, report.read_text() if report.exists() else ""
+check = drift_check
 
 
 @pytest.mark.parametrize("name, plant, cleanup, race", ATTACKS, ids=[a[0] for a in ATTACKS])
@@ -110,7 +104,7 @@ def test_planted_attack_changes_nothing_of_root_and_the_host_converges(host, con
     outputs = []
     try:
         proc, report = check(host, tmp_path)
-        outputs += [proc.stdout, proc.stderr, report]
+        outputs += [proc.stdout, proc.stderr, json.dumps(report)]
         assert proc.returncode == (2 if name in DRIFT else proc.returncode) and proc.returncode in (0, 2), \
             proc.stdout[-2000:] + proc.stderr[-2000:]
         first = pyinfra([host.name], "-y", "--diff", "-vvv")  # facts' output is printed at -vvv

@@ -9,13 +9,10 @@ value, active); the converge after that changes nothing.
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.support.hosts import REPO
+from tests.support.hosts import drift_check
 
 UNIT = "litellm-rerank.service"  # a stub server: restarts in a moment (the proxy may take minutes)
 MANAGED = f"/home/litellm/.config/systemd/user/{UNIT}"
@@ -65,12 +62,7 @@ def show(host, prop):
     return host.out(f"{CTL} show -p {','.join([*SHOWN, prop])} {UNIT}")
 
 
-def check(host, tmp_path):
-    report = tmp_path / "drift.json"
-    proc = subprocess.run([sys.executable, "-m", "litellm_runner.check", "--json", str(report)], cwd=REPO,
-                          capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "LITELLM_SANDBOXES": host.name})
-    return proc, (json.loads(report.read_text()) if report.exists() else None)
+check = drift_check
 
 
 @pytest.mark.parametrize("hand_edit, prop, item, named", ROWS)

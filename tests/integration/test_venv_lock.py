@@ -1,14 +1,10 @@
 """The converged venv is its lock, line for line; an extra package and another version are drift, repaired."""
 
-import json
-import os
-import subprocess
-import sys
 
 from packaging.utils import canonicalize_name
 
 from litellm_runner.cve_gate import lock_path, locked_versions, sha256_file
-from tests.support.hosts import REPO
+from tests.support.hosts import REPO, drift_check
 from tests.unit.group_data import defaults
 
 ROOT = "/home/litellm/litellm"
@@ -36,12 +32,7 @@ def locked_lines(lock) -> list[str]:
     return sorted(f"{name}=={version}" for name, version in locked_versions(lock.read_text()).items())
 
 
-def check(host, tmp_path):
-    report = tmp_path / "drift.json"
-    proc = subprocess.run([sys.executable, "-m", "litellm_runner.check", "--json", str(report)], cwd=REPO,
-                          capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "LITELLM_SANDBOXES": host.name})
-    return proc, (json.loads(report.read_text()) if report.exists() else None)
+check = drift_check
 
 
 def packages(report, host) -> set[tuple]:

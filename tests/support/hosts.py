@@ -82,6 +82,16 @@ def pyinfra(hosts: list[str], *args: str, timeout: float = 1800, env: dict | Non
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
+def drift_check(host: Host, tmp_path: pathlib.Path, env: dict | None = None):
+    """``python -m litellm_runner.check --json --junit`` against HOST: (process, JSON report or None)."""
+    report = tmp_path / "drift.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "litellm_runner.check", "--json", str(report), "--junit", str(tmp_path / "drift.xml")],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "LITELLM_SANDBOXES": host.name, **(env or {})})
+    return proc, (json.loads(report.read_text()) if report.exists() else None)
+
+
 @contextlib.contextmanager
 def fresh_sandbox(name: str, port: int):
     """A new sandbox host NAME in the incident state (a leftover of that name removed first), removed afterwards."""

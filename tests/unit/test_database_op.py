@@ -3,7 +3,6 @@ is made on the control machine and only its hash reaches the host."""
 
 import base64
 import json
-import pathlib
 from types import SimpleNamespace
 
 import pytest

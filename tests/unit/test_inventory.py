@@ -85,7 +85,7 @@ def _secrets(tmp_path, text, mode=0o600):
     # no _sudo: nothing looked up
     ({"ssh_user": "deploy"}, {"LITELLM_SUDO_PASSWORD": CANARY}, None, None),
     # _sudo, the environment first
-    ({"_sudo": True}, {"LITELLM_SUDO_PASSWORD": CANARY}, f"LITELLM_SUDO_PASSWORD=other\n", CANARY),
+    ({"_sudo": True}, {"LITELLM_SUDO_PASSWORD": CANARY}, "LITELLM_SUDO_PASSWORD=other\n", CANARY),
     # then the secrets file of the host
     ({"_sudo": True}, {}, f"LITELLM_SUDO_PASSWORD={CANARY}\n", CANARY),
     # another name

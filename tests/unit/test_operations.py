@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from litellm_runner.facts import FileText, InstalledPackages, Leftovers, Linger, PathState, RunLock, UserManager, UserUnits, VenvState
+from litellm_runner.facts import FileText, Leftovers, Linger, PathState, RunLock, UserManager, UserUnits, VenvState
 from litellm_runner.operations import (
     directory, file_attrs, linger, managed_file, no_abandoned_lock, no_leftovers, sha256_text,
     user_daemon_reload, user_unit, user_unit_sources, venv_requirements,

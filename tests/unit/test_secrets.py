@@ -1,6 +1,5 @@
 """The secret source: values by name, placeholders blanked, no value in any message."""
 
-import os
 
 import pytest
 
