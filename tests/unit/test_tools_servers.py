@@ -30,6 +30,8 @@ def deps(tmp_path_factory):
         env.chmod(0o600)
         proxy_port = free_port()
         proxy = tool("litellm-stub-server", "--name", "proxy", "--port", str(proxy_port))
+        # bound before any other server asks for a free port: two would otherwise get the same one
+        wait_http(f"http://127.0.0.1:{proxy_port}/health")
         yield {"root": root, "env": env, "pg": pg, "redis": redis, "proxy": f"http://127.0.0.1:{proxy_port}"}
         proxy.terminate()
 
@@ -49,6 +51,7 @@ def health(deps):
                 "--env-file", str(deps["env"]), "--proxy-url", deps["proxy"] + "/x",
                 env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
     wait_http(f"http://127.0.0.1:{port}/healthz")
+    assert proc.poll() is None, "the health server exited (its port was taken?)"  # it is ours that answered
     yield f"http://127.0.0.1:{port}"
     proc.terminate()
     out, err = proc.communicate(timeout=10)
