@@ -24,6 +24,8 @@ come from a generated .sandbox/secrets.env.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -142,19 +144,29 @@ def build_image() -> str:
     return ref
 
 
-def _ssh_key() -> pathlib.Path:
+@contextlib.contextmanager
+def _state_lock():
+    """One process at a time creates the shared state (several test workers start sandboxes at once)."""
     STATE.mkdir(mode=0o700, exist_ok=True)
+    with open(STATE / ".create.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _ssh_key() -> pathlib.Path:
     key = STATE / "id_ed25519"
-    if not key.exists():
-        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "litellm-sandbox", "-f", str(key)])
+    with _state_lock():
+        if not key.exists():
+            _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "litellm-sandbox", "-f", str(key)])
     return key
 
 
 def secrets_file() -> pathlib.Path:
     """The sandbox's secret source (the operator's secrets file in production)."""
-    STATE.mkdir(mode=0o700, exist_ok=True)
     path = STATE / "secrets.env"
-    if not path.exists():
+    with _state_lock():
+        if path.exists():
+            return path
         password = secrets.token_hex(20)
         lines = [
             f"LITELLM_MASTER_KEY=sk-{secrets.token_hex(24)}",
@@ -346,8 +358,10 @@ def main(argv=None) -> int:
                         help="up: sshd refuses root (reach the sandbox through --operator)")
     args = parser.parse_args(argv)
     try:
-        if args.action == "build":
+        if args.action == "build":  # the image, the SSH key and the secrets, before sandboxes start in parallel
             print(build_image())
+            _ssh_key()
+            secrets_file()
         elif args.action == "up":
             data = up(args.name, args.port, args.operator, args.root_login)
             print(f"sandbox {args.name}: running, ssh {data['ssh_user']}@127.0.0.1 -p {data['ssh_port']} "
