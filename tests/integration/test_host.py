@@ -6,7 +6,7 @@ import pytest
 import yaml
 from packaging.version import Version
 
-from litellm_runner import sandbox
+from litellm_runner import envfile, sandbox
 from tests.unit.group_data import defaults
 
 ROOT = "/home/litellm/litellm"
@@ -91,7 +91,7 @@ def test_no_secret_in_rendered_config_or_unit_files(converged, host):
 
 def test_env_file(converged, host):
     assert host.out(f"stat -c '%a %U %G' {ROOT}/env.litellm") == "600 litellm litellm"
-    env = dict(line.split("=", 1) for line in host.out(f"grep -v '^#' {ROOT}/env.litellm").splitlines())
+    env = envfile.loads(host.out(f"cat {ROOT}/env.litellm"), "env.litellm")  # as systemd reads it
     assert set(env) >= {"LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "DATABASE_URL", "VLLM_API_KEY"}
     assert env["VLLM_API_KEY"] == ""  # the placeholder 'dummy' is written empty
     assert env["LITELLM_MASTER_KEY"].startswith("sk-") and env["LITELLM_MASTER_KEY"] != "sk-1234"
@@ -125,7 +125,6 @@ def test_backup_timer_schedule_on_host(converged, host):
 def test_proxy_answers(converged, host):
     code = host.wait_for("curl -fsS -o /dev/null -w '%{http_code}' http://127.0.0.1:4000/health/liveliness", timeout=180)
     assert code == "200"
-    workers = host.out("pgrep -u litellm -fc 'venv/bin/litellm|multiprocessing'", check=False)
     assert host.out(f"{CTL} show -P ExecStart litellm.service").find("--num_workers 4") >= 0
 
 
