@@ -9,8 +9,11 @@ finishes the job.
 """
 
 
+import urllib.parse
+
 import pytest
 
+from litellm_runner import envfile
 from tests.support.hosts import drift_check, pyinfra
 
 ROOT = "/home/litellm/litellm"
@@ -92,7 +95,8 @@ def test_user_manager_stopped_is_drift_then_repaired(converged, host, converge, 
 
 
 def test_database_down_fails_only_the_database_items(converged, host, converge, tmp_path):
-    password = host.out(f"sed -n 's|^DATABASE_URL=postgresql://[^:]*:\\([^@]*\\)@.*|\\1|p' {ROOT}/env.litellm")
+    password = urllib.parse.urlsplit(envfile.loads(host.out(f"cat {ROOT}/env.litellm"))["DATABASE_URL"]).password
+    assert password  # the check below looks for it
     host.ssh(f"chmod 0777 {ROOT}/logs && rm {UNITS}/litellm-metrics.service")  # non-database drift besides
     host.ssh("systemctl stop postgresql", timeout=300)
     try:
