@@ -45,10 +45,12 @@ def test_health_endpoints(backed_up, host):
 def test_readyz_turns_unready_without_postgres(backed_up, host):
     host.ssh("systemctl stop postgresql")
     try:
-        body = host.out("curl -s -w ' %{http_code}' http://127.0.0.1:8181/readyz")
-        doc, code = json.loads(body.rsplit(" ", 1)[0]), body.rsplit(" ", 1)[1]
-        assert code == "503" and doc["checks"]["database"]["ok"] is False
-        assert host.out("curl -s http://127.0.0.1:9090/metrics | grep '^litellm_db_up '") == "litellm_db_up 0.0"
+        # the health server shares one probe among requests for a few seconds (--probe-every):
+        # the next probe after the stop reports it
+        body = host.wait_for("curl -s -w ' %{http_code}' http://127.0.0.1:8181/readyz | grep ' 503$'", timeout=60)
+        doc = json.loads(body.rsplit(" ", 1)[0])
+        assert doc["checks"]["database"]["ok"] is False
+        assert host.wait_for("curl -s http://127.0.0.1:9090/metrics | grep '^litellm_db_up 0.0$'", timeout=60)
     finally:
         host.ssh("systemctl start postgresql")
     host.wait_for("runuser -u postgres -- pg_isready -p 5434", timeout=60)
