@@ -28,8 +28,6 @@ from .facts import (FileText, InstalledPackages, Leftovers, Linger, PathState, R
 
 logger = logging.getLogger("litellm_runner")
 
-COMPROMISED = cve_gate.COMPROMISED  # PyPI releases that were compromised: never locked, never installed
-
 
 def q(value) -> str:
     return shlex.quote(str(value))

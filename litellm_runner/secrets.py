@@ -128,7 +128,7 @@ def env_file(dest: str, user: str, group: str):
         return
     if not host.state.is_executing:
         before = (current or {}).get("env") or {}
-        after = {k: fingerprint(v) for k, v in envfile.loads(content, "the desired env file").items()}
+        after = masked_env(content.splitlines())
         if current and current["type"] != "file":
             before = {"(path)": current["type"]}
         drift.record("secret-file", {k: v for k, v in before.items() if after.get(k) != v},
