@@ -22,7 +22,7 @@ dry: venv
 # exit 0: no drift, 2: drift, 1: the check could not run. Reports in reports/.
 check: venv
 	@mkdir -p reports
-	$(PY) -m litellm_runner.check --json reports/drift.json --junit reports/drift.xml
+	$(PY) -m litellm_runner.cli.check --json reports/drift.json --junit reports/drift.xml
 
 # unit tests first (about 2 min), then the integration files in 2 workers, each file whole in
 # one worker (its sandboxes are its own; see tests/integration/conftest.py)

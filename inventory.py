@@ -6,7 +6,8 @@ file (or a password written in one) stops the run with one line, exit 1.
 
 import sys
 
-from litellm_runner.inventory import InventoryError, groups as _groups
+from litellm_runner.inventory import InventoryError
+from litellm_runner.inventory import groups as _groups
 
 try:
     globals().update(_groups())

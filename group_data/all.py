@@ -168,7 +168,9 @@ litellm_key_rotation = [  # aliases whose key is kept valid; e.g.
 # Capacity: litellm_num_workers x general_settings.database_connection_pool_limit
 # + litellm_db_other_clients + litellm_db_reserve_connections <= max_connections, read from
 # the live PostgreSQL (the runner never changes max_connections: that needs a restart).
-litellm_db_other_clients = 5  # host tools' connections: backup, metrics, health server (1 shared probe), dbctl, status (capacity.CLIENTS)
+litellm_db_other_clients = (
+    5  # host tools' connections: backup, metrics, health server (1 shared probe), dbctl, status (capacity.CLIENTS)
+)
 litellm_db_reserve_connections = 10  # superuser_reserved_connections (3) + an operator's psql and migrations
 # Unit hardening: the highest `systemd-analyze security --offline --user` exposure (0.0 best,
 # 10.0 worst) any rendered service may score; every shipped service scores 6.6 (systemd 252).

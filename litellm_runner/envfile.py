@@ -48,7 +48,7 @@ KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 WHITESPACE = " \t\n\r"  # systemd src/basic/string-util.h
 NEWLINE = "\n\r"
 COMMENTS = "#;"
-NEED_ESCAPE = "\"\\`$"  # systemd src/basic/escape.h SHELL_NEED_ESCAPE
+NEED_ESCAPE = '"\\`$'  # systemd src/basic/escape.h SHELL_NEED_ESCAPE
 CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")  # all but TAB; what str.splitlines splits at
 
 
@@ -64,7 +64,8 @@ def _value_problem(value) -> str | None:
     if bad:
         char = bad.group()
         what = {"\n": "a line break (\\n)", "\r": "a line break (\\r)", "\x00": "a NUL byte"}.get(
-            char, f"a control character or line separator (U+{ord(char):04X})")
+            char, f"a control character or line separator (U+{ord(char):04X})"
+        )
         return f"the value contains {what}; expected a single line of printable text"
     try:
         value.encode("utf-8")
@@ -76,8 +77,7 @@ def _value_problem(value) -> str | None:
 def check(key, value, source: str = "env file") -> None:
     """Refuse KEY/VALUE unless dumps writes them so that systemd and loads read VALUE back exactly."""
     if not isinstance(key, str) or not KEY.match(key):
-        raise EnvFileError(f"{source}: key {key!r}: expected a name of letters, digits and _ "
-                           "not starting with a digit")
+        raise EnvFileError(f"{source}: key {key!r}: expected a name of letters, digits and _ not starting with a digit")
     problem = _value_problem(value)
     if problem:
         raise EnvFileError(f"{source}: {key}: {problem} (the value is not shown)")
@@ -93,7 +93,7 @@ def quote(value: str) -> str:
 def dumps(items: dict, header: str | None = None) -> str:
     """The env file for ITEMS, one ``KEY=quoted value`` line each, after HEADER as ``#`` comment lines."""
     lines = []
-    for line in (header.split("\n") if header else []):
+    for line in header.split("\n") if header else []:
         if "\\" in line or CONTROL.search(line):
             raise EnvFileError("env file header: expected comment text without backslashes or control characters")
         lines.append(f"# {line}".rstrip())
@@ -121,8 +121,8 @@ class _Reader:
         return EnvFileError(f"{where}: {what} (the line is not shown: it may hold a secret)")
 
     def push(self) -> None:
-        key = "".join(self.key[:self.key_blank] if self.key_blank is not None else self.key)
-        value = self.value[:self.value_blank] if self.state == "VALUE" and self.value_blank is not None else self.value
+        key = "".join(self.key[: self.key_blank] if self.key_blank is not None else self.key)
+        value = self.value[: self.value_blank] if self.state == "VALUE" and self.value_blank is not None else self.value
         if not KEY.match(key):
             raise self.fail("expected KEY=value with a KEY of letters, digits and _", key=False)
         problem = _value_problem("".join(value))
@@ -182,8 +182,10 @@ class _Reader:
 
     def s_VALUE_ESCAPE(self, c):
         if c in NEWLINE:
-            raise self.fail("a backslash ends the line, so systemd would join the next line into the value; "
-                            "expected the value quoted")
+            raise self.fail(
+                "a backslash ends the line, so systemd would join the next line into the value; "
+                "expected the value quoted"
+            )
         self.state = "VALUE"
         self.value.append(c)
 
@@ -197,7 +199,7 @@ class _Reader:
 
     def s_DOUBLE_QUOTE_VALUE(self, c):
         if c in NEWLINE:
-            raise self.fail("a quote is not closed on its line; expected KEY=\"value\" on one line")
+            raise self.fail('a quote is not closed on its line; expected KEY="value" on one line')
         if c == '"':
             self.state = "PRE_VALUE"
         elif c == "\\":
@@ -219,8 +221,11 @@ class _Reader:
 
     def s_COMMENT_ESCAPE(self, c):
         if c in NEWLINE:
-            raise self.fail("a comment ends with a backslash (systemd 252 reads the next line as comment, "
-                            "254 and later as a variable); expected no backslash at the end", key=False)
+            raise self.fail(
+                "a comment ends with a backslash (systemd 252 reads the next line as comment, "
+                "254 and later as a variable); expected no backslash at the end",
+                key=False,
+            )
         self.state = "COMMENT"
 
     def end(self) -> dict:

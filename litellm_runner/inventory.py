@@ -33,20 +33,21 @@ from __future__ import annotations
 
 import ast
 import os
-import shlex
 import pathlib
+import shlex
 
 import yaml
 
-from . import sandbox
+from litellm_runner import sandbox
+from litellm_runner.resources import project
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
 SUDO_PASSWORD_SECRET = "LITELLM_SUDO_PASSWORD"  # default name of the sudo password in the secret source
 SECRET_ARGUMENTS = ("_sudo_password", "_su_password")  # pyinfra arguments that carry a password
 ASKPASS_MARKER = "private-askpass"  # host data's _sudo_password: only makes pyinfra use sudo -A
 _passwords: dict[str, str] = {}  # host name -> sudo password, for the private askpass helper
-PRIVATE_ASKPASS = ("umask 077 && f=$(mktemp /tmp/litellm-runner-askpass.XXXXXXXXXX) && cat > \"$f\" "
-                   "&& chmod 0700 \"$f\" && echo \"$f\"")
+PRIVATE_ASKPASS = (
+    'umask 077 && f=$(mktemp /tmp/litellm-runner-askpass.XXXXXXXXXX) && cat > "$f" && chmod 0700 "$f" && echo "$f"'
+)
 
 
 class InventoryError(ValueError):
@@ -90,11 +91,13 @@ def refuse_literal_passwords(data: dict, where: str) -> None:
             raise InventoryError(
                 f"{where}.{key} = ***: a password is never written in a hosts file or group_data; "
                 f"put it in the operator's secret source as {data.get('litellm_sudo_password_secret') or SUDO_PASSWORD_SECRET} "
-                "(environment or LITELLM_SECRETS_FILE; litellm_sudo_password_secret names another variable)")
+                "(environment or LITELLM_SECRETS_FILE; litellm_sudo_password_secret names another variable)"
+            )
 
 
-def refuse_group_data_passwords(folder: pathlib.Path = REPO / "group_data") -> None:
+def refuse_group_data_passwords(folder: pathlib.Path | None = None) -> None:
     """No group_data/*.py assigns a sudo/su password (read as Python syntax, never executed)."""
+    folder = folder or project("group_data")
     for path in sorted(folder.glob("*.py")):
         try:
             tree = ast.parse(path.read_text(), str(path))
@@ -104,13 +107,16 @@ def refuse_group_data_passwords(folder: pathlib.Path = REPO / "group_data") -> N
             targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
             for target in targets:
                 if isinstance(target, ast.Name) and target.id == "litellm_sudo_password_secret":
-                    raise InventoryError(f"{path}:{node.lineno}: litellm_sudo_password_secret is read before group_data "
-                                         "is loaded: set it per host in the hosts file")
+                    raise InventoryError(
+                        f"{path}:{node.lineno}: litellm_sudo_password_secret is read before group_data "
+                        "is loaded: set it per host in the hosts file"
+                    )
                 if isinstance(target, ast.Name) and target.id in SECRET_ARGUMENTS:
                     raise InventoryError(
                         f"{path}:{node.lineno}: {target.id} = ***: a password is never written in group_data; "
                         f"put it in the operator's secret source as {SUDO_PASSWORD_SECRET} "
-                        "(environment or LITELLM_SECRETS_FILE)")
+                        "(environment or LITELLM_SECRETS_FILE)"
+                    )
 
 
 def with_sudo_password(host: str, data: dict, where: str) -> dict:
@@ -120,7 +126,7 @@ def with_sudo_password(host: str, data: dict, where: str) -> dict:
     """
     if not data.get("_sudo"):
         return data
-    from . import secrets  # imports pyinfra's operation machinery: only when needed
+    from litellm_runner import secrets  # imports pyinfra's operation machinery: only when needed
 
     name = data.get("litellm_sudo_password_secret") or SUDO_PASSWORD_SECRET
     if name in os.environ:
@@ -172,8 +178,10 @@ def sandbox_groups(names: list[str]) -> dict[str, list]:
         try:
             data = sandbox.host_data(name)
         except FileNotFoundError:
-            raise InventoryError(f"sandbox {name} is not running: start it with `make sandbox-up` "
-                                 "or set LITELLM_INVENTORY to a hosts file")
+            raise InventoryError(
+                f"sandbox {name} is not running: start it with `make sandbox-up` "
+                "or set LITELLM_INVENTORY to a hosts file"
+            )
         data.pop("name", None)
         hosts.append((name, with_sudo_password(name, data, f"sandbox {name}")))
     return {"litellm_hosts": hosts, "sandbox": hosts}

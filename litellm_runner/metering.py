@@ -29,10 +29,14 @@ def install() -> None:
         def wrapper(self, *args, **kwargs):
             _counts[self.name][kind] += 1
             return method(self, *args, **kwargs)
+
         return wrapper
 
     Host.run_shell_command = counting(Host.run_shell_command, "commands")
     Host.put_file = counting(Host.put_file, "uploads")
     Host.get_file = counting(Host.get_file, "downloads")
-    atexit.register(lambda: open(path, "w").write(json.dumps(
-        {name: {k: c[k] for k in ("commands", "uploads", "downloads")} for name, c in _counts.items()})))
+    atexit.register(
+        lambda: open(path, "w").write(
+            json.dumps({name: {k: c[k] for k in ("commands", "uploads", "downloads")} for name, c in _counts.items()})
+        )
+    )

@@ -7,12 +7,12 @@ them without a container.
 from __future__ import annotations
 
 import json
-import pathlib
 
 import jinja2
 import yaml
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+from litellm_runner.resources import shipped
+
 SERVICE_DESCRIPTIONS = {
     "litellm-health-server": "LiteLLM health server (/healthz, /readyz, dashboard)",
     "litellm-metrics": "LiteLLM Prometheus metrics exporter",
@@ -27,7 +27,7 @@ TOOL_COMMANDS = {  # built-in services that run a tool shipped in files/bin/
 
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader([REPO / "templates", REPO / "files" / "systemd"]),
+        loader=jinja2.FileSystemLoader([shipped("templates"), shipped("files", "systemd")]),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
@@ -47,24 +47,35 @@ def venv(data) -> str:
 
 def render_config(data) -> str:
     """state/config.generated.yaml for DATA; parsed back to prove it is valid YAML."""
-    text = _env().get_template("config.yaml.j2").render(
-        model_list=_get(data, "litellm_model_list"),
-        general_settings=_get(data, "general_settings"),
-        litellm_settings=_get(data, "litellm_settings"),
-        sandbox=_get(data, "litellm_sandbox"),
+    text = (
+        _env()
+        .get_template("config.yaml.j2")
+        .render(
+            model_list=_get(data, "litellm_model_list"),
+            general_settings=_get(data, "general_settings"),
+            litellm_settings=_get(data, "litellm_settings"),
+            sandbox=_get(data, "litellm_sandbox"),
+        )
     )
     parsed = yaml.safe_load(text)
     for section in ("general_settings", "litellm_settings"):
         for key, value in _get(data, section).items():
             if parsed[section].get(key) != value:
-                raise ValueError(f"rendered config: {section}.{key} is {parsed[section].get(key)!r}, expected {value!r}")
+                raise ValueError(
+                    f"rendered config: {section}.{key} is {parsed[section].get(key)!r}, expected {value!r}"
+                )
     return text
 
 
 def _fmt(data, port=None) -> dict:
     root = _get(data, "litellm_root")
-    return {"root": root, "python": f"{venv(data)}/bin/python", "bind": _get(data, "litellm_bind"), "port": port,
-            "workers": _get(data, "litellm_num_workers")}
+    return {
+        "root": root,
+        "python": f"{venv(data)}/bin/python",
+        "bind": _get(data, "litellm_bind"),
+        "port": port,
+        "workers": _get(data, "litellm_num_workers"),
+    }
 
 
 def render_units(data) -> dict[str, str]:
@@ -74,19 +85,32 @@ def render_units(data) -> dict[str, str]:
     for name, svc in _get(data, "litellm_services").items():
         if name == "litellm":
             units["litellm.service"] = env.get_template("litellm.service.j2").render(
-                root=root, bind=_get(data, "litellm_bind"), port=svc["port"],
-                num_workers=_get(data, "litellm_num_workers"), sandbox=sandbox)
+                root=root,
+                bind=_get(data, "litellm_bind"),
+                port=svc["port"],
+                num_workers=_get(data, "litellm_num_workers"),
+                sandbox=sandbox,
+            )
             continue
         command = svc.get("command") or TOOL_COMMANDS[name]
         units[f"{name}.service"] = env.get_template("litellm-tool.service.j2").render(
-            description=SERVICE_DESCRIPTIONS.get(name, name), root=root, type="simple", after="",
-            command=command.format(**_fmt(data, svc["port"])))
+            description=SERVICE_DESCRIPTIONS.get(name, name),
+            root=root,
+            type="simple",
+            after="",
+            command=command.format(**_fmt(data, svc["port"])),
+        )
     for name, timer in _get(data, "litellm_timers").items():
         units[f"{name}.service"] = env.get_template("litellm-tool.service.j2").render(
-            description=f"{name} job (run by {name}.timer)", root=root, type="oneshot", after="",
-            command=timer["command"].format(**_fmt(data)))
+            description=f"{name} job (run by {name}.timer)",
+            root=root,
+            type="oneshot",
+            after="",
+            command=timer["command"].format(**_fmt(data)),
+        )
         units[f"{name}.timer"] = env.get_template("litellm-job.timer.j2").render(
-            unit=name, on_calendar=timer["on_calendar"], randomized_delay=timer["randomized_delay"])
+            unit=name, on_calendar=timer["on_calendar"], randomized_delay=timer["randomized_delay"]
+        )
     return units
 
 
@@ -101,15 +125,25 @@ def render_compliance(data) -> str:
     """The desired state litellm-compliance-check verifies on the host (no secrets)."""
     root, user = _get(data, "litellm_root"), _get(data, "litellm_user")
     mode = _get(data, "litellm_dir_mode")
-    paths = [{"path": f"{root}/{rel}".rstrip("/"), "mode": mode, "user": user}
-             for rel in ["", *_get(data, "litellm_dirs")]]
+    paths = [
+        {"path": f"{root}/{rel}".rstrip("/"), "mode": mode, "user": user} for rel in ["", *_get(data, "litellm_dirs")]
+    ]
     paths.append({"path": f"{root}/env.litellm", "mode": "0600", "user": user})
     ports = [s["port"] for s in _get(data, "litellm_services").values() if s.get("enabled")]
-    return json.dumps({
-        "paths": paths,
-        "units": wanted_units(data),
-        "config": f"{root}/state/config.generated.yaml",
-        "settings": {"general_settings": _get(data, "general_settings"),
-                     "litellm_settings": _get(data, "litellm_settings")},
-        "ports": ports,
-    }, indent=2, sort_keys=True) + "\n"
+    return (
+        json.dumps(
+            {
+                "paths": paths,
+                "units": wanted_units(data),
+                "config": f"{root}/state/config.generated.yaml",
+                "settings": {
+                    "general_settings": _get(data, "general_settings"),
+                    "litellm_settings": _get(data, "litellm_settings"),
+                },
+                "ports": ports,
+            },
+            indent=2,
+            sort_keys=True,
+        )
+        + "\n"
+    )

@@ -15,26 +15,47 @@ import re
 import shutil
 import subprocess
 
-from .render import TOOL_COMMANDS
+from litellm_runner.render import TOOL_COMMANDS
 
 USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 MODE = re.compile(r"^0[0-7]{3}$")
 DEB_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?")  # Debian policy 5.6.1, optionally :ARCH
 DURATION = re.compile(r"^(\d+(us|ms|s|sec|m|min|h|hr|d|w))( \d+(us|ms|s|sec|m|min|h|hr|d|w))*$|^\d+$")
-CALENDAR = re.compile(r"^(minutely|hourly|daily|weekly|monthly|yearly|quarterly|semiannually|"
-                      r"([A-Za-z,.]+ )?[0-9*,./~-]+(-[0-9*,./~-]+){0,2}( [0-9*,./:-]+)?)$")
+CALENDAR = re.compile(
+    r"^(minutely|hourly|daily|weekly|monthly|yearly|quarterly|semiannually|"
+    r"([A-Za-z,.]+ )?[0-9*,./~-]+(-[0-9*,./~-]+){0,2}( [0-9*,./:-]+)?)$"
+)
 SECRETISH = re.compile(r"(key|secret|password|token|url)", re.I)
 SECRET_VALUE = re.compile(r"^sk-|://[^/@\s]*:[^/@\s]*@")  # an API key, or a URL with a password
 PATH_CHARS = re.compile(r"[A-Za-z0-9/._@+-]+")  # safe in a shell word and a unit file, unquoted
 # A deployment root or home in (or equal to) one of these would hand the account system paths.
-SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/lost+found", "/proc",
-               "/root", "/run", "/sbin", "/sys", "/tmp", "/usr", "/var")
+SYSTEM_DIRS = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/lost+found",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var",
+)
 PARENT_DIRS = ("/home", "/media", "/mnt", "/opt", "/srv", "/var/lib")  # a dedicated NAME below these is fine
 UNIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(@[A-Za-z0-9_.-]{1,63})?")  # no '/', no leading '-' or '.'
 LINE_BREAKS = ("\n", "\r", "\0")
 ROTATION = {  # litellm_key_rotation entry key: (check, expected form)
-    "alias": (lambda v: isinstance(v, str) and 0 < len(v) <= 255 and v.isprintable(),
-              "a key alias: a non-empty one-line string of at most 255 characters"),
+    "alias": (
+        lambda v: isinstance(v, str) and 0 < len(v) <= 255 and v.isprintable(),
+        "a key alias: a non-empty one-line string of at most 255 characters",
+    ),
     "min_days_left": (lambda v: _int(1, 3650)(v), "days, 1-3650"),
     "valid_days": (lambda v: _int(1, 3650)(v), "days, 1-3650"),
     "grace_hours": (lambda v: _int(1, 720)(v), "hours the old key stays valid, 1-720"),
@@ -47,10 +68,15 @@ class SchemaError(ValueError):
 
 def _show(key, value):
     """repr(VALUE), masked when KEY or the value itself looks like a secret (anywhere inside it)."""
+
     def secret(v):
         return isinstance(v, str) and bool(v) and not v.startswith("os.environ/") and bool(SECRET_VALUE.search(v))
-    if isinstance(value, str) and value and (SECRETISH.search(key.rsplit(".", 1)[-1]) and not value.startswith("os.environ/")
-                                            or secret(value)):
+
+    if (
+        isinstance(value, str)
+        and value
+        and (SECRETISH.search(key.rsplit(".", 1)[-1]) and not value.startswith("os.environ/") or secret(value))
+    ):
         return "'***'"
     if any(secret(v) for _, v in _leaves(value)):
         return "<value not shown: it contains a secret>"
@@ -107,15 +133,23 @@ def _dedicated(v):
         return True
     for system in SYSTEM_DIRS:
         if v == system or v.startswith(system + "/"):
-            return (f"{'inside ' * (v != system)}{system}, a system directory; "
-                    "/home/NAME, /srv/NAME, /opt/NAME and /var/lib/NAME are fine")
+            return (
+                f"{'inside ' * (v != system)}{system}, a system directory; "
+                "/home/NAME, /srv/NAME, /opt/NAME and /var/lib/NAME are fine"
+            )
     return True
 
 
 def _rel_dir(v):
     """V is a normalized path relative to litellm_root, of safe characters."""
-    return (isinstance(v, str) and bool(PATH_CHARS.fullmatch(v)) and not v.startswith("/")
-            and posixpath.normpath(v) == v and v != "." and ".." not in v.split("/"))
+    return (
+        isinstance(v, str)
+        and bool(PATH_CHARS.fullmatch(v))
+        and not v.startswith("/")
+        and posixpath.normpath(v) == v
+        and v != "."
+        and ".." not in v.split("/")
+    )
 
 
 def _one_line(v):
@@ -138,9 +172,11 @@ def _bind(v):
     server probes the proxy and the compliance check expects listeners on 127.0.0.1."""
     if not _loopback(v):
         return False
-    return v == "127.0.0.1" or ("only 127.0.0.1: the health and stub servers listen on IPv4 only, the health "
-                                "server and the compliance check expect 127.0.0.1; ::1 and other loopback "
-                                "addresses are refused")
+    return v == "127.0.0.1" or (
+        "only 127.0.0.1: the health and stub servers listen on IPv4 only, the health "
+        "server and the compliance check expect 127.0.0.1; ::1 and other loopback "
+        "addresses are refused"
+    )
 
 
 def _mode(v):
@@ -166,22 +202,30 @@ SCALARS = {  # key: (check, expected form)
     "litellm_sandbox": (lambda v: isinstance(v, bool), "true or false"),
     "litellm_dir_mode": (_mode, "an octal mode string such as '0750', not world-writable"),
     "litellm_dirs": (_list_of_str, "a list of paths relative to litellm_root"),
-    "litellm_system_packages": (lambda v: _list_of_str(v) and all(DEB_PACKAGE.fullmatch(p) for p in v),
-                                "a list of Debian package names such as 'postgresql-client-15' (apt gets them unquoted)"),
+    "litellm_system_packages": (
+        lambda v: _list_of_str(v) and all(DEB_PACKAGE.fullmatch(p) for p in v),
+        "a list of Debian package names such as 'postgresql-client-15' (apt gets them unquoted)",
+    ),
     "litellm_venv_requirements": (lambda v: isinstance(v, str) and v.endswith(".txt"), "a requirements file path"),
     "litellm_bind": (_bind, "a loopback address such as 127.0.0.1"),
     "litellm_port": (_port, "a port 1-65535"),
     "litellm_num_workers": (_int(1, 64), "a whole number of workers 1-64"),
     "litellm_config_backups_keep": (_int(0, 100), "a whole number 0-100"),
-    "litellm_env_secrets": (lambda v: _list_of_str(v) and all(s.isidentifier() for s in v),
-                            "a list of environment variable names"),
+    "litellm_env_secrets": (
+        lambda v: _list_of_str(v) and all(s.isidentifier() for s in v),
+        "a list of environment variable names",
+    ),
     "litellm_env_placeholders": (_list_of_str, "a list of placeholder values"),
-    "litellm_env": (lambda v: isinstance(v, dict) and all(k.isidentifier() and isinstance(x, str) for k, x in v.items()),
-                    "a mapping of variable name -> string"),
+    "litellm_env": (
+        lambda v: isinstance(v, dict) and all(k.isidentifier() and isinstance(x, str) for k, x in v.items()),
+        "a mapping of variable name -> string",
+    ),
     "litellm_db_host": (_loopback, "the database's loopback address, such as 127.0.0.1"),
     "litellm_db_port": (_port, "a port 1-65535"),
-    "litellm_db_name": (lambda v: isinstance(v, str) and bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", v)),
-                        "a database name"),
+    "litellm_db_name": (
+        lambda v: isinstance(v, str) and bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", v)),
+        "a database name",
+    ),
     "litellm_db_user": (lambda v: isinstance(v, str) and bool(USER.fullmatch(v)), "a role name"),
     "litellm_db_connect_timeout": (_int(1, 120), "seconds, 1-120"),
     "litellm_db_block_expired_keys": (lambda v: isinstance(v, bool), "true or false"),
@@ -193,14 +237,18 @@ SCALARS = {  # key: (check, expected form)
     "litellm_lock_stale_after": (_int(10, 604800), "seconds, 10-604800"),
     "litellm_db_other_clients": (_int(0, 1000), "a whole number of other database clients 0-1000"),
     "litellm_db_reserve_connections": (_int(0, 1000), "a whole number of reserved connections 0-1000"),
-    "litellm_unit_exposure_max": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 10,
-                                  "a systemd-analyze exposure 0.0-10.0, such as 6.6"),
+    "litellm_unit_exposure_max": (
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 10,
+        "a systemd-analyze exposure 0.0-10.0, such as 6.6",
+    ),
 }
 OPTIONAL = {  # keys without a shipped default: checked when set
     "litellm_secrets_file": (_abs, "an absolute path to a KEY=value secrets file"),
     # read by the inventory loader (litellm_runner/inventory.py): the secret holding the sudo password
-    "litellm_sudo_password_secret": (lambda v: isinstance(v, str) and v.isidentifier(),
-                                     "the name of a secret (environment variable) such as LITELLM_SUDO_PASSWORD"),
+    "litellm_sudo_password_secret": (
+        lambda v: isinstance(v, str) and v.isidentifier(),
+        "the name of a secret (environment variable) such as LITELLM_SUDO_PASSWORD",
+    ),
 }
 SETTINGS = {  # LiteLLM settings: key -> (check, expected form)
     "database_connection_pool_limit": (_int(1, 1000), "a whole number 1-1000"),
@@ -227,9 +275,19 @@ def validate(data: dict, source=lambda key: "group_data/all.py") -> list[str]:
         if key in data and not check(data[key]):
             bad(key, data[key], expected)
     for key in data:
-        if key.startswith("litellm_") and key not in SCALARS and key not in OPTIONAL and key not in (
-                "litellm_services", "litellm_timers", "litellm_model_list", "litellm_key_rotation",
-                "litellm_settings"):
+        if (
+            key.startswith("litellm_")
+            and key not in SCALARS
+            and key not in OPTIONAL
+            and key
+            not in (
+                "litellm_services",
+                "litellm_timers",
+                "litellm_model_list",
+                "litellm_key_rotation",
+                "litellm_settings",
+            )
+        ):
             bad(key, data[key], "a known setting (see group_data/all.py); is it misspelt?")
     for check in (_check_paths, _check_env):
         check(data, bad)
@@ -258,16 +316,24 @@ def _check_paths(data, bad):
     seen = {}
     for i, rel in enumerate(dirs if _list_of_str(dirs) else []):
         if not _rel_dir(rel):
-            bad(f"litellm_dirs[{i}]", rel, "a normalized path relative to litellm_root (no leading '/', no '..', "
-                                           "'.', '//' or trailing '/'; letters, digits and / . _ - @ + only)")
+            bad(
+                f"litellm_dirs[{i}]",
+                rel,
+                "a normalized path relative to litellm_root (no leading '/', no '..', "
+                "'.', '//' or trailing '/'; letters, digits and / . _ - @ + only)",
+            )
         elif rel in seen:  # normalized, so one directory has one spelling
             bad(f"litellm_dirs[{i}]", rel, f"a directory listed once (also litellm_dirs[{seen[rel]}])")
         else:
             seen[rel] = i
     root, home = data.get("litellm_root"), data.get("litellm_home")
     if _dedicated(root) is True and _dedicated(home) is True and (home == root or home.startswith(root + "/")):
-        bad("litellm_home", home, f"a home outside litellm_root ({root!r}): the deployment root may be inside "
-                                  "the home, never the home inside the deployment root")
+        bad(
+            "litellm_home",
+            home,
+            f"a home outside litellm_root ({root!r}): the deployment root may be inside "
+            "the home, never the home inside the deployment root",
+        )
 
 
 def _check_env(data, bad):
@@ -276,13 +342,22 @@ def _check_env(data, bad):
         return
     secret_names = set(data.get("litellm_env_secrets") or [])
     for name, value in data["litellm_env"].items():
-        if name in secret_names or re.search(r"(KEY|SECRET|PASSWORD|TOKEN|DATABASE_URL)$", str(name)) \
-                or (isinstance(value, str) and SECRET_VALUE.search(value)):
-            bad(f"litellm_env.{name}", "***" if value else value,
-                "no secret in litellm_env: list its name in litellm_env_secrets, its value comes from the secret source")
+        if (
+            name in secret_names
+            or re.search(r"(KEY|SECRET|PASSWORD|TOKEN|DATABASE_URL)$", str(name))
+            or (isinstance(value, str) and SECRET_VALUE.search(value))
+        ):
+            bad(
+                f"litellm_env.{name}",
+                "***" if value else value,
+                "no secret in litellm_env: list its name in litellm_env_secrets, its value comes from the secret source",
+            )
         if isinstance(value, str) and not _one_line(value):
-            bad(f"litellm_env.{name}", "***",
-                "a one-line value (no \\n, \\r or NUL): env.litellm holds one NAME=value a line")
+            bad(
+                f"litellm_env.{name}",
+                "***",
+                "a one-line value (no \\n, \\r or NUL): env.litellm holds one NAME=value a line",
+            )
 
 
 def _command_problem(command) -> str | None:
@@ -299,8 +374,10 @@ def _command_problem(command) -> str | None:
 
 
 TIMER_KEYS = ("enabled", "on_calendar", "randomized_delay", "command")
-UNIT_NAME_FORM = ("systemd unit names: letters, digits, _ . - and at most one inner @, 1-64 characters, "
-                  "not starting with . or -, no '..'")
+UNIT_NAME_FORM = (
+    "systemd unit names: letters, digits, _ . - and at most one inner @, 1-64 characters, "
+    "not starting with . or -, no '..'"
+)
 
 
 def _unit_name(name):
@@ -321,20 +398,36 @@ def _check_units(data, bad):
         if not _unit_name(name):
             bad("litellm_services", name, f"service names that are {UNIT_NAME_FORM}")
             continue
-        if (not isinstance(svc, dict) or not isinstance(svc.get("enabled"), bool) or not _port(svc.get("port"))
-                or not isinstance(svc.get("command", ""), str)):
+        if (
+            not isinstance(svc, dict)
+            or not isinstance(svc.get("enabled"), bool)
+            or not _port(svc.get("port"))
+            or not isinstance(svc.get("command", ""), str)
+        ):
             bad(f"litellm_services[{name}]", svc, "{enabled: true|false, port: 1-65535, command: optional string}")
             continue
         if _unknown_keys(f"litellm_services[{name}]", svc, ("enabled", "port", "command"), bad):
             continue
-        if name != "litellm" and ("command" in svc or name not in TOOL_COMMANDS) \
-                and (problem := _command_problem(svc.get("command"))):
-            bad(f"litellm_services[{name}].command", svc.get("command"),
-                problem + f" (only {' and '.join(TOOL_COMMANDS)} have a built-in one)" * ("command" not in svc))
+        if (
+            name != "litellm"
+            and ("command" in svc or name not in TOOL_COMMANDS)
+            and (problem := _command_problem(svc.get("command")))
+        ):
+            bad(
+                f"litellm_services[{name}].command",
+                svc.get("command"),
+                problem + f" (only {' and '.join(TOOL_COMMANDS)} have a built-in one)" * ("command" not in svc),
+            )
         if name == "litellm" and _port(data.get("litellm_port")) and svc["port"] != data["litellm_port"]:
-            bad("litellm_services[litellm].port", svc["port"], f"the same port as litellm_port ({data['litellm_port']})")
+            bad(
+                "litellm_services[litellm].port", svc["port"], f"the same port as litellm_port ({data['litellm_port']})"
+            )
         if svc["port"] in ports:
-            bad(f"litellm_services[{name}].port", svc["port"], f"a port no other service uses (also {ports[svc['port']]})")
+            bad(
+                f"litellm_services[{name}].port",
+                svc["port"],
+                f"a port no other service uses (also {ports[svc['port']]})",
+            )
         ports[svc["port"]] = name
     timers = data.get("litellm_timers")
     if not isinstance(timers, dict):
@@ -344,8 +437,12 @@ def _check_units(data, bad):
         if not _unit_name(name):
             bad("litellm_timers", name, f"timer names that are {UNIT_NAME_FORM}")
         elif name in services:
-            bad("litellm_timers", name, f"a timer name no service uses: the timer runs its own {name}.service, "
-                                        f"which would replace litellm_services[{name}]")
+            bad(
+                "litellm_timers",
+                name,
+                f"a timer name no service uses: the timer runs its own {name}.service, "
+                f"which would replace litellm_services[{name}]",
+            )
         elif not isinstance(timer, dict):
             bad(f"litellm_timers[{name}]", timer, "{enabled, on_calendar, randomized_delay, command}")
         elif not _unknown_keys(f"litellm_timers[{name}]", timer, TIMER_KEYS, bad):
@@ -365,14 +462,23 @@ def _check_timer(name, timer, bad):
     if not isinstance(timer.get("enabled"), bool):
         bad(f"litellm_timers[{name}].enabled", timer.get("enabled"), "true or false")
     on_calendar = timer.get("on_calendar")
-    ok, how = calendar_ok(on_calendar) if isinstance(on_calendar, str) and on_calendar.strip() \
-        and _one_line(on_calendar) else (False, "not a one-line string")
+    ok, how = (
+        calendar_ok(on_calendar)
+        if isinstance(on_calendar, str) and on_calendar.strip() and _one_line(on_calendar)
+        else (False, "not a one-line string")
+    )
     if not ok:
-        bad(f"litellm_timers[{name}].on_calendar", on_calendar,
-            f"a systemd OnCalendar expression such as '*-*-* 02:00:00' or 'hourly' ({how})")
+        bad(
+            f"litellm_timers[{name}].on_calendar",
+            on_calendar,
+            f"a systemd OnCalendar expression such as '*-*-* 02:00:00' or 'hourly' ({how})",
+        )
     if not isinstance(timer.get("randomized_delay"), str) or not DURATION.fullmatch(timer["randomized_delay"]):
-        bad(f"litellm_timers[{name}].randomized_delay", timer.get("randomized_delay"),
-            "a systemd duration such as '15min' or '1h'")
+        bad(
+            f"litellm_timers[{name}].randomized_delay",
+            timer.get("randomized_delay"),
+            "a systemd duration such as '15min' or '1h'",
+        )
     if problem := _command_problem(timer.get("command")):
         bad(f"litellm_timers[{name}].command", timer.get("command"), problem)
 
@@ -381,13 +487,18 @@ def _check_rotation(data, bad):
     """litellm_key_rotation: a list of typed entries, no unknown key, each alias once."""
     entries = data.get("litellm_key_rotation", [])
     if not isinstance(entries, list):
-        bad("litellm_key_rotation", entries,
-            "a list of {alias: NAME, min_days_left: 14, valid_days: 90, grace_hours: 24}")
+        bad(
+            "litellm_key_rotation",
+            entries,
+            "a list of {alias: NAME, min_days_left: 14, valid_days: 90, grace_hours: 24}",
+        )
         return
     aliases = {}
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict) or "alias" not in entry:
-            bad(f"litellm_key_rotation[{i}]", entry, "{alias: NAME, min_days_left: 14, valid_days: 90, grace_hours: 24}")
+            bad(
+                f"litellm_key_rotation[{i}]", entry, "{alias: NAME, min_days_left: 14, valid_days: 90, grace_hours: 24}"
+            )
             continue
         if _unknown_keys(f"litellm_key_rotation[{i}]", entry, tuple(ROTATION), bad):
             continue
@@ -399,8 +510,11 @@ def _check_rotation(data, bad):
         if entry.get("min_days_left", 14) >= entry.get("valid_days", 90):
             bad(f"litellm_key_rotation[{i}]", entry, "1 <= min_days_left < valid_days <= 3650")
         if entry["alias"] in aliases:
-            bad(f"litellm_key_rotation[{i}].alias", entry["alias"],
-                f"an alias listed once (also litellm_key_rotation[{aliases[entry['alias']]}])")
+            bad(
+                f"litellm_key_rotation[{i}].alias",
+                entry["alias"],
+                f"an alias listed once (also litellm_key_rotation[{aliases[entry['alias']]}])",
+            )
         aliases.setdefault(entry["alias"], i)
 
 

@@ -22,10 +22,11 @@ import stat
 from pyinfra import host
 from pyinfra.api import operation
 
-from . import drift, envfile, snapshot
-from .envfile import fingerprint  # noqa: F401 (callers still import it from here)
-from .facts import PathState
-from .operations import is_current, write_commands
+from litellm_runner import envfile
+from litellm_runner.envfile import fingerprint  # noqa: F401 (callers still import it from here)
+from litellm_runner.pyinfra_ext import drift, snapshot
+from litellm_runner.pyinfra_ext.facts import PathState
+from litellm_runner.pyinfra_ext.operations import is_current, write_commands
 
 HEADER = "Managed by litellm-runner. Secrets come from the operator's secret source."
 
@@ -131,6 +132,9 @@ def env_file(dest: str, user: str, group: str):
         after = masked_env(content.splitlines())
         if current and current["type"] != "file":
             before = {"(path)": current["type"]}
-        drift.record("secret-file", {k: v for k, v in before.items() if after.get(k) != v},
-                     {k: v for k, v in after.items() if before.get(k) != v})
+        drift.record(
+            "secret-file",
+            {k: v for k, v in before.items() if after.get(k) != v},
+            {k: v for k, v in after.items() if before.get(k) != v},
+        )
     yield from write_commands(dest, content, user, group, "0600")

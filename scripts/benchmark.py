@@ -9,7 +9,7 @@ state and times three runs of the real deploy over SSH:
 
     converge from the incident state   pyinfra inventory.py deploy.py -y
     no-op converge                     the same, right after
-    no-op check                        python -m litellm_runner.check
+    no-op check                        python -m litellm_runner.cli.check
 
 and prints the wall time of each run and the remote commands each host
 received (shell commands + file uploads + downloads, counted by
@@ -39,20 +39,28 @@ from tests.support import fleet  # noqa: E402
 RUNS = [
     ("converge from incident", ["pyinfra", "inventory.py", "deploy.py", "-y"]),
     ("no-op converge", ["pyinfra", "inventory.py", "deploy.py", "-y"]),
-    ("no-op check", ["-m", "litellm_runner.check"]),
+    ("no-op check", ["-m", "litellm_runner.cli.check"]),
 ]
 
 
 def measure(names: list[str], workers: int, tmp: pathlib.Path) -> list[dict]:
-    hosts_file = fleet.inventory(tmp / "hosts.yml", names, {"litellm_num_workers": workers,
-                                                            "litellm_restart_batch_size": len(names)})
+    hosts_file = fleet.inventory(
+        tmp / "hosts.yml", names, {"litellm_num_workers": workers, "litellm_restart_batch_size": len(names)}
+    )
     rows = []
     for label, argv in RUNS:
         counts = tmp / f"counts-{len(names)}-{len(rows)}.json"
-        env = {**os.environ, "LITELLM_INVENTORY": str(hosts_file), "LITELLM_COMMAND_COUNT": str(counts),
-               "PYINFRA_PROGRESS": "off"}
-        exe = [str(pathlib.Path(sys.executable).parent / argv[0]), *argv[1:]] if argv[0] == "pyinfra" \
+        env = {
+            **os.environ,
+            "LITELLM_INVENTORY": str(hosts_file),
+            "LITELLM_COMMAND_COUNT": str(counts),
+            "PYINFRA_PROGRESS": "off",
+        }
+        exe = (
+            [str(pathlib.Path(sys.executable).parent / argv[0]), *argv[1:]]
+            if argv[0] == "pyinfra"
             else [sys.executable, *argv]
+        )
         start = time.monotonic()
         proc = subprocess.run(exe, cwd=REPO, env=env, capture_output=True, text=True, timeout=3600)
         wall = time.monotonic() - start
@@ -60,10 +68,18 @@ def measure(names: list[str], workers: int, tmp: pathlib.Path) -> list[dict]:
             sys.exit(f"benchmark: {label} on {len(names)} hosts exited {proc.returncode}:\n{proc.stderr[-3000:]}")
         per_host = json.loads(counts.read_text())
         total = [c["commands"] + c["uploads"] + c["downloads"] for c in per_host.values()]
-        rows.append({"hosts": len(names), "run": label, "wall_s": round(wall, 1),
-                     "commands_per_host_max": max(total), "commands_per_host_min": min(total)})
-        print(f"  {len(names)} host(s)  {label:<24} {wall:7.1f} s   {max(total):4d} remote commands/host",
-              file=sys.stderr)
+        rows.append(
+            {
+                "hosts": len(names),
+                "run": label,
+                "wall_s": round(wall, 1),
+                "commands_per_host_max": max(total),
+                "commands_per_host_min": min(total),
+            }
+        )
+        print(
+            f"  {len(names)} host(s)  {label:<24} {wall:7.1f} s   {max(total):4d} remote commands/host", file=sys.stderr
+        )
     return rows
 
 
@@ -84,7 +100,9 @@ def main(argv=None) -> int:
                 rows += measure(list(names), args.workers, pathlib.Path(tmp))
             finally:
                 fleet.down_all(names)
-    print(f"\nrunner benchmark: {os.cpu_count()} CPU cores, {args.workers} proxy worker(s) per host, image {sandbox.image_ref()}")
+    print(
+        f"\nrunner benchmark: {os.cpu_count()} CPU cores, {args.workers} proxy worker(s) per host, image {sandbox.image_ref()}"
+    )
     print(f"{'hosts':>5}  {'run':<24} {'wall time':>10}  {'remote commands per host':>24}")
     for row in rows:
         print(f"{row['hosts']:>5}  {row['run']:<24} {row['wall_s']:>8.1f} s  {row['commands_per_host_max']:>24}")

@@ -7,11 +7,10 @@ import yaml
 from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 
-from litellm_runner import snapshot
-from litellm_runner.operations import file, file_attrs
+from litellm_runner.pyinfra_ext import snapshot
+from litellm_runner.pyinfra_ext.operations import file, file_attrs
 from litellm_runner.render import render_compliance, render_config
 from litellm_runner.secrets import env_file
-
 
 
 def parsed(path: str, text: str) -> str:
@@ -29,24 +28,39 @@ def apply():
     user, group = d.litellm_user, d.litellm_group
     env_path = f"{d.litellm_root}/env.litellm"
     env = env_file(name=f"Env file {env_path} content | sec-01", dest=env_path, user=user, group=group)
-    file_attrs(name=f"Env file {env_path} 0600 {user}:{group} | sec-01", path=env_path,
-               user=user, group=group, mode="0600")
+    file_attrs(
+        name=f"Env file {env_path} 0600 {user}:{group} | sec-01", path=env_path, user=user, group=group, mode="0600"
+    )
     config_path = f"{d.litellm_root}/state/config.generated.yaml"
     config = file(
         f"Rendered config {config_path} | cfg-01",
-        dest=config_path, content=parsed(config_path, render_config(d)),
-        user=user, group=group, mode="0640", backups_keep=d.litellm_config_backups_keep,
+        dest=config_path,
+        content=parsed(config_path, render_config(d)),
+        user=user,
+        group=group,
+        mode="0640",
+        backups_keep=d.litellm_config_backups_keep,
     )
-    file(f"Compliance desired state {d.litellm_root}/state/compliance-desired.json | cmp-01",
-         dest=f"{d.litellm_root}/state/compliance-desired.json", content=render_compliance(d),
-         user=user, group=group, mode="0640")
+    file(
+        f"Compliance desired state {d.litellm_root}/state/compliance-desired.json | cmp-01",
+        dest=f"{d.litellm_root}/state/compliance-desired.json",
+        content=render_compliance(d),
+        user=user,
+        group=group,
+        mode="0640",
+    )
     tools = []
     for tool in snapshot.tools():
-        tools.append(file(
-            f"Tool {d.litellm_root}/bin/{tool.name} | cfg-02",
-            dest=f"{d.litellm_root}/bin/{tool.name}", content=tool.read_text(),
-            user=user, group=group, mode="0750",
-        ))
+        tools.append(
+            file(
+                f"Tool {d.litellm_root}/bin/{tool.name} | cfg-02",
+                dest=f"{d.litellm_root}/bin/{tool.name}",
+                content=tool.read_text(),
+                user=user,
+                group=group,
+                mode="0750",
+            )
+        )
     # what a proxy that fails readiness gets back (its newest backup), see tasks/units.py
     rollback = {"path": config_path, "user": user, "group": group, "mode": "0640", "when": config}
     return {"env": env, "config": config, "tools": tools, "rollback": rollback}

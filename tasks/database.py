@@ -15,17 +15,17 @@ starts with the new pool.
 
 A database that cannot be reached fails only these operations (each names
 host:port/database and the cause); the host's units are still converged after
-them and the run exits 1 (``litellm_runner.database._dbctl_failed``).
+them and the run exits 1 (``litellm_runner.pyinfra_ext.database._dbctl_failed``).
 """
 
 import sys
 
 from pyinfra import host
 
-from litellm_runner import capacity
-from litellm_runner.database import DBCTL_TIMEOUT, capacity_inputs, database, desired_state, plan, scopes
-from litellm_runner.facts import as_account
-from litellm_runner.preflight import _source
+from litellm_runner.gates import capacity
+from litellm_runner.gates.preflight import _source
+from litellm_runner.pyinfra_ext.database import DBCTL_TIMEOUT, capacity_inputs, database, desired_state, plan, scopes
+from litellm_runner.pyinfra_ext.facts import as_account
 
 SCOPES = [  # (scope, control id, what)
     ("settings", "db-01", "LiteLLM_Config settings rows"),
@@ -45,21 +45,39 @@ def check_capacity(d, desired) -> None:
     """Exit 1 with the arithmetic when the proxy's pools cannot fit the live max_connections."""
     found = plan(d.litellm_root, "settings", desired, account(d), d.litellm_db_connect_timeout)
     if found is None or found.get("max_connections") is None:
-        why = found["error"] if found and "error" in found else ("litellm-dbctl is not on the host yet, or an older "
-                                                                 "one, or the venv cannot run it")
-        print(f"host {host.name}: capacity: max_connections cannot be read before this run ({why}): "
-              "litellm-dbctl checks it before writing the settings rows", file=sys.stderr)
+        why = (
+            found["error"]
+            if found and "error" in found
+            else ("litellm-dbctl is not on the host yet, or an older one, or the venv cannot run it")
+        )
+        print(
+            f"host {host.name}: capacity: max_connections cannot be read before this run ({why}): "
+            "litellm-dbctl checks it before writing the settings rows",
+            file=sys.stderr,
+        )
         return
     c = capacity_inputs(d)
     try:
         capacity.check(c["workers"], c["pool"], found["max_connections"], c["other_clients"], c["reserve"])
     except capacity.CapacityError as exc:
-        files = sorted({_source(host.state.inventory, host, k) for k in (
-            "litellm_num_workers", "general_settings", "litellm_db_other_clients", "litellm_db_reserve_connections")})
-        print(f"refusing to touch any host, the desired state does not fit the database:\n  host {host.name}: "
-              f"{', '.join(files)}: litellm_num_workers x general_settings.database_connection_pool_limit"
-              f" + litellm_db_other_clients + litellm_db_reserve_connections vs PostgreSQL max_connections"
-              f" (live, {d.litellm_db_host}:{d.litellm_db_port}/{d.litellm_db_name}): {exc}", file=sys.stderr)
+        files = sorted(
+            {
+                _source(host.state.inventory, host, k)
+                for k in (
+                    "litellm_num_workers",
+                    "general_settings",
+                    "litellm_db_other_clients",
+                    "litellm_db_reserve_connections",
+                )
+            }
+        )
+        print(
+            f"refusing to touch any host, the desired state does not fit the database:\n  host {host.name}: "
+            f"{', '.join(files)}: litellm_num_workers x general_settings.database_connection_pool_limit"
+            f" + litellm_db_other_clients + litellm_db_reserve_connections vs PostgreSQL max_connections"
+            f" (live, {d.litellm_db_host}:{d.litellm_db_port}/{d.litellm_db_name}): {exc}",
+            file=sys.stderr,
+        )
         sys.exit(1)
 
 
@@ -71,7 +89,14 @@ def apply():
     for scope, control, what in SCOPES:
         if scope not in scopes(desired):
             continue
-        ops[scope] = database(name=f"{what} | {control}", root=d.litellm_root, scope=scope,
-                              desired=desired, account=account(d), timeout=d.litellm_db_connect_timeout,
-                              _timeout=DBCTL_TIMEOUT, _ignore_errors=True)  # fails itself, not the host
+        ops[scope] = database(
+            name=f"{what} | {control}",
+            root=d.litellm_root,
+            scope=scope,
+            desired=desired,
+            account=account(d),
+            timeout=d.litellm_db_connect_timeout,
+            _timeout=DBCTL_TIMEOUT,
+            _ignore_errors=True,
+        )  # fails itself, not the host
     return [ops["settings"]]

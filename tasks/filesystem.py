@@ -2,8 +2,8 @@
 
 from pyinfra import host
 
-from litellm_runner.operations import directory, no_abandoned_lock, no_leftovers
-from litellm_runner.snapshot import managed_dirs
+from litellm_runner.pyinfra_ext.operations import directory, no_abandoned_lock, no_leftovers
+from litellm_runner.pyinfra_ext.snapshot import managed_dirs
 
 
 def apply():
@@ -12,7 +12,10 @@ def apply():
         path = f"{d.litellm_root}/{rel}".rstrip("/")
         directory(
             name=f"Directory {path} {d.litellm_dir_mode} | fs-01",
-            path=path, user=d.litellm_user, group=d.litellm_group, mode=d.litellm_dir_mode,
+            path=path,
+            user=d.litellm_user,
+            group=d.litellm_group,
+            mode=d.litellm_dir_mode,
         )
     no_leftovers(name="No temporary file of an interrupted run | fs-02", dirs=managed_dirs(d))
     no_abandoned_lock(name="No run lock left by an interrupted run | fs-02", stale_after=d.litellm_lock_stale_after)

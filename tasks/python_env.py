@@ -16,11 +16,10 @@ from pyinfra import host
 from pyinfra.api import FactBase
 from pyinfra.operations import apt
 
-from litellm_runner import cve_gate
-from litellm_runner.operations import file, venv_audit, venv_requirements
+from litellm_runner.gates import cve as cve_gate
+from litellm_runner.pyinfra_ext.operations import file, venv_audit, venv_requirements
 from litellm_runner.render import venv
-
-REPO = pathlib.Path(__file__).resolve().parent.parent
+from litellm_runner.resources import locate
 
 
 class PythonVersion(FactBase):
@@ -43,18 +42,20 @@ def lock_for(pins: pathlib.Path, python: str, version: str | None) -> pathlib.Pa
     locks = cve_gate.lock_paths(pins)
     if version in locks:
         return locks[version]
-    print(f"refusing to touch any host: host {host.name}: {python} is "
-          f"{'Python ' + version if version else 'missing'}, and {pins.relative_to(REPO) if pins.is_relative_to(REPO) else pins} "
-          f"is locked for Python {', '.join(locks) or '(no lock)'} only: expected a lock "
-          f"{cve_gate.lock_path(pins, version or 'X.Y')} (add the version to PYTHONS in "
-          "litellm_runner/cve_gate.py and run `make lock`), or litellm_python set to a locked interpreter",
-          file=sys.stderr)
+    print(
+        f"refusing to touch any host: host {host.name}: {python} is "
+        f"{'Python ' + version if version else 'missing'}, and {pins} "
+        f"is locked for Python {', '.join(locks) or '(no lock)'} only: expected a lock "
+        f"{cve_gate.lock_path(pins, version or 'X.Y')} (add the version to PYTHONS in "
+        "litellm_runner/gates/cve.py and run `make lock`), or litellm_python set to a locked interpreter",
+        file=sys.stderr,
+    )
     sys.exit(1)
 
 
 def apply():
     d = host.data
-    pins = REPO / d.litellm_venv_requirements
+    pins = locate(d.litellm_venv_requirements)
     version = host.get_fact(PythonVersion, python=d.litellm_python, _timeout=60)
     lock = lock_for(pins, d.litellm_python, version)
     apt.packages(
@@ -66,18 +67,36 @@ def apply():
     path = f"{d.litellm_root}/state/venv-requirements.txt"
     file(
         f"Venv lock {path} | py-01",
-        dest=path, content=text, user=d.litellm_user, group=d.litellm_group, mode="0640",
+        dest=path,
+        content=text,
+        user=d.litellm_user,
+        group=d.litellm_group,
+        mode="0640",
     )
     # what the venv holds, as CycloneDX, next to the lock it comes from (made from the lock on the control machine)
     sbom = f"{d.litellm_root}/state/venv-sbom.cdx.json"
-    file(f"Venv SBOM {sbom} | py-01", dest=sbom, content=cve_gate.sbom(lock), user=d.litellm_user,
-         group=d.litellm_group, mode="0640")
-    ops = [venv_requirements(
-        name=f"Venv {venv(d)} satisfies its pins | py-01",  # its lock, exactly
-        venv=venv(d), lock_text=text, lock_path=path,
-        python=d.litellm_python, python_version=version, user=d.litellm_user, group=d.litellm_group,
-        _timeout=1800,
-    )]
-    venv_audit(name=f"Venv {venv(d)} has no known vulnerability | py-01",
-               venv_path=venv(d), lock_text=text, _timeout=600)
+    file(
+        f"Venv SBOM {sbom} | py-01",
+        dest=sbom,
+        content=cve_gate.sbom(lock),
+        user=d.litellm_user,
+        group=d.litellm_group,
+        mode="0640",
+    )
+    ops = [
+        venv_requirements(
+            name=f"Venv {venv(d)} satisfies its pins | py-01",  # its lock, exactly
+            venv=venv(d),
+            lock_text=text,
+            lock_path=path,
+            python=d.litellm_python,
+            python_version=version,
+            user=d.litellm_user,
+            group=d.litellm_group,
+            _timeout=1800,
+        )
+    ]
+    venv_audit(
+        name=f"Venv {venv(d)} has no known vulnerability | py-01", venv_path=venv(d), lock_text=text, _timeout=600
+    )
     return ops

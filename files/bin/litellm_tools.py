@@ -31,7 +31,9 @@ def load_env(env_file: str | os.PathLike | None) -> dict[str, str]:
     """The env file's KEY=value pairs as systemd reads them (litellm_envfile), overridden by the process
     environment; litellm_envfile.EnvFileError (file:line, never a value) for a line systemd would misread."""
     values = envfile.read(env_file) if env_file and pathlib.Path(env_file).exists() else {}
-    values.update({k: v for k, v in os.environ.items() if k in values or k in ("DATABASE_URL", "REDIS_HOST", "REDIS_PORT")})
+    values.update(
+        {k: v for k, v in os.environ.items() if k in values or k in ("DATABASE_URL", "REDIS_HOST", "REDIS_PORT")}
+    )
     return values
 
 
@@ -57,8 +59,14 @@ def parse_url(url: str):
         port = parts.port
     except ValueError:
         raise BadUrl() from None
-    if (parts.scheme not in ("postgres", "postgresql") or not parts.hostname or len(parts.path) < 2
-            or parts.netloc.count("@") > 1 or port == 0 or re.search(r"%(?![0-9A-Fa-f]{2})", url)):
+    if (
+        parts.scheme not in ("postgres", "postgresql")
+        or not parts.hostname
+        or len(parts.path) < 2
+        or parts.netloc.count("@") > 1
+        or port == 0
+        or re.search(r"%(?![0-9A-Fa-f]{2})", url)
+    ):
         raise BadUrl()
     return parts
 
@@ -72,16 +80,26 @@ def where(url: str) -> str:
     return f"{parts.hostname}:{parts.port or 5432}{parts.path}"
 
 
-def connect(url: str, timeout: int = 5, *, statement_timeout: float | None = None,
-            lock_timeout: float | None = None, application_name: str | None = None, autocommit: bool = True):
+def connect(
+    url: str,
+    timeout: int = 5,
+    *,
+    statement_timeout: float | None = None,
+    lock_timeout: float | None = None,
+    application_name: str | None = None,
+    autocommit: bool = True,
+):
     """A psycopg connection; a URL that does not parse raises BadUrl before libpq sees it.
 
     statement_timeout / lock_timeout (seconds) are session settings given at connect (libpq options)."""
     import psycopg
 
     parse_url(url)
-    options = " ".join(f"-c {name}={int(seconds * 1000)}" for name, seconds in
-                       (("statement_timeout", statement_timeout), ("lock_timeout", lock_timeout)) if seconds)
+    options = " ".join(
+        f"-c {name}={int(seconds * 1000)}"
+        for name, seconds in (("statement_timeout", statement_timeout), ("lock_timeout", lock_timeout))
+        if seconds
+    )
     extra = {k: v for k, v in (("options", options), ("application_name", application_name)) if v}
     return psycopg.connect(url, connect_timeout=timeout, autocommit=autocommit, **extra)
 
@@ -158,8 +176,9 @@ def last_backup(root: pathlib.Path):
 
 def unit_active(unit: str, timeout: float = 10) -> bool:
     try:
-        proc = subprocess.run(["systemctl", "--user", "is-active", unit], capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run(
+            ["systemctl", "--user", "is-active", unit], capture_output=True, text=True, timeout=timeout
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return proc.stdout.strip() == "active"

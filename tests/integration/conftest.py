@@ -36,12 +36,22 @@ def dry_before(host):
 @pytest.fixture(scope="session")
 def check_before(host):
     """The drift check on the untouched incident host: (process, JSON report)."""
-    import json, os, subprocess, sys, tempfile
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/drift.json"
-        proc = subprocess.run([sys.executable, "-m", "litellm_runner.check", "--json", path], cwd=REPO,
-                              capture_output=True, text=True, timeout=900,
-                              env={**os.environ, "LITELLM_SANDBOXES": host.name})
+        proc = subprocess.run(
+            [sys.executable, "-m", "litellm_runner.cli.check", "--json", path],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env={**os.environ, "LITELLM_SANDBOXES": host.name},
+        )
         report = json.loads(open(path).read()) if os.path.exists(path) else None
     return proc, report
 
@@ -62,4 +72,5 @@ def converge(host):
         result = pyinfra([host.name], "-y")
         assert result.returncode == 0, result.stderr[-3000:]
         return result
+
     return run

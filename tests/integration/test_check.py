@@ -24,13 +24,21 @@ def test_check_on_a_never_converged_host_reports_every_item(check_before):
     assert proc.returncode == 2, proc.stderr[-2000:]
     items = {i["id"] for h in report["hosts"].values() for i in h["items"] if i["status"] == "drift"}
     assert report["schema"] == "litellm-runner/drift-report" and report["version"] == 1
-    for expected in ("Linger for litellm | users-02", f"Directory {ROOT}/state 0750 | fs-01",
-                     f"Venv {ROOT}/venv satisfies its pins | py-01", "Unit litellm.service enabled and running | svc-01"):
+    for expected in (
+        "Linger for litellm | users-02",
+        f"Directory {ROOT}/state 0750 | fs-01",
+        f"Venv {ROOT}/venv satisfies its pins | py-01",
+        "Unit litellm.service enabled and running | svc-01",
+    ):
         assert expected in items
     by_id = {i["id"]: i for h in report["hosts"].values() for i in h["items"]}
     assert by_id[f"Directory {ROOT}/state 0750 | fs-01"]["before"]["mode"] == "0777"
-    packages = {i["before"]["name"]: (i["before"]["version"], i["after"]["version"])
-                for h in report["hosts"].values() for i in h["items"] if i["kind"] == "package"}
+    packages = {
+        i["before"]["name"]: (i["before"]["version"], i["after"]["version"])
+        for h in report["hosts"].values()
+        for i in h["items"]
+        if i["kind"] == "package"
+    }
     # the versions the hash lock installs (files/locks/), each satisfying the incident's CVE pins
     assert packages["fastapi-users"] == ("14.0.2", "15.0.5")
     assert packages["urllib3"] == ("2.5.0", "2.8.0")
@@ -49,37 +57,70 @@ def test_check_is_not_fooled_by_pyinfra_yes(converged, host, tmp_path):
         proc, report = check(host, tmp_path, env={"PYINFRA_YES": "1"})
         assert proc.returncode == 2
         assert [i["id"] for i in report["hosts"][host.name]["items"]] == [f"Directory {ROOT}/logs 0750 | fs-01"]
-        refused = subprocess.run([sys.executable, "-m", "litellm_runner.check", "-y"], cwd=REPO,
-                                 capture_output=True, text=True, timeout=60)
+        refused = subprocess.run(
+            [sys.executable, "-m", "litellm_runner.cli.check", "-y"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert refused.returncode == 1 and "-y/--yes skips change detection" in refused.stderr
     finally:
         host.ssh(f"chmod 0750 {ROOT}/logs")
 
 
 def test_check_that_cannot_run_exits_1(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "litellm_runner.check"], cwd=REPO, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "LITELLM_SANDBOXES": "no-such-sandbox"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "litellm_runner.cli.check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "LITELLM_SANDBOXES": "no-such-sandbox"},
+    )
     assert proc.returncode == 1
     assert "sandbox no-such-sandbox is not running" in proc.stderr
 
 
 DRIFTS = [
-    pytest.param(f"chmod 0775 {ROOT}/state/redis", f"Directory {ROOT}/state/redis 0750 | fs-01",
-                 {"mode": "0775", "owner": "litellm:litellm"}, id="directory-mode"),
-    pytest.param(f"sed -i 's/store_prompts_in_spend_logs: false/store_prompts_in_spend_logs: true/' "
-                 f"{ROOT}/state/config.generated.yaml",
-                 f"Rendered config {ROOT}/state/config.generated.yaml content | cfg-01", None, id="config-line"),
-    pytest.param(f"sed -i 's/^REDIS_PORT=.*/REDIS_PORT=6380/' {ROOT}/env.litellm",
-                 f"Env file {ROOT}/env.litellm content | sec-01", None, id="env-file"),
-    pytest.param("sed -i 's/^RestartSec=5/RestartSec=9/' /home/litellm/.config/systemd/user/litellm-metrics.service",
-                 "Unit file litellm-metrics.service content | svc-01", None, id="unit-file"),
-    pytest.param(f"{CTL} disable --now litellm-model-inventory.timer",
-                 "Unit litellm-model-inventory.timer enabled and running | tmr-01",
-                 {"enabled": False, "active": False}, id="timer-disabled"),
+    pytest.param(
+        f"chmod 0775 {ROOT}/state/redis",
+        f"Directory {ROOT}/state/redis 0750 | fs-01",
+        {"mode": "0775", "owner": "litellm:litellm"},
+        id="directory-mode",
+    ),
+    pytest.param(
+        f"sed -i 's/store_prompts_in_spend_logs: false/store_prompts_in_spend_logs: true/' "
+        f"{ROOT}/state/config.generated.yaml",
+        f"Rendered config {ROOT}/state/config.generated.yaml content | cfg-01",
+        None,
+        id="config-line",
+    ),
+    pytest.param(
+        f"sed -i 's/^REDIS_PORT=.*/REDIS_PORT=6380/' {ROOT}/env.litellm",
+        f"Env file {ROOT}/env.litellm content | sec-01",
+        None,
+        id="env-file",
+    ),
+    pytest.param(
+        "sed -i 's/^RestartSec=5/RestartSec=9/' /home/litellm/.config/systemd/user/litellm-metrics.service",
+        "Unit file litellm-metrics.service content | svc-01",
+        None,
+        id="unit-file",
+    ),
+    pytest.param(
+        f"{CTL} disable --now litellm-model-inventory.timer",
+        "Unit litellm-model-inventory.timer enabled and running | tmr-01",
+        {"enabled": False, "active": False},
+        id="timer-disabled",
+    ),
     pytest.param("loginctl disable-linger litellm", "Linger for litellm | users-02", "off", id="linger-off"),
-    pytest.param(f"runuser -u litellm -- {ROOT}/venv/bin/pip install -q --no-deps pyasn1==0.6.1",
-                 f"Venv {ROOT}/venv satisfies its pins | py-01", {"name": "pyasn1", "version": "0.6.1"},
-                 id="package-downgraded"),
+    pytest.param(
+        f"runuser -u litellm -- {ROOT}/venv/bin/pip install -q --no-deps pyasn1==0.6.1",
+        f"Venv {ROOT}/venv satisfies its pins | py-01",
+        {"name": "pyasn1", "version": "0.6.1"},
+        id="package-downgraded",
+    ),
 ]
 
 
@@ -143,8 +184,13 @@ def test_canary_secret_appears_nowhere(converged, host, tmp_path):
     for text in outputs:
         assert canary not in text and old not in text
     assert seen_in_ps and not any(seen_in_ps)
-    assert canary not in host.ssh(f"journalctl --no-pager -q; cat {ROOT}/logs/* 2>/dev/null; "
-                                  f"cat {ROOT}/state/config.generated.yaml", check=False).stdout
+    assert (
+        canary
+        not in host.ssh(
+            f"journalctl --no-pager -q; cat {ROOT}/logs/* 2>/dev/null; cat {ROOT}/state/config.generated.yaml",
+            check=False,
+        ).stdout
+    )
     # back to the sandbox's own secret
     assert pyinfra([host.name], "-y").returncode == 0
 

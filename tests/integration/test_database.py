@@ -23,19 +23,29 @@ def test_settings_rows_converged_and_unmanaged_keys_kept(converged, host):
 
 
 def test_missing_table_created(converged, host):
-    assert sql(host, "SELECT to_regclass('\"LiteLLM_SkillsTable\"')") == "\"LiteLLM_SkillsTable\""
+    assert sql(host, "SELECT to_regclass('\"LiteLLM_SkillsTable\"')") == '"LiteLLM_SkillsTable"'
 
 
 def test_expired_keys_blocked(converged, host):
-    assert sql(host, "SELECT count(*) FROM \"LiteLLM_VerificationToken\" WHERE expires < now() "
-                     "AND blocked IS NOT TRUE") == "0"
-    assert sql(host, "SELECT string_agg(key_alias, ',' ORDER BY key_alias) FROM \"LiteLLM_VerificationToken\" "
-                     "WHERE blocked") == "old-batch,old-ci"
+    assert (
+        sql(host, 'SELECT count(*) FROM "LiteLLM_VerificationToken" WHERE expires < now() AND blocked IS NOT TRUE')
+        == "0"
+    )
+    assert (
+        sql(
+            host,
+            "SELECT string_agg(key_alias, ',' ORDER BY key_alias) FROM \"LiteLLM_VerificationToken\" WHERE blocked",
+        )
+        == "old-batch,old-ci"
+    )
 
 
 def test_listed_alias_rotated_once(converged, host):
-    rows = sql(host, "SELECT token, key_name, expires > now() + interval '89 days' FROM \"LiteLLM_VerificationToken\" "
-                     "WHERE key_alias = 'ops-team' ORDER BY expires DESC").splitlines()
+    rows = sql(
+        host,
+        "SELECT token, key_name, expires > now() + interval '89 days' FROM \"LiteLLM_VerificationToken\" "
+        "WHERE key_alias = 'ops-team' ORDER BY expires DESC",
+    ).splitlines()
     assert len(rows) == 2
     token, key_name, fresh = rows[0].split("|")
     assert fresh == "t"
@@ -57,8 +67,13 @@ def test_database_down_gives_clear_error_then_recovers(converged, host, converge
         run = pyinfra([host.name], "-y")
         assert run.returncode != 0
         assert "database 127.0.0.1:5434/litellm unreachable" in run.stderr
-        password = [l for l in (REPO / ".sandbox" / "secrets.env").read_text().splitlines()
-                    if l.startswith("DATABASE_URL=")][0].split(":")[2].split("@")[0]
+        password = (
+            [l for l in (REPO / ".sandbox" / "secrets.env").read_text().splitlines() if l.startswith("DATABASE_URL=")][
+                0
+            ]
+            .split(":")[2]
+            .split("@")[0]
+        )
         assert password not in run.stdout + run.stderr
     finally:
         host.ssh("systemctl start postgresql")
@@ -69,8 +84,12 @@ def test_database_down_gives_clear_error_then_recovers(converged, host, converge
 
 def test_database_drift_reported_and_repaired(converged, host, converge, tmp_path):
     from tests.integration.test_check import check
-    sql(host, "UPDATE \"LiteLLM_Config\" SET param_value = param_value || '{\"request_timeout\": 600}' "
-              "WHERE param_name = 'litellm_settings'")
+
+    sql(
+        host,
+        'UPDATE "LiteLLM_Config" SET param_value = param_value || \'{"request_timeout": 600}\' '
+        "WHERE param_name = 'litellm_settings'",
+    )
     sql(host, "UPDATE \"LiteLLM_VerificationToken\" SET blocked = false WHERE key_alias = 'old-ci'")
     proc, report = check(host, tmp_path)
     assert proc.returncode == 2

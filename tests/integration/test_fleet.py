@@ -44,15 +44,18 @@ def run(tmp_path, *args, common=None, per_host=None, count=None):
 
 
 def proxy(host: Host) -> dict:
-    out = host.out("systemctl --user --machine=litellm@.host show litellm.service "
-                   "-p MainPID -p ExecMainStartTimestampMonotonic")
+    out = host.out(
+        "systemctl --user --machine=litellm@.host show litellm.service -p MainPID -p ExecMainStartTimestampMonotonic"
+    )
     props = dict(line.split("=", 1) for line in out.splitlines())
     return {"pid": int(props["MainPID"]), "started": int(props["ExecMainStartTimestampMonotonic"]) / 1e6}
 
 
 def ready(host: Host) -> bool:
-    return host.ssh("curl -fsS -o /dev/null --max-time 5 http://127.0.0.1:4000/health/readiness",
-                    check=False).returncode == 0
+    return (
+        host.ssh("curl -fsS -o /dev/null --max-time 5 http://127.0.0.1:4000/health/readiness", check=False).returncode
+        == 0
+    )
 
 
 def ready_event(host: Host) -> float:
@@ -91,9 +94,14 @@ def test_one_run_converges_every_host_of_the_fleet(hosts, converged):
 def test_noop_check_of_the_fleet_needs_at_most_ten_remote_commands_per_host(hosts, converged, tmp_path):
     path = fleet.inventory(tmp_path / "hosts.yml", HOSTS, COMMON)
     counts = tmp_path / "counts.json"
-    proc = subprocess.run([sys.executable, "-m", "litellm_runner.check"], cwd=REPO, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "LITELLM_INVENTORY": str(path),
-                                            "LITELLM_COMMAND_COUNT": str(counts)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "litellm_runner.cli.check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "LITELLM_INVENTORY": str(path), "LITELLM_COMMAND_COUNT": str(counts)},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     assert "0 of 5 hosts drifted" in proc.stdout
     per_host = json.loads(counts.read_text())
@@ -104,8 +112,7 @@ def test_noop_check_of_the_fleet_needs_at_most_ten_remote_commands_per_host(host
 
 def test_proxy_restarts_in_batches_each_ready_before_the_next(hosts, converged, tmp_path):
     before = {h.name: proxy(h) for h in hosts}
-    result = run(tmp_path, "-y", common={"litellm_restart_batch_size": 2,
-                                         "litellm_settings": {"request_timeout": 90}})
+    result = run(tmp_path, "-y", common={"litellm_restart_batch_size": 2, "litellm_settings": {"request_timeout": 90}})
     assert result.returncode == 0, result.stderr[-3000:]
     after = {h.name: proxy(h) for h in hosts}
     for host in hosts:
@@ -116,9 +123,12 @@ def test_proxy_restarts_in_batches_each_ready_before_the_next(hosts, converged, 
     # Order only, from events the hosts recorded (no duration is assumed).
     ready_at = {h.name: ready_event(h) for h in hosts}
     ready_before_start = sorted(
-        sum(1 for other in hosts if ready_at[other.name] < after[h.name]["started"]) for h in hosts)
+        sum(1 for other in hosts if ready_at[other.name] < after[h.name]["started"]) for h in hosts
+    )
     assert ready_before_start == [0, 0, 2, 2, 4], (
-        f"hosts ready before each start {ready_before_start}; starts {after}, ready {ready_at}")
+        f"hosts ready before each start {ready_before_start}; starts {after}, ready {ready_at}"
+    )
+
 
 def test_a_host_failing_readiness_is_rolled_back_and_the_rest_stay_on_their_last_good_state(hosts, converged, tmp_path):
     bad = "litellm-fleet-3"
@@ -126,9 +136,16 @@ def test_a_host_failing_readiness_is_rolled_back_and_the_rest_stay_on_their_last
     good_config = {h.name: h.out(f"sha256sum {CONFIG}") for h in hosts}
     # a new timeout for everyone; host 3 also gets a callback module that does not exist,
     # which makes the proxy fail at start
-    result = run(tmp_path, "-y", common={"litellm_restart_batch_size": 1, "litellm_ready_timeout": 60,
-                                         "litellm_settings": {"request_timeout": 60}},
-                 per_host={bad: {"litellm_settings": {"request_timeout": 60, "callbacks": ["no_such_module.handler"]}}})
+    result = run(
+        tmp_path,
+        "-y",
+        common={
+            "litellm_restart_batch_size": 1,
+            "litellm_ready_timeout": 60,
+            "litellm_settings": {"request_timeout": 60},
+        },
+        per_host={bad: {"litellm_settings": {"request_timeout": 60, "callbacks": ["no_such_module.handler"]}}},
+    )
     assert result.returncode != 0
     assert f"[{bad}]" in result.stderr and "failed readiness" in result.stderr, result.stderr[-3000:]
     by_name = {h.name: h for h in hosts}

@@ -16,9 +16,12 @@ D = defaults()
 def test_dry_run_on_the_incident_host_reports_drift_and_changes_nothing(host, dry_before):
     assert dry_before.returncode == 0, dry_before.stderr[-2000:]
     would = dry_before.changed(host.name)
-    for expected in ("Linger for litellm | users-02", f"Directory {ROOT}/state/files 0750 | fs-01",
-                     f"Venv {ROOT}/venv satisfies its pins | py-01",
-                     f"Rendered config {ROOT}/state/config.generated.yaml content | cfg-01"):
+    for expected in (
+        "Linger for litellm | users-02",
+        f"Directory {ROOT}/state/files 0750 | fs-01",
+        f"Venv {ROOT}/venv satisfies its pins | py-01",
+        f"Rendered config {ROOT}/state/config.generated.yaml content | cfg-01",
+    ):
         assert expected in would
     # --dry touched nothing: right after it, the incident was still there
     assert dry_before.host_after == {"state_files_mode": "777", "linger": False}
@@ -40,6 +43,7 @@ def test_second_converge_changes_nothing(converged, host):
 
 def test_dry_run_after_converge_reports_nothing(converged, host):
     from tests.support.hosts import pyinfra
+
     dry = pyinfra([host.name], "--dry")
     assert dry.returncode == 0
     assert dry.changed(host.name) == []
@@ -56,8 +60,10 @@ def test_directory_mode_and_owner(converged, host, rel):
 
 
 def test_venv_versions(converged, host):
-    installed = {p["name"].lower(): p["version"] for p in json.loads(
-        host.out(f"{ROOT}/venv/bin/pip list --format=json --disable-pip-version-check"))}
+    installed = {
+        p["name"].lower(): p["version"]
+        for p in json.loads(host.out(f"{ROOT}/venv/bin/pip list --format=json --disable-pip-version-check"))
+    }
     assert installed["litellm"] == "1.102.4"
     assert Version(installed["fastapi-users"]) >= Version("15.0.2")
     assert Version(installed["urllib3"]) >= Version("2.7.0")
@@ -82,9 +88,12 @@ def test_rendered_settings(converged, host):
 
 
 def test_no_secret_in_rendered_config_or_unit_files(converged, host):
-    secrets = [v for v in (line.partition("=")[2] for line in
-               sandbox.secrets_file().read_text().splitlines()) if len(v) > 8]
-    text = host.out(f"cat {ROOT}/state/config.generated.yaml /home/litellm/.config/systemd/user/*.service /home/litellm/.config/systemd/user/*.timer")
+    secrets = [
+        v for v in (line.partition("=")[2] for line in sandbox.secrets_file().read_text().splitlines()) if len(v) > 8
+    ]
+    text = host.out(
+        f"cat {ROOT}/state/config.generated.yaml /home/litellm/.config/systemd/user/*.service /home/litellm/.config/systemd/user/*.timer"
+    )
     for value in secrets:
         assert value not in text
 
@@ -98,8 +107,13 @@ def test_env_file(converged, host):
 
 
 SERVICES = ["litellm", "litellm-health-server", "litellm-metrics", "litellm-rerank", "litellm-embed-arctic"]
-TIMERS = ["litellm-backup", "litellm-compliance-check", "litellm-knowledge-refresh",
-          "litellm-model-inventory", "litellm-probe-capabilities"]
+TIMERS = [
+    "litellm-backup",
+    "litellm-compliance-check",
+    "litellm-knowledge-refresh",
+    "litellm-model-inventory",
+    "litellm-probe-capabilities",
+]
 CTL = "systemctl --user --machine=litellm@.host"
 
 
@@ -123,7 +137,9 @@ def test_backup_timer_schedule_on_host(converged, host):
 
 
 def test_proxy_answers(converged, host):
-    code = host.wait_for("curl -fsS -o /dev/null -w '%{http_code}' http://127.0.0.1:4000/health/liveliness", timeout=180)
+    code = host.wait_for(
+        "curl -fsS -o /dev/null -w '%{http_code}' http://127.0.0.1:4000/health/liveliness", timeout=180
+    )
     assert code == "200"
     assert host.out(f"{CTL} show -P ExecStart litellm.service").find("--num_workers 4") >= 0
 
@@ -136,7 +152,10 @@ def test_service_ports_answer_on_loopback(converged, host, port):
 def test_nothing_listens_outside_loopback(converged, host):
     host.wait_for("ss -Hltn 'sport = :4000' | grep -q .", timeout=180)
     listeners = host.out("ss -Hltn").splitlines()
-    outside = [line for line in listeners
-               if not line.split()[3].startswith("127.0.0.1:") and not line.split()[3].endswith(":22")]
+    outside = [
+        line
+        for line in listeners
+        if not line.split()[3].startswith("127.0.0.1:") and not line.split()[3].endswith(":22")
+    ]
     # sshd on :22 is how the sandbox is reached (published on the control machine's 127.0.0.1 only)
     assert outside == []

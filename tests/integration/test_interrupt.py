@@ -17,7 +17,7 @@ import time
 import pytest
 import yaml
 
-from litellm_runner.lock import parse_owner
+from litellm_runner.pyinfra_ext.lock import parse_owner
 from tests.support.hosts import PYINFRA, REPO, Host, Run, fresh_sandbox
 from tests.unit.group_data import defaults
 
@@ -34,13 +34,21 @@ class Converge:
     def __init__(self, *args: str, env: dict | None = None):
         env = {**{k: v for k, v in os.environ.items() if k != "LITELLM_INVENTORY"}, **(env or {})}
         env.update({"LITELLM_SANDBOXES": NAME, "PYINFRA_PROGRESS": "off"})
-        self.proc = subprocess.Popen([PYINFRA, "inventory.py", "deploy.py", "-y", "-v", "--json", *args],
-                                     cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [PYINFRA, "inventory.py", "deploy.py", "-y", "-v", "--json", *args],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         self.lines: list[tuple[float, str]] = []  # (monotonic time, stderr line)
         self.stdout = ""
-        self._threads = [threading.Thread(target=self._read_err, daemon=True),
-                         threading.Thread(target=self._read_out, daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._read_err, daemon=True),
+            threading.Thread(target=self._read_out, daemon=True),
+        ]
         for t in self._threads:
             t.start()
 
@@ -78,8 +86,9 @@ class Converge:
             if self.proc.poll() is not None:
                 time.sleep(0.5)  # let the reader catch up once
                 if not any(pattern in line for _, line in self.lines):
-                    raise AssertionError(f"pyinfra exited {self.proc.returncode} before {pattern!r}:\n"
-                                         f"{self.stderr[-3000:]}")
+                    raise AssertionError(
+                        f"pyinfra exited {self.proc.returncode} before {pattern!r}:\n{self.stderr[-3000:]}"
+                    )
             time.sleep(0.05)
         raise AssertionError(f"no {pattern!r} within {timeout}s:\n{self.stderr[-3000:]}")
 
@@ -109,10 +118,18 @@ def lock_file(host: Host) -> str | None:
 def test_two_converges_at_once_never_interleave(fresh):
     host = fresh
     # a dry run takes no lock and sends no lock command (the guard file is made by any lock command)
-    dry = subprocess.run([PYINFRA, "inventory.py", "deploy.py", "--dry"], cwd=REPO, timeout=600,
-                         capture_output=True, text=True,
-                         env={**{k: v for k, v in os.environ.items() if k != "LITELLM_INVENTORY"},
-                              "LITELLM_SANDBOXES": NAME, "PYINFRA_PROGRESS": "off"})
+    dry = subprocess.run(
+        [PYINFRA, "inventory.py", "deploy.py", "--dry"],
+        cwd=REPO,
+        timeout=600,
+        capture_output=True,
+        text=True,
+        env={
+            **{k: v for k, v in os.environ.items() if k != "LITELLM_INVENTORY"},
+            "LITELLM_SANDBOXES": NAME,
+            "PYINFRA_PROGRESS": "off",
+        },
+    )
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert host.ssh(f"test ! -e {LOCK} && test ! -e {LOCK}.guard", check=False).returncode == 0
 
@@ -152,6 +169,7 @@ def test_two_converges_at_once_never_interleave(fresh):
 
 def host_files(host: Host) -> dict:
     """What the kill left: config and env file (text, mode), config backups, leftovers."""
+
     def read(path):
         proc = host.ssh(f"test -e {path} && stat -c %a {path} && cat {path}", check=False)
         if proc.returncode != 0:
@@ -163,8 +181,9 @@ def host_files(host: Host) -> dict:
         "config": read(f"{ROOT}/state/config.generated.yaml"),
         "env": read(f"{ROOT}/env.litellm"),
         "config_backups": host.out(f"ls -1 {ROOT}/state/ | grep '^config.generated.yaml.bak-' || true").split(),
-        "leftovers": host.out(f"find {ROOT} /home/litellm/.config -name '*.tmp-litellm-runner*' "
-                              f"-o -name '.incomplete-*' | sort").split(),
+        "leftovers": host.out(
+            f"find {ROOT} /home/litellm/.config -name '*.tmp-litellm-runner*' -o -name '.incomplete-*' | sort"
+        ).split(),
         "backups": host.out(f"ls -1A {ROOT}/state/archive/backups").split(),
     }
 
@@ -176,8 +195,10 @@ def assert_complete(host: Host, files: dict) -> None:
     if config is not None:  # the incident's, or the whole rendered one
         doc = yaml.safe_load(config[1])
         assert config[1] == incident_config or (
-            isinstance(doc, dict) and {"model_list", "general_settings", "litellm_settings"} <= set(doc)
-            and doc["litellm_settings"].get("request_timeout") == 120), config[1][-500:]
+            isinstance(doc, dict)
+            and {"model_list", "general_settings", "litellm_settings"} <= set(doc)
+            and doc["litellm_settings"].get("request_timeout") == 120
+        ), config[1][-500:]
     for name in files["config_backups"]:  # a kept copy of a replaced config is whole too
         text = host.out(f"cat {ROOT}/state/{shlex.quote(name)}")
         assert isinstance(yaml.safe_load(text), dict) and "model_list" in text, name
@@ -211,8 +232,10 @@ def test_killed_converge_leaves_a_host_the_next_run_converges(fresh):
     assert held is not None and f"pid={killed} " in held, held
     time.sleep(2)  # let whatever the dead run's ssh sessions still had running on the host finish
     files = host_files(host)
-    print(f"after SIGKILL: leftovers {files['leftovers']}, config backups {files['config_backups']}, "
-          f"backup sets {files['backups']}")
+    print(
+        f"after SIGKILL: leftovers {files['leftovers']}, config backups {files['config_backups']}, "
+        f"backup sets {files['backups']}"
+    )
     assert_complete(host, files)
 
     # the next converge takes the stale lock over (same machine, process gone) and converges
@@ -250,8 +273,13 @@ def test_live_long_run_keeps_its_lock_against_another_machine(fresh, tmp_path):
         now = int(host.out("date +%s"))
         time.sleep(0.2)
     assert owner.pid == holder.pid
-    second = Converge("--data", "litellm_lock_stale_after=10", "--data", "litellm_lock_wait=0",
-                      env={"XDG_STATE_HOME": str(tmp_path / "another-machine")})
+    second = Converge(
+        "--data",
+        "litellm_lock_stale_after=10",
+        "--data",
+        "litellm_lock_wait=0",
+        env={"XDG_STATE_HOME": str(tmp_path / "another-machine")},
+    )
     refused = second.wait()
     refused_at = second.lines[-1][0]
     during = parse_owner(lock_file(host) or "", 0)

@@ -44,8 +44,9 @@ done
 
 def root(command: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
     """COMMAND as root inside the sandbox (podman exec), independent of SSH and pyinfra."""
-    proc = subprocess.run(["podman", "exec", NAME, "sh", "-euc", command], capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        ["podman", "exec", NAME, "sh", "-euc", command], capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"{command!r} exited {proc.returncode}: {proc.stderr.strip()}")
     return proc
@@ -67,8 +68,14 @@ def run(inventory: pathlib.Path, *args: str):
 
 def check(inventory: pathlib.Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "LITELLM_INVENTORY": str(inventory)}
-    return subprocess.run([sys.executable, "-m", "litellm_runner.check"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=1800)
+    return subprocess.run(
+        [sys.executable, "-m", "litellm_runner.cli.check"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +92,11 @@ def converged(host, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hosts")
     inventory = hosts_file(tmp)
     before = {"passwd": root("getent passwd alice").stdout, "groups": root("id -Gn alice").stdout}
-    watcher = subprocess.Popen(["podman", "exec", NAME, "runuser", "-u", "mallory", "--", "sh", "-c", WATCH],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    watcher = subprocess.Popen(
+        ["podman", "exec", NAME, "runuser", "-u", "mallory", "--", "sh", "-c", WATCH],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         first = run(inventory, "-y", "-vv")
         second = run(inventory, "-y", "-v")
@@ -95,15 +105,33 @@ def converged(host, tmp_path_factory):
     finally:
         root("pkill -u mallory || true")
         watcher.wait(timeout=60)
-    return {"first": first, "second": second, "check": drift, "before": before,
-            "tmp_log": root("cat /home/mallory/tmp.log", check=False).stdout,
-            "proc_log": root("cat /home/mallory/proc.log", check=False).stdout}
+    return {
+        "first": first,
+        "second": second,
+        "check": drift,
+        "before": before,
+        "tmp_log": root("cat /home/mallory/tmp.log", check=False).stdout,
+        "proc_log": root("cat /home/mallory/proc.log", check=False).stdout,
+    }
 
 
 def test_root_is_refused_and_operator_needs_its_password(host):
     data = sandbox.host_data(NAME)
-    ssh = ["ssh", "-i", data["ssh_key"], "-p", str(data["ssh_port"]), "-o", "BatchMode=yes",
-           "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+    ssh = [
+        "ssh",
+        "-i",
+        data["ssh_key"],
+        "-p",
+        str(data["ssh_port"]),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+    ]
     as_root = subprocess.run([*ssh, "root@127.0.0.1", "true"], capture_output=True, text=True, timeout=60)
     sudo_n = subprocess.run([*ssh, "deploy@127.0.0.1", "sudo -n true"], capture_output=True, text=True, timeout=60)
     assert as_root.returncode == 255 and "Permission denied" in as_root.stderr
@@ -158,15 +186,25 @@ def test_no_secret_in_output_or_readable_under_tmp(converged):
     staged = [line for line in seen.splitlines() if line.startswith("SEEN /tmp/litellm-runner")]
     assert [line for line in staged if not line.endswith((" deploy 700", " deploy 600"))] == []
     # another user reads no secret under /tmp nor in any command line (/proc/PID/cmdline)
-    leaks = [(name, where) for name, value in secret_values().items() if len(value) >= 8
-             for where in ("tmp_log", "proc_log") if value in converged[where]]
+    leaks = [
+        (name, where)
+        for name, value in secret_values().items()
+        if len(value) >= 8
+        for where in ("tmp_log", "proc_log")
+        if value in converged[where]
+    ]
     assert leaks == []
     # what the watcher could see on command lines: only the marker, never a password
     assert {word.replace("'", "") for word in converged["proc_log"].split()} <= {
-        "PYINFRA_SUDO_PASSWORD=private-askpass"}
-    shown = [(name, run_) for name, value in secret_values().items() if len(value) >= 8
-             for run_ in ("first", "second", "check")
-             if value in converged[run_].stdout + converged[run_].stderr]
+        "PYINFRA_SUDO_PASSWORD=private-askpass"
+    }
+    shown = [
+        (name, run_)
+        for name, value in secret_values().items()
+        if len(value) >= 8
+        for run_ in ("first", "second", "check")
+        if value in converged[run_].stdout + converged[run_].stderr
+    ]
     assert shown == []
 
 

@@ -8,7 +8,6 @@ else and exits 1 naming the database; once it is started, the next converge
 finishes the job.
 """
 
-
 import urllib.parse
 
 import pytest
@@ -35,39 +34,78 @@ def named(report, host, status="drift") -> set[str]:
 
 ROWS = [  # (breakage, items the check must name, a command that succeeds once repaired)
     pytest.param(f"rm -rf {VENV}", {VENV_OP}, ACCOUNT_PIP, id="no-venv"),
-    pytest.param(f"rm -rf {SITE}/pyasn1-*.dist-info", {VENV_OP}, f"ls -d {SITE}/pyasn1-*.dist-info",
-                 id="dist-info-removed"),
-    pytest.param(f": > {SITE}/urllib3/__init__.py", {VENV_OP}, f"test -s {SITE}/urllib3/__init__.py && {ACCOUNT_PIP}",
-                 id="files-truncated"),
-    pytest.param(f"sed -i 's/^version = .*/version = 3.9.2/' {VENV}/pyvenv.cfg", {VENV_OP},
-                 f"grep -q '^version = 3.11' {VENV}/pyvenv.cfg", id="other-interpreter-cfg"),
-    pytest.param(f"ln -sfn /opt/sandbox/venv/bin/python3 {VENV}/bin/python3", {VENV_OP},
-                 f"test $(readlink {VENV}/bin/python3) = /usr/bin/python3 && {ACCOUNT_PIP}",
-                 id="python-elsewhere"),
-    pytest.param(f"ln -sfn /usr/bin/python3.99 {VENV}/bin/python3", {VENV_OP},
-                 f"test -e {VENV}/bin/python && {ACCOUNT_PIP}", id="dangling-python"),
-    pytest.param(f"{VENV}/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall pyasn1==0.6.5",
-                 {VENV_OP}, f"test -z \"$(find {VENV} ! -user litellm | head -n 1)\" && {ACCOUNT_PIP}",
-                 id="root-owned-files"),
-    pytest.param(f"rm {ROOT}/bin/litellm-dbctl", {f"Tool {ROOT}/bin/litellm-dbctl content | cfg-02"},
-                 f"test -f {ROOT}/bin/litellm-dbctl", id="dbctl-missing"),
-    pytest.param(f"echo '# an older one' >> {ROOT}/bin/litellm-dbctl", {f"Tool {ROOT}/bin/litellm-dbctl content | cfg-02"},
-                 f"! grep -q 'an older one' {ROOT}/bin/litellm-dbctl", id="dbctl-old"),
-    pytest.param(f"rm {ROOT}/env.litellm", {f"Env file {ROOT}/env.litellm content | sec-01"},
-                 f"test -f {ROOT}/env.litellm", id="env-file-missing"),
-    pytest.param(f"rm -rf {UNITS}", {"Directory /home/litellm/.config/systemd/user | svc-01"},
-                 f"test -f {UNITS}/litellm.service && {CTL} is-active litellm.service && "
-                 f"{CTL} is-enabled litellm.service", id="unit-dir-missing"),
-    pytest.param(f"runuser -u litellm -- touch {ROOT}/state/config.generated.yaml.tmp-litellm-runner "
-                 f"{ROOT}/bin/litellm-status.tmp-litellm-runner-bak",
-                 {"No temporary file of an interrupted run | fs-02"},
-                 f"! ls {ROOT}/state/*.tmp-litellm-runner* {ROOT}/bin/*.tmp-litellm-runner* 2>/dev/null",
-                 id="leftover-temp-files"),
+    pytest.param(
+        f"rm -rf {SITE}/pyasn1-*.dist-info", {VENV_OP}, f"ls -d {SITE}/pyasn1-*.dist-info", id="dist-info-removed"
+    ),
+    pytest.param(
+        f": > {SITE}/urllib3/__init__.py",
+        {VENV_OP},
+        f"test -s {SITE}/urllib3/__init__.py && {ACCOUNT_PIP}",
+        id="files-truncated",
+    ),
+    pytest.param(
+        f"sed -i 's/^version = .*/version = 3.9.2/' {VENV}/pyvenv.cfg",
+        {VENV_OP},
+        f"grep -q '^version = 3.11' {VENV}/pyvenv.cfg",
+        id="other-interpreter-cfg",
+    ),
+    pytest.param(
+        f"ln -sfn /opt/sandbox/venv/bin/python3 {VENV}/bin/python3",
+        {VENV_OP},
+        f"test $(readlink {VENV}/bin/python3) = /usr/bin/python3 && {ACCOUNT_PIP}",
+        id="python-elsewhere",
+    ),
+    pytest.param(
+        f"ln -sfn /usr/bin/python3.99 {VENV}/bin/python3",
+        {VENV_OP},
+        f"test -e {VENV}/bin/python && {ACCOUNT_PIP}",
+        id="dangling-python",
+    ),
+    pytest.param(
+        f"{VENV}/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall pyasn1==0.6.5",
+        {VENV_OP},
+        f'test -z "$(find {VENV} ! -user litellm | head -n 1)" && {ACCOUNT_PIP}',
+        id="root-owned-files",
+    ),
+    pytest.param(
+        f"rm {ROOT}/bin/litellm-dbctl",
+        {f"Tool {ROOT}/bin/litellm-dbctl content | cfg-02"},
+        f"test -f {ROOT}/bin/litellm-dbctl",
+        id="dbctl-missing",
+    ),
+    pytest.param(
+        f"echo '# an older one' >> {ROOT}/bin/litellm-dbctl",
+        {f"Tool {ROOT}/bin/litellm-dbctl content | cfg-02"},
+        f"! grep -q 'an older one' {ROOT}/bin/litellm-dbctl",
+        id="dbctl-old",
+    ),
+    pytest.param(
+        f"rm {ROOT}/env.litellm",
+        {f"Env file {ROOT}/env.litellm content | sec-01"},
+        f"test -f {ROOT}/env.litellm",
+        id="env-file-missing",
+    ),
+    pytest.param(
+        f"rm -rf {UNITS}",
+        {"Directory /home/litellm/.config/systemd/user | svc-01"},
+        f"test -f {UNITS}/litellm.service && {CTL} is-active litellm.service && {CTL} is-enabled litellm.service",
+        id="unit-dir-missing",
+    ),
+    pytest.param(
+        f"runuser -u litellm -- touch {ROOT}/state/config.generated.yaml.tmp-litellm-runner "
+        f"{ROOT}/bin/litellm-status.tmp-litellm-runner-bak",
+        {"No temporary file of an interrupted run | fs-02"},
+        f"! ls {ROOT}/state/*.tmp-litellm-runner* {ROOT}/bin/*.tmp-litellm-runner* 2>/dev/null",
+        id="leftover-temp-files",
+    ),
     # a lock from another control machine whose run died 1000 s ago (no heartbeat since)
-    pytest.param("old=$(( $(date +%s) - 1000 )); printf 'run_id=dead0000 user=op machine=gone mid=feedfacefeedface "
-                 "pid=4242 pstart= started=%s beat=%s\\n' $old $old > /run/litellm-runner.lock",
-                 {"No run lock left by an interrupted run | fs-02"}, "! test -e /run/litellm-runner.lock",
-                 id="lock-of-a-killed-run"),
+    pytest.param(
+        "old=$(( $(date +%s) - 1000 )); printf 'run_id=dead0000 user=op machine=gone mid=feedfacefeedface "
+        "pid=4242 pstart= started=%s beat=%s\\n' $old $old > /run/litellm-runner.lock",
+        {"No run lock left by an interrupted run | fs-02"},
+        "! test -e /run/litellm-runner.lock",
+        id="lock-of-a-killed-run",
+    ),
 ]
 
 
@@ -105,8 +143,9 @@ def test_database_down_fails_only_the_database_items(converged, host, converge, 
         errors = named(report, host, "error")
         assert errors and all("| db-0" in e for e in errors), errors
         assert f"database settings: database {DB} unreachable" in proc.stdout, proc.stdout
-        assert {f"Directory {ROOT}/logs 0750 | fs-01", "Unit file litellm-metrics.service content | svc-01"} <= \
-            named(report, host)
+        assert {f"Directory {ROOT}/logs 0750 | fs-01", "Unit file litellm-metrics.service content | svc-01"} <= named(
+            report, host
+        )
         assert not password or password not in proc.stdout + proc.stderr
 
         run = pyinfra([host.name], "-y")

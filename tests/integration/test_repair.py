@@ -16,43 +16,66 @@ CASES = [
     pytest.param(
         f"chmod 0777 {ROOT}/state/files",
         {f"Directory {ROOT}/state/files 0750 | fs-01"},
-        f"test $(stat -c %a {ROOT}/state/files) = 750", id="directory-mode"),
+        f"test $(stat -c %a {ROOT}/state/files) = 750",
+        id="directory-mode",
+    ),
     pytest.param(
         f"chown root {ROOT}/artifacts",
         {f"Directory {ROOT}/artifacts 0750 | fs-01"},
-        f"test $(stat -c %U {ROOT}/artifacts) = litellm", id="directory-owner"),
+        f"test $(stat -c %U {ROOT}/artifacts) = litellm",
+        id="directory-owner",
+    ),
     pytest.param(
         f"sed -i 's/request_timeout: 120/request_timeout: 600/' {ROOT}/state/config.generated.yaml",
         {f"Rendered config {ROOT}/state/config.generated.yaml content | cfg-01", *restart("litellm")},
-        f"grep -q 'request_timeout: 120' {ROOT}/state/config.generated.yaml", id="config-line"),
+        f"grep -q 'request_timeout: 120' {ROOT}/state/config.generated.yaml",
+        id="config-line",
+    ),
     pytest.param(
         f"chmod 0644 {ROOT}/env.litellm",
         {f"Env file {ROOT}/env.litellm 0600 litellm:litellm | sec-01"},
-        f"test $(stat -c %a {ROOT}/env.litellm) = 600", id="env-file-mode"),
+        f"test $(stat -c %a {ROOT}/env.litellm) = 600",
+        id="env-file-mode",
+    ),
     pytest.param(
         f"echo VLLM_API_KEY=dummy >> {ROOT}/env.litellm",
         {f"Env file {ROOT}/env.litellm content | sec-01", *restart("litellm", *TOOLS)},
-        f"! grep -q dummy {ROOT}/env.litellm", id="env-file-content"),
+        f"! grep -q dummy {ROOT}/env.litellm",
+        id="env-file-content",
+    ),
     pytest.param(
         "sed -i 's/^Restart=on-failure/Restart=no/' /home/litellm/.config/systemd/user/litellm-rerank.service",
-        {"Unit file litellm-rerank.service content | svc-01", "Reload the user manager of litellm | svc-01",
-         *restart("litellm-rerank")},
+        {
+            "Unit file litellm-rerank.service content | svc-01",
+            "Reload the user manager of litellm | svc-01",
+            *restart("litellm-rerank"),
+        },
         "grep -q '^Restart=on-failure' /home/litellm/.config/systemd/user/litellm-rerank.service && "
-        f"test $({CTL} show -P Restart litellm-rerank.service) = on-failure", id="unit-file"),
+        f"test $({CTL} show -P Restart litellm-rerank.service) = on-failure",
+        id="unit-file",
+    ),
     pytest.param(
         f"{CTL} disable --now litellm-backup.timer",
         {"Unit litellm-backup.timer enabled and running | tmr-01"},
-        f"{CTL} is-enabled litellm-backup.timer && {CTL} is-active litellm-backup.timer", id="timer-disabled"),
+        f"{CTL} is-enabled litellm-backup.timer && {CTL} is-active litellm-backup.timer",
+        id="timer-disabled",
+    ),
     pytest.param(
         f"{CTL} stop litellm-rerank.service",
         restart("litellm-rerank"),
-        f"{CTL} is-active litellm-rerank.service", id="service-stopped"),
+        f"{CTL} is-active litellm-rerank.service",
+        id="service-stopped",
+    ),
     pytest.param(
         f"runuser -u litellm -- {ROOT}/venv/bin/pip install -q --no-deps urllib3==2.5.0",
-        {f"Venv {ROOT}/venv satisfies its pins | py-01", f"Venv {ROOT}/venv has no known vulnerability | py-01",
-         *restart("litellm", *TOOLS)},
+        {
+            f"Venv {ROOT}/venv satisfies its pins | py-01",
+            f"Venv {ROOT}/venv has no known vulnerability | py-01",
+            *restart("litellm", *TOOLS),
+        },
         f"{ROOT}/venv/bin/python -c 'import urllib3, sys; sys.exit(urllib3.__version__ < \"2.7\")'",
-        id="package-downgraded"),
+        id="package-downgraded",
+    ),
 ]
 
 
@@ -78,8 +101,10 @@ def test_linger_turned_off_is_repaired(converged, host, converge):
 
 def test_config_change_restarts_only_the_proxy(converged, host, converge):
     pids = {s: host.out(f"{CTL} show -P MainPID {s}.service") for s in ["litellm", *TOOLS]}
-    host.ssh(f"sed -i 's/database_connection_pool_limit: 20/database_connection_pool_limit: 10/' "
-             f"{ROOT}/state/config.generated.yaml")
+    host.ssh(
+        f"sed -i 's/database_connection_pool_limit: 20/database_connection_pool_limit: 10/' "
+        f"{ROOT}/state/config.generated.yaml"
+    )
     converge()
     after = {s: host.out(f"{CTL} show -P MainPID {s}.service") for s in ["litellm", *TOOLS]}
     assert after["litellm"] != pids["litellm"]

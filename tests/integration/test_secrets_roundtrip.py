@@ -40,8 +40,11 @@ def environ_of(host, text: str) -> dict[str, bytes]:
     host.ssh(f"systemctl stop {UNIT}.service", check=False, timeout=30)
     host.ssh(f"umask 077 && printf %s {b64} | base64 -d > {ENV_PATH}", timeout=30)
     try:
-        host.ssh(f"systemd-run --unit={UNIT} --collect --property=Type=exec "
-                 f"--property=EnvironmentFile={ENV_PATH} /bin/sleep 600", timeout=60)
+        host.ssh(
+            f"systemd-run --unit={UNIT} --collect --property=Type=exec "
+            f"--property=EnvironmentFile={ENV_PATH} /bin/sleep 600",
+            timeout=60,
+        )
         pid = host.out(f"systemctl show -P MainPID {UNIT}.service", timeout=30)
         assert pid.isdigit() and pid != "0", pid
         raw = base64.b64decode(host.out(f"base64 -w0 /proc/{pid}/environ", timeout=30))
@@ -64,14 +67,19 @@ def test_real_systemd_reads_back_every_value_byte_for_byte(host, systemd_reads):
     got = systemd_reads(envfile.dumps(items, header="test: envfile round trip"))
     want = {k: v.encode() for k, v in items.items()}
     version = host.out("systemctl --version", timeout=30).splitlines()[0]
-    assert got == want, f"{version}: differs for {sorted(set(got) ^ set(want) | {k for k in want if got.get(k) != want[k]})}"
+    assert got == want, (
+        f"{version}: differs for {sorted(set(got) ^ set(want) | {k for k in want if got.get(k) != want[k]})}"
+    )
 
 
 @pytest.mark.parametrize("case, text, expected", READ, ids=[r[0] for r in READ])
 def test_hand_written_files_read_as_loads_reads_them(systemd_reads, case, text, expected):
     """envfile.loads on hand-written KEY=value files is systemd's reading (rows of test_envfile.READ)."""
-    assert systemd_reads(text) == {k: v.encode() for k, v in envfile.loads(text).items()} == \
-        {k: v.encode() for k, v in expected.items()}
+    assert (
+        systemd_reads(text)
+        == {k: v.encode() for k, v in envfile.loads(text).items()}
+        == {k: v.encode() for k, v in expected.items()}
+    )
 
 
 def test_the_old_raw_writer_was_misread(systemd_reads):
@@ -81,24 +89,47 @@ def test_the_old_raw_writer_was_misread(systemd_reads):
     got = systemd_reads(raw)
     changed = {k for k, v in ITEMS.items() if got.get(k) != v.encode()}
     names = dict(VALUES)
-    assert {k for k in changed if ITEMS[k] in (names["trailing-backslash"], names["leading-single-quote"],
-                                             names["blanks-around"], names["backslash"])} == {
-        k for k in ITEMS if ITEMS[k] in (names["trailing-backslash"], names["leading-single-quote"],
-                                         names["blanks-around"], names["backslash"])}
+    assert {
+        k
+        for k in changed
+        if ITEMS[k]
+        in (names["trailing-backslash"], names["leading-single-quote"], names["blanks-around"], names["backslash"])
+    } == {
+        k
+        for k in ITEMS
+        if ITEMS[k]
+        in (names["trailing-backslash"], names["leading-single-quote"], names["blanks-around"], names["backslash"])
+    }
     with pytest.raises(envfile.EnvFileError):
         envfile.loads(raw)
 
 
 # (id, secret taken from the environment, secrets file lines, fragment of the message)
 REFUSED = [
-    ("environment-newline", f"{CANARY}\nINJECTED=1", None,
-     SECRET_SRC + ": the environment: VLLM_API_KEY: the value contains a line break (\\n)"),
-    ("environment-carriage-return", f"{CANARY}\rINJECTED=1", None,
-     SECRET_SRC + ": the environment: VLLM_API_KEY: the value contains a line break (\\r)"),
-    ("file-quote-over-two-lines", None, f"VLLM_API_KEY='{CANARY}\nINJECTED=1'",
-     SECRET_SRC + ": {path}:{line}: VLLM_API_KEY: a quote is not closed on its line"),
-    ("file-trailing-backslash", None, f"VLLM_API_KEY={CANARY}\\\nINJECTED=1",
-     SECRET_SRC + ": {path}:{line}: VLLM_API_KEY: a backslash ends the line"),
+    (
+        "environment-newline",
+        f"{CANARY}\nINJECTED=1",
+        None,
+        SECRET_SRC + ": the environment: VLLM_API_KEY: the value contains a line break (\\n)",
+    ),
+    (
+        "environment-carriage-return",
+        f"{CANARY}\rINJECTED=1",
+        None,
+        SECRET_SRC + ": the environment: VLLM_API_KEY: the value contains a line break (\\r)",
+    ),
+    (
+        "file-quote-over-two-lines",
+        None,
+        f"VLLM_API_KEY='{CANARY}\nINJECTED=1'",
+        SECRET_SRC + ": {path}:{line}: VLLM_API_KEY: a quote is not closed on its line",
+    ),
+    (
+        "file-trailing-backslash",
+        None,
+        f"VLLM_API_KEY={CANARY}\\\nINJECTED=1",
+        SECRET_SRC + ": {path}:{line}: VLLM_API_KEY: a backslash ends the line",
+    ),
 ]
 
 
@@ -108,8 +139,9 @@ def deploy(tmp_path, host, from_env, file_lines):
     ssh.pop("name", None)
     env = {k: v for k, v in os.environ.items() if k not in ("LITELLM_SANDBOXES", "VLLM_API_KEY")}
     env["PYINFRA_PROGRESS"] = "off"
-    lines = [line for line in open(ssh["litellm_secrets_file"]).read().splitlines()
-             if not line.startswith("VLLM_API_KEY=")]
+    lines = [
+        line for line in open(ssh["litellm_secrets_file"]).read().splitlines() if not line.startswith("VLLM_API_KEY=")
+    ]
     if from_env is not None:
         env["VLLM_API_KEY"] = from_env
         lines.append("VLLM_API_KEY=unused")
@@ -122,8 +154,14 @@ def deploy(tmp_path, host, from_env, file_lines):
     hosts = tmp_path / "hosts.yml"
     hosts.write_text(yaml.safe_dump({"litellm_hosts": [{"name": host.name, "data": ssh}]}))
     env["LITELLM_INVENTORY"] = str(hosts)
-    proc = subprocess.run([PYINFRA, "inventory.py", "deploy.py", "-y", "-vv"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [PYINFRA, "inventory.py", "deploy.py", "-y", "-vv"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return proc.returncode, proc.stdout + proc.stderr, {"path": str(path), "line": len(lines)}
 
 

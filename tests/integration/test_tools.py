@@ -7,8 +7,10 @@ import pytest
 ROOT = "/home/litellm/litellm"
 CTL = "systemctl --user --machine=litellm@.host"
 PSQL = "runuser -u postgres -- psql -p 5434 -d litellm -AtX -c"
-AS_LITELLM = (f"runuser -u litellm -- env LITELLM_ROOT={ROOT} XDG_RUNTIME_DIR=/run/user/$(id -u litellm) "
-              f"{ROOT}/venv/bin/python {ROOT}/bin/")
+AS_LITELLM = (
+    f"runuser -u litellm -- env LITELLM_ROOT={ROOT} XDG_RUNTIME_DIR=/run/user/$(id -u litellm) "
+    f"{ROOT}/venv/bin/python {ROOT}/bin/"
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +60,13 @@ def test_readyz_turns_unready_without_postgres(backed_up, host):
 
 def test_metrics_match_the_database(backed_up, host):
     from prometheus_client.parser import text_string_to_metric_families
+
     text = host.out("curl -s http://127.0.0.1:9090/metrics")
-    m = {(s.name, tuple(sorted(s.labels.items()))): s.value
-         for f in text_string_to_metric_families(text) for s in f.samples}
+    m = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
     blocked = int(host.out(f"{PSQL} 'SELECT count(*) FROM \"LiteLLM_VerificationToken\" WHERE blocked'"))
     spend = int(host.out(f"{PSQL} 'SELECT count(*) FROM \"LiteLLM_SpendLogs\"'"))
     assert m[("litellm_db_up", ())] == 1
@@ -80,6 +86,9 @@ def test_status_report(backed_up, host):
     try:
         proc = host.ssh(f"{AS_LITELLM}litellm-status --quiet", check=False)
         assert proc.returncode == 1
-        assert "FAIL metrics: no answer" in proc.stdout and "FAIL services: inactive: litellm-metrics.service" in proc.stdout
+        assert (
+            "FAIL metrics: no answer" in proc.stdout
+            and "FAIL services: inactive: litellm-metrics.service" in proc.stdout
+        )
     finally:
         host.ssh(f"{CTL} start litellm-metrics.service")

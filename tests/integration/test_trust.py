@@ -35,15 +35,19 @@ LOG = "/tmp/litellm-trojan.log"
 CANARY = "CANARYshadowHASH" + os.urandom(4).hex()
 
 # what root owns, read over plain SSH: changes to any of it fail the row
-ROOT_FILES = ("stat -c '%n %U %G %a' /etc/shadow /etc/passwd /usr /root/.bashrc; "
-              "sha256sum /etc/shadow /etc/passwd /root/.bashrc; "
-              "find /usr /etc -xdev -printf '%p %U %G %m\\n' 2>/dev/null | sha256sum")
+ROOT_FILES = (
+    "stat -c '%n %U %G %a' /etc/shadow /etc/passwd /usr /root/.bashrc; "
+    "sha256sum /etc/shadow /etc/passwd /root/.bashrc; "
+    "find /usr /etc -xdev -printf '%p %U %G %m\\n' 2>/dev/null | sha256sum"
+)
 
 
 def trojan(path: str) -> str:
     """Replace PATH (an executable of the account's) with a script that logs its uid, then runs the original."""
-    return (f"mv {path} {path}.real && printf '%s\\n' '#!/bin/sh' "
-            f"'echo \"$(id -u) $0\" >> {LOG}' 'exec \"$0.real\" \"$@\"' > {path} && chmod 0755 {path}")
+    return (
+        f"mv {path} {path}.real && printf '%s\\n' '#!/bin/sh' "
+        f'\'echo "$(id -u) $0" >> {LOG}\' \'exec "$0.real" "$@"\' > {path} && chmod 0755 {path}'
+    )
 
 
 def untrojan(path: str) -> str:
@@ -52,8 +56,13 @@ def untrojan(path: str) -> str:
 
 # (id, planted as the account, cleanup as root after the row or "", background race loop or "");
 # rows whose plant replaces a managed path must show as drift in the check (exit 2)
-DRIFT = {"symlink-managed-file", "symlink-env-file", "symlink-managed-directory", "symlink-parent-directory",
-         "race-swap-temp-file"}
+DRIFT = {
+    "symlink-managed-file",
+    "symlink-env-file",
+    "symlink-managed-directory",
+    "symlink-parent-directory",
+    "race-swap-temp-file",
+}
 ATTACKS = [
     ("trojan-venv-python", trojan(f"{ROOT}/venv/bin/python"), untrojan(f"{ROOT}/venv/bin/python"), ""),
     ("trojan-venv-python3", trojan(f"{ROOT}/venv/bin/python3"), untrojan(f"{ROOT}/venv/bin/python3"), ""),
@@ -63,21 +72,41 @@ ATTACKS = [
     ("symlink-env-file", f"rm -f {ROOT}/env.litellm && ln -s /etc/shadow {ROOT}/env.litellm", "", ""),
     ("symlink-managed-directory", f"rm -rf {STATE}/files && ln -s /etc {STATE}/files", "", ""),
     ("symlink-newest-backup", f"ln -s /etc/shadow {CONFIG}.bak-29991231T235959000000000", "", ""),
-    ("symlink-temp-names", f"ln -s /etc/shadow {CONFIG}.tmp-litellm-runner && "
-                           f"ln -s /etc/passwd {CONFIG}.tmp-litellm-runner-bak && "
-                           f"ln -s /etc/shadow {ROOT}/env.litellm.tmp-litellm-runner", "", ""),
-    ("symlink-parent-directory", f"mv {UNITS} {UNITS}.moved && ln -s /etc/systemd/system {UNITS}",
-     f"rm -rf {UNITS}.moved", ""),
-    ("names-with-blanks-and-line-breaks",
-     f"cd {STATE} && touch 'config.generated.yaml.bak-x .bashrc' \"config.generated.yaml.bak-1\n.bashrc\" "
-     "'config.generated.yaml.bak-20200101T000000 shadow' \"config.generated.yaml.bak-20200101T000000000\nshadow\"",
-     "", ""),
-    ("race-swap-directory", f"rm -rf {STATE}/files", "",
-     f"while :; do rm -rf {STATE}/files 2>/dev/null; ln -sfn /etc {STATE}/files 2>/dev/null; "
-     f"rm -f {STATE}/files 2>/dev/null; mkdir {STATE}/files 2>/dev/null; done"),
-    ("race-swap-temp-file", f"sed -i 's/request_timeout: 120/request_timeout: 600/' {CONFIG}", "",
-     f"while :; do ln -sf /etc/shadow {CONFIG}.tmp-litellm-runner 2>/dev/null; "
-     f"ln -sf /etc/passwd {CONFIG}.tmp-litellm-runner-bak 2>/dev/null; done"),
+    (
+        "symlink-temp-names",
+        f"ln -s /etc/shadow {CONFIG}.tmp-litellm-runner && "
+        f"ln -s /etc/passwd {CONFIG}.tmp-litellm-runner-bak && "
+        f"ln -s /etc/shadow {ROOT}/env.litellm.tmp-litellm-runner",
+        "",
+        "",
+    ),
+    (
+        "symlink-parent-directory",
+        f"mv {UNITS} {UNITS}.moved && ln -s /etc/systemd/system {UNITS}",
+        f"rm -rf {UNITS}.moved",
+        "",
+    ),
+    (
+        "names-with-blanks-and-line-breaks",
+        f"cd {STATE} && touch 'config.generated.yaml.bak-x .bashrc' \"config.generated.yaml.bak-1\n.bashrc\" "
+        "'config.generated.yaml.bak-20200101T000000 shadow' \"config.generated.yaml.bak-20200101T000000000\nshadow\"",
+        "",
+        "",
+    ),
+    (
+        "race-swap-directory",
+        f"rm -rf {STATE}/files",
+        "",
+        f"while :; do rm -rf {STATE}/files 2>/dev/null; ln -sfn /etc {STATE}/files 2>/dev/null; "
+        f"rm -f {STATE}/files 2>/dev/null; mkdir {STATE}/files 2>/dev/null; done",
+    ),
+    (
+        "race-swap-temp-file",
+        f"sed -i 's/request_timeout: 120/request_timeout: 600/' {CONFIG}",
+        "",
+        f"while :; do ln -sf /etc/shadow {CONFIG}.tmp-litellm-runner 2>/dev/null; "
+        f"ln -sf /etc/passwd {CONFIG}.tmp-litellm-runner-bak 2>/dev/null; done",
+    ),
 ]
 
 
@@ -93,8 +122,9 @@ check = drift_check
 
 
 @pytest.mark.parametrize("name, plant, cleanup, race", ATTACKS, ids=[a[0] for a in ATTACKS])
-def test_planted_attack_changes_nothing_of_root_and_the_host_converges(host, converged, planted_canary, tmp_path,
-                                                                       name, plant, cleanup, race):
+def test_planted_attack_changes_nothing_of_root_and_the_host_converges(
+    host, converged, planted_canary, tmp_path, name, plant, cleanup, race
+):
     host.ssh(f"rm -f {LOG}; touch {LOG}; chmod 0666 {LOG}")
     before = host.out(ROOT_FILES)
     host.ssh(f"{AS_ACCOUNT} {shlex.quote(plant)}")
@@ -105,8 +135,9 @@ def test_planted_attack_changes_nothing_of_root_and_the_host_converges(host, con
     try:
         proc, report = check(host, tmp_path)
         outputs += [proc.stdout, proc.stderr, json.dumps(report)]
-        assert proc.returncode == (2 if name in DRIFT else proc.returncode) and proc.returncode in (0, 2), \
+        assert proc.returncode == (2 if name in DRIFT else proc.returncode) and proc.returncode in (0, 2), (
             proc.stdout[-2000:] + proc.stderr[-2000:]
+        )
         first = pyinfra([host.name], "-y", "--diff", "-vvv")  # facts' output is printed at -vvv
         outputs += [first.stdout, first.stderr]
     finally:
@@ -129,6 +160,7 @@ def test_planted_attack_changes_nothing_of_root_and_the_host_converges(host, con
     runs = host.out(f"cat {LOG}").splitlines()
     assert not [line for line in runs if line.split()[0] == "0"], f"the trojan ran as root: {runs}"
     # every managed path is what the deploy manages again, no link left at one
-    assert host.out(f"stat -c %F {CONFIG} {ROOT}/env.litellm {STATE}/files {UNITS}") == \
-        "regular file\nregular file\ndirectory\ndirectory"
-
+    assert (
+        host.out(f"stat -c %F {CONFIG} {ROOT}/env.litellm {STATE}/files {UNITS}")
+        == "regular file\nregular file\ndirectory\ndirectory"
+    )

@@ -1,9 +1,8 @@
 """The converged venv is its lock, line for line; an extra package and another version are drift, repaired."""
 
-
 from packaging.utils import canonicalize_name
 
-from litellm_runner.cve_gate import lock_path, locked_versions, sha256_file
+from litellm_runner.gates.cve import lock_path, locked_versions, sha256_file
 from tests.support.hosts import REPO, drift_check
 from tests.unit.group_data import defaults
 
@@ -36,8 +35,11 @@ check = drift_check
 
 
 def packages(report, host) -> set[tuple]:
-    return {(i["before"]["name"], i["before"]["version"], i["after"]["version"])
-            for i in report["hosts"][host.name]["items"] if i["kind"] == "package"}
+    return {
+        (i["before"]["name"], i["before"]["version"], i["after"]["version"])
+        for i in report["hosts"][host.name]["items"]
+        if i["kind"] == "package"
+    }
 
 
 def test_converged_venv_equals_its_lock_line_for_line(converged, host):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import pathlib
+import shutil
 import subprocess
 import sys
 import time
@@ -30,10 +30,26 @@ class Host:
     def ssh(self, command: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
         data = sandbox.host_data(self.name)
         proc = subprocess.run(
-            ["ssh", "-i", data["ssh_key"], "-p", str(data["ssh_port"]), "-o", "BatchMode=yes",
-             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-             "root@127.0.0.1", command],
-            capture_output=True, text=True, timeout=timeout,
+            [
+                "ssh",
+                "-i",
+                data["ssh_key"],
+                "-p",
+                str(data["ssh_port"]),
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "root@127.0.0.1",
+                command,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"ssh {self.name}: {command!r} exited {proc.returncode}: {proc.stderr.strip()}")
@@ -69,26 +85,43 @@ class Run:
         if doc.get("results"):
             ops = doc["results"]["operations"]
             return [o["name"] for o in ops if (host in o["success"] if host else o["success"])]
-        return [o["name"] for o in doc["plan"]
-                if (host in o["hosts_with_change"] if host else o["hosts_with_change"])]
+        return [o["name"] for o in doc["plan"] if (host in o["hosts_with_change"] if host else o["hosts_with_change"])]
 
 
 def pyinfra(hosts: list[str], *args: str, timeout: float = 1800, env: dict | None = None) -> Run:
     """``pyinfra inventory.py deploy.py ARGS --json`` against the sandboxes HOSTS."""
     full_env = {k: v for k, v in os.environ.items() if k != "LITELLM_INVENTORY"}
     full_env.update({"LITELLM_SANDBOXES": ",".join(hosts), "PYINFRA_PROGRESS": "off", **(env or {})})
-    proc = subprocess.run([PYINFRA, "inventory.py", "deploy.py", *args, "--json"], cwd=REPO, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [PYINFRA, "inventory.py", "deploy.py", *args, "--json"],
+        cwd=REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
 def drift_check(host: Host, tmp_path: pathlib.Path, env: dict | None = None):
-    """``python -m litellm_runner.check --json --junit`` against HOST: (process, JSON report or None)."""
+    """``python -m litellm_runner.cli.check --json --junit`` against HOST: (process, JSON report or None)."""
     report = tmp_path / "drift.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "litellm_runner.check", "--json", str(report), "--junit", str(tmp_path / "drift.xml")],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
-        env={**os.environ, "LITELLM_SANDBOXES": host.name, **(env or {})})
+        [
+            sys.executable,
+            "-m",
+            "litellm_runner.cli.check",
+            "--json",
+            str(report),
+            "--junit",
+            str(tmp_path / "drift.xml"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "LITELLM_SANDBOXES": host.name, **(env or {})},
+    )
     return proc, (json.loads(report.read_text()) if report.exists() else None)
 
 

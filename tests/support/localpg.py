@@ -54,29 +54,49 @@ class LocalPostgres:
     # -- lifecycle ---------------------------------------------------------
     def _as_postgres(self, *cmd, timeout=60):
         prefix = [] if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--"]
-        subprocess.run([*prefix, *cmd], check=True, timeout=timeout,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.run([*prefix, *cmd], check=True, timeout=timeout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    def start(self) -> "LocalPostgres":
+    def start(self) -> LocalPostgres:
         if os.geteuid() == 0:
             pw = pwd.getpwnam("postgres")
             os.chown(self.tmp, pw.pw_uid, pw.pw_gid)
         self.socket_dir.mkdir()
         if os.geteuid() == 0:
             os.chown(self.socket_dir, pw.pw_uid, pw.pw_gid)
-        self._as_postgres(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres",
-                          "--auth-local=trust", "--auth-host=scram-sha-256", timeout=120)
         self._as_postgres(
-            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "-t", "60", "-l", str(self.tmp / "log"),
-            "-o", f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
-                  f"-c max_connections={self.max_connections}",
-            "start", timeout=90,
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            timeout=120,
+        )
+        self._as_postgres(
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(self.tmp / "log"),
+            "-o",
+            f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
+            f"-c max_connections={self.max_connections}",
+            "start",
+            timeout=90,
         )
         with self.admin() as conn:
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(self.user), sql.Literal(self.password)))
-            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                sql.Identifier(self.db), sql.Identifier(self.user)))
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(self.user), sql.Literal(self.password)
+                )
+            )
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(self.db), sql.Identifier(self.user))
+            )
         return self
 
     def stop(self) -> None:
@@ -99,8 +119,9 @@ class LocalPostgres:
         return f"postgresql://{self.user}:{self.password}@127.0.0.1:{self.port}/{self.db}"
 
     def admin(self, db: str = "postgres") -> psycopg.Connection:
-        return psycopg.connect(host=str(self.socket_dir), port=self.port, user="postgres",
-                               dbname=db, autocommit=True, connect_timeout=10)
+        return psycopg.connect(
+            host=str(self.socket_dir), port=self.port, user="postgres", dbname=db, autocommit=True, connect_timeout=10
+        )
 
     def connect(self) -> psycopg.Connection:
         return psycopg.connect(self.url, autocommit=True, connect_timeout=10)

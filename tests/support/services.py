@@ -40,8 +40,10 @@ class Redis:
         self.dir = tempfile.mkdtemp(prefix="redis-")
 
     def __enter__(self):
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                                      "--dir", self.dir, "--save", ""], stdout=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir, "--save", ""],
+            stdout=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -58,5 +60,6 @@ class Redis:
 
 def tool(name: str, *args: str, env=None) -> subprocess.Popen:
     """Start a host tool from files/bin as the units do (python TOOL ARGS)."""
-    return subprocess.Popen([sys.executable, str(BIN / name), *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(BIN / name), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )

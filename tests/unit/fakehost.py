@@ -6,15 +6,14 @@ Facts are looked up by class (or by (class, frozenset(kwargs.items())) for
 facts asked with different arguments); the commands come back as strings.
 """
 
-from types import SimpleNamespace
-
 import base64
 import json
+from types import SimpleNamespace
 
 from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand
 from pyinfra.context import ctx_host
 
-from litellm_runner.facts import SYSTEM_PYTHON
+from litellm_runner.pyinfra_ext.facts import SYSTEM_PYTHON
 
 
 class FakeHost:
@@ -55,7 +54,7 @@ def as_text(command):
 
 def run_op(op, facts, data=None, **kwargs):
     """(commands, noop messages); drift items recorded land in ``last_drift``."""
-    from litellm_runner import drift
+    from litellm_runner.pyinfra_ext import drift
 
     drift.records().pop(FakeHost.name, None)
     fake = FakeHost(facts, data)

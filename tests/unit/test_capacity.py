@@ -2,7 +2,7 @@
 
 import pytest
 
-from litellm_runner.capacity import CapacityError, check
+from litellm_runner.gates.capacity import CapacityError, check
 
 CASES = [  # workers, pool, max_connections, other, reserve, fits
     (4, 25, 100, 5, 10, False),  # the incident's own fix against a default PostgreSQL
@@ -17,8 +17,10 @@ CASES = [  # workers, pool, max_connections, other, reserve, fits
 @pytest.mark.parametrize("workers, pool, max_conn, other, reserve, fits", CASES)
 def test_arithmetic(workers, pool, max_conn, other, reserve, fits):
     total = workers * pool + other + reserve
-    expected = (f"{workers} workers x {pool} pool = {workers * pool} + {other} other clients + {reserve} reserve"
-                f" = {total} {'<=' if fits else '>'} max_connections {max_conn}")
+    expected = (
+        f"{workers} workers x {pool} pool = {workers * pool} + {other} other clients + {reserve} reserve"
+        f" = {total} {'<=' if fits else '>'} max_connections {max_conn}"
+    )
     if fits:
         assert check(workers, pool, max_conn, other, reserve) == expected
     else:
@@ -31,7 +33,9 @@ def test_arithmetic(workers, pool, max_conn, other, reserve, fits):
 
 
 def test_incident_message():
-    with pytest.raises(CapacityError, match=r"^4 workers x 25 pool = 100 \+ 5 other clients \+ 10 reserve = 115 > max_connections 100"):
+    with pytest.raises(
+        CapacityError, match=r"^4 workers x 25 pool = 100 \+ 5 other clients \+ 10 reserve = 115 > max_connections 100"
+    ):
         check(4, 25, 100, 5, 10)
 
 
@@ -44,7 +48,7 @@ def test_non_numbers_are_refused(bad):
 def test_other_clients_count_every_host_tool():
     """The shipped litellm_db_other_clients is the sum of the host tools' own bounds, the health server's
     (tests/unit/test_tools_servers.py measures it under 60 parallel /readyz) included."""
-    from litellm_runner.capacity import CLIENTS, HEALTH_SERVER_CONNECTIONS, OTHER_CLIENTS
+    from litellm_runner.gates.capacity import CLIENTS, HEALTH_SERVER_CONNECTIONS, OTHER_CLIENTS
     from tests.unit.group_data import defaults
 
     assert CLIENTS["litellm-health-server"] == HEALTH_SERVER_CONNECTIONS >= 1

@@ -2,22 +2,44 @@
 
 import xml.etree.ElementTree as ET
 
-from litellm_runner.check import build_report, human, junit
+from litellm_runner.cli.check import build_report, human, junit
 
 PLAN = [
     {"name": "Directory /r/state 0750 | fs-01", "hosts_with_change": ["a"], "hosts_with_conditional_change": []},
-    {"name": "Env file /r/env.litellm content | sec-01", "hosts_with_change": ["a"], "hosts_with_conditional_change": []},
-    {"name": "Unit litellm.service enabled and running | svc-01", "hosts_with_change": ["a"],
-     "hosts_with_conditional_change": []},
+    {
+        "name": "Env file /r/env.litellm content | sec-01",
+        "hosts_with_change": ["a"],
+        "hosts_with_conditional_change": [],
+    },
+    {
+        "name": "Unit litellm.service enabled and running | svc-01",
+        "hosts_with_change": ["a"],
+        "hosts_with_conditional_change": [],
+    },
     {"name": "Linger for litellm | users-02", "hosts_with_change": [], "hosts_with_conditional_change": []},
 ]
-DETAILS = {"a": [
-    {"id": "Directory /r/state 0750 | fs-01", "kind": "directory",
-     "before": {"mode": "0777", "owner": "litellm:litellm"}, "after": {"mode": "0750", "owner": "litellm:litellm"}},
-    {"id": "Env file /r/env.litellm content | sec-01", "kind": "secret-file",
-     "before": {"VLLM_API_KEY": "sha256:1a2b3c4d"}, "after": {"VLLM_API_KEY": "(empty)"}},
-    {"id": "Unit litellm.service enabled and running | svc-01", "kind": "restart", "before": None, "after": "restart"},
-]}
+DETAILS = {
+    "a": [
+        {
+            "id": "Directory /r/state 0750 | fs-01",
+            "kind": "directory",
+            "before": {"mode": "0777", "owner": "litellm:litellm"},
+            "after": {"mode": "0750", "owner": "litellm:litellm"},
+        },
+        {
+            "id": "Env file /r/env.litellm content | sec-01",
+            "kind": "secret-file",
+            "before": {"VLLM_API_KEY": "sha256:1a2b3c4d"},
+            "after": {"VLLM_API_KEY": "(empty)"},
+        },
+        {
+            "id": "Unit litellm.service enabled and running | svc-01",
+            "kind": "restart",
+            "before": None,
+            "after": "restart",
+        },
+    ]
+}
 
 
 def test_report_counts_drift_and_not_its_consequences():
@@ -40,7 +62,10 @@ def test_clean_report():
 
 def test_human_output_shows_before_and_after():
     text = human(build_report(PLAN, DETAILS, ["a"], failed=[]))
-    assert "  ~ Directory /r/state 0750 | fs-01\n      mode=0777, owner=litellm:litellm -> mode=0750, owner=litellm:litellm" in text
+    assert (
+        "  ~ Directory /r/state 0750 | fs-01\n      mode=0777, owner=litellm:litellm -> mode=0750, owner=litellm:litellm"
+        in text
+    )
     assert "VLLM_API_KEY=sha256:1a2b3c4d -> VLLM_API_KEY=(empty)" in text
     assert text.endswith("1 of 1 hosts drifted, 2 items")
 
@@ -49,4 +74,6 @@ def test_junit_has_one_failure_per_drifted_item():
     suite = ET.fromstring(junit(build_report(PLAN, DETAILS, ["a", "b"], failed=[])))
     assert suite.get("failures") == "2"
     assert [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None] == [
-        "Directory /r/state 0750 | fs-01", "Env file /r/env.litellm content | sec-01"]
+        "Directory /r/state 0750 | fs-01",
+        "Env file /r/env.litellm content | sec-01",
+    ]

@@ -6,9 +6,15 @@ import urllib.request
 
 import pytest
 
-from litellm_runner import osv_server
-from litellm_runner.cve_gate import (
-    CveGateError, audit_installed, audit_lock, audit_requirements, load_ignored, lock_path, lock_problems,
+from litellm_runner.gates import osv_server
+from litellm_runner.gates.cve import (
+    CveGateError,
+    audit_installed,
+    audit_lock,
+    audit_requirements,
+    load_ignored,
+    lock_path,
+    lock_problems,
 )
 from tests.unit.group_data import REPO
 
@@ -17,8 +23,16 @@ LOCK = lock_path(PINS, "3.11")
 
 INCIDENT = {  # the incident's forced pins -> advisory ids and fixed versions
     "fastapi-users": ("14.0.2", {"CVE-2025-68481": "15.0.2"}),
-    "urllib3": ("2.5.0", {"CVE-2025-66471": "2.6.0", "CVE-2025-66418": "2.6.0", "CVE-2026-21441": "2.6.3",
-                          "CVE-2026-44431": "2.7.0", "CVE-2026-44432": "2.7.0"}),
+    "urllib3": (
+        "2.5.0",
+        {
+            "CVE-2025-66471": "2.6.0",
+            "CVE-2025-66418": "2.6.0",
+            "CVE-2026-21441": "2.6.3",
+            "CVE-2026-44431": "2.7.0",
+            "CVE-2026-44432": "2.7.0",
+        },
+    ),
     "pyasn1": ("0.6.1", {"CVE-2026-23490": "0.6.2", "CVE-2026-30922": "0.6.3"}),
 }
 
@@ -76,12 +90,31 @@ def test_vulnerable_transitive_dependency_planted_in_the_lock_is_refused(tmp_pat
 
 def test_advisory_on_a_purely_transitive_package_refuses_the_real_lock(tmp_path):
     """zipp is no pin (importlib-metadata's dependency): an advisory on its locked version refuses the lock."""
-    version = next(line.split("==")[1].split()[0] for line in LOCK.read_text().splitlines() if line.startswith("zipp=="))
-    advisories = write(tmp_path, json.dumps({"vulns": [{
-        "schema_version": "1.6.0", "id": "TEST-ZIPP-1", "aliases": [], "summary": "zipp: test advisory",
-        "affected": [{"package": {"name": "zipp", "ecosystem": "PyPI"},
-                      "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "99"}]}]}]}]}),
-        "osv.json")
+    version = next(
+        line.split("==")[1].split()[0] for line in LOCK.read_text().splitlines() if line.startswith("zipp==")
+    )
+    advisories = write(
+        tmp_path,
+        json.dumps(
+            {
+                "vulns": [
+                    {
+                        "schema_version": "1.6.0",
+                        "id": "TEST-ZIPP-1",
+                        "aliases": [],
+                        "summary": "zipp: test advisory",
+                        "affected": [
+                            {
+                                "package": {"name": "zipp", "ecosystem": "PyPI"},
+                                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "99"}]}],
+                            }
+                        ],
+                    }
+                ]
+            }
+        ),
+        "osv.json",
+    )
     with pytest.raises(CveGateError, match=f"zipp {version}: TEST-ZIPP-1 \\(fixed in 99\\)"):
         audit_lock(LOCK, advisories=advisories)
     assert audit_lock(LOCK) == []
@@ -110,15 +143,20 @@ def test_stale_lock_is_refused(tmp_path):
 
 @pytest.mark.parametrize("version", ["1.82.7", "1.82.8"])
 def test_compromised_litellm_is_refused(tmp_path, version):
-    with pytest.raises(CveGateError, match=f"litellm {version}: LITELLM-RUNNER-2026-0001 \\(no fixed version: .*compromised"):
+    with pytest.raises(
+        CveGateError, match=f"litellm {version}: LITELLM-RUNNER-2026-0001 \\(no fixed version: .*compromised"
+    ):
         audit_requirements(write(tmp_path, f"litellm[proxy]=={version}\n"))
 
 
-@pytest.mark.parametrize("version, ids", [
-    ("2.6.2", {"CVE-2026-21441", "CVE-2026-44431", "CVE-2026-44432"}),
-    ("2.6.3", {"CVE-2026-44431", "CVE-2026-44432"}),
-    ("2.7.0", set()),
-])
+@pytest.mark.parametrize(
+    "version, ids",
+    [
+        ("2.6.2", {"CVE-2026-21441", "CVE-2026-44431", "CVE-2026-44432"}),
+        ("2.6.3", {"CVE-2026-44431", "CVE-2026-44432"}),
+        ("2.7.0", set()),
+    ],
+)
 def test_endpoint_does_pep440_range_matching(version, ids):
     with osv_server.serve() as url:
         body = json.dumps({"package": {"name": "URLLib3", "ecosystem": "PyPI"}, "version": version}).encode()
@@ -129,19 +167,27 @@ def test_endpoint_does_pep440_range_matching(version, ids):
 
 def test_waiver_with_expiry_skips_an_advisory(tmp_path):
     future = datetime.date.today() + datetime.timedelta(days=30)
-    ignored = write(tmp_path, f"- id: CVE-2025-68481\n  reason: not reachable (ticket OPS-1)\n  expires: {future}\n", "ignored.yaml")
+    ignored = write(
+        tmp_path, f"- id: CVE-2025-68481\n  reason: not reachable (ticket OPS-1)\n  expires: {future}\n", "ignored.yaml"
+    )
     assert audit_installed({"fastapi-users": "14.0.2"}, ignored=ignored) == []
     with pytest.raises(CveGateError, match="CVE-2025-68481"):
         audit_installed({"fastapi-users": "14.0.2"})
 
 
-@pytest.mark.parametrize("entry, message", [
-    ("- id: CVE-2025-68481\n  reason: r\n  expires: 2020-01-01\n", "entry 0 (CVE-2025-68481): waiver expired on 2020-01-01"),
-    ("- id: CVE-2025-68481\n  expires: 2099-01-01\n", "entry 0: missing reason"),
-    ("- id: CVE-2025-68481\n  reason: r\n", "entry 0: missing expires"),
-    ("- reason: r\n  expires: 2099-01-01\n", "entry 0: missing id"),
-    ("- id: X\n  reason: r\n  expires: soon\n", "entry 0 (X): expires = 'soon': expected YYYY-MM-DD"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        (
+            "- id: CVE-2025-68481\n  reason: r\n  expires: 2020-01-01\n",
+            "entry 0 (CVE-2025-68481): waiver expired on 2020-01-01",
+        ),
+        ("- id: CVE-2025-68481\n  expires: 2099-01-01\n", "entry 0: missing reason"),
+        ("- id: CVE-2025-68481\n  reason: r\n", "entry 0: missing expires"),
+        ("- reason: r\n  expires: 2099-01-01\n", "entry 0: missing id"),
+        ("- id: X\n  reason: r\n  expires: soon\n", "entry 0 (X): expires = 'soon': expected YYYY-MM-DD"),
+    ],
+)
 def test_bad_waivers_are_errors(tmp_path, entry, message):
     with pytest.raises(CveGateError, match=message.replace("(", "\\(").replace(")", "\\)")):
         load_ignored(write(tmp_path, entry, "ignored.yaml"))
@@ -160,8 +206,8 @@ def _venv_audit(installed, lock):
     from pyinfra.api import FunctionCommand
     from pyinfra.context import ctx_host
 
-    from litellm_runner.facts import InstalledPackages
-    from tasks.python_env import venv_audit
+    from litellm_runner.pyinfra_ext.facts import InstalledPackages
+    from litellm_runner.tasks.python_env import venv_audit
     from tests.unit import fakehost
 
     fake = fakehost.FakeHost({InstalledPackages: installed})
@@ -172,15 +218,17 @@ def _venv_audit(installed, lock):
 
 
 def test_clean_unchanged_venv_is_a_noop_without_commands():
-    commands, noops = _venv_audit({"urllib3": "2.7.0", "pyasn1": "0.6.3", "pip": "23.0.1"},
-                                  _lock_text(urllib3="2.7.0", pyasn1="0.6.3"))
+    commands, noops = _venv_audit(
+        {"urllib3": "2.7.0", "pyasn1": "0.6.3", "pip": "23.0.1"}, _lock_text(urllib3="2.7.0", pyasn1="0.6.3")
+    )
     assert commands == [] and noops == ["/r/venv: no known vulnerability"]
 
 
 def test_vulnerable_unchanged_venv_fails_the_host_with_ids():
     """A venv equal to its lock (a lock made before the advisory was known): the audit fails the host."""
-    commands, noops = _venv_audit({"urllib3": "2.5.0", "pyasn1": "0.6.3", "pip": "23.0.1"},
-                                  _lock_text(urllib3="2.5.0", pyasn1="0.6.3"))
+    commands, noops = _venv_audit(
+        {"urllib3": "2.5.0", "pyasn1": "0.6.3", "pip": "23.0.1"}, _lock_text(urllib3="2.5.0", pyasn1="0.6.3")
+    )
     assert noops == [] and len(commands) == 1 and commands[0].function.__name__ == "_fail"
     text = commands[0].args[0]
     assert "urllib3 2.5.0: CVE-2025-66471 (fixed in 2.6.0)" in text and "the installed venv" in text
@@ -196,8 +244,10 @@ def test_vulnerable_unchanged_venv_fails_the_host_with_ids():
 
 
 def test_changing_venv_is_audited_at_execution():
-    for installed in ({"urllib3": "2.5.0", "pip": "23.0.1"},  # another version
-                      {"urllib3": "2.7.0", "six": "1.17.0", "pip": "23.0.1"},  # an extra
-                      None):  # no venv yet
+    for installed in (
+        {"urllib3": "2.5.0", "pip": "23.0.1"},  # another version
+        {"urllib3": "2.7.0", "six": "1.17.0", "pip": "23.0.1"},  # an extra
+        None,
+    ):  # no venv yet
         commands, noops = _venv_audit(installed, _lock_text(urllib3="2.7.0"))
         assert noops == [] and [c.function.__name__ for c in commands] == ["_audit_now"], installed

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from litellm_runner import database as db
-from litellm_runner.database import DatabasePlan, database, desired_state
-from litellm_runner.facts import as_account
+from litellm_runner.pyinfra_ext import database as db
+from litellm_runner.pyinfra_ext.database import DatabasePlan, database, desired_state
+from litellm_runner.pyinfra_ext.facts import as_account
 from tests.unit import fakehost
 from tests.unit.fakehost import run_op
 from tests.unit.group_data import defaults
@@ -24,22 +24,37 @@ def decoded(command):
 
 def found(items, max_connections=100):
     """The DatabasePlan fact: one plan for every scope (the same ITEMS for each here)."""
-    return {"scopes": {s: items for s in ("settings", "schema", "keys", "idle", "rotation")},
-            "max_connections": max_connections}
+    return {
+        "scopes": {s: items for s in ("settings", "schema", "keys", "idle", "rotation")},
+        "max_connections": max_connections,
+    }
 
 
-@pytest.mark.parametrize("plan, applies", [
-    ([], False),
-    (None, True),  # dbctl not on the host yet: converge it when applying
-    ([{"id": "general_settings.database_connection_pool_limit", "kind": "setting", "before": 10, "after": 25}], True),
-])
+@pytest.mark.parametrize(
+    "plan, applies",
+    [
+        ([], False),
+        (None, True),  # dbctl not on the host yet: converge it when applying
+        (
+            [{"id": "general_settings.database_connection_pool_limit", "kind": "setting", "before": 10, "after": 25}],
+            True,
+        ),
+    ],
+)
 def test_database_op(plan, applies):
-    commands, noops = run_op(database, {DatabasePlan: None if plan is None else found(plan)},
-                             root="/r", scope="settings", desired=DESIRED, account=ACCOUNT)
+    commands, noops = run_op(
+        database,
+        {DatabasePlan: None if plan is None else found(plan)},
+        root="/r",
+        scope="settings",
+        desired=DESIRED,
+        account=ACCOUNT,
+    )
     assert bool(commands) == applies
     if applies:
-        assert commands[0].startswith(f"{ACCOUNT} /r/venv/bin/python /r/bin/litellm-dbctl apply --scope settings "
-                                      "--env-file /r/env.litellm")
+        assert commands[0].startswith(
+            f"{ACCOUNT} /r/venv/bin/python /r/bin/litellm-dbctl apply --scope settings --env-file /r/env.litellm"
+        )
         assert decoded(commands[0])["settings"]["general_settings"]["database_connection_pool_limit"] == 20
     else:
         assert noops == ["database settings: nothing differs"]
@@ -47,16 +62,20 @@ def test_database_op(plan, applies):
         assert fakehost.last_drift[0]["before"] == {"general_settings.database_connection_pool_limit": 10}
 
 
-@pytest.mark.parametrize("plan, expected", [
-    ({"error": "database 127.0.0.1:5434/litellm unreachable: connection refused", "code": 3},
-     "FAIL database settings: database 127.0.0.1:5434/litellm unreachable: connection refused"),
-    ({"error": "/r/env.litellm: No such file or directory", "code": 2}, f"{ACCOUNT} /r/venv/bin/python"),
-])
+@pytest.mark.parametrize(
+    "plan, expected",
+    [
+        (
+            {"error": "database 127.0.0.1:5434/litellm unreachable: connection refused", "code": 3},
+            "FAIL database settings: database 127.0.0.1:5434/litellm unreachable: connection refused",
+        ),
+        ({"error": "/r/env.litellm: No such file or directory", "code": 2}, f"{ACCOUNT} /r/venv/bin/python"),
+    ],
+)
 def test_database_op_when_the_plan_failed(plan, expected):
     """Unreachable (dbctl exit 3): this item fails, named, recorded as an error; anything else (the env
     file or venv being repaired in this run): applied, planned again while executing."""
-    commands, _ = run_op(database, {DatabasePlan: plan}, root="/r", scope="settings", desired=DESIRED,
-                         account=ACCOUNT)
+    commands, _ = run_op(database, {DatabasePlan: plan}, root="/r", scope="settings", desired=DESIRED, account=ACCOUNT)
     assert commands[0].startswith(expected)
     assert fakehost.last_drift[0]["kind"] == ("error" if plan["code"] == 3 else "database")
 
@@ -79,13 +98,16 @@ def test_rotation_sends_only_the_hash(monkeypatch, tmp_path):
     fake = fakehost.FakeHost({DatabasePlan: found(plan)})
     fake.state.is_executing = True
     from pyinfra.context import ctx_host
+
     with ctx_host.use(fake):
-        commands = [fakehost.as_text(c) for c in database._inner(root="/r", scope="rotation", desired=DESIRED,
-                                                                    account=ACCOUNT)]
+        commands = [
+            fakehost.as_text(c) for c in database._inner(root="/r", scope="rotation", desired=DESIRED, account=ACCOUNT)
+        ]
     raw = delivered["ops-team"]
     assert raw.startswith("sk-") and raw not in commands[0]
     sent = decoded(commands[0])["rotations"][0]
     import hashlib
+
     assert sent["new_token"] == hashlib.sha256(raw.encode()).hexdigest()
     assert sent["new_key_name"] == f"sk-...{raw[-4:]}"
 
@@ -93,8 +115,9 @@ def test_rotation_sends_only_the_hash(monkeypatch, tmp_path):
 def test_rotation_plan_while_detecting_makes_no_key(monkeypatch):
     monkeypatch.setattr(db, "deliver_key", lambda *a, **k: pytest.fail("a key was made while detecting"))
     plan = [{"id": "rotate ops-team", "kind": "key-rotation", "before": "x", "after": "y"}]
-    commands, _ = run_op(database, {DatabasePlan: found(plan)}, root="/r", scope="rotation", desired=DESIRED,
-                         account=ACCOUNT)
+    commands, _ = run_op(
+        database, {DatabasePlan: found(plan)}, root="/r", scope="rotation", desired=DESIRED, account=ACCOUNT
+    )
     assert "new_token" not in decoded(commands[0])["rotations"][0]
 
 

@@ -10,17 +10,24 @@ import sys
 import psycopg
 import pytest
 
-from litellm_runner.database import deliver_key, new_key
-from tests.support.localpg import LocalPostgres
+from litellm_runner.pyinfra_ext.database import deliver_key, new_key
 from tests.support.hosts import REPO
+from tests.support.localpg import LocalPostgres
 
 DBCTL = str(REPO / "files" / "bin" / "litellm-dbctl")
-HOSTILE = "'; DROP TABLE \"LiteLLM_VerificationToken\"; --"
+HOSTILE = '\'; DROP TABLE "LiteLLM_VerificationToken"; --'
 DESIRED = {
-    "settings": {"general_settings": {"database_connection_pool_limit": 25, "store_prompts_in_spend_logs": False,
-                                      "disable_error_logs": False},
-                 "litellm_settings": {"request_timeout": 120}},
-    "block_expired": True, "terminate_idle": True, "idle_minutes": 5,
+    "settings": {
+        "general_settings": {
+            "database_connection_pool_limit": 25,
+            "store_prompts_in_spend_logs": False,
+            "disable_error_logs": False,
+        },
+        "litellm_settings": {"request_timeout": 120},
+    },
+    "block_expired": True,
+    "terminate_idle": True,
+    "idle_minutes": 5,
     "rotations": [{"alias": "ops-team", "min_days_left": 14, "valid_days": 90, "grace_hours": 24}],
 }
 
@@ -39,16 +46,31 @@ def db(pg, tmp_path):
         conn.execute('DELETE FROM "LiteLLM_Config"')
         conn.execute('DELETE FROM "LiteLLM_VerificationToken"')
         conn.execute('DROP TABLE IF EXISTS "LiteLLM_SkillsTable"')
-        conn.execute('INSERT INTO "LiteLLM_Config" VALUES (%s, %s)', ("general_settings", json.dumps(
-            {"database_connection_pool_limit": 10, "store_prompts_in_spend_logs": True,
-             "disable_error_logs": True, "ui_theme": "kept"})))
-        for raw, alias, expires, blocked in [("sk-a-0001", "old-ci", "now() - interval '9 days'", None),
-                                             ("sk-b-0002", "old-batch", "now() - interval '1 day'", False),
-                                             ("sk-c-0003", "reporting", "now() + interval '300 days'", None),
-                                             ("sk-d-0004", "ops-team", "now() + interval '5 days'", None)]:
-            conn.execute(f'INSERT INTO "LiteLLM_VerificationToken" (token, key_name, key_alias, expires, blocked, models) '
-                         f"VALUES (%s, %s, %s, {expires}, %s, %s)",
-                         (hashlib.sha256(raw.encode()).hexdigest(), f"sk-...{raw[-4:]}", alias, blocked, ["m1"]))
+        conn.execute(
+            'INSERT INTO "LiteLLM_Config" VALUES (%s, %s)',
+            (
+                "general_settings",
+                json.dumps(
+                    {
+                        "database_connection_pool_limit": 10,
+                        "store_prompts_in_spend_logs": True,
+                        "disable_error_logs": True,
+                        "ui_theme": "kept",
+                    }
+                ),
+            ),
+        )
+        for raw, alias, expires, blocked in [
+            ("sk-a-0001", "old-ci", "now() - interval '9 days'", None),
+            ("sk-b-0002", "old-batch", "now() - interval '1 day'", False),
+            ("sk-c-0003", "reporting", "now() + interval '300 days'", None),
+            ("sk-d-0004", "ops-team", "now() + interval '5 days'", None),
+        ]:
+            conn.execute(
+                f'INSERT INTO "LiteLLM_VerificationToken" (token, key_name, key_alias, expires, blocked, models) '
+                f"VALUES (%s, %s, %s, {expires}, %s, %s)",
+                (hashlib.sha256(raw.encode()).hexdigest(), f"sk-...{raw[-4:]}", alias, blocked, ["m1"]),
+            )
     env = tmp_path / "env.litellm"
     env.write_text(f"DATABASE_URL={pg.url}\n")
     env.chmod(0o600)
@@ -57,9 +79,23 @@ def db(pg, tmp_path):
 
 def dbctl(env, action, scope, desired=DESIRED, **extra):
     b64 = base64.b64encode(json.dumps(desired).encode()).decode()
-    proc = subprocess.run([sys.executable, DBCTL, action, "--scope", scope, "--env-file", str(env),
-                           "--desired-b64", b64, *sum((["--" + k.replace("_", "-"), v] for k, v in extra.items()), [])],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            DBCTL,
+            action,
+            "--scope",
+            scope,
+            "--env-file",
+            str(env),
+            "--desired-b64",
+            b64,
+            *sum((["--" + k.replace("_", "-"), v] for k, v in extra.items()), []),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return proc
 
 
@@ -95,8 +131,12 @@ def test_schema_repair_uses_litellms_ddl(db):
     dbctl(env, "apply", "schema")
     assert items(dbctl(env, "plan", "schema")) == []
     with pg.connect() as conn:
-        cols = {r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns "
-                                           "WHERE table_name = 'LiteLLM_SkillsTable'").fetchall()}
+        cols = {
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'LiteLLM_SkillsTable'"
+            ).fetchall()
+        }
     assert {"skill_id", "display_title", "instructions", "file_content", "created_at"} <= cols
 
 
@@ -107,8 +147,9 @@ def test_expired_keys_blocked_and_named_without_token(db):
     assert hashlib.sha256(b"sk-a-0001").hexdigest() not in proc.stdout
     assert items(dbctl(env, "plan", "keys")) == []
     with pg.connect() as conn:
-        assert conn.execute('SELECT key_alias, blocked FROM "LiteLLM_VerificationToken" '
-                            "WHERE expires > now() ORDER BY key_alias").fetchall() == [("ops-team", None), ("reporting", None)]
+        assert conn.execute(
+            'SELECT key_alias, blocked FROM "LiteLLM_VerificationToken" WHERE expires > now() ORDER BY key_alias'
+        ).fetchall() == [("ops-team", None), ("reporting", None)]
 
 
 def test_rotation_creates_one_key_and_is_then_idempotent(db, tmp_path):
@@ -122,9 +163,11 @@ def test_rotation_creates_one_key_and_is_then_idempotent(db, tmp_path):
     assert items(dbctl(env, "plan", "rotation")) == []
     assert oct(path.stat().st_mode & 0o777) == "0o600" and oct(path.parent.stat().st_mode & 0o777) == "0o700"
     with pg.connect() as conn:
-        rows = conn.execute('SELECT token, key_name, models, expires > now() + interval \'89 days\', '
-                            "expires < now() + interval '25 hours' FROM \"LiteLLM_VerificationToken\" "
-                            "WHERE key_alias = 'ops-team' ORDER BY expires DESC").fetchall()
+        rows = conn.execute(
+            "SELECT token, key_name, models, expires > now() + interval '89 days', "
+            "expires < now() + interval '25 hours' FROM \"LiteLLM_VerificationToken\" "
+            "WHERE key_alias = 'ops-team' ORDER BY expires DESC"
+        ).fetchall()
     assert len(rows) == 2
     new, old = rows
     assert new[0] == hashlib.sha256(path.read_text().strip().encode()).hexdigest()
@@ -145,17 +188,21 @@ def test_idle_connections_terminated(db):
         assert items(dbctl(env, "plan", "idle", desired)) == []
 
 
-@pytest.mark.parametrize("value", [HOSTILE, "a'b", "x; DELETE FROM \"LiteLLM_Config\"", "$$; SELECT 1; $$"])
+@pytest.mark.parametrize("value", [HOSTILE, "a'b", 'x; DELETE FROM "LiteLLM_Config"', "$$; SELECT 1; $$"])
 def test_hostile_values_are_stored_literally(db, value):
     pg, env = db
-    desired = {**DESIRED, "settings": {"general_settings": {"alerting_note": value}},
-               "rotations": [{"alias": value, "min_days_left": 14}]}
+    desired = {
+        **DESIRED,
+        "settings": {"general_settings": {"alerting_note": value}},
+        "rotations": [{"alias": value, "min_days_left": 14}],
+    }
     items(dbctl(env, "apply", "settings", desired))
     with pg.connect() as conn:
-        stored = conn.execute('SELECT param_value->>\'alerting_note\' FROM "LiteLLM_Config" '
-                              "WHERE param_name = 'general_settings'").fetchone()[0]
+        stored = conn.execute(
+            "SELECT param_value->>'alerting_note' FROM \"LiteLLM_Config\" WHERE param_name = 'general_settings'"
+        ).fetchone()[0]
         assert stored == value
-        assert conn.execute("SELECT count(*) FROM \"LiteLLM_VerificationToken\"").fetchone()[0] == 4
+        assert conn.execute('SELECT count(*) FROM "LiteLLM_VerificationToken"').fetchone()[0] == 4
     proc = dbctl(env, "plan", "rotation", desired)
     assert proc.returncode == 2 and "no unblocked key with alias" in proc.stderr
     with pg.connect() as conn:
@@ -183,17 +230,34 @@ def test_wrong_password_is_named_without_password(db, tmp_path):
 
 
 def test_bad_input(tmp_path):
-    proc = subprocess.run([sys.executable, DBCTL, "plan", "--scope", "settings", "--env-file", str(tmp_path / "x"),
-                           "--desired-b64", "!!!"], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            DBCTL,
+            "plan",
+            "--scope",
+            "settings",
+            "--env-file",
+            str(tmp_path / "x"),
+            "--desired-b64",
+            "!!!",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 2 and "--desired-b64: expected base64 of a JSON object" in proc.stderr
 
 
-@pytest.mark.parametrize("url", [
-    "postgresql://litellm:pw-canary-p0rt@127.0.0.1:abc/litellm",
-    "litellm:pw-canary-p0rt@127.0.0.1",
-    "host=127.0.0.1 port=1 password=pw-canary-p0rt dbname=litellm",
-    "postgresql://litellm:pw-canary-p0rt@127.0.0.1:5434",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://litellm:pw-canary-p0rt@127.0.0.1:abc/litellm",
+        "litellm:pw-canary-p0rt@127.0.0.1",
+        "host=127.0.0.1 port=1 password=pw-canary-p0rt dbname=litellm",
+        "postgresql://litellm:pw-canary-p0rt@127.0.0.1:5434",
+    ],
+)
 def test_malformed_database_url_is_refused_without_showing_it(tmp_path, url):
     env = tmp_path / "env.litellm"
     env.write_text(f"DATABASE_URL={url}\n")
@@ -211,8 +275,10 @@ def test_settings_that_cannot_fit_max_connections_are_not_applied(db):
     too_big = {**DESIRED, "capacity": {"workers": 4, "pool": live, "other_clients": 5, "reserve": 10}}
     proc = dbctl(env, "apply", "settings", too_big)
     assert proc.returncode == 2, proc.stderr
-    assert (f"capacity: 4 workers x {live} pool = {4 * live} + 5 other clients + 10 reserve = {4 * live + 15}"
-            f" > max_connections {live}: settings not applied") in proc.stderr
+    assert (
+        f"capacity: 4 workers x {live} pool = {4 * live} + 5 other clients + 10 reserve = {4 * live + 15}"
+        f" > max_connections {live}: settings not applied"
+    ) in proc.stderr
     assert len(items(dbctl(env, "plan", "settings"))) == 4  # nothing applied
     fits = {**DESIRED, "capacity": {"workers": 1, "pool": 1, "other_clients": 0, "reserve": 0}}
     assert len(items(dbctl(env, "apply", "settings", fits))) == 4
@@ -269,18 +335,41 @@ def test_plan_takes_no_row_lock(db, held_lock, lock):
     assert len(scopes["settings"]) == 4 and len(scopes["keys"]) == 2 and len(scopes["rotation"]) == 1
 
 
-@pytest.mark.parametrize("scope, lock, flags, cause", [
-    ("settings", LOCK_CONFIG, {"lock_timeout": "1"},
-     "LockNotAvailable: another session holds a row or table lock longer than the lock timeout (1 s)"),
-    ("keys", LOCK_KEY, {"lock_timeout": "1"},
-     "LockNotAvailable: another session holds a row or table lock longer than the lock timeout (1 s)"),
-    ("rotation", LOCK_ROTATED, {"lock_timeout": "1"},
-     "LockNotAvailable: another session holds a row or table lock longer than the lock timeout (1 s)"),
-    ("settings", LOCK_CONFIG, {},  # the defaults the runner gets
-     "LockNotAvailable: another session holds a row or table lock longer than the lock timeout (5 s)"),
-    ("settings", LOCK_CONFIG, {"lock_timeout": "60", "statement_timeout": "1"},
-     "QueryCanceled: a statement ran longer than the statement timeout (1 s)"),
-])
+@pytest.mark.parametrize(
+    "scope, lock, flags, cause",
+    [
+        (
+            "settings",
+            LOCK_CONFIG,
+            {"lock_timeout": "1"},
+            "LockNotAvailable: another session holds a row or table lock longer than the lock timeout (1 s)",
+        ),
+        (
+            "keys",
+            LOCK_KEY,
+            {"lock_timeout": "1"},
+            "LockNotAvailable: another session holds a row or table lock longer than the lock timeout (1 s)",
+        ),
+        (
+            "rotation",
+            LOCK_ROTATED,
+            {"lock_timeout": "1"},
+            "LockNotAvailable: another session holds a row or table lock longer than the lock timeout (1 s)",
+        ),
+        (
+            "settings",
+            LOCK_CONFIG,
+            {},  # the defaults the runner gets
+            "LockNotAvailable: another session holds a row or table lock longer than the lock timeout (5 s)",
+        ),
+        (
+            "settings",
+            LOCK_CONFIG,
+            {"lock_timeout": "60", "statement_timeout": "1"},
+            "QueryCanceled: a statement ran longer than the statement timeout (1 s)",
+        ),
+    ],
+)
 def test_apply_against_a_held_lock_fails_in_one_line(db, held_lock, scope, lock, flags, cause):
     pg, env = db
     raw, token, key_name = new_key()
@@ -288,14 +377,17 @@ def test_apply_against_a_held_lock_fails_in_one_line(db, held_lock, scope, lock,
     held_lock(lock)
     proc = dbctl(env, "apply", scope, desired, **flags)
     assert proc.returncode == 3 and proc.stdout == ""
-    assert proc.stderr.splitlines() == [f"litellm-dbctl: database 127.0.0.1:{pg.port}/litellm: {scope} failed, "
-                                        f"nothing applied: {cause}"]
+    assert proc.stderr.splitlines() == [
+        f"litellm-dbctl: database 127.0.0.1:{pg.port}/litellm: {scope} failed, nothing applied: {cause}"
+    ]
     assert pg.password not in proc.stderr
     assert items(dbctl(env, "plan", scope))  # nothing of the scope was applied
 
 
-@pytest.mark.parametrize("flag, value", [("lock_timeout", "0"), ("statement_timeout", "-1"),
-                                         ("lock_timeout", "abc"), ("statement_timeout", "1e9")])
+@pytest.mark.parametrize(
+    "flag, value",
+    [("lock_timeout", "0"), ("statement_timeout", "-1"), ("lock_timeout", "abc"), ("statement_timeout", "1e9")],
+)
 def test_timeouts_must_be_positive_seconds(db, flag, value):
     pg, env = db
     proc = dbctl(env, "plan", "settings", **{flag: value})
@@ -305,13 +397,16 @@ def test_timeouts_must_be_positive_seconds(db, flag, value):
 CANARY = "pw-canary-c4n4ry"
 
 
-@pytest.mark.parametrize("url, code", [
-    (f"postgresql://litellm:{CANARY}:x@127.0.0.1:1/litellm", 3),  # a ':' in the password: parses, unreachable
-    (f"postgresql://litellm:{CANARY}@x@127.0.0.1:1/litellm", 2),  # a raw '@': libpq would take 'x@127...' as host
-    (f"postgresql://litellm:{CANARY}%ZZ@127.0.0.1:1/litellm", 2),  # libpq's error quotes a bad %-token
-    (f"postgresql://litellm:{CANARY}@127.0.0.1:99999/litellm", 2),
-    (f"postgresql://litellm:{CANARY}@[::1/litellm", 2),
-])
+@pytest.mark.parametrize(
+    "url, code",
+    [
+        (f"postgresql://litellm:{CANARY}:x@127.0.0.1:1/litellm", 3),  # a ':' in the password: parses, unreachable
+        (f"postgresql://litellm:{CANARY}@x@127.0.0.1:1/litellm", 2),  # a raw '@': libpq would take 'x@127...' as host
+        (f"postgresql://litellm:{CANARY}%ZZ@127.0.0.1:1/litellm", 2),  # libpq's error quotes a bad %-token
+        (f"postgresql://litellm:{CANARY}@127.0.0.1:99999/litellm", 2),
+        (f"postgresql://litellm:{CANARY}@[::1/litellm", 2),
+    ],
+)
 def test_no_piece_of_the_password_in_any_error(tmp_path, url, code):
     env = tmp_path / "env.litellm"
     env.write_text(f"DATABASE_URL={url}\n")

@@ -24,7 +24,7 @@ VALUES = [
     ("only-backslash", "\\"),
     ("single-quote", "it's"),
     ("double-quote", 'say "hi"'),
-    ("both-quotes", "it's \"x\""),
+    ("both-quotes", 'it\'s "x"'),
     ("quotes-and-backslashes", "'\\\"\\'\\"),
     ("leading-single-quote", "'abc"),
     ("dollar-var", "$HOME"),
@@ -64,7 +64,7 @@ READ = [
     ("blanks-dropped", "  A = spaced value  \n", {"A": "spaced value"}),
     ("escaped-blank-kept", "A=x\\ \n", {"A": "x "}),
     ("backslash-escapes-unquoted", "A=a\\b\\\\c\n", {"A": "ab\\c"}),
-    ("quote-mid-value-is-literal", "A=it's \"x\"\n", {"A": "it's \"x\""}),
+    ("quote-mid-value-is-literal", 'A=it\'s "x"\n', {"A": 'it\'s "x"'}),
     ("hash-mid-value-is-literal", "A=x # y\n", {"A": "x # y"}),
     ("double-quote-unescapes-four", 'A="\\"\\\\\\`\\$"\n', {"A": '"\\`$'}),
     ("double-quote-keeps-other-backslashes", 'A="a\\q\\n"\n', {"A": "a\\q\\n"}),
@@ -91,7 +91,11 @@ REFUSED = [
     ("export-prefix", f"export A={CANARY}\n", "f:1: expected KEY=value with a KEY of letters"),
     ("comment-ends-in-backslash", f"# {CANARY} \\\nA=1\n", "f:1: a comment ends with a backslash"),
     ("nul", f"A=1\nB={CANARY}\x00\n", "f:2: the file contains a NUL byte"),
-    ("control-char", f"A=1\nB={CANARY}\x1b\n", "f:2: B: the value contains a control character or line separator (U+001B)"),
+    (
+        "control-char",
+        f"A=1\nB={CANARY}\x1b\n",
+        "f:2: B: the value contains a control character or line separator (U+001B)",
+    ),
 ]
 
 
@@ -109,10 +113,16 @@ def test_all_values_in_one_file_with_header():
     assert len(text.splitlines()) == len(items) + 2  # one line per variable: nothing spilled
 
 
-@pytest.mark.parametrize("value, written", [
-    ("plain", "K='plain'"), ("a\\b $X #", "K='a\\b $X #'"), ("", "K=''"),
-    ("it's", 'K="it\'s"'), ("it's \\ \" ` $", 'K="it\'s \\\\ \\" \\` \\$"'),
-])
+@pytest.mark.parametrize(
+    "value, written",
+    [
+        ("plain", "K='plain'"),
+        ("a\\b $X #", "K='a\\b $X #'"),
+        ("", "K=''"),
+        ("it's", 'K="it\'s"'),
+        ("it's \\ \" ` $", 'K="it\'s \\\\ \\" \\` \\$"'),
+    ],
+)
 def test_quoting_rule(value, written):
     """No ' in the value: single quotes, nothing escaped. Else double quotes, \\ before " \\ ` $ only."""
     assert envfile.dumps({"K": value}) == written + "\n"
@@ -172,9 +182,15 @@ def test_hosts_get_the_same_file_and_it_needs_only_the_stdlib():
     imports with no site-packages and no litellm_runner, as the host tools import it."""
     shipped = REPO / "files" / "bin" / "litellm_envfile.py"
     assert shipped.is_symlink() and shipped.resolve() == (REPO / "litellm_runner" / "envfile.py").resolve()
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import litellm_envfile as e; "
-            "assert 'litellm_runner' not in sys.modules; print(e.loads(e.dumps({'K': sys.argv[2]}))['K'])")
-    proc = subprocess.run([sys.executable, "-S", "-I", "-c", code, str(shipped.parent), "it's \\ $X"],
-                          capture_output=True, text=True, timeout=30)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import litellm_envfile as e; "
+        "assert 'litellm_runner' not in sys.modules; print(e.loads(e.dumps({'K': sys.argv[2]}))['K'])"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-S", "-I", "-c", code, str(shipped.parent), "it's \\ $X"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "it's \\ $X\n"

@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from litellm_runner.facts import HostSnapshot, hostside
+from litellm_runner.pyinfra_ext.facts import HostSnapshot, hostside
 
 USER, GROUP = "nobody", "nogroup"
 UID, GID = 65534, 65534
@@ -80,8 +80,15 @@ def test_write_replaces_whatever_is_planted_and_never_writes_through_it(tree, tm
     root, secret = tree
     if plant:
         plant(root, secret)
-    code, out = run("write", dest=str(root / "c.yaml"), src=stage(tmp_path, "new\n"), user=USER, group=GROUP,
-                    mode="0640", backups_keep=2)
+    code, out = run(
+        "write",
+        dest=str(root / "c.yaml"),
+        src=stage(tmp_path, "new\n"),
+        user=USER,
+        group=GROUP,
+        mode="0640",
+        backups_keep=2,
+    )
     assert code == 0, out
     st = (root / "c.yaml").lstat()
     assert (root / "c.yaml").read_text() == "new\n" and (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (UID, GID, 0o640)
@@ -98,8 +105,14 @@ def test_write_refuses_a_parent_directory_that_is_the_accounts_symlink(tree, tmp
     root, secret = tree
     (root / "state").symlink_to(secret.parent)
     as_account(root / "state")
-    code, err = run("write", dest=str(root / "state" / "secret"), src=stage(tmp_path, "pwned\n"), user=USER,
-                    group=GROUP, mode="0640")
+    code, err = run(
+        "write",
+        dest=str(root / "state" / "secret"),
+        src=stage(tmp_path, "pwned\n"),
+        user=USER,
+        group=GROUP,
+        mode="0640",
+    )
     assert code == 1 and "is a symlink: not followed" in err
     assert unchanged(secret)
 
@@ -107,14 +120,25 @@ def test_write_refuses_a_parent_directory_that_is_the_accounts_symlink(tree, tmp
 def test_backups_are_pruned_by_name_as_data(tree, tmp_path):
     root, secret = tree
     (root / "c.yaml").write_text("v0\n")
-    odd = ["c.yaml.bak-x .bashrc", "c.yaml.bak-1\n.bashrc", "c.yaml.bak-20200101T000000 secret",
-           "c.yaml.bak-20200101T000000000\nsecret"]
+    odd = [
+        "c.yaml.bak-x .bashrc",
+        "c.yaml.bak-1\n.bashrc",
+        "c.yaml.bak-20200101T000000 secret",
+        "c.yaml.bak-20200101T000000000\nsecret",
+    ]
     for name in odd:
         (root / name).write_text("planted\n")
     (root / "c.yaml.bak-20000101T000000000000000").symlink_to(secret)  # an old "backup" that is a link
     for i in range(1, 4):
-        code, out = run("write", dest=str(root / "c.yaml"), src=stage(tmp_path, f"v{i}\n"), user=USER,
-                        group=GROUP, mode="0640", backups_keep=2)
+        code, out = run(
+            "write",
+            dest=str(root / "c.yaml"),
+            src=stage(tmp_path, f"v{i}\n"),
+            user=USER,
+            group=GROUP,
+            mode="0640",
+            backups_keep=2,
+        )
         assert code == 0, out
     names = sorted(p.name for p in root.iterdir())
     assert all(name in names for name in odd)  # names that are not ours are left alone
@@ -175,8 +199,12 @@ def test_snapshot_reports_links_as_links_and_reads_nothing_through_them(tree):
     as_account(root / "dirlink")
     (root / "env").write_text("# managed\nA='x'\nB=\"y\\\\z\"\n")
     paths = [str(root / n) for n in ("d", "f", "link", "dirlink/secret", "missing", "env")]
-    proc = subprocess.run(["sh", "-c", HostSnapshot().command(paths, USER, [], str(root / "venv"), [paths[-1]], GROUP)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["sh", "-c", HostSnapshot().command(paths, USER, [], str(root / "venv"), [paths[-1]], GROUP)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     snap = HostSnapshot().process(proc.stdout.splitlines())["paths"]
     assert snap[paths[0]]["type"] == "directory" and snap[paths[0]]["mode"] == "0750"
     assert snap[paths[1]]["sha256"] == hashlib.sha256(b"hello\n").hexdigest()

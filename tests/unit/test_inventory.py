@@ -7,21 +7,26 @@ from litellm_runner.inventory import InventoryError, load_hosts_file
 
 def test_hosts_file_groups(tmp_path):
     path = tmp_path / "hosts.yml"
-    path.write_text("litellm_hosts:\n  - a.example.net\n  - name: b.example.net\n    data: {ssh_user: deploy}\n"
-                    "canary:\n  - c.example.net\n")
+    path.write_text(
+        "litellm_hosts:\n  - a.example.net\n  - name: b.example.net\n    data: {ssh_user: deploy}\n"
+        "canary:\n  - c.example.net\n"
+    )
     assert load_hosts_file(str(path)) == {
         "litellm_hosts": ["a.example.net", ("b.example.net", {"ssh_user": "deploy"})],
         "canary": ["c.example.net"],
     }
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[]", "expected a mapping of group name -> list of hosts"),
-    ("litellm_hosts: a.example.net\n", "group 'litellm_hosts': expected an identifier mapped to a list of hosts"),
-    ("litellm_hosts:\n  - {data: {}}\n", "litellm_hosts[0]: expected a host name or {name: ..., data: {...}}"),
-    ("litellm_hosts:\n  - {name: a, data: [1]}\n", "litellm_hosts[0].data: expected a mapping"),
-    ("litellm_hosts: [a\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[]", "expected a mapping of group name -> list of hosts"),
+        ("litellm_hosts: a.example.net\n", "group 'litellm_hosts': expected an identifier mapped to a list of hosts"),
+        ("litellm_hosts:\n  - {data: {}}\n", "litellm_hosts[0]: expected a host name or {name: ..., data: {...}}"),
+        ("litellm_hosts:\n  - {name: a, data: [1]}\n", "litellm_hosts[0].data: expected a mapping"),
+        ("litellm_hosts: [a\n", "not valid YAML"),
+    ],
+)
 def test_bad_hosts_file(tmp_path, text, message):
     path = tmp_path / "hosts.yml"
     path.write_text(text)
@@ -81,18 +86,21 @@ def _secrets(tmp_path, text, mode=0o600):
     return str(path)
 
 
-@pytest.mark.parametrize("data, env, file_text, expected", [
-    # no _sudo: nothing looked up
-    ({"ssh_user": "deploy"}, {"LITELLM_SUDO_PASSWORD": CANARY}, None, None),
-    # _sudo, the environment first
-    ({"_sudo": True}, {"LITELLM_SUDO_PASSWORD": CANARY}, "LITELLM_SUDO_PASSWORD=other\n", CANARY),
-    # then the secrets file of the host
-    ({"_sudo": True}, {}, f"LITELLM_SUDO_PASSWORD={CANARY}\n", CANARY),
-    # another name
-    ({"_sudo": True, "litellm_sudo_password_secret": "OPS_SUDO"}, {}, f"OPS_SUDO='{CANARY}'\n", CANARY),
-    # no secret: sudo -n (NOPASSWD)
-    ({"_sudo": True}, {}, "OTHER=x\n", None),
-])
+@pytest.mark.parametrize(
+    "data, env, file_text, expected",
+    [
+        # no _sudo: nothing looked up
+        ({"ssh_user": "deploy"}, {"LITELLM_SUDO_PASSWORD": CANARY}, None, None),
+        # _sudo, the environment first
+        ({"_sudo": True}, {"LITELLM_SUDO_PASSWORD": CANARY}, "LITELLM_SUDO_PASSWORD=other\n", CANARY),
+        # then the secrets file of the host
+        ({"_sudo": True}, {}, f"LITELLM_SUDO_PASSWORD={CANARY}\n", CANARY),
+        # another name
+        ({"_sudo": True, "litellm_sudo_password_secret": "OPS_SUDO"}, {}, f"OPS_SUDO='{CANARY}'\n", CANARY),
+        # no secret: sudo -n (NOPASSWD)
+        ({"_sudo": True}, {}, "OTHER=x\n", None),
+    ],
+)
 def test_sudo_password_from_the_secret_source(tmp_path, monkeypatch, data, env, file_text, expected):
     for name in ("LITELLM_SUDO_PASSWORD", "OPS_SUDO", "LITELLM_SECRETS_FILE"):
         monkeypatch.delenv(name, raising=False)
@@ -107,10 +115,13 @@ def test_sudo_password_from_the_secret_source(tmp_path, monkeypatch, data, env, 
     assert inventory._passwords.get("h") == expected
 
 
-@pytest.mark.parametrize("file_text, mode, message", [
-    ("LITELLM_SUDO_PASSWORD=x\n", 0o644, "lets others read secrets"),
-    ("LITELLM_SUDO_PASSWORD=\n", 0o600, "empty or not one line (value not shown)"),
-])
+@pytest.mark.parametrize(
+    "file_text, mode, message",
+    [
+        ("LITELLM_SUDO_PASSWORD=x\n", 0o644, "lets others read secrets"),
+        ("LITELLM_SUDO_PASSWORD=\n", 0o600, "empty or not one line (value not shown)"),
+    ],
+)
 def test_bad_sudo_password_source_is_refused(tmp_path, monkeypatch, file_text, mode, message):
     monkeypatch.delenv("LITELLM_SUDO_PASSWORD", raising=False)
     monkeypatch.delenv("LITELLM_SECRETS_FILE", raising=False)

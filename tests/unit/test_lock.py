@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from litellm_runner import lock
-from litellm_runner.lock import Owner
+from litellm_runner.pyinfra_ext import lock
+from litellm_runner.pyinfra_ext.lock import Owner
 
 NOW = 1_767_000_000
 
@@ -43,35 +43,48 @@ REUSED = (os.getpid(), "1")  # a running pid, but not the process that took the 
 OTHER_MID = "f" * 32  # another control machine's identity
 
 
-def owner(mid: str, pid_pstart: tuple[int, str], age: int, beat_age: int | None = None,
-          run_id: str = "0123456789ab", machine: str = MINE.machine) -> Owner:
+def owner(
+    mid: str,
+    pid_pstart: tuple[int, str],
+    age: int,
+    beat_age: int | None = None,
+    run_id: str = "0123456789ab",
+    machine: str = MINE.machine,
+) -> Owner:
     """A lock taken AGE seconds ago, last heartbeat BEAT_AGE seconds ago (None: never beat), hostname MACHINE."""
     beat = 0 if beat_age is None else NOW - beat_age
     return Owner(run_id, "bob", machine, pid_pstart[0], pid_pstart[1], NOW - age, mid, beat)
 
 
-@pytest.mark.parametrize("holder, stale_after, action, reason", [
-    # same machine (same machine id): only the holder's process decides, whatever the heartbeat
-    (owner(MINE.mid, ALIVE, 10), 300, "wait", "on this machine is running"),
-    (owner(MINE.mid, ALIVE, 99_999, beat_age=99_999), 300, "wait", "on this machine is running"),
-    (owner(MINE.mid, DEAD, 10, beat_age=1), 300, "take-over", "on this machine is gone"),
-    (owner(MINE.mid, REUSED, 10), 300, "take-over", "on this machine is gone"),
-    # the same hostname on another machine is not this machine: its pid means nothing here, the heartbeat decides
-    (owner(OTHER_MID, DEAD, 10, beat_age=5), 300, "wait", "another machine whose last heartbeat was 5 s ago"),
-    (owner(OTHER_MID, ALIVE, 400, beat_age=400), 300, "take-over", "last heartbeat was 6 min ago"),
-    # a live run older than the threshold whose heartbeat is fresh keeps its lock
-    (owner(OTHER_MID, ALIVE, 99_999, beat_age=29, machine="other-ctl"), 300, "wait", "within litellm_lock_stale"),
-    (owner(OTHER_MID, DEAD, 99_999, beat_age=299, machine="other-ctl"), 300, "wait", "was 4 min ago"),
-    # a stale heartbeat: the holder is gone
-    (owner(OTHER_MID, ALIVE, 99_999, beat_age=300, machine="other-ctl"), 300, "take-over",
-     "longer than litellm_lock_stale_after (300 s)"),
-    (owner(OTHER_MID, DEAD, 700, machine="other-ctl"), 600, "take-over", "11 min ago"),  # never beat: started
-    # a lock of an older runner (no machine id) is never this machine's, even under this hostname
-    (owner("", DEAD, 10), 300, "wait", "another machine"),
-    (owner("", ALIVE, 3600), 300, "take-over", "last heartbeat was 60 min ago"),
-    # this run already holds it
-    (owner(MINE.mid, DEAD, 10, run_id=MINE.run_id), 300, "ours", "already"),
-])
+@pytest.mark.parametrize(
+    "holder, stale_after, action, reason",
+    [
+        # same machine (same machine id): only the holder's process decides, whatever the heartbeat
+        (owner(MINE.mid, ALIVE, 10), 300, "wait", "on this machine is running"),
+        (owner(MINE.mid, ALIVE, 99_999, beat_age=99_999), 300, "wait", "on this machine is running"),
+        (owner(MINE.mid, DEAD, 10, beat_age=1), 300, "take-over", "on this machine is gone"),
+        (owner(MINE.mid, REUSED, 10), 300, "take-over", "on this machine is gone"),
+        # the same hostname on another machine is not this machine: its pid means nothing here, the heartbeat decides
+        (owner(OTHER_MID, DEAD, 10, beat_age=5), 300, "wait", "another machine whose last heartbeat was 5 s ago"),
+        (owner(OTHER_MID, ALIVE, 400, beat_age=400), 300, "take-over", "last heartbeat was 6 min ago"),
+        # a live run older than the threshold whose heartbeat is fresh keeps its lock
+        (owner(OTHER_MID, ALIVE, 99_999, beat_age=29, machine="other-ctl"), 300, "wait", "within litellm_lock_stale"),
+        (owner(OTHER_MID, DEAD, 99_999, beat_age=299, machine="other-ctl"), 300, "wait", "was 4 min ago"),
+        # a stale heartbeat: the holder is gone
+        (
+            owner(OTHER_MID, ALIVE, 99_999, beat_age=300, machine="other-ctl"),
+            300,
+            "take-over",
+            "longer than litellm_lock_stale_after (300 s)",
+        ),
+        (owner(OTHER_MID, DEAD, 700, machine="other-ctl"), 600, "take-over", "11 min ago"),  # never beat: started
+        # a lock of an older runner (no machine id) is never this machine's, even under this hostname
+        (owner("", DEAD, 10), 300, "wait", "another machine"),
+        (owner("", ALIVE, 3600), 300, "take-over", "last heartbeat was 60 min ago"),
+        # this run already holds it
+        (owner(MINE.mid, DEAD, 10, run_id=MINE.run_id), 300, "ours", "already"),
+    ],
+)
 def test_decide(holder, stale_after, action, reason):
     decision = lock.decide(holder, NOW, MINE, stale_after)
     assert decision.action == action
@@ -85,29 +98,38 @@ def test_pid_alive_real_processes():
     assert not lock.pid_alive(0, "")
 
 
-@pytest.mark.parametrize("text, mtime, expected", [
-    ("run_id=abc user=u machine=m mid=ab12 pid=12 pstart=34 started=56 beat=90\n", 1,
-     Owner("abc", "u", "m", 12, "34", 56, "ab12", 90)),
-    ("run_id=abc user=u machine=m pid=12 pstart=34 started=56\n", 1, Owner("abc", "u", "m", 12, "34", 56)),
-    ("machine=m pid=12 user=u run_id=abc started=56 extra=1", 1, Owner("abc", "u", "m", 12, "", 56)),
-    ("garbage", 77, Owner("unknown", "unknown", "unknown", 0, "", 77)),
-    ("", 78, Owner("unknown", "unknown", "unknown", 0, "", 78)),
-    ("run_id=abc user=u machine=m pid=x started=56", 79, Owner("unknown", "unknown", "unknown", 0, "", 79)),
-])
+@pytest.mark.parametrize(
+    "text, mtime, expected",
+    [
+        (
+            "run_id=abc user=u machine=m mid=ab12 pid=12 pstart=34 started=56 beat=90\n",
+            1,
+            Owner("abc", "u", "m", 12, "34", 56, "ab12", 90),
+        ),
+        ("run_id=abc user=u machine=m pid=12 pstart=34 started=56\n", 1, Owner("abc", "u", "m", 12, "34", 56)),
+        ("machine=m pid=12 user=u run_id=abc started=56 extra=1", 1, Owner("abc", "u", "m", 12, "", 56)),
+        ("garbage", 77, Owner("unknown", "unknown", "unknown", 0, "", 77)),
+        ("", 78, Owner("unknown", "unknown", "unknown", 0, "", 78)),
+        ("run_id=abc user=u machine=m pid=x started=56", 79, Owner("unknown", "unknown", "unknown", 0, "", 79)),
+    ],
+)
 def test_parse_owner(text, mtime, expected):
     assert lock.parse_owner(text, mtime) == expected
 
 
-@pytest.mark.parametrize("argv, executes", [
-    (["inventory.py", "deploy.py"], True),  # asks, then converges
-    (["inventory.py", "deploy.py", "-y"], True),
-    (["inventory.py", "deploy.py", "-y", "--json"], True),
-    (["inventory.py", "deploy.py", "--dry"], False),
-    (["inventory.py", "deploy.py", "--dry", "--json"], False),  # python -m litellm_runner.check
-    (["inventory.py", "deploy.py", "--json"], False),  # prints the proposed changes, exits
-    (["inventory.py", "deploy.py", "--debug-operations"], False),
-    (["inventory.py", "deploy.py", "--debug-facts"], False),
-])
+@pytest.mark.parametrize(
+    "argv, executes",
+    [
+        (["inventory.py", "deploy.py"], True),  # asks, then converges
+        (["inventory.py", "deploy.py", "-y"], True),
+        (["inventory.py", "deploy.py", "-y", "--json"], True),
+        (["inventory.py", "deploy.py", "--dry"], False),
+        (["inventory.py", "deploy.py", "--dry", "--json"], False),  # python -m litellm_runner.cli.check
+        (["inventory.py", "deploy.py", "--json"], False),  # prints the proposed changes, exits
+        (["inventory.py", "deploy.py", "--debug-operations"], False),
+        (["inventory.py", "deploy.py", "--debug-facts"], False),
+    ],
+)
 def test_will_execute(argv, executes):
     assert lock.will_execute(argv) is executes
 
@@ -119,6 +141,7 @@ def test_will_execute_yes_from_environment(monkeypatch):
 
 # --- the real commands ------------------------------------------------------------------------
 
+
 @pytest.fixture
 def path(tmp_path) -> str:
     return str(tmp_path / "litellm-runner.lock")
@@ -126,8 +149,16 @@ def path(tmp_path) -> str:
 
 def take(path, mine=MINE, wait=0, stale_after=3600):
     notices = []
-    status, _ = lock.acquire(run_local, "h", wait, stale_after, notice=notices.append, mine=mine, path=path,
-                          sleep=lambda s: time.sleep(min(s, 0.05)))
+    status, _ = lock.acquire(
+        run_local,
+        "h",
+        wait,
+        stale_after,
+        notice=notices.append,
+        mine=mine,
+        path=path,
+        sleep=lambda s: time.sleep(min(s, 0.05)),
+    )
     return status, notices
 
 
@@ -139,8 +170,9 @@ def test_take_free_lock_writes_owner_with_host_time(path):
     before = int(time.time())
     assert take(path) == ("ACQUIRED", [])
     written = lock.parse_owner(pathlib.Path(path).read_text(), 0)
-    assert written == Owner(MINE.run_id, MINE.user, MINE.machine, MINE.pid, MINE.pstart, written.started,
-                            MINE.mid, written.started)
+    assert written == Owner(
+        MINE.run_id, MINE.user, MINE.machine, MINE.pid, MINE.pstart, written.started, MINE.mid, written.started
+    )
     assert before <= written.started <= int(time.time())
     assert oct(os.stat(path).st_mode & 0o777) == "0o644"
     assert sorted(os.listdir(os.path.dirname(path))) == ["litellm-runner.lock", "litellm-runner.lock.guard"]
@@ -154,8 +186,17 @@ def test_live_holder_from_other_machine_refused_after_wait(path):
         take(path, wait=1)
     assert time.monotonic() - start >= 1  # it waited
     message = str(refused.value)
-    for part in ("bob@other-ctl", f"pid {ALIVE[0]}", "run feedfacecafe", "started ", "s ago", "waited 1 s",
-                 "litellm_lock_wait", "Let that run finish", f"remove {path}"):
+    for part in (
+        "bob@other-ctl",
+        f"pid {ALIVE[0]}",
+        "run feedfacecafe",
+        "started ",
+        "s ago",
+        "waited 1 s",
+        "litellm_lock_wait",
+        "Let that run finish",
+        f"remove {path}",
+    ):
         assert part in message, (part, message)
     assert pathlib.Path(path).read_text() == held  # untouched
 
@@ -163,8 +204,9 @@ def test_live_holder_from_other_machine_refused_after_wait(path):
 def test_waiting_run_gets_the_lock_when_released(path):
     holder = other()
     assert take(path, mine=holder)[0] == "ACQUIRED"
-    releaser = subprocess.Popen(["sh", "-c", "sleep 1; " + lock.release_command(holder.run_id, path)],
-                                stdout=subprocess.PIPE, text=True)
+    releaser = subprocess.Popen(
+        ["sh", "-c", "sleep 1; " + lock.release_command(holder.run_id, path)], stdout=subprocess.PIPE, text=True
+    )
     status, notices = take(path, wait=20)
     assert releaser.communicate(timeout=30)[0].startswith("RELEASED")
     assert status == "ACQUIRED"
@@ -249,8 +291,9 @@ def test_heartbeat_greenlet_beats_then_reports_a_takeover(path):
     until(lambda: lock.parse_owner(pathlib.Path(path).read_text(), 0).beat >= started)  # refreshed
     # another run takes it over (written here without yielding: with pyinfra imported, gevent has patched
     # subprocess, and this beat, every 0.05 s, would keep the lock too fresh to take)
-    pathlib.Path(path + ".new").write_text(f"run_id={MINE.run_id} user=u machine=m mid={MINE.mid} pid=1 "
-                                           f"started={started} beat={started}\n")
+    pathlib.Path(path + ".new").write_text(
+        f"run_id={MINE.run_id} user=u machine=m mid={MINE.mid} pid=1 started={started} beat={started}\n"
+    )
     os.replace(path + ".new", path)
     until(lambda: beat.lost is not None)
     gevent.sleep(0.3)
@@ -315,8 +358,9 @@ def test_release_only_by_the_owner(path):
 def test_racing_takers_exactly_one_wins(path):
     takers = [other(run_id=f"{i:012x}") for i in range(12)]
     with ThreadPoolExecutor(len(takers)) as pool:
-        replies = list(pool.map(lambda o: lock.parse_reply(run_local(lock.take_command(o, path=path))[1]).status,
-                                takers))
+        replies = list(
+            pool.map(lambda o: lock.parse_reply(run_local(lock.take_command(o, path=path))[1]).status, takers)
+        )
     assert sorted(replies) == ["ACQUIRED"] + ["HELD"] * 11
     winner = lock.parse_owner(pathlib.Path(path).read_text(), 0).run_id
     assert winner == takers[replies.index("ACQUIRED")].run_id

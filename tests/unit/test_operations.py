@@ -4,36 +4,58 @@ import json
 
 import pytest
 
-from litellm_runner.facts import FileText, Leftovers, Linger, PathState, RunLock, UserManager, UserUnits, VenvState
-from litellm_runner.operations import (
-    directory, file_attrs, linger, managed_file, no_abandoned_lock, no_leftovers, sha256_text,
-    user_daemon_reload, user_unit, user_unit_sources, venv_requirements,
+from litellm_runner.pyinfra_ext.facts import (
+    FileText,
+    Leftovers,
+    Linger,
+    PathState,
+    RunLock,
+    UserManager,
+    UserUnits,
+    VenvState,
 )
-
+from litellm_runner.pyinfra_ext.operations import (
+    directory,
+    file_attrs,
+    linger,
+    managed_file,
+    no_abandoned_lock,
+    no_leftovers,
+    sha256_text,
+    user_daemon_reload,
+    user_unit,
+    user_unit_sources,
+    venv_requirements,
+)
 from tests.unit import fakehost
 from tests.unit.fakehost import Meta, run_op
 
 DIR = {"type": "directory", "mode": "0750", "user": "litellm", "group": "litellm", "sha256": None}
 
 
-@pytest.mark.parametrize("present, fact, manager, expected", [
-    (True, True, True, []),
-    (True, False, False, ["loginctl enable-linger litellm"]),
-    (True, True, False, ["loginctl enable-linger litellm"]),  # lingering, but its manager was stopped
-    (False, True, True, ["loginctl disable-linger litellm"]),
-    (False, False, False, []),
-])
+@pytest.mark.parametrize(
+    "present, fact, manager, expected",
+    [
+        (True, True, True, []),
+        (True, False, False, ["loginctl enable-linger litellm"]),
+        (True, True, False, ["loginctl enable-linger litellm"]),  # lingering, but its manager was stopped
+        (False, True, True, ["loginctl disable-linger litellm"]),
+        (False, False, False, []),
+    ],
+)
 def test_linger(present, fact, manager, expected):
     commands, noops = run_op(linger, {Linger: fact, UserManager: manager}, user="litellm", present=present)
     assert [c.split(" && ")[0] for c in commands] == expected
     assert bool(noops) == (not expected)
 
 
-@pytest.mark.parametrize("found, expected", [
-    ([], []),
-    (["/r/state/c.yaml.tmp-litellm-runner"], [
-        'hostside unlink {"paths": ["/r/state/c.yaml.tmp-litellm-runner"]}']),
-])
+@pytest.mark.parametrize(
+    "found, expected",
+    [
+        ([], []),
+        (["/r/state/c.yaml.tmp-litellm-runner"], ['hostside unlink {"paths": ["/r/state/c.yaml.tmp-litellm-runner"]}']),
+    ],
+)
 def test_no_leftovers(found, expected):
     commands, noops = run_op(no_leftovers, {Leftovers: found}, dirs=["/r/state"])
     assert commands == expected and bool(noops) == (not expected)
@@ -42,28 +64,46 @@ def test_no_leftovers(found, expected):
 def hs(action, **args):
     """How fakehost shows a host-side command."""
     import json
+
     return f"hostside {action} {json.dumps(args, sort_keys=True)}"
 
 
 ACCOUNT = {"user": "litellm", "group": "litellm", "mode": "0750"}
 
 
-@pytest.mark.parametrize("fact, expected, before", [
-    (DIR, [], None),
-    ({**DIR, "mode": "0777"}, [hs("attrs", path="/r/state", **ACCOUNT)], {"mode": "0777", "owner": "litellm:litellm"}),
-    ({**DIR, "mode": "0775", "user": "root"}, [hs("attrs", path="/r/state", **ACCOUNT)],
-     {"mode": "0775", "owner": "root:litellm"}),
-    (None, [hs("mkdir", path="/r/state", **ACCOUNT)], None),
-    # a planted link or a file in the way: moved aside by mkdir, never followed
-    ({"type": "symlink", "mode": "0777", "user": "litellm", "group": "litellm", "sha256": None},
-     [hs("mkdir", path="/r/state", **ACCOUNT)], {"type": "symlink"}),
-    ({**DIR, "type": "file"}, [hs("mkdir", path="/r/state", **ACCOUNT)], {"type": "file"}),
-    ({"type": "unsafe", "detail": "/r is a symlink: not followed"}, [hs("mkdir", path="/r/state", **ACCOUNT)],
-     {"type": "unsafe"}),
-])
+@pytest.mark.parametrize(
+    "fact, expected, before",
+    [
+        (DIR, [], None),
+        (
+            {**DIR, "mode": "0777"},
+            [hs("attrs", path="/r/state", **ACCOUNT)],
+            {"mode": "0777", "owner": "litellm:litellm"},
+        ),
+        (
+            {**DIR, "mode": "0775", "user": "root"},
+            [hs("attrs", path="/r/state", **ACCOUNT)],
+            {"mode": "0775", "owner": "root:litellm"},
+        ),
+        (None, [hs("mkdir", path="/r/state", **ACCOUNT)], None),
+        # a planted link or a file in the way: moved aside by mkdir, never followed
+        (
+            {"type": "symlink", "mode": "0777", "user": "litellm", "group": "litellm", "sha256": None},
+            [hs("mkdir", path="/r/state", **ACCOUNT)],
+            {"type": "symlink"},
+        ),
+        ({**DIR, "type": "file"}, [hs("mkdir", path="/r/state", **ACCOUNT)], {"type": "file"}),
+        (
+            {"type": "unsafe", "detail": "/r is a symlink: not followed"},
+            [hs("mkdir", path="/r/state", **ACCOUNT)],
+            {"type": "unsafe"},
+        ),
+    ],
+)
 def test_directory(fact, expected, before):
-    commands, noops = run_op(directory, {PathState: fact}, path="/r/state", user="litellm",
-                             group="litellm", mode="0750")
+    commands, noops = run_op(
+        directory, {PathState: fact}, path="/r/state", user="litellm", group="litellm", mode="0750"
+    )
     assert commands == expected
     assert noops == ([] if expected else ["/r/state is a directory, 0750, litellm:litellm"])
     if before:  # the drift report says what differs, before -> after
@@ -74,108 +114,192 @@ FILE = {"type": "file", "mode": "0640", "user": "litellm", "group": "litellm", "
 WRITE = "write /r/c.yaml 0640 litellm:litellm"
 
 
-@pytest.mark.parametrize("fact, expected", [
-    (FILE, []),
-    ({**FILE, "mode": "0644"}, []),  # mode drift is file_attrs' business
-    (None, [WRITE]),
-    ({**FILE, "sha256": "0" * 64}, [WRITE]),
-    ({**FILE, "type": "symlink", "sha256": None}, [WRITE]),  # replaced, never read through
-    ({**FILE, "type": "unsafe", "detail": "2 links"}, [WRITE]),
-])
+@pytest.mark.parametrize(
+    "fact, expected",
+    [
+        (FILE, []),
+        ({**FILE, "mode": "0644"}, []),  # mode drift is file_attrs' business
+        (None, [WRITE]),
+        ({**FILE, "sha256": "0" * 64}, [WRITE]),
+        ({**FILE, "type": "symlink", "sha256": None}, [WRITE]),  # replaced, never read through
+        ({**FILE, "type": "unsafe", "detail": "2 links"}, [WRITE]),
+    ],
+)
 def test_managed_file(fact, expected):
-    commands, _ = run_op(managed_file, {PathState: fact, FileText: "a: 0\n"}, dest="/r/c.yaml", content="a: 1\n",
-                         user="litellm", group="litellm", mode="0640")
+    commands, _ = run_op(
+        managed_file,
+        {PathState: fact, FileText: "a: 0\n"},
+        dest="/r/c.yaml",
+        content="a: 1\n",
+        user="litellm",
+        group="litellm",
+        mode="0640",
+    )
     assert commands == expected
 
 
-@pytest.mark.parametrize("fact, expected", [
-    (FILE, []),
-    ({**FILE, "mode": "0644"}, [hs("attrs", path="/r/c.yaml", user="litellm", group="litellm", mode="0640")]),
-    ({**FILE, "user": "root"}, [hs("attrs", path="/r/c.yaml", user="litellm", group="litellm", mode="0640")]),
-    (None, []),  # created with its mode by managed_file
-    ({**FILE, "type": "symlink"}, []),  # replaced by managed_file, never chowned through
-])
+@pytest.mark.parametrize(
+    "fact, expected",
+    [
+        (FILE, []),
+        ({**FILE, "mode": "0644"}, [hs("attrs", path="/r/c.yaml", user="litellm", group="litellm", mode="0640")]),
+        ({**FILE, "user": "root"}, [hs("attrs", path="/r/c.yaml", user="litellm", group="litellm", mode="0640")]),
+        (None, []),  # created with its mode by managed_file
+        ({**FILE, "type": "symlink"}, []),  # replaced by managed_file, never chowned through
+    ],
+)
 def test_file_attrs(fact, expected):
-    commands, noops = run_op(file_attrs, {PathState: fact}, path="/r/c.yaml", user="litellm",
-                             group="litellm", mode="0640")
+    commands, noops = run_op(
+        file_attrs, {PathState: fact}, path="/r/c.yaml", user="litellm", group="litellm", mode="0640"
+    )
     assert commands == expected
     assert bool(noops) == (not expected)
 
 
 def test_managed_file_changed_content_is_shown_as_a_diff_and_backed_up():
-    commands, _ = run_op(managed_file, {PathState: {**FILE, "sha256": "0" * 64}, FileText: "a: 1\n"}, dest="/r/c.yaml",
-                         content="a: 2\n", user="litellm", group="litellm", mode="0640", backups_keep=3)
+    commands, _ = run_op(
+        managed_file,
+        {PathState: {**FILE, "sha256": "0" * 64}, FileText: "a: 1\n"},
+        dest="/r/c.yaml",
+        content="a: 2\n",
+        user="litellm",
+        group="litellm",
+        mode="0640",
+        backups_keep=3,
+    )
     assert commands == [f"{WRITE} (backups 3)"]
     # the drift report shows what differs as a unified diff
     assert fakehost.last_drift[0]["diff"][-2:] == ["-a: 1", "+a: 2"]
 
 
 def test_a_symlink_at_a_managed_file_is_drift_without_reading_through_it():
-    commands, _ = run_op(managed_file, {PathState: {**FILE, "type": "symlink", "sha256": None}}, dest="/r/c.yaml",
-                         content="a: 2\n", user="litellm", group="litellm", mode="0640")
+    commands, _ = run_op(
+        managed_file,
+        {PathState: {**FILE, "type": "symlink", "sha256": None}},
+        dest="/r/c.yaml",
+        content="a: 2\n",
+        user="litellm",
+        group="litellm",
+        mode="0640",
+    )
     assert commands == [WRITE]
     assert fakehost.last_drift[0]["before"] == {"type": "symlink"} and "diff" not in fakehost.last_drift[0]
 
 
-LOCK = "".join(f"{name}=={version} \\\n    --hash=sha256:{'ab' * 32}\n    # via litellm\n"
-               for name, version in {"litellm": "1.102.4", "urllib3": "2.8.0"}.items())
-INSTALL = ("runuser -u litellm -- /v/bin/pip install --no-input --disable-pip-version-check -q --require-hashes "
-           "--no-deps --only-binary :all: -r /r/lock.txt")
+LOCK = "".join(
+    f"{name}=={version} \\\n    --hash=sha256:{'ab' * 32}\n    # via litellm\n"
+    for name, version in {"litellm": "1.102.4", "urllib3": "2.8.0"}.items()
+)
+INSTALL = (
+    "runuser -u litellm -- /v/bin/pip install --no-input --disable-pip-version-check -q --require-hashes "
+    "--no-deps --only-binary :all: -r /r/lock.txt"
+)
 UNINSTALL = "runuser -u litellm -- /v/bin/pip uninstall --no-input --disable-pip-version-check -y -q"
 REBUILD = "runuser -u litellm -- /usr/bin/python3 -m venv --clear /v"
 BASE = {"litellm": "1.102.4", "urllib3": "2.8.0", "pip": "23.0.1", "setuptools": "66.1.1"}
 
 
-@pytest.mark.parametrize("case, installed, expected, drifted", [
-    ("equal", BASE, [], []),
-    ("other-version", {**BASE, "urllib3": "2.5.0"}, [INSTALL], [("urllib3", "2.5.0", "2.8.0")]),
-    ("missing", {k: v for k, v in BASE.items() if k != "urllib3"}, [INSTALL], [("urllib3", None, "2.8.0")]),
-    ("extras", {**BASE, "six": "1.17.0", "requests-toolbelt": "1.0"}, [f"{UNINSTALL} requests-toolbelt six"],
-     [("requests-toolbelt", "1.0", None), ("six", "1.17.0", None)]),
-    ("extra-and-other-version", {**BASE, "six": "1.17.0", "litellm": "1.82.7"}, [f"{UNINSTALL} six", INSTALL],
-     [("litellm", "1.82.7", "1.102.4"), ("six", "1.17.0", None)]),
-    ("no-venv", None, [REBUILD, INSTALL], [("litellm", None, "1.102.4"), ("urllib3", None, "2.8.0")]),
-    ("no-pip", {"litellm": "1.102.4", "urllib3": "2.8.0"}, [REBUILD, INSTALL], []),  # cannot repair in place
-    ("odd-name", {**BASE, "x;reboot": "1"}, [REBUILD, INSTALL], [("x;reboot", "1", None)]),
-    ("root-owned", {"foreign": ["/v/lib"], "foreign_count": 3},
-     ['hostside adopt {"group": "litellm", "path": "/v", "user": "litellm"}'], []),
-    ("half-installed", {"broken": {"urllib3": "lib/python3.11/site-packages/urllib3/__init__.py: 0 bytes"}},
-     [f"{UNINSTALL} urllib3", INSTALL], [("urllib3", "2.8.0", "2.8.0")]),
-    ("no-metadata", {"broken": {"six": "x.dist-info: no METADATA or RECORD"}}, [REBUILD, INSTALL], []),
-    ("other-python", {"version": "3.9.2"}, [REBUILD, INSTALL], []),
-    ("python-elsewhere", {"python": "/opt/venv/bin/python3"}, [REBUILD, INSTALL], []),
-    ("dangling-python", {"python": "/usr/bin/python3.99", "exists": False}, [REBUILD, INSTALL], []),
-])
+@pytest.mark.parametrize(
+    "case, installed, expected, drifted",
+    [
+        ("equal", BASE, [], []),
+        ("other-version", {**BASE, "urllib3": "2.5.0"}, [INSTALL], [("urllib3", "2.5.0", "2.8.0")]),
+        ("missing", {k: v for k, v in BASE.items() if k != "urllib3"}, [INSTALL], [("urllib3", None, "2.8.0")]),
+        (
+            "extras",
+            {**BASE, "six": "1.17.0", "requests-toolbelt": "1.0"},
+            [f"{UNINSTALL} requests-toolbelt six"],
+            [("requests-toolbelt", "1.0", None), ("six", "1.17.0", None)],
+        ),
+        (
+            "extra-and-other-version",
+            {**BASE, "six": "1.17.0", "litellm": "1.82.7"},
+            [f"{UNINSTALL} six", INSTALL],
+            [("litellm", "1.82.7", "1.102.4"), ("six", "1.17.0", None)],
+        ),
+        ("no-venv", None, [REBUILD, INSTALL], [("litellm", None, "1.102.4"), ("urllib3", None, "2.8.0")]),
+        ("no-pip", {"litellm": "1.102.4", "urllib3": "2.8.0"}, [REBUILD, INSTALL], []),  # cannot repair in place
+        ("odd-name", {**BASE, "x;reboot": "1"}, [REBUILD, INSTALL], [("x;reboot", "1", None)]),
+        (
+            "root-owned",
+            {"foreign": ["/v/lib"], "foreign_count": 3},
+            ['hostside adopt {"group": "litellm", "path": "/v", "user": "litellm"}'],
+            [],
+        ),
+        (
+            "half-installed",
+            {"broken": {"urllib3": "lib/python3.11/site-packages/urllib3/__init__.py: 0 bytes"}},
+            [f"{UNINSTALL} urllib3", INSTALL],
+            [("urllib3", "2.8.0", "2.8.0")],
+        ),
+        ("no-metadata", {"broken": {"six": "x.dist-info: no METADATA or RECORD"}}, [REBUILD, INSTALL], []),
+        ("other-python", {"version": "3.9.2"}, [REBUILD, INSTALL], []),
+        ("python-elsewhere", {"python": "/opt/venv/bin/python3"}, [REBUILD, INSTALL], []),
+        ("dangling-python", {"python": "/usr/bin/python3.99", "exists": False}, [REBUILD, INSTALL], []),
+    ],
+)
 def test_venv_requirements(case, installed, expected, drifted):
     """INSTALLED: the packages, or a change to a sound venv (VenvState) of BASE."""
-    state = {"packages": BASE, "python": "/usr/bin/python3", "exists": True, "home": "/usr/bin",
-             "version": "3.11.2", "foreign": [], "foreign_count": 0, "broken": {}}
+    state = {
+        "packages": BASE,
+        "python": "/usr/bin/python3",
+        "exists": True,
+        "home": "/usr/bin",
+        "version": "3.11.2",
+        "foreign": [],
+        "foreign_count": 0,
+        "broken": {},
+    }
     state = {**state, **installed} if installed and "litellm" not in installed else {**state, "packages": installed}
-    commands, noops = run_op(venv_requirements, {VenvState: state}, venv="/v", lock_text=LOCK,
-                             lock_path="/r/lock.txt", python="/usr/bin/python3", user="litellm", python_version="3.11")
+    commands, noops = run_op(
+        venv_requirements,
+        {VenvState: state},
+        venv="/v",
+        lock_text=LOCK,
+        lock_path="/r/lock.txt",
+        python="/usr/bin/python3",
+        user="litellm",
+        python_version="3.11",
+    )
     assert commands == expected
     assert noops == ([] if expected else ["/v: equals its lock"])
     packages = [d for d in fakehost.last_drift if d["kind"] == "package"]
     assert [(d["before"]["name"], d["before"]["version"], d["after"]["version"]) for d in packages] == drifted
-    assert any(d["kind"] == "venv" for d in fakehost.last_drift) == (case not in (
-        "equal", "other-version", "missing", "extras", "extra-and-other-version", "no-venv", "half-installed"))
+    assert any(d["kind"] == "venv" for d in fakehost.last_drift) == (
+        case
+        not in ("equal", "other-version", "missing", "extras", "extra-and-other-version", "no-venv", "half-installed")
+    )
 
 
 CTL = "systemctl --user --machine=litellm@.host"
 
 
-@pytest.mark.parametrize("state, wanted, inputs_changed, expected", [
-    ({"enabled": True, "active": True}, True, False, []),
-    ({"enabled": True, "active": True}, True, True, [f"{CTL} restart litellm.service"]),
-    ({}, True, True, [f"{CTL} enable litellm.service", f"{CTL} start litellm.service"]),  # no restart after start
-    ({"enabled": False, "active": True}, True, False, [f"{CTL} enable litellm.service"]),
-    ({"enabled": True, "active": True}, False, True, [f"{CTL} disable litellm.service", f"{CTL} stop litellm.service"]),
-    ({"enabled": False, "active": False}, False, False, []),
-])
+@pytest.mark.parametrize(
+    "state, wanted, inputs_changed, expected",
+    [
+        ({"enabled": True, "active": True}, True, False, []),
+        ({"enabled": True, "active": True}, True, True, [f"{CTL} restart litellm.service"]),
+        ({}, True, True, [f"{CTL} enable litellm.service", f"{CTL} start litellm.service"]),  # no restart after start
+        ({"enabled": False, "active": True}, True, False, [f"{CTL} enable litellm.service"]),
+        (
+            {"enabled": True, "active": True},
+            False,
+            True,
+            [f"{CTL} disable litellm.service", f"{CTL} stop litellm.service"],
+        ),
+        ({"enabled": False, "active": False}, False, False, []),
+    ],
+)
 def test_user_unit(state, wanted, inputs_changed, expected):
-    commands, noops = run_op(user_unit, {UserUnits: {"litellm.service": state} if state else {}},
-                             user="litellm", unit="litellm.service", enabled=wanted, running=wanted,
-                             restart_when=[Meta(False), Meta(inputs_changed)])
+    commands, noops = run_op(
+        user_unit,
+        {UserUnits: {"litellm.service": state} if state else {}},
+        user="litellm",
+        unit="litellm.service",
+        enabled=wanted,
+        running=wanted,
+        restart_when=[Meta(False), Meta(inputs_changed)],
+    )
     assert commands == expected
     assert bool(noops) == (not expected)
 
@@ -185,8 +309,16 @@ MANAGED = f"{UNIT_DIR}/litellm.service"
 DROPIN = f"{UNIT_DIR}/litellm.service.d/override.conf"
 CONTROL = "/home/litellm/.config/systemd/user.control/litellm.service.d/50-CPUWeight.conf"
 RUNTIME = "/run/user/1000/systemd/user/litellm.service.d/override.conf"
-SHOW = ["Id=litellm.service", "LoadState=loaded", "UnitFileState=enabled", "ActiveState=active",
-        "NextElapseUSecRealtime=", f"FragmentPath={MANAGED}", "DropInPaths=", "NeedDaemonReload=no"]
+SHOW = [
+    "Id=litellm.service",
+    "LoadState=loaded",
+    "UnitFileState=enabled",
+    "ActiveState=active",
+    "NextElapseUSecRealtime=",
+    f"FragmentPath={MANAGED}",
+    "DropInPaths=",
+    "NeedDaemonReload=no",
+]
 
 
 def show(**props):
@@ -196,28 +328,61 @@ def show(**props):
     return lines + ["", "Id=litellm.service", f"X-Sources={json.dumps(sources)}"]
 
 
-@pytest.mark.parametrize("case, output, parsed", [
-    ("managed", show(), {"fragment": MANAGED, "drop_ins": [], "file_state": "enabled", "need_reload": False,
-                         "sources": [], "enabled": True, "active": True}),
-    ("edit", show(DropInPaths=DROPIN, sources=[DROPIN]), {"drop_ins": [DROPIN], "sources": [DROPIN]}),
-    ("set-property", show(DropInPaths=f"{CONTROL} {RUNTIME}"), {"drop_ins": [CONTROL, RUNTIME]}),
-    ("shadowed", show(FragmentPath="/home/litellm/.config/systemd/user.control/litellm.service"),
-     {"fragment": "/home/litellm/.config/systemd/user.control/litellm.service"}),
-    ("masked", show(UnitFileState="masked-runtime", LoadState="masked", FragmentPath="/dev/null"),
-     {"file_state": "masked-runtime", "load": "masked", "enabled": False}),
-    ("not-reloaded", show(NeedDaemonReload="yes", sources=[DROPIN]), {"need_reload": True, "sources": [DROPIN]}),
-    ("no-manager", ["", "Id=litellm.service", "X-Sources=[]"], {"load": "not-found", "enabled": False,
-                                                                "fragment": "", "drop_ins": []}),
-])
+@pytest.mark.parametrize(
+    "case, output, parsed",
+    [
+        (
+            "managed",
+            show(),
+            {
+                "fragment": MANAGED,
+                "drop_ins": [],
+                "file_state": "enabled",
+                "need_reload": False,
+                "sources": [],
+                "enabled": True,
+                "active": True,
+            },
+        ),
+        ("edit", show(DropInPaths=DROPIN, sources=[DROPIN]), {"drop_ins": [DROPIN], "sources": [DROPIN]}),
+        ("set-property", show(DropInPaths=f"{CONTROL} {RUNTIME}"), {"drop_ins": [CONTROL, RUNTIME]}),
+        (
+            "shadowed",
+            show(FragmentPath="/home/litellm/.config/systemd/user.control/litellm.service"),
+            {"fragment": "/home/litellm/.config/systemd/user.control/litellm.service"},
+        ),
+        (
+            "masked",
+            show(UnitFileState="masked-runtime", LoadState="masked", FragmentPath="/dev/null"),
+            {"file_state": "masked-runtime", "load": "masked", "enabled": False},
+        ),
+        ("not-reloaded", show(NeedDaemonReload="yes", sources=[DROPIN]), {"need_reload": True, "sources": [DROPIN]}),
+        (
+            "no-manager",
+            ["", "Id=litellm.service", "X-Sources=[]"],
+            {"load": "not-found", "enabled": False, "fragment": "", "drop_ins": []},
+        ),
+    ],
+)
 def test_user_units_fact_parses_systemctl_show(case, output, parsed):
     unit = UserUnits().process(output)["litellm.service"]
     assert {k: unit[k] for k in parsed} == parsed
 
 
 def test_user_units_fact_parses_timers():
-    out = ["Id=litellm.service", "LoadState=loaded", "UnitFileState=enabled", "ActiveState=active",
-           "NextElapseUSecRealtime=", "", "Id=litellm-backup.timer", "LoadState=loaded",
-           "UnitFileState=disabled", "ActiveState=inactive", "NextElapseUSecRealtime=Tue 2026-11-24 02:07:00 UTC"]
+    out = [
+        "Id=litellm.service",
+        "LoadState=loaded",
+        "UnitFileState=enabled",
+        "ActiveState=active",
+        "NextElapseUSecRealtime=",
+        "",
+        "Id=litellm-backup.timer",
+        "LoadState=loaded",
+        "UnitFileState=disabled",
+        "ActiveState=inactive",
+        "NextElapseUSecRealtime=Tue 2026-11-24 02:07:00 UTC",
+    ]
     units = UserUnits().process(out)
     assert units["litellm.service"]["enabled"] is True and units["litellm.service"]["next_elapse"] == ""
     assert units["litellm-backup.timer"]["enabled"] is False
@@ -225,34 +390,57 @@ def test_user_units_fact_parses_timers():
 
 
 def state(**kw):
-    return {"enabled": True, "active": True, "fragment": MANAGED, "drop_ins": [], "file_state": "enabled",
-            "need_reload": False, **kw}  # no "sources": as the standalone fact reads it (no disk scan)
+    return {
+        "enabled": True,
+        "active": True,
+        "fragment": MANAGED,
+        "drop_ins": [],
+        "file_state": "enabled",
+        "need_reload": False,
+        **kw,
+    }  # no "sources": as the standalone fact reads it (no disk scan)
 
 
 ETC = "/etc/systemd/user/litellm.service"
 MASK = "/run/user/1000/systemd/user/litellm.service"
 
 
-@pytest.mark.parametrize("case, unit_state, removed", [
-    ("managed", state(), []),
-    ("edit", state(drop_ins=[DROPIN], sources=[DROPIN]), [DROPIN]),
-    ("edit-not-reloaded", state(need_reload=True, sources=[DROPIN]), [DROPIN]),
-    ("set-property", state(drop_ins=[CONTROL, RUNTIME], sources=[CONTROL, RUNTIME]), [CONTROL, RUNTIME]),
-    ("shadowed", state(fragment="/home/litellm/.config/systemd/user.control/litellm.service"),
-     ["/home/litellm/.config/systemd/user.control/litellm.service"]),
-    ("shadowed-scanned", state(fragment="/home/litellm/.config/systemd/user.control/litellm.service",
-                               sources=["/home/litellm/.config/systemd/user.control/litellm.service"]),
-     ["/home/litellm/.config/systemd/user.control/litellm.service"]),
-    # the disk scan is what the converge removes: a drop-in removed but not reloaded is the reload's business
-    ("removed-not-reloaded", state(drop_ins=[DROPIN], need_reload=True, sources=[]), []),
-    ("etc-fragment", state(sources=[ETC]), [ETC]),
-    ("masked-runtime", state(file_state="masked-runtime", fragment="/dev/null", sources=[MASK]), [MASK]),
-    ("vendor-dropin", state(drop_ins=["/usr/lib/systemd/user/service.d/10-timeout-abort.conf"]), []),
-    ("no-manager", {}, []),
-])
+@pytest.mark.parametrize(
+    "case, unit_state, removed",
+    [
+        ("managed", state(), []),
+        ("edit", state(drop_ins=[DROPIN], sources=[DROPIN]), [DROPIN]),
+        ("edit-not-reloaded", state(need_reload=True, sources=[DROPIN]), [DROPIN]),
+        ("set-property", state(drop_ins=[CONTROL, RUNTIME], sources=[CONTROL, RUNTIME]), [CONTROL, RUNTIME]),
+        (
+            "shadowed",
+            state(fragment="/home/litellm/.config/systemd/user.control/litellm.service"),
+            ["/home/litellm/.config/systemd/user.control/litellm.service"],
+        ),
+        (
+            "shadowed-scanned",
+            state(
+                fragment="/home/litellm/.config/systemd/user.control/litellm.service",
+                sources=["/home/litellm/.config/systemd/user.control/litellm.service"],
+            ),
+            ["/home/litellm/.config/systemd/user.control/litellm.service"],
+        ),
+        # the disk scan is what the converge removes: a drop-in removed but not reloaded is the reload's business
+        ("removed-not-reloaded", state(drop_ins=[DROPIN], need_reload=True, sources=[]), []),
+        ("etc-fragment", state(sources=[ETC]), [ETC]),
+        ("masked-runtime", state(file_state="masked-runtime", fragment="/dev/null", sources=[MASK]), [MASK]),
+        ("vendor-dropin", state(drop_ins=["/usr/lib/systemd/user/service.d/10-timeout-abort.conf"]), []),
+        ("no-manager", {}, []),
+    ],
+)
 def test_user_unit_sources(case, unit_state, removed):
-    commands, noops = run_op(user_unit_sources, {UserUnits: {"litellm.service": unit_state}},
-                             user="litellm", unit="litellm.service", path=MANAGED)
+    commands, noops = run_op(
+        user_unit_sources,
+        {UserUnits: {"litellm.service": unit_state}},
+        user="litellm",
+        unit="litellm.service",
+        path=MANAGED,
+    )
     assert commands == ([hs("unit_clean", user="litellm", paths=sorted(removed))] if removed else [])
     assert noops == ([] if removed else [f"litellm.service is read from {MANAGED} only"])
     if removed:  # the report names what differs: the files, before -> after
@@ -260,64 +448,107 @@ def test_user_unit_sources(case, unit_state, removed):
         assert fakehost.last_drift[0]["after"] == {"fragment": MANAGED, "files": []}
 
 
-@pytest.mark.parametrize("case, states, files_changed, expected", [
-    ("nothing", {"litellm.service": state()}, False, []),
-    ("unit-file-changed", {"litellm.service": state()}, True, [f"{CTL} daemon-reload"]),
-    ("not-reloaded", {"litellm.service": state(need_reload=True)}, False, [f"{CTL} daemon-reload"]),
-    ("no-manager", {}, False, []),
-])
+@pytest.mark.parametrize(
+    "case, states, files_changed, expected",
+    [
+        ("nothing", {"litellm.service": state()}, False, []),
+        ("unit-file-changed", {"litellm.service": state()}, True, [f"{CTL} daemon-reload"]),
+        ("not-reloaded", {"litellm.service": state(need_reload=True)}, False, [f"{CTL} daemon-reload"]),
+        ("no-manager", {}, False, []),
+    ],
+)
 def test_user_daemon_reload(case, states, files_changed, expected):
-    commands, noops = run_op(user_daemon_reload, {UserUnits: states}, user="litellm",
-                             when=[Meta(False), Meta(files_changed)], units=["litellm.service"])
+    commands, noops = run_op(
+        user_daemon_reload,
+        {UserUnits: states},
+        user="litellm",
+        when=[Meta(False), Meta(files_changed)],
+        units=["litellm.service"],
+    )
     assert commands == expected
     assert bool(noops) == (not expected)
     assert bool(fakehost.last_drift) == (case == "not-reloaded")
 
 
-@pytest.mark.parametrize("case, unit_state, expected", [
-    ("managed", state(), []),
-    ("edited", state(drop_ins=[DROPIN], sources=[DROPIN]), [f"{CTL} restart litellm.service"]),
-    ("not-reloaded", state(need_reload=True), [f"{CTL} restart litellm.service"]),
-    ("masked-and-stopped", state(file_state="masked", enabled=False, active=False, fragment="/dev/null",
-                                 sources=[MASK]), [f"{CTL} enable litellm.service", f"{CTL} start litellm.service"]),
-    ("edited-stopped-unit", state(active=False, sources=[DROPIN]), [f"{CTL} start litellm.service"]),
-])
+@pytest.mark.parametrize(
+    "case, unit_state, expected",
+    [
+        ("managed", state(), []),
+        ("edited", state(drop_ins=[DROPIN], sources=[DROPIN]), [f"{CTL} restart litellm.service"]),
+        ("not-reloaded", state(need_reload=True), [f"{CTL} restart litellm.service"]),
+        (
+            "masked-and-stopped",
+            state(file_state="masked", enabled=False, active=False, fragment="/dev/null", sources=[MASK]),
+            [f"{CTL} enable litellm.service", f"{CTL} start litellm.service"],
+        ),
+        ("edited-stopped-unit", state(active=False, sources=[DROPIN]), [f"{CTL} start litellm.service"]),
+    ],
+)
 def test_user_unit_restarts_once_after_a_hand_edit(case, unit_state, expected):
-    commands, _ = run_op(user_unit, {UserUnits: {"litellm.service": unit_state}, PathState: {"type": "file"}},
-                         user="litellm", unit="litellm.service", restart_when=[Meta(False)], path=MANAGED)
+    commands, _ = run_op(
+        user_unit,
+        {UserUnits: {"litellm.service": unit_state}, PathState: {"type": "file"}},
+        user="litellm",
+        unit="litellm.service",
+        restart_when=[Meta(False)],
+        path=MANAGED,
+    )
     assert commands == expected
 
 
 def test_a_unit_whose_file_is_written_again_is_enabled_again():
     """Its directory was removed with the .wants links; the manager may still think it enabled."""
-    commands, _ = run_op(user_unit, {UserUnits: {"litellm.service": state()}, PathState: None},
-                         user="litellm", unit="litellm.service", restart_when=[Meta(True)], path=MANAGED)
+    commands, _ = run_op(
+        user_unit,
+        {UserUnits: {"litellm.service": state()}, PathState: None},
+        user="litellm",
+        unit="litellm.service",
+        restart_when=[Meta(True)],
+        path=MANAGED,
+    )
     assert commands == [f"{CTL} enable litellm.service", f"{CTL} restart litellm.service"]
 
 
-@pytest.mark.parametrize("unit, dirs", [
-    ("litellm.service", ["litellm.service.d", "service.d"]),
-    ("litellm-backup.timer", ["litellm-backup.timer.d", "litellm-.timer.d", "timer.d"]),
-    ("litellm-embed-arctic.service", ["litellm-embed-arctic.service.d", "litellm-embed-.service.d",
-                                      "litellm-.service.d", "service.d"]),
-])
+@pytest.mark.parametrize(
+    "unit, dirs",
+    [
+        ("litellm.service", ["litellm.service.d", "service.d"]),
+        ("litellm-backup.timer", ["litellm-backup.timer.d", "litellm-.timer.d", "timer.d"]),
+        (
+            "litellm-embed-arctic.service",
+            ["litellm-embed-arctic.service.d", "litellm-embed-.service.d", "litellm-.service.d", "service.d"],
+        ),
+    ],
+)
 def test_dropin_dirs_are_the_ones_systemd_reads(unit, dirs):
-    from litellm_runner import hostside
+    from litellm_runner.pyinfra_ext import hostside
+
     assert hostside.dropin_dirs(unit) == dirs
 
 
 def lock_text(**fields):
-    base = {"run_id": "r1", "user": "op", "machine": "ctl", "mid": "other-machine", "pid": 99999, "pstart": "",
-            "started": 1000, "beat": 1000}
+    base = {
+        "run_id": "r1",
+        "user": "op",
+        "machine": "ctl",
+        "mid": "other-machine",
+        "pid": 99999,
+        "pstart": "",
+        "started": 1000,
+        "beat": 1000,
+    }
     return " ".join(f"{k}={v}" for k, v in {**base, **fields}.items())
 
 
-@pytest.mark.parametrize("found, drifted", [
-    (None, False),
-    ({"text": lock_text(), "mtime": 1000, "now": 1000 + 60}, False),  # another machine's live run: wait, not drift
-    ({"text": lock_text(), "mtime": 1000, "now": 1000 + 301}, True),  # its heartbeat stopped 301 s ago
-    ({"text": "garbled", "mtime": 1000, "now": 1000 + 301}, True),  # unreadable owner, old
-])
+@pytest.mark.parametrize(
+    "found, drifted",
+    [
+        (None, False),
+        ({"text": lock_text(), "mtime": 1000, "now": 1000 + 60}, False),  # another machine's live run: wait, not drift
+        ({"text": lock_text(), "mtime": 1000, "now": 1000 + 301}, True),  # its heartbeat stopped 301 s ago
+        ({"text": "garbled", "mtime": 1000, "now": 1000 + 301}, True),  # unreadable owner, old
+    ],
+)
 def test_no_abandoned_lock(found, drifted):
     commands, noops = run_op(no_abandoned_lock, {RunLock: found}, stale_after=300)
     assert len(commands) == drifted and bool(noops) == (not drifted)

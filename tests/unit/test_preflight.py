@@ -4,11 +4,15 @@ never a secret value. The real pyinfra runs are in tests/integration/test_refuse
 
 import pytest
 
-from litellm_runner import preflight
+from litellm_runner.gates import preflight
 from tests.unit.group_data import defaults
 
-GOOD = {"LITELLM_MASTER_KEY": "sk-canary-master-0a1b2c", "LITELLM_SALT_KEY": "sk-canary-salt-9z8y7x",
-        "DATABASE_URL": "postgresql://litellm:canarypw@127.0.0.1:5434/litellm", "VLLM_API_KEY": "dummy"}
+GOOD = {
+    "LITELLM_MASTER_KEY": "sk-canary-master-0a1b2c",
+    "LITELLM_SALT_KEY": "sk-canary-salt-9z8y7x",
+    "DATABASE_URL": "postgresql://litellm:canarypw@127.0.0.1:5434/litellm",
+    "VLLM_API_KEY": "dummy",
+}
 
 
 @pytest.fixture
@@ -21,6 +25,7 @@ def secrets_file(tmp_path, monkeypatch):
         for name in GOOD:
             monkeypatch.delenv(name, raising=False)
         return path
+
     return write
 
 
@@ -40,17 +45,29 @@ def test_future_env_blanks_placeholders(secrets_file):
     assert env["REDIS_HOST"] == "127.0.0.1"
 
 
-@pytest.mark.parametrize("overrides, data, fragment", [
-    ({"LITELLM_MASTER_KEY": "sk-1234"}, {}, "env LITELLM_MASTER_KEY: LINT-02 critical: the master key is empty"),
-    ({"LITELLM_MASTER_KEY": "canary-no-prefix"}, {}, "env LITELLM_MASTER_KEY: LINT-03 critical"),
-    ({"LITELLM_SALT_KEY": "changeme"}, {}, "env LITELLM_SALT_KEY: LINT-09 critical"),
-    ({}, {"litellm_settings": {"request_timeout": 120, "langfuse_secret": "lf-canary"}},
-     "group_data/all.py: litellm_settings.langfuse_secret: LINT-04 critical: literal secret"),
-    ({}, {"litellm_settings": {"request_timeout": 120, "host": "0.0.0.0"}},
-     "group_data/all.py: litellm_settings.host: LINT-05 critical: listener on '0.0.0.0'"),
-    ({}, {"general_settings": {**defaults()["general_settings"], "file_mode": "0777"}},
-     "group_data/all.py: general_settings.file_mode: LINT-06 critical"),
-])
+@pytest.mark.parametrize(
+    "overrides, data, fragment",
+    [
+        ({"LITELLM_MASTER_KEY": "sk-1234"}, {}, "env LITELLM_MASTER_KEY: LINT-02 critical: the master key is empty"),
+        ({"LITELLM_MASTER_KEY": "canary-no-prefix"}, {}, "env LITELLM_MASTER_KEY: LINT-03 critical"),
+        ({"LITELLM_SALT_KEY": "changeme"}, {}, "env LITELLM_SALT_KEY: LINT-09 critical"),
+        (
+            {},
+            {"litellm_settings": {"request_timeout": 120, "langfuse_secret": "lf-canary"}},
+            "group_data/all.py: litellm_settings.langfuse_secret: LINT-04 critical: literal secret",
+        ),
+        (
+            {},
+            {"litellm_settings": {"request_timeout": 120, "host": "0.0.0.0"}},
+            "group_data/all.py: litellm_settings.host: LINT-05 critical: listener on '0.0.0.0'",
+        ),
+        (
+            {},
+            {"general_settings": {**defaults()["general_settings"], "file_mode": "0777"}},
+            "group_data/all.py: general_settings.file_mode: LINT-06 critical",
+        ),
+    ],
+)
 def test_lint_refuses_critical_findings_without_values(secrets_file, overrides, data, fragment):
     path = secrets_file(**overrides)
     found, _ = run(defaults(**data))
@@ -76,8 +93,12 @@ def test_incident_pins_are_refused_with_ids_and_fixed_versions(secrets_file, tmp
     found, _ = run(defaults(litellm_venv_requirements=str(req)))
     text = "\n".join(found)
     assert f"group_data/all.py: litellm_venv_requirements = '{req}': CVE gate refuses" in text
-    for line in ("fastapi-users 14.0.2: CVE-2025-68481 (fixed in 15.0.2)", "urllib3 2.5.0: CVE-2025-66471",
-                 "urllib3 2.5.0: CVE-2026-21441", "pyasn1 0.6.1: CVE-2026-23490"):
+    for line in (
+        "fastapi-users 14.0.2: CVE-2025-68481 (fixed in 15.0.2)",
+        "urllib3 2.5.0: CVE-2025-66471",
+        "urllib3 2.5.0: CVE-2026-21441",
+        "pyasn1 0.6.1: CVE-2026-23490",
+    ):
         assert line in text, text
 
 
@@ -106,4 +127,6 @@ def test_unit_exposure_above_the_threshold(secrets_file):
 def test_schema_problems_stop_the_other_gates(secrets_file):
     secrets_file()
     found, _ = run(defaults(litellm_bind="0.0.0.0", litellm_unit_exposure_max=0.0))
-    assert found == ["host h1: group_data/all.py: litellm_bind = '0.0.0.0': expected a loopback address such as 127.0.0.1"]
+    assert found == [
+        "host h1: group_data/all.py: litellm_bind = '0.0.0.0': expected a loopback address such as 127.0.0.1"
+    ]

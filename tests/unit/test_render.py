@@ -37,27 +37,41 @@ def test_a_setting_from_group_data_reaches_the_config():
 
 def test_proxy_unit():
     unit = render_units(defaults())["litellm.service"]
-    assert re.search(r"^ExecStart=/home/litellm/litellm/venv/bin/litellm --config "
-                     r"/home/litellm/litellm/state/config.generated.yaml --host 127.0.0.1 --port 4000 "
-                     r"--num_workers 4$", unit, re.M)
+    assert re.search(
+        r"^ExecStart=/home/litellm/litellm/venv/bin/litellm --config "
+        r"/home/litellm/litellm/state/config.generated.yaml --host 127.0.0.1 --port 4000 "
+        r"--num_workers 4$",
+        unit,
+        re.M,
+    )
     assert "EnvironmentFile=/home/litellm/litellm/env.litellm" in unit
     assert "Restart=on-failure" in unit
     assert "NoNewPrivileges=yes" in unit
 
 
 EXPECTED_UNITS = {
-    "litellm.service", "litellm-health-server.service", "litellm-metrics.service",
-    "litellm-rerank.service", "litellm-embed-arctic.service",
-    *(f"litellm-{n}.{k}" for n in ("backup", "compliance-check", "knowledge-refresh",
-                                   "model-inventory", "probe-capabilities") for k in ("service", "timer")),
+    "litellm.service",
+    "litellm-health-server.service",
+    "litellm-metrics.service",
+    "litellm-rerank.service",
+    "litellm-embed-arctic.service",
+    *(
+        f"litellm-{n}.{k}"
+        for n in ("backup", "compliance-check", "knowledge-refresh", "model-inventory", "probe-capabilities")
+        for k in ("service", "timer")
+    ),
 }
 
 
 def test_every_unit_is_rendered_and_bound_to_loopback():
     units = render_units(defaults())
     assert set(units) == EXPECTED_UNITS
-    for name, port in (("litellm-health-server", 8181), ("litellm-metrics", 9090),
-                       ("litellm-rerank", 8079), ("litellm-embed-arctic", 8082)):
+    for name, port in (
+        ("litellm-health-server", 8181),
+        ("litellm-metrics", 9090),
+        ("litellm-rerank", 8079),
+        ("litellm-embed-arctic", 8082),
+    ):
         assert f"--host 127.0.0.1 --port {port}" in units[f"{name}.service"]
 
 
@@ -71,7 +85,10 @@ def test_backup_timer_schedule():
 @pytest.mark.parametrize("service", ["litellm-rerank", "litellm-embed-arctic", "litellm-metrics"])
 def test_a_service_can_be_disabled_per_host(service):
     data = defaults()
-    data["litellm_services"] = {**data["litellm_services"], service: {**data["litellm_services"][service], "enabled": False}}
+    data["litellm_services"] = {
+        **data["litellm_services"],
+        service: {**data["litellm_services"][service], "enabled": False},
+    }
     wanted = wanted_units(data)
     assert wanted[f"{service}.service"] is False
     assert sum(not v for v in wanted.values()) == 1

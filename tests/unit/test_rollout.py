@@ -2,22 +2,23 @@
 its commands go to a local shell, readiness is a real HTTP server (or a closed port), the
 config and its backups are real files."""
 
+import grp
 import http.server
 import os
 import pwd
-import grp
 import subprocess
 import threading
 from types import SimpleNamespace
 
 import pytest
 
-from litellm_runner import operations
+from litellm_runner.pyinfra_ext import operations
 from tests.unit.fakehost import Meta
 
 
 class LocalHost:
     """Runs the gate's commands in a local shell, as the SSH connector would on the host."""
+
     name = "host-a"
     current_op_global_arguments = None  # no sudo: commands run as they are
 
@@ -53,8 +54,13 @@ def files(tmp_path):
 def gate(state, files, url, changed=True, timeout=2):
     config, calls = files
     host = LocalHost()
-    rollback = {"path": str(config), "user": pwd.getpwuid(os.getuid()).pw_name,
-                "group": grp.getgrgid(os.getgid()).gr_name, "mode": "0640", "when": Meta(changed)}
+    rollback = {
+        "path": str(config),
+        "user": pwd.getpwuid(os.getuid()).pw_name,
+        "group": grp.getgrgid(os.getgid()).gr_name,
+        "mode": "0640",
+        "when": Meta(changed),
+    }
     ctl = f"sh -c 'echo \"$*\" >> {calls}' systemctl"
     ok = operations._gated(state, host, ctl, "litellm.service", "restart", url, timeout, rollback)
     return ok, host.logs, calls.read_text().split("\n")[:-1] if calls.exists() else []
@@ -63,11 +69,14 @@ def gate(state, files, url, changed=True, timeout=2):
 CLOSED = "http://127.0.0.1:9/"  # discard port: nothing answers
 
 
-@pytest.mark.parametrize("ready, changed, config, restarts, message", [
-    (True, True, "new: 1\n", ["restart litellm.service"], None),
-    (False, True, "previous: 1\n", ["restart litellm.service"] * 2, "previous config restored"),
-    (False, False, "new: 1\n", ["restart litellm.service"] * 2, "the config was not changed by this run"),
-])
+@pytest.mark.parametrize(
+    "ready, changed, config, restarts, message",
+    [
+        (True, True, "new: 1\n", ["restart litellm.service"], None),
+        (False, True, "previous: 1\n", ["restart litellm.service"] * 2, "previous config restored"),
+        (False, False, "new: 1\n", ["restart litellm.service"] * 2, "the config was not changed by this run"),
+    ],
+)
 def test_gate(health, files, ready, changed, config, restarts, message):
     state = object()
     ok, logs, calls = gate(state, files, health if ready else CLOSED, changed)

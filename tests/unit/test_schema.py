@@ -36,11 +36,18 @@ def with_setting(section, **kv):
 BAD = [
     (defaults(litellm_user="Root User"), "litellm_user = 'Root User': expected a user name like 'litellm'"),
     (defaults(litellm_group="9x"), "litellm_group = '9x': expected a group name"),
-    (defaults(litellm_root="relative/path"),
-     "litellm_root = 'relative/path': expected a dedicated absolute path such as /home/litellm/litellm (not absolute)"),
-    (defaults(litellm_home="/home/../etc"),
-     "litellm_home = '/home/../etc': expected a dedicated absolute path such as /home/litellm (normalized: no '..', '.', '//' or trailing '/')"),
-    (defaults(litellm_dir_mode="0777"), "litellm_dir_mode = '0777': expected an octal mode string such as '0750', not world-writable"),
+    (
+        defaults(litellm_root="relative/path"),
+        "litellm_root = 'relative/path': expected a dedicated absolute path such as /home/litellm/litellm (not absolute)",
+    ),
+    (
+        defaults(litellm_home="/home/../etc"),
+        "litellm_home = '/home/../etc': expected a dedicated absolute path such as /home/litellm (normalized: no '..', '.', '//' or trailing '/')",
+    ),
+    (
+        defaults(litellm_dir_mode="0777"),
+        "litellm_dir_mode = '0777': expected an octal mode string such as '0750', not world-writable",
+    ),
     (defaults(litellm_dir_mode="750"), "litellm_dir_mode = '750': expected an octal mode string"),
     (defaults(litellm_dirs=["/etc"]), "litellm_dirs[0] = '/etc': expected a normalized path relative to litellm_root"),
     (defaults(litellm_dirs="state"), "litellm_dirs = 'state': expected a list of paths relative to litellm_root"),
@@ -51,28 +58,57 @@ BAD = [
     (defaults(litellm_linger="yes"), "litellm_linger = 'yes': expected true or false"),
     (defaults(litellm_db_host="10.0.0.5"), "litellm_db_host = '10.0.0.5': expected the database's loopback address"),
     (defaults(litellm_db_idle_minutes=-5), "litellm_db_idle_minutes = -5: expected minutes, 1-1440"),
-    (defaults(litellm_env_secrets=["LITELLM MASTER"]), "litellm_env_secrets = ['LITELLM MASTER']: expected a list of environment variable names"),
-    (defaults(litellm_num_worker=4), "litellm_num_worker = 4: expected a known setting (see group_data/all.py); is it misspelt?"),
-    (with_setting("general_settings", database_connection_pool_limit=-1),
-     "general_settings.database_connection_pool_limit = -1: expected a whole number 1-1000"),
-    (with_setting("general_settings", store_prompts_in_spend_logs=True),
-     "general_settings.store_prompts_in_spend_logs = True: expected false (prompts are personal data)"),
-    (with_setting("general_settings", disable_error_logs=True),
-     "general_settings.disable_error_logs = True: expected false (error logs stay on)"),
-    (with_setting("general_settings", master_key="sk-secret-canary"),
-     "general_settings.master_key = '***': expected no secret in group_data"),
-    (with_setting("litellm_settings", request_timeout=0), "litellm_settings.request_timeout = 0: expected seconds, 1-3600"),
-    (with_service("litellm-metrics", port=8181),
-     "litellm_services[litellm-metrics].port = 8181: expected a port no other service uses (also litellm-health-server)"),
+    (
+        defaults(litellm_env_secrets=["LITELLM MASTER"]),
+        "litellm_env_secrets = ['LITELLM MASTER']: expected a list of environment variable names",
+    ),
+    (
+        defaults(litellm_num_worker=4),
+        "litellm_num_worker = 4: expected a known setting (see group_data/all.py); is it misspelt?",
+    ),
+    (
+        with_setting("general_settings", database_connection_pool_limit=-1),
+        "general_settings.database_connection_pool_limit = -1: expected a whole number 1-1000",
+    ),
+    (
+        with_setting("general_settings", store_prompts_in_spend_logs=True),
+        "general_settings.store_prompts_in_spend_logs = True: expected false (prompts are personal data)",
+    ),
+    (
+        with_setting("general_settings", disable_error_logs=True),
+        "general_settings.disable_error_logs = True: expected false (error logs stay on)",
+    ),
+    (
+        with_setting("general_settings", master_key="sk-secret-canary"),
+        "general_settings.master_key = '***': expected no secret in group_data",
+    ),
+    (
+        with_setting("litellm_settings", request_timeout=0),
+        "litellm_settings.request_timeout = 0: expected seconds, 1-3600",
+    ),
+    (
+        with_service("litellm-metrics", port=8181),
+        "litellm_services[litellm-metrics].port = 8181: expected a port no other service uses (also litellm-health-server)",
+    ),
     (with_service("litellm-rerank", port="8079"), "litellm_services[litellm-rerank] = "),
-    (with_timer("litellm-backup", on_calendar="every day at 2"),
-     "litellm_timers[litellm-backup].on_calendar = 'every day at 2': expected a systemd OnCalendar expression"),
-    (with_timer("litellm-backup", randomized_delay="soon"),
-     "litellm_timers[litellm-backup].randomized_delay = 'soon': expected a systemd duration such as '15min' or '1h'"),
-    (defaults(litellm_model_list=[{"model_name": "m", "litellm_params": {"model": "x", "api_key": "sk-live-canary"}}]),
-     "litellm_model_list[0].litellm_params.api_key = '***': expected an os.environ/NAME reference"),
-    (defaults(litellm_key_rotation=[{"alias": "ops", "min_days_left": 100, "valid_days": 90}]),
-     "litellm_key_rotation[0] = {'alias': 'ops', 'min_days_left': 100, 'valid_days': 90}: expected 1 <= min_days_left < valid_days <= 3650"),
+    (
+        with_timer("litellm-backup", on_calendar="every day at 2"),
+        "litellm_timers[litellm-backup].on_calendar = 'every day at 2': expected a systemd OnCalendar expression",
+    ),
+    (
+        with_timer("litellm-backup", randomized_delay="soon"),
+        "litellm_timers[litellm-backup].randomized_delay = 'soon': expected a systemd duration such as '15min' or '1h'",
+    ),
+    (
+        defaults(
+            litellm_model_list=[{"model_name": "m", "litellm_params": {"model": "x", "api_key": "sk-live-canary"}}]
+        ),
+        "litellm_model_list[0].litellm_params.api_key = '***': expected an os.environ/NAME reference",
+    ),
+    (
+        defaults(litellm_key_rotation=[{"alias": "ops", "min_days_left": 100, "valid_days": 90}]),
+        "litellm_key_rotation[0] = {'alias': 'ops', 'min_days_left': 100, 'valid_days': 90}: expected 1 <= min_days_left < valid_days <= 3650",
+    ),
 ]
 
 
@@ -91,13 +127,23 @@ def test_check_hosts_lists_every_problem_of_every_host():
     text = str(err.value)
     assert text.startswith("refusing to touch any host, the desired state is invalid:")
     assert "host a: group_data/all.py: litellm_port = 0" in text
-    assert "host b: group_data/all.py: litellm_bind = '::'" in text and "host b: group_data/all.py: litellm_num_workers = 99" in text
+    assert (
+        "host b: group_data/all.py: litellm_bind = '::'" in text
+        and "host b: group_data/all.py: litellm_num_workers = 99" in text
+    )
 
 
-@pytest.mark.parametrize("expr, ok", [
-    ("*-*-* 02:00:00", True), ("hourly", True), ("Mon..Fri *-*-* 09:30", True),
-    ("Mon *-*-* 25:00", False), ("every day at 2", False), ("*-*-* 02:00:00\nExecStart=/bin/sh", False),
-])
+@pytest.mark.parametrize(
+    "expr, ok",
+    [
+        ("*-*-* 02:00:00", True),
+        ("hourly", True),
+        ("Mon..Fri *-*-* 09:30", True),
+        ("Mon *-*-* 25:00", False),
+        ("every day at 2", False),
+        ("*-*-* 02:00:00\nExecStart=/bin/sh", False),
+    ],
+)
 def test_on_calendar_is_checked_by_systemd(expr, ok):
     errors = validate(with_timer("litellm-backup", on_calendar=expr))
     assert (errors == []) is ok, errors
@@ -105,16 +151,29 @@ def test_on_calendar_is_checked_by_systemd(expr, ok):
         assert "expected a systemd OnCalendar expression" in errors[0]
 
 
-@pytest.mark.parametrize("delay, ok", [("15min", True), ("5m", True), ("1h", True), ("1h 30min", True), ("90", True),
-                                       ("15 minutes please", False), ("-5m", False), ("", False)])
+@pytest.mark.parametrize(
+    "delay, ok",
+    [
+        ("15min", True),
+        ("5m", True),
+        ("1h", True),
+        ("1h 30min", True),
+        ("90", True),
+        ("15 minutes please", False),
+        ("-5m", False),
+        ("", False),
+    ],
+)
 def test_durations(delay, ok):
     assert (validate(with_timer("litellm-backup", randomized_delay=delay)) == []) is ok
 
 
 def test_secret_in_litellm_env_is_masked():
     errors = validate(defaults(litellm_env={"REDIS_HOST": "127.0.0.1", "VLLM_API_KEY": "canary-token"}))
-    assert errors == ["group_data/all.py: litellm_env.VLLM_API_KEY = '***': expected no secret in litellm_env: "
-                      "list its name in litellm_env_secrets, its value comes from the secret source"]
+    assert errors == [
+        "group_data/all.py: litellm_env.VLLM_API_KEY = '***': expected no secret in litellm_env: "
+        "list its name in litellm_env_secrets, its value comes from the secret source"
+    ]
 
 
 def rotation(*entries):
@@ -126,91 +185,190 @@ LEAVE_ROOT = "the deployment root may be inside the home, never the home inside 
 SYSTEM = "a system directory; /home/NAME, /srv/NAME, /opt/NAME and /var/lib/NAME are fine"
 # (data, fragment of the one message): issue #12 item 4, each reproduced gap
 GAPS = [
-    (defaults(litellm_root="/"), "litellm_root = '/': expected a dedicated absolute path such as /home/litellm/litellm "
-                                 "(not / itself: a directory of its own such as /srv/litellm)"),
-    (defaults(litellm_root="/etc"), f"litellm_root = '/etc': expected a dedicated absolute path such as /home/litellm/litellm (/etc, {SYSTEM})"),
-    (defaults(litellm_root="/usr"), f"litellm_root = '/usr': expected a dedicated absolute path such as /home/litellm/litellm (/usr, {SYSTEM})"),
-    (defaults(litellm_root="/usr/local/litellm"), f"litellm_root = '/usr/local/litellm': expected a dedicated absolute path such as /home/litellm/litellm (inside /usr, {SYSTEM})"),
+    (
+        defaults(litellm_root="/"),
+        "litellm_root = '/': expected a dedicated absolute path such as /home/litellm/litellm "
+        "(not / itself: a directory of its own such as /srv/litellm)",
+    ),
+    (
+        defaults(litellm_root="/etc"),
+        f"litellm_root = '/etc': expected a dedicated absolute path such as /home/litellm/litellm (/etc, {SYSTEM})",
+    ),
+    (
+        defaults(litellm_root="/usr"),
+        f"litellm_root = '/usr': expected a dedicated absolute path such as /home/litellm/litellm (/usr, {SYSTEM})",
+    ),
+    (
+        defaults(litellm_root="/usr/local/litellm"),
+        f"litellm_root = '/usr/local/litellm': expected a dedicated absolute path such as /home/litellm/litellm (inside /usr, {SYSTEM})",
+    ),
     (defaults(litellm_root="/var"), f"(/var, {SYSTEM})"),
-    (defaults(litellm_root="/var/lib"), "litellm_root = '/var/lib': expected a dedicated absolute path such as /home/litellm/litellm (not /var/lib itself"),
+    (
+        defaults(litellm_root="/var/lib"),
+        "litellm_root = '/var/lib': expected a dedicated absolute path such as /home/litellm/litellm (not /var/lib itself",
+    ),
     (defaults(litellm_root="/var/log/litellm"), f"(inside /var, {SYSTEM})"),
     (defaults(litellm_root="/tmp/litellm"), f"(inside /tmp, {SYSTEM})"),
     (defaults(litellm_root="/root/litellm"), f"(inside /root, {SYSTEM})"),
     (defaults(litellm_root="/run/litellm"), f"(inside /run, {SYSTEM})"),
     (defaults(litellm_root="/srv"), "(not /srv itself"),
     (defaults(litellm_root="/opt"), "(not /opt itself"),
-    (defaults(litellm_home="/home"), "litellm_home = '/home': expected a dedicated absolute path such as /home/litellm (not /home itself"),
-    (defaults(litellm_home="/etc/litellm"), f"litellm_home = '/etc/litellm': expected a dedicated absolute path such as /home/litellm (inside /etc, {SYSTEM})"),
-    (defaults(litellm_root="/srv/x;touch /tmp/pwned"),
-     "litellm_root = '/srv/x;touch /tmp/pwned': expected a dedicated absolute path such as /home/litellm/litellm "
-     "(only letters, digits and / . _ - @ +)"),
+    (
+        defaults(litellm_home="/home"),
+        "litellm_home = '/home': expected a dedicated absolute path such as /home/litellm (not /home itself",
+    ),
+    (
+        defaults(litellm_home="/etc/litellm"),
+        f"litellm_home = '/etc/litellm': expected a dedicated absolute path such as /home/litellm (inside /etc, {SYSTEM})",
+    ),
+    (
+        defaults(litellm_root="/srv/x;touch /tmp/pwned"),
+        "litellm_root = '/srv/x;touch /tmp/pwned': expected a dedicated absolute path such as /home/litellm/litellm "
+        "(only letters, digits and / . _ - @ +)",
+    ),
     (defaults(litellm_root="/srv/{x}"), "(only letters, digits and / . _ - @ +)"),
     (defaults(litellm_root="/srv/lit llm"), "(only letters, digits and / . _ - @ +)"),
-    (defaults(litellm_root="/srv//litellm"), "litellm_root = '/srv//litellm': expected a dedicated absolute path such as /home/litellm/litellm (normalized"),
+    (
+        defaults(litellm_root="/srv//litellm"),
+        "litellm_root = '/srv//litellm': expected a dedicated absolute path such as /home/litellm/litellm (normalized",
+    ),
     (defaults(litellm_root="/srv/litellm/"), "(normalized: no '..', '.', '//' or trailing '/')"),
     (defaults(litellm_root="/srv/./litellm"), "(normalized: no '..', '.', '//' or trailing '/')"),
     (defaults(litellm_root="/srv/litellm\n"), "(only letters, digits and / . _ - @ +)"),
-    (defaults(litellm_python="/usr/bin/python3 -c 'import os'"), "litellm_python = \"/usr/bin/python3 -c 'import os'\": expected an absolute path to python3 (only letters"),
-    (defaults(litellm_root="/srv/litellm", litellm_home="/srv/litellm/home"),
-     f"litellm_home = '/srv/litellm/home': expected a home outside litellm_root ('/srv/litellm'): {LEAVE_ROOT}"),
-    (defaults(litellm_root="/srv/litellm", litellm_home="/srv/litellm"), "litellm_home = '/srv/litellm': expected a home outside litellm_root"),
-    (with_timer("litellm-backup", command="{python} x\nExecStartPre=/bin/sh -c id"),
-     "litellm_timers[litellm-backup].command = '{python} x\\nExecStartPre=/bin/sh -c id': expected a one-line command"),
-    (with_timer("litellm-backup", command="{python} x\r"), "litellm_timers[litellm-backup].command = '{python} x\\r': expected a one-line command"),
-    (with_timer("litellm-backup", command="{python} {home}/x"),
-     "litellm_timers[litellm-backup].command = '{python} {home}/x': expected a command line whose only {placeholders} are"),
-    (with_service("litellm-rerank", command="x --host {bind}\nExecStartPost=/bin/id"),
-     "litellm_services[litellm-rerank].command = 'x --host {bind}\\nExecStartPost=/bin/id': expected a one-line command"),
-    (with_service("litellm-rerank", command=""), "litellm_services[litellm-rerank].command = '': expected a command line"),
-    (defaults(litellm_services={**D_SERVICES, "vllm": {"enabled": True, "port": 8000}}),
-     "litellm_services[vllm].command = None: expected a command line (only litellm-health-server and litellm-metrics have a built-in one)"),
-    (defaults(litellm_env={"REDIS_HOST": "127.0.0.1\nLITELLM_MASTER_KEY=sk-canary"}),
-     "litellm_env.REDIS_HOST = '***': expected a one-line value (no \\n, \\r or NUL)"),
+    (
+        defaults(litellm_python="/usr/bin/python3 -c 'import os'"),
+        "litellm_python = \"/usr/bin/python3 -c 'import os'\": expected an absolute path to python3 (only letters",
+    ),
+    (
+        defaults(litellm_root="/srv/litellm", litellm_home="/srv/litellm/home"),
+        f"litellm_home = '/srv/litellm/home': expected a home outside litellm_root ('/srv/litellm'): {LEAVE_ROOT}",
+    ),
+    (
+        defaults(litellm_root="/srv/litellm", litellm_home="/srv/litellm"),
+        "litellm_home = '/srv/litellm': expected a home outside litellm_root",
+    ),
+    (
+        with_timer("litellm-backup", command="{python} x\nExecStartPre=/bin/sh -c id"),
+        "litellm_timers[litellm-backup].command = '{python} x\\nExecStartPre=/bin/sh -c id': expected a one-line command",
+    ),
+    (
+        with_timer("litellm-backup", command="{python} x\r"),
+        "litellm_timers[litellm-backup].command = '{python} x\\r': expected a one-line command",
+    ),
+    (
+        with_timer("litellm-backup", command="{python} {home}/x"),
+        "litellm_timers[litellm-backup].command = '{python} {home}/x': expected a command line whose only {placeholders} are",
+    ),
+    (
+        with_service("litellm-rerank", command="x --host {bind}\nExecStartPost=/bin/id"),
+        "litellm_services[litellm-rerank].command = 'x --host {bind}\\nExecStartPost=/bin/id': expected a one-line command",
+    ),
+    (
+        with_service("litellm-rerank", command=""),
+        "litellm_services[litellm-rerank].command = '': expected a command line",
+    ),
+    (
+        defaults(litellm_services={**D_SERVICES, "vllm": {"enabled": True, "port": 8000}}),
+        "litellm_services[vllm].command = None: expected a command line (only litellm-health-server and litellm-metrics have a built-in one)",
+    ),
+    (
+        defaults(litellm_env={"REDIS_HOST": "127.0.0.1\nLITELLM_MASTER_KEY=sk-canary"}),
+        "litellm_env.REDIS_HOST = '***': expected a one-line value (no \\n, \\r or NUL)",
+    ),
     (defaults(litellm_env={"REDIS_HOST": "127.0.0.1\r"}), "litellm_env.REDIS_HOST = '***': expected a one-line value"),
-    (defaults(litellm_timers={"../../../etc/systemd/system/evil": TIMER}),
-     "litellm_timers = '../../../etc/systemd/system/evil': expected timer names that are systemd unit names"),
-    (defaults(litellm_timers={"litellm": TIMER}),
-     "litellm_timers = 'litellm': expected a timer name no service uses: the timer runs its own litellm.service, "
-     "which would replace litellm_services[litellm]"),
-    (defaults(litellm_timers={"litellm-metrics": TIMER}), "litellm_timers = 'litellm-metrics': expected a timer name no service uses"),
+    (
+        defaults(litellm_timers={"../../../etc/systemd/system/evil": TIMER}),
+        "litellm_timers = '../../../etc/systemd/system/evil': expected timer names that are systemd unit names",
+    ),
+    (
+        defaults(litellm_timers={"litellm": TIMER}),
+        "litellm_timers = 'litellm': expected a timer name no service uses: the timer runs its own litellm.service, "
+        "which would replace litellm_services[litellm]",
+    ),
+    (
+        defaults(litellm_timers={"litellm-metrics": TIMER}),
+        "litellm_timers = 'litellm-metrics': expected a timer name no service uses",
+    ),
     (defaults(litellm_timers={"-litellm": TIMER}), "litellm_timers = '-litellm': expected timer names that are"),
     (defaults(litellm_timers={".hidden": TIMER}), "litellm_timers = '.hidden': expected timer names that are"),
     (defaults(litellm_timers={"a..b": TIMER}), "litellm_timers = 'a..b': expected timer names that are"),
     (defaults(litellm_timers={"job@": TIMER}), "litellm_timers = 'job@': expected timer names that are"),
     (defaults(litellm_timers={"x" * 65: TIMER}), "expected timer names that are"),
     (defaults(litellm_timers={"a\nb": TIMER}), "litellm_timers = 'a\\nb': expected timer names that are"),
-    (defaults(litellm_services={**D_SERVICES, "../x": {"enabled": True, "port": 8000, "command": "x"}}),
-     "litellm_services = '../x': expected service names that are systemd unit names"),
-    (defaults(litellm_timers={"job": {**TIMER, "oncalendar": "hourly"}}),
-     "litellm_timers[job].oncalendar = 'hourly': expected one of enabled, on_calendar, randomized_delay, command (is it misspelt?)"),
-    (with_service("litellm-rerank", Command="x"),
-     "litellm_services[litellm-rerank].Command = 'x': expected one of enabled, port, command (is it misspelt?)"),
-    (defaults(litellm_bind="::1"),
-     "litellm_bind = '::1': expected a loopback address such as 127.0.0.1 (only 127.0.0.1: the health and stub servers listen on IPv4 only"),
-    (defaults(litellm_bind="127.0.0.2"), "litellm_bind = '127.0.0.2': expected a loopback address such as 127.0.0.1 (only 127.0.0.1:"),
+    (
+        defaults(litellm_services={**D_SERVICES, "../x": {"enabled": True, "port": 8000, "command": "x"}}),
+        "litellm_services = '../x': expected service names that are systemd unit names",
+    ),
+    (
+        defaults(litellm_timers={"job": {**TIMER, "oncalendar": "hourly"}}),
+        "litellm_timers[job].oncalendar = 'hourly': expected one of enabled, on_calendar, randomized_delay, command (is it misspelt?)",
+    ),
+    (
+        with_service("litellm-rerank", Command="x"),
+        "litellm_services[litellm-rerank].Command = 'x': expected one of enabled, port, command (is it misspelt?)",
+    ),
+    (
+        defaults(litellm_bind="::1"),
+        "litellm_bind = '::1': expected a loopback address such as 127.0.0.1 (only 127.0.0.1: the health and stub servers listen on IPv4 only",
+    ),
+    (
+        defaults(litellm_bind="127.0.0.2"),
+        "litellm_bind = '127.0.0.2': expected a loopback address such as 127.0.0.1 (only 127.0.0.1:",
+    ),
     (defaults(litellm_user="litellm\n"), "litellm_user = 'litellm\\n': expected a user name"),
-    (with_timer("litellm-backup", randomized_delay="15min\n"), "litellm_timers[litellm-backup].randomized_delay = '15min\\n'"),
-    (rotation({**OPS, "grace_hours": -1}), "litellm_key_rotation[0].grace_hours = -1: expected hours the old key stays valid, 1-720"),
-    (rotation({**OPS, "grace_hours": "24"}), "litellm_key_rotation[0].grace_hours = '24': expected hours the old key stays valid, 1-720"),
+    (
+        with_timer("litellm-backup", randomized_delay="15min\n"),
+        "litellm_timers[litellm-backup].randomized_delay = '15min\\n'",
+    ),
+    (
+        rotation({**OPS, "grace_hours": -1}),
+        "litellm_key_rotation[0].grace_hours = -1: expected hours the old key stays valid, 1-720",
+    ),
+    (
+        rotation({**OPS, "grace_hours": "24"}),
+        "litellm_key_rotation[0].grace_hours = '24': expected hours the old key stays valid, 1-720",
+    ),
     (rotation({**OPS, "grace_hours": 10000}), "litellm_key_rotation[0].grace_hours = 10000: expected hours"),
     (rotation({**OPS, "valid_days": True}), "litellm_key_rotation[0].valid_days = True: expected days, 1-3650"),
     (rotation({**OPS, "min_days_left": 0}), "litellm_key_rotation[0].min_days_left = 0: expected days, 1-3650"),
-    (rotation({**OPS, "grace_hour": 24}),
-     "litellm_key_rotation[0].grace_hour = 24: expected one of alias, min_days_left, valid_days, grace_hours (is it misspelt?)"),
-    (rotation({**OPS, "alias": ""}), "litellm_key_rotation[0].alias = '': expected a key alias: a non-empty one-line string"),
+    (
+        rotation({**OPS, "grace_hour": 24}),
+        "litellm_key_rotation[0].grace_hour = 24: expected one of alias, min_days_left, valid_days, grace_hours (is it misspelt?)",
+    ),
+    (
+        rotation({**OPS, "alias": ""}),
+        "litellm_key_rotation[0].alias = '': expected a key alias: a non-empty one-line string",
+    ),
     (rotation({**OPS, "alias": "ops\nx"}), "litellm_key_rotation[0].alias = 'ops\\nx': expected a key alias"),
     (rotation({"min_days_left": 1}), "litellm_key_rotation[0] = {'min_days_left': 1}: expected {alias: NAME"),
-    (rotation(OPS, {**OPS, "valid_days": 30}), "litellm_key_rotation[1].alias = 'ops': expected an alias listed once (also litellm_key_rotation[0])"),
-    (defaults(litellm_key_rotation={"alias": "ops"}), "litellm_key_rotation = {'alias': 'ops'}: expected a list of {alias"),
-    (defaults(litellm_dirs=["state", "logs", "state"]), "litellm_dirs[2] = 'state': expected a directory listed once (also litellm_dirs[0])"),
-    (defaults(litellm_dirs=["state", "state/"]), "litellm_dirs[1] = 'state/': expected a normalized path relative to litellm_root"),
+    (
+        rotation(OPS, {**OPS, "valid_days": 30}),
+        "litellm_key_rotation[1].alias = 'ops': expected an alias listed once (also litellm_key_rotation[0])",
+    ),
+    (
+        defaults(litellm_key_rotation={"alias": "ops"}),
+        "litellm_key_rotation = {'alias': 'ops'}: expected a list of {alias",
+    ),
+    (
+        defaults(litellm_dirs=["state", "logs", "state"]),
+        "litellm_dirs[2] = 'state': expected a directory listed once (also litellm_dirs[0])",
+    ),
+    (
+        defaults(litellm_dirs=["state", "state/"]),
+        "litellm_dirs[1] = 'state/': expected a normalized path relative to litellm_root",
+    ),
     (defaults(litellm_dirs=["state/../../etc"]), "litellm_dirs[0] = 'state/../../etc': expected a normalized path"),
     (defaults(litellm_dirs=["state//x"]), "litellm_dirs[0] = 'state//x': expected a normalized path"),
     (defaults(litellm_dirs=["."]), "litellm_dirs[0] = '.': expected a normalized path"),
     (defaults(litellm_dirs=["a;b"]), "litellm_dirs[0] = 'a;b': expected a normalized path"),
-    (defaults(litellm_system_packages=["curl; touch /tmp/pwned"]),
-     "litellm_system_packages = ['curl; touch /tmp/pwned']: expected a list of Debian package names"),
-    (defaults(litellm_system_packages=["Curl"]), "litellm_system_packages = ['Curl']: expected a list of Debian package names"),
+    (
+        defaults(litellm_system_packages=["curl; touch /tmp/pwned"]),
+        "litellm_system_packages = ['curl; touch /tmp/pwned']: expected a list of Debian package names",
+    ),
+    (
+        defaults(litellm_system_packages=["Curl"]),
+        "litellm_system_packages = ['Curl']: expected a list of Debian package names",
+    ),
 ]
 
 
@@ -223,15 +381,18 @@ def test_gaps_are_closed(data, message):
     assert "canary" not in errors[0]
 
 
-@pytest.mark.parametrize("overrides", [
-    dict(litellm_root="/LAB/@litellm", litellm_home="/LAB/home+x"),
-    dict(litellm_root="/var/lib/litellm", litellm_home="/var/lib/litellm-home"),
-    dict(litellm_root="/srv/litellm", litellm_home="/home/litellm"),
-    dict(litellm_root="/opt/litellm/deploy", litellm_home="/opt/litellm"),
-    dict(litellm_root="/home/litellm/litellm", litellm_home="/home/litellm"),
-    dict(litellm_root="/litellm", litellm_home="/home/litellm"),
-    dict(litellm_key_rotation=[OPS, {"alias": "ci", "grace_hours": 1}]),
-    dict(litellm_timers={"Nightly_job.v2": TIMER, "report@daily": TIMER}),
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(litellm_root="/LAB/@litellm", litellm_home="/LAB/home+x"),
+        dict(litellm_root="/var/lib/litellm", litellm_home="/var/lib/litellm-home"),
+        dict(litellm_root="/srv/litellm", litellm_home="/home/litellm"),
+        dict(litellm_root="/opt/litellm/deploy", litellm_home="/opt/litellm"),
+        dict(litellm_root="/home/litellm/litellm", litellm_home="/home/litellm"),
+        dict(litellm_root="/litellm", litellm_home="/home/litellm"),
+        dict(litellm_key_rotation=[OPS, {"alias": "ci", "grace_hours": 1}]),
+        dict(litellm_timers={"Nightly_job.v2": TIMER, "report@daily": TIMER}),
+    ],
+)
 def test_dedicated_paths_and_names_pass(overrides):
     assert validate(defaults(**overrides)) == []

@@ -1,6 +1,5 @@
 """The secret source: values by name, placeholders blanked, no value in any message."""
 
-
 import pytest
 
 from litellm_runner import envfile, secrets
@@ -20,7 +19,9 @@ def test_environment_wins_over_file(tmp_path, monkeypatch):
     monkeypatch.setenv("LITELLM_SALT_KEY", "sk-from-env")
     monkeypatch.delenv("LITELLM_SECRETS_FILE", raising=False)
     assert secrets.load(["LITELLM_MASTER_KEY", "LITELLM_SALT_KEY"], str(path)) == {
-        "LITELLM_MASTER_KEY": CANARY, "LITELLM_SALT_KEY": "sk-from-env"}
+        "LITELLM_MASTER_KEY": CANARY,
+        "LITELLM_SALT_KEY": "sk-from-env",
+    }
 
 
 def test_missing_secret_names_key_and_source_only(tmp_path, monkeypatch):
@@ -47,11 +48,20 @@ def test_malformed_line_is_located_but_not_shown(tmp_path):
     assert CANARY not in str(err.value)
 
 
-@pytest.mark.parametrize("value, written", [
-    ("dummy", ""), ("DUMMY", ""), ("changeme", ""), ("sk-1234", ""), (CANARY, CANARY),
-])
+@pytest.mark.parametrize(
+    "value, written",
+    [
+        ("dummy", ""),
+        ("DUMMY", ""),
+        ("changeme", ""),
+        ("sk-1234", ""),
+        (CANARY, CANARY),
+    ],
+)
 def test_placeholders_are_written_empty(value, written):
-    text, blanked = secrets.render_env({"VLLM_API_KEY": value}, {"REDIS_HOST": "127.0.0.1"}, ["dummy", "changeme", "sk-1234"])
+    text, blanked = secrets.render_env(
+        {"VLLM_API_KEY": value}, {"REDIS_HOST": "127.0.0.1"}, ["dummy", "changeme", "sk-1234"]
+    )
     assert f"\nVLLM_API_KEY='{written}'\n" in text
     assert envfile.loads(text) == {"VLLM_API_KEY": written, "REDIS_HOST": "127.0.0.1"}
     assert blanked == ([] if written else ["VLLM_API_KEY"])
@@ -59,7 +69,7 @@ def test_placeholders_are_written_empty(value, written):
 
 # (id, secrets file text, what load() returns for K): the file is read as systemd reads an env file
 FILE_VALUES = [
-    ("quotes-kept-inside", "K=it's \"x\"\n", "it's \"x\""),
+    ("quotes-kept-inside", 'K=it\'s "x"\n', 'it\'s "x"'),
     ("single-quoted", "K='a\\b $X #'\n", "a\\b $X #"),
     ("double-quoted", 'K="it\'s \\$"\n', "it's $"),
     ("one-quote-is-not-stripped", "K=abc'\n", "abc'"),
@@ -77,11 +87,36 @@ def test_secrets_file_is_read_as_systemd_reads_it(tmp_path, monkeypatch, case, t
 
 # (id, where the secret comes from, what the message says): refused at load, before any host command
 LINE_BREAKS = [
-    ("env-newline", {"VLLM_API_KEY": f"{CANARY}\nINJECTED=1"}, "", "the environment: VLLM_API_KEY: the value contains a line break"),
-    ("env-carriage-return", {"VLLM_API_KEY": f"{CANARY}\rINJECTED=1"}, "", "the environment: VLLM_API_KEY: the value contains a line break"),
-    ("file-quote-over-lines", {}, f"VLLM_API_KEY='{CANARY}\nINJECTED=1'\n", "{path}:1: VLLM_API_KEY: a quote is not closed"),
-    ("file-continuation", {}, f"VLLM_API_KEY={CANARY}\\\nINJECTED=1\n", "{path}:1: VLLM_API_KEY: a backslash ends the line"),
-    ("file-control-char", {}, f"VLLM_API_KEY={CANARY}\x1b\n", "{path}:1: VLLM_API_KEY: the value contains a control character"),
+    (
+        "env-newline",
+        {"VLLM_API_KEY": f"{CANARY}\nINJECTED=1"},
+        "",
+        "the environment: VLLM_API_KEY: the value contains a line break",
+    ),
+    (
+        "env-carriage-return",
+        {"VLLM_API_KEY": f"{CANARY}\rINJECTED=1"},
+        "",
+        "the environment: VLLM_API_KEY: the value contains a line break",
+    ),
+    (
+        "file-quote-over-lines",
+        {},
+        f"VLLM_API_KEY='{CANARY}\nINJECTED=1'\n",
+        "{path}:1: VLLM_API_KEY: a quote is not closed",
+    ),
+    (
+        "file-continuation",
+        {},
+        f"VLLM_API_KEY={CANARY}\\\nINJECTED=1\n",
+        "{path}:1: VLLM_API_KEY: a backslash ends the line",
+    ),
+    (
+        "file-control-char",
+        {},
+        f"VLLM_API_KEY={CANARY}\x1b\n",
+        "{path}:1: VLLM_API_KEY: the value contains a control character",
+    ),
 ]
 
 
@@ -106,7 +141,10 @@ def test_plain_setting_that_cannot_be_carried_is_refused():
 def test_masked_env_reads_as_systemd_and_shows_no_value():
     text, _ = secrets.render_env({"VLLM_API_KEY": f"it's {CANARY}"}, {"REDIS_HOST": "127.0.0.1"}, [])
     masked = secrets.masked_env(text.splitlines())
-    assert masked == {"VLLM_API_KEY": secrets.fingerprint(f"it's {CANARY}"), "REDIS_HOST": secrets.fingerprint("127.0.0.1")}
+    assert masked == {
+        "VLLM_API_KEY": secrets.fingerprint(f"it's {CANARY}"),
+        "REDIS_HOST": secrets.fingerprint("127.0.0.1"),
+    }
     assert CANARY not in repr(secrets.masked_env([f"K='{CANARY}"]))
 
 

@@ -5,8 +5,8 @@ from types import SimpleNamespace
 
 from pyinfra.context import ctx_host
 
-from litellm_runner import snapshot
-from litellm_runner.facts import HostSnapshot, InstalledPackages, Linger, PathState, UserUnits
+from litellm_runner.pyinfra_ext import snapshot
+from litellm_runner.pyinfra_ext.facts import HostSnapshot, InstalledPackages, Linger, PathState, UserUnits
 from tests.unit.fakehost import FakeHost
 from tests.unit.group_data import defaults
 
@@ -42,14 +42,20 @@ def test_fact_is_answered_from_one_snapshot_and_falls_through_for_the_rest():
     wanted = snapshot.spec(SimpleNamespace(**data))
     config = f"{data['litellm_root']}/state/config.generated.yaml"
     assert config in wanted["paths"] and f"{data['litellm_root']}/bin/litellm-dbctl" in wanted["paths"]
-    snap = {"paths": {config: {"type": "file", "sha256": "ab"}}, "linger": True,
-            "units": {"litellm.service": {"active": True}}, "venv": {"packages": {"urllib3": "2.7.0"}}}
+    snap = {
+        "paths": {config: {"type": "file", "sha256": "ab"}},
+        "linger": True,
+        "units": {"litellm.service": {"active": True}},
+        "venv": {"packages": {"urllib3": "2.7.0"}},
+    }
     host = SnapHost(data, snap)
     with ctx_host.use(host):
         assert snapshot.fact(PathState, path=config)["sha256"] == "ab"
         assert snapshot.fact(PathState, path=f"{data['litellm_root']}/env.litellm") is None  # managed, missing
         assert snapshot.fact(Linger, user="litellm") is True
-        assert snapshot.fact(UserUnits, user="litellm", units=["litellm.service"]) == {"litellm.service": {"active": True}}
+        assert snapshot.fact(UserUnits, user="litellm", units=["litellm.service"]) == {
+            "litellm.service": {"active": True}
+        }
         assert snapshot.fact(InstalledPackages, venv=f"{data['litellm_root']}/venv") == {"urllib3": "2.7.0"}
         assert snapshot.fact(PathState, path="/etc/not-managed") == "asked separately"
     assert host.asked == ["HostSnapshot", "PathState"]

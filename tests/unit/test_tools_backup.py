@@ -2,12 +2,12 @@
 retention by simulated dates, and a failure that says so."""
 
 import datetime
+import importlib.machinery
+import importlib.util
 import json
 import os
 import subprocess
 import sys
-import importlib.machinery
-import importlib.util
 
 import pytest
 
@@ -47,9 +47,13 @@ def root_for(tmp_path, url):
 
 
 def run(tmp_path, env, *args):
-    return subprocess.run([sys.executable, BACKUP, "--root", str(tmp_path), "--env-file", str(env), *args],
-                          capture_output=True, text=True, timeout=300,
-                          env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
+    return subprocess.run(
+        [sys.executable, BACKUP, "--root", str(tmp_path), "--env-file", str(env), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+    )
 
 
 def test_backup_is_verified_and_complete(pg, tmp_path):
@@ -64,7 +68,10 @@ def test_backup_is_verified_and_complete(pg, tmp_path):
     record = json.loads((folder.parent / "last-backup.json").read_text())
     assert record["verified"] is True and record["tables"] > 50 and record["error"] is None
     with pg.admin() as conn:  # the scratch database is gone
-        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'litellm_restore_check%'").fetchone()[0] == 0
+        assert (
+            conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'litellm_restore_check%'").fetchone()[0]
+            == 0
+        )
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".incomplete-")]
 
 
@@ -86,22 +93,45 @@ def test_retention_7_daily_4_weekly_3_monthly(tmp_path):
     for name in planted:
         (backups / name).mkdir()
     (backups / "notes").mkdir()  # not a backup set: left alone
-    proc = subprocess.run([sys.executable, BACKUP, "--root", str(tmp_path), "--prune-only",
-                           "--now", "2026-11-23T03:00:00"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, BACKUP, "--root", str(tmp_path), "--prune-only", "--now", "2026-11-23T03:00:00"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     kept = sorted((p.name for p in backups.iterdir() if p.name != "notes"), reverse=True)
     # 7 daily: Nov 23 (a Monday) .. Nov 17; 4 weekly, newest per ISO week: Nov 23, Nov 22 (Sunday),
     # Nov 15, Nov 8; 3 monthly, newest per month: Nov 23, Oct 31, Sep 30
-    assert kept == ["20261123T020000Z", "20261122T020000Z", "20261121T020000Z", "20261120T020000Z",
-                    "20261119T020000Z", "20261118T020000Z", "20261117T020000Z", "20261115T020000Z",
-                    "20261108T020000Z", "20261031T020000Z", "20260930T020000Z"]
+    assert kept == [
+        "20261123T020000Z",
+        "20261122T020000Z",
+        "20261121T020000Z",
+        "20261120T020000Z",
+        "20261119T020000Z",
+        "20261118T020000Z",
+        "20261117T020000Z",
+        "20261115T020000Z",
+        "20261108T020000Z",
+        "20261031T020000Z",
+        "20260930T020000Z",
+    ]
     assert (backups / "notes").exists()
 
 
-@pytest.mark.parametrize("sets, daily, weekly, monthly, expected", [
-    ([], 7, 4, 3, set()),
-    (["20261123T020000Z", "20261123T010000Z"], 7, 4, 3, {"20261123T020000Z"}),  # newest of the day
-    (["20261123T020000Z", "20261001T020000Z", "20260801T020000Z"], 1, 0, 2, {"20261123T020000Z", "20261001T020000Z"}),
-])
+@pytest.mark.parametrize(
+    "sets, daily, weekly, monthly, expected",
+    [
+        ([], 7, 4, 3, set()),
+        (["20261123T020000Z", "20261123T010000Z"], 7, 4, 3, {"20261123T020000Z"}),  # newest of the day
+        (
+            ["20261123T020000Z", "20261001T020000Z", "20260801T020000Z"],
+            1,
+            0,
+            2,
+            {"20261123T020000Z", "20261001T020000Z"},
+        ),
+    ],
+)
 def test_keep_table(sets, daily, weekly, monthly, expected):
     assert load_backup_module().keep(sets, daily, weekly, monthly) == expected

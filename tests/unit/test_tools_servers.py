@@ -21,10 +21,18 @@ def deps(tmp_path_factory):
     with LocalPostgres() as pg, Redis() as redis:
         pg.apply_litellm_schema()
         with pg.connect() as conn:
-            for i, (expires, blocked) in enumerate([("now() - interval '1 day'", None), ("now() - interval '1 day'", True),
-                                                    ("now() + interval '9 days'", None), ("NULL", None)]):
-                conn.execute(f'INSERT INTO "LiteLLM_VerificationToken" (token, expires, blocked) '
-                             f"VALUES (%s, {expires}, %s)", (f"t{i}", blocked))
+            for i, (expires, blocked) in enumerate(
+                [
+                    ("now() - interval '1 day'", None),
+                    ("now() - interval '1 day'", True),
+                    ("now() + interval '9 days'", None),
+                    ("NULL", None),
+                ]
+            ):
+                conn.execute(
+                    f'INSERT INTO "LiteLLM_VerificationToken" (token, expires, blocked) VALUES (%s, {expires}, %s)',
+                    (f"t{i}", blocked),
+                )
         env = root / "env.litellm"
         env.write_text(f"DATABASE_URL={pg.url}\nREDIS_HOST=127.0.0.1\nREDIS_PORT={redis.port}\n")
         env.chmod(0o600)
@@ -47,9 +55,18 @@ def get(url):
 @pytest.fixture
 def health(deps):
     port = free_port()
-    proc = tool("litellm-health-server", "--port", str(port), "--root", str(deps["root"]),
-                "--env-file", str(deps["env"]), "--proxy-url", deps["proxy"] + "/x",
-                env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
+    proc = tool(
+        "litellm-health-server",
+        "--port",
+        str(port),
+        "--root",
+        str(deps["root"]),
+        "--env-file",
+        str(deps["env"]),
+        "--proxy-url",
+        deps["proxy"] + "/x",
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+    )
     wait_http(f"http://127.0.0.1:{port}/healthz")
     assert proc.poll() is None, "the health server exited (its port was taken?)"  # it is ours that answered
     yield f"http://127.0.0.1:{port}"
@@ -59,9 +76,10 @@ def health(deps):
 
 
 def write_backup(root, verified=True, hours_old=1):
-    t = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=hours_old)
+    t = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=hours_old)
     (root / "state" / "archive" / "backups" / "last-backup.json").write_text(
-        json.dumps({"time": t.isoformat(), "file": "x.dump", "size_bytes": 1234, "verified": verified}))
+        json.dumps({"time": t.isoformat(), "file": "x.dump", "size_bytes": 1234, "verified": verified})
+    )
 
 
 def test_healthz(health):
@@ -92,16 +110,29 @@ def test_dashboard_is_html(health):
 
 
 def metrics(url):
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for f in text_string_to_metric_families(get(url)[1]) for s in f.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(get(url)[1])
+        for s in f.samples
+    }
 
 
 def test_metrics_match_the_database(deps):
     port = free_port()
     write_backup(deps["root"])
     (deps["root"] / "state" / "compliance.json").write_text('{"ok": true}')
-    proc = tool("litellm-metrics", "--port", str(port), "--root", str(deps["root"]), "--env-file", str(deps["env"]),
-                "--units", "none.service", env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
+    proc = tool(
+        "litellm-metrics",
+        "--port",
+        str(port),
+        "--root",
+        str(deps["root"]),
+        "--env-file",
+        str(deps["env"]),
+        "--units",
+        "none.service",
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/metrics")
         m = metrics(f"http://127.0.0.1:{port}/metrics")
@@ -127,8 +158,18 @@ def test_metrics_survive_a_database_that_is_down(deps, tmp_path):
     env = tmp_path / "env"
     env.write_text("DATABASE_URL=postgresql://litellm:pw-canary-77@127.0.0.1:1/litellm\n")
     port = free_port()
-    proc = tool("litellm-metrics", "--port", str(port), "--root", str(deps["root"]), "--env-file", str(env),
-                "--units", "", env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
+    proc = tool(
+        "litellm-metrics",
+        "--port",
+        str(port),
+        "--root",
+        str(deps["root"]),
+        "--env-file",
+        str(env),
+        "--units",
+        "",
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/metrics")
         status, body = get(f"http://127.0.0.1:{port}/metrics")
@@ -139,19 +180,37 @@ def test_metrics_survive_a_database_that_is_down(deps, tmp_path):
 
 
 def status(deps, *args):
-    import subprocess, sys
+    import subprocess
+    import sys
+
     from tests.support.services import BIN
-    return subprocess.run([sys.executable, str(BIN / "litellm-status"), "--root", str(deps["root"]),
-                           "--env-file", str(deps["env"]), "--units", "none.service", *args],
-                          capture_output=True, text=True, timeout=120,
-                          env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
+
+    return subprocess.run(
+        [
+            sys.executable,
+            str(BIN / "litellm-status"),
+            "--root",
+            str(deps["root"]),
+            "--env-file",
+            str(deps["env"]),
+            "--units",
+            "none.service",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+    )
 
 
 def test_status_names_what_fails(deps):
     write_backup(deps["root"])
     config = deps["root"] / "state" / "config.generated.yaml"
-    config.write_text("general_settings:\n  database_connection_pool_limit: 25\n  store_prompts_in_spend_logs: true\n"
-                      "  disable_error_logs: false\n  master_key: sk-literal\n")
+    config.write_text(
+        "general_settings:\n  database_connection_pool_limit: 25\n  store_prompts_in_spend_logs: true\n"
+        "  disable_error_logs: false\n  master_key: sk-literal\n"
+    )
     proc = status(deps, "--skip", "health", "--skip", "metrics")
     lines = proc.stdout.splitlines()
     assert proc.returncode == 1
@@ -168,11 +227,13 @@ def test_status_passes_when_all_is_well(deps):
     write_backup(deps["root"])
     (deps["root"] / "state" / "config.generated.yaml").write_text(
         "general_settings:\n  store_prompts_in_spend_logs: false\n  disable_error_logs: false\n"
-        "  master_key: os.environ/LITELLM_MASTER_KEY\n")
+        "  master_key: os.environ/LITELLM_MASTER_KEY\n"
+    )
     proc = status(deps, "--quiet", "--skip", "health", "--skip", "metrics", "--skip", "services", "--skip", "keys")
     assert proc.returncode == 0 and proc.stdout == ""
     (deps["root"] / "state" / "config.generated.yaml").write_text(
-        "general_settings:\n  database_connection_pool_limit: 25\n")
+        "general_settings:\n  database_connection_pool_limit: 25\n"
+    )
 
 
 BURST = """
@@ -213,10 +274,13 @@ print(json.dumps({"answers": answers, "seen": seen}))
 def burst(url, pg, role, n):
     """N parallel GETs of URL while ROLE's connections are sampled, in a fresh interpreter (real threads:
     the unit run has gevent's monkey patching from pyinfra)."""
-    import subprocess, sys
+    import subprocess
+    import sys
+
     admin = f"host={pg.socket_dir} port={pg.port} user=postgres dbname=postgres"
-    proc = subprocess.run([sys.executable, "-c", BURST, url, admin, role, str(n)], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", BURST, url, admin, role, str(n)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     return doc["answers"], doc["seen"]
@@ -228,18 +292,33 @@ def test_parallel_readyz_share_one_connection(deps, tmp_path):
     a request's database check (before: 60 requests, 60 connections)."""
     from psycopg import sql
 
-    from litellm_runner.capacity import HEALTH_SERVER_CONNECTIONS
+    from litellm_runner.gates.capacity import HEALTH_SERVER_CONNECTIONS
 
     pg, role, password = deps["pg"], "health_probe", "pw-probe-7f3e"
     with pg.admin() as admin:
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} CONNECTION LIMIT {}").format(
-            sql.Identifier(role), sql.Literal(password), sql.Literal(HEALTH_SERVER_CONNECTIONS)))
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} CONNECTION LIMIT {}").format(
+                sql.Identifier(role), sql.Literal(password), sql.Literal(HEALTH_SERVER_CONNECTIONS)
+            )
+        )
     env = tmp_path / "env.litellm"
-    env.write_text(f"DATABASE_URL=postgresql://{role}:{password}@127.0.0.1:{pg.port}/litellm\n"
-                   f"REDIS_HOST=127.0.0.1\nREDIS_PORT={deps['redis'].port}\n")
+    env.write_text(
+        f"DATABASE_URL=postgresql://{role}:{password}@127.0.0.1:{pg.port}/litellm\n"
+        f"REDIS_HOST=127.0.0.1\nREDIS_PORT={deps['redis'].port}\n"
+    )
     port = free_port()
-    proc = tool("litellm-health-server", "--port", str(port), "--root", str(deps["root"]), "--env-file", str(env),
-                "--proxy-url", deps["proxy"], env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
+    proc = tool(
+        "litellm-health-server",
+        "--port",
+        str(port),
+        "--root",
+        str(deps["root"]),
+        "--env-file",
+        str(env),
+        "--proxy-url",
+        deps["proxy"],
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
         answers, seen = burst(f"http://127.0.0.1:{port}/readyz", pg, role, 60)
@@ -277,8 +356,18 @@ def test_health_server_never_shows_the_password(deps, tmp_path, url):
     env = tmp_path / "env.litellm"
     env.write_text(f"DATABASE_URL={url}\n")
     port = free_port()
-    proc = tool("litellm-health-server", "--port", str(port), "--root", str(deps["root"]), "--env-file", str(env),
-                "--proxy-url", deps["proxy"], env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
+    proc = tool(
+        "litellm-health-server",
+        "--port",
+        str(port),
+        "--root",
+        str(deps["root"]),
+        "--env-file",
+        str(env),
+        "--proxy-url",
+        deps["proxy"],
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
         code, body = get(f"http://127.0.0.1:{port}/readyz")
@@ -303,12 +392,18 @@ def test_status_never_shows_the_password(deps, tmp_path, url):
 
 def test_tool_sessions_carry_their_timeouts(deps):
     """tools.connect sets the session's statement and lock timeouts and name at connect (libpq options)."""
-    import subprocess, sys
+    import subprocess
+    import sys
+
     from tests.support.services import BIN
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import litellm_tools as t; "
-            "c = t.connect(sys.argv[2], 5, statement_timeout=3, lock_timeout=2.5, application_name='litellm-status'); "
-            "print([c.execute(q).fetchone()[0] for q in ('SHOW statement_timeout', 'SHOW lock_timeout', "
-            "'SHOW application_name')])")
-    proc = subprocess.run([sys.executable, "-c", code, str(BIN), deps["pg"].url], capture_output=True, text=True,
-                          timeout=30)
+
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import litellm_tools as t; "
+        "c = t.connect(sys.argv[2], 5, statement_timeout=3, lock_timeout=2.5, application_name='litellm-status'); "
+        "print([c.execute(q).fetchone()[0] for q in ('SHOW statement_timeout', 'SHOW lock_timeout', "
+        "'SHOW application_name')])"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(BIN), deps["pg"].url], capture_output=True, text=True, timeout=30
+    )
     assert proc.stdout.strip() == "['3s', '2500ms', 'litellm-status']", proc.stderr

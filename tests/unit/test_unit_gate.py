@@ -2,8 +2,8 @@
 
 import pytest
 
+from litellm_runner.gates.units import UnitGateError, check_units
 from litellm_runner.render import render_units
-from litellm_runner.unit_gate import UnitGateError, check_units
 from tests.unit.group_data import defaults
 
 THRESHOLD = 6.6  # what every shipped service scores today (systemd 252); lower it as hardening improves

@@ -27,17 +27,19 @@ Only the control machine works here: no fact, no command, no connection.
 
 from __future__ import annotations
 
-import pathlib
 import sys
 import threading
 
 import yaml
 
-from . import cve_gate, lint, secrets, unit_gate
-from .render import render_config, render_units
-from .schema import SchemaError, validate
+from litellm_runner import secrets
+from litellm_runner.gates import cve as cve_gate
+from litellm_runner.gates import lint
+from litellm_runner.gates import units as unit_gate
+from litellm_runner.render import render_config, render_units
+from litellm_runner.resources import locate
+from litellm_runner.schema import SchemaError, validate
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = "group_data/all.py"
 
 _done = False
@@ -58,6 +60,7 @@ def _source(inventory, host, key) -> str:
 
 def _secret_source(data) -> str:
     import os
+
     path = os.environ.get("LITELLM_SECRETS_FILE") or data.get("litellm_secrets_file")
     return f"secret source ({path} or the environment)" if path else "secret source (the environment)"
 
@@ -93,7 +96,7 @@ def _lint(data, src) -> tuple[list[str], list[str]]:
 
 def _cve(data, src) -> list[str]:
     req = data["litellm_venv_requirements"]
-    path = (REPO / req).resolve()
+    path = locate(req).resolve()
     text = None
     if not path.is_file():
         text = f"file not found ({path}): expected a requirements file"
@@ -110,9 +113,11 @@ def _units(data, src) -> list[str]:
     try:
         unit_gate.check_units(render_units(data), threshold)
     except unit_gate.UnitGateError as exc:
-        return [f"{src('litellm_unit_exposure_max')}: litellm_unit_exposure_max = {threshold!r}: "
-                f"{str(exc).replace(chr(10), chr(10) + '    ')}\n    expected every rendered service "
-                f"(litellm_services, litellm_timers) at or below {threshold}"]
+        return [
+            f"{src('litellm_unit_exposure_max')}: litellm_unit_exposure_max = {threshold!r}: "
+            f"{str(exc).replace(chr(10), chr(10) + '    ')}\n    expected every rendered service "
+            f"(litellm_services, litellm_timers) at or below {threshold}"
+        ]
     return []
 
 
@@ -151,14 +156,17 @@ def check_inventory(state) -> None:
     with _lock:
         if not _done:
             _done = True
-            hosts = [(h.name, h.data.dict(), lambda key, h=h: _source(state.inventory, h, key))
-                     for h in state.inventory]
+            hosts = [
+                (h.name, h.data.dict(), lambda key, h=h: _source(state.inventory, h, key)) for h in state.inventory
+            ]
             found, warned = problems(hosts)
             if warned:
                 print("warnings (the run goes on):\n  " + "\n  ".join(warned), file=sys.stderr)
             if found:
-                print("refusing to touch any host, the desired state is invalid:\n  " + "\n  ".join(found),
-                      file=sys.stderr)
+                print(
+                    "refusing to touch any host, the desired state is invalid:\n  " + "\n  ".join(found),
+                    file=sys.stderr,
+                )
                 _refused = True
     if _refused:
         sys.exit(1)

@@ -85,9 +85,10 @@ def walk(parts: list[str], shown: str) -> int:
                     raise
                 is_link = stat.S_ISLNK(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode)
                 if not (is_link and _trusted_link(fd, name)):
-                    where = "/" + "/".join(parts[:i + 1])
-                    raise Unsafe(f"{shown}: {where} is {'a symlink' if is_link else 'not a directory'}: "
-                                 "not followed") from None
+                    where = "/" + "/".join(parts[: i + 1])
+                    raise Unsafe(
+                        f"{shown}: {where} is {'a symlink' if is_link else 'not a directory'}: not followed"
+                    ) from None
                 nxt = os.open(name, DIR_FLAGS, dir_fd=fd)
             os.close(fd)
             fd = nxt
@@ -163,9 +164,14 @@ def path_state(path: str, env_file: bool = False) -> dict | None:
             st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
         except FileNotFoundError:
             return None
-        out = {"type": _kind(st), "mode": format(stat.S_IMODE(st.st_mode), "04o"),
-               "user": _name(pwd.getpwuid, st.st_uid), "group": _name(grp.getgrgid, st.st_gid),
-               "sha256": None, "links": st.st_nlink}
+        out = {
+            "type": _kind(st),
+            "mode": format(stat.S_IMODE(st.st_mode), "04o"),
+            "user": _name(pwd.getpwuid, st.st_uid),
+            "group": _name(grp.getgrgid, st.st_gid),
+            "sha256": None,
+            "links": st.st_nlink,
+        }
         if out["type"] == "file":
             try:
                 fd = _open_file(dirfd, name, path)
@@ -245,8 +251,7 @@ def _metadata(sitefd: int, entry: str):
     return (fields["Name"], fields["Version"]) if "Name" in fields and "Version" in fields else None
 
 
-UNIT_PROPS = ("Id,LoadState,UnitFileState,ActiveState,NextElapseUSecRealtime,"
-              "FragmentPath,DropInPaths,NeedDaemonReload")
+UNIT_PROPS = "Id,LoadState,UnitFileState,ActiveState,NextElapseUSecRealtime,FragmentPath,DropInPaths,NeedDaemonReload"
 
 
 def unit_dirs(user: str) -> list[str]:
@@ -258,9 +263,17 @@ def unit_dirs(user: str) -> list[str]:
     """
     pw = pwd.getpwnam(user)
     home, run = pw.pw_dir.rstrip("/"), f"/run/user/{pw.pw_uid}/systemd"
-    return [f"{home}/.config/systemd/user.control", f"{run}/user.control", f"{run}/transient",
-            f"{home}/.config/systemd/user", "/etc/systemd/user", "/etc/xdg/systemd/user", f"{run}/user",
-            "/run/systemd/user", f"{home}/.local/share/systemd/user"]
+    return [
+        f"{home}/.config/systemd/user.control",
+        f"{run}/user.control",
+        f"{run}/transient",
+        f"{home}/.config/systemd/user",
+        "/etc/systemd/user",
+        "/etc/xdg/systemd/user",
+        f"{run}/user",
+        "/run/systemd/user",
+        f"{home}/.local/share/systemd/user",
+    ]
 
 
 def dropin_dirs(unit: str) -> list[str]:
@@ -303,15 +316,21 @@ def unit_sources(user: str, unit: str) -> list[str]:
             found.append(f"{base}/{unit}")
         for sub in dropin_dirs(unit):
             if sub in names:
-                found += [f"{base}/{sub}/{n}" for n in (_listing(f"{base}/{sub}") or ((), []))[1] if n.endswith(".conf")]
+                found += [
+                    f"{base}/{sub}/{n}" for n in (_listing(f"{base}/{sub}") or ((), []))[1] if n.endswith(".conf")
+                ]
     return found
 
 
 def _units(user: str, units: list[str]) -> list[str]:
     """``systemctl show`` of UNITS, then per unit ``X-Sources=`` the files on disk besides the managed one."""
     try:
-        proc = subprocess.run(["systemctl", "--user", f"--machine={user}@.host", "show", f"--property={UNIT_PROPS}",
-                               *units], capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            ["systemctl", "--user", f"--machine={user}@.host", "show", f"--property={UNIT_PROPS}", *units],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         lines = proc.stdout.splitlines()
     except (OSError, subprocess.TimeoutExpired):
         lines = []
@@ -432,9 +451,11 @@ def _half_installed(venv: str, tree: dict) -> dict:
     """``{distribution: first problem}`` for what a pip killed midway leaves: a dist-info without METADATA or
     RECORD, or a file its RECORD lists that is missing or of another size."""
     import csv
+
     broken = {}
-    for path in sorted(p for p, v in tree.items() if v[0] == "directory" and p.endswith(".dist-info")
-                       and p.count("/") == 3):
+    for path in sorted(
+        p for p, v in tree.items() if v[0] == "directory" and p.endswith(".dist-info") and p.count("/") == 3
+    ):
         dist = re.sub(r"[-_.]+", "-", path.rsplit("/", 1)[1].split("-", 1)[0]).lower()
         record = _small_file(venv, f"{path}/RECORD")
         if record is None or tree.get(f"{path}/METADATA", ("",))[0] != "file":
@@ -456,8 +477,16 @@ def venv_state(venv: str, user: str) -> dict:
     """The venv as data, nothing of it run: ``packages`` ({name: version} | None), ``python`` (where bin/python
     leads) and whether it ``exists``, ``home`` and ``version`` of pyvenv.cfg, ``foreign`` (paths not owned by
     USER: the first few, and ``foreign_count``), ``broken`` ({distribution: problem}, see _half_installed)."""
-    out = {"packages": _dist_info(venv), "python": None, "exists": False, "home": None, "version": None,
-           "foreign": [], "foreign_count": 0, "broken": {}}
+    out = {
+        "packages": _dist_info(venv),
+        "python": None,
+        "exists": False,
+        "home": None,
+        "version": None,
+        "foreign": [],
+        "foreign_count": 0,
+        "broken": {},
+    }
     try:
         uid = pwd.getpwnam(user).pw_uid
         venvfd = walk(_split(venv), venv)
@@ -471,9 +500,14 @@ def venv_state(venv: str, user: str) -> dict:
     foreign = sorted(p for p, v in tree.items() if v[1] != uid)
     cfg = dict(line.split("=", 1) for line in (_small_file(venv, "pyvenv.cfg") or "").splitlines() if "=" in line)
     cfg = {k.strip(): v.strip() for k, v in cfg.items()}
-    out.update(_interpreter(venv, tree), home=cfg.get("home"), version=cfg.get("version") or cfg.get("version_info"),
-               foreign=[f"{venv}/{p}".rstrip("/") for p in foreign[:VENV_SAMPLE]], foreign_count=len(foreign),
-               broken=_half_installed(venv, tree))
+    out.update(
+        _interpreter(venv, tree),
+        home=cfg.get("home"),
+        version=cfg.get("version") or cfg.get("version_info"),
+        foreign=[f"{venv}/{p}".rstrip("/") for p in foreign[:VENV_SAMPLE]],
+        foreign_count=len(foreign),
+        broken=_half_installed(venv, tree),
+    )
     return out
 
 
@@ -530,8 +564,13 @@ def account(user: str, group: str) -> dict:
     except KeyError:
         found = None
     else:
-        found = {"uid": pw.pw_uid, "group": _name(grp.getgrgid, pw.pw_gid), "home": pw.pw_dir, "shell": pw.pw_shell,
-                 "groups": sorted(g.gr_name for g in grp.getgrall() if user in g.gr_mem)}
+        found = {
+            "uid": pw.pw_uid,
+            "group": _name(grp.getgrgid, pw.pw_gid),
+            "home": pw.pw_dir,
+            "shell": pw.pw_shell,
+            "groups": sorted(g.gr_name for g in grp.getgrall() if user in g.gr_mem),
+        }
     try:
         grp.getgrnam(group)
         has_group = True
@@ -580,7 +619,7 @@ def unlink(args: dict) -> dict:
     return {"removed": len(args["paths"])}
 
 
-RUN_LOCK = "/run/litellm-runner.lock"  # litellm_runner.lock.LOCK_PATH (root's)
+RUN_LOCK = "/run/litellm-runner.lock"  # litellm_runner.pyinfra_ext.lock.LOCK_PATH (root's)
 
 
 def run_lock() -> dict | None:
@@ -596,8 +635,11 @@ def run_lock() -> dict | None:
     finally:
         os.close(dirfd)
     try:
-        return {"text": _read_fd(fd, 1 << 16).decode("utf-8", "replace"), "mtime": int(os.fstat(fd).st_mtime),
-                "now": int(time.time())}
+        return {
+            "text": _read_fd(fd, 1 << 16).decode("utf-8", "replace"),
+            "mtime": int(os.fstat(fd).st_mtime),
+            "now": int(time.time()),
+        }
     finally:
         os.close(fd)
 
@@ -710,7 +752,7 @@ def _replace(dirfd: int, name: str, data: bytes, uid: int, gid: int, mode: int, 
         _settle(fd, uid, gid, mode)
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -774,8 +816,17 @@ def restore(args: dict) -> dict:
         os.close(dirfd)
 
 
-ACTIONS = {"snapshot": snapshot, "read": read, "mkdir": mkdir, "attrs": attrs, "write": write, "restore": restore,
-           "unit_clean": unit_clean, "adopt": adopt, "unlink": unlink}
+ACTIONS = {
+    "snapshot": snapshot,
+    "read": read,
+    "mkdir": mkdir,
+    "attrs": attrs,
+    "write": write,
+    "restore": restore,
+    "unit_clean": unit_clean,
+    "adopt": adopt,
+    "unlink": unlink,
+}
 
 
 def main(argv: list[str]) -> int:

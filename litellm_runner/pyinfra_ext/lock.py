@@ -35,7 +35,7 @@ runs nothing more on a failed host), and otherwise when pyinfra disconnects
 (the deploy refused or aborted after taking it, the change prompt was declined).
 
 Dry runs (``--dry``, ``--json`` without ``-y``, ``--debug-*``, and so
-``python -m litellm_runner.check``) change nothing, take no lock and send no
+``python -m litellm_runner.cli.check``) change nothing, take no lock and send no
 command for it. Each converge adds two commands per host: take, release (plus a
 heartbeat per interval in runs longer than one).
 """
@@ -54,8 +54,8 @@ import socket
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 LOCK_PATH = "/run/litellm-runner.lock"
 GUARD_PATH = LOCK_PATH + ".guard"
@@ -73,6 +73,7 @@ class LockRefused(Exception):
 
 
 # --- the owner record ------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Owner:
@@ -92,12 +93,14 @@ class Owner:
         return self.beat or self.started
 
     def describe(self, now: int | None = None) -> str:
-        when = datetime.datetime.fromtimestamp(self.started, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        when = datetime.datetime.fromtimestamp(self.started, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         age = ""
         if now is not None:
             age = f", {_span(now - self.started)} ago, last heartbeat {_span(now - self.last_beat)} ago"
-        return (f"{self.user}@{self.machine} pid {self.pid} (run {self.run_id}, machine id {self.mid[:8] or '?'}), "
-                f"started {when}{age}")
+        return (
+            f"{self.user}@{self.machine} pid {self.pid} (run {self.run_id}, machine id {self.mid[:8] or '?'}), "
+            f"started {when}{age}"
+        )
 
 
 def parse_owner(text: str, mtime: int) -> Owner:
@@ -108,9 +111,16 @@ def parse_owner(text: str, mtime: int) -> Owner:
         if sep and key in Owner.FIELDS:
             fields[key] = value
     try:
-        return Owner(fields["run_id"], fields["user"], fields["machine"], int(fields["pid"]),
-                     fields.get("pstart", ""), int(fields["started"]), fields.get("mid", ""),
-                     int(fields.get("beat", 0)))
+        return Owner(
+            fields["run_id"],
+            fields["user"],
+            fields["machine"],
+            int(fields["pid"]),
+            fields.get("pstart", ""),
+            int(fields["started"]),
+            fields.get("mid", ""),
+            int(fields.get("beat", 0)),
+        )
     except (KeyError, ValueError):
         return Owner("unknown", "unknown", "unknown", 0, "", mtime)
 
@@ -125,6 +135,7 @@ def _span(seconds: int) -> str:
 
 
 # --- who is alive on this machine ------------------------------------------------------
+
 
 def process_start(pid: int) -> str:
     """The kernel's start time of process PID (clock ticks since boot, Linux), "" when unknown/gone."""
@@ -196,8 +207,15 @@ def _my_machine_id() -> str:
 
 def me() -> Owner:
     """This run as a lock owner (``started`` and ``beat`` are filled in by the host)."""
-    return Owner(RUN_ID, _word(getpass.getuser()), _word(socket.gethostname()), os.getpid(),
-                 process_start(os.getpid()), 0, _my_machine_id())
+    return Owner(
+        RUN_ID,
+        _word(getpass.getuser()),
+        _word(socket.gethostname()),
+        os.getpid(),
+        process_start(os.getpid()),
+        0,
+        _my_machine_id(),
+    )
 
 
 def beat_interval(stale_after: int) -> float:
@@ -207,14 +225,16 @@ def beat_interval(stale_after: int) -> float:
 
 # --- the decision ------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Decision:
     action: str  # "ours" | "take-over" | "wait"
     reason: str
 
 
-def decide(owner: Owner, now: int, mine: Owner, stale_after: int,
-           alive: Callable[[int, str], bool] = pid_alive) -> Decision:
+def decide(
+    owner: Owner, now: int, mine: Owner, stale_after: int, alive: Callable[[int, str], bool] = pid_alive
+) -> Decision:
     """What a run (MINE) does about a lock held by OWNER, at host time NOW."""
     if owner.run_id == mine.run_id:
         return Decision("ours", "this run already holds it")
@@ -224,13 +244,19 @@ def decide(owner: Owner, now: int, mine: Owner, stale_after: int,
         return Decision("wait", f"its process {owner.pid} on this machine is running")
     quiet = now - owner.last_beat
     if quiet >= stale_after:
-        return Decision("take-over", f"its last heartbeat was {_span(quiet)} ago, longer than "
-                                     f"litellm_lock_stale_after ({stale_after} s)")
-    return Decision("wait", f"it is held from another machine whose last heartbeat was {_span(quiet)} ago, "
-                            f"within litellm_lock_stale_after ({stale_after} s)")
+        return Decision(
+            "take-over",
+            f"its last heartbeat was {_span(quiet)} ago, longer than litellm_lock_stale_after ({stale_after} s)",
+        )
+    return Decision(
+        "wait",
+        f"it is held from another machine whose last heartbeat was {_span(quiet)} ago, "
+        f"within litellm_lock_stale_after ({stale_after} s)",
+    )
 
 
 # --- the remote commands -------------------------------------------------------------------
+
 
 def _word(value) -> str:
     """VALUE as one safe word of the owner file (user and machine names are not trusted to be tidy)."""
@@ -238,15 +264,16 @@ def _word(value) -> str:
 
 
 def _guarded(body: str, path: str) -> str:
-    return (f"exec 9>>{shlex.quote(path + '.guard')} || exit 3; "
-            "flock -w 20 9 || { echo BUSY; exit 0; }; " + body)
+    return f"exec 9>>{shlex.quote(path + '.guard')} || exit 3; flock -w 20 9 || {{ echo BUSY; exit 0; }}; " + body
 
 
 def _write(mine: Owner, lp: str, started: str) -> str:
     """Shell: write MINE's owner record (started=STARTED, beat=$now) to a temporary name, rename it onto LP."""
     record = " ".join(f"{k}={_word(getattr(mine, k))}" for k in Owner.FIELDS if k not in ("started", "beat"))
-    return (f"umask 022; printf '%s started=%s beat=%s\\n' {shlex.quote(record)} {started} \"$now\" "
-            f"> {lp}.tmp.$$ && mv -f {lp}.tmp.$$ {lp} || exit 4")
+    return (
+        f"umask 022; printf '%s started=%s beat=%s\\n' {shlex.quote(record)} {started} \"$now\" "
+        f"> {lp}.tmp.$$ && mv -f {lp}.tmp.$$ {lp} || exit 4"
+    )
 
 
 def take_command(mine: Owner, expect: str | None = None, path: str = LOCK_PATH) -> str:
@@ -258,12 +285,14 @@ def take_command(mine: Owner, expect: str | None = None, path: str = LOCK_PATH) 
     write = _write(mine, lp, '"$now"')
     replace = "false"
     if expect:
-        replace = f"[ \"$(cksum < {lp})\" = {shlex.quote(expect)} ]"
-    body = (f"now=$(date +%s); "
-            f"if [ ! -e {lp} ]; then {write}; echo ACQUIRED $now; "
-            f"elif {replace}; then {write}; echo TAKEN $now; "
-            f"else echo \"HELD $now $(stat -c %Y {lp}) $(cksum < {lp})\"; "
-            f"head -c 4096 {lp}; echo; fi")
+        replace = f'[ "$(cksum < {lp})" = {shlex.quote(expect)} ]'
+    body = (
+        f"now=$(date +%s); "
+        f"if [ ! -e {lp} ]; then {write}; echo ACQUIRED $now; "
+        f"elif {replace}; then {write}; echo TAKEN $now; "
+        f'else echo "HELD $now $(stat -c %Y {lp}) $(cksum < {lp})"; '
+        f"head -c 4096 {lp}; echo; fi"
+    )
     return "sh -c " + shlex.quote(_guarded(body, path))
 
 
@@ -277,16 +306,20 @@ def beat_command(mine: Owner, started: int, path: str = LOCK_PATH) -> str:
     Prints ``BEAT <now>``, or ``NOT-OURS`` and the owner file (it was taken over, or released).
     """
     lp = shlex.quote(path)
-    body = (f"if {_ours(mine.run_id, lp)}; then now=$(date +%s); {_write(mine, lp, str(int(started)))}; "
-            f"echo BEAT $now; else echo NOT-OURS; head -c 4096 {lp} 2>/dev/null; echo; fi")
+    body = (
+        f"if {_ours(mine.run_id, lp)}; then now=$(date +%s); {_write(mine, lp, str(int(started)))}; "
+        f"echo BEAT $now; else echo NOT-OURS; head -c 4096 {lp} 2>/dev/null; echo; fi"
+    )
     return "sh -c " + shlex.quote(_guarded(body, path))
 
 
 def release_command(run_id: str, path: str = LOCK_PATH) -> str:
     lp = shlex.quote(path)
-    body = (f"if {_ours(run_id, lp)}; "
-            f"then rm -f {lp} && echo RELEASED; "
-            f"else echo NOT-OURS; head -c 4096 {lp} 2>/dev/null; echo; fi")
+    body = (
+        f"if {_ours(run_id, lp)}; "
+        f"then rm -f {lp} && echo RELEASED; "
+        f"else echo NOT-OURS; head -c 4096 {lp} 2>/dev/null; echo; fi"
+    )
     return "sh -c " + shlex.quote(_guarded(body, path))
 
 
@@ -313,6 +346,7 @@ def parse_reply(lines: list[str]) -> Reply:
 
 
 # --- pyinfra glue ---------------------------------------------------------------------------
+
 
 def will_execute(argv: list[str] | None = None) -> bool:
     """Can this pyinfra run change hosts? False for --dry, --json without -y, --debug-facts/-operations."""
@@ -451,8 +485,10 @@ class _Held:
         if beat.lost is not None:
             self.hosts.pop(host.name, None)
             self.beats.pop(host.name, None)
-            raise PyinfraError(f"host {host.name}: this run lost its run lock {LOCK_PATH} to another run "
-                               f"({beat.lost[:300]}) and stopped before its next operation; converge again")
+            raise PyinfraError(
+                f"host {host.name}: this run lost its run lock {LOCK_PATH} to another run "
+                f"({beat.lost[:300]}) and stopped before its next operation; converge again"
+            )
 
     def release(self, state, host) -> None:
         beat = self.beats.pop(host.name, None)
@@ -462,8 +498,11 @@ class _Held:
             return
         ok, out, err = _run(state, host, release_command(RUN_ID))
         if not ok or not out:
-            _notice(host, f"could not release {LOCK_PATH}: {' '.join(err)[-300:]}; the next converge from "
-                          f"this machine takes it over")
+            _notice(
+                host,
+                f"could not release {LOCK_PATH}: {' '.join(err)[-300:]}; the next converge from "
+                f"this machine takes it over",
+            )
         elif out[0] == "NOT-OURS":
             _notice(host, f"{LOCK_PATH} was no longer this run's (taken over?): {' '.join(out[1:])[:300]}")
 
@@ -491,6 +530,7 @@ def hold_run_lock(state, host=None) -> None:
 
     if host is None:
         from pyinfra.context import ctx_host
+
         host = ctx_host.get()
     if not will_execute() or host.name in HELD.hosts:
         return
@@ -499,22 +539,39 @@ def hold_run_lock(state, host=None) -> None:
     stale_after = _knob(host, "litellm_lock_stale_after", DEFAULT_STALE_AFTER)
     mine = me()
     try:
-        _, started = acquire(lambda command: _run(state, host, command), host.name, wait, stale_after,
-                             notice=lambda message: _notice(host, message), mine=mine)
+        _, started = acquire(
+            lambda command: _run(state, host, command),
+            host.name,
+            wait,
+            stale_after,
+            notice=lambda message: _notice(host, message),
+            mine=mine,
+        )
     except LockRefused as e:
         raise PyinfraError(f"host {host.name}: {e}") from None
     HELD.hosts[host.name] = host
-    HELD.beats[host.name] = heartbeat(lambda command: _run(state, host, command), mine, started, stale_after,
-                                      lost=lambda text: _notice(host, f"{LOCK_PATH} was taken over by another "
-                                                                      f"run: {text[:300]}"))
+    HELD.beats[host.name] = heartbeat(
+        lambda command: _run(state, host, command),
+        mine,
+        started,
+        stale_after,
+        lost=lambda text: _notice(host, f"{LOCK_PATH} was taken over by another run: {text[:300]}"),
+    )
     HELD.beats[host.name].start()
     if host.name in HELD.closed:  # pyinfra disconnected while this run waited: give it back
         HELD.release(state, host)
 
 
-def heartbeat(run: Callable[[str], tuple[bool, list[str], list[str]]], mine: Owner, started: int,
-              stale_after: int, lost: Callable[[str], None], path: str = LOCK_PATH) -> Heartbeat:
+def heartbeat(
+    run: Callable[[str], tuple[bool, list[str], list[str]]],
+    mine: Owner,
+    started: int,
+    stale_after: int,
+    lost: Callable[[str], None],
+    path: str = LOCK_PATH,
+) -> Heartbeat:
     """The (not yet started) Heartbeat of the lock MINE took at host time STARTED, beating through RUN."""
+
     def beat() -> Reply:
         ok, out, err = run(beat_command(mine, started, path))
         if not ok:
@@ -524,10 +581,17 @@ def heartbeat(run: Callable[[str], tuple[bool, list[str], list[str]]], mine: Own
     return Heartbeat(beat, beat_interval(stale_after), lost)
 
 
-def acquire(run: Callable[[str], tuple[bool, list[str], list[str]]], name: str, wait: float, stale_after: int,
-            notice: Callable[[str], None] = print, mine: Owner | None = None, path: str = LOCK_PATH,
-            alive: Callable[[int, str], bool] = pid_alive,
-            sleep: Callable[[float], None] = time.sleep) -> tuple[str, int]:
+def acquire(
+    run: Callable[[str], tuple[bool, list[str], list[str]]],
+    name: str,
+    wait: float,
+    stale_after: int,
+    notice: Callable[[str], None] = print,
+    mine: Owner | None = None,
+    path: str = LOCK_PATH,
+    alive: Callable[[int, str], bool] = pid_alive,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[str, int]:
     """Take the lock through RUN (runs one shell command on the host): ("ACQUIRED" or "TAKEN", host start time).
 
     Waits up to WAIT seconds for a live holder, then raises LockRefused naming it.
@@ -538,8 +602,10 @@ def acquire(run: Callable[[str], tuple[bool, list[str], list[str]]], name: str, 
     while True:
         ok, out, err = run(take_command(mine, path=path))
         if not ok:
-            raise LockRefused(f"cannot take the run lock {path}: {' '.join(err)[-300:] or 'command failed'} "
-                              f"(the lock needs root on the host: connect as root or set _sudo)")
+            raise LockRefused(
+                f"cannot take the run lock {path}: {' '.join(err)[-300:] or 'command failed'} "
+                f"(the lock needs root on the host: connect as root or set _sudo)"
+            )
         reply = parse_reply(out)
         if reply.status in ("ACQUIRED", "TAKEN"):
             return reply.status, reply.now
@@ -564,9 +630,12 @@ def acquire(run: Callable[[str], tuple[bool, list[str], list[str]]], name: str, 
                 f"(litellm_lock_wait) and refused to interleave, nothing was changed by this run. "
                 f"Let that run finish, then converge again. If it was killed, its own machine takes the lock over "
                 f"at once; any machine does once its heartbeat is older than litellm_lock_stale_after "
-                f"({stale_after} s); if you are sure no run is active, remove {path} on the host")
+                f"({stale_after} s); if you are sure no run is active, remove {path} on the host"
+            )
         if owner and (waiting_for is None or waiting_for != owner.run_id):
-            notice(f"waiting up to {_span(math.ceil(remaining))} (litellm_lock_wait) for {owner.describe(reply.now)}: "
-                   f"{decision.reason}")
+            notice(
+                f"waiting up to {_span(math.ceil(remaining))} (litellm_lock_wait) for {owner.describe(reply.now)}: "
+                f"{decision.reason}"
+            )
             waiting_for = owner.run_id
         sleep(min(POLL_SECONDS, max(remaining, 0.1)))

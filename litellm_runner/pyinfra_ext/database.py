@@ -22,12 +22,12 @@ import shlex
 from pyinfra import host
 from pyinfra.api import FactBase, FunctionCommand, operation
 
-from . import drift
-from .operations import _run
+from litellm_runner.pyinfra_ext import drift
+from litellm_runner.pyinfra_ext.operations import _run
+from litellm_runner.resources import project, shipped
 
 logger = logging.getLogger("litellm_runner")
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
 DBCTL_TIMEOUT = 120  # seconds for one dbctl plan or apply command (pyinfra _timeout)
 DEFAULT_POOL_LIMIT = 10  # LiteLLM's database_connection_pool_limit when general_settings does not set it
 
@@ -35,13 +35,13 @@ DEFAULT_POOL_LIMIT = 10  # LiteLLM's database_connection_pool_limit when general
 def desired_state(data) -> dict:
     """What dbctl converges, from host data (no secrets)."""
     return {
-        "settings": {"general_settings": dict(data.general_settings),
-                     "litellm_settings": dict(data.litellm_settings)},
+        "settings": {"general_settings": dict(data.general_settings), "litellm_settings": dict(data.litellm_settings)},
         "block_expired": bool(data.litellm_db_block_expired_keys),
         "terminate_idle": bool(data.litellm_db_terminate_idle),
         "idle_minutes": int(data.litellm_db_idle_minutes),
-        "rotations": [{"min_days_left": 14, "valid_days": 90, "grace_hours": 24, **r}
-                      for r in data.litellm_key_rotation],
+        "rotations": [
+            {"min_days_left": 14, "valid_days": 90, "grace_hours": 24, **r} for r in data.litellm_key_rotation
+        ],
         # dbctl refuses to apply settings that do not fit max_connections (the
         # backstop for a host never converged, whose max_connections the deploy
         # could not read before its first operation)
@@ -51,11 +51,14 @@ def desired_state(data) -> dict:
 
 def capacity_inputs(data) -> dict:
     """The numbers of the capacity check, from host data (capacity.py)."""
-    from .capacity import OTHER_CLIENTS, RESERVE
-    return {"workers": int(data.litellm_num_workers),
-            "pool": int(dict(data.general_settings).get("database_connection_pool_limit", DEFAULT_POOL_LIMIT)),
-            "other_clients": int(getattr(data, "litellm_db_other_clients", OTHER_CLIENTS)),
-            "reserve": int(getattr(data, "litellm_db_reserve_connections", RESERVE))}
+    from litellm_runner.gates.capacity import OTHER_CLIENTS, RESERVE
+
+    return {
+        "workers": int(data.litellm_num_workers),
+        "pool": int(dict(data.general_settings).get("database_connection_pool_limit", DEFAULT_POOL_LIMIT)),
+        "other_clients": int(getattr(data, "litellm_db_other_clients", OTHER_CLIENTS)),
+        "reserve": int(getattr(data, "litellm_db_reserve_connections", RESERVE)),
+    }
 
 
 def encode(desired: dict) -> str:
@@ -64,9 +67,11 @@ def encode(desired: dict) -> str:
 
 def dbctl(root: str, action: str, scope: str, desired: dict, account: str, timeout: int = 5) -> str:
     """litellm-dbctl ACTION for SCOPE, run as the service account (ACCOUNT: ``facts.as_account``)."""
-    return (f"{account} {shlex.quote(root)}/venv/bin/python {shlex.quote(root)}/bin/litellm-dbctl {action} "
-            f"--scope {scope} --env-file {shlex.quote(root)}/env.litellm --connect-timeout {int(timeout)} "
-            f"--desired-b64 {encode(desired)}")
+    return (
+        f"{account} {shlex.quote(root)}/venv/bin/python {shlex.quote(root)}/bin/litellm-dbctl {action} "
+        f"--scope {scope} --env-file {shlex.quote(root)}/env.litellm --connect-timeout {int(timeout)} "
+        f"--desired-b64 {encode(desired)}"
+    )
 
 
 class DatabasePlan(FactBase):
@@ -86,14 +91,16 @@ class DatabasePlan(FactBase):
 
     def command(self, root, scopes, desired_b64, account, timeout=5):
         tool, py = shlex.quote(f"{root}/bin/litellm-dbctl"), shlex.quote(f"{root}/venv/bin/python")
-        shipped = hashlib.sha256((REPO / "files" / "bin" / "litellm-dbctl").read_bytes()).hexdigest()
+        shipped = hashlib.sha256(shipped("files", "bin", "litellm-dbctl").read_bytes()).hexdigest()
         # stdout goes straight out (fd 3), stderr is kept: on failure one JSON line carries its last line
-        script = (f"if [ -f {tool} ] && [ -x {py} ] && [ \"$(sha256sum < {tool})\" = '{shipped}  -' ]; then "
-                  f"exec 3>&1; err=$({py} {tool} plan --scope {','.join(scopes)} "
-                  f"--env-file {shlex.quote(root)}/env.litellm --connect-timeout {int(timeout)} "
-                  f"--desired-b64 {desired_b64} 2>&1 >&3 3>&-); code=$?; [ $code = 0 ] && exit 0; "
-                  "printf '{\"code\": %d, \"error_b64\": \"%s\"}\\n' \"$code\" "
-                  "\"$(printf '%s' \"$err\" | tail -n 1 | base64 -w0)\"; else echo null; fi")
+        script = (
+            f"if [ -f {tool} ] && [ -x {py} ] && [ \"$(sha256sum < {tool})\" = '{shipped}  -' ]; then "
+            f"exec 3>&1; err=$({py} {tool} plan --scope {','.join(scopes)} "
+            f"--env-file {shlex.quote(root)}/env.litellm --connect-timeout {int(timeout)} "
+            f"--desired-b64 {desired_b64} 2>&1 >&3 3>&-); code=$?; [ $code = 0 ] && exit 0; "
+            'printf \'{"code": %d, "error_b64": "%s"}\\n\' "$code" '
+            '"$(printf \'%s\' "$err" | tail -n 1 | base64 -w0)"; else echo null; fi'
+        )
         return f"{account} sh -c {shlex.quote(script)}"
 
     def process(self, output):
@@ -114,8 +121,11 @@ _plans: dict = {}
 
 def scopes(desired: dict) -> list[str]:
     """The scopes this desired state converges: idle and rotation only when asked for."""
-    return [s for s in ("settings", "schema", "keys", "idle", "rotation")
-            if (s != "idle" or desired["terminate_idle"]) and (s != "rotation" or desired["rotations"])]
+    return [
+        s
+        for s in ("settings", "schema", "keys", "idle", "rotation")
+        if (s != "idle" or desired["terminate_idle"]) and (s != "rotation" or desired["rotations"])
+    ]
 
 
 def plan(root: str, scope: str, desired: dict, account: str, timeout: int = 5) -> dict | None:
@@ -131,9 +141,18 @@ def plan(root: str, scope: str, desired: dict, account: str, timeout: int = 5) -
     key = (id(host.state), host.name, encode(desired))
     cached = _plans.get(key)
     if cached is None or cached[0] is not host.state or cached[1] is None or "error" in cached[1]:
-        _plans[key] = (host.state, host.get_fact(DatabasePlan, root=root, scopes=scopes(desired),
-                                                 desired_b64=encode(desired), account=account, timeout=timeout,
-                                                 _timeout=DBCTL_TIMEOUT))
+        _plans[key] = (
+            host.state,
+            host.get_fact(
+                DatabasePlan,
+                root=root,
+                scopes=scopes(desired),
+                desired_b64=encode(desired),
+                account=account,
+                timeout=timeout,
+                _timeout=DBCTL_TIMEOUT,
+            ),
+        )
     found = _plans[key][1]
     if found is None or "error" in found:
         return found
@@ -148,10 +167,10 @@ def new_key() -> tuple[str, str, str]:
 
 def deliver_key(host_name: str, alias: str, raw: str, base: pathlib.Path | None = None) -> pathlib.Path:
     """Write RAW once to a 0600 file on the control machine (folder 0700); its path."""
-    folder = (base or REPO / ".secrets" / "keys") / host_name
+    folder = (base or project(".secrets", "keys")) / host_name
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in alias)
     path = folder / f"{safe}-{stamp}.key"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

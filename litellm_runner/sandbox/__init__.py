@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+REPO = pathlib.Path(__file__).resolve().parents[2]  # the clone: the sandbox is a tool of the repository
 STATE = REPO / ".sandbox"
 CONTEXT = REPO / "sandbox"
 ROOTFS_IMAGE = "localhost/litellm-sandbox-rootfs:bookworm"
@@ -61,7 +61,10 @@ class SandboxError(RuntimeError):
 def _run(cmd, timeout=120, check=True, input=None, capture=True):
     try:
         proc = subprocess.run(
-            cmd, input=input, timeout=timeout, text=True,
+            cmd,
+            input=input,
+            timeout=timeout,
+            text=True,
             stdout=subprocess.PIPE if capture else None,
             stderr=subprocess.PIPE if capture else None,
         )
@@ -92,12 +95,19 @@ def build_rootfs() -> None:
     with tempfile.TemporaryDirectory(prefix="litellm-rootfs-") as tmp:
         rootfs = pathlib.Path(tmp) / "rootfs"
         print("sandbox: debootstrap bookworm (about a minute)", flush=True)
-        _run(["debootstrap", "--variant=minbase", f"--include={DEBIAN_PACKAGES}",
-              "bookworm", str(rootfs), _mirror()], timeout=900)
+        _run(
+            ["debootstrap", "--variant=minbase", f"--include={DEBIAN_PACKAGES}", "bookworm", str(rootfs), _mirror()],
+            timeout=900,
+        )
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         try:
-            subprocess.run(["podman", "import", "-", ROOTFS_IMAGE], stdin=tar.stdout,
-                           check=True, timeout=300, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                ["podman", "import", "-", ROOTFS_IMAGE],
+                stdin=tar.stdout,
+                check=True,
+                timeout=300,
+                stdout=subprocess.DEVNULL,
+            )
         finally:
             tar.stdout.close()
             tar.wait(timeout=60)
@@ -139,8 +149,21 @@ def build_image() -> str:
     shutil.copy("/etc/ssl/certs/ca-certificates.crt", build / "ca-certificates.crt")
     (build / "pip.conf").write_text(_pip_conf())
     print(f"sandbox: building {ref} (a few minutes the first time)", flush=True)
-    _run(["podman", "build", *RUN_FLAGS, "--build-arg", f"ROOTFS={ROOTFS_IMAGE}",
-          "-t", ref, "-f", str(CONTEXT / "Containerfile"), str(CONTEXT)], timeout=1800)
+    _run(
+        [
+            "podman",
+            "build",
+            *RUN_FLAGS,
+            "--build-arg",
+            f"ROOTFS={ROOTFS_IMAGE}",
+            "-t",
+            ref,
+            "-f",
+            str(CONTEXT / "Containerfile"),
+            str(CONTEXT),
+        ],
+        timeout=1800,
+    )
     return ref
 
 
@@ -186,7 +209,9 @@ def _db_password() -> str:
             match = re.match(r"postgresql://[^:]+:([^@]+)@", line.split("=", 1)[1])
             if match:
                 return match.group(1)
-    raise SandboxError(f"{secrets_file()}: DATABASE_URL has no password (expected postgresql://user:password@host:port/db)")
+    raise SandboxError(
+        f"{secrets_file()}: DATABASE_URL has no password (expected postgresql://user:password@host:port/db)"
+    )
 
 
 def _state(name: str) -> pathlib.Path:
@@ -202,7 +227,9 @@ def _wait_running(name: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     status = ""
     while time.monotonic() < deadline:
-        status = _run(["podman", "exec", name, "systemctl", "is-system-running"], check=False, timeout=30).stdout.strip()
+        status = _run(
+            ["podman", "exec", name, "systemctl", "is-system-running"], check=False, timeout=30
+        ).stdout.strip()
         if status in ("running", "degraded"):
             return
         time.sleep(1)
@@ -254,25 +281,36 @@ def _sudo_password(name: str) -> str:
 def _setup_operator(name: str, mode: str, pub: str) -> None:
     """The login user OPERATOR: SSH key, a password, sudo with it (MODE password) or without (nopasswd)."""
     rule = f"{OPERATOR} ALL=(ALL:ALL) {'ALL' if mode == 'password' else 'NOPASSWD: ALL'}"
-    _exec(name, f"id -u {OPERATOR} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {OPERATOR}\n"
-                f"install -d -m 0700 -o {OPERATOR} -g {OPERATOR} /home/{OPERATOR}/.ssh\n"
-                f"printf '%s\\n' '{rule}' > /etc/sudoers.d/{OPERATOR}.tmp\n"
-                f"chmod 0440 /etc/sudoers.d/{OPERATOR}.tmp && visudo -cqf /etc/sudoers.d/{OPERATOR}.tmp\n"
-                f"mv /etc/sudoers.d/{OPERATOR}.tmp /etc/sudoers.d/{OPERATOR}")
-    _exec(name, f"umask 077 && cat > /home/{OPERATOR}/.ssh/authorized_keys && "
-                f"chown {OPERATOR}: /home/{OPERATOR}/.ssh/authorized_keys", input=pub)
+    _exec(
+        name,
+        f"id -u {OPERATOR} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {OPERATOR}\n"
+        f"install -d -m 0700 -o {OPERATOR} -g {OPERATOR} /home/{OPERATOR}/.ssh\n"
+        f"printf '%s\\n' '{rule}' > /etc/sudoers.d/{OPERATOR}.tmp\n"
+        f"chmod 0440 /etc/sudoers.d/{OPERATOR}.tmp && visudo -cqf /etc/sudoers.d/{OPERATOR}.tmp\n"
+        f"mv /etc/sudoers.d/{OPERATOR}.tmp /etc/sudoers.d/{OPERATOR}",
+    )
+    _exec(
+        name,
+        f"umask 077 && cat > /home/{OPERATOR}/.ssh/authorized_keys && "
+        f"chown {OPERATOR}: /home/{OPERATOR}/.ssh/authorized_keys",
+        input=pub,
+    )
     _exec(name, "chpasswd", input=f"{OPERATOR}:{_sudo_password(name)}\n")
 
 
 def _root_login(name: str, allowed: bool) -> None:
     """sshd lets root in (the default) or refuses it (PermitRootLogin no)."""
     conf = "/etc/ssh/sshd_config.d/10-root-login.conf"
-    _exec(name, (f"rm -f {conf}" if allowed else f"echo 'PermitRootLogin no' > {conf}")
-          + " && systemctl try-reload-or-restart ssh")
+    _exec(
+        name,
+        (f"rm -f {conf}" if allowed else f"echo 'PermitRootLogin no' > {conf}")
+        + " && systemctl try-reload-or-restart ssh",
+    )
 
 
-def up(name: str = DEFAULT_NAME, port: int = DEFAULT_PORT, operator: str | None = None,
-       root_login: bool = True) -> dict:
+def up(
+    name: str = DEFAULT_NAME, port: int = DEFAULT_PORT, operator: str | None = None, root_login: bool = True
+) -> dict:
     """Start (building if needed) the sandbox NAME with SSH on 127.0.0.1:PORT.
 
     OPERATOR (``password`` or ``nopasswd``): reach it as the login user
@@ -285,23 +323,50 @@ def up(name: str = DEFAULT_NAME, port: int = DEFAULT_PORT, operator: str | None 
     status = _container_state(name)
     if status is None:
         ref = build_image()
-        _run(["podman", "run", "-d", "--name", name, *RUN_FLAGS, "--systemd=always",
-              "--hostname", name, "-p", f"127.0.0.1:{port}:22", ref, "/sbin/init"])
+        _run(
+            [
+                "podman",
+                "run",
+                "-d",
+                "--name",
+                name,
+                *RUN_FLAGS,
+                "--systemd=always",
+                "--hostname",
+                name,
+                "-p",
+                f"127.0.0.1:{port}:22",
+                ref,
+                "/sbin/init",
+            ]
+        )
     elif status != "running":
         _run(["podman", "start", name])
     _wait_running(name)
     pub = key.with_suffix(".pub").read_text()
-    _run(["podman", "exec", "-i", name, "sh", "-c",
-          "umask 077 && cat > /root/.ssh/authorized_keys"], input=pub)
+    _run(["podman", "exec", "-i", name, "sh", "-c", "umask 077 && cat > /root/.ssh/authorized_keys"], input=pub)
     if operator:
         _setup_operator(name, operator, pub)
     _root_login(name, root_login)
     seeded = _run(["podman", "exec", name, "test", "-e", "/var/lib/litellm-sandbox-seeded"], check=False)
     if seeded.returncode != 0:
         _run(["podman", "cp", str(CONTEXT / "incident" / "seed.py"), f"{name}:/opt/sandbox/incident/seed.py"])
-        _run(["podman", "exec", "-i", name, "runuser", "-u", "postgres", "--",
-              "/opt/sandbox/venv/bin/python", "/opt/sandbox/incident/seed.py"],
-             input=json.dumps({"db_password": _db_password()}), timeout=300)
+        _run(
+            [
+                "podman",
+                "exec",
+                "-i",
+                name,
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                "/opt/sandbox/venv/bin/python",
+                "/opt/sandbox/incident/seed.py",
+            ],
+            input=json.dumps({"db_password": _db_password()}),
+            timeout=300,
+        )
         _run(["podman", "exec", name, "touch", "/var/lib/litellm-sandbox-seeded"])
     published = _run(["podman", "port", name, "22/tcp"]).stdout.strip()
     port = int(published.rsplit(":", 1)[1])
@@ -352,10 +417,17 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default=DEFAULT_NAME)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--all", action="store_true", help="down: every sandbox of this checkout")
-    parser.add_argument("--operator", choices=OPERATOR_MODES,
-                        help="up: connect as the login user 'deploy' through sudo, with a sudo password or without")
-    parser.add_argument("--no-root-login", dest="root_login", action="store_false",
-                        help="up: sshd refuses root (reach the sandbox through --operator)")
+    parser.add_argument(
+        "--operator",
+        choices=OPERATOR_MODES,
+        help="up: connect as the login user 'deploy' through sudo, with a sudo password or without",
+    )
+    parser.add_argument(
+        "--no-root-login",
+        dest="root_login",
+        action="store_false",
+        help="up: sshd refuses root (reach the sandbox through --operator)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.action == "build":  # the image, the SSH key and the secrets, before sandboxes start in parallel
@@ -364,13 +436,18 @@ def main(argv=None) -> int:
             secrets_file()
         elif args.action == "up":
             data = up(args.name, args.port, args.operator, args.root_login)
-            print(f"sandbox {args.name}: running, ssh {data['ssh_user']}@127.0.0.1 -p {data['ssh_port']} "
-                  f"-i {data['ssh_key']}{' (sudo)' if data.get('_sudo') else ''}")
+            print(
+                f"sandbox {args.name}: running, ssh {data['ssh_user']}@127.0.0.1 -p {data['ssh_port']} "
+                f"-i {data['ssh_key']}{' (sudo)' if data.get('_sudo') else ''}"
+            )
         elif args.action == "down":
             names = running() if args.all else [args.name]
             if args.all:
-                names += [n for n in _run(["podman", "ps", "-a", "--format", "{{.Names}}"]).stdout.split()
-                          if n.startswith(DEFAULT_NAME) and n not in names]
+                names += [
+                    n
+                    for n in _run(["podman", "ps", "-a", "--format", "{{.Names}}"]).stdout.split()
+                    if n.startswith(DEFAULT_NAME) and n not in names
+                ]
             for name in names:
                 down(name)
                 print(f"sandbox {name}: removed")

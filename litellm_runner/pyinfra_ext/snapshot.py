@@ -19,18 +19,28 @@ import pathlib
 
 from pyinfra import host
 
-from .facts import (HostSnapshot, InstalledPackages, Leftovers, Linger, PathState, RunLock, ServiceAccount,
-                    UserManager, UserUnits, VenvState)
-from .render import render_units, venv, wanted_units
+from litellm_runner.pyinfra_ext.facts import (
+    HostSnapshot,
+    InstalledPackages,
+    Leftovers,
+    Linger,
+    PathState,
+    RunLock,
+    ServiceAccount,
+    UserManager,
+    UserUnits,
+    VenvState,
+)
+from litellm_runner.render import render_units, venv, wanted_units
+from litellm_runner.resources import shipped
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-logger = logging.getLogger("litellm_runner.snapshot")
+logger = logging.getLogger("litellm_runner.pyinfra_ext.snapshot")
 _cache: dict = {}
 
 
 def tools() -> list[pathlib.Path]:
     """The host tools shipped to <root>/bin (every file of files/bin)."""
-    return [p for p in sorted((REPO / "files" / "bin").iterdir()) if p.is_file() and not p.name.startswith(".")]
+    return [p for p in sorted(shipped("files", "bin").iterdir()) if p.is_file() and not p.name.startswith(".")]
 
 
 def spec(data) -> dict:
@@ -39,19 +49,33 @@ def spec(data) -> dict:
     unit_dir = f"{home}/.config/systemd/user"
     paths = [f"{root}/{rel}".rstrip("/") for rel in ["", *data.litellm_dirs]]
     paths += [f"{home}/.config", f"{home}/.config/systemd", unit_dir]
-    paths += [f"{root}/env.litellm", f"{root}/state/config.generated.yaml", f"{root}/state/compliance-desired.json",
-              f"{root}/state/venv-requirements.txt", f"{root}/state/venv-sbom.cdx.json"]
+    paths += [
+        f"{root}/env.litellm",
+        f"{root}/state/config.generated.yaml",
+        f"{root}/state/compliance-desired.json",
+        f"{root}/state/venv-requirements.txt",
+        f"{root}/state/venv-sbom.cdx.json",
+    ]
     paths += [f"{root}/bin/{tool.name}" for tool in tools()]
     paths += [f"{unit_dir}/{unit}" for unit in render_units(data)]
     units = list(dict.fromkeys([*wanted_units(data), *render_units(data)]))  # timers' services too (their sources)
-    return {"paths": paths, "user": data.litellm_user, "units": units, "venv": venv(data),
-            "env_files": [f"{root}/env.litellm"], "group": data.litellm_group, "dirs": managed_dirs(data)}
+    return {
+        "paths": paths,
+        "user": data.litellm_user,
+        "units": units,
+        "venv": venv(data),
+        "env_files": [f"{root}/env.litellm"],
+        "group": data.litellm_group,
+        "dirs": managed_dirs(data),
+    }
 
 
 def managed_dirs(data) -> list[str]:
     """The directories the deploy writes files in (where a killed run may leave a temporary file)."""
     root = data.litellm_root
-    return [f"{root}/{rel}".rstrip("/") for rel in ["", *data.litellm_dirs]] + [f"{data.litellm_home}/.config/systemd/user"]
+    return [f"{root}/{rel}".rstrip("/") for rel in ["", *data.litellm_dirs]] + [
+        f"{data.litellm_home}/.config/systemd/user"
+    ]
 
 
 def _snapshot():

@@ -1,6 +1,6 @@
 """Drift check with detailed exit codes: has any host drifted from group_data?
 
-    python -m litellm_runner.check [--json REPORT.json] [--junit REPORT.xml] [pyinfra args...]
+    python -m litellm_runner.cli.check [--json REPORT.json] [--junit REPORT.xml] [pyinfra args...]
 
 Runs this project's deploy in pyinfra's change detection (``--dry``) against
 the inventory and prints, per host, each drifted item and what differs.
@@ -41,7 +41,8 @@ import sys
 import tempfile
 from xml.sax.saxutils import escape
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+from litellm_runner.resources import project
+
 SCHEMA = "litellm-runner/drift-report"
 
 
@@ -52,8 +53,14 @@ def run_dry(extra: list[str], timeout: float) -> tuple[subprocess.CompletedProce
         record = pathlib.Path(tmp) / "drift.json"
         env["LITELLM_DRIFT_RECORD"] = str(record)
         pyinfra = str(pathlib.Path(sys.executable).parent / "pyinfra")
-        proc = subprocess.run([pyinfra, "inventory.py", "deploy.py", "--dry", "--json", *extra],
-                              cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [pyinfra, "inventory.py", "deploy.py", "--dry", "--json", *extra],
+            cwd=project(),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         details = json.loads(record.read_text()) if record.exists() else {}
     return proc, details
 
@@ -70,24 +77,32 @@ def build_report(plan: dict, details: dict, hosts: list[str], failed: list[str])
             recorded.setdefault(item["id"], []).append(item)
         for op in plan:
             if name in op["hosts_with_change"] or name in op["hosts_with_conditional_change"]:
-                found = recorded.get(op["name"]) or [{"id": op["name"], "kind": "operation",
-                                                      "before": None, "after": None}]
+                found = recorded.get(op["name"]) or [
+                    {"id": op["name"], "kind": "operation", "before": None, "after": None}
+                ]
                 for item in found:
                     follows = item["kind"] == "restart" or name not in op["hosts_with_change"]
                     status = "error" if item["kind"] == "error" else "follows" if follows else "drift"
                     items.append({**item, "status": status})
         statuses = {i["status"] for i in items}
-        report_hosts[name] = {"status": "error" if "error" in statuses else "drift" if "drift" in statuses else "ok",
-                              "items": items}
+        report_hosts[name] = {
+            "status": "error" if "error" in statuses else "drift" if "drift" in statuses else "ok",
+            "items": items,
+        }
     drifted = [h for h, r in report_hosts.items() if r["status"] != "ok"]
     errors = [h for h, r in report_hosts.items() if r["status"] == "error"]
     status = "error" if failed or errors else ("drift" if drifted else "ok")
     return {
-        "schema": SCHEMA, "version": 1,
-        "generated_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "status": status, "hosts": report_hosts,
-        "totals": {"hosts": len(report_hosts), "drifted_hosts": len(drifted),
-                   "items": sum(1 for r in report_hosts.values() for i in r["items"] if i["status"] == "drift")},
+        "schema": SCHEMA,
+        "version": 1,
+        "generated_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "status": status,
+        "hosts": report_hosts,
+        "totals": {
+            "hosts": len(report_hosts),
+            "drifted_hosts": len(drifted),
+            "items": sum(1 for r in report_hosts.values() for i in r["items"] if i["status"] == "drift"),
+        },
     }
 
 
@@ -124,24 +139,32 @@ def junit(report: dict) -> str:
     cases = []
     for name, result in report["hosts"].items():
         if result["status"] == "error" and not result["items"]:
-            cases.append(f'<testcase classname="{escape(name)}" name="check"><error message="check failed"/></testcase>')
+            cases.append(
+                f'<testcase classname="{escape(name)}" name="check"><error message="check failed"/></testcase>'
+            )
         for item in result["items"]:
             if item["status"] == "error":
-                cases.append(f'<testcase classname="{escape(name)}" name="{escape(item["id"])}">'
-                             f'<error message="{escape(str(item["before"]), {chr(34): "&quot;"})}"/></testcase>')
+                cases.append(
+                    f'<testcase classname="{escape(name)}" name="{escape(item["id"])}">'
+                    f'<error message="{escape(str(item["before"]), {chr(34): "&quot;"})}"/></testcase>'
+                )
             if item["status"] == "drift":
                 msg = escape(f"{_fmt(item.get('before'))} -> {_fmt(item.get('after'))}", {'"': "&quot;"})
-                cases.append(f'<testcase classname="{escape(name)}" name="{escape(item["id"])}">'
-                             f'<failure message="{msg}"/></testcase>')
+                cases.append(
+                    f'<testcase classname="{escape(name)}" name="{escape(item["id"])}">'
+                    f'<failure message="{msg}"/></testcase>'
+                )
         if result["status"] == "ok":
             cases.append(f'<testcase classname="{escape(name)}" name="no drift"/>')
     failures = sum(1 for r in report["hosts"].values() for i in r["items"] if i["status"] == "drift")
-    return (f'<?xml version="1.0" encoding="utf-8"?>\n<testsuite name="litellm-drift" tests="{len(cases)}" '
-            f'failures="{failures}">\n' + "\n".join(cases) + "\n</testsuite>\n")
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?>\n<testsuite name="litellm-drift" tests="{len(cases)}" '
+        f'failures="{failures}">\n' + "\n".join(cases) + "\n</testsuite>\n"
+    )
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m litellm_runner.check", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m litellm_runner.cli.check", description=__doc__.split("\n")[0])
     parser.add_argument("--json", dest="json_path", help="write the JSON report here")
     parser.add_argument("--junit", help="write a JUnit XML report here")
     parser.add_argument("--timeout", type=float, default=1800)
@@ -162,8 +185,11 @@ def main(argv=None) -> int:
         sys.stderr.write(proc.stderr[-5000:])
         print(f"check: the check could not run (pyinfra exited {proc.returncode})", file=sys.stderr)
         return 1
-    hosts = sorted({h for op in doc["plan"] for h in op["hosts_with_change"] + op["hosts_with_conditional_change"]}
-                   | set(details) | set(_inventory_hosts(proc.stderr)))
+    hosts = sorted(
+        {h for op in doc["plan"] for h in op["hosts_with_change"] + op["hosts_with_conditional_change"]}
+        | set(details)
+        | set(_inventory_hosts(proc.stderr))
+    )
     report = build_report(doc["plan"], details, hosts, failed=[])
     if args.json_path:
         pathlib.Path(args.json_path).write_text(json.dumps(report, indent=2) + "\n")
@@ -182,7 +208,7 @@ def _inventory_hosts(stderr: str) -> list[str]:
     for line in stderr.splitlines():
         line = line.strip()
         if line.startswith("[") and "] Connected" in line:
-            hosts.append(line[1:line.index("]")])
+            hosts.append(line[1 : line.index("]")])
     return hosts
 
 

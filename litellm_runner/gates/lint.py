@@ -1,7 +1,7 @@
 """Config security lint: a LiteLLM config.yaml (and its env file) holds no unsafe setting.
 
     lint_config(config_dict, env_dict_or_None) -> [Finding(id, severity, key, message), ...]
-    python -m litellm_runner.lint CONFIG.yaml [--env-file ENV]   # exit 0 clean, 1 critical, 2 warnings only
+    python -m litellm_runner.gates.lint CONFIG.yaml [--env-file ENV]   # exit 0 clean, 1 critical, 2 warnings only
 
 Rules (ids are stable; severity in brackets):
 
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from . import envfile
+from litellm_runner import envfile
 
 PLACEHOLDERS = ("dummy", "changeme", "change-me", "sk-1234", "placeholder", "xxx")
 SECRET_KEY = re.compile(r"(^|_)(api_key|master_key|salt_key|secret|password|token|database_url|key)$", re.I)
@@ -93,7 +93,7 @@ def _world_writable(value) -> bool:
 def _resolve(value, env):
     """(name of the env variable or None, resolved value or None if unknown)."""
     if isinstance(value, str) and value.startswith(REF):
-        name = value[len(REF):]
+        name = value[len(REF) :]
         return name, (env.get(name) if env is not None else None)
     return None, value
 
@@ -110,27 +110,46 @@ def lint_config(config: dict, env: dict | None = None) -> list[Finding]:
         leaf = key.rsplit(".", 1)[-1].split("[")[0]
         if isinstance(value, str) and SECRET_KEY.search(leaf) and not value.startswith(REF):
             if _placeholder(value) or value == "":
-                add("LINT-01", "critical", key, "placeholder or empty secret in config.yaml: "
-                    "expected an os.environ/NAME reference to a real secret")
+                add(
+                    "LINT-01",
+                    "critical",
+                    key,
+                    "placeholder or empty secret in config.yaml: "
+                    "expected an os.environ/NAME reference to a real secret",
+                )
             else:
-                add("LINT-04", "critical", key, "literal secret in config.yaml (value not shown): "
-                    "expected an os.environ/NAME reference")
+                add(
+                    "LINT-04",
+                    "critical",
+                    key,
+                    "literal secret in config.yaml (value not shown): expected an os.environ/NAME reference",
+                )
         if leaf in LISTENER_KEYS and value is not None and not _loopback(value):
             add("LINT-05", "critical", key, f"listener on {value!r}: expected a loopback address such as 127.0.0.1")
         if MODE_KEY.search(leaf) and value is not None and _world_writable(value):
             add("LINT-06", "critical", key, f"mode {value!r} is world-writable: expected e.g. '0750' or '0600'")
 
     if general.get("store_prompts_in_spend_logs") is True:
-        add("LINT-07", "critical", "general_settings.store_prompts_in_spend_logs",
-            "true stores prompts (personal data) in spend logs: expected false")
+        add(
+            "LINT-07",
+            "critical",
+            "general_settings.store_prompts_in_spend_logs",
+            "true stores prompts (personal data) in spend logs: expected false",
+        )
     if general.get("disable_error_logs") is True or litellm_settings.get("disable_error_logs") is True:
-        add("LINT-08", "warning", "general_settings.disable_error_logs",
-            "true hides failures from the error log: expected false")
+        add(
+            "LINT-08",
+            "warning",
+            "general_settings.disable_error_logs",
+            "true hides failures from the error log: expected false",
+        )
 
     if env is not None:
         for name, value in env.items():
             if SECRET_ENV.search(name) and value and _placeholder(value):
-                add("LINT-01", "critical", f"env {name}", "placeholder secret (value not shown): expected a real secret")
+                add(
+                    "LINT-01", "critical", f"env {name}", "placeholder secret (value not shown): expected a real secret"
+                )
             if name in LISTENER_ENV and value and not _loopback(value):
                 add("LINT-05", "critical", f"env {name}", f"listener on {value!r}: expected a loopback address")
         master = general.get("master_key", f"{REF}LITELLM_MASTER_KEY" if "LITELLM_MASTER_KEY" in env else None)
@@ -142,9 +161,13 @@ def lint_config(config: dict, env: dict | None = None) -> list[Finding]:
             elif not value.startswith("sk-"):
                 add("LINT-03", "critical", where, "the master key does not start with 'sk-' (value not shown)")
             if not env.get("LITELLM_SALT_KEY") and not general.get("salt_key"):
-                add("LINT-09", "critical", "env LITELLM_SALT_KEY",
+                add(
+                    "LINT-09",
+                    "critical",
+                    "env LITELLM_SALT_KEY",
                     "missing while a master key is set: LiteLLM would encrypt stored credentials with the "
-                    "master key, so rotating it breaks them; expected a LITELLM_SALT_KEY that never changes")
+                    "master key, so rotating it breaks them; expected a LITELLM_SALT_KEY that never changes",
+                )
     return findings
 
 
@@ -168,9 +191,17 @@ def lint_files(config_path, env_path=None) -> list[Finding]:
     for path in filter(None, (config_path, env_path)):
         mode = stat.S_IMODE(pathlib.Path(path).stat().st_mode)
         if mode & 0o002:
-            findings.append(Finding("LINT-06", "critical", str(path), f"file mode {mode:04o} is world-writable: expected 0600 or 0640"))
+            findings.append(
+                Finding(
+                    "LINT-06", "critical", str(path), f"file mode {mode:04o} is world-writable: expected 0600 or 0640"
+                )
+            )
         elif path == env_path and mode & 0o077:
-            findings.append(Finding("LINT-10", "warning", str(path), f"file mode {mode:04o} lets others read secrets: expected 0600"))
+            findings.append(
+                Finding(
+                    "LINT-10", "warning", str(path), f"file mode {mode:04o} lets others read secrets: expected 0600"
+                )
+            )
     return findings
 
 
@@ -182,7 +213,7 @@ def exit_code(findings: list[Finding]) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m litellm_runner.lint", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m litellm_runner.gates.lint", description=__doc__.split("\n")[0])
     parser.add_argument("config", help="LiteLLM config.yaml")
     parser.add_argument("--env-file", help="the proxy's env file (KEY=value lines)")
     args = parser.parse_args(argv)

@@ -39,16 +39,23 @@ def arithmetic(num_workers, pool_limit, max_connections, other_clients=OTHER_CLI
     """``4 workers x 25 pool = 100 + 5 other clients + 10 reserve = 115 <= max_connections 200``."""
     total = needed(num_workers, pool_limit, other_clients, reserve)
     op = ">" if total > max_connections else "<="
-    return (f"{num_workers} workers x {pool_limit} pool = {num_workers * pool_limit} + {other_clients} other clients"
-            f" + {reserve} reserve = {total} {op} max_connections {max_connections}")
+    return (
+        f"{num_workers} workers x {pool_limit} pool = {num_workers * pool_limit} + {other_clients} other clients"
+        f" + {reserve} reserve = {total} {op} max_connections {max_connections}"
+    )
 
 
-def check(num_workers: int, pool_limit: int, max_connections: int,
-          other_clients: int = OTHER_CLIENTS, reserve: int = RESERVE) -> str:
+def check(
+    num_workers: int, pool_limit: int, max_connections: int, other_clients: int = OTHER_CLIENTS, reserve: int = RESERVE
+) -> str:
     """Return the arithmetic when it fits; raise CapacityError (with the arithmetic) when it does not."""
-    for name, value in (("num_workers", num_workers), ("pool_limit", pool_limit),
-                        ("max_connections", max_connections), ("other_clients", other_clients),
-                        ("reserve", reserve)):
+    for name, value in (
+        ("num_workers", num_workers),
+        ("pool_limit", pool_limit),
+        ("max_connections", max_connections),
+        ("other_clients", other_clients),
+        ("reserve", reserve),
+    ):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise CapacityError(f"capacity: {name} = {value!r}: expected a whole number >= 0")
     text = arithmetic(num_workers, pool_limit, max_connections, other_clients, reserve)
@@ -58,5 +65,6 @@ def check(num_workers: int, pool_limit: int, max_connections: int,
             f"{text}: the proxy can exhaust PostgreSQL. Expected general_settings.database_connection_pool_limit "
             f"<= {fit} for {num_workers} workers, or fewer litellm_num_workers, or PostgreSQL's max_connections "
             f"raised to at least {needed(num_workers, pool_limit, other_clients, reserve)} "
-            f"(a server restart, which the runner does not do)")
+            f"(a server restart, which the runner does not do)"
+        )
     return text

@@ -9,7 +9,7 @@ PEP 503. Used by cve_gate in offline mode (the default) and on air-gapped sites.
     with serve("files/advisories/osv.json") as url:   # http://127.0.0.1:PORT/v1/query
         ...
 
-Also runnable for a manual check: ``python -m litellm_runner.osv_server [FILE]``.
+Also runnable for a manual check: ``python -m litellm_runner.gates.osv_server [FILE]``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import threading
 
 from packaging.version import InvalidVersion, Version
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-ADVISORIES = REPO / "files" / "advisories" / "osv.json"
+from litellm_runner.resources import shipped
+
+ADVISORIES = shipped("files", "advisories", "osv.json")
 
 
 def _norm(name: str) -> str:
@@ -44,12 +45,14 @@ def load(path=ADVISORIES) -> list[dict]:
 
 def _in_range(version: Version, events: list[dict]) -> bool:
     """OSV semantics: walk the sorted events; introduced opens, fixed closes, last_affected closes after."""
+
     def key(e):
-        (kind, raw), = e.items()
+        ((kind, raw),) = e.items()
         return Version("0") if raw == "0" else Version(raw)
+
     affected = False
     for event in sorted(events, key=key):
-        (kind, raw), = event.items()
+        ((kind, raw),) = event.items()
         bound = Version("0") if raw == "0" else Version(raw)
         if kind == "introduced" and version >= bound:
             affected = True
@@ -73,8 +76,9 @@ def matches(vulns: list[dict], name: str, version: str) -> list[dict]:
             if pkg.get("ecosystem") != "PyPI" or _norm(pkg.get("name", "")) != _norm(name):
                 continue
             listed = any(Version(v) == ver for v in aff.get("versions", []))
-            ranged = any(_in_range(ver, r.get("events", [])) for r in aff.get("ranges", [])
-                         if r.get("type") == "ECOSYSTEM")
+            ranged = any(
+                _in_range(ver, r.get("events", [])) for r in aff.get("ranges", []) if r.get("type") == "ECOSYSTEM"
+            )
             if listed or ranged:
                 found.append(vuln)
                 break
@@ -104,6 +108,7 @@ def _handler(vulns):
 
         def log_message(self, *args):  # quiet: pip-audit's output is what matters
             pass
+
     return Handler
 
 
@@ -123,11 +128,13 @@ def serve(path=ADVISORIES):
 
 
 def main(argv=None) -> int:
-    """``python -m litellm_runner.osv_server [ADVISORIES.json]``: serve until interrupted, print the URL."""
+    """``python -m litellm_runner.gates.osv_server [ADVISORIES.json]``: serve until interrupted, print the URL."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("-h", "--help"):
-        print(__doc__.strip().splitlines()[0] + "\n\nusage: python -m litellm_runner.osv_server [ADVISORIES.json]\n"
-              f"serves ADVISORIES (default {ADVISORIES}) on a free 127.0.0.1 port; prints the query URL")
+        print(
+            __doc__.strip().splitlines()[0] + "\n\nusage: python -m litellm_runner.gates.osv_server [ADVISORIES.json]\n"
+            f"serves ADVISORIES (default {ADVISORIES}) on a free 127.0.0.1 port; prints the query URL"
+        )
         return 0
     path = (argv or [ADVISORIES])[0]
     with serve(path) as url:

@@ -28,7 +28,7 @@ an expired or incomplete waiver is itself an error.
 
     audit_requirements("files/litellm-venv-requirements.txt")   # before install: its locks
     audit_installed({"urllib3": "2.5.0", ...})                  # the venv after converge
-    python -m litellm_runner.cve_gate PINS                      # exit 0 clean, 1 refused
+    python -m litellm_runner.gates.cve PINS                      # exit 0 clean, 1 refused
 """
 
 from __future__ import annotations
@@ -48,10 +48,10 @@ import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from . import osv_server
+from litellm_runner.gates import osv_server
+from litellm_runner.resources import shipped
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-IGNORED = REPO / "files" / "advisories" / "ignored.yaml"
+IGNORED = shipped("files", "advisories", "ignored.yaml")
 TIMEOUT = 180  # seconds for one pip-audit run
 PYTHONS = ("3.11", "3.13")  # the hosts' interpreters: Debian 12, Debian 13
 # PyPI releases that were compromised (credential stealer): never locked, never accepted installed.
@@ -134,8 +134,10 @@ def lock_problems(pins, lock) -> list[str]:
     if data.get("python") != python:
         problems.append(f"{lock}: header says python {data.get('python')!r}, its name says {python}: run `make lock`")
     if data.get("pins-sha256") != sha256_file(pins):
-        problems.append(f"{lock}: made from other pins than {pins} (pins-sha256 {str(data.get('pins-sha256'))[:12]}, "
-                        f"pins now {sha256_file(pins)[:12]}): run `make lock`")
+        problems.append(
+            f"{lock}: made from other pins than {pins} (pins-sha256 {str(data.get('pins-sha256'))[:12]}, "
+            f"pins now {sha256_file(pins)[:12]}): run `make lock`"
+        )
     locked = data["packages"]
     for req in parse_pins(pins.read_text(), str(pins)):
         name = canonicalize_name(req.name)
@@ -164,19 +166,25 @@ def load_ignored(path=IGNORED, today: datetime.date | None = None) -> set[str]:
         entry = entry if isinstance(entry, dict) else {}
         missing = [f for f in ("id", "reason", "expires") if not entry.get(f)]
         if missing:
-            problems.append(f"{path}: entry {i}: missing {', '.join(missing)}: expected id, reason and expires (YYYY-MM-DD)")
+            problems.append(
+                f"{path}: entry {i}: missing {', '.join(missing)}: expected id, reason and expires (YYYY-MM-DD)"
+            )
             continue
         expires = entry["expires"]
         if isinstance(expires, str):
             try:
                 expires = datetime.date.fromisoformat(expires)
             except ValueError:
-                problems.append(f"{path}: entry {i} ({entry['id']}): expires = {entry['expires']!r}: expected YYYY-MM-DD")
+                problems.append(
+                    f"{path}: entry {i} ({entry['id']}): expires = {entry['expires']!r}: expected YYYY-MM-DD"
+                )
                 continue
         if not isinstance(expires, datetime.date):
             problems.append(f"{path}: entry {i} ({entry['id']}): expires = {expires!r}: expected YYYY-MM-DD")
         elif expires < today:
-            problems.append(f"{path}: entry {i} ({entry['id']}): waiver expired on {expires}: renew it with a reason or fix the pin")
+            problems.append(
+                f"{path}: entry {i} ({entry['id']}): waiver expired on {expires}: renew it with a reason or fix the pin"
+            )
         else:
             ids.add(str(entry["id"]))
     if problems:
@@ -190,8 +198,18 @@ def _run(text: str, flags: tuple, online: bool, advisories) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="cve-gate-") as tmp:
         req = pathlib.Path(tmp) / "requirements.txt"
         req.write_text(text)
-        base = [_pip_audit(), *flags, "-r", str(req), "--format", "json",
-                "--progress-spinner", "off", "--cache-dir", str(pathlib.Path(tmp) / "cache")]
+        base = [
+            _pip_audit(),
+            *flags,
+            "-r",
+            str(req),
+            "--format",
+            "json",
+            "--progress-spinner",
+            "off",
+            "--cache-dir",
+            str(pathlib.Path(tmp) / "cache"),
+        ]
 
         def audit(extra):
             try:
@@ -237,9 +255,14 @@ def _findings(text: str, flags: tuple, advisories, ignored) -> list[str]:
             if waived.intersection([vuln["id"], *vuln.get("aliases", [])]):
                 continue
             fixed = vuln.get("fix_versions", [])
-            lines.append(f"{dep['name']} {dep['version']}: {vuln['id']} "
-                         + (f"(fixed in {', '.join(fixed)})" if fixed
-                            else f"(no fixed version: {vuln.get('description', '')[:120]})"))
+            lines.append(
+                f"{dep['name']} {dep['version']}: {vuln['id']} "
+                + (
+                    f"(fixed in {', '.join(fixed)})"
+                    if fixed
+                    else f"(no fixed version: {vuln.get('description', '')[:120]})"
+                )
+            )
     return lines
 
 
@@ -254,8 +277,11 @@ def _refuse(what: str, found: list[str], problems: list[str] = ()) -> None:
     if found:
         parts.append(f"CVE gate refuses {what}, known-vulnerable packages [{_mode()}]:\n  " + "\n  ".join(found))
     if problems:
-        parts.append(("CVE gate refuses" if not found else "and") + f" {what}, it has no current lock:\n  "
-                     + "\n  ".join(problems))
+        parts.append(
+            ("CVE gate refuses" if not found else "and")
+            + f" {what}, it has no current lock:\n  "
+            + "\n  ".join(problems)
+        )
     if parts:
         raise CveGateError("\n".join(parts))
 
@@ -282,15 +308,23 @@ def audit_requirements(path, advisories=None, ignored=IGNORED) -> list[dict]:
     except ValueError as exc:
         raise CveGateError(f"CVE gate cannot read the pins: {exc}: expected NAME==VERSION or NAME>=VERSION") from None
     locks = lock_paths(path)
-    problems = [] if locks else [f"no lock of {path} (expected {', '.join(str(lock_path(path, p)) for p in PYTHONS)}): "
-                                 "run `make lock`"]
+    problems = (
+        []
+        if locks
+        else [f"no lock of {path} (expected {', '.join(str(lock_path(path, p)) for p in PYTHONS)}): run `make lock`"]
+    )
     for lock in locks.values():
         problems += lock_problems(path, lock)
     if problems:
-        exact = "".join(f"{r.name}{'[' + ','.join(sorted(r.extras)) + ']' if r.extras else ''}=={s.version}\n"
-                        for r in pins for s in r.specifier if s.operator == "==")
-        _refuse(str(path), _findings(exact, ("--no-deps", "--disable-pip"), advisories, ignored) if exact else [],
-                problems)
+        exact = "".join(
+            f"{r.name}{'[' + ','.join(sorted(r.extras)) + ']' if r.extras else ''}=={s.version}\n"
+            for r in pins
+            for s in r.specifier
+            if s.operator == "=="
+        )
+        _refuse(
+            str(path), _findings(exact, ("--no-deps", "--disable-pip"), advisories, ignored) if exact else [], problems
+        )
     for python, lock in locks.items():
         audit_lock(lock, advisories, ignored)
     return []
@@ -325,41 +359,65 @@ def _make_sbom(text: str, advisories) -> str:
     with tempfile.TemporaryDirectory(prefix="cve-gate-sbom-") as tmp, osv_server.serve(advisories) as url:
         req = pathlib.Path(tmp) / "lock.txt"
         req.write_text(text)
-        cmd = [_pip_audit(), *LOCK_FLAGS, "-r", str(req), "--format", "cyclonedx-json", "--progress-spinner", "off",
-               "--cache-dir", str(pathlib.Path(tmp) / "cache"), "-s", "osv", "--osv-url", url]
+        cmd = [
+            _pip_audit(),
+            *LOCK_FLAGS,
+            "-r",
+            str(req),
+            "--format",
+            "cyclonedx-json",
+            "--progress-spinner",
+            "off",
+            "--cache-dir",
+            str(pathlib.Path(tmp) / "cache"),
+            "-s",
+            "osv",
+            "--osv-url",
+            url,
+        ]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
             bom = json.loads(proc.stdout)
         except subprocess.TimeoutExpired:
             raise CveGateError(f"pip-audit did not answer within {TIMEOUT}s") from None
         except ValueError:
-            raise CveGateError(f"pip-audit made no SBOM (exit {proc.returncode}): {proc.stderr.strip()[-800:]}") from None
+            raise CveGateError(
+                f"pip-audit made no SBOM (exit {proc.returncode}): {proc.stderr.strip()[-800:]}"
+            ) from None
     refs = {c["bom-ref"]: f"pkg:pypi/{canonicalize_name(c['name'])}@{c['version']}" for c in bom.get("components", [])}
     bom.pop("serialNumber", None)
     bom.get("metadata", {}).pop("timestamp", None)
-    bom["components"] = sorted(({**c, "bom-ref": refs[c["bom-ref"]], "purl": refs[c["bom-ref"]]}
-                                for c in bom.get("components", [])), key=lambda c: c["bom-ref"])
+    bom["components"] = sorted(
+        ({**c, "bom-ref": refs[c["bom-ref"]], "purl": refs[c["bom-ref"]]} for c in bom.get("components", [])),
+        key=lambda c: c["bom-ref"],
+    )
     for vuln in bom.get("vulnerabilities", []):
         for affected in vuln.get("affects", []):
             affected["ref"] = refs.get(affected.get("ref"), affected.get("ref"))
-    bom["dependencies"] = sorted(({"ref": refs.get(d["ref"], d["ref"]),
-                                   "dependsOn": sorted(refs.get(r, r) for r in d.get("dependsOn", []))}
-                                  for d in bom.get("dependencies", [])), key=lambda d: d["ref"])
+    bom["dependencies"] = sorted(
+        (
+            {"ref": refs.get(d["ref"], d["ref"]), "dependsOn": sorted(refs.get(r, r) for r in d.get("dependsOn", []))}
+            for d in bom.get("dependencies", [])
+        ),
+        key=lambda d: d["ref"],
+    )
     return json.dumps(bom, indent=1, sort_keys=True) + "\n"
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m litellm_runner.cve_gate PINS.txt", file=sys.stderr)
+        print("usage: python -m litellm_runner.gates.cve PINS.txt", file=sys.stderr)
         return 2
     try:
         audit_requirements(argv[0])
     except CveGateError as exc:
         print(exc, file=sys.stderr)
         return 1
-    print(f"CVE gate: the locks of {argv[0]} ({', '.join(map(str, lock_paths(argv[0]).values()))}) "
-          "have no known vulnerability")
+    print(
+        f"CVE gate: the locks of {argv[0]} ({', '.join(map(str, lock_paths(argv[0]).values()))}) "
+        "have no known vulnerability"
+    )
     return 0
 
 

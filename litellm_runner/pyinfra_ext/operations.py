@@ -22,9 +22,21 @@ from pyinfra import host
 from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 
-from . import cve_gate, drift, snapshot
-from .facts import (FileText, InstalledPackages, Leftovers, Linger, PathState, RunLock, ServiceAccount, UserManager,
-                    UserUnits, VenvState, hostside)
+from litellm_runner.gates import cve as cve_gate
+from litellm_runner.pyinfra_ext import drift, snapshot
+from litellm_runner.pyinfra_ext.facts import (
+    FileText,
+    InstalledPackages,
+    Leftovers,
+    Linger,
+    PathState,
+    RunLock,
+    ServiceAccount,
+    UserManager,
+    UserUnits,
+    VenvState,
+    hostside,
+)
 
 logger = logging.getLogger("litellm_runner")
 
@@ -62,14 +74,18 @@ def service_account(user: str, group: str, home: str, shell: str = "/bin/bash", 
         yield f"groupadd -- {q(group)}"
     if found["user"] is None:
         drift.record("account", None, {"group": group, "home": home, "shell": shell})
-        yield (f"useradd --create-home --home-dir {q(home)} --shell {q(shell)} --gid {q(group)} -- {q(user)} && "
-               f"install -d -m 0755 {CREATED} && touch {CREATED}/{q(user)}")
+        yield (
+            f"useradd --create-home --home-dir {q(home)} --shell {q(shell)} --gid {q(group)} -- {q(user)} && "
+            f"install -d -m 0755 {CREATED} && touch {CREATED}/{q(user)}"
+        )
         return
     current = found["user"]
     if not (found["created"] if manage is None else manage):
-        host.noop(f"{user} is an existing account the runner did not create: its shell ({current['shell']}), home "
-                  f"({current['home']}) and groups ({current['group']}; {', '.join(current['groups']) or 'none'}) are "
-                  "left as they are (litellm_manage_account: true manages them)")
+        host.noop(
+            f"{user} is an existing account the runner did not create: its shell ({current['shell']}), home "
+            f"({current['home']}) and groups ({current['group']}; {', '.join(current['groups']) or 'none'}) are "
+            "left as they are (litellm_manage_account: true manages them)"
+        )
         return
     want = {"shell": shell, "home": home, "group": group}
     have = {k: current[k] for k in want}
@@ -118,11 +134,23 @@ def linger(user: str, present: bool = True):
 
 
 # -- directories and files ---------------------------------------------------------------
-# Root acts in the service account's tree only through litellm_runner.hostside:
+# Root acts in the service account's tree only through litellm_runner.pyinfra_ext.hostside:
 # paths walked without following the account's links, files and directories
 # settled by handle, temporary files created exclusively and renamed into place.
-ESCALATION = {"_sudo", "_sudo_user", "_use_sudo_login", "_sudo_password", "_preserve_sudo_env", "_su_user",
-              "_use_su_login", "_preserve_su_env", "_su_shell", "_su_password", "_doas", "_doas_user"}
+ESCALATION = {
+    "_sudo",
+    "_sudo_user",
+    "_use_sudo_login",
+    "_sudo_password",
+    "_preserve_sudo_env",
+    "_su_user",
+    "_use_su_login",
+    "_preserve_su_env",
+    "_su_shell",
+    "_su_password",
+    "_doas",
+    "_doas_user",
+}
 
 
 class Content:
@@ -159,11 +187,28 @@ def _write_staged(state, host, dest: str, content: Content, user: str, group: st
         args = {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in CONNECTOR_ARGUMENT_KEYS}
         # under sudo pyinfra uploads to remote_temp_filename first: inside the 0700 directory,
         # so a secret never exists world-readable
-        if not host.put_file(StringIO(content.text), f"{stage}/content", remote_temp_filename=f"{stage}/upload",
-                             **{**args, "_timeout": 120}):
+        if not host.put_file(
+            StringIO(content.text),
+            f"{stage}/content",
+            remote_temp_filename=f"{stage}/upload",
+            **{**args, "_timeout": 120},
+        ):
             return _failed(host, f"{dest}: upload failed", out)
-        ok, out = _run(host, hostside("write", {"dest": dest, "src": f"{stage}/content", "user": user,
-                                                "group": group, "mode": mode, "backups_keep": backups_keep}), 60)
+        ok, out = _run(
+            host,
+            hostside(
+                "write",
+                {
+                    "dest": dest,
+                    "src": f"{stage}/content",
+                    "user": user,
+                    "group": group,
+                    "mode": mode,
+                    "backups_keep": backups_keep,
+                },
+            ),
+            60,
+        )
         return ok or _failed(host, f"{dest}: not written", out)
     finally:
         _run(host, f"rm -rf -- {q(stage)}", 30)
@@ -242,8 +287,12 @@ def managed_file(dest: str, content: str, user: str, group: str, mode: str, back
     if not host.state.is_executing:
         if current and current["type"] == "file":
             old = host.get_fact(FileText, path=dest)
-            drift.record("file", f"sha256:{current['sha256'][:12]}", f"sha256:{sha256_text(content)[:12]}",
-                         drift.unified(old or "", content, dest))
+            drift.record(
+                "file",
+                f"sha256:{current['sha256'][:12]}",
+                f"sha256:{sha256_text(content)[:12]}",
+                drift.unified(old or "", content, dest),
+            )
         else:
             drift.record("file", current and {"type": current["type"]}, f"sha256:{sha256_text(content)[:12]}")
     yield from write_commands(dest, content, user, group, mode, backups_keep)
@@ -255,11 +304,11 @@ def no_abandoned_lock(stale_after: int):
 
     + stale_after: ``litellm_lock_stale_after``
 
-    A converge takes such a lock over before it reads anything (litellm_runner.lock),
+    A converge takes such a lock over before it reads anything (litellm_runner.pyinfra_ext.lock),
     so there it is always this run's own; the drift check, which takes no lock,
     reports it. A lock held by a live run is not drift.
     """
-    from . import lock
+    from litellm_runner.pyinfra_ext import lock
 
     found = snapshot.fact(RunLock)
     if not found:
@@ -315,8 +364,9 @@ def file(label: str, dest: str, content: str, user: str, group: str, mode: str, 
     LABEL is ``"<what> | <control id>"``. Returns the content operation's meta.
     """
     what, _, control = label.partition(" | ")
-    meta = managed_file(name=f"{what} content | {control}", dest=dest, content=content,
-                        user=user, group=group, mode=mode, **kwargs)
+    meta = managed_file(
+        name=f"{what} content | {control}", dest=dest, content=content, user=user, group=group, mode=mode, **kwargs
+    )
     file_attrs(name=f"{what} {mode} {user}:{group} | {control}", path=dest, user=user, group=group, mode=mode)
     return meta
 
@@ -342,9 +392,11 @@ def venv_drift(locked: dict[str, str], installed: dict[str, str] | None) -> list
     package missing. pip and setuptools of the venv itself are no extras.
     """
     installed = installed or {}
-    return [(name, installed.get(name), locked.get(name)) for name in sorted(set(locked) | set(installed))
-            if not _same(installed.get(name), locked.get(name))
-            and not (name in VENV_TOOLS and name not in locked)]
+    return [
+        (name, installed.get(name), locked.get(name))
+        for name in sorted(set(locked) | set(installed))
+        if not _same(installed.get(name), locked.get(name)) and not (name in VENV_TOOLS and name not in locked)
+    ]
 
 
 def venv_rebuild_reasons(state: dict, python: str, python_version: str | None) -> list[str]:
@@ -365,19 +417,31 @@ def venv_rebuild_reasons(state: dict, python: str, python_version: str | None) -
     if bad:
         reasons.append(f"{bad[0]!r} is no distribution name")
     if state["python"] is None or not state["exists"]:
-        reasons.append(f"bin/python {'is missing' if state['python'] is None else 'leads to ' + state['python'] + ', missing'}")
+        reasons.append(
+            f"bin/python {'is missing' if state['python'] is None else 'leads to ' + state['python'] + ', missing'}"
+        )
     elif state["python"].rsplit("/", 1)[0] != home:
         reasons.append(f"bin/python leads to {state['python']}, not {python}")
     if state["home"] != home or (python_version and not str(state["version"]).startswith(f"{python_version}.")):
         reasons.append(f"made by Python {state['version']} in {state['home']}, not {python} ({python_version})")
-    reasons += [f"{dist} half installed ({why})" for dist, why in state["broken"].items()
-                if "no METADATA" in why or dist == "pip"]  # pip cannot repair itself
+    reasons += [
+        f"{dist} half installed ({why})"
+        for dist, why in state["broken"].items()
+        if "no METADATA" in why or dist == "pip"
+    ]  # pip cannot repair itself
     return reasons
 
 
 @operation()
-def venv_requirements(venv: str, lock_text: str, lock_path: str, python: str, user: str, group: str | None = None,
-                      python_version: str | None = None):
+def venv_requirements(
+    venv: str,
+    lock_text: str,
+    lock_path: str,
+    python: str,
+    user: str,
+    group: str | None = None,
+    python_version: str | None = None,
+):
     """Ensure the venv at VENV holds exactly the lock: every locked version, nothing else, all of it USER's.
 
     + venv: path of the virtual environment (created with PYTHON if missing)
@@ -406,14 +470,19 @@ def venv_requirements(venv: str, lock_text: str, lock_path: str, python: str, us
         return
     sbom = f"{lock_path.rsplit('/', 1)[0]}/venv-sbom.cdx.json"  # written next to the lock (tasks/python_env.py)
     for name, have, want in changes:
-        drift.record("package", {"name": name, "version": have},
-                     {"name": name, "version": want, "lock": lock_path, "sbom": sbom})
+        drift.record(
+            "package", {"name": name, "version": have}, {"name": name, "version": want, "lock": lock_path, "sbom": sbom}
+        )
     for name in broken:
-        drift.record("package", {"name": name, "version": installed[name], "files": state["broken"][name]},
-                     {"name": name, "version": locked.get(name)})
+        drift.record(
+            "package",
+            {"name": name, "version": installed[name], "files": state["broken"][name]},
+            {"name": name, "version": locked.get(name)},
+        )
     if state["foreign_count"]:
-        drift.record("venv", {"not owned by": user, "count": state["foreign_count"], "e.g.": state["foreign"]},
-                     {"owner": user})
+        drift.record(
+            "venv", {"not owned by": user, "count": state["foreign_count"], "e.g.": state["foreign"]}, {"owner": user}
+        )
         yield hostside("adopt", {"path": venv, "user": user, "group": group or user})
     if rebuild:
         drift.record("venv", f"cannot be repaired in place: {'; '.join(rebuild)}", "rebuilt from its lock")
@@ -423,11 +492,14 @@ def venv_requirements(venv: str, lock_text: str, lock_path: str, python: str, us
     if rebuild or installed is None:
         yield f"{as_user} {q(python)} -m venv --clear {q(venv)}"
     elif extras or broken:
-        yield (f"{pip} uninstall --no-input --disable-pip-version-check -y -q "
-               f"{' '.join(q(n) for n in [*extras, *broken])}")
+        yield (
+            f"{pip} uninstall --no-input --disable-pip-version-check -y -q {' '.join(q(n) for n in [*extras, *broken])}"
+        )
     if rebuild or installed is None or broken or len(extras) < len(changes):
-        yield (f"{pip} install --no-input --disable-pip-version-check -q --require-hashes --no-deps "
-               f"--only-binary :all: -r {q(lock_path)}")
+        yield (
+            f"{pip} install --no-input --disable-pip-version-check -q --require-hashes --no-deps "
+            f"--only-binary :all: -r {q(lock_path)}"
+        )
 
 
 # -- CVE gate after converge ------------------------------------------------------------------
@@ -441,9 +513,12 @@ def _cve_findings(installed: dict[str, str]) -> str | None:
 
 
 def _fail(state, host, text):
-    host.log_styled(f"{text}\n  expected no known-vulnerable package in the venv: raise the pin in "
-                    "litellm_venv_requirements and run `make lock`, or waive the advisory in files/advisories/ignored.yaml",
-                    fg="red", log_func=logger.error)
+    host.log_styled(
+        f"{text}\n  expected no known-vulnerable package in the venv: raise the pin in "
+        "litellm_venv_requirements and run `make lock`, or waive the advisory in files/advisories/ignored.yaml",
+        fg="red",
+        log_func=logger.error,
+    )
     return False
 
 
@@ -525,9 +600,11 @@ def user_unit_sources(user: str, unit: str, path: str):
     if not foreign:
         host.noop(f"{unit} is read from {path} only")
         return
-    drift.record("unit-sources", {"fragment": state.get("fragment") or None, "state": state.get("file_state") or None,
-                                  "files": foreign},
-                 {"fragment": path, "files": []})
+    drift.record(
+        "unit-sources",
+        {"fragment": state.get("fragment") or None, "state": state.get("file_state") or None, "files": foreign},
+        {"fragment": path, "files": []},
+    )
     yield hostside("unit_clean", {"user": user, "paths": foreign})
 
 
@@ -564,27 +641,38 @@ def _gated(state, host, ctl: str, unit: str, action: str, ready_url: str, ready_
     later batches are then not restarted: their config is put back too and
     they fail, so every host stays on its last good state.
     """
+
     def run(command, timeout):
         return _run(host, command, timeout)[0]
 
     def restore() -> str:
         if not rollback or not _changed(rollback["when"]):
             return "the config was not changed by this run, nothing to restore"
-        ok, out = _run(host, hostside("restore", {k: rollback[k] for k in ("user", "group", "mode")}
-                                      | {"dest": rollback["path"]}), 60)
+        ok, out = _run(
+            host,
+            hostside("restore", {k: rollback[k] for k in ("user", "group", "mode")} | {"dest": rollback["path"]}),
+            60,
+        )
         restored = ok and json.loads(out.stdout or "{}").get("restored")
-        return f"previous config restored to {rollback['path']}" if restored else f"could not restore {rollback['path']}"
+        return (
+            f"previous config restored to {rollback['path']}" if restored else f"could not restore {rollback['path']}"
+        )
 
     # the host's journal records when the unit answered (``journalctl -t litellm-runner``):
     # the order of a rollout can be read back from the hosts themselves
-    wait = (f"timeout {int(ready_timeout)} sh -c "
-            + q(f"until curl -fsS -o /dev/null --max-time 5 {ready_url}; do sleep 2; done")
-            + f" && {{ logger -t litellm-runner -- {q(f'{unit} ready: {ready_url}')} || true; }}")
+    wait = (
+        f"timeout {int(ready_timeout)} sh -c "
+        + q(f"until curl -fsS -o /dev/null --max-time 5 {ready_url}; do sleep 2; done")
+        + f" && {{ logger -t litellm-runner -- {q(f'{unit} ready: {ready_url}')} || true; }}"
+    )
     failed = _rollout_failed.get(id(state))
     if failed:
         what = restore()
-        host.log_styled(f"{unit} not {action}ed: the rollout stopped after {failed} failed readiness; {what}",
-                        fg="red", log_func=logger.error)
+        host.log_styled(
+            f"{unit} not {action}ed: the rollout stopped after {failed} failed readiness; {what}",
+            fg="red",
+            log_func=logger.error,
+        )
         return False
     if run(f"{ctl} {action} {q(unit)}", 120) and run(wait, ready_timeout + 30):
         return True
@@ -594,14 +682,24 @@ def _gated(state, host, ctl: str, unit: str, action: str, ready_url: str, ready_
     host.log_styled(
         f"{unit} failed readiness ({ready_url} within {ready_timeout}s) after this run's changes; {what}; "
         f"restarted: {'ready again' if again else 'still not ready'}. Other hosts are left on their last good state.",
-        fg="red", log_func=logger.error)
+        fg="red",
+        log_func=logger.error,
+    )
     return False
 
 
 @operation()
-def user_unit(user: str, unit: str, enabled: bool = True, running: bool = True, restart_when: list = (),
-              ready_url: str | None = None, ready_timeout: int = 300, rollback: dict | None = None,
-              path: str | None = None):
+def user_unit(
+    user: str,
+    unit: str,
+    enabled: bool = True,
+    running: bool = True,
+    restart_when: list = (),
+    ready_url: str | None = None,
+    ready_timeout: int = 300,
+    rollback: dict | None = None,
+    path: str | None = None,
+):
     """Ensure USER's unit UNIT is enabled/disabled and running/stopped.
 
     + user: owner of the user manager (needs linger)
@@ -643,7 +741,10 @@ def user_unit(user: str, unit: str, enabled: bool = True, running: bool = True, 
         drift.record("restart", None, "restart")
     yield from commands
     if action in ("start", "restart") and ready_url:
-        yield FunctionCommand(_gated, (_systemctl_user(user), unit, action, ready_url, ready_timeout,
-                                       rollback if action == "restart" else None), {})
+        yield FunctionCommand(
+            _gated,
+            (_systemctl_user(user), unit, action, ready_url, ready_timeout, rollback if action == "restart" else None),
+            {},
+        )
     elif action:
         yield f"{ctl} {action} {q(unit)}"

@@ -42,8 +42,14 @@ def exposure(units: dict[str, str]) -> dict[str, float]:
         for name, text in services.items():
             (unit_dir / name).write_text(text)
         env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "SYSTEMD_COLORS": "0", "SYSTEMD_PAGER": ""}
-        cmd = [analyze, "security", "--offline=yes", "--user", "--no-pager",
-               *[str(unit_dir / n) for n in sorted(services)]]
+        cmd = [
+            analyze,
+            "security",
+            "--offline=yes",
+            "--user",
+            "--no-pager",
+            *[str(unit_dir / n) for n in sorted(services)],
+        ]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, env=env)
         except subprocess.TimeoutExpired:
@@ -51,8 +57,10 @@ def exposure(units: dict[str, str]) -> dict[str, float]:
     scores = {name: float(score) for name, score in OVERALL.findall(proc.stdout)}
     missing = sorted(set(services) - set(scores))
     if missing:
-        raise UnitGateError(f"systemd-analyze security (exit {proc.returncode}) scored no exposure for "
-                            f"{', '.join(missing)}: {proc.stderr.strip()[-600:]}")
+        raise UnitGateError(
+            f"systemd-analyze security (exit {proc.returncode}) scored no exposure for "
+            f"{', '.join(missing)}: {proc.stderr.strip()[-600:]}"
+        )
     return scores
 
 
@@ -61,6 +69,8 @@ def check_units(units: dict[str, str], threshold: float) -> dict[str, float]:
     scores = exposure(units)
     over = {n: s for n, s in scores.items() if s > threshold}
     if over:
-        raise UnitGateError(f"unit hardening gate: exposure above {threshold} (systemd-analyze security --offline --user):\n  "
-                            + "\n  ".join(f"{n}: {s}" for n, s in sorted(over.items())))
+        raise UnitGateError(
+            f"unit hardening gate: exposure above {threshold} (systemd-analyze security --offline --user):\n  "
+            + "\n  ".join(f"{n}: {s}" for n, s in sorted(over.items()))
+        )
     return scores

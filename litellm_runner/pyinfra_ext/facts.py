@@ -9,11 +9,12 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import pathlib
 import shlex
 import zlib
 
 from pyinfra.api import FactBase
+
+from litellm_runner.resources import shipped
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # root's interpreter: the host-side code runs in it, isolated
 
@@ -47,8 +48,7 @@ class UserUnits(FactBase):
         host.get_fact(UserUnits, user="litellm", units=["litellm.service"])
     """
 
-    PROPS = ("Id,LoadState,UnitFileState,ActiveState,NextElapseUSecRealtime,"
-             "FragmentPath,DropInPaths,NeedDaemonReload")
+    PROPS = "Id,LoadState,UnitFileState,ActiveState,NextElapseUSecRealtime,FragmentPath,DropInPaths,NeedDaemonReload"
 
     def command(self, user, units):
         names = " ".join(shlex.quote(u) for u in units)
@@ -92,12 +92,14 @@ def as_account(user: str, group: str, home: str) -> str:
     way: as the account, the kernel refuses anything the account itself could
     not do, so a planted trojan gains nothing.
     """
-    return (f"cd / && runuser -u {shlex.quote(user)} -g {shlex.quote(group)} -- env -i HOME={shlex.quote(home)} "
-            "PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8")
+    return (
+        f"cd / && runuser -u {shlex.quote(user)} -g {shlex.quote(group)} -- env -i HOME={shlex.quote(home)} "
+        "PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8"
+    )
 
 
 def hostside(action: str, args: dict) -> str:
-    """The command that runs ``litellm_runner.hostside`` ACTION with ARGS on the host.
+    """The command that runs ``litellm_runner.pyinfra_ext.hostside`` ACTION with ARGS on the host.
 
     The code travels inside the command and runs in root's own interpreter,
     isolated (``-I``): never the venv's, never a file the service account can write.
@@ -108,13 +110,15 @@ def hostside(action: str, args: dict) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _boot() -> str:
-    here = pathlib.Path(__file__).parent
-    parts = [(here / name).read_text() for name in ("envfile.py", "hostside.py") if (here / name).exists()]
+    parts = [shipped(*name).read_text() for name in (("envfile.py",), ("pyinfra_ext", "hostside.py"))]
     source = "from __future__ import annotations\n" + "\n".join(
-        line for part in parts for line in part.splitlines() if line != "from __future__ import annotations")
+        line for part in parts for line in part.splitlines() if line != "from __future__ import annotations"
+    )
     payload = base64.b64encode(zlib.compress(source.encode(), 9)).decode()
-    return ("import base64,sys,zlib;g={'__name__':'litellm_hostside'};"
-            f"exec(zlib.decompress(base64.b64decode('{payload}')),g);sys.exit(g['main'](sys.argv))")
+    return (
+        "import base64,sys,zlib;g={'__name__':'litellm_hostside'};"
+        f"exec(zlib.decompress(base64.b64decode('{payload}')),g);sys.exit(g['main'](sys.argv))"
+    )
 
 
 class UserManager(FactBase):
@@ -141,8 +145,9 @@ class Leftovers(FactBase):
     """Temporary files (``*.tmp-litellm-runner[-bak]``) a killed run left in the directories DIRS."""
 
     def command(self, dirs):
-        return hostside("snapshot", {"paths": [], "user": "root", "units": [], "venv": "/nonexistent",
-                                     "dirs": list(dirs)})
+        return hostside(
+            "snapshot", {"paths": [], "user": "root", "units": [], "venv": "/nonexistent", "dirs": list(dirs)}
+        )
 
     def process(self, output):
         return json.loads("\n".join(output))["leftovers"]
@@ -228,7 +233,7 @@ class HostSnapshot(FactBase):
 
     pyinfra caches no facts, so asking ``PathState`` for each of ~30 paths, then
     ``UserUnits`` for each unit, costs a round trip each. This fact answers all
-    of them at once; ``litellm_runner.snapshot`` serves the individual
+    of them at once; ``litellm_runner.pyinfra_ext.snapshot`` serves the individual
     questions from it. Returns::
 
         {"paths": {path: PathState's answer (None when missing)},
@@ -239,11 +244,28 @@ class HostSnapshot(FactBase):
     """
 
     def command(self, paths, user, units, venv, env_files=(), group=None, dirs=()):
-        return hostside("snapshot", {"paths": list(paths), "user": user, "units": list(units), "venv": venv,
-                                     "env_files": list(env_files), "group": group or user, "dirs": list(dirs)})
+        return hostside(
+            "snapshot",
+            {
+                "paths": list(paths),
+                "user": user,
+                "units": list(units),
+                "venv": venv,
+                "env_files": list(env_files),
+                "group": group or user,
+                "dirs": list(dirs),
+            },
+        )
 
     def process(self, output):
         doc = json.loads("\n".join(output))
-        return {"paths": doc["paths"], "linger": doc["linger"], "account": doc["account"],
-                "leftovers": doc["leftovers"], "manager": doc["manager"], "run_lock": doc["run_lock"],
-                "units": UserUnits().process(doc["units"]), "venv": doc["venv"]}
+        return {
+            "paths": doc["paths"],
+            "linger": doc["linger"],
+            "account": doc["account"],
+            "leftovers": doc["leftovers"],
+            "manager": doc["manager"],
+            "run_lock": doc["run_lock"],
+            "units": UserUnits().process(doc["units"]),
+            "venv": doc["venv"],
+        }

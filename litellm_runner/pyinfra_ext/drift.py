@@ -1,7 +1,7 @@
 """What a dry run found, item by item, for the drift report.
 
 Operations call ``record()`` while pyinfra detects changes (never while it
-executes). ``python -m litellm_runner.check`` asks for the records by setting
+executes). ``python -m litellm_runner.cli.check`` asks for the records by setting
 ``LITELLM_DRIFT_RECORD`` to a file; at exit they are written there as JSON.
 Nothing recorded may hold a secret: callers pass fingerprints for those.
 """
@@ -41,8 +41,11 @@ def records() -> dict[str, list[dict]]:
 
 def unified(before: str | None, after: str, path: str) -> list[str]:
     """A unified diff of a non-secret text file."""
-    return list(difflib.unified_diff((before or "").splitlines(), after.splitlines(),
-                                     f"{path} (host)", f"{path} (desired)", lineterm=""))
+    return list(
+        difflib.unified_diff(
+            (before or "").splitlines(), after.splitlines(), f"{path} (host)", f"{path} (desired)", lineterm=""
+        )
+    )
 
 
 def _write() -> None:
