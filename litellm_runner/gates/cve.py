@@ -1,4 +1,4 @@
-"""CVE gate: a known-vulnerable package in the host's venv lock fails the deploy, naming advisory ids and fixed versions.
+"""CVE gate: a known-vulnerable package in the host's venv lock fails the deploy, naming advisory ids and fixes.
 
 The host's venv is installed from a lock (scripts/lock-venv, ``make lock``): the
 full dependency closure of the human-edited pins (``litellm_venv_requirements``),
@@ -16,7 +16,8 @@ pip-audit audits exactly what each lock installs. Offline (the default, and what
 air-gapped sites use) it serves files/advisories/osv.json on a loopback OSV
 endpoint (osv_server)::
 
-    pip-audit -r LOCK --no-deps --disable-pip --require-hashes -s osv --osv-url http://127.0.0.1:PORT/v1/query --format json
+    pip-audit -r LOCK --no-deps --disable-pip --require-hashes -s osv \
+        --osv-url http://127.0.0.1:PORT/v1/query --format json
 
 With ``LITELLM_CVE_GATE=online`` the same command runs without ``-s/--osv-url``,
 so pip-audit's default service (PyPI) answers. Pins without a lock (or with a
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import importlib.metadata
 import json
 import os
 import pathlib
@@ -42,13 +44,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from litellm_runner.gates import osv_server
+from litellm_runner.gates import cache, osv_server
 from litellm_runner.resources import shipped
 
 IGNORED = shipped("files", "advisories", "ignored.yaml")
@@ -228,19 +229,26 @@ def _run(text: str, flags: tuple, online: bool, advisories) -> list[dict]:
             return audit(["-s", "osv", "--osv-url", url])
 
 
-_runs: dict[tuple, list[dict]] = {}  # one pip-audit per distinct (input, service, advisory file) per process
-_runs_lock = threading.Lock()  # a gevent lock under pyinfra: hosts prepared at once wait for the one run
+def _advisory_key(gate: str, text: str, flags: tuple, online: bool, advisories) -> str | None:
+    """The cache key of a pip-audit result over TEXT: None online (the service's data changes unseen)."""
+    path = pathlib.Path(advisories)
+    if online or not path.is_file():
+        return None
+    return cache.key(gate, text, json.dumps(flags), path.read_bytes(), _pip_audit_version())
+
+
+def _pip_audit_version() -> str:
+    try:
+        return importlib.metadata.version("pip-audit")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _run_once(text: str, flags: tuple, online: bool, advisories) -> list[dict]:
-    """``_run``, remembered: a fleet of identical hosts (and each run's lock) costs one pip-audit."""
-    path = pathlib.Path(advisories)
-    stamp = path.stat().st_mtime_ns if path.exists() else None
-    key = (hashlib.sha256(text.encode()).hexdigest(), flags, online, str(path), stamp)
-    with _runs_lock:
-        if key not in _runs:
-            _runs[key] = _run(text, flags, online, advisories)
-    return _runs[key]
+    """``_run``, once per distinct (input, flags, advisory file content, pip-audit version), across
+    hosts and runs (litellm_runner.gates.cache); waivers are applied afterwards, so they are never cached."""
+    key = _advisory_key("pip-audit", text, flags, online, advisories)
+    return cache.cached(key, lambda: _run(text, flags, online, advisories))
 
 
 def _findings(text: str, flags: tuple, advisories, ignored) -> list[str]:
@@ -325,7 +333,7 @@ def audit_requirements(path, advisories=None, ignored=IGNORED) -> list[dict]:
         _refuse(
             str(path), _findings(exact, ("--no-deps", "--disable-pip"), advisories, ignored) if exact else [], problems
         )
-    for python, lock in locks.items():
+    for lock in locks.values():
         audit_lock(lock, advisories, ignored)
     return []
 
@@ -338,9 +346,6 @@ def audit_installed(freeze: dict[str, str], advisories=None, ignored=IGNORED) ->
 
 
 # -- SBOM -------------------------------------------------------------------------------------
-_sboms: dict[str, str] = {}
-
-
 def sbom(lock, advisories=None) -> str:
     """A CycloneDX JSON SBOM of exactly what LOCK installs (pip-audit ``--format cyclonedx-json``).
 
@@ -348,11 +353,9 @@ def sbom(lock, advisories=None) -> str:
     number or timestamp, components referenced as ``pkg:pypi/NAME@VERSION``, sorted.
     """
     text = pathlib.Path(lock).read_text()
-    key = hashlib.sha256(text.encode()).hexdigest()
-    with _runs_lock:
-        if key not in _sboms:
-            _sboms[key] = _make_sbom(text, advisories or osv_server.ADVISORIES)
-    return _sboms[key]
+    advisories = advisories or osv_server.ADVISORIES
+    key = _advisory_key("sbom", text, LOCK_FLAGS, False, advisories)
+    return cache.cached(key, lambda: _make_sbom(text, advisories))
 
 
 def _make_sbom(text: str, advisories) -> str:

@@ -27,14 +27,17 @@ Only the control machine works here: no fact, no command, no connection.
 
 from __future__ import annotations
 
+import json
+import pathlib
+import shutil
 import sys
 import threading
 
 import yaml
 
 from litellm_runner import secrets
+from litellm_runner.gates import cache, lint
 from litellm_runner.gates import cve as cve_gate
-from litellm_runner.gates import lint
 from litellm_runner.gates import units as unit_gate
 from litellm_runner.render import render_config, render_units
 from litellm_runner.resources import locate
@@ -108,14 +111,29 @@ def _cve(data, src) -> list[str]:
     return [f"{src('litellm_venv_requirements')}: litellm_venv_requirements = {req!r}: {text}"] if text else []
 
 
+def _unit_refusal(units: dict[str, str], threshold) -> str:
+    """check_units' refusal ("" when every unit passes), once per (units, threshold, systemd-analyze binary)."""
+    analyze = shutil.which("systemd-analyze")
+    tool = pathlib.Path(analyze).resolve().read_bytes() if analyze else b""
+    key = cache.key("units", json.dumps(units, sort_keys=True), repr(threshold), tool)
+
+    def score() -> str:
+        try:
+            unit_gate.check_units(units, threshold)
+        except unit_gate.UnitGateError as exc:
+            return str(exc)
+        return ""
+
+    return cache.cached(key, score) if analyze else score()
+
+
 def _units(data, src) -> list[str]:
     threshold = data["litellm_unit_exposure_max"]
-    try:
-        unit_gate.check_units(render_units(data), threshold)
-    except unit_gate.UnitGateError as exc:
+    refusal = _unit_refusal(render_units(data), threshold)
+    if refusal:
         return [
             f"{src('litellm_unit_exposure_max')}: litellm_unit_exposure_max = {threshold!r}: "
-            f"{str(exc).replace(chr(10), chr(10) + '    ')}\n    expected every rendered service "
+            f"{refusal.replace(chr(10), chr(10) + '    ')}\n    expected every rendered service "
             f"(litellm_services, litellm_timers) at or below {threshold}"
         ]
     return []

@@ -182,12 +182,15 @@ def test_host_python_without_a_lock_is_refused(capsys, version, refused):
 
 
 # -- SBOM of a lock (CycloneDX, from pip-audit) --------------------------------------------------
-def test_sbom_lists_exactly_the_locked_packages_and_is_reproducible():
+def test_sbom_lists_exactly_the_locked_packages_and_is_reproducible(monkeypatch):
+    from litellm_runner.gates import cache
+
     import json
 
     lock = lock_path(PINS, "3.11")
     text = cve_gate.sbom(lock)
-    cve_gate._sboms.clear()
+    monkeypatch.setenv("LITELLM_GATE_CACHE", "off")
+    monkeypatch.setattr(cache, "_memory", {})
     assert cve_gate.sbom(lock) == text  # no serial number, no timestamp, no random references
     bom = json.loads(text)
     assert bom["bomFormat"] == "CycloneDX"
