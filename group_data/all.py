@@ -117,7 +117,8 @@ litellm_services = {  # user units; set enabled: False to stop and disable one o
 }
 
 # --- Timers (tmr-01) -------------------------------------------------------------
-litellm_timers = {  # schedule (systemd OnCalendar) and command ({python}, {root} filled in) of each timer's service
+litellm_timers = {  # schedule (systemd OnCalendar) and command of each timer's service; {python} (the venv's),
+    # {root}, and {bind}, {port} of the proxy are filled in
     "litellm-backup": {
         "enabled": True,
         "on_calendar": "*-*-* 02:00:00",
@@ -130,23 +131,28 @@ litellm_timers = {  # schedule (systemd OnCalendar) and command ({python}, {root
         "randomized_delay": "5min",
         "command": "{python} {root}/bin/litellm-compliance-check",
     },
+    # site-specific (what "knowledge" is differs per site): shipped disabled; set enabled: True and
+    # `command` to the site's job; the shipped command only says so and fails
     "litellm-knowledge-refresh": {
-        "enabled": True,
+        "enabled": False,
         "on_calendar": "*-*-* 04:30:00",
         "randomized_delay": "10min",
-        "command": "{python} {root}/bin/litellm-status --quiet",
+        "command": "/bin/sh -c 'echo no site job: set litellm_timers.litellm-knowledge-refresh.command >&2; exit 1'",
     },
+    # asks the proxy ({port}: litellm_port) which models it serves, compares them with litellm_model_list,
+    # writes state/model-inventory.json; fails when a desired model is not served
     "litellm-model-inventory": {
         "enabled": True,
         "on_calendar": "*-*-* 05:00:00",
         "randomized_delay": "10min",
-        "command": "{python} {root}/bin/litellm-status --quiet",
+        "command": "{python} {root}/bin/litellm-model-inventory --proxy-url http://{bind}:{port}",
     },
+    # one small request per served model through the proxy, one at a time: state/capabilities.json
     "litellm-probe-capabilities": {
         "enabled": True,
         "on_calendar": "*-*-* 05:30:00",
         "randomized_delay": "10min",
-        "command": "{python} {root}/bin/litellm-status --quiet",
+        "command": "{python} {root}/bin/litellm-probe-capabilities --proxy-url http://{bind}:{port} --timeout 30",
     },
 }
 

@@ -138,9 +138,17 @@ def redis_ping(host: str, port: int, timeout: float = 2.0) -> bool:
         return sock.recv(64).startswith(b"+PONG")
 
 
+def open_http(request: str | urllib.request.Request, timeout: float):
+    """urlopen() of an http:// or https:// URL only (ValueError for file: and other schemes)."""
+    url = request.full_url if isinstance(request, urllib.request.Request) else request
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError("only http:// and https:// URLs are opened")
+    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (scheme checked above)
+
+
 def http_get(url: str, timeout: float = 3.0) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with open_http(url, timeout) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -182,3 +190,126 @@ def unit_active(unit: str, timeout: float = 10) -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return proc.stdout.strip() == "active"
+
+
+# --- Models: what the proxy serves against what the config asks for (model-inventory, probes, status, metrics) ---
+
+PROXY_URL = "http://127.0.0.1:4000"
+PROXY_TIMEOUT = 10.0  # seconds, every request to the proxy
+ERROR_CHARS = 200  # an error text kept in a state file is cut to this length
+
+
+class ProxyError(Exception):
+    """The proxy did not answer as expected; the message names the path and status, never the key."""
+
+
+def config_path(root: pathlib.Path) -> pathlib.Path:
+    return root / "state" / "config.generated.yaml"
+
+
+def desired_models(config: dict | None) -> dict[str, str]:
+    """model_name -> mode ('chat' unless model_info.mode says otherwise) of a parsed config's model_list,
+    in the config's order; entries without a model_name are skipped."""
+    found: dict[str, str] = {}
+    for entry in (config or {}).get("model_list") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("model_name"), str) and entry["model_name"]:
+            info = entry.get("model_info") if isinstance(entry.get("model_info"), dict) else {}
+            found.setdefault(entry["model_name"], str(info.get("mode") or "chat"))
+    return found
+
+
+def read_desired(root: pathlib.Path) -> dict[str, str]:
+    """desired_models() of the rendered config (state/config.generated.yaml); OSError/YAMLError when unreadable."""
+    import yaml
+
+    return desired_models(yaml.safe_load(config_path(root).read_text()))
+
+
+def served_ids(payload) -> list[str]:
+    """The model ids of an OpenAI-style /v1/models answer ({"data": [{"id": ...}, ...]}), sorted, unique."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(data, list):
+        raise ProxyError("/v1/models: no 'data' list in the answer")
+    return sorted({m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)})
+
+
+def compare_models(desired, served) -> dict:
+    """{desired, served, missing (desired, not served), unexpected (served, not desired)}, each sorted."""
+    want, have = set(desired), set(served)
+    return {
+        "desired": sorted(want),
+        "served": sorted(have),
+        "missing": sorted(want - have),
+        "unexpected": sorted(have - want),
+    }
+
+
+def short_error(text: str, *secrets: str) -> str:
+    """TEXT on one line, every SECRET replaced by ***, cut to ERROR_CHARS."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return " ".join(text.split())[:ERROR_CHARS]
+
+
+def proxy_call(base: str, path: str, key: str, body: dict | None = None, timeout: float = PROXY_TIMEOUT):
+    """(HTTP status, parsed JSON or None) of one request to the proxy with KEY as the bearer token.
+
+    GET without BODY, POST with it; no retry; OSError (refused, timeout) propagates. The key travels in a
+    header only."""
+    request = urllib.request.Request(  # noqa: S310 (open_http() opens http:// and https:// only)
+        base.rstrip("/") + path,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        method="POST" if body is not None else "GET",
+    )
+    try:
+        with open_http(request, timeout) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, None
+
+
+def error_of(doc) -> str:
+    """The message of an OpenAI-style error answer ({"error": {"message": ...}}), or ''."""
+    error = doc.get("error") if isinstance(doc, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("message") or "")
+    return str(error or (doc.get("detail") if isinstance(doc, dict) else "") or "")
+
+
+def served_models(base: str, key: str, timeout: float = PROXY_TIMEOUT) -> list[str]:
+    """The model names the proxy at BASE serves (GET /v1/models with KEY); ProxyError or OSError otherwise."""
+    status, doc = proxy_call(base, "/v1/models", key, timeout=timeout)
+    if status != 200:
+        raise ProxyError(f"/v1/models: HTTP {status} {short_error(error_of(doc), key)}".rstrip())
+    return served_ids(doc)
+
+
+def model_inventory(root: pathlib.Path, base: str, key: str, timeout: float = PROXY_TIMEOUT) -> dict:
+    """compare_models() of the rendered config's model_list and what the proxy serves now."""
+    if not key:
+        raise ProxyError("LITELLM_MASTER_KEY is not set")
+    return compare_models(read_desired(root), served_models(base, key, timeout))
+
+
+def inventory_path(root: pathlib.Path) -> pathlib.Path:
+    return root / "state" / "model-inventory.json"
+
+
+def capabilities_path(root: pathlib.Path) -> pathlib.Path:
+    return root / "state" / "capabilities.json"
+
+
+def probe_counts(models: dict) -> dict:
+    """{ok, failed, skipped} of probe results ({name: {"ok": True | False | None, ...}})."""
+    results = [r.get("ok") if isinstance(r, dict) else False for r in models.values()]
+    return {
+        "ok": sum(r is True for r in results),
+        "failed": sum(r is False for r in results),
+        "skipped": sum(r is None for r in results),
+    }
