@@ -214,11 +214,11 @@ def test_status_names_what_fails(deps):
     proc = status(deps, "--skip", "health", "--skip", "metrics")
     lines = proc.stdout.splitlines()
     assert proc.returncode == 1
-    assert "OK   database: 127.0.0.1:%d/litellm" % deps["pg"].port in lines
+    assert f"OK   database: 127.0.0.1:{deps['pg'].port}/litellm" in lines
     assert "OK   backups: verified, 1.0 h old" in lines
     assert "FAIL services: inactive: none.service" in lines
     assert "FAIL config: store_prompts_in_spend_logs is not false; master_key is a literal value" in lines
-    assert [l for l in lines if l.startswith("FAIL keys: expiring within 14 days: (no alias) (None)")]
+    assert [line for line in lines if line.startswith("FAIL keys: expiring within 14 days: (no alias) (None)")]
     assert lines[-1] == "status: 3 check(s) failed: services, keys, config"
     assert "sk-literal" not in proc.stdout and deps["pg"].password not in proc.stdout + proc.stderr
 
@@ -385,8 +385,8 @@ def test_status_never_shows_the_password(deps, tmp_path, url):
     env.write_text(f"DATABASE_URL={url}\n")
     proc = status({**deps, "env": env}, "--skip", "health", "--skip", "metrics", "--skip", "services")
     assert proc.returncode == 1
-    assert [l for l in proc.stdout.splitlines() if l.startswith("FAIL database: ")]
-    assert [l for l in proc.stdout.splitlines() if l.startswith("FAIL keys: ")]
+    assert [line for line in proc.stdout.splitlines() if line.startswith("FAIL database: ")]
+    assert [line for line in proc.stdout.splitlines() if line.startswith("FAIL keys: ")]
     assert leaks(proc.stdout + proc.stderr) == []
 
 
@@ -407,3 +407,94 @@ def test_tool_sessions_carry_their_timeouts(deps):
         [sys.executable, "-c", code, str(BIN), deps["pg"].url], capture_output=True, text=True, timeout=30
     )
     assert proc.stdout.strip() == "['3s', '2500ms', 'litellm-status']", proc.stderr
+
+
+# --- the stub model server (files/bin/litellm-stub-server): what the proxy, the model inventory and the
+# capability probes rely on. Each row: method, path, body (None: no body), expected status, expected JSON.
+CHAT = {"model": "hosted_vllm/local-model", "messages": [{"role": "user", "content": "say pong please"}]}
+ANSWER = {"role": "assistant", "content": "pong from rerank for local-model"}
+STUB_ROWS = [
+    ("GET", "/health", None, 200, {"status": "ok", "name": "rerank"}),
+    (
+        "GET",
+        "/v1/models",
+        None,
+        200,
+        {
+            "object": "list",
+            "data": [
+                {"id": "local-model", "object": "model", "created": 0, "owned_by": "litellm-stub"},
+                {"id": "other", "object": "model", "created": 0, "owned_by": "litellm-stub"},
+            ],
+        },
+    ),
+    ("POST", "/v1/chat/completions", CHAT, 200, {"message": ANSWER, "usage": [3, 5, 8]}),
+    ("POST", "/chat/completions", {**CHAT, "model": "other"}, 200, {"content": "pong from rerank for other"}),
+    ("POST", "/v1/chat/completions", {**CHAT, "model": "missing"}, 404, {"code": "model_not_found"}),
+    ("POST", "/v1/chat/completions", {"model": "local-model", "messages": []}, 400, {"code": "invalid_request"}),
+    ("POST", "/v1/chat/completions", "not json", 400, {"code": "invalid_json"}),
+    ("POST", "/v1/embeddings", CHAT, 404, {"code": "not_found"}),
+    ("GET", "/nothing", None, 404, {"code": "not_found"}),
+]
+
+
+@pytest.fixture(scope="module")
+def stub():
+    port = free_port()
+    proc = tool(
+        "litellm-stub-server", "--name", "rerank", "--port", str(port), "--model", "local-model", "--model", "other"
+    )
+    wait_http(f"http://127.0.0.1:{port}/health")
+    assert proc.poll() is None, "the stub exited (its port was taken?)"
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.communicate(timeout=10)
+
+
+def request(url, method, body):
+    data = None if body is None else (body if isinstance(body, str) else json.dumps(body)).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.headers.get("Content-Type"), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read().decode()
+
+
+def summary(doc):
+    """The parts of a stub answer a row compares."""
+    if "choices" in doc:
+        usage = doc["usage"]
+        return {
+            "message": doc["choices"][0]["message"],
+            "content": doc["choices"][0]["message"]["content"],
+            "usage": [usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]],
+        }
+    return {"code": doc["error"]["code"]} if "error" in doc else doc
+
+
+@pytest.mark.parametrize(
+    "method,path,body,status,expected", STUB_ROWS, ids=[f"{r[0]} {r[1]} {r[3]}" for r in STUB_ROWS]
+)
+def test_stub_server_speaks_openai(stub, method, path, body, status, expected):
+    code, content_type, text = request(stub + path, method, body)
+    got = summary(json.loads(text))
+    assert (code, content_type) == (status, "application/json")
+    assert {k: got[k] for k in expected} == expected
+
+
+def test_stub_answers_are_deterministic(stub):
+    first = json.loads(request(stub + "/v1/chat/completions", "POST", CHAT)[2])
+    again = json.loads(request(stub + "/v1/chat/completions", "POST", CHAT)[2])
+    other = json.loads(request(stub + "/v1/chat/completions", "POST", {**CHAT, "messages": [{"content": "x"}]})[2])
+    assert first == again and first["id"].startswith("chatcmpl-stub-") and first["created"] == 0
+    assert other["id"] != first["id"] and other["usage"]["prompt_tokens"] == 1
+
+
+def test_stub_streams_server_sent_events(stub):
+    code, content_type, text = request(stub + "/v1/chat/completions", "POST", {**CHAT, "stream": True})
+    events = [line[len("data: ") :] for line in text.split("\n\n") if line]
+    assert (code, content_type) == (200, "text/event-stream") and events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert [c["choices"][0]["delta"] for c in chunks] == [ANSWER, {}]
+    assert [c["choices"][0]["finish_reason"] for c in chunks] == [None, "stop"]
