@@ -49,6 +49,7 @@ import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from litellm_runner.cli import exitcodes
 from litellm_runner.gates import cache, osv_server
 from litellm_runner.resources import shipped
 
@@ -407,21 +408,20 @@ def _make_sbom(text: str, advisories) -> str:
     return json.dumps(bom, indent=1, sort_keys=True) + "\n"
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m litellm_runner.gates.cve PINS.txt", file=sys.stderr)
-        return 2
+def main(argv=None, prog: str = "python -m litellm_runner.gates.cve") -> int:
+    """Audit the locks of PINS: exit codes of litellm_runner.cli.exitcodes (0 clean, 1 refused or failed)."""
+    parser = exitcodes.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    parser.add_argument("pins", metavar="PINS.txt", help="the venv pins, e.g. files/litellm-venv-requirements.txt")
+    pins = parser.parse_args(argv).pins
     try:
-        audit_requirements(argv[0])
+        audit_requirements(pins)
     except CveGateError as exc:
         print(exc, file=sys.stderr)
-        return 1
+        return exitcodes.FAILED
     print(
-        f"CVE gate: the locks of {argv[0]} ({', '.join(map(str, lock_paths(argv[0]).values()))}) "
-        "have no known vulnerability"
+        f"CVE gate: the locks of {pins} ({', '.join(map(str, lock_paths(pins).values()))}) have no known vulnerability"
     )
-    return 0
+    return exitcodes.OK
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import threading
 
 from packaging.version import InvalidVersion, Version
 
+from litellm_runner.cli import exitcodes
 from litellm_runner.resources import shipped
 
 ADVISORIES = shipped("files", "advisories", "osv.json")
@@ -127,20 +128,25 @@ def serve(path=ADVISORIES):
         thread.join(timeout=5)
 
 
-def main(argv=None) -> int:
-    """``python -m litellm_runner.gates.osv_server [ADVISORIES.json]``: serve until interrupted, print the URL."""
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("-h", "--help"):
-        print(
-            __doc__.strip().splitlines()[0] + "\n\nusage: python -m litellm_runner.gates.osv_server [ADVISORIES.json]\n"
-            f"serves ADVISORIES (default {ADVISORIES}) on a free 127.0.0.1 port; prints the query URL"
-        )
-        return 0
-    path = (argv or [ADVISORIES])[0]
-    with serve(path) as url:
-        print(url, flush=True)
-        threading.Event().wait()
-    return 0
+def main(argv=None, prog: str = "python -m litellm_runner.gates.osv_server") -> int:
+    """Serve ADVISORIES until interrupted, printing the URL: exit codes of litellm_runner.cli.exitcodes."""
+    parser = exitcodes.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "advisories", metavar="ADVISORIES.json", nargs="?", default=ADVISORIES, help=f"default {ADVISORIES}"
+    )
+    path = parser.parse_args(argv).advisories
+    try:
+        load(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"osv-server: {path}: {exc}", file=sys.stderr)
+        return exitcodes.FAILED
+    try:
+        with serve(path) as url:
+            print(url, flush=True)
+            threading.Event().wait()
+    except KeyboardInterrupt:
+        return exitcodes.INTERRUPTED
+    return exitcodes.OK
 
 
 if __name__ == "__main__":

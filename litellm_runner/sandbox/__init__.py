@@ -23,7 +23,6 @@ come from a generated .sandbox/secrets.env.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import hashlib
@@ -38,6 +37,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from litellm_runner.cli import exitcodes
 
 REPO = pathlib.Path(__file__).resolve().parents[2]  # the clone: the sandbox is a tool of the repository
 STATE = REPO / ".sandbox"
@@ -411,8 +412,9 @@ def running() -> list[str]:
     return sorted(p.parent.name for p in STATE.glob("*/host.json"))
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m litellm_runner.sandbox", description=__doc__.split("\n")[0])
+def main(argv=None, prog: str = "python -m litellm_runner.sandbox") -> int:
+    """up, down, build or list sandboxes: exit codes of litellm_runner.cli.exitcodes."""
+    parser = exitcodes.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("action", choices=["up", "down", "build", "list"])
     parser.add_argument("--name", default=DEFAULT_NAME)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
@@ -455,8 +457,8 @@ def main(argv=None) -> int:
             print("\n".join(running()))
     except SandboxError as exc:
         print(f"sandbox: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return exitcodes.FAILED
+    return exitcodes.OK
 
 
 if __name__ == "__main__":

@@ -1,0 +1,59 @@
+"""litellm-runner: the runner's command-line tools under one name.
+
+    litellm-runner COMMAND [ARGS...]      # litellm-runner COMMAND --help for each
+    python -m litellm_runner.cli.main COMMAND [ARGS...]
+
+Each subcommand is the ``main(argv, prog)`` of its module, which also runs alone
+(``python -m MODULE``); every one exits with the codes of litellm_runner.cli.exitcodes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from litellm_runner.cli import exitcodes
+
+PROG = "litellm-runner"
+COMMANDS = {  # subcommand -> (module with main(argv, prog), summary)
+    "check": ("litellm_runner.cli.check", "drift check: has any host drifted from group_data?"),
+    "lint": ("litellm_runner.gates.lint", "config security lint of a LiteLLM config.yaml and its env file"),
+    "cve-gate": ("litellm_runner.gates.cve", "audit the locks of a pins file against the advisories"),
+    "osv-server": ("litellm_runner.gates.osv_server", "serve an advisory file as a loopback OSV endpoint"),
+    "sandbox": ("litellm_runner.sandbox", "throwaway LiteLLM hosts in podman: up, down, build, list"),
+}
+
+
+def parser() -> exitcodes.ArgumentParser:
+    """The top-level parser: ``--help``, and a usage error for anything but a known subcommand."""
+    summaries = "\n".join(f"  {name:<12}{summary}" for name, (_, summary) in COMMANDS.items())
+    top = exitcodes.ArgumentParser(
+        prog=PROG,
+        description=__doc__.split("\n")[0] + "\n\ncommands:\n" + summaries,
+        usage=f"{PROG} [-h] COMMAND [ARGS...]",
+    )
+    top.add_argument("command", metavar="COMMAND", choices=COMMANDS, help="one of: " + ", ".join(COMMANDS))
+    return top
+
+
+def run(command: str, args: list[str]) -> int:
+    """The subcommand COMMAND's main with ARGS; Ctrl-C exits INTERRUPTED without a traceback."""
+    module = importlib.import_module(COMMANDS[command][0])
+    try:
+        return module.main(args, prog=f"{PROG} {command}")
+    except KeyboardInterrupt:
+        print(f"{PROG} {command}: interrupted", file=sys.stderr)
+        return exitcodes.INTERRUPTED
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``litellm-runner``: dispatch to a subcommand; exit codes as in exitcodes.TABLE."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args and args[0] in COMMANDS:
+        return run(args[0], args[1:])
+    parser().parse_args(args)  # prints help (exit 0) or a usage error (exit 64): a command would be handled above
+    return exitcodes.USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
