@@ -213,8 +213,9 @@ def desired_models(config: dict | None) -> dict[str, str]:
     found: dict[str, str] = {}
     for entry in (config or {}).get("model_list") or []:
         if isinstance(entry, dict) and isinstance(entry.get("model_name"), str) and entry["model_name"]:
-            info = entry.get("model_info") if isinstance(entry.get("model_info"), dict) else {}
-            found.setdefault(entry["model_name"], str(info.get("mode") or "chat"))
+            info = entry.get("model_info")
+            mode = info.get("mode") if isinstance(info, dict) else None
+            found.setdefault(entry["model_name"], str(mode or "chat"))
     return found
 
 
