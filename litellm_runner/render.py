@@ -11,6 +11,7 @@ import json
 import jinja2
 import yaml
 
+from litellm_runner import mcp
 from litellm_runner.resources import shipped
 
 SERVICE_DESCRIPTIONS = {
@@ -30,7 +31,7 @@ def _env() -> jinja2.Environment:
         loader=jinja2.FileSystemLoader([shipped("templates"), shipped("files", "systemd")]),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
-        autoescape=False,
+        autoescape=False,  # noqa: S701 (YAML and systemd unit files, not HTML)
     )
     env.filters["to_json"] = json.dumps
     env.filters["to_yaml"] = lambda v: yaml.safe_dump(v, sort_keys=False, default_flow_style=False).rstrip()
@@ -39,6 +40,10 @@ def _env() -> jinja2.Environment:
 
 def _get(data, key):
     return data[key] if isinstance(data, dict) else getattr(data, key)
+
+
+def _get_or(data, key, default):
+    return data.get(key, default) if isinstance(data, dict) else getattr(data, key, default)
 
 
 def venv(data) -> str:
@@ -55,6 +60,7 @@ def render_config(data) -> str:
             general_settings=_get(data, "general_settings"),
             litellm_settings=_get(data, "litellm_settings"),
             sandbox=_get(data, "litellm_sandbox"),
+            mcp_servers=mcp.config_entries(_get_or(data, "litellm_mcp_servers", {})),
         )
     )
     parsed = yaml.safe_load(text)
@@ -64,6 +70,8 @@ def render_config(data) -> str:
                 raise ValueError(
                     f"rendered config: {section}.{key} is {parsed[section].get(key)!r}, expected {value!r}"
                 )
+    if (parsed.get("mcp_servers") or {}) != mcp.config_entries(_get_or(data, "litellm_mcp_servers", {})):
+        raise ValueError("rendered config: mcp_servers differs from litellm_mcp_servers")
     return text
 
 

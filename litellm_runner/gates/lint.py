@@ -16,6 +16,16 @@ Rules (ids are stable; severity in brackets):
 - LINT-09 [critical] a master key without ``LITELLM_SALT_KEY``: LiteLLM then encrypts stored
   credentials with the master key, so rotating it breaks them
 - LINT-10 [warning]  the env file is readable by group or others
+- LINT-11 [critical] an MCP server (``mcp_servers``, http or sse: both reach it over the network) without
+  upstream authentication: no ``auth_type`` or ``none``, a credential kind without its credential, or an
+  ``os.environ/NAME`` credential whose variable is empty or unset in the env file
+- LINT-12 [critical] a literal credential in an MCP server: a credential field that is not an
+  ``os.environ/NAME`` reference, a password or a secret-named query parameter in its URL (never waived)
+- LINT-13 [critical] an MCP server URL (``url``, ``token_url``) on another host than this one (https)
+- LINT-14 [critical] an MCP server URL on another host over plain http (credentials in clear text)
+
+An MCP server may waive LINT-11, -13 or -14 with ``waivers: [{rule: LINT-13, reason: ...}]`` (a reason of
+at least 20 characters); a waived finding is reported as a warning carrying the reason, never dropped.
 
 Rules that need secret values (01 on env values, 02, 03, 09) run only when an
 env is given; without one, the config's own literals are still checked. No
@@ -25,17 +35,18 @@ key and what is wrong with it.
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import pathlib
 import re
 import stat
 import sys
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import yaml
 
-from litellm_runner import envfile
-from litellm_runner.cli import exitcodes
+from litellm_runner import envfile, mcp
 
 PLACEHOLDERS = ("dummy", "changeme", "change-me", "sk-1234", "placeholder", "xxx")
 SECRET_KEY = re.compile(r"(^|_)(api_key|master_key|salt_key|secret|password|token|database_url|key)$", re.I)
@@ -106,7 +117,7 @@ def lint_config(config: dict, env: dict | None = None) -> list[Finding]:
     general = config.get("general_settings") or {}
     litellm_settings = config.get("litellm_settings") or {}
 
-    for key, value in _walk(config):
+    for key, value in _walk({k: v for k, v in config.items() if k != "mcp_servers"}):  # MCP: _lint_mcp
         leaf = key.rsplit(".", 1)[-1].split("[")[0]
         if isinstance(value, str) and SECRET_KEY.search(leaf) and not value.startswith(REF):
             if _placeholder(value) or value == "":
@@ -129,6 +140,7 @@ def lint_config(config: dict, env: dict | None = None) -> list[Finding]:
         if MODE_KEY.search(leaf) and value is not None and _world_writable(value):
             add("LINT-06", "critical", key, f"mode {value!r} is world-writable: expected e.g. '0750' or '0600'")
 
+    findings += lint_mcp_servers(config.get("mcp_servers"), env)
     if general.get("store_prompts_in_spend_logs") is True:
         add(
             "LINT-07",
@@ -171,8 +183,73 @@ def lint_config(config: dict, env: dict | None = None) -> list[Finding]:
     return findings
 
 
+def _mcp_auth(entry: dict, env: dict | None) -> str | None:
+    """None, or why the MCP server ENTRY sends no upstream credential (LINT-11)."""
+    auth = entry.get("auth_type")
+    if auth in (None, "none"):
+        return f"auth_type is {auth or 'not set'}: the upstream is reached without a credential"
+    fields = ("authentication_token",) if auth in mcp.CREDENTIAL_AUTH else ("client_id", "client_secret", "token_url")
+    for field in fields:
+        name, value = _resolve(entry.get(field), env)
+        if entry.get(field) in (None, "") or (name and env is not None and not value):
+            where = f"os.environ/{name} is empty or unset in the env file" if name else f"{field} is not set"
+            return f"auth_type {auth} without its credential ({where}): expected {field} from the secret source"
+    return None
+
+
+def _mcp_literals(key: str, entry: dict) -> dict[str, str]:
+    """Where the MCP server ENTRY holds a credential literally (LINT-12): dotted key -> what it is."""
+    found = {
+        f"{key}.{field}": "literal credential in config.yaml (value not shown)"
+        for field, value in entry.items()
+        if (field in mcp.CREDENTIAL_FIELDS or SECRET_KEY.search(field))
+        and isinstance(value, str)
+        and value
+        and not value.startswith(REF)
+    }
+    for field in ("url", "token_url"):
+        url = entry.get(field)
+        if isinstance(url, str) and mcp.url_problem(url) is None and (where := mcp.url_credentials(url)):
+            found[f"{key}.{field}"] = f"credential in the URL ({', '.join(where)}; value not shown)"
+    return found
+
+
+def lint_mcp_servers(servers, env: dict | None = None) -> list[Finding]:
+    """LINT-11..14 for the config's ``mcp_servers`` mapping; waived findings become warnings with their reason."""
+    findings: list[Finding] = []
+    for name, entry in (servers or {}).items() if isinstance(servers, dict) else ():
+        if not isinstance(entry, dict):
+            continue
+        key = f"mcp_servers.{name}"
+        waived = {w.get("rule"): w.get("reason") for w in entry.get("waivers") or [] if isinstance(w, dict)}
+        raw: list[tuple[str, str, str]] = []
+        if entry.get("transport", "http") in mcp.TRANSPORTS and (why := _mcp_auth(entry, env)):
+            raw.append(("LINT-11", key, why))
+        for where, what in _mcp_literals(key, entry).items():
+            raw.append(("LINT-12", where, f"{what}: expected an os.environ/NAME reference"))
+        for field in ("url", "token_url"):
+            url = entry.get(field)
+            if isinstance(url, str) and mcp.url_problem(url) is None and not mcp.is_loopback(url):
+                host = urlsplit(url).hostname
+                rule, what = (
+                    ("LINT-14", f"plain http to {host}: requests and any credential cross the network in clear text")
+                    if urlsplit(url).scheme == "http"
+                    else ("LINT-13", f"{host} is another host: requests and credentials leave this machine")
+                )
+                raw.append((rule, f"{key}.{field}", f"{what}; expected a loopback URL or a waiver of {rule}"))
+        for rule, where, message in raw:
+            reason = waived.get(rule)
+            if rule in mcp.WAIVABLE and isinstance(reason, str) and reason.strip():
+                findings.append(Finding(rule, "warning", where, f"waived: {reason.strip()}"))
+            else:
+                findings.append(Finding(rule, "critical", where, message))
+    return findings
+
+
 def read_env_file(path) -> dict[str, str]:
-    """The env file's KEY=value pairs as systemd reads them (envfile.read); a bad line is named by number, not content."""
+    """The env file's KEY=value pairs as systemd reads them (envfile.read).
+
+    A bad line is named by number, not content."""
     return envfile.read(path)
 
 
@@ -212,9 +289,8 @@ def exit_code(findings: list[Finding]) -> int:
     return 2 if findings else 0
 
 
-def main(argv=None, prog: str = "python -m litellm_runner.gates.lint") -> int:
-    """Lint CONFIG (and --env-file): exit codes of litellm_runner.cli.exitcodes (0 clean, 1 critical, 2 warnings)."""
-    parser = exitcodes.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m litellm_runner.gates.lint", description=__doc__.split("\n")[0])
     parser.add_argument("config", help="LiteLLM config.yaml")
     parser.add_argument("--env-file", help="the proxy's env file (KEY=value lines)")
     args = parser.parse_args(argv)
@@ -222,7 +298,7 @@ def main(argv=None, prog: str = "python -m litellm_runner.gates.lint") -> int:
         findings = lint_files(args.config, args.env_file)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         print(f"lint: {exc}", file=sys.stderr)
-        return exitcodes.FAILED
+        return 1
     for finding in findings:
         print(finding)
     code = exit_code(findings)

@@ -89,6 +89,49 @@ def test_a_service_can_be_disabled_per_host(service):
         **data["litellm_services"],
         service: {**data["litellm_services"][service], "enabled": False},
     }
+    shipped_off = {unit for unit, on in wanted_units(defaults()).items() if not on}
     wanted = wanted_units(data)
-    assert wanted[f"{service}.service"] is False
-    assert sum(not v for v in wanted.values()) == 1
+    assert {unit for unit, on in wanted.items() if not on} == shipped_off | {f"{service}.service"}
+
+
+STUB_MCP = {
+    "url": "http://127.0.0.1:8091/mcp",
+    "auth_type": "bearer_token",
+    "authentication_token": "os.environ/LITELLM_MCP_STUB_TOKEN",
+    "access_groups": ["ops"],
+}
+
+
+def test_no_mcp_section_without_mcp_servers():
+    assert "mcp_servers" not in render_config(defaults())
+    assert "mcp_servers" not in render_config(defaults(litellm_mcp_servers={}))
+
+
+def test_mcp_servers_reach_the_config_with_the_runner_defaults():
+    waivers = [{"rule": "LINT-13", "reason": "vendor-hosted, reached over the VPN only"}]
+    data = defaults(
+        litellm_mcp_servers={"stub": STUB_MCP, "vendor": {**STUB_MCP, "transport": "sse", "waivers": waivers}}
+    )
+    config = yaml.safe_load(render_config(data))
+    assert config["mcp_servers"] == {
+        # LiteLLM 1.102.4's own defaults are transport http, allow_all_keys false, available_on_public_internet true
+        "stub": {**STUB_MCP, "transport": "http", "allow_all_keys": False, "available_on_public_internet": False},
+        "vendor": {
+            **STUB_MCP,
+            "transport": "sse",
+            "waivers": waivers,
+            "allow_all_keys": False,
+            "available_on_public_internet": False,
+        },
+    }
+    assert list(config) == ["model_list", "mcp_servers", "general_settings", "litellm_settings"]
+
+
+def test_mcp_credentials_stay_references_and_operator_choices_win():
+    data = defaults(
+        litellm_mcp_servers={"stub": {**STUB_MCP, "allow_all_keys": True, "available_on_public_internet": True}}
+    )
+    text = render_config(data)
+    assert "authentication_token: os.environ/LITELLM_MCP_STUB_TOKEN" in text
+    entry = yaml.safe_load(text)["mcp_servers"]["stub"]
+    assert entry["allow_all_keys"] is True and entry["available_on_public_internet"] is True
