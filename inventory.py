@@ -13,4 +13,4 @@ try:
     globals().update(_groups())
 except InventoryError as _exc:
     print(f"inventory: {_exc}", file=sys.stderr, flush=True)
-    raise SystemExit(1)
+    raise SystemExit(1) from None

@@ -101,7 +101,8 @@ def main(argv=None) -> int:
             finally:
                 fleet.down_all(names)
     print(
-        f"\nrunner benchmark: {os.cpu_count()} CPU cores, {args.workers} proxy worker(s) per host, image {sandbox.image_ref()}"
+        f"\nrunner benchmark: {os.cpu_count()} CPU cores, {args.workers} proxy worker(s) per host, image "
+        f"{sandbox.image_ref()}"
     )
     print(f"{'hosts':>5}  {'run':<24} {'wall time':>10}  {'remote commands per host':>24}")
     for row in rows:

@@ -68,9 +68,11 @@ def test_database_down_gives_clear_error_then_recovers(converged, host, converge
         assert run.returncode != 0
         assert "database 127.0.0.1:5434/litellm unreachable" in run.stderr
         password = (
-            [l for l in (REPO / ".sandbox" / "secrets.env").read_text().splitlines() if l.startswith("DATABASE_URL=")][
-                0
-            ]
+            [
+                line
+                for line in (REPO / ".sandbox" / "secrets.env").read_text().splitlines()
+                if line.startswith("DATABASE_URL=")
+            ][0]
             .split(":")[2]
             .split("@")[0]
         )

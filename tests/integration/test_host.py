@@ -92,7 +92,8 @@ def test_no_secret_in_rendered_config_or_unit_files(converged, host):
         v for v in (line.partition("=")[2] for line in sandbox.secrets_file().read_text().splitlines()) if len(v) > 8
     ]
     text = host.out(
-        f"cat {ROOT}/state/config.generated.yaml /home/litellm/.config/systemd/user/*.service /home/litellm/.config/systemd/user/*.timer"
+        f"cat {ROOT}/state/config.generated.yaml /home/litellm/.config/systemd/user/*.service "
+        "/home/litellm/.config/systemd/user/*.timer"
     )
     for value in secrets:
         assert value not in text

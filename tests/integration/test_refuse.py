@@ -102,8 +102,8 @@ SCHEMA = [
         None,
         None,
         [
-            SRC
-            + ": litellm_timers[litellm-backup].on_calendar = 'every day at 2': expected a systemd OnCalendar expression"
+            SRC + ": litellm_timers[litellm-backup].on_calendar = 'every day at 2': expected a systemd "
+            "OnCalendar expression"
         ],
     ),
     (
@@ -152,8 +152,8 @@ GAPS = [  # issue #12 item 4: each of these passed before and reached the host
         None,
         None,
         [
-            SRC
-            + f": litellm_root = '/usr': expected a dedicated absolute path such as /home/litellm/litellm (/usr, {SYSTEM_DIR})"
+            SRC + ": litellm_root = '/usr': expected a dedicated absolute path such as /home/litellm/litellm "
+            f"(/usr, {SYSTEM_DIR})"
         ],
     ),
     (
@@ -162,8 +162,8 @@ GAPS = [  # issue #12 item 4: each of these passed before and reached the host
         None,
         None,
         [
-            SRC
-            + f": litellm_home = '/etc/litellm': expected a dedicated absolute path such as /home/litellm (inside /etc, {SYSTEM_DIR})"
+            SRC + ": litellm_home = '/etc/litellm': expected a dedicated absolute path such as /home/litellm "
+            f"(inside /etc, {SYSTEM_DIR})"
         ],
     ),
     (
@@ -196,8 +196,8 @@ GAPS = [  # issue #12 item 4: each of these passed before and reached the host
         None,
         None,
         [
-            SRC
-            + ": litellm_timers = '../../../../etc/systemd/system/evil': expected timer names that are systemd unit names"
+            SRC + ": litellm_timers = '../../../../etc/systemd/system/evil': expected timer names that are "
+            "systemd unit names"
         ],
     ),
     (
@@ -216,8 +216,8 @@ GAPS = [  # issue #12 item 4: each of these passed before and reached the host
         None,
         None,
         [
-            SRC
-            + ": litellm_timers[litellm-backup].command = '{{python}} x\\nExecStartPre=/bin/id': expected a one-line command"
+            SRC + ": litellm_timers[litellm-backup].command = '{{python}} x\\nExecStartPre=/bin/id': expected a "
+            "one-line command"
         ],
     ),
     (
@@ -257,8 +257,8 @@ GAPS = [  # issue #12 item 4: each of these passed before and reached the host
         None,
         None,
         [
-            SRC
-            + ": litellm_key_rotation[1].alias = 'ops-team': expected an alias listed once (also litellm_key_rotation[0])"
+            SRC + ": litellm_key_rotation[1].alias = 'ops-team': expected an alias listed once (also "
+            "litellm_key_rotation[0])"
         ],
     ),
     (
@@ -267,8 +267,8 @@ GAPS = [  # issue #12 item 4: each of these passed before and reached the host
         None,
         None,
         [
-            SRC
-            + f": litellm_dirs[{len(D['litellm_dirs'])}] = 'state': expected a directory listed once (also litellm_dirs[0])"
+            SRC + f": litellm_dirs[{len(D['litellm_dirs'])}] = 'state': expected a directory listed once (also "
+            "litellm_dirs[0])"
         ],
     ),
 ]

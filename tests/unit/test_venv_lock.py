@@ -102,7 +102,7 @@ def test_lock_problems(tmp_path, case, pins_text, lock_text, expected):
     )
     problems = lock_problems(pins, lock)
     assert len(problems) == len(expected), problems
-    for fragment, problem in zip(expected, problems):
+    for fragment, problem in zip(expected, problems, strict=True):
         assert fragment in problem and problem.startswith(str(lock)), problem
     assert all("make lock" in p or "never install it" in p for p in problems)
 
@@ -175,17 +175,17 @@ def test_host_python_without_a_lock_is_refused(capsys, version, refused):
     assert exit_.value.code == 1
     err = capsys.readouterr().err
     assert (
-        f"refusing to touch any host: host fake-host: /usr/bin/python3 is {'Python ' + version if version else 'missing'}"
-        in err
+        "refusing to touch any host: host fake-host: /usr/bin/python3 is "
+        f"{'Python ' + version if version else 'missing'}" in err
     )
     assert "is locked for Python 3.11, 3.13 only" in err and "make lock" in err
 
 
 # -- SBOM of a lock (CycloneDX, from pip-audit) --------------------------------------------------
 def test_sbom_lists_exactly_the_locked_packages_and_is_reproducible(monkeypatch):
-    from litellm_runner.gates import cache
-
     import json
+
+    from litellm_runner.gates import cache
 
     lock = lock_path(PINS, "3.11")
     text = cve_gate.sbom(lock)
