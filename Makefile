@@ -8,7 +8,7 @@ SANDBOX ?= litellm-sandbox
 SANDBOX_PORT ?= 2222
 
 
-.PHONY: converge dry check test unit integration sandbox-up sandbox-down system-deps venv lock
+.PHONY: converge dry check test unit integration sandbox-up sandbox-down system-deps venv lock requirements
 
 converge: system-deps venv
 ifndef LITELLM_INVENTORY
@@ -53,9 +53,18 @@ lock: venv
 	$(VENV)/bin/pip install -q --disable-pip-version-check uv==0.13.9
 	$(PY) scripts/lock-venv
 
+# The runner's own dependencies: requirements.txt pins every one of them with its hashes.
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements.txt
 	touch $@
+
+# After editing requirements.in: lock it again into requirements.txt (every transitive pin with
+# its hashes, Python 3.11, any platform), with uv. Pins already in requirements.txt are kept
+# unless requirements.in asks for another version. Commit both files together.
+requirements: venv
+	$(VENV)/bin/pip install -q --disable-pip-version-check uv==0.13.9
+	$(VENV)/bin/uv pip compile -q --generate-hashes --universal --python-version 3.11 \
+		--custom-compile-command "make requirements" requirements.in -o requirements.txt
