@@ -1,0 +1,176 @@
+"""The model-inventory and probe-capabilities jobs on a converged sandbox (issue #16 items 2 and 3).
+
+Each job is started through its systemd user unit, as its timer starts it; what it
+wrote is read with plain ssh, the status tool runs as the service account and the
+metrics come from the running exporter. A model the proxy does not serve: the
+rendered config gains one the running proxy has not loaded (the proxy reads its
+config at start only). A served model whose upstream is dead: a converge with one
+more model in litellm_model_list pointing at a port nothing listens on.
+
+Run: LITELLM_IT_SANDBOX=litellm-sandbox-h8 LITELLM_IT_PORT=2408 \
+     .venv/bin/python -m pytest tests/integration/test_inventory.py -v -p no:cacheprovider
+"""
+
+import base64
+import json
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from litellm_runner import envfile
+from tests.support.fleet import inventory
+from tests.support.hosts import pyinfra
+from tests.unit.group_data import defaults
+
+ROOT = "/home/litellm/litellm"
+CONFIG = f"{ROOT}/state/config.generated.yaml"
+CTL = "systemctl --user --machine=litellm@.host"
+AS_LITELLM = (
+    f"runuser -u litellm -- env LITELLM_ROOT={ROOT} XDG_RUNTIME_DIR=/run/user/$(id -u litellm) "
+    f"{ROOT}/venv/bin/python {ROOT}/bin/"
+)
+NOT_SERVED = "h8-not-loaded"
+DEAD = {  # a served model whose upstream never answers (nothing listens on the discard port)
+    "model_name": "h8-dead-upstream",
+    "litellm_params": {
+        "model": "hosted_vllm/none",
+        "api_base": "http://127.0.0.1:9/v1",
+        "api_key": "os.environ/VLLM_API_KEY",
+    },
+}
+
+
+def desired_names(models) -> list[str]:
+    return sorted({m["model_name"] for m in models})
+
+
+@pytest.fixture(scope="module")
+def proxy(converged, host):
+    """The converged host with its proxy answering."""
+    host.wait_for("curl -sf http://127.0.0.1:4000/health/liveliness", timeout=300)
+    return host
+
+
+def job(host, name: str) -> int:
+    """Start NAME.service as its timer does (a oneshot: systemctl waits for it); its exit status."""
+    host.ssh(f"{CTL} reset-failed {name}.service", check=False)
+    started = host.ssh(f"{CTL} start {name}.service", check=False, timeout=900)
+    status = host.out(f"{CTL} show -P ExecMainStatus {name}.service")
+    assert (started.returncode == 0) == (status == "0"), (started.stderr, status)
+    return int(status)
+
+
+def state(host, name: str) -> dict:
+    return json.loads(host.out(f"cat {ROOT}/state/{name}"))
+
+
+def metrics(host) -> dict:
+    text = host.out("curl -sf http://127.0.0.1:9090/metrics")
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+
+
+def status_lines(host) -> tuple[int, list[str]]:
+    proc = host.ssh(f"{AS_LITELLM}litellm-status", check=False, timeout=120)
+    return proc.returncode, proc.stdout.splitlines()
+
+
+def master_key(host) -> str:
+    return envfile.loads(host.out(f"cat {ROOT}/env.litellm"), "env.litellm")["LITELLM_MASTER_KEY"]
+
+
+def write_config(host, text: str) -> None:
+    """CONFIG replaced as the service account would (its file, mode 0640), without restarting anything."""
+    data = base64.b64encode(text.encode()).decode()
+    host.ssh(
+        f"echo {data} | base64 -d | runuser -u litellm -- sh -c "
+        f"'umask 027 && cat > {CONFIG}.h8 && mv {CONFIG}.h8 {CONFIG}'"
+    )
+
+
+def test_jobs_run_the_real_tools_and_knowledge_refresh_ships_disabled(converged, host):
+    for name in ("litellm-model-inventory", "litellm-probe-capabilities"):
+        assert f"{ROOT}/bin/{name} --proxy-url http://127.0.0.1:4000" in host.out(f"{CTL} cat {name}.service")
+        assert host.out(f"{CTL} is-enabled {name}.timer") == "enabled"
+    assert host.out(f"{CTL} is-enabled litellm-knowledge-refresh.timer", check=False) == "disabled"
+    assert host.out(f"{CTL} is-active litellm-knowledge-refresh.timer", check=False) == "inactive"
+    assert "litellm-status" not in host.out(f"{CTL} cat litellm-knowledge-refresh.service")
+    _, second = converged  # the disabled timer converges to no change
+    assert [op for op in second.changed(host.name) if "knowledge-refresh" in op] == []
+
+
+def test_inventory_job_lists_every_desired_model_as_served(proxy, host):
+    wanted = desired_names(defaults()["litellm_model_list"])
+    assert job(host, "litellm-model-inventory") == 0
+    record = state(host, "model-inventory.json")
+    assert record["ok"] is True and record["error"] is None
+    assert record["desired"] == wanted and set(wanted) <= set(record["served"]) and record["missing"] == []
+    assert host.out(f"stat -c '%U %a' {ROOT}/state/model-inventory.json") == "litellm 640"
+    m = metrics(host)
+    assert m[("litellm_models", (("state", "missing"),))] == 0
+    assert m[("litellm_models", (("state", "desired"),))] == len(wanted)
+    assert all(m[("litellm_model_served", (("model", name),))] == 1 for name in wanted)
+    code, lines = status_lines(host)
+    assert f"OK   models: {len(wanted)} desired, {len(record['served'])} served, 0 missing" in "\n".join(lines)
+
+
+def test_a_desired_model_the_proxy_does_not_serve_is_missing(proxy, host):
+    original = host.out(f"cat {CONFIG}") + "\n"
+    config = yaml.safe_load(original)
+    config["model_list"].append({**DEAD, "model_name": NOT_SERVED})
+    write_config(host, yaml.safe_dump(config, sort_keys=False))
+    try:
+        assert job(host, "litellm-model-inventory") == 1
+        record = state(host, "model-inventory.json")
+        assert record["ok"] is False and record["missing"] == [NOT_SERVED] and NOT_SERVED not in record["served"]
+        m = metrics(host)
+        assert m[("litellm_models", (("state", "missing"),))] == 1
+        assert m[("litellm_model_served", (("model", NOT_SERVED),))] == 0
+        assert m[("litellm_model_inventory_ok", ())] == 0
+        code, lines = status_lines(host)
+        assert code == 1
+        assert [line for line in lines if line.startswith("FAIL models: ") and f"not served: {NOT_SERVED}" in line]
+        assert "models" in lines[-1].rsplit(": ", 1)[1].split(", ")
+    finally:
+        write_config(host, original)
+    assert job(host, "litellm-model-inventory") == 0
+    assert metrics(host)[("litellm_models", (("state", "missing"),))] == 0
+
+
+@pytest.fixture(scope="module")
+def with_dead_model(proxy, host, tmp_path_factory):
+    """A converge whose litellm_model_list has one more model, with an upstream that never answers."""
+    models = [*defaults()["litellm_model_list"], DEAD]
+    hosts = inventory(tmp_path_factory.mktemp("h8") / "hosts.yml", [host.name], {"litellm_model_list": models})
+    run = pyinfra([host.name], "-y", env={"LITELLM_INVENTORY": str(hosts)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    host.wait_for("curl -sf http://127.0.0.1:4000/health/liveliness", timeout=300)
+    return models
+
+
+def test_inventory_follows_the_desired_model_list(with_dead_model, host):
+    assert job(host, "litellm-model-inventory") == 0
+    record = state(host, "model-inventory.json")
+    assert record["desired"] == desired_names(with_dead_model) and record["missing"] == []
+
+
+def test_probe_records_a_model_that_does_not_answer(with_dead_model, host):
+    assert job(host, "litellm-probe-capabilities") == 1  # a failed probe fails the job
+    record = state(host, "capabilities.json")
+    dead = record["models"][DEAD["model_name"]]
+    assert record["error"] is None and set(record["models"]) >= set(desired_names(with_dead_model))
+    assert dead["ok"] is False and dead["status"] != 200 and dead["error"] and dead["seconds"] >= 0
+    assert record["failed"] >= 1 and record["ok"] + record["failed"] + record["skipped"] == len(record["models"])
+    assert master_key(host) not in host.out(f"cat {ROOT}/state/capabilities.json")
+    m = metrics(host)
+    assert m[("litellm_probes", (("result", "failed"),))] == record["failed"]
+    assert m[("litellm_model_probe_ok", (("model", DEAD["model_name"]),))] == 0
+    code, lines = status_lines(host)
+    assert code == 1
+    assert [line for line in lines if line.startswith("FAIL probes: ") and DEAD["model_name"] in line]
+    journal = host.out("journalctl _SYSTEMD_USER_UNIT=litellm-probe-capabilities.service -o cat --no-pager -n 50")
+    assert f"FAIL {DEAD['model_name']}" in journal and master_key(host) not in journal
