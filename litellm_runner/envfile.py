@@ -107,11 +107,16 @@ class _Reader:
     """systemd's parse_env_file_internal state machine, refusing what it would read surprisingly."""
 
     def __init__(self, source: str):
-        self.source, self.values = source, {}
+        self.source = source
+        self.values: dict[str, str] = {}
         self.line = 1  # the line being read
         self.start = 1  # the line where the current assignment began
-        self.state, self.key, self.value = "PRE_KEY", [], []
-        self.key_blank = self.value_blank = None  # systemd's last_key_whitespace / last_value_whitespace
+        self.state = "PRE_KEY"
+        self.key: list[str] = []
+        self.value: list[str] = []
+        # systemd's last_key_whitespace / last_value_whitespace
+        self.key_blank: int | None = None
+        self.value_blank: int | None = None
 
     def fail(self, what: str, key: bool = True) -> EnvFileError:
         name = "".join(self.key).rstrip(WHITESPACE)

@@ -32,9 +32,8 @@ def install() -> None:
 
         return wrapper
 
-    Host.run_shell_command = counting(Host.run_shell_command, "commands")
-    Host.put_file = counting(Host.put_file, "uploads")
-    Host.get_file = counting(Host.get_file, "downloads")
+    for method, kind in (("run_shell_command", "commands"), ("put_file", "uploads"), ("get_file", "downloads")):
+        setattr(Host, method, counting(getattr(Host, method), kind))
     atexit.register(
         lambda: open(path, "w").write(
             json.dumps({name: {k: c[k] for k in ("commands", "uploads", "downloads")} for name, c in _counts.items()})

@@ -280,7 +280,7 @@ def _mode() -> str:
     return "online (pip-audit's default service)" if online else "offline (files/advisories/osv.json)"
 
 
-def _refuse(what: str, found: list[str], problems: list[str] = ()) -> None:
+def _refuse(what: str, found: list[str], problems: tuple[str, ...] | list[str] = ()) -> None:
     """Raise CveGateError listing FOUND vulnerabilities in WHAT, then other PROBLEMS; nothing to say: return."""
     parts = []
     if found:

@@ -125,7 +125,7 @@ def parse_owner(text: str, mtime: int) -> Owner:
         return Owner("unknown", "unknown", "unknown", 0, "", mtime)
 
 
-def _span(seconds: int) -> str:
+def _span(seconds: float) -> str:
     seconds = max(0, int(seconds))
     if seconds < 120:
         return f"{seconds} s"
@@ -415,10 +415,10 @@ class Heartbeat:
         import gevent
         from gevent.event import Event
 
-        self._stop = Event()
+        stop = self._stop = Event()
 
         def loop():
-            while not self._stop.wait(self.interval) and self.lost is None:
+            while not stop.wait(self.interval) and self.lost is None:
                 self.once()
 
         self._greenlet = gevent.spawn(loop)
@@ -450,23 +450,28 @@ class _Held:
         held = self
 
         class Release(BaseStateCallback):
-            def operation_host_start(self, state, host, op_hash):
+            @staticmethod
+            def operation_host_start(state, host, op_hash):
                 held.check(host)
 
-            def operation_host_success(self, state, host, op_hash, retry_count=0):
+            @staticmethod
+            def operation_host_success(state, host, op_hash, retry_count=0):
                 if op_hash == _last_op(state, host):
                     held.release(state, host)
 
-            def operation_host_error(self, state, host, op_hash, retry_count=0, max_retries=0):
+            @staticmethod
+            def operation_host_error(state, host, op_hash, retry_count=0, max_retries=0):
                 held.release(state, host)  # a failed host runs nothing more
 
-            def operation_end(self, state, op_hash):
+            @staticmethod
+            def operation_end(state, op_hash):
                 order = state.get_op_order()
                 if order and op_hash == order[-1]:
                     for host in list(held.hosts.values()):
                         held.release(state, host)
 
-            def host_disconnect(self, state, host):
+            @staticmethod
+            def host_disconnect(state, host):
                 held.closed.add(host.name)
                 held.release(state, host)  # refused/aborted after taking it (ssh still answers here)
 
