@@ -8,7 +8,7 @@ SANDBOX ?= litellm-sandbox
 SANDBOX_PORT ?= 2222
 
 
-.PHONY: converge dry check test unit integration sandbox-up sandbox-down system-deps venv lock requirements
+.PHONY: converge dry check test unit integration sandbox-up sandbox-down system-deps venv lock lint requirements
 
 converge: system-deps venv
 ifndef LITELLM_INVENTORY
@@ -68,3 +68,9 @@ requirements: venv
 	$(VENV)/bin/pip install -q --disable-pip-version-check uv==0.13.9
 	$(VENV)/bin/uv pip compile -q --generate-hashes --universal --python-version 3.11 \
 		--custom-compile-command "make requirements" requirements.in -o requirements.txt
+
+# ruff (lint + format check) and mypy, configured in pyproject.toml; .ci/run runs this before the tests
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
