@@ -1,0 +1,194 @@
+"""The proxy's database client (py-02): the Prisma client generated from the schema the pinned LiteLLM ships.
+
+LiteLLM talks to PostgreSQL through prisma-client-py (pinned in the host's venv
+lock). Its client code is generated from ``litellm/proxy/schema.prisma`` by
+``prisma generate``, which runs Prisma's CLI (Node.js from the ``nodejs-bin``
+package, the CLI itself from npm into the account's ``~/.cache/prisma-python``)
+and needs Prisma's native engines (query and schema engine). The runner
+generates it at converge, as the service account (the venv is the account's:
+root never runs it), right after the venv, so the proxy's first start does not.
+
+Where the engines come from:
+
+- By default the CLI downloads them from binaries.prisma.sh (production hosts
+  with internet: the real code path, unchanged).
+- Air-gapped hosts set Prisma's documented variables in ``litellm_env`` (they
+  are written to env.litellm, so the proxy uses the same engines at run time):
+  ``PRISMA_QUERY_ENGINE_BINARY`` and ``PRISMA_SCHEMA_ENGINE_BINARY`` (local engine
+  files), or ``PRISMA_ENGINES_MIRROR`` (a mirror of binaries.prisma.sh), with
+  ``PRISMA_ENGINES_CHECKSUM_IGNORE_MISSING``, ``PRISMA_CLI_BINARY_TARGETS``,
+  ``PRISMA_BINARY_CACHE_DIR`` (a CLI installed beforehand) as needed. Every
+  ``PRISMA_*`` key of ``litellm_env`` is passed to ``prisma generate``.
+
+A host that can neither download the engines nor has them set gets one line
+naming the cause (``binaries.prisma.sh:443 unreachable: ...``). On a production
+host that fails the host's run (the proxy could not use its database); in the
+sandbox (``litellm_sandbox``: the proxy runs without a database) it is a no-op
+that says so. The prisma package itself is importable either way, which is all
+LiteLLM's auth error handler needs (a request without a key gets 401, not 500).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+import shlex
+from urllib.parse import urlsplit
+
+from packaging.requirements import InvalidRequirement, Requirement
+from pyinfra import host
+from pyinfra.api import FactBase, FunctionCommand, StringCommand, operation
+
+from litellm_runner.pyinfra_ext import drift, snapshot
+from litellm_runner.pyinfra_ext.facts import InstalledPackages, as_account
+from litellm_runner.render import venv
+from litellm_runner.resources import locate
+
+logger = logging.getLogger("litellm_runner")
+SYSTEM_PYTHON = "/usr/bin/python3"
+ENGINES_HOST = "https://binaries.prisma.sh"  # Prisma's default download host (PRISMA_ENGINES_MIRROR replaces it)
+LOCAL_ENGINES = ("PRISMA_QUERY_ENGINE_BINARY", "PRISMA_SCHEMA_ENGINE_BINARY")  # both set: nothing is downloaded
+PROBE_TIMEOUT = 5  # seconds to connect to the engines' download host
+GENERATE_TIMEOUT = 900  # seconds for `prisma generate` (CLI install and engine download on a first run)
+
+# Reads the venv as data (root's own interpreter, isolated, run as the account): whether its prisma
+# package holds a client generated from the schema of its litellm; if not, whether the engines' host
+# answers. Prints one JSON object.
+STATE = r"""
+import glob, hashlib, json, socket, sys
+venv, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def sha(path):
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+sites = sorted(glob.glob(venv + "/lib/python3*/site-packages"))
+site = sites[-1] if sites else ""
+schema = sha(site + "/litellm/proxy/schema.prisma")
+state = {"schema": schema, "generated": bool(schema) and sha(site + "/prisma/client.py") is not None
+         and sha(site + "/prisma/schema.prisma") == schema, "download": None}
+if not state["generated"] and host:
+    try:
+        socket.create_connection((host, port), timeout=float(sys.argv[4])).close()
+    except OSError as exc:
+        state["download"] = f"{host}:{port} unreachable: {exc.strerror or exc.__class__.__name__}"
+print(json.dumps(state))
+"""
+
+# Generates the client as the account with the venv's own prisma, from the schema its litellm ships.
+GENERATE = (
+    'schema="$("$1/bin/python" -I -c '
+    '\'import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("litellm").origin), '
+    '"proxy", "schema.prisma"))\')" && exec "$1/bin/python" -m prisma generate --schema "$schema"'
+)
+
+
+class PrismaClientState(FactBase):
+    """``{"generated": bool, "schema": sha256 or None, "download": None or why the engines' host is unreachable}``.
+
+    Read as USER with root's interpreter (``-I``): the venv is only read. The
+    download host is probed (one TCP connect, PROBE_TIMEOUT) only when the
+    client is not generated and PROBE names a host.
+    """
+
+    def command(self, venv_path, user, group, home, probe):
+        parts = urlsplit(probe) if probe else None
+        target = [parts.hostname or "", str(parts.port or 443)] if parts else ["", "0"]
+        args = " ".join(shlex.quote(a) for a in [venv_path, *target, str(PROBE_TIMEOUT)])
+        return f"{as_account(user, group, home)} {SYSTEM_PYTHON} -I -c {shlex.quote(STATE)} {args}"
+
+    def process(self, output):
+        return json.loads("\n".join(output))
+
+
+def prisma_env(env: dict) -> dict[str, str]:
+    """The PRISMA_* settings of litellm_env (engine paths, mirror, ...)."""
+    return {k: str(v) for k, v in sorted(env.items()) if k.startswith("PRISMA_")}
+
+
+def probe_url(settings: dict[str, str]) -> str | None:
+    """Where the engines would be downloaded from, or None when local engine files are set."""
+    if all(settings.get(name) for name in LOCAL_ENGINES):
+        return None
+    return settings.get("PRISMA_ENGINES_MIRROR") or ENGINES_HOST
+
+
+def unavailable(version: str | None, cause: str) -> str:
+    """The one line that says why the client cannot be generated here."""
+    return (
+        f"Prisma client of litellm {version or '(not installed yet)'} not generated: Prisma's engines cannot be "
+        f"downloaded ({cause}); set {' and '.join(LOCAL_ENGINES)} (or PRISMA_ENGINES_MIRROR) in litellm_env"
+    )
+
+
+def _refuse(state, host, text):
+    host.log_styled(text, fg="red", log_func=logger.error)
+    return False
+
+
+@operation()
+def prisma_client(venv_path: str, pins: dict, user: str, group: str, home: str, settings: dict, sandbox: bool):
+    """The venv at VENV_PATH holds a Prisma client generated from its litellm's schema.prisma.
+
+    + pins: the pinned versions of litellm and prisma (a venv whose litellm or prisma changes is generated again)
+    + user, group, home: the service account that owns the venv and runs ``prisma generate``
+    + settings: the PRISMA_* variables of litellm_env, passed to ``prisma generate``
+    + sandbox: a host whose proxy runs without a database: missing engines are a no-op there
+    """
+    installed = snapshot.fact(InstalledPackages, venv=venv_path) or {}
+    changing = any(installed.get(name) != version for name, version in pins.items())
+    state = host.get_fact(
+        PrismaClientState, venv_path=venv_path, user=user, group=group, home=home, probe=probe_url(settings)
+    )
+    if state["generated"] and not changing:
+        host.noop(f"the Prisma client in {venv_path} is generated from litellm {pins.get('litellm')}'s schema")
+        return
+    if state["generated"] is False and state["download"]:
+        text = unavailable(pins.get("litellm"), state["download"])
+        if sandbox:
+            host.noop(f"{text} (sandbox: the proxy runs without a database)")
+            return
+        drift.record("prisma-client", "not generated", text)
+        yield FunctionCommand(_refuse, (f"{text}: the proxy cannot use its database",), {})
+        return
+    drift.record("prisma-client", "not generated" if not state["generated"] else "stale", "generated")
+    assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in settings.items())
+    yield StringCommand(
+        f"{as_account(user, group, home)} {assignments} /bin/sh -c {shlex.quote(GENERATE)} prisma-generate "
+        f"{shlex.quote(venv_path)}"
+    )
+
+
+def pinned(pins: pathlib.Path) -> dict[str, str]:
+    """``{name: version}`` of the ``==`` pins of litellm and prisma in PINS (the same in every lock of them)."""
+    found = {}
+    for line in pins.read_text().splitlines():
+        try:
+            req = Requirement(line.split("#", 1)[0].strip())
+        except InvalidRequirement:
+            continue
+        spec = [s.version for s in req.specifier if s.operator == "=="]
+        if req.name in ("litellm", "prisma") and spec:
+            found[req.name] = spec[0]
+    return found
+
+
+def apply():
+    """After python_env.apply(): the client generated as the account. Returns the operations whose change restarts
+    the services that run from the venv."""
+    d = host.data
+    return [
+        prisma_client(
+            name=f"Prisma client in {venv(d)} generated from litellm's schema | py-02",
+            venv_path=venv(d),
+            pins=pinned(locate(d.litellm_venv_requirements)),
+            user=d.litellm_user,
+            group=d.litellm_group,
+            home=d.litellm_home,
+            settings=prisma_env(d.litellm_env),
+            sandbox=bool(d.litellm_sandbox),
+            _timeout=GENERATE_TIMEOUT,
+        )
+    ]

@@ -1,0 +1,162 @@
+"""The proxy's database client (tasks/prisma.py, py-02).
+
+The state reader runs for real (root's interpreter, isolated) against venv layouts
+on this machine and real sockets; the operation is tested as data: facts in,
+commands or no-ops out.
+"""
+
+import json
+import socket
+import subprocess
+
+import pytest
+
+from litellm_runner.resources import shipped
+from litellm_runner.tasks import prisma
+from tests.unit.fakehost import run_op
+
+SCHEMA = b'generator client {\n  provider = "prisma-client-py"\n}\n'
+
+
+def layout(root, schema=SCHEMA, client=None, packaged=None):
+    """A venv's site-packages with litellm's schema (None: no litellm) and a prisma package."""
+    site = root / "venv" / "lib" / "python3.11" / "site-packages"
+    (site / "prisma").mkdir(parents=True)
+    if schema is not None:
+        (site / "litellm" / "proxy").mkdir(parents=True)
+        (site / "litellm" / "proxy" / "schema.prisma").write_bytes(schema)
+    if client is not None:
+        (site / "prisma" / "client.py").write_text(client)
+    if packaged is not None:
+        (site / "prisma" / "schema.prisma").write_bytes(packaged)
+    return root / "venv"
+
+
+def read_state(venv, host="", port=0):
+    proc = subprocess.run(
+        [prisma.SYSTEM_PYTHON, "-I", "-c", prisma.STATE, str(venv), host, str(port), "2"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize(
+    "case,files,generated",
+    [
+        ("no venv", None, False),
+        ("no litellm", {"schema": None}, False),
+        ("not generated", {}, False),
+        ("generated from litellm's schema", {"client": "# generated", "packaged": SCHEMA}, True),
+        ("generated from another schema", {"client": "# generated", "packaged": b"model X {}"}, False),
+        ("schema copied, no client code", {"packaged": SCHEMA}, False),
+    ],
+)
+def test_state_reads_whether_the_client_is_generated(tmp_path, case, files, generated):
+    venv = tmp_path / "missing" if files is None else layout(tmp_path, **files)
+    state = read_state(venv)
+    assert state["generated"] is generated and state["download"] is None  # no host named: nothing probed
+
+
+def test_state_probes_the_download_host_only_when_not_generated(tmp_path):
+    with socket.socket() as listening, socket.socket() as closed:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        up, down = listening.getsockname()[1], closed.getsockname()[1]
+        missing = read_state(layout(tmp_path / "a"), "127.0.0.1", down)
+        reachable = read_state(layout(tmp_path / "b"), "127.0.0.1", up)
+        done = read_state(layout(tmp_path / "c", client="#", packaged=SCHEMA), "127.0.0.1", down)
+    assert missing["download"] == f"127.0.0.1:{down} unreachable: Connection refused"
+    assert reachable["download"] is None and done == {**done, "generated": True, "download": None}
+
+
+@pytest.mark.parametrize(
+    "settings,url",
+    [
+        ({}, "https://binaries.prisma.sh"),
+        ({"PRISMA_ENGINES_MIRROR": "https://mirror.example.net/prisma"}, "https://mirror.example.net/prisma"),
+        ({"PRISMA_QUERY_ENGINE_BINARY": "/opt/prisma/query-engine"}, "https://binaries.prisma.sh"),
+        ({"PRISMA_QUERY_ENGINE_BINARY": "/opt/q", "PRISMA_SCHEMA_ENGINE_BINARY": "/opt/s"}, None),
+    ],
+)
+def test_probe_url(settings, url):
+    assert prisma.probe_url(settings) == url
+
+
+def test_prisma_env_takes_only_prisma_settings():
+    env = {"REDIS_HOST": "127.0.0.1", "PRISMA_SCHEMA_ENGINE_BINARY": "/opt/s", "PRISMA_QUERY_ENGINE_BINARY": "/opt/q"}
+    assert prisma.prisma_env(env) == {"PRISMA_QUERY_ENGINE_BINARY": "/opt/q", "PRISMA_SCHEMA_ENGINE_BINARY": "/opt/s"}
+
+
+def test_pins_name_the_client_litellm_needs():
+    """The shipped pins: litellm and the prisma version its code works with (0.13+ lacks _Prisma__engine)."""
+    assert prisma.pinned(shipped("files", "litellm-venv-requirements.txt")) == {
+        "litellm": "1.102.4",
+        "prisma": "0.11.0",
+    }
+
+
+PINS = {"litellm": "1.102.4", "prisma": "0.11.0"}
+CAUSE = "binaries.prisma.sh:443 unreachable: Temporary failure in name resolution"
+
+
+def op(state, installed=None, sandbox=False, settings=None):
+    from litellm_runner.pyinfra_ext.facts import InstalledPackages
+
+    return run_op(
+        prisma.prisma_client,
+        facts={prisma.PrismaClientState: state, InstalledPackages: installed},
+        venv_path="/home/litellm/litellm/venv",
+        pins=PINS,
+        user="litellm",
+        group="litellm",
+        home="/home/litellm",
+        settings=settings or {},
+        sandbox=sandbox,
+    )
+
+
+def test_a_generated_client_of_the_installed_release_is_a_noop():
+    commands, noops = op({"generated": True, "download": None}, installed=dict(PINS))
+    assert commands == [] and noops == [
+        "the Prisma client in /home/litellm/litellm/venv is generated from litellm 1.102.4's schema"
+    ]
+
+
+@pytest.mark.parametrize(
+    "state,installed",
+    [
+        ({"generated": False, "download": None}, dict(PINS)),  # never generated, engines downloadable
+        ({"generated": True, "download": None}, {**PINS, "litellm": "1.101.0"}),  # litellm changes in this run
+        ({"generated": True, "download": None}, None),  # no venv yet
+    ],
+)
+def test_generates_as_the_account_with_the_venvs_prisma(state, installed):
+    commands, noops = op(state, installed, settings={"PRISMA_ENGINES_MIRROR": "https://m.example/p"})
+    assert noops == [] and len(commands) == 1
+    command = commands[0]
+    assert command.startswith("cd / && runuser -u litellm -g litellm -- env -i HOME=/home/litellm ")
+    assert "PRISMA_ENGINES_MIRROR=https://m.example/p /bin/sh -c " in command
+    assert command.endswith(" prisma-generate /home/litellm/litellm/venv")
+    assert '-m prisma generate --schema "$schema"' in prisma.GENERATE and "sudo" not in command
+
+
+def test_missing_engines_in_the_sandbox_say_so_in_one_line():
+    commands, noops = op({"generated": False, "download": CAUSE}, sandbox=True)
+    assert commands == [] and len(noops) == 1 and "\n" not in noops[0]
+    assert noops[0] == (
+        "Prisma client of litellm 1.102.4 not generated: Prisma's engines cannot be downloaded "
+        f"({CAUSE}); set PRISMA_QUERY_ENGINE_BINARY and PRISMA_SCHEMA_ENGINE_BINARY (or PRISMA_ENGINES_MIRROR) "
+        "in litellm_env (sandbox: the proxy runs without a database)"
+    )
+
+
+def test_missing_engines_fail_a_production_host():
+    from tests.unit import fakehost
+
+    commands, noops = op({"generated": False, "download": CAUSE})
+    assert noops == [] and len(commands) == 1 and "_refuse" in commands[0]
+    assert fakehost.last_drift[0]["kind"] == "prisma-client" and CAUSE in fakehost.last_drift[0]["after"]
