@@ -70,6 +70,13 @@ litellm_model_list = [  # the proxy's model_list; api_key values must be os.envi
     },
 ]
 litellm_config_backups_keep = 5  # timestamped copies of the replaced config kept
+# The proxy's MCP servers (config mcp_servers; fields of litellm 1.102.4, see litellm_runner/mcp.py and
+# README "MCP servers"): name (letters, digits, _) -> entry; credentials are os.environ/ references to
+# names in litellm_env_secrets. The lint refuses one without upstream auth (LINT-11), a literal
+# credential (LINT-12) and a URL on another host (LINT-13, https; LINT-14, plain http) unless waived. e.g.
+# "tickets": {"url": "http://127.0.0.1:8091/mcp", "auth_type": "bearer_token",
+#             "authentication_token": "os.environ/TICKETS_MCP_TOKEN", "access_groups": ["support"]},
+litellm_mcp_servers = {}
 
 # --- Env file and secrets (sec-01) ---------------------------------------------
 # Names of the secrets written to env.litellm (mode 0600). Values come from the

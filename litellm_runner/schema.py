@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 
+from litellm_runner import mcp
 from litellm_runner.render import TOOL_COMMANDS
 
 USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -286,6 +287,7 @@ def validate(data: dict, source=lambda key: "group_data/all.py") -> list[str]:
                 "litellm_model_list",
                 "litellm_key_rotation",
                 "litellm_settings",
+                "litellm_mcp_servers",
             )
         ):
             bad(key, data[key], "a known setting (see group_data/all.py); is it misspelt?")
@@ -307,6 +309,10 @@ def validate(data: dict, source=lambda key: "group_data/all.py") -> list[str]:
         if key is not None and not str(key).startswith("os.environ/"):
             bad(f"litellm_model_list[{i}].litellm_params.api_key", key, "an os.environ/NAME reference")
     _check_rotation(data, bad)
+    # litellm_mcp_servers: shape, names, URL forms; credentials and reachability are the lint's (LINT-11..14)
+    secret_names = data.get("litellm_env_secrets") or ()
+    for where, value, expected in mcp.problems(data.get("litellm_mcp_servers", {}), secret_names):
+        bad(where, value, expected)
     return errors
 
 

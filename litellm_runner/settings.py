@@ -46,6 +46,7 @@ DEFAULTS: dict = {
         }
     ],
     "litellm_config_backups_keep": 5,
+    "litellm_mcp_servers": {},
     "litellm_env_secrets": ["LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "DATABASE_URL", "VLLM_API_KEY"],
     "litellm_env_placeholders": ["dummy", "changeme", "sk-1234", "placeholder", "xxx"],
     "litellm_env": {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": "6379", "LITELLM_LOCAL_MODEL_COST_MAP": "True"},

@@ -92,7 +92,9 @@ def _lint(data, src) -> tuple[list[str], list[str]]:
             where = _secret_source(data) if name in data["litellm_env_secrets"] else src("litellm_env")
         else:
             section = f.key.split(".")[0].split("[")[0]
-            where = src({"model_list": "litellm_model_list"}.get(section, section))
+            where = src(
+                {"model_list": "litellm_model_list", "mcp_servers": "litellm_mcp_servers"}.get(section, section)
+            )
         line = f"{where}: {f.key}: {f.id} {f.severity}: {f.message}"
         (problems if f.severity == "critical" else warnings).append(line)
     return problems, warnings

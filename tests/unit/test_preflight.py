@@ -130,3 +130,65 @@ def test_schema_problems_stop_the_other_gates(secrets_file):
     assert found == [
         "host h1: group_data/all.py: litellm_bind = '0.0.0.0': expected a loopback address such as 127.0.0.1"
     ]
+
+
+MCP_TOKEN = "canary-mcp-token-5e6f"
+STUB_MCP = {
+    "url": "http://127.0.0.1:8091/mcp",
+    "auth_type": "bearer_token",
+    "authentication_token": "os.environ/LITELLM_MCP_STUB_TOKEN",
+}
+WAIVER = {"rule": "LINT-13", "reason": "vendor-hosted MCP server, TLS only, contract 2026-17"}
+
+
+def with_mcp(**entry) -> dict:
+    """Defaults with one MCP server ``stub`` (STUB_MCP changed by ENTRY; None removes a key) and its secret."""
+    merged = {k: v for k, v in {**STUB_MCP, **entry}.items() if v is not None}
+    secrets = [*defaults()["litellm_env_secrets"], "LITELLM_MCP_STUB_TOKEN"]
+    return defaults(litellm_mcp_servers={"stub": merged}, litellm_env_secrets=secrets)
+
+
+def run_named(data):
+    """preflight.problems with a source that names the key it was asked about."""
+    return preflight.problems([("h1", data, lambda key: f"source of {key}")])
+
+
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        (with_mcp(), None),
+        (with_mcp(auth_type="none", authentication_token=None), "mcp_servers.stub: LINT-11 critical"),
+        (with_mcp(authentication_token=MCP_TOKEN), "mcp_servers.stub.authentication_token: LINT-12 critical"),
+        (with_mcp(url="https://mcp.example.com/mcp"), "mcp_servers.stub.url: LINT-13 critical"),
+        (with_mcp(url="http://10.0.0.5:8091/mcp"), "mcp_servers.stub.url: LINT-14 critical"),
+        (with_mcp(url="http://10.0.0.5:8091/mcp", waivers=[WAIVER]), "mcp_servers.stub.url: LINT-14 critical"),
+    ],
+    ids=["clean", "no-auth", "literal-token", "remote-https", "remote-http", "remote-http-wrong-waiver"],
+)
+def test_mcp_servers_are_linted_before_any_host(secrets_file, data, fragment):
+    secrets_file(LITELLM_MCP_STUB_TOKEN=MCP_TOKEN)
+    found, warned = run_named(data)
+    if fragment is None:
+        assert (found, warned) == ([], [])
+        return
+    assert len(found) == 1 and found[0].startswith(f"host h1: source of litellm_mcp_servers: {fragment}"), found
+    assert MCP_TOKEN not in "\n".join(found + warned)
+
+
+def test_a_waived_mcp_finding_is_a_warning_with_its_reason(secrets_file):
+    secrets_file(LITELLM_MCP_STUB_TOKEN=MCP_TOKEN)
+    found, warned = run_named(with_mcp(url="https://mcp.example.com/mcp", waivers=[WAIVER]))
+    assert found == []
+    assert warned == [
+        f"host h1: source of litellm_mcp_servers: mcp_servers.stub.url: LINT-13 warning: waived: {WAIVER['reason']}"
+    ]
+
+
+def test_an_mcp_credential_whose_secret_is_not_listed_is_refused_by_the_schema(secrets_file):
+    secrets_file(LITELLM_MCP_STUB_TOKEN=MCP_TOKEN)
+    found, _ = run_named(defaults(litellm_mcp_servers={"stub": STUB_MCP}))
+    assert found == [
+        "host h1: source of litellm_mcp_servers: litellm_mcp_servers[stub].authentication_token = "
+        "'os.environ/LITELLM_MCP_STUB_TOKEN': expected a NAME listed in litellm_env_secrets "
+        "(its value comes from the secret source)"
+    ]
