@@ -211,7 +211,9 @@ def test_status_names_what_fails(deps):
         "general_settings:\n  database_connection_pool_limit: 25\n  store_prompts_in_spend_logs: true\n"
         "  disable_error_logs: false\n  master_key: sk-literal\n"
     )
-    proc = status(deps, "--skip", "health", "--skip", "metrics")
+    proc = status(
+        deps, "--skip", "health", "--skip", "metrics", "--skip", "prisma"
+    )  # see test_status_prisma_without_the_client
     lines = proc.stdout.splitlines()
     assert proc.returncode == 1
     assert f"OK   database: 127.0.0.1:{deps['pg'].port}/litellm" in lines
@@ -229,7 +231,20 @@ def test_status_passes_when_all_is_well(deps):
         "general_settings:\n  store_prompts_in_spend_logs: false\n  disable_error_logs: false\n"
         "  master_key: os.environ/LITELLM_MASTER_KEY\n"
     )
-    proc = status(deps, "--quiet", "--skip", "health", "--skip", "metrics", "--skip", "services", "--skip", "keys")
+    proc = status(
+        deps,
+        "--quiet",
+        "--skip",
+        "health",
+        "--skip",
+        "metrics",
+        "--skip",
+        "services",
+        "--skip",
+        "keys",
+        "--skip",
+        "prisma",
+    )
     assert proc.returncode == 0 and proc.stdout == ""
     (deps["root"] / "state" / "config.generated.yaml").write_text(
         "general_settings:\n  database_connection_pool_limit: 25\n"
@@ -498,3 +513,18 @@ def test_stub_streams_server_sent_events(stub):
     chunks = [json.loads(e) for e in events[:-1]]
     assert [c["choices"][0]["delta"] for c in chunks] == [ANSWER, {}]
     assert [c["choices"][0]["finish_reason"] for c in chunks] == [None, "stop"]
+
+
+def test_status_prisma_without_the_client(deps):
+    """The runner's own interpreter has neither litellm nor prisma: the check says what a host without prisma
+    suffers (the sandbox converge shows the installed, not generated case: tests/integration/test_traffic.py)."""
+    others = [
+        a
+        for name in ("services", "database", "backups", "health", "metrics", "keys", "config", "models", "probes")
+        for a in ("--skip", name)
+    ]
+    proc = status(deps, *others)
+    assert proc.returncode == 1 and proc.stdout.splitlines() == [
+        "FAIL prisma: prisma is not installed: the proxy answers 500 to a request without a key, and has no database",
+        "status: 1 check(s) failed: prisma",
+    ]
