@@ -45,6 +45,10 @@ SUDO_PASSWORD_SECRET = "LITELLM_SUDO_PASSWORD"  # default name of the sudo passw
 SECRET_ARGUMENTS = ("_sudo_password", "_su_password")  # pyinfra arguments that carry a password
 ASKPASS_MARKER = "private-askpass"  # host data's _sudo_password: only makes pyinfra use sudo -A
 _passwords: dict[str, str] = {}  # host name -> sudo password, for the private askpass helper
+# pyinfra's SSH connect retries, for fleets: a connection refused, reset or dropped (sshd's MaxStartups limit
+# on unauthenticated connections, a restarting host) is tried 3 more times, each after a random 0.5-2 s pause
+# (jitter: hosts that failed together do not retry together); then the host is unreachable and fails alone.
+CONNECT_DEFAULTS = {"ssh_connect_retries": 3, "ssh_connect_retry_min_delay": 0.5, "ssh_connect_retry_max_delay": 2.0}
 PRIVATE_ASKPASS = (
     'umask 077 && f=$(mktemp /tmp/litellm-runner-askpass.XXXXXXXXXX) && cat > "$f" && chmod 0700 "$f" && echo "$f"'
 )
@@ -187,10 +191,21 @@ def sandbox_groups(names: list[str]) -> dict[str, list]:
     return {"litellm_hosts": hosts, "sandbox": hosts}
 
 
-def groups() -> dict[str, list]:
+def groups() -> dict[str, list | tuple]:
     refuse_group_data_passwords()
     path = os.environ.get("LITELLM_INVENTORY")
     if path:
-        return load_hosts_file(path)
+        return with_connect_defaults(load_hosts_file(path))
     names = [n for n in os.environ.get("LITELLM_SANDBOXES", sandbox.DEFAULT_NAME).split(",") if n]
-    return sandbox_groups(names)
+    return with_connect_defaults(sandbox_groups(names))
+
+
+def with_connect_defaults(groups: dict[str, list]) -> dict[str, list | tuple]:
+    """GROUPS plus pyinfra's group ``all`` carrying CONNECT_DEFAULTS (group_data/all.py, a group or a host overrides).
+
+    Left alone when the hosts file defines its own ``all``.
+    """
+    if "all" in groups:
+        return dict(groups)
+    names = list(dict.fromkeys(h[0] if isinstance(h, tuple) else h for hosts in groups.values() for h in hosts))
+    return {**groups, "all": (names, dict(CONNECT_DEFAULTS))}

@@ -1,16 +1,24 @@
 """Drift check with detailed exit codes: has any host drifted from group_data?
 
-    python -m litellm_runner.cli.check [--json REPORT.json] [--junit REPORT.xml] [pyinfra args...]
+    litellm-runner check [--json REPORT.json] [--junit REPORT.xml] [--quiet] [--parallel N] [pyinfra args...]
+    python -m litellm_runner.cli.check ...                               # the same
 
 Runs this project's deploy in pyinfra's change detection (``--dry``) against
 the inventory and prints, per host, each drifted item and what differs.
-Exit codes (like ``terraform plan -detailed-exitcode``):
+Exit codes (litellm_runner.cli.exitcodes; like ``terraform plan -detailed-exitcode``):
 
     0  every host matches its desired state
-    2  at least one host has drifted
-    1  the check itself could not run (bad input, unreachable host, failed fact), or an item of
-       a host could not be checked (its database unreachable: named with ``!``; that host's other
-       items are still checked and reported)
+    2  at least one host has drifted (and every host was reached and checked)
+    1  the check itself could not run (bad input, failed fact), a host could not be reached
+       (named, one line each; every host that was reached is still checked and reported), or an
+       item of a host could not be checked (its database unreachable: named with ``!``; that
+       host's other items are still checked and reported)
+    64 usage error
+
+On a terminal (stdout a tty, no ``--quiet``) each host's result is printed the moment its check
+finishes, with a status line while hosts are still being checked; the full report follows. SSH
+connections are at most ``--parallel`` (default 10) in flight, and retried as
+litellm_runner.inventory.CONNECT_DEFAULTS says.
 
 ``-y``/``--yes`` and ``PYINFRA_YES`` are refused/removed: with them pyinfra
 skips change detection and would report no drift at all.
@@ -18,20 +26,20 @@ skips change detection and would report no drift at all.
 The JSON report (schema ``litellm-runner/drift-report`` version 1)::
 
     {"schema": "litellm-runner/drift-report", "version": 1,
-     "generated_at": "2026-11-23T06:00:00Z", "status": "drift",
-     "hosts": {"<host>": {"status": "ok"|"drift"|"error",
+     "generated_at": "2026-11-23T06:00:00Z", "status": "ok"|"drift"|"error",
+     "hosts": {"<host>": {"status": "ok"|"drift"|"error"|"unreachable",
+                          "reason": "<why it could not be reached>",        (unreachable hosts only)
                           "items": [{"id": "<operation name with control id>",
                                      "kind": "directory|file|secret-file|package|unit|linger|database|error|...",
                                      "status": "drift"|"follows"|"error", "before": ..., "after": ...,
                                      "diff": [...]}]}},
-     "totals": {"hosts": N, "drifted_hosts": N, "items": N}}
+     "totals": {"hosts": N, "drifted_hosts": N, "unreachable_hosts": N, "items": N}}
 
 Secret-bearing items carry ``sha256:xxxxxxxx`` fingerprints, never values.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -39,71 +47,138 @@ import pathlib
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import IO, TextIO
 from xml.sax.saxutils import escape
 
+from litellm_runner.cli import exitcodes
+from litellm_runner.cli.dryrun import EVENT
 from litellm_runner.resources import project
 
 SCHEMA = "litellm-runner/drift-report"
+PARALLEL = 10  # SSH connections in flight: sshd's default MaxStartups starts dropping beyond 10 unauthenticated
 
 
-def run_dry(extra: list[str], timeout: float) -> tuple[subprocess.CompletedProcess, dict]:
+@dataclass
+class Dry:
+    """What the dry run left: pyinfra's exit code and JSON, its log, the drift records, the events."""
+
+    returncode: int
+    stdout: str
+    log: list[str]
+    details: dict
+    hosts: list[str] = field(default_factory=list)
+    unreachable: dict[str, str] = field(default_factory=dict)
+    connected: list[str] = field(default_factory=list)
+
+
+def run_dry(extra: list[str], timeout: float, on_event=lambda event: None) -> Dry:
+    """``pyinfra inventory.py deploy.py --dry --json EXTRA`` (cli.dryrun), each event to ON_EVENT as it comes.
+
+    Raises subprocess.TimeoutExpired when it has not finished within TIMEOUT seconds (it is killed).
+    """
     env = {k: v for k, v in os.environ.items() if k != "PYINFRA_YES"}
     env["PYINFRA_PROGRESS"] = "off"
     with tempfile.TemporaryDirectory(prefix="litellm-check-") as tmp:
-        record = pathlib.Path(tmp) / "drift.json"
+        record, out = pathlib.Path(tmp) / "drift.json", pathlib.Path(tmp) / "plan.json"
         env["LITELLM_DRIFT_RECORD"] = str(record)
-        pyinfra = str(pathlib.Path(sys.executable).parent / "pyinfra")
-        proc = subprocess.run(
-            [pyinfra, "inventory.py", "deploy.py", "--dry", "--json", *extra],
-            cwd=project(),
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        details = json.loads(record.read_text()) if record.exists() else {}
-    return proc, details
+        command = [sys.executable, "-m", "litellm_runner.cli.dryrun", "inventory.py", "deploy.py", "--dry", "--json"]
+        expired = threading.Event()
+        with out.open("w") as stdout:
+            proc = subprocess.Popen(
+                [*command, *extra], cwd=project(), env=env, stdout=stdout, stderr=subprocess.PIPE, text=True
+            )
+
+            def expire() -> None:
+                expired.set()
+                proc.kill()
+
+            timer = threading.Timer(timeout, expire)
+            timer.start()
+            try:
+                dry = _read_events(proc.stderr, on_event)
+                proc.wait()
+            finally:
+                timer.cancel()
+                if proc.poll() is None:  # interrupted while reading: never leave pyinfra running
+                    proc.kill()
+                    proc.wait()
+        if expired.is_set():
+            raise subprocess.TimeoutExpired(command, timeout)
+        dry.returncode, dry.stdout = proc.returncode, out.read_text()
+        dry.details = json.loads(record.read_text()) if record.exists() else {}
+    return dry
 
 
-def build_report(plan: dict, details: dict, hosts: list[str], failed: list[str]) -> dict:
-    report_hosts = {}
-    for name in hosts:
-        if name in failed:
-            report_hosts[name] = {"status": "error", "items": []}
+def _read_events(stream: IO[str] | None, on_event) -> Dry:
+    """The dry run's stderr, line by line: events (litellm_runner.cli.dryrun) to ON_EVENT, the rest kept as its log."""
+    dry = Dry(returncode=-1, stdout="", log=[], details={})
+    for line in stream or ():
+        if not line.startswith(EVENT):
+            dry.log.append(line)
             continue
-        items = []
-        recorded = {}
-        for item in details.get(name, []):
-            recorded.setdefault(item["id"], []).append(item)
-        for op in plan:
-            if name in op["hosts_with_change"] or name in op["hosts_with_conditional_change"]:
-                found = recorded.get(op["name"]) or [
-                    {"id": op["name"], "kind": "operation", "before": None, "after": None}
-                ]
-                for item in found:
-                    follows = item["kind"] == "restart" or name not in op["hosts_with_change"]
-                    status = "error" if item["kind"] == "error" else "follows" if follows else "drift"
-                    items.append({**item, "status": status})
-        statuses = {i["status"] for i in items}
-        report_hosts[name] = {
-            "status": "error" if "error" in statuses else "drift" if "drift" in statuses else "ok",
-            "items": items,
-        }
-    drifted = [h for h, r in report_hosts.items() if r["status"] != "ok"]
-    errors = [h for h, r in report_hosts.items() if r["status"] == "error"]
-    status = "error" if failed or errors else ("drift" if drifted else "ok")
+        event = json.loads(line[len(EVENT) :])
+        if event["event"] == "hosts":
+            dry.hosts = event["names"]
+        elif event["event"] == "unreachable":
+            dry.unreachable[event["host"]] = event["reason"]
+        elif event["event"] == "connected":
+            dry.connected.append(event["host"])
+        on_event(event)
+    return dry
+
+
+def build_report(plan: list, details: dict, hosts: list[str], unreachable: dict[str, str] | None = None) -> dict:
+    """The report of HOSTS from PLAN (pyinfra's --json plan), DETAILS (drift records), UNREACHABLE (name -> why)."""
+    unreachable = unreachable or {}
+    report_hosts: dict[str, dict] = {}
+    for name in hosts:
+        if name in unreachable:
+            report_hosts[name] = {"status": "unreachable", "reason": unreachable[name], "items": []}
+        else:
+            report_hosts[name] = _host_result(plan, details.get(name, []), name)
+    drifted = [h for h, r in report_hosts.items() if r["status"] in ("drift", "error")]
+    errors = [h for h, r in report_hosts.items() if r["status"] in ("error", "unreachable")]
     return {
         "schema": SCHEMA,
         "version": 1,
         "generated_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "status": status,
+        "status": "error" if errors else ("drift" if drifted else "ok"),
         "hosts": report_hosts,
         "totals": {
             "hosts": len(report_hosts),
             "drifted_hosts": len(drifted),
+            "unreachable_hosts": len(unreachable),
             "items": sum(1 for r in report_hosts.values() for i in r["items"] if i["status"] == "drift"),
         },
     }
+
+
+def _host_result(plan: list, records: list[dict], name: str) -> dict:
+    """One reached host's status and items: each operation that would change it, with its drift records."""
+    items = []
+    recorded: dict[str, list[dict]] = {}
+    for item in records:
+        recorded.setdefault(item["id"], []).append(item)
+    for op in plan:
+        if name in op["hosts_with_change"] or name in op["hosts_with_conditional_change"]:
+            found = recorded.get(op["name"]) or [{"id": op["name"], "kind": "operation", "before": None, "after": None}]
+            for item in found:
+                follows = item["kind"] == "restart" or name not in op["hosts_with_change"]
+                status = "error" if item["kind"] == "error" else "follows" if follows else "drift"
+                items.append({**item, "status": status})
+    statuses = {i["status"] for i in items}
+    return {"status": "error" if "error" in statuses else "drift" if "drift" in statuses else "ok", "items": items}
+
+
+def host_plan(event: dict) -> list[dict]:
+    """A ``checked`` event (litellm_runner.cli.dryrun) as a plan of that one host, for _host_result."""
+    name = event["host"]
+    return [{"name": n, "hosts_with_change": [name], "hosts_with_conditional_change": []} for n in event["changes"]] + [
+        {"name": n, "hosts_with_change": [], "hosts_with_conditional_change": [name]} for n in event["conditional"]
+    ]
 
 
 def _fmt(value) -> str:
@@ -112,11 +187,18 @@ def _fmt(value) -> str:
     return "absent" if value is None else str(value)
 
 
+def headline(name: str, result: dict) -> str:
+    """A host's result in one line: ``NAME: STATUS`` with its drifted item count, or why it was not reached."""
+    if result["status"] == "unreachable":
+        return f"{name}: unreachable: {result['reason']}"
+    drifted = [i for i in result["items"] if i["status"] == "drift"]
+    return f"{name}: {result['status']}" + (f" ({len(drifted)} items)" if drifted else "")
+
+
 def human(report: dict) -> str:
     lines = []
     for name, result in report["hosts"].items():
-        drifted = [i for i in result["items"] if i["status"] == "drift"]
-        lines.append(f"{name}: {result['status']}" + (f" ({len(drifted)} items)" if drifted else ""))
+        lines.append(headline(name, result))
         for item in result["items"]:
             if item["status"] == "error":
                 lines.append(f"  ! {item['id']}: could not be checked: {item['before']}")
@@ -131,14 +213,18 @@ def human(report: dict) -> str:
         if follows:
             lines.append(f"  then: {'; '.join(follows)}")
     t = report["totals"]
-    lines.append(f"{t['drifted_hosts']} of {t['hosts']} hosts drifted, {t['items']} items")
+    unreachable = f", {t['unreachable_hosts']} unreachable" if t.get("unreachable_hosts") else ""
+    lines.append(f"{t['drifted_hosts']} of {t['hosts']} hosts drifted, {t['items']} items{unreachable}")
     return "\n".join(lines)
 
 
 def junit(report: dict) -> str:
     cases = []
     for name, result in report["hosts"].items():
-        if result["status"] == "error" and not result["items"]:
+        if result["status"] == "unreachable":
+            message = escape(f"unreachable: {result['reason']}", {'"': "&quot;"})
+            cases.append(f'<testcase classname="{escape(name)}" name="check"><error message="{message}"/></testcase>')
+        elif result["status"] == "error" and not result["items"]:
             cases.append(
                 f'<testcase classname="{escape(name)}" name="check"><error message="check failed"/></testcase>'
             )
@@ -163,53 +249,129 @@ def junit(report: dict) -> str:
     )
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m litellm_runner.cli.check", description=__doc__.split("\n")[0])
+class Progress:
+    """Each host's result on a terminal the moment it is known, and a status line redrawn every second.
+
+    Silent when OUT is not a terminal or QUIET: the report at the end is then the only output.
+    """
+
+    def __init__(self, out: TextIO, quiet: bool = False) -> None:
+        self.out, self.enabled = out, out.isatty() and not quiet
+        self.started, self.total, self.done = time.monotonic(), 0, 0
+        self.lock, self.stop = threading.Lock(), threading.Event()
+        self.ticker = threading.Thread(target=self._tick, daemon=True)
+
+    def __enter__(self) -> Progress:
+        if self.enabled:
+            self.ticker.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        if self.ticker.is_alive():
+            self.ticker.join()
+        self._write("\r\033[K")
+
+    def event(self, event: dict) -> None:
+        """One event of the dry run (litellm_runner.cli.dryrun): a host's result becomes a line."""
+        if event["event"] == "hosts":
+            self.total = len(event["names"])
+        elif event["event"] == "unreachable":
+            self._line(headline(event["host"], {"status": "unreachable", "reason": event["reason"]}))
+        elif event["event"] == "checked":
+            self._line(headline(event["host"], _host_result(host_plan(event), event["records"], event["host"])))
+
+    def _line(self, text: str) -> None:
+        self.done += 1
+        self._write(f"\r\033[K{text}\n" + self._status())
+
+    def _status(self) -> str:
+        elapsed = time.monotonic() - self.started
+        if elapsed < 2:
+            return ""
+        return f"checking: {self.done} of {self.total or '?'} hosts done, {elapsed:.0f}s"
+
+    def _tick(self) -> None:
+        while not self.stop.wait(1):
+            self._write("\r\033[K" + self._status())
+
+    def _write(self, text: str) -> None:
+        if self.enabled:
+            with self.lock:
+                self.out.write(text)
+                self.out.flush()
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m litellm_runner.cli.check") -> int:
+    """The drift check: exit codes of litellm_runner.cli.exitcodes (0 no drift, 2 drift, 1 could not check)."""
+    parser = exitcodes.ArgumentParser(
+        prog=prog,
+        description=__doc__.split("\n")[0],
+        usage=f"{prog} [-h] [--json F] [--junit F] [--timeout S] [--quiet] [--parallel N] [pyinfra args...]",
+    )
     parser.add_argument("--json", dest="json_path", help="write the JSON report here")
     parser.add_argument("--junit", help="write a JUnit XML report here")
-    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds for the whole check (default 1800)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress, only the report (as when piped)")
+    parser.add_argument(
+        "--parallel", type=int, default=PARALLEL, help=f"hosts connected and checked at once (default {PARALLEL})"
+    )
     args, extra = parser.parse_known_args(argv)
     if any(a in ("-y", "--yes") for a in extra):
         print("check: -y/--yes skips change detection, so it cannot be used for a drift check", file=sys.stderr)
-        return 1
+        return exitcodes.FAILED
     try:
-        proc, details = run_dry(extra, args.timeout)
+        with Progress(sys.stdout, args.quiet) as progress:
+            dry = run_dry(["--parallel", str(args.parallel), *extra], args.timeout, progress.event)
     except subprocess.TimeoutExpired:
         print(f"check: pyinfra did not finish within {args.timeout:.0f}s", file=sys.stderr)
-        return 1
-    try:
-        doc = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        doc = None
-    if doc is None or proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-5000:])
-        print(f"check: the check could not run (pyinfra exited {proc.returncode})", file=sys.stderr)
-        return 1
-    hosts = sorted(
-        {h for op in doc["plan"] for h in op["hosts_with_change"] + op["hosts_with_conditional_change"]}
-        | set(details)
-        | set(_inventory_hosts(proc.stderr))
-    )
-    report = build_report(doc["plan"], details, hosts, failed=[])
+        return exitcodes.FAILED
+    report = report_of(dry)
+    if report is None:
+        sys.stderr.write("".join(dry.log)[-5000:])
+        print(f"check: the check could not run (pyinfra exited {dry.returncode})", file=sys.stderr)
+        return exitcodes.FAILED
     if args.json_path:
         pathlib.Path(args.json_path).write_text(json.dumps(report, indent=2) + "\n")
     if args.junit:
         pathlib.Path(args.junit).write_text(junit(report))
     print(human(report))
-    if report["status"] == "error":
+    return verdict(report)
+
+
+def report_of(dry: Dry) -> dict | None:
+    """The report of a dry run, or None when pyinfra failed for another reason than hosts it could not reach."""
+    try:
+        plan = json.loads(dry.stdout)["plan"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        plan = None
+    all_unreachable = bool(dry.hosts) and set(dry.unreachable) == set(dry.hosts)  # pyinfra: "No hosts remaining!"
+    if all_unreachable:
+        plan = []
+    if plan is None or (dry.returncode != 0 and not dry.unreachable):
+        return None
+    hosts = sorted(
+        set(dry.hosts)
+        | {h for op in plan for h in op["hosts_with_change"] + op["hosts_with_conditional_change"]}
+        | set(dry.details)
+        | set(dry.connected)
+        | set(dry.unreachable)
+    )
+    return build_report(plan, dry.details, hosts, dry.unreachable)
+
+
+def verdict(report: dict) -> int:
+    """The exit code of REPORT, with one stderr line saying why when it is not 0 or 2."""
+    unreachable = [h for h, r in report["hosts"].items() if r["status"] == "unreachable"]
+    if unreachable:
+        print(
+            f"check: {len(unreachable)} hosts could not be reached: {', '.join(unreachable)}: exit 1", file=sys.stderr
+        )
+    if any(r["status"] == "error" for r in report["hosts"].values()):
         print("check: items that could not be checked (! above): exit 1", file=sys.stderr)
-        return 1
-    return 2 if report["status"] == "drift" else 0
-
-
-def _inventory_hosts(stderr: str) -> list[str]:
-    """Host names pyinfra connected to, from its log ("[host] Connected")."""
-    hosts = []
-    for line in stderr.splitlines():
-        line = line.strip()
-        if line.startswith("[") and "] Connected" in line:
-            hosts.append(line[1 : line.index("]")])
-    return hosts
+    if report["status"] == "error":
+        return exitcodes.FAILED
+    return exitcodes.FINDINGS if report["status"] == "drift" else exitcodes.OK
 
 
 if __name__ == "__main__":

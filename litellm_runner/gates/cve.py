@@ -418,6 +418,9 @@ def main(argv=None, prog: str = "python -m litellm_runner.gates.cve") -> int:
     except CveGateError as exc:
         print(exc, file=sys.stderr)
         return exitcodes.FAILED
+    except OSError as exc:
+        print(f"CVE gate cannot read {pins}: {exc.strerror or exc}", file=sys.stderr)
+        return exitcodes.FAILED
     print(
         f"CVE gate: the locks of {pins} ({', '.join(map(str, lock_paths(pins).values()))}) have no known vulnerability"
     )

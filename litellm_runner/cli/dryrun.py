@@ -1,0 +1,105 @@
+"""pyinfra's command line for the drift check, telling each host's result the moment it is known.
+
+    python -m litellm_runner.cli.dryrun inventory.py deploy.py --dry --json [pyinfra args...]
+
+Runs pyinfra's own CLI unchanged (same arguments, same JSON on stdout, same exit code) and adds
+one stderr line per event, ``litellm-check-event {...}`` (JSON), in the order the events happen:
+
+    {"event": "hosts", "names": [...]}                           the hosts it is about to connect to
+    {"event": "connected", "host": NAME}
+    {"event": "unreachable", "host": NAME, "reason": "..."}      after pyinfra's connect retries
+    {"event": "checked", "host": NAME, "changes": [op names], "conditional": [op names],
+     "records": [drift records]}                                  its deploy file ran: change detection done
+
+The events come from pyinfra's state callbacks (connect) and from its deploy-file loader (one call
+per host). paramiko's own logger is silenced (unless ``--debug-all``): it prints tracebacks of
+connections it lost, and a host that cannot be reached is already named by pyinfra's one line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+from pyinfra import host, state
+from pyinfra.api.state import BaseStateCallback
+
+EVENT = "litellm-check-event "
+
+
+def emit(event: str, **fields) -> None:
+    """One event line on stderr, flushed at once."""
+    sys.stderr.write(EVENT + json.dumps({"event": event, **fields}) + "\n")
+    sys.stderr.flush()
+
+
+class ConnectEvents(BaseStateCallback):
+    """pyinfra's connect callbacks as events."""
+
+    @staticmethod
+    def host_connect(state, host) -> None:
+        emit("connected", host=host.name)
+
+    @staticmethod
+    def host_connect_error(state, host, error) -> None:
+        emit("unreachable", host=host.name, reason=str(error.args[0] if error.args else error))
+
+
+def host_result() -> dict:
+    """The current host's change detection: what pyinfra's --json plan will say about it, and its drift records."""
+    from pyinfra_cli.prints import pretty_op_name
+
+    from litellm_runner.pyinfra_ext import drift
+
+    changes: list[str] = []
+    conditional: list[str] = []
+    for op_hash in state.get_op_order():
+        if op_hash not in state.ops[host]:
+            continue
+        data = state.get_op_data_for_host(host, op_hash)
+        if data.operation_meta.will_change:
+            (conditional if data.global_arguments["_if"] else changes).append(pretty_op_name(state.op_meta[op_hash]))
+    return {
+        "host": host.name,
+        "changes": changes,
+        "conditional": conditional,
+        "records": drift.records().get(host.name, []),
+    }
+
+
+def install() -> None:
+    """Hook the events into pyinfra's CLI: its connect step and its deploy-file loader."""
+    from pyinfra_cli import cli, util
+
+    connect_all, exec_file = cli.connect_all, util.exec_file
+
+    def connect_and_tell(state) -> None:
+        state.add_callback_handler(ConnectEvents())
+        emit("hosts", names=[h.name for h in state.inventory if state.is_host_in_limit(h)])
+        connect_all(state)
+
+    def exec_and_tell(filename, *args, **kwargs):
+        result = exec_file(filename, *args, **kwargs)
+        emit("checked", **host_result())
+        return result
+
+    cli.connect_all = connect_and_tell  # _main calls it by this module-level name
+    util.exec_file = exec_and_tell  # load_deploy_file calls it once per host, in that host's context
+
+
+def main() -> None:
+    """pyinfra's CLI with the events installed."""
+    from pyinfra_cli.main import main as pyinfra_main
+
+    if "--debug-all" not in sys.argv:
+        paramiko = logging.getLogger("paramiko")
+        paramiko.addHandler(logging.NullHandler())
+        paramiko.propagate = False
+    install()
+    sys.argv[0] = "pyinfra"
+    pyinfra_main()
+
+
+if __name__ == "__main__":
+    main()
