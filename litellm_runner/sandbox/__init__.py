@@ -1,9 +1,14 @@
-"""Throwaway LiteLLM hosts: Debian 12 with systemd as PID 1 in podman.
+"""Throwaway LiteLLM hosts: Debian 12 or 13 with systemd as PID 1 in podman.
 
-    python -m litellm_runner.sandbox up [--name litellm-sandbox] [--port 2222]
+    python -m litellm_runner.sandbox up [--name litellm-sandbox] [--port 2222] [--release 12|13]
                                         [--operator password|nopasswd] [--no-root-login]
     python -m litellm_runner.sandbox down [--name litellm-sandbox | --all]
-    python -m litellm_runner.sandbox build | list
+    python -m litellm_runner.sandbox build [--release 12|13] | list
+
+``--release`` (12 or bookworm, the default; 13 or trixie) picks the Debian
+release and with it the host's own PostgreSQL, Python and systemd (RELEASES);
+the incident's state is the same on both. Images are tagged per release and
+hash of sandbox/, so both stay cached side by side.
 
 A sandbox is reached like production, over SSH (127.0.0.1:PORT, key in
 .sandbox/id_ed25519). It starts in the state of the incident this runner
@@ -43,8 +48,14 @@ from litellm_runner.cli import exitcodes
 REPO = pathlib.Path(__file__).resolve().parents[2]  # the clone: the sandbox is a tool of the repository
 STATE = REPO / ".sandbox"
 CONTEXT = REPO / "sandbox"
-ROOTFS_IMAGE = "localhost/litellm-sandbox-rootfs:bookworm"
-IMAGE = "localhost/litellm-sandbox"
+ROOTFS_IMAGE = "localhost/litellm-sandbox-rootfs"  # tagged by release codename
+IMAGE = "localhost/litellm-sandbox"  # tagged CODENAME-HASH
+# codename -> what the release ships (verified in the images; see README, "Supported releases")
+RELEASES = {
+    "bookworm": {"version": "12", "postgresql": "15", "python": "3.11", "systemd": "252"},
+    "trixie": {"version": "13", "postgresql": "17", "python": "3.13", "systemd": "257"},
+}
+DEFAULT_RELEASE = "bookworm"
 DEFAULT_NAME = "litellm-sandbox"
 DEFAULT_PORT = 2222
 # crun cannot run on these hosts' hybrid cgroups; podman's default rlimits
@@ -89,29 +100,35 @@ def _mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
-def build_rootfs() -> None:
-    """A minimal Debian 12 rootfs with systemd, imported as a podman image (cached)."""
-    if _image_exists(ROOTFS_IMAGE):
+def release(name: str) -> str:
+    """The codename of the Debian release NAME (``12``, ``13``, ``bookworm``, ``trixie``)."""
+    for codename, facts in RELEASES.items():
+        if name in (codename, facts["version"]):
+            return codename
+    choices = ", ".join(f"{f['version']} or {c}" for c, f in RELEASES.items())
+    raise SandboxError(f"release: expected {choices}, not {name!r}")
+
+
+def rootfs_ref(codename: str = DEFAULT_RELEASE) -> str:
+    return f"{ROOTFS_IMAGE}:{codename}"
+
+
+def build_rootfs(codename: str = DEFAULT_RELEASE) -> None:
+    """A minimal rootfs of Debian CODENAME with systemd, imported as a podman image (cached)."""
+    ref = rootfs_ref(codename)
+    if _image_exists(ref):
         return
     with tempfile.TemporaryDirectory(prefix="litellm-rootfs-") as tmp:
         rootfs = pathlib.Path(tmp) / "rootfs"
-        print("sandbox: debootstrap bookworm (about a minute)", flush=True)
+        print(f"sandbox: debootstrap {codename} (about a minute)", flush=True)
         _run(
-            ["debootstrap", "--variant=minbase", f"--include={DEBIAN_PACKAGES}", "bookworm", str(rootfs), _mirror()],
+            ["debootstrap", "--variant=minbase", f"--include={DEBIAN_PACKAGES}", codename, str(rootfs), _mirror()],
             timeout=900,
         )
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        try:
+        with subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE) as tar:
             subprocess.run(
-                ["podman", "import", "-", ROOTFS_IMAGE],
-                stdin=tar.stdout,
-                check=True,
-                timeout=300,
-                stdout=subprocess.DEVNULL,
+                ["podman", "import", "-", ref], stdin=tar.stdout, check=True, timeout=300, stdout=subprocess.DEVNULL
             )
-        finally:
-            tar.stdout.close()
-            tar.wait(timeout=60)
 
 
 def _context_hash() -> str:
@@ -134,16 +151,21 @@ def _pip_conf() -> str:
     return "\n".join(out) + "\n"
 
 
-def image_ref() -> str:
-    return f"{IMAGE}:{_context_hash()}"
+def image_ref(codename: str = DEFAULT_RELEASE) -> str:
+    return f"{IMAGE}:{codename}-{_context_hash()}"
 
 
-def build_image() -> str:
-    """Build the sandbox image on top of the rootfs, cached by the hash of sandbox/."""
-    ref = image_ref()
+def build_image(codename: str = DEFAULT_RELEASE) -> str:
+    """Build the sandbox image of release CODENAME on its rootfs, cached by release and the hash of sandbox/."""
+    ref = image_ref(codename)
     if _image_exists(ref):
         return ref
-    build_rootfs()
+    with _state_lock(f".build-{codename}.lock"):  # a second builder waits, then finds the image
+        return ref if _image_exists(ref) else _build_image(codename, ref)
+
+
+def _build_image(codename: str, ref: str) -> str:
+    build_rootfs(codename)
     build = CONTEXT / "build"
     build.mkdir(exist_ok=True)
     # the package index is reached only with the host's CA bundle (shared/sandbox.md)
@@ -156,7 +178,9 @@ def build_image() -> str:
             "build",
             *RUN_FLAGS,
             "--build-arg",
-            f"ROOTFS={ROOTFS_IMAGE}",
+            f"ROOTFS={rootfs_ref(codename)}",
+            "--build-arg",
+            f"PG_VERSION={RELEASES[codename]['postgresql']}",
             "-t",
             ref,
             "-f",
@@ -169,10 +193,10 @@ def build_image() -> str:
 
 
 @contextlib.contextmanager
-def _state_lock():
+def _state_lock(name: str = ".create.lock"):
     """One process at a time creates the shared state (several test workers start sandboxes at once)."""
     STATE.mkdir(mode=0o700, exist_ok=True)
-    with open(STATE / ".create.lock", "w") as handle:
+    with open(STATE / name, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
@@ -309,21 +333,39 @@ def _root_login(name: str, allowed: bool) -> None:
     )
 
 
+def _container_release(name: str) -> str | None:
+    """The release codename of the existing container NAME's image (None: not a sandbox image of ours)."""
+    proc = _run(["podman", "container", "inspect", "--format", "{{.ImageName}}", name], check=False)
+    tag = proc.stdout.strip().rsplit(":", 1)[-1]
+    return next((c for c in RELEASES if tag.startswith(f"{c}-")), None)
+
+
 def up(
-    name: str = DEFAULT_NAME, port: int = DEFAULT_PORT, operator: str | None = None, root_login: bool = True
+    name: str = DEFAULT_NAME,
+    port: int = DEFAULT_PORT,
+    operator: str | None = None,
+    root_login: bool = True,
+    debian: str = DEFAULT_RELEASE,
 ) -> dict:
-    """Start (building if needed) the sandbox NAME with SSH on 127.0.0.1:PORT.
+    """Start (building if needed) the sandbox NAME of Debian release DEBIAN with SSH on 127.0.0.1:PORT.
 
     OPERATOR (``password`` or ``nopasswd``): reach it as the login user
     ``deploy`` through sudo (see the module's doc); ROOT_LOGIN false: sshd refuses root.
+    An existing NAME of another release is refused (remove it with ``down`` first).
     """
     if operator not in (None, *OPERATOR_MODES):
         raise SandboxError(f"operator: expected one of {', '.join(OPERATOR_MODES)}, not {operator!r}")
+    codename = release(debian)
     key = _ssh_key()
     secrets_file()
     status = _container_state(name)
+    if status is not None and _container_release(name) not in (codename, None):
+        raise SandboxError(
+            f"sandbox {name} runs Debian {_container_release(name)}, not {codename}: "
+            f"remove it first (down --name {name}) or choose another name"
+        )
     if status is None:
-        ref = build_image()
+        ref = build_image(codename)
         _run(
             [
                 "podman",
@@ -420,6 +462,11 @@ def main(argv=None, prog: str = "python -m litellm_runner.sandbox") -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--all", action="store_true", help="down: every sandbox of this checkout")
     parser.add_argument(
+        "--release",
+        default=DEFAULT_RELEASE,
+        help="build, up: the Debian release, 12 or bookworm (the default), 13 or trixie",
+    )
+    parser.add_argument(
         "--operator",
         choices=OPERATOR_MODES,
         help="up: connect as the login user 'deploy' through sudo, with a sudo password or without",
@@ -433,11 +480,11 @@ def main(argv=None, prog: str = "python -m litellm_runner.sandbox") -> int:
     args = parser.parse_args(argv)
     try:
         if args.action == "build":  # the image, the SSH key and the secrets, before sandboxes start in parallel
-            print(build_image())
+            print(build_image(release(args.release)))
             _ssh_key()
             secrets_file()
         elif args.action == "up":
-            data = up(args.name, args.port, args.operator, args.root_login)
+            data = up(args.name, args.port, args.operator, args.root_login, args.release)
             print(
                 f"sandbox {args.name}: running, ssh {data['ssh_user']}@127.0.0.1 -p {data['ssh_port']} "
                 f"-i {data['ssh_key']}{' (sudo)' if data.get('_sudo') else ''}"
