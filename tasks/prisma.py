@@ -147,7 +147,8 @@ def prisma_client(venv_path: str, pins: dict, user: str, group: str, home: str, 
         return
     if state["generated"] is False and state["download"]:
         text = unavailable(pins.get("litellm"), state["download"])
-        if sandbox:
+        if sandbox:  # said at every verbosity (a noop alone shows only with -v)
+            logger.warning("[%s] %s (sandbox: the proxy runs without a database)", host.name, text)
             host.noop(f"{text} (sandbox: the proxy runs without a database)")
             return
         drift.record("prisma-client", "not generated", text)

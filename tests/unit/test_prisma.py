@@ -144,9 +144,11 @@ def test_generates_as_the_account_with_the_venvs_prisma(state, installed):
     assert '-m prisma generate --schema "$schema"' in prisma.GENERATE and "sudo" not in command
 
 
-def test_missing_engines_in_the_sandbox_say_so_in_one_line():
-    commands, noops = op({"generated": False, "download": CAUSE}, sandbox=True)
+def test_missing_engines_in_the_sandbox_say_so_in_one_line(caplog):
+    with caplog.at_level("WARNING", logger="litellm_runner"):
+        commands, noops = op({"generated": False, "download": CAUSE}, sandbox=True)
     assert commands == [] and len(noops) == 1 and "\n" not in noops[0]
+    assert [r.getMessage() for r in caplog.records] == [f"[fake-host] {noops[0]}"]  # shown without -v too
     assert noops[0] == (
         "Prisma client of litellm 1.102.4 not generated: Prisma's engines cannot be downloaded "
         f"({CAUSE}); set PRISMA_QUERY_ENGINE_BINARY and PRISMA_SCHEMA_ENGINE_BINARY (or PRISMA_ENGINES_MIRROR) "

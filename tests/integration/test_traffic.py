@@ -1,0 +1,221 @@
+"""Traffic through the real LiteLLM proxy of a converged sandbox (issue #16 items 0 and 4).
+
+The sandbox's model list routes local-vllm to the stub model server the sandbox
+already runs as litellm-rerank (files/bin/litellm-stub-server on 127.0.0.1:8079,
+no model weights): a chat completion with the master key gets 200 and the stub's
+answer, one without a key gets 401 (not 500: the venv has LiteLLM's database
+client, prisma, which the proxy's auth error handler imports). A change of
+litellm_settings.request_timeout restarts the proxy (rolling restart, gated on
+/health/readiness) and the completion works again.
+
+Requests are sent from inside the sandbox (the proxy listens on its loopback) with
+curl; the master key, read from the sandbox's secret source, reaches curl on
+standard input (`-H @-`), never on a command line or in any output.
+
+Run: LITELLM_IT_SANDBOX=litellm-sandbox-h6 LITELLM_IT_PORT=2406 \
+     .venv/bin/python -m pytest tests/integration/test_traffic.py -v -p no:cacheprovider
+"""
+
+import json
+import os
+import shlex
+import subprocess
+
+import pytest
+import yaml
+
+from litellm_runner import sandbox
+from litellm_runner.secrets import read_secrets_file
+from tests.support.fleet import inventory
+from tests.support.hosts import PYINFRA, REPO, pyinfra
+from tests.unit.group_data import defaults
+
+ROOT = "/home/litellm/litellm"
+CTL = "systemctl --user --machine=litellm@.host"
+PROXY = "http://127.0.0.1:4000"
+STUB_MODELS = [  # local-vllm served by the sandbox's rerank stub (it answers every model name)
+    {
+        "model_name": "local-vllm",
+        "litellm_params": {
+            "model": "hosted_vllm/local-model",
+            "api_base": "http://127.0.0.1:8079/v1",
+            "api_key": "os.environ/VLLM_API_KEY",
+        },
+    }
+]
+ANSWER = "pong from rerank for local-model"  # the stub's documented answer
+CHAT = {"model": "local-vllm", "messages": [{"role": "user", "content": "say pong"}], "max_tokens": 8}
+
+
+def master_key() -> str:
+    """The master key from the sandbox's secret source (never printed)."""
+    return read_secrets_file(sandbox.secrets_file())["LITELLM_MASTER_KEY"]
+
+
+def chat(host, key: str | None) -> tuple[int, dict]:
+    """POST CHAT to the proxy from inside HOST, with KEY as the bearer token (None: no header): (status, JSON)."""
+    data = sandbox.host_data(host.name)
+    curl = (
+        f"curl -sS --max-time 120 -o /tmp/h6-answer.json -w '%{{http_code}}' -H @- "
+        f"-H 'Content-Type: application/json' -d {shlex.quote(json.dumps(CHAT))} {PROXY}/v1/chat/completions"
+        " && echo && cat /tmp/h6-answer.json && rm -f /tmp/h6-answer.json"
+    )
+    proc = subprocess.run(
+        [
+            "ssh",
+            "-i",
+            data["ssh_key"],
+            "-p",
+            str(data["ssh_port"]),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "root@127.0.0.1",
+            curl,
+        ],
+        input=f"Authorization: Bearer {key}\n" if key else "",
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    status, _, body = proc.stdout.partition("\n")
+    return int(status), json.loads(body)
+
+
+def converge(host, tmp_path_factory, **overrides):
+    """A converge of HOST with the stub-routed model list and OVERRIDES; the proxy's MainPID after it."""
+    hosts = inventory(
+        tmp_path_factory.mktemp("h6") / "hosts.yml",
+        [host.name],
+        {"litellm_model_list": STUB_MODELS, "litellm_num_workers": 1, **overrides},
+    )
+    run = pyinfra([host.name], "-y", env={"LITELLM_INVENTORY": str(hosts)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    host.wait_for(f"curl -sf {PROXY}/health/readiness", timeout=600)
+    return run, host.out(f"{CTL} show -P MainPID litellm.service")
+
+
+@pytest.fixture(scope="module")
+def first(host, tmp_path_factory):
+    """The incident sandbox converged once, its proxy routing local-vllm to the stub."""
+    return converge(host, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def restarted(first, host, tmp_path_factory):
+    """A second converge that changes litellm_settings.request_timeout: the proxy restarts (rolling)."""
+    timeout = defaults()["litellm_settings"]["request_timeout"] + 7
+    run, pid = converge(host, tmp_path_factory, litellm_settings={"request_timeout": timeout})
+    return run, pid, timeout
+
+
+def test_venv_has_the_prisma_client_litellm_requires(first, host):
+    """The database client is installed at the pinned version, importable by the account's venv."""
+    out = host.out(
+        f"runuser -u litellm -- {ROOT}/venv/bin/python -c "
+        '\'import importlib.metadata as m, prisma.errors; print(m.version("prisma"), m.version("litellm"))\''
+    )
+    assert out == "0.11.0 1.102.4"
+
+
+def test_completion_with_the_master_key(first, host):
+    status, body = chat(host, master_key())
+    assert status == 200, body
+    assert body["choices"][0]["message"]["content"] == ANSWER and body["model"] == "local-vllm"
+
+
+def test_without_a_key_is_401(first, host):
+    status, body = chat(host, None)
+    assert status == 401, body
+    assert body["error"]["type"] == "auth_error"
+
+
+def test_rolling_restart_then_traffic_again(first, restarted, host):
+    _, pid_before = first
+    run, pid_after, timeout = restarted
+    assert pid_before != pid_after  # the proxy process was replaced by the converge
+    assert [n for n in run.changed(host.name) if "litellm.service" in n], run.changed(host.name)
+    config = yaml.safe_load(host.out(f"cat {ROOT}/state/config.generated.yaml"))
+    assert config["litellm_settings"]["request_timeout"] == timeout
+    status, body = chat(host, master_key())
+    assert status == 200 and body["choices"][0]["message"]["content"] == ANSWER, body
+    assert chat(host, None)[0] == 401
+
+
+def test_the_key_is_in_no_output(first, restarted, host):
+    key = master_key()
+    run, _, _ = restarted
+    assert key not in first[0].stdout + first[0].stderr + run.stdout + run.stderr
+    journal = host.out("journalctl _SYSTEMD_USER_UNIT=litellm.service -o cat --no-pager -n 300", check=False)
+    assert key not in journal
+
+
+SKIP_ALL_BUT_PRISMA = " ".join(
+    f"--skip {c}"
+    for c in ("services", "database", "backups", "health", "metrics", "keys", "config", "models", "probes")
+)
+
+
+def status_prisma(host, root: str = ROOT) -> tuple[int, str]:
+    """litellm-status's prisma check as the service account, in the host's venv, for the deployment at ROOT."""
+    proc = host.ssh(
+        f"cd / && runuser -u litellm -- env LITELLM_ROOT={root} {ROOT}/venv/bin/python {ROOT}/bin/litellm-status "
+        f"--root {root} --env-file {ROOT}/env.litellm {SKIP_ALL_BUT_PRISMA}",
+        check=False,
+    )
+    return proc.returncode, proc.stdout.splitlines()[0]
+
+
+def test_status_reports_the_database_client(first, host):
+    """The sandbox's proxy has no database: the client, installed and not generated (no engines here), is not
+    needed. The same venv for a config with a database_url is a failed check."""
+    assert status_prisma(host) == (
+        0,
+        "OK   prisma: prisma 0.11.0 installed, client not generated from litellm's schema "
+        "(not needed: the proxy runs without a database)",
+    )
+    scratch = host.out("runuser -u litellm -- mktemp -d /tmp/h6-root.XXXXXX")
+    try:
+        config = "general_settings:\n  database_url: os.environ/DATABASE_URL\n"
+        write = f"mkdir {scratch}/state && cat > {scratch}/state/config.generated.yaml"
+        host.ssh(f"printf %s {shlex.quote(config)} | runuser -u litellm -- sh -c {shlex.quote(write)}")
+        assert status_prisma(host, scratch) == (
+            1,
+            "FAIL prisma: prisma 0.11.0 installed, client not generated from litellm's schema: "
+            "the proxy cannot use its database (the converge says why)",
+        )
+    finally:
+        host.ssh(f"rm -rf {scratch}")
+
+
+def test_converge_says_why_the_client_is_not_generated(first, host, tmp_path):
+    """tasks/prisma.py (py-02) on the sandbox: the engines' download host is out of reach, so one line names the
+    cause and the run goes on (the sandbox's proxy has no database); nothing is changed, and nothing of the
+    account's venv ran as root (the state is read with root's interpreter as the account)."""
+    deploy = tmp_path / "prisma_deploy.py"
+    deploy.write_text("from litellm_runner.tasks import prisma\n\nprisma.apply()\n")
+    hosts = inventory(tmp_path / "hosts.yml", [host.name], {"litellm_model_list": STUB_MODELS})
+    proc = subprocess.run(
+        [PYINFRA, "inventory.py", str(deploy), "-y", "--json"],
+        cwd=REPO,
+        env={**os.environ, "LITELLM_INVENTORY": str(hosts), "PYINFRA_PROGRESS": "off"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "Prisma client of litellm" in line]
+    assert len(lines) == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (
+        "Prisma client of litellm 1.102.4 not generated: Prisma's engines cannot be downloaded "
+        "(binaries.prisma.sh:443 unreachable: " in lines[0]
+    )
+    assert "(sandbox: the proxy runs without a database)" in lines[0]
+    ops = json.loads(proc.stdout)["results"]["operations"]
+    assert [o["name"] for o in ops if o["success"]] == []  # a no-op: nothing changed
