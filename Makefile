@@ -6,15 +6,20 @@ PY := $(VENV)/bin/python
 PYINFRA := $(VENV)/bin/pyinfra
 SANDBOX ?= litellm-sandbox
 SANDBOX_PORT ?= 2222
+# the sandbox's Debian release: 12 (bookworm) or 13 (trixie), e.g. `make converge DEBIAN=13`
+# (a sandbox of the other release under the same name is refused: `make sandbox-down` first)
+DEBIAN ?= 12
 
 
 .PHONY: converge dry check test unit integration sandbox-up sandbox-down system-deps venv lock lint requirements
 
 converge: system-deps venv
 ifndef LITELLM_INVENTORY
-	@$(PY) -m litellm_runner.sandbox up --name $(SANDBOX) --port $(SANDBOX_PORT)
-endif
+	@$(PY) -m litellm_runner.sandbox up --name $(SANDBOX) --port $(SANDBOX_PORT) --release $(DEBIAN)
+	LITELLM_SANDBOXES=$(SANDBOX) $(PYINFRA) inventory.py deploy.py -y
+else
 	$(PYINFRA) inventory.py deploy.py -y
+endif
 
 dry: venv
 	$(PYINFRA) inventory.py deploy.py --dry
@@ -39,7 +44,7 @@ integration: system-deps venv
 	$(PY) -m pytest tests/integration -v -p no:cacheprovider -n 2 --dist loadfile
 
 sandbox-up: system-deps venv
-	@$(PY) -m litellm_runner.sandbox up --name $(SANDBOX) --port $(SANDBOX_PORT)
+	@$(PY) -m litellm_runner.sandbox up --name $(SANDBOX) --port $(SANDBOX_PORT) --release $(DEBIAN)
 
 sandbox-down:
 	@python3 -m litellm_runner.sandbox down --name $(SANDBOX)
