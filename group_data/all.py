@@ -1,6 +1,8 @@
-"""Desired state of every LiteLLM host, with documented defaults.
+"""Desired state of every LiteLLM host: this repository's values, the documented defaults.
 
-Every knob an operator may set lives here, one comment each. Override per group
+The spec of every setting (default, check, description, control id) is
+litellm_runner/settings.py; the packaged deploy takes its defaults from there, and
+tests/unit/test_settings.py keeps every value below equal to them. Override per group
 in group_data/<group>.py or per host in the inventory. Secrets never live
 here: only the *names* of the secrets, whose values come from the operator's
 secret source on the control machine (see README, "Secrets").
@@ -88,7 +90,7 @@ litellm_env_secrets = [
     "DATABASE_URL",
     "VLLM_API_KEY",
 ]
-litellm_env_placeholders = ["dummy", "changeme", "sk-1234", "placeholder", "xxx"]
+litellm_env_placeholders = ["dummy", "changeme", "change-me", "sk-1234", "placeholder", "xxx"]  # also the lint's
 litellm_env = {  # non-secret environment of the proxy, written to env.litellm too
     "REDIS_HOST": "127.0.0.1",
     "REDIS_PORT": "6379",
@@ -107,7 +109,7 @@ litellm_num_workers = 4  # proxy worker processes
 litellm_restart_batch_size = 1
 litellm_ready_timeout = 300  # seconds (4 workers on a busy 2-core host need a minute or two)
 litellm_services = {  # user units; set enabled: False to stop and disable one on a host
-    "litellm": {"enabled": True, "port": 4000},
+    "litellm": {"enabled": True},  # the proxy: its port is litellm_port
     "litellm-health-server": {"enabled": True, "port": 8181},
     "litellm-metrics": {"enabled": True, "port": 9090},
     "litellm-rerank": {
@@ -164,13 +166,10 @@ litellm_timers = {  # schedule (systemd OnCalendar) and command of each timer's 
 }
 
 # --- Database (db-01) ----------------------------------------------------------------
-litellm_db_host = "127.0.0.1"  # PostgreSQL of the proxy (loopback only)
-litellm_db_port = 5434
-litellm_db_name = "litellm"
-litellm_db_user = "litellm"
+# The database is the one the DATABASE_URL secret names (user, password, host, port, database).
 litellm_db_connect_timeout = 5  # seconds, every connection
 litellm_db_block_expired_keys = True  # set blocked = true on expired, unblocked keys
-litellm_db_terminate_idle = False  # opt-in: terminate idle connections of litellm_db_user
+litellm_db_terminate_idle = False  # opt-in: terminate idle connections of the proxy's database role
 litellm_db_idle_minutes = 5  # idle longer than this is terminated (when opted in)
 litellm_key_rotation = [  # aliases whose key is kept valid; e.g.
     # {"alias": "ops-team", "min_days_left": 14, "valid_days": 90, "grace_hours": 24},

@@ -95,7 +95,7 @@ def render_units(data) -> dict[str, str]:
             units["litellm.service"] = env.get_template("litellm.service.j2").render(
                 root=root,
                 bind=_get(data, "litellm_bind"),
-                port=svc["port"],
+                port=_get(data, "litellm_port"),
                 num_workers=_get(data, "litellm_num_workers"),
                 sandbox=sandbox,
             )
@@ -122,6 +122,11 @@ def render_units(data) -> dict[str, str]:
     return units
 
 
+def service_port(data, name: str, svc: dict) -> int:
+    """The port a service listens on: the proxy's is litellm_port (its services entry has only ``enabled``)."""
+    return _get(data, "litellm_port") if name == "litellm" else svc["port"]
+
+
 def wanted_units(data) -> dict[str, bool]:
     """Units to enable and run (True) or stop and disable (False); timers' services are run by them."""
     wanted = {f"{n}.service": bool(s["enabled"]) for n, s in _get(data, "litellm_services").items()}
@@ -137,7 +142,7 @@ def render_compliance(data) -> str:
         {"path": f"{root}/{rel}".rstrip("/"), "mode": mode, "user": user} for rel in ["", *_get(data, "litellm_dirs")]
     ]
     paths.append({"path": f"{root}/env.litellm", "mode": "0600", "user": user})
-    ports = [s["port"] for s in _get(data, "litellm_services").values() if s.get("enabled")]
+    ports = [service_port(data, n, s) for n, s in _get(data, "litellm_services").items() if s.get("enabled")]
     return (
         json.dumps(
             {

@@ -1,4 +1,8 @@
-"""Typed desired state: every group_data key checked before any host is touched.
+"""Typed desired state: every setting checked before any host is touched.
+
+The checks, expected forms and defaults are the settings spec's (litellm_runner/settings.py);
+this module applies them, and checks the structures (services, timers, key rotation, MCP
+servers, directories, the env) entry by entry and across keys.
 
 ``validate(data, source)`` returns one message per problem, each naming the
 file the value came from, the key, the bad value and the expected form.
@@ -9,7 +13,6 @@ first operation, so a refusal leaves every host as it was.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import posixpath
 import re
 import shutil
@@ -17,10 +20,20 @@ import subprocess
 
 from litellm_runner import mcp
 from litellm_runner.render import TOOL_COMMANDS
+from litellm_runner.settings import (
+    BY_NAME,
+    PATH_CHARS,
+    REMOVED,
+    SECTIONS,
+    SPEC,
+    UNSET,
+    dedicated,
+    list_of_str,
+    section_keys,
+)
+from litellm_runner.settings import port as _port
+from litellm_runner.settings import whole as _int
 
-USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-MODE = re.compile(r"^0[0-7]{3}$")
-DEB_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?")  # Debian policy 5.6.1, optionally :ARCH
 DURATION = re.compile(r"^(\d+(us|ms|s|sec|m|min|h|hr|d|w))( \d+(us|ms|s|sec|m|min|h|hr|d|w))*$|^\d+$")
 CALENDAR = re.compile(
     r"^(minutely|hourly|daily|weekly|monthly|yearly|quarterly|semiannually|"
@@ -28,28 +41,6 @@ CALENDAR = re.compile(
 )
 SECRETISH = re.compile(r"(key|secret|password|token|url)", re.I)
 SECRET_VALUE = re.compile(r"^sk-|://[^/@\s]*:[^/@\s]*@")  # an API key, or a URL with a password
-PATH_CHARS = re.compile(r"[A-Za-z0-9/._@+-]+")  # safe in a shell word and a unit file, unquoted
-# A deployment root or home in (or equal to) one of these would hand the account system paths.
-SYSTEM_DIRS = (
-    "/bin",
-    "/boot",
-    "/dev",
-    "/etc",
-    "/lib",
-    "/lib32",
-    "/lib64",
-    "/libx32",
-    "/lost+found",
-    "/proc",
-    "/root",
-    "/run",
-    "/sbin",
-    "/sys",
-    "/tmp",
-    "/usr",
-    "/var",
-)
-PARENT_DIRS = ("/home", "/media", "/mnt", "/opt", "/srv", "/var/lib")  # a dedicated NAME below these is fine
 UNIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(@[A-Za-z0-9_.-]{1,63})?")  # no '/', no leading '-' or '.'
 LINE_BREAKS = ("\n", "\r", "\0")
 ROTATION = {  # litellm_key_rotation entry key: (check, expected form)
@@ -57,10 +48,11 @@ ROTATION = {  # litellm_key_rotation entry key: (check, expected form)
         lambda v: isinstance(v, str) and 0 < len(v) <= 255 and v.isprintable(),
         "a key alias: a non-empty one-line string of at most 255 characters",
     ),
-    "min_days_left": (lambda v: _int(1, 3650)(v), "days, 1-3650"),
-    "valid_days": (lambda v: _int(1, 3650)(v), "days, 1-3650"),
-    "grace_hours": (lambda v: _int(1, 720)(v), "hours the old key stays valid, 1-720"),
+    "min_days_left": (_int(1, 3650), "days, 1-3650"),
+    "valid_days": (_int(1, 3650), "days, 1-3650"),
+    "grace_hours": (_int(1, 720), "hours the old key stays valid, 1-720"),
 }
+SECRET_SETTINGS = ("master_key", "database_url", "salt_key")  # never in group_data: os.environ/ references
 
 
 class SchemaError(ValueError):
@@ -108,39 +100,6 @@ def calendar_ok(expr: str) -> tuple[bool, str]:
     return bool(CALENDAR.match(expr.strip())), "checked with a strict regex: systemd-analyze is not available"
 
 
-def _abs(v):
-    return isinstance(v, str) and v.startswith("/") and ".." not in v.split("/")
-
-
-def _clean_path(v):
-    """True, or what is wrong with V as a normalized absolute path of safe characters."""
-    if not isinstance(v, str) or not v.startswith("/"):
-        return "not absolute"
-    if not PATH_CHARS.fullmatch(v):
-        return "only letters, digits and / . _ - @ +"
-    if v != "/" and (posixpath.normpath(v) != v or "//" in v):
-        return "normalized: no '..', '.', '//' or trailing '/'"
-    return True
-
-
-def _dedicated(v):
-    """True, or why V cannot be a deployment root or home: it is a system directory or inside one."""
-    clean = _clean_path(v)
-    if clean is not True:
-        return clean
-    if v == "/" or v in PARENT_DIRS:
-        return f"not {v} itself: a directory of its own such as /srv/litellm"
-    if any(v.startswith(p + "/") for p in PARENT_DIRS):
-        return True
-    for system in SYSTEM_DIRS:
-        if v == system or v.startswith(system + "/"):
-            return (
-                f"{'inside ' * (v != system)}{system}, a system directory; "
-                "/home/NAME, /srv/NAME, /opt/NAME and /var/lib/NAME are fine"
-            )
-    return True
-
-
 def _rel_dir(v):
     """V is a normalized path relative to litellm_root, of safe characters."""
     return (
@@ -157,109 +116,6 @@ def _one_line(v):
     return isinstance(v, str) and not any(c in v for c in LINE_BREAKS)
 
 
-def _port(v):
-    return isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 65535
-
-
-def _loopback(v):
-    try:
-        return ipaddress.ip_address(v).is_loopback
-    except (ValueError, TypeError):
-        return False
-
-
-def _bind(v):
-    """127.0.0.1 only: the health server and the stub servers listen on IPv4 (AF_INET), the health
-    server probes the proxy and the compliance check expects listeners on 127.0.0.1."""
-    if not _loopback(v):
-        return False
-    return v == "127.0.0.1" or (
-        "only 127.0.0.1: the health and stub servers listen on IPv4 only, the health "
-        "server and the compliance check expect 127.0.0.1; ::1 and other loopback "
-        "addresses are refused"
-    )
-
-
-def _mode(v):
-    return isinstance(v, str) and bool(MODE.fullmatch(v)) and not int(v, 8) & 0o002
-
-
-def _int(lo, hi):
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
-
-
-def _list_of_str(v):
-    return isinstance(v, list) and all(isinstance(i, str) and i for i in v)
-
-
-SCALARS = {  # key: (check, expected form)
-    "litellm_user": (lambda v: isinstance(v, str) and bool(USER.fullmatch(v)), "a user name like 'litellm'"),
-    "litellm_group": (lambda v: isinstance(v, str) and bool(USER.fullmatch(v)), "a group name like 'litellm'"),
-    "litellm_home": (_dedicated, "a dedicated absolute path such as /home/litellm"),
-    "litellm_root": (_dedicated, "a dedicated absolute path such as /home/litellm/litellm"),
-    "litellm_python": (_clean_path, "an absolute path to python3"),
-    "litellm_linger": (lambda v: isinstance(v, bool), "true or false"),
-    "litellm_manage_account": (lambda v: v is None or isinstance(v, bool), "true, false or None"),
-    "litellm_sandbox": (lambda v: isinstance(v, bool), "true or false"),
-    "litellm_dir_mode": (_mode, "an octal mode string such as '0750', not world-writable"),
-    "litellm_dirs": (_list_of_str, "a list of paths relative to litellm_root"),
-    "litellm_system_packages": (
-        lambda v: _list_of_str(v) and all(DEB_PACKAGE.fullmatch(p) for p in v),
-        "a list of Debian package names such as 'postgresql-client-15' (apt gets them unquoted)",
-    ),
-    "litellm_venv_requirements": (lambda v: isinstance(v, str) and v.endswith(".txt"), "a requirements file path"),
-    "litellm_bind": (_bind, "a loopback address such as 127.0.0.1"),
-    "litellm_port": (_port, "a port 1-65535"),
-    "litellm_num_workers": (_int(1, 64), "a whole number of workers 1-64"),
-    "litellm_config_backups_keep": (_int(0, 100), "a whole number 0-100"),
-    "litellm_env_secrets": (
-        lambda v: _list_of_str(v) and all(s.isidentifier() for s in v),
-        "a list of environment variable names",
-    ),
-    "litellm_env_placeholders": (_list_of_str, "a list of placeholder values"),
-    "litellm_env": (
-        lambda v: isinstance(v, dict) and all(k.isidentifier() and isinstance(x, str) for k, x in v.items()),
-        "a mapping of variable name -> string",
-    ),
-    "litellm_db_host": (_loopback, "the database's loopback address, such as 127.0.0.1"),
-    "litellm_db_port": (_port, "a port 1-65535"),
-    "litellm_db_name": (
-        lambda v: isinstance(v, str) and bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", v)),
-        "a database name",
-    ),
-    "litellm_db_user": (lambda v: isinstance(v, str) and bool(USER.fullmatch(v)), "a role name"),
-    "litellm_db_connect_timeout": (_int(1, 120), "seconds, 1-120"),
-    "litellm_db_block_expired_keys": (lambda v: isinstance(v, bool), "true or false"),
-    "litellm_db_terminate_idle": (lambda v: isinstance(v, bool), "true or false"),
-    "litellm_db_idle_minutes": (_int(1, 1440), "minutes, 1-1440"),
-    "litellm_restart_batch_size": (_int(1, 1000), "a whole number of hosts restarted at once, 1-1000"),
-    "litellm_ready_timeout": (_int(10, 3600), "seconds, 10-3600"),
-    "litellm_lock_wait": (_int(0, 86400), "seconds, 0-86400"),
-    "litellm_lock_stale_after": (_int(10, 604800), "seconds, 10-604800"),
-    "litellm_db_other_clients": (_int(0, 1000), "a whole number of other database clients 0-1000"),
-    "litellm_db_reserve_connections": (_int(0, 1000), "a whole number of reserved connections 0-1000"),
-    "litellm_unit_exposure_max": (
-        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 10,
-        "a systemd-analyze exposure 0.0-10.0, such as 6.6",
-    ),
-}
-OPTIONAL = {  # keys without a shipped default: checked when set
-    "litellm_secrets_file": (_abs, "an absolute path to a KEY=value secrets file"),
-    # read by the inventory loader (litellm_runner/inventory.py): the secret holding the sudo password
-    "litellm_sudo_password_secret": (
-        lambda v: isinstance(v, str) and v.isidentifier(),
-        "the name of a secret (environment variable) such as LITELLM_SUDO_PASSWORD",
-    ),
-}
-SETTINGS = {  # LiteLLM settings: key -> (check, expected form)
-    "database_connection_pool_limit": (_int(1, 1000), "a whole number 1-1000"),
-    "store_prompts_in_spend_logs": (lambda v: v is False, "false (prompts are personal data)"),
-    "disable_error_logs": (lambda v: v is False, "false (error logs stay on)"),
-    "store_model_in_db": (lambda v: isinstance(v, bool), "true or false"),
-    "request_timeout": (_int(1, 3600), "seconds, 1-3600"),
-}
-
-
 def validate(data: dict, source=lambda key: "group_data/all.py") -> list[str]:
     """Every problem in DATA, one message each; ``source(key)`` names the file a key came from."""
     errors = []
@@ -267,60 +123,72 @@ def validate(data: dict, source=lambda key: "group_data/all.py") -> list[str]:
     def bad(key, value, expected):
         errors.append(f"{source(key.split('.')[0].split('[')[0])}: {key} = {_show(key, value)}: expected {expected}")
 
-    for key, (check, expected) in SCALARS.items():
-        if key not in data:
-            errors.append(f"{source(key)}: {key} is missing: expected {expected}")
-        elif (verdict := check(data[key])) is not True:  # False, or a str saying what is wrong
-            bad(key, data[key], f"{expected} ({verdict})" if verdict else expected)
-    for key, (check, expected) in OPTIONAL.items():
-        if key in data and not check(data[key]):
-            bad(key, data[key], expected)
-    for key in data:
-        if (
-            key.startswith("litellm_")
-            and key not in SCALARS
-            and key not in OPTIONAL
-            and key
-            not in (
-                "litellm_services",
-                "litellm_timers",
-                "litellm_model_list",
-                "litellm_key_rotation",
-                "litellm_settings",
-                "litellm_mcp_servers",
-            )
-        ):
-            bad(key, data[key], "a known setting (see group_data/all.py); is it misspelt?")
-    for check in (_check_paths, _check_env):
+    _check_spec(data, bad, errors.append, source)
+    for check in (_check_paths, _check_env, _check_sections, _check_units, _check_models, _check_rotation):
         check(data, bad)
-    for section in ("general_settings", "litellm_settings"):
-        values = data.get(section)
+    # litellm_mcp_servers: shape, names, URL forms; credentials and reachability are the lint's (LINT-11..14)
+    for where, value, expected in mcp.problems(data.get("litellm_mcp_servers", {}), _secret_names(data)):
+        bad(where, value, expected)
+    return errors
+
+
+def _secret_names(data) -> list[str]:
+    """litellm_env_secrets when it is a list of names (a wrong one is refused by its own check)."""
+    names = data.get("litellm_env_secrets")
+    return names if list_of_str(names) else []
+
+
+def _check_spec(data, bad, missing, source):
+    """Each setting of the spec with a check: present when it has a default, and passing its check;
+    a key the spec does not know (or no longer knows) is refused by name."""
+    for s in SPEC:
+        if s.check is None or "." in s.name:  # structures and section keys: the _check_* below
+            continue
+        if s.name not in data:
+            if s.default is not UNSET:
+                missing(f"{source(s.name)}: {s.name} is missing: expected {s.expected}")
+        elif (verdict := s.check(data[s.name])) is not True:  # False, or a str saying what is wrong
+            bad(s.name, data[s.name], f"{s.expected} ({verdict})" if verdict else s.expected)
+    for key in data:
+        if key in REMOVED:
+            bad(key, data[key], REMOVED[key])
+        elif key.startswith("litellm_") and key not in BY_NAME and key not in SECTIONS:
+            bad(key, data[key], "a known setting (see group_data/all.py); is it misspelt?")
+
+
+def _check_sections(data, bad):
+    """general_settings, litellm_settings: mappings; the keys the spec knows pass their check; no secret."""
+    for section in SECTIONS:
+        values, known = data.get(section), section_keys(section)
         if not isinstance(values, dict):
             bad(section, values, "a mapping of LiteLLM setting -> value")
             continue
         for key, value in values.items():
-            if key in SETTINGS and not SETTINGS[key][0](value):
-                bad(f"{section}.{key}", value, SETTINGS[key][1])
-            if key in ("master_key", "database_url", "salt_key"):
+            check = known[key].check if key in known else None
+            if check is not None and check(value) is not True:
+                bad(f"{section}.{key}", value, known[key].expected)
+            if key in SECRET_SETTINGS:
                 bad(f"{section}.{key}", value, "no secret in group_data: the runner renders os.environ/ references")
-    _check_units(data, bad)
-    for i, model in enumerate(data.get("litellm_model_list") or []):
-        key = ((model or {}).get("litellm_params") or {}).get("api_key")
+
+
+def _check_models(data, bad):
+    """litellm_model_list: a list; every api_key an os.environ/ reference."""
+    models = data.get("litellm_model_list") or []
+    if not isinstance(models, list):
+        bad("litellm_model_list", models, BY_NAME["litellm_model_list"].expected)
+        return
+    for i, model in enumerate(models):
+        params = (model or {}).get("litellm_params") if isinstance(model, dict) else None
+        key = params.get("api_key") if isinstance(params, dict) else None
         if key is not None and not str(key).startswith("os.environ/"):
             bad(f"litellm_model_list[{i}].litellm_params.api_key", key, "an os.environ/NAME reference")
-    _check_rotation(data, bad)
-    # litellm_mcp_servers: shape, names, URL forms; credentials and reachability are the lint's (LINT-11..14)
-    secret_names = data.get("litellm_env_secrets") or ()
-    for where, value, expected in mcp.problems(data.get("litellm_mcp_servers", {}), secret_names):
-        bad(where, value, expected)
-    return errors
 
 
 def _check_paths(data, bad):
     """litellm_dirs: normalized relative paths, each once; litellm_home not inside litellm_root."""
     dirs = data.get("litellm_dirs")
-    seen = {}
-    for i, rel in enumerate(dirs if _list_of_str(dirs) else []):
+    seen: dict[str, int] = {}
+    for i, rel in enumerate(dirs if list_of_str(dirs) else []):
         if not _rel_dir(rel):
             bad(
                 f"litellm_dirs[{i}]",
@@ -333,7 +201,7 @@ def _check_paths(data, bad):
         else:
             seen[rel] = i
     root, home = data.get("litellm_root"), data.get("litellm_home")
-    if _dedicated(root) is True and _dedicated(home) is True and (home == root or home.startswith(root + "/")):
+    if dedicated(root) is True and dedicated(home) is True and (home == root or home.startswith(root + "/")):
         bad(
             "litellm_home",
             home,
@@ -346,7 +214,7 @@ def _check_env(data, bad):
     """litellm_env: no secret, no line break (env.litellm holds one NAME=value a line)."""
     if not isinstance(data.get("litellm_env"), dict):
         return
-    secret_names = set(data.get("litellm_env_secrets") or [])
+    secret_names = set(_secret_names(data))
     for name, value in data["litellm_env"].items():
         if (
             name in secret_names
@@ -356,7 +224,8 @@ def _check_env(data, bad):
             bad(
                 f"litellm_env.{name}",
                 "***" if value else value,
-                "no secret in litellm_env: list its name in litellm_env_secrets, its value comes from the secret source",
+                "no secret in litellm_env: list its name in litellm_env_secrets, "
+                "its value comes from the secret source",
             )
         if isinstance(value, str) and not _one_line(value):
             bad(
@@ -395,7 +264,7 @@ def _check_units(data, bad):
 
     render.py writes NAME.service for a service and NAME.service + NAME.timer for a timer, so a
     timer may not share its name with a service (``litellm`` is the proxy's)."""
-    ports = {data["litellm_db_port"]: "litellm_db_port"} if _port(data.get("litellm_db_port")) else {}
+    ports = {data["litellm_port"]: "litellm_port"} if _port(data.get("litellm_port")) else {}
     services = data.get("litellm_services")
     if not isinstance(services, dict) or "litellm" not in services:
         bad("litellm_services", services, "a mapping of unit name -> {enabled, port}, including 'litellm'")
@@ -403,38 +272,16 @@ def _check_units(data, bad):
     for name, svc in services.items():
         if not _unit_name(name):
             bad("litellm_services", name, f"service names that are {UNIT_NAME_FORM}")
-            continue
-        if (
-            not isinstance(svc, dict)
-            or not isinstance(svc.get("enabled"), bool)
-            or not _port(svc.get("port"))
-            or not isinstance(svc.get("command", ""), str)
-        ):
-            bad(f"litellm_services[{name}]", svc, "{enabled: true|false, port: 1-65535, command: optional string}")
-            continue
-        if _unknown_keys(f"litellm_services[{name}]", svc, ("enabled", "port", "command"), bad):
-            continue
-        if (
-            name != "litellm"
-            and ("command" in svc or name not in TOOL_COMMANDS)
-            and (problem := _command_problem(svc.get("command")))
-        ):
-            bad(
-                f"litellm_services[{name}].command",
-                svc.get("command"),
-                problem + f" (only {' and '.join(TOOL_COMMANDS)} have a built-in one)" * ("command" not in svc),
-            )
-        if name == "litellm" and _port(data.get("litellm_port")) and svc["port"] != data["litellm_port"]:
-            bad(
-                "litellm_services[litellm].port", svc["port"], f"the same port as litellm_port ({data['litellm_port']})"
-            )
-        if svc["port"] in ports:
-            bad(
-                f"litellm_services[{name}].port",
-                svc["port"],
-                f"a port no other service uses (also {ports[svc['port']]})",
-            )
-        ports[svc["port"]] = name
+        elif name == "litellm":
+            _check_proxy_service(svc, bad)
+        elif _check_service(name, svc, bad):
+            if svc["port"] in ports:
+                bad(
+                    f"litellm_services[{name}].port",
+                    svc["port"],
+                    f"a port no other service uses (also {ports[svc['port']]})",
+                )
+            ports[svc["port"]] = name
     timers = data.get("litellm_timers")
     if not isinstance(timers, dict):
         bad("litellm_timers", timers, "a mapping of timer name -> {enabled, on_calendar, randomized_delay, command}")
@@ -453,6 +300,37 @@ def _check_units(data, bad):
             bad(f"litellm_timers[{name}]", timer, "{enabled, on_calendar, randomized_delay, command}")
         elif not _unknown_keys(f"litellm_timers[{name}]", timer, TIMER_KEYS, bad):
             _check_timer(name, timer, bad)
+
+
+def _check_proxy_service(svc, bad) -> None:
+    """litellm_services[litellm], the proxy: only ``enabled`` (its port is litellm_port, its command the runner's)."""
+    if not isinstance(svc, dict) or not isinstance(svc.get("enabled"), bool):
+        bad("litellm_services[litellm]", svc, "{enabled: true|false} (the proxy's port is litellm_port)")
+    elif "port" in svc:
+        bad("litellm_services[litellm].port", svc["port"], "no port here: the proxy listens on litellm_port")
+    else:
+        _unknown_keys("litellm_services[litellm]", svc, ("enabled",), bad)
+
+
+def _check_service(name, svc, bad) -> bool:
+    """One entry of litellm_services but the proxy; True when its port can be compared with the others'."""
+    if (
+        not isinstance(svc, dict)
+        or not isinstance(svc.get("enabled"), bool)
+        or not _port(svc.get("port"))
+        or not isinstance(svc.get("command", ""), str)
+    ):
+        bad(f"litellm_services[{name}]", svc, "{enabled: true|false, port: 1-65535, command: optional string}")
+        return False
+    if _unknown_keys(f"litellm_services[{name}]", svc, ("enabled", "port", "command"), bad):
+        return False
+    if ("command" in svc or name not in TOOL_COMMANDS) and (problem := _command_problem(svc.get("command"))):
+        bad(
+            f"litellm_services[{name}].command",
+            svc.get("command"),
+            problem + f" (only {' and '.join(TOOL_COMMANDS)} have a built-in one)" * ("command" not in svc),
+        )
+    return True
 
 
 def _unknown_keys(where, entry, known, bad) -> bool:
@@ -499,7 +377,7 @@ def _check_rotation(data, bad):
             "a list of {alias: NAME, min_days_left: 14, valid_days: 90, grace_hours: 24}",
         )
         return
-    aliases = {}
+    aliases: dict[str, int] = {}
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict) or "alias" not in entry:
             bad(

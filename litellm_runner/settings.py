@@ -1,122 +1,424 @@
-"""The runner's settings: one spec of every group_data key.
+"""The runner's settings: one spec of every setting an operator may give a LiteLLM host.
 
-``DEFAULTS`` holds the documented default of every setting (the values of the repository's
-``group_data/all.py``): the packaged deploy passes it as pyinfra's ``data_defaults``, so an
-inventory's own group data and host data take precedence.
+Each ``Setting`` in ``SPEC`` carries the setting's documented default, its check (a
+predicate: True, False, or a text saying what is wrong), the expected form a refusal
+names, its description and its control id. Everything else is derived from it:
+
+- ``DEFAULTS``: the default of every setting, pyinfra's ``data_defaults`` of the packaged
+  deploy (an inventory's own group data and host data take precedence); the repository's
+  ``group_data/all.py`` holds the same values (tests/unit/test_settings.py keeps them equal);
+- ``litellm_runner.schema.validate``: the checks and expected forms;
+- README's "Desired state" table: ``python -m litellm_runner.settings --markdown``.
+
+A setting whose ``check`` is None is a structure (services, timers, key rotation, ...) that
+``litellm_runner.schema`` checks entry by entry; its ``expected`` is the form the README shows.
+A dotted name (``general_settings.request_timeout``) is a key of a LiteLLM settings section:
+the section's default is the mapping of its keys' defaults.
 """
 
 from __future__ import annotations
 
-DEFAULTS: dict = {
-    "litellm_user": "litellm",
-    "litellm_group": "litellm",
-    "litellm_home": "/home/litellm",
-    "litellm_linger": True,
-    "litellm_manage_account": None,
-    "litellm_root": "/home/litellm/litellm",
-    "litellm_dirs": [
-        "state",
-        "state/files",
-        "state/redis",
-        "state/archive",
-        "state/archive/backups",
-        "artifacts",
-        "bin",
-        "logs",
-    ],
-    "litellm_dir_mode": "0750",
-    "litellm_python": "/usr/bin/python3",
-    "litellm_system_packages": ["python3-venv", "postgresql-client-15", "iproute2", "curl"],
-    "litellm_venv_requirements": "files/litellm-venv-requirements.txt",
-    "general_settings": {
-        "database_connection_pool_limit": 20,
-        "store_prompts_in_spend_logs": False,
-        "disable_error_logs": False,
-        "store_model_in_db": True,
-    },
-    "litellm_settings": {"request_timeout": 120},
-    "litellm_model_list": [
-        {
-            "model_name": "local-vllm",
-            "litellm_params": {
-                "model": "hosted_vllm/local-model",
-                "api_base": "http://127.0.0.1:8000/v1",
-                "api_key": "os.environ/VLLM_API_KEY",
-            },
-        }
-    ],
-    "litellm_config_backups_keep": 5,
-    "litellm_mcp_servers": {},
-    "litellm_env_secrets": ["LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "DATABASE_URL", "VLLM_API_KEY"],
-    "litellm_env_placeholders": ["dummy", "changeme", "sk-1234", "placeholder", "xxx"],
-    "litellm_env": {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": "6379", "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
-    "litellm_bind": "127.0.0.1",
-    "litellm_port": 4000,
-    "litellm_num_workers": 4,
-    "litellm_restart_batch_size": 1,
-    "litellm_ready_timeout": 300,
-    "litellm_services": {
-        "litellm": {"enabled": True, "port": 4000},
-        "litellm-health-server": {"enabled": True, "port": 8181},
-        "litellm-metrics": {"enabled": True, "port": 9090},
-        "litellm-rerank": {
-            "enabled": True,
-            "port": 8079,
-            "command": "{python} {root}/bin/litellm-stub-server --name rerank --host {bind} --port {port}",
-        },
-        "litellm-embed-arctic": {
-            "enabled": True,
-            "port": 8082,
-            "command": "{python} {root}/bin/litellm-stub-server --name embed-arctic --host {bind} --port {port}",
-        },
-    },
-    "litellm_timers": {
-        "litellm-backup": {
-            "enabled": True,
-            "on_calendar": "*-*-* 02:00:00",
-            "randomized_delay": "15min",
-            "command": "{python} {root}/bin/litellm-backup --keep-daily 7 --keep-weekly 4 --keep-monthly 3",
-        },
-        "litellm-compliance-check": {
-            "enabled": True,
-            "on_calendar": "hourly",
-            "randomized_delay": "5min",
-            "command": "{python} {root}/bin/litellm-compliance-check",
-        },
-        "litellm-knowledge-refresh": {
-            "enabled": False,
-            "on_calendar": "*-*-* 04:30:00",
-            "randomized_delay": "10min",
-            "command": "/bin/sh -c 'echo no site job: set "
-            "litellm_timers.litellm-knowledge-refresh.command "
-            ">&2; exit 1'",
-        },
-        "litellm-model-inventory": {
-            "enabled": True,
-            "on_calendar": "*-*-* 05:00:00",
-            "randomized_delay": "10min",
-            "command": "{python} {root}/bin/litellm-model-inventory --proxy-url http://{bind}:{port}",
-        },
-        "litellm-probe-capabilities": {
-            "enabled": True,
-            "on_calendar": "*-*-* 05:30:00",
-            "randomized_delay": "10min",
-            "command": "{python} {root}/bin/litellm-probe-capabilities --proxy-url http://{bind}:{port} --timeout 30",
-        },
-    },
-    "litellm_db_host": "127.0.0.1",
-    "litellm_db_port": 5434,
-    "litellm_db_name": "litellm",
-    "litellm_db_user": "litellm",
-    "litellm_db_connect_timeout": 5,
-    "litellm_db_block_expired_keys": True,
-    "litellm_db_terminate_idle": False,
-    "litellm_db_idle_minutes": 5,
-    "litellm_key_rotation": [],
-    "litellm_db_other_clients": 5,
-    "litellm_db_reserve_connections": 10,
-    "litellm_unit_exposure_max": 6.6,
-    "litellm_lock_wait": 30,
-    "litellm_lock_stale_after": 300,
-    "litellm_sandbox": False,
+import argparse
+import ipaddress
+import posixpath
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Check = Callable[[Any], "bool | str"]
+
+
+class _Unset:
+    """The default of a setting without a shipped default (checked only when set)."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # group data key; "section.key" for a key of a LiteLLM settings section
+    default: Any  # UNSET: no shipped default
+    check: Check | None  # True, False or what is wrong; None: a structure schema.py checks entry by entry
+    expected: str  # the form a refusal names ("expected ...")
+    description: str  # what it does (README)
+    control: str  # control id of the operations it drives
+    shown: str = ""  # the default as README shows it, when the value itself is too long
+
+
+# --- checks (each: True, False, or a text saying what is wrong) -----------------------------------
+
+USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+MODE = re.compile(r"^0[0-7]{3}$")
+DEB_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?")  # Debian policy 5.6.1, optionally :ARCH
+PATH_CHARS = re.compile(r"[A-Za-z0-9/._@+-]+")  # safe in a shell word and a unit file, unquoted
+# A deployment root or home in (or equal to) one of these would hand the account system paths.
+SYSTEM_DIRS = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/lost+found",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var",
+)
+PARENT_DIRS = ("/home", "/media", "/mnt", "/opt", "/srv", "/var/lib")  # a dedicated NAME below these is fine
+
+
+def is_bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def whole(lo: int, hi: int) -> Check:
+    """A whole number (not a bool) from LO to HI."""
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def port(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 65535
+
+
+def name_like_user(v: Any) -> bool:
+    return isinstance(v, str) and bool(USER.fullmatch(v))
+
+
+def list_of_str(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(i, str) and i for i in v)
+
+
+def absolute(v: Any) -> bool:
+    return isinstance(v, str) and v.startswith("/") and ".." not in v.split("/")
+
+
+def clean_path(v: Any) -> bool | str:
+    """True, or what is wrong with V as a normalized absolute path of safe characters."""
+    if not isinstance(v, str) or not v.startswith("/"):
+        return "not absolute"
+    if not PATH_CHARS.fullmatch(v):
+        return "only letters, digits and / . _ - @ +"
+    if v != "/" and (posixpath.normpath(v) != v or "//" in v):
+        return "normalized: no '..', '.', '//' or trailing '/'"
+    return True
+
+
+def dedicated(v: Any) -> bool | str:
+    """True, or why V cannot be a deployment root or home: it is a system directory or inside one."""
+    clean = clean_path(v)
+    if clean is not True:
+        return clean
+    if v == "/" or v in PARENT_DIRS:
+        return f"not {v} itself: a directory of its own such as /srv/litellm"
+    if any(v.startswith(p + "/") for p in PARENT_DIRS):
+        return True
+    for system in SYSTEM_DIRS:
+        if v == system or v.startswith(system + "/"):
+            return (
+                f"{'inside ' * (v != system)}{system}, a system directory; "
+                "/home/NAME, /srv/NAME, /opt/NAME and /var/lib/NAME are fine"
+            )
+    return True
+
+
+def loopback(v: Any) -> bool:
+    try:
+        return ipaddress.ip_address(v).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(v: Any) -> bool | str:
+    if not isinstance(v, str) or not loopback(v):
+        return False
+    return v == "127.0.0.1" or (
+        "only 127.0.0.1: the health and stub servers listen on IPv4 only, the health "
+        "server and the compliance check expect 127.0.0.1; ::1 and other loopback "
+        "addresses are refused"
+    )
+
+
+def mode(v: Any) -> bool:
+    return isinstance(v, str) and bool(MODE.fullmatch(v)) and not int(v, 8) & 0o002
+
+
+def debian_packages(v: Any) -> bool:
+    return list_of_str(v) and all(DEB_PACKAGE.fullmatch(p) for p in v)
+
+
+def variable_names(v: Any) -> bool:
+    return list_of_str(v) and all(s.isidentifier() for s in v)
+
+
+def plain_env(v: Any) -> bool:
+    return isinstance(v, dict) and all(k.isidentifier() and isinstance(x, str) for k, x in v.items())
+
+
+def exposure(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 10
+
+
+def manage_account(v: Any) -> bool:
+    return v is None or isinstance(v, bool)
+
+
+# --- the spec -------------------------------------------------------------------------------------
+
+_STUB = "{python} {root}/bin/litellm-stub-server --name %s --host {bind} --port {port}"
+_STATUS = "{python} {root}/bin/%s --proxy-url http://{bind}:{port}"
+SERVICES = {
+    "litellm": {"enabled": True},  # the proxy: its port is litellm_port
+    "litellm-health-server": {"enabled": True, "port": 8181},
+    "litellm-metrics": {"enabled": True, "port": 9090},
+    "litellm-rerank": {"enabled": True, "port": 8079, "command": _STUB % "rerank"},
+    "litellm-embed-arctic": {"enabled": True, "port": 8082, "command": _STUB % "embed-arctic"},
 }
+TIMERS = {
+    "litellm-backup": {
+        "enabled": True,
+        "on_calendar": "*-*-* 02:00:00",
+        "randomized_delay": "15min",
+        "command": "{python} {root}/bin/litellm-backup --keep-daily 7 --keep-weekly 4 --keep-monthly 3",
+    },
+    "litellm-compliance-check": {
+        "enabled": True,
+        "on_calendar": "hourly",
+        "randomized_delay": "5min",
+        "command": "{python} {root}/bin/litellm-compliance-check",
+    },
+    "litellm-knowledge-refresh": {  # site-specific: shipped disabled, its command only says so and fails
+        "enabled": False,
+        "on_calendar": "*-*-* 04:30:00",
+        "randomized_delay": "10min",
+        "command": "/bin/sh -c 'echo no site job: set litellm_timers.litellm-knowledge-refresh.command >&2; exit 1'",
+    },
+    "litellm-model-inventory": {
+        "enabled": True,
+        "on_calendar": "*-*-* 05:00:00",
+        "randomized_delay": "10min",
+        "command": _STATUS % "litellm-model-inventory",
+    },
+    "litellm-probe-capabilities": {
+        "enabled": True,
+        "on_calendar": "*-*-* 05:30:00",
+        "randomized_delay": "10min",
+        "command": _STATUS % "litellm-probe-capabilities" + " --timeout 30",
+    },
+}
+MODEL_LIST = [
+    {
+        "model_name": "local-vllm",
+        "litellm_params": {
+            "model": "hosted_vllm/local-model",
+            "api_base": "http://127.0.0.1:8000/v1",
+            "api_key": "os.environ/VLLM_API_KEY",
+        },
+    },
+]
+DIRS = ["state", "state/files", "state/redis", "state/archive", "state/archive/backups", "artifacts", "bin", "logs"]
+_TRUE_FALSE = "true or false"
+
+SPEC: tuple[Setting, ...] = (
+    # --- service account
+    Setting("litellm_user", "litellm", name_like_user, "a user name like 'litellm'",
+            "service account: owns the deployment, runs the user units; created when missing", "users-01"),
+    Setting("litellm_group", "litellm", name_like_user, "a group name like 'litellm'",
+            "primary group of litellm_user", "users-01"),
+    Setting("litellm_home", "/home/litellm", dedicated, "a dedicated absolute path such as /home/litellm",
+            "home of litellm_user (never inside litellm_root)", "users-01"),
+    Setting("litellm_linger", True, is_bool, _TRUE_FALSE,
+            "`loginctl enable-linger`: the user units run without a login", "users-02"),
+    Setting("litellm_manage_account", None, manage_account, "true, false or None",
+            "shell, home and primary group of an EXISTING account: managed only when the runner created it "
+            "(`None`), never (`False`: an adopted login account keeps its own) or always (`True`)", "users-01"),
+    # --- filesystem
+    Setting("litellm_root", "/home/litellm/litellm", dedicated,
+            "a dedicated absolute path such as /home/litellm/litellm",
+            "deployment root, every path below is inside it: a dedicated absolute path (not `/`, not a system "
+            "directory or inside one; `/LAB/@litellm`, `/srv/x`, `/home/x/y` are fine)", "fs-01"),
+    Setting("litellm_dirs", DIRS, list_of_str, "a list of paths relative to litellm_root",
+            "folders relative to litellm_root, each owned by litellm_user, each listed once", "fs-01"),
+    Setting("litellm_dir_mode", "0750", mode, "an octal mode string such as '0750', not world-writable",
+            "mode of litellm_root and every entry of litellm_dirs", "fs-01"),
+    # --- the host's Python
+    Setting("litellm_python", "/usr/bin/python3", clean_path, "an absolute path to python3",
+            "interpreter the venv is created from", "py-01"),
+    Setting("litellm_system_packages", ["python3-venv", "postgresql-client-15", "iproute2", "curl"],
+            debian_packages, "a list of Debian package names such as 'postgresql-client-15' (apt gets them unquoted)",
+            "Debian packages the host needs (pg_dump for backups, ss for checks)", "py-00"),
+    Setting("litellm_venv_requirements", "files/litellm-venv-requirements.txt",
+            lambda v: isinstance(v, str) and v.endswith(".txt"), "a requirements file path",
+            "pins of the host's venv, installed from their lock (litellm 1.82.7 and 1.82.8 are refused)", "py-01"),
+    # --- LiteLLM settings: LiteLLM's own key names, in the config and the LiteLLM_Config rows
+    Setting("general_settings.database_connection_pool_limit", 20, whole(1, 1000), "a whole number 1-1000",
+            "per worker process: litellm_num_workers x this + the other clients + the reserve must fit under "
+            "PostgreSQL's max_connections (capacity gate: 4 x 20 + 5 + 10 = 95 fits a default 100)", "db-01"),
+    Setting("general_settings.store_prompts_in_spend_logs", False, lambda v: v is False,
+            "false (prompts are personal data)", "no prompts (personal data) in spend logs", "cfg-01"),
+    Setting("general_settings.disable_error_logs", False, lambda v: v is False, "false (error logs stay on)",
+            "keep error logs", "cfg-01"),
+    Setting("general_settings.store_model_in_db", True, is_bool, _TRUE_FALSE,
+            "the proxy reads the LiteLLM_Config rows at start (the database wins)", "cfg-01"),
+    Setting("litellm_settings.request_timeout", 120, whole(1, 3600), "seconds, 1-3600",
+            "seconds a request may take (the incident had 600)", "cfg-01"),
+    Setting("litellm_model_list", MODEL_LIST, None, "a list of models whose api_key is an os.environ/NAME reference",
+            "`model_list` of the config", "cfg-01", shown="one vLLM model"),
+    Setting("litellm_config_backups_keep", 5, whole(0, 100), "a whole number 0-100",
+            "timestamped copies of a replaced config kept", "cfg-02"),
+    Setting("litellm_mcp_servers", {}, None, "a mapping of server name -> entry (litellm_runner/mcp.py)",
+            "the proxy's MCP servers (config `mcp_servers`, litellm 1.102.4's fields); credentials are os.environ/ "
+            "references to names in litellm_env_secrets; the lint refuses one without upstream auth (LINT-11), a "
+            "literal credential (LINT-12) and a URL on another host (LINT-13/14) unless waived (README, MCP servers)",
+            "cfg-01"),
+    # --- env file and secrets
+    Setting("litellm_env_secrets", ["LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "DATABASE_URL", "VLLM_API_KEY"],
+            variable_names, "a list of environment variable names",
+            "names of the secrets written to env.litellm (0600); values come from the control machine's environment "
+            "or the file named by LITELLM_SECRETS_FILE", "sec-01"),
+    Setting("litellm_env_placeholders", ["dummy", "changeme", "change-me", "sk-1234", "placeholder", "xxx"],
+            list_of_str, "a list of placeholder values",
+            "a secret with one of these values is written empty; the config lint (LINT-01) refuses them", "sec-01"),
+    Setting("litellm_env", {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": "6379", "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+            plain_env, "a mapping of variable name -> string",
+            "non-secret environment of the proxy, written to env.litellm too", "sec-01"),
+    Setting("litellm_secrets_file", UNSET, absolute, "an absolute path to a KEY=value secrets file",
+            "secret source when LITELLM_SECRETS_FILE is not set (the sandbox inventory sets it)", "sec-01"),
+    Setting("litellm_sudo_password_secret", UNSET, lambda v: isinstance(v, str) and v.isidentifier(),
+            "the name of a secret (environment variable) such as LITELLM_SUDO_PASSWORD",
+            "the secret holding the sudo password, per host in the hosts file (read by the inventory loader)",
+            "users-01"),
+    # --- the proxy and its services
+    Setting("litellm_bind", "127.0.0.1", bind, "a loopback address such as 127.0.0.1",
+            "every listener binds here: `127.0.0.1` only (the health and stub servers are IPv4-only)", "svc-01"),
+    Setting("litellm_port", 4000, port, "a port 1-65535",
+            "the proxy's port (the `{port}` of every timer's command)", "svc-01"),
+    Setting("litellm_num_workers", 4, whole(1, 64), "a whole number of workers 1-64",
+            "proxy worker processes", "svc-01"),
+    Setting("litellm_restart_batch_size", 1, whole(1, 1000), "a whole number of hosts restarted at once, 1-1000",
+            "rolling restarts: hosts whose proxy restarts at once (one value for the run)", "svc-01"),
+    Setting("litellm_ready_timeout", 300, whole(10, 3600), "seconds, 10-3600",
+            "seconds a restarted proxy has to answer /health/readiness before its config is rolled back", "svc-01"),
+    Setting("litellm_services", SERVICES, None, "a mapping of unit name -> {enabled, port, command}",
+            "user services; `enabled: False` stops one; `litellm` (the proxy) has only `enabled`, its port is "
+            "litellm_port; `command` fills in {python}, {root}, {bind}, {port}", "svc-01",
+            shown="proxy, health (8181), metrics (9090), rerank (8079), embed-arctic (8082)"),
+    Setting("litellm_unit_exposure_max", 6.6, exposure, "a systemd-analyze exposure 0.0-10.0, such as 6.6",
+            "unit hardening gate: the highest `systemd-analyze security --offline --user` exposure a rendered "
+            "service may score (every shipped one scores 6.6)", "svc-01"),
+    # --- timers
+    Setting("litellm_timers", TIMERS, None, "a mapping of timer name -> {enabled, on_calendar, randomized_delay, "
+            "command}", "schedule (systemd OnCalendar), random delay and command of each job ({python}, {root}, "
+            "and the proxy's {bind}, {port} filled in)", "tmr-01",
+            shown="backup (02:00), compliance-check (hourly), knowledge-refresh (off: site job), model-inventory, "
+            "probe-capabilities"),
+    # --- the database (the connection is the DATABASE_URL secret)
+    Setting("litellm_db_connect_timeout", 5, whole(1, 120), "seconds, 1-120",
+            "seconds for every database connection", "db-01"),
+    Setting("litellm_db_other_clients", 5, whole(0, 1000), "a whole number of other database clients 0-1000",
+            "capacity gate: connections of the host tools, one each of backup, metrics, health server (one probe "
+            "shared by all requests), dbctl, status (`capacity.CLIENTS`)", "db-01"),
+    Setting("litellm_db_reserve_connections", 10, whole(0, 1000), "a whole number of reserved connections 0-1000",
+            "capacity gate: superuser_reserved_connections (3) + an operator's psql and migrations", "db-01"),
+    Setting("litellm_db_block_expired_keys", True, is_bool, _TRUE_FALSE,
+            "set blocked = true on expired, unblocked keys", "db-03"),
+    Setting("litellm_db_terminate_idle", False, is_bool, _TRUE_FALSE,
+            "opt-in: terminate the proxy's database role's idle connections", "db-04"),
+    Setting("litellm_db_idle_minutes", 5, whole(1, 1440), "minutes, 1-1440",
+            "idle longer than this is terminated (when opted in)", "db-04"),
+    Setting("litellm_key_rotation", [], None,
+            "a list of {alias: NAME, min_days_left: 14, valid_days: 90, grace_hours: 24}",
+            "aliases whose virtual key is kept valid, rotated with a grace period", "db-05"),
+    # --- run lock
+    Setting("litellm_lock_wait", 30, whole(0, 86400), "seconds, 0-86400",
+            "seconds a second converge waits for the run lock's holder before it refuses (exit 1)", "fs-02"),
+    Setting("litellm_lock_stale_after", 300, whole(10, 604800), "seconds, 10-604800",
+            "seconds without a heartbeat after which a lock from another machine counts as abandoned (the holder "
+            "beats every tenth of it)", "fs-02"),
+    # --- sandbox only
+    Setting("litellm_sandbox", False, is_bool, _TRUE_FALSE,
+            "true only for the throwaway podman host: the proxy runs without DATABASE_URL", "sandbox"),
+)  # fmt: skip
+BY_NAME = {s.name: s for s in SPEC}
+# Settings that were removed, with what to set instead: refused by name, never silently ignored.
+REMOVED = {
+    name: "no litellm_db_host/port/name/user: the database is the one the DATABASE_URL secret names"
+    for name in ("litellm_db_host", "litellm_db_port", "litellm_db_name", "litellm_db_user")
+}
+SECTIONS = ("general_settings", "litellm_settings")  # LiteLLM's own settings sections
+
+
+def _defaults() -> dict:
+    defaults: dict = {}
+    for s in SPEC:
+        if s.default is UNSET:
+            continue
+        if "." in s.name:
+            section, key = s.name.split(".", 1)
+            defaults.setdefault(section, {})[key] = s.default
+        else:
+            defaults[s.name] = s.default
+    return defaults
+
+
+DEFAULTS: dict = _defaults()
+
+
+def section_keys(section: str) -> dict[str, Setting]:
+    """The settings of a LiteLLM section (``general_settings``) by their key inside it."""
+    return {s.name.split(".", 1)[1]: s for s in SPEC if s.name.startswith(section + ".")}
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _shown(s: Setting) -> str:
+    if s.shown:
+        return s.shown
+    if s.default is UNSET:
+        return "not set"
+    if s.default in ([], {}):
+        return "none"
+    if isinstance(s.default, str):
+        return f"`{s.default}`"
+    if isinstance(s.default, list) and all(isinstance(v, str) for v in s.default):
+        return ", ".join(f"`{v}`" for v in s.default)
+    if isinstance(s.default, dict) and all(isinstance(v, str) for v in s.default.values()):
+        return ", ".join(f"`{k}={v}`" for k, v in s.default.items())
+    return f"`{s.default!r}`"
+
+
+def markdown() -> str:
+    """README's "Desired state" table, one row per setting."""
+    rows = ["| key | default | control | what | expected |", "|---|---|---|---|---|"]
+    for s in SPEC:
+        rows.append(f"| `{s.name}` | {_cell(_shown(s))} | {s.control} | {_cell(s.description)} | {_cell(s.expected)} |")
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m litellm_runner.settings", description=__doc__.split("\n")[0])
+    parser.add_argument("--markdown", action="store_true", help="print README's Desired state table")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        sys.stdout.write(markdown())
+    else:
+        parser.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -75,7 +75,7 @@ def check_capacity(d, desired) -> None:
             f"refusing to touch any host, the desired state does not fit the database:\n  host {host.name}: "
             f"{', '.join(files)}: litellm_num_workers x general_settings.database_connection_pool_limit"
             f" + litellm_db_other_clients + litellm_db_reserve_connections vs PostgreSQL max_connections"
-            f" (live, {d.litellm_db_host}:{d.litellm_db_port}/{d.litellm_db_name}): {exc}",
+            f" (live, of the database DATABASE_URL names): {exc}",
             file=sys.stderr,
         )
         sys.exit(1)

@@ -14,6 +14,8 @@ shared server drops every client).
 
 from __future__ import annotations
 
+from litellm_runner.settings import DEFAULTS
+
 HEALTH_SERVER_CONNECTIONS = 1  # litellm-health-server: one probe at a time, shared by every request
 CLIENTS = {  # connections each host tool may hold at once (each one bounds itself to this)
     "litellm-backup (pg_dump, then the restore check)": 1,
@@ -22,8 +24,8 @@ CLIENTS = {  # connections each host tool may hold at once (each one bounds itse
     "litellm-dbctl": 1,
     "litellm-status": 1,
 }
-OTHER_CLIENTS = sum(CLIENTS.values())  # 5: group_data's litellm_db_other_clients default
-RESERVE = 10  # superuser_reserved_connections (3) plus room for an operator's psql and migrations
+OTHER_CLIENTS: int = DEFAULTS["litellm_db_other_clients"]  # 5, sum(CLIENTS.values()) (test_capacity checks it)
+RESERVE: int = DEFAULTS["litellm_db_reserve_connections"]  # superuser_reserved_connections (3) + psql, migrations
 
 
 class CapacityError(ValueError):

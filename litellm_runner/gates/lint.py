@@ -5,7 +5,7 @@
 
 Rules (ids are stable; severity in brackets):
 
-- LINT-01 [critical] a placeholder secret (dummy, changeme, sk-1234, placeholder, xxx)
+- LINT-01 [critical] a placeholder secret (the default litellm_env_placeholders: dummy, changeme, ...)
 - LINT-02 [critical] the master key is empty (or its os.environ/ variable is unset)
 - LINT-03 [critical] the master key does not start with ``sk-``
 - LINT-04 [critical] a literal secret in config.yaml instead of an ``os.environ/NAME`` reference
@@ -47,8 +47,9 @@ from urllib.parse import urlsplit
 import yaml
 
 from litellm_runner import envfile, mcp
+from litellm_runner.settings import DEFAULTS
 
-PLACEHOLDERS = ("dummy", "changeme", "change-me", "sk-1234", "placeholder", "xxx")
+PLACEHOLDERS = tuple(DEFAULTS["litellm_env_placeholders"])  # the values the env file writes empty
 SECRET_KEY = re.compile(r"(^|_)(api_key|master_key|salt_key|secret|password|token|database_url|key)$", re.I)
 SECRET_ENV = re.compile(r"(KEY|SECRET|PASSWORD|TOKEN|DATABASE_URL)$")
 LISTENER_KEYS = {"host", "bind", "listen", "listen_address", "server_host", "proxy_host"}

@@ -57,10 +57,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from litellm_runner.settings import DEFAULTS
+
 LOCK_PATH = "/run/litellm-runner.lock"
 GUARD_PATH = LOCK_PATH + ".guard"
-DEFAULT_WAIT = 30  # seconds; group_data litellm_lock_wait
-DEFAULT_STALE_AFTER = 300  # seconds; group_data litellm_lock_stale_after
+DEFAULT_WAIT: int = DEFAULTS["litellm_lock_wait"]  # seconds (30)
+DEFAULT_STALE_AFTER: int = DEFAULTS["litellm_lock_stale_after"]  # seconds (300)
 BEATS_PER_STALE = 10  # heartbeats per litellm_lock_stale_after: 30 s of 300
 POLL_SECONDS = 2.0
 COMMAND_TIMEOUT = 30  # seconds, each remote lock command (flock waits at most 20 of them)

@@ -38,11 +38,13 @@ BAD = [
     (defaults(litellm_group="9x"), "litellm_group = '9x': expected a group name"),
     (
         defaults(litellm_root="relative/path"),
-        "litellm_root = 'relative/path': expected a dedicated absolute path such as /home/litellm/litellm (not absolute)",
+        "litellm_root = 'relative/path': expected a dedicated absolute path such as "
+        "/home/litellm/litellm (not absolute)",
     ),
     (
         defaults(litellm_home="/home/../etc"),
-        "litellm_home = '/home/../etc': expected a dedicated absolute path such as /home/litellm (normalized: no '..', '.', '//' or trailing '/')",
+        "litellm_home = '/home/../etc': expected a dedicated absolute path such as /home/litellm "
+        "(normalized: no '..', '.', '//' or trailing '/')",
     ),
     (
         defaults(litellm_dir_mode="0777"),
@@ -56,7 +58,25 @@ BAD = [
     (defaults(litellm_num_workers=0), "litellm_num_workers = 0: expected a whole number of workers 1-64"),
     (defaults(litellm_num_workers="4"), "litellm_num_workers = '4': expected a whole number of workers 1-64"),
     (defaults(litellm_linger="yes"), "litellm_linger = 'yes': expected true or false"),
-    (defaults(litellm_db_host="10.0.0.5"), "litellm_db_host = '10.0.0.5': expected the database's loopback address"),
+    (
+        defaults(litellm_db_host="10.0.0.5"),
+        "litellm_db_host = '10.0.0.5': expected no litellm_db_host/port/name/user: the database is the one the "
+        "DATABASE_URL secret names",
+    ),
+    (defaults(litellm_db_port=5434), "litellm_db_port = 5434: expected no litellm_db_host/port/name/user"),
+    (
+        with_service("litellm", port=4000),
+        "litellm_services[litellm].port = 4000: expected no port here: the proxy listens on litellm_port",
+    ),
+    (
+        with_service("litellm", enabled="yes"),
+        "litellm_services[litellm] = {'enabled': 'yes'}: expected {enabled: true|false} (the proxy's "
+        "port is litellm_port)",
+    ),
+    (
+        with_service("litellm-metrics", port=4000),
+        "litellm_services[litellm-metrics].port = 4000: expected a port no other service uses (also litellm_port)",
+    ),
     (defaults(litellm_db_idle_minutes=-5), "litellm_db_idle_minutes = -5: expected minutes, 1-1440"),
     (
         defaults(litellm_env_secrets=["LITELLM MASTER"]),
@@ -88,7 +108,8 @@ BAD = [
     ),
     (
         with_service("litellm-metrics", port=8181),
-        "litellm_services[litellm-metrics].port = 8181: expected a port no other service uses (also litellm-health-server)",
+        "litellm_services[litellm-metrics].port = 8181: expected a port no other service uses (also "
+        "litellm-health-server)",
     ),
     (with_service("litellm-rerank", port="8079"), "litellm_services[litellm-rerank] = "),
     (
@@ -107,7 +128,8 @@ BAD = [
     ),
     (
         defaults(litellm_key_rotation=[{"alias": "ops", "min_days_left": 100, "valid_days": 90}]),
-        "litellm_key_rotation[0] = {'alias': 'ops', 'min_days_left': 100, 'valid_days': 90}: expected 1 <= min_days_left < valid_days <= 3650",
+        "litellm_key_rotation[0] = {'alias': 'ops', 'min_days_left': 100, 'valid_days': 90}: "
+        "expected 1 <= min_days_left < valid_days <= 3650",
     ),
 ]
 
@@ -200,12 +222,14 @@ GAPS = [
     ),
     (
         defaults(litellm_root="/usr/local/litellm"),
-        f"litellm_root = '/usr/local/litellm': expected a dedicated absolute path such as /home/litellm/litellm (inside /usr, {SYSTEM})",
+        "litellm_root = '/usr/local/litellm': expected a dedicated absolute path such as "
+        f"/home/litellm/litellm (inside /usr, {SYSTEM})",
     ),
     (defaults(litellm_root="/var"), f"(/var, {SYSTEM})"),
     (
         defaults(litellm_root="/var/lib"),
-        "litellm_root = '/var/lib': expected a dedicated absolute path such as /home/litellm/litellm (not /var/lib itself",
+        "litellm_root = '/var/lib': expected a dedicated absolute path such as /home/litellm/litellm "
+        "(not /var/lib itself",
     ),
     (defaults(litellm_root="/var/log/litellm"), f"(inside /var, {SYSTEM})"),
     (defaults(litellm_root="/tmp/litellm"), f"(inside /tmp, {SYSTEM})"),
@@ -219,7 +243,8 @@ GAPS = [
     ),
     (
         defaults(litellm_home="/etc/litellm"),
-        f"litellm_home = '/etc/litellm': expected a dedicated absolute path such as /home/litellm (inside /etc, {SYSTEM})",
+        "litellm_home = '/etc/litellm': expected a dedicated absolute path such as /home/litellm "
+        f"(inside /etc, {SYSTEM})",
     ),
     (
         defaults(litellm_root="/srv/x;touch /tmp/pwned"),
@@ -249,7 +274,8 @@ GAPS = [
     ),
     (
         with_timer("litellm-backup", command="{python} x\nExecStartPre=/bin/sh -c id"),
-        "litellm_timers[litellm-backup].command = '{python} x\\nExecStartPre=/bin/sh -c id': expected a one-line command",
+        "litellm_timers[litellm-backup].command = '{python} x\\nExecStartPre=/bin/sh -c id': "
+        "expected a one-line command",
     ),
     (
         with_timer("litellm-backup", command="{python} x\r"),
@@ -257,11 +283,13 @@ GAPS = [
     ),
     (
         with_timer("litellm-backup", command="{python} {home}/x"),
-        "litellm_timers[litellm-backup].command = '{python} {home}/x': expected a command line whose only {placeholders} are",
+        "litellm_timers[litellm-backup].command = '{python} {home}/x': expected a command line whose "
+        "only {placeholders} are",
     ),
     (
         with_service("litellm-rerank", command="x --host {bind}\nExecStartPost=/bin/id"),
-        "litellm_services[litellm-rerank].command = 'x --host {bind}\\nExecStartPost=/bin/id': expected a one-line command",
+        "litellm_services[litellm-rerank].command = 'x --host {bind}\\nExecStartPost=/bin/id': "
+        "expected a one-line command",
     ),
     (
         with_service("litellm-rerank", command=""),
@@ -269,7 +297,8 @@ GAPS = [
     ),
     (
         defaults(litellm_services={**D_SERVICES, "vllm": {"enabled": True, "port": 8000}}),
-        "litellm_services[vllm].command = None: expected a command line (only litellm-health-server and litellm-metrics have a built-in one)",
+        "litellm_services[vllm].command = None: expected a command line (only litellm-health-server "
+        "and litellm-metrics have a built-in one)",
     ),
     (
         defaults(litellm_env={"REDIS_HOST": "127.0.0.1\nLITELLM_MASTER_KEY=sk-canary"}),
@@ -301,7 +330,8 @@ GAPS = [
     ),
     (
         defaults(litellm_timers={"job": {**TIMER, "oncalendar": "hourly"}}),
-        "litellm_timers[job].oncalendar = 'hourly': expected one of enabled, on_calendar, randomized_delay, command (is it misspelt?)",
+        "litellm_timers[job].oncalendar = 'hourly': expected one of enabled, on_calendar, "
+        "randomized_delay, command (is it misspelt?)",
     ),
     (
         with_service("litellm-rerank", Command="x"),
@@ -309,7 +339,8 @@ GAPS = [
     ),
     (
         defaults(litellm_bind="::1"),
-        "litellm_bind = '::1': expected a loopback address such as 127.0.0.1 (only 127.0.0.1: the health and stub servers listen on IPv4 only",
+        "litellm_bind = '::1': expected a loopback address such as 127.0.0.1 (only 127.0.0.1: the "
+        "health and stub servers listen on IPv4 only",
     ),
     (
         defaults(litellm_bind="127.0.0.2"),
@@ -333,7 +364,8 @@ GAPS = [
     (rotation({**OPS, "min_days_left": 0}), "litellm_key_rotation[0].min_days_left = 0: expected days, 1-3650"),
     (
         rotation({**OPS, "grace_hour": 24}),
-        "litellm_key_rotation[0].grace_hour = 24: expected one of alias, min_days_left, valid_days, grace_hours (is it misspelt?)",
+        "litellm_key_rotation[0].grace_hour = 24: expected one of alias, min_days_left, valid_days, "
+        "grace_hours (is it misspelt?)",
     ),
     (
         rotation({**OPS, "alias": ""}),
