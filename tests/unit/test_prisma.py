@@ -162,3 +162,20 @@ def test_missing_engines_fail_a_production_host():
     commands, noops = op({"generated": False, "download": CAUSE})
     assert noops == [] and len(commands) == 1 and "_refuse" in commands[0]
     assert fakehost.last_drift[0]["kind"] == "prisma-client" and CAUSE in fakehost.last_drift[0]["after"]
+
+
+def test_engine_settings_are_accepted_in_litellm_env():
+    """Air-gapped hosts set Prisma's variables in litellm_env: the desired-state check takes them as they are."""
+    from litellm_runner import schema
+    from tests.unit.group_data import defaults
+
+    data = defaults()
+    data["litellm_env"] = {
+        **data["litellm_env"],
+        "PRISMA_QUERY_ENGINE_BINARY": "/opt/prisma/query-engine-debian-openssl-3.0.x",
+        "PRISMA_SCHEMA_ENGINE_BINARY": "/opt/prisma/schema-engine-debian-openssl-3.0.x",
+        "PRISMA_ENGINES_MIRROR": "https://mirror.example.net/prisma",
+        "PRISMA_ENGINES_CHECKSUM_IGNORE_MISSING": "1",
+    }
+    assert schema.validate(data) == []
+    assert prisma.probe_url(prisma.prisma_env(data["litellm_env"])) is None
