@@ -22,10 +22,7 @@ import json
 import logging
 import sys
 
-from pyinfra import host, state
-from pyinfra.api.state import BaseStateCallback
-
-EVENT = "litellm-check-event "
+EVENT = "litellm-check-event "  # the check imports this module for it: pyinfra is imported only in the dry run
 
 
 def emit(event: str, **fields) -> None:
@@ -34,27 +31,32 @@ def emit(event: str, **fields) -> None:
     sys.stderr.flush()
 
 
-class ConnectEvents(BaseStateCallback):
-    """pyinfra's connect callbacks as events."""
+def connect_events():
+    """A pyinfra state callback handler telling each host's connect result as an event."""
+    from pyinfra.api.state import BaseStateCallback
 
-    @staticmethod
-    def host_connect(state, host) -> None:
-        emit("connected", host=host.name)
+    class ConnectEvents(BaseStateCallback):
+        @staticmethod
+        def host_connect(state, host) -> None:
+            emit("connected", host=host.name)
 
-    @staticmethod
-    def host_connect_error(state, host, error) -> None:
-        emit("unreachable", host=host.name, reason=str(error.args[0] if error.args else error))
+        @staticmethod
+        def host_connect_error(state, host, error) -> None:
+            emit("unreachable", host=host.name, reason=str(error.args[0] if error.args else error))
+
+    return ConnectEvents()
 
 
 def host_result() -> dict:
     """The current host's change detection: what pyinfra's --json plan will say about it, and its drift records."""
+    from pyinfra import host, state
     from pyinfra_cli.prints import pretty_op_name
 
     from litellm_runner.pyinfra_ext import drift
 
     changes: list[str] = []
     conditional: list[str] = []
-    for op_hash in state.get_op_order():
+    for op_hash in host.op_hash_order:  # this host's own order: state.get_op_order() sorts every host's, each time
         if op_hash not in state.ops[host]:
             continue
         data = state.get_op_data_for_host(host, op_hash)
@@ -75,7 +77,7 @@ def install() -> None:
     connect_all, exec_file = cli.connect_all, util.exec_file
 
     def connect_and_tell(state) -> None:
-        state.add_callback_handler(ConnectEvents())
+        state.add_callback_handler(connect_events())
         emit("hosts", names=[h.name for h in state.inventory if state.is_host_in_limit(h)])
         connect_all(state)
 

@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -158,12 +159,15 @@ def test_ctrl_c_exits_interrupted_without_a_traceback():
         stderr=subprocess.PIPE,
         text=True,
     )
+    watchdog = threading.Timer(60, proc.kill)  # a server that never prints its URL fails the test, never hangs it
+    watchdog.start()
     try:
         url = proc.stdout.readline() if proc.stdout else ""
         assert url.startswith("http://127.0.0.1:") and url.rstrip().endswith("/v1/query")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
+        watchdog.cancel()
         proc.kill()
         proc.wait(timeout=30)
     assert proc.returncode == exitcodes.INTERRUPTED, err
