@@ -18,6 +18,7 @@ path"). Only ``.service`` units are scored; timers have no sandboxing.
     check_units(render_units(data), threshold=6.8) -> {"litellm.service": 6.6, ...}   # control machine
     lines = host.get_fact(HostExposure, units=render_units(data))                        # on the host
     check_host(host.name, lines, render_units(data), threshold) -> scores, or UnitGateError naming its systemd
+    refuse_on_host(host, render_units(data), threshold)    # both, in a task: scores, or exit 1 (nothing changed)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 
 from pyinfra.api import FactBase
@@ -158,3 +160,22 @@ def check_host(host_name: str, lines: list[str], units: dict[str, str], threshol
     except UnitGateError as exc:
         raise UnitGateError(f"host {host_name}: {exc}") from None
     return _over(scores, threshold, f"host {host_name}, systemd {version}: systemd-analyze security --offline --user")
+
+
+def refuse_on_host(host, units: dict[str, str], threshold: float) -> dict[str, float]:
+    """The gate for pyinfra's HOST, called while it prepares: its scores, or exit 1 before any operation runs.
+
+    One remote command (the ``HostExposure`` fact); the line printed names the
+    host, its systemd, each service above THRESHOLD and the setting to change.
+    """
+    lines = host.get_fact(HostExposure, units=units, _timeout=TIMEOUT + 60)
+    try:
+        return check_host(host.name, lines or [], units, threshold)
+    except UnitGateError as exc:
+        print(
+            f"refusing to touch any host: litellm_unit_exposure_max = {threshold!r}: "
+            f"{str(exc).replace(chr(10), chr(10) + '    ')}\n    expected every rendered service "
+            f"(litellm_services, litellm_timers) at or below {threshold} as this host's systemd scores it",
+            file=sys.stderr,
+        )
+        sys.exit(1)
