@@ -1,115 +1,411 @@
 #!/usr/bin/env python3
-"""Benchmark the runner on 1 and on N sandbox hosts (issue #7).
+"""Benchmark the runner: one host, then fleets of 5 and 50, and the same check in Ansible (issue #17).
 
-    .venv/bin/python scripts/benchmark.py            # N = 5
-    .venv/bin/python scripts/benchmark.py --hosts 3 --workers 4
+    .venv/bin/python scripts/benchmark.py                       # 1, 5 and 50 hosts
+    .venv/bin/python scripts/benchmark.py --vs-ansible          # and the equivalent Ansible check
+    .venv/bin/python scripts/benchmark.py --hosts 1,5 --repeat 3
 
-For 1 host, then for N hosts, it starts fresh sandbox hosts in the incident
-state and times three runs of the real deploy over SSH:
+What it does, all against real hosts over real SSH (podman containers with systemd as PID 1):
 
-    converge from the incident state   pyinfra inventory.py deploy.py -y
-    no-op converge                     the same, right after
-    no-op check                        python -m litellm_runner.cli.check
+1. **One host from the incident state.** A fresh sandbox (``litellm-bench-seed``) is converged
+   from the incident state, then converged again (no-op) and checked ``--repeat`` times (no-op
+   check, median). With ``--vs-ansible`` the runner's check and ``ansible-playbook --check --diff``
+   of benchmarks/ansible/check.yml (the same items, see its README) alternate on that host,
+   ``--repeat`` times each; ansible-core is installed into ``.venv-ansible`` if it is not there.
+2. **Fleets.** The seed is converged once more with the fleet's data (``FLEET_DATA``: the LiteLLM
+   proxy and the two stub model servers disabled, see below) and committed as an image; every fleet
+   host is a container of that image: its own systemd, sshd, user manager with its units,
+   deployment root, venv, PostgreSQL and Redis. Nothing is shared between fleet hosts but the
+   image's read-only layers and this machine. For each size (1, 5, 50) it times a no-op converge
+   and ``--repeat`` no-op checks of the whole fleet in one run, and prints the remote commands per
+   host (``LITELLM_COMMAND_COUNT``) and the control machine's CPU time.
+3. **Unreachable hosts.** On the largest fleet, one host gets a drift (a directory's mode) and two
+   hosts are stopped; the check must report the drift, exit 1 and name the two.
 
-and prints the wall time of each run and the remote commands each host
-received (shell commands + file uploads + downloads, counted by
-litellm_runner.metering inside the run). The hosts run ``--workers`` proxy
-workers each (default 1: several 4-worker LiteLLM proxies starting at once on
-a 2-core machine spend minutes in uvicorn's start-up restarts, which would
-measure the machine, not the runner). Sandboxes are removed at the end.
+Why the fleet's proxies are disabled: 50 LiteLLM proxies (about 300 MB and 20 s of CPU each to
+start) do not fit on a 2-core, 24 GB machine. A disabled unit is still checked by the same
+operations (its file, its drop-ins, its enabled and active state) from the same host snapshot, so
+the remote commands and the control machine's work per host are the same as with the proxy
+running (compare the 1-host rows of step 1 and step 2). It does not flatter the figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import pathlib
+import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+import yaml
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from litellm_runner import sandbox  # noqa: E402
+from litellm_runner.gates.cve import locked_versions  # noqa: E402
 from tests.support import fleet  # noqa: E402
 
-RUNS = [
-    ("converge from incident", ["pyinfra", "inventory.py", "deploy.py", "-y"]),
-    ("no-op converge", ["pyinfra", "inventory.py", "deploy.py", "-y"]),
-    ("no-op check", ["-m", "litellm_runner.cli.check"]),
-]
+SEED, SEED_PORT = "litellm-bench-seed", 2600
+LOCK = "state/venv-requirements.txt"  # the venv's hash-locked closure, as the runner put it on the host
+FLEET_PORT = 2600  # fleet host i listens on FLEET_PORT + i
+ANSIBLE_CORE = "ansible-core==2.18.6"
+SEED_DATA = {"litellm_num_workers": 1}
+FLEET_DATA = {
+    "litellm_num_workers": 1,
+    "litellm_services": {
+        "litellm": {"enabled": False},
+        "litellm-health-server": {"enabled": True, "port": 8181},
+        "litellm-metrics": {"enabled": True, "port": 9090},
+        "litellm-rerank": {"enabled": False, "port": 8079},
+        "litellm-embed-arctic": {"enabled": False, "port": 8082},
+    },
+}
+PYINFRA = str(pathlib.Path(sys.executable).parent / "pyinfra")
 
 
-def measure(names: list[str], workers: int, tmp: pathlib.Path) -> list[dict]:
-    hosts_file = fleet.inventory(
-        tmp / "hosts.yml", names, {"litellm_num_workers": workers, "litellm_restart_batch_size": len(names)}
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def timed(argv: list[str], env: dict, timeout: float = 3600) -> tuple[subprocess.CompletedProcess, float, float]:
+    """ARGV run in the repository: (process, wall seconds, CPU seconds of it and its children)."""
+    before = os.times()
+    start = time.monotonic()
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    wall = time.monotonic() - start
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    return proc, wall, cpu
+
+
+def run_env(hosts_file: pathlib.Path, counts: pathlib.Path) -> dict:
+    return {
+        **os.environ,
+        "LITELLM_INVENTORY": str(hosts_file),
+        "LITELLM_COMMAND_COUNT": str(counts),
+        "PYINFRA_PROGRESS": "off",
+    }
+
+
+def runner(label: str, argv: list[str], hosts_file: pathlib.Path, tmp: pathlib.Path, ok=(0,)) -> dict:
+    """One timed run of the runner; its row (wall, CPU, remote commands per host)."""
+    counts = tmp / "counts.json"
+    counts.unlink(missing_ok=True)
+    proc, wall, cpu = timed(argv, run_env(hosts_file, counts))
+    if proc.returncode not in ok:
+        sys.exit(f"benchmark: {label} exited {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    per_host = json.loads(counts.read_text()) if counts.exists() else {}
+    total = [c["commands"] + c["uploads"] + c["downloads"] for c in per_host.values()] or [0]
+    return {"run": label, "wall_s": wall, "cpu_s": cpu, "commands_per_host": max(total), "proc": proc}
+
+
+CONVERGE = [PYINFRA, "inventory.py", "deploy.py", "-y"]
+CHECK = [sys.executable, "-m", "litellm_runner.cli.check"]
+
+
+def changes(proc: subprocess.CompletedProcess) -> int:
+    """Operations a converge reported as changed (pyinfra's summary table)."""
+    found = re.search(r"Grand total\s+\d+\s+(\d+|-)", proc.stdout + proc.stderr)
+    return int(found.group(1)) if found and found.group(1) != "-" else 0
+
+
+def median_check(hosts_file: pathlib.Path, tmp: pathlib.Path, repeat: int, ok=(0,)) -> dict:
+    rows = [runner("no-op check", CHECK, hosts_file, tmp, ok) for _ in range(repeat)]
+    return {
+        "run": "no-op check",
+        "wall_s": statistics.median(r["wall_s"] for r in rows),
+        "cpu_s": statistics.median(r["cpu_s"] for r in rows),
+        "commands_per_host": max(r["commands_per_host"] for r in rows),
+        "walls": [round(r["wall_s"], 2) for r in rows],
+        "proc": rows[-1]["proc"],
+    }
+
+
+# -- fleet hosts: containers of the converged seed's image --------------------------------------------
+def start_from_image(name: str, port: int, image: str) -> None:
+    """A host NAME with SSH on 127.0.0.1:PORT from IMAGE (a committed, converged sandbox)."""
+    sandbox.down(name)
+    sandbox._run(
+        ["podman", "run", "-d", "--name", name, *sandbox.RUN_FLAGS, "--systemd=always", "--hostname", name]
+        + ["-p", f"127.0.0.1:{port}:22", image, "/sbin/init"],
+        timeout=300,
     )
-    rows = []
-    for label, argv in RUNS:
-        counts = tmp / f"counts-{len(names)}-{len(rows)}.json"
-        env = {
-            **os.environ,
-            "LITELLM_INVENTORY": str(hosts_file),
-            "LITELLM_COMMAND_COUNT": str(counts),
-            "PYINFRA_PROGRESS": "off",
-        }
-        exe = (
-            [str(pathlib.Path(sys.executable).parent / argv[0]), *argv[1:]]
-            if argv[0] == "pyinfra"
-            else [sys.executable, *argv]
-        )
-        start = time.monotonic()
-        proc = subprocess.run(exe, cwd=REPO, env=env, capture_output=True, text=True, timeout=3600)
-        wall = time.monotonic() - start
-        if proc.returncode != 0:  # every run converges, or finds no drift
-            sys.exit(f"benchmark: {label} on {len(names)} hosts exited {proc.returncode}:\n{proc.stderr[-3000:]}")
-        per_host = json.loads(counts.read_text())
-        total = [c["commands"] + c["uploads"] + c["downloads"] for c in per_host.values()]
-        rows.append(
+    sandbox._wait_running(name, timeout=600)
+    sandbox._wait_port(port, timeout=300)
+    state = sandbox._state(name)
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (state / "known_hosts").unlink(missing_ok=True)
+    seed = json.loads((sandbox._state(SEED) / "host.json").read_text())
+    data = {**seed, "name": name, "ssh_port": port, "ssh_known_hosts_file": str(state / "known_hosts")}
+    (state / "host.json").write_text(json.dumps(data, indent=2))
+
+
+def start_fleet(names: dict[str, int], image: str) -> None:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+        for future in [pool.submit(start_from_image, n, p, image) for n, p in names.items()]:
+            future.result()
+
+
+def fleet_names(size: int) -> dict[str, int]:
+    return {f"litellm-bench-{i:02d}": FLEET_PORT + i for i in range(1, size + 1)}
+
+
+# -- Ansible ------------------------------------------------------------------------------------------
+def ansible_playbook() -> str:
+    found = shutil.which("ansible-playbook")
+    if found:
+        return found
+    venv = REPO / ".venv-ansible"
+    if not (venv / "bin" / "ansible-playbook").exists():
+        log(f"installing {ANSIBLE_CORE} into {venv} ...")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", ANSIBLE_CORE], check=True, timeout=900)
+    return str(venv / "bin" / "ansible-playbook")
+
+
+def ansible_project(tmp: pathlib.Path, host: dict, hosts_file: pathlib.Path) -> pathlib.Path:
+    """benchmarks/ansible/ with the desired state of the converged seed: its files and unit states, the
+    runner's own database plan input (from its -vv output), written to TMP."""
+    out = tmp / "ansible"
+    shutil.copytree(REPO / "benchmarks" / "ansible", out, dirs_exist_ok=True)
+    account, home, root = "litellm", "/home/litellm", "/home/litellm/litellm"
+    units_dir = f"{home}/.config/systemd/user"
+
+    def sh(script: str) -> str:
+        return sandbox._run(["podman", "exec", SEED, "sh", "-c", script], timeout=120).stdout
+
+    files = []
+    state = ("config.generated.yaml", "compliance-desired.json", "venv-requirements.txt", "venv-sbom.cdx.json")
+    listing = sh(
+        f"ls -1 {root}/env.litellm " + " ".join(f"{root}/state/{n}" for n in state) + "; "
+        f"find {root}/bin {units_dir} -maxdepth 1 -type f | sort"
+    )
+    (out / "files").mkdir(exist_ok=True)
+    for index, dest in enumerate(p for p in listing.split() if p):
+        src = out / "files" / f"{index:03d}-{pathlib.Path(dest).name}"
+        subprocess.run(["podman", "cp", f"{SEED}:{dest}", str(src)], check=True, timeout=60)
+        mode = sh(f"stat -c %a {dest}").strip()
+        files.append({"src": str(src), "dest": dest, "mode": "0" + mode, "secret": dest.endswith("env.litellm")})
+    from litellm_runner.settings import DEFAULTS
+
+    wanted = [root, *(f"{root}/{d}" for d in DEFAULTS["litellm_dirs"])]
+    wanted += [f"{home}/.config", f"{home}/.config/systemd", units_dir]
+    dirs = [{"path": d, "mode": "0" + sh(f"stat -c %a {d}").strip()} for d in wanted]
+    uid = sh(f"id -u {account}").strip()
+    units = []
+    for unit in sorted(pathlib.Path(f["dest"]).name for f in files if f["dest"].startswith(units_dir)):
+        env = f"XDG_RUNTIME_DIR=/run/user/{uid}"
+        enabled = sh(f"runuser -u {account} -- env {env} systemctl --user is-enabled {unit} || true").strip()
+        active = sh(f"runuser -u {account} -- env {env} systemctl --user is-active {unit} || true").strip()
+        units.append(
             {
-                "hosts": len(names),
-                "run": label,
-                "wall_s": round(wall, 1),
-                "commands_per_host_max": max(total),
-                "commands_per_host_min": min(total),
+                "name": unit,
+                "enabled": enabled == "enabled",
+                "running": active == "active",
+                # the runner manages the state of services and timers it starts, not of the timers' services
+                "managed_state": enabled in ("enabled", "disabled"),
             }
         )
-        print(
-            f"  {len(names)} host(s)  {label:<24} {wall:7.1f} s   {max(total):4d} remote commands/host", file=sys.stderr
+    # the same desired database state the runner sends (its -vv output names the fact's arguments)
+    proc, _, _ = timed([PYINFRA, "inventory.py", "deploy.py", "--dry", "-vv"], run_env(hosts_file, tmp / "c.json"))
+    desired = re.search(r"desired_b64=([A-Za-z0-9+/=]+)", proc.stdout + proc.stderr)
+    if not desired:
+        sys.exit("benchmark: the runner's database plan input was not in its -vv output")
+    packages = [p for p in DEFAULTS["litellm_system_packages"] if isinstance(p, str)]
+    (out / "desired.yml").write_text(
+        yaml.safe_dump(
+            {
+                "account": account,
+                "home": home,
+                "root": root,
+                "uid": uid,
+                "dirs": dirs,
+                "files": files,
+                "units": units,
+                "packages": packages,
+                "dbctl_desired_b64": desired.group(1),
+                "locked": [f"{n}=={v}" for n, v in sorted(locked_versions(sh(f"cat {root}/{LOCK}")).items())],
+            }
         )
-    return rows
+    )
+    (out / "inventory.ini").write_text(
+        "[litellm]\n"
+        f"seed ansible_host=127.0.0.1 ansible_port={host['ssh_port']} ansible_user=root "
+        f"ansible_ssh_private_key_file={host['ssh_key']} ansible_python_interpreter=/usr/bin/python3 "
+        f"ansible_ssh_common_args='-o UserKnownHostsFile={out}/known_hosts -o StrictHostKeyChecking=accept-new'\n"
+    )
+    return out
+
+
+def ansible_check(project: pathlib.Path, verbose: bool = False) -> tuple[subprocess.CompletedProcess, float, float]:
+    env = {**os.environ, "ANSIBLE_CONFIG": str(project / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    argv = [ansible_playbook(), "-i", "inventory.ini", "check.yml", "--check", "--diff", "-e", "@desired.yml"]
+    before = os.times()
+    start = time.monotonic()
+    proc = subprocess.run(
+        argv + (["-vvv"] if verbose else []), cwd=project, env=env, capture_output=True, text=True, timeout=900
+    )
+    wall = time.monotonic() - start
+    after = os.times()
+    if proc.returncode != 0 or not re.search(r"changed=0\s", proc.stdout):
+        sys.exit(f"benchmark: the Ansible check failed or found drift:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    return proc, wall, cpu
+
+
+def vs_ansible(tmp: pathlib.Path, hosts_file: pathlib.Path, repeat: int) -> dict:
+    host = json.loads((sandbox._state(SEED) / "host.json").read_text())
+    project = ansible_project(tmp, host, hosts_file)
+    ansible_check(project)  # warm-up: known_hosts, ControlPersist socket
+    ours, theirs = [], []
+    for _ in range(repeat):
+        ours.append(runner("no-op check", CHECK, hosts_file, tmp))
+        theirs.append(ansible_check(project))
+    counted = ansible_check(project, verbose=True)[0]
+    ansible_commands = len(re.findall(r"SSH: EXEC", counted.stdout + counted.stderr))
+    row = {
+        "runner_wall_s": statistics.median(r["wall_s"] for r in ours),
+        "runner_commands": max(r["commands_per_host"] for r in ours),
+        "ansible_wall_s": statistics.median(w for _, w, _ in theirs),
+        "ansible_commands": ansible_commands,
+    }
+    row["ratio"] = row["ansible_wall_s"] / row["runner_wall_s"]
+    return row
+
+
+# -- the steps ----------------------------------------------------------------------------------------
+def seed_host(tmp: pathlib.Path, repeat: int) -> tuple[list[dict], pathlib.Path]:
+    log(f"step 1: a fresh sandbox {SEED} in the incident state, converged from it ...")
+    sandbox.down(SEED)
+    shutil.rmtree(REPO / ".secrets" / "keys" / SEED, ignore_errors=True)
+    sandbox.up(SEED, SEED_PORT)
+    hosts_file = fleet.inventory(tmp / "seed.yml", [SEED], SEED_DATA)
+    rows = [runner("converge from incident", CONVERGE, hosts_file, tmp)]
+    noop = runner("no-op converge", CONVERGE, hosts_file, tmp)
+    if changes(noop["proc"]):
+        sys.exit(f"benchmark: the second converge changed {changes(noop['proc'])} operations")
+    rows += [noop, median_check(hosts_file, tmp, repeat)]
+    return rows, hosts_file
+
+
+def fleet_image(tmp: pathlib.Path) -> str:
+    log("step 2: the seed converged with the fleet's data, committed as the fleet image ...")
+    hosts_file = fleet.inventory(tmp / "seed-fleet.yml", [SEED], FLEET_DATA)
+    runner("converge to the fleet's data", CONVERGE, hosts_file, tmp)
+    image = f"localhost/litellm-bench-fleet:{sandbox.image_ref().rsplit(':', 1)[-1]}"
+    sandbox._run(["podman", "commit", "-q", SEED, image], timeout=600)
+    return image
+
+
+def measure_fleet(size: int, image: str, tmp: pathlib.Path, repeat: int, unreachable: bool) -> list[dict]:
+    names = fleet_names(size)
+    log(f"  {size} fleet host(s): starting ...")
+    start_fleet(names, image)
+    try:
+        hosts_file = fleet.inventory(tmp / f"fleet-{size}.yml", list(names), FLEET_DATA)
+        noop = runner("no-op converge", CONVERGE, hosts_file, tmp)
+        if changes(noop["proc"]):
+            sys.exit(f"benchmark: a no-op converge of {size} fleet hosts changed {changes(noop['proc'])} operations")
+        rows = [noop, median_check(hosts_file, tmp, repeat)]
+        for row in rows:
+            row["hosts"] = size
+        if unreachable and size >= 3:
+            rows.append(unreachable_row(names, hosts_file, tmp))
+        return rows
+    finally:
+        fleet.down_all(list(names))
+
+
+def unreachable_row(names: dict[str, int], hosts_file: pathlib.Path, tmp: pathlib.Path) -> dict:
+    first, *_, second_last, last = list(names)
+    sandbox._run(["podman", "exec", first, "chmod", "0755", "/home/litellm/litellm/logs"])
+    for name in (second_last, last):
+        sandbox._run(["podman", "stop", "-t", "2", name], timeout=120)
+    row = runner("check, 2 hosts down, 1 drifted", CHECK, hosts_file, tmp, ok=(0, 1, 2))
+    out = row["proc"].stdout + row["proc"].stderr
+    row.update(
+        hosts=len(names),
+        exit=row["proc"].returncode,
+        named_unreachable=all(n in out for n in (second_last, last)),
+        drift_reported=first in out and "logs" in out,
+        traceback="Traceback" in out,
+    )
+    return row
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--hosts", type=int, default=5, help="N, the size of the fleet (default 5)")
-    parser.add_argument("--workers", type=int, default=1, help="proxy workers per host (default 1)")
+    parser.add_argument("--hosts", default="1,5,50", help="fleet sizes, comma separated (default 1,5,50)")
+    parser.add_argument("--repeat", type=int, default=5, help="no-op checks per size, median (default 5)")
+    parser.add_argument("--vs-ansible", action="store_true", help="also the equivalent Ansible check")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args(argv)
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="litellm-bench-") as tmp:
-        for size in (1, args.hosts):
-            names = {f"litellm-bench-{i}": 2400 + i for i in range(1, size + 1)}
-            fleet.down_all(names)
-            print(f"starting {size} fresh sandbox host(s) in the incident state...", file=sys.stderr)
-            fleet.up_all(names)
-            try:
-                rows += measure(list(names), args.workers, pathlib.Path(tmp))
-            finally:
-                fleet.down_all(names)
-    print(
-        f"\nrunner benchmark: {os.cpu_count()} CPU cores, {args.workers} proxy worker(s) per host, image "
-        f"{sandbox.image_ref()}"
-    )
-    print(f"{'hosts':>5}  {'run':<24} {'wall time':>10}  {'remote commands per host':>24}")
-    for row in rows:
-        print(f"{row['hosts']:>5}  {row['run']:<24} {row['wall_s']:>8.1f} s  {row['commands_per_host_max']:>24}")
+    sizes = [int(s) for s in args.hosts.split(",") if s]
+    report: dict = {"cores": os.cpu_count(), "image": sandbox.image_ref(), "repeat": args.repeat}
+    with tempfile.TemporaryDirectory(prefix="litellm-bench-") as tmp_name:
+        tmp = pathlib.Path(tmp_name)
+        try:
+            seed_rows, seed_file = seed_host(tmp, args.repeat)
+            report["one_host"] = [{k: v for k, v in r.items() if k != "proc"} for r in seed_rows]
+            if args.vs_ansible:
+                log("step 1b: the same no-op check in Ansible, alternating ...")
+                report["vs_ansible"] = vs_ansible(tmp, seed_file, args.repeat)
+            image = fleet_image(tmp)
+            report["fleet"] = []
+            for size in sizes:
+                rows = measure_fleet(size, image, tmp, args.repeat, unreachable=size == max(sizes))
+                report["fleet"] += [{k: v for k, v in r.items() if k != "proc"} for r in rows]
+        finally:
+            sandbox.down(SEED)
+    print_report(report)
     if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        pathlib.Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0
+
+
+def print_report(report: dict) -> None:
+    print(f"\nrunner benchmark: {report['cores']} CPU cores, image {report['image']}, median of {report['repeat']}")
+    print(f"{'hosts':>5}  {'run':<32} {'wall':>8} {'CPU':>8} {'commands/host':>14}")
+    for row in report["one_host"]:
+        print(
+            f"{1:>5}  {row['run'] + ' (proxy running)':<32} {row['wall_s']:>7.2f}s {row['cpu_s']:>7.2f}s "
+            f"{row['commands_per_host']:>14}"
+        )
+    checks = {}
+    for row in report.get("fleet", []):
+        print(
+            f"{row['hosts']:>5}  {row['run']:<32} {row['wall_s']:>7.2f}s {row['cpu_s']:>7.2f}s "
+            f"{row['commands_per_host']:>14}"
+        )
+        if row["run"] == "no-op check":
+            checks[row["hosts"]] = row["wall_s"]
+        if "exit" in row:
+            print(
+                f"       exit {row['exit']}, unreachable named: {row['named_unreachable']}, drift reported: "
+                f"{row['drift_reported']}, traceback: {row['traceback']}"
+            )
+    if 1 in checks:
+        for size, wall in sorted(checks.items()):
+            if size > 1:
+                print(
+                    f"       no-op check, {size} hosts: {1000 * (wall - checks[1]) / (size - 1):.0f} ms per host "
+                    "beyond the first"
+                )
+    if "vs_ansible" in report:
+        v = report["vs_ansible"]
+        print(
+            f"\nno-op check of one host: runner {v['runner_wall_s']:.2f} s ({v['runner_commands']} remote commands), "
+            f"Ansible {v['ansible_wall_s']:.2f} s ({v['ansible_commands']} SSH commands): "
+            f"{v['ratio']:.1f} times faster"
+        )
 
 
 if __name__ == "__main__":
