@@ -12,7 +12,7 @@ What it does, all against real hosts over real SSH (podman containers with syste
    check, median). With ``--vs-ansible`` the runner's check and ``ansible-playbook --check --diff``
    of benchmarks/ansible/check.yml (the same items, see its README) alternate on that host,
    ``--repeat`` times each; ansible-core is installed into ``.venv-ansible`` if it is not there.
-2. **Fleets.** The seed is converged once more with the fleet's data (``FLEET_DATA``: the LiteLLM
+2. **Fleets.** The seed is converged once more with the fleet's data (``fleet_data()``: the LiteLLM
    proxy and the two stub model servers disabled, see below) and committed as an image; every fleet
    host is a container of that image: its own systemd, sshd, user manager with its units,
    deployment root, venv, PostgreSQL and Redis. Nothing is shared between fleet hosts but the
@@ -58,17 +58,18 @@ LOCK = "state/venv-requirements.txt"  # the venv's hash-locked closure, as the r
 FLEET_PORT = 2600  # fleet host i listens on FLEET_PORT + i
 ANSIBLE_CORE = "ansible-core==2.18.6"
 SEED_DATA = {"litellm_num_workers": 1}
-FLEET_DATA = {
-    "litellm_num_workers": 1,
-    "litellm_services": {
-        "litellm": {"enabled": False},
-        "litellm-health-server": {"enabled": True, "port": 8181},
-        "litellm-metrics": {"enabled": True, "port": 9090},
-        "litellm-rerank": {"enabled": False, "port": 8079},
-        "litellm-embed-arctic": {"enabled": False, "port": 8082},
-    },
-}
+DISABLED_IN_FLEET = ("litellm", "litellm-rerank", "litellm-embed-arctic")  # see the module's doc
 PYINFRA = str(pathlib.Path(sys.executable).parent / "pyinfra")
+
+
+def fleet_data() -> dict:
+    """The fleet's host data: the shipped services, the proxy and the two stub model servers disabled."""
+    from litellm_runner.settings import DEFAULTS
+
+    services = {
+        name: {**unit, "enabled": name not in DISABLED_IN_FLEET} for name, unit in DEFAULTS["litellm_services"].items()
+    }
+    return {"litellm_num_workers": 1, "litellm_services": services}
 
 
 def log(text: str) -> None:
@@ -298,7 +299,7 @@ def seed_host(tmp: pathlib.Path, repeat: int) -> tuple[list[dict], pathlib.Path]
 
 def fleet_image(tmp: pathlib.Path) -> str:
     log("step 2: the seed converged with the fleet's data, committed as the fleet image ...")
-    hosts_file = fleet.inventory(tmp / "seed-fleet.yml", [SEED], FLEET_DATA)
+    hosts_file = fleet.inventory(tmp / "seed-fleet.yml", [SEED], fleet_data())
     runner("converge to the fleet's data", CONVERGE, hosts_file, tmp)
     image = f"localhost/litellm-bench-fleet:{sandbox.image_ref().rsplit(':', 1)[-1]}"
     sandbox._run(["podman", "commit", "-q", SEED, image], timeout=600)
@@ -310,7 +311,7 @@ def measure_fleet(size: int, image: str, tmp: pathlib.Path, repeat: int, unreach
     log(f"  {size} fleet host(s): starting ...")
     start_fleet(names, image)
     try:
-        hosts_file = fleet.inventory(tmp / f"fleet-{size}.yml", list(names), FLEET_DATA)
+        hosts_file = fleet.inventory(tmp / f"fleet-{size}.yml", list(names), fleet_data())
         noop = runner("no-op converge", CONVERGE, hosts_file, tmp)
         if changes(noop["proc"]):
             sys.exit(f"benchmark: a no-op converge of {size} fleet hosts changed {changes(noop['proc'])} operations")
