@@ -464,6 +464,7 @@ def main(argv=None, prog: str = "python -m litellm_runner.sandbox") -> int:
     parser.add_argument(
         "--release",
         default=DEFAULT_RELEASE,
+        choices=[n for codename, facts in RELEASES.items() for n in (facts["version"], codename)],
         help="build, up: the Debian release, 12 or bookworm (the default), 13 or trixie",
     )
     parser.add_argument(
