@@ -32,10 +32,12 @@ def deploy_litellm() -> None:
     and units, after the inventory-wide checks and this host's run lock."""
     from litellm_runner import metering
     from litellm_runner.gates.preflight import check_inventory
+    from litellm_runner.pyinfra_ext import speed
     from litellm_runner.pyinfra_ext.lock import hold_run_lock
     from litellm_runner.tasks import config, database, filesystem, python_env, units, users
 
     _keep_operation_names()
+    speed.install()  # pyinfra's operation order without reading source files (the same order)
     metering.install()  # counts remote commands when LITELLM_COMMAND_COUNT is set (benchmark)
     check_inventory(_AsDeployed(state))  # every host's desired state, once per run, before anything touches a host
     hold_run_lock(state)  # this host's run lock, before the first fact: two converges never interleave

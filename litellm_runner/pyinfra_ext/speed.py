@@ -12,6 +12,7 @@ place. ``tests/unit/test_speed.py`` compares the two on real stacks.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from types import FrameType
 
@@ -53,6 +54,6 @@ def install() -> None:
     if _installed:
         return
     _installed = True
-    from pyinfra.api import operation
-
-    operation.get_operation_order_from_stack = order_from_stack  # type: ignore[assignment]
+    # the module, not the ``operation`` decorator that pyinfra.api exports under the same name
+    module = importlib.import_module("pyinfra.api.operation")
+    setattr(module, "get_operation_order_from_stack", order_from_stack)  # noqa: B010 (mypy: a private name)

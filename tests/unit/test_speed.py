@@ -30,3 +30,18 @@ def test_the_same_line_numbers_as_pyinfra(cli, deploy_file, depth, monkeypatch):
     assert ours == theirs
     if deploy_file != "/nonexistent/deploy.py":
         assert len(ours) > depth  # the test's own frames are in it
+
+
+def test_install_replaces_the_function_pyinfra_calls():
+    import importlib
+
+    from litellm_runner.pyinfra_ext import speed
+
+    module = importlib.import_module("pyinfra.api.operation")
+    original = module.get_operation_order_from_stack
+    try:
+        speed.install()
+        assert module.get_operation_order_from_stack is order_from_stack
+    finally:
+        module.get_operation_order_from_stack = original
+        speed._installed = False
