@@ -11,7 +11,7 @@ SANDBOX_PORT ?= 2222
 DEBIAN ?= 12
 
 
-.PHONY: converge dry check test unit integration sandbox-up sandbox-down system-deps venv lock lint requirements
+.PHONY: converge dry check test unit integration sandbox-up sandbox-down system-deps venv lock lint requirements images
 
 converge: system-deps venv
 ifndef LITELLM_INVENTORY
@@ -33,15 +33,21 @@ check: venv
 # one worker (its sandboxes are its own; see tests/integration/conftest.py)
 test: system-deps venv
 	$(PY) -m pytest tests/unit -v -p no:cacheprovider
-	$(PY) -m litellm_runner.sandbox build
+	$(MAKE) --no-print-directory images
 	$(PY) -m pytest tests/integration -v -p no:cacheprovider -n 2 --dist loadfile
 
 unit: venv
 	$(PY) -m pytest tests/unit -q -p no:cacheprovider
 
-integration: system-deps venv
-	$(PY) -m litellm_runner.sandbox build
+integration: system-deps venv images
 	$(PY) -m pytest tests/integration -v -p no:cacheprovider -n 2 --dist loadfile
+
+# both sandbox images (Debian 12 for the full suite, 13 for tests/integration/test_release.py), built
+# side by side (mostly downloads); each is cached by the hash of what it is built from
+images: system-deps venv
+	$(PY) -m litellm_runner.sandbox build --release 12 & a=$$!; \
+	$(PY) -m litellm_runner.sandbox build --release 13 & b=$$!; \
+	wait $$a && wait $$b
 
 sandbox-up: system-deps venv
 	@$(PY) -m litellm_runner.sandbox up --name $(SANDBOX) --port $(SANDBOX_PORT) --release $(DEBIAN)
