@@ -21,12 +21,13 @@ import stat
 
 from pyinfra import host
 from pyinfra.api import operation
+from pyinfra.api.exceptions import OperationError
 
 from litellm_runner import envfile
 from litellm_runner.envfile import fingerprint  # noqa: F401 (callers still import it from here)
 from litellm_runner.pyinfra_ext import drift, snapshot
 from litellm_runner.pyinfra_ext.facts import PathState
-from litellm_runner.pyinfra_ext.operations import is_current, write_commands
+from litellm_runner.pyinfra_ext.operations import diff_wanted, is_current, show_diff, write_commands
 
 HEADER = "Managed by litellm-runner. Secrets come from the operator's secret source."
 
@@ -41,7 +42,9 @@ def read_secrets_file(path: str | os.PathLike) -> dict[str, str]:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise SecretError(f"{path}: secrets file not found (set LITELLM_SECRETS_FILE or the variables themselves)")
+        raise SecretError(
+            f"{path}: secrets file not found (set LITELLM_SECRETS_FILE or the variables themselves)"
+        ) from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise SecretError(f"{path}: mode {stat.S_IMODE(mode):04o} lets others read secrets; expected 0600")
     try:
@@ -104,6 +107,20 @@ def render_env(secrets: dict[str, str], plain: dict[str, str], placeholders: lis
         raise SecretError(str(exc)) from None
 
 
+def fingerprint_diff(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """What ``--diff`` shows of an env file: one line per key that changes, fingerprints only
+    (``- KEY=sha256:1a2b3c4d`` / ``+ KEY=sha256:5e6f7a8b``), in the env file's order; never a value."""
+    lines = []
+    for key in dict.fromkeys([*before, *after]):
+        if before.get(key) == after.get(key):
+            continue
+        if key in before:
+            lines.append(f"- {key}={before[key]}")
+        if key in after:
+            lines.append(f"+ {key}={after[key]}")
+    return lines
+
+
 def env_file_content(data) -> tuple[str, list[str]]:
     """The env file for a host's data (values from the secret source)."""
     secrets = load(list(data.litellm_env_secrets), getattr(data, "litellm_secrets_file", None))
@@ -118,11 +135,14 @@ def env_file(dest: str, user: str, group: str):
     + user, group: owner
 
     Compared by sha256, written atomically at 0600 from creation, never shown
-    as a diff: drift is shown per key as fingerprints that the host snapshot
+    as a text diff: drift (the drift report, and ``--diff``) is shown per key as fingerprints that the host snapshot
     computed on the host (no old value is ever read back), placeholders
     (``dummy``...) are written empty. Mode and owner drift is fixed by ``file_attrs``.
     """
-    content, _blanked = env_file_content(host.data)
+    try:
+        content, _blanked = env_file_content(host.data)
+    except SecretError as exc:  # names the key and the source, never a value
+        raise OperationError(f"{dest}: {exc}") from None
     current = snapshot.fact(PathState, path=dest)
     if is_current(current, content):
         host.noop(f"{dest} holds the current secrets")
@@ -137,4 +157,8 @@ def env_file(dest: str, user: str, group: str):
             {k: v for k, v in before.items() if after.get(k) != v},
             {k: v for k, v in after.items() if before.get(k) != v},
         )
+        if diff_wanted():
+            verb = "modify" if current else "create"
+            lines = fingerprint_diff(before, after) or ["(the same keys and values, laid out differently)"]
+            show_diff(f"Will {verb} {dest} (secrets shown as fingerprints)", lines)
     yield from write_commands(dest, content, user, group, "0600")

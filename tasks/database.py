@@ -7,7 +7,7 @@ Capacity gate: before the operations, the live ``max_connections`` (read by the
 db-01 plan, a read-only fact that the operation asks anyway) is compared with
 ``litellm_num_workers x database_connection_pool_limit + litellm_db_other_clients
 + litellm_db_reserve_connections``. pyinfra prepares every operation of every
-host before it executes any, so a refusal here (the arithmetic on stderr, exit 1)
+host before it executes any, so a refusal here (pyinfra's DeployError: the arithmetic, exit 1)
 leaves every host as it was. On a host never converged (litellm-dbctl not there
 yet) max_connections cannot be read before the run: litellm-dbctl then checks
 the same arithmetic before it writes the settings rows (db-01), before any unit
@@ -21,6 +21,7 @@ them and the run exits 1 (``litellm_runner.pyinfra_ext.database._dbctl_failed``)
 import sys
 
 from pyinfra import host
+from pyinfra.api.exceptions import DeployError
 
 from litellm_runner.gates import capacity
 from litellm_runner.gates.preflight import _source
@@ -42,7 +43,7 @@ def account(d) -> str:
 
 
 def check_capacity(d, desired) -> None:
-    """Exit 1 with the arithmetic when the proxy's pools cannot fit the live max_connections."""
+    """Raise DeployError (pyinfra exits 1) with the arithmetic when the pools cannot fit the live max_connections."""
     found = plan(d.litellm_root, "settings", desired, account(d), d.litellm_db_connect_timeout)
     if found is None or found.get("max_connections") is None:
         why = (
@@ -71,14 +72,12 @@ def check_capacity(d, desired) -> None:
                 )
             }
         )
-        print(
+        raise DeployError(
             f"refusing to touch any host, the desired state does not fit the database:\n  host {host.name}: "
             f"{', '.join(files)}: litellm_num_workers x general_settings.database_connection_pool_limit"
             f" + litellm_db_other_clients + litellm_db_reserve_connections vs PostgreSQL max_connections"
-            f" (live, of the database DATABASE_URL names): {exc}",
-            file=sys.stderr,
-        )
-        sys.exit(1)
+            f" (live, of the database DATABASE_URL names): {exc}"
+        ) from None
 
 
 def apply():

@@ -1,64 +1,57 @@
 """The host's venv, installed from the lock of its pins for the host's Python (py-01), audited after converge.
 
-The lock is chosen by the version of the host's system interpreter
-(``litellm_python``, asked apart from the host snapshot). A host whose Python
-has no lock is refused here, while pyinfra prepares, so no host has changed yet.
+The lock is chosen by the version of the host's system interpreter (``litellm_python``), which
+the host snapshot reads (``SystemPython``: root's own interpreter is not run; another is run
+only when it is root's alone). A host whose Python has no lock, or whose ``litellm_python`` is
+not root's alone, is refused here, while pyinfra prepares, so no host has changed yet.
 
 Returns the operations whose change must restart the services that run from it.
 """
 
 import pathlib
-import re
-import shlex
-import sys
 
 from pyinfra import host
-from pyinfra.api import FactBase
-from pyinfra.operations import apt
+from pyinfra.api.exceptions import DeployError
 
 from litellm_runner.gates import cve as cve_gate
-from litellm_runner.pyinfra_ext.operations import file, venv_audit, venv_requirements
+from litellm_runner.pyinfra_ext import snapshot
+from litellm_runner.pyinfra_ext.facts import SystemPython
+from litellm_runner.pyinfra_ext.operations import file, system_packages, venv_audit, venv_requirements
 from litellm_runner.render import venv
 from litellm_runner.resources import locate
 
 
-class PythonVersion(FactBase):
-    """``"X.Y"`` of the interpreter PYTHON, run isolated (``-I``: no account's files on its path); None if missing.
-
-    Asked with the system interpreter (``litellm_python``), never the venv's.
-    """
-
-    def command(self, python):
-        py = shlex.quote(python)
-        return f"if [ -x {py} ]; then {py} -I -c 'import sys;print(sys.version_info[:2])'; else echo none; fi"
-
-    def process(self, output):
-        numbers = re.findall(r"\d+", output[0]) if output else []
-        return f"{numbers[0]}.{numbers[1]}" if len(numbers) >= 2 else None
+def refuse_untrusted(found: dict) -> None:
+    """Raise DeployError when the host snapshot refused to run litellm_python (FOUND: ``SystemPython``'s answer)."""
+    if found.get("refused"):
+        raise DeployError(
+            f"refusing to touch any host: host {host.name}: litellm_python {found['refused']}: expected a "
+            "system interpreter that only root can write, such as /usr/bin/python3"
+        )
 
 
 def lock_for(pins: pathlib.Path, python: str, version: str | None) -> pathlib.Path:
-    """The lock of PINS for Python VERSION; exits 1 with what to do when there is none."""
+    """The lock of PINS for Python VERSION; raises DeployError saying what to do when there is none."""
     locks = cve_gate.lock_paths(pins)
     if version in locks:
         return locks[version]
-    print(
+    raise DeployError(
         f"refusing to touch any host: host {host.name}: {python} is "
         f"{'Python ' + version if version else 'missing'}, and {pins} "
         f"is locked for Python {', '.join(locks) or '(no lock)'} only: expected a lock "
         f"{cve_gate.lock_path(pins, version or 'X.Y')} (add the version to PYTHONS in "
-        "litellm_runner/gates/cve.py and run `make lock`), or litellm_python set to a locked interpreter",
-        file=sys.stderr,
+        "litellm_runner/gates/cve.py and run `make lock`), or litellm_python set to a locked interpreter"
     )
-    sys.exit(1)
 
 
 def apply():
     d = host.data
     pins = locate(d.litellm_venv_requirements)
-    version = host.get_fact(PythonVersion, python=d.litellm_python, _timeout=60)
+    found = snapshot.fact(SystemPython, python=d.litellm_python)
+    refuse_untrusted(found)
+    version = found["version"]
     lock = lock_for(pins, d.litellm_python, version)
-    apt.packages(
+    system_packages(
         name="System packages | py-00",
         packages=list(d.litellm_system_packages),
         _timeout=900,

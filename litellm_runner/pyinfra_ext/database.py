@@ -18,12 +18,13 @@ import os
 import pathlib
 import secrets
 import shlex
+from typing import TypeGuard
 
 from pyinfra import host
 from pyinfra.api import FactBase, FunctionCommand, operation
 
 from litellm_runner.pyinfra_ext import drift
-from litellm_runner.pyinfra_ext.operations import _run
+from litellm_runner.pyinfra_ext.operations import _run, diff_wanted, show_diff
 from litellm_runner.resources import project, shipped
 
 logger = logging.getLogger("litellm_runner")
@@ -196,8 +197,8 @@ def _dbctl_apply(state, host, command: str, scope: str) -> bool:
     return _dbctl_failed(state, host, f"database {scope}: {line or 'litellm-dbctl apply failed'}")
 
 
-def _unreachable(found: dict | None) -> bool:
-    return bool(found) and found.get("code") == UNREACHABLE
+def _unreachable(found: dict | None) -> TypeGuard[dict]:
+    return found is not None and found.get("code") == UNREACHABLE
 
 
 @operation()
@@ -234,6 +235,11 @@ def database(root: str, scope: str, desired: dict, account: str, timeout: int = 
         return
     for item in items:
         drift.record("database", {item["id"]: item["before"]}, {item["id"]: item["after"]})
+    if diff_wanted():
+        show_diff(
+            f"Will change database {scope}",
+            [f"~ {i['id']}: {json.dumps(i['before'])} -> {json.dumps(i['after'])}" for i in items],
+        )
     if scope == "rotation" and host.state.is_executing:
         rotating = {i["id"].removeprefix("rotate ") for i in items}
         rotations = []

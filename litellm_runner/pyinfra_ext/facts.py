@@ -72,7 +72,8 @@ class UserUnits(FactBase):
         }
 
     def process(self, output):
-        blocks, current = {}, {}
+        blocks: dict[str, dict[str, str]] = {}
+        current: dict[str, str] = {}
         for line in list(output) + [""]:
             line = line.strip()
             if not line:
@@ -237,25 +238,25 @@ class HostSnapshot(FactBase):
     questions from it. Returns::
 
         {"paths": {path: PathState's answer (None when missing)},
-         "linger": bool, "units": UserUnits' answer, "venv": VenvState's answer}
+         "linger": bool, "units": UserUnits' answer, "venv": VenvState's answer,
+         "python": SystemPython's answer for PYTHON (None without), "debs": SystemPackages' for DEBS}
 
-    ``"account"`` is ``ServiceAccount``'s answer for USER and GROUP. An env file among ENV_FILES also gets ``"env": {KEY: fingerprint}`` (its
-    values never leave the host).
+    ``"account"`` is ``ServiceAccount``'s answer for USER and GROUP. An env file among ENV_FILES also
+    gets ``"env": {KEY: fingerprint}`` (its values never leave the host).
     """
 
-    def command(self, paths, user, units, venv, env_files=(), group=None, dirs=()):
-        return hostside(
-            "snapshot",
-            {
-                "paths": list(paths),
-                "user": user,
-                "units": list(units),
-                "venv": venv,
-                "env_files": list(env_files),
-                "group": group or user,
-                "dirs": list(dirs),
-            },
-        )
+    def command(self, paths, user, units, venv, env_files=(), group=None, dirs=(), python=None, debs=None):
+        args = {
+            "paths": list(paths),
+            "user": user,
+            "units": list(units),
+            "venv": venv,
+            "env_files": list(env_files),
+            "group": group or user,
+            "dirs": list(dirs),
+            "python": python,
+        }
+        return hostside("snapshot", args if debs is None else {**args, "debs": list(debs)})
 
     def process(self, output):
         doc = json.loads("\n".join(output))
@@ -268,4 +269,39 @@ class HostSnapshot(FactBase):
             "run_lock": doc["run_lock"],
             "units": UserUnits().process(doc["units"]),
             "venv": doc["venv"],
+            "python": doc.get("python"),
+            "debs": doc.get("debs"),
         }
+
+
+class SystemPython(FactBase):
+    """The version of the system interpreter PYTHON (``litellm_python``), read by root's own interpreter.
+
+    Returns ``{"version": "X.Y" | None, "refused": why | None}`` (``hostside.python_version``): PYTHON
+    runs only when it, the links to it and their directories are root's alone, never one the
+    service account could write (its venv); root's own /usr/bin/python3 is not run at all.
+    ``version`` is None for a missing interpreter.
+    """
+
+    def command(self, python):
+        return hostside(
+            "snapshot", {"paths": [], "user": "root", "units": [], "venv": "/nonexistent", "python": python}
+        )
+
+    def process(self, output):
+        return json.loads("\n".join(output))["python"]
+
+
+class SystemPackages(FactBase):
+    """The Debian packages PACKAGES as dpkg's status file records them, read as data (nothing run).
+
+    Returns ``{name: installed version or None}``, or None on a host without a readable dpkg database.
+    """
+
+    def command(self, packages):
+        return hostside(
+            "snapshot", {"paths": [], "user": "root", "units": [], "venv": "/nonexistent", "debs": list(packages)}
+        )
+
+    def process(self, output):
+        return json.loads("\n".join(output))["debs"]

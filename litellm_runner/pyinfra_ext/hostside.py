@@ -139,7 +139,8 @@ def _open_file(dirfd: int, name: str, shown: str, flags=os.O_RDONLY) -> int:
 
 
 def _read_fd(fd: int, limit: int = READ_LIMIT) -> bytes:
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         chunk = os.read(fd, 1 << 16)
         if not chunk:
@@ -191,11 +192,11 @@ def path_state(path: str, env_file: bool = False) -> dict | None:
 
 def _env_fingerprints(data: bytes, path: str):
     """KEY -> fingerprint of its value as the env-file codec reads it (no value leaves the host)."""
-    codec = globals().get("loads")
-    if codec is None:
+    codec, mark = globals().get("loads"), globals().get("fingerprint")  # the codec sent along (facts._boot)
+    if codec is None or mark is None:
         return None
     try:
-        return {k: fingerprint(v) for k, v in codec(data.decode("utf-8", "replace"), path).items()}  # noqa: F821
+        return {k: mark(v) for k, v in codec(data.decode("utf-8", "replace"), path).items()}
     except ValueError as exc:
         return {"#unreadable": str(exc)}
 
@@ -423,7 +424,7 @@ def _interpreter(venv: str, tree: dict) -> dict:
             os.close(dirfd)
         if "/" in target:
             found = path_state(target) if target.startswith("/") else None
-            return {"python": target, "exists": bool(found) and found["type"] in ("file", "symlink")}
+            return {"python": target, "exists": found is not None and found["type"] in ("file", "symlink")}
         name = target
     return {"python": None, "exists": False}
 
@@ -477,7 +478,7 @@ def venv_state(venv: str, user: str) -> dict:
     """The venv as data, nothing of it run: ``packages`` ({name: version} | None), ``python`` (where bin/python
     leads) and whether it ``exists``, ``home`` and ``version`` of pyvenv.cfg, ``foreign`` (paths not owned by
     USER: the first few, and ``foreign_count``), ``broken`` ({distribution: problem}, see _half_installed)."""
-    out = {
+    out: dict = {
         "packages": _dist_info(venv),
         "python": None,
         "exists": False,
@@ -644,9 +645,100 @@ def run_lock() -> dict | None:
         os.close(fd)
 
 
+# -- the system interpreter and packages, as data -------------------------------------------------
+LINK_HOPS = 40  # as the kernel's limit on symlinks in one lookup
+
+
+def _root_only(path: str) -> str | None:
+    """Why PATH is not root's alone (it or a directory on the way is another user's, or writable by
+    group or others), or None. Links on the way count as root's when root owns them (see ``hops``)."""
+    parts = _split(path)
+    for i in range(len(parts) + 1):
+        where = "/" + "/".join(parts[:i])
+        st = os.lstat(where)
+        if st.st_uid != 0:
+            return f"{where} is owned by uid {st.st_uid}"
+        if not stat.S_ISLNK(st.st_mode) and st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return f"{where} is writable by group or others ({stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
+def hops(path: str) -> list[str]:
+    """PATH, each link it leads through (read as data, never followed by the kernel), and where it ends."""
+    seen = [path]
+    while stat.S_ISLNK(os.lstat(seen[-1]).st_mode):
+        if len(seen) > LINK_HOPS:
+            raise Unsafe(f"{path}: more than {LINK_HOPS} links")
+        target = os.readlink(seen[-1])
+        seen.append(os.path.normpath(os.path.join(os.path.dirname(seen[-1]), target)))
+    return [*seen, os.path.realpath(path)]
+
+
+def python_version(path: str) -> dict:
+    """``{"version": "X.Y" | None, "refused": why | None}`` of the system interpreter PATH (``litellm_python``).
+
+    Root runs it (``-I``, empty environment) only when it, every link on the way to it and every
+    directory holding them are root's and nobody else can write them: an interpreter in the
+    account's tree (its venv) is refused, never run. Root's own interpreter (this one) is not run
+    at all. A missing PATH is ``version: None`` with no refusal.
+    """
+    try:
+        chain = hops(path)
+        why = next(filter(None, (_root_only(p) for p in chain)), None)
+        real = chain[-1]
+        if why is None and not stat.S_ISREG(os.stat(real).st_mode):
+            why = f"{real} is not a regular file"
+    except FileNotFoundError:
+        return {"version": None, "refused": None}
+    except (OSError, Unsafe) as exc:
+        return {"version": None, "refused": str(exc)}
+    if why:
+        return {"version": None, "refused": f"{path}: {why}: not run as root"}
+    if real == os.path.realpath(sys.executable):
+        return {"version": "{}.{}".format(*sys.version_info[:2]), "refused": None}
+    try:
+        proc = subprocess.run(
+            [real, "-I", "-c", "import sys;print(*sys.version_info[:2],sep='.')"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={},
+            cwd="/",
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"version": None, "refused": f"{path}: {exc}"}
+    found = re.fullmatch(r"(\d+\.\d+)\n?", proc.stdout) if proc.returncode == 0 else None
+    return {"version": found and found.group(1), "refused": None if found else f"{path}: not a Python interpreter"}
+
+
+DPKG_STATUS = "/var/lib/dpkg/status"
+
+
+def deb_packages(names: list[str]) -> dict | None:
+    """``{name: installed version or None}`` of the Debian packages NAMES, from dpkg's status file read
+    as data (nothing run); None when the host has no readable dpkg database."""
+    try:
+        with open(DPKG_STATUS, "rb") as handle:
+            text = _read_fd(handle.fileno()).decode("utf-8", "replace")
+    except (OSError, Unsafe):
+        return None
+    found: dict = dict.fromkeys(names)
+    for block in text.split("\n\n"):
+        fields = {}
+        for line in block.splitlines():
+            key, sep, value = line.partition(": ")
+            if sep and key in ("Package", "Status", "Version"):
+                fields[key] = value
+        if fields.get("Package") in found and fields.get("Status", "").endswith(" installed"):
+            found[fields["Package"]] = fields.get("Version")
+    return found
+
+
 def snapshot(args: dict) -> dict:
     env_files = set(args.get("env_files", []))
     return {
+        "python": python_version(args["python"]) if args.get("python") else None,
+        "debs": deb_packages(args["debs"]) if "debs" in args else None,
         "run_lock": run_lock(),
         "account": account(args["user"], args.get("group", args["user"])),
         "paths": {p: path_state(p, p in env_files) for p in args["paths"]},

@@ -18,9 +18,12 @@ import shlex
 from io import StringIO
 
 from packaging.version import InvalidVersion, Version
-from pyinfra import host
+from pyinfra import config, host
+from pyinfra import logger as pyinfra_logger
 from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
+from pyinfra.operations import apt
+from pyinfra.operations.util.files import generate_color_diff
 
 from litellm_runner.gates import cve as cve_gate
 from litellm_runner.pyinfra_ext import drift, snapshot
@@ -32,6 +35,7 @@ from litellm_runner.pyinfra_ext.facts import (
     PathState,
     RunLock,
     ServiceAccount,
+    SystemPackages,
     UserManager,
     UserUnits,
     VenvState,
@@ -47,6 +51,27 @@ def q(value) -> str:
 
 def _systemctl_user(user: str) -> str:
     return f"systemctl --user --machine={q(user)}@.host"
+
+
+# -- --diff ---------------------------------------------------------------------------------
+def diff_wanted() -> bool:
+    """Whether pyinfra was asked to show what would change (``--diff``: its config's ``DIFF``, as
+    files.put and files.template read it) and this is change detection, not execution."""
+    return bool(config.DIFF) and not host.state.is_executing
+
+
+def show_diff(title: str, lines) -> None:
+    """Print TITLE for the current host and LINES below it, as pyinfra's files operations print
+    ``--diff`` (``Will modify PATH``, then the lines indented, then a blank line)."""
+    pyinfra_logger.info(f"    [{host.name}] {title}")
+    for line in lines:
+        pyinfra_logger.info("  %s", line)
+    pyinfra_logger.info("")
+
+
+def text_diff(before: str | None, after: str) -> list[str]:
+    """The lines pyinfra's ``--diff`` shows for a text file going from BEFORE (None: no file) to AFTER."""
+    return list(generate_color_diff((before or "").splitlines(True), after.splitlines(True)))
 
 
 # -- the service account ---------------------------------------------------------------------
@@ -256,7 +281,7 @@ def sha256_text(content: str) -> str:
 
 def is_current(current: dict | None, content: str) -> bool:
     """Whether the path (PathState) is a regular file that holds CONTENT."""
-    return bool(current) and current["type"] == "file" and current["sha256"] == sha256_text(content)
+    return current is not None and current["type"] == "file" and current["sha256"] == sha256_text(content)
 
 
 def write_commands(dest, content, user, group, mode, backups_keep=0):
@@ -293,8 +318,13 @@ def managed_file(dest: str, content: str, user: str, group: str, mode: str, back
                 f"sha256:{sha256_text(content)[:12]}",
                 drift.unified(old or "", content, dest),
             )
+            if diff_wanted():
+                show_diff(f"Will modify {dest}", text_diff(old, content))
         else:
             drift.record("file", current and {"type": current["type"]}, f"sha256:{sha256_text(content)[:12]}")
+            if diff_wanted():
+                what = f"Will replace the {current['type']} at {dest} (not read through)" if current else None
+                show_diff(what or f"Will create {dest}", text_diff(None, content))
     yield from write_commands(dest, content, user, group, mode, backups_keep)
 
 
@@ -369,6 +399,30 @@ def file(label: str, dest: str, content: str, user: str, group: str, mode: str, 
     )
     file_attrs(name=f"{what} {mode} {user}:{group} | {control}", path=dest, user=user, group=group, mode=mode)
     return meta
+
+
+# -- system packages ------------------------------------------------------------------------
+@operation()
+def system_packages(packages: list):
+    """Ensure the Debian packages PACKAGES are installed (pyinfra's ``apt.packages``, asked from the snapshot).
+
+    + packages: package names, as ``apt.packages`` takes them
+
+    What is installed is read from dpkg's status file by the host snapshot, so a host that has
+    them all costs no command of its own. Anything missing (or a host whose dpkg database the
+    snapshot could not read) is left to pyinfra's ``apt.packages``, which asks dpkg again and installs.
+    """
+    found = snapshot.fact(SystemPackages, packages=list(packages))
+    if found is None:  # no dpkg database the snapshot could read: pyinfra's own fact decides
+        yield from apt.packages._inner(packages=list(packages))
+        return
+    missing = [name for name in packages if not found.get(name)]
+    if not missing:
+        host.noop(f"{', '.join(packages)} installed")
+        return
+    for name in missing:
+        drift.record("system-package", {"name": name, "version": None}, {"name": name, "version": "installed"})
+    yield from apt.packages._inner(packages=missing)
 
 
 # -- python environment ---------------------------------------------------------------------
@@ -609,7 +663,7 @@ def user_unit_sources(user: str, unit: str, path: str):
 
 
 @operation()
-def user_daemon_reload(user: str, when: list, units: list = ()):
+def user_daemon_reload(user: str, when: list, units: list | tuple = ()):
     """Reload USER's systemd manager when any operation in WHEN changed a unit file, or a unit
     of UNITS changed on disk since the manager last read it (``NeedDaemonReload``).
 
@@ -694,7 +748,7 @@ def user_unit(
     unit: str,
     enabled: bool = True,
     running: bool = True,
-    restart_when: list = (),
+    restart_when: list | tuple = (),
     ready_url: str | None = None,
     ready_timeout: int = 300,
     rollback: dict | None = None,

@@ -27,6 +27,8 @@ from litellm_runner.pyinfra_ext.facts import (
     PathState,
     RunLock,
     ServiceAccount,
+    SystemPackages,
+    SystemPython,
     UserManager,
     UserUnits,
     VenvState,
@@ -44,7 +46,8 @@ def tools() -> list[pathlib.Path]:
 
 
 def spec(data) -> dict:
-    """What the snapshot of a host with desired state DATA reads: every managed path, the units, the venv."""
+    """What the snapshot of a host with desired state DATA reads: every managed path, the units, the venv,
+    the system interpreter's version and the system packages."""
     root, home = data.litellm_root, data.litellm_home
     unit_dir = f"{home}/.config/systemd/user"
     paths = [f"{root}/{rel}".rstrip("/") for rel in ["", *data.litellm_dirs]]
@@ -67,6 +70,8 @@ def spec(data) -> dict:
         "env_files": [f"{root}/env.litellm"],
         "group": data.litellm_group,
         "dirs": managed_dirs(data),
+        "python": data.litellm_python,
+        "debs": list(data.litellm_system_packages),
     }
 
 
@@ -111,5 +116,10 @@ def fact(cls, **kwargs):
             return snap["venv"]["packages"]
         if cls is VenvState and (kwargs["venv"], kwargs["user"]) == (wanted["venv"], wanted["user"]):
             return snap["venv"]
+        if cls is SystemPython and kwargs["python"] == wanted["python"]:
+            return snap["python"]
+        if cls is SystemPackages and set(kwargs["packages"]) <= set(wanted["debs"]):
+            debs = snap["debs"]
+            return None if debs is None else {name: debs[name] for name in kwargs["packages"]}
         logger.warning("%s: %s(%s) is not in the host snapshot: asked separately", host.name, cls.__name__, kwargs)
     return host.get_fact(cls, **kwargs)

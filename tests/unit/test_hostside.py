@@ -220,3 +220,117 @@ def test_read_refuses_a_link(tree):
     (root / "c.yaml").symlink_to(secret)
     code, err = run("read", path=str(root / "c.yaml"))
     assert code == 1 and "root's secret" not in err
+
+
+# -- the system interpreter's version: root runs only an interpreter that is root's alone -----------------
+TROJAN = """#!/bin/sh
+touch {marker}
+echo 3.99
+"""
+
+
+@pytest.fixture
+def root_dir():
+    """A root-owned 0755 directory outside /tmp (which anyone can write), removed afterwards."""
+    import shutil
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="litellm-runner-test-", dir="/run")
+    os.chmod(path, 0o755)  # noqa: S103 (root's, as /usr/bin is)
+    yield path
+    shutil.rmtree(path)
+
+
+def plant_python(root_dir, tmp_path, case):
+    """The interpreter path CASE names, planted under ROOT_DIR; every plant that is not root's alone
+    is a script that leaves a marker when run."""
+    trojan = os.path.join(root_dir, "trojan")
+    with open(trojan, "w") as handle:
+        handle.write(TROJAN.format(marker=tmp_path / "ran"))
+    os.chmod(trojan, 0o755)  # noqa: S103 (executable, as a planted interpreter would be)
+    if case == "system":
+        return "/usr/bin/python3"
+    if case == "missing":
+        return os.path.join(root_dir, "python3")
+    if case == "root-copy":  # another interpreter, root's alone: run (-I, empty environment)
+        import shutil
+
+        shutil.copy2(os.path.realpath("/usr/bin/python3"), os.path.join(root_dir, "python3"))
+        return os.path.join(root_dir, "python3")
+    if case == "under-tmp":
+        os.chmod(tmp_path, 0o755)  # noqa: S103 (only /tmp above it is writable by others)
+        os.symlink("/usr/bin/python3", tmp_path / "python3")
+        return str(tmp_path / "python3")
+    if case == "accounts-file":
+        as_account(trojan)
+        return trojan
+    if case == "accounts-link":
+        os.symlink("/usr/bin/python3", os.path.join(root_dir, "python3"))
+        as_account(os.path.join(root_dir, "python3"))
+        return os.path.join(root_dir, "python3")
+    if case == "accounts-venv":  # the account's venv: its directory, its bin/python
+        venv_bin = os.path.join(root_dir, "venv", "bin")
+        os.makedirs(venv_bin)
+        os.rename(trojan, os.path.join(venv_bin, "python"))
+        as_account(os.path.join(root_dir, "venv"))
+        return os.path.join(venv_bin, "python")
+    if case == "group-writable-dir":
+        os.chmod(root_dir, 0o775)  # noqa: S103 (the plant: a directory its group can write)
+        return trojan
+    if case == "link-through-accounts-link":  # root's link -> the account's link -> the trojan
+        os.symlink(trojan, os.path.join(root_dir, "hop"))
+        as_account(os.path.join(root_dir, "hop"))
+        os.symlink(os.path.join(root_dir, "hop"), os.path.join(root_dir, "python3"))
+        return os.path.join(root_dir, "python3")
+    if case == "not-python":
+        return "/bin/true"
+    raise AssertionError(case)
+
+
+SYSTEM_VERSION = subprocess.run(
+    ["/usr/bin/python3", "-I", "-c", "import sys; print(*sys.version_info[:2], sep='.')"],
+    capture_output=True,
+    text=True,
+    timeout=30,
+).stdout.strip()
+# (case, version, what the refusal says (None: not refused)); the trojan never runs
+PYTHONS = [
+    ("system", SYSTEM_VERSION, None),  # root's own: not even run
+    ("root-copy", SYSTEM_VERSION, None),
+    ("missing", None, None),
+    ("under-tmp", None, "/tmp is writable by group or others (1777)"),
+    ("accounts-file", None, "trojan is owned by uid 65534"),
+    ("accounts-link", None, "python3 is owned by uid 65534"),
+    ("accounts-venv", None, "/venv is owned by uid 65534"),
+    ("group-writable-dir", None, "is writable by group or others (0775)"),
+    ("link-through-accounts-link", None, "/hop is owned by uid 65534"),
+    ("not-python", None, "/bin/true: not a Python interpreter"),
+]
+
+
+@pytest.mark.parametrize("case, version, refused", PYTHONS, ids=[r[0] for r in PYTHONS])
+def test_snapshot_reads_the_system_pythons_version_and_never_runs_the_accounts(
+    root_dir, tmp_path, case, version, refused
+):
+    python = plant_python(root_dir, tmp_path, case)
+    code, doc = run("snapshot", paths=[], user="root", units=[], venv="/nonexistent", python=python)
+    assert code == 0, doc
+    assert doc["python"]["version"] == version
+    if refused is None:
+        assert doc["python"]["refused"] is None
+    else:
+        assert refused in doc["python"]["refused"] and doc["python"]["refused"].startswith(python)
+    assert not (tmp_path / "ran").exists()  # nothing the account could write was run
+
+
+def test_snapshot_reads_the_debian_packages_from_dpkgs_status_as_data():
+    names = ["bash", "python3", "no-such-package-x"]
+    code, doc = run("snapshot", paths=[], user="root", units=[], venv="/nonexistent", debs=names)
+    assert code == 0, doc
+    for name in ("bash", "python3"):
+        version = subprocess.run(
+            ["dpkg-query", "-W", "-f", "${Version}", name], capture_output=True, text=True, timeout=30
+        ).stdout
+        assert doc["debs"][name] == version
+    assert doc["debs"]["no-such-package-x"] is None
+    assert run("snapshot", paths=[], user="root", units=[], venv="/nonexistent")[1]["debs"] is None  # not asked

@@ -1,8 +1,14 @@
-"""Data-driven tests of the custom operations: facts in, commands or noop out."""
+"""Data-driven tests of the custom operations, in the form of pyinfra's own operation tests:
+arguments and facts in, commands or noop reason out (and, with ``--diff``, the lines pyinfra
+prints); command output in, fact out."""
 
 import json
+import logging
+import re
 
 import pytest
+from pyinfra.api.config import Config
+from pyinfra.context import ctx_config, ctx_host
 
 from litellm_runner.pyinfra_ext.facts import (
     FileText,
@@ -10,6 +16,8 @@ from litellm_runner.pyinfra_ext.facts import (
     Linger,
     PathState,
     RunLock,
+    SystemPackages,
+    SystemPython,
     UserManager,
     UserUnits,
     VenvState,
@@ -22,6 +30,7 @@ from litellm_runner.pyinfra_ext.operations import (
     no_abandoned_lock,
     no_leftovers,
     sha256_text,
+    system_packages,
     user_daemon_reload,
     user_unit,
     user_unit_sources,
@@ -29,6 +38,35 @@ from litellm_runner.pyinfra_ext.operations import (
 )
 from tests.unit import fakehost
 from tests.unit.fakehost import Meta, run_op
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class Printed(logging.Handler):
+    """What pyinfra's logger printed (the lines ``--diff`` shows), colours taken off."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(ANSI.sub("", record.getMessage()))
+
+
+def run_diff(op, facts, diff=True, **kwargs):
+    """``run_op`` with pyinfra's ``--diff`` (config.DIFF) on: (commands, noops, printed lines)."""
+    printed, pyinfra_logger = Printed(), logging.getLogger("pyinfra")
+    pyinfra_logger.addHandler(printed)
+    level = pyinfra_logger.level
+    pyinfra_logger.setLevel(logging.INFO)
+    try:
+        with ctx_config.use(Config(DIFF=diff)):
+            commands, noops = run_op(op, facts, **kwargs)
+    finally:
+        pyinfra_logger.removeHandler(printed)
+        pyinfra_logger.setLevel(level)
+    return commands, noops, printed.lines
+
 
 DIR = {"type": "directory", "mode": "0750", "user": "litellm", "group": "litellm", "sha256": None}
 
@@ -112,30 +150,77 @@ def test_directory(fact, expected, before):
 
 FILE = {"type": "file", "mode": "0640", "user": "litellm", "group": "litellm", "sha256": sha256_text("a: 1\n")}
 WRITE = "write /r/c.yaml 0640 litellm:litellm"
+HOST_TEXT = "a: 0\nb: 2\n"  # what FileText reads on the host (not secret: a rendered config, a unit file)
+
+# (id, PathState, desired content, backups_keep, commands, drift before, unified diff tail, what --diff prints)
+MANAGED_FILE = [
+    ("equal", FILE, "a: 1\n", 0, [], None, None, []),
+    ("mode-drift-is-file-attrs-business", {**FILE, "mode": "0644"}, "a: 1\n", 0, [], None, None, []),
+    (
+        "missing",
+        None,
+        "a: 1\n",
+        0,
+        [WRITE],
+        None,
+        None,
+        ["    [fake-host] Will create /r/c.yaml", "  @@ -0,0 +1 @@", "  + a: 1", ""],
+    ),
+    (
+        "changed-content",
+        {**FILE, "sha256": "0" * 64},
+        "a: 1\nb: 2\n",
+        3,
+        [f"{WRITE} (backups 3)"],
+        "sha256:000000000000",
+        ["-a: 0", "+a: 1", " b: 2"],
+        ["    [fake-host] Will modify /r/c.yaml", "  @@ -1,2 +1,2 @@", "  - a: 0", "  + a: 1", "    b: 2", ""],
+    ),
+    (
+        "symlink-replaced-never-read-through",
+        {**FILE, "type": "symlink", "sha256": None},
+        "a: 1\n",
+        0,
+        [WRITE],
+        {"type": "symlink"},
+        None,
+        ["    [fake-host] Will replace the symlink at /r/c.yaml (not read through)", "  @@ -0,0 +1 @@", "  + a: 1", ""],
+    ),
+    (
+        "hard-linked",
+        {**FILE, "type": "unsafe", "detail": "2 links"},
+        "a: 1\n",
+        0,
+        [WRITE],
+        {"type": "unsafe"},
+        None,
+        ["    [fake-host] Will replace the unsafe at /r/c.yaml (not read through)", "  @@ -0,0 +1 @@", "  + a: 1", ""],
+    ),
+]
 
 
+@pytest.mark.parametrize("diff", [False, True], ids=["plain", "diff"])
 @pytest.mark.parametrize(
-    "fact, expected",
-    [
-        (FILE, []),
-        ({**FILE, "mode": "0644"}, []),  # mode drift is file_attrs' business
-        (None, [WRITE]),
-        ({**FILE, "sha256": "0" * 64}, [WRITE]),
-        ({**FILE, "type": "symlink", "sha256": None}, [WRITE]),  # replaced, never read through
-        ({**FILE, "type": "unsafe", "detail": "2 links"}, [WRITE]),
-    ],
+    "case, fact, content, keep, expected, before, unified, printed", MANAGED_FILE, ids=[r[0] for r in MANAGED_FILE]
 )
-def test_managed_file(fact, expected):
-    commands, _ = run_op(
+def test_managed_file(case, fact, content, keep, expected, before, unified, printed, diff):
+    commands, noops, lines = run_diff(
         managed_file,
-        {PathState: fact, FileText: "a: 0\n"},
+        {PathState: fact, FileText: HOST_TEXT},
+        diff=diff,
         dest="/r/c.yaml",
-        content="a: 1\n",
+        content=content,
         user="litellm",
         group="litellm",
         mode="0640",
+        backups_keep=keep,
     )
     assert commands == expected
+    assert noops == ([] if expected else ["/r/c.yaml has the desired content"])
+    assert lines == (printed if diff else [])  # --diff prints what pyinfra's files.put would; nothing without it
+    drifted = fakehost.last_drift[0] if fakehost.last_drift else {}
+    assert drifted.get("before") == before
+    assert drifted.get("diff", [None])[-len(unified or [None]) :] == (unified or [None])
 
 
 @pytest.mark.parametrize(
@@ -154,36 +239,6 @@ def test_file_attrs(fact, expected):
     )
     assert commands == expected
     assert bool(noops) == (not expected)
-
-
-def test_managed_file_changed_content_is_shown_as_a_diff_and_backed_up():
-    commands, _ = run_op(
-        managed_file,
-        {PathState: {**FILE, "sha256": "0" * 64}, FileText: "a: 1\n"},
-        dest="/r/c.yaml",
-        content="a: 2\n",
-        user="litellm",
-        group="litellm",
-        mode="0640",
-        backups_keep=3,
-    )
-    assert commands == [f"{WRITE} (backups 3)"]
-    # the drift report shows what differs as a unified diff
-    assert fakehost.last_drift[0]["diff"][-2:] == ["-a: 1", "+a: 2"]
-
-
-def test_a_symlink_at_a_managed_file_is_drift_without_reading_through_it():
-    commands, _ = run_op(
-        managed_file,
-        {PathState: {**FILE, "type": "symlink", "sha256": None}},
-        dest="/r/c.yaml",
-        content="a: 2\n",
-        user="litellm",
-        group="litellm",
-        mode="0640",
-    )
-    assert commands == [WRITE]
-    assert fakehost.last_drift[0]["before"] == {"type": "symlink"} and "diff" not in fakehost.last_drift[0]
 
 
 LOCK = "".join(
@@ -553,3 +608,116 @@ def test_no_abandoned_lock(found, drifted):
     commands, noops = run_op(no_abandoned_lock, {RunLock: found}, stale_after=300)
     assert len(commands) == drifted and bool(noops) == (not drifted)
     assert bool(fakehost.last_drift) == drifted
+
+
+APT = (
+    'DEBIAN_FRONTEND=noninteractive apt-get -y -o Dpkg::Options::="--force-confdef" '
+    '-o Dpkg::Options::="--force-confold" install'
+)
+DEBS = ["python3-venv", "iproute2"]
+
+
+# (id, the snapshot's SystemPackages, pyinfra's DebPackages (asked by apt.packages only when something is
+# missing), commands, noops, packages recorded as drift)
+SYSTEM_PACKAGES = [
+    (
+        "all-installed",
+        {"python3-venv": "3.11.2-1+b1", "iproute2": "6.1.0-3"},
+        None,
+        [],
+        ["python3-venv, iproute2 installed"],
+        [],
+    ),
+    (
+        "one-missing",
+        {"python3-venv": "3.11.2-1+b1", "iproute2": None},
+        {"python3-venv": ["3.11.2-1+b1"]},
+        [f"{APT} iproute2"],
+        [],
+        ["iproute2"],
+    ),
+    (
+        "no-dpkg-status",
+        None,
+        {"python3-venv": ["3.11.2-1+b1"]},
+        [f"{APT} iproute2"],
+        ["package python3-venv is installed (3.11.2-1+b1)"],
+        [],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "case, found, dpkg, expected, noops, drifted", SYSTEM_PACKAGES, ids=[r[0] for r in SYSTEM_PACKAGES]
+)
+def test_system_packages(case, found, dpkg, expected, noops, drifted):
+    from pyinfra.facts.deb import DebPackages
+
+    commands, said = run_op(system_packages, {SystemPackages: found, DebPackages: dpkg}, packages=DEBS)
+    assert commands == expected
+    assert said == noops
+    assert [d["before"]["name"] for d in fakehost.last_drift] == drifted
+
+
+# -- facts: command output in, fact out ------------------------------------------------------------
+SNAP = {"paths": {}, "linger": False, "account": None, "leftovers": [], "manager": False, "run_lock": None}
+FACTS = [
+    ("linger-on", Linger, ["on"], True),
+    ("linger-off", Linger, ["off"], False),
+    ("file-text", FileText, ['{"text": "a: 1\\n"}'], "a: 1\n"),
+    ("file-text-unsafe", FileText, ["null"], None),
+    (
+        "python",
+        SystemPython,
+        [json.dumps({"python": {"version": "3.11", "refused": None}})],
+        {"version": "3.11", "refused": None},
+    ),
+    (
+        "python-refused",
+        SystemPython,
+        [
+            json.dumps(
+                {"python": {"version": None, "refused": "/v/bin/python: /v is owned by uid 999: not run as root"}}
+            )
+        ],
+        {"version": None, "refused": "/v/bin/python: /v is owned by uid 999: not run as root"},
+    ),
+    (
+        "debs",
+        SystemPackages,
+        [json.dumps({"debs": {"iproute2": "6.1.0-3", "x": None}})],
+        {"iproute2": "6.1.0-3", "x": None},
+    ),
+    ("no-dpkg", SystemPackages, [json.dumps({"debs": None})], None),
+]
+
+
+@pytest.mark.parametrize("case, fact, output, expected", FACTS, ids=[r[0] for r in FACTS])
+def test_fact_process(case, fact, output, expected):
+    assert fact().process(output) == expected
+
+
+@pytest.mark.parametrize(
+    "found, refused",
+    [
+        ({"version": "3.11", "refused": None}, None),
+        ({"version": None, "refused": None}, None),  # missing: lock_for says so
+        (
+            {"version": None, "refused": "/home/litellm/litellm/venv/bin/python: /home/litellm is owned by uid 1000"},
+            "host fake-host: litellm_python /home/litellm/litellm/venv/bin/python: /home/litellm is owned by uid 1000",
+        ),
+    ],
+)
+def test_a_system_python_the_snapshot_would_not_run_is_refused(found, refused):
+    """pyinfra's DeployError (the run exits 1 with its message) before any operation, never sys.exit."""
+    from pyinfra.api.exceptions import DeployError
+
+    from litellm_runner.tasks.python_env import refuse_untrusted
+
+    with ctx_host.use(fakehost.FakeHost({})):
+        if refused is None:
+            refuse_untrusted(found)
+            return
+        with pytest.raises(DeployError) as exc:
+            refuse_untrusted(found)
+    assert str(exc.value).startswith("refusing to touch any host") and refused in str(exc.value)

@@ -1,8 +1,13 @@
-"""The secret source: values by name, placeholders blanked, no value in any message."""
+"""The secret source: values by name, placeholders blanked, no value in any message; the env file
+operation as data (fingerprints in, commands and --diff lines out, no value anywhere)."""
+
+import hashlib
 
 import pytest
 
 from litellm_runner import envfile, secrets
+from litellm_runner.pyinfra_ext.facts import PathState
+from tests.unit import fakehost
 
 CANARY = "sk-canary-7f3e9a1b2c4d"
 
@@ -152,3 +157,109 @@ def test_fingerprint_does_not_reveal_the_value():
     fp = secrets.fingerprint(CANARY)
     assert fp.startswith("sha256:") and len(fp) == 15 and CANARY not in fp
     assert secrets.fingerprint("") == "(empty)"
+
+
+# -- the env_file operation: the host's fingerprints in, commands, drift and --diff out ----------------------
+OLD = "sk-canary-old-5d1e0b7a9c"
+NEW = "sk-canary-new-3a8f2c6e1b"
+
+
+def env_host_data(tmp_path, value):
+    return {
+        "litellm_env_secrets": ["LITELLM_MASTER_KEY"],
+        "litellm_env": {"REDIS_HOST": "127.0.0.1"},
+        "litellm_env_placeholders": ["dummy"],
+        "litellm_secrets_file": str(write(tmp_path, f"LITELLM_MASTER_KEY={value}\n")),
+    }
+
+
+def on_host(value):
+    """PathState of an env file on the host that holds VALUE (the snapshot's per-key fingerprints)."""
+    text, _ = secrets.render_env({"LITELLM_MASTER_KEY": value}, {"REDIS_HOST": "127.0.0.1"}, ["dummy"])
+    return {
+        "type": "file",
+        "mode": "0600",
+        "user": "litellm",
+        "group": "litellm",
+        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "env": secrets.masked_env(text.splitlines()),
+    }
+
+
+WRITE = "write /r/env.litellm 0600 litellm:litellm"
+TITLE = "    [fake-host] Will {} /r/env.litellm (secrets shown as fingerprints)"
+# (id, the env file on the host, the value in the secret source, commands, what --diff prints)
+ENV_FILE = [
+    ("current", on_host(OLD), OLD, [], []),
+    (
+        "secret-changed",
+        on_host(OLD),
+        NEW,
+        [WRITE],
+        [
+            TITLE.format("modify"),
+            f"  - LITELLM_MASTER_KEY={secrets.fingerprint(OLD)}",
+            f"  + LITELLM_MASTER_KEY={secrets.fingerprint(NEW)}",
+            "",
+        ],
+    ),
+    (
+        "missing",
+        None,
+        NEW,
+        [WRITE],
+        [
+            TITLE.format("create"),
+            f"  + LITELLM_MASTER_KEY={secrets.fingerprint(NEW)}",
+            f"  + REDIS_HOST={secrets.fingerprint('127.0.0.1')}",
+            "",
+        ],
+    ),
+    (
+        "same-values-other-layout",
+        {**on_host(OLD), "sha256": "0" * 64},
+        OLD,
+        [WRITE],
+        [TITLE.format("modify"), "  (the same keys and values, laid out differently)", ""],
+    ),
+]
+
+
+@pytest.mark.parametrize("diff", [False, True], ids=["plain", "diff"])
+@pytest.mark.parametrize("case, fact, value, expected, printed", ENV_FILE, ids=[r[0] for r in ENV_FILE])
+def test_env_file(tmp_path, monkeypatch, case, fact, value, expected, printed, diff):
+    from tests.unit.test_operations import run_diff
+
+    monkeypatch.delenv("LITELLM_SECRETS_FILE", raising=False)
+    monkeypatch.delenv("LITELLM_MASTER_KEY", raising=False)
+    commands, noops, lines = run_diff(
+        secrets.env_file,
+        {PathState: fact},
+        diff=diff,
+        data=env_host_data(tmp_path, value),
+        dest="/r/env.litellm",
+        user="litellm",
+        group="litellm",
+    )
+    assert commands == expected
+    assert noops == ([] if expected else ["/r/env.litellm holds the current secrets"])
+    assert lines == (printed if diff else [])
+    shown = repr((commands, noops, lines, fakehost.last_drift))
+    assert OLD not in shown and NEW not in shown
+
+
+def test_env_file_without_its_secret_fails_the_operation_naming_the_key_only(tmp_path, monkeypatch):
+    """pyinfra's OperationError (the run exits 1 with pyinfra's message), never the process exiting."""
+    from pyinfra.api.exceptions import OperationError
+
+    monkeypatch.delenv("LITELLM_SECRETS_FILE", raising=False)
+    monkeypatch.delenv("LITELLM_MASTER_KEY", raising=False)
+    data = {**env_host_data(tmp_path, OLD), "litellm_env_secrets": ["LITELLM_MASTER_KEY", "VLLM_API_KEY"]}
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    with pytest.raises(OperationError) as err:
+        fakehost.run_op(secrets.env_file, {PathState: None}, data=data, dest="/r/env.litellm", user="u", group="g")
+    assert (
+        str(err.value)
+        == f"/r/env.litellm: secret(s) VLLM_API_KEY not found in the environment or {tmp_path}/secrets.env"
+    )
+    assert OLD not in str(err.value)

@@ -3,10 +3,19 @@
 import subprocess
 from types import SimpleNamespace
 
+import pytest
 from pyinfra.context import ctx_host
 
 from litellm_runner.pyinfra_ext import snapshot
-from litellm_runner.pyinfra_ext.facts import HostSnapshot, InstalledPackages, Linger, PathState, UserUnits
+from litellm_runner.pyinfra_ext.facts import (
+    HostSnapshot,
+    InstalledPackages,
+    Linger,
+    PathState,
+    SystemPackages,
+    SystemPython,
+    UserUnits,
+)
 from tests.unit.fakehost import FakeHost
 from tests.unit.group_data import defaults
 
@@ -59,3 +68,33 @@ def test_fact_is_answered_from_one_snapshot_and_falls_through_for_the_rest():
         assert snapshot.fact(InstalledPackages, venv=f"{data['litellm_root']}/venv") == {"urllib3": "2.7.0"}
         assert snapshot.fact(PathState, path="/etc/not-managed") == "asked separately"
     assert host.asked == ["HostSnapshot", "PathState"]
+
+
+SNAP = {
+    "python": {"version": "3.11", "refused": None},
+    "debs": {"python3-venv": "3.11.2-1+b1", "postgresql-client-15": None, "iproute2": "6.1.0-3"},
+}
+# (id, fact, its arguments, the answer; "asked separately" when the snapshot does not cover the question)
+QUESTIONS = [
+    ("system-python", SystemPython, {"python": "/usr/bin/python3"}, {"version": "3.11", "refused": None}),
+    ("another-python", SystemPython, {"python": "/opt/python3.12/bin/python3"}, "asked separately"),
+    (
+        "system-packages",
+        SystemPackages,
+        {"packages": ["python3-venv", "postgresql-client-15"]},
+        {"python3-venv": "3.11.2-1+b1", "postgresql-client-15": None},
+    ),
+    ("another-package", SystemPackages, {"packages": ["nginx"]}, "asked separately"),
+]
+
+
+@pytest.mark.parametrize("case, fact, kwargs, answer", QUESTIONS, ids=[r[0] for r in QUESTIONS])
+def test_the_system_python_and_packages_come_from_the_snapshot(case, fact, kwargs, answer):
+    """The deploy's no-op costs no command for them: both are in the one snapshot (issue #17 item 2)."""
+    data = defaults()
+    wanted = snapshot.spec(SimpleNamespace(**data))
+    assert wanted["python"] == data["litellm_python"] and wanted["debs"] == list(data["litellm_system_packages"])
+    host = SnapHost(data, SNAP)
+    with ctx_host.use(host):
+        assert snapshot.fact(fact, **kwargs) == answer
+    assert host.asked == ["HostSnapshot"] + ([fact.__name__] if answer == "asked separately" else [])
