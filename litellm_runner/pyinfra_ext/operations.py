@@ -63,7 +63,7 @@ def diff_wanted() -> bool:
 def show_diff(title: str, lines) -> None:
     """Print TITLE for the current host and LINES below it, as pyinfra's files operations print
     ``--diff`` (``Will modify PATH``, then the lines indented, then a blank line)."""
-    pyinfra_logger.info(f"    [{host.name}] {title}")
+    pyinfra_logger.info(f"[{host.name}] {title}")
     for line in lines:
         pyinfra_logger.info("  %s", line)
     pyinfra_logger.info("")
@@ -323,7 +323,7 @@ def managed_file(dest: str, content: str, user: str, group: str, mode: str, back
         else:
             drift.record("file", current and {"type": current["type"]}, f"sha256:{sha256_text(content)[:12]}")
             if diff_wanted():
-                what = f"Will replace the {current['type']} at {dest} (not read through)" if current else None
+                what = f"Will replace {dest} (now: {current['type']}, not read through)" if current else None
                 show_diff(what or f"Will create {dest}", text_diff(None, content))
     yield from write_commands(dest, content, user, group, mode, backups_keep)
 

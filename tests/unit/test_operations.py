@@ -164,7 +164,7 @@ MANAGED_FILE = [
         [WRITE],
         None,
         None,
-        ["    [fake-host] Will create /r/c.yaml", "  @@ -0,0 +1 @@", "  + a: 1", ""],
+        ["[fake-host] Will create /r/c.yaml", "  @@ -0,0 +1 @@", "  + a: 1", ""],
     ),
     (
         "changed-content",
@@ -174,7 +174,7 @@ MANAGED_FILE = [
         [f"{WRITE} (backups 3)"],
         "sha256:000000000000",
         ["-a: 0", "+a: 1", " b: 2"],
-        ["    [fake-host] Will modify /r/c.yaml", "  @@ -1,2 +1,2 @@", "  - a: 0", "  + a: 1", "    b: 2", ""],
+        ["[fake-host] Will modify /r/c.yaml", "  @@ -1,2 +1,2 @@", "  - a: 0", "  + a: 1", "    b: 2", ""],
     ),
     (
         "symlink-replaced-never-read-through",
@@ -184,7 +184,7 @@ MANAGED_FILE = [
         [WRITE],
         {"type": "symlink"},
         None,
-        ["    [fake-host] Will replace the symlink at /r/c.yaml (not read through)", "  @@ -0,0 +1 @@", "  + a: 1", ""],
+        ["[fake-host] Will replace /r/c.yaml (now: symlink, not read through)", "  @@ -0,0 +1 @@", "  + a: 1", ""],
     ),
     (
         "hard-linked",
@@ -194,7 +194,7 @@ MANAGED_FILE = [
         [WRITE],
         {"type": "unsafe"},
         None,
-        ["    [fake-host] Will replace the unsafe at /r/c.yaml (not read through)", "  @@ -0,0 +1 @@", "  + a: 1", ""],
+        ["[fake-host] Will replace /r/c.yaml (now: unsafe, not read through)", "  @@ -0,0 +1 @@", "  + a: 1", ""],
     ),
 ]
 

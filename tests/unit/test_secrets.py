@@ -187,7 +187,7 @@ def on_host(value):
 
 
 WRITE = "write /r/env.litellm 0600 litellm:litellm"
-TITLE = "    [fake-host] Will {} /r/env.litellm (secrets shown as fingerprints)"
+TITLE = "[fake-host] Will {} /r/env.litellm (secrets shown as fingerprints)"
 # (id, the env file on the host, the value in the secret source, commands, what --diff prints)
 ENV_FILE = [
     ("current", on_host(OLD), OLD, [], []),
