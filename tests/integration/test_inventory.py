@@ -4,8 +4,10 @@ Each job is started through its systemd user unit, as its timer starts it; what 
 wrote is read with plain ssh, the status tool runs as the service account and the
 metrics come from the running exporter. A model the proxy does not serve: the
 rendered config gains one the running proxy has not loaded (the proxy reads its
-config at start only). A served model whose upstream is dead: a converge with one
-more model in litellm_model_list pointing at a port nothing listens on.
+config at start only). Probes: a converge whose litellm_model_list routes local-vllm
+to the stub model server the sandbox runs as litellm-rerank (127.0.0.1:8079, it speaks
+OpenAI chat completions) and adds a model whose upstream port nothing listens on: one
+probe answered, one failed.
 
 Run: LITELLM_IT_SANDBOX=litellm-sandbox-h8 LITELLM_IT_PORT=2408 \
      .venv/bin/python -m pytest tests/integration/test_inventory.py -v -p no:cacheprovider
@@ -26,11 +28,20 @@ from tests.unit.group_data import defaults
 ROOT = "/home/litellm/litellm"
 CONFIG = f"{ROOT}/state/config.generated.yaml"
 CTL = "systemctl --user --machine=litellm@.host"
+UNITS = "/home/litellm/.config/systemd/user"
 AS_LITELLM = (
     f"runuser -u litellm -- env LITELLM_ROOT={ROOT} XDG_RUNTIME_DIR=/run/user/$(id -u litellm) "
     f"{ROOT}/venv/bin/python {ROOT}/bin/"
 )
 NOT_SERVED = "h8-not-loaded"
+STUB = {  # local-vllm served by the sandbox's rerank stub (files/bin/litellm-stub-server answers chat completions)
+    "model_name": "local-vllm",
+    "litellm_params": {
+        "model": "hosted_vllm/local-model",
+        "api_base": "http://127.0.0.1:8079/v1",
+        "api_key": "os.environ/VLLM_API_KEY",
+    },
+}
 DEAD = {  # a served model whose upstream never answers (nothing listens on the discard port)
     "model_name": "h8-dead-upstream",
     "litellm_params": {
@@ -94,11 +105,15 @@ def write_config(host, text: str) -> None:
 
 def test_jobs_run_the_real_tools_and_knowledge_refresh_ships_disabled(converged, host):
     for name in ("litellm-model-inventory", "litellm-probe-capabilities"):
-        assert f"{ROOT}/bin/{name} --proxy-url http://127.0.0.1:4000" in host.out(f"{CTL} cat {name}.service")
+        assert f"{ROOT}/bin/{name} --proxy-url http://127.0.0.1:4000" in host.out(f"cat {UNITS}/{name}.service")
         assert host.out(f"{CTL} is-enabled {name}.timer") == "enabled"
     assert host.out(f"{CTL} is-enabled litellm-knowledge-refresh.timer", check=False) == "disabled"
     assert host.out(f"{CTL} is-active litellm-knowledge-refresh.timer", check=False) == "inactive"
-    assert "litellm-status" not in host.out(f"{CTL} cat litellm-knowledge-refresh.service")
+    assert "litellm-status" not in host.out(f"cat {UNITS}/litellm-knowledge-refresh.service")
+    # the disabled timer's job, started by hand, says what is missing and fails
+    assert job(host, "litellm-knowledge-refresh") == 1
+    # (sh exits before journald reads its unit: matched by the account's uid, not by unit)
+    assert "no site job: set litellm_timers" in host.out("journalctl _UID=$(id -u litellm) -o cat --no-pager -n 100")
     _, second = converged  # the disabled timer converges to no change
     assert [op for op in second.changed(host.name) if "knowledge-refresh" in op] == []
 
@@ -143,9 +158,11 @@ def test_a_desired_model_the_proxy_does_not_serve_is_missing(proxy, host):
 
 @pytest.fixture(scope="module")
 def with_dead_model(proxy, host, tmp_path_factory):
-    """A converge whose litellm_model_list has one more model, with an upstream that never answers."""
-    models = [*defaults()["litellm_model_list"], DEAD]
-    hosts = inventory(tmp_path_factory.mktemp("h8") / "hosts.yml", [host.name], {"litellm_model_list": models})
+    """A converge whose litellm_model_list is local-vllm on the stub and a model whose upstream never answers."""
+    models = [STUB, DEAD]
+    # one proxy worker: the restart this change makes is ready sooner on a busy 2-core machine
+    data = {"litellm_model_list": models, "litellm_num_workers": 1}
+    hosts = inventory(tmp_path_factory.mktemp("h8") / "hosts.yml", [host.name], data)
     run = pyinfra([host.name], "-y", env={"LITELLM_INVENTORY": str(hosts)})
     assert run.returncode == 0, run.stderr[-3000:]
     host.wait_for("curl -sf http://127.0.0.1:4000/health/liveliness", timeout=300)
@@ -158,19 +175,24 @@ def test_inventory_follows_the_desired_model_list(with_dead_model, host):
     assert record["desired"] == desired_names(with_dead_model) and record["missing"] == []
 
 
-def test_probe_records_a_model_that_does_not_answer(with_dead_model, host):
+def test_probe_records_which_model_answered_and_which_did_not(with_dead_model, host):
     assert job(host, "litellm-probe-capabilities") == 1  # a failed probe fails the job
     record = state(host, "capabilities.json")
-    dead = record["models"][DEAD["model_name"]]
-    assert record["error"] is None and set(record["models"]) >= set(desired_names(with_dead_model))
+    dead, stub = record["models"][DEAD["model_name"]], record["models"][STUB["model_name"]]
+    assert record["error"] is None and sorted(record["models"]) == desired_names(with_dead_model)
     assert dead["ok"] is False and dead["status"] != 200 and dead["error"] and dead["seconds"] >= 0
-    assert record["failed"] >= 1 and record["ok"] + record["failed"] + record["skipped"] == len(record["models"])
+    assert stub == {"mode": "chat", "ok": True, "status": 200, "seconds": stub["seconds"], "error": None}
+    assert isinstance(stub["seconds"], float)
+    assert (record["ok"], record["failed"], record["skipped"]) == (1, 1, 0)
     assert master_key(host) not in host.out(f"cat {ROOT}/state/capabilities.json")
     m = metrics(host)
     assert m[("litellm_probes", (("result", "failed"),))] == record["failed"]
     assert m[("litellm_model_probe_ok", (("model", DEAD["model_name"]),))] == 0
+    assert m[("litellm_model_probe_ok", (("model", STUB["model_name"]),))] == 1
+    assert m[("litellm_model_probe_seconds", (("model", STUB["model_name"]),))] == stub["seconds"]
     code, lines = status_lines(host)
     assert code == 1
     assert [line for line in lines if line.startswith("FAIL probes: ") and DEAD["model_name"] in line]
     journal = host.out("journalctl _SYSTEMD_USER_UNIT=litellm-probe-capabilities.service -o cat --no-pager -n 50")
-    assert f"FAIL {DEAD['model_name']}" in journal and master_key(host) not in journal
+    assert f"FAIL {DEAD['model_name']}" in journal and f"OK   {STUB['model_name']}: answered" in journal
+    assert master_key(host) not in journal
