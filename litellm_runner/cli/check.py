@@ -309,12 +309,18 @@ def main(argv: list[str] | None = None, prog: str = "python -m litellm_runner.cl
         description=__doc__.split("\n")[0],
         usage=f"{prog} [-h] [--json F] [--junit F] [--timeout S] [--quiet] [--parallel N] [pyinfra args...]",
     )
-    parser.add_argument("--json", dest="json_path", help="write the JSON report here")
-    parser.add_argument("--junit", help="write a JUnit XML report here")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds for the whole check (default 1800)")
+    parser.add_argument("--json", dest="json_path", metavar="F", help="write the JSON report here")
+    parser.add_argument("--junit", metavar="F", help="write a JUnit XML report here")
+    parser.add_argument(
+        "--timeout", type=float, default=1800, metavar="S", help="seconds for the whole check (default 1800)"
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress, only the report (as when piped)")
     parser.add_argument(
-        "--parallel", type=int, default=PARALLEL, help=f"hosts connected and checked at once (default {PARALLEL})"
+        "--parallel",
+        type=int,
+        default=PARALLEL,
+        metavar="N",
+        help=f"hosts connected and checked at once (default {PARALLEL})",
     )
     args, extra = parser.parse_known_args(argv)
     if any(a in ("-y", "--yes") for a in extra):
