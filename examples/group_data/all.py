@@ -3,6 +3,6 @@
 Every setting, its default and its check: the runner's README, "Desired state".
 """
 
-litellm_num_workers = 2  # proxy worker processes (default 4)
+litellm_num_workers = 1  # proxy worker processes of a small host (default 4)
 litellm_settings = {"request_timeout": 60}  # seconds (default 120)
 litellm_config_backups_keep = 3  # copies of a replaced config kept (default 5)

@@ -1,0 +1,158 @@
+"""The runner as an installed package, used from another pyinfra project (issue #14 items 1 and 2).
+
+The wheel holds real copies of the top-level tasks/, files/ and templates/ (no links); an empty
+venv gets ``pip install <clone>``, and its Python, outside the clone, imports the tasks and finds
+every host tool. Then the example project (examples/: its own inventory, group_data and deploy.py
+that imports the packaged deploy), run with that venv's pyinfra, converges the session sandbox with
+its own settings over the packaged defaults, and a second run changes nothing. The sandbox is then
+converged by the repository's deploy again, as the other test files expect it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import stat
+import subprocess
+import sys
+import zipfile
+
+import pytest
+import yaml
+
+from litellm_runner import sandbox
+from litellm_runner.settings import DEFAULTS
+from tests.support.hosts import REPO, Run, pyinfra
+
+ROOT = "/home/litellm/litellm"
+SHIPPED = ("tasks", "files", "templates")  # top-level folders the build copies into the package
+PIP = ["--disable-pip-version-check", "--no-input", "-q"]
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without what would point a tool at the clone or its venv."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "LITELLM_INVENTORY")}
+    return {**env, **extra}
+
+
+def _run(cmd: list[str], cwd: pathlib.Path, timeout: float, **env: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=_clean_env(**env), capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(cmd[:4])}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def _clone_files(folder: str) -> set[str]:
+    """Paths (relative to the clone) of the files under FOLDER the package must ship."""
+    base = REPO / folder
+    return {
+        str(p.relative_to(REPO))
+        for p in base.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and not p.name.startswith(".")
+    }
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path]:
+    """(the wheel built from the clone, an empty venv with ``pip install <clone>``)."""
+    tmp = tmp_path_factory.mktemp("package")
+    venv = tmp / "venv"
+    _run([sys.executable, "-m", "venv", str(venv)], tmp, 120)
+    pip = str(venv / "bin" / "pip")
+    _run([pip, "wheel", *PIP, "--no-deps", "-w", str(tmp / "dist"), str(REPO)], tmp, 600)
+    _run([pip, "install", *PIP, str(REPO)], tmp, 900)
+    (wheel,) = (tmp / "dist").glob("litellm_runner-*.whl")
+    return wheel, venv
+
+
+def test_wheel_holds_copies_of_the_shipped_folders(built):
+    wheel, _ = built
+    with zipfile.ZipFile(wheel) as archive:
+        entries = {i.filename: i for i in archive.infolist()}
+        envfile = archive.read("litellm_runner/files/bin/litellm_envfile.py")
+    links = [name for name, info in entries.items() if stat.S_ISLNK(info.external_attr >> 16)]
+    assert links == []
+    for folder in SHIPPED:
+        wanted = {f"litellm_runner/{path}" for path in _clone_files(folder)}
+        assert wanted and wanted <= set(entries), sorted(wanted - set(entries))
+    assert not [name for name in entries if "__pycache__" in name or name.endswith(".pyc")]
+    # the host tools' env-file library is a link in the clone; the wheel has its content
+    assert envfile == (REPO / "litellm_runner" / "envfile.py").read_bytes()
+
+
+def test_installed_package_runs_outside_the_clone(built, tmp_path):
+    _, venv = built
+    probe = (
+        "import json, litellm_runner, litellm_runner.tasks.config\n"
+        "from litellm_runner import deploy_litellm, resources\n"
+        "tools = resources.shipped('files', 'bin')\n"
+        "print(json.dumps({'package': litellm_runner.__file__, 'deploy': deploy_litellm.__name__,\n"
+        "    'tools': sorted(p.name for p in tools.iterdir() if p.is_file()),\n"
+        "    'links': [str(p) for p in tools.parent.parent.rglob('*') if p.is_symlink()]}))\n"
+    )
+    found = json.loads(_run([str(venv / "bin" / "python"), "-c", probe], tmp_path, 120).stdout)
+    assert pathlib.Path(found["package"]).is_relative_to(venv)
+    assert found["deploy"] == "deploy_litellm"
+    assert found["tools"] == sorted(pathlib.Path(p).name for p in _clone_files("files/bin"))
+    assert found["links"] == []
+    # the console script of [project.scripts]
+    assert "check" in _run([str(venv / "bin" / "litellm-runner"), "--help"], tmp_path, 120).stdout
+
+
+@pytest.fixture(scope="module")
+def example_runs(built, host, tmp_path_factory):
+    """The example project (a copy) run twice with the installed venv's pyinfra; afterwards the
+    repository's deploy converges the sandbox back to its own settings."""
+    _, venv = built
+    tmp = tmp_path_factory.mktemp("example")
+    project = tmp / "project"
+    shutil.copytree(
+        REPO / "examples", project, ignore=shutil.ignore_patterns(".secrets", ".litellm-runner", "__pycache__")
+    )
+    host_json = tmp / "host.json"
+    host_json.write_text(json.dumps(sandbox.host_data(host.name)))
+
+    def run() -> Run:
+        proc = subprocess.run(
+            [str(venv / "bin" / "pyinfra"), "inventory.py", "deploy.py", "-y", "--json"],
+            cwd=project,
+            env=_clean_env(LITELLM_EXAMPLE_SANDBOX=str(host_json), PYINFRA_PROGRESS="off"),
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        return Run(proc.returncode, proc.stdout, proc.stderr)
+
+    yield run(), run()
+    back = pyinfra([host.name], "-y")
+    assert back.returncode == 0, back.stderr[-3000:]
+
+
+def test_example_project_converges_then_changes_nothing(example_runs, host):
+    first, second = example_runs
+    assert first.returncode == 0, first.stderr[-3000:]
+    # the example's request_timeout differs from the incident's and from the default: the config changes
+    assert f"Rendered config {ROOT}/state/config.generated.yaml content | cfg-01" in first.changed(host.name)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.changed(host.name) == []
+
+
+@pytest.mark.parametrize(
+    "read, expected",
+    [
+        # the example's group_data/all.py over the packaged defaults
+        (lambda config, unit: config["litellm_settings"]["request_timeout"], 60),
+        (lambda config, unit: "--num_workers 1" in unit, True),
+        # a setting the example leaves alone: the packaged default
+        (
+            lambda config, unit: config["general_settings"]["database_connection_pool_limit"],
+            DEFAULTS["general_settings"]["database_connection_pool_limit"],
+        ),
+    ],
+    ids=["group-data-request-timeout", "group-data-workers", "default-pool-limit"],
+)
+def test_example_settings_take_precedence_over_defaults(example_runs, host, read, expected):
+    config = yaml.safe_load(host.out(f"cat {ROOT}/state/config.generated.yaml"))
+    unit = host.out("cat /home/litellm/.config/systemd/user/litellm.service")
+    assert read(config, unit) == expected
