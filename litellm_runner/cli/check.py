@@ -332,6 +332,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m litellm_runner.cl
     except subprocess.TimeoutExpired:
         print(f"check: pyinfra did not finish within {args.timeout:.0f}s", file=sys.stderr)
         return exitcodes.FAILED
+    except KeyboardInterrupt:  # pyinfra (same process group) got it too, and was stopped by run_dry
+        print("check: interrupted", file=sys.stderr)
+        return exitcodes.INTERRUPTED
     report = report_of(dry)
     if report is None:
         sys.stderr.write("".join(dry.log)[-5000:])
