@@ -32,6 +32,7 @@ import secrets
 import shlex
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -89,7 +90,7 @@ def ssh_input(host, command: str, stdin: str, timeout: float = 120) -> subproces
     )
 
 
-def http(host, method: str, url: str, headers: dict | None = None, body: dict | None = None) -> tuple[int, object]:
+def http(host, method: str, url: str, headers: dict | None = None, body: dict | None = None) -> tuple[int, Any]:
     """An HTTP request from the host itself, headers on curl's stdin: (status, JSON answer or text)."""
     command = f"curl -sS -m 120 -X {method} -H @- -w '\\n%{{http_code}}' {shlex.quote(url)}"
     if body is not None:
