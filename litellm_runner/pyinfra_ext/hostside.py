@@ -21,7 +21,9 @@ Actions (``python3 -I -c SOURCE ACTION ARGS_B64JSON``), each printing one JSON
 document on stdout, or an error line on stderr with exit 1:
 
 - ``snapshot``: ``paths`` (type, mode, owner, sha256 of regular files; env-file
-  key fingerprints for ``env_files``), ``linger``, ``units``, ``venv``
+  key fingerprints for ``env_files``), ``linger``, ``units``, ``venv``, the
+  version of the system interpreter ``python`` (``python_version``: run only when
+  it is root's alone) and the Debian packages ``debs`` (dpkg's status file as data)
 - ``read``: a regular file's text (for diffs of non-secret files)
 - ``mkdir``: a missing directory, created 0700, then chowned/chmodded by handle
 - ``attrs``: owner and mode of an existing file or directory, by handle

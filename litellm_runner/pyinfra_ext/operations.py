@@ -18,10 +18,11 @@ import shlex
 from io import StringIO
 
 from packaging.version import InvalidVersion, Version
-from pyinfra import config, host
+from pyinfra import host
 from pyinfra import logger as pyinfra_logger
 from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
+from pyinfra.context import ctx_config
 from pyinfra.operations import apt
 from pyinfra.operations.util.files import generate_color_diff
 
@@ -56,8 +57,15 @@ def _systemctl_user(user: str) -> str:
 # -- --diff ---------------------------------------------------------------------------------
 def diff_wanted() -> bool:
     """Whether pyinfra was asked to show what would change (``--diff``: its config's ``DIFF``, as
-    files.put and files.template read it) and this is change detection, not execution."""
-    return bool(config.DIFF) and not host.state.is_executing
+    files.put and files.template read it) and this is change detection, not execution.
+
+    The config is the deploy file's copy that pyinfra's loader sets while preparing (read as
+    pyinfra's own host.py reads it: ``ctx_config.get()``, safe in any greenlet), else the state's.
+    """
+    if host.state.is_executing:
+        return False
+    found = ctx_config.get() or getattr(host.state, "config", None)
+    return bool(getattr(found, "DIFF", False))
 
 
 def show_diff(title: str, lines) -> None:

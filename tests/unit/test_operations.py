@@ -721,3 +721,21 @@ def test_a_system_python_the_snapshot_would_not_run_is_refused(found, refused):
         with pytest.raises(DeployError) as exc:
             refuse_untrusted(found)
     assert str(exc.value).startswith("refusing to touch any host") and refused in str(exc.value)
+
+
+@pytest.mark.parametrize("executing", [True, False])
+def test_diff_is_asked_safely_in_any_greenlet(executing):
+    """pyinfra executes operations in greenlets of their own, where its config context is not set:
+    asking for --diff there is False, never an AttributeError of gevent's local (as config.DIFF raised)."""
+    import gevent
+
+    from litellm_runner.pyinfra_ext.operations import diff_wanted
+
+    fake = fakehost.FakeHost({})
+    fake.state.is_executing = executing
+
+    def ask():
+        with ctx_host.use(fake):
+            return diff_wanted()
+
+    assert gevent.spawn(ask).get() is False
