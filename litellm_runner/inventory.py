@@ -41,7 +41,7 @@ import yaml
 from litellm_runner import sandbox
 from litellm_runner.resources import project
 
-SUDO_PASSWORD_SECRET = "LITELLM_SUDO_PASSWORD"  # default name of the sudo password in the secret source
+SUDO_PASSWORD_SECRET = "LITELLM_SUDO_PASSWORD"  # noqa: S105 (the NAME of the secret in the secret source)
 SECRET_ARGUMENTS = ("_sudo_password", "_su_password")  # pyinfra arguments that carry a password
 ASKPASS_MARKER = "private-askpass"  # host data's _sudo_password: only makes pyinfra use sudo -A
 _passwords: dict[str, str] = {}  # host name -> sudo password, for the private askpass helper
@@ -63,16 +63,16 @@ def load_hosts_file(path: str) -> dict[str, list]:
     try:
         doc = yaml.safe_load(pathlib.Path(path).read_text())
     except FileNotFoundError:
-        raise InventoryError(f"{path}: LITELLM_INVENTORY names a file that does not exist")
+        raise InventoryError(f"{path}: LITELLM_INVENTORY names a file that does not exist") from None
     except yaml.YAMLError as exc:
-        raise InventoryError(f"{path}: not valid YAML ({exc})")
+        raise InventoryError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(doc, dict) or not doc:
         raise InventoryError(f"{path}: expected a mapping of group name -> list of hosts")
     groups = {}
     for group, hosts in doc.items():
         if not str(group).isidentifier() or not isinstance(hosts, list):
             raise InventoryError(f"{path}: group {group!r}: expected an identifier mapped to a list of hosts")
-        entries = []
+        entries: list[str | tuple[str, dict]] = []
         for index, entry in enumerate(hosts):
             if isinstance(entry, str):
                 entries.append(entry)
@@ -94,7 +94,8 @@ def refuse_literal_passwords(data: dict, where: str) -> None:
         if key in data:
             raise InventoryError(
                 f"{where}.{key} = ***: a password is never written in a hosts file or group_data; "
-                f"put it in the operator's secret source as {data.get('litellm_sudo_password_secret') or SUDO_PASSWORD_SECRET} "
+                "put it in the operator's secret source as "
+                f"{data.get('litellm_sudo_password_secret') or SUDO_PASSWORD_SECRET} "
                 "(environment or LITELLM_SECRETS_FILE; litellm_sudo_password_secret names another variable)"
             )
 
@@ -108,7 +109,7 @@ def refuse_group_data_passwords(folder: pathlib.Path | None = None) -> None:
         except SyntaxError:
             continue  # pyinfra reports it when it loads the file
         for node in tree.body:
-            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            targets: list[object] = [*node.targets] if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
             for target in targets:
                 if isinstance(target, ast.Name) and target.id == "litellm_sudo_password_secret":
                     raise InventoryError(
@@ -133,6 +134,8 @@ def with_sudo_password(host: str, data: dict, where: str) -> dict:
     from litellm_runner import secrets  # imports pyinfra's operation machinery: only when needed
 
     name = data.get("litellm_sudo_password_secret") or SUDO_PASSWORD_SECRET
+    value: str | None
+    source: str | None
     if name in os.environ:
         value, source = os.environ[name], "the environment"
     else:
@@ -172,7 +175,7 @@ def _install_private_askpass() -> None:
             host.connector_data[cache_key] = output.stdout_lines[0]
         return host.connector_data[cache_key]
 
-    ensure.private = True
+    ensure.private = True  # type: ignore[attr-defined]
     util._ensure_askpass_set_for_host = ensure
 
 
@@ -185,7 +188,7 @@ def sandbox_groups(names: list[str]) -> dict[str, list]:
             raise InventoryError(
                 f"sandbox {name} is not running: start it with `make sandbox-up` "
                 "or set LITELLM_INVENTORY to a hosts file"
-            )
+            ) from None
         data.pop("name", None)
         hosts.append((name, with_sudo_password(name, data, f"sandbox {name}")))
     return {"litellm_hosts": hosts, "sandbox": hosts}
