@@ -109,7 +109,9 @@ def runner(label: str, argv: list[str], hosts_file: pathlib.Path, tmp: pathlib.P
 
 
 CONVERGE = [PYINFRA, "inventory.py", "deploy.py", "-y"]
-CHECK = [sys.executable, "-m", "litellm_runner.cli.check"]
+# every fleet host has its own sshd, so the fleet check may connect to all at once (the check's default
+# in-flight limit, 10, protects one sshd's MaxStartups: see README "Fleets")
+CHECK = [sys.executable, "-m", "litellm_runner.cli.check", "--parallel", "50"]
 
 
 def changes(proc: subprocess.CompletedProcess) -> int:
