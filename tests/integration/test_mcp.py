@@ -140,10 +140,32 @@ def declare(host, tmp) -> dict:
     return {"hosts": hosts, "token": token, "key": shared["LITELLM_MASTER_KEY"]}
 
 
+# The REST routes over one connection (one worker): litellm 1.102.4 resolves a tool name in
+# /mcp-rest/tools/call from the tool list that worker process has fetched, so with several workers a
+# call on a fresh connection can land on a worker that has not listed the tools yet (500 "Tool echo not
+# found"); a client lists and calls on one connection, or uses /mcp.
+REST_SCRIPT = f"""
+import json, sys
+sys.path.insert(0, "{ROOT}/bin")
+import httpx
+import litellm_envfile
+
+key = litellm_envfile.read("{ROOT}/env.litellm")["LITELLM_MASTER_KEY"]
+with httpx.Client(base_url="{PROXY}", headers={{"Authorization": "Bearer " + key}}, timeout=120) as client:
+    listed = client.get("/mcp-rest/tools/list")
+    tools = [tool for tool in listed.json().get("tools", []) if tool["name"].endswith("echo")]
+    call = {{"server_id": tools[0]["mcp_info"]["server_id"], "name": tools[0]["name"], "arguments": {{"text": "rest"}}}}
+    called = client.post("/mcp-rest/tools/call", json=call)
+print(json.dumps({{"list_status": listed.status_code, "tools": tools, "call_status": called.status_code,
+                  "call": called.json()}}))
+"""
+
+
 @pytest.fixture(scope="module")
 def declared(host, tmp_path_factory):
     """The session host (incident state, or converged by an earlier module) converged twice with the MCP
-    server declared: {"runs": [first, second], "hosts": ..., "token": ..., "key": ...}."""
+    server declared: {"runs": [first, second], "hosts": ..., "token": ..., "key": ...}; afterwards
+    converged back to the sandbox's own desired state."""
     state = declare(host, tmp_path_factory.mktemp("mcp"))
     env = {"LITELLM_INVENTORY": str(state["hosts"])}
     first = pyinfra([host.name], "-y", env=env)
@@ -151,7 +173,18 @@ def declared(host, tmp_path_factory):
     second = pyinfra([host.name], "-y", env=env)
     assert second.returncode == 0, second.stderr[-3000:]
     host.wait_for(f"curl -sf {PROXY}/health/liveliness", timeout=600)
-    return {**state, "runs": [first, second]}
+    yield {**state, "runs": [first, second]}
+    # back to the session's desired state for the test files after this one: the stub stopped and
+    # disabled, config and env file without the MCP server (the sandbox's own inventory then has no drift)
+    services = {**mcp_data()["litellm_services"]}
+    services["litellm-mcp-stub"] = {**services["litellm-mcp-stub"], "enabled": False}
+    restore = inventory(state["hosts"].parent / "restore.yml", [host.name], {"litellm_services": services})
+    back = pyinfra([host.name], "-y", env={"LITELLM_INVENTORY": str(restore)})
+    assert back.returncode == 0, back.stderr[-3000:]
+    assert host.out(f"{CTL} is-active litellm-mcp-stub.service", check=False) == "inactive"
+    default = pyinfra([host.name], "-y")  # the sandbox's own inventory: the compliance record without the stub
+    assert default.returncode == 0, default.stderr[-3000:]
+    assert pyinfra([host.name], "--dry").changed(host.name) == []
 
 
 def test_second_converge_changes_nothing(declared, host):
@@ -191,16 +224,14 @@ def test_mcp_protocol_through_the_gateway_with_the_master_key(declared, host):
 
 
 def test_rest_routes_list_and_call_the_tool_with_the_master_key(declared, host):
-    auth = {"Authorization": f"Bearer {declared['key']}"}
-    status, listed = http(host, "GET", f"{PROXY}/mcp-rest/tools/list", auth)
-    assert status == 200, listed
-    tools = [t for t in listed["tools"] if t["name"].endswith("echo")]
-    assert len(tools) == 1 and tools[0]["mcp_info"]["server_name"] == SERVER, listed
-    call = {"server_id": tools[0]["mcp_info"]["server_id"], "name": tools[0]["name"], "arguments": {"text": "rest"}}
-    status, result = http(host, "POST", f"{PROXY}/mcp-rest/tools/call", auth, call)
-    assert status == 200, result
-    assert [c.get("text") for c in result["content"]] == ["echo: rest"], result
-    declared["outputs"] = declared.get("outputs", []) + [json.dumps(listed), json.dumps(result)]
+    proc = ssh_input(host, f"cd /tmp && runuser -u litellm -- {ROOT}/venv/bin/python -I -", REST_SCRIPT, 300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    answer = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert answer["list_status"] == 200, answer
+    assert [(t["name"], t["mcp_info"]["server_name"]) for t in answer["tools"]] == [("echo", SERVER)], answer
+    assert answer["call_status"] == 200, answer
+    assert [c.get("text") for c in answer["call"]["content"]] == ["echo: rest"], answer
+    declared["outputs"] = declared.get("outputs", []) + [proc.stdout, proc.stderr]
 
 
 # (id, the gateway key sent, the refusal): a key that is not the master key is looked up among the
