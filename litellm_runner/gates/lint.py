@@ -35,7 +35,6 @@ key and what is wrong with it.
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import pathlib
 import re
@@ -47,6 +46,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from litellm_runner import envfile, mcp
+from litellm_runner.cli import exitcodes
 from litellm_runner.settings import DEFAULTS
 
 PLACEHOLDERS = tuple(DEFAULTS["litellm_env_placeholders"])  # the values the env file writes empty
@@ -290,8 +290,9 @@ def exit_code(findings: list[Finding]) -> int:
     return 2 if findings else 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m litellm_runner.gates.lint", description=__doc__.split("\n")[0])
+def main(argv=None, prog: str = "python -m litellm_runner.gates.lint") -> int:
+    """Lint CONFIG (and --env-file): exit codes of litellm_runner.cli.exitcodes (0 clean, 1 critical, 2 warnings)."""
+    parser = exitcodes.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("config", help="LiteLLM config.yaml")
     parser.add_argument("--env-file", help="the proxy's env file (KEY=value lines)")
     args = parser.parse_args(argv)
@@ -299,7 +300,7 @@ def main(argv=None) -> int:
         findings = lint_files(args.config, args.env_file)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         print(f"lint: {exc}", file=sys.stderr)
-        return 1
+        return exitcodes.FAILED
     for finding in findings:
         print(finding)
     code = exit_code(findings)
