@@ -15,6 +15,7 @@ Run: LITELLM_IT_SANDBOX=litellm-sandbox-h8 LITELLM_IT_PORT=2408 \
 
 import base64
 import json
+from typing import Any
 
 import pytest
 import yaml
@@ -34,7 +35,9 @@ AS_LITELLM = (
     f"{ROOT}/venv/bin/python {ROOT}/bin/"
 )
 NOT_SERVED = "h8-not-loaded"
-STUB = {  # local-vllm served by the sandbox's rerank stub (files/bin/litellm-stub-server answers chat completions)
+STUB: dict[
+    str, Any
+] = {  # local-vllm served by the sandbox's rerank stub (files/bin/litellm-stub-server answers chat completions)
     "model_name": "local-vllm",
     "litellm_params": {
         "model": "hosted_vllm/local-model",
@@ -42,7 +45,7 @@ STUB = {  # local-vllm served by the sandbox's rerank stub (files/bin/litellm-st
         "api_key": "os.environ/VLLM_API_KEY",
     },
 }
-DEAD = {  # a served model whose upstream never answers (nothing listens on the discard port)
+DEAD: dict[str, Any] = {  # a served model whose upstream never answers (nothing listens on the discard port)
     "model_name": "h8-dead-upstream",
     "litellm_params": {
         "model": "hosted_vllm/none",
