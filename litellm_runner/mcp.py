@@ -204,6 +204,9 @@ def _combination(where, entry, secret_names) -> list[tuple[str, object, str]]:
     return found
 
 
-def config_entries(servers: dict) -> dict:
+def config_entries(servers: dict | None) -> dict:
     """The config's ``mcp_servers`` mapping for a valid ``litellm_mcp_servers``: LiteLLM's keys, defaults filled in."""
-    return {name: {**entry, **{k: v for k, v in DEFAULTS.items() if k not in entry}} for name, entry in servers.items()}
+    return {
+        name: {**entry, **{k: v for k, v in DEFAULTS.items() if k not in entry}}
+        for name, entry in (servers or {}).items()
+    }
