@@ -111,7 +111,6 @@ SERVICES = ["litellm", "litellm-health-server", "litellm-metrics", "litellm-rera
 TIMERS = [
     "litellm-backup",
     "litellm-compliance-check",
-    "litellm-knowledge-refresh",
     "litellm-model-inventory",
     "litellm-probe-capabilities",
 ]
@@ -130,6 +129,12 @@ def test_timer_enabled_with_next_elapse(converged, host, timer):
     assert host.out(f"{CTL} is-active {timer}.timer") == "active"
     nxt = host.out(f"{CTL} show -P NextElapseUSecRealtime {timer}.timer")
     assert nxt and nxt != "n/a", nxt
+
+
+def test_site_specific_timer_ships_disabled(converged, host):
+    """litellm-knowledge-refresh's job is the site's: its unit is installed, not enabled, not scheduled."""
+    assert host.out(f"{CTL} is-enabled litellm-knowledge-refresh.timer", check=False) == "disabled"
+    assert host.out(f"{CTL} is-active litellm-knowledge-refresh.timer", check=False) == "inactive"
 
 
 def test_backup_timer_schedule_on_host(converged, host):

@@ -128,11 +128,14 @@ SCHEMA = [
         [SRC + ": litellm_model_list[0].litellm_params.api_key = '***': expected an os.environ/NAME reference"],
     ),
     (
-        "db-host-remote",
+        "db-host-setting-removed",
         {"litellm_db_host": "10.0.0.5"},
         None,
         None,
-        [SRC + ": litellm_db_host = '10.0.0.5': expected the database's loopback address"],
+        [
+            SRC + ": litellm_db_host = '10.0.0.5': expected no litellm_db_host/port/name/user: the database is the "
+            "one the DATABASE_URL secret names"
+        ],
     ),
 ]
 ROTATE = {"alias": "ops-team", "min_days_left": 14, "valid_days": 90, "grace_hours": 24}
