@@ -718,22 +718,32 @@ DPKG_STATUS = "/var/lib/dpkg/status"
 
 def deb_packages(names: list[str]) -> dict | None:
     """``{name: installed version or None}`` of the Debian packages NAMES, from dpkg's status file read
-    as data (nothing run); None when the host has no readable dpkg database."""
+    as data (nothing run); a virtual package (``postgresql-client``) counts as installed when an installed
+    package provides it, as apt sees it: ``"VERSION (PROVIDER)"``. None when the host has no readable
+    dpkg database."""
     try:
         with open(DPKG_STATUS, "rb") as handle:
             text = _read_fd(handle.fileno()).decode("utf-8", "replace")
     except (OSError, Unsafe):
         return None
     found: dict = dict.fromkeys(names)
+    provided: dict = {}
     for block in text.split("\n\n"):
         fields = {}
         for line in block.splitlines():
             key, sep, value = line.partition(": ")
-            if sep and key in ("Package", "Status", "Version"):
+            if sep and key in ("Package", "Status", "Version", "Provides"):
                 fields[key] = value
-        if fields.get("Package") in found and fields.get("Status", "").endswith(" installed"):
-            found[fields["Package"]] = fields.get("Version")
-    return found
+        name = fields.get("Package")
+        if not name or not fields.get("Status", "").endswith(" installed"):
+            continue
+        if name in found:
+            found[name] = fields.get("Version")
+        for entry in fields.get("Provides", "").split(","):
+            virtual = entry.split("(")[0].strip()
+            if virtual in found:
+                provided.setdefault(virtual, f"{fields.get('Version')} ({name})")
+    return {name: version or provided.get(name) for name, version in found.items()}
 
 
 def snapshot(args: dict) -> dict:

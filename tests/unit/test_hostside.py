@@ -323,8 +323,28 @@ def test_snapshot_reads_the_system_pythons_version_and_never_runs_the_accounts(
     assert not (tmp_path / "ran").exists()  # nothing the account could write was run
 
 
+def installed_provides() -> tuple[str, str, str]:
+    """(virtual name, its provider, the provider's version) of a package installed here that provides
+    a name no installed package has, as dpkg-query lists them."""
+    out = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Package}\t${Version}\t${db:Status-Status}\t${Provides}\n"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    rows = [line.split("\t") for line in out.splitlines()]
+    real = {r[0] for r in rows}
+    for package, version, status, provides in rows:
+        for entry in provides.split(","):
+            virtual = entry.split("(")[0].strip()
+            if status == "installed" and virtual and virtual not in real:
+                return virtual, package, version
+    raise AssertionError("no installed package here provides a virtual package")
+
+
 def test_snapshot_reads_the_debian_packages_from_dpkgs_status_as_data():
-    names = ["bash", "python3", "no-such-package-x"]
+    virtual, provider, provider_version = installed_provides()
+    names = ["bash", "python3", "no-such-package-x", virtual]
     code, doc = run("snapshot", paths=[], user="root", units=[], venv="/nonexistent", debs=names)
     assert code == 0, doc
     for name in ("bash", "python3"):
@@ -333,4 +353,5 @@ def test_snapshot_reads_the_debian_packages_from_dpkgs_status_as_data():
         ).stdout
         assert doc["debs"][name] == version
     assert doc["debs"]["no-such-package-x"] is None
+    assert doc["debs"][virtual] == f"{provider_version} ({provider})"  # as apt sees it: installed
     assert run("snapshot", paths=[], user="root", units=[], venv="/nonexistent")[1]["debs"] is None  # not asked
