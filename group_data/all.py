@@ -39,7 +39,7 @@ litellm_dir_mode = "0750"  # mode of litellm_root and every entry of litellm_dir
 litellm_python = "/usr/bin/python3"  # interpreter the venv is created from
 litellm_system_packages = [  # Debian packages the host needs (pg_dump for backups, ss for checks)
     "python3-venv",
-    "postgresql-client-15",
+    "postgresql-client",  # the client of the host's release: -15 on Debian 12, -17 on 13
     "iproute2",
     "curl",
 ]

@@ -256,8 +256,9 @@ SPEC: tuple[Setting, ...] = (
     # --- the host's Python
     Setting("litellm_python", "/usr/bin/python3", clean_path, "an absolute path to python3",
             "interpreter the venv is created from", "py-01"),
-    Setting("litellm_system_packages", ["python3-venv", "postgresql-client-15", "iproute2", "curl"],
-            debian_packages, "a list of Debian package names such as 'postgresql-client-15' (apt gets them unquoted)",
+    Setting("litellm_system_packages", ["python3-venv", "postgresql-client", "iproute2", "curl"],
+            debian_packages, "a list of Debian package names such as 'postgresql-client-15' (apt gets them unquoted); "
+            "postgresql-client: the client of the host's release (-15 on Debian 12, -17 on 13)",
             "Debian packages the host needs (pg_dump for backups, ss for checks)", "py-00"),
     Setting("litellm_venv_requirements", "files/litellm-venv-requirements.txt",
             lambda v: isinstance(v, str) and v.endswith(".txt"), "a requirements file path",

@@ -9,6 +9,9 @@ input changed or it ran from something else than its managed file.
 
 from pyinfra import host
 
+from litellm_runner.gates import units as unit_gate
+from litellm_runner.pyinfra_ext import snapshot
+from litellm_runner.pyinfra_ext.facts import SystemdVersion
 from litellm_runner.pyinfra_ext.operations import directory, file, user_daemon_reload, user_unit, user_unit_sources
 from litellm_runner.render import render_units, wanted_units
 
@@ -29,6 +32,9 @@ def apply(restart_inputs: dict[str, list], rollback: dict | None = None):
             group=d.litellm_group,
             mode="0750",
         )
+    # the exposure threshold as this host's own systemd scores the units (gates/units.py), before any unit is written
+    systemd = snapshot.fact(SystemdVersion)
+    unit_gate.refuse_on_host(host, render_units(d), d.litellm_unit_exposure_max, systemd)
     files = {}
     for unit, text in render_units(d).items():
         files[unit] = file(

@@ -15,31 +15,27 @@ For every host, collecting every problem of every host before refusing:
 3. CVE gate before install: the real pip-audit, offline by default, on the file
    named by ``litellm_venv_requirements`` (cve_gate runs it once per distinct pins).
    The installed venv is audited after converge by tasks/python_env.py.
-4. unit hardening gate: ``systemd-analyze security --offline --user`` over
-   render_units(data), every service at or below ``litellm_unit_exposure_max``.
 
-The capacity check needs PostgreSQL's live max_connections, a read-only fact,
-so it runs in tasks/database.py while pyinfra prepares the run (still before
-any operation executes on any host).
+Two gates need the host, so they run while pyinfra prepares the run (still before
+any operation executes on any host): the capacity check reads PostgreSQL's live
+max_connections (tasks/database.py), and the unit hardening gate scores the
+rendered services with the host's own systemd-analyze (tasks/units.py: newer
+systemd scores the same unit differently).
 
 Only the control machine works here: no fact, no command, no connection.
 """
 
 from __future__ import annotations
 
-import json
-import pathlib
-import shutil
 import sys
 import threading
 
 import yaml
 
 from litellm_runner import secrets
-from litellm_runner.gates import cache, lint
 from litellm_runner.gates import cve as cve_gate
-from litellm_runner.gates import units as unit_gate
-from litellm_runner.render import render_config, render_units
+from litellm_runner.gates import lint
+from litellm_runner.render import render_config
 from litellm_runner.resources import locate
 from litellm_runner.schema import SchemaError, validate
 
@@ -114,34 +110,6 @@ def _cve(data, src) -> list[str]:
     return [f"{src('litellm_venv_requirements')}: litellm_venv_requirements = {req!r}: {text}"] if text else []
 
 
-def _unit_refusal(units: dict[str, str], threshold) -> str:
-    """check_units' refusal ("" when every unit passes), once per (units, threshold, systemd-analyze binary)."""
-    analyze = shutil.which("systemd-analyze")
-    tool = pathlib.Path(analyze).resolve().read_bytes() if analyze else b""
-    key = cache.key("units", json.dumps(units, sort_keys=True), repr(threshold), tool)
-
-    def score() -> str:
-        try:
-            unit_gate.check_units(units, threshold)
-        except unit_gate.UnitGateError as exc:
-            return str(exc)
-        return ""
-
-    return cache.cached(key, score) if analyze else score()
-
-
-def _units(data, src) -> list[str]:
-    threshold = data["litellm_unit_exposure_max"]
-    refusal = _unit_refusal(render_units(data), threshold)
-    if refusal:
-        return [
-            f"{src('litellm_unit_exposure_max')}: litellm_unit_exposure_max = {threshold!r}: "
-            f"{refusal.replace(chr(10), chr(10) + '    ')}\n    expected every rendered service "
-            f"(litellm_services, litellm_timers) at or below {threshold}"
-        ]
-    return []
-
-
 def host_problems(data: dict, src) -> tuple[list[str], list[str]]:
     """(problems, warnings) of one host's merged data; ``src(key)`` names the file a key came from."""
     problems = validate(data, src)
@@ -149,7 +117,6 @@ def host_problems(data: dict, src) -> tuple[list[str], list[str]]:
         return problems, []
     problems, warnings = _lint(data, src)
     problems += _cve(data, src)
-    problems += _units(data, src)
     return problems, warnings
 
 

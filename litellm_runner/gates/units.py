@@ -24,6 +24,7 @@ path"). Only ``.service`` units are scored; timers have no sandboxing.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import pathlib
 import re
@@ -34,6 +35,8 @@ import sys
 import tempfile
 
 from pyinfra.api import FactBase
+
+from litellm_runner.gates import cache
 
 TIMEOUT = 60  # seconds for one systemd-analyze run
 OVERALL = re.compile(r"Overall exposure level for (\S+): ([0-9.]+)")
@@ -162,13 +165,18 @@ def check_host(host_name: str, lines: list[str], units: dict[str, str], threshol
     return _over(scores, threshold, f"host {host_name}, systemd {version}: systemd-analyze security --offline --user")
 
 
-def refuse_on_host(host, units: dict[str, str], threshold: float) -> dict[str, float]:
+def refuse_on_host(host, units: dict[str, str], threshold: float, systemd: str | None = None) -> dict[str, float]:
     """The gate for pyinfra's HOST, called while it prepares: its scores, or exit 1 before any operation runs.
 
-    One remote command (the ``HostExposure`` fact); the line printed names the
-    host, its systemd, each service above THRESHOLD and the setting to change.
+    The scores are the ``HostExposure`` fact (one remote command), kept in the
+    gate cache by the rendered UNITS and the host's SYSTEMD version (the host
+    snapshot's ``systemctl --version``): a host whose units and systemd were
+    scored before costs no command. Without SYSTEMD nothing is cached. The line
+    printed names the host, its systemd, each service above THRESHOLD and the
+    setting to change.
     """
-    lines = host.get_fact(HostExposure, units=units, _timeout=TIMEOUT + 60)
+    key = cache.key("host-units", json.dumps(units, sort_keys=True), systemd) if systemd else None
+    lines = cache.cached(key, lambda: list(host.get_fact(HostExposure, units=units, _timeout=TIMEOUT + 60) or []))
     try:
         return check_host(host.name, lines or [], units, threshold)
     except UnitGateError as exc:

@@ -245,7 +245,9 @@ class HostSnapshot(FactBase):
     gets ``"env": {KEY: fingerprint}`` (its values never leave the host).
     """
 
-    def command(self, paths, user, units, venv, env_files=(), group=None, dirs=(), python=None, debs=None):
+    def command(
+        self, paths, user, units, venv, env_files=(), group=None, dirs=(), python=None, debs=None, systemd=False
+    ):
         args = {
             "paths": list(paths),
             "user": user,
@@ -255,6 +257,7 @@ class HostSnapshot(FactBase):
             "group": group or user,
             "dirs": list(dirs),
             "python": python,
+            "systemd": bool(systemd),
         }
         return hostside("snapshot", args if debs is None else {**args, "debs": list(debs)})
 
@@ -271,6 +274,7 @@ class HostSnapshot(FactBase):
             "venv": doc["venv"],
             "python": doc.get("python"),
             "debs": doc.get("debs"),
+            "systemd": doc.get("systemd"),
         }
 
 
@@ -290,6 +294,16 @@ class SystemPython(FactBase):
 
     def process(self, output):
         return json.loads("\n".join(output))["python"]
+
+
+class SystemdVersion(FactBase):
+    """The host's systemd, as ``systemctl --version`` names it (``systemd 257 (257.9-1~deb13u1)``), or None."""
+
+    def command(self):
+        return hostside("snapshot", {"paths": [], "user": "root", "units": [], "venv": "/nonexistent", "systemd": True})
+
+    def process(self, output):
+        return json.loads("\n".join(output))["systemd"]
 
 
 class SystemPackages(FactBase):

@@ -746,9 +746,21 @@ def deb_packages(names: list[str]) -> dict | None:
     return {name: version or provided.get(name) for name, version in found.items()}
 
 
+def systemd_version() -> str | None:
+    """The host's systemd as ``systemctl --version`` names it in its first line, e.g.
+    ``systemd 257 (257.9-1~deb13u1)``; None when it cannot be asked."""
+    try:
+        proc = subprocess.run(["systemctl", "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    first = proc.stdout.splitlines()[:1]
+    return first[0].strip() if proc.returncode == 0 and first else None
+
+
 def snapshot(args: dict) -> dict:
     env_files = set(args.get("env_files", []))
     return {
+        "systemd": systemd_version() if args.get("systemd") else None,
         "python": python_version(args["python"]) if args.get("python") else None,
         "debs": deb_packages(args["debs"]) if "debs" in args else None,
         "run_lock": run_lock(),

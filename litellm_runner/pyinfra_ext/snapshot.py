@@ -27,6 +27,7 @@ from litellm_runner.pyinfra_ext.facts import (
     PathState,
     RunLock,
     ServiceAccount,
+    SystemdVersion,
     SystemPackages,
     SystemPython,
     UserManager,
@@ -47,7 +48,7 @@ def tools() -> list[pathlib.Path]:
 
 def spec(data) -> dict:
     """What the snapshot of a host with desired state DATA reads: every managed path, the units, the venv,
-    the system interpreter's version and the system packages."""
+    the system interpreter's version, the system packages and the systemd version."""
     root, home = data.litellm_root, data.litellm_home
     unit_dir = f"{home}/.config/systemd/user"
     paths = [f"{root}/{rel}".rstrip("/") for rel in ["", *data.litellm_dirs]]
@@ -72,6 +73,7 @@ def spec(data) -> dict:
         "dirs": managed_dirs(data),
         "python": data.litellm_python,
         "debs": list(data.litellm_system_packages),
+        "systemd": True,
     }
 
 
@@ -116,6 +118,8 @@ def fact(cls, **kwargs):
             return snap["venv"]["packages"]
         if cls is VenvState and (kwargs["venv"], kwargs["user"]) == (wanted["venv"], wanted["user"]):
             return snap["venv"]
+        if cls is SystemdVersion:
+            return snap["systemd"]
         if cls is SystemPython and kwargs["python"] == wanted["python"]:
             return snap["python"]
         if cls is SystemPackages and set(kwargs["packages"]) <= set(wanted["debs"]):

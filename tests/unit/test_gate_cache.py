@@ -100,23 +100,36 @@ def test_keys_differ_for_every_input():
 UNIT = "[Unit]\nDescription=t\n[Service]\nExecStart=/bin/true\n"
 
 
-def test_unit_scores_are_computed_once_per_distinct_units_and_threshold(monkeypatch):
-    from litellm_runner.gates import preflight
+class ScoringHost:
+    """A pyinfra host whose HostExposure fact runs the real host script here (this machine's systemd)."""
+
+    name = "h1"
+
+    def __init__(self):
+        self.asked = 0
+
+    def get_fact(self, fact, units, _timeout):
+        import subprocess
+
+        from litellm_runner.gates import units as unit_gate
+
+        self.asked += 1
+        proc = subprocess.run(["sh", "-c", unit_gate.host_script(units)], capture_output=True, text=True, timeout=120)
+        return proc.stdout.splitlines()
+
+
+def test_a_hosts_unit_scores_are_asked_once_per_units_and_systemd(monkeypatch, capsys):
     from litellm_runner.gates import units as unit_gate
 
-    calls = []
-    real = unit_gate.check_units
-
-    def counted(units, threshold):
-        calls.append((dict(units), threshold))
-        return real(units, threshold)
-
-    monkeypatch.setattr(unit_gate, "check_units", counted)
-    refusal = preflight._unit_refusal({"t.service": UNIT}, 1.0)  # an unhardened unit: refused
-    assert "t.service" in refusal
-    monkeypatch.setattr(cache, "_memory", {})
-    assert preflight._unit_refusal({"t.service": UNIT}, 1.0) == refusal  # from the folder
-    assert len(calls) == 1
-    assert preflight._unit_refusal({"t.service": UNIT}, 10.0) == ""  # another threshold: scored again
-    assert preflight._unit_refusal({"t.service": UNIT + "PrivateTmp=yes\n"}, 1.0)  # other text: scored again
-    assert len(calls) == 3
+    host = ScoringHost()
+    units = {"t.service": UNIT}
+    assert unit_gate.refuse_on_host(host, units, 10.0, "systemd 252 (252.39-1~deb12u1)")["t.service"] > 5
+    monkeypatch.setattr(cache, "_memory", {})  # a new run: only the folder remains
+    with pytest.raises(SystemExit):  # a lower threshold refuses from the same (cached) scores
+        unit_gate.refuse_on_host(host, units, 1.0, "systemd 252 (252.39-1~deb12u1)")
+    assert "t.service" in capsys.readouterr().err
+    assert host.asked == 1
+    unit_gate.refuse_on_host(host, units, 10.0, "systemd 257 (257.9-1~deb13u1)")  # another systemd: asked
+    unit_gate.refuse_on_host(host, {"t.service": UNIT + "PrivateTmp=yes\n"}, 10.0, "systemd 252 (252.39-1~deb12u1)")
+    unit_gate.refuse_on_host(host, units, 10.0, None)  # no version known: never cached
+    assert host.asked == 4

@@ -355,3 +355,15 @@ def test_snapshot_reads_the_debian_packages_from_dpkgs_status_as_data():
     assert doc["debs"]["no-such-package-x"] is None
     assert doc["debs"][virtual] == f"{provider_version} ({provider})"  # as apt sees it: installed
     assert run("snapshot", paths=[], user="root", units=[], venv="/nonexistent")[1]["debs"] is None  # not asked
+
+
+def test_the_systemd_version_is_the_first_line_systemctl_prints():
+    """What the unit gate's cache is keyed by: this machine's own systemctl, asked as the snapshot asks it."""
+    import subprocess
+
+    from litellm_runner.pyinfra_ext import hostside
+
+    first = subprocess.run(["systemctl", "--version"], capture_output=True, text=True, timeout=10).stdout.splitlines()[
+        0
+    ]
+    assert hostside.systemd_version() == first.strip() and first.startswith("systemd ")

@@ -12,6 +12,7 @@ from litellm_runner.pyinfra_ext.facts import (
     InstalledPackages,
     Linger,
     PathState,
+    SystemdVersion,
     SystemPackages,
     SystemPython,
     UserUnits,
@@ -73,9 +74,11 @@ def test_fact_is_answered_from_one_snapshot_and_falls_through_for_the_rest():
 SNAP = {
     "python": {"version": "3.11", "refused": None},
     "debs": {"python3-venv": "3.11.2-1+b1", "postgresql-client": None, "iproute2": "6.1.0-3", "curl": "7.88.1"},
+    "systemd": "systemd 257 (257.9-1~deb13u1)",
 }
 # (id, fact, its arguments, the answer; "asked separately" when the snapshot does not cover the question)
 QUESTIONS = [
+    ("systemd-version", SystemdVersion, {}, "systemd 257 (257.9-1~deb13u1)"),
     ("system-python", SystemPython, {"python": "/usr/bin/python3"}, {"version": "3.11", "refused": None}),
     ("another-python", SystemPython, {"python": "/opt/python3.12/bin/python3"}, "asked separately"),
     (
