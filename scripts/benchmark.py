@@ -259,7 +259,8 @@ def ansible_check(project: pathlib.Path, verbose: bool = False) -> tuple[subproc
     wall = time.monotonic() - start
     after = os.times()
     if proc.returncode != 0 or not re.search(r"changed=0\s", proc.stdout):
-        sys.exit(f"benchmark: the Ansible check failed or found drift:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+        tasks = re.findall(r"TASK \[(.*?)\][^\n]*\n(?:(?!TASK \[).*\n)*?changed:", proc.stdout)
+        sys.exit(f"benchmark: the Ansible check failed or found drift (changed: {tasks}):\n{proc.stdout[-3000:]}")
     cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
     return proc, wall, cpu
 
