@@ -19,7 +19,7 @@ import pytest
 
 from litellm_runner import sandbox
 from tests.support import fleet
-from tests.support.hosts import REPO, fresh_sandbox, pyinfra
+from tests.support.hosts import REPO, fresh_sandbox, pyinfra, ssh_argv
 
 NAME = "litellm-sandbox-sudo"
 PORT = 2297
@@ -117,21 +117,7 @@ def converged(host, tmp_path_factory):
 
 def test_root_is_refused_and_operator_needs_its_password(host):
     data = sandbox.host_data(NAME)
-    ssh = [
-        "ssh",
-        "-i",
-        data["ssh_key"],
-        "-p",
-        str(data["ssh_port"]),
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "LogLevel=ERROR",
-    ]
+    ssh = ssh_argv(NAME)
     as_root = subprocess.run([*ssh, "root@127.0.0.1", "true"], capture_output=True, text=True, timeout=60)
     sudo_n = subprocess.run([*ssh, "deploy@127.0.0.1", "sudo -n true"], capture_output=True, text=True, timeout=60)
     assert as_root.returncode == 255 and "Permission denied" in as_root.stderr

@@ -54,35 +54,12 @@ def master_key() -> str:
 
 def chat(host, key: str | None) -> tuple[int, dict]:
     """POST CHAT to the proxy from inside HOST, with KEY as the bearer token (None: no header): (status, JSON)."""
-    data = sandbox.host_data(host.name)
     curl = (
         f"curl -sS --max-time 120 -o /tmp/h6-answer.json -w '%{{http_code}}' -H @- "
         f"-H 'Content-Type: application/json' -d {shlex.quote(json.dumps(CHAT))} {PROXY}/v1/chat/completions"
         " && echo && cat /tmp/h6-answer.json && rm -f /tmp/h6-answer.json"
     )
-    proc = subprocess.run(
-        [
-            "ssh",
-            "-i",
-            data["ssh_key"],
-            "-p",
-            str(data["ssh_port"]),
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "root@127.0.0.1",
-            curl,
-        ],
-        input=f"Authorization: Bearer {key}\n" if key else "",
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    proc = host.ssh(curl, timeout=180, check=False, input=f"Authorization: Bearer {key}\n" if key else "")
     assert proc.returncode == 0, proc.stderr
     status, _, body = proc.stdout.partition("\n")
     return int(status), json.loads(body)

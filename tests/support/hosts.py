@@ -22,31 +22,38 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 PYINFRA = str(pathlib.Path(sys.executable).parent / "pyinfra")
 
 
+def ssh_argv(name: str) -> list[str]:
+    """ssh to the sandbox NAME's published port with its key; the caller adds USER@127.0.0.1 and the command."""
+    data = sandbox.host_data(name)
+    return [
+        "ssh",
+        "-i",
+        data["ssh_key"],
+        "-p",
+        str(data["ssh_port"]),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+    ]
+
+
 @dataclass
 class Host:
     name: str
     port: int
 
-    def ssh(self, command: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-        data = sandbox.host_data(self.name)
+    def ssh(
+        self, command: str, timeout: float = 120, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess:
+        """COMMAND as root on the host (INPUT on its stdin)."""
         proc = subprocess.run(
-            [
-                "ssh",
-                "-i",
-                data["ssh_key"],
-                "-p",
-                str(data["ssh_port"]),
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
-                "root@127.0.0.1",
-                command,
-            ],
+            [*ssh_argv(self.name), "root@127.0.0.1", command],
+            input=input,
             capture_output=True,
             text=True,
             timeout=timeout,
