@@ -113,7 +113,7 @@ def host_script(units: dict[str, str]) -> str:
     """POSIX sh that scores the services of UNITS with the host's own systemd-analyze.
 
     Written for root on the host: the units go, base64-decoded (no text of
-    theirs reaches the shell), into a fresh ``mktemp -d`` directory (0700,
+    theirs reaches the shell), into a fresh ``mktemp -d`` directory under /run (0700,
     root's), which is removed afterwards; nothing on the host changes. Prints
     ``systemd-analyze --version``, the scores, and ``unit-gate-exit N``; it
     always exits 0 so the fact sees a failure of systemd-analyze as text.
@@ -125,10 +125,13 @@ def host_script(units: dict[str, str]) -> str:
     )
     paths = " ".join(f'"$d"/units/{shlex.quote(n)}' for n in sorted(services))
     return (
-        'd=$(mktemp -d) && trap \'rm -rf "$d"\' EXIT && mkdir -m 0700 "$d"/units "$d"/runtime && {\n'
+        # the units under /run (root's); systemd-analyze --offline makes its own /tmp/systemd-temporary-* (root, 0700)
+        "d=$(mktemp -d /run/litellm-unit-gate.XXXXXX) && trap 'rm -rf \"$d\"' EXIT && "
+        'mkdir -m 0700 "$d"/units "$d"/runtime && {\n'
         f"{writes}"
         "systemd-analyze --version | head -n 1\n"
-        f'XDG_RUNTIME_DIR="$d"/runtime SYSTEMD_COLORS=0 timeout {TIMEOUT} systemd-analyze security --offline=yes '
+        f'XDG_RUNTIME_DIR="$d"/runtime SYSTEMD_COLORS=0 timeout {TIMEOUT} systemd-analyze security '
+        "--offline=yes "
         f"--user --no-pager {paths} 2>&1; echo unit-gate-exit $?\n"
         "}"
     )

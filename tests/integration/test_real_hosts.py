@@ -194,8 +194,16 @@ def test_no_secret_in_output_or_readable_under_tmp(converged):
 
 
 # what another user may see under /tmp during the runs: pyinfra's askpass helper (a script, no secret),
-# the 0700 staging dirs of the connecting user and private dirs of the account and of systemd
-VISIBLE = ("/tmp/litellm-runner-askpass.", "/tmp/litellm-runner.", "/tmp/pip-", "/tmp/systemd-private-", "/tmp/.")
+# the 0700 staging dirs of the connecting user and private dirs of the account and of systemd (its units'
+# PrivateTmp, and systemd-analyze --offline's own work dir when the unit gate scores on the host)
+VISIBLE = (
+    "/tmp/litellm-runner-askpass.",
+    "/tmp/litellm-runner.",
+    "/tmp/pip-",
+    "/tmp/systemd-private-",
+    "/tmp/systemd-temporary-",
+    "/tmp/.",
+)
 
 
 def test_uploads_land_in_the_private_directory(converged):
