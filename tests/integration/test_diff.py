@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from litellm_runner import envfile, sandbox
-from tests.support.hosts import PYINFRA, REPO
+from tests.support.hosts import PYINFRA, REPO, pyinfra
 
 ROOT = "/home/litellm/litellm"
 CONFIG = f"{ROOT}/state/config.generated.yaml"
@@ -31,7 +31,10 @@ KEEP = "/root/litellm-runner-test-diff"  # root's copies of the two files, outsi
 
 @pytest.fixture
 def planted(converged, host, tmp_path):
-    """The plants on the host and the new secret in a copy of the sandbox's secret source; put back after."""
+    """The plants on the host and the new secret in a copy of the sandbox's secret source; put back after.
+    The host is first converged to the repository's desired state (another file may have left its own)."""
+    run = pyinfra([host.name], "-y")
+    assert run.returncode == 0, run.stderr[-3000:]
     host.ssh(f"mkdir -p -m 0700 {KEEP} && cp -p {CONFIG} {ENV} {KEEP}/")
     try:
         host.ssh(
