@@ -59,13 +59,7 @@ def desired_names(models) -> list[str]:
     return sorted({m["model_name"] for m in models})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def back_to_the_sandbox_desired_state(host):
-    """After this file, the session host converged back to the repository's own desired state: the files
-    that run after this one on the same host (their order is not fixed) find it as they expect."""
-    yield
-    run = pyinfra([host.name], "-y")
-    assert run.returncode == 0, run.stderr[-3000:]
+pytestmark = pytest.mark.usefixtures("back_to_the_sandbox_desired_state")
 
 
 @pytest.fixture(scope="module")
