@@ -32,7 +32,7 @@ def deploy_litellm() -> None:
     and units, after the inventory-wide checks and this host's run lock."""
     from litellm_runner import metering
     from litellm_runner.gates.preflight import check_inventory
-    from litellm_runner.pyinfra_ext import speed
+    from litellm_runner.pyinfra_ext import snapshot, speed
     from litellm_runner.pyinfra_ext.lock import hold_run_lock
     from litellm_runner.tasks import config, database, filesystem, prisma, python_env, units, users
 
@@ -41,6 +41,8 @@ def deploy_litellm() -> None:
     metering.install()  # counts remote commands when LITELLM_COMMAND_COUNT is set (benchmark)
     check_inventory(_AsDeployed(state))  # every host's desired state, once per run, before anything touches a host
     hold_run_lock(state)  # this host's run lock, before the first fact: two converges never interleave
+    # the questions every run asks first, side by side on the host (the rest is answered from the snapshot)
+    snapshot.prefetch([snapshot.question(host.data), database.plan_question(host.data), prisma.question(host.data)])
 
     users.apply()
     filesystem.apply()

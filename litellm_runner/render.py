@@ -6,6 +6,7 @@ them without a container.
 
 from __future__ import annotations
 
+import functools
 import json
 
 import jinja2
@@ -26,6 +27,7 @@ TOOL_COMMANDS = {  # built-in services that run a tool shipped in files/bin/
 }
 
 
+@functools.lru_cache(maxsize=1)  # one per process: each template is compiled once, not once per host
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader([shipped("templates"), shipped("files", "systemd")]),

@@ -12,7 +12,6 @@ first operation, so a refusal leaves every host as it was.
 
 from __future__ import annotations
 
-import functools
 import posixpath
 import re
 import shutil
@@ -87,17 +86,39 @@ def _leaves(node):
         yield None, node
 
 
-@functools.lru_cache(maxsize=256)
+_calendars: dict[str, tuple[bool, str]] = {}  # expression -> calendar_ok's answer, for this process
+
+
 def calendar_ok(expr: str) -> tuple[bool, str]:
     """(valid?, how it was checked): ``systemd-analyze calendar`` when present, else a strict regex."""
+    if expr not in _calendars:
+        check_calendars([expr])
+    return _calendars[expr]
+
+
+def check_calendars(exprs) -> None:
+    """Check every expression of EXPRS for ``calendar_ok``: one ``systemd-analyze calendar`` for all of
+    them (it fails when one is invalid), and one each only when that one run fails."""
+    todo = [e for e in dict.fromkeys(exprs) if e not in _calendars]
+    if not todo:
+        return
     analyze = shutil.which("systemd-analyze")
     if analyze:
         try:
-            proc = subprocess.run([analyze, "calendar", "--", expr], capture_output=True, text=True, timeout=10)
-            return proc.returncode == 0, "checked with systemd-analyze calendar"
+            proc = subprocess.run([analyze, "calendar", "--", *todo], capture_output=True, text=True, timeout=10)
+            if proc.returncode == 0 or len(todo) == 1:
+                _calendars.update(dict.fromkeys(todo, (proc.returncode == 0, "checked with systemd-analyze calendar")))
+            else:
+                for expr in todo:
+                    check_calendars([expr])
+            return
         except subprocess.TimeoutExpired:
             pass
-    return bool(CALENDAR.match(expr.strip())), "checked with a strict regex: systemd-analyze is not available"
+    for expr in todo:
+        _calendars[expr] = (
+            bool(CALENDAR.match(expr.strip())),
+            "checked with a strict regex: systemd-analyze is not available",
+        )
 
 
 def _rel_dir(v):
@@ -286,6 +307,11 @@ def _check_units(data, bad):
     if not isinstance(timers, dict):
         bad("litellm_timers", timers, "a mapping of timer name -> {enabled, on_calendar, randomized_delay, command}")
         timers = {}
+    check_calendars(  # one systemd-analyze run for every timer's expression
+        t["on_calendar"]
+        for t in timers.values()
+        if isinstance(t, dict) and isinstance(t.get("on_calendar"), str) and t["on_calendar"].strip()
+    )
     for name, timer in timers.items():
         if not _unit_name(name):
             bad("litellm_timers", name, f"timer names that are {UNIT_NAME_FORM}")

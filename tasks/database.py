@@ -25,7 +25,15 @@ from pyinfra.api.exceptions import DeployError
 
 from litellm_runner.gates import capacity
 from litellm_runner.gates.preflight import _source
-from litellm_runner.pyinfra_ext.database import DBCTL_TIMEOUT, capacity_inputs, database, desired_state, plan, scopes
+from litellm_runner.pyinfra_ext.database import (
+    DBCTL_TIMEOUT,
+    capacity_inputs,
+    database,
+    desired_state,
+    plan,
+    question,
+    scopes,
+)
 from litellm_runner.pyinfra_ext.facts import as_account
 
 SCOPES = [  # (scope, control id, what)
@@ -40,6 +48,11 @@ SCOPES = [  # (scope, control id, what)
 def account(d) -> str:
     """dbctl runs as the service account (its venv and bin/ are the account's to write)."""
     return as_account(d.litellm_user, d.litellm_group, d.litellm_home)
+
+
+def plan_question(d) -> tuple[type, dict]:
+    """The database plan this host's run asks first (``snapshot.prefetch``)."""
+    return question(d.litellm_root, desired_state(d), account(d), d.litellm_db_connect_timeout)
 
 
 def check_capacity(d, desired) -> None:

@@ -50,6 +50,7 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 ENGINES_HOST = "https://binaries.prisma.sh"  # Prisma's default download host (PRISMA_ENGINES_MIRROR replaces it)
 LOCAL_ENGINES = ("PRISMA_QUERY_ENGINE_BINARY", "PRISMA_SCHEMA_ENGINE_BINARY")  # both set: nothing is downloaded
 PROBE_TIMEOUT = 5  # seconds to connect to the engines' download host
+STATE_TIMEOUT = 60  # seconds for the PrismaClientState command (pyinfra _timeout)
 GENERATE_TIMEOUT = 900  # seconds for `prisma generate` (CLI install and engine download on a first run)
 
 # Reads the venv as data (root's own interpreter, isolated, run as the account): whether its prisma
@@ -103,6 +104,23 @@ class PrismaClientState(FactBase):
         return json.loads("\n".join(output))
 
 
+def state_question(venv_path: str, user: str, group: str, home: str, settings: dict) -> tuple[type, dict]:
+    """The PrismaClientState fact ``prisma_client`` asks (``snapshot.prefetch``, ``snapshot.answer``)."""
+    return PrismaClientState, {
+        "venv_path": venv_path,
+        "user": user,
+        "group": group,
+        "home": home,
+        "probe": probe_url(settings),
+        "_timeout": STATE_TIMEOUT,
+    }
+
+
+def question(d) -> tuple[type, dict]:
+    """The Prisma client state this host's run asks (``snapshot.prefetch``)."""
+    return state_question(venv(d), d.litellm_user, d.litellm_group, d.litellm_home, prisma_env(d.litellm_env))
+
+
 def prisma_env(env: dict) -> dict[str, str]:
     """The PRISMA_* settings of litellm_env (engine paths, mirror, ...)."""
     return {k: str(v) for k, v in sorted(env.items()) if k.startswith("PRISMA_")}
@@ -139,9 +157,8 @@ def prisma_client(venv_path: str, pins: dict, user: str, group: str, home: str, 
     """
     installed = snapshot.fact(InstalledPackages, venv=venv_path) or {}
     changing = any(installed.get(name) != version for name, version in pins.items())
-    state = host.get_fact(
-        PrismaClientState, venv_path=venv_path, user=user, group=group, home=home, probe=probe_url(settings)
-    )
+    cls, kwargs = state_question(venv_path, user, group, home, settings)
+    state = snapshot.answer(cls, **kwargs)
     if state["generated"] and not changing:
         host.noop(f"the Prisma client in {venv_path} is generated from litellm {pins.get('litellm')}'s schema")
         return

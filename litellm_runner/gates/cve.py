@@ -35,6 +35,7 @@ an expired or incomplete waiver is itself an error.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -117,7 +118,12 @@ def read_lock(text: str) -> dict:
 
 def locked_versions(text: str) -> dict[str, str]:
     """``{normalized name: version}`` of a lock: what the venv must hold, exactly."""
-    return {name: version for name, (version, _) in read_lock(text)["packages"].items()}
+    return dict(_locked_versions(text))
+
+
+@functools.lru_cache(maxsize=8)  # every host of a fleet asks for the same lock's, several times
+def _locked_versions(text: str) -> tuple[tuple[str, str], ...]:
+    return tuple((name, version) for name, (version, _) in read_lock(text)["packages"].items())
 
 
 def sha256_file(path) -> str:

@@ -23,7 +23,7 @@ from typing import TypeGuard
 from pyinfra import host
 from pyinfra.api import FactBase, FunctionCommand, operation
 
-from litellm_runner.pyinfra_ext import drift
+from litellm_runner.pyinfra_ext import drift, snapshot
 from litellm_runner.pyinfra_ext.operations import _run, diff_wanted, show_diff
 from litellm_runner.resources import project, shipped
 
@@ -129,6 +129,18 @@ def scopes(desired: dict) -> list[str]:
     ]
 
 
+def question(root: str, desired: dict, account: str, timeout: int = 5) -> tuple[type, dict]:
+    """The DatabasePlan fact ``plan`` asks (``snapshot.prefetch``, ``snapshot.answer``)."""
+    return DatabasePlan, {
+        "root": root,
+        "scopes": scopes(desired),
+        "desired_b64": encode(desired),
+        "account": account,
+        "timeout": timeout,
+        "_timeout": DBCTL_TIMEOUT,
+    }
+
+
 def plan(root: str, scope: str, desired: dict, account: str, timeout: int = 5) -> dict | None:
     """``{"items": [...], "max_connections": N}`` of SCOPE; None before dbctl can run on the host;
     ``{"error": line, "code": N}`` when it ran and failed (see DatabasePlan).
@@ -142,18 +154,8 @@ def plan(root: str, scope: str, desired: dict, account: str, timeout: int = 5) -
     key = (id(host.state), host.name, encode(desired))
     cached = _plans.get(key)
     if cached is None or cached[0] is not host.state or cached[1] is None or "error" in cached[1]:
-        _plans[key] = (
-            host.state,
-            host.get_fact(
-                DatabasePlan,
-                root=root,
-                scopes=scopes(desired),
-                desired_b64=encode(desired),
-                account=account,
-                timeout=timeout,
-                _timeout=DBCTL_TIMEOUT,
-            ),
-        )
+        cls, kwargs = question(root, desired, account, timeout)
+        _plans[key] = (host.state, snapshot.answer(cls, **kwargs))
     found = _plans[key][1]
     if found is None or "error" in found:
         return found

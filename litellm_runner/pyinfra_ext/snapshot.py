@@ -10,10 +10,17 @@ wrong answer).
 The snapshot is read while pyinfra prepares the run and kept for the run:
 operations decide at preparation (that is what ``--dry`` shows) and execute
 what they decided, as pyinfra's own facts do.
+
+The deploy asks its few remaining questions (the snapshot, the database plan,
+the Prisma client state) at once with ``prefetch``: each is a command of its
+own on the host's one SSH connection, so the host answers them side by side
+instead of one after the other; ``answer`` then hands each its prefetched
+result the first time it is asked.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import pathlib
 
@@ -38,7 +45,9 @@ from litellm_runner.render import render_units, venv, wanted_units
 from litellm_runner.resources import shipped
 
 logger = logging.getLogger("litellm_runner.pyinfra_ext.snapshot")
+SNAPSHOT_TIMEOUT = 120  # seconds for the snapshot command (pyinfra _timeout)
 _cache: dict = {}
+_answers: dict = {}
 
 
 def tools() -> list[pathlib.Path]:
@@ -77,6 +86,11 @@ def spec(data) -> dict:
     }
 
 
+def question(data) -> tuple[type, dict]:
+    """The HostSnapshot fact a host with desired state DATA is asked (``prefetch``, ``answer``)."""
+    return HostSnapshot, {**spec(data), "_timeout": SNAPSHOT_TIMEOUT}
+
+
 def managed_dirs(data) -> list[str]:
     """The directories the deploy writes files in (where a killed run may leave a temporary file)."""
     root = data.litellm_root
@@ -91,9 +105,51 @@ def _snapshot():
         return None, None  # not this deploy's host data (unit tests of single operations)
     key = (id(host.state), host.name)
     if key not in _cache or _cache[key][0] is not host.state:
-        wanted = spec(data)
-        _cache[key] = (host.state, wanted, host.get_fact(HostSnapshot, **wanted))
+        cls, kwargs = question(data)
+        _cache[key] = (host.state, spec(data), answer(cls, **kwargs))
     return _cache[key][1:]
+
+
+def _asked(state, name: str, cls, kwargs: dict) -> tuple:
+    return (id(state), name, cls, json.dumps(kwargs, sort_keys=True, default=repr))
+
+
+def prefetch(questions: list[tuple[type, dict]]) -> None:
+    """Ask the current host QUESTIONS (``(fact class, its keyword arguments)``) at once.
+
+    Each runs in a greenlet of its own, as a command of its own on the host's SSH connection, so the
+    host works on them side by side. Each answer (or the exception asking it raised) is kept for the
+    first ``answer`` of the same question, same arguments, in this run; it is raised there, as if it
+    had been asked then. The arguments give each its own ``_timeout``: no operation's are in effect.
+    """
+    import gevent
+    from pyinfra.context import ctx_host, ctx_state
+
+    real_host = ctx_host.get()  # pyinfra's context is greenlet-local: each greenlet is given it
+    real_state = real_host.state
+
+    def ask(cls, kwargs):
+        with ctx_state.use(real_state), ctx_host.use(real_host):
+            try:
+                return True, real_host.get_fact(cls, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - raised again by answer(), where the deploy asks
+                return False, exc
+
+    jobs = [(cls, kwargs, gevent.spawn(ask, cls, kwargs)) for cls, kwargs in questions]
+    gevent.joinall([job for _, _, job in jobs])
+    for cls, kwargs, job in jobs:
+        _answers[_asked(real_state, real_host.name, cls, kwargs)] = (real_state, job.value)
+
+
+def answer(cls, **kwargs):
+    """``host.get_fact(cls, **kwargs)``: the prefetched answer the first time this run asks it, else asked now."""
+    found = _answers.pop(_asked(host.state, host.name, cls, kwargs), None)
+    if found is None or found[0] is not host.state:
+        return host.get_fact(cls, **kwargs)
+    ok, value = found[1]
+    if not ok:
+        raise value
+    return value
 
 
 def fact(cls, **kwargs):

@@ -101,3 +101,47 @@ def test_the_system_python_and_packages_come_from_the_snapshot(case, fact, kwarg
     with ctx_host.use(host):
         assert snapshot.fact(fact, **kwargs) == answer
     assert host.asked == ["HostSnapshot"] + ([fact.__name__] if answer == "asked separately" else [])
+
+
+class SlowHost(FakeHost):
+    """A host whose facts take a while (gevent.sleep, as paramiko waits) and record when they start and end."""
+
+    def __init__(self):
+        super().__init__({})
+        self.events = []
+
+    def get_fact(self, cls, **kwargs):
+        import gevent
+
+        self.events.append(("start", cls.__name__))
+        gevent.sleep(0.05)
+        self.events.append(("end", cls.__name__))
+        if kwargs.get("fail"):
+            raise OSError("connection lost")
+        return {"asked": cls.__name__, **kwargs}
+
+
+def test_prefetch_asks_every_question_at_once_and_answer_hands_each_out_once():
+    fake = SlowHost()
+    questions = [(HostSnapshot, {"user": "litellm", "_timeout": 120}), (Linger, {"user": "litellm"})]
+    with ctx_host.use(fake):
+        snapshot.prefetch(questions)
+        starts = [i for i, (what, _) in enumerate(fake.events) if what == "start"]
+        ends = [i for i, (what, _) in enumerate(fake.events) if what == "end"]
+        assert max(starts) < min(ends)  # the second was asked before the first had its answer
+        asked = len(fake.events)
+        assert snapshot.answer(Linger, user="litellm") == {"asked": "Linger", "user": "litellm"}
+        assert snapshot.answer(HostSnapshot, user="litellm", _timeout=120)["asked"] == "HostSnapshot"
+        assert len(fake.events) == asked  # both answered from the prefetch, no command
+        assert snapshot.answer(Linger, user="litellm") == {"asked": "Linger", "user": "litellm"}
+        assert len(fake.events) == asked + 2  # asked again: a prefetched answer is handed out once
+        snapshot.answer(Linger, user="other")  # other arguments: another question, asked now
+        assert fake.events[-1] == ("end", "Linger")
+
+
+def test_an_error_of_a_prefetched_question_is_raised_where_it_is_asked():
+    fake = SlowHost()
+    with ctx_host.use(fake):
+        snapshot.prefetch([(Linger, {"user": "litellm", "fail": True})])  # does not raise here
+        with pytest.raises(OSError, match="connection lost"):
+            snapshot.answer(Linger, user="litellm", fail=True)

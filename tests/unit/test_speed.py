@@ -38,10 +38,17 @@ def test_install_replaces_the_function_pyinfra_calls():
     from litellm_runner.pyinfra_ext import speed
 
     module = importlib.import_module("pyinfra.api.operation")
-    original = module.get_operation_order_from_stack
+    arguments = importlib.import_module("pyinfra.api.arguments")
+    original, hints = module.get_operation_order_from_stack, arguments.all_global_arguments
+    expected = hints()
     try:
         speed.install()
         assert module.get_operation_order_from_stack is order_from_stack
+        assert arguments.all_global_arguments is not hints  # pop_global_arguments looks it up here
+        first = arguments.all_global_arguments()
+        assert first == expected and len(first) > 10  # pyinfra's global arguments, their types
+        first.clear()  # a caller's list is its own
+        assert arguments.all_global_arguments() == expected
     finally:
-        module.get_operation_order_from_stack = original
+        module.get_operation_order_from_stack, arguments.all_global_arguments = original, hints
         speed._installed = False
