@@ -97,7 +97,13 @@ def lock_paths(pins) -> dict[str, pathlib.Path]:
 
 
 def read_lock(text: str) -> dict:
-    """A lock's header fields (``pins-sha256``, ``python``, ...) and ``packages``: ``{name: (version, hashes)}``."""
+    """A lock's header fields (``pins-sha256``, ``python``, ...) and ``packages``: ``{name: (version, (hash, ...))}``."""
+    header, packages = _read_lock(text)
+    return {**dict(header), "packages": dict(packages)}
+
+
+@functools.lru_cache(maxsize=8)  # every host of a fleet reads the same lock, several times
+def _read_lock(text: str) -> tuple[tuple, tuple]:
     header, packages = {}, {}
     for line in text.replace("\\\n", " ").splitlines():
         line = line.strip()
@@ -111,19 +117,14 @@ def read_lock(text: str) -> dict:
         spec, *options = line.split()
         req = Requirement(spec)
         versions = [s.version for s in req.specifier if s.operator == "=="]
-        hashes = [o.split("=", 1)[1] for o in options if o.startswith("--hash=")]
+        hashes = tuple(o.split("=", 1)[1] for o in options if o.startswith("--hash="))
         packages[canonicalize_name(req.name)] = (versions[0] if len(versions) == 1 else None, hashes)
-    return {**header, "packages": packages}
+    return tuple(header.items()), tuple(packages.items())
 
 
 def locked_versions(text: str) -> dict[str, str]:
     """``{normalized name: version}`` of a lock: what the venv must hold, exactly."""
-    return dict(_locked_versions(text))
-
-
-@functools.lru_cache(maxsize=8)  # every host of a fleet asks for the same lock's, several times
-def _locked_versions(text: str) -> tuple[tuple[str, str], ...]:
-    return tuple((name, version) for name, (version, _) in read_lock(text)["packages"].items())
+    return {name: version for name, (version, _) in read_lock(text)["packages"].items()}
 
 
 def sha256_file(path) -> str:
@@ -244,6 +245,7 @@ def _advisory_key(gate: str, text: str, flags: tuple, online: bool, advisories) 
     return cache.key(gate, text, json.dumps(flags), path.read_bytes(), _pip_audit_version())
 
 
+@functools.lru_cache(maxsize=1)
 def _pip_audit_version() -> str:
     try:
         return importlib.metadata.version("pip-audit")

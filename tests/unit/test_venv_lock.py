@@ -111,8 +111,8 @@ def test_read_lock_joins_continuations_and_reads_the_header():
     lock = read_lock(_lock(PINS_TEXT))
     assert lock["python"] == "3.11" and lock["pins"] == "p.txt"
     assert lock["packages"] == {
-        "litellm": ("1.102.4", ["sha256:" + "ab" * 32]),
-        "urllib3": ("2.8.0", ["sha256:" + "ab" * 32]),
+        "litellm": ("1.102.4", ("sha256:" + "ab" * 32,)),
+        "urllib3": ("2.8.0", ("sha256:" + "ab" * 32,)),
     }
     assert locked_versions(_lock(PINS_TEXT)) == {"litellm": "1.102.4", "urllib3": "2.8.0"}
 
