@@ -173,6 +173,18 @@ def test_on_calendar_is_checked_by_systemd(expr, ok):
         assert "expected a systemd OnCalendar expression" in errors[0]
 
 
+def test_every_timer_is_checked_and_only_the_bad_one_named(monkeypatch):
+    """One systemd-analyze run checks all timers; when one is bad, each is checked on its own to name it."""
+    from litellm_runner import schema
+
+    monkeypatch.setattr(schema, "_calendars", {})
+    data = with_timer("litellm-backup", on_calendar="Mon *-*-* 25:00")
+    data["litellm_timers"]["job-b"] = {**TIMER, "on_calendar": "*-*-* 03:00:00"}
+    errors = validate(data)
+    assert len(errors) == 1 and "litellm_timers[litellm-backup].on_calendar = 'Mon *-*-* 25:00'" in errors[0]
+    assert schema._calendars["*-*-* 03:00:00"][0] is True
+
+
 @pytest.mark.parametrize(
     "delay, ok",
     [
