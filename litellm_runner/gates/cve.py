@@ -97,7 +97,7 @@ def lock_paths(pins) -> dict[str, pathlib.Path]:
 
 
 def read_lock(text: str) -> dict:
-    """A lock's header fields (``pins-sha256``, ``python``, ...) and ``packages``: ``{name: (version, (hash, ...))}``."""
+    """A lock's header fields (``pins-sha256``, ``python``, ...) and ``packages``: ``{name: (version, hashes)}``."""
     header, packages = _read_lock(text)
     return {**dict(header), "packages": dict(packages)}
 
