@@ -21,6 +21,7 @@ import pathlib
 import re
 import sys
 import threading
+import time
 
 from packaging.version import InvalidVersion, Version
 
@@ -143,7 +144,10 @@ def main(argv=None, prog: str = "python -m litellm_runner.gates.osv_server") -> 
     try:
         with serve(path) as url:
             print(url, flush=True)
-            threading.Event().wait()
+            # not one endless wait: the kernel may deliver Ctrl-C's SIGINT to the server's thread, which
+            # leaves the main thread blocked and Python's handler never run; a short sleep returns and runs it
+            while True:
+                time.sleep(0.2)
     except KeyboardInterrupt:
         return exitcodes.INTERRUPTED
     return exitcodes.OK

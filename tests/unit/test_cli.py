@@ -150,8 +150,26 @@ def test_python_m_forms_keep_the_codes(module, args, code):
     assert f"usage: python -m {module} " in proc.stdout + proc.stderr
 
 
-def test_ctrl_c_exits_interrupted_without_a_traceback():
-    """osv-server serves until interrupted: SIGINT once it printed its URL is exit 130, one line, no traceback."""
+TGKILL = {"x86_64": 234, "aarch64": 131}  # tgkill(2)'s syscall number: a signal to one thread of a process
+
+
+def _to_a_server_thread(proc) -> None:
+    """SIGINT to a thread of PROC other than its main thread, as the kernel may choose for Ctrl-C."""
+    import ctypes
+
+    tids = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
+    assert tids, "the server runs in a thread of its own"
+    assert ctypes.CDLL(None).syscall(TGKILL[os.uname().machine], proc.pid, tids[0], signal.SIGINT) == 0
+
+
+@pytest.mark.parametrize(
+    "deliver",
+    [lambda proc: proc.send_signal(signal.SIGINT), _to_a_server_thread],
+    ids=["to the process", "to the server's thread"],
+)
+def test_ctrl_c_exits_interrupted_without_a_traceback(deliver):
+    """osv-server serves until interrupted: SIGINT once it printed its URL is exit 130, one line, no traceback,
+    whichever of its threads the signal reaches."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "litellm_runner.cli.main", "osv-server"],
         cwd=REPO,
@@ -164,7 +182,7 @@ def test_ctrl_c_exits_interrupted_without_a_traceback():
     try:
         url = proc.stdout.readline() if proc.stdout else ""
         assert url.startswith("http://127.0.0.1:") and url.rstrip().endswith("/v1/query")
-        proc.send_signal(signal.SIGINT)
+        deliver(proc)
         out, err = proc.communicate(timeout=30)
     finally:
         watchdog.cancel()
