@@ -467,7 +467,7 @@ class _Held:
 
             @staticmethod
             def operation_end(state, op_hash):
-                order = state.get_op_order()
+                order = _op_order(state)
                 if order and op_hash == order[-1]:
                     for host in list(held.hosts.values()):
                         held.release(state, host)
@@ -517,10 +517,24 @@ class _Held:
 HELD = _Held()
 
 
+_orders: dict = {}  # id(state) -> (operations prepared, their order)
+
+
+def _op_order(state) -> list:
+    """``state.get_op_order()``, sorted again only when operations were added. pyinfra sorts every host's
+    operations on each call, and the callbacks above ask after every operation of every host: without this
+    a no-op converge of 50 hosts spent 17 s of CPU here (about 0.3 s per host), almost all in that sort."""
+    prepared = len(state.op_meta)
+    cached = _orders.get(id(state))
+    if cached is None or cached[0] != prepared or cached[1] is not state:
+        cached = _orders[id(state)] = (prepared, state, state.get_op_order())
+    return cached[2]
+
+
 def _last_op(state, host):
     ops = state.ops.get(host, {})
     last = None
-    for op_hash in state.get_op_order():
+    for op_hash in _op_order(state):
         if op_hash in ops:
             last = op_hash
     return last

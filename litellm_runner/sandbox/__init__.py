@@ -391,6 +391,10 @@ def up(
     if operator:
         _setup_operator(name, operator, pub)
     _root_login(name, root_login)
+    # a podman trap (README "The sandbox"): logind stops the login user's manager 10 s after its last
+    # session, the stop can hang for 2 min in a container ("Processes still around after final SIGKILL"),
+    # and the next SSH login waits for it; lingering keeps the login users' managers running between runs
+    _run(["podman", "exec", name, "loginctl", "enable-linger", "root", *([OPERATOR] if operator else [])])
     seeded = _run(["podman", "exec", name, "test", "-e", "/var/lib/litellm-sandbox-seeded"], check=False)
     if seeded.returncode != 0:
         _run(["podman", "cp", str(CONTEXT / "incident" / "seed.py"), f"{name}:/opt/sandbox/incident/seed.py"])

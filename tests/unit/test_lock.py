@@ -389,3 +389,21 @@ def test_cannot_write_lock_is_refused_clearly(tmp_path):
             take(path)
     finally:
         target.chmod(0o700)
+
+
+def test_the_operation_order_is_sorted_once_per_set_of_prepared_operations():
+    """The lock's callbacks ask for the order after every operation of every host: pyinfra sorts all hosts'
+    operations on each call, so the order is kept until operations are added."""
+    from types import SimpleNamespace
+
+    from litellm_runner.pyinfra_ext import lock
+
+    sorts = []
+    state = SimpleNamespace(op_meta={"a": 1, "b": 2}, ops={})
+    state.get_op_order = lambda: sorts.append(1) or list(state.op_meta)
+    host = "h"  # pyinfra's hosts are hashable; a name stands in
+    state.ops[host] = {"a": 1}
+    assert [lock._op_order(state) for _ in range(3)] == [["a", "b"]] * 3
+    assert lock._last_op(state, host) == "a" and len(sorts) == 1
+    state.op_meta["c"] = 3  # an operation added: sorted again
+    assert lock._op_order(state) == ["a", "b", "c"] and len(sorts) == 2
