@@ -42,7 +42,7 @@ def deploy_litellm() -> None:
     check_inventory(_AsDeployed(state))  # every host's desired state, once per run, before anything touches a host
     hold_run_lock(state)  # this host's run lock, before the first fact: two converges never interleave
     # the questions every run asks first, side by side on the host (the rest is answered from the snapshot)
-    snapshot.prefetch([snapshot.question(host.data), database.plan_question(host.data), prisma.question(host.data)])
+    snapshot.prefetch([snapshot.question(host.data), database.question(host.data), prisma.question(host.data)])
 
     users.apply()
     filesystem.apply()

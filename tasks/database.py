@@ -31,9 +31,9 @@ from litellm_runner.pyinfra_ext.database import (
     database,
     desired_state,
     plan,
-    question,
     scopes,
 )
+from litellm_runner.pyinfra_ext.database import question as plan_question
 from litellm_runner.pyinfra_ext.facts import as_account
 
 SCOPES = [  # (scope, control id, what)
@@ -50,9 +50,9 @@ def account(d) -> str:
     return as_account(d.litellm_user, d.litellm_group, d.litellm_home)
 
 
-def plan_question(d) -> tuple[type, dict]:
+def question(d) -> tuple[type, dict]:
     """The database plan this host's run asks first (``snapshot.prefetch``)."""
-    return question(d.litellm_root, desired_state(d), account(d), d.litellm_db_connect_timeout)
+    return plan_question(d.litellm_root, desired_state(d), account(d), d.litellm_db_connect_timeout)
 
 
 def check_capacity(d, desired) -> None:
