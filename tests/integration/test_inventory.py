@@ -3,11 +3,16 @@
 Each job is started through its systemd user unit, as its timer starts it; what it
 wrote is read with plain ssh, the status tool runs as the service account and the
 metrics come from the running exporter. A model the proxy does not serve: the
-rendered config gains one the running proxy has not loaded (the proxy reads its
-config at start only). Probes: a converge whose litellm_model_list routes local-vllm
-to the stub model server the sandbox runs as litellm-rerank (127.0.0.1:8079, it speaks
-OpenAI chat completions) and adds a model whose upstream port nothing listens on: one
-probe answered, one failed.
+rendered config gains one the running proxy has not loaded: a proxy of one worker
+reads its config at its start only. (With several, uvicorn's supervisor replaces a
+worker that misses its 5 s health ping, and the new worker reads the file again: on
+a busy CI machine some answers then served the added model. Seen in the sandbox:
+a worker stopped for 8 s was replaced, and 8 of 100 answers listed the model.)
+Probes: a converge whose litellm_model_list routes local-vllm to the stub model
+server the sandbox runs as litellm-rerank (127.0.0.1:8079, it speaks OpenAI chat
+completions) and adds a model whose upstream port nothing listens on: one probe
+answered, one failed. The not-served model is added under that converge's proxy
+of one worker.
 
 Run: LITELLM_IT_SANDBOX=litellm-sandbox-h8 LITELLM_IT_PORT=2408 \
      .venv/bin/python -m pytest tests/integration/test_inventory.py -v -p no:cacheprovider
@@ -139,29 +144,6 @@ def test_inventory_job_lists_every_desired_model_as_served(proxy, host):
     assert f"OK   models: {len(wanted)} desired, {len(record['served'])} served, 0 missing" in "\n".join(lines)
 
 
-def test_a_desired_model_the_proxy_does_not_serve_is_missing(proxy, host):
-    original = host.out(f"cat {CONFIG}") + "\n"
-    config = yaml.safe_load(original)
-    config["model_list"].append({**DEAD, "model_name": NOT_SERVED})
-    write_config(host, yaml.safe_dump(config, sort_keys=False))
-    try:
-        assert job(host, "litellm-model-inventory") == 1
-        record = state(host, "model-inventory.json")
-        assert record["ok"] is False and record["missing"] == [NOT_SERVED] and NOT_SERVED not in record["served"]
-        m = metrics(host)
-        assert m[("litellm_models", (("state", "missing"),))] == 1
-        assert m[("litellm_model_served", (("model", NOT_SERVED),))] == 0
-        assert m[("litellm_model_inventory_ok", ())] == 0
-        code, lines = status_lines(host)
-        assert code == 1
-        assert [line for line in lines if line.startswith("FAIL models: ") and f"not served: {NOT_SERVED}" in line]
-        assert "models" in lines[-1].rsplit(": ", 1)[1].split(", ")
-    finally:
-        write_config(host, original)
-    assert job(host, "litellm-model-inventory") == 0
-    assert metrics(host)[("litellm_models", (("state", "missing"),))] == 0
-
-
 @pytest.fixture(scope="module")
 def with_dead_model(proxy, host, tmp_path_factory):
     """A converge whose litellm_model_list is local-vllm on the stub and a model whose upstream never answers."""
@@ -197,8 +179,32 @@ def test_probe_records_which_model_answered_and_which_did_not(with_dead_model, h
     assert m[("litellm_model_probe_ok", (("model", STUB["model_name"]),))] == 1
     assert m[("litellm_model_probe_seconds", (("model", STUB["model_name"]),))] == stub["seconds"]
     code, lines = status_lines(host)
-    assert code == 1
-    assert [line for line in lines if line.startswith("FAIL probes: ") and DEAD["model_name"] in line]
+    assert code == 1, lines
+    assert [line for line in lines if line.startswith("FAIL probes: ") and DEAD["model_name"] in line], lines
     journal = host.out("journalctl _SYSTEMD_USER_UNIT=litellm-probe-capabilities.service -o cat --no-pager -n 50")
     assert f"FAIL {DEAD['model_name']}" in journal and f"OK   {STUB['model_name']}: answered" in journal
     assert master_key(host) not in journal
+
+
+def test_a_desired_model_the_proxy_does_not_serve_is_missing(with_dead_model, host):
+    original = host.out(f"cat {CONFIG}") + "\n"
+    config = yaml.safe_load(original)
+    config["model_list"].append({**DEAD, "model_name": NOT_SERVED})
+    write_config(host, yaml.safe_dump(config, sort_keys=False))
+    try:
+        assert job(host, "litellm-model-inventory") == 1
+        record = state(host, "model-inventory.json")
+        assert record["ok"] is False and record["missing"] == [NOT_SERVED] and NOT_SERVED not in record["served"]
+        m = metrics(host)
+        assert m[("litellm_models", (("state", "missing"),))] == 1
+        assert m[("litellm_model_served", (("model", NOT_SERVED),))] == 0
+        assert m[("litellm_model_inventory_ok", ())] == 0
+        code, lines = status_lines(host)
+        assert code == 1, lines
+        wanted = f"not served: {NOT_SERVED}"
+        assert [line for line in lines if line.startswith("FAIL models: ") and wanted in line], lines
+        assert "models" in lines[-1].rsplit(": ", 1)[1].split(", ")
+    finally:
+        write_config(host, original)
+    assert job(host, "litellm-model-inventory") == 0
+    assert metrics(host)[("litellm_models", (("state", "missing"),))] == 0
