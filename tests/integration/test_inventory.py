@@ -5,9 +5,10 @@ wrote is read with plain ssh, the status tool runs as the service account and th
 metrics come from the running exporter. A model the proxy does not serve: the
 rendered config gains one the running proxy has not loaded: a proxy of one worker
 reads its config at its start only. (With several, uvicorn's supervisor replaces a
-worker that misses its 5 s health ping, and the new worker reads the file again: on
-a busy CI machine some answers then served the added model. Seen in the sandbox:
-a worker stopped for 8 s was replaced, and 8 of 100 answers listed the model.)
+worker that misses its 5 s health ping, and the new worker reads the file again.
+Seen in the sandbox: a worker stopped for 8 s was replaced, and 8 of 100 answers
+listed the model. The likeliest cause of a CI run where the status, asked after the
+inventory job, did not report the model missing.)
 Probes: a converge whose litellm_model_list routes local-vllm to the stub model
 server the sandbox runs as litellm-rerank (127.0.0.1:8079, it speaks OpenAI chat
 completions) and adds a model whose upstream port nothing listens on: one probe
