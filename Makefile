@@ -1,5 +1,5 @@
 # Two commands from a fresh clone: `make converge` and `make test`.
-# Real hosts: set LITELLM_INVENTORY=hosts.yml (see README); otherwise the
+# Real hosts: set LITELLM_INVENTORY=hosts.yml (see docs/real-hosts.md); otherwise the
 # targets use the podman sandbox host.
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,7 +11,7 @@ SANDBOX_PORT ?= 2222
 DEBIAN ?= 12
 
 
-.PHONY: converge dry check test unit integration sandbox-up sandbox-down system-deps venv lock lint requirements images
+.PHONY: converge dry check test unit integration sandbox-up sandbox-down system-deps venv lock lint requirements images docs
 
 converge: system-deps venv
 ifndef LITELLM_INVENTORY
@@ -79,6 +79,11 @@ requirements: venv
 	$(VENV)/bin/pip install -q --disable-pip-version-check uv==0.13.9
 	$(VENV)/bin/uv pip compile -q --generate-hashes --universal --python-version 3.11 \
 		--custom-compile-command "make requirements" requirements.in -o requirements.txt
+
+# The documentation site (mkdocs.yml, docs/) into site/, warnings as errors; the settings reference's
+# table is generated from litellm_runner/settings.py as it builds (docs/hooks/settings_table.py)
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 # ruff (lint + format check) and mypy, configured in pyproject.toml; .ci/run runs this before the tests
 lint: venv
