@@ -8,10 +8,11 @@ names, its description and its control id. Everything else is derived from it:
   deploy (an inventory's own group data and host data take precedence); the repository's
   ``group_data/all.py`` holds the same values (tests/unit/test_settings.py keeps them equal);
 - ``litellm_runner.schema.validate``: the checks and expected forms;
-- README's "Desired state" table: ``python -m litellm_runner.settings --markdown``.
+- the settings reference, docs/settings.md: its table is ``markdown()``, put in when the site
+  is built (docs/hooks/settings_table.py; also ``python -m litellm_runner.settings --markdown``).
 
 A setting whose ``check`` is None is a structure (services, timers, key rotation, ...) that
-``litellm_runner.schema`` checks entry by entry; its ``expected`` is the form the README shows.
+``litellm_runner.schema`` checks entry by entry; its ``expected`` is the form the settings reference shows.
 A dotted name (``general_settings.request_timeout``) is a key of a LiteLLM settings section:
 the section's default is the mapping of its keys' defaults.
 """
@@ -46,9 +47,9 @@ class Setting:
     default: Any  # UNSET: no shipped default
     check: Check | None  # True, False or what is wrong; None: a structure schema.py checks entry by entry
     expected: str  # the form a refusal names ("expected ...")
-    description: str  # what it does (README)
+    description: str  # what it does (the settings reference)
     control: str  # control id of the operations it drives
-    shown: str = ""  # the default as README shows it, when the value itself is too long
+    shown: str = ""  # the default as the settings reference shows it, when the value itself is too long
 
 
 # --- checks (each: True, False, or a text saying what is wrong) -----------------------------------
@@ -282,7 +283,7 @@ SPEC: tuple[Setting, ...] = (
     Setting("litellm_mcp_servers", {}, None, "a mapping of server name -> entry (litellm_runner/mcp.py)",
             "the proxy's MCP servers (config `mcp_servers`, litellm 1.102.4's fields); credentials are os.environ/ "
             "references to names in litellm_env_secrets; the lint refuses one without upstream auth (LINT-11), a "
-            "literal credential (LINT-12) and a URL on another host (LINT-13/14) unless waived (README, MCP servers)",
+            "literal credential (LINT-12) and a URL on another host (LINT-13/14) unless waived (docs/models.md)",
             "cfg-01"),
     # --- env file and secrets
     Setting("litellm_env_secrets", ["LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "DATABASE_URL", "VLLM_API_KEY"],
@@ -403,7 +404,7 @@ def _shown(s: Setting) -> str:
 
 
 def markdown() -> str:
-    """README's "Desired state" table, one row per setting."""
+    """The settings reference's table (docs/settings.md), one row per setting."""
     rows = ["| key | default | control | what | expected |", "|---|---|---|---|---|"]
     for s in SPEC:
         rows.append(f"| `{s.name}` | {_cell(_shown(s))} | {s.control} | {_cell(s.description)} | {_cell(s.expected)} |")
@@ -412,7 +413,7 @@ def markdown() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m litellm_runner.settings", description=__doc__.split("\n")[0])
-    parser.add_argument("--markdown", action="store_true", help="print README's Desired state table")
+    parser.add_argument("--markdown", action="store_true", help="print the settings reference's table")
     args = parser.parse_args(argv)
     if args.markdown:
         sys.stdout.write(markdown())

@@ -1,6 +1,6 @@
 """Exit codes of every ``litellm-runner`` command: one meaning each, whatever the subcommand.
 
-The README's "Command line" table is this TABLE (a unit test compares them). Usage errors get
+The exit-code table of docs/command-line.md is this TABLE (a unit test compares them). Usage errors get
 their own code (BSD sysexits' EX_USAGE), so argparse's default 2 never collides with FINDINGS:
 every command parses its arguments with ``ArgumentParser`` below.
 """
@@ -17,7 +17,7 @@ FINDINGS = 2
 USAGE = 64
 INTERRUPTED = 130
 
-# (code, name, meaning): the README table, row by row
+# (code, name, meaning): the documented table, row by row
 TABLE = [
     (
         OK,
@@ -43,7 +43,7 @@ TABLE = [
 
 
 def markdown() -> str:
-    """TABLE as the README's Markdown table."""
+    """TABLE as the Markdown table of docs/command-line.md."""
     rows = ["| Code | Name | Meaning |", "|---|---|---|"]
     rows += [f"| {code} | `{name}` | {meaning} |" for code, name, meaning in TABLE]
     return "\n".join(rows)

@@ -1,4 +1,4 @@
-"""litellm-runner: one command, every subcommand's --help, and one exit-code table (the README's) that
+"""litellm-runner: one command, every subcommand's --help, and one exit-code table (docs/command-line.md's) that
 every subcommand keeps, run as an operator runs them (a real process, real inputs)."""
 
 import os
@@ -49,16 +49,15 @@ def lint_inputs(tmp_path_factory):
     return folder
 
 
-def readme_tables() -> list[list[str]]:
-    """The Markdown tables of the README's "Command line" section, each a list of its rows."""
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("\n## Command line\n") + 1 :]
-    section = section[: section.index("\n## ")]
+def documented_tables() -> list[list[str]]:
+    """The Markdown tables of the "litellm-runner" section of docs/command-line.md, each a list of its rows."""
+    page = (REPO / "docs" / "command-line.md").read_text()
+    section = page[page.index("\n## litellm-runner\n") + 1 :].split("\n## ")[0]
     return [block.splitlines() for block in section.split("\n\n") if block.startswith("|")]
 
 
-def test_the_readme_table_is_the_exit_code_table():
-    commands, codes = readme_tables()
+def test_the_documented_table_is_the_exit_code_table():
+    commands, codes = documented_tables()
     assert "\n".join(codes) == exitcodes.markdown()
     assert [row.split("`")[1].split()[0] for row in commands[2:]] == list(COMMANDS)
     assert [code for code, _, _ in exitcodes.TABLE] == [

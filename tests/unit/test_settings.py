@@ -1,4 +1,4 @@
-"""The settings spec is the one source: group_data/all.py, README's table, the checks and the
+"""The settings spec is the one source: group_data/all.py, the checks and the
 constants of the gates and the lock agree with it."""
 
 import json
@@ -10,11 +10,8 @@ from litellm_runner import render
 from litellm_runner.gates import capacity, lint
 from litellm_runner.pyinfra_ext import lock
 from litellm_runner.schema import validate
-from litellm_runner.settings import BY_NAME, DEFAULTS, REMOVED, SPEC, UNSET, markdown
-from tests.unit.group_data import REPO, defaults
-
-BEGIN = "<!-- settings table: python -m litellm_runner.settings --markdown (tests/unit/test_settings.py) -->"
-END = "<!-- end of settings table -->"
+from litellm_runner.settings import BY_NAME, DEFAULTS, REMOVED, SPEC, UNSET
+from tests.unit.group_data import defaults
 
 
 def test_defaults_are_group_data_all():
@@ -28,13 +25,6 @@ def test_defaults_are_valid():
 @pytest.mark.parametrize("setting", [s for s in SPEC if s.check and s.default is not UNSET], ids=lambda s: s.name)
 def test_each_default_passes_its_own_check(setting):
     assert setting.check(setting.default) is True
-
-
-def test_readme_table_is_the_spec():
-    text = (REPO / "README.md").read_text()
-    assert BEGIN in text and END in text, "README's Desired state section lost its table markers"
-    table = text.split(BEGIN, 1)[1].split(END, 1)[0].lstrip("\n")
-    assert table == markdown(), "README's table differs: python -m litellm_runner.settings --markdown"
 
 
 def _with(name, value) -> dict:
