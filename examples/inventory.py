@@ -17,7 +17,7 @@ if _sandbox:
     litellm_hosts = [(_data.pop("name"), _data)]
 else:
     litellm_hosts = [
-        # sudo without a password (a NOPASSWD rule); the runner's README shows a sudo password
+        # sudo without a password (a NOPASSWD rule); the runner's docs/real-hosts.md shows a sudo password
         # taken from the secret source instead, and where the secrets come from
         ("proxy-1.example.net", {"ssh_user": "deploy", "_sudo": True}),
     ]

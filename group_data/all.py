@@ -5,7 +5,7 @@ litellm_runner/settings.py; the packaged deploy takes its defaults from there, a
 tests/unit/test_settings.py keeps every value below equal to them. Override per group
 in group_data/<group>.py or per host in the inventory. Secrets never live
 here: only the *names* of the secrets, whose values come from the operator's
-secret source on the control machine (see README, "Secrets").
+secret source on the control machine (see docs/real-hosts.md, Secrets).
 
 A setting keeps one name everywhere: the LiteLLM settings below use LiteLLM's
 own key names, which are also the keys in config.generated.yaml, in the
@@ -73,7 +73,7 @@ litellm_model_list = [  # the proxy's model_list; api_key values must be os.envi
 ]
 litellm_config_backups_keep = 5  # timestamped copies of the replaced config kept
 # The proxy's MCP servers (config mcp_servers; fields of litellm 1.102.4, see litellm_runner/mcp.py and
-# README "MCP servers"): name (letters, digits, _) -> entry; credentials are os.environ/ references to
+# docs/models.md): name (letters, digits, _) -> entry; credentials are os.environ/ references to
 # names in litellm_env_secrets. The lint refuses one without upstream auth (LINT-11), a literal
 # credential (LINT-12) and a URL on another host (LINT-13, https; LINT-14, plain http) unless waived. e.g.
 # "tickets": {"url": "http://127.0.0.1:8091/mcp", "auth_type": "bearer_token",
@@ -176,7 +176,7 @@ litellm_key_rotation = [  # aliases whose key is kept valid; e.g.
 ]
 
 
-# --- Gates (checked before any command reaches a host; see README, "Refusing bad input") ---
+# --- Gates (checked before any command reaches a host; see docs/gates.md) ---
 # Capacity: litellm_num_workers x general_settings.database_connection_pool_limit
 # + litellm_db_other_clients + litellm_db_reserve_connections <= max_connections, read from
 # the live PostgreSQL (the runner never changes max_connections: that needs a restart).
@@ -191,8 +191,7 @@ litellm_unit_exposure_max = 6.6
 
 # --- Run lock ----------------------------------------------------------------------------
 # A converge holds /run/litellm-runner.lock on the host from before its first fact
-# until its last operation (dry runs and the drift check take no lock). See README,
-# "Concurrent runs and interruption".
+# until its last operation (dry runs and the drift check take no lock). See docs/run-lock.md.
 litellm_lock_wait = 30  # seconds a second converge waits for the holder before it refuses (exit 1)
 litellm_lock_stale_after = 300  # seconds without a heartbeat after which a lock taken from another machine
 # counts as abandoned and is taken over (a live holder beats every tenth of this: 30 s); from the holder's own
@@ -201,6 +200,6 @@ litellm_lock_stale_after = 300  # seconds without a heartbeat after which a lock
 
 # --- Sandbox only ----------------------------------------------------------------------
 # True only for the throwaway podman host: the proxy runs without DATABASE_URL
-# there because Prisma's engines cannot be downloaded (see README). Production
+# there because Prisma's engines cannot be downloaded (see docs/python-env.md). Production
 # hosts never set it.
 litellm_sandbox = False

@@ -59,7 +59,7 @@ def deploy_litellm() -> None:
 
 
 def _keep_operation_names() -> None:
-    """Operations keep the names the drift report, the README and the tests use (``Directory ... | fs-01``).
+    """Operations keep the names the drift report, the docs and the tests use (``Directory ... | fs-01``).
 
     pyinfra prefixes every operation of a decorated deploy with the deploy's name; this deploy's own
     name is taken off for its body (a caller's deploy name stays). The decorator restores it on return.

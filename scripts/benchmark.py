@@ -138,7 +138,7 @@ def runner(label: str, argv: list[str], hosts_file: pathlib.Path, tmp: pathlib.P
 
 CONVERGE = [PYINFRA, "inventory.py", "deploy.py", "-y"]
 # every fleet host has its own sshd, so the fleet check may connect to all at once (the check's default
-# in-flight limit, 10, protects one sshd's MaxStartups: see README "Fleets")
+# in-flight limit, 10, protects one sshd's MaxStartups: see docs/fleets.md)
 CHECK = [sys.executable, "-m", "litellm_runner.cli.check", "--parallel", "50"]
 
 

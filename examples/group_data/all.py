@@ -1,6 +1,6 @@
 """This project's settings for all its hosts: only what differs from the packaged defaults.
 
-Every setting, its default and its check: the runner's README, "Desired state".
+Every setting, its default and its check: the runner's settings reference, docs/settings.md.
 """
 
 litellm_num_workers = 1  # proxy worker processes of a small host (default 4)

@@ -21,7 +21,7 @@ sandbox's inventory connect as that user through sudo; the password is only in
 the sandbox's own secret source (``.sandbox/NAME/secrets.env``, as
 LITELLM_SUDO_PASSWORD). ``--no-root-login`` makes sshd refuse root.
 
-Differences from production (see README): the proxy runs without
+Differences from production (see docs/sandbox.md): the proxy runs without
 DATABASE_URL (Prisma's engines cannot be downloaded here), and the secrets
 come from a generated .sandbox/secrets.env.
 """
@@ -50,7 +50,7 @@ STATE = REPO / ".sandbox"
 CONTEXT = REPO / "sandbox"
 ROOTFS_IMAGE = "localhost/litellm-sandbox-rootfs"  # tagged by release codename
 IMAGE = "localhost/litellm-sandbox"  # tagged CODENAME-HASH
-# codename -> what the release ships (verified in the images; see README, "Supported releases")
+# codename -> what the release ships (verified in the images; see docs/real-hosts.md, Supported releases)
 RELEASES = {
     "bookworm": {"version": "12", "postgresql": "15", "python": "3.11", "systemd": "252"},
     "trixie": {"version": "13", "postgresql": "17", "python": "3.13", "systemd": "257"},
@@ -391,7 +391,7 @@ def up(
     if operator:
         _setup_operator(name, operator, pub)
     _root_login(name, root_login)
-    # a podman trap (README "The sandbox"): logind stops the login user's manager 10 s after its last
+    # a podman trap (docs/sandbox.md): logind stops the login user's manager 10 s after its last
     # session, the stop can hang for 2 min in a container ("Processes still around after final SIGKILL"),
     # and the next SSH login waits for it; lingering keeps the login users' managers running between runs
     _run(["podman", "exec", name, "loginctl", "enable-linger", "root", *([OPERATOR] if operator else [])])

@@ -17,7 +17,7 @@ reference. Then, from the host itself (plain ssh, the proxy listens on the host'
   answers, the service account's journal, any command line on the host, the rendered config;
 - the lint refuses the unauthenticated and exposed variants before any host is touched.
 
-The sandbox proxy runs without DATABASE_URL (README, "The sandbox"): access by virtual key, team or
+The sandbox proxy runs without DATABASE_URL (docs/sandbox.md): access by virtual key, team or
 access group needs the database, so here access is the master key against no key.
 
 Run: LITELLM_IT_SANDBOX=litellm-sandbox-h7 LITELLM_IT_PORT=2407 \\
