@@ -6,7 +6,7 @@ servers, directories, the env) entry by entry and across keys.
 
 ``validate(data, source)`` returns one message per problem, each naming the
 file the value came from, the key, the bad value and the expected form.
-deploy.py calls ``preflight.check_inventory()`` for every host of the inventory before its
+litellm_runner.validate runs it for every host of the inventory before pyinfra connects, and before its
 first operation, so a refusal leaves every host as it was.
 """
 

@@ -16,6 +16,7 @@ from litellm_runner.cli import exitcodes
 
 PROG = "litellm-runner"
 COMMANDS = {  # subcommand -> (module with main(argv, prog), summary)
+    "validate": ("litellm_runner.cli.validate", "check every host's desired state without contacting any host"),
     "check": ("litellm_runner.cli.check", "drift check: has any host drifted from group_data?"),
     "lint": ("litellm_runner.gates.lint", "config security lint of a LiteLLM config.yaml and its env file"),
     "cve-gate": ("litellm_runner.gates.cve", "audit the locks of a pins file against the advisories"),

@@ -42,6 +42,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -225,6 +226,7 @@ def _run(text: str, flags: tuple, online: bool, advisories) -> list[dict]:
                 proc = subprocess.run(base + extra, capture_output=True, text=True, timeout=TIMEOUT)
             except subprocess.TimeoutExpired:
                 raise CveGateError(f"pip-audit did not answer within {TIMEOUT}s") from None
+            _interrupted(proc.returncode)
             # exit 1 means "vulnerabilities found"; the JSON on stdout says which
             try:
                 return json.loads(proc.stdout)["dependencies"]
@@ -235,6 +237,13 @@ def _run(text: str, flags: tuple, online: bool, advisories) -> list[dict]:
             return audit([])
         with osv_server.serve(advisories) as url:
             return audit(["-s", "osv", "--osv-url", url])
+
+
+def _interrupted(returncode: int) -> None:
+    """Ctrl-C reaches pip-audit too (one process group): its death by SIGINT is the operator's interrupt,
+    raised as such (exit 130, "interrupted"), never reported as a failed audit."""
+    if returncode == -signal.SIGINT:
+        raise KeyboardInterrupt
 
 
 def _advisory_key(gate: str, text: str, flags: tuple, online: bool, advisories) -> str | None:
@@ -389,6 +398,7 @@ def _make_sbom(text: str, advisories) -> str:
         ]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
+            _interrupted(proc.returncode)
             bom = json.loads(proc.stdout)
         except subprocess.TimeoutExpired:
             raise CveGateError(f"pip-audit did not answer within {TIMEOUT}s") from None
