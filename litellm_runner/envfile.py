@@ -111,6 +111,7 @@ class _Reader:
         self.values: dict[str, str] = {}
         self.line = 1  # the line being read
         self.start = 1  # the line where the current assignment began
+        self.previous = ""  # the character read before the current one
         self.state = "PRE_KEY"
         self.key: list[str] = []
         self.value: list[str] = []
@@ -140,9 +141,16 @@ class _Reader:
         getattr(self, "s_" + self.state)(c)
         if c == "\n":
             self.line += 1
+        self.previous = c
 
     def s_PRE_KEY(self, c):
         self.start = self.line
+        if self.previous == "\r" and c not in NEWLINE:  # a lone \r: systemd starts a new line here
+            raise self.fail(
+                "a carriage return (\\r) inside a line: systemd reads it as a line break, so what follows it "
+                "is read as a line of its own; expected one KEY=value a line, without \\r",
+                key=False,
+            )
         if c in COMMENTS:
             self.state = "COMMENT"
         elif c not in WHITESPACE:

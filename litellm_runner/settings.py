@@ -97,6 +97,13 @@ def name_like_user(v: Any) -> bool:
     return isinstance(v, str) and bool(USER.fullmatch(v))
 
 
+def service_account(v: Any) -> bool | str:
+    """A user name like 'litellm', never root: the account runs the proxy (uid 0 is refused on the host too)."""
+    if not name_like_user(v):
+        return False
+    return v != "root" or "not root: the proxy runs as an unprivileged account of its own"
+
+
 def list_of_str(v: Any) -> bool:
     return isinstance(v, list) and all(isinstance(i, str) and i for i in v)
 
@@ -233,7 +240,7 @@ _TRUE_FALSE = "true or false"
 
 SPEC: tuple[Setting, ...] = (
     # --- service account
-    Setting("litellm_user", "litellm", name_like_user, "a user name like 'litellm'",
+    Setting("litellm_user", "litellm", service_account, "an unprivileged user name like 'litellm'",
             "service account: owns the deployment, runs the user units; created when missing", "users-01"),
     Setting("litellm_group", "litellm", name_like_user, "a group name like 'litellm'",
             "primary group of litellm_user", "users-01"),
