@@ -56,14 +56,17 @@ def group_data_problems(folder: pathlib.Path | None = None) -> list[str]:
         try:
             code = compile(path.read_bytes(), str(path), "exec")
         except SyntaxError as exc:
-            found.append(f"{path}:{exc.lineno}: {exc.msg}: expected valid Python (group_data is Python assignments)")
+            found.append(
+                f"group_data/{path.name}:{exc.lineno}: {exc.msg}: expected valid Python (group_data is Python "
+                "assignments)"
+            )
             continue
         try:
             exec(code, {"__file__": str(path), "__name__": f"group_data.{path.stem}"})  # noqa: S102 (the operator's own file, as pyinfra runs it)
         except Exception as exc:  # noqa: BLE001 (any error: shown as file, line and message)
             frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
             line = frames[-1].lineno if frames else 0
-            found.append(f"{path}:{line}: {type(exc).__name__}: {exc}: expected group data that loads")
+            found.append(f"group_data/{path.name}:{line}: {type(exc).__name__}: {exc}: expected group data that loads")
     return found
 
 
@@ -91,8 +94,8 @@ def unmatched_group_files(inventory, folder: pathlib.Path | None = None) -> list
     for path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
         if path.stem not in groups:
             found.append(
-                f"{path}: group {path.stem!r} has no host in the inventory: expected a file named after a group "
-                f"of the inventory ({', '.join(sorted(groups))}); is it misspelt?"
+                f"group_data/{path.name}: group {path.stem!r} has no host in the inventory: expected a file named "
+                f"after a group of the inventory ({', '.join(sorted(groups))}); is it misspelt?"
             )
     return found
 

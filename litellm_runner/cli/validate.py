@@ -62,7 +62,8 @@ def validate_project(project: pathlib.Path, inventory: str = "inventory.py") -> 
     from litellm_runner import validate
 
     os.environ["LITELLM_PROJECT"] = str(project)  # group_data, locks and caches are the project's
-    os.chdir(project)  # pyinfra's own rule: the inventory's relative paths are the project's
+    if project.is_dir():
+        os.chdir(project)  # pyinfra's own rule: the inventory's relative paths are the project's
     loaded, refused = load_inventory(project, inventory)
     if loaded is None:
         return refused, [], 0
