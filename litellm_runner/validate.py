@@ -19,13 +19,15 @@ whose inventory does not call ``before_connect`` (the pyinfra API, another inven
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import os
 import pathlib
+import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import yaml
@@ -221,10 +223,35 @@ def check_once(inventory) -> bool:
     """
     with _lock:
         if "done" not in _checked:
-            found, warned = problems(inventory)
+            with interruptible():
+                found, warned = problems(inventory)
             report(found, warned)
             _checked["done"] = not found
     return _checked["done"]
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Ctrl-C during the block raises KeyboardInterrupt here (the caller exits 130, "interrupted").
+
+    pyinfra's CLI handles SIGINT itself ("Exiting upon user request!", exit 0) and gevent's hub prints
+    a KeyboardInterrupt it sees with a timestamp: for the checks, Python's own handler, and no print.
+    """
+    import gevent  # pyinfra's: the hub that runs the checks' subprocesses under pyinfra
+
+    hub = gevent.get_hub()
+    quiet = getattr(hub, "NOT_ERROR", None)
+    if quiet is not None:
+        hub.NOT_ERROR = (*quiet, KeyboardInterrupt)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler) if main_thread else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        if quiet is not None:
+            hub.NOT_ERROR = quiet
 
 
 def before_connect() -> None:

@@ -64,10 +64,11 @@ def validate_project(project: pathlib.Path, inventory: str = "inventory.py") -> 
     os.environ["LITELLM_PROJECT"] = str(project)  # group_data, locks and caches are the project's
     if project.is_dir():
         os.chdir(project)  # pyinfra's own rule: the inventory's relative paths are the project's
-    loaded, refused = load_inventory(project, inventory)
-    if loaded is None:
-        return refused, [], 0
-    found, warned = validate.problems(loaded)
+    with validate.interruptible():
+        loaded, refused = load_inventory(project, inventory)
+        if loaded is None:
+            return refused, [], 0
+        found, warned = validate.problems(loaded)
     return found, warned, len(loaded)
 
 

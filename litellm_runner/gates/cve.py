@@ -223,10 +223,9 @@ def _run(text: str, flags: tuple, online: bool, advisories) -> list[dict]:
 
         def audit(extra):
             try:
-                proc = subprocess.run(base + extra, capture_output=True, text=True, timeout=TIMEOUT)
+                proc = _pip_audit_run(base + extra)
             except subprocess.TimeoutExpired:
                 raise CveGateError(f"pip-audit did not answer within {TIMEOUT}s") from None
-            _interrupted(proc.returncode)
             # exit 1 means "vulnerabilities found"; the JSON on stdout says which
             try:
                 return json.loads(proc.stdout)["dependencies"]
@@ -239,11 +238,23 @@ def _run(text: str, flags: tuple, online: bool, advisories) -> list[dict]:
             return audit(["-s", "osv", "--osv-url", url])
 
 
-def _interrupted(returncode: int) -> None:
-    """Ctrl-C reaches pip-audit too (one process group): its death by SIGINT is the operator's interrupt,
-    raised as such (exit 130, "interrupted"), never reported as a failed audit."""
-    if returncode == -signal.SIGINT:
-        raise KeyboardInterrupt
+def _pip_audit_run(cmd: list[str]) -> subprocess.CompletedProcess:
+    """pip-audit CMD in a session of its own, its output captured, within TIMEOUT (TimeoutExpired otherwise).
+
+    A terminal's Ctrl-C reaches this process only: pip-audit and the pip processes it starts never print
+    their own interrupt; the whole session is killed and the operator's KeyboardInterrupt goes on (exit 130).
+    """
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except BaseException:  # timeout, Ctrl-C: nothing of the audit is left running
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def _advisory_key(gate: str, text: str, flags: tuple, online: bool, advisories) -> str | None:
@@ -397,8 +408,7 @@ def _make_sbom(text: str, advisories) -> str:
             url,
         ]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
-            _interrupted(proc.returncode)
+            proc = _pip_audit_run(cmd)
             bom = json.loads(proc.stdout)
         except subprocess.TimeoutExpired:
             raise CveGateError(f"pip-audit did not answer within {TIMEOUT}s") from None

@@ -130,6 +130,17 @@ CASES = [
         exitcodes.USAGE,
         "'many': expected a whole number of hosts",
     ),
+    ("check-negative-parallel", ["check", "--parallel", "-3"], exitcodes.USAGE, "-3: expected a whole number of hosts"),
+    ("check-unknown-option", ["check", "--bogus"], exitcodes.USAGE, "No such option '--bogus'"),
+    (
+        "check-report-in-a-missing-folder",
+        ["check", "--json", "/nonexistent/dir/x.json"],
+        exitcodes.USAGE,
+        "/nonexistent/dir/x.json: the folder /nonexistent/dir does not exist: expected a path in an existing folder",
+    ),
+    ("check-report-a-folder", ["check", "--junit", "{lint}"], exitcodes.USAGE, ": is a folder: expected a file path"),
+    ("validate-unknown-option", ["validate", "--bogus"], exitcodes.USAGE, "unrecognized arguments: --bogus"),
+    ("validate-no-inventory", ["validate"], exitcodes.FAILED, "sandbox no-such-sandbox is not running"),
     ("check-yes-refused", ["check", "-y"], exitcodes.FAILED, "-y/--yes skips change detection"),
     ("check-no-inventory", ["check"], exitcodes.FAILED, "sandbox no-such-sandbox is not running"),
 ]

@@ -10,11 +10,13 @@ anyway. tests/integration/test_validate_run.py feeds the same table through a re
 from __future__ import annotations
 
 import os
+import signal
 import pathlib
 import re
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -458,3 +460,64 @@ def test_the_provider_list_is_the_pinned_litellms():
     from litellm_runner.schema import providers
 
     assert {"openai", "hosted_vllm", "anthropic", "azure", "bedrock"} <= providers()
+
+
+# --- Ctrl-C during the checks ---------------------------------------------------------------------
+
+
+def _in_tree(root: int, word: str) -> bool:
+    """Whether a process below ROOT runs a command line containing WORD."""
+    rows = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,args="], capture_output=True, text=True, timeout=30).stdout
+    children: dict[int, list[tuple[int, str]]] = {}
+    for row in rows.splitlines():
+        pid, ppid, *args = row.split(None, 2)
+        children.setdefault(int(ppid), []).append((int(pid), args[0] if args else ""))
+    todo = [root]
+    while todo:
+        for pid, args in children.get(todo.pop(), []):
+            if word in args:
+                return True
+            todo.append(pid)
+    return False
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "-m", "litellm_runner.cli.main", "validate", "--project", "{dir}"],
+        [sys.executable, "-m", "litellm_runner.cli.main", "check", "--project", "{dir}"],
+        [str(pathlib.Path(sys.executable).parent / "pyinfra"), "inventory.py", "deploy.py", "-y"],
+    ],
+    ids=["validate", "check", "pyinfra-run"],
+)
+def test_ctrl_c_during_the_checks_exits_130_interrupted(tmp_path, command):
+    """Ctrl-C (SIGINT to the terminal's process group) while pip-audit runs: exit 130, "interrupted", no
+    traceback and nothing left running; no host was contacted."""
+    env = {**project(tmp_path), "LITELLM_GATE_CACHE": "off"}  # pip-audit runs, so there is time to press Ctrl-C
+    proc = subprocess.Popen(
+        [part.format(dir=tmp_path) for part in command],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    try:
+        for _ in range(1200):  # until pip-audit runs (at most 60 s)
+            if proc.poll() is not None or _in_tree(proc.pid, "pip-audit"):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, (proc.communicate(), env.get("LITELLM_GATE_CACHE"))
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == exitcodes.INTERRUPTED, err
+    assert "interrupted" in err.splitlines()[-1] or "interrupted" in err
+    assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err, err
+    assert "pip-audit failed" not in err and "refusing" not in err
+    assert "Connected" not in out + err
+    assert not _in_tree(proc.pid, "pip-audit")
