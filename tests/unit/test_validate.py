@@ -10,10 +10,10 @@ anyway. tests/integration/test_validate_run.py feeds the same table through a re
 from __future__ import annotations
 
 import os
-import signal
 import pathlib
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
