@@ -214,7 +214,9 @@ def _check_models(data, bad):
     if not isinstance(models, list):
         bad("litellm_model_list", models, BY_NAME["litellm_model_list"].expected)
         return
-    declared = set(_secret_names(data)) | set(data.get("litellm_env") or {})
+    env = data.get("litellm_env")
+    declared = set(_secret_names(data)) | set(env if isinstance(env, dict) else {})
+    cross_check = BY_NAME["litellm_env_secrets"].check(data.get("litellm_env_secrets")) is True  # else its own refusal
     for i, model in enumerate(models):
         where = f"litellm_model_list[{i}]"
         if not isinstance(model, dict):
@@ -227,7 +229,7 @@ def _check_models(data, bad):
             bad(f"{where}.litellm_params", params, "a mapping with at least model: PROVIDER/MODEL")
             continue
         _check_model_params(where, params, declared, bad)
-        for path, value in _references(model):
+        for path, value in _references(model) if cross_check else ():
             name = value[len("os.environ/") :]
             if name not in declared:
                 bad(

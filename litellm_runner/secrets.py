@@ -36,6 +36,10 @@ class SecretError(ValueError):
     pass
 
 
+class MissingSecretError(SecretError):
+    """A name of litellm_env_secrets with no value in the secret source."""
+
+
 def read_secrets_file(path: str | os.PathLike, named_by: str = "") -> dict[str, str]:
     """Parse a KEY=value secrets file as systemd would (envfile.read); refuse one readable by group or others.
 
@@ -84,10 +88,7 @@ def load(names: list[str], secrets_file: str | None = None) -> dict[str, str]:
             raise SecretError(str(exc)) from None
     if missing:
         where = f"the environment or {path}" if path else "the environment (no LITELLM_SECRETS_FILE set)"
-        raise SecretError(
-            f"secret(s) {', '.join(missing)} not found in {where}: expected every name of litellm_env_secrets "
-            "with a value"
-        )
+        raise MissingSecretError(f"secret(s) {', '.join(missing)} not found in {where}")
     return values
 
 

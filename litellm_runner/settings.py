@@ -240,7 +240,7 @@ _TRUE_FALSE = "true or false"
 
 SPEC: tuple[Setting, ...] = (
     # --- service account
-    Setting("litellm_user", "litellm", service_account, "an unprivileged user name like 'litellm'",
+    Setting("litellm_user", "litellm", service_account, "a user name like 'litellm'",
             "service account: owns the deployment, runs the user units; created when missing", "users-01"),
     Setting("litellm_group", "litellm", name_like_user, "a group name like 'litellm'",
             "primary group of litellm_user", "users-01"),

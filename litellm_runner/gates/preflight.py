@@ -58,7 +58,10 @@ def _lint(data, src) -> tuple[list[str], list[str]]:
     try:
         env = future_env(data)
     except secrets.SecretError as exc:  # names the key and the source, never a value
-        return [f"{_secret_source(data)}: {exc}"], []
+        expected = ": expected every name of litellm_env_secrets with a value" * isinstance(
+            exc, secrets.MissingSecretError
+        )
+        return [f"{_secret_source(data)}: {exc}{expected}"], []
     problems: list[str] = []
     warnings: list[str] = []
     for f in lint.lint_config(config, env):
