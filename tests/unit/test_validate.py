@@ -67,9 +67,11 @@ def append(folder: pathlib.Path, text: str, name: str = "all.py") -> None:
 
 
 def host_data(folder: pathlib.Path, **data) -> None:
-    """The unreachable host's data in the hosts file, with DATA added (one line a key, in this order)."""
-    entry = {"name": UNREACHABLE["name"], "data": {**UNREACHABLE["data"], **data}}
-    (folder / "hosts.yml").write_text(yaml.safe_dump({"litellm_hosts": [entry]}, sort_keys=False))
+    """The unreachable host's data in the hosts file (its first entry), with DATA added (one line a key, in order);
+    the other hosts stay."""
+    hosts = yaml.safe_load((folder / "hosts.yml").read_text())["litellm_hosts"]
+    hosts[0] = {"name": UNREACHABLE["name"], "data": {**UNREACHABLE["data"], **data}}
+    (folder / "hosts.yml").write_text(yaml.safe_dump({"litellm_hosts": hosts}, sort_keys=False))
 
 
 def secrets_text(folder: pathlib.Path, text: str, mode: int = 0o600) -> None:
