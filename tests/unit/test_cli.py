@@ -93,6 +93,7 @@ def test_help_of_the_tool_and_every_subcommand(command):
 # (id, arguments ({lint} = the lint inputs' folder), expected code, a fragment of stdout + stderr)
 CASES = [
     ("no-command", [], exitcodes.USAGE, "the following arguments are required: COMMAND"),
+    ("version", ["--version"], exitcodes.OK, "litellm-runner 0.1.0"),
     ("unknown-command", ["deploy"], exitcodes.USAGE, "invalid choice: 'deploy'"),
     ("lint-clean", ["lint", "{lint}/config.yaml", "--env-file", "{lint}/env.private"], exitcodes.OK, "lint: clean"),
     (
