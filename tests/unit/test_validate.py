@@ -100,7 +100,7 @@ CASES = [
     (
         "root-account",
         lambda f, e: append(f, 'litellm_user = "root"'),
-        ["litellm_user = 'root': expected an unprivileged user name like 'litellm' (not root"],
+        ["litellm_user = 'root': expected a user name like 'litellm' (not root"],
     ),
     (
         "model-without-name",
