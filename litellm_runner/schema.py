@@ -31,6 +31,7 @@ from litellm_runner.settings import (
     dedicated,
     list_of_str,
     section_keys,
+    variable_names,
 )
 from litellm_runner.settings import port as _port
 from litellm_runner.settings import whole as _int
@@ -216,7 +217,7 @@ def _check_models(data, bad):
         return
     env = data.get("litellm_env")
     declared = set(_secret_names(data)) | set(env if isinstance(env, dict) else {})
-    cross_check = BY_NAME["litellm_env_secrets"].check(data.get("litellm_env_secrets")) is True  # else its own refusal
+    cross_check = variable_names(data.get("litellm_env_secrets"))  # a wrong list is refused by its own check
     for i, model in enumerate(models):
         where = f"litellm_model_list[{i}]"
         if not isinstance(model, dict):

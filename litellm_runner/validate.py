@@ -81,7 +81,7 @@ def _assigned_lines(path: str) -> dict[str, int]:
         return {}
     lines: dict[str, int] = {}
     for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        targets: list[object] = [*node.targets] if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
         for target in targets:
             if isinstance(target, ast.Name):
                 lines[target.id] = node.lineno
@@ -281,4 +281,4 @@ def before_connect() -> None:
         connect_all(state)
 
     validate_then_connect.validates = True  # type: ignore[attr-defined]
-    cli.connect_all = validate_then_connect  # pyinfra's _main calls it by this module-level name
+    cli.connect_all = validate_then_connect  # type: ignore[attr-defined]  # _main calls it by this module-level name
