@@ -20,6 +20,7 @@ PROG = "litellm-runner"
 COMMANDS = {  # subcommand -> (module with main(argv, prog), summary)
     "validate": ("litellm_runner.cli.validate", "check every host's desired state without contacting any host"),
     "check": ("litellm_runner.cli.check", "drift check: has any host drifted from group_data?"),
+    "lock": ("litellm_runner.cli.lock", "lock a project's pins of the hosts' venv (its full closure, with hashes)"),
     "lint": ("litellm_runner.gates.lint", "config security lint of a LiteLLM config.yaml and its env file"),
     "cve-gate": ("litellm_runner.gates.cve", "audit the locks of a pins file against the advisories"),
     "osv-server": ("litellm_runner.gates.osv_server", "serve an advisory file as a loopback OSV endpoint"),

@@ -57,6 +57,7 @@ from litellm_runner.resources import shipped
 
 IGNORED = shipped("files", "advisories", "ignored.yaml")
 TIMEOUT = 180  # seconds for one pip-audit run
+RELOCK = "run `litellm-runner lock` (`make lock` in a clone)"  # how a stale or missing lock is fixed
 PYTHONS = ("3.11", "3.13")  # the hosts' interpreters: Debian 12, Debian 13
 # PyPI releases that were compromised (credential stealer): never locked, never accepted installed.
 COMPROMISED = {"litellm": {"1.82.7", "1.82.8"}}
@@ -138,27 +139,27 @@ def lock_problems(pins, lock) -> list[str]:
     try:
         data = read_lock(lock.read_text())
     except InvalidRequirement as exc:
-        return [f"{lock}: not a lock ({exc}): run `make lock`"]
+        return [f"{lock}: not a lock ({exc}): {RELOCK}"]
     problems = []
     python = lock.stem.rsplit(".py", 1)[-1]
     if data.get("python") != python:
-        problems.append(f"{lock}: header says python {data.get('python')!r}, its name says {python}: run `make lock`")
+        problems.append(f"{lock}: header says python {data.get('python')!r}, its name says {python}: {RELOCK}")
     if data.get("pins-sha256") != sha256_file(pins):
         problems.append(
             f"{lock}: made from other pins than {pins} (pins-sha256 {str(data.get('pins-sha256'))[:12]}, "
-            f"pins now {sha256_file(pins)[:12]}): run `make lock`"
+            f"pins now {sha256_file(pins)[:12]}): {RELOCK}"
         )
     locked = data["packages"]
     for req in parse_pins(pins.read_text(), str(pins)):
         name = canonicalize_name(req.name)
         version = locked.get(name, (None, []))[0]
         if version is None:
-            problems.append(f"{lock}: pin {req} is not in the lock: run `make lock`")
+            problems.append(f"{lock}: pin {req} is not in the lock: {RELOCK}")
         elif not req.specifier.contains(version, prereleases=True):
-            problems.append(f"{lock}: {name} {version} does not satisfy the pin {req}: run `make lock`")
+            problems.append(f"{lock}: {name} {version} does not satisfy the pin {req}: {RELOCK}")
     for name, (version, hashes) in sorted(locked.items()):
         if version is None or not hashes:
-            problems.append(f"{lock}: {name}: expected name==version with --hash lines: run `make lock`")
+            problems.append(f"{lock}: {name}: expected name==version with --hash lines: {RELOCK}")
         if version in COMPROMISED.get(name, ()):
             problems.append(f"{lock}: {name} {version} is a compromised release: never install it")
     return problems
@@ -348,7 +349,7 @@ def audit_requirements(path, advisories=None, ignored=IGNORED) -> list[dict]:
     problems = (
         []
         if locks
-        else [f"no lock of {path} (expected {', '.join(str(lock_path(path, p)) for p in PYTHONS)}): run `make lock`"]
+        else [f"no lock of {path} (expected {', '.join(str(lock_path(path, p)) for p in PYTHONS)}): {RELOCK}"]
     )
     for lock in locks.values():
         problems += lock_problems(path, lock)

@@ -583,7 +583,8 @@ def _cve_findings(installed: dict[str, str]) -> str | None:
 def _fail(state, host, text):
     host.log_styled(
         f"{text}\n  expected no known-vulnerable package in the venv: raise the pin in "
-        "litellm_venv_requirements and run `make lock`, or waive the advisory in files/advisories/ignored.yaml",
+        "litellm_venv_requirements and run `litellm-runner lock`, or waive the advisory in "
+        "files/advisories/ignored.yaml",
         fg="red",
         log_func=logger.error,
     )

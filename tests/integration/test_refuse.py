@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from litellm_runner import sandbox
+from litellm_runner.gates.cve import RELOCK
 from tests.support.hosts import PYINFRA, REPO
 from tests.unit.group_data import defaults
 
@@ -362,7 +363,7 @@ CVE = [
         "litellm[proxy]==1.82.7\n",
         ["litellm_venv_requirements = '{req}': CVE gate refuses", "1.82.7: "],
     ),
-    ("pins-without-lock", {}, None, "redis\n", ["it has no current lock", "no lock of", "run `make lock`"]),
+    ("pins-without-lock", {}, None, "redis\n", ["it has no current lock", "no lock of", RELOCK]),
 ]
 UNITS = [  # scored on the host by its own systemd-analyze (read-only facts, no operation)
     (

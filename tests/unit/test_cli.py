@@ -58,7 +58,7 @@ def readme_tables() -> list[list[str]]:
 
 
 # commands documented in their own page until the README (being rewritten) gets their row
-README_PENDING = {"validate": "docs/validate.md"}
+README_PENDING = {"validate": "docs/validate.md", "lock": "docs/lock.md"}
 
 
 def test_the_readme_table_is_the_exit_code_table():
@@ -142,6 +142,8 @@ CASES = [
     ("check-report-a-folder", ["check", "--junit", "{lint}"], exitcodes.USAGE, ": is a folder: expected a file path"),
     ("validate-unknown-option", ["validate", "--bogus"], exitcodes.USAGE, "unrecognized arguments: --bogus"),
     ("validate-no-inventory", ["validate"], exitcodes.FAILED, "sandbox no-such-sandbox is not running"),
+    ("lock-no-pins", ["lock", "--project", "{lint}"], exitcodes.FAILED, "no pins file: expected the file"),
+    ("lock-two-pins", ["lock", "a.txt", "b.txt"], exitcodes.USAGE, "unrecognized arguments: b.txt"),
     ("check-yes-refused", ["check", "-y"], exitcodes.FAILED, "-y/--yes skips change detection"),
     ("check-no-inventory", ["check"], exitcodes.FAILED, "sandbox no-such-sandbox is not running"),
 ]
