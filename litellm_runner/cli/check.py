@@ -391,6 +391,13 @@ def _main(argv: list[str] | None, prog: str) -> int:
             parser.error(problem)
     if args.project:
         os.environ["LITELLM_PROJECT"] = str(args.project.resolve())
+    if (project() / "inventory.py").is_file() and not (project() / "deploy.py").is_file():
+        print(
+            f"{prog}: {project('deploy.py')}: no deploy file: run from a pyinfra project's folder (inventory.py, "
+            "deploy.py, group_data/) or name it with --project DIR",
+            file=sys.stderr,
+        )
+        return exitcodes.FAILED
     found, warned, _count = validate_project(project())
     if found:  # the dry run would refuse the same before connecting; said here without pyinfra's log around it
         validate.report(found, warned)
