@@ -17,7 +17,7 @@ import pytest
 from litellm_runner import sandbox
 from litellm_runner.cli import exitcodes
 from tests.support.hosts import PYINFRA
-from tests.unit.test_validate import CASES, SECRETS, UNREACHABLE, append, expected, project
+from tests.unit.test_validate import CASES, SECRETS, UNREACHABLE, append, project, reported
 
 ROOT = "/home/litellm/litellm"
 FINGERPRINT = f"stat -c '%n %a %Y' {ROOT}/state {ROOT}/env.litellm {ROOT}/state/config.generated.yaml"
@@ -54,7 +54,7 @@ def test_each_bad_input_is_refused_before_pyinfra_connects(host, tmp_path, case,
     out = proc.stdout + proc.stderr
     assert proc.returncode == exitcodes.FAILED, out[-3000:]
     for fragment in fragments:
-        assert expected(fragment, tmp_path) in out, out[-3000:]
+        assert reported(fragment, tmp_path, out), f"{fragment!r}:\n{out[-3000:]}"
     # pyinfra tried no host: neither the sandbox ("Connected") nor the unreachable one ("Could not connect")
     assert "Connected" not in out and "Could not connect" not in out and "No hosts remaining" not in out, out[-3000:]
     assert "Loaded fact" not in out and "Starting operation" not in out
