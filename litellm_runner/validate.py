@@ -149,12 +149,14 @@ def _hosts_file_lines(path: str) -> dict[tuple[str, str | None], int]:
 
 
 def _host_source(name: str, key: str) -> str:
+    """Where host NAME's own value of KEY is written: the hosts file and line (litellm_runner.inventory), the
+    sandbox's host data, or another inventory."""
     hosts_file = os.environ.get("LITELLM_INVENTORY")
     if hosts_file:
         lines = _hosts_file_lines(hosts_file)
         line = lines.get((name, key)) or lines.get((name, None))
         return f"{hosts_file}:{line}" if line else hosts_file
-    if not os.environ.get("LITELLM_INVENTORY") and name in os.environ.get("LITELLM_SANDBOXES", name):
+    if name in os.environ.get("LITELLM_SANDBOXES", "").split(","):
         return f"sandbox host data of {name} (.sandbox/{name}/host.json)"
     return f"inventory (host {name})"
 
