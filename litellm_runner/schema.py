@@ -71,7 +71,7 @@ def _show(key, value):
     if isinstance(value, str) and value and (named_secret and not value.startswith("os.environ/") or secret(value)):
         return "'***'"
     if key.endswith("_mode") and isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:#o} (a number)"
+        return f"{value} (= {value:#o}, a number)"  # 0o750 in Python is 488: both, so either reads
     if any(secret(v) for _, v in _leaves(value)):
         return "<value not shown: it contains a secret>"
     return repr(value)

@@ -95,7 +95,7 @@ CASES = [
     (
         "mode-as-a-number",
         lambda f, e: append(f, "litellm_dir_mode = 0o750"),
-        ["litellm_dir_mode = 0o750 (a number): expected an octal mode string such as '0750'"],
+        ["litellm_dir_mode = 488 (= 0o750, a number): expected an octal mode string such as '0750'"],
     ),
     ("mode-world-writable", lambda f, e: append(f, 'litellm_dir_mode = "0777"'), ["litellm_dir_mode = '0777': "]),
     (
