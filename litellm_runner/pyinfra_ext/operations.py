@@ -653,6 +653,9 @@ def foreign_sources(state: dict, managed: str, account: tuple[str, ...] = ()) ->
     )
 
 
+UNIT_SUFFIXES = (".service", ".timer", ".socket", ".path", ".target", ".mount", ".automount", ".swap", ".slice")
+
+
 def account_folders(home: str) -> tuple[str, ...]:
     """Prefixes of the folders the account writes that systemd reads for its units (its home, /run/user)."""
     return (f"{home.rstrip('/')}/", "/run/user/")
@@ -668,9 +671,10 @@ def no_account_plants(user: str, units: list):
     Each plant is drift with its evidence (path, type, owner, mode, size, mtime, sha256, a link's
     target): a unit file that shadows or extends a managed unit, a drop-in folder however linked, an
     extra unit or an extra ``.wants`` entry, an ``environment.d`` file, the manager's ``user.conf``.
-    Root's host-side code moves them into a root-owned quarantine folder with a manifest (never
-    deletes them, never follows or runs them), then the variables those files set are unset in the
-    account's manager; the units are reloaded, enabled again and restarted after this.
+    The account's extra units are stopped and disabled by its manager; root's host-side code moves
+    the plants into a root-owned quarantine folder with a manifest (never deletes them, never follows
+    or runs them); the variables those files set are unset in the account's manager; the managed
+    units are reloaded, enabled again and restarted after this.
     """
     plants = snapshot.fact(AccountPlants, user=user, units=list(units)) or []
     if not plants:
@@ -678,6 +682,15 @@ def no_account_plants(user: str, units: list):
         return
     for item in plants:
         drift.record("account-plant", {k: v for k, v in item.items() if k != "variables"}, "quarantined")
+    extra = sorted(
+        {
+            item["path"].rsplit("/", 1)[1]
+            for item in plants
+            if item["path"].endswith(UNIT_SUFFIXES) and item["path"].rsplit("/", 1)[1] not in units
+        }
+    )
+    if extra:  # the account's own units, stopped and disabled by their manager before their files move
+        yield f"{_systemctl_user(user)} disable --now {' '.join(q(u) for u in extra)} || true"
     yield hostside("quarantine", {"user": user, "units": list(units)})
     names = sorted({v for item in plants for v in item.get("variables", [])})
     if names:
