@@ -106,7 +106,7 @@ PLANTS = [
     # the same in the account's running manager (not a file: the units unset it)
     f"systemctl --user set-environment PYTHONPATH={EVIL}/py",
     # an extra unit, enabled
-    f"printf '[Service]\\nExecStart=/bin/sh -c \"echo $$(id -u) extra >> {MARKER}; sleep 3600\"\\n"
+    f'printf \'[Service]\\nExecStart=/bin/sh -c "echo $$(id -u) extra >> {MARKER}; sleep 3600"\\n'
     f"[Install]\\nWantedBy=default.target\\n' > {HOME}/.config/systemd/user/litellm-extra.service",
     "systemctl --user enable litellm-extra.service",
 ]
