@@ -240,7 +240,7 @@ MODEL_LIST = [
     },
 ]
 DIRS = ["state", "state/files", "state/redis", "state/archive", "state/archive/backups", "artifacts", "logs"]
-ROOTS_OWN = ("bin", "venv", "env.litellm")  # root's now (litellm_runner.layout): never an account-owned folder
+ROOTS_OWN = ("bin", "venv", "env.litellm")  # root's (litellm_runner.layout): never an account-owned folder
 _TRUE_FALSE = "true or false"
 
 SPEC: tuple[Setting, ...] = (
@@ -300,8 +300,8 @@ SPEC: tuple[Setting, ...] = (
     # --- env file and secrets
     Setting("litellm_env_secrets", ["LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "DATABASE_URL", "VLLM_API_KEY"],
             variable_names, "a list of environment variable names",
-            "names of the secrets written to env.litellm (0600); values come from the control machine's environment "
-            "or the file named by LITELLM_SECRETS_FILE", "sec-01"),
+            "names of the secrets written to /etc/litellm/env.litellm (root:litellm_group 0640); values come from "
+            "the control machine's environment or the file named by LITELLM_SECRETS_FILE", "sec-01"),
     Setting("litellm_env_placeholders", ["dummy", "changeme", "change-me", "sk-1234", "placeholder", "xxx"],
             list_of_str, "a list of placeholder values",
             "a secret with one of these values is written empty; the config lint (LINT-01) refuses them", "sec-01"),
