@@ -178,8 +178,8 @@ def host_files(host: Host) -> dict:
         return mode, text
 
     return {
-        "config": read(f"{ROOT}/state/config.generated.yaml"),
-        "env": read(f"{ROOT}/env.litellm"),
+        "config": read("/etc/litellm/config.generated.yaml"),
+        "env": read("/etc/litellm/env.litellm"),
         "config_backups": host.out(f"ls -1 {ROOT}/state/ | grep '^config.generated.yaml.bak-' || true").split(),
         "leftovers": host.out(
             f"find {ROOT} /home/litellm/.config -name '*.tmp-litellm-runner*' -o -name '.incomplete-*' | sort"
@@ -221,7 +221,7 @@ def assert_complete(host: Host, files: dict) -> None:
 def test_killed_converge_leaves_a_host_the_next_run_converges(fresh):
     host = fresh
     run = Converge()
-    run.wait_for_line(f"Starting operation: Env file {ROOT}/env.litellm content", timeout=900)
+    run.wait_for_line("Starting operation: Env file /etc/litellm/env.litellm content", timeout=900)
     time.sleep(0.3)  # inside the env file's and the config's writes
     run.kill()
     killed = run.pid

@@ -15,7 +15,7 @@ import pytest
 from tests.support.hosts import drift_check
 
 UNIT = "litellm-rerank.service"  # a stub server: restarts in a moment (the proxy may take minutes)
-MANAGED = f"/home/litellm/.config/systemd/user/{UNIT}"
+MANAGED = f"/etc/systemd/user/{UNIT}"
 CONTROL = "/home/litellm/.config/systemd/user.control"
 RUN = "/run/user/$(id -u litellm)/systemd"
 CTL = "systemctl --user --machine=litellm@.host"
