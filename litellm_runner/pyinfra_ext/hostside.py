@@ -377,6 +377,7 @@ ACCOUNT_UNIT_DIRS = (  # litellm_runner.layout.ACCOUNT_UNIT_DIRS
 ACCOUNT_ENV_DIRS = ("{home}/.config/environment.d", "{home}/.config/systemd/user.conf.d")
 ACCOUNT_ENV_FILES = ("{home}/.config/systemd/user.conf",)
 WANTS = (".wants", ".requires", ".upholds")
+QUARANTINED = re.compile(r"\.quarantined-[0-9]{8}T[0-9]{6,}\Z")  # quarantine's in-place name (another file system)
 PLANTS_LIMIT = 200  # items reported per run: a flood of plants is reported, never walked without end
 LISTING_SAMPLE = 10  # names shown of a planted directory
 ASSIGNMENT = re.compile(rb"^[ \t]*(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]{0,127})[ \t]*=", re.M)  # NAME= of a file
@@ -479,7 +480,8 @@ def account_plants(user: str, units: list[str]) -> list[dict]:
         fd, names = listed
         try:
             for name in names:
-                why(fd, name, f"{base}/{name}")
+                if not QUARANTINED.search(name):  # an earlier quarantine's in-place rename: systemd ignores it
+                    why(fd, name, f"{base}/{name}")
         finally:
             os.close(fd)
 
@@ -489,7 +491,7 @@ def account_plants(user: str, units: list[str]) -> list[dict]:
             sub = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
             try:
                 for link in sorted(os.listdir(sub)):
-                    if not _enablement(sub, link, managed):
+                    if not _enablement(sub, link, managed) and not QUARANTINED.search(link):
                         add(sub, link, f"{path}/{link}", "an extra unit wanted by the account's target")
             finally:
                 os.close(sub)
