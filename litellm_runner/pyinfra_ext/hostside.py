@@ -469,11 +469,31 @@ def account_plants(user: str, units: list[str]) -> list[dict]:
             except OSError:
                 pass  # absent, or gone meanwhile
 
+    def linked(base: str) -> bool:
+        """Add the first link on the way from the account's home to BASE (``~/.config -> elsewhere``)."""
+        parts = base[len(fill["home"]) :].strip("/").split("/") if base.startswith(fill["home"] + "/") else []
+        for i in range(1, len(parts) + 1):
+            path = f"{fill['home']}/{'/'.join(parts[:i])}"
+            try:
+                dirfd, name = parent(path)
+            except (OSError, Unsafe):
+                return False
+            try:
+                if stat.S_ISLNK(os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mode):
+                    add(dirfd, name, path, "a link on the way to the account's unit or environment folders")
+                    return True
+            except OSError:
+                return False
+            finally:
+                os.close(dirfd)
+        return False
+
     def scan(base: str, why) -> None:
         try:
             listed = _entries(base)
         except (OSError, Unsafe) as exc:
-            found.append({"path": base, "why": f"its folder cannot be walked safely: {exc}", "type": "unsafe"})
+            if not linked(base) and not any(f["path"] == base for f in found):
+                found.append({"path": base, "why": f"its folder cannot be walked safely: {exc}", "type": "unsafe"})
             return
         if listed is None:
             return

@@ -112,3 +112,17 @@ def test_quarantine_moves_each_plant_with_a_manifest_and_deletes_nothing(account
         "folder": None,
         "moved": [],
     }
+
+
+def test_a_linked_config_folder_is_one_plant_and_quarantined(account, tmp_path):
+    """``~/.config/environment.d`` as a link elsewhere: systemd follows it, root does not; the link is the plant."""
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "50-x.conf").write_text("PYTHONPATH=/tmp/x\n")
+    (account / ".config" / "environment.d").symlink_to(tmp_path / "elsewhere")
+    for path in (account, account / ".config", account / ".config" / "environment.d"):
+        os.lchown(path, 65534, 65534)  # the account's, as on a host: root does not follow its links
+    found = hostside.account_plants("acct", UNITS)
+    assert [(f["path"], f["type"]) for f in found] == [(f"{account}/.config/environment.d", "symlink")]
+    hostside.quarantine({"user": "acct", "units": UNITS})
+    assert hostside.account_plants("acct", UNITS) == []
+    assert (tmp_path / "elsewhere" / "50-x.conf").exists()  # the target is never touched
