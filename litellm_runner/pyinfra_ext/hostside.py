@@ -458,7 +458,8 @@ def account_plants(user: str, units: list[str]) -> list[dict]:
         pw = pwd.getpwnam(user)
     except KeyError:
         return []
-    fill = {"home": pw.pw_dir.rstrip("/"), "uid": pw.pw_uid}
+    home = pw.pw_dir.rstrip("/")
+    fill = {"home": home, "uid": pw.pw_uid}
     managed = set(units)
     found: list[dict] = []
 
@@ -471,9 +472,9 @@ def account_plants(user: str, units: list[str]) -> list[dict]:
 
     def linked(base: str) -> bool:
         """Add the first link on the way from the account's home to BASE (``~/.config -> elsewhere``)."""
-        parts = base[len(fill["home"]) :].strip("/").split("/") if base.startswith(fill["home"] + "/") else []
+        parts = base[len(home) :].strip("/").split("/") if base.startswith(home + "/") else []
         for i in range(1, len(parts) + 1):
-            path = f"{fill['home']}/{'/'.join(parts[:i])}"
+            path = f"{home}/{'/'.join(parts[:i])}"
             try:
                 dirfd, name = parent(path)
             except (OSError, Unsafe):
