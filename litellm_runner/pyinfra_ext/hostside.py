@@ -437,12 +437,16 @@ def _entries(path: str) -> tuple[int, list[str]] | None:
         raise
 
 
+XDG_UNITS = "/etc/xdg/systemd/user"  # Debian's link to MANAGED_UNITS: systemctl enable may name it
+
+
 def _enablement(dirfd: int, name: str, units: set[str]) -> bool:
     """NAME in a ``*.wants`` folder is the enablement link ``systemctl enable`` makes for a managed unit."""
     try:
-        return name in units and os.readlink(name, dir_fd=dirfd) == f"{MANAGED_UNITS}/{name}"
+        target = os.readlink(name, dir_fd=dirfd)
     except OSError:
         return False
+    return name in units and target in (f"{MANAGED_UNITS}/{name}", f"{XDG_UNITS}/{name}")
 
 
 def account_plants(user: str, units: list[str]) -> list[dict]:

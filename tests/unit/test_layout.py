@@ -51,6 +51,7 @@ def account(tmp_path, monkeypatch):
 def test_only_the_managed_enablement_links_are_the_accounts_own(account):
     wants = account / ".config" / "systemd" / "user" / "default.target.wants"
     (wants / "litellm.service").symlink_to(f"{layout.UNITS}/litellm.service")
+    (wants / "litellm-metrics.service").symlink_to("/etc/xdg/systemd/user/litellm-metrics.service")  # Debian's link
     assert hostside.account_plants("acct", UNITS) == []
 
 
