@@ -83,9 +83,10 @@ def test_rendered_settings(converged, host):
     assert gs["store_model_in_db"] is True
     assert gs["master_key"] == "os.environ/LITELLM_MASTER_KEY"
     assert config["litellm_settings"]["request_timeout"] == 120
-    # the replaced incident config was kept as a backup, with the file's mode
-    backups = host.out("stat -c '%a %n' /etc/litellm/config.generated.yaml.bak-*").splitlines()
-    assert backups and all(b.startswith("640 ") for b in backups)
+    # the incident config (the account's copy, in its tree) was kept: moved into root's quarantine (issue #22)
+    legacy = f"{ROOT}/state/config.generated.yaml"
+    kept = host.out(f"grep -l '\"{legacy}\"' /var/lib/litellm-runner/quarantine/*/manifest.json")
+    assert kept and host.out(f"stat -c %U {kept.splitlines()[0]}") == "root"
 
 
 def test_no_secret_in_rendered_config_or_unit_files(converged, host):
