@@ -505,8 +505,9 @@ def account_plants(user: str, units: list[str]) -> list[dict]:
         fd, names = listed
         try:
             for name in names:
-                if not QUARANTINED.search(name):  # an earlier quarantine's in-place rename: systemd ignores it
-                    why(fd, name, f"{base}/{name}")
+                if QUARANTINED.search(name) or sealed(os.stat(name, dir_fd=fd, follow_symlinks=False)):
+                    continue  # an earlier quarantine's, in place: systemd ignores or cannot read it
+                why(fd, name, f"{base}/{name}")
         finally:
             os.close(fd)
 
@@ -562,6 +563,38 @@ def _mkdirs(path: str, mode: int) -> int:
     return fd
 
 
+def sealed(st) -> bool:
+    """A folder quarantine sealed in place: root's, nobody else may enter (the account cannot make one)."""
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and not st.st_mode & 0o077
+
+
+def _move(dirfd: int, name: str, qfd: int, target: str, stamp: str, path: str) -> str:
+    """Move NAME (in DIRFD) to TARGET in the quarantine folder QFD; where it went, as the manifest says it.
+
+    Another file system: renamed in place (``NAME.quarantined-TIME``). A folder no rename can move (an
+    overlay's lower layer) is sealed in place instead: root:root 0700 by handle, so neither the account's
+    manager nor its services can read it, and the account cannot undo it."""
+    try:
+        os.rename(name, target, src_dir_fd=dirfd, dst_dir_fd=qfd)
+        return f"{{quarantine}}/{target}"
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    aside = f"{name}.quarantined-{stamp}"
+    try:
+        os.rename(name, aside, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+        return f"{path.rpartition('/')[0]}/{aside} (another file system: renamed in place)"
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    fd = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)  # only a folder gives EXDEV here
+    try:
+        _settle(fd, 0, 0, 0o700)
+    finally:
+        os.close(fd)
+    return f"{path} (cannot be moved on this file system: sealed in place, root:root 0700)"
+
+
 def quarantine(args: dict) -> dict:
     """Move the account's plants (``account_plants`` of ARGS.user and ARGS.units, as found now) and ARGS.paths
     into a fresh folder of ``QUARANTINE`` with ``manifest.json`` (each item's evidence, where it went).
@@ -580,7 +613,8 @@ def quarantine(args: dict) -> dict:
         except (OSError, Unsafe):
             continue
         try:
-            items.append(_evidence(dirfd, name, path, args.get("why", "the account's copy of root's file")))
+            if not sealed(os.stat(name, dir_fd=dirfd, follow_symlinks=False)):
+                items.append(_evidence(dirfd, name, path, args.get("why", "the account's copy of root's file")))
         except FileNotFoundError:
             pass
         finally:
@@ -608,15 +642,11 @@ def quarantine(args: dict) -> dict:
                 failed.append(f"{item['path']}: {exc}")
                 continue
             try:
-                os.rename(name, target, src_dir_fd=dirfd, dst_dir_fd=qfd)
-                item["moved_to"] = f"{QUARANTINE}/{stamp}/{target}"
+                item["moved_to"] = _move(dirfd, name, qfd, target, stamp, item["path"]).replace(
+                    "{quarantine}", f"{QUARANTINE}/{stamp}"
+                )
             except OSError as exc:
-                if exc.errno != errno.EXDEV:
-                    failed.append(f"{item['path']}: {exc.strerror}")
-                    continue
-                aside = f"{name}.quarantined-{stamp}"
-                os.rename(name, aside, src_dir_fd=dirfd, dst_dir_fd=dirfd)
-                item["moved_to"] = f"{item['path'].rpartition('/')[0]}/{aside} (another file system: renamed in place)"
+                failed.append(f"{item['path']}: {exc.strerror}")
             finally:
                 os.close(dirfd)
         manifest = json.dumps({"time": stamp, "user": args["user"], "items": items}, indent=2).encode()

@@ -697,6 +697,13 @@ def no_account_plants(user: str, units: list):
         yield f"{_systemctl_user(user)} unset-environment {' '.join(q(n) for n in names)} || true"
 
 
+def _unsealed(current: dict | None) -> bool:
+    """A path (PathState) that is there and not a folder the quarantine sealed in place (root:root 0700)."""
+    if current is None:
+        return False
+    return not (current["type"] == "directory" and current["user"] == "root" and current["mode"] == "0700")
+
+
 @operation()
 def no_legacy_copies(user: str, paths: list):
     """None of PATHS (the account's copies of root's files, from the layout before issue #22) is left.
@@ -708,7 +715,7 @@ def no_legacy_copies(user: str, paths: list):
     tree; root's own copies now live in ``layout``. The account's are moved into the quarantine
     folder with a manifest (never deleted, never run), after the units run from root's.
     """
-    found = [p for p in paths if snapshot.fact(PathState, path=p) is not None]
+    found = [p for p in paths if _unsealed(snapshot.fact(PathState, path=p))]
     if not found:
         host.noop(f"no copy of root's code or config in {user}'s tree")
         return

@@ -127,3 +127,26 @@ def test_a_linked_config_folder_is_one_plant_and_quarantined(account, tmp_path):
     hostside.quarantine({"user": "acct", "units": UNITS})
     assert hostside.account_plants("acct", UNITS) == []
     assert (tmp_path / "elsewhere" / "50-x.conf").exists()  # the target is never touched
+
+
+def test_a_folder_no_rename_can_move_is_sealed_in_place(account, tmp_path, monkeypatch):
+    """podman's overlay refuses to rename a lower layer's folder (EXDEV), in place too: sealed root:root 0700."""
+    (account / ".config" / "environment.d").mkdir()
+    real = os.rename
+
+    def rename(src, dst, *, src_dir_fd=None, dst_dir_fd=None):
+        if src == "environment.d":
+            raise OSError(18, "Invalid cross-device link")
+        return real(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+
+    monkeypatch.setattr(hostside.os, "rename", rename)
+    os.lchown(account / ".config" / "environment.d", 65534, 65534)
+    (account / ".config" / "environment.d").chmod(0o755)
+    home_link = account / ".config" / "systemd" / "user" / "x.service"
+    home_link.write_text("[Service]\n")
+    hostside.quarantine({"user": "acct", "units": UNITS, "paths": [str(account / ".config" / "environment.d")]})
+    st = (account / ".config" / "environment.d").stat()
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o700) and not home_link.exists()
+    assert hostside.account_plants("acct", UNITS) == []  # sealed: not a plant again
+    again = hostside.quarantine({"user": "acct", "units": UNITS, "paths": [str(account / ".config" / "environment.d")]})
+    assert again == {"folder": None, "moved": []}
