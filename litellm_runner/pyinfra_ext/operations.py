@@ -671,10 +671,10 @@ def no_account_plants(user: str, units: list):
     Each plant is drift with its evidence (path, type, owner, mode, size, mtime, sha256, a link's
     target): a unit file that shadows or extends a managed unit, a drop-in folder however linked, an
     extra unit or an extra ``.wants`` entry, an ``environment.d`` file, the manager's ``user.conf``.
-    The account's extra units are stopped and disabled by its manager; root's host-side code moves
-    the plants into a root-owned quarantine folder with a manifest (never deletes them, never follows
-    or runs them); the variables those files set are unset in the account's manager; the managed
-    units are reloaded, enabled again and restarted after this.
+    Root's host-side code moves the plants into a root-owned quarantine folder with a manifest
+    (never deletes them, never follows or runs them: an extra unit's file and enablement links go
+    there, which disables it), then the account's manager stops the extra units and unsets the
+    variables those files set; the managed units are reloaded, enabled again and restarted after this.
     """
     plants = snapshot.fact(AccountPlants, user=user, units=list(units)) or []
     if not plants:
@@ -689,9 +689,9 @@ def no_account_plants(user: str, units: list):
             if item["path"].endswith(UNIT_SUFFIXES) and item["path"].rsplit("/", 1)[1] not in units
         }
     )
-    if extra:  # the account's own units, stopped and disabled by their manager before their files move
-        yield f"{_systemctl_user(user)} disable --now {' '.join(q(u) for u in extra)} || true"
     yield hostside("quarantine", {"user": user, "units": list(units)})
+    if extra:  # the account's own units, their files and enablement links quarantined: stopped by their manager
+        yield f"{_systemctl_user(user)} stop {' '.join(q(u) for u in extra)} || true"
     names = sorted({v for item in plants for v in item.get("variables", [])})
     if names:
         yield f"{_systemctl_user(user)} unset-environment {' '.join(q(n) for n in names)} || true"
