@@ -23,14 +23,13 @@ litellm_manage_account = None
 
 # --- Filesystem (fs-01) -------------------------------------------------------
 litellm_root = "/home/litellm/litellm"  # deployment root; all paths below are inside it
-litellm_dirs = [  # relative to litellm_root; each owned by litellm_user
+litellm_dirs = [  # relative to litellm_root; each owned by litellm_user (its state: code and config are root's)
     "state",
     "state/files",
     "state/redis",
     "state/archive",
     "state/archive/backups",
     "artifacts",
-    "bin",
     "logs",
 ]
 litellm_dir_mode = "0750"  # mode of litellm_root and every entry of litellm_dirs
@@ -115,13 +114,14 @@ litellm_services = {  # user units; set enabled: False to stop and disable one o
     "litellm-rerank": {
         "enabled": True,
         "port": 8079,
-        # what the rerank service runs; {python} (the venv's), {root}, {bind}, {port} are filled in
-        "command": "{python} {root}/bin/litellm-stub-server --name rerank --host {bind} --port {port}",
+        # what the rerank service runs; {python} (the venv's), {bin} (root's host tools), {root}, {bind}, {port}
+        # are filled in
+        "command": "{python} {bin}/litellm-stub-server --name rerank --host {bind} --port {port}",
     },
     "litellm-embed-arctic": {
         "enabled": True,
         "port": 8082,
-        "command": "{python} {root}/bin/litellm-stub-server --name embed-arctic --host {bind} --port {port}",
+        "command": "{python} {bin}/litellm-stub-server --name embed-arctic --host {bind} --port {port}",
     },
 }
 
@@ -132,13 +132,13 @@ litellm_timers = {  # schedule (systemd OnCalendar) and command of each timer's 
         "enabled": True,
         "on_calendar": "*-*-* 02:00:00",
         "randomized_delay": "15min",
-        "command": "{python} {root}/bin/litellm-backup --keep-daily 7 --keep-weekly 4 --keep-monthly 3",
+        "command": "{python} {bin}/litellm-backup --keep-daily 7 --keep-weekly 4 --keep-monthly 3",
     },
     "litellm-compliance-check": {
         "enabled": True,
         "on_calendar": "hourly",
         "randomized_delay": "5min",
-        "command": "{python} {root}/bin/litellm-compliance-check",
+        "command": "{python} {bin}/litellm-compliance-check",
     },
     # site-specific (what "knowledge" is differs per site): shipped disabled; set enabled: True and
     # `command` to the site's job; the shipped command only says so and fails
@@ -154,14 +154,14 @@ litellm_timers = {  # schedule (systemd OnCalendar) and command of each timer's 
         "enabled": True,
         "on_calendar": "*-*-* 05:00:00",
         "randomized_delay": "10min",
-        "command": "{python} {root}/bin/litellm-model-inventory --proxy-url http://{bind}:{port}",
+        "command": "{python} {bin}/litellm-model-inventory --proxy-url http://{bind}:{port}",
     },
     # one small request per served model through the proxy, one at a time: state/capabilities.json
     "litellm-probe-capabilities": {
         "enabled": True,
         "on_calendar": "*-*-* 05:30:00",
         "randomized_delay": "10min",
-        "command": "{python} {root}/bin/litellm-probe-capabilities --proxy-url http://{bind}:{port} --timeout 30",
+        "command": "{python} {bin}/litellm-probe-capabilities --proxy-url http://{bind}:{port} --timeout 30",
     },
 }
 

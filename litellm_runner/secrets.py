@@ -128,13 +128,14 @@ def env_file_content(data) -> tuple[str, list[str]]:
 
 
 @operation()
-def env_file(dest: str, user: str, group: str):
-    """Ensure DEST holds the host's secrets (from the operator's secret source), mode 0600.
+def env_file(dest: str, user: str, group: str, mode: str = "0600"):
+    """Ensure DEST holds the host's secrets (from the operator's secret source), at MODE.
 
     + dest: path of the env file on the host
-    + user, group: owner
+    + user, group: owner (root and the account's group: ``layout.ENV_FILE``)
+    + mode: ``0600``, or ``0640`` for a file the account reads as its group and cannot write
 
-    Compared by sha256, written atomically at 0600 from creation, never shown
+    Compared by sha256, written atomically at MODE from creation, never shown
     as a text diff: drift (the drift report, and ``--diff``) is shown per key as fingerprints that the host snapshot
     computed on the host (no old value is ever read back), placeholders
     (``dummy``...) are written empty. Mode and owner drift is fixed by ``file_attrs``.
@@ -161,4 +162,4 @@ def env_file(dest: str, user: str, group: str):
             verb = "modify" if current else "create"
             lines = fingerprint_diff(before, after) or ["(the same keys and values, laid out differently)"]
             show_diff(f"Will {verb} {dest} (secrets shown as fingerprints)", lines)
-    yield from write_commands(dest, content, user, group, "0600")
+    yield from write_commands(dest, content, user, group, mode)

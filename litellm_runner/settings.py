@@ -156,6 +156,17 @@ def mode(v: Any) -> bool:
     return isinstance(v, str) and bool(MODE.fullmatch(v)) and not int(v, 8) & 0o002
 
 
+def state_dirs(v: Any) -> bool | str:
+    """True, or why V cannot be litellm_dirs: each entry the account's state, never a folder of root's code."""
+    if not list_of_str(v):
+        return False
+    root_own = [d for d in v if d.split("/")[0] in ROOTS_OWN]
+    return not root_own or (
+        f"{root_own[0]!r} is root's code (litellm_runner/layout.py: {', '.join(ROOTS_OWN)} live in "
+        "/usr/local/lib/litellm-runner and /etc/litellm): list only the account's state folders"
+    )
+
+
 def debian_packages(v: Any) -> bool:
     return list_of_str(v) and all(DEB_PACKAGE.fullmatch(p) for p in v)
 
@@ -178,8 +189,8 @@ def manage_account(v: Any) -> bool:
 
 # --- the spec -------------------------------------------------------------------------------------
 
-_STUB = "{python} {root}/bin/litellm-stub-server --name %s --host {bind} --port {port}"
-_STATUS = "{python} {root}/bin/%s --proxy-url http://{bind}:{port}"
+_STUB = "{python} {bin}/litellm-stub-server --name %s --host {bind} --port {port}"
+_STATUS = "{python} {bin}/%s --proxy-url http://{bind}:{port}"
 SERVICES = {
     "litellm": {"enabled": True},  # the proxy: its port is litellm_port
     "litellm-health-server": {"enabled": True, "port": 8181},
@@ -192,13 +203,13 @@ TIMERS = {
         "enabled": True,
         "on_calendar": "*-*-* 02:00:00",
         "randomized_delay": "15min",
-        "command": "{python} {root}/bin/litellm-backup --keep-daily 7 --keep-weekly 4 --keep-monthly 3",
+        "command": "{python} {bin}/litellm-backup --keep-daily 7 --keep-weekly 4 --keep-monthly 3",
     },
     "litellm-compliance-check": {
         "enabled": True,
         "on_calendar": "hourly",
         "randomized_delay": "5min",
-        "command": "{python} {root}/bin/litellm-compliance-check",
+        "command": "{python} {bin}/litellm-compliance-check",
     },
     "litellm-knowledge-refresh": {  # site-specific: shipped disabled, its command only says so and fails
         "enabled": False,
@@ -229,13 +240,14 @@ MODEL_LIST = [
         },
     },
 ]
-DIRS = ["state", "state/files", "state/redis", "state/archive", "state/archive/backups", "artifacts", "bin", "logs"]
+DIRS = ["state", "state/files", "state/redis", "state/archive", "state/archive/backups", "artifacts", "logs"]
+ROOTS_OWN = ("bin", "venv", "env.litellm")  # root's (litellm_runner.layout): never an account-owned folder
 _TRUE_FALSE = "true or false"
 
 SPEC: tuple[Setting, ...] = (
     # --- service account
     Setting("litellm_user", "litellm", name_like_user, "a user name like 'litellm'",
-            "service account: owns the deployment, runs the user units; created when missing", "users-01"),
+            "service account: owns the state (litellm_root), runs the user units; created when missing", "users-01"),
     Setting("litellm_group", "litellm", name_like_user, "a group name like 'litellm'",
             "primary group of litellm_user", "users-01"),
     Setting("litellm_home", "/home/litellm", dedicated, "a dedicated absolute path such as /home/litellm",
@@ -250,8 +262,9 @@ SPEC: tuple[Setting, ...] = (
             "a dedicated absolute path such as /home/litellm/litellm",
             "deployment root, every path below is inside it: a dedicated absolute path (not `/`, not a system "
             "directory or inside one; `/LAB/@litellm`, `/srv/x`, `/home/x/y` are fine)", "fs-01"),
-    Setting("litellm_dirs", DIRS, list_of_str, "a list of paths relative to litellm_root",
-            "folders relative to litellm_root, each owned by litellm_user, each listed once", "fs-01"),
+    Setting("litellm_dirs", DIRS, state_dirs, "a list of paths relative to litellm_root",
+            "the account's state folders relative to litellm_root, each owned by litellm_user, each listed once "
+            "(code and config are root's: docs/trust-boundary.md)", "fs-01"),
     Setting("litellm_dir_mode", "0750", mode, "an octal mode string such as '0750', not world-writable",
             "mode of litellm_root and every entry of litellm_dirs", "fs-01"),
     # --- the host's Python
@@ -288,8 +301,8 @@ SPEC: tuple[Setting, ...] = (
     # --- env file and secrets
     Setting("litellm_env_secrets", ["LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "DATABASE_URL", "VLLM_API_KEY"],
             variable_names, "a list of environment variable names",
-            "names of the secrets written to env.litellm (0600); values come from the control machine's environment "
-            "or the file named by LITELLM_SECRETS_FILE", "sec-01"),
+            "names of the secrets written to /etc/litellm/env.litellm (root:litellm_group 0640); values come from "
+            "the control machine's environment or the file named by LITELLM_SECRETS_FILE", "sec-01"),
     Setting("litellm_env_placeholders", ["dummy", "changeme", "change-me", "sk-1234", "placeholder", "xxx"],
             list_of_str, "a list of placeholder values",
             "a secret with one of these values is written empty; the config lint (LINT-01) refuses them", "sec-01"),
@@ -315,14 +328,14 @@ SPEC: tuple[Setting, ...] = (
             "seconds a restarted proxy has to answer /health/readiness before its config is rolled back", "svc-01"),
     Setting("litellm_services", SERVICES, None, "a mapping of unit name -> {enabled, port, command}",
             "user services; `enabled: False` stops one; `litellm` (the proxy) has only `enabled`, its port is "
-            "litellm_port; `command` fills in {python}, {root}, {bind}, {port}", "svc-01",
+            "litellm_port; `command` fills in {python}, {bin}, {root}, {bind}, {port}", "svc-01",
             shown="proxy, health (8181), metrics (9090), rerank (8079), embed-arctic (8082)"),
     Setting("litellm_unit_exposure_max", 6.6, exposure, "a systemd-analyze exposure 0.0-10.0, such as 6.6",
             "unit hardening gate: the highest `systemd-analyze security --offline --user` exposure a rendered "
             "service may score (every shipped one scores 6.6)", "svc-01"),
     # --- timers
     Setting("litellm_timers", TIMERS, None, "a mapping of timer name -> {enabled, on_calendar, randomized_delay, "
-            "command}", "schedule (systemd OnCalendar), random delay and command of each job ({python}, {root}, "
+            "command}", "schedule (systemd OnCalendar), random delay and command of each job ({python}, {bin}, {root}, "
             "and the proxy's {bind}, {port} filled in)", "tmr-01",
             shown="backup (02:00), compliance-check (hourly), knowledge-refresh (off: site job), model-inventory, "
             "probe-capabilities"),

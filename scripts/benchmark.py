@@ -49,12 +49,12 @@ import yaml
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from litellm_runner import sandbox  # noqa: E402
+from litellm_runner import layout, sandbox  # noqa: E402
 from litellm_runner.gates.cve import locked_versions  # noqa: E402
 from tests.support import fleet  # noqa: E402
 
 SEED, SEED_PORT = "litellm-bench-seed", 2600
-LOCK = "state/venv-requirements.txt"  # the venv's hash-locked closure, as the runner put it on the host
+LOCK = layout.LOCK  # the venv's hash-locked closure, as the runner put it on the host
 FLEET_PORT = 2600  # fleet host i listens on FLEET_PORT + i
 ANSIBLE_CORE = "ansible-core==2.18.6"
 SEED_DATA = {"litellm_num_workers": 1}
@@ -228,28 +228,31 @@ def ansible_project(tmp: pathlib.Path, host: dict, hosts_file: pathlib.Path) -> 
     out = tmp / "ansible"
     shutil.copytree(REPO / "benchmarks" / "ansible", out, dirs_exist_ok=True)
     account, home, root = "litellm", "/home/litellm", "/home/litellm/litellm"
-    units_dir = f"{home}/.config/systemd/user"
+    units_dir = layout.UNITS  # root's, with the venv, tools, config and env file (docs/trust-boundary.md)
 
     def sh(script: str) -> str:
         return sandbox._run(["podman", "exec", SEED, "sh", "-c", script], timeout=120).stdout
 
     files = []
-    state = ("config.generated.yaml", "compliance-desired.json", "venv-requirements.txt", "venv-sbom.cdx.json")
-    listing = sh(
-        f"ls -1 {root}/env.litellm " + " ".join(f"{root}/state/{n}" for n in state) + "; "
-        f"find {root}/bin {units_dir} -maxdepth 1 -type f | sort"
-    )
+    roots = (layout.ENV_FILE, layout.CONFIG_FILE, layout.COMPLIANCE, layout.LOCK, layout.SBOM)
+    listing = sh(f"ls -1 {' '.join(roots)}; find {layout.BIN} {units_dir} -maxdepth 1 -type f -name 'litellm*' | sort")
     (out / "files").mkdir(exist_ok=True)
     for index, dest in enumerate(p for p in listing.split() if p):
         src = out / "files" / f"{index:03d}-{pathlib.Path(dest).name}"
         subprocess.run(["podman", "cp", f"{SEED}:{dest}", str(src)], check=True, timeout=60)
-        mode = sh(f"stat -c %a {dest}").strip()
-        files.append({"src": str(src), "dest": dest, "mode": "0" + mode, "secret": dest.endswith("env.litellm")})
+        mode, owner, group = sh(f"stat -c '%a %U %G' {dest}").split()
+        secret = dest.endswith("env.litellm")
+        files.append(
+            {"src": str(src), "dest": dest, "mode": "0" + mode, "owner": owner, "group": group, "secret": secret}
+        )
     from litellm_runner.settings import DEFAULTS
 
     wanted = [root, *(f"{root}/{d}" for d in DEFAULTS["litellm_dirs"])]
-    wanted += [f"{home}/.config", f"{home}/.config/systemd", units_dir]
-    dirs = [{"path": d, "mode": "0" + sh(f"stat -c %a {d}").strip()} for d in wanted]
+    wanted += [path for path, *_ in layout.root_dirs(account)]
+    dirs = []
+    for d in wanted:
+        mode, owner, group = sh(f"stat -c '%a %U %G' {d}").split()
+        dirs.append({"path": d, "mode": "0" + mode, "owner": owner, "group": group})
     uid = sh(f"id -u {account}").strip()
     units = []
     for unit in sorted(pathlib.Path(f["dest"]).name for f in files if f["dest"].startswith(units_dir)):
@@ -277,13 +280,16 @@ def ansible_project(tmp: pathlib.Path, host: dict, hosts_file: pathlib.Path) -> 
                 "account": account,
                 "home": home,
                 "root": root,
+                "venv": layout.VENV,
+                "bin": layout.BIN,
+                "env_file": layout.ENV_FILE,
                 "uid": uid,
                 "dirs": dirs,
                 "files": files,
                 "units": units,
                 "packages": packages,
                 "dbctl_desired_b64": desired.group(1),
-                "locked": [f"{n}=={v}" for n, v in sorted(locked_versions(sh(f"cat {root}/{LOCK}")).items())],
+                "locked": [f"{n}=={v}" for n, v in sorted(locked_versions(sh(f"cat {LOCK}")).items())],
             }
         )
     )

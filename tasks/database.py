@@ -46,7 +46,7 @@ SCOPES = [  # (scope, control id, what)
 
 
 def account(d) -> str:
-    """dbctl runs as the service account (its venv and bin/ are the account's to write)."""
+    """dbctl runs as the service account (root's code, the account's rights: it reads the env file as its group)."""
     return as_account(d.litellm_user, d.litellm_group, d.litellm_home)
 
 

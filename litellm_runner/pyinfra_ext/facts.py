@@ -199,6 +199,22 @@ class VenvState(FactBase):
         return json.loads("\n".join(output))["venv"]
 
 
+class AccountPlants(FactBase):
+    """The account's own files that would change a managed unit or service (``hostside.account_plants``).
+
+    Returns ``[{"path", "why", "type", "owner", "mode", "size", "mtime", "sha256", ...}]``: every entry of
+    USER's unit search paths except the enablement links of UNITS, every file of its ``environment.d`` and
+    its manager's configuration; empty when there is none. Read as data by root, nothing followed or run.
+    """
+
+    def command(self, user, units):
+        args = {"paths": [], "user": user, "units": list(units), "venv": "/nonexistent", "plants": True}
+        return hostside("snapshot", args)
+
+    def process(self, output):
+        return json.loads("\n".join(output))["plants"]
+
+
 class PathState(FactBase):
     """Type, mode, owner, group and sha256 of a path itself (a symlink is reported, never followed).
 
@@ -238,7 +254,8 @@ class HostSnapshot(FactBase):
     questions from it. Returns::
 
         {"paths": {path: PathState's answer (None when missing)},
-         "linger": bool, "units": UserUnits' answer, "venv": VenvState's answer,
+         "linger": bool, "units": UserUnits' answer, "venv": VenvState's answer (owner VENV_OWNER),
+         "plants": AccountPlants' answer for USER and UNITS when PLANTS (else None),
          "python": SystemPython's answer for PYTHON (None without), "debs": SystemPackages' for DEBS}
 
     ``"account"`` is ``ServiceAccount``'s answer for USER and GROUP. An env file among ENV_FILES also
@@ -246,13 +263,27 @@ class HostSnapshot(FactBase):
     """
 
     def command(
-        self, paths, user, units, venv, env_files=(), group=None, dirs=(), python=None, debs=None, systemd=False
+        self,
+        paths,
+        user,
+        units,
+        venv,
+        env_files=(),
+        group=None,
+        dirs=(),
+        python=None,
+        debs=None,
+        systemd=False,
+        venv_owner=None,
+        plants=False,
     ):
         args = {
             "paths": list(paths),
             "user": user,
             "units": list(units),
             "venv": venv,
+            "venv_owner": venv_owner or user,
+            "plants": bool(plants),
             "env_files": list(env_files),
             "group": group or user,
             "dirs": list(dirs),
@@ -272,6 +303,7 @@ class HostSnapshot(FactBase):
             "run_lock": doc["run_lock"],
             "units": UserUnits().process(doc["units"]),
             "venv": doc["venv"],
+            "plants": doc.get("plants"),
             "python": doc.get("python"),
             "debs": doc.get("debs"),
             "systemd": doc.get("systemd"),

@@ -30,7 +30,9 @@ document on stdout, or an error line on stderr with exit 1:
 - ``write``: replace a file with staged content (tmp + rename), backups kept
 - ``restore``: put the newest backup of a file back
 - ``adopt``: give whatever in a venv another user owns back to the account, by handle
-- ``unit_clean``: remove foreign unit files and drop-ins of the account's units (``unit_sources``)
+- ``unit_clean``: quarantine foreign unit files and drop-ins of the managed units (``unit_sources``)
+- ``quarantine``: move the account's plants (``account_plants``) and the account's copies of root's
+  files into a root-owned quarantine folder with a manifest, never deleting them
 """
 
 from __future__ import annotations
@@ -257,12 +259,16 @@ def _metadata(sitefd: int, entry: str):
 UNIT_PROPS = "Id,LoadState,UnitFileState,ActiveState,NextElapseUSecRealtime,FragmentPath,DropInPaths,NeedDaemonReload"
 
 
-def unit_dirs(user: str) -> list[str]:
-    """USER's systemd search paths that hold hand edits (systemd.unit(5)), the fourth the managed one.
+MANAGED_UNITS = "/etc/systemd/user"  # litellm_runner.layout.UNITS: the managed unit files, root's
+QUARANTINE = "/var/lib/litellm-runner/quarantine"  # litellm_runner.layout.QUARANTINE
 
-    The vendor directories under /usr are left out (packages', never an operator's edit);
-    ``~/.config/systemd/user`` holds the managed unit files themselves. /etc/systemd/user comes
-    before /etc/xdg/systemd/user, Debian's link to it: a file there is named by its own path.
+
+def unit_dirs(user: str) -> list[str]:
+    """USER's systemd search paths (systemd.unit(5)), the fifth (``MANAGED_UNITS``) the managed one.
+
+    The vendor directories under /usr are left out (packages', never an operator's edit).
+    /etc/systemd/user comes before /etc/xdg/systemd/user, Debian's link to it: a file there is
+    named by its own path.
     """
     pw = pwd.getpwnam(user)
     home, run = pw.pw_dir.rstrip("/"), f"/run/user/{pw.pw_uid}/systemd"
@@ -308,7 +314,7 @@ def unit_sources(user: str, unit: str) -> list[str]:
         dirs = unit_dirs(user)
     except KeyError:
         return []
-    managed, found, seen = dirs[3], [], set()
+    managed, found, seen = MANAGED_UNITS, [], set()
     for base in dirs:
         listed = _listing(base)
         if listed is None or listed[0] in seen:
@@ -343,48 +349,317 @@ def _units(user: str, units: list[str]) -> list[str]:
 
 
 def _removable(user: str, path: str) -> bool:
-    """PATH is a unit file or drop-in in one of USER's hand-edit search paths, never a managed unit file."""
+    """PATH is a unit file or drop-in in one of USER's search paths, never a managed unit file."""
     dirs = unit_dirs(user)
     head, _, name = path.rpartition("/")
     if head in dirs:
-        return head != dirs[3] and name.endswith((".service", ".timer"))
+        return path.rpartition("/")[0] != MANAGED_UNITS and name.endswith((".service", ".timer"))
     base, _, sub = head.rpartition("/")
     return base in dirs and sub.endswith(".d") and name.endswith(".conf")
 
 
 def unit_clean(args: dict) -> dict:
-    """Remove ARGS.paths (foreign unit files and drop-ins of USER's units) by handle; empty ``.d`` dirs too."""
-    removed = []
+    """Quarantine ARGS.paths (foreign unit files and drop-ins of USER's units; ``quarantine``), never deleted."""
     for path in args["paths"]:
         if not _removable(args["user"], path):
-            raise Unsafe(f"{path}: not a unit file or drop-in of {args['user']}'s hand-edit search paths")
+            raise Unsafe(f"{path}: not a unit file or drop-in of {args['user']}'s search paths")
+    return quarantine({"user": args["user"], "units": [], "paths": args["paths"], "why": "edits a managed unit"})
+
+
+# -- the account's plants: its own files that would change a managed unit or service --------------------
+ACCOUNT_UNIT_DIRS = (  # litellm_runner.layout.ACCOUNT_UNIT_DIRS
+    "{home}/.config/systemd/user",
+    "{home}/.config/systemd/user.control",
+    "{home}/.local/share/systemd/user",
+    "/run/user/{uid}/systemd/user",
+    "/run/user/{uid}/systemd/user.control",
+)
+ACCOUNT_ENV_DIRS = ("{home}/.config/environment.d", "{home}/.config/systemd/user.conf.d")
+ACCOUNT_ENV_FILES = ("{home}/.config/systemd/user.conf",)
+WANTS = (".wants", ".requires", ".upholds")
+QUARANTINED = re.compile(r"\.quarantined-[0-9]{8}T[0-9]{6,}\Z")  # quarantine's in-place name (another file system)
+PLANTS_LIMIT = 200  # items reported per run: a flood of plants is reported, never walked without end
+LISTING_SAMPLE = 10  # names shown of a planted directory
+ASSIGNMENT = re.compile(rb"^[ \t]*(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]{0,127})[ \t]*=", re.M)  # NAME= of a file
+
+
+def _evidence(dirfd: int, name: str, path: str, why: str) -> dict:
+    """What is at NAME in DIRFD, from lstat and a bounded read by handle: path, type, owner, mode, size,
+    mtime, sha256 of a regular file, the target of a link (read as data), the first names of a directory."""
+    st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    out = {
+        "path": path,
+        "why": why,
+        "type": _kind(st),
+        "owner": f"{_name(pwd.getpwuid, st.st_uid)}:{_name(grp.getgrgid, st.st_gid)}",
+        "mode": format(stat.S_IMODE(st.st_mode), "04o"),
+        "size": st.st_size,
+        "mtime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.st_mtime)),
+        "sha256": None,
+    }
+    if stat.S_ISLNK(st.st_mode):
+        out["target"] = os.readlink(name, dir_fd=dirfd)[:4096]
+    elif stat.S_ISREG(st.st_mode):
+        try:
+            fd = _open_file(dirfd, name, path)
+            try:
+                data = _read_fd(fd, 1 << 20)
+            finally:
+                os.close(fd)
+            out["sha256"] = hashlib.sha256(data).hexdigest()
+            out["variables"] = sorted({m.group(1).decode() for m in ASSIGNMENT.finditer(data)})[: LISTING_SAMPLE * 5]
+        except (OSError, Unsafe) as exc:
+            out["sha256"] = f"unread: {exc}"
+    elif stat.S_ISDIR(st.st_mode):
+        try:
+            fd = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
+            try:
+                names = os.listdir(fd)
+            finally:
+                os.close(fd)
+            out["entries"] = len(names)
+            out["sample"] = sorted(names)[:LISTING_SAMPLE]
+        except OSError as exc:
+            out["sample"] = [f"unread: {exc}"]
+    return out
+
+
+def _entries(path: str) -> tuple[int, list[str]] | None:
+    """(handle, names) of directory PATH reached without following an untrusted link; None when absent."""
+    try:
+        fd = walk(_split(path), path)
+    except FileNotFoundError:
+        return None
+    try:
+        return fd, sorted(os.listdir(fd))
+    except OSError:
+        os.close(fd)
+        raise
+
+
+XDG_UNITS = "/etc/xdg/systemd/user"  # Debian's link to MANAGED_UNITS: systemctl enable may name it
+
+
+def _enablement(dirfd: int, name: str, units: set[str]) -> bool:
+    """NAME in a ``*.wants`` folder is the enablement link ``systemctl enable`` makes for a managed unit."""
+    try:
+        target = os.readlink(name, dir_fd=dirfd)
+    except OSError:
+        return False
+    return name in units and target in (f"{MANAGED_UNITS}/{name}", f"{XDG_UNITS}/{name}")
+
+
+def account_plants(user: str, units: list[str]) -> list[dict]:
+    """Everything of USER's own that would change a managed unit or what its services run, with evidence.
+
+    In USER's unit search paths (``ACCOUNT_UNIT_DIRS``) every entry is one, except the enablement links
+    of the managed UNITS (``*.wants/UNIT -> /etc/systemd/user/UNIT``): a unit file that shadows or
+    extends a managed unit, a drop-in folder (a real one or a link), an extra unit, an extra ``.wants``
+    entry. Every file in ``environment.d`` and the user manager's own configuration is one too. A folder
+    of these that is itself a link, or cannot be walked, is one item. Nothing is followed or run.
+    """
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        return []
+    home = pw.pw_dir.rstrip("/")
+    fill = {"home": home, "uid": pw.pw_uid}
+    managed = set(units)
+    found: list[dict] = []
+
+    def add(dirfd: int, name: str, path: str, why: str) -> None:
+        if len(found) < PLANTS_LIMIT:
+            try:
+                found.append(_evidence(dirfd, name, path, why))
+            except OSError:
+                pass  # absent, or gone meanwhile
+
+    def linked(base: str) -> bool:
+        """Add the first link on the way from the account's home to BASE (``~/.config -> elsewhere``)."""
+        parts = base[len(home) :].strip("/").split("/") if base.startswith(home + "/") else []
+        for i in range(1, len(parts) + 1):
+            path = f"{home}/{'/'.join(parts[:i])}"
+            try:
+                dirfd, name = parent(path)
+            except (OSError, Unsafe):
+                return False
+            try:
+                if stat.S_ISLNK(os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mode):
+                    add(dirfd, name, path, "a link on the way to the account's unit or environment folders")
+                    return True
+            except OSError:
+                return False
+            finally:
+                os.close(dirfd)
+        return False
+
+    def scan(base: str, why) -> None:
+        try:
+            listed = _entries(base)
+        except (OSError, Unsafe) as exc:
+            if not linked(base) and not any(f["path"] == base for f in found):
+                found.append({"path": base, "why": f"its folder cannot be walked safely: {exc}", "type": "unsafe"})
+            return
+        if listed is None:
+            return
+        fd, names = listed
+        try:
+            for name in names:
+                if QUARANTINED.search(name) or sealed(os.stat(name, dir_fd=fd, follow_symlinks=False)):
+                    continue  # an earlier quarantine's, in place: systemd ignores or cannot read it
+                why(fd, name, f"{base}/{name}")
+        finally:
+            os.close(fd)
+
+    def unit_entry(fd: int, name: str, path: str) -> None:
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        if name.endswith(WANTS) and stat.S_ISDIR(st.st_mode):
+            sub = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            try:
+                for link in sorted(os.listdir(sub)):
+                    if not _enablement(sub, link, managed) and not QUARANTINED.search(link):
+                        add(sub, link, f"{path}/{link}", "an extra unit wanted by the account's target")
+            finally:
+                os.close(sub)
+            return
+        stem = name[:-2] if name.endswith(".d") else name
+        if stem in managed or any(name in dropin_dirs(u) for u in managed):
+            why = "a drop-in folder of a managed unit" if name.endswith(".d") else "shadows a managed unit"
+        else:
+            why = "an extra unit or file in the account's unit search path"
+        add(fd, name, path, why)
+
+    for base in ACCOUNT_UNIT_DIRS:
+        scan(base.format(**fill), unit_entry)
+    for base in ACCOUNT_ENV_DIRS:
+        scan(base.format(**fill), lambda fd, name, path: add(fd, name, path, "sets the environment of every service"))
+    for path in (p.format(**fill) for p in ACCOUNT_ENV_FILES):
         try:
             dirfd, name = parent(path)
-        except FileNotFoundError:
+        except (OSError, Unsafe):
             continue
         try:
-            st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                raise Unsafe(f"{path} is a directory")
-            os.unlink(name, dir_fd=dirfd)  # a link itself is removed, never its target
-            removed.append(path)
+            add(dirfd, name, path, "configures the account's service manager")
+        finally:
+            os.close(dirfd)
+    return found
+
+
+def _mkdirs(path: str, mode: int) -> int:
+    """A handle on root's folder PATH, each missing part created root:root MODE (never through a link)."""
+    fd = os.open("/", DIR_FLAGS)
+    for part in _split(path):
+        try:
+            os.mkdir(part, mode, dir_fd=fd)
+        except FileExistsError:
+            pass
+        nxt = os.open(part, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+        os.close(fd)
+        fd = nxt
+    st = os.fstat(fd)
+    if st.st_uid != 0 or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        os.close(fd)
+        raise Unsafe(f"{path}: not root's alone")
+    return fd
+
+
+def sealed(st) -> bool:
+    """A folder quarantine sealed in place: root's, nobody else may enter (the account cannot make one)."""
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and not st.st_mode & 0o077
+
+
+def _move(dirfd: int, name: str, qfd: int, target: str, stamp: str, path: str) -> str:
+    """Move NAME (in DIRFD) to TARGET in the quarantine folder QFD; where it went, as the manifest says it.
+
+    Another file system: renamed in place (``NAME.quarantined-TIME``). A folder no rename can move (an
+    overlay's lower layer) is sealed in place instead: root:root 0700 by handle, so neither the account's
+    manager nor its services can read it, and the account cannot undo it."""
+    try:
+        os.rename(name, target, src_dir_fd=dirfd, dst_dir_fd=qfd)
+        return f"{{quarantine}}/{target}"
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    aside = f"{name}.quarantined-{stamp}"
+    try:
+        os.rename(name, aside, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+        return f"{path.rpartition('/')[0]}/{aside} (another file system: renamed in place)"
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    fd = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)  # only a folder gives EXDEV here
+    try:
+        _settle(fd, 0, 0, 0o700)
+    finally:
+        os.close(fd)
+    return f"{path} (cannot be moved on this file system: sealed in place, root:root 0700)"
+
+
+def quarantine(args: dict) -> dict:
+    """Move the account's plants (``account_plants`` of ARGS.user and ARGS.units, as found now) and ARGS.paths
+    into a fresh folder of ``QUARANTINE`` with ``manifest.json`` (each item's evidence, where it went).
+
+    Nothing is deleted, followed or run. An item on another file system is renamed in place
+    (``NAME.quarantined-TIME``, a name systemd and environment.d ignore) and its manifest entry says so.
+    Each item fails alone; the manifest is written; then the action fails naming what could not be moved.
+    """
+    items = account_plants(args["user"], args.get("units", [])) if args.get("units") else []
+    known = {item["path"] for item in items}
+    for path in args.get("paths", []):
+        if path in known:
+            continue
+        try:
+            dirfd, name = parent(path)
+        except (OSError, Unsafe):
+            continue
+        try:
+            if not sealed(os.stat(name, dir_fd=dirfd, follow_symlinks=False)):
+                items.append(_evidence(dirfd, name, path, args.get("why", "the account's copy of root's file")))
         except FileNotFoundError:
             pass
         finally:
             os.close(dirfd)
-        head = path.rpartition("/")[0]
-        if head.endswith(".d"):
+    if not items:
+        return {"folder": None, "moved": []}
+    stamp = _stamp()
+    base = _mkdirs(QUARANTINE, 0o700)
+    try:
+        os.mkdir(stamp, 0o700, dir_fd=base)
+        qfd = os.open(stamp, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=base)
+    finally:
+        os.close(base)
+    failed = []
+    try:
+        for i, item in enumerate(items):
+            item["moved_to"] = None
+            if item.get("type") == "unsafe":
+                failed.append(f"{item['path']}: {item['why']}")
+                continue
+            target = f"{i:03d}-" + item["path"].strip("/").replace("/", "_")[-200:]
             try:
-                pfd, sub = parent(head)
-            except (FileNotFoundError, Unsafe):
+                dirfd, name = parent(item["path"])
+            except (OSError, Unsafe) as exc:
+                failed.append(f"{item['path']}: {exc}")
                 continue
             try:
-                os.rmdir(sub, dir_fd=pfd)
-            except OSError:
-                pass  # not empty, or gone
+                item["moved_to"] = _move(dirfd, name, qfd, target, stamp, item["path"]).replace(
+                    "{quarantine}", f"{QUARANTINE}/{stamp}"
+                )
+            except OSError as exc:
+                failed.append(f"{item['path']}: {exc.strerror}")
             finally:
-                os.close(pfd)
-    return {"removed": removed}
+                os.close(dirfd)
+        manifest = json.dumps({"time": stamp, "user": args["user"], "items": items}, indent=2).encode()
+        fd = os.open("manifest.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=qfd)
+        try:
+            os.write(fd, manifest)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(qfd)
+    if failed:
+        raise Unsafe(f"quarantined into {QUARANTINE}/{stamp} except: {'; '.join(failed)}")
+    return {"folder": f"{QUARANTINE}/{stamp}", "moved": [item["path"] for item in items]}
 
 
 VENV_SAMPLE = 5  # paths named per problem in the venv report
@@ -770,7 +1045,8 @@ def snapshot(args: dict) -> dict:
         "manager": _manager_active(args["user"]),
         "linger": os.path.exists(f"/var/lib/systemd/linger/{args['user']}"),
         "units": _units(args["user"], args["units"]),
-        "venv": venv_state(args["venv"], args["user"]),
+        "venv": venv_state(args["venv"], args.get("venv_owner", args["user"])),
+        "plants": account_plants(args["user"], args["units"]) if args.get("plants") else None,
     }
 
 
@@ -940,6 +1216,7 @@ ACTIONS = {
     "write": write,
     "restore": restore,
     "unit_clean": unit_clean,
+    "quarantine": quarantine,
     "adopt": adopt,
     "unlink": unlink,
 }

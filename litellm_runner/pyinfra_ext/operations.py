@@ -29,6 +29,7 @@ from pyinfra.operations.util.files import generate_color_diff
 from litellm_runner.gates import cve as cve_gate
 from litellm_runner.pyinfra_ext import drift, snapshot
 from litellm_runner.pyinfra_ext.facts import (
+    AccountPlants,
     FileText,
     InstalledPackages,
     Leftovers,
@@ -44,6 +45,7 @@ from litellm_runner.pyinfra_ext.facts import (
 )
 
 logger = logging.getLogger("litellm_runner")
+CLEAN_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def q(value) -> str:
@@ -510,10 +512,13 @@ def venv_requirements(
     + lock_text: the lock (``cve_gate.read_lock``), to compare with what is installed
     + lock_path: the same lock as a file on the host, given to pip
     + python: system interpreter that creates the venv; python_version: its ``X.Y``
-    + user, group: owner of the venv; pip runs as USER
+    + user, group: owner of the venv (root: ``layout.VENV``); pip runs as USER with a reset environment
 
-    From any state a run or a hand fix leaves: files another user owns (``sudo
-    pip install``) are given back to USER by root's host-side code, by handle;
+    pip installs wheels only, hash-checked, without resolving dependencies (``--only-binary
+    :all: --require-hashes --no-deps``): no package's code runs at install.
+
+    From any state a run or a hand fix leaves: files another user owns are given
+    to USER by root's host-side code, by handle;
     a distribution whose files a killed pip left missing or truncated is
     uninstalled; extras are uninstalled; then ``pip install --require-hashes
     --no-deps`` of the lock installs what is missing or of another version. A
@@ -548,7 +553,9 @@ def venv_requirements(
         yield hostside("adopt", {"path": venv, "user": user, "group": group or user})
     if rebuild:
         drift.record("venv", f"cannot be repaired in place: {'; '.join(rebuild)}", "rebuilt from its lock")
-    as_user = f"runuser -u {q(user)} --"
+    as_user = (
+        f"cd / && runuser -u {q(user)} -- env -i HOME={'/root' if user == 'root' else '/'} {CLEAN_PATH} LANG=C.UTF-8"
+    )
     pip = f"{as_user} {q(venv)}/bin/pip"
     extras = [name for name, _, want in changes if want is None]
     if rebuild or installed is None:
@@ -631,34 +638,111 @@ def _changed(meta) -> bool:
 VENDOR = ("/usr/", "/lib/", "/dev/")  # packages' unit files and drop-ins; /dev/null is a mask's target
 
 
-def foreign_sources(state: dict, managed: str) -> list[str]:
+def foreign_sources(state: dict, managed: str, account: tuple[str, ...] = ()) -> list[str]:
     """What systemd reads, or would after a reload, for a unit (UserUnits' STATE) besides MANAGED:
     drop-ins, and unit files in other search paths that override, shadow or mask it. The files on
-    disk (``sources``, from the host snapshot) when known, else what systemd loaded."""
+    disk (``sources``, from the host snapshot) when known, else what systemd loaded. Paths under
+    ACCOUNT (the account's own folders) are left to ``no_account_plants``."""
     found = state.get("sources")
     if found is None:
         found = {*state.get("drop_ins", []), state.get("fragment") or managed}
-    return sorted(p for p in found if p.startswith("/") and p != managed and not p.startswith(VENDOR))
+    return sorted(
+        p
+        for p in found
+        if p.startswith("/") and p != managed and not p.startswith(VENDOR) and not p.startswith(tuple(account))
+    )
+
+
+UNIT_SUFFIXES = (".service", ".timer", ".socket", ".path", ".target", ".mount", ".automount", ".swap", ".slice")
+
+
+def account_folders(home: str) -> tuple[str, ...]:
+    """Prefixes of the folders the account writes that systemd reads for its units (its home, /run/user)."""
+    return (f"{home.rstrip('/')}/", "/run/user/")
 
 
 @operation()
-def user_unit_sources(user: str, unit: str, path: str):
+def no_account_plants(user: str, units: list):
+    """Nothing of USER's own changes a managed unit or what its services run (``hostside.account_plants``).
+
+    + user: the service account
+    + units: the managed units (their enablement links in the account's ``*.wants`` folders are its own)
+
+    Each plant is drift with its evidence (path, type, owner, mode, size, mtime, sha256, a link's
+    target): a unit file that shadows or extends a managed unit, a drop-in folder however linked, an
+    extra unit or an extra ``.wants`` entry, an ``environment.d`` file, the manager's ``user.conf``.
+    Root's host-side code moves the plants into a root-owned quarantine folder with a manifest
+    (never deletes them, never follows or runs them: an extra unit's file and enablement links go
+    there, which disables it), then the account's manager stops the extra units and unsets the
+    variables those files set; the managed units are reloaded, enabled again and restarted after this.
+    """
+    plants = snapshot.fact(AccountPlants, user=user, units=list(units)) or []
+    if not plants:
+        host.noop(f"nothing of {user}'s own changes a managed unit or its environment")
+        return
+    for item in plants:
+        drift.record("account-plant", {k: v for k, v in item.items() if k != "variables"}, "quarantined")
+    extra = sorted(
+        {
+            item["path"].rsplit("/", 1)[1]
+            for item in plants
+            if item["path"].endswith(UNIT_SUFFIXES) and item["path"].rsplit("/", 1)[1] not in units
+        }
+    )
+    yield hostside("quarantine", {"user": user, "units": list(units)})
+    if extra:  # the account's own units, their files and enablement links quarantined: stopped by their manager
+        yield f"{_systemctl_user(user)} stop {' '.join(q(u) for u in extra)} || true"
+    names = sorted({v for item in plants for v in item.get("variables", [])})
+    if names:
+        yield f"{_systemctl_user(user)} unset-environment {' '.join(q(n) for n in names)} || true"
+
+
+def _unsealed(current: dict | None) -> bool:
+    """A path (PathState) that is there and not a folder the quarantine sealed in place (root:root 0700)."""
+    if current is None:
+        return False
+    return not (current["type"] == "directory" and current["user"] == "root" and current["mode"] == "0700")
+
+
+@operation()
+def no_legacy_copies(user: str, paths: list):
+    """None of PATHS (the account's copies of root's files, from the layout before issue #22) is left.
+
+    + user: the service account whose tree held them
+    + paths: ``layout.legacy(litellm_root)``
+
+    An adopted or earlier host kept the venv, the tools, the env file and the config in the account's
+    tree; root's own copies now live in ``layout``. The account's are moved into the quarantine
+    folder with a manifest (never deleted, never run), after the units run from root's.
+    """
+    found = [p for p in paths if _unsealed(snapshot.fact(PathState, path=p))]
+    if not found:
+        host.noop(f"no copy of root's code or config in {user}'s tree")
+        return
+    for path in found:
+        current = snapshot.fact(PathState, path=path)
+        drift.record("legacy-copy", {"path": path, "type": current["type"], "owner": current["user"]}, "quarantined")
+    yield hostside("quarantine", {"user": user, "paths": found, "why": "the account's copy of root's file"})
+
+
+@operation()
+def user_unit_sources(user: str, unit: str, path: str, home: str = ""):
     """Ensure USER's systemd reads UNIT from PATH only, the managed unit file.
 
     + user: owner of the user manager
     + unit: e.g. ``litellm.service``
-    + path: the managed unit file (``~/.config/systemd/user/UNIT``)
+    + path: the managed unit file (``/etc/systemd/user/UNIT``)
+    + home: the account's home: what it holds there is ``no_account_plants``' business
 
-    Every other file is an operator's hand edit and drift: drop-ins (``systemctl
-    --user edit``, ``set-property``, persistent or ``--runtime``), a unit file of
-    the same name in another search path (``user.control``, ``/run/user/UID``,
-    ``/etc/systemd/user``), a mask link. They are removed by host-side code by
-    handle (never through the account's links); ``user_daemon_reload`` then
+    Every other file is an operator's hand edit and drift: drop-ins in root's
+    folders (``/etc/systemd/user/UNIT.d``, ``/run/systemd/user``), a unit file of
+    the same name there, a mask link. They are moved into the quarantine folder by
+    host-side code by handle (never through a link); ``user_daemon_reload`` then
     reloads and ``user_unit`` restarts the unit once. Packages' files under /usr
     are not the operator's and are left alone.
     """
     state = snapshot.fact(UserUnits, user=user, units=[unit]).get(unit, {})
-    foreign = foreign_sources(state, path)
+    foreign = foreign_sources(state, path, account_folders(home) if home else ())
     if not foreign:
         host.noop(f"{unit} is read from {path} only")
         return
@@ -761,6 +845,7 @@ def user_unit(
     ready_timeout: int = 300,
     rollback: dict | None = None,
     path: str | None = None,
+    enable_when: list | tuple = (),
 ):
     """Ensure USER's unit UNIT is enabled/disabled and running/stopped.
 
@@ -776,6 +861,8 @@ def user_unit(
       config restored from its newest backup when readiness fails (see ``_gated``)
     + path: the managed unit file; a running unit systemd read from anything else, or
       that changed on disk since (``user_unit_sources``, ``NeedDaemonReload``), restarts once
+    + enable_when: OperationMeta that may move the account's enablement links (``no_account_plants``):
+      an enabled unit is enabled again when one of them changed
     """
     state = snapshot.fact(UserUnits, user=user, units=[unit]).get(unit, {})
     edited = bool(path and (foreign_sources(state, path) or state.get("need_reload")))
@@ -785,7 +872,7 @@ def user_unit(
     rewritten = bool(path) and (snapshot.fact(PathState, path=path) or {}).get("type") != "file"
     ctl = _systemctl_user(user)
     commands, action = [], None
-    if enabled and (not is_enabled or rewritten):
+    if enabled and (not is_enabled or rewritten or any(_changed(m) for m in enable_when)):
         commands.append(f"{ctl} enable {q(unit)}")
     elif not enabled and is_enabled:
         commands.append(f"{ctl} disable {q(unit)}")

@@ -26,7 +26,9 @@ import pathlib
 
 from pyinfra import host
 
+from litellm_runner import layout
 from litellm_runner.pyinfra_ext.facts import (
+    AccountPlants,
     HostSnapshot,
     InstalledPackages,
     Leftovers,
@@ -56,28 +58,25 @@ def tools() -> list[pathlib.Path]:
 
 
 def spec(data) -> dict:
-    """What the snapshot of a host with desired state DATA reads: every managed path, the units, the venv,
-    the system interpreter's version, the system packages and the systemd version."""
-    root, home = data.litellm_root, data.litellm_home
-    unit_dir = f"{home}/.config/systemd/user"
+    """What the snapshot of a host with desired state DATA reads: every managed path (the account's state and
+    root's layout), the units, the account's plants, the venv, the system interpreter's version, the system
+    packages and the systemd version."""
+    root = data.litellm_root
     paths = [f"{root}/{rel}".rstrip("/") for rel in ["", *data.litellm_dirs]]
-    paths += [f"{home}/.config", f"{home}/.config/systemd", unit_dir]
-    paths += [
-        f"{root}/env.litellm",
-        f"{root}/state/config.generated.yaml",
-        f"{root}/state/compliance-desired.json",
-        f"{root}/state/venv-requirements.txt",
-        f"{root}/state/venv-sbom.cdx.json",
-    ]
-    paths += [f"{root}/bin/{tool.name}" for tool in tools()]
-    paths += [f"{unit_dir}/{unit}" for unit in render_units(data)]
+    paths += [path for path, *_ in layout.root_dirs(data.litellm_group)]
+    paths += [layout.ENV_FILE, layout.CONFIG_FILE, layout.COMPLIANCE, layout.LOCK, layout.SBOM]
+    paths += [f"{layout.BIN}/{tool.name}" for tool in tools()]
+    paths += [f"{layout.UNITS}/{unit}" for unit in render_units(data)]
+    paths += layout.legacy(root)
     units = list(dict.fromkeys([*wanted_units(data), *render_units(data)]))  # timers' services too (their sources)
     return {
         "paths": paths,
         "user": data.litellm_user,
         "units": units,
         "venv": venv(data),
-        "env_files": [f"{root}/env.litellm"],
+        "venv_owner": "root",
+        "plants": True,
+        "env_files": [layout.ENV_FILE],
         "group": data.litellm_group,
         "dirs": managed_dirs(data),
         "python": data.litellm_python,
@@ -95,7 +94,10 @@ def managed_dirs(data) -> list[str]:
     """The directories the deploy writes files in (where a killed run may leave a temporary file)."""
     root = data.litellm_root
     return [f"{root}/{rel}".rstrip("/") for rel in ["", *data.litellm_dirs]] + [
-        f"{data.litellm_home}/.config/systemd/user"
+        layout.CODE,
+        layout.BIN,
+        layout.CONFIG,
+        layout.UNITS,
     ]
 
 
@@ -173,8 +175,10 @@ def fact(cls, **kwargs):
             return {u: snap["units"][u] for u in kwargs["units"] if u in snap["units"]}
         if cls is InstalledPackages and kwargs["venv"] == wanted["venv"]:
             return snap["venv"]["packages"]
-        if cls is VenvState and (kwargs["venv"], kwargs["user"]) == (wanted["venv"], wanted["user"]):
+        if cls is VenvState and (kwargs["venv"], kwargs["user"]) == (wanted["venv"], wanted["venv_owner"]):
             return snap["venv"]
+        if cls is AccountPlants and (kwargs["user"], list(kwargs["units"])) == (wanted["user"], wanted["units"]):
+            return snap["plants"]
         if cls is SystemdVersion:
             return snap["systemd"]
         if cls is SystemPython and kwargs["python"] == wanted["python"]:

@@ -30,6 +30,7 @@ from tests.support.fleet import inventory
 from tests.support.hosts import PYINFRA, REPO, pyinfra
 from tests.unit.group_data import defaults
 
+CODE = "/usr/local/lib/litellm-runner"  # litellm_runner.layout.CODE: root's venv and tools
 ROOT = "/home/litellm/litellm"
 CTL = "systemctl --user --machine=litellm@.host"
 PROXY = "http://127.0.0.1:4000"
@@ -98,7 +99,7 @@ def restarted(first, host, tmp_path_factory):
 def test_venv_has_the_prisma_client_litellm_requires(first, host):
     """The database client is installed at the pinned version, importable by the account's venv."""
     out = host.out(
-        f"runuser -u litellm -- {ROOT}/venv/bin/python -c "
+        f"runuser -u litellm -- {CODE}/venv/bin/python -c "
         '\'import importlib.metadata as m, prisma.errors; print(m.version("prisma"), m.version("litellm"))\''
     )
     assert out == "0.11.0 1.102.4"
@@ -121,7 +122,7 @@ def test_rolling_restart_then_traffic_again(first, restarted, host):
     run, pid_after, timeout = restarted
     assert pid_before != pid_after  # the proxy process was replaced by the converge
     assert [n for n in run.changed(host.name) if "litellm.service" in n], run.changed(host.name)
-    config = yaml.safe_load(host.out(f"cat {ROOT}/state/config.generated.yaml"))
+    config = yaml.safe_load(host.out("cat /etc/litellm/config.generated.yaml"))
     assert config["litellm_settings"]["request_timeout"] == timeout
     status, body = chat(host, master_key())
     assert status == 200 and body["choices"][0]["message"]["content"] == ANSWER, body
@@ -145,8 +146,8 @@ SKIP_ALL_BUT_PRISMA = " ".join(
 def status_prisma(host, root: str = ROOT) -> tuple[int, str]:
     """litellm-status's prisma check as the service account, in the host's venv, for the deployment at ROOT."""
     proc = host.ssh(
-        f"cd / && runuser -u litellm -- env LITELLM_ROOT={root} {ROOT}/venv/bin/python {ROOT}/bin/litellm-status "
-        f"--root {root} --env-file {ROOT}/env.litellm {SKIP_ALL_BUT_PRISMA}",
+        f"cd / && runuser -u litellm -- env LITELLM_ROOT={root} {CODE}/venv/bin/python {CODE}/bin/litellm-status "
+        f"--root {root} --env-file /etc/litellm/env.litellm {SKIP_ALL_BUT_PRISMA}",
         check=False,
     )
     return proc.returncode, proc.stdout.splitlines()[0]

@@ -109,7 +109,7 @@ def op(state, installed=None, sandbox=False, settings=None):
     return run_op(
         prisma.prisma_client,
         facts={prisma.PrismaClientState: state, InstalledPackages: installed},
-        venv_path="/home/litellm/litellm/venv",
+        venv_path="/usr/local/lib/litellm-runner/venv",
         pins=PINS,
         user="litellm",
         group="litellm",
@@ -122,7 +122,7 @@ def op(state, installed=None, sandbox=False, settings=None):
 def test_a_generated_client_of_the_installed_release_is_a_noop():
     commands, noops = op({"generated": True, "download": None}, installed=dict(PINS))
     assert commands == [] and noops == [
-        "the Prisma client in /home/litellm/litellm/venv is generated from litellm 1.102.4's schema"
+        "the Prisma client in /usr/local/lib/litellm-runner/venv is generated from litellm 1.102.4's schema"
     ]
 
 
@@ -134,13 +134,13 @@ def test_a_generated_client_of_the_installed_release_is_a_noop():
         ({"generated": True, "download": None}, None),  # no venv yet
     ],
 )
-def test_generates_as_the_account_with_the_venvs_prisma(state, installed):
+def test_generates_as_root_into_roots_venv_with_its_prisma(state, installed):
     commands, noops = op(state, installed, settings={"PRISMA_ENGINES_MIRROR": "https://m.example/p"})
     assert noops == [] and len(commands) == 1
     command = commands[0]
-    assert command.startswith("cd / && runuser -u litellm -g litellm -- env -i HOME=/home/litellm ")
+    assert command.startswith("cd / && runuser -u root -g root -- env -i HOME=/root ")  # a reset environment
     assert "PRISMA_ENGINES_MIRROR=https://m.example/p /bin/sh -c " in command
-    assert command.endswith(" prisma-generate /home/litellm/litellm/venv")
+    assert command.endswith(" prisma-generate /usr/local/lib/litellm-runner/venv")
     assert '-m prisma generate --schema "$schema"' in prisma.GENERATE and "sudo" not in command
 
 

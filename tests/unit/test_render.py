@@ -26,7 +26,7 @@ def test_sandbox_config_has_no_database_url_and_production_has():
     assert "database_url" not in yaml.safe_load(render_config(defaults(litellm_sandbox=True)))["general_settings"]
     unit = render_units(defaults(litellm_sandbox=True))["litellm.service"]
     assert "UnsetEnvironment=DATABASE_URL" in unit
-    assert "UnsetEnvironment" not in render_units(defaults())["litellm.service"]
+    assert "UnsetEnvironment=DATABASE_URL" not in render_units(defaults())["litellm.service"]
 
 
 def test_a_setting_from_group_data_reaches_the_config():
@@ -38,13 +38,15 @@ def test_a_setting_from_group_data_reaches_the_config():
 def test_proxy_unit():
     unit = render_units(defaults())["litellm.service"]
     assert re.search(
-        r"^ExecStart=/home/litellm/litellm/venv/bin/litellm --config "
-        r"/home/litellm/litellm/state/config.generated.yaml --host 127.0.0.1 --port 4000 "
+        r"^ExecStart=/usr/local/lib/litellm-runner/venv/bin/litellm --config "
+        r"/etc/litellm/config.generated.yaml --host 127.0.0.1 --port 4000 "
         r"--num_workers 4$",
         unit,
         re.M,
     )
-    assert "EnvironmentFile=/home/litellm/litellm/env.litellm" in unit
+    assert "EnvironmentFile=/etc/litellm/env.litellm" in unit
+    assert "ConditionUser=litellm" in unit  # /etc/systemd/user: only the account's manager runs it
+    assert re.search(r"^UnsetEnvironment=PYTHONPATH .*LD_PRELOAD", unit, re.M)  # the manager's environment
     assert "Restart=on-failure" in unit
     assert "NoNewPrivileges=yes" in unit
 

@@ -65,7 +65,7 @@ def health(deps):
         str(deps["env"]),
         "--proxy-url",
         deps["proxy"] + "/x",
-        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        env=tool_env(deps["root"]),
     )
     wait_http(f"http://127.0.0.1:{port}/healthz")
     assert proc.poll() is None, "the health server exited (its port was taken?)"  # it is ours that answered
@@ -131,7 +131,7 @@ def test_metrics_match_the_database(deps):
         str(deps["env"]),
         "--units",
         "none.service",
-        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        env=tool_env(deps["root"]),
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/metrics")
@@ -168,7 +168,7 @@ def test_metrics_survive_a_database_that_is_down(deps, tmp_path):
         str(env),
         "--units",
         "",
-        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        env=tool_env(deps["root"]),
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/metrics")
@@ -177,6 +177,13 @@ def test_metrics_survive_a_database_that_is_down(deps, tmp_path):
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def tool_env(root):
+    """The tools' environment: no DATABASE_URL of the control machine; the rendered config in ROOT/state
+    (LITELLM_CONFIG_DIR: on a host it is root's /etc/litellm)."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    return {**env, "LITELLM_CONFIG_DIR": str(root / "state")}
 
 
 def status(deps, *args):
@@ -200,7 +207,7 @@ def status(deps, *args):
         capture_output=True,
         text=True,
         timeout=120,
-        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        env=tool_env(deps["root"]),
     )
 
 
@@ -332,7 +339,7 @@ def test_parallel_readyz_share_one_connection(deps, tmp_path):
         str(env),
         "--proxy-url",
         deps["proxy"],
-        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        env=tool_env(deps["root"]),
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
@@ -381,7 +388,7 @@ def test_health_server_never_shows_the_password(deps, tmp_path, url):
         str(env),
         "--proxy-url",
         deps["proxy"],
-        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        env=tool_env(deps["root"]),
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
