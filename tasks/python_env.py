@@ -86,6 +86,7 @@ def apply():
             python_version=version,
             user=d.litellm_user,
             group=d.litellm_group,
+            home=d.litellm_home,
             _timeout=1800,
         )
     ]

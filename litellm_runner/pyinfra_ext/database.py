@@ -30,6 +30,7 @@ from litellm_runner.resources import project, shipped
 logger = logging.getLogger("litellm_runner")
 
 DBCTL_TIMEOUT = 120  # seconds for one dbctl plan or apply command (pyinfra _timeout)
+PLAN_LIMIT = DBCTL_TIMEOUT - 20  # seconds dbctl plan may run before it is stopped (its item fails alone)
 DEFAULT_POOL_LIMIT = 10  # LiteLLM's database_connection_pool_limit when general_settings does not set it
 
 
@@ -96,9 +97,10 @@ class DatabasePlan(FactBase):
         # stdout goes straight out (fd 3), stderr is kept: on failure one JSON line carries its last line
         script = (
             f"if [ -f {tool} ] && [ -x {py} ] && [ \"$(sha256sum < {tool})\" = '{digest}  -' ]; then "
-            f"exec 3>&1; err=$({py} {tool} plan --scope {','.join(scopes)} "
+            f"exec 3>&1; err=$(timeout -k 5 {PLAN_LIMIT} {py} {tool} plan --scope {','.join(scopes)} "
             f"--env-file {shlex.quote(root)}/env.litellm --connect-timeout {int(timeout)} "
             f"--desired-b64 {desired_b64} 2>&1 >&3 3>&-); code=$?; [ $code = 0 ] && exit 0; "
+            f"[ $code = 124 ] && err='no answer within {PLAN_LIMIT} s (stopped)'; "
             'printf \'{"code": %d, "error_b64": "%s"}\\n\' "$code" '
             '"$(printf \'%s\' "$err" | tail -n 1 | base64 -w0)"; else echo null; fi'
         )
