@@ -83,8 +83,9 @@ def known(data) -> list[str]:
     """Every secret value a host with DATA is given (``litellm_env_secrets``) and the password inside
     each URL among them: what ``litellm_runner.shown.redact`` hides wherever it appears. Empty
     when the secret source cannot be read (the env file operation says why)."""
+    names = list(getattr(data, "litellm_env_secrets", None) or [])
     try:
-        values = load(list(data.litellm_env_secrets), getattr(data, "litellm_secrets_file", None))
+        values = load(names, getattr(data, "litellm_secrets_file", None)) if names else {}
     except (SecretError, OSError):
         return []
     found = []
@@ -96,7 +97,7 @@ def known(data) -> list[str]:
             password = None
         if password:
             found += [password, urllib.parse.unquote(password)]
-    return [v for v in found if not is_placeholder(v, list(data.litellm_env_placeholders))]
+    return [v for v in found if not is_placeholder(v, list(getattr(data, "litellm_env_placeholders", None) or []))]
 
 
 def masked_env(lines) -> dict[str, str]:

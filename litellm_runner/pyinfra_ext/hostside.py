@@ -1041,18 +1041,6 @@ def restore(args: dict) -> dict:
         os.close(dirfd)
 
 
-ACTIONS = {
-    "snapshot": snapshot,
-    "read": read,
-    "mkdir": mkdir,
-    "attrs": attrs,
-    "write": write,
-    "restore": restore,
-    "unit_clean": unit_clean,
-    "adopt": adopt,
-    "unlink": unlink,
-    "displace": displace,
-}
 
 
 def displace(args: dict) -> dict:
@@ -1068,6 +1056,20 @@ def displace(args: dict) -> dict:
 def printable(text: str) -> str:
     """TEXT (a message naming paths the account chose) with every character outside printable ASCII escaped."""
     return "".join(c if " " <= c <= "~" else json.dumps(c)[1:-1] for c in text)
+
+
+ACTIONS = {
+    "snapshot": snapshot,
+    "read": read,
+    "mkdir": mkdir,
+    "attrs": attrs,
+    "write": write,
+    "restore": restore,
+    "unit_clean": unit_clean,
+    "adopt": adopt,
+    "unlink": unlink,
+    "displace": displace,
+}
 
 
 def main(argv: list[str]) -> int:

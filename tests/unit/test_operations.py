@@ -192,7 +192,7 @@ MANAGED_FILE = [
         "a: 1\n",
         0,
         [WRITE],
-        {"type": "unsafe"},
+        {"type": "unsafe", "detail": "2 links"},  # the host's reason, naming the path, is in the report
         None,
         ["[fake-host] Will replace /r/c.yaml (now: unsafe, not read through)", "  @@ -0,0 +1 @@", "  + a: 1", ""],
     ),
@@ -245,12 +245,15 @@ LOCK = "".join(
     f"{name}=={version} \\\n    --hash=sha256:{'ab' * 32}\n    # via litellm\n"
     for name, version in {"litellm": "1.102.4", "urllib3": "2.8.0"}.items()
 )
+AS_ACCOUNT = (  # pip and venv run as the account in a reset environment (facts.as_account), never root's SSH one
+    "cd / && runuser -u litellm -g litellm -- env -i HOME=/ PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8"
+)
 INSTALL = (
-    "runuser -u litellm -- /v/bin/pip install --no-input --disable-pip-version-check -q --require-hashes "
+    f"{AS_ACCOUNT} /v/bin/pip install --no-input --disable-pip-version-check -q --require-hashes "
     "--no-deps --only-binary :all: -r /r/lock.txt"
 )
-UNINSTALL = "runuser -u litellm -- /v/bin/pip uninstall --no-input --disable-pip-version-check -y -q"
-REBUILD = "runuser -u litellm -- /usr/bin/python3 -m venv --clear /v"
+UNINSTALL = f"{AS_ACCOUNT} /v/bin/pip uninstall --no-input --disable-pip-version-check -y -q"
+REBUILD = f"{AS_ACCOUNT} /usr/bin/python3 -m venv --clear /v"
 BASE = {"litellm": "1.102.4", "urllib3": "2.8.0", "pip": "23.0.1", "setuptools": "66.1.1"}
 
 
