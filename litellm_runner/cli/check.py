@@ -145,19 +145,21 @@ def build_report(plan: list, details: dict, hosts: list[str], unreachable: dict[
             report_hosts[name] = _host_result(plan, details.get(name, []), name)
     drifted = [h for h, r in report_hosts.items() if r["status"] in ("drift", "error")]
     errors = [h for h, r in report_hosts.items() if r["status"] in ("error", "unreachable")]
-    return shown.safe({
-        "schema": SCHEMA,
-        "version": 1,
-        "generated_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "status": "error" if errors else ("drift" if drifted else "ok"),
-        "hosts": report_hosts,
-        "totals": {
-            "hosts": len(report_hosts),
-            "drifted_hosts": len(drifted),
-            "unreachable_hosts": len(unreachable),
-            "items": sum(1 for r in report_hosts.values() for i in r["items"] if i["status"] == "drift"),
-        },
-    })
+    return shown.safe(
+        {
+            "schema": SCHEMA,
+            "version": 1,
+            "generated_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "status": "error" if errors else ("drift" if drifted else "ok"),
+            "hosts": report_hosts,
+            "totals": {
+                "hosts": len(report_hosts),
+                "drifted_hosts": len(drifted),
+                "unreachable_hosts": len(unreachable),
+                "items": sum(1 for r in report_hosts.values() for i in r["items"] if i["status"] == "drift"),
+            },
+        }
+    )
 
 
 def _host_result(plan: list, records: list[dict], name: str) -> dict:

@@ -39,6 +39,7 @@ import base64
 import errno
 import grp
 import hashlib
+import itertools
 import json
 import os
 import pwd
@@ -513,7 +514,7 @@ def _half_installed(venv: str, tree: dict) -> dict:
         try:
             problem = _record_problem(site, record, tree)
         except csv.Error as exc:  # a field longer than csv's limit, a NUL: the RECORD is the account's plant
-            problem = f"{path}/RECORD: unreadable ({exc})"
+            problem = f"{venv}/{path}/RECORD: unreadable ({exc})"
         if problem:
             broken[dist] = problem
     return broken
@@ -696,7 +697,7 @@ def leftovers(paths: list[str]) -> list[str]:
 def _names(dirfd: int, limit: int = MAX_ENTRIES) -> list[str]:
     """The names in directory DIRFD, at most LIMIT of them (a directory of millions is not read whole)."""
     with os.scandir(dirfd) as listing:
-        return [entry.name for _, entry in zip(range(limit), listing)]
+        return [entry.name for entry in itertools.islice(listing, limit)]
 
 
 def _clear(dirfd: int, name: str, shown: str) -> dict:
@@ -1039,8 +1040,6 @@ def restore(args: dict) -> dict:
         return {"restored": None}
     finally:
         os.close(dirfd)
-
-
 
 
 def displace(args: dict) -> dict:

@@ -90,7 +90,7 @@ def _shown_line(line: str, secrets: list[str]) -> str:
     parts = COLOUR.split(line)
     codes = COLOUR.findall(line)
     out = [shown.safe(parts[0], secrets)]
-    for code, part in zip(codes, parts[1:]):
+    for code, part in zip(codes, parts[1:], strict=True):
         out += [code, shown.safe(part, secrets)]
     return "".join(out)
 
