@@ -41,6 +41,7 @@ into the value), a comment ending in a backslash, a NUL, a control character.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -264,7 +265,12 @@ READ_LIMIT = 1 << 20  # bytes: an env file is a few hundred
 def read_bounded(path, source: str, limit: int = READ_LIMIT) -> bytes:
     """The bytes of the regular file PATH: opened without blocking (a FIFO planted there would hang a
     plain open), checked by handle before the first read, at most LIMIT bytes. EnvFileError names SOURCE."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a socket
+            raise EnvFileError(f"{source}: not a regular file: not read") from None
+        raise
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
