@@ -536,7 +536,7 @@ def _record_problem(site: str, record: str, tree: dict) -> str | None:
         if have[0] == "file":
             return f"{rel}: {have[2]} bytes, RECORD says {row[2]}"
         if have[0] != "symlink":
-            return f"{rel}: a {have[0]}, RECORD says a file of {row[2]} bytes"
+            return f"{rel}: not a regular file ({have[0]}), RECORD says {row[2]} bytes"
     return None
 
 

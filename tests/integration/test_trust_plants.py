@@ -165,11 +165,12 @@ def test_plants_in_the_venv_rebuild_it_without_root_walking_or_reading_them(host
     site = host.out(f"ls -d {VENV}/lib/python3*/site-packages")
     record = host.out(f"ls -d {site}/*.dist-info | grep -v -e '/pip-' -e '/litellm-' | head -n 1") + "/RECORD"
     deep = f"{site}/deep"
-    plants = {
-        "1,100 nested directories": deep,
-        "RECORD line of 200,000 characters": record,
-        "FIFO at the venv's schema.prisma": f"{site}/litellm/proxy/schema.prisma",
-        "python3 linked to a large root-owned file": f"{VENV}/bin/python",
+    named = {  # each plant, and how the check names it
+        "1,100 nested directories": f"{deep}/d/d/d",
+        "RECORD line of 200,000 characters": f"{record}: unreadable",
+        "FIFO at the venv's schema.prisma": "litellm/proxy/schema.prisma: not a regular file",
+        "python3 linked to a large root-owned file": ROOT_BIG,
+        "distribution name with escape codes": "x1b]0;PWNED",
     }
     # root's own large file: the atime shows whether root read it (set in the past, a read sets it now)
     host.ssh(f"truncate -s 20G {ROOT_BIG} && touch -a -d 2001-01-01 {ROOT_BIG}")
@@ -187,14 +188,14 @@ def test_plants_in_the_venv_rebuild_it_without_root_walking_or_reading_them(host
         f"> {shlex.quote(escaped + '/METADATA')} && : > {shlex.quote(escaped + '/RECORD')}",
     )
 
-    outputs = check_names(host, tmp_path, [deep, f"{record}: unreadable", ROOT_BIG])
+    outputs = check_names(host, tmp_path, list(named.values()))
     outputs += converge_twice(host)
     outputs_are_safe(outputs)
 
     assert displaced(host, VENV), "the venv was not moved aside"
     assert host.ssh(f"test -d {VENV}.displaced-*/lib", check=False).returncode == 0  # kept, never deleted
     assert host.out(f"readlink {VENV}/bin/python3") != ROOT_BIG
-    assert host.out(f"stat -c %X {ROOT_BIG}") == host.out(f"date -d 2001-01-01 +%s"), "root read the linked file"
+    assert host.out(f"stat -c %X {ROOT_BIG}") == host.out("date -d 2001-01-01 +%s"), "root read the linked file"
     assert host.out(f"stat -c %F {VENV}/lib/python3*/site-packages/litellm/proxy/schema.prisma") == "regular file"
     assert host.out("runuser -u litellm -- systemctl --user is-active litellm.service") == "active"
     left = host.out("pgrep -u litellm -a -f 'schema.prisma|litellm-dbctl' || true")

@@ -213,7 +213,7 @@ def test_a_fact_run_as_the_account_is_stopped_with_its_processes():
     import tempfile
 
     where = pathlib.Path(tempfile.mkdtemp(prefix="hostile-", dir="/tmp"))
-    os.chmod(where, 0o755)  # the account can reach the FIFO
+    os.chmod(where, 0o755)  # noqa: S103 (the account must reach the FIFO)
     pipe = fifo(where / "blocked.fifo")
     command = f"{as_account(USER, GROUP, '/', 2)} sh -c 'cat {pipe}; echo never'"
     proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60)

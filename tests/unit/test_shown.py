@@ -35,7 +35,7 @@ def test_escape(case, text, expected):
 REDACTS = [
     ("literal in a config line", f"  master_key: {KEY}", [KEY], f"  master_key: {shown.mark(KEY)}"),
     ("twice", f"{KEY} {KEY}", [KEY], f"{shown.mark(KEY)} {shown.mark(KEY)}"),
-    ("longest first", f"pw=s3cr3tpass url=x://u:s3cr3tpass@h", ["s3cr3tpass", "x://u:s3cr3tpass@h"], None),
+    ("longest first", "pw=s3cr3tpass url=x://u:s3cr3tpass@h", ["s3cr3tpass", "x://u:s3cr3tpass@h"], None),
     ("too short to redact", "a b c", ["a", ""], "a b c"),
     ("absent", "nothing here", [KEY], "nothing here"),
 ]
