@@ -23,6 +23,7 @@ from typing import TypeGuard
 from pyinfra import host
 from pyinfra.api import FactBase, FunctionCommand, operation
 
+from litellm_runner import shown
 from litellm_runner.pyinfra_ext import drift, snapshot
 from litellm_runner.pyinfra_ext.operations import _run, diff_wanted, show_diff
 from litellm_runner.resources import project, shipped
@@ -187,7 +188,7 @@ def deliver_key(host_name: str, alias: str, raw: str, base: pathlib.Path | None 
 def _dbctl_failed(state, host, what: str) -> bool:
     """Fail this database item only: logged in red, the host counted failed (pyinfra exits 1), its other
     operations still run (the database operations are called with ``_ignore_errors``)."""
-    host.log_styled(f"{host.name}: {what}", fg="red", log_func=logger.error)
+    host.log_styled(f"{host.name}: {shown.escape(what)}", fg="red", log_func=logger.error)
     state.failed_hosts.add(host)  # not fail_hosts(): that would stop the host's remaining operations
     return False
 

@@ -31,6 +31,18 @@ document on stdout, or an error line on stderr with exit 1:
 - ``restore``: put the newest backup of a file back
 - ``adopt``: give whatever in a venv another user owns back to the account, by handle
 - ``unit_clean``: remove foreign unit files and drop-ins of the account's units (``unit_sources``)
+- ``unlink``: clear what ``leftovers`` found at a temporary or backup name
+- ``displace``: move a venv root must not walk aside (``PATH.displaced-TIME``)
+
+Anything the account plants is hostile input of any type, size and depth (issue #22): files are
+opened with O_NONBLOCK|O_NOFOLLOW and fstat-ed before the first read (a FIFO, socket or device is
+never read, a file larger than READ_LIMIT is refused unread, its path named); trees are walked
+without recursion, at most MAX_DEPTH levels and MAX_ENTRIES entries; a RECORD that csv cannot read
+fails its distribution alone. Whatever is in a write's way (a directory at the temporary name, at a
+backup name, at a unit's name, at the managed path itself) is moved aside, never entered or
+deleted (``_clear``, ``_displace``), so each plant fails or is displaced alone and the rest of the
+host converges. Error lines are printable ASCII (``printable``): a planted name cannot write
+control characters to the operator's terminal.
 """
 
 from __future__ import annotations
