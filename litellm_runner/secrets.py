@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import pathlib
 import stat
+import urllib.parse
 
 from pyinfra import host
 from pyinfra.api import operation
@@ -76,6 +77,27 @@ def load(names: list[str], secrets_file: str | None = None) -> dict[str, str]:
         where = f"the environment or {path}" if path else "the environment (no LITELLM_SECRETS_FILE set)"
         raise SecretError(f"secret(s) {', '.join(missing)} not found in {where}")
     return values
+
+
+def known(data) -> list[str]:
+    """Every secret value a host with DATA is given (``litellm_env_secrets``) and the password inside
+    each URL among them: what ``litellm_runner.shown.redact`` hides wherever it appears. Empty
+    when the secret source cannot be read (the env file operation says why)."""
+    names = list(getattr(data, "litellm_env_secrets", None) or [])
+    try:
+        values = load(names, getattr(data, "litellm_secrets_file", None)) if names else {}
+    except (SecretError, OSError):
+        return []
+    found = []
+    for value in values.values():
+        found.append(value)
+        try:
+            password = urllib.parse.urlsplit(value).password
+        except ValueError:
+            password = None
+        if password:
+            found += [password, urllib.parse.unquote(password)]
+    return [v for v in found if not is_placeholder(v, list(getattr(data, "litellm_env_placeholders", None) or []))]
 
 
 def masked_env(lines) -> dict[str, str]:

@@ -52,20 +52,31 @@ ENGINES_HOST = "https://binaries.prisma.sh"  # Prisma's default download host (P
 LOCAL_ENGINES = ("PRISMA_QUERY_ENGINE_BINARY", "PRISMA_SCHEMA_ENGINE_BINARY")  # both set: nothing is downloaded
 PROBE_TIMEOUT = 5  # seconds to connect to the engines' download host
 STATE_TIMEOUT = 60  # seconds for the PrismaClientState command (pyinfra _timeout)
+STATE_LIMIT = STATE_TIMEOUT - 15  # seconds it runs as the account before it is stopped (``as_account``)
 GENERATE_TIMEOUT = 900  # seconds for `prisma generate` (CLI install and engine download on a first run)
 
 # Reads the venv as data (root's own interpreter, isolated, run as the account): whether its prisma
 # package holds a client generated from the schema of its litellm; if not, whether the engines' host
 # answers. Prints one JSON object.
 STATE = r"""
-import glob, hashlib, json, socket, sys
+import glob, hashlib, json, os, socket, stat, sys
 venv, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 def sha(path):
+    # never blocks (a FIFO), never reads more than 64 MB: anything but such a regular file counts as absent
     try:
-        with open(path, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 64 << 20:
+            return None
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: os.read(fd, 1 << 16), b""):
+            digest.update(chunk)
+        return digest.hexdigest()
+    finally:
+        os.close(fd)
 sites = sorted(glob.glob(venv + "/lib/python3*/site-packages"))
 site = sites[-1] if sites else ""
 schema = sha(site + "/litellm/proxy/schema.prisma")
@@ -99,10 +110,17 @@ class PrismaClientState(FactBase):
         parts = urlsplit(probe) if probe else None
         target = [parts.hostname or "", str(parts.port or 443)] if parts else ["", "0"]
         args = " ".join(shlex.quote(a) for a in [venv_path, *target, str(PROBE_TIMEOUT)])
-        return f"{as_account(user, group, home)} {SYSTEM_PYTHON} -I -c {shlex.quote(STATE)} {args}"
+        return (
+            f"{as_account(user, group, home, STATE_LIMIT)} {SYSTEM_PYTHON} -I -c {shlex.quote(STATE)} {args} "
+            "|| echo null"
+        )
 
     def process(self, output):
-        return json.loads("\n".join(output))
+        """The state, or None when it could not be read (stopped after STATE_LIMIT, or it failed)."""
+        try:
+            return json.loads("\n".join(output))
+        except ValueError:
+            return None
 
 
 def state_question(venv_path: str, user: str, group: str, home: str, settings: dict) -> tuple[type, dict]:
@@ -142,6 +160,13 @@ def unavailable(version: str | None, cause: str) -> str:
     )
 
 
+def _fail_alone(state, host, text):
+    """Fail this item only: logged in red, the host counted failed (pyinfra exits 1), its other operations run."""
+    host.log_styled(text, fg="red", log_func=logger.error)
+    state.failed_hosts.add(host)  # not fail_hosts(): that would stop the host's remaining operations
+    return True
+
+
 def _refuse(state, host, text):
     host.log_styled(text, fg="red", log_func=logger.error)
     return False
@@ -161,6 +186,11 @@ def prisma_client(venv_path: str, pins: dict, user: str, group: str, home: str, 
     changing = any(installed.get(name) != version for name, version in pins.items())
     cls, kwargs = state_question(venv_path, user, group, home, settings)
     state = snapshot.answer(cls, **kwargs)
+    if state is None:  # this item fails alone: the host's other operations still run
+        text = f"the Prisma client state of {venv_path} could not be read as {user} within {STATE_LIMIT} s"
+        drift.record("error", text, "read")
+        yield FunctionCommand(_fail_alone, (text,), {})
+        return
     if state["generated"] and not changing:
         host.noop(f"the Prisma client in {venv_path} is generated from litellm {pins.get('litellm')}'s schema")
         return

@@ -23,7 +23,7 @@ from typing import TypeGuard
 from pyinfra import host
 from pyinfra.api import FactBase, FunctionCommand, operation
 
-from litellm_runner import layout
+from litellm_runner import layout, shown
 from litellm_runner.pyinfra_ext import drift, snapshot
 from litellm_runner.pyinfra_ext.operations import _run, diff_wanted, show_diff
 from litellm_runner.resources import project, shipped
@@ -31,6 +31,7 @@ from litellm_runner.resources import project, shipped
 logger = logging.getLogger("litellm_runner")
 
 DBCTL_TIMEOUT = 120  # seconds for one dbctl plan or apply command (pyinfra _timeout)
+PLAN_LIMIT = DBCTL_TIMEOUT - 20  # seconds dbctl plan may run before it is stopped (its item fails alone)
 DEFAULT_POOL_LIMIT = 10  # LiteLLM's database_connection_pool_limit when general_settings does not set it
 
 
@@ -97,9 +98,10 @@ class DatabasePlan(FactBase):
         # stdout goes straight out (fd 3), stderr is kept: on failure one JSON line carries its last line
         script = (
             f"if [ -f {tool} ] && [ -x {py} ] && [ \"$(sha256sum < {tool})\" = '{digest}  -' ]; then "
-            f"exec 3>&1; err=$({py} {tool} plan --scope {','.join(scopes)} "
+            f"exec 3>&1; err=$(timeout -k 5 {PLAN_LIMIT} {py} {tool} plan --scope {','.join(scopes)} "
             f"--env-file {shlex.quote(layout.ENV_FILE)} --connect-timeout {int(timeout)} "
             f"--desired-b64 {desired_b64} 2>&1 >&3 3>&-); code=$?; [ $code = 0 ] && exit 0; "
+            f"[ $code = 124 ] && err='no answer within {PLAN_LIMIT} s (stopped)'; "
             'printf \'{"code": %d, "error_b64": "%s"}\\n\' "$code" '
             '"$(printf \'%s\' "$err" | tail -n 1 | base64 -w0)"; else echo null; fi'
         )
@@ -186,7 +188,7 @@ def deliver_key(host_name: str, alias: str, raw: str, base: pathlib.Path | None 
 def _dbctl_failed(state, host, what: str) -> bool:
     """Fail this database item only: logged in red, the host counted failed (pyinfra exits 1), its other
     operations still run (the database operations are called with ``_ignore_errors``)."""
-    host.log_styled(f"{host.name}: {what}", fg="red", log_func=logger.error)
+    host.log_styled(f"{host.name}: {shown.escape(what)}", fg="red", log_func=logger.error)
     state.failed_hosts.add(host)  # not fail_hosts(): that would stop the host's remaining operations
     return False
 

@@ -86,17 +86,22 @@ class UserUnits(FactBase):
         return {unit: self._unit(props) for unit, props in blocks.items()}
 
 
-def as_account(user: str, group: str, home: str) -> str:
+def as_account(user: str, group: str, home: str, limit: int | None = None) -> str:
     """The prefix that runs a command as the service account, with a clean environment.
 
     Whatever the account can write (its venv, ``bin/``, dbctl) runs only this
     way: as the account, the kernel refuses anything the account itself could
-    not do, so a planted trojan gains nothing.
+    not do, so a planted trojan gains nothing. With LIMIT (seconds: a fact's
+    command) the command is stopped after LIMIT, with its whole process group
+    (``timeout``; SIGKILL 5 s later), so a read the account made block (a FIFO
+    where a file should be) fails that one fact and leaves no process behind.
+    The command then follows directly (no ``VAR=value`` words of its own).
     """
-    return (
+    prefix = (
         f"cd / && runuser -u {shlex.quote(user)} -g {shlex.quote(group)} -- env -i HOME={shlex.quote(home)} "
         "PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8"
     )
+    return prefix + (f" timeout -k 5 {int(limit)}" if limit else "")
 
 
 def hostside(action: str, args: dict) -> str:

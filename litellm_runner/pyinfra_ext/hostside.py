@@ -33,6 +33,18 @@ document on stdout, or an error line on stderr with exit 1:
 - ``unit_clean``: quarantine foreign unit files and drop-ins of the managed units (``unit_sources``)
 - ``quarantine``: move the account's plants (``account_plants``) and the account's copies of root's
   files into a root-owned quarantine folder with a manifest, never deleting them
+- ``unlink``: clear what ``leftovers`` found at a temporary or backup name
+- ``displace``: move a venv root must not walk aside (``PATH.displaced-TIME``)
+
+Anything the account plants is hostile input of any type, size and depth (issue #22): files are
+opened with O_NONBLOCK|O_NOFOLLOW and fstat-ed before the first read (a FIFO, socket or device is
+never read, a file larger than READ_LIMIT is refused unread, its path named); trees are walked
+without recursion, at most MAX_DEPTH levels and MAX_ENTRIES entries; a RECORD that csv cannot read
+fails its distribution alone. Whatever is in a write's way (a directory at the temporary name, at a
+backup name, at a unit's name, at the managed path itself) is moved aside, never entered or
+deleted (``_clear``, ``_displace``), so each plant fails or is displaced alone and the rest of the
+host converges. Error lines are printable ASCII (``printable``): a planted name cannot write
+control characters to the operator's terminal.
 """
 
 from __future__ import annotations
@@ -41,6 +53,7 @@ import base64
 import errno
 import grp
 import hashlib
+import itertools
 import json
 import os
 import pwd
@@ -54,6 +67,8 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 TMP_SUFFIX = ".tmp-litellm-runner"
 BACKUP_RE = r"\.bak-[0-9]{8}T[0-9]{6,}"
 READ_LIMIT = 16 * 1024 * 1024
+MAX_DEPTH = 64  # directories below a walked tree's top: deeper is the account's plant, never a package's
+MAX_ENTRIES = 400_000  # entries of one walked tree (a litellm venv holds about 40,000)
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
@@ -142,7 +157,14 @@ def _open_file(dirfd: int, name: str, shown: str, flags=os.O_RDONLY) -> int:
     return fd
 
 
-def _read_fd(fd: int, limit: int = READ_LIMIT) -> bytes:
+def _read_fd(fd: int, limit: int = READ_LIMIT, shown: str = "the file") -> bytes:
+    """At most LIMIT bytes of the regular file FD (fstat first: a FIFO, socket or device is refused
+    before the first read, a file that says it is larger is refused unread; SHOWN names it)."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise Unsafe(f"{shown} is not a regular file (type {_kind(st)}): not read")
+    if st.st_size > limit:
+        raise Unsafe(f"{shown}: {st.st_size} bytes, more than {limit}: not read")
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -151,7 +173,7 @@ def _read_fd(fd: int, limit: int = READ_LIMIT) -> bytes:
             return b"".join(chunks)
         size += len(chunk)
         if size > limit:
-            raise Unsafe(f"more than {limit} bytes")
+            raise Unsafe(f"{shown}: more than {limit} bytes: not read")
         chunks.append(chunk)
 
 
@@ -183,7 +205,9 @@ def path_state(path: str, env_file: bool = False) -> dict | None:
             except Unsafe as exc:
                 return {**out, "type": "unsafe", "detail": str(exc)}
             try:
-                data = _read_fd(fd)
+                data = _read_fd(fd, shown=path)
+            except Unsafe as exc:  # too large to be a file the deploy wrote: named, replaced by the write
+                return {**out, "type": "unsafe", "detail": str(exc)}
             finally:
                 os.close(fd)
             out["sha256"] = hashlib.sha256(data).hexdigest()
@@ -212,7 +236,7 @@ def _dist_info(venv: str) -> dict | None:
     except (FileNotFoundError, NotADirectoryError, Unsafe):
         return None
     try:
-        pythons = sorted(n for n in os.listdir(libfd) if n.startswith("python"))
+        pythons = sorted(n for n in _names(libfd) if n.startswith("python"))
         if not pythons:
             return None
         found = {}
@@ -222,7 +246,7 @@ def _dist_info(venv: str) -> dict | None:
             except (FileNotFoundError, NotADirectoryError, Unsafe):
                 continue
             try:
-                for entry in os.listdir(sitefd):
+                for entry in _names(sitefd):
                     if not entry.endswith(".dist-info"):
                         continue
                     meta = _metadata(sitefd, entry)
@@ -246,7 +270,7 @@ def _metadata(sitefd: int, entry: str):
         os.close(dfd)
         return None
     try:
-        head = _read_fd(fd, 1 << 20).decode("utf-8", "replace").split("\n\n", 1)[0]
+        head = _read_fd(fd, 1 << 20, f"{entry}/METADATA").decode("utf-8", "replace").split("\n\n", 1)[0]
     except Unsafe:
         return None
     finally:
@@ -300,7 +324,7 @@ def _listing(path: str) -> tuple[tuple, list[str]] | None:
         return None
     try:
         st = os.fstat(fd)
-        return (st.st_dev, st.st_ino), sorted(os.listdir(fd))
+        return (st.st_dev, st.st_ino), sorted(_names(fd))
     finally:
         os.close(fd)
 
@@ -663,27 +687,52 @@ def quarantine(args: dict) -> dict:
 
 
 VENV_SAMPLE = 5  # paths named per problem in the venv report
+RECORD_LIMIT = 8 * 1024 * 1024  # bytes of one RECORD or pyvenv.cfg read (litellm's RECORD: about 1 MB)
 
 
-def _tree(dirfd: int, rel: str, out: dict) -> None:
-    """``{relative path: (type, uid, size)}`` of everything under DIRFD, from lstat; real directories are
-    entered by handle with O_NOFOLLOW, a symlink is recorded and never followed."""
-    for entry in os.listdir(dirfd):
-        path = f"{rel}/{entry}" if rel else entry
-        try:
-            st = os.stat(entry, dir_fd=dirfd, follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        out[path] = (_kind(st), st.st_uid, st.st_size)
-        if stat.S_ISDIR(st.st_mode):
+def _tree(dirfd: int, rel: str, out: dict, depth: int = MAX_DEPTH, entries: int = MAX_ENTRIES) -> list[str]:
+    """``{relative path: (type, uid, size)}`` of everything under DIRFD into OUT, from lstat; real directories
+    are entered by handle, one name at a time with O_NOFOLLOW, a symlink is recorded and never followed.
+
+    Bounded: no recursion (a stack of open directories, at most DEPTH of them), at most ENTRIES
+    entries. Returns what was not walked, one sentence per problem naming its path (REL-relative):
+    ``"a/b/...: more than 64 directories deep: not walked"``."""
+    problems: list[str] = []
+    top = os.dup(dirfd)
+    stack = [(top, os.scandir(top), rel)]
+    try:
+        while stack:
+            fd, listing, here = stack[-1]
+            entry = next(listing, None)
+            if entry is None:
+                listing.close()
+                os.close(fd)
+                stack.pop()
+                continue
+            path = f"{here}/{entry.name}" if here else entry.name
+            if len(out) >= entries:
+                problems.append(f"{rel or '.'}: more than {entries} entries: not walked further")
+                break
             try:
-                sub = os.open(entry, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
-            except OSError:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            out[path] = (_kind(st), st.st_uid, st.st_size)
+            if not stat.S_ISDIR(st.st_mode):
+                continue
+            if len(stack) >= depth:
+                problems.append(f"{path}: more than {depth} directories deep: not walked")
                 continue
             try:
-                _tree(sub, path, out)
-            finally:
-                os.close(sub)
+                sub = os.open(entry.name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError:
+                continue
+            stack.append((sub, os.scandir(sub), path))
+    finally:
+        for fd, listing, _ in stack:
+            listing.close()
+            os.close(fd)
+    return problems
 
 
 def _interpreter(venv: str, tree: dict) -> dict:
@@ -700,10 +749,24 @@ def _interpreter(venv: str, tree: dict) -> dict:
         finally:
             os.close(dirfd)
         if "/" in target:
-            found = path_state(target) if target.startswith("/") else None
-            return {"python": target, "exists": found is not None and found["type"] in ("file", "symlink")}
+            kind = _lkind(target) if target.startswith("/") else None
+            return {"python": target, "exists": kind in ("file", "symlink")}
         name = target
     return {"python": None, "exists": False}
+
+
+def _lkind(path: str) -> str | None:
+    """The type of PATH itself from lstat (None: absent or unsafe to reach); PATH is never opened."""
+    try:
+        dirfd, name = parent(path)
+    except (OSError, Unsafe):
+        return None
+    try:
+        return _kind(os.stat(name, dir_fd=dirfd, follow_symlinks=False))
+    except OSError:
+        return None
+    finally:
+        os.close(dirfd)
 
 
 def _small_file(venv: str, rel: str) -> str | None:
@@ -716,7 +779,7 @@ def _small_file(venv: str, rel: str) -> str | None:
     try:
         fd = _open_file(dirfd, parts[-1], rel)
         try:
-            return _read_fd(fd).decode("utf-8", "replace")
+            return _read_fd(fd, RECORD_LIMIT, rel).decode("utf-8", "replace")
         finally:
             os.close(fd)
     except (OSError, Unsafe):
@@ -740,15 +803,33 @@ def _half_installed(venv: str, tree: dict) -> dict:
             broken[dist] = f"{path}: no METADATA or RECORD"
             continue
         site = path.rsplit("/", 1)[0]
-        for row in csv.reader(record.splitlines()):
-            if len(row) < 3 or not row[2]:
-                continue
-            rel = os.path.normpath(f"{site}/{row[0]}")
-            have = tree.get(rel)
-            if not rel.startswith("..") and (have is None or (have[0] == "file" and str(have[2]) != row[2])):
-                broken[dist] = f"{rel}: " + ("missing" if have is None else f"{have[2]} bytes, RECORD says {row[2]}")
-                break
+        try:
+            problem = _record_problem(site, record, tree)
+        except csv.Error as exc:  # a field longer than csv's limit, a NUL: the RECORD is the account's plant
+            problem = f"{venv}/{path}/RECORD: unreadable ({exc})"
+        if problem:
+            broken[dist] = problem
     return broken
+
+
+def _record_problem(site: str, record: str, tree: dict) -> str | None:
+    """The first file RECORD lists (relative to SITE) that TREE has missing, of another size, or not a regular file."""
+    import csv
+
+    for row in csv.reader(record.splitlines()):
+        if len(row) < 3 or not row[2]:
+            continue
+        rel = os.path.normpath(f"{site}/{row[0]}")
+        have = tree.get(rel)
+        if rel.startswith("..") or (have is not None and have[0] == "file" and str(have[2]) == row[2]):
+            continue
+        if have is None:
+            return f"{rel}: missing"
+        if have[0] == "file":
+            return f"{rel}: {have[2]} bytes, RECORD says {row[2]}"
+        if have[0] != "symlink":
+            return f"{rel}: not a regular file ({have[0]}), RECORD says {row[2]} bytes"
+    return None
 
 
 def venv_state(venv: str, user: str) -> dict:
@@ -764,6 +845,7 @@ def venv_state(venv: str, user: str) -> dict:
         "foreign": [],
         "foreign_count": 0,
         "broken": {},
+        "hostile": [],
     }
     try:
         uid = pwd.getpwnam(user).pw_uid
@@ -772,7 +854,7 @@ def venv_state(venv: str, user: str) -> dict:
         return out
     try:
         tree = {"": (_kind(os.fstat(venvfd)), os.fstat(venvfd).st_uid, 0)}
-        _tree(venvfd, "", tree)
+        hostile = [f"{venv}/{p}" for p in _tree(venvfd, "", tree)]
     finally:
         os.close(venvfd)
     foreign = sorted(p for p, v in tree.items() if v[1] != uid)
@@ -785,19 +867,23 @@ def venv_state(venv: str, user: str) -> dict:
         foreign=[f"{venv}/{p}".rstrip("/") for p in foreign[:VENV_SAMPLE]],
         foreign_count=len(foreign),
         broken=_half_installed(venv, tree),
+        hostile=hostile[:VENV_SAMPLE],
     )
     return out
 
 
-def _adopt(dirfd: int, uid: int, gid: int, shown: str) -> int:
-    """Give every entry under DIRFD not owned by UID to UID:GID by handle (links themselves, never followed)."""
+def _adopt(dirfd: int, uid: int, gid: int, shown: str, depth: int = MAX_DEPTH) -> int:
+    """Give every entry under DIRFD not owned by UID to UID:GID by handle (links themselves, never followed);
+    at most DEPTH levels down (a deeper tree is refused with its path named)."""
+    if depth <= 0:
+        raise Unsafe(f"{shown}: more than {MAX_DEPTH} directories deep: not walked")
     count = 0
-    for entry in os.listdir(dirfd):
+    for entry in _names(dirfd):
         st = os.stat(entry, dir_fd=dirfd, follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
             sub = os.open(entry, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
             try:
-                count += _adopt(sub, uid, gid, f"{shown}/{entry}")
+                count += _adopt(sub, uid, gid, f"{shown}/{entry}", depth - 1)
                 if os.fstat(sub).st_uid != uid:
                     os.fchown(sub, uid, gid)
                     count += 1
@@ -867,8 +953,25 @@ def _manager_active(user: str) -> bool:
     return proc.returncode == 0
 
 
+TMP_NAME = re.compile(re.escape(TMP_SUFFIX) + r"(-bak)?\Z")
+BACKUP_NAME = re.compile(BACKUP_RE + r"\Z")
+
+
+def _in_the_way(dirfd: int, name: str) -> bool:
+    """NAME (a runner's temporary or backup name) is in DIRFD and something the runner did not leave:
+    any temporary name (a killed run's file, or the account's plant), a backup name that is not a file."""
+    if TMP_NAME.search(name):
+        return True
+    try:
+        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    except OSError:
+        return False
+    return not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode))
+
+
 def leftovers(paths: list[str]) -> list[str]:
-    """Temporary files a killed run left in the managed directories PATHS (names matched as data)."""
+    """What would be in a write's way in the managed directories PATHS (names matched as data): temporary
+    files a killed run left, and anything else at a temporary name, or at a backup name but not a file."""
     found = []
     for path in paths:
         try:
@@ -876,25 +979,49 @@ def leftovers(paths: list[str]) -> list[str]:
         except (OSError, Unsafe):
             continue
         try:
-            found += [f"{path}/{n}" for n in os.listdir(dirfd) if re.search(re.escape(TMP_SUFFIX) + r"(-bak)?\Z", n)]
+            names = [n for n in _names(dirfd) if TMP_NAME.search(n) or BACKUP_NAME.search(n)]
+            found += [f"{path}/{n}" for n in names if _in_the_way(dirfd, n)]
         finally:
             os.close(dirfd)
     return sorted(found)
 
 
+def _names(dirfd: int, limit: int = MAX_ENTRIES) -> list[str]:
+    """The names in directory DIRFD, at most LIMIT of them (a directory of millions is not read whole)."""
+    with os.scandir(dirfd) as listing:
+        return [entry.name for entry in itertools.islice(listing, limit)]
+
+
+def _clear(dirfd: int, name: str, shown: str) -> dict:
+    """Take NAME out of DIRFD's way: a file or link is removed (a link itself, never its target), anything
+    else (a directory, FIFO, socket, device) is moved aside to ``NAME.displaced-TIME``, never entered.
+    ``{"removed": SHOWN}`` or ``{"displaced": SHOWN, "to": the new name}``, ``{}`` when NAME is gone."""
+    try:
+        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return {}
+    if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+        os.unlink(name, dir_fd=dirfd)
+        return {"removed": shown}
+    aside = f"{name}.displaced-{_stamp()}"
+    os.rename(name, aside, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+    return {"displaced": shown, "to": f"{shown.rpartition('/')[0]}/{aside}"}
+
+
 def unlink(args: dict) -> dict:
-    """Remove ARGS.paths, each a leftover temporary file (its name says so), never through a link."""
+    """Clear ARGS.paths (``leftovers``: a runner's temporary or backup name, the name says so) by handle:
+    files removed, anything else displaced (``_clear``), never through a link."""
+    done = []
     for path in args["paths"]:
-        if not re.search(re.escape(TMP_SUFFIX) + r"(-bak)?\Z", path):
-            raise Unsafe(f"{path}: not a temporary file of the runner")
+        if not (TMP_NAME.search(path) or BACKUP_NAME.search(path)):
+            raise Unsafe(f"{path}: not a temporary or backup name of the runner")
         dirfd, name = parent(path)
         try:
-            os.unlink(name, dir_fd=dirfd)
-        except FileNotFoundError:
-            pass
+            if _in_the_way(dirfd, name):
+                done.append(_clear(dirfd, name, path))
         finally:
             os.close(dirfd)
-    return {"removed": len(args["paths"])}
+    return {"removed": len(args["paths"]), "cleared": [d for d in done if d]}
 
 
 RUN_LOCK = "/run/litellm-runner.lock"  # litellm_runner.pyinfra_ext.lock.LOCK_PATH (root's)
@@ -1135,10 +1262,7 @@ def attrs(args: dict) -> dict:
 
 def _replace(dirfd: int, name: str, data: bytes, uid: int, gid: int, mode: int, tmp: str) -> None:
     """Write DATA to TMP (exclusive, no link followed), settle it by handle, rename it over NAME."""
-    try:
-        os.unlink(tmp, dir_fd=dirfd)
-    except FileNotFoundError:
-        pass
+    _clear(dirfd, tmp, tmp)  # a killed run's file removed; a directory planted at the name moved aside
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dirfd)
     try:
         _settle(fd, uid, gid, mode)
@@ -1154,7 +1278,8 @@ def _replace(dirfd: int, name: str, data: bytes, uid: int, gid: int, mode: int, 
 def _backups(dirfd: int, name: str) -> list[str]:
     """NAME's backups in DIRFD, newest first: file names matched as data, never through a shell."""
     pattern = re.compile(re.escape(name) + BACKUP_RE + r"\Z")
-    return sorted((n for n in os.listdir(dirfd) if pattern.match(n)), reverse=True)
+    found = (n for n in _names(dirfd) if pattern.match(n))
+    return sorted((n for n in found if not _in_the_way(dirfd, n)), reverse=True)  # a directory is no backup
 
 
 def write(args: dict) -> dict:
@@ -1165,7 +1290,9 @@ def write(args: dict) -> dict:
         data = staged.read()
     dirfd, name = parent(args["dest"])
     try:
-        aside = _displace(dirfd, name, lambda st: stat.S_ISREG(st.st_mode) and st.st_nlink == 1)
+        aside = _displace(
+            dirfd, name, lambda st: stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_size <= READ_LIMIT
+        )
         if keep:
             try:
                 fd = _open_file(dirfd, name, args["dest"])
@@ -1175,7 +1302,7 @@ def write(args: dict) -> dict:
                 fd = None  # a planted link or device is replaced, never copied
             if fd is not None:
                 try:
-                    old = _read_fd(fd)
+                    old = _read_fd(fd, shown=args["dest"])
                 finally:
                     os.close(fd)
                 _replace(dirfd, f"{name}.bak-{_stamp()}", old, uid, gid, mode, f"{name}{TMP_SUFFIX}-bak")
@@ -1184,7 +1311,7 @@ def write(args: dict) -> dict:
         _replace(dirfd, name, data, uid, gid, mode, f"{name}{TMP_SUFFIX}")
     finally:
         os.close(dirfd)
-    return {"displaced": aside}
+    return {"displaced": aside and f"{args['dest'].rpartition('/')[0]}/{aside}"}
 
 
 def restore(args: dict) -> dict:
@@ -1208,6 +1335,21 @@ def restore(args: dict) -> dict:
         os.close(dirfd)
 
 
+def displace(args: dict) -> dict:
+    """Move ARGS.path (a venv the account filled with what root must not walk) aside by handle, to
+    ``PATH.displaced-TIME`` in the same directory, never entered: kept for inspection, never deleted."""
+    dirfd, name = parent(args["path"])
+    try:
+        return {"displaced": _clear(dirfd, name, args["path"]) if _lkind(args["path"]) == "directory" else {}}
+    finally:
+        os.close(dirfd)
+
+
+def printable(text: str) -> str:
+    """TEXT (a message naming paths the account chose) with every character outside printable ASCII escaped."""
+    return "".join(c if " " <= c <= "~" else json.dumps(c)[1:-1] for c in text)
+
+
 ACTIONS = {
     "snapshot": snapshot,
     "read": read,
@@ -1219,6 +1361,7 @@ ACTIONS = {
     "quarantine": quarantine,
     "adopt": adopt,
     "unlink": unlink,
+    "displace": displace,
 }
 
 
@@ -1226,8 +1369,8 @@ def main(argv: list[str]) -> int:
     action, args = argv[1], json.loads(base64.b64decode(argv[2]))
     try:
         result = ACTIONS[action](args)
-    except (Unsafe, OSError, KeyError) as exc:
-        print(f"litellm-runner {action}: refused: {exc}", file=sys.stderr)
+    except (Unsafe, OSError, KeyError, RecursionError) as exc:
+        print(printable(f"litellm-runner {action}: refused: {exc}"), file=sys.stderr)
         return 1
     print(json.dumps(result))
     return 0

@@ -26,6 +26,7 @@ from pyinfra.context import ctx_config
 from pyinfra.operations import apt
 from pyinfra.operations.util.files import generate_color_diff
 
+from litellm_runner import shown
 from litellm_runner.gates import cve as cve_gate
 from litellm_runner.pyinfra_ext import drift, snapshot
 from litellm_runner.pyinfra_ext.facts import (
@@ -72,16 +73,38 @@ def diff_wanted() -> bool:
 
 def show_diff(title: str, lines) -> None:
     """Print TITLE for the current host and LINES below it, as pyinfra's files operations print
-    ``--diff`` (``Will modify PATH``, then the lines indented, then a blank line)."""
-    pyinfra_logger.info(f"[{host.name}] {title}")
+    ``--diff`` (``Will modify PATH``, then the lines indented, then a blank line). Each line is
+    ``shown.safe``: the host's secret values redacted, control characters escaped (the colours
+    of pyinfra's diff are kept: only what ``text_diff`` itself adds, never the host's text)."""
+    secrets = drift.known_secrets()
+    pyinfra_logger.info(f"[{host.name}] {shown.safe(title, secrets)}")
     for line in lines:
-        pyinfra_logger.info("  %s", line)
+        pyinfra_logger.info("  %s", _shown_line(line, secrets))
     pyinfra_logger.info("")
 
 
+COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # the SGR codes pyinfra's generate_color_diff wraps lines in
+
+
+def _shown_line(line: str, secrets: list[str]) -> str:
+    """LINE of a diff made safe, pyinfra's own colour codes (the text between them is escaped) kept."""
+    parts = COLOUR.split(line)
+    codes = COLOUR.findall(line)
+    out = [shown.safe(parts[0], secrets)]
+    for code, part in zip(codes, parts[1:], strict=True):
+        out += [code, shown.safe(part, secrets)]
+    return "".join(out)
+
+
 def text_diff(before: str | None, after: str) -> list[str]:
-    """The lines pyinfra's ``--diff`` shows for a text file going from BEFORE (None: no file) to AFTER."""
-    return list(generate_color_diff((before or "").splitlines(True), after.splitlines(True)))
+    """The lines pyinfra's ``--diff`` shows for a text file going from BEFORE (None: no file) to AFTER,
+    each line ``shown.safe`` before pyinfra colours it (a colour code of the host's is escaped)."""
+    secrets = drift.known_secrets()
+
+    def lines(text: str | None) -> list[str]:
+        return [shown.safe(line, secrets) + "\n" for line in (text or "").splitlines()]
+
+    return list(generate_color_diff(lines(before), lines(after)))
 
 
 # -- the service account ---------------------------------------------------------------------
@@ -331,7 +354,8 @@ def managed_file(dest: str, content: str, user: str, group: str, mode: str, back
             if diff_wanted():
                 show_diff(f"Will modify {dest}", text_diff(old, content))
         else:
-            drift.record("file", current and {"type": current["type"]}, f"sha256:{sha256_text(content)[:12]}")
+            found = current and {k: current[k] for k in ("type", "detail") if k in current}  # detail names the path
+            drift.record("file", found, f"sha256:{sha256_text(content)[:12]}")
             if diff_wanted():
                 what = f"Will replace {dest} (now: {current['type']}, not read through)" if current else None
                 show_diff(what or f"Will create {dest}", text_diff(None, content))
@@ -468,7 +492,9 @@ def venv_rebuild_reasons(state: dict, python: str, python_version: str | None) -
 
     No venv, no pip, a name that is no distribution name, a ``bin/python`` that is
     missing, dangling or leads to another interpreter than PYTHON, a pyvenv.cfg of
-    another Python than PYTHON_VERSION, a dist-info without METADATA or RECORD.
+    another Python than PYTHON_VERSION, a dist-info without METADATA or RECORD or whose
+    RECORD cannot be read, a tree too deep or too large to walk (``hostile``: the venv is
+    then moved aside, never walked or deleted, see ``venv_requirements``).
     """
     installed = state["packages"]
     if installed is None:
@@ -491,8 +517,9 @@ def venv_rebuild_reasons(state: dict, python: str, python_version: str | None) -
     reasons += [
         f"{dist} half installed ({why})"
         for dist, why in state["broken"].items()
-        if "no METADATA" in why or dist == "pip"
-    ]  # pip cannot repair itself
+        if "no METADATA" in why or "RECORD: unreadable" in why or dist == "pip"
+    ]  # pip cannot repair itself, nor uninstall what it cannot read
+    reasons += [f"{what} (moved aside, not deleted)" for what in state.get("hostile", [])]
     return reasons
 
 
@@ -505,6 +532,7 @@ def venv_requirements(
     user: str,
     group: str | None = None,
     python_version: str | None = None,
+    home: str = "/",
 ):
     """Ensure the venv at VENV holds exactly the lock: every locked version, nothing else, all of it USER's.
 
@@ -558,6 +586,8 @@ def venv_requirements(
     )
     pip = f"{as_user} {q(venv)}/bin/pip"
     extras = [name for name, _, want in changes if want is None]
+    if state.get("hostile"):  # root walks it no further, and the account's rm of it could fail as well
+        yield hostside("displace", {"path": venv})
     if rebuild or installed is None:
         yield f"{as_user} {q(python)} -m venv --clear {q(venv)}"
     elif extras or broken:

@@ -192,7 +192,7 @@ MANAGED_FILE = [
         "a: 1\n",
         0,
         [WRITE],
-        {"type": "unsafe"},
+        {"type": "unsafe", "detail": "2 links"},  # the host's reason, naming the path, is in the report
         None,
         ["[fake-host] Will replace /r/c.yaml (now: unsafe, not read through)", "  @@ -0,0 +1 @@", "  + a: 1", ""],
     ),
