@@ -68,6 +68,7 @@ lock: venv
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt
+	@echo "venv: creating $(VENV) and installing requirements.txt (hash-checked; about a minute)"
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements.txt
 	touch $@

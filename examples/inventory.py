@@ -11,6 +11,10 @@ import json
 import os
 import pathlib
 
+from litellm_runner.validate import before_connect
+
+before_connect()  # every host's desired state is checked before pyinfra connects (the runner's docs/validate.md)
+
 _sandbox = os.environ.get("LITELLM_EXAMPLE_SANDBOX")
 if _sandbox:
     _data = json.loads(pathlib.Path(_sandbox).read_text())

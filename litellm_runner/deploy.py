@@ -14,14 +14,11 @@ documents for packaged deploys. The repository's own deploy.py is this call and 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from types import SimpleNamespace
-from typing import Any
-
 from pyinfra import host, state
 from pyinfra.api import deploy
 
-from litellm_runner.settings import DEFAULTS
+from litellm_runner.cli import exitcodes
+from litellm_runner.settings import DEFAULTS, MAPPINGS
 
 NAME = "LiteLLM host"
 
@@ -30,8 +27,7 @@ NAME = "LiteLLM host"
 def deploy_litellm() -> None:
     """Converge the current host: the service account, its folders, venv, config, env file, database rows
     and units, after the inventory-wide checks and this host's run lock."""
-    from litellm_runner import metering
-    from litellm_runner.gates.preflight import check_inventory
+    from litellm_runner import metering, validate
     from litellm_runner.pyinfra_ext import snapshot, speed
     from litellm_runner.pyinfra_ext.lock import hold_run_lock
     from litellm_runner.tasks import config, database, filesystem, prisma, python_env, units, users
@@ -39,7 +35,11 @@ def deploy_litellm() -> None:
     _keep_operation_names()
     speed.install()  # pyinfra's operation order without reading source files (the same order)
     metering.install()  # counts remote commands when LITELLM_COMMAND_COUNT is set (benchmark)
-    check_inventory(_AsDeployed(state))  # every host's desired state, once per run, before anything touches a host
+    # every host's desired state, once per run, before anything touches a host (in a pyinfra CLI run the
+    # inventory's validate.before_connect already did, before connecting: then this only reads its verdict)
+    if not validate.check_once(state.inventory):
+        raise SystemExit(exitcodes.FAILED)
+    _merge_mappings(validate.host_data(state.inventory, host))
     hold_run_lock(state)  # this host's run lock, before the first fact: two converges never interleave
     # the questions every run asks first, side by side on the host (the rest is answered from the snapshot)
     snapshot.prefetch([snapshot.question(host.data), database.question(host.data), prisma.question(host.data)])
@@ -68,25 +68,8 @@ def _keep_operation_names() -> None:
     host.current_deploy_name = name.removesuffix(NAME).removesuffix(" | ") or None
 
 
-class _AsDeployed:
-    """``state`` as ``check_inventory`` reads it: each host's data over this deploy's defaults.
-
-    pyinfra prepares the hosts in parallel greenlets, so the first host runs the inventory-wide
-    check before the others have entered this deploy, and pyinfra adds a deploy's
-    ``data_defaults`` to a host's data only while that host is inside it.
-    """
-
-    def __init__(self, real: Any) -> None:
-        self.inventory = self
-        self._real = real.inventory
-
-    def __iter__(self) -> Iterator[SimpleNamespace]:
-        return iter([_as_deployed(h) for h in self._real])
-
-    def __getattr__(self, name: str) -> Any:  # the inventory's own group, host and override data
-        return getattr(self._real, name)
-
-
-def _as_deployed(real: Any) -> SimpleNamespace:
-    data = SimpleNamespace(dict=lambda: {**DEFAULTS, **real.data.dict()})
-    return SimpleNamespace(name=real.name, groups=real.groups, data=data)
+def _merge_mappings(data: dict) -> None:
+    """This host's mapping settings (general_settings, litellm_env, ...) merged key by key across defaults, group
+    and host data (settings.merge): pyinfra's own lookup takes a whole value from the highest layer."""
+    for name in MAPPINGS:
+        setattr(host.data, name, data[name])  # pyinfra's override data of this host, for this run

@@ -114,6 +114,8 @@ class _Reader:
         self.values: dict[str, str] = {}
         self.line = 1  # the line being read
         self.start = 1  # the line where the current assignment began
+        self.previous = ""  # the character read before the current one
+        self.after_cr = False  # the current line began after a lone \r
         self.state = "PRE_KEY"
         self.key: list[str] = []
         self.value: list[str] = []
@@ -127,6 +129,16 @@ class _Reader:
         if key and KEY.match(name):
             where += f": {name}"
         return EnvFileError(f"{where}: {what} (the line is not shown: it may hold a secret)")
+
+    def no_equals(self) -> EnvFileError:
+        """A line without =; when a lone \\r began it, the \\r is what went wrong (it split a value in two)."""
+        if self.after_cr:
+            return self.fail(
+                "a carriage return (\\r) inside a value: systemd reads it as a line break, so the rest of the "
+                "value is read as a line of its own (without =); expected a value without \\r",
+                key=False,
+            )
+        return self.fail("expected KEY=value, found no =", key=False)
 
     def push(self) -> None:
         key = "".join(self.key[: self.key_blank] if self.key_blank is not None else self.key)
@@ -143,9 +155,11 @@ class _Reader:
         getattr(self, "s_" + self.state)(c)
         if c == "\n":
             self.line += 1
+        self.previous = c
 
     def s_PRE_KEY(self, c):
         self.start = self.line
+        self.after_cr = self.previous == "\r"  # a lone \r ended the last line (systemd reads it as a line break)
         if c in COMMENTS:
             self.state = "COMMENT"
         elif c not in WHITESPACE:
@@ -153,7 +167,7 @@ class _Reader:
 
     def s_KEY(self, c):
         if c in NEWLINE:
-            raise self.fail("expected KEY=value, found no =", key=False)
+            raise self.no_equals()
         if c == "=":
             self.state, self.value_blank = "PRE_VALUE", None
             return
@@ -242,7 +256,7 @@ class _Reader:
         if self.state == "VALUE_ESCAPE":
             raise self.fail("the file ends with a backslash; expected the value quoted")
         if self.state == "KEY":
-            raise self.fail("expected KEY=value, found no =", key=False)
+            raise self.no_equals()
         if self.state in ("PRE_VALUE", "VALUE"):
             self.push()
         return self.values

@@ -38,7 +38,7 @@ import shlex
 
 import yaml
 
-from litellm_runner import sandbox
+from litellm_runner import sandbox, validate
 from litellm_runner.resources import project
 
 SUDO_PASSWORD_SECRET = "LITELLM_SUDO_PASSWORD"  # noqa: S105 (the NAME of the secret in the secret source)
@@ -195,6 +195,9 @@ def sandbox_groups(names: list[str]) -> dict[str, list]:
 
 
 def groups() -> dict[str, list | tuple]:
+    """The inventory's groups; in a pyinfra run, the desired state is validated before it connects
+    (litellm_runner.validate.before_connect)."""
+    validate.before_connect()
     refuse_group_data_passwords()
     path = os.environ.get("LITELLM_INVENTORY")
     if path:

@@ -6,12 +6,13 @@ servers, directories, the env) entry by entry and across keys.
 
 ``validate(data, source)`` returns one message per problem, each naming the
 file the value came from, the key, the bad value and the expected form.
-deploy.py calls ``preflight.check_inventory()`` for every host of the inventory before its
+litellm_runner.validate runs it for every host of the inventory before pyinfra connects, and before its
 first operation, so a refusal leaves every host as it was.
 """
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 import shutil
@@ -19,6 +20,7 @@ import subprocess
 
 from litellm_runner import mcp
 from litellm_runner.render import TOOL_COMMANDS
+from litellm_runner.resources import locate
 from litellm_runner.settings import (
     BY_NAME,
     PATH_CHARS,
@@ -29,6 +31,7 @@ from litellm_runner.settings import (
     dedicated,
     list_of_str,
     section_keys,
+    variable_names,
 )
 from litellm_runner.settings import port as _port
 from litellm_runner.settings import whole as _int
@@ -64,12 +67,11 @@ def _show(key, value):
     def secret(v):
         return isinstance(v, str) and bool(v) and not v.startswith("os.environ/") and bool(SECRET_VALUE.search(v))
 
-    if (
-        isinstance(value, str)
-        and value
-        and (SECRETISH.search(key.rsplit(".", 1)[-1]) and not value.startswith("os.environ/") or secret(value))
-    ):
+    named_secret = key not in BY_NAME and bool(SECRETISH.search(key.rsplit(".", 1)[-1]))  # no setting is a secret
+    if isinstance(value, str) and value and (named_secret and not value.startswith("os.environ/") or secret(value)):
         return "'***'"
+    if key.endswith("_mode") and isinstance(value, int) and not isinstance(value, bool):
+        return f"{value} (= {value:#o}, a number)"  # 0o750 in Python is 488: both, so either reads
     if any(secret(v) for _, v in _leaves(value)):
         return "<value not shown: it contains a secret>"
     return repr(value)
@@ -192,17 +194,86 @@ def _check_sections(data, bad):
                 bad(f"{section}.{key}", value, "no secret in group_data: the runner renders os.environ/ references")
 
 
+MODEL_FORM = "{model_name: NAME, litellm_params: {model: PROVIDER/MODEL, api_key: os.environ/NAME, ...}}"
+CREDENTIAL = re.compile(r"(key|secret|password|token|credentials)$", re.I)  # litellm_params keys carrying a credential
+
+
+@functools.lru_cache(maxsize=4)
+def providers(path: str = "files/locks/litellm-providers.txt") -> frozenset[str]:
+    """The pinned litellm's provider names (scripts/provider-list writes them beside the locks)."""
+    lines = locate(path).read_text().splitlines()
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
 def _check_models(data, bad):
-    """litellm_model_list: a list; every api_key an os.environ/ reference."""
-    models = data.get("litellm_model_list") or []
+    """litellm_model_list: typed entries, a provider the pinned litellm knows, credentials as declared references.
+
+    ``model`` is PROVIDER/MODEL (or ``custom_llm_provider`` names the provider); a bare model name is left to
+    litellm's own lookup. Every ``os.environ/NAME`` anywhere in an entry names a variable of
+    litellm_env_secrets or litellm_env, so the proxy never starts with an empty value."""
+    models = data.get("litellm_model_list")
     if not isinstance(models, list):
         bad("litellm_model_list", models, BY_NAME["litellm_model_list"].expected)
         return
+    env = data.get("litellm_env")
+    declared = set(_secret_names(data)) | set(env if isinstance(env, dict) else {})
+    cross_check = variable_names(data.get("litellm_env_secrets"))  # a wrong list is refused by its own check
     for i, model in enumerate(models):
-        params = (model or {}).get("litellm_params") if isinstance(model, dict) else None
-        key = params.get("api_key") if isinstance(params, dict) else None
-        if key is not None and not str(key).startswith("os.environ/"):
-            bad(f"litellm_model_list[{i}].litellm_params.api_key", key, "an os.environ/NAME reference")
+        where = f"litellm_model_list[{i}]"
+        if not isinstance(model, dict):
+            bad(where, model, MODEL_FORM)
+            continue
+        if not isinstance(model.get("model_name"), str) or not model["model_name"].strip():
+            bad(f"{where}.model_name", model.get("model_name"), "a model name (non-empty string) clients ask for")
+        params = model.get("litellm_params")
+        if not isinstance(params, dict):
+            bad(f"{where}.litellm_params", params, "a mapping with at least model: PROVIDER/MODEL")
+            continue
+        _check_model_params(where, params, declared, bad)
+        for path, value in _references(model) if cross_check else ():
+            name = value[len("os.environ/") :]
+            if name not in declared:
+                bad(
+                    f"{where}.{path}",
+                    value,
+                    f"an os.environ/NAME reference to a name listed in litellm_env_secrets ({name} is not: the "
+                    "proxy would start with an empty value)",
+                )
+
+
+def _check_model_params(where, params, declared, bad):
+    """One model's litellm_params: its model and provider, no literal credential."""
+    model, custom = params.get("model"), params.get("custom_llm_provider")
+    if not isinstance(model, str) or not model.strip():
+        bad(f"{where}.litellm_params.model", model, "a model such as 'hosted_vllm/local-model' (PROVIDER/MODEL)")
+    elif custom is not None:
+        if custom not in providers():
+            bad(f"{where}.litellm_params.custom_llm_provider", custom, _provider_form())
+    elif "/" in model and model.split("/", 1)[0] not in providers():
+        bad(f"{where}.litellm_params.model", model, _provider_form())
+    for key, value in params.items():
+        if isinstance(key, str) and CREDENTIAL.search(key) and value is not None:
+            if not isinstance(value, str) or not value.startswith("os.environ/"):
+                bad(f"{where}.litellm_params.{key}", "***", "an os.environ/NAME reference (never a literal credential)")
+
+
+def _provider_form() -> str:
+    return (
+        "PROVIDER/MODEL with a provider of the pinned litellm (files/locks/litellm-providers.txt, e.g. openai, "
+        "hosted_vllm, anthropic, azure); is the prefix misspelt?"
+    )
+
+
+def _references(node, path=""):
+    """(dotted path, value) of every os.environ/ string inside NODE."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _references(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _references(value, f"{path}[{i}]")
+    elif isinstance(node, str) and node.startswith("os.environ/"):
+        yield path, node
 
 
 def _check_paths(data, bad):

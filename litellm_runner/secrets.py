@@ -37,14 +37,23 @@ class SecretError(ValueError):
     pass
 
 
-def read_secrets_file(path: str | os.PathLike) -> dict[str, str]:
-    """Parse a KEY=value secrets file as systemd would (envfile.read); refuse one readable by group or others."""
+class MissingSecretError(SecretError):
+    """A name of litellm_env_secrets with no value in the secret source."""
+
+
+def read_secrets_file(path: str | os.PathLike, named_by: str = "") -> dict[str, str]:
+    """Parse a KEY=value secrets file as systemd would (envfile.read); refuse one readable by group or others.
+
+    NAMED_BY says what named PATH (``LITELLM_SECRETS_FILE``, ``litellm_secrets_file``) for a file not found.
+    """
     path = pathlib.Path(path)
+    named_by = named_by or secrets_file_setting()
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
         raise SecretError(
-            f"{path}: secrets file not found (set LITELLM_SECRETS_FILE or the variables themselves)"
+            f"{path}: the secrets file named by {named_by} does not exist: expected an existing KEY=value file "
+            "at mode 0600 (or every secret in the environment)"
         ) from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise SecretError(f"{path}: mode {stat.S_IMODE(mode):04o} lets others read secrets; expected 0600")
@@ -52,6 +61,11 @@ def read_secrets_file(path: str | os.PathLike) -> dict[str, str]:
         return envfile.read(path)
     except envfile.EnvFileError as exc:
         raise SecretError(str(exc)) from None
+
+
+def secrets_file_setting() -> str:
+    """What names the secrets file: the environment's LITELLM_SECRETS_FILE wins over host data."""
+    return "LITELLM_SECRETS_FILE" if os.environ.get("LITELLM_SECRETS_FILE") else "litellm_secrets_file"
 
 
 def load(names: list[str], secrets_file: str | None = None) -> dict[str, str]:
@@ -75,7 +89,7 @@ def load(names: list[str], secrets_file: str | None = None) -> dict[str, str]:
             raise SecretError(str(exc)) from None
     if missing:
         where = f"the environment or {path}" if path else "the environment (no LITELLM_SECRETS_FILE set)"
-        raise SecretError(f"secret(s) {', '.join(missing)} not found in {where}")
+        raise MissingSecretError(f"secret(s) {', '.join(missing)} not found in {where}")
     return values
 
 

@@ -98,6 +98,13 @@ def name_like_user(v: Any) -> bool:
     return isinstance(v, str) and bool(USER.fullmatch(v))
 
 
+def service_account(v: Any) -> bool | str:
+    """A user name like 'litellm', never root: the account runs the proxy (uid 0 is refused on the host too)."""
+    if not name_like_user(v):
+        return False
+    return v != "root" or "not root: the proxy runs as an unprivileged account of its own"
+
+
 def list_of_str(v: Any) -> bool:
     return isinstance(v, list) and all(isinstance(i, str) and i for i in v)
 
@@ -246,7 +253,7 @@ _TRUE_FALSE = "true or false"
 
 SPEC: tuple[Setting, ...] = (
     # --- service account
-    Setting("litellm_user", "litellm", name_like_user, "a user name like 'litellm'",
+    Setting("litellm_user", "litellm", service_account, "a user name like 'litellm'",
             "service account: owns the state (litellm_root), runs the user units; created when missing", "users-01"),
     Setting("litellm_group", "litellm", name_like_user, "a group name like 'litellm'",
             "primary group of litellm_user", "users-01"),
@@ -389,6 +396,47 @@ def _defaults() -> dict:
 
 
 DEFAULTS: dict = _defaults()
+# Mapping settings: merged key by key across the layers of host data (see ``merge``).
+MAPPINGS: tuple[str, ...] = tuple(name for name, value in DEFAULTS.items() if isinstance(value, dict))
+DROP = None  # a key of a mapping setting set to this is removed from the merged mapping
+
+
+def merge(layers) -> dict:
+    """The host data of LAYERS, lowest first (DEFAULTS, group ``all``, each group, the host, ``--data``).
+
+    A later layer wins setting by setting; a mapping setting (MAPPINGS: ``general_settings``,
+    ``litellm_settings``, ``litellm_env``, ``litellm_services``, ``litellm_timers``,
+    ``litellm_mcp_servers``) is merged key by key, at every depth, so an override changes only the
+    keys it names and the defaults' other keys stay. A key whose value is ``None`` (DROP) is removed:
+    the one way to drop a default key on purpose. A mapping setting given as anything but a mapping
+    replaces the value (the schema then refuses it)::
+
+        merge([DEFAULTS, {"general_settings": {"database_connection_pool_limit": 25}}])["general_settings"]
+        # {"database_connection_pool_limit": 25, "store_prompts_in_spend_logs": False, ...}
+    """
+    merged: dict = {}
+    for layer in layers:
+        for name, value in layer.items():
+            if name in MAPPINGS and isinstance(value, dict) and isinstance(merged.get(name), dict):
+                merged[name] = _merge_mapping(merged[name], value)
+            elif name in MAPPINGS and isinstance(value, dict):
+                merged[name] = _merge_mapping({}, value)
+            else:
+                merged[name] = value
+    return merged
+
+
+def _merge_mapping(base: dict, over: dict) -> dict:
+    """BASE with OVER's keys: mappings merged key by key, DROP removes a key."""
+    out = dict(base)
+    for key, value in over.items():
+        if value is DROP:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge_mapping(out[key], value)
+        else:
+            out[key] = _merge_mapping({}, value) if isinstance(value, dict) else value
+    return out
 
 
 def section_keys(section: str) -> dict[str, Setting]:

@@ -23,8 +23,8 @@ import sys
 from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 
+from litellm_runner import validate
 from litellm_runner.gates import capacity
-from litellm_runner.gates.preflight import _source
 from litellm_runner.pyinfra_ext.database import (
     DBCTL_TIMEOUT,
     capacity_inputs,
@@ -76,7 +76,7 @@ def check_capacity(d, desired) -> None:
     except capacity.CapacityError as exc:
         files = sorted(
             {
-                _source(host.state.inventory, host, k)
+                validate.source(host.state.inventory, host)(k)
                 for k in (
                     "litellm_num_workers",
                     "general_settings",

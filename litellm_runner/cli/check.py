@@ -43,6 +43,7 @@ the host's known secret values in its drift records, and its log is escaped line
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -57,8 +58,10 @@ from typing import IO, TextIO
 from xml.sax.saxutils import escape
 
 from litellm_runner import shown
+from litellm_runner import validate
 from litellm_runner.cli import exitcodes
 from litellm_runner.cli.dryrun import EVENT
+from litellm_runner.cli.validate import validate_project
 from litellm_runner.resources import project
 
 SCHEMA = "litellm-runner/drift-report"
@@ -308,12 +311,65 @@ class Progress:
                 self.out.flush()
 
 
+def positive(text: str) -> int:
+    """``--parallel``: a whole number of at least 1 (argparse's usage error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of hosts, at least 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: expected a whole number of hosts, at least 1")
+    return value
+
+
+def report_path_problem(path: str) -> str | None:
+    """Why a report cannot be written at PATH (checked before the run, so no report is lost at its end), or None."""
+    target = pathlib.Path(path)
+    parent = target.parent if str(target.parent) else pathlib.Path(".")
+    if target.is_dir():
+        return f"{path}: is a folder: expected a file path"
+    if not parent.is_dir():
+        return f"{path}: the folder {parent} does not exist: expected a path in an existing folder"
+    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        return f"{path}: not writable: expected a path this user can write"
+    return None
+
+
+def pyinfra_usage_problem(extra: list[str]) -> str | None:
+    """What pyinfra's own command line would refuse in EXTRA (checked without running it), or None."""
+    import click
+    from pyinfra_cli.cli import cli as pyinfra_cli
+
+    try:
+        pyinfra_cli.make_context("pyinfra", ["inventory.py", "deploy.py", "--dry", "--json", *extra])
+    except click.exceptions.Exit:
+        return None
+    except click.UsageError as exc:
+        return exc.format_message()
+    return None
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m litellm_runner.cli.check") -> int:
     """The drift check: exit codes of litellm_runner.cli.exitcodes (0 no drift, 2 drift, 1 could not check)."""
+    try:
+        return _main(argv, prog)
+    except KeyboardInterrupt:  # pyinfra (same process group) got it too, and was stopped by run_dry
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return exitcodes.INTERRUPTED
+
+
+def _main(argv: list[str] | None, prog: str) -> int:
     parser = exitcodes.ArgumentParser(
         prog=prog,
         description=__doc__.split("\n")[0],
-        usage=f"{prog} [-h] [--json F] [--junit F] [--timeout S] [--quiet] [--parallel N] [pyinfra args...]",
+        usage=f"{prog} [-h] [--project DIR] [--json F] [--junit F] [--timeout S] [--quiet] [--parallel N] "
+        "[pyinfra args...]",
+    )
+    parser.add_argument(
+        "--project",
+        type=pathlib.Path,
+        metavar="DIR",
+        help="the pyinfra project (inventory.py, deploy.py, group_data/); default: this folder",
     )
     parser.add_argument("--json", dest="json_path", metavar="F", help="write the JSON report here")
     parser.add_argument("--junit", metavar="F", help="write a JUnit XML report here")
@@ -323,28 +379,46 @@ def main(argv: list[str] | None = None, prog: str = "python -m litellm_runner.cl
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress, only the report (as when piped)")
     parser.add_argument(
         "--parallel",
-        type=int,
+        type=positive,
         default=PARALLEL,
         metavar="N",
         help=f"hosts connected and checked at once (default {PARALLEL})",
     )
     args, extra = parser.parse_known_args(argv)
     if any(a in ("-y", "--yes") for a in extra):
-        print("check: -y/--yes skips change detection, so it cannot be used for a drift check", file=sys.stderr)
+        print(f"{prog}: -y/--yes skips change detection, so it cannot be used for a drift check", file=sys.stderr)
         return exitcodes.FAILED
-    try:
-        with Progress(sys.stdout, args.quiet) as progress:
+    if args.timeout <= 0:
+        parser.error(f"--timeout {args.timeout:g}: expected seconds, more than 0")
+    if problem := pyinfra_usage_problem(extra):
+        parser.error(f"{problem} (the arguments after check's own are pyinfra's: see `pyinfra --help`)")
+    for path in (args.json_path, args.junit):
+        if path and (problem := report_path_problem(path)):
+            parser.error(problem)
+    if args.project:
+        os.environ["LITELLM_PROJECT"] = str(args.project.resolve())
+    if (project() / "inventory.py").is_file() and not (project() / "deploy.py").is_file():
+        print(
+            f"{prog}: {project('deploy.py')}: no deploy file: run from a pyinfra project's folder (inventory.py, "
+            "deploy.py, group_data/) or name it with --project DIR",
+            file=sys.stderr,
+        )
+        return exitcodes.FAILED
+    found, warned, _count = validate_project(project())
+    if found:  # the dry run would refuse the same before connecting; said here without pyinfra's log around it
+        validate.report(found, warned)
+        print(f"{prog}: the desired state is invalid: no host was contacted", file=sys.stderr)
+        return exitcodes.FAILED
+    with Progress(sys.stdout, args.quiet) as progress:
+        try:
             dry = run_dry(["--parallel", str(args.parallel), *extra], args.timeout, progress.event)
-    except subprocess.TimeoutExpired:
-        print(f"check: pyinfra did not finish within {args.timeout:.0f}s", file=sys.stderr)
-        return exitcodes.FAILED
-    except KeyboardInterrupt:  # pyinfra (same process group) got it too, and was stopped by run_dry
-        print("check: interrupted", file=sys.stderr)
-        return exitcodes.INTERRUPTED
+        except subprocess.TimeoutExpired:
+            print(f"{prog}: pyinfra did not finish within {args.timeout:.0f}s", file=sys.stderr)
+            return exitcodes.FAILED
     report = report_of(dry)
     if report is None:
         sys.stderr.write("".join(shown.escape(line.rstrip("\n")) + "\n" for line in dry.log)[-5000:])
-        print(f"check: the check could not run (pyinfra exited {dry.returncode})", file=sys.stderr)
+        print(f"{prog}: the check could not run (pyinfra exited {dry.returncode})", file=sys.stderr)
         return exitcodes.FAILED
     if args.json_path:
         pathlib.Path(args.json_path).write_text(json.dumps(report, indent=2) + "\n")

@@ -1,6 +1,7 @@
 """litellm-runner: the runner's command-line tools under one name.
 
     litellm-runner COMMAND [ARGS...]      # litellm-runner COMMAND --help for each
+    litellm-runner --version
     python -m litellm_runner.cli.main COMMAND [ARGS...]
 
 Each subcommand is the ``main(argv, prog)`` of its module, which also runs alone
@@ -10,13 +11,16 @@ Each subcommand is the ``main(argv, prog)`` of its module, which also runs alone
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import sys
 
 from litellm_runner.cli import exitcodes
 
 PROG = "litellm-runner"
 COMMANDS = {  # subcommand -> (module with main(argv, prog), summary)
+    "validate": ("litellm_runner.cli.validate", "check every host's desired state without contacting any host"),
     "check": ("litellm_runner.cli.check", "drift check: has any host drifted from group_data?"),
+    "lock": ("litellm_runner.cli.lock", "lock a project's pins of the hosts' venv (its full closure, with hashes)"),
     "lint": ("litellm_runner.gates.lint", "config security lint of a LiteLLM config.yaml and its env file"),
     "cve-gate": ("litellm_runner.gates.cve", "audit the locks of a pins file against the advisories"),
     "osv-server": ("litellm_runner.gates.osv_server", "serve an advisory file as a loopback OSV endpoint"),
@@ -32,8 +36,22 @@ def parser() -> exitcodes.ArgumentParser:
         description=__doc__.split("\n")[0] + "\n\ncommands:\n" + summaries,
         usage=f"{PROG} [-h] COMMAND [ARGS...]",
     )
+    top.add_argument("--version", action="version", version=f"{PROG} {version()}")
     top.add_argument("command", metavar="COMMAND", choices=COMMANDS, help="one of: " + ", ".join(COMMANDS))
     return top
+
+
+def version() -> str:
+    """The installed distribution's version (pyproject.toml's), or the clone's when not installed."""
+    try:
+        return importlib.metadata.version("litellm-runner")
+    except importlib.metadata.PackageNotFoundError:
+        import tomllib
+
+        from litellm_runner.resources import shipped
+
+        pyproject = shipped().parent / "pyproject.toml"
+        return tomllib.loads(pyproject.read_text())["project"]["version"] + " (not installed)"
 
 
 def run(command: str, args: list[str]) -> int:

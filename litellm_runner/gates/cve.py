@@ -42,6 +42,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -56,6 +57,7 @@ from litellm_runner.resources import shipped
 
 IGNORED = shipped("files", "advisories", "ignored.yaml")
 TIMEOUT = 180  # seconds for one pip-audit run
+RELOCK = "run `litellm-runner lock` (`make lock` in a clone)"  # how a stale or missing lock is fixed
 PYTHONS = ("3.11", "3.13")  # the hosts' interpreters: Debian 12, Debian 13
 # PyPI releases that were compromised (credential stealer): never locked, never accepted installed.
 COMPROMISED = {"litellm": {"1.82.7", "1.82.8"}}
@@ -137,27 +139,27 @@ def lock_problems(pins, lock) -> list[str]:
     try:
         data = read_lock(lock.read_text())
     except InvalidRequirement as exc:
-        return [f"{lock}: not a lock ({exc}): run `make lock`"]
+        return [f"{lock}: not a lock ({exc}): {RELOCK}"]
     problems = []
     python = lock.stem.rsplit(".py", 1)[-1]
     if data.get("python") != python:
-        problems.append(f"{lock}: header says python {data.get('python')!r}, its name says {python}: run `make lock`")
+        problems.append(f"{lock}: header says python {data.get('python')!r}, its name says {python}: {RELOCK}")
     if data.get("pins-sha256") != sha256_file(pins):
         problems.append(
             f"{lock}: made from other pins than {pins} (pins-sha256 {str(data.get('pins-sha256'))[:12]}, "
-            f"pins now {sha256_file(pins)[:12]}): run `make lock`"
+            f"pins now {sha256_file(pins)[:12]}): {RELOCK}"
         )
     locked = data["packages"]
     for req in parse_pins(pins.read_text(), str(pins)):
         name = canonicalize_name(req.name)
         version = locked.get(name, (None, []))[0]
         if version is None:
-            problems.append(f"{lock}: pin {req} is not in the lock: run `make lock`")
+            problems.append(f"{lock}: pin {req} is not in the lock: {RELOCK}")
         elif not req.specifier.contains(version, prereleases=True):
-            problems.append(f"{lock}: {name} {version} does not satisfy the pin {req}: run `make lock`")
+            problems.append(f"{lock}: {name} {version} does not satisfy the pin {req}: {RELOCK}")
     for name, (version, hashes) in sorted(locked.items()):
         if version is None or not hashes:
-            problems.append(f"{lock}: {name}: expected name==version with --hash lines: run `make lock`")
+            problems.append(f"{lock}: {name}: expected name==version with --hash lines: {RELOCK}")
         if version in COMPROMISED.get(name, ()):
             problems.append(f"{lock}: {name} {version} is a compromised release: never install it")
     return problems
@@ -222,7 +224,7 @@ def _run(text: str, flags: tuple, online: bool, advisories) -> list[dict]:
 
         def audit(extra):
             try:
-                proc = subprocess.run(base + extra, capture_output=True, text=True, timeout=TIMEOUT)
+                proc = _pip_audit_run(base + extra)
             except subprocess.TimeoutExpired:
                 raise CveGateError(f"pip-audit did not answer within {TIMEOUT}s") from None
             # exit 1 means "vulnerabilities found"; the JSON on stdout says which
@@ -235,6 +237,25 @@ def _run(text: str, flags: tuple, online: bool, advisories) -> list[dict]:
             return audit([])
         with osv_server.serve(advisories) as url:
             return audit(["-s", "osv", "--osv-url", url])
+
+
+def _pip_audit_run(cmd: list[str]) -> subprocess.CompletedProcess:
+    """pip-audit CMD in a session of its own, its output captured, within TIMEOUT (TimeoutExpired otherwise).
+
+    A terminal's Ctrl-C reaches this process only: pip-audit and the pip processes it starts never print
+    their own interrupt; the whole session is killed and the operator's KeyboardInterrupt goes on (exit 130).
+    """
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except BaseException:  # timeout, Ctrl-C: nothing of the audit is left running
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def _advisory_key(gate: str, text: str, flags: tuple, online: bool, advisories) -> str | None:
@@ -328,7 +349,7 @@ def audit_requirements(path, advisories=None, ignored=IGNORED) -> list[dict]:
     problems = (
         []
         if locks
-        else [f"no lock of {path} (expected {', '.join(str(lock_path(path, p)) for p in PYTHONS)}): run `make lock`"]
+        else [f"no lock of {path} (expected {', '.join(str(lock_path(path, p)) for p in PYTHONS)}): {RELOCK}"]
     )
     for lock in locks.values():
         problems += lock_problems(path, lock)
@@ -388,7 +409,7 @@ def _make_sbom(text: str, advisories) -> str:
             url,
         ]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
+            proc = _pip_audit_run(cmd)
             bom = json.loads(proc.stdout)
         except subprocess.TimeoutExpired:
             raise CveGateError(f"pip-audit did not answer within {TIMEOUT}s") from None

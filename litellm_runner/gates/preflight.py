@@ -1,7 +1,6 @@
-"""Checks that run before the first command reaches any host (called by deploy.py).
+"""Checks that run before the first command reaches any host (litellm_runner.validate runs them).
 
-    check_inventory(pyinfra.state)    # deploy.py: prints every problem and exits 1, once per run
-    problems(hosts) -> (problems, warnings)   # hosts: [(name, data dict, source(key) -> file)]
+    problems(hosts) -> (problems, warnings)   # hosts: [(name, merged data dict, source(key) -> file)]
 
 For every host, collecting every problem of every host before refusing:
 
@@ -27,9 +26,6 @@ Only the control machine works here: no fact, no command, no connection.
 
 from __future__ import annotations
 
-import sys
-import threading
-
 import yaml
 
 from litellm_runner import secrets
@@ -38,23 +34,6 @@ from litellm_runner.gates import lint
 from litellm_runner.render import render_config
 from litellm_runner.resources import locate
 from litellm_runner.schema import SchemaError, validate
-
-DEFAULT_SOURCE = "group_data/all.py"
-
-_done = False
-_refused = False
-_lock = threading.Lock()  # a gevent lock under pyinfra (it monkey-patches threading)
-
-
-def _source(inventory, host, key) -> str:
-    if key in (getattr(inventory, "override_data", None) or {}):
-        return "pyinfra --data"
-    if key in (inventory.get_host_data(host.name) or {}):
-        return f"inventory (host {host.name})"
-    for group in host.groups:
-        if key in (inventory.get_group_data(group) or {}):
-            return f"group_data/{group}.py"
-    return DEFAULT_SOURCE
 
 
 def _secret_source(data) -> str:
@@ -79,7 +58,10 @@ def _lint(data, src) -> tuple[list[str], list[str]]:
     try:
         env = future_env(data)
     except secrets.SecretError as exc:  # names the key and the source, never a value
-        return [f"{_secret_source(data)}: {exc}: expected every name of litellm_env_secrets with a value"], []
+        expected = ": expected every name of litellm_env_secrets with a value" * isinstance(
+            exc, secrets.MissingSecretError
+        )
+        return [f"{_secret_source(data)}: {exc}{expected}"], []
     problems: list[str] = []
     warnings: list[str] = []
     for f in lint.lint_config(config, env):
@@ -130,34 +112,4 @@ def problems(hosts) -> tuple[list[str], list[str]]:
     return found, warned
 
 
-def check_inventory(state) -> None:
-    """Check every host of the inventory, once per run.
-
-    On any problem, print them all (file, key, value or ids, expected form) and
-    exit 1 before any operation or fact runs on any host. Warnings are printed
-    and the run goes on.
-    """
-    global _done, _refused
-    # pyinfra loads deploy.py for every host at once (gevent greenlets), and the
-    # checks below yield while pip-audit and systemd-analyze run: the other hosts
-    # wait here, so no host reads a fact before every host has passed.
-    with _lock:
-        if not _done:
-            _done = True
-            hosts = [
-                (h.name, h.data.dict(), lambda key, h=h: _source(state.inventory, h, key)) for h in state.inventory
-            ]
-            found, warned = problems(hosts)
-            if warned:
-                print("warnings (the run goes on):\n  " + "\n  ".join(warned), file=sys.stderr)
-            if found:
-                print(
-                    "refusing to touch any host, the desired state is invalid:\n  " + "\n  ".join(found),
-                    file=sys.stderr,
-                )
-                _refused = True
-    if _refused:
-        sys.exit(1)
-
-
-__all__ = ["check_inventory", "problems", "host_problems", "future_env", "SchemaError"]
+__all__ = ["problems", "host_problems", "future_env", "SchemaError"]

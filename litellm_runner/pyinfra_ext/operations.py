@@ -22,6 +22,7 @@ from pyinfra import host
 from pyinfra import logger as pyinfra_logger
 from pyinfra.api import FunctionCommand, StringCommand, operation
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
+from pyinfra.api.exceptions import OperationError
 from pyinfra.context import ctx_config
 from pyinfra.operations import apt
 from pyinfra.operations.util.files import generate_color_diff
@@ -138,6 +139,11 @@ def service_account(user: str, group: str, home: str, shell: str = "/bin/bash", 
         )
         return
     current = found["user"]
+    if current.get("uid") == 0:  # "root" is refused by the schema; another name for uid 0 only here
+        raise OperationError(
+            f"{user} has uid 0 on this host: expected an unprivileged account for litellm_user (the proxy never runs "
+            "as root)"
+        )
     if not (found["created"] if manage is None else manage):
         host.noop(
             f"{user} is an existing account the runner did not create: its shell ({current['shell']}), home "
@@ -614,7 +620,8 @@ def _cve_findings(installed: dict[str, str]) -> str | None:
 def _fail(state, host, text):
     host.log_styled(
         f"{text}\n  expected no known-vulnerable package in the venv: raise the pin in "
-        "litellm_venv_requirements and run `make lock`, or waive the advisory in files/advisories/ignored.yaml",
+        "litellm_venv_requirements and run `litellm-runner lock`, or waive the advisory in "
+        "files/advisories/ignored.yaml",
         fg="red",
         log_func=logger.error,
     )

@@ -222,7 +222,10 @@ def test_bad_input_is_refused_before_any_host_command(converged, host):
     run = pyinfra([host.name], "-y", "-vv", "--data", "litellm_dir_mode=0777", "--data", "litellm_port=99999")
     assert run.returncode == 1
     assert "refusing to touch any host, the desired state is invalid:" in run.stderr
-    assert "litellm_dir_mode = 777: expected an octal mode string such as '0750', not world-writable" in run.stderr
+    assert (
+        "litellm_dir_mode = 777 (= 0o1411, a number): expected an octal mode string such as '0750', not world-writable"
+        in run.stderr
+    )
     assert "litellm_port = 99999: expected a port 1-65535" in run.stderr
     assert "Loaded fact" not in run.stderr and "Starting operation" not in run.stderr  # nothing ran on the host
     assert host.out(f"stat -c '%a %Y' {ROOT}/state /etc/litellm/env.litellm") == before

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import subprocess
 
 import pytest
 import yaml
 
 from litellm_runner import sandbox
+from litellm_runner.gates.cve import RELOCK
 from tests.support.hosts import PYINFRA, REPO
 from tests.unit.group_data import defaults
 
@@ -30,7 +32,7 @@ ROOT = "/home/litellm/litellm"
 CTL = "systemctl --user --machine=litellm@.host"
 PSQL = "runuser -u postgres -- psql -p 5434 -d litellm -AtX -c"
 D = defaults()
-SRC = "inventory (host {name})"  # where a bad host-data value comes from
+SRC = "{hosts}"  # where a bad host-data value comes from: the hosts file (its line numbers are left out below)
 SECRET_SRC = "secret source ({path} or the environment)"
 CANARY = "canary"  # every injected secret value contains it; it must never be printed
 
@@ -362,7 +364,7 @@ CVE = [
         "litellm[proxy]==1.82.7\n",
         ["litellm_venv_requirements = '{req}': CVE gate refuses", "1.82.7: "],
     ),
-    ("pins-without-lock", {}, None, "redis\n", ["it has no current lock", "no lock of", "run `make lock`"]),
+    ("pins-without-lock", {}, None, "redis\n", ["it has no current lock", "no lock of", RELOCK]),
 ]
 UNITS = [  # scored on the host by its own systemd-analyze (read-only facts, no operation)
     (
@@ -428,7 +430,7 @@ def deploy(tmp_path, host, data, secrets, requirements):
     """The real deploy with one bad input; (exit code, stdout + stderr, {placeholder: value})."""
     ssh = sandbox.host_data(host.name)
     ssh.pop("name", None)
-    fill = {"name": host.name}
+    fill = {"name": host.name, "hosts": str(tmp_path / "hosts.yml")}
     if requirements is not None:
         req = tmp_path / "requirements.txt"
         req.write_text(requirements)
@@ -485,6 +487,7 @@ def test_bad_input_is_refused_and_the_host_is_untouched(ready, tmp_path, case, d
     code, out, fill, values = deploy(tmp_path, ready, data, secrets, requirements)
     assert code == 1, out[-3000:]
     assert "refusing to touch any host" in out, out[-3000:]
+    out = re.sub(r"(hosts\.yml):\d+: ", r"\1: ", out)  # the hosts file's line of the key, whatever it is
     for fragment in fragments:
         fragment = fragment.format(**fill)
         assert fragment in out, f"{fragment!r} not in:\n{out[-3000:]}"

@@ -59,7 +59,8 @@ def documented_tables() -> list[list[str]]:
 def test_the_documented_table_is_the_exit_code_table():
     commands, codes = documented_tables()
     assert "\n".join(codes) == exitcodes.markdown()
-    assert [row.split("`")[1].split()[0] for row in commands[2:]] == list(COMMANDS)
+    documented = [row.split("`")[1].split()[0] for row in commands[2:]]
+    assert documented == list(COMMANDS)
     assert [code for code, _, _ in exitcodes.TABLE] == [
         exitcodes.OK,
         exitcodes.FAILED,
@@ -86,6 +87,7 @@ def test_help_of_the_tool_and_every_subcommand(command):
 # (id, arguments ({lint} = the lint inputs' folder), expected code, a fragment of stdout + stderr)
 CASES = [
     ("no-command", [], exitcodes.USAGE, "the following arguments are required: COMMAND"),
+    ("version", ["--version"], exitcodes.OK, "litellm-runner 0.1.0"),
     ("unknown-command", ["deploy"], exitcodes.USAGE, "invalid choice: 'deploy'"),
     ("lint-clean", ["lint", "{lint}/config.yaml", "--env-file", "{lint}/env.private"], exitcodes.OK, "lint: clean"),
     (
@@ -117,7 +119,25 @@ CASES = [
     ("sandbox-no-action", ["sandbox"], exitcodes.USAGE, "the following arguments are required: action"),
     ("sandbox-unknown-action", ["sandbox", "start"], exitcodes.USAGE, "invalid choice: 'start'"),
     ("sandbox-bad-port", ["sandbox", "up", "--port", "ssh"], exitcodes.USAGE, "invalid int value: 'ssh'"),
-    ("check-bad-parallel", ["check", "--parallel", "many"], exitcodes.USAGE, "invalid int value: 'many'"),
+    (
+        "check-bad-parallel",
+        ["check", "--parallel", "many"],
+        exitcodes.USAGE,
+        "'many': expected a whole number of hosts",
+    ),
+    ("check-negative-parallel", ["check", "--parallel", "-3"], exitcodes.USAGE, "-3: expected a whole number of hosts"),
+    ("check-unknown-option", ["check", "--bogus"], exitcodes.USAGE, "No such option '--bogus'"),
+    (
+        "check-report-in-a-missing-folder",
+        ["check", "--json", "/nonexistent/dir/x.json"],
+        exitcodes.USAGE,
+        "/nonexistent/dir/x.json: the folder /nonexistent/dir does not exist: expected a path in an existing folder",
+    ),
+    ("check-report-a-folder", ["check", "--junit", "{lint}"], exitcodes.USAGE, ": is a folder: expected a file path"),
+    ("validate-unknown-option", ["validate", "--bogus"], exitcodes.USAGE, "unrecognized arguments: --bogus"),
+    ("validate-no-inventory", ["validate"], exitcodes.FAILED, "sandbox no-such-sandbox is not running"),
+    ("lock-no-pins", ["lock", "--project", "{lint}"], exitcodes.FAILED, "no pins file: expected the file"),
+    ("lock-two-pins", ["lock", "a.txt", "b.txt"], exitcodes.USAGE, "unrecognized arguments: b.txt"),
     ("check-yes-refused", ["check", "-y"], exitcodes.FAILED, "-y/--yes skips change detection"),
     ("check-no-inventory", ["check"], exitcodes.FAILED, "sandbox no-such-sandbox is not running"),
 ]

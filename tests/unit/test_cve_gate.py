@@ -8,6 +8,7 @@ import pytest
 
 from litellm_runner.gates import osv_server
 from litellm_runner.gates.cve import (
+    RELOCK,
     CveGateError,
     audit_installed,
     audit_lock,
@@ -56,7 +57,7 @@ def test_incident_pins_are_refused_with_ids_and_fixed_versions(tmp_path):
     text = str(err.value)
     assert text.startswith(f"CVE gate refuses {req}, known-vulnerable packages")
     assert "offline (files/advisories/osv.json)" in text
-    assert f"and {req}, it has no current lock:\n  no lock of {req}" in text and "run `make lock`" in text
+    assert f"and {req}, it has no current lock:\n  no lock of {req}" in text and RELOCK in text
     for name, (version, advisories) in INCIDENT.items():
         for advisory, fixed in advisories.items():
             assert f"{name} {version}: {advisory} (fixed in {fixed})" in text
