@@ -57,8 +57,7 @@ from dataclasses import dataclass, field
 from typing import IO, TextIO
 from xml.sax.saxutils import escape
 
-from litellm_runner import shown
-from litellm_runner import validate
+from litellm_runner import shown, validate
 from litellm_runner.cli import exitcodes
 from litellm_runner.cli.dryrun import EVENT
 from litellm_runner.cli.validate import validate_project
