@@ -1229,7 +1229,7 @@ def sweep_files(user: str, uid: int, home: str, crontabs=CRONTABS, atjobs=ATJOBS
     (a link) is one item itself. Each item is read alone: one that cannot be read safely is reported
     with ``type: unsafe`` and its reason, the others still are.
     """
-    items: list[dict] = []
+    items: list[dict | None] = []
     ssh = _sweep_entry(f"{home}/.ssh", "authorized_keys", "sshd reads the account's keys from here")
     if ssh is not None and ssh.get("type") != "directory":
         items.append(ssh)
@@ -1281,11 +1281,14 @@ def _process(pid: int) -> dict | None:
     }
 
 
-def _sockets(pid: int) -> set[int]:
-    """The socket inodes PID holds (its open files read as links' text, never opened)."""
+def _sockets(pid: int) -> set[int] | None:
+    """The socket inodes PID holds (its open files read as links' text, never opened); None when root
+    may not read them (no CAP_SYS_PTRACE: a container's root)."""
     found: set[int] = set()
     try:
         fds = os.listdir(f"/proc/{pid}/fd")[:FD_LIMIT]
+    except PermissionError:
+        return None
     except OSError:
         return found
     for fd in fds:
@@ -1367,7 +1370,7 @@ def sweep_processes(uid: int, managed) -> tuple[list[dict], list[dict], dict]:
         proc["unit"] = sweep_unit(proc["cgroup"], uid)
         proc["class"] = sweep_class(proc["unit"], managed, _descends(pid, manager, parents))
         proc["socket_inodes"] = _sockets(pid)
-        for inode in proc["socket_inodes"]:
+        for inode in proc["socket_inodes"] or ():
             holders.setdefault(inode, []).append(pid)
     tables = {}
     for pid in ["self", *procs]:
@@ -1375,6 +1378,7 @@ def sweep_processes(uid: int, managed) -> tuple[list[dict], list[dict], dict]:
         if ns is not None and ns not in tables:
             tables[ns] = pid
     own = _netns("self")
+    unread = any(p["socket_inodes"] is None for p in procs.values())  # a holder may be one of these
     listeners = []
     for ns, pid in tables.items():
         for proto, table in (("tcp", "tcp"), ("tcp6", "tcp6")):
@@ -1388,7 +1392,7 @@ def sweep_processes(uid: int, managed) -> tuple[list[dict], list[dict], dict]:
                     continue
                 if any(procs[p]["class"] == "managed" for p in held):
                     continue
-                sock.update(endpoint=endpoint(sock), pids=held)
+                sock.update(endpoint=endpoint(sock), pids=held if held or not unread else None)
                 if ns != own:
                     sock["netns"] = f"net:[{ns}]"
                 listeners.append(sock)
@@ -1397,7 +1401,8 @@ def sweep_processes(uid: int, managed) -> tuple[list[dict], list[dict], dict]:
     for proc in procs.values():
         if proc["class"] != "foreign":
             continue
-        proc["sockets"] = sorted(by_inode[i] for i in proc.pop("socket_inodes") if i in by_inode)
+        inodes = proc.pop("socket_inodes")
+        proc["sockets"] = None if inodes is None else sorted(by_inode[i] for i in inodes if i in by_inode)
         foreign.append(proc)
     counts = {"processes": len(procs), "listeners": len(listeners)}
     return foreign[:SWEEP_ITEMS], listeners[:SWEEP_ITEMS], counts
@@ -1431,7 +1436,8 @@ def _listener_item(sock: dict) -> dict:
         "kind": "listener",
         "key": f"listen:{sock['proto']}:{sock['endpoint']}" + (f":{sock['netns']}" if "netns" in sock else ""),
         "path": f"{sock['proto']} {sock['endpoint']}",
-        "why": "listens for the account, held by no managed unit",
+        "why": "listens for the account, held by no managed unit"
+        + ("" if sock["pids"] is not None else " (its holders could not be read: root lacks CAP_SYS_PTRACE)"),
         "proto": sock["proto"],
         "endpoint": sock["endpoint"],
         "uid": sock["uid"],
@@ -1495,7 +1501,7 @@ def _exited(pidfds: dict, timeout: float) -> set[int]:
     """The PIDs among PIDFDS (pid -> pidfd) that exited within TIMEOUT seconds (a pidfd turns readable)."""
     import select
 
-    deadline, done = time.monotonic() + timeout, set()
+    deadline, done = time.monotonic() + timeout, set[int]()
     while len(done) < len(pidfds):
         poller = select.poll()
         for pid, pfd in pidfds.items():
@@ -1615,7 +1621,7 @@ def sweep_apply(args: dict) -> dict:
     procs = {i["pid"]: i for i in now if i["kind"] == "process"}
     for item in now:
         if item["kind"] == "listener":
-            for pid in item["pids"]:
+            for pid in item["pids"] or []:
                 if pid not in procs:
                     found = _process(pid)
                     if found is not None and args["user"] in [_name(pwd.getpwuid, u) for u in found["uids"]]:
@@ -1627,7 +1633,7 @@ def sweep_apply(args: dict) -> dict:
         if item["kind"] == "process":
             entries.append({**item, "moved_to": None, "stopped": ended.get(item["pid"]), "time": _iso(time.time())})
         elif item["kind"] == "listener":
-            entries.append({**item, "moved_to": None, "stopped": {p: ended.get(p) for p in item["pids"]}})
+            entries.append({**item, "moved_to": None, "stopped": {p: ended.get(p) for p in item["pids"] or []}})
     failed += [f"process {pid}: {how}" for pid, how in ended.items() if how.startswith("failed")]
     if files:
         qfd, folder = _sweep_folder()
