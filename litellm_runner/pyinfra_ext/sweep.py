@@ -56,7 +56,7 @@ def sweep_mode(setting: str | None, account: dict | None, manage: bool | None) -
 
 
 def _evidence(item: dict) -> dict:
-    return {k: v for k, v in item.items() if k not in ("key", "kind", "why")}
+    return {k: v for k, v in item.items() if k not in ("key", "kind", "why", "path")}  # the path is "item"
 
 
 @operation()
