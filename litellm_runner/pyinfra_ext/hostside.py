@@ -1025,10 +1025,10 @@ HIDDEN_NAME = (  # a variable or flag name that says its value is a secret
     r"[A-Za-z0-9_.-]*"
 )
 SECRET_PATTERNS = (
-    (re.compile(rf"(?i)(\b{HIDDEN_NAME}\s*[=:]\s*)([^\s&]+)"), 2),  # NAME=value, NAME: value, ?token=value
-    (re.compile(r"(?i)(bearer\s+|basic\s+)(\S+)"), 2),  # an Authorization header's value
-    (re.compile(r"(://[^/\s:@]*:)([^@\s/]+)(@)"), 2),  # a URL's password
-    (re.compile(r"()(sk-[A-Za-z0-9_-]{6,})"), 2),  # a LiteLLM or OpenAI-style key
+    re.compile(rf"(?i)(\b{HIDDEN_NAME}\s*[=:]\s*)([^\s&]+)"),  # NAME=value, NAME: value, ?token=value
+    re.compile(r"(?i)(bearer\s+|basic\s+)(\S+)"),  # an Authorization header's value
+    re.compile(r"(://[^/\s:@]*:)([^@\s/]+)(@)"),  # a URL's password
+    re.compile(r"()(sk-[A-Za-z0-9_-]{6,})"),  # a LiteLLM or OpenAI-style key
 )
 SECRET_FLAG = re.compile(rf"(?i)^--?{HIDDEN_NAME}$")  # --password VALUE: the next argument
 
@@ -1036,6 +1036,11 @@ SECRET_FLAG = re.compile(rf"(?i)^--?{HIDDEN_NAME}$")  # --password VALUE: the ne
 def _fingerprint(value: str) -> str:
     """``sha256:1a2b3c4d``: the env-file codec's fingerprint form (envfile.fingerprint)."""
     return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:8]
+
+
+def _hide_value(found: re.Match) -> str:
+    """A match of a SECRET_PATTERNS entry with its second group (the value) as a fingerprint."""
+    return found.group(0).replace(found.group(2), _fingerprint(found.group(2)), 1)
 
 
 def sweep_redact(args: list[str]) -> list[str]:
@@ -1049,8 +1054,8 @@ def sweep_redact(args: list[str]) -> list[str]:
             out.append(_fingerprint(arg))
             hide_next = False
             continue
-        for pattern, group in SECRET_PATTERNS:
-            arg = pattern.sub(lambda m, g=group: m.group(0).replace(m.group(g), _fingerprint(m.group(g)), 1), arg)
+        for pattern in SECRET_PATTERNS:
+            arg = pattern.sub(_hide_value, arg)
         hide_next = bool(SECRET_FLAG.match(arg))
         out.append(arg)
     return out
