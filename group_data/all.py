@@ -21,6 +21,14 @@ litellm_linger = True  # loginctl enable-linger: user units run without a login
 # the account; False = never (an adopted login account keeps its own); True = always
 litellm_manage_account = None
 
+# --- What the account leaves outside the services (acct-01, docs/sweep.md) ------
+# None = quarantine for an account the runner manages, off for an adopted login account; or "off",
+# "report" (drift only), "quarantine" (foreign files into root's quarantine, foreign processes stopped)
+litellm_account_sweep = None
+# declared items the sweep leaves alone, e.g. "~/.ssh/authorized_keys sha256:<64 hex>", "exe:/usr/bin/tmux",
+# "port:8443"
+litellm_account_allowed = []
+
 # --- Filesystem (fs-01) -------------------------------------------------------
 litellm_root = "/home/litellm/litellm"  # deployment root; all paths below are inside it
 litellm_dirs = [  # relative to litellm_root; each owned by litellm_user (its state: code and config are root's)

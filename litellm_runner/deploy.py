@@ -25,12 +25,12 @@ NAME = "LiteLLM host"
 
 @deploy(NAME, data_defaults=DEFAULTS)
 def deploy_litellm() -> None:
-    """Converge the current host: the service account, its folders, venv, config, env file, database rows
-    and units, after the inventory-wide checks and this host's run lock."""
+    """Converge the current host: the service account, its folders, venv, config, env file, database rows,
+    units and what the account left outside them, after the inventory-wide checks and this host's run lock."""
     from litellm_runner import metering, validate
     from litellm_runner.pyinfra_ext import snapshot, speed
     from litellm_runner.pyinfra_ext.lock import hold_run_lock
-    from litellm_runner.tasks import config, database, filesystem, prisma, python_env, units, users
+    from litellm_runner.tasks import config, database, filesystem, prisma, python_env, sweep, units, users
 
     _keep_operation_names()
     speed.install()  # pyinfra's operation order without reading source files (the same order)
@@ -56,6 +56,7 @@ def deploy_litellm() -> None:
         },
         rollback=files["rollback"],
     )
+    sweep.apply()  # last: what the account left outside the managed units, with those units running
 
 
 def _keep_operation_names() -> None:

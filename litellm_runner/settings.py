@@ -194,6 +194,33 @@ def manage_account(v: Any) -> bool:
     return v is None or isinstance(v, bool)
 
 
+SWEEP_MODES = ("off", "report", "quarantine")
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def account_sweep(v: Any) -> bool:
+    return v is None or v in SWEEP_MODES
+
+
+def account_allowed(v: Any) -> bool | str:
+    """True, or which entry of V is not a declared sweep item (``PATH``, ``PATH sha256:HEX``, ``exe:PATH``,
+    ``port:N``; a PATH absolute or ``~/``-relative to the account's home)."""
+    if not list_of_str(v):
+        return False
+    for entry in v:
+        if entry.startswith("exe:"):
+            ok = clean_path(entry[4:]) is True
+        elif entry.startswith("port:"):
+            ok = entry[5:].isdigit() and port(int(entry[5:]))
+        else:
+            path, sep, digest = entry.partition(" sha256:")
+            path = "/" + path[2:] if path.startswith("~/") else path
+            ok = clean_path(path) is True and path != "/" and (not sep or bool(SHA256.fullmatch(digest)))
+        if not ok:
+            return f"{entry!r} is not PATH, 'PATH sha256:HEX' (64 lowercase hex digits), exe:PATH or port:N"
+    return True
+
+
 # --- the spec -------------------------------------------------------------------------------------
 
 _STUB = "{python} {bin}/litellm-stub-server --name %s --host {bind} --port {port}"
@@ -264,6 +291,16 @@ SPEC: tuple[Setting, ...] = (
     Setting("litellm_manage_account", None, manage_account, "true, false or None",
             "shell, home and primary group of an EXISTING account: managed only when the runner created it "
             "(`None`), never (`False`: an adopted login account keeps its own) or always (`True`)", "users-01"),
+    Setting("litellm_account_sweep", None, account_sweep, "None, 'off', 'report' or 'quarantine'",
+            "what the account may leave outside the managed services (sshd keys, crontab, at jobs, shell start "
+            "files, processes, listeners; docs/sweep.md): `quarantine` moves foreign files into root's quarantine "
+            "and stops foreign processes, `report` only reports them, `off` does not look; `None`: `quarantine` for "
+            "an account the runner manages (it created it, or litellm_manage_account is true), `off` for an "
+            "adopted login account", "acct-01"),
+    Setting("litellm_account_allowed", [], account_allowed,
+            "a list of 'PATH', 'PATH sha256:HEX', 'exe:PATH' or 'port:N' ('~/' is the account's home)",
+            "the account sweep's declared items: a file (any content, or pinned to its sha256), the processes of "
+            "an executable, a listener's port; everything else it finds is foreign", "acct-01"),
     # --- filesystem
     Setting("litellm_root", "/home/litellm/litellm", dedicated,
             "a dedicated absolute path such as /home/litellm/litellm",

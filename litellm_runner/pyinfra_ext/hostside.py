@@ -1376,5 +1376,750 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+# == The account sweep (issue #27, item 1; helper h-sweep) ======================================
+# What the service account can leave running or scheduled outside the managed services: its sshd
+# keys, crontab, ``at`` jobs and shell start files, its processes outside the managed units and the
+# listeners no managed unit holds. ``sweep`` only reads; ``sweep_apply`` stops the foreign processes
+# it was told to (by PID and start time, through a pidfd), then moves the foreign files into the
+# root-owned quarantine: a folder per run with ``manifest.json``, the format ``quarantine`` of the
+# unit-plant sweep writes (issue #22), under the same folder. Nothing is deleted, followed or run.
+
+SWEEP_QUARANTINE = "/var/lib/litellm-runner/quarantine"  # the same folder as the unit plants' quarantine
+CRONTABS = "/var/spool/cron/crontabs"  # Debian cron: one file per account, named after it
+ATJOBS = "/var/spool/cron/atjobs"  # Debian at: one file per job, owned by whoever queued it
+SKEL = "/etc/skel"  # root's start files: a copy identical to its skel file is not the account's
+KEY_FILES = (".ssh/authorized_keys", ".ssh/authorized_keys2")  # sshd's default AuthorizedKeysFile
+SHELL_FILES = (
+    ".profile",
+    ".bashrc",
+    ".bash_profile",
+    ".bash_login",
+    ".bash_logout",
+    ".zshenv",
+    ".zprofile",
+    ".zshrc",
+    ".zlogin",
+    ".zlogout",
+    ".kshrc",
+    ".mkshrc",
+    ".cshrc",
+    ".tcshrc",
+    ".login",
+    ".logout",
+)
+SWEEP_FILE_LIMIT = 16 * 1024 * 1024  # bytes of a swept file hashed
+EXE_LIMIT = 256 * 1024 * 1024  # bytes of a process's executable hashed
+PROC_LIMIT = 1 << 16  # bytes of one /proc file read
+FD_LIMIT = 65536  # open files looked at per process
+SHOWN = 2048  # characters of an escaped value kept
+SWEEP_ITEMS = 200  # items reported per kind
+STOP_GRACE = 5.0  # seconds a process has after SIGTERM, then after SIGKILL
+MANAGER_UNITS = ("init.scope", "dbus.service")  # the user manager's own (systemd --user, sd-pam, its bus)
+TCP_LISTEN = "0A"
+
+
+def sweep_escape(raw, limit: int = SHOWN) -> str:
+    """RAW (bytes or text read from the host) as one printable line: a backslash, a control, format or
+    non-UTF-8 character is escaped (``\\\\``, ``\\n``, ``\\x1b``, ``\\u202e``), the rest kept; cut at LIMIT
+    characters with the count of what was cut."""
+    text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch in "\n\t\r":
+            out.append({"\n": "\\n", "\t": "\\t", "\r": "\\r"}[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    shown = "".join(out)
+    return shown if len(shown) <= limit else f"{shown[:limit]}...({len(shown) - limit} more)"
+
+
+HIDDEN_NAME = (  # a variable or flag name that says its value is a secret
+    r"[A-Za-z0-9_.-]*(?:pass(?:word|wd)?|token|secret|api[_-]?key|master[_-]?key|salt[_-]?key|credential|auth)"
+    r"[A-Za-z0-9_.-]*"
+)
+SECRET_PATTERNS = (
+    re.compile(rf"(?i)(\b{HIDDEN_NAME}\s*[=:]\s*)([^\s&]+)"),  # NAME=value, NAME: value, ?token=value
+    re.compile(r"(?i)(bearer\s+|basic\s+)(\S+)"),  # an Authorization header's value
+    re.compile(r"(://[^/\s:@]*:)([^@\s/]+)(@)"),  # a URL's password
+    re.compile(r"()(sk-[A-Za-z0-9_-]{6,})"),  # a LiteLLM or OpenAI-style key
+)
+SECRET_FLAG = re.compile(rf"(?i)^--?{HIDDEN_NAME}$")  # --password VALUE: the next argument
+
+
+def _fingerprint(value: str) -> str:
+    """``sha256:1a2b3c4d``: the env-file codec's fingerprint form (envfile.fingerprint)."""
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:8]
+
+
+def _hide_value(found: re.Match) -> str:
+    """A match of a SECRET_PATTERNS entry with its second group (the value) as a fingerprint."""
+    return found.group(0).replace(found.group(2), _fingerprint(found.group(2)), 1)
+
+
+def sweep_redact(args: list[str]) -> list[str]:
+    """ARGS (a command line) with every value that looks like a secret replaced by its fingerprint: a
+    ``NAME=value`` whose name says password, token, secret, key or auth, a bearer token, a URL's
+    password, an ``sk-...`` key, the argument after ``--password`` and its kind. A foreign process's
+    command line is evidence, and may carry the secrets it stole."""
+    out, hide_next = [], False
+    for arg in args:
+        if hide_next:
+            out.append(_fingerprint(arg))
+            hide_next = False
+            continue
+        for pattern in SECRET_PATTERNS:
+            arg = pattern.sub(_hide_value, arg)
+        hide_next = bool(SECRET_FLAG.match(arg))
+        out.append(arg)
+    return out
+
+
+def net_address(hexaddr: str) -> str:
+    """An address of /proc/net/tcp (``0100007F``) or tcp6 (32 hex digits), each 32-bit word in host order
+    (little-endian here), as text (``127.0.0.1``, ``::1``)."""
+    import ipaddress
+
+    raw = bytes.fromhex(hexaddr)
+    if len(raw) not in (4, 16):
+        raise ValueError(f"{hexaddr!r}: not an IPv4 or IPv6 address")
+    address = ipaddress.ip_address(b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4)))
+    mapped = getattr(address, "ipv4_mapped", None)
+    return f"::ffff:{mapped}" if mapped else str(address)  # one form on every Python (3.13 prints it so)
+
+
+def net_listeners(text: str, proto: str) -> list[dict]:
+    """The listening sockets of a /proc/net/tcp or tcp6 table: ``{proto, address, port, uid, inode}``.
+    A line that does not parse is skipped (the table is the kernel's, but a bounded read may cut one)."""
+    found = []
+    for line in text.splitlines()[1:]:
+        f = line.split()
+        if len(f) < 10 or f[3] != TCP_LISTEN:
+            continue
+        try:
+            addr, port = f[1].split(":")
+            address = net_address(addr)
+            found.append(
+                {"proto": proto, "address": address, "port": int(port, 16), "uid": int(f[7]), "inode": int(f[9])}
+            )
+        except ValueError:
+            continue
+    return found
+
+
+def endpoint(listener: dict) -> str:
+    """``127.0.0.1:8080`` or ``[::1]:8080``."""
+    address = listener["address"]
+    return f"[{address}]:{listener['port']}" if ":" in address else f"{address}:{listener['port']}"
+
+
+def sweep_cgroup(text: str) -> str:
+    """The cgroup systemd tracks a process by, from /proc/PID/cgroup: the ``name=systemd`` hierarchy
+    (cgroup v1 and hybrid hosts), else the unified one (``0::``)."""
+    unified = ""
+    for line in text.splitlines():
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        if fields[1] == "name=systemd":
+            return fields[2]
+        if fields[0] == "0" and fields[1] == "":
+            unified = fields[2]
+    return unified
+
+
+def sweep_unit(cgroup: str, uid: int) -> str | None:
+    """The unit of UID's user manager (``user@UID.service``) a cgroup path is in: ``litellm.service``,
+    ``init.scope``; ``""`` for the manager's cgroup itself or a slice; None outside the manager."""
+    parts = [p for p in cgroup.split("/") if p]
+    mark = f"user@{uid}.service"
+    if mark not in parts:
+        return None
+    rest = [p for p in parts[parts.index(mark) + 1 :] if not p.endswith(".slice")]
+    return rest[0] if rest else ""
+
+
+def sweep_class(unit: str | None, managed, from_manager: bool) -> str:
+    """``managed`` (a process of a managed unit), ``manager`` (the user manager's own) or ``foreign``.
+
+    The account may move its own processes between the cgroups of its manager (systemd delegates that
+    subtree to it), so a cgroup counts only for a process the manager itself started (FROM_MANAGER:
+    the manager's PID is the process or one of its ancestors); a ``nohup``ed process moved into
+    ``litellm.service`` is still foreign.
+    """
+    if unit is not None and from_manager:
+        if unit in managed:
+            return "managed"
+        if unit in MANAGER_UNITS:
+            return "manager"
+    return "foreign"
+
+
+def _head(path: str, limit: int = PROC_LIMIT) -> tuple[bytes, bool]:
+    """(the first LIMIT bytes of PATH, whether there was more), read non-blocking, never through a link."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        data = b"".join(chunks)
+        return data[:limit], len(data) > limit
+    finally:
+        os.close(fd)
+
+
+def _hash_fd(fd: int, limit: int) -> str:
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        return f"unread: not a regular file ({_kind(st)})"
+    digest, size = hashlib.sha256(), 0
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return digest.hexdigest()
+        size += len(chunk)
+        if size > limit:
+            return f"unread: more than {limit} bytes"
+        digest.update(chunk)
+
+
+def _iso(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def sweep_evidence(dirfd: int, name: str, path: str, why: str) -> dict:
+    """What is at NAME in DIRFD, by lstat and a bounded read by handle (O_NOFOLLOW|O_NONBLOCK, fstat):
+    path, why, type, owner, mode, size, mtime, sha256 (a link's target read as data, never followed);
+    the field names of ``quarantine``'s manifest."""
+    st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    out = {
+        "path": sweep_escape(path),
+        "why": why,
+        "type": _kind(st),
+        "owner": f"{_name(pwd.getpwuid, st.st_uid)}:{_name(grp.getgrgid, st.st_gid)}",
+        "mode": format(stat.S_IMODE(st.st_mode), "04o"),
+        "size": st.st_size,
+        "mtime": _iso(st.st_mtime),
+        "sha256": None,
+    }
+    if stat.S_ISLNK(st.st_mode):
+        out["target"] = sweep_escape(os.readlink(name, dir_fd=dirfd))
+    elif stat.S_ISREG(st.st_mode):
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dirfd)
+        except OSError as exc:
+            out["sha256"] = f"unread: {exc.strerror}"
+        else:
+            try:
+                out["sha256"] = _hash_fd(fd, SWEEP_FILE_LIMIT)
+            finally:
+                os.close(fd)
+    return out
+
+
+def _sweep_entry(path: str, kind: str, why: str) -> dict | None:
+    """The item for PATH (None: absent); a path that cannot be reached safely is an item too, its reason named."""
+    item = {"kind": kind, "key": path}
+    try:
+        dirfd, name = parent(path)
+    except FileNotFoundError:
+        return None
+    except (Unsafe, OSError) as exc:
+        return {**item, "path": sweep_escape(path), "why": why, "type": "unsafe", "error": sweep_escape(str(exc))}
+    try:
+        return {**item, **sweep_evidence(dirfd, name, path, why)}
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return {**item, "path": sweep_escape(path), "why": why, "type": "unsafe", "error": sweep_escape(str(exc))}
+    finally:
+        os.close(dirfd)
+
+
+def _skel_sha256(name: str, skel: str) -> str | None:
+    """The sha256 of root's own SKEL/NAME (None: missing, or not root's regular file)."""
+    try:
+        dirfd = walk(_split(skel), skel)
+    except (OSError, Unsafe):
+        return None
+    try:
+        fd = _open_file(dirfd, name, f"{skel}/{name}")
+    except (OSError, Unsafe):
+        return None
+    finally:
+        os.close(dirfd)
+    try:
+        return _hash_fd(fd, SWEEP_FILE_LIMIT) if os.fstat(fd).st_uid == 0 else None
+    finally:
+        os.close(fd)
+
+
+def _owned_in(folder: str, uid: int) -> list[str]:
+    """The entries of root's spool FOLDER that UID owns (lstat; nothing followed)."""
+    try:
+        fd = walk(_split(folder), folder)
+    except (OSError, Unsafe):
+        return []
+    try:
+        found = []
+        for entry in sorted(os.listdir(fd)):
+            try:
+                if os.stat(entry, dir_fd=fd, follow_symlinks=False).st_uid == uid:
+                    found.append(f"{folder}/{entry}")
+            except FileNotFoundError:
+                continue
+        return found[:SWEEP_ITEMS]
+    finally:
+        os.close(fd)
+
+
+def sweep_files(user: str, uid: int, home: str, crontabs=CRONTABS, atjobs=ATJOBS, skel=SKEL) -> list[dict]:
+    """USER's sshd keys, crontab, ``at`` jobs and shell start files, each with its evidence.
+
+    A start file identical to root's skel copy is not an item; ``~/.ssh`` that is not a real folder
+    (a link) is one item itself. Each item is read alone: one that cannot be read safely is reported
+    with ``type: unsafe`` and its reason, the others still are.
+    """
+    items: list[dict | None] = []
+    ssh = _sweep_entry(f"{home}/.ssh", "authorized_keys", "sshd reads the account's keys from here")
+    if ssh is not None and ssh.get("type") != "directory":
+        items.append(ssh)
+    else:
+        for rel in KEY_FILES:
+            items.append(_sweep_entry(f"{home}/{rel}", "authorized_keys", "a key that logs in as the account"))
+    spool = [f"{crontabs}/{user}", *_owned_in(crontabs, uid)]
+    for path in dict.fromkeys(spool):
+        items.append(_sweep_entry(path, "crontab", "cron runs it as the account"))
+    for path in _owned_in(atjobs, uid):
+        items.append(_sweep_entry(path, "at_job", "atd runs it as the account"))
+    for name in SHELL_FILES:
+        found = _sweep_entry(f"{home}/{name}", "shell_file", "a shell runs it at the account's login")
+        if found and found.get("type") == "file" and found["sha256"] == _skel_sha256(name, skel):
+            continue
+        items.append(found)
+    return [item for item in items if item is not None]
+
+
+def _start_ticks(pid: int) -> int | None:
+    """PID's start time in clock ticks after boot (field 22 of /proc/PID/stat; None: gone)."""
+    try:
+        raw, _ = _head(f"/proc/{pid}/stat")
+        return int(raw.rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _process(pid: int) -> dict | None:
+    """What /proc says of PID: uids, parent, start, command line, cgroup, socket inodes (None: gone)."""
+    try:
+        status, _ = _head(f"/proc/{pid}/status")
+        lines = status.decode("ascii", "replace").splitlines()
+        uids = next(line.split()[1:] for line in lines if line.startswith("Uid:"))
+        raw_stat, _ = _head(f"/proc/{pid}/stat")
+        tail = raw_stat.rsplit(b")", 1)[1].split()
+        cmdline, cut = _head(f"/proc/{pid}/cmdline")
+        cgroup, _ = _head(f"/proc/{pid}/cgroup")
+    except (OSError, StopIteration, IndexError):
+        return None
+    return {
+        "pid": pid,
+        "uids": [int(u) for u in uids],
+        "state": tail[0].decode("ascii", "replace"),
+        "ppid": int(tail[1]),
+        "start": int(tail[19]),
+        "cmdline": sweep_redact([sweep_escape(a, 512) for a in cmdline.rstrip(b"\0").split(b"\0")[:64]])
+        + (["..."] if cut else []),
+        "cgroup": sweep_cgroup(cgroup.decode("utf-8", "replace")),
+    }
+
+
+def _sockets(pid: int) -> set[int] | None:
+    """The socket inodes PID holds (its open files read as links' text, never opened); None when root
+    may not read them (no CAP_SYS_PTRACE: a container's root)."""
+    found: set[int] = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")[:FD_LIMIT]
+    except PermissionError:
+        return None
+    except OSError:
+        return found
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target.endswith("]"):
+            found.add(int(target[8:-1]))
+    return found
+
+
+def _exe(pid: int) -> dict:
+    """PID's executable: its path (escaped) and the sha256 of what the kernel runs, read through the
+    process's own reference (``/proc/PID/exe``: the file even when deleted or replaced)."""
+    out: dict = {"exe": None, "exe_sha256": None}
+    try:
+        out["exe"] = sweep_escape(os.readlink(f"/proc/{pid}/exe"))
+        fd = os.open(f"/proc/{pid}/exe", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        out["exe_sha256"] = f"unread: {exc.strerror}"
+        return out
+    try:
+        out["exe_sha256"] = _hash_fd(fd, EXE_LIMIT)
+    finally:
+        os.close(fd)
+    return out
+
+
+def _manager_pid(uid: int) -> int | None:
+    try:
+        proc = subprocess.run(
+            ["systemctl", "show", "--property=MainPID", "--value", f"user@{uid}.service"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return int(proc.stdout.strip()) or None
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return None
+
+
+def _descends(pid: int, ancestor: int | None, parents: dict[int, int]) -> bool:
+    seen = 0
+    while ancestor is not None and pid > 1 and seen < 4096:
+        if pid == ancestor:
+            return True
+        pid, seen = parents.get(pid, 0), seen + 1
+    return False
+
+
+def _netns(pid) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return None
+
+
+def sweep_processes(uid: int, managed) -> tuple[list[dict], list[dict], dict]:
+    """(UID's processes outside the managed units, the listeners no managed unit holds, counts).
+
+    A process is UID's when any of its real, effective, saved or file-system uids is. A listener is
+    UID's when UID owns the socket or one of UID's processes holds it; it is foreign when no process of a
+    managed unit holds it. The tables are read per network namespace of UID's processes (and root's).
+    """
+    procs, parents = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        found = _process(int(entry))
+        if found is None or found["state"] in ("Z", "X") or 2 in (found["pid"], found["ppid"]):
+            continue  # gone, exited (a zombie holds nothing), or a kernel thread
+        parents[found["pid"]] = found["ppid"]
+        if uid in found["uids"]:
+            procs[found["pid"]] = found
+    manager = _manager_pid(uid)
+    holders: dict[int, list[int]] = {}
+    for pid, proc in procs.items():
+        proc["unit"] = sweep_unit(proc["cgroup"], uid)
+        proc["class"] = sweep_class(proc["unit"], managed, _descends(pid, manager, parents))
+        proc["socket_inodes"] = _sockets(pid)
+        for inode in proc["socket_inodes"] or ():
+            holders.setdefault(inode, []).append(pid)
+    tables = {}
+    for pid in ["self", *procs]:
+        ns = _netns(pid)
+        if ns is not None and ns not in tables:
+            tables[ns] = pid
+    own = _netns("self")
+    unread = any(p["socket_inodes"] is None for p in procs.values())  # a holder may be one of these
+    listeners = []
+    for ns, pid in tables.items():
+        for proto, table in (("tcp", "tcp"), ("tcp6", "tcp6")):
+            try:
+                text, _ = _head(f"/proc/{pid}/net/{table}", 16 * 1024 * 1024)
+            except OSError:
+                continue
+            for sock in net_listeners(text.decode("ascii", "replace"), proto):
+                held = sorted(holders.get(sock["inode"], []))
+                if sock["uid"] != uid and not held:
+                    continue
+                if any(procs[p]["class"] == "managed" for p in held):
+                    continue
+                sock.update(endpoint=endpoint(sock), pids=held if held or not unread else None)
+                if ns != own:
+                    sock["netns"] = f"net:[{ns}]"
+                listeners.append(sock)
+    by_inode = {s["inode"]: s["endpoint"] for s in listeners}
+    foreign = []
+    for proc in procs.values():
+        if proc["class"] != "foreign":
+            continue
+        inodes = proc.pop("socket_inodes")
+        proc["sockets"] = None if inodes is None else sorted(by_inode[i] for i in inodes if i in by_inode)
+        foreign.append(proc)
+    counts = {"processes": len(procs), "listeners": len(listeners)}
+    return foreign[:SWEEP_ITEMS], listeners[:SWEEP_ITEMS], counts
+
+
+def _btime() -> int:
+    raw, _ = _head("/proc/stat", 1 << 20)
+    return next(int(line.split()[1]) for line in raw.decode().splitlines() if line.startswith("btime "))
+
+
+def _process_item(proc: dict, btime: int) -> dict:
+    started = btime + proc["start"] / os.sysconf("SC_CLK_TCK")
+    return {
+        "kind": "process",
+        "key": f"pid:{proc['pid']}:{proc['start']}",
+        "path": f"/proc/{proc['pid']}",
+        "why": "runs as the account outside the managed units",
+        "pid": proc["pid"],
+        "ppid": proc["ppid"],
+        "cmdline": proc["cmdline"],
+        **_exe(proc["pid"]),
+        "started": _iso(started),
+        "cgroup": sweep_escape(proc["cgroup"]),
+        "unit": proc["unit"],
+        "sockets": proc["sockets"],
+    }
+
+
+def _listener_item(sock: dict) -> dict:
+    return {
+        "kind": "listener",
+        "key": f"listen:{sock['proto']}:{sock['endpoint']}" + (f":{sock['netns']}" if "netns" in sock else ""),
+        "path": f"{sock['proto']} {sock['endpoint']}",
+        "why": "listens for the account, held by no managed unit"
+        + ("" if sock["pids"] is not None else " (its holders could not be read: root lacks CAP_SYS_PTRACE)"),
+        "proto": sock["proto"],
+        "endpoint": sock["endpoint"],
+        "uid": sock["uid"],
+        "inode": sock["inode"],
+        "pids": sock["pids"],
+        **({"netns": sock["netns"]} if "netns" in sock else {}),
+    }
+
+
+def sweep_allowed(entries: list[str], home: str) -> dict:
+    """The declared items (``litellm_account_allowed``): ``PATH`` or ``PATH sha256:HEX`` (``~/`` is the
+    account's home), ``exe:PATH`` (processes running that executable), ``port:N`` (a listener)."""
+    out: dict = {"files": {}, "exes": set(), "ports": set()}
+    for entry in entries:
+        if entry.startswith("exe:"):
+            out["exes"].add(entry[4:])
+        elif entry.startswith("port:"):
+            out["ports"].add(int(entry[5:]))
+        else:
+            path, _, digest = entry.partition(" sha256:")
+            path = f"{home}/{path[2:]}" if path.startswith("~/") else path
+            out["files"][path] = digest or None
+    return out
+
+
+def _declared(item: dict, allowed: dict) -> bool:
+    if item["kind"] == "process":
+        return item["exe"] in allowed["exes"]
+    if item["kind"] == "listener":
+        return int(item["endpoint"].rpartition(":")[2]) in allowed["ports"]
+    if item["key"] in allowed["files"]:
+        pinned = allowed["files"][item["key"]]
+        return pinned is None or pinned == item.get("sha256")
+    return False
+
+
+def sweep(args: dict) -> dict:
+    """Every foreign item of ARGS.user with its evidence, the declared ones (ARGS.allowed) left out;
+    ARGS.units are the managed units. ``{"items": [...], "checked": {...}}``; an unknown user has none."""
+    try:
+        pw = pwd.getpwnam(args["user"])
+    except KeyError:
+        return {"items": [], "checked": {}}
+    home = pw.pw_dir.rstrip("/")
+    allowed = sweep_allowed(args.get("allowed", []), home)
+    files = sweep_files(args["user"], pw.pw_uid, home)
+    procs, listeners, counts = sweep_processes(pw.pw_uid, set(args.get("units", [])))
+    btime = _btime()
+    found = [*files, *(_process_item(p, btime) for p in procs), *(_listener_item(s) for s in listeners)]
+    declared = [i for i in found if _declared(i, allowed)]
+    holders = {p for i in declared if i["kind"] == "process" for p in [i["pid"]]}
+    items = [
+        i
+        for i in found
+        if i not in declared and not (i["kind"] == "listener" and i["pids"] and set(i["pids"]) <= holders)
+    ]
+    return {"items": items, "checked": {"files": len(files), **counts, "declared": len(declared)}}
+
+
+def _exited(pidfds: dict, timeout: float) -> set[int]:
+    """The PIDs among PIDFDS (pid -> pidfd) that exited within TIMEOUT seconds (a pidfd turns readable)."""
+    import select
+
+    deadline, done = time.monotonic() + timeout, set[int]()
+    while len(done) < len(pidfds):
+        poller = select.poll()
+        for pid, pfd in pidfds.items():
+            if pid not in done:
+                poller.register(pfd, select.POLLIN)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        for pfd, _ in poller.poll(int(left * 1000) + 1):
+            done.update(pid for pid, fd in pidfds.items() if fd == pfd)
+    return done
+
+
+def sweep_stop(targets: list[tuple[int, int]]) -> dict[int, str]:
+    """Stop the processes TARGETS (pid, start ticks), race-safe: each is opened as a pidfd and its start
+    time checked after that (a PID reused meanwhile is left alone), then SIGTERM, STOP_GRACE seconds,
+    SIGKILL. Returns pid -> how it ended (``SIGTERM``, ``SIGKILL``, ``gone``) or why not (``failed: ...``)."""
+    import signal
+
+    result: dict[int, str] = {}
+    pidfds: dict[int, int] = {}
+    for pid, start in targets:
+        try:
+            pfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            result[pid] = "gone"
+            continue
+        except OSError as exc:
+            result[pid] = f"failed: {exc.strerror}"
+            continue
+        if _start_ticks(pid) != start:
+            os.close(pfd)
+            result[pid] = "gone"  # exited; its PID may now be another process's
+            continue
+        pidfds[pid] = pfd
+    try:
+        for how in ("SIGTERM", "SIGKILL"):
+            for pid, pfd in pidfds.items():
+                if pid not in result:
+                    try:
+                        signal.pidfd_send_signal(pfd, getattr(signal, how))
+                    except ProcessLookupError:
+                        result[pid] = "gone"
+            for pid in _exited({p: f for p, f in pidfds.items() if p not in result}, STOP_GRACE):
+                result[pid] = how
+        for pid in pidfds:
+            result.setdefault(pid, f"failed: still running {STOP_GRACE * 2:.0f} s after SIGTERM and SIGKILL")
+    finally:
+        for pfd in pidfds.values():
+            os.close(pfd)
+    return result
+
+
+def _sweep_folder() -> tuple[int, str]:
+    """(a handle on a fresh folder of SWEEP_QUARANTINE, its path): root's, 0700, nothing followed."""
+    fd = os.open("/", DIR_FLAGS)
+    parts = _split(SWEEP_QUARANTINE)
+    try:
+        for i, part in enumerate(parts):
+            try:
+                os.mkdir(part, 0o700 if i == len(parts) - 1 else 0o755, dir_fd=fd)
+            except FileExistsError:
+                pass
+            nxt = os.open(part, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        st = os.fstat(fd)
+        if st.st_uid != 0 or stat.S_IMODE(st.st_mode) & 0o077:
+            raise Unsafe(f"{SWEEP_QUARANTINE}: not root's alone ({st.st_uid}, {stat.S_IMODE(st.st_mode):04o})")
+        stamp = _stamp()
+        os.mkdir(stamp, 0o700, dir_fd=fd)
+        return os.open(stamp, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd), f"{SWEEP_QUARANTINE}/{stamp}"
+    finally:
+        os.close(fd)
+
+
+def _sweep_move(item: dict, qfd: int, folder: str, index: int) -> dict:
+    """Move ITEM's file into the quarantine folder QFD by rename (a link moved as itself, never followed);
+    its evidence read again there, where the account can no longer change it. On another file system the
+    file is copied by handle and the original renamed in place (``NAME.quarantined-TIME``)."""
+    path = item["key"]
+    dirfd, name = parent(path)
+    target = f"{index:03d}-" + path.strip("/").replace("/", "_")[-200:]
+    try:
+        try:
+            os.rename(name, target, src_dir_fd=dirfd, dst_dir_fd=qfd)
+            return {**sweep_evidence(qfd, target, path, item["why"]), "moved_to": f"{folder}/{target}"}
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+        found = sweep_evidence(dirfd, name, path, item["why"])
+        if found["type"] == "file":
+            src = _open_file(dirfd, name, path)
+            try:
+                data = _read_fd(src, SWEEP_FILE_LIMIT)
+            finally:
+                os.close(src)
+            _replace(qfd, target, data, 0, 0, 0o600, f"{target}{TMP_SUFFIX}")
+        aside = f"{name}.quarantined-{folder.rpartition('/')[2]}"
+        os.rename(name, aside, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+        copied = f"; copied to {folder}/{target}" if found["type"] == "file" else ""
+        where = f"{path.rpartition('/')[0]}/{aside}"
+        return {**found, "moved_to": f"{where} (another file system: renamed in place{copied})"}
+    finally:
+        os.close(dirfd)
+
+
+def sweep_apply(args: dict) -> dict:
+    """Act on the items ARGS.keys (decided from ``sweep``) that are still foreign now: stop the processes
+    (and those holding a listener), then move the files into a fresh quarantine folder whose
+    ``manifest.json`` lists each item with its evidence, where it went or how it ended, and when.
+
+    Each item fails alone; the manifest is written; then the action fails naming each item that failed.
+    """
+    keys = set(args["keys"])
+    now = [i for i in sweep(args)["items"] if i["key"] in keys]
+    procs = {i["pid"]: i for i in now if i["kind"] == "process"}
+    for item in now:
+        if item["kind"] == "listener":
+            for pid in item["pids"] or []:
+                if pid not in procs:
+                    found = _process(pid)
+                    if found is not None and args["user"] in [_name(pwd.getpwuid, u) for u in found["uids"]]:
+                        procs[pid] = {"pid": pid, "key": f"pid:{pid}:{found['start']}"}
+    ended = sweep_stop([(pid, int(i["key"].rsplit(":", 1)[1])) for pid, i in procs.items()])
+    files = [i for i in now if i["kind"] not in ("process", "listener")]
+    failed, entries = [], []
+    for item in now:
+        if item["kind"] == "process":
+            entries.append({**item, "moved_to": None, "stopped": ended.get(item["pid"]), "time": _iso(time.time())})
+        elif item["kind"] == "listener":
+            entries.append({**item, "moved_to": None, "stopped": {p: ended.get(p) for p in item["pids"] or []}})
+    failed += [f"process {pid}: {how}" for pid, how in ended.items() if how.startswith("failed")]
+    if files:
+        qfd, folder = _sweep_folder()
+        try:
+            for index, item in enumerate(files):
+                try:
+                    moved = _sweep_move(item, qfd, folder, index)
+                    entries.append({"kind": item["kind"], **moved, "time": _iso(time.time())})
+                except (OSError, Unsafe) as exc:
+                    failed.append(f"{sweep_escape(item['key'])}: {sweep_escape(str(exc))}")
+                    entries.append({**item, "moved_to": None, "error": sweep_escape(str(exc))})
+        finally:
+            manifest = {"time": folder.rpartition("/")[2], "user": args["user"], "source": "account sweep"}
+            data = json.dumps({**manifest, "items": entries}, indent=2).encode()
+            _replace(qfd, "manifest.json", data, 0, 0, 0o600, f"manifest.json{TMP_SUFFIX}")
+            os.close(qfd)
+    else:
+        folder = None
+    if failed:
+        raise Unsafe(f"account sweep (quarantine {folder}) could not act on: {'; '.join(failed)}")
+    return {"folder": folder, "moved": [e["path"] for e in entries if e.get("moved_to")], "stopped": ended}
+
+
+ACTIONS.update({"sweep": sweep, "sweep_apply": sweep_apply})
+
 if __name__ == "__main__":
     sys.exit(main(sys.argv))

@@ -374,6 +374,10 @@ def up(
                 "--name",
                 name,
                 *RUN_FLAGS,
+                # root on a real host may read every process's /proc/PID/exe and fd/ (the account sweep's
+                # evidence and listener owners, docs/sweep.md); podman drops that capability by default
+                "--cap-add",
+                "SYS_PTRACE",
                 "--systemd=always",
                 "--hostname",
                 name,
