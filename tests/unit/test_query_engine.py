@@ -1,0 +1,133 @@
+"""The query engine's protocol translation (files/query-engine/translate.mjs), tested as data.
+
+Each case of query_engine/cases.json names a function of translate.mjs, its arguments (what
+prisma-client-py 0.11.0 sends, as its query builder writes it for LiteLLM's models, or what the
+Wasm engine answers) and the expected result or refusal. They run in Node (the harness, a
+subprocess with a timeout) against the engine assembled from the lock, exactly as it is shipped.
+The assembly itself (litellm_runner/query_engine.py) is tested here too: the lock pins every
+package with its integrity hash, and the tar.gz is the same bytes each time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import pathlib
+import shutil
+import subprocess
+import tarfile
+
+import pytest
+
+from litellm_runner import query_engine
+from litellm_runner.resources import shipped
+
+HERE = pathlib.Path(__file__).parent / "query_engine"
+CASES = json.loads((HERE / "cases.json").read_text())["cases"]
+NODE_TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def tree():
+    """The engine as the converge ships it (assembled once per version, kept in the project's cache)."""
+    return query_engine.tree()
+
+
+@pytest.fixture(scope="module")
+def answers(tree):
+    """translate.mjs's answer to every case, in one node process."""
+    node = shutil.which("node")
+    assert node, "node is needed on the control machine (it assembles the engine with npm)"
+    proc = subprocess.run(
+        [node, str(HERE / "harness.mjs"), str(tree)],
+        input=json.dumps({"schema": (HERE / "schema.prisma").read_text(), "cases": CASES}),
+        capture_output=True,
+        text=True,
+        timeout=NODE_TIMEOUT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("index", range(len(CASES)), ids=[c["name"] for c in CASES])
+def test_translation(answers, index):
+    assert answers[index] == CASES[index]["expected"]
+
+
+def test_every_function_of_the_translation_has_a_case():
+    source = (shipped("files", "query-engine") / "translate.mjs").read_text()
+    exported = {line.split("(")[0].split()[-1] for line in source.splitlines() if line.startswith("export function")}
+    assert exported - {c["function"] for c in CASES} <= {"fieldTypes", "toJsonRequest", "fromJsonResponse", "untag",
+                                                         "rawRows", "tagJsonFields"}  # covered through the others
+
+
+def test_field_types_read_from_litellms_schema(answers):
+    node = shutil.which("node")
+    script = (
+        "import(process.argv[1]).then((t) => process.stdout.write(JSON.stringify("
+        "t.fieldTypes(require('fs').readFileSync(0, 'utf8')))))"
+    )
+    proc = subprocess.run(
+        [node, "-e", script, str(query_engine.tree() / "translate.mjs")],
+        input=(HERE / "schema.prisma").read_text(),
+        capture_output=True,
+        text=True,
+        timeout=NODE_TIMEOUT,
+        check=True,
+    )
+    models = json.loads(proc.stdout)
+    assert models["LiteLLM_VerificationToken"]["metadata"] == "Json"
+    assert models["LiteLLM_VerificationToken"]["expires"] == "DateTime"
+    assert models["LiteLLM_VerificationToken"]["litellm_budget_table"] == "LiteLLM_BudgetTable"
+    assert "@@index" not in json.dumps(models)
+
+
+def test_every_npm_package_is_locked_with_its_integrity_hash():
+    lock = json.loads((shipped("files", "query-engine") / "package-lock.json").read_text())
+    wanted = json.loads((shipped("files", "query-engine") / "package.json").read_text())["dependencies"]
+    packages = {k: v for k, v in lock["packages"].items() if k}
+    assert packages, "the lock lists no package"
+    for name, entry in packages.items():
+        assert entry.get("integrity", "").startswith("sha512-"), name
+    for name, version in wanted.items():
+        assert packages[f"node_modules/{name}"]["version"] == version, f"{name}: package.json pins {version}"
+
+
+def test_the_bundle_is_reproducible_and_holds_only_files_root_owns(tree):
+    data, manifest_sha = query_engine.bundle()
+    assert query_engine.archive(tree) == data
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = tar.getmembers()
+        names = [m.name for m in members]
+        assert names == sorted(names)
+        for m in members:
+            assert m.isfile() or m.isdir(), m.name
+            assert (m.uid, m.gid, m.mtime) == (0, 0, 0), m.name
+            assert not m.name.startswith("/") and ".." not in m.name.split("/"), m.name
+            assert m.mode == (0o755 if m.isdir() or m.name in query_engine.EXECUTABLES else 0o644), m.name
+        text = tar.extractfile(query_engine.MANIFEST).read()
+    assert hashlib.sha256(text).hexdigest() == manifest_sha
+    listed = {line.split("  ", 1)[1] for line in text.decode().splitlines()}
+    assert listed == {n for n, m in zip(names, members) if m.isfile()} - {query_engine.MANIFEST}
+    assert {"query-engine", "server.mjs", "node_modules/@prisma/query-engine-wasm/postgresql/query_engine_bg.wasm",
+            "node_modules/prisma/build/index.js"} <= listed
+
+
+def test_the_version_folder_is_named_by_the_sources():
+    env = query_engine.environment()
+    where = f"{query_engine.ENGINE_ROOT}/{query_engine.digest()[:16]}"
+    assert env == {
+        "PRISMA_QUERY_ENGINE_BINARY": f"{where}/query-engine",
+        "PRISMA_SCHEMA_ENGINE_BINARY": f"{where}/schema-engine",
+        "PRISMA_BINARY_CACHE_DIR": where,
+        "DISABLE_SCHEMA_UPDATE": "true",
+    }
+
+
+def test_the_engine_answers_its_version_without_a_database(tree):
+    proc = subprocess.run(
+        [str(tree / "query-engine"), "--version"], capture_output=True, text=True, timeout=NODE_TIMEOUT, check=False
+    )
+    assert (proc.returncode, proc.stdout) == (0, "query-engine 393aa359c9ad4a4bb28630fb5613f9c281cde053\n")
