@@ -35,6 +35,7 @@ import tempfile
 
 from litellm_runner.resources import project, shipped
 
+DEBIAN_PACKAGES = ["nodejs"]  # Debian's Node.js (18 on Debian 12, 20 on 13) runs server.mjs
 ENGINE_ROOT = "/usr/local/lib/litellm-query-engine"  # on the host: root-owned, one folder per version
 SOURCES = ("package.json", "package-lock.json", "server.mjs", "translate.mjs", "query-engine", "schema-engine")
 EXECUTABLES = ("query-engine", "schema-engine")
@@ -129,9 +130,7 @@ def _files(root: pathlib.Path) -> list[pathlib.Path]:
 
 def manifest(root: pathlib.Path) -> str:
     """``sha256  relative/path`` of every file of the tree, sorted (``sha256sum -c`` reads it)."""
-    return "".join(
-        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(root)}\n" for p in _files(root)
-    )
+    return "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(root)}\n" for p in _files(root))
 
 
 def _mode(rel: pathlib.PurePath, is_dir: bool) -> int:

@@ -26,6 +26,7 @@ import pathlib
 
 from pyinfra import host
 
+from litellm_runner import query_engine
 from litellm_runner.pyinfra_ext.facts import (
     HostSnapshot,
     InstalledPackages,
@@ -71,6 +72,8 @@ def spec(data) -> dict:
     ]
     paths += [f"{root}/bin/{tool.name}" for tool in tools()]
     paths += [f"{unit_dir}/{unit}" for unit in render_units(data)]
+    if getattr(data, "litellm_query_engine", False):  # tasks/query_engine.py
+        paths.append(f"{query_engine.install_dir()}/{query_engine.MANIFEST}")
     units = list(dict.fromkeys([*wanted_units(data), *render_units(data)]))  # timers' services too (their sources)
     return {
         "paths": paths,
@@ -81,7 +84,8 @@ def spec(data) -> dict:
         "group": data.litellm_group,
         "dirs": managed_dirs(data),
         "python": data.litellm_python,
-        "debs": list(data.litellm_system_packages),
+        "debs": list(data.litellm_system_packages)
+        + (query_engine.DEBIAN_PACKAGES if getattr(data, "litellm_query_engine", False) else []),
         "systemd": True,
     }
 
