@@ -83,11 +83,13 @@ if not state["generated"] and host:
 print(json.dumps(state))
 """
 
-# Generates the client as the account with the venv's own prisma, from the schema its litellm ships.
+# Generates the client as the account with the venv's own prisma, from the schema its litellm ships. The
+# Prisma CLI runs the schema's generator by name (provider "prisma-client-py", a script in the venv's bin/).
 GENERATE = (
     'schema="$("$1/bin/python" -I -c '
     '\'import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("litellm").origin), '
-    '"proxy", "schema.prisma"))\')" && exec "$1/bin/python" -m prisma generate --schema "$schema"'
+    '"proxy", "schema.prisma"))\')" && PATH="$1/bin:$PATH" && export PATH && '
+    'exec "$1/bin/python" -m prisma generate --schema "$schema"'
 )
 
 

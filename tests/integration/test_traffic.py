@@ -138,7 +138,18 @@ def test_the_key_is_in_no_output(first, restarted, host):
 
 SKIP_ALL_BUT_PRISMA = " ".join(
     f"--skip {c}"
-    for c in ("services", "database", "backups", "health", "metrics", "keys", "config", "models", "probes")
+    for c in (
+        "services",
+        "database",
+        "backups",
+        "health",
+        "metrics",
+        "keys",
+        "config",
+        "models",
+        "probes",
+        "proxy-database",
+    )
 )
 
 
