@@ -197,7 +197,8 @@ def test_a_completion_leaves_a_spend_log_row_without_prompt_or_response(keys, ho
 
 
 def test_a_model_stored_in_the_database_is_served(ready, host):
-    """store_model_in_db: a model added through the proxy is in LiteLLM_ProxyModelTable and every worker serves it."""
+    """store_model_in_db: a model added through the proxy is in LiteLLM_ProxyModelTable, and the proxy serves it (four
+    answers in a row: workers that have not polled the table yet answer 4xx until they have)."""
     name = f"h-engine-db-{uuid.uuid4().hex[:8]}"
     added = call(
         host,
@@ -218,7 +219,7 @@ def test_a_model_stored_in_the_database_is_served(ready, host):
     try:
         assert sql(host, "SELECT model_name FROM \"LiteLLM_ProxyModelTable\" WHERE model_name = :'n'", n=name) == name
         deadline, served = time.monotonic() + MODEL_WAIT, 0
-        while served < 4 and time.monotonic() < deadline:  # 4 answers in a row: every worker has loaded it
+        while served < 4 and time.monotonic() < deadline:
             answer = chat(host, master_key(), model=name)
             served = served + 1 if answer["status"] == 200 else 0
             if answer["status"] != 200:
