@@ -44,9 +44,12 @@ def test_the_query_engine_gives_the_sandbox_its_database_and_names_the_engine_in
         "PRISMA_BINARY_CACHE_DIR": where,
     }
     assert "Environment=DISABLE_SCHEMA_UPDATE=true" in unit.splitlines()  # no schema engine: db-02 makes the tables
+    # node is killed with SIGSYS under @system-service alone (seen in the sandbox): V8 uses pkey_mprotect
+    assert "SystemCallFilter=@pkey" in unit.splitlines() and "SystemCallFilter=@system-service" in unit.splitlines()
     for other, text in render_units(data).items():  # only the proxy runs prisma-client-py
         assert other == "litellm.service" or "PRISMA_" not in text
     assert "PRISMA_" not in render_units(defaults())["litellm.service"]  # off by default: Prisma's own engines
+    assert "@pkey" not in render_units(defaults())["litellm.service"]
 
 
 def test_a_setting_from_group_data_reaches_the_config():
