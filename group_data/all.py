@@ -206,8 +206,15 @@ litellm_lock_stale_after = 300  # seconds without a heartbeat after which a lock
 # machine (same machine id) a lock whose process is gone is taken at once
 
 
+# --- The query engine (docs/query-engine.md) ---------------------------------------------
+# Opt-in for hosts that cannot download Prisma's engines (air-gapped): the proxy's database
+# client runs on the query engine the runner ships (Prisma's engine compiled to WebAssembly,
+# files/query-engine, on Debian's nodejs). Hosts that can download Prisma's engines keep them.
+litellm_query_engine = False
+
+
 # --- Sandbox only ----------------------------------------------------------------------
-# True only for the throwaway podman host: the proxy runs without DATABASE_URL
-# there because Prisma's engines cannot be downloaded (see docs/python-env.md). Production
-# hosts never set it.
+# True only for the throwaway podman host: there the proxy runs without DATABASE_URL unless
+# litellm_query_engine is on (the sandbox turns it on: Prisma's engines cannot be downloaded
+# there). Production hosts never set it.
 litellm_sandbox = False

@@ -30,7 +30,7 @@ def deploy_litellm() -> None:
     from litellm_runner import metering, validate
     from litellm_runner.pyinfra_ext import snapshot, speed
     from litellm_runner.pyinfra_ext.lock import hold_run_lock
-    from litellm_runner.tasks import config, database, filesystem, prisma, python_env, sweep, units, users
+    from litellm_runner.tasks import config, database, filesystem, prisma, python_env, query_engine, sweep, units, users
 
     _keep_operation_names()
     speed.install()  # pyinfra's operation order without reading source files (the same order)
@@ -46,7 +46,7 @@ def deploy_litellm() -> None:
 
     users.apply()
     filesystem.apply()
-    venv = [*python_env.apply(), *prisma.apply()]
+    venv = [*python_env.apply(), *query_engine.apply(), *prisma.apply()]  # the engine before `prisma generate`
     files = config.apply()
     db = database.apply()
     units.apply(

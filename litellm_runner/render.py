@@ -12,7 +12,7 @@ import json
 import jinja2
 import yaml
 
-from litellm_runner import layout, mcp
+from litellm_runner import layout, mcp, query_engine
 from litellm_runner.resources import shipped
 
 SERVICE_DESCRIPTIONS = {
@@ -53,6 +53,16 @@ def venv(data) -> str:
     return layout.VENV
 
 
+def uses_database(data) -> bool:
+    """Whether the proxy runs with DATABASE_URL: everywhere but a sandbox without the query engine."""
+    return not _get(data, "litellm_sandbox") or bool(_get_or(data, "litellm_query_engine", False))
+
+
+def engine_environment(data) -> dict[str, str]:
+    """The proxy's own environment for the query engine (``litellm_query_engine``), else nothing."""
+    return query_engine.environment() if _get_or(data, "litellm_query_engine", False) else {}
+
+
 def render_config(data) -> str:
     """The rendered config (``layout.CONFIG_FILE``) for DATA; parsed back to prove it is valid YAML."""
     text = (
@@ -62,7 +72,7 @@ def render_config(data) -> str:
             model_list=_get(data, "litellm_model_list"),
             general_settings=_get(data, "general_settings"),
             litellm_settings=_get(data, "litellm_settings"),
-            sandbox=_get(data, "litellm_sandbox"),
+            database=uses_database(data),
             mcp_servers=mcp.config_entries(_get_or(data, "litellm_mcp_servers", {})),
         )
     )
@@ -105,7 +115,7 @@ def _paths(data) -> dict:
 
 def render_units(data) -> dict[str, str]:
     """Every managed user unit: ``{"litellm.service": text, "litellm-backup.timer": text, ...}``."""
-    env, sandbox = _env(), _get(data, "litellm_sandbox")
+    env = _env()
     units = {}
     for name, svc in _get(data, "litellm_services").items():
         if name == "litellm":
@@ -114,7 +124,8 @@ def render_units(data) -> dict[str, str]:
                 bind=_get(data, "litellm_bind"),
                 port=_get(data, "litellm_port"),
                 num_workers=_get(data, "litellm_num_workers"),
-                sandbox=sandbox,
+                database=uses_database(data),
+                engine_env=engine_environment(data),
             )
             continue
         command = svc.get("command") or TOOL_COMMANDS[name]

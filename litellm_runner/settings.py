@@ -406,9 +406,16 @@ SPEC: tuple[Setting, ...] = (
     Setting("litellm_lock_stale_after", 300, whole(10, 604800), "seconds, 10-604800",
             "seconds without a heartbeat after which a lock from another machine counts as abandoned (the holder "
             "beats every tenth of it)", "fs-02"),
+    # --- the query engine (docs/query-engine.md)
+    Setting("litellm_query_engine", False, is_bool, _TRUE_FALSE,
+            "opt-in for hosts that cannot download Prisma's engines (air-gapped): the proxy's database client runs "
+            "on the query engine the runner ships (Prisma's engine compiled to WebAssembly, npm packages locked in "
+            "files/query-engine, on Debian's nodejs) from /usr/local/lib/litellm-query-engine; hosts that can "
+            "download Prisma's engines keep them (docs/query-engine.md)", "py-03"),
     # --- sandbox only
     Setting("litellm_sandbox", False, is_bool, _TRUE_FALSE,
-            "true only for the throwaway podman host: the proxy runs without DATABASE_URL", "sandbox"),
+            "true only for the throwaway podman host: the proxy runs without DATABASE_URL unless "
+            "litellm_query_engine is on (the sandbox turns it on)", "sandbox"),
 )  # fmt: skip
 BY_NAME = {s.name: s for s in SPEC}
 # Settings that were removed, with what to set instead: refused by name, never silently ignored.

@@ -21,10 +21,15 @@ Where the engines come from:
   ``PRISMA_BINARY_CACHE_DIR`` (a CLI installed beforehand) as needed. Every
   ``PRISMA_*`` key of ``litellm_env`` is passed to ``prisma generate``.
 
+Hosts that cannot download them may also opt in to the query engine the runner ships
+(``litellm_query_engine``, tasks/query_engine.py): its variables are set for ``prisma
+generate`` and in the proxy's unit, and its Prisma CLI is used from the engine's folder
+(``PRISMA_BINARY_CACHE_DIR``), so ``prisma generate`` reaches no registry either.
+
 A host that can neither download the engines nor has them set gets one line
 naming the cause (``binaries.prisma.sh:443 unreachable: ...``). On a production
 host that fails the host's run (the proxy could not use its database); in the
-sandbox (``litellm_sandbox``: the proxy runs without a database) it is a no-op
+sandbox without ``litellm_query_engine`` (the proxy runs without a database) it is a no-op
 that says so. The prisma package itself is importable either way, which is all
 LiteLLM's auth error handler needs (a request without a key gets 401, not 500).
 """
@@ -43,7 +48,7 @@ from pyinfra.api import FactBase, FunctionCommand, StringCommand, operation
 
 from litellm_runner.pyinfra_ext import drift, snapshot
 from litellm_runner.pyinfra_ext.facts import InstalledPackages, as_account
-from litellm_runner.render import venv
+from litellm_runner.render import engine_environment, uses_database, venv
 from litellm_runner.resources import locate
 
 logger = logging.getLogger("litellm_runner")
@@ -90,11 +95,13 @@ if not state["generated"] and host:
 print(json.dumps(state))
 """
 
-# Generates the client as root (reset environment) with the venv's own prisma, from the schema its litellm ships.
+# Generates the client as root (reset environment) with the venv's own prisma, from the schema its litellm ships. The
+# Prisma CLI runs the schema's generator by name (provider "prisma-client-py", a script in the venv's bin/).
 GENERATE = (
     'schema="$("$1/bin/python" -I -c '
     '\'import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("litellm").origin), '
-    '"proxy", "schema.prisma"))\')" && exec "$1/bin/python" -m prisma generate --schema "$schema"'
+    '"proxy", "schema.prisma"))\')" && PATH="$1/bin:$PATH" && export PATH && '
+    'exec "$1/bin/python" -m prisma generate --schema "$schema"'
 )
 
 
@@ -137,11 +144,13 @@ def state_question(venv_path: str, user: str, group: str, home: str, settings: d
 
 def question(d) -> tuple[type, dict]:
     """The Prisma client state this host's run asks (``snapshot.prefetch``)."""
-    return state_question(venv(d), d.litellm_user, d.litellm_group, d.litellm_home, prisma_env(d.litellm_env))
+    return state_question(venv(d), d.litellm_user, d.litellm_group, d.litellm_home, prisma_env(d))
 
 
-def prisma_env(env: dict) -> dict[str, str]:
-    """The PRISMA_* settings of litellm_env (engine paths, mirror, ...)."""
+def prisma_env(d) -> dict[str, str]:
+    """The PRISMA_* settings of litellm_env (engine paths, mirror, ...), and the shipped query engine's
+    (``litellm_query_engine``: they win, as in the proxy's unit)."""
+    env = {**d.litellm_env, **engine_environment(d)}
     return {k: str(v) for k, v in sorted(env.items()) if k.startswith("PRISMA_")}
 
 
@@ -237,8 +246,8 @@ def apply():
             user=d.litellm_user,
             group=d.litellm_group,
             home=d.litellm_home,
-            settings=prisma_env(d.litellm_env),
-            sandbox=bool(d.litellm_sandbox),
+            settings=prisma_env(d),
+            sandbox=not uses_database(d),
             _timeout=GENERATE_TIMEOUT,
         )
     ]

@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import shlex
-from io import StringIO
+from io import BytesIO, StringIO
 
 from packaging.version import InvalidVersion, Version
 from pyinfra import host
@@ -27,7 +27,7 @@ from pyinfra.context import ctx_config
 from pyinfra.operations import apt
 from pyinfra.operations.util.files import generate_color_diff
 
-from litellm_runner import shown
+from litellm_runner import query_engine, shown
 from litellm_runner.gates import cve as cve_gate
 from litellm_runner.pyinfra_ext import drift, snapshot
 from litellm_runner.pyinfra_ext.facts import (
@@ -934,3 +934,94 @@ def user_unit(
         )
     elif action:
         yield f"{ctl} {action} {q(unit)}"
+
+
+# -- the query engine (litellm_query_engine, tasks/query_engine.py) ---------------------------
+# How it is shipped: the tar.gz is uploaded into a fresh private directory of the connecting user
+# (``mktemp -d``, 0700: never a predictable /tmp path), then root checks its sha256, unpacks it into a
+# new folder next to the installed versions (owner root, modes 0755/0644), checks every file against
+# the bundle's MANIFEST.sha256 and renames the folder into place. The version installed before is kept
+# (a proxy worker restarted before the proxy's own restart still finds its engine); older ones go.
+ENGINE_UPLOAD_TIMEOUT = 300  # seconds for the bundle's upload
+ENGINE_INSTALL_TIMEOUT = 300  # seconds to check and unpack it
+
+# Run by root: $1 staged bundle, $2 its sha256, $3 the version's folder. The folder's parent is root's.
+ENGINE_INSTALL = r"""set -eu
+bundle=$1 sha=$2 dest=$3 parent=${3%/*}
+got=$(sha256sum < "$bundle") && got=${got%% *}
+[ "$got" = "$sha" ] || { echo "query engine bundle: sha256 $got, expected $sha" >&2; exit 1; }
+umask 022
+[ -L "$parent" ] && { echo "$parent is a symlink: refusing" >&2; exit 1; }
+mkdir -p "$parent" && chown root:root "$parent" && chmod 0755 "$parent"
+rm -rf -- "$parent"/.new-*
+new=$(mktemp -d "$parent/.new-XXXXXXXX")
+tar -xzf "$bundle" -C "$new" --no-same-owner --no-same-permissions
+(cd "$new" && sha256sum --check --quiet --strict MANIFEST.sha256)
+chown -R root:root "$new" && chmod 0755 "$new"
+rm -rf -- "$dest"
+mv -T -- "$new" "$dest"
+ls -1td -- "$parent"/*/ | sed 's,/$,,' | grep -vxF -- "$dest" | tail -n +2 |
+  while read -r old; do rm -rf -- "$old"; done
+"""
+
+
+def engine_is_installed(found: dict | None, manifest_sha256: str) -> bool:
+    """Whether FOUND (``PathState`` of the version's MANIFEST) is root's, read-only and of MANIFEST_SHA256."""
+    if not found:
+        return False
+    return (found.get("type"), found.get("user"), found.get("mode"), found.get("sha256")) == (
+        "file",
+        "root",
+        "0644",
+        manifest_sha256,
+    )
+
+
+def _install_engine(state, host, bundle: bytes, bundle_sha256: str, dest: str):
+    """Upload BUNDLE into a fresh private directory of the connecting user, have root install it at DEST."""
+    ok, out = _run(host, "umask 077 && mktemp -d /tmp/litellm-runner.XXXXXXXXXX", 30, escalate=False)
+    if not ok:
+        return _failed(host, f"{dest}: no private staging directory", out)
+    stage = out.stdout.strip()
+    try:
+        args = {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in CONNECTOR_ARGUMENT_KEYS}
+        if not host.put_file(
+            BytesIO(bundle),
+            f"{stage}/engine.tar.gz",
+            remote_temp_filename=f"{stage}/upload",
+            **{**args, "_timeout": ENGINE_UPLOAD_TIMEOUT},
+        ):
+            return _failed(host, f"{dest}: upload of the query engine failed", out)
+        command = " ".join(
+            shlex.quote(a)
+            for a in ("sh", "-c", ENGINE_INSTALL, "install", f"{stage}/engine.tar.gz", bundle_sha256, dest)
+        )
+        ok, out = _run(host, command, ENGINE_INSTALL_TIMEOUT)
+        return ok or _failed(host, f"{dest}: query engine not installed", out)
+    finally:
+        _run(host, f"rm -rf -- {shlex.quote(stage)}", 30)
+
+
+@operation()
+def engine_installed(dest: str, manifest_sha256: str):
+    """Ensure DEST holds the query engine whose MANIFEST.sha256 has sha256 MANIFEST_SHA256, root's and read-only.
+
+    + dest: the version's folder (``query_engine.install_dir()``)
+    + manifest_sha256: sha256 of the assembled bundle's MANIFEST.sha256 (every file's sha256)
+
+    The bundle itself is assembled (``bundle()``) only when it must be shipped.
+    """
+    found = snapshot.fact(PathState, path=f"{dest}/{query_engine.MANIFEST}")
+    if engine_is_installed(found, manifest_sha256):
+        host.noop(f"the query engine in {dest} is installed, root's and read-only")
+        return
+    seen = (
+        None
+        if not found
+        else {k: found.get(k) for k in ("type", "user", "mode")} | {"manifest": (found.get("sha256") or "")[:12]}
+    )
+    drift.record(
+        "query-engine", seen, {"type": "file", "user": "root", "mode": "0644", "manifest": manifest_sha256[:12]}
+    )
+    bundle, _ = query_engine.bundle()
+    yield FunctionCommand(_install_engine, (bundle, hashlib.sha256(bundle).hexdigest(), dest), {})

@@ -26,7 +26,7 @@ import pathlib
 
 from pyinfra import host
 
-from litellm_runner import layout
+from litellm_runner import layout, query_engine
 from litellm_runner.pyinfra_ext.facts import (
     AccountPlants,
     HostSnapshot,
@@ -68,6 +68,8 @@ def spec(data) -> dict:
     paths += [f"{layout.BIN}/{tool.name}" for tool in tools()]
     paths += [f"{layout.UNITS}/{unit}" for unit in render_units(data)]
     paths += layout.legacy(root)
+    if getattr(data, "litellm_query_engine", False):  # tasks/query_engine.py
+        paths.append(f"{query_engine.install_dir()}/{query_engine.MANIFEST}")
     units = list(dict.fromkeys([*wanted_units(data), *render_units(data)]))  # timers' services too (their sources)
     return {
         "paths": paths,
@@ -80,7 +82,8 @@ def spec(data) -> dict:
         "group": data.litellm_group,
         "dirs": managed_dirs(data),
         "python": data.litellm_python,
-        "debs": list(data.litellm_system_packages),
+        "debs": list(data.litellm_system_packages)
+        + (query_engine.DEBIAN_PACKAGES if getattr(data, "litellm_query_engine", False) else []),
         "systemd": True,
     }
 

@@ -8,6 +8,7 @@ commands or no-ops out.
 import json
 import socket
 import subprocess
+from types import SimpleNamespace
 
 import pytest
 
@@ -87,8 +88,27 @@ def test_probe_url(settings, url):
 
 
 def test_prisma_env_takes_only_prisma_settings():
+    from types import SimpleNamespace
+
     env = {"REDIS_HOST": "127.0.0.1", "PRISMA_SCHEMA_ENGINE_BINARY": "/opt/s", "PRISMA_QUERY_ENGINE_BINARY": "/opt/q"}
-    assert prisma.prisma_env(env) == {"PRISMA_QUERY_ENGINE_BINARY": "/opt/q", "PRISMA_SCHEMA_ENGINE_BINARY": "/opt/s"}
+    d = SimpleNamespace(litellm_env=env, litellm_query_engine=False)
+    assert prisma.prisma_env(d) == {"PRISMA_QUERY_ENGINE_BINARY": "/opt/q", "PRISMA_SCHEMA_ENGINE_BINARY": "/opt/s"}
+
+
+def test_prisma_env_with_the_shipped_engine_names_it_and_its_cli():
+    """litellm_query_engine: generate downloads nothing (both engines set) and installs no CLI (its cache dir)."""
+    from types import SimpleNamespace
+
+    from litellm_runner import query_engine
+
+    d = SimpleNamespace(litellm_env={"PRISMA_QUERY_ENGINE_BINARY": "/opt/q"}, litellm_query_engine=True)
+    where = query_engine.install_dir()
+    assert prisma.prisma_env(d) == {
+        "PRISMA_BINARY_CACHE_DIR": where,
+        "PRISMA_QUERY_ENGINE_BINARY": f"{where}/query-engine",
+        "PRISMA_SCHEMA_ENGINE_BINARY": f"{where}/schema-engine",
+    }
+    assert prisma.probe_url(prisma.prisma_env(d)) is None
 
 
 def test_pins_name_the_client_litellm_needs():
@@ -178,4 +198,4 @@ def test_engine_settings_are_accepted_in_litellm_env():
         "PRISMA_ENGINES_CHECKSUM_IGNORE_MISSING": "1",
     }
     assert schema.validate(data) == []
-    assert prisma.probe_url(prisma.prisma_env(data["litellm_env"])) is None
+    assert prisma.probe_url(prisma.prisma_env(SimpleNamespace(**data))) is None

@@ -29,6 +29,29 @@ def test_sandbox_config_has_no_database_url_and_production_has():
     assert "UnsetEnvironment=DATABASE_URL" not in render_units(defaults())["litellm.service"]
 
 
+def test_the_query_engine_gives_the_sandbox_its_database_and_names_the_engine_in_the_proxys_unit():
+    from litellm_runner import query_engine
+
+    data = defaults(litellm_sandbox=True, litellm_query_engine=True)
+    assert yaml.safe_load(render_config(data))["general_settings"]["database_url"] == "os.environ/DATABASE_URL"
+    unit = render_units(data)["litellm.service"]
+    assert "UnsetEnvironment" not in unit
+    env = dict(line.split("=", 2)[1:] for line in unit.splitlines() if line.startswith("Environment=PRISMA_"))
+    where = query_engine.install_dir()
+    assert env == {
+        "PRISMA_QUERY_ENGINE_BINARY": f"{where}/query-engine",
+        "PRISMA_SCHEMA_ENGINE_BINARY": f"{where}/schema-engine",
+        "PRISMA_BINARY_CACHE_DIR": where,
+    }
+    assert "Environment=DISABLE_SCHEMA_UPDATE=true" in unit.splitlines()  # no schema engine: db-02 makes the tables
+    # node is killed with SIGSYS under @system-service alone (seen in the sandbox): V8 uses pkey_mprotect
+    assert "SystemCallFilter=@pkey" in unit.splitlines() and "SystemCallFilter=@system-service" in unit.splitlines()
+    for other, text in render_units(data).items():  # only the proxy runs prisma-client-py
+        assert other == "litellm.service" or "PRISMA_" not in text
+    assert "PRISMA_" not in render_units(defaults())["litellm.service"]  # off by default: Prisma's own engines
+    assert "@pkey" not in render_units(defaults())["litellm.service"]
+
+
 def test_a_setting_from_group_data_reaches_the_config():
     data = defaults()
     data["general_settings"] = {**data["general_settings"], "database_connection_pool_limit": 15}
