@@ -11,13 +11,17 @@ from pyinfra import host
 
 from litellm_runner.gates import units as unit_gate
 from litellm_runner.pyinfra_ext import snapshot
-from litellm_runner.pyinfra_ext.facts import SystemdVersion
+from litellm_runner.pyinfra_ext.facts import SystemdVersion, as_account
 from litellm_runner.pyinfra_ext.operations import directory, file, user_daemon_reload, user_unit, user_unit_sources
 from litellm_runner.render import render_units, wanted_units
 
 
-def apply(restart_inputs: dict[str, list], rollback: dict | None = None):
+def apply(restart_inputs: dict[str, list], rollback: dict | None = None, hold: list | None = None):
     """RESTART_INPUTS: unit name -> OperationMeta of its inputs (config, env, venv...).
+
+    HOLD: OperationMeta whose failure holds the proxy's restart (the database schema): the old
+    proxy keeps serving, and the restart stays owed (``<root>/state/restart-held``) until a run
+    converges them.
 
     ROLLBACK: the proxy's config file (``user_unit``'s ``rollback``), restored
     when the restarted proxy fails readiness.
@@ -69,6 +73,11 @@ def apply(restart_inputs: dict[str, list], rollback: dict | None = None):
                 ready_url=f"http://{d.litellm_bind}:{d.litellm_port}/health/readiness",
                 ready_timeout=d.litellm_ready_timeout,
                 rollback=rollback,
+                hold_when=hold or [],
+                held={
+                    "path": f"{d.litellm_root}/state/restart-held",
+                    "account": as_account(d.litellm_user, d.litellm_group, d.litellm_home),
+                },
                 _parallel=d.litellm_restart_batch_size,
             )
         user_unit(

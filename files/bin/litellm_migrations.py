@@ -126,7 +126,10 @@ def split_sql(text: str) -> list[str]:
 
 # -- what the migrations create -------------------------------------------------------------------------
 Q = r'"([^"]+)"'
-TYPE = r'((?:DOUBLE\s+PRECISION|TIMESTAMP(?:\(\d+\))?(?:\s+WITH(?:OUT)?\s+TIME\s+ZONE)?|"[^"]+"|[A-Za-z_][\w]*(?:\s*\(\s*\d+(?:\s*,\s*\d+)?\s*\))?)(?:\[\])*)'
+TYPE = (  # a declared column type: DOUBLE PRECISION, TIMESTAMP(3), "JobStatus", VARCHAR(255), TEXT[] ...
+    r'((?:DOUBLE\s+PRECISION|TIMESTAMP(?:\(\d+\))?(?:\s+WITH(?:OUT)?\s+TIME\s+ZONE)?|"[^"]+"'
+    r"|[A-Za-z_][\w]*(?:\s*\(\s*\d+(?:\s*,\s*\d+)?\s*\))?)(?:\[\])*)"
+)
 CREATE_TABLE = re.compile(rf"^CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?{Q}\s*\((.*)\)\s*$", re.I | re.S)
 ALTER_TABLE = re.compile(rf"^ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?{Q}\s+(.*)$", re.I | re.S)
 ADD_COLUMN = re.compile(rf"^ADD\s+(?:COLUMN\s+)?(?:IF\s+NOT\s+EXISTS\s+)?{Q}\s+(.*)$", re.I | re.S)

@@ -68,6 +68,7 @@ def spec(data) -> dict:
         f"{root}/state/compliance-desired.json",
         f"{root}/state/venv-requirements.txt",
         f"{root}/state/venv-sbom.cdx.json",
+        f"{root}/state/restart-held",  # a restart of litellm.service owed since a run that held it
     ]
     paths += [f"{root}/bin/{tool.name}" for tool in tools()]
     paths += [f"{unit_dir}/{unit}" for unit in render_units(data)]

@@ -12,9 +12,10 @@ import pytest
 
 from litellm_runner.pyinfra_ext.database import deliver_key, new_key
 from tests.support.hosts import REPO
-from tests.support.localpg import LocalPostgres
+from tests.support.localpg import LocalPostgres, migrations_dir
 
 DBCTL = str(REPO / "files" / "bin" / "litellm-dbctl")
+MIGRATIONS = migrations_dir()
 HOSTILE = '\'; DROP TABLE "LiteLLM_VerificationToken"; --'
 DESIRED = {
     "settings": {
@@ -125,11 +126,20 @@ def test_settings_plan_apply_then_nothing(db):
     assert rows["litellm_settings"] == {"request_timeout": 120}
 
 
-def test_schema_repair_uses_litellms_ddl(db):
+def test_schema_baseline_records_what_is_there_and_applies_the_rest(db):
+    """The incident's database (built by hand, no _prisma_migrations, one table missing) is baselined:
+    the migration that makes the missing table is applied, every other one recorded as applied."""
     pg, env = db
-    assert [i["id"] for i in items(dbctl(env, "plan", "schema"))] == ["table LiteLLM_SkillsTable"]
-    dbctl(env, "apply", "schema")
+    planned = {i["id"]: i["after"] for i in items(dbctl(env, "plan", "schema"))}
+    assert len(planned) == len(list(MIGRATIONS.glob("*/migration.sql")))
+    assert planned.pop("migration 20251220144550_schema_update").startswith("applied")
+    assert {after.split(":")[0] for after in planned.values()} == {"recorded as applied"}
+    assert items(dbctl(env, "apply", "schema"))
     assert items(dbctl(env, "plan", "schema")) == []
+    with pg.connect() as conn:
+        steps = dict(conn.execute("SELECT migration_name, applied_steps_count FROM _prisma_migrations").fetchall())
+        assert conn.execute('SELECT count(*) FROM "LiteLLM_VerificationToken"').fetchone()[0] == 4  # no data lost
+    assert steps.pop("20251220144550_schema_update") == 1 and set(steps.values()) == {0}
     with pg.connect() as conn:
         cols = {
             r[0]
