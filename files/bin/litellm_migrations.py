@@ -454,6 +454,8 @@ def _object_actions(expected: Schema, objects: dict, applied: set[str], live: Li
             and (key[1] if key[0] == "column" else expected.indexes[key[1]]["table"]) in missing_tables
         ):
             continue  # made again with its table
+        if key[0] == "enum value" and key[1] not in live.enums:
+            continue  # made again with its enum
         wrong = present(key, expected, live)
         if wrong is None:
             continue
@@ -561,6 +563,14 @@ class Refused(Exception):
     """Some objects could not be repaired without losing data; everything else was applied."""
 
 
+class Failed(Exception):
+    """A migration or a repair failed in the database: ``what`` names it, ``error`` is psycopg's."""
+
+    def __init__(self, what: str, error: Exception):
+        super().__init__(what)
+        self.what, self.error = what, error
+
+
 def apply(conn, migrations: list[Migration], actions: list[dict], expected: Schema) -> None:
     """Carry out ACTIONS (``plan``'s) on CONN (autocommit off), each migration in its own transaction.
 
@@ -570,6 +580,8 @@ def apply(conn, migrations: list[Migration], actions: list[dict], expected: Sche
     there, and the row finished last: interrupted, it is a failed row, and the next run resolves and runs it
     again safely. Raises Refused (after everything else is done) naming the refused objects.
     """
+    import psycopg
+
     by_name = {m.name: m for m in migrations}
     conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK,))
     conn.execute(PRISMA_TABLE_DDL)
@@ -577,26 +589,10 @@ def apply(conn, migrations: list[Migration], actions: list[dict], expected: Sche
     refused = []
     try:
         for a in actions:
-            kind = a["action"]
-            if kind == "resolve":
-                conn.execute("UPDATE _prisma_migrations SET rolled_back_at = now() WHERE id = ANY(%s)", (a["ids"],))
-            elif kind == "checksum":
-                conn.execute(
-                    "UPDATE _prisma_migrations SET checksum = %s WHERE id = ANY(%s)",
-                    (by_name[a["migration"]].checksum, a["ids"]),
-                )
-            elif kind == "record":
-                conn.execute(  # as `prisma migrate resolve --applied` records it (mark_migration_applied)
-                    "INSERT INTO _prisma_migrations (id, checksum, logs, started_at, finished_at, migration_name) "
-                    "VALUES (%s, %s, '', now(), now(), %s)",
-                    (str(uuid.uuid4()), by_name[a["migration"]].checksum, a["migration"]),
-                )
-            elif kind == "apply":
-                _apply_migration(conn, by_name[a["migration"]])
-            elif kind == "repair":
-                _repair(conn, a)
-            elif kind == "refuse":
-                refused.append(f"{a['id']}: {a['after']}")
+            try:
+                _carry_out(conn, a, by_name, refused)
+            except psycopg.Error as exc:
+                raise Failed(a.get("id") or f"migration {a['migration']}", exc) from None
             conn.commit()
     finally:
         if not conn.closed:
@@ -605,6 +601,30 @@ def apply(conn, migrations: list[Migration], actions: list[dict], expected: Sche
             conn.commit()
     if refused:
         raise Refused("; ".join(refused))
+
+
+def _carry_out(conn, a: dict, by_name: dict[str, Migration], refused: list[str]) -> None:
+    """One action of ``plan`` (its transaction committed by the caller)."""
+    kind = a["action"]
+    if kind == "resolve":
+        conn.execute("UPDATE _prisma_migrations SET rolled_back_at = now() WHERE id = ANY(%s)", (a["ids"],))
+    elif kind == "checksum":
+        conn.execute(
+            "UPDATE _prisma_migrations SET checksum = %s WHERE id = ANY(%s)",
+            (by_name[a["migration"]].checksum, a["ids"]),
+        )
+    elif kind == "record":
+        conn.execute(  # as `prisma migrate resolve --applied` records it (mark_migration_applied)
+            "INSERT INTO _prisma_migrations (id, checksum, logs, started_at, finished_at, migration_name) "
+            "VALUES (%s, %s, '', now(), now(), %s)",
+            (str(uuid.uuid4()), by_name[a["migration"]].checksum, a["migration"]),
+        )
+    elif kind == "apply":
+        _apply_migration(conn, by_name[a["migration"]])
+    elif kind == "repair":
+        _repair(conn, a)
+    elif kind == "refuse":
+        refused.append(f"{a['id']}: {a['after']}")
 
 
 def _apply_migration(conn, m: Migration) -> None:
