@@ -51,10 +51,11 @@ def deploy_litellm() -> None:
     db = database.apply()
     units.apply(
         {
-            "litellm.service": [files["config"], files["env"], *venv, *db],
+            "litellm.service": [files["config"], files["env"], *venv, *db["restart"]],
             "*": [files["env"], *venv, *files["tools"]],
         },
         rollback=files["rollback"],
+        hold=db["hold"],
     )
     sweep.apply()  # last: what the account left outside the managed units, with those units running
 

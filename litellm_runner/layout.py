@@ -31,6 +31,7 @@ COMPLIANCE = f"{CONFIG}/compliance-desired.json"
 UNITS = "/etc/systemd/user"
 RUNNER_STATE = "/var/lib/litellm-runner"  # root's own state (hostside.CREATED lives here too)
 QUARANTINE = f"{RUNNER_STATE}/quarantine"
+RESTART_HELD = f"{RUNNER_STATE}/restart-held"  # a restart of litellm.service owed since a run that held it
 
 CODE_MODE = "0755"  # code: readable by all, written by root only
 CONFIG_MODE = "0750"  # config folder: root and the account's group

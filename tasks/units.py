@@ -27,8 +27,12 @@ from litellm_runner.pyinfra_ext.operations import (
 from litellm_runner.render import render_units, wanted_units
 
 
-def apply(restart_inputs: dict[str, list], rollback: dict | None = None):
+def apply(restart_inputs: dict[str, list], rollback: dict | None = None, hold: list | None = None):
     """RESTART_INPUTS: unit name -> OperationMeta of its inputs (config, env, venv...).
+
+    HOLD: OperationMeta whose failure holds the proxy's restart (the database schema): the old
+    proxy keeps serving, and the restart stays owed (``layout.RESTART_HELD``, root's) until a run
+    converges them.
 
     ROLLBACK: the proxy's config file (``user_unit``'s ``rollback``), restored
     when the restarted proxy fails readiness.
@@ -79,6 +83,11 @@ def apply(restart_inputs: dict[str, list], rollback: dict | None = None):
                 ready_url=f"http://{d.litellm_bind}:{d.litellm_port}/health/readiness",
                 ready_timeout=d.litellm_ready_timeout,
                 rollback=rollback,
+                hold_when=hold or [],
+                held={
+                    "path": layout.RESTART_HELD,
+                    "account": "",  # root's own state: the account can neither owe nor cancel a restart
+                },
                 _parallel=d.litellm_restart_batch_size,
             )
         user_unit(

@@ -94,10 +94,15 @@ class DatabasePlan(FactBase):
 
     def command(self, root, scopes, desired_b64, account, timeout=5):
         tool, py = shlex.quote(f"{layout.BIN}/litellm-dbctl"), shlex.quote(f"{layout.VENV}/bin/python")
-        digest = hashlib.sha256(shipped("files", "bin", "litellm-dbctl").read_bytes()).hexdigest()
+        # dbctl and the module it imports for the schema scope, both as this runner ships them
+        same = " && ".join(
+            f'[ "$(sha256sum < {shlex.quote(f"{layout.BIN}/{name}")} 2>/dev/null)" = '
+            f"'{hashlib.sha256(shipped('files', 'bin', name).read_bytes()).hexdigest()}  -' ]"
+            for name in ("litellm-dbctl", "litellm_migrations.py")
+        )
         # stdout goes straight out (fd 3), stderr is kept: on failure one JSON line carries its last line
         script = (
-            f"if [ -f {tool} ] && [ -x {py} ] && [ \"$(sha256sum < {tool})\" = '{digest}  -' ]; then "
+            f"if [ -f {tool} ] && [ -x {py} ] && {same}; then "
             f"exec 3>&1; err=$(timeout -k 5 {PLAN_LIMIT} {py} {tool} plan --scope {','.join(scopes)} "
             f"--env-file {shlex.quote(layout.ENV_FILE)} --connect-timeout {int(timeout)} "
             f"--desired-b64 {desired_b64} 2>&1 >&3 3>&-); code=$?; [ $code = 0 ] && exit 0; "

@@ -883,6 +883,8 @@ def user_unit(
     rollback: dict | None = None,
     path: str | None = None,
     enable_when: list | tuple = (),
+    hold_when: list | tuple = (),
+    held: dict | None = None,
 ):
     """Ensure USER's unit UNIT is enabled/disabled and running/stopped.
 
@@ -900,6 +902,12 @@ def user_unit(
       that changed on disk since (``user_unit_sources``, ``NeedDaemonReload``), restarts once
     + enable_when: OperationMeta that may move the account's enablement links (``no_account_plants``):
       an enabled unit is enabled again when one of them changed
+    + hold_when: OperationMeta of items the unit needs converged first (the database schema): when one
+      of them failed in this run, a restart is held (the running unit keeps serving) and said so
+    + held: ``{"path", "account"}``: a file that keeps a held restart owed across runs (its inputs
+      changed in the run that held it, not in the next), written with the command prefix ACCOUNT
+      (empty: root, ``layout.RESTART_HELD``); the restart done and the file removed by the first run
+      that holds nothing
     """
     state = snapshot.fact(UserUnits, user=user, units=[unit]).get(unit, {})
     edited = bool(path and (foreign_sources(state, path) or state.get("need_reload")))
@@ -919,6 +927,19 @@ def user_unit(
         action = "stop"
     elif running and is_active and (edited or any(_changed(m) for m in restart_when)):
         action = "restart"
+    owed = bool(held and snapshot.fact(PathState, path=held["path"]))
+    if running and is_active and owed:
+        action = "restart"
+    failed = [m for m in hold_when if m.is_complete() and m.did_error()]
+    if action == "restart" and failed:
+        drift.record("restart", None, "restart")
+        action = None
+        if held and not owed:
+            commands.append(f"{held['account']} touch {q(held['path'])}")
+        if not commands:
+            host.noop(f"{unit}: restart held, an item it needs failed in this run (see its error above)")
+            return
+    cleanup = [f"{held['account']} rm -f {q(held['path'])}"] if held and owed and action else []
     if not commands and not action:
         host.noop(f"{unit} is {'enabled' if is_enabled else 'disabled'} and {'active' if is_active else 'inactive'}")
     elif commands or action != "restart":
@@ -934,6 +955,7 @@ def user_unit(
         )
     elif action:
         yield f"{ctl} {action} {q(unit)}"
+    yield from cleanup  # after the restart: one that failed stays owed
 
 
 # -- the query engine (litellm_query_engine, tasks/query_engine.py) ---------------------------

@@ -70,6 +70,7 @@ def spec(data) -> dict:
     paths += layout.legacy(root)
     if getattr(data, "litellm_query_engine", False):  # tasks/query_engine.py
         paths.append(f"{query_engine.install_dir()}/{query_engine.MANIFEST}")
+    paths.append(layout.RESTART_HELD)  # a restart of litellm.service owed since a run that held it
     units = list(dict.fromkeys([*wanted_units(data), *render_units(data)]))  # timers' services too (their sources)
     return {
         "paths": paths,
