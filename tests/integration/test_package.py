@@ -62,6 +62,7 @@ def built(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path]:
     pip = str(venv / "bin" / "pip")
     _run([pip, "wheel", *PIP, "--no-deps", "-w", str(tmp / "dist"), str(REPO)], tmp, 600)
     _run([pip, "install", *PIP, str(REPO)], tmp, 900)
+    _run([pip, "install", *PIP, "uv==0.13.9"], tmp, 300)  # litellm-runner lock: uv beside the runner's Python
     (wheel,) = (tmp / "dist").glob("litellm_runner-*.whl")
     return wheel, venv
 
@@ -101,10 +102,8 @@ def test_installed_package_runs_outside_the_clone(built, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def example_runs(built, host, tmp_path_factory):
-    """The example project (a copy) run twice with the installed venv's pyinfra; afterwards the
-    repository's deploy converges the sandbox back to its own settings."""
-    _, venv = built
+def example(host, tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path]:
+    """(a copy of the example project, the sandbox's host data file its inventory reads)."""
     tmp = tmp_path_factory.mktemp("example")
     project = tmp / "project"
     shutil.copytree(
@@ -112,6 +111,15 @@ def example_runs(built, host, tmp_path_factory):
     )
     host_json = tmp / "host.json"
     host_json.write_text(json.dumps(sandbox.host_data(host.name)))
+    return project, host_json
+
+
+@pytest.fixture(scope="module")
+def example_runs(built, host, example):
+    """The example project (a copy) run twice with the installed venv's pyinfra; afterwards the
+    repository's deploy converges the sandbox back to its own settings."""
+    _, venv = built
+    project, host_json = example
 
     def run() -> Run:
         proc = subprocess.run(
@@ -156,3 +164,55 @@ def test_example_settings_take_precedence_over_defaults(example_runs, host, read
     config = yaml.safe_load(host.out("cat /etc/litellm/config.generated.yaml"))
     unit = host.out("cat /etc/systemd/user/litellm.service")
     assert read(config, unit) == expected
+
+
+def _runner(venv: pathlib.Path, args: list[str], cwd: pathlib.Path, timeout: float, **env: str):
+    """``litellm-runner ARGS`` of the installed venv, run in CWD (outside the project and the clone)."""
+    cmd = [str(venv / "bin" / "litellm-runner"), *args]
+    return subprocess.run(cmd, cwd=cwd, env=_clean_env(**env), capture_output=True, text=True, timeout=timeout)
+
+
+def test_example_project_validates_and_checks_from_outside_its_folder(built, example, example_runs, tmp_path):
+    """The installed command, run from another folder with ``--project``: the example's desired state is
+    valid (no host contacted), and after the example's converge the drift check finds nothing."""
+    _, venv = built
+    project, host_json = example
+    valid = _runner(
+        venv, ["validate", "--project", str(project)], tmp_path, 300, LITELLM_EXAMPLE_SANDBOX=str(host_json)
+    )
+    assert valid.returncode == 0, valid.stdout[-2000:] + valid.stderr[-2000:]
+    assert "Traceback" not in valid.stdout + valid.stderr
+    check = _runner(
+        venv, ["check", "--project", str(project), "--quiet"], tmp_path, 900, LITELLM_EXAMPLE_SANDBOX=str(host_json)
+    )
+    assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
+    assert "0 of 1 hosts drifted" in check.stdout, check.stdout[-2000:]
+    # and a project without a deploy file is named as such, not a traceback
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "inventory.py").write_text("hosts = []\n")
+    nodeploy = _runner(venv, ["check", "--project", str(bare)], tmp_path, 120)
+    assert nodeploy.returncode == 1 and "no deploy file" in nodeploy.stderr, nodeploy.stderr[-2000:]
+
+
+def test_example_project_locks_its_own_pins(built, example, tmp_path):
+    """``litellm-runner lock --project`` of the installed package locks a project's own pins file: the full
+    closure with hashes, one lock per host Python, the pins' own versions kept."""
+    _, venv = built
+    project = tmp_path / "project"
+    shutil.copytree(example[0], project)
+    pins = project / "files" / "litellm-venv-requirements.txt"
+    pins.parent.mkdir()
+    shutil.copy(REPO / "files" / "litellm-venv-requirements.txt", pins)
+    done = _runner(venv, ["lock", "--project", str(project)], tmp_path, 900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    locks = sorted((project / "files" / "locks").glob("litellm-venv-requirements.py3.*.txt"))
+    assert [p.name for p in locks] == [
+        "litellm-venv-requirements.py3.11.txt",
+        "litellm-venv-requirements.py3.13.txt",
+    ]
+    for lock in locks:
+        text = lock.read_text().lower()
+        assert "--hash=sha256:" in text
+        for pin in ("litellm==1.102.4", "litellm-proxy-extras==0.4.97", "prisma==0.11.0"):  # the pins' own
+            assert f"\n{pin} " in text or f"\n{pin}\\" in text or f"\n{pin}\n" in text, (lock.name, pin)
