@@ -35,7 +35,7 @@ def test_the_query_engine_gives_the_sandbox_its_database_and_names_the_engine_in
     data = defaults(litellm_sandbox=True, litellm_query_engine=True)
     assert yaml.safe_load(render_config(data))["general_settings"]["database_url"] == "os.environ/DATABASE_URL"
     unit = render_units(data)["litellm.service"]
-    assert "UnsetEnvironment" not in unit
+    assert "UnsetEnvironment=DATABASE_URL" not in unit
     env = dict(line.split("=", 2)[1:] for line in unit.splitlines() if line.startswith("Environment=PRISMA_"))
     where = query_engine.install_dir()
     assert env == {

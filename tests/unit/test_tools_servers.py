@@ -592,7 +592,7 @@ def test_status_reports_the_database_as_the_proxy_sees_it(deps, readiness, tmp_p
     proc = subprocess.run(
         [sys.executable, str(BIN / "litellm-status"), "--root", str(root), "--env-file", str(deps["env"]),
          "--proxy-url", url, *[a for c in others for a in ("--skip", c)]],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True, text=True, timeout=60, check=False, env=tool_env(root),
     )  # fmt: skip
     assert proc.stdout.splitlines()[0] == line.format(url=url), proc.stdout + proc.stderr
     assert proc.returncode == (0 if ok else 1)
