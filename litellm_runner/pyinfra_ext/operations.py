@@ -529,6 +529,16 @@ def venv_rebuild_reasons(state: dict, python: str, python_version: str | None) -
     return reasons
 
 
+def integrity_note(cost: dict | None) -> str:
+    """What the venv's RECORD check (``hostside.venv_state``'s ``integrity``) cost, for the noop sentence."""
+    if not cost:
+        return " (RECORD hashes not compared: litellm_venv_integrity)"
+    return (
+        f"; {cost['files']} files ({cost['bytes'] / 1e6:.0f} MB) match their RECORD hashes "
+        f"({cost['cpu_s']:.2f} s of the host's CPU)"
+    )
+
+
 @operation()
 def venv_requirements(
     venv: str,
@@ -566,8 +576,9 @@ def venv_requirements(
     changes = venv_drift(locked, installed)
     rebuild = venv_rebuild_reasons(state, python, python_version)
     broken = sorted(d for d in state["broken"] if d in (installed or {}) and d not in {c[0] for c in changes})
-    if not changes and not rebuild and not broken and not state["foreign_count"]:
-        host.noop(f"{venv}: equals its lock")
+    adopt = state["foreign_count"] or state.get("writable_count")
+    if not changes and not rebuild and not broken and not adopt:
+        host.noop(f"{venv}: equals its lock{integrity_note(state.get('integrity'))}")
         return
     sbom = f"{lock_path.rsplit('/', 1)[0]}/venv-sbom.cdx.json"  # written next to the lock (tasks/python_env.py)
     for name, have, want in changes:
@@ -584,6 +595,13 @@ def venv_requirements(
         drift.record(
             "venv", {"not owned by": user, "count": state["foreign_count"], "e.g.": state["foreign"]}, {"owner": user}
         )
+    if state.get("writable_count"):
+        drift.record(
+            "venv",
+            {"writable by group or others": state["writable_count"], "e.g.": state["writable"]},
+            {"writable by": user},
+        )
+    if adopt:
         yield hostside("adopt", {"path": venv, "user": user, "group": group or user})
     if rebuild:
         drift.record("venv", f"cannot be repaired in place: {'; '.join(rebuild)}", "rebuilt from its lock")
