@@ -500,7 +500,8 @@ def venv_rebuild_reasons(state: dict, python: str, python_version: str | None) -
     missing, dangling or leads to another interpreter than PYTHON, a pyvenv.cfg of
     another Python than PYTHON_VERSION, a dist-info without METADATA or RECORD or whose
     RECORD cannot be read, a tree too deep or too large to walk (``hostile``: the venv is
-    then moved aside, never walked or deleted, see ``venv_requirements``).
+    then moved aside, never walked or deleted, see ``venv_requirements``). The last two are found by the
+    RECORD check only (``litellm_venv_integrity``: in a converge by default).
     """
     installed = state["packages"]
     if installed is None:
@@ -561,8 +562,8 @@ def venv_requirements(
     pip installs wheels only, hash-checked, without resolving dependencies (``--only-binary
     :all: --require-hashes --no-deps``): no package's code runs at install.
 
-    From any state a run or a hand fix leaves: files another user owns are given
-    to USER by root's host-side code, by handle;
+    From any state a run or a hand fix leaves: files another user owns, or that group or others may
+    write, are given back to USER by root's host-side code, by handle;
     a distribution whose files a killed pip left missing or truncated is
     uninstalled; extras are uninstalled; then ``pip install --require-hashes
     --no-deps`` of the lock installs what is missing or of another version. A
