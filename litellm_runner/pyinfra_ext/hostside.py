@@ -777,8 +777,8 @@ def _interpreter(venv: str) -> dict:
                 return {"python": f"{venv}/bin/{name}" if kind == "file" else None, "exists": kind == "file"}
             target = os.readlink(name, dir_fd=dirfd)
             if "/" in target:
-                kind = _lkind(target) if target.startswith("/") else None
-                return {"python": target, "exists": kind in ("file", "symlink")}
+                found = _lkind(target) if target.startswith("/") else None
+                return {"python": target, "exists": found in ("file", "symlink")}
             name = target
         return {"python": None, "exists": False}
     finally:
@@ -863,7 +863,7 @@ def _integrity(venv: str, uid: int) -> dict:
     "broken": {distribution: first problem}, "cost": {"files", "bytes", "cpu_s", "wall_s"}}``."""
     cpu, wall = time.process_time(), time.monotonic()
     out: dict = {"foreign": [], "writable": [], "hostile": [], "broken": {}}
-    cost = {"files": 0, "bytes": 0}
+    cost: dict = {"files": 0, "bytes": 0}
     try:
         venvfd = walk(_split(venv), venv)
     except (OSError, Unsafe):
