@@ -71,6 +71,12 @@ ROWS = [  # (breakage, items the check must name, a command that succeeds once r
         f'test -z "$(find {VENV} ! -user root | head -n 1)" && {ACCOUNT_PIP}',
         id="root-owned-files",
     ),
+    pytest.param(  # root's hand-made chmod where a .pth file would run in every service: the cheap check sees it
+        f"chmod g+w {SITE}",
+        {VENV_OP},
+        f"test $(stat -c %a {SITE}) = 755",
+        id="site-packages-group-writable",
+    ),
     pytest.param(
         f"rm {CODE}/bin/litellm-dbctl",
         {f"Tool {CODE}/bin/litellm-dbctl content | cfg-02"},
