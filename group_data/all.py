@@ -52,6 +52,9 @@ litellm_system_packages = [  # Debian packages the host needs (pg_dump for backu
 ]
 litellm_venv_requirements = "files/litellm-venv-requirements.txt"  # pins of the host's venv
 # (that file pins litellm[proxy]; 1.82.7 and 1.82.8 were compromised and are refused)
+# when every venv file is compared with its RECORD (sha256, owner, mode): "converge" (in a converge only),
+# "always" (the drift check too), "off" (docs/venv-integrity.md)
+litellm_venv_integrity = "converge"
 
 # --- LiteLLM settings (cfg-01) -------------------------------------------------
 # Rendered into state/config.generated.yaml and converged key by key into the

@@ -202,6 +202,13 @@ def account_sweep(v: Any) -> bool:
     return v is None or v in SWEEP_MODES
 
 
+VENV_INTEGRITY = ("converge", "always", "off")
+
+
+def venv_integrity(v: Any) -> bool:
+    return v in VENV_INTEGRITY
+
+
 def account_allowed(v: Any) -> bool | str:
     """True, or which entry of V is not a declared sweep item (``PATH``, ``PATH sha256:HEX``, ``exe:PATH``,
     ``port:N``; a PATH absolute or ``~/``-relative to the account's home)."""
@@ -321,6 +328,11 @@ SPEC: tuple[Setting, ...] = (
     Setting("litellm_venv_requirements", "files/litellm-venv-requirements.txt",
             lambda v: isinstance(v, str) and v.endswith(".txt"), "a requirements file path",
             "pins of the host's venv, installed from their lock (litellm 1.82.7 and 1.82.8 are refused)", "py-01"),
+    Setting("litellm_venv_integrity", "converge", venv_integrity, "'converge', 'always' or 'off'",
+            "when every file of the venv is compared with its RECORD (sha256, owner, mode; a few seconds of the "
+            "host's CPU, reported): `converge` in a converge only (the drift check then costs the host a few "
+            "milliseconds for the venv: docs/venv-integrity.md), `always` in the drift check too (on demand: "
+            "`--data litellm_venv_integrity=always`), `off` never", "py-01"),
     # --- LiteLLM settings: LiteLLM's own key names, in the config and the LiteLLM_Config rows
     Setting("general_settings.database_connection_pool_limit", 20, whole(1, 1000), "a whole number 1-1000",
             "per worker process: litellm_num_workers x this + the other clients + the reserve must fit under "

@@ -194,7 +194,10 @@ class VenvState(FactBase):
 
     Returns ``{"packages": InstalledPackages' answer, "python": where bin/python leads (None: missing),
     "exists": whether that interpreter exists, "home"/"version": of pyvenv.cfg, "foreign": the first paths
-    USER does not own, "foreign_count": N, "broken": {distribution: what a killed pip left}}``.
+    USER does not own (root above the venv), "foreign_count": N, "writable": the first group- or
+    world-writable ones, "writable_count": N, "broken": {distribution: what a killed pip left},
+    "integrity": None}``: the cheap form, without the RECORD hashes (``hostside.venv_state``; the host
+    snapshot gives the full one in a converge, ``litellm_venv_integrity``).
     """
 
     def command(self, venv, user):
@@ -259,7 +262,8 @@ class HostSnapshot(FactBase):
     questions from it. Returns::
 
         {"paths": {path: PathState's answer (None when missing)},
-         "linger": bool, "units": UserUnits' answer, "venv": VenvState's answer (owner VENV_OWNER),
+         "linger": bool, "units": UserUnits' answer, "venv": VenvState's answer (owner VENV_OWNER;
+         every file checked against its RECORD when VENV_INTEGRITY),
          "plants": AccountPlants' answer for USER and UNITS when PLANTS (else None),
          "python": SystemPython's answer for PYTHON (None without), "debs": SystemPackages' for DEBS}
 
@@ -281,6 +285,7 @@ class HostSnapshot(FactBase):
         systemd=False,
         venv_owner=None,
         plants=False,
+        venv_integrity=False,
     ):
         args = {
             "paths": list(paths),
@@ -288,6 +293,7 @@ class HostSnapshot(FactBase):
             "units": list(units),
             "venv": venv,
             "venv_owner": venv_owner or user,
+            "venv_integrity": bool(venv_integrity),
             "plants": bool(plants),
             "env_files": list(env_files),
             "group": group or user,

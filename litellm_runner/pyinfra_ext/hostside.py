@@ -229,17 +229,24 @@ def _env_fingerprints(data: bytes, path: str):
         return {"#unreadable": str(exc)}
 
 
-def _dist_info(venv: str) -> dict | None:
-    """{normalized name: version} from the venv's *.dist-info METADATA, read as data (nothing executed)."""
+def _dist_name(entry: str) -> str:
+    """The normalized distribution name of a ``NAME-VERSION.dist-info`` folder's name."""
+    return re.sub(r"[-_.]+", "-", entry.split("-", 1)[0]).lower()
+
+
+def _distributions(venv: str) -> tuple[dict | None, dict]:
+    """``({normalized name: version}, {distribution: problem})`` from the venv's *.dist-info folders, read as
+    data (nothing executed): each one's METADATA head (at most 1 MB) and whether it has a RECORD (lstat);
+    a folder without either is what a killed pip leaves. ``(None, {})`` without lib/python*/site-packages."""
     try:
         libfd = walk(_split(venv) + ["lib"], venv)
     except (FileNotFoundError, NotADirectoryError, Unsafe):
-        return None
+        return None, {}
     try:
         pythons = sorted(n for n in _names(libfd) if n.startswith("python"))
         if not pythons:
-            return None
-        found = {}
+            return None, {}
+        found, broken = {}, {}
         for py in pythons:
             try:
                 sitefd = walk(_split(venv) + ["lib", py, "site-packages"], venv)
@@ -252,11 +259,28 @@ def _dist_info(venv: str) -> dict | None:
                     meta = _metadata(sitefd, entry)
                     if meta:
                         found[re.sub(r"[-_.]+", "-", meta[0]).lower()] = meta[1]
+                    if not (meta and _is_file(sitefd, f"{entry}/RECORD")):
+                        broken[_dist_name(entry)] = f"lib/{py}/site-packages/{entry}: no METADATA or RECORD"
             finally:
                 os.close(sitefd)
-        return found
+        return found, broken
     finally:
         os.close(libfd)
+
+
+def _is_file(dirfd: int, rel: str) -> bool:
+    """Whether REL (below DIRFD, no link followed on the way) is a regular file, from lstat."""
+    *dirs, name = rel.split("/")
+    fds: list[int] = []
+    try:
+        for part in dirs:
+            fds.append(os.open(part, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fds[-1] if fds else dirfd))
+        return stat.S_ISREG(os.stat(name, dir_fd=fds[-1] if fds else dirfd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _metadata(sitefd: int, entry: str):
@@ -691,7 +715,7 @@ RECORD_LIMIT = 8 * 1024 * 1024  # bytes of one RECORD or pyvenv.cfg read (litell
 
 
 def _tree(dirfd: int, rel: str, out: dict, depth: int = MAX_DEPTH, entries: int = MAX_ENTRIES) -> list[str]:
-    """``{relative path: (type, uid, size)}`` of everything under DIRFD into OUT, from lstat; real directories
+    """``{relative path: (type, uid, size, mode)}`` of everything under DIRFD into OUT, from lstat; real directories
     are entered by handle, one name at a time with O_NOFOLLOW, a symlink is recorded and never followed.
 
     Bounded: no recursion (a stack of open directories, at most DEPTH of them), at most ENTRIES
@@ -717,7 +741,7 @@ def _tree(dirfd: int, rel: str, out: dict, depth: int = MAX_DEPTH, entries: int 
                 st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue
-            out[path] = (_kind(st), st.st_uid, st.st_size)
+            out[path] = (_kind(st), st.st_uid, st.st_size, st.st_mode)
             if not stat.S_ISDIR(st.st_mode):
                 continue
             if len(stack) >= depth:
@@ -735,24 +759,30 @@ def _tree(dirfd: int, rel: str, out: dict, depth: int = MAX_DEPTH, entries: int 
     return problems
 
 
-def _interpreter(venv: str, tree: dict) -> dict:
-    """Where bin/python leads: links inside bin/ read as data (readlink, never followed by the kernel);
+def _interpreter(venv: str) -> dict:
+    """Where bin/python leads: links inside bin/ read as data (lstat and readlink, never followed by the kernel);
     ``{"python": first target outside bin/ or None, "exists": whether that target exists}``."""
-    name = "python"
-    for _ in range(8):
-        kind = tree.get(f"bin/{name}", ("missing",))[0]
-        if kind != "symlink":
-            return {"python": f"{venv}/bin/{name}" if kind == "file" else None, "exists": kind == "file"}
+    try:
         dirfd = walk(_split(venv) + ["bin"], venv)
-        try:
+    except (OSError, Unsafe):
+        return {"python": None, "exists": False}
+    try:
+        name = "python"
+        for _ in range(8):
+            try:
+                kind = _kind(os.stat(name, dir_fd=dirfd, follow_symlinks=False))
+            except OSError:
+                kind = "missing"
+            if kind != "symlink":
+                return {"python": f"{venv}/bin/{name}" if kind == "file" else None, "exists": kind == "file"}
             target = os.readlink(name, dir_fd=dirfd)
-        finally:
-            os.close(dirfd)
-        if "/" in target:
-            kind = _lkind(target) if target.startswith("/") else None
-            return {"python": target, "exists": kind in ("file", "symlink")}
-        name = target
-    return {"python": None, "exists": False}
+            if "/" in target:
+                found = _lkind(target) if target.startswith("/") else None
+                return {"python": target, "exists": found in ("file", "symlink")}
+            name = target
+        return {"python": None, "exists": False}
+    finally:
+        os.close(dirfd)
 
 
 def _lkind(path: str) -> str | None:
@@ -788,32 +818,98 @@ def _small_file(venv: str, rel: str) -> str | None:
         os.close(dirfd)
 
 
-def _half_installed(venv: str, tree: dict) -> dict:
-    """``{distribution: first problem}`` for what a pip killed midway leaves: a dist-info without METADATA or
-    RECORD, or a file its RECORD lists that is missing or of another size."""
+WRITABLE = stat.S_IWGRP | stat.S_IWOTH
+
+
+def _path_problems(venv: str, uid: int) -> tuple[list[str], list[str]]:
+    """What the kernel's protection of the venv rests on, one fstat per directory: every directory from ``/``
+    down to the venv, and the venv's own ``bin/``, ``lib/``, ``lib/python*/`` and ``site-packages/`` (where
+    the interpreter, the scripts the units start and ``.pth`` files are found). ``(foreign, writable)``: those
+    owned by another user than root (the venv's own: than UID), those group- or world-writable. A file below
+    them can be changed only by root then (or by a mode root gave it: ``integrity``)."""
+    parts = _split(venv)
+    dirs = [parts[:i] for i in range(len(parts) + 1)] + [parts + ["bin"], parts + ["lib"]]
+    try:
+        libfd = walk(parts + ["lib"], venv)
+        try:
+            pythons = sorted(n for n in _names(libfd) if n.startswith("python"))
+        finally:
+            os.close(libfd)
+    except (OSError, Unsafe):
+        pythons = []
+    dirs += [parts + ["lib", py] for py in pythons] + [parts + ["lib", py, "site-packages"] for py in pythons]
+    foreign, writable = [], []
+    for path in dirs:
+        try:
+            fd = walk(path, venv)
+        except (OSError, Unsafe):
+            continue  # missing: the venv is (re)created; a link or no directory: the rebuild reasons say so
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        shown = "/" + "/".join(path)
+        if st.st_uid != (uid if len(path) >= len(parts) else 0):
+            foreign.append(shown)
+        if st.st_mode & WRITABLE and not (st.st_mode & stat.S_ISVTX and len(path) < len(parts)):
+            writable.append(shown)
+    return foreign, writable
+
+
+def _integrity(venv: str, uid: int) -> dict:
+    """The full check of root's venv, for root's own mistakes (a hand-made ``chmod``, a killed pip, a file
+    edited in place): every entry walked (owner, mode; no recursion, bounded as ``_tree``), every file each
+    RECORD lists compared with it by size, then by sha256. ``{"foreign", "writable", "hostile": [paths],
+    "broken": {distribution: first problem}, "cost": {"files", "bytes", "cpu_s", "wall_s"}}``."""
+    cpu, wall = time.process_time(), time.monotonic()
+    out: dict = {"foreign": [], "writable": [], "hostile": [], "broken": {}}
+    cost: dict = {"files": 0, "bytes": 0}
+    try:
+        venvfd = walk(_split(venv), venv)
+    except (OSError, Unsafe):
+        return {**out, "cost": None}
+    try:
+        top = os.fstat(venvfd)
+        tree = {"": (_kind(top), top.st_uid, 0, top.st_mode)}
+        out["hostile"] = [f"{venv}/{p}" for p in _tree(venvfd, "", tree)]
+        out["foreign"] = sorted(f"{venv}/{p}".rstrip("/") for p, v in tree.items() if v[1] != uid)
+        out["writable"] = sorted(
+            f"{venv}/{p}".rstrip("/") for p, v in tree.items() if v[0] != "symlink" and v[3] & WRITABLE
+        )
+        out["broken"] = _half_installed(venv, venvfd, tree, cost)
+    finally:
+        os.close(venvfd)
+    cost.update(cpu_s=round(time.process_time() - cpu, 3), wall_s=round(time.monotonic() - wall, 3))
+    return {**out, "cost": cost}
+
+
+def _half_installed(venv: str, venvfd: int, tree: dict, cost: dict) -> dict:
+    """``{distribution: first problem}``: a dist-info without METADATA or RECORD, or a file its RECORD lists
+    that is missing, of another size or another sha256 (COST counts the files and bytes hashed)."""
     import csv
 
     broken = {}
     for path in sorted(
         p for p, v in tree.items() if v[0] == "directory" and p.endswith(".dist-info") and p.count("/") == 3
     ):
-        dist = re.sub(r"[-_.]+", "-", path.rsplit("/", 1)[1].split("-", 1)[0]).lower()
+        dist = _dist_name(path.rsplit("/", 1)[1])
         record = _small_file(venv, f"{path}/RECORD")
         if record is None or tree.get(f"{path}/METADATA", ("",))[0] != "file":
             broken[dist] = f"{path}: no METADATA or RECORD"
             continue
         site = path.rsplit("/", 1)[0]
         try:
-            problem = _record_problem(site, record, tree)
-        except csv.Error as exc:  # a field longer than csv's limit, a NUL: the RECORD is the account's plant
+            problem = _record_problem(site, record, tree, venvfd, cost)
+        except csv.Error as exc:  # a field longer than csv's limit, a NUL: not a RECORD pip wrote
             problem = f"{venv}/{path}/RECORD: unreadable ({exc})"
         if problem:
             broken[dist] = problem
     return broken
 
 
-def _record_problem(site: str, record: str, tree: dict) -> str | None:
-    """The first file RECORD lists (relative to SITE) that TREE has missing, of another size, or not a regular file."""
+def _record_problem(site: str, record: str, tree: dict, venvfd: int, cost: dict) -> str | None:
+    """The first file RECORD lists (relative to SITE) that TREE has missing, of another size, not a regular
+    file, or whose sha256 (read by handle below VENVFD) is not RECORD's."""
     import csv
 
     for row in csv.reader(record.splitlines()):
@@ -821,60 +917,112 @@ def _record_problem(site: str, record: str, tree: dict) -> str | None:
             continue
         rel = os.path.normpath(f"{site}/{row[0]}")
         have = tree.get(rel)
-        if rel.startswith("..") or (have is not None and have[0] == "file" and str(have[2]) == row[2]):
+        if rel.startswith("..") or (have is not None and have[0] == "symlink"):
             continue
         if have is None:
             return f"{rel}: missing"
-        if have[0] == "file":
-            return f"{rel}: {have[2]} bytes, RECORD says {row[2]}"
-        if have[0] != "symlink":
+        if have[0] != "file":
             return f"{rel}: not a regular file ({have[0]}), RECORD says {row[2]} bytes"
+        if str(have[2]) != row[2]:
+            return f"{rel}: {have[2]} bytes, RECORD says {row[2]}"
+        algo, _, want = row[1].partition("=")
+        if algo == "sha256" and _digest(venvfd, rel, cost) != want:
+            return f"{rel}: sha256 is not the one its RECORD says"
     return None
 
 
-def venv_state(venv: str, user: str) -> dict:
+def _digest(venvfd: int, rel: str, cost: dict) -> str | None:
+    """RECORD's form of the sha256 of the venv's regular file REL (opened by handle, no link followed on the
+    way), read in chunks whatever its size; None when it cannot be opened."""
+    *dirs, name = rel.split("/")
+    fds: list[int] = []
+    try:
+        for part in dirs:
+            fds.append(os.open(part, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fds[-1] if fds else venvfd))
+        fd = _open_file(fds[-1] if fds else venvfd, name, rel)
+    except (OSError, Unsafe):
+        return None
+    finally:
+        for dirfd in fds:
+            os.close(dirfd)
+    digest = hashlib.sha256()
+    try:
+        while chunk := os.read(fd, 1 << 20):
+            digest.update(chunk)
+            cost["bytes"] += len(chunk)
+    finally:
+        os.close(fd)
+    cost["files"] += 1
+    return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+
+
+def venv_state(venv: str, user: str, integrity: bool = False) -> dict:
     """The venv as data, nothing of it run: ``packages`` ({name: version} | None), ``python`` (where bin/python
-    leads) and whether it ``exists``, ``home`` and ``version`` of pyvenv.cfg, ``foreign`` (paths not owned by
-    USER: the first few, and ``foreign_count``), ``broken`` ({distribution: problem}, see _half_installed)."""
+    leads) and whether it ``exists``, ``home`` and ``version`` of pyvenv.cfg, ``foreign`` and ``writable``
+    (the first few paths not owned by USER, or root above the venv, and group- or world-writable, with
+    ``foreign_count`` and ``writable_count``), ``broken`` ({distribution: problem}).
+
+    Without INTEGRITY it costs a few dozen syscalls and the dist-info folders' METADATA heads: the layout
+    makes the venv root's along its whole path (``_path_problems``), so that is all the account could change.
+    With INTEGRITY (``_integrity``) every entry is walked and every RECORD checked by sha256; ``integrity``
+    then holds what it cost (``{"files", "bytes", "cpu_s", "wall_s"}``), and ``hostile`` what was too deep or
+    too large to walk."""
+    packages, broken = _distributions(venv)
     out: dict = {
-        "packages": _dist_info(venv),
+        "packages": packages,
         "python": None,
         "exists": False,
         "home": None,
         "version": None,
         "foreign": [],
         "foreign_count": 0,
-        "broken": {},
+        "writable": [],
+        "writable_count": 0,
+        "broken": broken,
         "hostile": [],
+        "integrity": None,
     }
     try:
         uid = pwd.getpwnam(user).pw_uid
-        venvfd = walk(_split(venv), venv)
+        os.close(walk(_split(venv), venv))
     except (KeyError, OSError, Unsafe):
         return out
-    try:
-        tree = {"": (_kind(os.fstat(venvfd)), os.fstat(venvfd).st_uid, 0)}
-        hostile = [f"{venv}/{p}" for p in _tree(venvfd, "", tree)]
-    finally:
-        os.close(venvfd)
-    foreign = sorted(p for p, v in tree.items() if v[1] != uid)
+    foreign, writable = _path_problems(venv, uid)
+    if integrity:
+        full = _integrity(venv, uid)
+        foreign = sorted(set(foreign) | set(full["foreign"]))
+        writable = sorted(set(writable) | set(full["writable"]))
+        out.update(broken={**full["broken"], **broken}, hostile=full["hostile"][:VENV_SAMPLE], integrity=full["cost"])
     cfg = dict(line.split("=", 1) for line in (_small_file(venv, "pyvenv.cfg") or "").splitlines() if "=" in line)
     cfg = {k.strip(): v.strip() for k, v in cfg.items()}
     out.update(
-        _interpreter(venv, tree),
+        _interpreter(venv),
         home=cfg.get("home"),
         version=cfg.get("version") or cfg.get("version_info"),
-        foreign=[f"{venv}/{p}".rstrip("/") for p in foreign[:VENV_SAMPLE]],
+        foreign=foreign[:VENV_SAMPLE],
         foreign_count=len(foreign),
-        broken=_half_installed(venv, tree),
-        hostile=hostile[:VENV_SAMPLE],
+        writable=writable[:VENV_SAMPLE],
+        writable_count=len(writable),
     )
     return out
 
 
+def _settle_owner(fd: int, uid: int, gid: int) -> int:
+    """Give FD to UID:GID if another user owns it, and take group and world write away from it: 0, 1 or 2
+    changes (the kernel drops setuid/setgid bits at the chown)."""
+    st, count = os.fstat(fd), 0
+    if st.st_uid != uid:
+        os.fchown(fd, uid, gid)
+        count += 1
+    if st.st_mode & WRITABLE:
+        os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) & ~WRITABLE)
+        count += 1
+    return count
+
+
 def _adopt(dirfd: int, uid: int, gid: int, shown: str, depth: int = MAX_DEPTH) -> int:
-    """Give every entry under DIRFD not owned by UID to UID:GID by handle (links themselves, never followed);
-    at most DEPTH levels down (a deeper tree is refused with its path named)."""
+    """Give every entry under DIRFD not owned by UID to UID:GID, and take group and world write away, by handle
+    (links themselves, never followed); at most DEPTH levels down (a deeper tree is refused with its path)."""
     if depth <= 0:
         raise Unsafe(f"{shown}: more than {MAX_DEPTH} directories deep: not walked")
     count = 0
@@ -884,12 +1032,10 @@ def _adopt(dirfd: int, uid: int, gid: int, shown: str, depth: int = MAX_DEPTH) -
             sub = os.open(entry, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
             try:
                 count += _adopt(sub, uid, gid, f"{shown}/{entry}", depth - 1)
-                if os.fstat(sub).st_uid != uid:
-                    os.fchown(sub, uid, gid)
-                    count += 1
+                count += _settle_owner(sub, uid, gid)
             finally:
                 os.close(sub)
-        elif st.st_uid == uid:
+        elif st.st_uid == uid and not (st.st_mode & WRITABLE and not stat.S_ISLNK(st.st_mode)):
             continue
         elif stat.S_ISLNK(st.st_mode):
             os.chown(entry, uid, gid, dir_fd=dirfd, follow_symlinks=False)
@@ -897,22 +1043,20 @@ def _adopt(dirfd: int, uid: int, gid: int, shown: str, depth: int = MAX_DEPTH) -
         else:
             fd = _open_file(dirfd, entry, f"{shown}/{entry}")  # a hard link or a device is refused
             try:
-                os.fchown(fd, uid, gid)  # the kernel drops setuid/setgid bits
+                count += _settle_owner(fd, uid, gid)
             finally:
                 os.close(fd)
-            count += 1
     return count
 
 
 def adopt(args: dict) -> dict:
-    """Give the venv ARGS.path back to the account: whatever in it another user owns (a ``sudo pip install``)."""
+    """Give the venv ARGS.path back to its owner ARGS.user: whatever in it another user owns (a hand-run pip as
+    another user), and whatever in it is group- or world-writable (a hand-made chmod)."""
     uid, gid = _ids(args["user"], args["group"])
     fd = walk(_split(args["path"]), args["path"])
     try:
         count = _adopt(fd, uid, gid, args["path"])
-        if os.fstat(fd).st_uid != uid:
-            os.fchown(fd, uid, gid)
-            count += 1
+        count += _settle_owner(fd, uid, gid)
     finally:
         os.close(fd)
     return {"adopted": count}
@@ -1172,7 +1316,7 @@ def snapshot(args: dict) -> dict:
         "manager": _manager_active(args["user"]),
         "linger": os.path.exists(f"/var/lib/systemd/linger/{args['user']}"),
         "units": _units(args["user"], args["units"]),
-        "venv": venv_state(args["venv"], args.get("venv_owner", args["user"])),
+        "venv": venv_state(args["venv"], args.get("venv_owner", args["user"]), bool(args.get("venv_integrity"))),
         "plants": account_plants(args["user"], args["units"]) if args.get("plants") else None,
     }
 

@@ -500,7 +500,8 @@ def venv_rebuild_reasons(state: dict, python: str, python_version: str | None) -
     missing, dangling or leads to another interpreter than PYTHON, a pyvenv.cfg of
     another Python than PYTHON_VERSION, a dist-info without METADATA or RECORD or whose
     RECORD cannot be read, a tree too deep or too large to walk (``hostile``: the venv is
-    then moved aside, never walked or deleted, see ``venv_requirements``).
+    then moved aside, never walked or deleted, see ``venv_requirements``). The last two are found by the
+    RECORD check only (``litellm_venv_integrity``: in a converge by default).
     """
     installed = state["packages"]
     if installed is None:
@@ -529,6 +530,16 @@ def venv_rebuild_reasons(state: dict, python: str, python_version: str | None) -
     return reasons
 
 
+def integrity_note(cost: dict | None) -> str:
+    """What the venv's RECORD check (``hostside.venv_state``'s ``integrity``) cost, for the noop sentence."""
+    if not cost:
+        return " (RECORD hashes not compared: litellm_venv_integrity)"
+    return (
+        f"; {cost['files']} files ({cost['bytes'] / 1e6:.0f} MB) match their RECORD hashes "
+        f"({cost['cpu_s']:.2f} s of the host's CPU)"
+    )
+
+
 @operation()
 def venv_requirements(
     venv: str,
@@ -551,8 +562,8 @@ def venv_requirements(
     pip installs wheels only, hash-checked, without resolving dependencies (``--only-binary
     :all: --require-hashes --no-deps``): no package's code runs at install.
 
-    From any state a run or a hand fix leaves: files another user owns are given
-    to USER by root's host-side code, by handle;
+    From any state a run or a hand fix leaves: files another user owns, or that group or others may
+    write, are given back to USER by root's host-side code, by handle;
     a distribution whose files a killed pip left missing or truncated is
     uninstalled; extras are uninstalled; then ``pip install --require-hashes
     --no-deps`` of the lock installs what is missing or of another version. A
@@ -566,8 +577,9 @@ def venv_requirements(
     changes = venv_drift(locked, installed)
     rebuild = venv_rebuild_reasons(state, python, python_version)
     broken = sorted(d for d in state["broken"] if d in (installed or {}) and d not in {c[0] for c in changes})
-    if not changes and not rebuild and not broken and not state["foreign_count"]:
-        host.noop(f"{venv}: equals its lock")
+    adopt = state["foreign_count"] or state.get("writable_count")
+    if not changes and not rebuild and not broken and not adopt:
+        host.noop(f"{venv}: equals its lock{integrity_note(state.get('integrity'))}")
         return
     sbom = f"{lock_path.rsplit('/', 1)[0]}/venv-sbom.cdx.json"  # written next to the lock (tasks/python_env.py)
     for name, have, want in changes:
@@ -584,6 +596,13 @@ def venv_requirements(
         drift.record(
             "venv", {"not owned by": user, "count": state["foreign_count"], "e.g.": state["foreign"]}, {"owner": user}
         )
+    if state.get("writable_count"):
+        drift.record(
+            "venv",
+            {"writable by group or others": state["writable_count"], "e.g.": state["writable"]},
+            {"writable by": user},
+        )
+    if adopt:
         yield hostside("adopt", {"path": venv, "user": user, "group": group or user})
     if rebuild:
         drift.record("venv", f"cannot be repaired in place: {'; '.join(rebuild)}", "rebuilt from its lock")

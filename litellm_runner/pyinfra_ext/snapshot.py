@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import pathlib
+import sys
 
 from pyinfra import host
 
@@ -78,6 +79,7 @@ def spec(data) -> dict:
         "units": units,
         "venv": venv(data),
         "venv_owner": "root",
+        "venv_integrity": venv_integrity(data),
         "plants": True,
         "env_files": [layout.ENV_FILE],
         "group": data.litellm_group,
@@ -87,6 +89,23 @@ def spec(data) -> dict:
         + (query_engine.DEBIAN_PACKAGES if getattr(data, "litellm_query_engine", False) else []),
         "systemd": True,
     }
+
+
+def venv_integrity(data) -> bool:
+    """Whether this run compares every file of the venv with its RECORD (``litellm_venv_integrity``): in a
+    converge (``converge``, the default), in the drift check too (``always``), never (``off``)."""
+    mode = getattr(data, "litellm_venv_integrity", "converge")
+    return mode == "always" or (mode == "converge" and not dry_run())
+
+
+def dry_run() -> bool:
+    """Whether pyinfra only detects changes in this run (``--dry``: the drift check, ``litellm-runner dry``)."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and "dry" in ctx.params:
+        return bool(ctx.params["dry"])
+    return "--dry" in sys.argv
 
 
 def question(data) -> tuple[type, dict]:

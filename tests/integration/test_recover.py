@@ -33,13 +33,16 @@ def named(report, host, status="drift") -> set[str]:
     return {i["id"] for i in report["hosts"][host.name]["items"] if i["status"] == status}
 
 
+TRUNCATED = f": > {SITE}/urllib3/__init__.py"  # root's mistake: only the RECORD check sees it in a drift check
+RECORD_CHECK = ["--data", "litellm_venv_integrity=always"]  # docs/venv-integrity.md
+
 ROWS = [  # (breakage, items the check must name, a command that succeeds once repaired)
     pytest.param(f"rm -rf {VENV}", {VENV_OP}, ACCOUNT_PIP, id="no-venv"),
     pytest.param(
         f"rm -rf {SITE}/pyasn1-*.dist-info", {VENV_OP}, f"ls -d {SITE}/pyasn1-*.dist-info", id="dist-info-removed"
     ),
     pytest.param(
-        f": > {SITE}/urllib3/__init__.py",
+        TRUNCATED,
         {VENV_OP},
         f"test -s {SITE}/urllib3/__init__.py && {ACCOUNT_PIP}",
         id="files-truncated",
@@ -65,8 +68,14 @@ ROWS = [  # (breakage, items the check must name, a command that succeeds once r
     pytest.param(
         f"{VENV}/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall pyasn1==0.6.5",
         {VENV_OP},
-        f'test -z "$(find {VENV} ! -user litellm | head -n 1)" && {ACCOUNT_PIP}',
+        f'test -z "$(find {VENV} ! -user root | head -n 1)" && {ACCOUNT_PIP}',
         id="root-owned-files",
+    ),
+    pytest.param(  # root's hand-made chmod where a .pth file would run in every service: the cheap check sees it
+        f"chmod g+w {SITE}",
+        {VENV_OP},
+        f"test $(stat -c %a {SITE}) = 755",
+        id="site-packages-group-writable",
     ),
     pytest.param(
         f"rm {CODE}/bin/litellm-dbctl",
@@ -115,7 +124,7 @@ ROWS = [  # (breakage, items the check must name, a command that succeeds once r
 def test_broken_state_is_drift_then_repaired(converged, host, converge, tmp_path, breakage, items, repaired):
     host.ssh(breakage, timeout=600)
     assert host.ssh(repaired, check=False, timeout=120).returncode != 0, "the breakage broke nothing"
-    proc, report = check(host, tmp_path)
+    proc, report = check(host, tmp_path, args=RECORD_CHECK if breakage == TRUNCATED else None)
     assert proc.returncode == 2, proc.stdout + proc.stderr[-3000:]
     assert items <= named(report, host), proc.stdout
     assert converge().returncode == 0

@@ -169,7 +169,7 @@ def test_the_venv_walk_is_bounded_and_names_what_it_did_not_walk(tree):  # noqa:
     os.symlink(big, venv / "bin" / "python3")
     subprocess.run(["chown", "-R", "-h", f"{UID}:{GID}", str(venv)], check=True, timeout=60)
 
-    code, out = run("snapshot", paths=[], user=USER, units=[], venv=str(venv))
+    code, out = run("snapshot", paths=[], user=USER, units=[], venv=str(venv), venv_integrity=True)  # the walk
     subprocess.run(["rm", "-rf", str(deep)], timeout=120)  # pytest's own cleanup recurses
     assert code == 0, out
     state = out["venv"]
