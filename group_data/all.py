@@ -21,16 +21,23 @@ litellm_linger = True  # loginctl enable-linger: user units run without a login
 # the account; False = never (an adopted login account keeps its own); True = always
 litellm_manage_account = None
 
+# --- What the account leaves outside the services (acct-01, docs/sweep.md) ------
+# None = quarantine for an account the runner manages, off for an adopted login account; or "off",
+# "report" (drift only), "quarantine" (foreign files into root's quarantine, foreign processes stopped)
+litellm_account_sweep = None
+# declared items the sweep leaves alone, e.g. "~/.ssh/authorized_keys sha256:<64 hex>", "exe:/usr/bin/tmux",
+# "port:8443"
+litellm_account_allowed = []
+
 # --- Filesystem (fs-01) -------------------------------------------------------
 litellm_root = "/home/litellm/litellm"  # deployment root; all paths below are inside it
-litellm_dirs = [  # relative to litellm_root; each owned by litellm_user
+litellm_dirs = [  # relative to litellm_root; each owned by litellm_user (its state: code and config are root's)
     "state",
     "state/files",
     "state/redis",
     "state/archive",
     "state/archive/backups",
     "artifacts",
-    "bin",
     "logs",
 ]
 litellm_dir_mode = "0750"  # mode of litellm_root and every entry of litellm_dirs
@@ -45,6 +52,9 @@ litellm_system_packages = [  # Debian packages the host needs (pg_dump for backu
 ]
 litellm_venv_requirements = "files/litellm-venv-requirements.txt"  # pins of the host's venv
 # (that file pins litellm[proxy]; 1.82.7 and 1.82.8 were compromised and are refused)
+# when every venv file is compared with its RECORD (sha256, owner, mode): "converge" (in a converge only),
+# "always" (the drift check too), "off" (docs/venv-integrity.md)
+litellm_venv_integrity = "converge"
 
 # --- LiteLLM settings (cfg-01) -------------------------------------------------
 # Rendered into state/config.generated.yaml and converged key by key into the
@@ -115,13 +125,14 @@ litellm_services = {  # user units; set enabled: False to stop and disable one o
     "litellm-rerank": {
         "enabled": True,
         "port": 8079,
-        # what the rerank service runs; {python} (the venv's), {root}, {bind}, {port} are filled in
-        "command": "{python} {root}/bin/litellm-stub-server --name rerank --host {bind} --port {port}",
+        # what the rerank service runs; {python} (the venv's), {bin} (root's host tools), {root}, {bind}, {port}
+        # are filled in
+        "command": "{python} {bin}/litellm-stub-server --name rerank --host {bind} --port {port}",
     },
     "litellm-embed-arctic": {
         "enabled": True,
         "port": 8082,
-        "command": "{python} {root}/bin/litellm-stub-server --name embed-arctic --host {bind} --port {port}",
+        "command": "{python} {bin}/litellm-stub-server --name embed-arctic --host {bind} --port {port}",
     },
 }
 
@@ -132,13 +143,13 @@ litellm_timers = {  # schedule (systemd OnCalendar) and command of each timer's 
         "enabled": True,
         "on_calendar": "*-*-* 02:00:00",
         "randomized_delay": "15min",
-        "command": "{python} {root}/bin/litellm-backup --keep-daily 7 --keep-weekly 4 --keep-monthly 3",
+        "command": "{python} {bin}/litellm-backup --keep-daily 7 --keep-weekly 4 --keep-monthly 3",
     },
     "litellm-compliance-check": {
         "enabled": True,
         "on_calendar": "hourly",
         "randomized_delay": "5min",
-        "command": "{python} {root}/bin/litellm-compliance-check",
+        "command": "{python} {bin}/litellm-compliance-check",
     },
     # site-specific (what "knowledge" is differs per site): shipped disabled; set enabled: True and
     # `command` to the site's job; the shipped command only says so and fails
@@ -154,14 +165,14 @@ litellm_timers = {  # schedule (systemd OnCalendar) and command of each timer's 
         "enabled": True,
         "on_calendar": "*-*-* 05:00:00",
         "randomized_delay": "10min",
-        "command": "{python} {root}/bin/litellm-model-inventory --proxy-url http://{bind}:{port}",
+        "command": "{python} {bin}/litellm-model-inventory --proxy-url http://{bind}:{port}",
     },
     # one small request per served model through the proxy, one at a time: state/capabilities.json
     "litellm-probe-capabilities": {
         "enabled": True,
         "on_calendar": "*-*-* 05:30:00",
         "randomized_delay": "10min",
-        "command": "{python} {root}/bin/litellm-probe-capabilities --proxy-url http://{bind}:{port} --timeout 30",
+        "command": "{python} {bin}/litellm-probe-capabilities --proxy-url http://{bind}:{port} --timeout 30",
     },
 }
 
@@ -198,8 +209,15 @@ litellm_lock_stale_after = 300  # seconds without a heartbeat after which a lock
 # machine (same machine id) a lock whose process is gone is taken at once
 
 
+# --- The query engine (docs/query-engine.md) ---------------------------------------------
+# Opt-in for hosts that cannot download Prisma's engines (air-gapped): the proxy's database
+# client runs on the query engine the runner ships (Prisma's engine compiled to WebAssembly,
+# files/query-engine, on Debian's nodejs). Hosts that can download Prisma's engines keep them.
+litellm_query_engine = False
+
+
 # --- Sandbox only ----------------------------------------------------------------------
-# True only for the throwaway podman host: the proxy runs without DATABASE_URL
-# there because Prisma's engines cannot be downloaded (see docs/python-env.md). Production
-# hosts never set it.
+# True only for the throwaway podman host: there the proxy runs without DATABASE_URL unless
+# litellm_query_engine is on (the sandbox turns it on: Prisma's engines cannot be downloaded
+# there). Production hosts never set it.
 litellm_sandbox = False

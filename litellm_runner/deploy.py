@@ -25,12 +25,12 @@ NAME = "LiteLLM host"
 
 @deploy(NAME, data_defaults=DEFAULTS)
 def deploy_litellm() -> None:
-    """Converge the current host: the service account, its folders, venv, config, env file, database rows
-    and units, after the inventory-wide checks and this host's run lock."""
+    """Converge the current host: the service account, its folders, venv, config, env file, database rows,
+    units and what the account left outside them, after the inventory-wide checks and this host's run lock."""
     from litellm_runner import metering, validate
     from litellm_runner.pyinfra_ext import snapshot, speed
     from litellm_runner.pyinfra_ext.lock import hold_run_lock
-    from litellm_runner.tasks import config, database, filesystem, prisma, python_env, units, users
+    from litellm_runner.tasks import config, database, filesystem, prisma, python_env, query_engine, sweep, units, users
 
     _keep_operation_names()
     speed.install()  # pyinfra's operation order without reading source files (the same order)
@@ -46,16 +46,18 @@ def deploy_litellm() -> None:
 
     users.apply()
     filesystem.apply()
-    venv = [*python_env.apply(), *prisma.apply()]
+    venv = [*python_env.apply(), *query_engine.apply(), *prisma.apply()]  # the engine before `prisma generate`
     files = config.apply()
     db = database.apply()
     units.apply(
         {
-            "litellm.service": [files["config"], files["env"], *venv, *db],
+            "litellm.service": [files["config"], files["env"], *venv, *db["restart"]],
             "*": [files["env"], *venv, *files["tools"]],
         },
         rollback=files["rollback"],
+        hold=db["hold"],
     )
+    sweep.apply()  # last: what the account left outside the managed units, with those units running
 
 
 def _keep_operation_names() -> None:

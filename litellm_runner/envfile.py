@@ -41,8 +41,11 @@ into the value), a comment ending in a backslash, a NUL, a control character.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import re
+import stat
 
 KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 WHITESPACE = " \t\n\r"  # systemd src/basic/string-util.h
@@ -270,11 +273,39 @@ def loads(text: str, source: str = "env file") -> dict[str, str]:
     return reader.end()
 
 
+READ_LIMIT = 1 << 20  # bytes: an env file is a few hundred
+
+
+def read_bounded(path, source: str, limit: int = READ_LIMIT) -> bytes:
+    """The bytes of the regular file PATH: opened without blocking (a FIFO planted there would hang a
+    plain open), checked by handle before the first read, at most LIMIT bytes. EnvFileError names SOURCE."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a socket
+            raise EnvFileError(f"{source}: not a regular file: not read") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise EnvFileError(f"{source}: not a regular file: not read")
+        if st.st_size > limit:
+            raise EnvFileError(f"{source}: {st.st_size} bytes, more than {limit}: not read")
+        chunks, size = [], 0
+        for chunk in iter(lambda: os.read(fd, 1 << 16), b""):
+            size += len(chunk)
+            if size > limit:
+                raise EnvFileError(f"{source}: more than {limit} bytes: not read")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def read(path, source: str | None = None) -> dict[str, str]:
     """loads on the file at PATH, decoded as UTF-8 without newline translation (as systemd reads bytes)."""
     source = source or str(path)
-    with open(path, "rb") as handle:
-        data = handle.read()
+    data = read_bounded(path, source)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -288,4 +319,4 @@ def fingerprint(value: str) -> str:
     return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:8] if value else "(empty)"
 
 
-__all__ = ["EnvFileError", "check", "quote", "dumps", "loads", "read", "fingerprint"]
+__all__ = ["EnvFileError", "check", "quote", "dumps", "loads", "read", "read_bounded", "fingerprint"]

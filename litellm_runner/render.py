@@ -12,7 +12,7 @@ import json
 import jinja2
 import yaml
 
-from litellm_runner import mcp
+from litellm_runner import layout, mcp, query_engine
 from litellm_runner.resources import shipped
 
 SERVICE_DESCRIPTIONS = {
@@ -22,8 +22,8 @@ SERVICE_DESCRIPTIONS = {
     "litellm-embed-arctic": "Embedding model server (arctic)",
 }
 TOOL_COMMANDS = {  # built-in services that run a tool shipped in files/bin/
-    "litellm-health-server": "{python} {root}/bin/litellm-health-server --host {bind} --port {port}",
-    "litellm-metrics": "{python} {root}/bin/litellm-metrics --host {bind} --port {port} --workers {workers}",
+    "litellm-health-server": "{python} {bin}/litellm-health-server --host {bind} --port {port}",
+    "litellm-metrics": "{python} {bin}/litellm-metrics --host {bind} --port {port} --workers {workers}",
 }
 
 
@@ -49,11 +49,22 @@ def _get_or(data, key, default):
 
 
 def venv(data) -> str:
-    return f"{_get(data, 'litellm_root')}/venv"
+    """The host's venv: root's (``layout.VENV``), whatever DATA says."""
+    return layout.VENV
+
+
+def uses_database(data) -> bool:
+    """Whether the proxy runs with DATABASE_URL: everywhere but a sandbox without the query engine."""
+    return not _get(data, "litellm_sandbox") or bool(_get_or(data, "litellm_query_engine", False))
+
+
+def engine_environment(data) -> dict[str, str]:
+    """The proxy's own environment for the query engine (``litellm_query_engine``), else nothing."""
+    return query_engine.environment() if _get_or(data, "litellm_query_engine", False) else {}
 
 
 def render_config(data) -> str:
-    """state/config.generated.yaml for DATA; parsed back to prove it is valid YAML."""
+    """The rendered config (``layout.CONFIG_FILE``) for DATA; parsed back to prove it is valid YAML."""
     text = (
         _env()
         .get_template("config.yaml.j2")
@@ -61,7 +72,7 @@ def render_config(data) -> str:
             model_list=_get(data, "litellm_model_list"),
             general_settings=_get(data, "general_settings"),
             litellm_settings=_get(data, "litellm_settings"),
-            sandbox=_get(data, "litellm_sandbox"),
+            database=uses_database(data),
             mcp_servers=mcp.config_entries(_get_or(data, "litellm_mcp_servers", {})),
         )
     )
@@ -82,30 +93,45 @@ def _fmt(data, port=None) -> dict:
     return {
         "root": root,
         "python": f"{venv(data)}/bin/python",
+        "bin": layout.BIN,
         "bind": _get(data, "litellm_bind"),
         "port": port,
         "workers": _get(data, "litellm_num_workers"),
     }
 
 
+def _paths(data) -> dict:
+    """What every unit template names: the account's state root and root's layout (``layout``)."""
+    return {
+        "root": _get(data, "litellm_root"),
+        "user": _get(data, "litellm_user"),
+        "venv": venv(data),
+        "env_file": layout.ENV_FILE,
+        "config_dir": layout.CONFIG,
+        "config_file": layout.CONFIG_FILE,
+        "unset": " ".join(layout.UNSET_ENVIRONMENT),
+    }
+
+
 def render_units(data) -> dict[str, str]:
     """Every managed user unit: ``{"litellm.service": text, "litellm-backup.timer": text, ...}``."""
-    env, root, sandbox = _env(), _get(data, "litellm_root"), _get(data, "litellm_sandbox")
+    env = _env()
     units = {}
     for name, svc in _get(data, "litellm_services").items():
         if name == "litellm":
             units["litellm.service"] = env.get_template("litellm.service.j2").render(
-                root=root,
+                **_paths(data),
                 bind=_get(data, "litellm_bind"),
                 port=_get(data, "litellm_port"),
                 num_workers=_get(data, "litellm_num_workers"),
-                sandbox=sandbox,
+                database=uses_database(data),
+                engine_env=engine_environment(data),
             )
             continue
         command = svc.get("command") or TOOL_COMMANDS[name]
         units[f"{name}.service"] = env.get_template("litellm-tool.service.j2").render(
             description=SERVICE_DESCRIPTIONS.get(name, name),
-            root=root,
+            **_paths(data),
             type="simple",
             after="",
             command=command.format(**_fmt(data, svc["port"])),
@@ -113,7 +139,7 @@ def render_units(data) -> dict[str, str]:
     for name, timer in _get(data, "litellm_timers").items():
         units[f"{name}.service"] = env.get_template("litellm-tool.service.j2").render(
             description=f"{name} job (run by {name}.timer)",
-            root=root,
+            **_paths(data),
             type="oneshot",
             after="",
             command=timer["command"].format(**_fmt(data, _get(data, "litellm_port"))),  # a job's {port}: the proxy's
@@ -143,14 +169,14 @@ def render_compliance(data) -> str:
     paths = [
         {"path": f"{root}/{rel}".rstrip("/"), "mode": mode, "user": user} for rel in ["", *_get(data, "litellm_dirs")]
     ]
-    paths.append({"path": f"{root}/env.litellm", "mode": "0600", "user": user})
+    paths.append({"path": layout.ENV_FILE, "mode": layout.CONFIG_FILE_MODE, "user": "root"})
     ports = [service_port(data, n, s) for n, s in _get(data, "litellm_services").items() if s.get("enabled")]
     return (
         json.dumps(
             {
                 "paths": paths,
                 "units": wanted_units(data),
-                "config": f"{root}/state/config.generated.yaml",
+                "config": layout.CONFIG_FILE,
                 "settings": {
                     "general_settings": _get(data, "general_settings"),
                     "litellm_settings": _get(data, "litellm_settings"),

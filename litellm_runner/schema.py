@@ -334,9 +334,11 @@ def _command_problem(command) -> str | None:
     if not _one_line(command):
         return "a one-line command (no \\n, \\r or NUL: it becomes one ExecStart= line)"
     try:
-        command.format(python="", root="", bind="", port="", workers="")
+        command.format(python="", root="", bin="", bind="", port="", workers="")
     except (KeyError, IndexError, ValueError, AttributeError):
-        return "a command line whose only {placeholders} are {python}, {root}, {bind}, {port}, {workers}"
+        return "a command line whose only {placeholders} are {python}, {root}, {bin}, {bind}, {port}, {workers}"
+    if "{root}/bin/" in command or "{root}/venv/" in command:
+        return "a command that runs root's code: {bin}/TOOL and {python}, not the account's {root}/bin or {root}/venv"
     return None
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import pathlib
 import stat
+import urllib.parse
 
 from pyinfra import host
 from pyinfra.api import operation
@@ -92,6 +93,27 @@ def load(names: list[str], secrets_file: str | None = None) -> dict[str, str]:
     return values
 
 
+def known(data) -> list[str]:
+    """Every secret value a host with DATA is given (``litellm_env_secrets``) and the password inside
+    each URL among them: what ``litellm_runner.shown.redact`` hides wherever it appears. Empty
+    when the secret source cannot be read (the env file operation says why)."""
+    names = list(getattr(data, "litellm_env_secrets", None) or [])
+    try:
+        values = load(names, getattr(data, "litellm_secrets_file", None)) if names else {}
+    except (SecretError, OSError):
+        return []
+    found = []
+    for value in values.values():
+        found.append(value)
+        try:
+            password = urllib.parse.urlsplit(value).password
+        except ValueError:
+            password = None
+        if password:
+            found += [password, urllib.parse.unquote(password)]
+    return [v for v in found if not is_placeholder(v, list(getattr(data, "litellm_env_placeholders", None) or []))]
+
+
 def masked_env(lines) -> dict[str, str]:
     """KEY -> fingerprint of its value (read as systemd reads it), for showing env file drift without values."""
     text = "".join(f"{line}\n" for line in lines)
@@ -142,13 +164,14 @@ def env_file_content(data) -> tuple[str, list[str]]:
 
 
 @operation()
-def env_file(dest: str, user: str, group: str):
-    """Ensure DEST holds the host's secrets (from the operator's secret source), mode 0600.
+def env_file(dest: str, user: str, group: str, mode: str = "0600"):
+    """Ensure DEST holds the host's secrets (from the operator's secret source), at MODE.
 
     + dest: path of the env file on the host
-    + user, group: owner
+    + user, group: owner (root and the account's group: ``layout.ENV_FILE``)
+    + mode: ``0600``, or ``0640`` for a file the account reads as its group and cannot write
 
-    Compared by sha256, written atomically at 0600 from creation, never shown
+    Compared by sha256, written atomically at MODE from creation, never shown
     as a text diff: drift (the drift report, and ``--diff``) is shown per key as fingerprints that the host snapshot
     computed on the host (no old value is ever read back), placeholders
     (``dummy``...) are written empty. Mode and owner drift is fixed by ``file_attrs``.
@@ -175,4 +198,4 @@ def env_file(dest: str, user: str, group: str):
             verb = "modify" if current else "create"
             lines = fingerprint_diff(before, after) or ["(the same keys and values, laid out differently)"]
             show_diff(f"Will {verb} {dest} (secrets shown as fingerprints)", lines)
-    yield from write_commands(dest, content, user, group, "0600")
+    yield from write_commands(dest, content, user, group, mode)

@@ -163,6 +163,17 @@ def mode(v: Any) -> bool:
     return isinstance(v, str) and bool(MODE.fullmatch(v)) and not int(v, 8) & 0o002
 
 
+def state_dirs(v: Any) -> bool | str:
+    """True, or why V cannot be litellm_dirs: each entry the account's state, never a folder of root's code."""
+    if not list_of_str(v):
+        return False
+    root_own = [d for d in v if d.split("/")[0] in ROOTS_OWN]
+    return not root_own or (
+        f"{root_own[0]!r} is root's code (litellm_runner/layout.py: {', '.join(ROOTS_OWN)} live in "
+        "/usr/local/lib/litellm-runner and /etc/litellm): list only the account's state folders"
+    )
+
+
 def debian_packages(v: Any) -> bool:
     return list_of_str(v) and all(DEB_PACKAGE.fullmatch(p) for p in v)
 
@@ -183,10 +194,44 @@ def manage_account(v: Any) -> bool:
     return v is None or isinstance(v, bool)
 
 
+SWEEP_MODES = ("off", "report", "quarantine")
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def account_sweep(v: Any) -> bool:
+    return v is None or v in SWEEP_MODES
+
+
+VENV_INTEGRITY = ("converge", "always", "off")
+
+
+def venv_integrity(v: Any) -> bool:
+    return v in VENV_INTEGRITY
+
+
+def account_allowed(v: Any) -> bool | str:
+    """True, or which entry of V is not a declared sweep item (``PATH``, ``PATH sha256:HEX``, ``exe:PATH``,
+    ``port:N``; a PATH absolute or ``~/``-relative to the account's home)."""
+    if not list_of_str(v):
+        return False
+    for entry in v:
+        if entry.startswith("exe:"):
+            ok = clean_path(entry[4:]) is True
+        elif entry.startswith("port:"):
+            ok = entry[5:].isdigit() and port(int(entry[5:]))
+        else:
+            path, sep, digest = entry.partition(" sha256:")
+            path = "/" + path[2:] if path.startswith("~/") else path
+            ok = clean_path(path) is True and path != "/" and (not sep or bool(SHA256.fullmatch(digest)))
+        if not ok:
+            return f"{entry!r} is not PATH, 'PATH sha256:HEX' (64 lowercase hex digits), exe:PATH or port:N"
+    return True
+
+
 # --- the spec -------------------------------------------------------------------------------------
 
-_STUB = "{python} {root}/bin/litellm-stub-server --name %s --host {bind} --port {port}"
-_STATUS = "{python} {root}/bin/%s --proxy-url http://{bind}:{port}"
+_STUB = "{python} {bin}/litellm-stub-server --name %s --host {bind} --port {port}"
+_STATUS = "{python} {bin}/%s --proxy-url http://{bind}:{port}"
 SERVICES = {
     "litellm": {"enabled": True},  # the proxy: its port is litellm_port
     "litellm-health-server": {"enabled": True, "port": 8181},
@@ -199,13 +244,13 @@ TIMERS = {
         "enabled": True,
         "on_calendar": "*-*-* 02:00:00",
         "randomized_delay": "15min",
-        "command": "{python} {root}/bin/litellm-backup --keep-daily 7 --keep-weekly 4 --keep-monthly 3",
+        "command": "{python} {bin}/litellm-backup --keep-daily 7 --keep-weekly 4 --keep-monthly 3",
     },
     "litellm-compliance-check": {
         "enabled": True,
         "on_calendar": "hourly",
         "randomized_delay": "5min",
-        "command": "{python} {root}/bin/litellm-compliance-check",
+        "command": "{python} {bin}/litellm-compliance-check",
     },
     "litellm-knowledge-refresh": {  # site-specific: shipped disabled, its command only says so and fails
         "enabled": False,
@@ -236,13 +281,14 @@ MODEL_LIST = [
         },
     },
 ]
-DIRS = ["state", "state/files", "state/redis", "state/archive", "state/archive/backups", "artifacts", "bin", "logs"]
+DIRS = ["state", "state/files", "state/redis", "state/archive", "state/archive/backups", "artifacts", "logs"]
+ROOTS_OWN = ("bin", "venv", "env.litellm")  # root's (litellm_runner.layout): never an account-owned folder
 _TRUE_FALSE = "true or false"
 
 SPEC: tuple[Setting, ...] = (
     # --- service account
     Setting("litellm_user", "litellm", service_account, "a user name like 'litellm'",
-            "service account: owns the deployment, runs the user units; created when missing", "users-01"),
+            "service account: owns the state (litellm_root), runs the user units; created when missing", "users-01"),
     Setting("litellm_group", "litellm", name_like_user, "a group name like 'litellm'",
             "primary group of litellm_user", "users-01"),
     Setting("litellm_home", "/home/litellm", dedicated, "a dedicated absolute path such as /home/litellm",
@@ -252,13 +298,24 @@ SPEC: tuple[Setting, ...] = (
     Setting("litellm_manage_account", None, manage_account, "true, false or None",
             "shell, home and primary group of an EXISTING account: managed only when the runner created it "
             "(`None`), never (`False`: an adopted login account keeps its own) or always (`True`)", "users-01"),
+    Setting("litellm_account_sweep", None, account_sweep, "None, 'off', 'report' or 'quarantine'",
+            "what the account may leave outside the managed services (sshd keys, crontab, at jobs, shell start "
+            "files, processes, listeners; docs/sweep.md): `quarantine` moves foreign files into root's quarantine "
+            "and stops foreign processes, `report` only reports them, `off` does not look; `None`: `quarantine` for "
+            "an account the runner manages (it created it, or litellm_manage_account is true), `off` for an "
+            "adopted login account", "acct-01"),
+    Setting("litellm_account_allowed", [], account_allowed,
+            "a list of 'PATH', 'PATH sha256:HEX', 'exe:PATH' or 'port:N' ('~/' is the account's home)",
+            "the account sweep's declared items: a file (any content, or pinned to its sha256), the processes of "
+            "an executable, a listener's port; everything else it finds is foreign", "acct-01"),
     # --- filesystem
     Setting("litellm_root", "/home/litellm/litellm", dedicated,
             "a dedicated absolute path such as /home/litellm/litellm",
             "deployment root, every path below is inside it: a dedicated absolute path (not `/`, not a system "
             "directory or inside one; `/LAB/@litellm`, `/srv/x`, `/home/x/y` are fine)", "fs-01"),
-    Setting("litellm_dirs", DIRS, list_of_str, "a list of paths relative to litellm_root",
-            "folders relative to litellm_root, each owned by litellm_user, each listed once", "fs-01"),
+    Setting("litellm_dirs", DIRS, state_dirs, "a list of paths relative to litellm_root",
+            "the account's state folders relative to litellm_root, each owned by litellm_user, each listed once "
+            "(code and config are root's: docs/trust-boundary.md)", "fs-01"),
     Setting("litellm_dir_mode", "0750", mode, "an octal mode string such as '0750', not world-writable",
             "mode of litellm_root and every entry of litellm_dirs", "fs-01"),
     # --- the host's Python
@@ -271,6 +328,11 @@ SPEC: tuple[Setting, ...] = (
     Setting("litellm_venv_requirements", "files/litellm-venv-requirements.txt",
             lambda v: isinstance(v, str) and v.endswith(".txt"), "a requirements file path",
             "pins of the host's venv, installed from their lock (litellm 1.82.7 and 1.82.8 are refused)", "py-01"),
+    Setting("litellm_venv_integrity", "converge", venv_integrity, "'converge', 'always' or 'off'",
+            "when every file of the venv is compared with its RECORD (sha256, owner, mode; a few seconds of the "
+            "host's CPU, reported): `converge` in a converge only (the drift check then costs the host a few "
+            "milliseconds for the venv: docs/venv-integrity.md), `always` in the drift check too (on demand: "
+            "`--data litellm_venv_integrity=always`), `off` never", "py-01"),
     # --- LiteLLM settings: LiteLLM's own key names, in the config and the LiteLLM_Config rows
     Setting("general_settings.database_connection_pool_limit", 20, whole(1, 1000), "a whole number 1-1000",
             "per worker process: litellm_num_workers x this + the other clients + the reserve must fit under "
@@ -295,8 +357,8 @@ SPEC: tuple[Setting, ...] = (
     # --- env file and secrets
     Setting("litellm_env_secrets", ["LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "DATABASE_URL", "VLLM_API_KEY"],
             variable_names, "a list of environment variable names",
-            "names of the secrets written to env.litellm (0600); values come from the control machine's environment "
-            "or the file named by LITELLM_SECRETS_FILE", "sec-01"),
+            "names of the secrets written to /etc/litellm/env.litellm (root:litellm_group 0640); values come from "
+            "the control machine's environment or the file named by LITELLM_SECRETS_FILE", "sec-01"),
     Setting("litellm_env_placeholders", ["dummy", "changeme", "change-me", "sk-1234", "placeholder", "xxx"],
             list_of_str, "a list of placeholder values",
             "a secret with one of these values is written empty; the config lint (LINT-01) refuses them", "sec-01"),
@@ -322,14 +384,14 @@ SPEC: tuple[Setting, ...] = (
             "seconds a restarted proxy has to answer /health/readiness before its config is rolled back", "svc-01"),
     Setting("litellm_services", SERVICES, None, "a mapping of unit name -> {enabled, port, command}",
             "user services; `enabled: False` stops one; `litellm` (the proxy) has only `enabled`, its port is "
-            "litellm_port; `command` fills in {python}, {root}, {bind}, {port}", "svc-01",
+            "litellm_port; `command` fills in {python}, {bin}, {root}, {bind}, {port}", "svc-01",
             shown="proxy, health (8181), metrics (9090), rerank (8079), embed-arctic (8082)"),
     Setting("litellm_unit_exposure_max", 6.6, exposure, "a systemd-analyze exposure 0.0-10.0, such as 6.6",
             "unit hardening gate: the highest `systemd-analyze security --offline --user` exposure a rendered "
             "service may score (every shipped one scores 6.6)", "svc-01"),
     # --- timers
     Setting("litellm_timers", TIMERS, None, "a mapping of timer name -> {enabled, on_calendar, randomized_delay, "
-            "command}", "schedule (systemd OnCalendar), random delay and command of each job ({python}, {root}, "
+            "command}", "schedule (systemd OnCalendar), random delay and command of each job ({python}, {bin}, {root}, "
             "and the proxy's {bind}, {port} filled in)", "tmr-01",
             shown="backup (02:00), compliance-check (hourly), knowledge-refresh (off: site job), model-inventory, "
             "probe-capabilities"),
@@ -356,9 +418,16 @@ SPEC: tuple[Setting, ...] = (
     Setting("litellm_lock_stale_after", 300, whole(10, 604800), "seconds, 10-604800",
             "seconds without a heartbeat after which a lock from another machine counts as abandoned (the holder "
             "beats every tenth of it)", "fs-02"),
+    # --- the query engine (docs/query-engine.md)
+    Setting("litellm_query_engine", False, is_bool, _TRUE_FALSE,
+            "opt-in for hosts that cannot download Prisma's engines (air-gapped): the proxy's database client runs "
+            "on the query engine the runner ships (Prisma's engine compiled to WebAssembly, npm packages locked in "
+            "files/query-engine, on Debian's nodejs) from /usr/local/lib/litellm-query-engine; hosts that can "
+            "download Prisma's engines keep them (docs/query-engine.md)", "py-03"),
     # --- sandbox only
     Setting("litellm_sandbox", False, is_bool, _TRUE_FALSE,
-            "true only for the throwaway podman host: the proxy runs without DATABASE_URL", "sandbox"),
+            "true only for the throwaway podman host: the proxy runs without DATABASE_URL unless "
+            "litellm_query_engine is on (the sandbox turns it on)", "sandbox"),
 )  # fmt: skip
 BY_NAME = {s.name: s for s in SPEC}
 # Settings that were removed, with what to set instead: refused by name, never silently ignored.

@@ -49,12 +49,12 @@ import yaml
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from litellm_runner import sandbox  # noqa: E402
+from litellm_runner import layout, sandbox  # noqa: E402
 from litellm_runner.gates.cve import locked_versions  # noqa: E402
 from tests.support import fleet  # noqa: E402
 
 SEED, SEED_PORT = "litellm-bench-seed", 2600
-LOCK = "state/venv-requirements.txt"  # the venv's hash-locked closure, as the runner put it on the host
+LOCK = layout.LOCK  # the venv's hash-locked closure, as the runner put it on the host
 FLEET_PORT = 2600  # fleet host i listens on FLEET_PORT + i
 ANSIBLE_CORE = "ansible-core==2.18.6"
 SEED_DATA = {"litellm_num_workers": 1}
@@ -96,41 +96,73 @@ def run_env(hosts_file: pathlib.Path, counts: pathlib.Path) -> dict:
     }
 
 
-def containers_cpu() -> float | None:
-    """CPU seconds used so far by every podman container of this machine (their common cgroup), or None."""
-    for path, scale in (
-        ("/sys/fs/cgroup/cpuacct/libpod_parent/cpuacct.usage", 1e-9),  # cgroup v1: nanoseconds
-        ("/sys/fs/cgroup/libpod_parent/cpu.stat", 1e-6),  # cgroup v2: usage_usec
-    ):
-        try:
-            text = pathlib.Path(path).read_text()
-        except OSError:
-            continue
-        found = re.search(r"usage_usec (\d+)", text) if path.endswith("cpu.stat") else re.match(r"\d+", text)
-        return int(found.group(1) if path.endswith("cpu.stat") else found.group(0)) * scale if found else None
-    return None
+HOSTS: list[str] = []  # the containers whose CPU the rows measure (main: the seed; a fleet while it runs)
+IDLE: dict[tuple, float | None] = {}  # idle_rate of those containers, measured once per set
+
+
+def containers_cpu(names: list[str] | None = None) -> float | None:
+    """CPU seconds used so far by the podman containers NAMES (each its own cgroup), or by every container of
+    this machine (their common cgroup) when NAMES is empty; None when the cgroup is not found."""
+    groups = [f"libpod-{_container_id(n)}" for n in names] if names else [""]
+    total = 0.0
+    for group in groups:
+        for path, scale in (
+            (f"/sys/fs/cgroup/cpuacct/libpod_parent/{group}/cpuacct.usage", 1e-9),  # cgroup v1: nanoseconds
+            (f"/sys/fs/cgroup/libpod_parent/{group}/cpu.stat", 1e-6),  # cgroup v2: usage_usec
+        ):
+            try:
+                text = pathlib.Path(path).read_text()
+            except OSError:
+                continue
+            found = re.search(r"usage_usec (\d+)", text) if path.endswith("cpu.stat") else re.match(r"\d+", text)
+            if not found:
+                return None
+            total += int(found.group(1) if path.endswith("cpu.stat") else found.group(0)) * scale
+            break
+        else:
+            return None
+    return total
+
+
+def _container_id(name: str) -> str:
+    return sandbox._run(["podman", "inspect", "--format", "{{.Id}}", name], timeout=60).stdout.strip()
+
+
+def idle_rate(names: list[str], seconds: float = 10.0) -> float | None:
+    """CPU seconds per second the containers NAMES use while nothing runs against them (their services idle):
+    what the rows' ``hosts_net_cpu_s`` subtracts for the run's wall time."""
+    before = containers_cpu(names)
+    time.sleep(seconds)
+    after = containers_cpu(names)
+    return (after - before) / seconds if before is not None and after is not None else None
 
 
 def runner(label: str, argv: list[str], hosts_file: pathlib.Path, tmp: pathlib.Path, ok=(0,)) -> dict:
     """One timed run of the runner; its row (wall, CPU here and in the hosts, remote commands per host), also
-    printed at once. The hosts' CPU is every container's, idle services included."""
+    printed at once. The hosts' CPU is that of the containers in HOSTS (every container's when it is empty),
+    idle services included; ``hosts_net_cpu_s`` subtracts their idle rate (``IDLE``, measured once) for the
+    run's wall time: what the run itself cost the hosts."""
     counts = tmp / "counts.json"
     counts.unlink(missing_ok=True)
-    before = containers_cpu()
+    before = containers_cpu(HOSTS)
     proc, wall, cpu = timed(argv, run_env(hosts_file, counts))
-    after = containers_cpu()
+    after = containers_cpu(HOSTS)
     hosts_cpu = after - before if before is not None and after is not None else None
+    idle = IDLE.get(tuple(HOSTS))
+    net = max(hosts_cpu - idle * wall, 0.0) if hosts_cpu is not None and idle is not None else None
     if proc.returncode not in ok:
         sys.exit(f"benchmark: {label} exited {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     per_host = json.loads(counts.read_text()) if counts.exists() else {}
     total = [c["commands"] + c["uploads"] + c["downloads"] for c in per_host.values()] or [0]
     in_hosts = f", {hosts_cpu:.2f} s CPU in the hosts" if hosts_cpu is not None else ""
+    in_hosts += f" ({net:.3f} s above idle)" if net is not None else ""
     log(f"    {label}: {wall:.2f} s wall, {cpu:.2f} s CPU here{in_hosts}, {max(total)} remote commands per host")
     return {
         "run": label,
         "wall_s": wall,
         "cpu_s": cpu,
         "hosts_cpu_s": hosts_cpu,
+        "hosts_net_cpu_s": net,
         "commands_per_host": max(total),
         "proc": proc,
     }
@@ -151,11 +183,14 @@ def changes(proc: subprocess.CompletedProcess) -> int:
 def median_check(hosts_file: pathlib.Path, tmp: pathlib.Path, repeat: int, ok=(0,)) -> dict:
     rows = [runner("no-op check", CHECK, hosts_file, tmp, ok) for _ in range(repeat)]
     hosts_cpu = [r["hosts_cpu_s"] for r in rows if r["hosts_cpu_s"] is not None]
+    net = [r["hosts_net_cpu_s"] for r in rows if r["hosts_net_cpu_s"] is not None]
     return {
         "run": "no-op check",
         "wall_s": statistics.median(r["wall_s"] for r in rows),
         "cpu_s": statistics.median(r["cpu_s"] for r in rows),
         "hosts_cpu_s": statistics.median(hosts_cpu) if hosts_cpu else None,
+        "hosts_net_cpu_s": statistics.median(net) if net else None,
+        "hosts_net_cpu_each": [round(n, 3) for n in net],
         "commands_per_host": max(r["commands_per_host"] for r in rows),
         "walls": [round(r["wall_s"], 2) for r in rows],
         "proc": rows[-1]["proc"],
@@ -163,8 +198,8 @@ def median_check(hosts_file: pathlib.Path, tmp: pathlib.Path, repeat: int, ok=(0
 
 
 # -- fleet hosts: containers of the converged seed's image --------------------------------------------
-def start_from_image(name: str, port: int, image: str) -> None:
-    """A host NAME with SSH on 127.0.0.1:PORT from IMAGE (a committed, converged sandbox)."""
+def start_from_image(name: str, port: int, image: str, seed: str) -> None:
+    """A host NAME with SSH on 127.0.0.1:PORT from IMAGE (a committed, converged sandbox SEED)."""
     sandbox.down(name)
     sandbox._run(
         ["podman", "run", "-d", "--name", name, *sandbox.RUN_FLAGS, "--systemd=always", "--hostname", name]
@@ -176,7 +211,7 @@ def start_from_image(name: str, port: int, image: str) -> None:
     state = sandbox._state(name)
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
     (state / "known_hosts").unlink(missing_ok=True)
-    seed = json.loads((sandbox._state(SEED) / "host.json").read_text())
+    seed = json.loads((sandbox._state(seed) / "host.json").read_text())
     data = {**seed, "name": name, "ssh_port": port, "ssh_known_hosts_file": str(state / "known_hosts")}
     (state / "host.json").write_text(json.dumps(data, indent=2))
 
@@ -198,10 +233,10 @@ def raise_inotify_limits() -> None:
             log(f"  {key} could not be raised ({exc}): a large fleet may not boot; run as root")
 
 
-def start_fleet(names: dict[str, int], image: str) -> None:
+def start_fleet(names: dict[str, int], image: str, seed: str) -> None:
     raise_inotify_limits()
     with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
-        for future in [pool.submit(start_from_image, n, p, image) for n, p in names.items()]:
+        for future in [pool.submit(start_from_image, n, p, image, seed) for n, p in names.items()]:
             future.result()
 
 
@@ -222,34 +257,37 @@ def ansible_playbook() -> str:
     return str(venv / "bin" / "ansible-playbook")
 
 
-def ansible_project(tmp: pathlib.Path, host: dict, hosts_file: pathlib.Path) -> pathlib.Path:
+def ansible_project(tmp: pathlib.Path, host: dict, hosts_file: pathlib.Path, seed: str) -> pathlib.Path:
     """benchmarks/ansible/ with the desired state of the converged seed: its files and unit states, the
     runner's own database plan input (from its -vv output), written to TMP."""
     out = tmp / "ansible"
     shutil.copytree(REPO / "benchmarks" / "ansible", out, dirs_exist_ok=True)
     account, home, root = "litellm", "/home/litellm", "/home/litellm/litellm"
-    units_dir = f"{home}/.config/systemd/user"
+    units_dir = layout.UNITS  # root's, with the venv, tools, config and env file (docs/trust-boundary.md)
 
     def sh(script: str) -> str:
-        return sandbox._run(["podman", "exec", SEED, "sh", "-c", script], timeout=120).stdout
+        return sandbox._run(["podman", "exec", seed, "sh", "-c", script], timeout=120).stdout
 
     files = []
-    state = ("config.generated.yaml", "compliance-desired.json", "venv-requirements.txt", "venv-sbom.cdx.json")
-    listing = sh(
-        f"ls -1 {root}/env.litellm " + " ".join(f"{root}/state/{n}" for n in state) + "; "
-        f"find {root}/bin {units_dir} -maxdepth 1 -type f | sort"
-    )
+    roots = (layout.ENV_FILE, layout.CONFIG_FILE, layout.COMPLIANCE, layout.LOCK, layout.SBOM)
+    listing = sh(f"ls -1 {' '.join(roots)}; find {layout.BIN} {units_dir} -maxdepth 1 -type f -name 'litellm*' | sort")
     (out / "files").mkdir(exist_ok=True)
     for index, dest in enumerate(p for p in listing.split() if p):
         src = out / "files" / f"{index:03d}-{pathlib.Path(dest).name}"
-        subprocess.run(["podman", "cp", f"{SEED}:{dest}", str(src)], check=True, timeout=60)
-        mode = sh(f"stat -c %a {dest}").strip()
-        files.append({"src": str(src), "dest": dest, "mode": "0" + mode, "secret": dest.endswith("env.litellm")})
+        subprocess.run(["podman", "cp", f"{seed}:{dest}", str(src)], check=True, timeout=60)
+        mode, owner, group = sh(f"stat -c '%a %U %G' {dest}").split()
+        secret = dest.endswith("env.litellm")
+        files.append(
+            {"src": str(src), "dest": dest, "mode": "0" + mode, "owner": owner, "group": group, "secret": secret}
+        )
     from litellm_runner.settings import DEFAULTS
 
     wanted = [root, *(f"{root}/{d}" for d in DEFAULTS["litellm_dirs"])]
-    wanted += [f"{home}/.config", f"{home}/.config/systemd", units_dir]
-    dirs = [{"path": d, "mode": "0" + sh(f"stat -c %a {d}").strip()} for d in wanted]
+    wanted += [path for path, *_ in layout.root_dirs(account)]
+    dirs = []
+    for d in wanted:
+        mode, owner, group = sh(f"stat -c '%a %U %G' {d}").split()
+        dirs.append({"path": d, "mode": "0" + mode, "owner": owner, "group": group})
     uid = sh(f"id -u {account}").strip()
     units = []
     for unit in sorted(pathlib.Path(f["dest"]).name for f in files if f["dest"].startswith(units_dir)):
@@ -277,13 +315,16 @@ def ansible_project(tmp: pathlib.Path, host: dict, hosts_file: pathlib.Path) -> 
                 "account": account,
                 "home": home,
                 "root": root,
+                "venv": layout.VENV,
+                "bin": layout.BIN,
+                "env_file": layout.ENV_FILE,
                 "uid": uid,
                 "dirs": dirs,
                 "files": files,
                 "units": units,
                 "packages": packages,
                 "dbctl_desired_b64": desired.group(1),
-                "locked": [f"{n}=={v}" for n, v in sorted(locked_versions(sh(f"cat {root}/{LOCK}")).items())],
+                "locked": [f"{n}=={v}" for n, v in sorted(locked_versions(sh(f"cat {LOCK}")).items())],
             }
         )
     )
@@ -313,9 +354,9 @@ def ansible_check(project: pathlib.Path, verbose: bool = False) -> tuple[subproc
     return proc, wall, cpu
 
 
-def vs_ansible(tmp: pathlib.Path, hosts_file: pathlib.Path, repeat: int) -> dict:
-    host = json.loads((sandbox._state(SEED) / "host.json").read_text())
-    project = ansible_project(tmp, host, hosts_file)
+def vs_ansible(tmp: pathlib.Path, hosts_file: pathlib.Path, repeat: int, seed: str) -> dict:
+    host = json.loads((sandbox._state(seed) / "host.json").read_text())
+    project = ansible_project(tmp, host, hosts_file, seed)
     ansible_check(project)  # warm-up: known_hosts, ControlPersist socket
     ours, theirs = [], []
     for _ in range(repeat):
@@ -326,6 +367,7 @@ def vs_ansible(tmp: pathlib.Path, hosts_file: pathlib.Path, repeat: int) -> dict
     row = {
         "runner_wall_s": statistics.median(r["wall_s"] for r in ours),
         "runner_commands": max(r["commands_per_host"] for r in ours),
+        "runner_hosts_net_cpu_s": statistics.median(r["hosts_net_cpu_s"] or 0.0 for r in ours),
         "ansible_wall_s": statistics.median(w for _, w, _ in theirs),
         "ansible_commands": ansible_commands,
     }
@@ -334,13 +376,24 @@ def vs_ansible(tmp: pathlib.Path, hosts_file: pathlib.Path, repeat: int) -> dict
 
 
 # -- the steps ----------------------------------------------------------------------------------------
-def seed_host(tmp: pathlib.Path, repeat: int) -> tuple[list[dict], pathlib.Path]:
-    log(f"step 1: a fresh sandbox {SEED} in the incident state, converged from it ...")
-    sandbox.down(SEED)
-    shutil.rmtree(REPO / ".secrets" / "keys" / SEED, ignore_errors=True)
-    sandbox.up(SEED, SEED_PORT)
-    hosts_file = fleet.inventory(tmp / "seed.yml", [SEED], SEED_DATA)
-    rows = [runner("converge from incident", CONVERGE, hosts_file, tmp)]
+def seed_host(tmp: pathlib.Path, repeat: int, seed: str, port: int, reuse: bool) -> tuple[list[dict], pathlib.Path]:
+    """Step 1 on the sandbox SEED (PORT): a fresh one converged from the incident state, or with REUSE the
+    running one as it is (a converged host: only the no-op converge and checks, e.g. to compare two versions
+    of the runner on the same host)."""
+    HOSTS[:] = [seed]
+    rows = []
+    if not reuse:
+        log(f"step 1: a fresh sandbox {seed} in the incident state, converged from it ...")
+        sandbox.down(seed)
+        shutil.rmtree(REPO / ".secrets" / "keys" / seed, ignore_errors=True)
+        sandbox.up(seed, port)
+    hosts_file = fleet.inventory(tmp / "seed.yml", [seed], SEED_DATA)
+    if not reuse:
+        rows.append(runner("converge from incident", CONVERGE, hosts_file, tmp))
+    else:
+        log(f"step 1: the running sandbox {seed} as it is ...")
+    IDLE[(seed,)] = idle_rate([seed])
+    log(f"    {seed} idle: {IDLE[(seed,)] or 0:.3f} s CPU per second")
     noop = runner("no-op converge", CONVERGE, hosts_file, tmp)
     if changes(noop["proc"]):
         sys.exit(f"benchmark: the second converge changed {changes(noop['proc'])} operations")
@@ -348,19 +401,21 @@ def seed_host(tmp: pathlib.Path, repeat: int) -> tuple[list[dict], pathlib.Path]
     return rows, hosts_file
 
 
-def fleet_image(tmp: pathlib.Path) -> str:
+def fleet_image(tmp: pathlib.Path, seed: str) -> str:
     log("step 2: the seed converged with the fleet's data, committed as the fleet image ...")
-    hosts_file = fleet.inventory(tmp / "seed-fleet.yml", [SEED], fleet_data())
+    hosts_file = fleet.inventory(tmp / "seed-fleet.yml", [seed], fleet_data())
     runner("converge to the fleet's data", CONVERGE, hosts_file, tmp)
     image = f"localhost/litellm-bench-fleet:{sandbox.image_ref().rsplit(':', 1)[-1]}"
-    sandbox._run(["podman", "commit", "-q", SEED, image], timeout=600)
+    sandbox._run(["podman", "commit", "-q", seed, image], timeout=600)
     return image
 
 
-def measure_fleet(size: int, image: str, tmp: pathlib.Path, repeat: int, unreachable: bool) -> list[dict]:
+def measure_fleet(size: int, image: str, tmp: pathlib.Path, repeat: int, unreachable: bool, seed: str) -> list[dict]:
     names = fleet_names(size)
     log(f"  {size} fleet host(s): starting ...")
-    start_fleet(names, image)
+    start_fleet(names, image, seed)
+    HOSTS[:] = list(names)
+    IDLE[tuple(names)] = idle_rate(list(names))
     try:
         hosts_file = fleet.inventory(tmp / f"fleet-{size}.yml", list(names), fleet_data())
         noop = runner("no-op converge", CONVERGE, hosts_file, tmp)
@@ -399,24 +454,34 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="no-op checks per size, median (default 5)")
     parser.add_argument("--vs-ansible", action="store_true", help="also the equivalent Ansible check")
     parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument("--seed", default=SEED, help=f"the one-host sandbox's name (default {SEED})")
+    parser.add_argument("--port", type=int, default=SEED_PORT, help=f"its SSH port (default {SEED_PORT})")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="measure the running, converged sandbox SEED as it is (no fresh converge) and leave it running",
+    )
+    parser.add_argument("--keep", action="store_true", help="leave the sandbox SEED running at the end")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.hosts.split(",") if s]
     report: dict = {"cores": os.cpu_count(), "image": sandbox.image_ref(), "repeat": args.repeat}
     with tempfile.TemporaryDirectory(prefix="litellm-bench-") as tmp_name:
         tmp = pathlib.Path(tmp_name)
         try:
-            seed_rows, seed_file = seed_host(tmp, args.repeat)
+            seed_rows, seed_file = seed_host(tmp, args.repeat, args.seed, args.port, args.reuse)
             report["one_host"] = [{k: v for k, v in r.items() if k != "proc"} for r in seed_rows]
             if args.vs_ansible:
                 log("step 1b: the same no-op check in Ansible, alternating ...")
-                report["vs_ansible"] = vs_ansible(tmp, seed_file, args.repeat)
-            image = fleet_image(tmp)
+                report["vs_ansible"] = vs_ansible(tmp, seed_file, args.repeat, args.seed)
             report["fleet"] = []
+            if sizes:  # --hosts '': the one host only
+                image = fleet_image(tmp, args.seed)
             for size in sizes:
-                rows = measure_fleet(size, image, tmp, args.repeat, unreachable=size == max(sizes))
+                rows = measure_fleet(size, image, tmp, args.repeat, size == max(sizes), args.seed)
                 report["fleet"] += [{k: v for k, v in r.items() if k != "proc"} for r in rows]
         finally:
-            sandbox.down(SEED)
+            if not (args.reuse or args.keep):
+                sandbox.down(args.seed)
     print_report(report)
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
@@ -425,12 +490,16 @@ def main(argv=None) -> int:
 
 def print_report(report: dict) -> None:
     print(f"\nrunner benchmark: {report['cores']} CPU cores, image {report['image']}, median of {report['repeat']}")
-    print(f"{'hosts':>5}  {'run':<32} {'wall':>8} {'CPU here':>9} {'CPU hosts':>10} {'commands/host':>14}")
+    print(
+        f"{'hosts':>5}  {'run':<32} {'wall':>8} {'CPU here':>9} {'CPU hosts':>10} {'above idle':>11} "
+        f"{'commands/host':>14}"
+    )
 
     def line(hosts: int, run: str, row: dict) -> None:
         in_hosts = f"{row['hosts_cpu_s']:>9.2f}s" if row.get("hosts_cpu_s") is not None else f"{'-':>10}"
+        net = f"{row['hosts_net_cpu_s']:>10.3f}s" if row.get("hosts_net_cpu_s") is not None else f"{'-':>11}"
         print(
-            f"{hosts:>5}  {run:<32} {row['wall_s']:>7.2f}s {row['cpu_s']:>8.2f}s {in_hosts} "
+            f"{hosts:>5}  {run:<32} {row['wall_s']:>7.2f}s {row['cpu_s']:>8.2f}s {in_hosts} {net} "
             f"{row['commands_per_host']:>14}"
         )
 
@@ -463,7 +532,8 @@ def print_report(report: dict) -> None:
     if "vs_ansible" in report:
         v = report["vs_ansible"]
         print(
-            f"\nno-op check of one host: runner {v['runner_wall_s']:.2f} s ({v['runner_commands']} remote commands), "
+            f"\nno-op check of one host: runner {v['runner_wall_s']:.2f} s ({v['runner_commands']} remote commands, "
+            f"{1000 * v['runner_hosts_net_cpu_s']:.0f} ms of the host's CPU above idle), "
             f"Ansible {v['ansible_wall_s']:.2f} s ({v['ansible_commands']} SSH commands): "
             f"{v['ratio']:.1f} times faster"
         )

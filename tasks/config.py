@@ -1,4 +1,7 @@
-"""The proxy's rendered config, its env file and the tools in bin/ (cfg-01, sec-01).
+"""The proxy's rendered config, its env file and the host tools (cfg-01, sec-01): root's files (``layout``).
+
+Config and env file are root:GROUP 0640 in /etc/litellm (the account's group reads them, only root
+writes them); the tools are root:root 0755 in /usr/local/lib/litellm-runner/bin.
 
 Returns the operations whose change must restart the proxy, and the config to roll back to.
 """
@@ -7,6 +10,7 @@ import yaml
 from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 
+from litellm_runner import layout
 from litellm_runner.pyinfra_ext import snapshot
 from litellm_runner.pyinfra_ext.operations import file, file_attrs
 from litellm_runner.render import render_compliance, render_config
@@ -25,42 +29,42 @@ def parsed(path: str, text: str) -> str:
 
 def apply():
     d = host.data
-    user, group = d.litellm_user, d.litellm_group
-    env_path = f"{d.litellm_root}/env.litellm"
-    env = env_file(name=f"Env file {env_path} content | sec-01", dest=env_path, user=user, group=group)
+    user, group, mode = "root", d.litellm_group, layout.CONFIG_FILE_MODE
+    env_path = layout.ENV_FILE
+    env = env_file(name=f"Env file {env_path} content | sec-01", dest=env_path, user=user, group=group, mode=mode)
     file_attrs(
-        name=f"Env file {env_path} 0600 {user}:{group} | sec-01", path=env_path, user=user, group=group, mode="0600"
+        name=f"Env file {env_path} {mode} {user}:{group} | sec-01", path=env_path, user=user, group=group, mode=mode
     )
-    config_path = f"{d.litellm_root}/state/config.generated.yaml"
+    config_path = layout.CONFIG_FILE
     config = file(
         f"Rendered config {config_path} | cfg-01",
         dest=config_path,
         content=parsed(config_path, render_config(d)),
         user=user,
         group=group,
-        mode="0640",
+        mode=mode,
         backups_keep=d.litellm_config_backups_keep,
     )
     file(
-        f"Compliance desired state {d.litellm_root}/state/compliance-desired.json | cmp-01",
-        dest=f"{d.litellm_root}/state/compliance-desired.json",
+        f"Compliance desired state {layout.COMPLIANCE} | cmp-01",
+        dest=layout.COMPLIANCE,
         content=render_compliance(d),
         user=user,
         group=group,
-        mode="0640",
+        mode=mode,
     )
     tools = []
     for tool in snapshot.tools():
         tools.append(
             file(
-                f"Tool {d.litellm_root}/bin/{tool.name} | cfg-02",
-                dest=f"{d.litellm_root}/bin/{tool.name}",
+                f"Tool {layout.BIN}/{tool.name} | cfg-02",
+                dest=f"{layout.BIN}/{tool.name}",
                 content=tool.read_text(),
-                user=user,
-                group=group,
-                mode="0750",
+                user="root",
+                group="root",
+                mode=layout.CODE_MODE,
             )
         )
     # what a proxy that fails readiness gets back (its newest backup), see tasks/units.py
-    rollback = {"path": config_path, "user": user, "group": group, "mode": "0640", "when": config}
+    rollback = {"path": config_path, "user": user, "group": group, "mode": mode, "when": config}
     return {"env": env, "config": config, "tools": tools, "rollback": rollback}

@@ -1,7 +1,11 @@
 """The LiteLLM database: settings rows, schema, expired keys, idle connections, key rotation (db-01..05).
 
-Returns the operations whose change must restart the proxy (it reads
-LiteLLM_Config at start).
+Returns ``{"restart": [...], "hold": [...]}``: the operations whose change must
+restart the proxy (it reads LiteLLM_Config at start), and those whose failure
+holds that restart (the schema, db-02: LiteLLM's migrations, see
+docs/migrations.md). The schema is converged here, once, before the units: the
+proxy itself never migrates at its start (``disable_prisma_schema_update`` in
+the rendered config).
 
 Capacity gate: before the operations, the live ``max_connections`` (read by the
 db-01 plan, a read-only fact that the operation asks anyway) is compared with
@@ -38,7 +42,7 @@ from litellm_runner.pyinfra_ext.facts import as_account
 
 SCOPES = [  # (scope, control id, what)
     ("settings", "db-01", "LiteLLM_Config settings rows"),
-    ("schema", "db-02", "LiteLLM tables present"),
+    ("schema", "db-02", "LiteLLM schema as its migrations make it"),
     ("keys", "db-03", "Expired virtual keys blocked"),
     ("idle", "db-04", "Idle connections terminated (opt-in)"),
     ("rotation", "db-05", "Listed key aliases have a valid key"),
@@ -46,7 +50,7 @@ SCOPES = [  # (scope, control id, what)
 
 
 def account(d) -> str:
-    """dbctl runs as the service account (its venv and bin/ are the account's to write)."""
+    """dbctl runs as the service account (root's code, the account's rights: it reads the env file as its group)."""
     return as_account(d.litellm_user, d.litellm_group, d.litellm_home)
 
 
@@ -111,4 +115,5 @@ def apply():
             _timeout=DBCTL_TIMEOUT,
             _ignore_errors=True,
         )  # fails itself, not the host
-    return [ops["settings"]]
+    # the proxy restarts on new settings rows; it is held while the schema item fails (tasks/units.py)
+    return {"restart": [ops["settings"]], "hold": [ops["schema"]]}

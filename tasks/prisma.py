@@ -3,10 +3,11 @@
 LiteLLM talks to PostgreSQL through prisma-client-py (pinned in the host's venv
 lock). Its client code is generated from ``litellm/proxy/schema.prisma`` by
 ``prisma generate``, which runs Prisma's CLI (Node.js from the ``nodejs-bin``
-package, the CLI itself from npm into the account's ``~/.cache/prisma-python``)
+package, the CLI itself from npm into root's ``/root/.cache/prisma-python``)
 and needs Prisma's native engines (query and schema engine). The runner
-generates it at converge, as the service account (the venv is the account's:
-root never runs it), right after the venv, so the proxy's first start does not.
+generates it at converge, as root into root's venv (``layout.VENV``: the account
+only reads it, so it cannot change the generated client), right after the venv,
+so the proxy's first start does not.
 
 Where the engines come from:
 
@@ -20,10 +21,15 @@ Where the engines come from:
   ``PRISMA_BINARY_CACHE_DIR`` (a CLI installed beforehand) as needed. Every
   ``PRISMA_*`` key of ``litellm_env`` is passed to ``prisma generate``.
 
+Hosts that cannot download them may also opt in to the query engine the runner ships
+(``litellm_query_engine``, tasks/query_engine.py): its variables are set for ``prisma
+generate`` and in the proxy's unit, and its Prisma CLI is used from the engine's folder
+(``PRISMA_BINARY_CACHE_DIR``), so ``prisma generate`` reaches no registry either.
+
 A host that can neither download the engines nor has them set gets one line
 naming the cause (``binaries.prisma.sh:443 unreachable: ...``). On a production
 host that fails the host's run (the proxy could not use its database); in the
-sandbox (``litellm_sandbox``: the proxy runs without a database) it is a no-op
+sandbox without ``litellm_query_engine`` (the proxy runs without a database) it is a no-op
 that says so. The prisma package itself is importable either way, which is all
 LiteLLM's auth error handler needs (a request without a key gets 401, not 500).
 """
@@ -42,7 +48,7 @@ from pyinfra.api import FactBase, FunctionCommand, StringCommand, operation
 
 from litellm_runner.pyinfra_ext import drift, snapshot
 from litellm_runner.pyinfra_ext.facts import InstalledPackages, as_account
-from litellm_runner.render import venv
+from litellm_runner.render import engine_environment, uses_database, venv
 from litellm_runner.resources import locate
 
 logger = logging.getLogger("litellm_runner")
@@ -51,20 +57,31 @@ ENGINES_HOST = "https://binaries.prisma.sh"  # Prisma's default download host (P
 LOCAL_ENGINES = ("PRISMA_QUERY_ENGINE_BINARY", "PRISMA_SCHEMA_ENGINE_BINARY")  # both set: nothing is downloaded
 PROBE_TIMEOUT = 5  # seconds to connect to the engines' download host
 STATE_TIMEOUT = 60  # seconds for the PrismaClientState command (pyinfra _timeout)
+STATE_LIMIT = STATE_TIMEOUT - 15  # seconds it runs as the account before it is stopped (``as_account``)
 GENERATE_TIMEOUT = 900  # seconds for `prisma generate` (CLI install and engine download on a first run)
 
 # Reads the venv as data (root's own interpreter, isolated, run as the account): whether its prisma
 # package holds a client generated from the schema of its litellm; if not, whether the engines' host
 # answers. Prints one JSON object.
 STATE = r"""
-import glob, hashlib, json, socket, sys
+import glob, hashlib, json, os, socket, stat, sys
 venv, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 def sha(path):
+    # never blocks (a FIFO), never reads more than 64 MB: anything but such a regular file counts as absent
     try:
-        with open(path, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 64 << 20:
+            return None
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: os.read(fd, 1 << 16), b""):
+            digest.update(chunk)
+        return digest.hexdigest()
+    finally:
+        os.close(fd)
 sites = sorted(glob.glob(venv + "/lib/python3*/site-packages"))
 site = sites[-1] if sites else ""
 schema = sha(site + "/litellm/proxy/schema.prisma")
@@ -78,11 +95,13 @@ if not state["generated"] and host:
 print(json.dumps(state))
 """
 
-# Generates the client as the account with the venv's own prisma, from the schema its litellm ships.
+# Generates the client as root (reset environment) with the venv's own prisma, from the schema its litellm ships. The
+# Prisma CLI runs the schema's generator by name (provider "prisma-client-py", a script in the venv's bin/).
 GENERATE = (
     'schema="$("$1/bin/python" -I -c '
     '\'import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("litellm").origin), '
-    '"proxy", "schema.prisma"))\')" && exec "$1/bin/python" -m prisma generate --schema "$schema"'
+    '"proxy", "schema.prisma"))\')" && PATH="$1/bin:$PATH" && export PATH && '
+    'exec "$1/bin/python" -m prisma generate --schema "$schema"'
 )
 
 
@@ -98,10 +117,17 @@ class PrismaClientState(FactBase):
         parts = urlsplit(probe) if probe else None
         target = [parts.hostname or "", str(parts.port or 443)] if parts else ["", "0"]
         args = " ".join(shlex.quote(a) for a in [venv_path, *target, str(PROBE_TIMEOUT)])
-        return f"{as_account(user, group, home)} {SYSTEM_PYTHON} -I -c {shlex.quote(STATE)} {args}"
+        return (
+            f"{as_account(user, group, home, STATE_LIMIT)} {SYSTEM_PYTHON} -I -c {shlex.quote(STATE)} {args} "
+            "|| echo null"
+        )
 
     def process(self, output):
-        return json.loads("\n".join(output))
+        """The state, or None when it could not be read (stopped after STATE_LIMIT, or it failed)."""
+        try:
+            return json.loads("\n".join(output))
+        except ValueError:
+            return None
 
 
 def state_question(venv_path: str, user: str, group: str, home: str, settings: dict) -> tuple[type, dict]:
@@ -118,11 +144,13 @@ def state_question(venv_path: str, user: str, group: str, home: str, settings: d
 
 def question(d) -> tuple[type, dict]:
     """The Prisma client state this host's run asks (``snapshot.prefetch``)."""
-    return state_question(venv(d), d.litellm_user, d.litellm_group, d.litellm_home, prisma_env(d.litellm_env))
+    return state_question(venv(d), d.litellm_user, d.litellm_group, d.litellm_home, prisma_env(d))
 
 
-def prisma_env(env: dict) -> dict[str, str]:
-    """The PRISMA_* settings of litellm_env (engine paths, mirror, ...)."""
+def prisma_env(d) -> dict[str, str]:
+    """The PRISMA_* settings of litellm_env (engine paths, mirror, ...), and the shipped query engine's
+    (``litellm_query_engine``: they win, as in the proxy's unit)."""
+    env = {**d.litellm_env, **engine_environment(d)}
     return {k: str(v) for k, v in sorted(env.items()) if k.startswith("PRISMA_")}
 
 
@@ -141,6 +169,13 @@ def unavailable(version: str | None, cause: str) -> str:
     )
 
 
+def _fail_alone(state, host, text):
+    """Fail this item only: logged in red, the host counted failed (pyinfra exits 1), its other operations run."""
+    host.log_styled(text, fg="red", log_func=logger.error)
+    state.failed_hosts.add(host)  # not fail_hosts(): that would stop the host's remaining operations
+    return True
+
+
 def _refuse(state, host, text):
     host.log_styled(text, fg="red", log_func=logger.error)
     return False
@@ -151,7 +186,8 @@ def prisma_client(venv_path: str, pins: dict, user: str, group: str, home: str, 
     """The venv at VENV_PATH holds a Prisma client generated from its litellm's schema.prisma.
 
     + pins: the pinned versions of litellm and prisma (a venv whose litellm or prisma changes is generated again)
-    + user, group, home: the service account that owns the venv and runs ``prisma generate``
+    + user, group, home: the service account, which reads the venv (``prisma generate`` runs as root: the venv is
+      root's)
     + settings: the PRISMA_* variables of litellm_env, passed to ``prisma generate``
     + sandbox: a host whose proxy runs without a database: missing engines are a no-op there
     """
@@ -159,6 +195,11 @@ def prisma_client(venv_path: str, pins: dict, user: str, group: str, home: str, 
     changing = any(installed.get(name) != version for name, version in pins.items())
     cls, kwargs = state_question(venv_path, user, group, home, settings)
     state = snapshot.answer(cls, **kwargs)
+    if state is None:  # this item fails alone: the host's other operations still run
+        text = f"the Prisma client state of {venv_path} could not be read as {user} within {STATE_LIMIT} s"
+        drift.record("error", text, "read")
+        yield FunctionCommand(_fail_alone, (text,), {})
+        return
     if state["generated"] and not changing:
         host.noop(f"the Prisma client in {venv_path} is generated from litellm {pins.get('litellm')}'s schema")
         return
@@ -174,7 +215,7 @@ def prisma_client(venv_path: str, pins: dict, user: str, group: str, home: str, 
     drift.record("prisma-client", "not generated" if not state["generated"] else "stale", "generated")
     assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in settings.items())
     yield StringCommand(
-        f"{as_account(user, group, home)} {assignments} /bin/sh -c {shlex.quote(GENERATE)} prisma-generate "
+        f"{as_account('root', 'root', '/root')} {assignments} /bin/sh -c {shlex.quote(GENERATE)} prisma-generate "
         f"{shlex.quote(venv_path)}"
     )
 
@@ -194,8 +235,8 @@ def pinned(pins: pathlib.Path) -> dict[str, str]:
 
 
 def apply():
-    """After python_env.apply(): the client generated as the account. Returns the operations whose change restarts
-    the services that run from the venv."""
+    """After python_env.apply(): the client generated by root into root's venv. Returns the operations whose
+    change restarts the services that run from the venv."""
     d = host.data
     return [
         prisma_client(
@@ -205,8 +246,8 @@ def apply():
             user=d.litellm_user,
             group=d.litellm_group,
             home=d.litellm_home,
-            settings=prisma_env(d.litellm_env),
-            sandbox=bool(d.litellm_sandbox),
+            settings=prisma_env(d),
+            sandbox=not uses_database(d),
             _timeout=GENERATE_TIMEOUT,
         )
     ]

@@ -5,6 +5,11 @@ the host snapshot reads (``SystemPython``: root's own interpreter is not run; an
 only when it is root's alone). A host whose Python has no lock, or whose ``litellm_python`` is
 not root's alone, is refused here, while pyinfra prepares, so no host has changed yet.
 
+The venv, its lock and SBOM are root's (``layout.CODE``): root installs the venv from the
+hash-locked closure, wheels only and without dependencies resolved on the host
+(``--only-binary :all: --require-hashes --no-deps``), so no package code runs at install and
+the account can change nothing of it.
+
 Returns the operations whose change must restart the services that run from it.
 """
 
@@ -13,6 +18,7 @@ import pathlib
 from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 
+from litellm_runner import layout
 from litellm_runner.gates import cve as cve_gate
 from litellm_runner.pyinfra_ext import snapshot
 from litellm_runner.pyinfra_ext.facts import SystemPython
@@ -57,25 +63,11 @@ def apply():
         _timeout=900,
     )
     text = lock.read_text()
-    path = f"{d.litellm_root}/state/venv-requirements.txt"
-    file(
-        f"Venv lock {path} | py-01",
-        dest=path,
-        content=text,
-        user=d.litellm_user,
-        group=d.litellm_group,
-        mode="0640",
-    )
+    path = layout.LOCK
+    file(f"Venv lock {path} | py-01", dest=path, content=text, user="root", group="root", mode="0644")
     # what the venv holds, as CycloneDX, next to the lock it comes from (made from the lock on the control machine)
-    sbom = f"{d.litellm_root}/state/venv-sbom.cdx.json"
-    file(
-        f"Venv SBOM {sbom} | py-01",
-        dest=sbom,
-        content=cve_gate.sbom(lock),
-        user=d.litellm_user,
-        group=d.litellm_group,
-        mode="0640",
-    )
+    sbom = layout.SBOM
+    file(f"Venv SBOM {sbom} | py-01", dest=sbom, content=cve_gate.sbom(lock), user="root", group="root", mode="0644")
     ops = [
         venv_requirements(
             name=f"Venv {venv(d)} satisfies its pins | py-01",  # its lock, exactly
@@ -84,8 +76,8 @@ def apply():
             lock_path=path,
             python=d.litellm_python,
             python_version=version,
-            user=d.litellm_user,
-            group=d.litellm_group,
+            user="root",
+            group="root",
             _timeout=1800,
         )
     ]

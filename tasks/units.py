@@ -1,37 +1,44 @@
-"""User systemd units and timers of the service user (svc-01, tmr-01).
+"""User systemd units and timers of the service user (svc-01, svc-02, tmr-01, fs-03).
 
-Unit files first, then every other file systemd would read for a managed unit
-(drop-ins, overriding or masking unit files: an operator's hand edits) removed,
-one daemon-reload if anything changed or a unit changed on disk unreloaded, then
-each unit enabled and running (or stopped and disabled), restarted once when an
-input changed or it ran from something else than its managed file.
+Unit files first, root's in /etc/systemd/user (``layout.UNITS``; the account's lingering user
+manager loads them from there), then every other file systemd would read for a managed unit in
+root's folders quarantined (svc-01), then everything of the account's own that would change a
+managed unit or its environment quarantined with evidence (svc-02, ``no_account_plants``), one
+daemon-reload if anything changed or a unit changed on disk unreloaded, then each unit enabled and
+running (or stopped and disabled), restarted once when an input changed or it ran from something
+else than its managed file. Last, once the units run root's code, the account's copies of it from
+the old layout are quarantined (fs-03).
 """
 
 from pyinfra import host
 
+from litellm_runner import layout
 from litellm_runner.gates import units as unit_gate
 from litellm_runner.pyinfra_ext import snapshot
 from litellm_runner.pyinfra_ext.facts import SystemdVersion
-from litellm_runner.pyinfra_ext.operations import directory, file, user_daemon_reload, user_unit, user_unit_sources
+from litellm_runner.pyinfra_ext.operations import (
+    file,
+    no_account_plants,
+    no_legacy_copies,
+    user_daemon_reload,
+    user_unit,
+    user_unit_sources,
+)
 from litellm_runner.render import render_units, wanted_units
 
 
-def apply(restart_inputs: dict[str, list], rollback: dict | None = None):
+def apply(restart_inputs: dict[str, list], rollback: dict | None = None, hold: list | None = None):
     """RESTART_INPUTS: unit name -> OperationMeta of its inputs (config, env, venv...).
+
+    HOLD: OperationMeta whose failure holds the proxy's restart (the database schema): the old
+    proxy keeps serving, and the restart stays owed (``layout.RESTART_HELD``, root's) until a run
+    converges them.
 
     ROLLBACK: the proxy's config file (``user_unit``'s ``rollback``), restored
     when the restarted proxy fails readiness.
     """
     d = host.data
-    unit_dir = f"{d.litellm_home}/.config/systemd/user"
-    for rel in (".config", ".config/systemd", ".config/systemd/user"):
-        directory(
-            name=f"Directory {d.litellm_home}/{rel} | svc-01",
-            path=f"{d.litellm_home}/{rel}",
-            user=d.litellm_user,
-            group=d.litellm_group,
-            mode="0750",
-        )
+    unit_dir = layout.UNITS
     # the exposure threshold as this host's own systemd scores the units (gates/units.py), before any unit is written
     systemd = snapshot.fact(SystemdVersion)
     unit_gate.refuse_on_host(host, render_units(d), d.litellm_unit_exposure_max, systemd)
@@ -41,9 +48,9 @@ def apply(restart_inputs: dict[str, list], rollback: dict | None = None):
             f"Unit file {unit} | svc-01",
             dest=f"{unit_dir}/{unit}",
             content=text,
-            user=d.litellm_user,
-            group=d.litellm_group,
-            mode="0640",
+            user="root",
+            group="root",
+            mode=layout.UNIT_MODE,
         )
     sources = [
         user_unit_sources(
@@ -51,24 +58,36 @@ def apply(restart_inputs: dict[str, list], rollback: dict | None = None):
             user=d.litellm_user,
             unit=unit,
             path=f"{unit_dir}/{unit}",
+            home=d.litellm_home,
         )
         for unit in files
     ]
+    managed = list(dict.fromkeys([*wanted_units(d), *files]))
+    plants = no_account_plants(
+        name=f"Nothing of {d.litellm_user}'s own changes a managed unit or its environment | svc-02",
+        user=d.litellm_user,
+        units=managed,
+    )
     user_daemon_reload(
         name=f"Reload the user manager of {d.litellm_user} | svc-01",
         user=d.litellm_user,
-        when=[*files.values(), *sources],
+        when=[*files.values(), *sources, plants],
         units=list(files),
     )
     for unit, wanted in wanted_units(d).items():
         kind = "tmr-01" if unit.endswith(".timer") else "svc-01"
-        inputs = [files[unit], *restart_inputs.get(unit, restart_inputs.get("*", []))]
+        inputs = [files[unit], plants, *restart_inputs.get(unit, restart_inputs.get("*", []))]
         gate = {}
         if unit == "litellm.service":  # rolling restart, gated on readiness, rollback of the config
             gate = dict(
                 ready_url=f"http://{d.litellm_bind}:{d.litellm_port}/health/readiness",
                 ready_timeout=d.litellm_ready_timeout,
                 rollback=rollback,
+                hold_when=hold or [],
+                held={
+                    "path": layout.RESTART_HELD,
+                    "account": "",  # root's own state: the account can neither owe nor cancel a restart
+                },
                 _parallel=d.litellm_restart_batch_size,
             )
         user_unit(
@@ -79,5 +98,11 @@ def apply(restart_inputs: dict[str, list], rollback: dict | None = None):
             running=wanted,
             restart_when=inputs if unit.endswith(".service") else [files[unit]],
             path=f"{unit_dir}/{unit}",
+            enable_when=[plants],
             **gate,
         )
+    no_legacy_copies(
+        name=f"No copy of root's code or config in {d.litellm_root} | fs-03",
+        user=d.litellm_user,
+        paths=layout.legacy(d.litellm_root),
+    )

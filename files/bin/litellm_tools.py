@@ -20,11 +20,22 @@ from urllib.parse import unquote, urlsplit
 
 import litellm_envfile as envfile  # bin/litellm_envfile.py, next to this file (sys.path[0])
 
-DEFAULT_ROOT = "/home/litellm/litellm"
+DEFAULT_ROOT = "/home/litellm/litellm"  # the account's state (LITELLM_ROOT in every unit)
+DEFAULT_CONFIG_DIR = "/etc/litellm"  # root's config and env file (LITELLM_CONFIG_DIR; litellm_runner/layout.py)
 
 
 def root_from(args_root: str | None) -> pathlib.Path:
     return pathlib.Path(args_root or os.environ.get("LITELLM_ROOT", DEFAULT_ROOT))
+
+
+def config_dir() -> pathlib.Path:
+    """Root's folder of the rendered config, the env file and the compliance desired state (read only here)."""
+    return pathlib.Path(os.environ.get("LITELLM_CONFIG_DIR", DEFAULT_CONFIG_DIR))
+
+
+def env_path() -> pathlib.Path:
+    """The env file the units read (EnvironmentFile=): the default of every tool's --env-file."""
+    return config_dir() / "env.litellm"
 
 
 def load_env(env_file: str | os.PathLike | None) -> dict[str, str]:
@@ -203,8 +214,9 @@ class ProxyError(Exception):
     """The proxy did not answer as expected; the message names the path and status, never the key."""
 
 
-def config_path(root: pathlib.Path) -> pathlib.Path:
-    return root / "state" / "config.generated.yaml"
+def config_path(root: pathlib.Path | None = None) -> pathlib.Path:
+    """The rendered config (root's, in config_dir(); ROOT, the account's state, is not where it lives)."""
+    return config_dir() / "config.generated.yaml"
 
 
 def desired_models(config: dict | None) -> dict[str, str]:
@@ -220,7 +232,7 @@ def desired_models(config: dict | None) -> dict[str, str]:
 
 
 def read_desired(root: pathlib.Path) -> dict[str, str]:
-    """desired_models() of the rendered config (state/config.generated.yaml); OSError/YAMLError when unreadable."""
+    """desired_models() of the rendered config (config_path()); OSError/YAMLError when unreadable."""
     import yaml
 
     return desired_models(yaml.safe_load(config_path(root).read_text()))

@@ -35,7 +35,10 @@ The JSON report (schema ``litellm-runner/drift-report`` version 1)::
                                      "diff": [...]}]}},
      "totals": {"hosts": N, "drifted_hosts": N, "unreachable_hosts": N, "items": N}}
 
-Secret-bearing items carry ``sha256:xxxxxxxx`` fingerprints, never values.
+Secret-bearing items carry ``sha256:xxxxxxxx`` fingerprints, never values. Every string of the
+report (host names, reasons, item values, diff lines) is ``litellm_runner.shown.safe``: control
+characters escaped, in the terminal, the JSON and the JUnit alike; the dry run already redacted
+the host's known secret values in its drift records, and its log is escaped line by line.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ from dataclasses import dataclass, field
 from typing import IO, TextIO
 from xml.sax.saxutils import escape
 
-from litellm_runner import validate
+from litellm_runner import shown, validate
 from litellm_runner.cli import exitcodes
 from litellm_runner.cli.dryrun import EVENT
 from litellm_runner.cli.validate import validate_project
@@ -144,19 +147,21 @@ def build_report(plan: list, details: dict, hosts: list[str], unreachable: dict[
             report_hosts[name] = _host_result(plan, details.get(name, []), name)
     drifted = [h for h, r in report_hosts.items() if r["status"] in ("drift", "error")]
     errors = [h for h, r in report_hosts.items() if r["status"] in ("error", "unreachable")]
-    return {
-        "schema": SCHEMA,
-        "version": 1,
-        "generated_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "status": "error" if errors else ("drift" if drifted else "ok"),
-        "hosts": report_hosts,
-        "totals": {
-            "hosts": len(report_hosts),
-            "drifted_hosts": len(drifted),
-            "unreachable_hosts": len(unreachable),
-            "items": sum(1 for r in report_hosts.values() for i in r["items"] if i["status"] == "drift"),
-        },
-    }
+    return shown.safe(
+        {
+            "schema": SCHEMA,
+            "version": 1,
+            "generated_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "status": "error" if errors else ("drift" if drifted else "ok"),
+            "hosts": report_hosts,
+            "totals": {
+                "hosts": len(report_hosts),
+                "drifted_hosts": len(drifted),
+                "unreachable_hosts": len(unreachable),
+                "items": sum(1 for r in report_hosts.values() for i in r["items"] if i["status"] == "drift"),
+            },
+        }
+    )
 
 
 def _host_result(plan: list, records: list[dict], name: str) -> dict:
@@ -286,7 +291,7 @@ class Progress:
 
     def _line(self, text: str) -> None:
         self.done += 1
-        self._write(f"\r\033[K{text}\n" + self._status())
+        self._write(f"\r\033[K{shown.escape(text)}\n" + self._status())
 
     def _status(self) -> str:
         elapsed = time.monotonic() - self.started
@@ -411,7 +416,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
             return exitcodes.FAILED
     report = report_of(dry)
     if report is None:
-        sys.stderr.write("".join(dry.log)[-5000:])
+        sys.stderr.write("".join(shown.escape(line.rstrip("\n")) + "\n" for line in dry.log)[-5000:])
         print(f"{prog}: the check could not run (pyinfra exited {dry.returncode})", file=sys.stderr)
         return exitcodes.FAILED
     if args.json_path:

@@ -23,6 +23,7 @@ from typing import TypeGuard
 from pyinfra import host
 from pyinfra.api import FactBase, FunctionCommand, operation
 
+from litellm_runner import layout, shown
 from litellm_runner.pyinfra_ext import drift, snapshot
 from litellm_runner.pyinfra_ext.operations import _run, diff_wanted, show_diff
 from litellm_runner.resources import project, shipped
@@ -30,6 +31,7 @@ from litellm_runner.resources import project, shipped
 logger = logging.getLogger("litellm_runner")
 
 DBCTL_TIMEOUT = 120  # seconds for one dbctl plan or apply command (pyinfra _timeout)
+PLAN_LIMIT = DBCTL_TIMEOUT - 20  # seconds dbctl plan may run before it is stopped (its item fails alone)
 DEFAULT_POOL_LIMIT = 10  # LiteLLM's database_connection_pool_limit when general_settings does not set it
 
 
@@ -69,8 +71,8 @@ def encode(desired: dict) -> str:
 def dbctl(root: str, action: str, scope: str, desired: dict, account: str, timeout: int = 5) -> str:
     """litellm-dbctl ACTION for SCOPE, run as the service account (ACCOUNT: ``facts.as_account``)."""
     return (
-        f"{account} {shlex.quote(root)}/venv/bin/python {shlex.quote(root)}/bin/litellm-dbctl {action} "
-        f"--scope {scope} --env-file {shlex.quote(root)}/env.litellm --connect-timeout {int(timeout)} "
+        f"{account} {shlex.quote(layout.VENV)}/bin/python {shlex.quote(layout.BIN)}/litellm-dbctl {action} "
+        f"--scope {scope} --env-file {shlex.quote(layout.ENV_FILE)} --connect-timeout {int(timeout)} "
         f"--desired-b64 {encode(desired)}"
     )
 
@@ -91,14 +93,20 @@ class DatabasePlan(FactBase):
     """
 
     def command(self, root, scopes, desired_b64, account, timeout=5):
-        tool, py = shlex.quote(f"{root}/bin/litellm-dbctl"), shlex.quote(f"{root}/venv/bin/python")
-        digest = hashlib.sha256(shipped("files", "bin", "litellm-dbctl").read_bytes()).hexdigest()
+        tool, py = shlex.quote(f"{layout.BIN}/litellm-dbctl"), shlex.quote(f"{layout.VENV}/bin/python")
+        # dbctl and the module it imports for the schema scope, both as this runner ships them
+        same = " && ".join(
+            f'[ "$(sha256sum < {shlex.quote(f"{layout.BIN}/{name}")} 2>/dev/null)" = '
+            f"'{hashlib.sha256(shipped('files', 'bin', name).read_bytes()).hexdigest()}  -' ]"
+            for name in ("litellm-dbctl", "litellm_migrations.py")
+        )
         # stdout goes straight out (fd 3), stderr is kept: on failure one JSON line carries its last line
         script = (
-            f"if [ -f {tool} ] && [ -x {py} ] && [ \"$(sha256sum < {tool})\" = '{digest}  -' ]; then "
-            f"exec 3>&1; err=$({py} {tool} plan --scope {','.join(scopes)} "
-            f"--env-file {shlex.quote(root)}/env.litellm --connect-timeout {int(timeout)} "
+            f"if [ -f {tool} ] && [ -x {py} ] && {same}; then "
+            f"exec 3>&1; err=$(timeout -k 5 {PLAN_LIMIT} {py} {tool} plan --scope {','.join(scopes)} "
+            f"--env-file {shlex.quote(layout.ENV_FILE)} --connect-timeout {int(timeout)} "
             f"--desired-b64 {desired_b64} 2>&1 >&3 3>&-); code=$?; [ $code = 0 ] && exit 0; "
+            f"[ $code = 124 ] && err='no answer within {PLAN_LIMIT} s (stopped)'; "
             'printf \'{"code": %d, "error_b64": "%s"}\\n\' "$code" '
             '"$(printf \'%s\' "$err" | tail -n 1 | base64 -w0)"; else echo null; fi'
         )
@@ -185,7 +193,7 @@ def deliver_key(host_name: str, alias: str, raw: str, base: pathlib.Path | None 
 def _dbctl_failed(state, host, what: str) -> bool:
     """Fail this database item only: logged in red, the host counted failed (pyinfra exits 1), its other
     operations still run (the database operations are called with ``_ignore_errors``)."""
-    host.log_styled(f"{host.name}: {what}", fg="red", log_func=logger.error)
+    host.log_styled(f"{host.name}: {shown.escape(what)}", fg="red", log_func=logger.error)
     state.failed_hosts.add(host)  # not fail_hosts(): that would stop the host's remaining operations
     return False
 
@@ -207,7 +215,7 @@ def _unreachable(found: dict | None) -> TypeGuard[dict]:
 def database(root: str, scope: str, desired: dict, account: str, timeout: int = 5):
     """Ensure one SCOPE of the LiteLLM database matches DESIRED (see litellm-dbctl).
 
-    + root: deployment root (dbctl and the env file live there)
+    + root: deployment root (the account's state; dbctl and the env file are root's: ``layout``)
     + scope: settings | schema | keys | idle | rotation
     + desired: ``desired_state(host.data)``
     + account: ``facts.as_account(...)``: dbctl runs as the service account

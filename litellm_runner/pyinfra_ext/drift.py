@@ -3,7 +3,10 @@
 Operations call ``record()`` while pyinfra detects changes (never while it
 executes). ``python -m litellm_runner.cli.check`` asks for the records by setting
 ``LITELLM_DRIFT_RECORD`` to a file; at exit they are written there as JSON.
-Nothing recorded may hold a secret: callers pass fingerprints for those.
+Nothing recorded may hold a secret: callers pass fingerprints for those. Whatever the host
+said (a file name, a database value, a line of a diff) may still hold one written there by hand,
+or a control character: every record is passed through ``litellm_runner.shown.safe`` with the
+host's known secret values (``known_secrets``) before it is kept.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import os
 
 from pyinfra import host
 
+from litellm_runner import shown
+
 _RECORDS: dict[str, list[dict]] = {}
 
 
@@ -25,7 +30,20 @@ def record(kind: str, before, after, diff: list[str] | None = None) -> None:
     item = {"id": _op_name(), "kind": kind, "before": before, "after": after}
     if diff:
         item["diff"] = diff
-    _RECORDS.setdefault(host.name, []).append(item)
+    _RECORDS.setdefault(host.name, []).append(shown.safe(item, known_secrets()))
+
+
+_KNOWN: dict = {}
+
+
+def known_secrets() -> list[str]:
+    """The current host's secret values (``secrets.known``), read once per host and run."""
+    from litellm_runner import secrets  # secrets' operations record drift: imported when first asked
+
+    key = (id(host.state), host.name)
+    if key not in _KNOWN or _KNOWN[key][0] is not host.state:
+        _KNOWN[key] = (host.state, secrets.known(host.data))
+    return _KNOWN[key][1]
 
 
 def _op_name() -> str:

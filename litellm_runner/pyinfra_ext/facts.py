@@ -86,17 +86,22 @@ class UserUnits(FactBase):
         return {unit: self._unit(props) for unit, props in blocks.items()}
 
 
-def as_account(user: str, group: str, home: str) -> str:
+def as_account(user: str, group: str, home: str, limit: int | None = None) -> str:
     """The prefix that runs a command as the service account, with a clean environment.
 
     Whatever the account can write (its venv, ``bin/``, dbctl) runs only this
     way: as the account, the kernel refuses anything the account itself could
-    not do, so a planted trojan gains nothing.
+    not do, so a planted trojan gains nothing. With LIMIT (seconds: a fact's
+    command) the command is stopped after LIMIT, with its whole process group
+    (``timeout``; SIGKILL 5 s later), so a read the account made block (a FIFO
+    where a file should be) fails that one fact and leaves no process behind.
+    The command then follows directly (no ``VAR=value`` words of its own).
     """
-    return (
+    prefix = (
         f"cd / && runuser -u {shlex.quote(user)} -g {shlex.quote(group)} -- env -i HOME={shlex.quote(home)} "
         "PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8"
     )
+    return prefix + (f" timeout -k 5 {int(limit)}" if limit else "")
 
 
 def hostside(action: str, args: dict) -> str:
@@ -189,7 +194,10 @@ class VenvState(FactBase):
 
     Returns ``{"packages": InstalledPackages' answer, "python": where bin/python leads (None: missing),
     "exists": whether that interpreter exists, "home"/"version": of pyvenv.cfg, "foreign": the first paths
-    USER does not own, "foreign_count": N, "broken": {distribution: what a killed pip left}}``.
+    USER does not own (root above the venv), "foreign_count": N, "writable": the first group- or
+    world-writable ones, "writable_count": N, "broken": {distribution: what a killed pip left},
+    "integrity": None}``: the cheap form, without the RECORD hashes (``hostside.venv_state``; the host
+    snapshot gives the full one in a converge, ``litellm_venv_integrity``).
     """
 
     def command(self, venv, user):
@@ -197,6 +205,22 @@ class VenvState(FactBase):
 
     def process(self, output):
         return json.loads("\n".join(output))["venv"]
+
+
+class AccountPlants(FactBase):
+    """The account's own files that would change a managed unit or service (``hostside.account_plants``).
+
+    Returns ``[{"path", "why", "type", "owner", "mode", "size", "mtime", "sha256", ...}]``: every entry of
+    USER's unit search paths except the enablement links of UNITS, every file of its ``environment.d`` and
+    its manager's configuration; empty when there is none. Read as data by root, nothing followed or run.
+    """
+
+    def command(self, user, units):
+        args = {"paths": [], "user": user, "units": list(units), "venv": "/nonexistent", "plants": True}
+        return hostside("snapshot", args)
+
+    def process(self, output):
+        return json.loads("\n".join(output))["plants"]
 
 
 class PathState(FactBase):
@@ -238,7 +262,9 @@ class HostSnapshot(FactBase):
     questions from it. Returns::
 
         {"paths": {path: PathState's answer (None when missing)},
-         "linger": bool, "units": UserUnits' answer, "venv": VenvState's answer,
+         "linger": bool, "units": UserUnits' answer, "venv": VenvState's answer (owner VENV_OWNER;
+         every file checked against its RECORD when VENV_INTEGRITY),
+         "plants": AccountPlants' answer for USER and UNITS when PLANTS (else None),
          "python": SystemPython's answer for PYTHON (None without), "debs": SystemPackages' for DEBS}
 
     ``"account"`` is ``ServiceAccount``'s answer for USER and GROUP. An env file among ENV_FILES also
@@ -246,13 +272,29 @@ class HostSnapshot(FactBase):
     """
 
     def command(
-        self, paths, user, units, venv, env_files=(), group=None, dirs=(), python=None, debs=None, systemd=False
+        self,
+        paths,
+        user,
+        units,
+        venv,
+        env_files=(),
+        group=None,
+        dirs=(),
+        python=None,
+        debs=None,
+        systemd=False,
+        venv_owner=None,
+        plants=False,
+        venv_integrity=False,
     ):
         args = {
             "paths": list(paths),
             "user": user,
             "units": list(units),
             "venv": venv,
+            "venv_owner": venv_owner or user,
+            "venv_integrity": bool(venv_integrity),
+            "plants": bool(plants),
             "env_files": list(env_files),
             "group": group or user,
             "dirs": list(dirs),
@@ -272,6 +314,7 @@ class HostSnapshot(FactBase):
             "run_lock": doc["run_lock"],
             "units": UserUnits().process(doc["units"]),
             "venv": doc["venv"],
+            "plants": doc.get("plants"),
             "python": doc.get("python"),
             "debs": doc.get("debs"),
             "systemd": doc.get("systemd"),

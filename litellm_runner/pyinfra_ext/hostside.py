@@ -30,7 +30,21 @@ document on stdout, or an error line on stderr with exit 1:
 - ``write``: replace a file with staged content (tmp + rename), backups kept
 - ``restore``: put the newest backup of a file back
 - ``adopt``: give whatever in a venv another user owns back to the account, by handle
-- ``unit_clean``: remove foreign unit files and drop-ins of the account's units (``unit_sources``)
+- ``unit_clean``: quarantine foreign unit files and drop-ins of the managed units (``unit_sources``)
+- ``quarantine``: move the account's plants (``account_plants``) and the account's copies of root's
+  files into a root-owned quarantine folder with a manifest, never deleting them
+- ``unlink``: clear what ``leftovers`` found at a temporary or backup name
+- ``displace``: move a venv root must not walk aside (``PATH.displaced-TIME``)
+
+Anything the account plants is hostile input of any type, size and depth (issue #22): files are
+opened with O_NONBLOCK|O_NOFOLLOW and fstat-ed before the first read (a FIFO, socket or device is
+never read, a file larger than READ_LIMIT is refused unread, its path named); trees are walked
+without recursion, at most MAX_DEPTH levels and MAX_ENTRIES entries; a RECORD that csv cannot read
+fails its distribution alone. Whatever is in a write's way (a directory at the temporary name, at a
+backup name, at a unit's name, at the managed path itself) is moved aside, never entered or
+deleted (``_clear``, ``_displace``), so each plant fails or is displaced alone and the rest of the
+host converges. Error lines are printable ASCII (``printable``): a planted name cannot write
+control characters to the operator's terminal.
 """
 
 from __future__ import annotations
@@ -39,6 +53,7 @@ import base64
 import errno
 import grp
 import hashlib
+import itertools
 import json
 import os
 import pwd
@@ -52,6 +67,8 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 TMP_SUFFIX = ".tmp-litellm-runner"
 BACKUP_RE = r"\.bak-[0-9]{8}T[0-9]{6,}"
 READ_LIMIT = 16 * 1024 * 1024
+MAX_DEPTH = 64  # directories below a walked tree's top: deeper is the account's plant, never a package's
+MAX_ENTRIES = 400_000  # entries of one walked tree (a litellm venv holds about 40,000)
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
@@ -140,7 +157,14 @@ def _open_file(dirfd: int, name: str, shown: str, flags=os.O_RDONLY) -> int:
     return fd
 
 
-def _read_fd(fd: int, limit: int = READ_LIMIT) -> bytes:
+def _read_fd(fd: int, limit: int = READ_LIMIT, shown: str = "the file") -> bytes:
+    """At most LIMIT bytes of the regular file FD (fstat first: a FIFO, socket or device is refused
+    before the first read, a file that says it is larger is refused unread; SHOWN names it)."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise Unsafe(f"{shown} is not a regular file (type {_kind(st)}): not read")
+    if st.st_size > limit:
+        raise Unsafe(f"{shown}: {st.st_size} bytes, more than {limit}: not read")
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -149,7 +173,7 @@ def _read_fd(fd: int, limit: int = READ_LIMIT) -> bytes:
             return b"".join(chunks)
         size += len(chunk)
         if size > limit:
-            raise Unsafe(f"more than {limit} bytes")
+            raise Unsafe(f"{shown}: more than {limit} bytes: not read")
         chunks.append(chunk)
 
 
@@ -181,7 +205,9 @@ def path_state(path: str, env_file: bool = False) -> dict | None:
             except Unsafe as exc:
                 return {**out, "type": "unsafe", "detail": str(exc)}
             try:
-                data = _read_fd(fd)
+                data = _read_fd(fd, shown=path)
+            except Unsafe as exc:  # too large to be a file the deploy wrote: named, replaced by the write
+                return {**out, "type": "unsafe", "detail": str(exc)}
             finally:
                 os.close(fd)
             out["sha256"] = hashlib.sha256(data).hexdigest()
@@ -203,34 +229,58 @@ def _env_fingerprints(data: bytes, path: str):
         return {"#unreadable": str(exc)}
 
 
-def _dist_info(venv: str) -> dict | None:
-    """{normalized name: version} from the venv's *.dist-info METADATA, read as data (nothing executed)."""
+def _dist_name(entry: str) -> str:
+    """The normalized distribution name of a ``NAME-VERSION.dist-info`` folder's name."""
+    return re.sub(r"[-_.]+", "-", entry.split("-", 1)[0]).lower()
+
+
+def _distributions(venv: str) -> tuple[dict | None, dict]:
+    """``({normalized name: version}, {distribution: problem})`` from the venv's *.dist-info folders, read as
+    data (nothing executed): each one's METADATA head (at most 1 MB) and whether it has a RECORD (lstat);
+    a folder without either is what a killed pip leaves. ``(None, {})`` without lib/python*/site-packages."""
     try:
         libfd = walk(_split(venv) + ["lib"], venv)
     except (FileNotFoundError, NotADirectoryError, Unsafe):
-        return None
+        return None, {}
     try:
-        pythons = sorted(n for n in os.listdir(libfd) if n.startswith("python"))
+        pythons = sorted(n for n in _names(libfd) if n.startswith("python"))
         if not pythons:
-            return None
-        found = {}
+            return None, {}
+        found, broken = {}, {}
         for py in pythons:
             try:
                 sitefd = walk(_split(venv) + ["lib", py, "site-packages"], venv)
             except (FileNotFoundError, NotADirectoryError, Unsafe):
                 continue
             try:
-                for entry in os.listdir(sitefd):
+                for entry in _names(sitefd):
                     if not entry.endswith(".dist-info"):
                         continue
                     meta = _metadata(sitefd, entry)
                     if meta:
                         found[re.sub(r"[-_.]+", "-", meta[0]).lower()] = meta[1]
+                    if not (meta and _is_file(sitefd, f"{entry}/RECORD")):
+                        broken[_dist_name(entry)] = f"lib/{py}/site-packages/{entry}: no METADATA or RECORD"
             finally:
                 os.close(sitefd)
-        return found
+        return found, broken
     finally:
         os.close(libfd)
+
+
+def _is_file(dirfd: int, rel: str) -> bool:
+    """Whether REL (below DIRFD, no link followed on the way) is a regular file, from lstat."""
+    *dirs, name = rel.split("/")
+    fds: list[int] = []
+    try:
+        for part in dirs:
+            fds.append(os.open(part, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fds[-1] if fds else dirfd))
+        return stat.S_ISREG(os.stat(name, dir_fd=fds[-1] if fds else dirfd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _metadata(sitefd: int, entry: str):
@@ -244,7 +294,7 @@ def _metadata(sitefd: int, entry: str):
         os.close(dfd)
         return None
     try:
-        head = _read_fd(fd, 1 << 20).decode("utf-8", "replace").split("\n\n", 1)[0]
+        head = _read_fd(fd, 1 << 20, f"{entry}/METADATA").decode("utf-8", "replace").split("\n\n", 1)[0]
     except Unsafe:
         return None
     finally:
@@ -257,12 +307,16 @@ def _metadata(sitefd: int, entry: str):
 UNIT_PROPS = "Id,LoadState,UnitFileState,ActiveState,NextElapseUSecRealtime,FragmentPath,DropInPaths,NeedDaemonReload"
 
 
-def unit_dirs(user: str) -> list[str]:
-    """USER's systemd search paths that hold hand edits (systemd.unit(5)), the fourth the managed one.
+MANAGED_UNITS = "/etc/systemd/user"  # litellm_runner.layout.UNITS: the managed unit files, root's
+QUARANTINE = "/var/lib/litellm-runner/quarantine"  # litellm_runner.layout.QUARANTINE
 
-    The vendor directories under /usr are left out (packages', never an operator's edit);
-    ``~/.config/systemd/user`` holds the managed unit files themselves. /etc/systemd/user comes
-    before /etc/xdg/systemd/user, Debian's link to it: a file there is named by its own path.
+
+def unit_dirs(user: str) -> list[str]:
+    """USER's systemd search paths (systemd.unit(5)), the fifth (``MANAGED_UNITS``) the managed one.
+
+    The vendor directories under /usr are left out (packages', never an operator's edit).
+    /etc/systemd/user comes before /etc/xdg/systemd/user, Debian's link to it: a file there is
+    named by its own path.
     """
     pw = pwd.getpwnam(user)
     home, run = pw.pw_dir.rstrip("/"), f"/run/user/{pw.pw_uid}/systemd"
@@ -294,7 +348,7 @@ def _listing(path: str) -> tuple[tuple, list[str]] | None:
         return None
     try:
         st = os.fstat(fd)
-        return (st.st_dev, st.st_ino), sorted(os.listdir(fd))
+        return (st.st_dev, st.st_ino), sorted(_names(fd))
     finally:
         os.close(fd)
 
@@ -308,7 +362,7 @@ def unit_sources(user: str, unit: str) -> list[str]:
         dirs = unit_dirs(user)
     except KeyError:
         return []
-    managed, found, seen = dirs[3], [], set()
+    managed, found, seen = MANAGED_UNITS, [], set()
     for base in dirs:
         listed = _listing(base)
         if listed is None or listed[0] in seen:
@@ -343,92 +397,406 @@ def _units(user: str, units: list[str]) -> list[str]:
 
 
 def _removable(user: str, path: str) -> bool:
-    """PATH is a unit file or drop-in in one of USER's hand-edit search paths, never a managed unit file."""
+    """PATH is a unit file or drop-in in one of USER's search paths, never a managed unit file."""
     dirs = unit_dirs(user)
     head, _, name = path.rpartition("/")
     if head in dirs:
-        return head != dirs[3] and name.endswith((".service", ".timer"))
+        return path.rpartition("/")[0] != MANAGED_UNITS and name.endswith((".service", ".timer"))
     base, _, sub = head.rpartition("/")
     return base in dirs and sub.endswith(".d") and name.endswith(".conf")
 
 
 def unit_clean(args: dict) -> dict:
-    """Remove ARGS.paths (foreign unit files and drop-ins of USER's units) by handle; empty ``.d`` dirs too."""
-    removed = []
+    """Quarantine ARGS.paths (foreign unit files and drop-ins of USER's units; ``quarantine``), never deleted."""
     for path in args["paths"]:
         if not _removable(args["user"], path):
-            raise Unsafe(f"{path}: not a unit file or drop-in of {args['user']}'s hand-edit search paths")
+            raise Unsafe(f"{path}: not a unit file or drop-in of {args['user']}'s search paths")
+    return quarantine({"user": args["user"], "units": [], "paths": args["paths"], "why": "edits a managed unit"})
+
+
+# -- the account's plants: its own files that would change a managed unit or service --------------------
+ACCOUNT_UNIT_DIRS = (  # litellm_runner.layout.ACCOUNT_UNIT_DIRS
+    "{home}/.config/systemd/user",
+    "{home}/.config/systemd/user.control",
+    "{home}/.local/share/systemd/user",
+    "/run/user/{uid}/systemd/user",
+    "/run/user/{uid}/systemd/user.control",
+)
+ACCOUNT_ENV_DIRS = ("{home}/.config/environment.d", "{home}/.config/systemd/user.conf.d")
+ACCOUNT_ENV_FILES = ("{home}/.config/systemd/user.conf",)
+WANTS = (".wants", ".requires", ".upholds")
+QUARANTINED = re.compile(r"\.quarantined-[0-9]{8}T[0-9]{6,}\Z")  # quarantine's in-place name (another file system)
+PLANTS_LIMIT = 200  # items reported per run: a flood of plants is reported, never walked without end
+LISTING_SAMPLE = 10  # names shown of a planted directory
+ASSIGNMENT = re.compile(rb"^[ \t]*(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]{0,127})[ \t]*=", re.M)  # NAME= of a file
+
+
+def _evidence(dirfd: int, name: str, path: str, why: str) -> dict:
+    """What is at NAME in DIRFD, from lstat and a bounded read by handle: path, type, owner, mode, size,
+    mtime, sha256 of a regular file, the target of a link (read as data), the first names of a directory."""
+    st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    out = {
+        "path": path,
+        "why": why,
+        "type": _kind(st),
+        "owner": f"{_name(pwd.getpwuid, st.st_uid)}:{_name(grp.getgrgid, st.st_gid)}",
+        "mode": format(stat.S_IMODE(st.st_mode), "04o"),
+        "size": st.st_size,
+        "mtime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.st_mtime)),
+        "sha256": None,
+    }
+    if stat.S_ISLNK(st.st_mode):
+        out["target"] = os.readlink(name, dir_fd=dirfd)[:4096]
+    elif stat.S_ISREG(st.st_mode):
+        try:
+            fd = _open_file(dirfd, name, path)
+            try:
+                data = _read_fd(fd, 1 << 20)
+            finally:
+                os.close(fd)
+            out["sha256"] = hashlib.sha256(data).hexdigest()
+            out["variables"] = sorted({m.group(1).decode() for m in ASSIGNMENT.finditer(data)})[: LISTING_SAMPLE * 5]
+        except (OSError, Unsafe) as exc:
+            out["sha256"] = f"unread: {exc}"
+    elif stat.S_ISDIR(st.st_mode):
+        try:
+            fd = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
+            try:
+                names = os.listdir(fd)
+            finally:
+                os.close(fd)
+            out["entries"] = len(names)
+            out["sample"] = sorted(names)[:LISTING_SAMPLE]
+        except OSError as exc:
+            out["sample"] = [f"unread: {exc}"]
+    return out
+
+
+def _entries(path: str) -> tuple[int, list[str]] | None:
+    """(handle, names) of directory PATH reached without following an untrusted link; None when absent."""
+    try:
+        fd = walk(_split(path), path)
+    except FileNotFoundError:
+        return None
+    try:
+        return fd, sorted(os.listdir(fd))
+    except OSError:
+        os.close(fd)
+        raise
+
+
+XDG_UNITS = "/etc/xdg/systemd/user"  # Debian's link to MANAGED_UNITS: systemctl enable may name it
+
+
+def _enablement(dirfd: int, name: str, units: set[str]) -> bool:
+    """NAME in a ``*.wants`` folder is the enablement link ``systemctl enable`` makes for a managed unit."""
+    try:
+        target = os.readlink(name, dir_fd=dirfd)
+    except OSError:
+        return False
+    return name in units and target in (f"{MANAGED_UNITS}/{name}", f"{XDG_UNITS}/{name}")
+
+
+def account_plants(user: str, units: list[str]) -> list[dict]:
+    """Everything of USER's own that would change a managed unit or what its services run, with evidence.
+
+    In USER's unit search paths (``ACCOUNT_UNIT_DIRS``) every entry is one, except the enablement links
+    of the managed UNITS (``*.wants/UNIT -> /etc/systemd/user/UNIT``): a unit file that shadows or
+    extends a managed unit, a drop-in folder (a real one or a link), an extra unit, an extra ``.wants``
+    entry. Every file in ``environment.d`` and the user manager's own configuration is one too. A folder
+    of these that is itself a link, or cannot be walked, is one item. Nothing is followed or run.
+    """
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        return []
+    home = pw.pw_dir.rstrip("/")
+    fill = {"home": home, "uid": pw.pw_uid}
+    managed = set(units)
+    found: list[dict] = []
+
+    def add(dirfd: int, name: str, path: str, why: str) -> None:
+        if len(found) < PLANTS_LIMIT:
+            try:
+                found.append(_evidence(dirfd, name, path, why))
+            except OSError:
+                pass  # absent, or gone meanwhile
+
+    def linked(base: str) -> bool:
+        """Add the first link on the way from the account's home to BASE (``~/.config -> elsewhere``)."""
+        parts = base[len(home) :].strip("/").split("/") if base.startswith(home + "/") else []
+        for i in range(1, len(parts) + 1):
+            path = f"{home}/{'/'.join(parts[:i])}"
+            try:
+                dirfd, name = parent(path)
+            except (OSError, Unsafe):
+                return False
+            try:
+                if stat.S_ISLNK(os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_mode):
+                    add(dirfd, name, path, "a link on the way to the account's unit or environment folders")
+                    return True
+            except OSError:
+                return False
+            finally:
+                os.close(dirfd)
+        return False
+
+    def scan(base: str, why) -> None:
+        try:
+            listed = _entries(base)
+        except (OSError, Unsafe) as exc:
+            if not linked(base) and not any(f["path"] == base for f in found):
+                found.append({"path": base, "why": f"its folder cannot be walked safely: {exc}", "type": "unsafe"})
+            return
+        if listed is None:
+            return
+        fd, names = listed
+        try:
+            for name in names:
+                if QUARANTINED.search(name) or sealed(os.stat(name, dir_fd=fd, follow_symlinks=False)):
+                    continue  # an earlier quarantine's, in place: systemd ignores or cannot read it
+                why(fd, name, f"{base}/{name}")
+        finally:
+            os.close(fd)
+
+    def unit_entry(fd: int, name: str, path: str) -> None:
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        if name.endswith(WANTS) and stat.S_ISDIR(st.st_mode):
+            sub = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            try:
+                for link in sorted(os.listdir(sub)):
+                    if not _enablement(sub, link, managed) and not QUARANTINED.search(link):
+                        add(sub, link, f"{path}/{link}", "an extra unit wanted by the account's target")
+            finally:
+                os.close(sub)
+            return
+        stem = name[:-2] if name.endswith(".d") else name
+        if stem in managed or any(name in dropin_dirs(u) for u in managed):
+            why = "a drop-in folder of a managed unit" if name.endswith(".d") else "shadows a managed unit"
+        else:
+            why = "an extra unit or file in the account's unit search path"
+        add(fd, name, path, why)
+
+    for base in ACCOUNT_UNIT_DIRS:
+        scan(base.format(**fill), unit_entry)
+    for base in ACCOUNT_ENV_DIRS:
+        scan(base.format(**fill), lambda fd, name, path: add(fd, name, path, "sets the environment of every service"))
+    for path in (p.format(**fill) for p in ACCOUNT_ENV_FILES):
         try:
             dirfd, name = parent(path)
-        except FileNotFoundError:
+        except (OSError, Unsafe):
             continue
         try:
-            st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                raise Unsafe(f"{path} is a directory")
-            os.unlink(name, dir_fd=dirfd)  # a link itself is removed, never its target
-            removed.append(path)
+            add(dirfd, name, path, "configures the account's service manager")
+        finally:
+            os.close(dirfd)
+    return found
+
+
+def _mkdirs(path: str, mode: int) -> int:
+    """A handle on root's folder PATH, each missing part created root:root MODE (never through a link)."""
+    fd = os.open("/", DIR_FLAGS)
+    for part in _split(path):
+        try:
+            os.mkdir(part, mode, dir_fd=fd)
+        except FileExistsError:
+            pass
+        nxt = os.open(part, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+        os.close(fd)
+        fd = nxt
+    st = os.fstat(fd)
+    if st.st_uid != 0 or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        os.close(fd)
+        raise Unsafe(f"{path}: not root's alone")
+    return fd
+
+
+def sealed(st) -> bool:
+    """A folder quarantine sealed in place: root's, nobody else may enter (the account cannot make one)."""
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and not st.st_mode & 0o077
+
+
+def _move(dirfd: int, name: str, qfd: int, target: str, stamp: str, path: str) -> str:
+    """Move NAME (in DIRFD) to TARGET in the quarantine folder QFD; where it went, as the manifest says it.
+
+    Another file system: renamed in place (``NAME.quarantined-TIME``). A folder no rename can move (an
+    overlay's lower layer) is sealed in place instead: root:root 0700 by handle, so neither the account's
+    manager nor its services can read it, and the account cannot undo it."""
+    try:
+        os.rename(name, target, src_dir_fd=dirfd, dst_dir_fd=qfd)
+        return f"{{quarantine}}/{target}"
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    aside = f"{name}.quarantined-{stamp}"
+    try:
+        os.rename(name, aside, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+        return f"{path.rpartition('/')[0]}/{aside} (another file system: renamed in place)"
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    fd = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)  # only a folder gives EXDEV here
+    try:
+        _settle(fd, 0, 0, 0o700)
+    finally:
+        os.close(fd)
+    return f"{path} (cannot be moved on this file system: sealed in place, root:root 0700)"
+
+
+def quarantine(args: dict) -> dict:
+    """Move the account's plants (``account_plants`` of ARGS.user and ARGS.units, as found now) and ARGS.paths
+    into a fresh folder of ``QUARANTINE`` with ``manifest.json`` (each item's evidence, where it went).
+
+    Nothing is deleted, followed or run. An item on another file system is renamed in place
+    (``NAME.quarantined-TIME``, a name systemd and environment.d ignore) and its manifest entry says so.
+    Each item fails alone; the manifest is written; then the action fails naming what could not be moved.
+    """
+    items = account_plants(args["user"], args.get("units", [])) if args.get("units") else []
+    known = {item["path"] for item in items}
+    for path in args.get("paths", []):
+        if path in known:
+            continue
+        try:
+            dirfd, name = parent(path)
+        except (OSError, Unsafe):
+            continue
+        try:
+            if not sealed(os.stat(name, dir_fd=dirfd, follow_symlinks=False)):
+                items.append(_evidence(dirfd, name, path, args.get("why", "the account's copy of root's file")))
         except FileNotFoundError:
             pass
         finally:
             os.close(dirfd)
-        head = path.rpartition("/")[0]
-        if head.endswith(".d"):
+    if not items:
+        return {"folder": None, "moved": []}
+    stamp = _stamp()
+    base = _mkdirs(QUARANTINE, 0o700)
+    try:
+        os.mkdir(stamp, 0o700, dir_fd=base)
+        qfd = os.open(stamp, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=base)
+    finally:
+        os.close(base)
+    failed = []
+    try:
+        for i, item in enumerate(items):
+            item["moved_to"] = None
+            if item.get("type") == "unsafe":
+                failed.append(f"{item['path']}: {item['why']}")
+                continue
+            target = f"{i:03d}-" + item["path"].strip("/").replace("/", "_")[-200:]
             try:
-                pfd, sub = parent(head)
-            except (FileNotFoundError, Unsafe):
+                dirfd, name = parent(item["path"])
+            except (OSError, Unsafe) as exc:
+                failed.append(f"{item['path']}: {exc}")
                 continue
             try:
-                os.rmdir(sub, dir_fd=pfd)
-            except OSError:
-                pass  # not empty, or gone
+                item["moved_to"] = _move(dirfd, name, qfd, target, stamp, item["path"]).replace(
+                    "{quarantine}", f"{QUARANTINE}/{stamp}"
+                )
+            except OSError as exc:
+                failed.append(f"{item['path']}: {exc.strerror}")
             finally:
-                os.close(pfd)
-    return {"removed": removed}
+                os.close(dirfd)
+        manifest = json.dumps({"time": stamp, "user": args["user"], "items": items}, indent=2).encode()
+        fd = os.open("manifest.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=qfd)
+        try:
+            os.write(fd, manifest)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(qfd)
+    if failed:
+        raise Unsafe(f"quarantined into {QUARANTINE}/{stamp} except: {'; '.join(failed)}")
+    return {"folder": f"{QUARANTINE}/{stamp}", "moved": [item["path"] for item in items]}
 
 
 VENV_SAMPLE = 5  # paths named per problem in the venv report
+RECORD_LIMIT = 8 * 1024 * 1024  # bytes of one RECORD or pyvenv.cfg read (litellm's RECORD: about 1 MB)
 
 
-def _tree(dirfd: int, rel: str, out: dict) -> None:
-    """``{relative path: (type, uid, size)}`` of everything under DIRFD, from lstat; real directories are
-    entered by handle with O_NOFOLLOW, a symlink is recorded and never followed."""
-    for entry in os.listdir(dirfd):
-        path = f"{rel}/{entry}" if rel else entry
-        try:
-            st = os.stat(entry, dir_fd=dirfd, follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        out[path] = (_kind(st), st.st_uid, st.st_size)
-        if stat.S_ISDIR(st.st_mode):
+def _tree(dirfd: int, rel: str, out: dict, depth: int = MAX_DEPTH, entries: int = MAX_ENTRIES) -> list[str]:
+    """``{relative path: (type, uid, size, mode)}`` of everything under DIRFD into OUT, from lstat; real directories
+    are entered by handle, one name at a time with O_NOFOLLOW, a symlink is recorded and never followed.
+
+    Bounded: no recursion (a stack of open directories, at most DEPTH of them), at most ENTRIES
+    entries. Returns what was not walked, one sentence per problem naming its path (REL-relative):
+    ``"a/b/...: more than 64 directories deep: not walked"``."""
+    problems: list[str] = []
+    top = os.dup(dirfd)
+    stack = [(top, os.scandir(top), rel)]
+    try:
+        while stack:
+            fd, listing, here = stack[-1]
+            entry = next(listing, None)
+            if entry is None:
+                listing.close()
+                os.close(fd)
+                stack.pop()
+                continue
+            path = f"{here}/{entry.name}" if here else entry.name
+            if len(out) >= entries:
+                problems.append(f"{rel or '.'}: more than {entries} entries: not walked further")
+                break
             try:
-                sub = os.open(entry, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
-            except OSError:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            out[path] = (_kind(st), st.st_uid, st.st_size, st.st_mode)
+            if not stat.S_ISDIR(st.st_mode):
+                continue
+            if len(stack) >= depth:
+                problems.append(f"{path}: more than {depth} directories deep: not walked")
                 continue
             try:
-                _tree(sub, path, out)
-            finally:
-                os.close(sub)
+                sub = os.open(entry.name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError:
+                continue
+            stack.append((sub, os.scandir(sub), path))
+    finally:
+        for fd, listing, _ in stack:
+            listing.close()
+            os.close(fd)
+    return problems
 
 
-def _interpreter(venv: str, tree: dict) -> dict:
-    """Where bin/python leads: links inside bin/ read as data (readlink, never followed by the kernel);
+def _interpreter(venv: str) -> dict:
+    """Where bin/python leads: links inside bin/ read as data (lstat and readlink, never followed by the kernel);
     ``{"python": first target outside bin/ or None, "exists": whether that target exists}``."""
-    name = "python"
-    for _ in range(8):
-        kind = tree.get(f"bin/{name}", ("missing",))[0]
-        if kind != "symlink":
-            return {"python": f"{venv}/bin/{name}" if kind == "file" else None, "exists": kind == "file"}
+    try:
         dirfd = walk(_split(venv) + ["bin"], venv)
-        try:
+    except (OSError, Unsafe):
+        return {"python": None, "exists": False}
+    try:
+        name = "python"
+        for _ in range(8):
+            try:
+                kind = _kind(os.stat(name, dir_fd=dirfd, follow_symlinks=False))
+            except OSError:
+                kind = "missing"
+            if kind != "symlink":
+                return {"python": f"{venv}/bin/{name}" if kind == "file" else None, "exists": kind == "file"}
             target = os.readlink(name, dir_fd=dirfd)
-        finally:
-            os.close(dirfd)
-        if "/" in target:
-            found = path_state(target) if target.startswith("/") else None
-            return {"python": target, "exists": found is not None and found["type"] in ("file", "symlink")}
-        name = target
-    return {"python": None, "exists": False}
+            if "/" in target:
+                found = _lkind(target) if target.startswith("/") else None
+                return {"python": target, "exists": found in ("file", "symlink")}
+            name = target
+        return {"python": None, "exists": False}
+    finally:
+        os.close(dirfd)
+
+
+def _lkind(path: str) -> str | None:
+    """The type of PATH itself from lstat (None: absent or unsafe to reach); PATH is never opened."""
+    try:
+        dirfd, name = parent(path)
+    except (OSError, Unsafe):
+        return None
+    try:
+        return _kind(os.stat(name, dir_fd=dirfd, follow_symlinks=False))
+    except OSError:
+        return None
+    finally:
+        os.close(dirfd)
 
 
 def _small_file(venv: str, rel: str) -> str | None:
@@ -441,7 +809,7 @@ def _small_file(venv: str, rel: str) -> str | None:
     try:
         fd = _open_file(dirfd, parts[-1], rel)
         try:
-            return _read_fd(fd).decode("utf-8", "replace")
+            return _read_fd(fd, RECORD_LIMIT, rel).decode("utf-8", "replace")
         finally:
             os.close(fd)
     except (OSError, Unsafe):
@@ -450,85 +818,224 @@ def _small_file(venv: str, rel: str) -> str | None:
         os.close(dirfd)
 
 
-def _half_installed(venv: str, tree: dict) -> dict:
-    """``{distribution: first problem}`` for what a pip killed midway leaves: a dist-info without METADATA or
-    RECORD, or a file its RECORD lists that is missing or of another size."""
+WRITABLE = stat.S_IWGRP | stat.S_IWOTH
+
+
+def _path_problems(venv: str, uid: int) -> tuple[list[str], list[str]]:
+    """What the kernel's protection of the venv rests on, one fstat per directory: every directory from ``/``
+    down to the venv, and the venv's own ``bin/``, ``lib/``, ``lib/python*/`` and ``site-packages/`` (where
+    the interpreter, the scripts the units start and ``.pth`` files are found). ``(foreign, writable)``: those
+    owned by another user than root (the venv's own: than UID), those group- or world-writable. A file below
+    them can be changed only by root then (or by a mode root gave it: ``integrity``)."""
+    parts = _split(venv)
+    dirs = [parts[:i] for i in range(len(parts) + 1)] + [parts + ["bin"], parts + ["lib"]]
+    try:
+        libfd = walk(parts + ["lib"], venv)
+        try:
+            pythons = sorted(n for n in _names(libfd) if n.startswith("python"))
+        finally:
+            os.close(libfd)
+    except (OSError, Unsafe):
+        pythons = []
+    dirs += [parts + ["lib", py] for py in pythons] + [parts + ["lib", py, "site-packages"] for py in pythons]
+    foreign, writable = [], []
+    for path in dirs:
+        try:
+            fd = walk(path, venv)
+        except (OSError, Unsafe):
+            continue  # missing: the venv is (re)created; a link or no directory: the rebuild reasons say so
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        shown = "/" + "/".join(path)
+        if st.st_uid != (uid if len(path) >= len(parts) else 0):
+            foreign.append(shown)
+        if st.st_mode & WRITABLE and not (st.st_mode & stat.S_ISVTX and len(path) < len(parts)):
+            writable.append(shown)
+    return foreign, writable
+
+
+def _integrity(venv: str, uid: int) -> dict:
+    """The full check of root's venv, for root's own mistakes (a hand-made ``chmod``, a killed pip, a file
+    edited in place): every entry walked (owner, mode; no recursion, bounded as ``_tree``), every file each
+    RECORD lists compared with it by size, then by sha256. ``{"foreign", "writable", "hostile": [paths],
+    "broken": {distribution: first problem}, "cost": {"files", "bytes", "cpu_s", "wall_s"}}``."""
+    cpu, wall = time.process_time(), time.monotonic()
+    out: dict = {"foreign": [], "writable": [], "hostile": [], "broken": {}}
+    cost: dict = {"files": 0, "bytes": 0}
+    try:
+        venvfd = walk(_split(venv), venv)
+    except (OSError, Unsafe):
+        return {**out, "cost": None}
+    try:
+        top = os.fstat(venvfd)
+        tree = {"": (_kind(top), top.st_uid, 0, top.st_mode)}
+        out["hostile"] = [f"{venv}/{p}" for p in _tree(venvfd, "", tree)]
+        out["foreign"] = sorted(f"{venv}/{p}".rstrip("/") for p, v in tree.items() if v[1] != uid)
+        out["writable"] = sorted(
+            f"{venv}/{p}".rstrip("/") for p, v in tree.items() if v[0] != "symlink" and v[3] & WRITABLE
+        )
+        out["broken"] = _half_installed(venv, venvfd, tree, cost)
+    finally:
+        os.close(venvfd)
+    cost.update(cpu_s=round(time.process_time() - cpu, 3), wall_s=round(time.monotonic() - wall, 3))
+    return {**out, "cost": cost}
+
+
+def _half_installed(venv: str, venvfd: int, tree: dict, cost: dict) -> dict:
+    """``{distribution: first problem}``: a dist-info without METADATA or RECORD, or a file its RECORD lists
+    that is missing, of another size or another sha256 (COST counts the files and bytes hashed)."""
     import csv
 
     broken = {}
     for path in sorted(
         p for p, v in tree.items() if v[0] == "directory" and p.endswith(".dist-info") and p.count("/") == 3
     ):
-        dist = re.sub(r"[-_.]+", "-", path.rsplit("/", 1)[1].split("-", 1)[0]).lower()
+        dist = _dist_name(path.rsplit("/", 1)[1])
         record = _small_file(venv, f"{path}/RECORD")
         if record is None or tree.get(f"{path}/METADATA", ("",))[0] != "file":
             broken[dist] = f"{path}: no METADATA or RECORD"
             continue
         site = path.rsplit("/", 1)[0]
-        for row in csv.reader(record.splitlines()):
-            if len(row) < 3 or not row[2]:
-                continue
-            rel = os.path.normpath(f"{site}/{row[0]}")
-            have = tree.get(rel)
-            if not rel.startswith("..") and (have is None or (have[0] == "file" and str(have[2]) != row[2])):
-                broken[dist] = f"{rel}: " + ("missing" if have is None else f"{have[2]} bytes, RECORD says {row[2]}")
-                break
+        try:
+            problem = _record_problem(site, record, tree, venvfd, cost)
+        except csv.Error as exc:  # a field longer than csv's limit, a NUL: not a RECORD pip wrote
+            problem = f"{venv}/{path}/RECORD: unreadable ({exc})"
+        if problem:
+            broken[dist] = problem
     return broken
 
 
-def venv_state(venv: str, user: str) -> dict:
+def _record_problem(site: str, record: str, tree: dict, venvfd: int, cost: dict) -> str | None:
+    """The first file RECORD lists (relative to SITE) that TREE has missing, of another size, not a regular
+    file, or whose sha256 (read by handle below VENVFD) is not RECORD's."""
+    import csv
+
+    for row in csv.reader(record.splitlines()):
+        if len(row) < 3 or not row[2]:
+            continue
+        rel = os.path.normpath(f"{site}/{row[0]}")
+        have = tree.get(rel)
+        if rel.startswith("..") or (have is not None and have[0] == "symlink"):
+            continue
+        if have is None:
+            return f"{rel}: missing"
+        if have[0] != "file":
+            return f"{rel}: not a regular file ({have[0]}), RECORD says {row[2]} bytes"
+        if str(have[2]) != row[2]:
+            return f"{rel}: {have[2]} bytes, RECORD says {row[2]}"
+        algo, _, want = row[1].partition("=")
+        if algo == "sha256" and _digest(venvfd, rel, cost) != want:
+            return f"{rel}: sha256 is not the one its RECORD says"
+    return None
+
+
+def _digest(venvfd: int, rel: str, cost: dict) -> str | None:
+    """RECORD's form of the sha256 of the venv's regular file REL (opened by handle, no link followed on the
+    way), read in chunks whatever its size; None when it cannot be opened."""
+    *dirs, name = rel.split("/")
+    fds: list[int] = []
+    try:
+        for part in dirs:
+            fds.append(os.open(part, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fds[-1] if fds else venvfd))
+        fd = _open_file(fds[-1] if fds else venvfd, name, rel)
+    except (OSError, Unsafe):
+        return None
+    finally:
+        for dirfd in fds:
+            os.close(dirfd)
+    digest = hashlib.sha256()
+    try:
+        while chunk := os.read(fd, 1 << 20):
+            digest.update(chunk)
+            cost["bytes"] += len(chunk)
+    finally:
+        os.close(fd)
+    cost["files"] += 1
+    return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+
+
+def venv_state(venv: str, user: str, integrity: bool = False) -> dict:
     """The venv as data, nothing of it run: ``packages`` ({name: version} | None), ``python`` (where bin/python
-    leads) and whether it ``exists``, ``home`` and ``version`` of pyvenv.cfg, ``foreign`` (paths not owned by
-    USER: the first few, and ``foreign_count``), ``broken`` ({distribution: problem}, see _half_installed)."""
+    leads) and whether it ``exists``, ``home`` and ``version`` of pyvenv.cfg, ``foreign`` and ``writable``
+    (the first few paths not owned by USER, or root above the venv, and group- or world-writable, with
+    ``foreign_count`` and ``writable_count``), ``broken`` ({distribution: problem}).
+
+    Without INTEGRITY it costs a few dozen syscalls and the dist-info folders' METADATA heads: the layout
+    makes the venv root's along its whole path (``_path_problems``), so that is all the account could change.
+    With INTEGRITY (``_integrity``) every entry is walked and every RECORD checked by sha256; ``integrity``
+    then holds what it cost (``{"files", "bytes", "cpu_s", "wall_s"}``), and ``hostile`` what was too deep or
+    too large to walk."""
+    packages, broken = _distributions(venv)
     out: dict = {
-        "packages": _dist_info(venv),
+        "packages": packages,
         "python": None,
         "exists": False,
         "home": None,
         "version": None,
         "foreign": [],
         "foreign_count": 0,
-        "broken": {},
+        "writable": [],
+        "writable_count": 0,
+        "broken": broken,
+        "hostile": [],
+        "integrity": None,
     }
     try:
         uid = pwd.getpwnam(user).pw_uid
-        venvfd = walk(_split(venv), venv)
+        os.close(walk(_split(venv), venv))
     except (KeyError, OSError, Unsafe):
         return out
-    try:
-        tree = {"": (_kind(os.fstat(venvfd)), os.fstat(venvfd).st_uid, 0)}
-        _tree(venvfd, "", tree)
-    finally:
-        os.close(venvfd)
-    foreign = sorted(p for p, v in tree.items() if v[1] != uid)
+    foreign, writable = _path_problems(venv, uid)
+    if integrity:
+        full = _integrity(venv, uid)
+        foreign = sorted(set(foreign) | set(full["foreign"]))
+        writable = sorted(set(writable) | set(full["writable"]))
+        out.update(broken={**full["broken"], **broken}, hostile=full["hostile"][:VENV_SAMPLE], integrity=full["cost"])
     cfg = dict(line.split("=", 1) for line in (_small_file(venv, "pyvenv.cfg") or "").splitlines() if "=" in line)
     cfg = {k.strip(): v.strip() for k, v in cfg.items()}
     out.update(
-        _interpreter(venv, tree),
+        _interpreter(venv),
         home=cfg.get("home"),
         version=cfg.get("version") or cfg.get("version_info"),
-        foreign=[f"{venv}/{p}".rstrip("/") for p in foreign[:VENV_SAMPLE]],
+        foreign=foreign[:VENV_SAMPLE],
         foreign_count=len(foreign),
-        broken=_half_installed(venv, tree),
+        writable=writable[:VENV_SAMPLE],
+        writable_count=len(writable),
     )
     return out
 
 
-def _adopt(dirfd: int, uid: int, gid: int, shown: str) -> int:
-    """Give every entry under DIRFD not owned by UID to UID:GID by handle (links themselves, never followed)."""
+def _settle_owner(fd: int, uid: int, gid: int) -> int:
+    """Give FD to UID:GID if another user owns it, and take group and world write away from it: 0, 1 or 2
+    changes (the kernel drops setuid/setgid bits at the chown)."""
+    st, count = os.fstat(fd), 0
+    if st.st_uid != uid:
+        os.fchown(fd, uid, gid)
+        count += 1
+    if st.st_mode & WRITABLE:
+        os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) & ~WRITABLE)
+        count += 1
+    return count
+
+
+def _adopt(dirfd: int, uid: int, gid: int, shown: str, depth: int = MAX_DEPTH) -> int:
+    """Give every entry under DIRFD not owned by UID to UID:GID, and take group and world write away, by handle
+    (links themselves, never followed); at most DEPTH levels down (a deeper tree is refused with its path)."""
+    if depth <= 0:
+        raise Unsafe(f"{shown}: more than {MAX_DEPTH} directories deep: not walked")
     count = 0
-    for entry in os.listdir(dirfd):
+    for entry in _names(dirfd):
         st = os.stat(entry, dir_fd=dirfd, follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
             sub = os.open(entry, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
             try:
-                count += _adopt(sub, uid, gid, f"{shown}/{entry}")
-                if os.fstat(sub).st_uid != uid:
-                    os.fchown(sub, uid, gid)
-                    count += 1
+                count += _adopt(sub, uid, gid, f"{shown}/{entry}", depth - 1)
+                count += _settle_owner(sub, uid, gid)
             finally:
                 os.close(sub)
-        elif st.st_uid == uid:
+        elif st.st_uid == uid and not (st.st_mode & WRITABLE and not stat.S_ISLNK(st.st_mode)):
             continue
         elif stat.S_ISLNK(st.st_mode):
             os.chown(entry, uid, gid, dir_fd=dirfd, follow_symlinks=False)
@@ -536,22 +1043,20 @@ def _adopt(dirfd: int, uid: int, gid: int, shown: str) -> int:
         else:
             fd = _open_file(dirfd, entry, f"{shown}/{entry}")  # a hard link or a device is refused
             try:
-                os.fchown(fd, uid, gid)  # the kernel drops setuid/setgid bits
+                count += _settle_owner(fd, uid, gid)
             finally:
                 os.close(fd)
-            count += 1
     return count
 
 
 def adopt(args: dict) -> dict:
-    """Give the venv ARGS.path back to the account: whatever in it another user owns (a ``sudo pip install``)."""
+    """Give the venv ARGS.path back to its owner ARGS.user: whatever in it another user owns (a hand-run pip as
+    another user), and whatever in it is group- or world-writable (a hand-made chmod)."""
     uid, gid = _ids(args["user"], args["group"])
     fd = walk(_split(args["path"]), args["path"])
     try:
         count = _adopt(fd, uid, gid, args["path"])
-        if os.fstat(fd).st_uid != uid:
-            os.fchown(fd, uid, gid)
-            count += 1
+        count += _settle_owner(fd, uid, gid)
     finally:
         os.close(fd)
     return {"adopted": count}
@@ -592,8 +1097,25 @@ def _manager_active(user: str) -> bool:
     return proc.returncode == 0
 
 
+TMP_NAME = re.compile(re.escape(TMP_SUFFIX) + r"(-bak)?\Z")
+BACKUP_NAME = re.compile(BACKUP_RE + r"\Z")
+
+
+def _in_the_way(dirfd: int, name: str) -> bool:
+    """NAME (a runner's temporary or backup name) is in DIRFD and something the runner did not leave:
+    any temporary name (a killed run's file, or the account's plant), a backup name that is not a file."""
+    if TMP_NAME.search(name):
+        return True
+    try:
+        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    except OSError:
+        return False
+    return not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode))
+
+
 def leftovers(paths: list[str]) -> list[str]:
-    """Temporary files a killed run left in the managed directories PATHS (names matched as data)."""
+    """What would be in a write's way in the managed directories PATHS (names matched as data): temporary
+    files a killed run left, and anything else at a temporary name, or at a backup name but not a file."""
     found = []
     for path in paths:
         try:
@@ -601,25 +1123,49 @@ def leftovers(paths: list[str]) -> list[str]:
         except (OSError, Unsafe):
             continue
         try:
-            found += [f"{path}/{n}" for n in os.listdir(dirfd) if re.search(re.escape(TMP_SUFFIX) + r"(-bak)?\Z", n)]
+            names = [n for n in _names(dirfd) if TMP_NAME.search(n) or BACKUP_NAME.search(n)]
+            found += [f"{path}/{n}" for n in names if _in_the_way(dirfd, n)]
         finally:
             os.close(dirfd)
     return sorted(found)
 
 
+def _names(dirfd: int, limit: int = MAX_ENTRIES) -> list[str]:
+    """The names in directory DIRFD, at most LIMIT of them (a directory of millions is not read whole)."""
+    with os.scandir(dirfd) as listing:
+        return [entry.name for entry in itertools.islice(listing, limit)]
+
+
+def _clear(dirfd: int, name: str, shown: str) -> dict:
+    """Take NAME out of DIRFD's way: a file or link is removed (a link itself, never its target), anything
+    else (a directory, FIFO, socket, device) is moved aside to ``NAME.displaced-TIME``, never entered.
+    ``{"removed": SHOWN}`` or ``{"displaced": SHOWN, "to": the new name}``, ``{}`` when NAME is gone."""
+    try:
+        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return {}
+    if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+        os.unlink(name, dir_fd=dirfd)
+        return {"removed": shown}
+    aside = f"{name}.displaced-{_stamp()}"
+    os.rename(name, aside, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+    return {"displaced": shown, "to": f"{shown.rpartition('/')[0]}/{aside}"}
+
+
 def unlink(args: dict) -> dict:
-    """Remove ARGS.paths, each a leftover temporary file (its name says so), never through a link."""
+    """Clear ARGS.paths (``leftovers``: a runner's temporary or backup name, the name says so) by handle:
+    files removed, anything else displaced (``_clear``), never through a link."""
+    done = []
     for path in args["paths"]:
-        if not re.search(re.escape(TMP_SUFFIX) + r"(-bak)?\Z", path):
-            raise Unsafe(f"{path}: not a temporary file of the runner")
+        if not (TMP_NAME.search(path) or BACKUP_NAME.search(path)):
+            raise Unsafe(f"{path}: not a temporary or backup name of the runner")
         dirfd, name = parent(path)
         try:
-            os.unlink(name, dir_fd=dirfd)
-        except FileNotFoundError:
-            pass
+            if _in_the_way(dirfd, name):
+                done.append(_clear(dirfd, name, path))
         finally:
             os.close(dirfd)
-    return {"removed": len(args["paths"])}
+    return {"removed": len(args["paths"]), "cleared": [d for d in done if d]}
 
 
 RUN_LOCK = "/run/litellm-runner.lock"  # litellm_runner.pyinfra_ext.lock.LOCK_PATH (root's)
@@ -770,7 +1316,8 @@ def snapshot(args: dict) -> dict:
         "manager": _manager_active(args["user"]),
         "linger": os.path.exists(f"/var/lib/systemd/linger/{args['user']}"),
         "units": _units(args["user"], args["units"]),
-        "venv": venv_state(args["venv"], args["user"]),
+        "venv": venv_state(args["venv"], args.get("venv_owner", args["user"]), bool(args.get("venv_integrity"))),
+        "plants": account_plants(args["user"], args["units"]) if args.get("plants") else None,
     }
 
 
@@ -859,10 +1406,7 @@ def attrs(args: dict) -> dict:
 
 def _replace(dirfd: int, name: str, data: bytes, uid: int, gid: int, mode: int, tmp: str) -> None:
     """Write DATA to TMP (exclusive, no link followed), settle it by handle, rename it over NAME."""
-    try:
-        os.unlink(tmp, dir_fd=dirfd)
-    except FileNotFoundError:
-        pass
+    _clear(dirfd, tmp, tmp)  # a killed run's file removed; a directory planted at the name moved aside
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dirfd)
     try:
         _settle(fd, uid, gid, mode)
@@ -878,7 +1422,8 @@ def _replace(dirfd: int, name: str, data: bytes, uid: int, gid: int, mode: int, 
 def _backups(dirfd: int, name: str) -> list[str]:
     """NAME's backups in DIRFD, newest first: file names matched as data, never through a shell."""
     pattern = re.compile(re.escape(name) + BACKUP_RE + r"\Z")
-    return sorted((n for n in os.listdir(dirfd) if pattern.match(n)), reverse=True)
+    found = (n for n in _names(dirfd) if pattern.match(n))
+    return sorted((n for n in found if not _in_the_way(dirfd, n)), reverse=True)  # a directory is no backup
 
 
 def write(args: dict) -> dict:
@@ -889,7 +1434,9 @@ def write(args: dict) -> dict:
         data = staged.read()
     dirfd, name = parent(args["dest"])
     try:
-        aside = _displace(dirfd, name, lambda st: stat.S_ISREG(st.st_mode) and st.st_nlink == 1)
+        aside = _displace(
+            dirfd, name, lambda st: stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_size <= READ_LIMIT
+        )
         if keep:
             try:
                 fd = _open_file(dirfd, name, args["dest"])
@@ -899,7 +1446,7 @@ def write(args: dict) -> dict:
                 fd = None  # a planted link or device is replaced, never copied
             if fd is not None:
                 try:
-                    old = _read_fd(fd)
+                    old = _read_fd(fd, shown=args["dest"])
                 finally:
                     os.close(fd)
                 _replace(dirfd, f"{name}.bak-{_stamp()}", old, uid, gid, mode, f"{name}{TMP_SUFFIX}-bak")
@@ -908,7 +1455,7 @@ def write(args: dict) -> dict:
         _replace(dirfd, name, data, uid, gid, mode, f"{name}{TMP_SUFFIX}")
     finally:
         os.close(dirfd)
-    return {"displaced": aside}
+    return {"displaced": aside and f"{args['dest'].rpartition('/')[0]}/{aside}"}
 
 
 def restore(args: dict) -> dict:
@@ -932,6 +1479,21 @@ def restore(args: dict) -> dict:
         os.close(dirfd)
 
 
+def displace(args: dict) -> dict:
+    """Move ARGS.path (a venv the account filled with what root must not walk) aside by handle, to
+    ``PATH.displaced-TIME`` in the same directory, never entered: kept for inspection, never deleted."""
+    dirfd, name = parent(args["path"])
+    try:
+        return {"displaced": _clear(dirfd, name, args["path"]) if _lkind(args["path"]) == "directory" else {}}
+    finally:
+        os.close(dirfd)
+
+
+def printable(text: str) -> str:
+    """TEXT (a message naming paths the account chose) with every character outside printable ASCII escaped."""
+    return "".join(c if " " <= c <= "~" else json.dumps(c)[1:-1] for c in text)
+
+
 ACTIONS = {
     "snapshot": snapshot,
     "read": read,
@@ -940,8 +1502,10 @@ ACTIONS = {
     "write": write,
     "restore": restore,
     "unit_clean": unit_clean,
+    "quarantine": quarantine,
     "adopt": adopt,
     "unlink": unlink,
+    "displace": displace,
 }
 
 
@@ -949,12 +1513,757 @@ def main(argv: list[str]) -> int:
     action, args = argv[1], json.loads(base64.b64decode(argv[2]))
     try:
         result = ACTIONS[action](args)
-    except (Unsafe, OSError, KeyError) as exc:
-        print(f"litellm-runner {action}: refused: {exc}", file=sys.stderr)
+    except (Unsafe, OSError, KeyError, RecursionError) as exc:
+        print(printable(f"litellm-runner {action}: refused: {exc}"), file=sys.stderr)
         return 1
     print(json.dumps(result))
     return 0
 
+
+# == The account sweep (issue #27, item 1; helper h-sweep) ======================================
+# What the service account can leave running or scheduled outside the managed services: its sshd
+# keys, crontab, ``at`` jobs and shell start files, its processes outside the managed units and the
+# listeners no managed unit holds. ``sweep`` only reads; ``sweep_apply`` stops the foreign processes
+# it was told to (by PID and start time, through a pidfd), then moves the foreign files into the
+# root-owned quarantine: a folder per run with ``manifest.json``, the format ``quarantine`` of the
+# unit-plant sweep writes (issue #22), under the same folder. Nothing is deleted, followed or run.
+
+SWEEP_QUARANTINE = "/var/lib/litellm-runner/quarantine"  # the same folder as the unit plants' quarantine
+CRONTABS = "/var/spool/cron/crontabs"  # Debian cron: one file per account, named after it
+ATJOBS = "/var/spool/cron/atjobs"  # Debian at: one file per job, owned by whoever queued it
+SKEL = "/etc/skel"  # root's start files: a copy identical to its skel file is not the account's
+KEY_FILES = (".ssh/authorized_keys", ".ssh/authorized_keys2")  # sshd's default AuthorizedKeysFile
+SHELL_FILES = (
+    ".profile",
+    ".bashrc",
+    ".bash_profile",
+    ".bash_login",
+    ".bash_logout",
+    ".zshenv",
+    ".zprofile",
+    ".zshrc",
+    ".zlogin",
+    ".zlogout",
+    ".kshrc",
+    ".mkshrc",
+    ".cshrc",
+    ".tcshrc",
+    ".login",
+    ".logout",
+)
+SWEEP_FILE_LIMIT = 16 * 1024 * 1024  # bytes of a swept file hashed
+EXE_LIMIT = 256 * 1024 * 1024  # bytes of a process's executable hashed
+PROC_LIMIT = 1 << 16  # bytes of one /proc file read
+FD_LIMIT = 65536  # open files looked at per process
+SHOWN = 2048  # characters of an escaped value kept
+SWEEP_ITEMS = 200  # items reported per kind
+STOP_GRACE = 5.0  # seconds a process has after SIGTERM, then after SIGKILL
+MANAGER_UNITS = ("init.scope", "dbus.service")  # the user manager's own (systemd --user, sd-pam, its bus)
+TCP_LISTEN = "0A"
+
+
+def sweep_escape(raw, limit: int = SHOWN) -> str:
+    """RAW (bytes or text read from the host) as one printable line: a backslash, a control, format or
+    non-UTF-8 character is escaped (``\\\\``, ``\\n``, ``\\x1b``, ``\\u202e``), the rest kept; cut at LIMIT
+    characters with the count of what was cut."""
+    text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch in "\n\t\r":
+            out.append({"\n": "\\n", "\t": "\\t", "\r": "\\r"}[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    shown = "".join(out)
+    return shown if len(shown) <= limit else f"{shown[:limit]}...({len(shown) - limit} more)"
+
+
+HIDDEN_NAME = (  # a variable or flag name that says its value is a secret
+    r"[A-Za-z0-9_.-]*(?:pass(?:word|wd)?|token|secret|api[_-]?key|master[_-]?key|salt[_-]?key|credential|auth)"
+    r"[A-Za-z0-9_.-]*"
+)
+SECRET_PATTERNS = (
+    re.compile(rf"(?i)(\b{HIDDEN_NAME}\s*[=:]\s*)([^\s&]+)"),  # NAME=value, NAME: value, ?token=value
+    re.compile(r"(?i)(bearer\s+|basic\s+)(\S+)"),  # an Authorization header's value
+    re.compile(r"(://[^/\s:@]*:)([^@\s/]+)(@)"),  # a URL's password
+    re.compile(r"()(sk-[A-Za-z0-9_-]{6,})"),  # a LiteLLM or OpenAI-style key
+)
+SECRET_FLAG = re.compile(rf"(?i)^--?{HIDDEN_NAME}$")  # --password VALUE: the next argument
+
+
+def _fingerprint(value: str) -> str:
+    """``sha256:1a2b3c4d``: the env-file codec's fingerprint form (envfile.fingerprint)."""
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:8]
+
+
+def _hide_value(found: re.Match) -> str:
+    """A match of a SECRET_PATTERNS entry with its second group (the value) as a fingerprint."""
+    return found.group(0).replace(found.group(2), _fingerprint(found.group(2)), 1)
+
+
+def sweep_redact(args: list[str]) -> list[str]:
+    """ARGS (a command line) with every value that looks like a secret replaced by its fingerprint: a
+    ``NAME=value`` whose name says password, token, secret, key or auth, a bearer token, a URL's
+    password, an ``sk-...`` key, the argument after ``--password`` and its kind. A foreign process's
+    command line is evidence, and may carry the secrets it stole."""
+    out, hide_next = [], False
+    for arg in args:
+        if hide_next:
+            out.append(_fingerprint(arg))
+            hide_next = False
+            continue
+        for pattern in SECRET_PATTERNS:
+            arg = pattern.sub(_hide_value, arg)
+        hide_next = bool(SECRET_FLAG.match(arg))
+        out.append(arg)
+    return out
+
+
+def net_address(hexaddr: str) -> str:
+    """An address of /proc/net/tcp (``0100007F``) or tcp6 (32 hex digits), each 32-bit word in host order
+    (little-endian here), as text (``127.0.0.1``, ``::1``)."""
+    import ipaddress
+
+    raw = bytes.fromhex(hexaddr)
+    if len(raw) not in (4, 16):
+        raise ValueError(f"{hexaddr!r}: not an IPv4 or IPv6 address")
+    address = ipaddress.ip_address(b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4)))
+    mapped = getattr(address, "ipv4_mapped", None)
+    return f"::ffff:{mapped}" if mapped else str(address)  # one form on every Python (3.13 prints it so)
+
+
+def net_listeners(text: str, proto: str) -> list[dict]:
+    """The listening sockets of a /proc/net/tcp or tcp6 table: ``{proto, address, port, uid, inode}``.
+    A line that does not parse is skipped (the table is the kernel's, but a bounded read may cut one)."""
+    found = []
+    for line in text.splitlines()[1:]:
+        f = line.split()
+        if len(f) < 10 or f[3] != TCP_LISTEN:
+            continue
+        try:
+            addr, port = f[1].split(":")
+            address = net_address(addr)
+            found.append(
+                {"proto": proto, "address": address, "port": int(port, 16), "uid": int(f[7]), "inode": int(f[9])}
+            )
+        except ValueError:
+            continue
+    return found
+
+
+def endpoint(listener: dict) -> str:
+    """``127.0.0.1:8080`` or ``[::1]:8080``."""
+    address = listener["address"]
+    return f"[{address}]:{listener['port']}" if ":" in address else f"{address}:{listener['port']}"
+
+
+def sweep_cgroup(text: str) -> str:
+    """The cgroup systemd tracks a process by, from /proc/PID/cgroup: the ``name=systemd`` hierarchy
+    (cgroup v1 and hybrid hosts), else the unified one (``0::``)."""
+    unified = ""
+    for line in text.splitlines():
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        if fields[1] == "name=systemd":
+            return fields[2]
+        if fields[0] == "0" and fields[1] == "":
+            unified = fields[2]
+    return unified
+
+
+def sweep_unit(cgroup: str, uid: int) -> str | None:
+    """The unit of UID's user manager (``user@UID.service``) a cgroup path is in: ``litellm.service``,
+    ``init.scope``; ``""`` for the manager's cgroup itself or a slice; None outside the manager."""
+    parts = [p for p in cgroup.split("/") if p]
+    mark = f"user@{uid}.service"
+    if mark not in parts:
+        return None
+    rest = [p for p in parts[parts.index(mark) + 1 :] if not p.endswith(".slice")]
+    return rest[0] if rest else ""
+
+
+def sweep_class(unit: str | None, managed, from_manager: bool) -> str:
+    """``managed`` (a process of a managed unit), ``manager`` (the user manager's own) or ``foreign``.
+
+    The account may move its own processes between the cgroups of its manager (systemd delegates that
+    subtree to it), so a cgroup counts only for a process the manager itself started (FROM_MANAGER:
+    the manager's PID is the process or one of its ancestors); a ``nohup``ed process moved into
+    ``litellm.service`` is still foreign.
+    """
+    if unit is not None and from_manager:
+        if unit in managed:
+            return "managed"
+        if unit in MANAGER_UNITS:
+            return "manager"
+    return "foreign"
+
+
+def _head(path: str, limit: int = PROC_LIMIT) -> tuple[bytes, bool]:
+    """(the first LIMIT bytes of PATH, whether there was more), read non-blocking, never through a link."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        data = b"".join(chunks)
+        return data[:limit], len(data) > limit
+    finally:
+        os.close(fd)
+
+
+def _hash_fd(fd: int, limit: int) -> str:
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        return f"unread: not a regular file ({_kind(st)})"
+    digest, size = hashlib.sha256(), 0
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return digest.hexdigest()
+        size += len(chunk)
+        if size > limit:
+            return f"unread: more than {limit} bytes"
+        digest.update(chunk)
+
+
+def _iso(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def sweep_evidence(dirfd: int, name: str, path: str, why: str) -> dict:
+    """What is at NAME in DIRFD, by lstat and a bounded read by handle (O_NOFOLLOW|O_NONBLOCK, fstat):
+    path, why, type, owner, mode, size, mtime, sha256 (a link's target read as data, never followed);
+    the field names of ``quarantine``'s manifest."""
+    st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    out = {
+        "path": sweep_escape(path),
+        "why": why,
+        "type": _kind(st),
+        "owner": f"{_name(pwd.getpwuid, st.st_uid)}:{_name(grp.getgrgid, st.st_gid)}",
+        "mode": format(stat.S_IMODE(st.st_mode), "04o"),
+        "size": st.st_size,
+        "mtime": _iso(st.st_mtime),
+        "sha256": None,
+    }
+    if stat.S_ISLNK(st.st_mode):
+        out["target"] = sweep_escape(os.readlink(name, dir_fd=dirfd))
+    elif stat.S_ISREG(st.st_mode):
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dirfd)
+        except OSError as exc:
+            out["sha256"] = f"unread: {exc.strerror}"
+        else:
+            try:
+                out["sha256"] = _hash_fd(fd, SWEEP_FILE_LIMIT)
+            finally:
+                os.close(fd)
+    return out
+
+
+def _sweep_entry(path: str, kind: str, why: str) -> dict | None:
+    """The item for PATH (None: absent); a path that cannot be reached safely is an item too, its reason named."""
+    item = {"kind": kind, "key": path}
+    try:
+        dirfd, name = parent(path)
+    except FileNotFoundError:
+        return None
+    except (Unsafe, OSError) as exc:
+        return {**item, "path": sweep_escape(path), "why": why, "type": "unsafe", "error": sweep_escape(str(exc))}
+    try:
+        return {**item, **sweep_evidence(dirfd, name, path, why)}
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return {**item, "path": sweep_escape(path), "why": why, "type": "unsafe", "error": sweep_escape(str(exc))}
+    finally:
+        os.close(dirfd)
+
+
+def _skel_sha256(name: str, skel: str) -> str | None:
+    """The sha256 of root's own SKEL/NAME (None: missing, or not root's regular file)."""
+    try:
+        dirfd = walk(_split(skel), skel)
+    except (OSError, Unsafe):
+        return None
+    try:
+        fd = _open_file(dirfd, name, f"{skel}/{name}")
+    except (OSError, Unsafe):
+        return None
+    finally:
+        os.close(dirfd)
+    try:
+        return _hash_fd(fd, SWEEP_FILE_LIMIT) if os.fstat(fd).st_uid == 0 else None
+    finally:
+        os.close(fd)
+
+
+def _owned_in(folder: str, uid: int) -> list[str]:
+    """The entries of root's spool FOLDER that UID owns (lstat; nothing followed)."""
+    try:
+        fd = walk(_split(folder), folder)
+    except (OSError, Unsafe):
+        return []
+    try:
+        found = []
+        for entry in sorted(os.listdir(fd)):
+            try:
+                if os.stat(entry, dir_fd=fd, follow_symlinks=False).st_uid == uid:
+                    found.append(f"{folder}/{entry}")
+            except FileNotFoundError:
+                continue
+        return found[:SWEEP_ITEMS]
+    finally:
+        os.close(fd)
+
+
+def sweep_files(user: str, uid: int, home: str, crontabs=CRONTABS, atjobs=ATJOBS, skel=SKEL) -> list[dict]:
+    """USER's sshd keys, crontab, ``at`` jobs and shell start files, each with its evidence.
+
+    A start file identical to root's skel copy is not an item; ``~/.ssh`` that is not a real folder
+    (a link) is one item itself. Each item is read alone: one that cannot be read safely is reported
+    with ``type: unsafe`` and its reason, the others still are.
+    """
+    items: list[dict | None] = []
+    ssh = _sweep_entry(f"{home}/.ssh", "authorized_keys", "sshd reads the account's keys from here")
+    if ssh is not None and ssh.get("type") != "directory":
+        items.append(ssh)
+    else:
+        for rel in KEY_FILES:
+            items.append(_sweep_entry(f"{home}/{rel}", "authorized_keys", "a key that logs in as the account"))
+    spool = [f"{crontabs}/{user}", *_owned_in(crontabs, uid)]
+    for path in dict.fromkeys(spool):
+        items.append(_sweep_entry(path, "crontab", "cron runs it as the account"))
+    for path in _owned_in(atjobs, uid):
+        items.append(_sweep_entry(path, "at_job", "atd runs it as the account"))
+    for name in SHELL_FILES:
+        found = _sweep_entry(f"{home}/{name}", "shell_file", "a shell runs it at the account's login")
+        if found and found.get("type") == "file" and found["sha256"] == _skel_sha256(name, skel):
+            continue
+        items.append(found)
+    return [item for item in items if item is not None]
+
+
+def _start_ticks(pid: int) -> int | None:
+    """PID's start time in clock ticks after boot (field 22 of /proc/PID/stat; None: gone)."""
+    try:
+        raw, _ = _head(f"/proc/{pid}/stat")
+        return int(raw.rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _process(pid: int) -> dict | None:
+    """What /proc says of PID: uids, parent, start, command line, cgroup, socket inodes (None: gone)."""
+    try:
+        status, _ = _head(f"/proc/{pid}/status")
+        lines = status.decode("ascii", "replace").splitlines()
+        uids = next(line.split()[1:] for line in lines if line.startswith("Uid:"))
+        raw_stat, _ = _head(f"/proc/{pid}/stat")
+        tail = raw_stat.rsplit(b")", 1)[1].split()
+        cmdline, cut = _head(f"/proc/{pid}/cmdline")
+        cgroup, _ = _head(f"/proc/{pid}/cgroup")
+    except (OSError, StopIteration, IndexError):
+        return None
+    return {
+        "pid": pid,
+        "uids": [int(u) for u in uids],
+        "state": tail[0].decode("ascii", "replace"),
+        "ppid": int(tail[1]),
+        "start": int(tail[19]),
+        "cmdline": sweep_redact([sweep_escape(a, 512) for a in cmdline.rstrip(b"\0").split(b"\0")[:64]])
+        + (["..."] if cut else []),
+        "cgroup": sweep_cgroup(cgroup.decode("utf-8", "replace")),
+    }
+
+
+def _sockets(pid: int) -> set[int] | None:
+    """The socket inodes PID holds (its open files read as links' text, never opened); None when root
+    may not read them (no CAP_SYS_PTRACE: a container's root)."""
+    found: set[int] = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")[:FD_LIMIT]
+    except PermissionError:
+        return None
+    except OSError:
+        return found
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target.endswith("]"):
+            found.add(int(target[8:-1]))
+    return found
+
+
+def _exe(pid: int) -> dict:
+    """PID's executable: its path (escaped) and the sha256 of what the kernel runs, read through the
+    process's own reference (``/proc/PID/exe``: the file even when deleted or replaced)."""
+    out: dict = {"exe": None, "exe_sha256": None}
+    try:
+        out["exe"] = sweep_escape(os.readlink(f"/proc/{pid}/exe"))
+        fd = os.open(f"/proc/{pid}/exe", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        out["exe_sha256"] = f"unread: {exc.strerror}"
+        return out
+    try:
+        out["exe_sha256"] = _hash_fd(fd, EXE_LIMIT)
+    finally:
+        os.close(fd)
+    return out
+
+
+def _manager_pid(uid: int) -> int | None:
+    try:
+        proc = subprocess.run(
+            ["systemctl", "show", "--property=MainPID", "--value", f"user@{uid}.service"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return int(proc.stdout.strip()) or None
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return None
+
+
+def _descends(pid: int, ancestor: int | None, parents: dict[int, int]) -> bool:
+    seen = 0
+    while ancestor is not None and pid > 1 and seen < 4096:
+        if pid == ancestor:
+            return True
+        pid, seen = parents.get(pid, 0), seen + 1
+    return False
+
+
+def _netns(pid) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return None
+
+
+def sweep_processes(uid: int, managed) -> tuple[list[dict], list[dict], dict]:
+    """(UID's processes outside the managed units, the listeners no managed unit holds, counts).
+
+    A process is UID's when any of its real, effective, saved or file-system uids is. A listener is
+    UID's when UID owns the socket or one of UID's processes holds it; it is foreign when no process of a
+    managed unit holds it. The tables are read per network namespace of UID's processes (and root's).
+    """
+    procs, parents = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        found = _process(int(entry))
+        if found is None or found["state"] in ("Z", "X") or 2 in (found["pid"], found["ppid"]):
+            continue  # gone, exited (a zombie holds nothing), or a kernel thread
+        parents[found["pid"]] = found["ppid"]
+        if uid in found["uids"]:
+            procs[found["pid"]] = found
+    manager = _manager_pid(uid)
+    holders: dict[int, list[int]] = {}
+    for pid, proc in procs.items():
+        proc["unit"] = sweep_unit(proc["cgroup"], uid)
+        proc["class"] = sweep_class(proc["unit"], managed, _descends(pid, manager, parents))
+        proc["socket_inodes"] = _sockets(pid)
+        for inode in proc["socket_inodes"] or ():
+            holders.setdefault(inode, []).append(pid)
+    tables = {}
+    for pid in ["self", *procs]:
+        ns = _netns(pid)
+        if ns is not None and ns not in tables:
+            tables[ns] = pid
+    own = _netns("self")
+    unread = any(p["socket_inodes"] is None for p in procs.values())  # a holder may be one of these
+    listeners = []
+    for ns, pid in tables.items():
+        for proto, table in (("tcp", "tcp"), ("tcp6", "tcp6")):
+            try:
+                text, _ = _head(f"/proc/{pid}/net/{table}", 16 * 1024 * 1024)
+            except OSError:
+                continue
+            for sock in net_listeners(text.decode("ascii", "replace"), proto):
+                held = sorted(holders.get(sock["inode"], []))
+                if sock["uid"] != uid and not held:
+                    continue
+                if any(procs[p]["class"] == "managed" for p in held):
+                    continue
+                sock.update(endpoint=endpoint(sock), pids=held if held or not unread else None)
+                if ns != own:
+                    sock["netns"] = f"net:[{ns}]"
+                listeners.append(sock)
+    by_inode = {s["inode"]: s["endpoint"] for s in listeners}
+    foreign = []
+    for proc in procs.values():
+        if proc["class"] != "foreign":
+            continue
+        inodes = proc.pop("socket_inodes")
+        proc["sockets"] = None if inodes is None else sorted(by_inode[i] for i in inodes if i in by_inode)
+        foreign.append(proc)
+    counts = {"processes": len(procs), "listeners": len(listeners)}
+    return foreign[:SWEEP_ITEMS], listeners[:SWEEP_ITEMS], counts
+
+
+def _btime() -> int:
+    raw, _ = _head("/proc/stat", 1 << 20)
+    return next(int(line.split()[1]) for line in raw.decode().splitlines() if line.startswith("btime "))
+
+
+def _process_item(proc: dict, btime: int) -> dict:
+    started = btime + proc["start"] / os.sysconf("SC_CLK_TCK")
+    return {
+        "kind": "process",
+        "key": f"pid:{proc['pid']}:{proc['start']}",
+        "path": f"/proc/{proc['pid']}",
+        "why": "runs as the account outside the managed units",
+        "pid": proc["pid"],
+        "ppid": proc["ppid"],
+        "cmdline": proc["cmdline"],
+        **_exe(proc["pid"]),
+        "started": _iso(started),
+        "cgroup": sweep_escape(proc["cgroup"]),
+        "unit": proc["unit"],
+        "sockets": proc["sockets"],
+    }
+
+
+def _listener_item(sock: dict) -> dict:
+    return {
+        "kind": "listener",
+        "key": f"listen:{sock['proto']}:{sock['endpoint']}" + (f":{sock['netns']}" if "netns" in sock else ""),
+        "path": f"{sock['proto']} {sock['endpoint']}",
+        "why": "listens for the account, held by no managed unit"
+        + ("" if sock["pids"] is not None else " (its holders could not be read: root lacks CAP_SYS_PTRACE)"),
+        "proto": sock["proto"],
+        "endpoint": sock["endpoint"],
+        "uid": sock["uid"],
+        "inode": sock["inode"],
+        "pids": sock["pids"],
+        **({"netns": sock["netns"]} if "netns" in sock else {}),
+    }
+
+
+def sweep_allowed(entries: list[str], home: str) -> dict:
+    """The declared items (``litellm_account_allowed``): ``PATH`` or ``PATH sha256:HEX`` (``~/`` is the
+    account's home), ``exe:PATH`` (processes running that executable), ``port:N`` (a listener)."""
+    out: dict = {"files": {}, "exes": set(), "ports": set()}
+    for entry in entries:
+        if entry.startswith("exe:"):
+            out["exes"].add(entry[4:])
+        elif entry.startswith("port:"):
+            out["ports"].add(int(entry[5:]))
+        else:
+            path, _, digest = entry.partition(" sha256:")
+            path = f"{home}/{path[2:]}" if path.startswith("~/") else path
+            out["files"][path] = digest or None
+    return out
+
+
+def _declared(item: dict, allowed: dict) -> bool:
+    if item["kind"] == "process":
+        return item["exe"] in allowed["exes"]
+    if item["kind"] == "listener":
+        return int(item["endpoint"].rpartition(":")[2]) in allowed["ports"]
+    if item["key"] in allowed["files"]:
+        pinned = allowed["files"][item["key"]]
+        return pinned is None or pinned == item.get("sha256")
+    return False
+
+
+def sweep(args: dict) -> dict:
+    """Every foreign item of ARGS.user with its evidence, the declared ones (ARGS.allowed) left out;
+    ARGS.units are the managed units. ``{"items": [...], "checked": {...}}``; an unknown user has none."""
+    try:
+        pw = pwd.getpwnam(args["user"])
+    except KeyError:
+        return {"items": [], "checked": {}}
+    home = pw.pw_dir.rstrip("/")
+    allowed = sweep_allowed(args.get("allowed", []), home)
+    files = sweep_files(args["user"], pw.pw_uid, home)
+    procs, listeners, counts = sweep_processes(pw.pw_uid, set(args.get("units", [])))
+    btime = _btime()
+    found = [*files, *(_process_item(p, btime) for p in procs), *(_listener_item(s) for s in listeners)]
+    declared = [i for i in found if _declared(i, allowed)]
+    holders = {p for i in declared if i["kind"] == "process" for p in [i["pid"]]}
+    items = [
+        i
+        for i in found
+        if i not in declared and not (i["kind"] == "listener" and i["pids"] and set(i["pids"]) <= holders)
+    ]
+    return {"items": items, "checked": {"files": len(files), **counts, "declared": len(declared)}}
+
+
+def _exited(pidfds: dict, timeout: float) -> set[int]:
+    """The PIDs among PIDFDS (pid -> pidfd) that exited within TIMEOUT seconds (a pidfd turns readable)."""
+    import select
+
+    deadline, done = time.monotonic() + timeout, set[int]()
+    while len(done) < len(pidfds):
+        poller = select.poll()
+        for pid, pfd in pidfds.items():
+            if pid not in done:
+                poller.register(pfd, select.POLLIN)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        for pfd, _ in poller.poll(int(left * 1000) + 1):
+            done.update(pid for pid, fd in pidfds.items() if fd == pfd)
+    return done
+
+
+def sweep_stop(targets: list[tuple[int, int]]) -> dict[int, str]:
+    """Stop the processes TARGETS (pid, start ticks), race-safe: each is opened as a pidfd and its start
+    time checked after that (a PID reused meanwhile is left alone), then SIGTERM, STOP_GRACE seconds,
+    SIGKILL. Returns pid -> how it ended (``SIGTERM``, ``SIGKILL``, ``gone``) or why not (``failed: ...``)."""
+    import signal
+
+    result: dict[int, str] = {}
+    pidfds: dict[int, int] = {}
+    for pid, start in targets:
+        try:
+            pfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            result[pid] = "gone"
+            continue
+        except OSError as exc:
+            result[pid] = f"failed: {exc.strerror}"
+            continue
+        if _start_ticks(pid) != start:
+            os.close(pfd)
+            result[pid] = "gone"  # exited; its PID may now be another process's
+            continue
+        pidfds[pid] = pfd
+    try:
+        for how in ("SIGTERM", "SIGKILL"):
+            for pid, pfd in pidfds.items():
+                if pid not in result:
+                    try:
+                        signal.pidfd_send_signal(pfd, getattr(signal, how))
+                    except ProcessLookupError:
+                        result[pid] = "gone"
+            for pid in _exited({p: f for p, f in pidfds.items() if p not in result}, STOP_GRACE):
+                result[pid] = how
+        for pid in pidfds:
+            result.setdefault(pid, f"failed: still running {STOP_GRACE * 2:.0f} s after SIGTERM and SIGKILL")
+    finally:
+        for pfd in pidfds.values():
+            os.close(pfd)
+    return result
+
+
+def _sweep_folder() -> tuple[int, str]:
+    """(a handle on a fresh folder of SWEEP_QUARANTINE, its path): root's, 0700, nothing followed."""
+    fd = os.open("/", DIR_FLAGS)
+    parts = _split(SWEEP_QUARANTINE)
+    try:
+        for i, part in enumerate(parts):
+            try:
+                os.mkdir(part, 0o700 if i == len(parts) - 1 else 0o755, dir_fd=fd)
+            except FileExistsError:
+                pass
+            nxt = os.open(part, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        st = os.fstat(fd)
+        if st.st_uid != 0 or stat.S_IMODE(st.st_mode) & 0o077:
+            raise Unsafe(f"{SWEEP_QUARANTINE}: not root's alone ({st.st_uid}, {stat.S_IMODE(st.st_mode):04o})")
+        stamp = _stamp()
+        os.mkdir(stamp, 0o700, dir_fd=fd)
+        return os.open(stamp, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd), f"{SWEEP_QUARANTINE}/{stamp}"
+    finally:
+        os.close(fd)
+
+
+def _sweep_move(item: dict, qfd: int, folder: str, index: int) -> dict:
+    """Move ITEM's file into the quarantine folder QFD by rename (a link moved as itself, never followed);
+    its evidence read again there, where the account can no longer change it. On another file system the
+    file is copied by handle and the original renamed in place (``NAME.quarantined-TIME``)."""
+    path = item["key"]
+    dirfd, name = parent(path)
+    target = f"{index:03d}-" + path.strip("/").replace("/", "_")[-200:]
+    try:
+        try:
+            os.rename(name, target, src_dir_fd=dirfd, dst_dir_fd=qfd)
+            return {**sweep_evidence(qfd, target, path, item["why"]), "moved_to": f"{folder}/{target}"}
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+        found = sweep_evidence(dirfd, name, path, item["why"])
+        if found["type"] == "file":
+            src = _open_file(dirfd, name, path)
+            try:
+                data = _read_fd(src, SWEEP_FILE_LIMIT)
+            finally:
+                os.close(src)
+            _replace(qfd, target, data, 0, 0, 0o600, f"{target}{TMP_SUFFIX}")
+        aside = f"{name}.quarantined-{folder.rpartition('/')[2]}"
+        os.rename(name, aside, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+        copied = f"; copied to {folder}/{target}" if found["type"] == "file" else ""
+        where = f"{path.rpartition('/')[0]}/{aside}"
+        return {**found, "moved_to": f"{where} (another file system: renamed in place{copied})"}
+    finally:
+        os.close(dirfd)
+
+
+def sweep_apply(args: dict) -> dict:
+    """Act on the items ARGS.keys (decided from ``sweep``) that are still foreign now: stop the processes
+    (and those holding a listener), then move the files into a fresh quarantine folder whose
+    ``manifest.json`` lists each item with its evidence, where it went or how it ended, and when.
+
+    Each item fails alone; the manifest is written; then the action fails naming each item that failed.
+    """
+    keys = set(args["keys"])
+    now = [i for i in sweep(args)["items"] if i["key"] in keys]
+    procs = {i["pid"]: i for i in now if i["kind"] == "process"}
+    for item in now:
+        if item["kind"] == "listener":
+            for pid in item["pids"] or []:
+                if pid not in procs:
+                    found = _process(pid)
+                    if found is not None and args["user"] in [_name(pwd.getpwuid, u) for u in found["uids"]]:
+                        procs[pid] = {"pid": pid, "key": f"pid:{pid}:{found['start']}"}
+    ended = sweep_stop([(pid, int(i["key"].rsplit(":", 1)[1])) for pid, i in procs.items()])
+    files = [i for i in now if i["kind"] not in ("process", "listener")]
+    failed, entries = [], []
+    for item in now:
+        if item["kind"] == "process":
+            entries.append({**item, "moved_to": None, "stopped": ended.get(item["pid"]), "time": _iso(time.time())})
+        elif item["kind"] == "listener":
+            entries.append({**item, "moved_to": None, "stopped": {p: ended.get(p) for p in item["pids"] or []}})
+    failed += [f"process {pid}: {how}" for pid, how in ended.items() if how.startswith("failed")]
+    if files:
+        qfd, folder = _sweep_folder()
+        try:
+            for index, item in enumerate(files):
+                try:
+                    moved = _sweep_move(item, qfd, folder, index)
+                    entries.append({"kind": item["kind"], **moved, "time": _iso(time.time())})
+                except (OSError, Unsafe) as exc:
+                    failed.append(f"{sweep_escape(item['key'])}: {sweep_escape(str(exc))}")
+                    entries.append({**item, "moved_to": None, "error": sweep_escape(str(exc))})
+        finally:
+            manifest = {"time": folder.rpartition("/")[2], "user": args["user"], "source": "account sweep"}
+            data = json.dumps({**manifest, "items": entries}, indent=2).encode()
+            _replace(qfd, "manifest.json", data, 0, 0, 0o600, f"manifest.json{TMP_SUFFIX}")
+            os.close(qfd)
+    else:
+        folder = None
+    if failed:
+        raise Unsafe(f"account sweep (quarantine {folder}) could not act on: {'; '.join(failed)}")
+    return {"folder": folder, "moved": [e["path"] for e in entries if e.get("moved_to")], "stopped": ended}
+
+
+ACTIONS.update({"sweep": sweep, "sweep_apply": sweep_apply})
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))

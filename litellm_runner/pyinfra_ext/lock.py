@@ -13,9 +13,14 @@ for the lock: a random id made once per account and kept in
 so two control machines that share a hostname are never taken for one.
 
 Every read-decide-write of that file happens in one remote shell command under
-``flock`` on ``/run/litellm-runner.lock.guard``, so two runs cannot both take
-it; the owner file is written to a temporary name and renamed, so it is never
-seen half written. ``started`` and ``beat`` are the host's clock (ages never mix
+``flock`` on ``/run/litellm-runner.lock.d/guard``, so two runs cannot both take
+it. The lock file is written 0600 in /run, which only root writes; the guard is
+0600 in ``/run/litellm-runner.lock.d``, made 0700 by root and checked to be
+root's own directory at 0700 before it is used: the service account cannot
+create, replace, open or hold either (a flock it took on an older runner's
+``/run/litellm-runner.lock.guard``, world-readable then, no longer counts). The
+owner file is written to a temporary name and renamed, so it is never seen half
+written. ``started`` and ``beat`` are the host's clock (ages never mix
 clocks). While a converge holds the lock, a greenlet rewrites ``beat`` every
 ``litellm_lock_stale_after / 10`` seconds (30 of 300): one command per interval,
 none in a run shorter than that.
@@ -60,7 +65,7 @@ from dataclasses import dataclass
 from litellm_runner.settings import DEFAULTS
 
 LOCK_PATH = "/run/litellm-runner.lock"
-GUARD_PATH = LOCK_PATH + ".guard"
+GUARD_PATH = LOCK_PATH + ".d/guard"  # in a directory only root can enter (guard_dir)
 DEFAULT_WAIT: int = DEFAULTS["litellm_lock_wait"]  # seconds (30)
 DEFAULT_STALE_AFTER: int = DEFAULTS["litellm_lock_stale_after"]  # seconds (300)
 BEATS_PER_STALE = 10  # heartbeats per litellm_lock_stale_after: 30 s of 300
@@ -265,15 +270,30 @@ def _word(value) -> str:
     return re.sub(r"[^A-Za-z0-9._@+-]", "_", str(value))[:64] or "_"
 
 
+def guard_dir(path: str = LOCK_PATH) -> str:
+    """The directory of PATH's guard: made 0700 by the run (root), so no other user can open the guard, let
+    alone hold a flock on it (flock works on a read-only handle)."""
+    return path + ".d"
+
+
 def _guarded(body: str, path: str) -> str:
-    return f"exec 9>>{shlex.quote(path + '.guard')} || exit 3; flock -w 20 9 || {{ echo BUSY; exit 0; }}; " + body
+    """BODY under flock on the guard in ``guard_dir``: the directory is made 0700 (umask 077, so the guard is
+    0600) and must be a real directory of this user's at 0700, or the command refuses (exit 3, ``UNSAFE``)."""
+    d = shlex.quote(guard_dir(path))
+    return (
+        f"umask 077; mkdir -m 0700 {d} 2>/dev/null; "
+        f'[ -d {d} ] && [ ! -L {d} ] && [ "$(stat -c %u:%a {d})" = "$(id -u):700" ] '
+        f"|| {{ echo UNSAFE {d} is not a directory of this user at 0700 >&2; exit 3; }}; "
+        f"exec 9>>{shlex.quote(guard_dir(path) + '/guard')} || exit 3; flock -w 20 9 || {{ echo BUSY; exit 0; }}; "
+        + body
+    )
 
 
 def _write(mine: Owner, lp: str, started: str) -> str:
     """Shell: write MINE's owner record (started=STARTED, beat=$now) to a temporary name, rename it onto LP."""
     record = " ".join(f"{k}={_word(getattr(mine, k))}" for k in Owner.FIELDS if k not in ("started", "beat"))
     return (
-        f"umask 022; printf '%s started=%s beat=%s\\n' {shlex.quote(record)} {started} \"$now\" "
+        f"umask 077; printf '%s started=%s beat=%s\\n' {shlex.quote(record)} {started} \"$now\" "
         f"> {lp}.tmp.$$ && mv -f {lp}.tmp.$$ {lp} || exit 4"
     )
 

@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import shlex
-from io import StringIO
+from io import BytesIO, StringIO
 
 from packaging.version import InvalidVersion, Version
 from pyinfra import host
@@ -27,9 +27,11 @@ from pyinfra.context import ctx_config
 from pyinfra.operations import apt
 from pyinfra.operations.util.files import generate_color_diff
 
+from litellm_runner import query_engine, shown
 from litellm_runner.gates import cve as cve_gate
 from litellm_runner.pyinfra_ext import drift, snapshot
 from litellm_runner.pyinfra_ext.facts import (
+    AccountPlants,
     FileText,
     InstalledPackages,
     Leftovers,
@@ -45,6 +47,7 @@ from litellm_runner.pyinfra_ext.facts import (
 )
 
 logger = logging.getLogger("litellm_runner")
+CLEAN_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def q(value) -> str:
@@ -71,16 +74,38 @@ def diff_wanted() -> bool:
 
 def show_diff(title: str, lines) -> None:
     """Print TITLE for the current host and LINES below it, as pyinfra's files operations print
-    ``--diff`` (``Will modify PATH``, then the lines indented, then a blank line)."""
-    pyinfra_logger.info(f"[{host.name}] {title}")
+    ``--diff`` (``Will modify PATH``, then the lines indented, then a blank line). Each line is
+    ``shown.safe``: the host's secret values redacted, control characters escaped (the colours
+    of pyinfra's diff are kept: only what ``text_diff`` itself adds, never the host's text)."""
+    secrets = drift.known_secrets()
+    pyinfra_logger.info(f"[{host.name}] {shown.safe(title, secrets)}")
     for line in lines:
-        pyinfra_logger.info("  %s", line)
+        pyinfra_logger.info("  %s", _shown_line(line, secrets))
     pyinfra_logger.info("")
 
 
+COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # the SGR codes pyinfra's generate_color_diff wraps lines in
+
+
+def _shown_line(line: str, secrets: list[str]) -> str:
+    """LINE of a diff made safe, pyinfra's own colour codes (the text between them is escaped) kept."""
+    parts = COLOUR.split(line)
+    codes = COLOUR.findall(line)
+    out = [shown.safe(parts[0], secrets)]
+    for code, part in zip(codes, parts[1:], strict=True):
+        out += [code, shown.safe(part, secrets)]
+    return "".join(out)
+
+
 def text_diff(before: str | None, after: str) -> list[str]:
-    """The lines pyinfra's ``--diff`` shows for a text file going from BEFORE (None: no file) to AFTER."""
-    return list(generate_color_diff((before or "").splitlines(True), after.splitlines(True)))
+    """The lines pyinfra's ``--diff`` shows for a text file going from BEFORE (None: no file) to AFTER,
+    each line ``shown.safe`` before pyinfra colours it (a colour code of the host's is escaped)."""
+    secrets = drift.known_secrets()
+
+    def lines(text: str | None) -> list[str]:
+        return [shown.safe(line, secrets) + "\n" for line in (text or "").splitlines()]
+
+    return list(generate_color_diff(lines(before), lines(after)))
 
 
 # -- the service account ---------------------------------------------------------------------
@@ -335,7 +360,8 @@ def managed_file(dest: str, content: str, user: str, group: str, mode: str, back
             if diff_wanted():
                 show_diff(f"Will modify {dest}", text_diff(old, content))
         else:
-            drift.record("file", current and {"type": current["type"]}, f"sha256:{sha256_text(content)[:12]}")
+            found = current and {k: current[k] for k in ("type", "detail") if k in current}  # detail names the path
+            drift.record("file", found, f"sha256:{sha256_text(content)[:12]}")
             if diff_wanted():
                 what = f"Will replace {dest} (now: {current['type']}, not read through)" if current else None
                 show_diff(what or f"Will create {dest}", text_diff(None, content))
@@ -472,7 +498,10 @@ def venv_rebuild_reasons(state: dict, python: str, python_version: str | None) -
 
     No venv, no pip, a name that is no distribution name, a ``bin/python`` that is
     missing, dangling or leads to another interpreter than PYTHON, a pyvenv.cfg of
-    another Python than PYTHON_VERSION, a dist-info without METADATA or RECORD.
+    another Python than PYTHON_VERSION, a dist-info without METADATA or RECORD or whose
+    RECORD cannot be read, a tree too deep or too large to walk (``hostile``: the venv is
+    then moved aside, never walked or deleted, see ``venv_requirements``). The last two are found by the
+    RECORD check only (``litellm_venv_integrity``: in a converge by default).
     """
     installed = state["packages"]
     if installed is None:
@@ -495,9 +524,20 @@ def venv_rebuild_reasons(state: dict, python: str, python_version: str | None) -
     reasons += [
         f"{dist} half installed ({why})"
         for dist, why in state["broken"].items()
-        if "no METADATA" in why or dist == "pip"
-    ]  # pip cannot repair itself
+        if "no METADATA" in why or "RECORD: unreadable" in why or dist == "pip"
+    ]  # pip cannot repair itself, nor uninstall what it cannot read
+    reasons += [f"{what} (moved aside, not deleted)" for what in state.get("hostile", [])]
     return reasons
+
+
+def integrity_note(cost: dict | None) -> str:
+    """What the venv's RECORD check (``hostside.venv_state``'s ``integrity``) cost, for the noop sentence."""
+    if not cost:
+        return " (RECORD hashes not compared: litellm_venv_integrity)"
+    return (
+        f"; {cost['files']} files ({cost['bytes'] / 1e6:.0f} MB) match their RECORD hashes "
+        f"({cost['cpu_s']:.2f} s of the host's CPU)"
+    )
 
 
 @operation()
@@ -509,6 +549,7 @@ def venv_requirements(
     user: str,
     group: str | None = None,
     python_version: str | None = None,
+    home: str = "/",
 ):
     """Ensure the venv at VENV holds exactly the lock: every locked version, nothing else, all of it USER's.
 
@@ -516,10 +557,13 @@ def venv_requirements(
     + lock_text: the lock (``cve_gate.read_lock``), to compare with what is installed
     + lock_path: the same lock as a file on the host, given to pip
     + python: system interpreter that creates the venv; python_version: its ``X.Y``
-    + user, group: owner of the venv; pip runs as USER
+    + user, group: owner of the venv (root: ``layout.VENV``); pip runs as USER with a reset environment
 
-    From any state a run or a hand fix leaves: files another user owns (``sudo
-    pip install``) are given back to USER by root's host-side code, by handle;
+    pip installs wheels only, hash-checked, without resolving dependencies (``--only-binary
+    :all: --require-hashes --no-deps``): no package's code runs at install.
+
+    From any state a run or a hand fix leaves: files another user owns, or that group or others may
+    write, are given back to USER by root's host-side code, by handle;
     a distribution whose files a killed pip left missing or truncated is
     uninstalled; extras are uninstalled; then ``pip install --require-hashes
     --no-deps`` of the lock installs what is missing or of another version. A
@@ -533,8 +577,9 @@ def venv_requirements(
     changes = venv_drift(locked, installed)
     rebuild = venv_rebuild_reasons(state, python, python_version)
     broken = sorted(d for d in state["broken"] if d in (installed or {}) and d not in {c[0] for c in changes})
-    if not changes and not rebuild and not broken and not state["foreign_count"]:
-        host.noop(f"{venv}: equals its lock")
+    adopt = state["foreign_count"] or state.get("writable_count")
+    if not changes and not rebuild and not broken and not adopt:
+        host.noop(f"{venv}: equals its lock{integrity_note(state.get('integrity'))}")
         return
     sbom = f"{lock_path.rsplit('/', 1)[0]}/venv-sbom.cdx.json"  # written next to the lock (tasks/python_env.py)
     for name, have, want in changes:
@@ -551,12 +596,23 @@ def venv_requirements(
         drift.record(
             "venv", {"not owned by": user, "count": state["foreign_count"], "e.g.": state["foreign"]}, {"owner": user}
         )
+    if state.get("writable_count"):
+        drift.record(
+            "venv",
+            {"writable by group or others": state["writable_count"], "e.g.": state["writable"]},
+            {"writable by": user},
+        )
+    if adopt:
         yield hostside("adopt", {"path": venv, "user": user, "group": group or user})
     if rebuild:
         drift.record("venv", f"cannot be repaired in place: {'; '.join(rebuild)}", "rebuilt from its lock")
-    as_user = f"runuser -u {q(user)} --"
+    as_user = (
+        f"cd / && runuser -u {q(user)} -- env -i HOME={'/root' if user == 'root' else '/'} {CLEAN_PATH} LANG=C.UTF-8"
+    )
     pip = f"{as_user} {q(venv)}/bin/pip"
     extras = [name for name, _, want in changes if want is None]
+    if state.get("hostile"):  # root walks it no further, and the account's rm of it could fail as well
+        yield hostside("displace", {"path": venv})
     if rebuild or installed is None:
         yield f"{as_user} {q(python)} -m venv --clear {q(venv)}"
     elif extras or broken:
@@ -638,34 +694,111 @@ def _changed(meta) -> bool:
 VENDOR = ("/usr/", "/lib/", "/dev/")  # packages' unit files and drop-ins; /dev/null is a mask's target
 
 
-def foreign_sources(state: dict, managed: str) -> list[str]:
+def foreign_sources(state: dict, managed: str, account: tuple[str, ...] = ()) -> list[str]:
     """What systemd reads, or would after a reload, for a unit (UserUnits' STATE) besides MANAGED:
     drop-ins, and unit files in other search paths that override, shadow or mask it. The files on
-    disk (``sources``, from the host snapshot) when known, else what systemd loaded."""
+    disk (``sources``, from the host snapshot) when known, else what systemd loaded. Paths under
+    ACCOUNT (the account's own folders) are left to ``no_account_plants``."""
     found = state.get("sources")
     if found is None:
         found = {*state.get("drop_ins", []), state.get("fragment") or managed}
-    return sorted(p for p in found if p.startswith("/") and p != managed and not p.startswith(VENDOR))
+    return sorted(
+        p
+        for p in found
+        if p.startswith("/") and p != managed and not p.startswith(VENDOR) and not p.startswith(tuple(account))
+    )
+
+
+UNIT_SUFFIXES = (".service", ".timer", ".socket", ".path", ".target", ".mount", ".automount", ".swap", ".slice")
+
+
+def account_folders(home: str) -> tuple[str, ...]:
+    """Prefixes of the folders the account writes that systemd reads for its units (its home, /run/user)."""
+    return (f"{home.rstrip('/')}/", "/run/user/")
 
 
 @operation()
-def user_unit_sources(user: str, unit: str, path: str):
+def no_account_plants(user: str, units: list):
+    """Nothing of USER's own changes a managed unit or what its services run (``hostside.account_plants``).
+
+    + user: the service account
+    + units: the managed units (their enablement links in the account's ``*.wants`` folders are its own)
+
+    Each plant is drift with its evidence (path, type, owner, mode, size, mtime, sha256, a link's
+    target): a unit file that shadows or extends a managed unit, a drop-in folder however linked, an
+    extra unit or an extra ``.wants`` entry, an ``environment.d`` file, the manager's ``user.conf``.
+    Root's host-side code moves the plants into a root-owned quarantine folder with a manifest
+    (never deletes them, never follows or runs them: an extra unit's file and enablement links go
+    there, which disables it), then the account's manager stops the extra units and unsets the
+    variables those files set; the managed units are reloaded, enabled again and restarted after this.
+    """
+    plants = snapshot.fact(AccountPlants, user=user, units=list(units)) or []
+    if not plants:
+        host.noop(f"nothing of {user}'s own changes a managed unit or its environment")
+        return
+    for item in plants:
+        drift.record("account-plant", {k: v for k, v in item.items() if k != "variables"}, "quarantined")
+    extra = sorted(
+        {
+            item["path"].rsplit("/", 1)[1]
+            for item in plants
+            if item["path"].endswith(UNIT_SUFFIXES) and item["path"].rsplit("/", 1)[1] not in units
+        }
+    )
+    yield hostside("quarantine", {"user": user, "units": list(units)})
+    if extra:  # the account's own units, their files and enablement links quarantined: stopped by their manager
+        yield f"{_systemctl_user(user)} stop {' '.join(q(u) for u in extra)} || true"
+    names = sorted({v for item in plants for v in item.get("variables", [])})
+    if names:
+        yield f"{_systemctl_user(user)} unset-environment {' '.join(q(n) for n in names)} || true"
+
+
+def _unsealed(current: dict | None) -> bool:
+    """A path (PathState) that is there and not a folder the quarantine sealed in place (root:root 0700)."""
+    if current is None:
+        return False
+    return not (current["type"] == "directory" and current["user"] == "root" and current["mode"] == "0700")
+
+
+@operation()
+def no_legacy_copies(user: str, paths: list):
+    """None of PATHS (the account's copies of root's files, from the layout before issue #22) is left.
+
+    + user: the service account whose tree held them
+    + paths: ``layout.legacy(litellm_root)``
+
+    An adopted or earlier host kept the venv, the tools, the env file and the config in the account's
+    tree; root's own copies now live in ``layout``. The account's are moved into the quarantine
+    folder with a manifest (never deleted, never run), after the units run from root's.
+    """
+    found = [p for p in paths if _unsealed(snapshot.fact(PathState, path=p))]
+    if not found:
+        host.noop(f"no copy of root's code or config in {user}'s tree")
+        return
+    for path in found:
+        current = snapshot.fact(PathState, path=path)
+        drift.record("legacy-copy", {"path": path, "type": current["type"], "owner": current["user"]}, "quarantined")
+    yield hostside("quarantine", {"user": user, "paths": found, "why": "the account's copy of root's file"})
+
+
+@operation()
+def user_unit_sources(user: str, unit: str, path: str, home: str = ""):
     """Ensure USER's systemd reads UNIT from PATH only, the managed unit file.
 
     + user: owner of the user manager
     + unit: e.g. ``litellm.service``
-    + path: the managed unit file (``~/.config/systemd/user/UNIT``)
+    + path: the managed unit file (``/etc/systemd/user/UNIT``)
+    + home: the account's home: what it holds there is ``no_account_plants``' business
 
-    Every other file is an operator's hand edit and drift: drop-ins (``systemctl
-    --user edit``, ``set-property``, persistent or ``--runtime``), a unit file of
-    the same name in another search path (``user.control``, ``/run/user/UID``,
-    ``/etc/systemd/user``), a mask link. They are removed by host-side code by
-    handle (never through the account's links); ``user_daemon_reload`` then
+    Every other file is an operator's hand edit and drift: drop-ins in root's
+    folders (``/etc/systemd/user/UNIT.d``, ``/run/systemd/user``), a unit file of
+    the same name there, a mask link. They are moved into the quarantine folder by
+    host-side code by handle (never through a link); ``user_daemon_reload`` then
     reloads and ``user_unit`` restarts the unit once. Packages' files under /usr
     are not the operator's and are left alone.
     """
     state = snapshot.fact(UserUnits, user=user, units=[unit]).get(unit, {})
-    foreign = foreign_sources(state, path)
+    foreign = foreign_sources(state, path, account_folders(home) if home else ())
     if not foreign:
         host.noop(f"{unit} is read from {path} only")
         return
@@ -768,6 +901,9 @@ def user_unit(
     ready_timeout: int = 300,
     rollback: dict | None = None,
     path: str | None = None,
+    enable_when: list | tuple = (),
+    hold_when: list | tuple = (),
+    held: dict | None = None,
 ):
     """Ensure USER's unit UNIT is enabled/disabled and running/stopped.
 
@@ -783,6 +919,14 @@ def user_unit(
       config restored from its newest backup when readiness fails (see ``_gated``)
     + path: the managed unit file; a running unit systemd read from anything else, or
       that changed on disk since (``user_unit_sources``, ``NeedDaemonReload``), restarts once
+    + enable_when: OperationMeta that may move the account's enablement links (``no_account_plants``):
+      an enabled unit is enabled again when one of them changed
+    + hold_when: OperationMeta of items the unit needs converged first (the database schema): when one
+      of them failed in this run, a restart is held (the running unit keeps serving) and said so
+    + held: ``{"path", "account"}``: a file that keeps a held restart owed across runs (its inputs
+      changed in the run that held it, not in the next), written with the command prefix ACCOUNT
+      (empty: root, ``layout.RESTART_HELD``); the restart done and the file removed by the first run
+      that holds nothing
     """
     state = snapshot.fact(UserUnits, user=user, units=[unit]).get(unit, {})
     edited = bool(path and (foreign_sources(state, path) or state.get("need_reload")))
@@ -792,7 +936,7 @@ def user_unit(
     rewritten = bool(path) and (snapshot.fact(PathState, path=path) or {}).get("type") != "file"
     ctl = _systemctl_user(user)
     commands, action = [], None
-    if enabled and (not is_enabled or rewritten):
+    if enabled and (not is_enabled or rewritten or any(_changed(m) for m in enable_when)):
         commands.append(f"{ctl} enable {q(unit)}")
     elif not enabled and is_enabled:
         commands.append(f"{ctl} disable {q(unit)}")
@@ -802,6 +946,19 @@ def user_unit(
         action = "stop"
     elif running and is_active and (edited or any(_changed(m) for m in restart_when)):
         action = "restart"
+    owed = bool(held and snapshot.fact(PathState, path=held["path"]))
+    if running and is_active and owed:
+        action = "restart"
+    failed = [m for m in hold_when if m.is_complete() and m.did_error()]
+    if action == "restart" and failed:
+        drift.record("restart", None, "restart")
+        action = None
+        if held and not owed:
+            commands.append(f"{held['account']} touch {q(held['path'])}")
+        if not commands:
+            host.noop(f"{unit}: restart held, an item it needs failed in this run (see its error above)")
+            return
+    cleanup = [f"{held['account']} rm -f {q(held['path'])}"] if held and owed and action else []
     if not commands and not action:
         host.noop(f"{unit} is {'enabled' if is_enabled else 'disabled'} and {'active' if is_active else 'inactive'}")
     elif commands or action != "restart":
@@ -817,3 +974,95 @@ def user_unit(
         )
     elif action:
         yield f"{ctl} {action} {q(unit)}"
+    yield from cleanup  # after the restart: one that failed stays owed
+
+
+# -- the query engine (litellm_query_engine, tasks/query_engine.py) ---------------------------
+# How it is shipped: the tar.gz is uploaded into a fresh private directory of the connecting user
+# (``mktemp -d``, 0700: never a predictable /tmp path), then root checks its sha256, unpacks it into a
+# new folder next to the installed versions (owner root, modes 0755/0644), checks every file against
+# the bundle's MANIFEST.sha256 and renames the folder into place. The version installed before is kept
+# (a proxy worker restarted before the proxy's own restart still finds its engine); older ones go.
+ENGINE_UPLOAD_TIMEOUT = 300  # seconds for the bundle's upload
+ENGINE_INSTALL_TIMEOUT = 300  # seconds to check and unpack it
+
+# Run by root: $1 staged bundle, $2 its sha256, $3 the version's folder. The folder's parent is root's.
+ENGINE_INSTALL = r"""set -eu
+bundle=$1 sha=$2 dest=$3 parent=${3%/*}
+got=$(sha256sum < "$bundle") && got=${got%% *}
+[ "$got" = "$sha" ] || { echo "query engine bundle: sha256 $got, expected $sha" >&2; exit 1; }
+umask 022
+[ -L "$parent" ] && { echo "$parent is a symlink: refusing" >&2; exit 1; }
+mkdir -p "$parent" && chown root:root "$parent" && chmod 0755 "$parent"
+rm -rf -- "$parent"/.new-*
+new=$(mktemp -d "$parent/.new-XXXXXXXX")
+tar -xzf "$bundle" -C "$new" --no-same-owner --no-same-permissions
+(cd "$new" && sha256sum --check --quiet --strict MANIFEST.sha256)
+chown -R root:root "$new" && chmod 0755 "$new"
+rm -rf -- "$dest"
+mv -T -- "$new" "$dest"
+ls -1td -- "$parent"/*/ | sed 's,/$,,' | grep -vxF -- "$dest" | tail -n +2 |
+  while read -r old; do rm -rf -- "$old"; done
+"""
+
+
+def engine_is_installed(found: dict | None, manifest_sha256: str) -> bool:
+    """Whether FOUND (``PathState`` of the version's MANIFEST) is root's, read-only and of MANIFEST_SHA256."""
+    if not found:
+        return False
+    return (found.get("type"), found.get("user"), found.get("mode"), found.get("sha256")) == (
+        "file",
+        "root",
+        "0644",
+        manifest_sha256,
+    )
+
+
+def _install_engine(state, host, bundle: bytes, bundle_sha256: str, dest: str):
+    """Upload BUNDLE into a fresh private directory of the connecting user, have root install it at DEST."""
+    ok, out = _run(host, "umask 077 && mktemp -d /tmp/litellm-runner.XXXXXXXXXX", 30, escalate=False)
+    if not ok:
+        return _failed(host, f"{dest}: no private staging directory", out)
+    stage = out.stdout.strip()
+    try:
+        args = {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in CONNECTOR_ARGUMENT_KEYS}
+        if not host.put_file(
+            BytesIO(bundle),
+            f"{stage}/engine.tar.gz",
+            remote_temp_filename=f"{stage}/upload",
+            **{**args, "_timeout": ENGINE_UPLOAD_TIMEOUT},
+        ):
+            return _failed(host, f"{dest}: upload of the query engine failed", out)
+        command = " ".join(
+            shlex.quote(a)
+            for a in ("sh", "-c", ENGINE_INSTALL, "install", f"{stage}/engine.tar.gz", bundle_sha256, dest)
+        )
+        ok, out = _run(host, command, ENGINE_INSTALL_TIMEOUT)
+        return ok or _failed(host, f"{dest}: query engine not installed", out)
+    finally:
+        _run(host, f"rm -rf -- {shlex.quote(stage)}", 30)
+
+
+@operation()
+def engine_installed(dest: str, manifest_sha256: str):
+    """Ensure DEST holds the query engine whose MANIFEST.sha256 has sha256 MANIFEST_SHA256, root's and read-only.
+
+    + dest: the version's folder (``query_engine.install_dir()``)
+    + manifest_sha256: sha256 of the assembled bundle's MANIFEST.sha256 (every file's sha256)
+
+    The bundle itself is assembled (``bundle()``) only when it must be shipped.
+    """
+    found = snapshot.fact(PathState, path=f"{dest}/{query_engine.MANIFEST}")
+    if engine_is_installed(found, manifest_sha256):
+        host.noop(f"the query engine in {dest} is installed, root's and read-only")
+        return
+    seen = (
+        None
+        if not found
+        else {k: found.get(k) for k in ("type", "user", "mode")} | {"manifest": (found.get("sha256") or "")[:12]}
+    )
+    drift.record(
+        "query-engine", seen, {"type": "file", "user": "root", "mode": "0644", "manifest": manifest_sha256[:12]}
+    )
+    bundle, _ = query_engine.bundle()
+    yield FunctionCommand(_install_engine, (bundle, hashlib.sha256(bundle).hexdigest(), dest), {})

@@ -23,10 +23,13 @@ from __future__ import annotations
 import json
 import logging
 import pathlib
+import sys
 
 from pyinfra import host
 
+from litellm_runner import layout, query_engine
 from litellm_runner.pyinfra_ext.facts import (
+    AccountPlants,
     HostSnapshot,
     InstalledPackages,
     Leftovers,
@@ -56,34 +59,53 @@ def tools() -> list[pathlib.Path]:
 
 
 def spec(data) -> dict:
-    """What the snapshot of a host with desired state DATA reads: every managed path, the units, the venv,
-    the system interpreter's version, the system packages and the systemd version."""
-    root, home = data.litellm_root, data.litellm_home
-    unit_dir = f"{home}/.config/systemd/user"
+    """What the snapshot of a host with desired state DATA reads: every managed path (the account's state and
+    root's layout), the units, the account's plants, the venv, the system interpreter's version, the system
+    packages and the systemd version."""
+    root = data.litellm_root
     paths = [f"{root}/{rel}".rstrip("/") for rel in ["", *data.litellm_dirs]]
-    paths += [f"{home}/.config", f"{home}/.config/systemd", unit_dir]
-    paths += [
-        f"{root}/env.litellm",
-        f"{root}/state/config.generated.yaml",
-        f"{root}/state/compliance-desired.json",
-        f"{root}/state/venv-requirements.txt",
-        f"{root}/state/venv-sbom.cdx.json",
-    ]
-    paths += [f"{root}/bin/{tool.name}" for tool in tools()]
-    paths += [f"{unit_dir}/{unit}" for unit in render_units(data)]
+    paths += [path for path, *_ in layout.root_dirs(data.litellm_group)]
+    paths += [layout.ENV_FILE, layout.CONFIG_FILE, layout.COMPLIANCE, layout.LOCK, layout.SBOM]
+    paths += [f"{layout.BIN}/{tool.name}" for tool in tools()]
+    paths += [f"{layout.UNITS}/{unit}" for unit in render_units(data)]
+    paths += layout.legacy(root)
+    if getattr(data, "litellm_query_engine", False):  # tasks/query_engine.py
+        paths.append(f"{query_engine.install_dir()}/{query_engine.MANIFEST}")
+    paths.append(layout.RESTART_HELD)  # a restart of litellm.service owed since a run that held it
     units = list(dict.fromkeys([*wanted_units(data), *render_units(data)]))  # timers' services too (their sources)
     return {
         "paths": paths,
         "user": data.litellm_user,
         "units": units,
         "venv": venv(data),
-        "env_files": [f"{root}/env.litellm"],
+        "venv_owner": "root",
+        "venv_integrity": venv_integrity(data),
+        "plants": True,
+        "env_files": [layout.ENV_FILE],
         "group": data.litellm_group,
         "dirs": managed_dirs(data),
         "python": data.litellm_python,
-        "debs": list(data.litellm_system_packages),
+        "debs": list(data.litellm_system_packages)
+        + (query_engine.DEBIAN_PACKAGES if getattr(data, "litellm_query_engine", False) else []),
         "systemd": True,
     }
+
+
+def venv_integrity(data) -> bool:
+    """Whether this run compares every file of the venv with its RECORD (``litellm_venv_integrity``): in a
+    converge (``converge``, the default), in the drift check too (``always``), never (``off``)."""
+    mode = getattr(data, "litellm_venv_integrity", "converge")
+    return mode == "always" or (mode == "converge" and not dry_run())
+
+
+def dry_run() -> bool:
+    """Whether pyinfra only detects changes in this run (``--dry``: the drift check, ``litellm-runner dry``)."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and "dry" in ctx.params:
+        return bool(ctx.params["dry"])
+    return "--dry" in sys.argv
 
 
 def question(data) -> tuple[type, dict]:
@@ -95,7 +117,10 @@ def managed_dirs(data) -> list[str]:
     """The directories the deploy writes files in (where a killed run may leave a temporary file)."""
     root = data.litellm_root
     return [f"{root}/{rel}".rstrip("/") for rel in ["", *data.litellm_dirs]] + [
-        f"{data.litellm_home}/.config/systemd/user"
+        layout.CODE,
+        layout.BIN,
+        layout.CONFIG,
+        layout.UNITS,
     ]
 
 
@@ -173,8 +198,10 @@ def fact(cls, **kwargs):
             return {u: snap["units"][u] for u in kwargs["units"] if u in snap["units"]}
         if cls is InstalledPackages and kwargs["venv"] == wanted["venv"]:
             return snap["venv"]["packages"]
-        if cls is VenvState and (kwargs["venv"], kwargs["user"]) == (wanted["venv"], wanted["user"]):
+        if cls is VenvState and (kwargs["venv"], kwargs["user"]) == (wanted["venv"], wanted["venv_owner"]):
             return snap["venv"]
+        if cls is AccountPlants and (kwargs["user"], list(kwargs["units"])) == (wanted["user"], wanted["units"]):
+            return snap["plants"]
         if cls is SystemdVersion:
             return snap["systemd"]
         if cls is SystemPython and kwargs["python"] == wanted["python"]:

@@ -21,9 +21,11 @@ sandbox's inventory connect as that user through sudo; the password is only in
 the sandbox's own secret source (``.sandbox/NAME/secrets.env``, as
 LITELLM_SUDO_PASSWORD). ``--no-root-login`` makes sshd refuse root.
 
-Differences from production (see docs/sandbox.md): the proxy runs without
-DATABASE_URL (Prisma's engines cannot be downloaded here), and the secrets
-come from a generated .sandbox/secrets.env.
+Differences from production (see docs/sandbox.md): Prisma's engines cannot be downloaded
+here, so the proxy uses its database through the query engine the runner ships
+(``litellm_query_engine``, docs/query-engine.md); its model routes to the stub
+model server (``SANDBOX_MODELS``); the secrets come from a generated
+.sandbox/secrets.env.
 """
 
 from __future__ import annotations
@@ -62,6 +64,18 @@ DEFAULT_PORT = 2222
 # exceed what the host may grant (no CAP_SYS_RESOURCE). See ../shared/sandbox.md.
 RUN_FLAGS = ["--runtime", "runc", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
 DEBIAN_PACKAGES = "systemd,systemd-sysv,dbus,dbus-user-session,python3,sudo,procps"
+# The sandbox's model list: local-vllm on the stub model server of litellm-rerank (it answers every
+# model name; files/bin/litellm-stub-server). Production keeps group_data's own list.
+SANDBOX_MODELS = [
+    {
+        "model_name": "local-vllm",
+        "litellm_params": {
+            "model": "hosted_vllm/local-model",
+            "api_base": "http://127.0.0.1:8079/v1",
+            "api_key": "os.environ/VLLM_API_KEY",
+        },
+    },
+]
 OPERATOR = "deploy"  # the login user of --operator (Debian has a system group "operator")
 OPERATOR_MODES = ("password", "nopasswd")
 
@@ -374,6 +388,10 @@ def up(
                 "--name",
                 name,
                 *RUN_FLAGS,
+                # root on a real host may read every process's /proc/PID/exe and fd/ (the account sweep's
+                # evidence and listener owners, docs/sweep.md); podman drops that capability by default
+                "--cap-add",
+                "SYS_PTRACE",
                 "--systemd=always",
                 "--hostname",
                 name,
@@ -431,6 +449,10 @@ def up(
         "ssh_known_hosts_file": str(known_hosts),
         "ssh_strict_host_key_checking": "accept-new",
         "litellm_sandbox": True,
+        # Prisma's engines cannot be downloaded here: the proxy uses its database through the shipped engine
+        "litellm_query_engine": True,
+        # the sandbox's model is served by its stub model server, so a first completion answers
+        "litellm_model_list": SANDBOX_MODELS,
         "litellm_secrets_file": str(secrets_file()),
         # the incident's key that expires in 5 days: the runner rotates it
         "litellm_key_rotation": [{"alias": "ops-team", "min_days_left": 14, "valid_days": 90, "grace_hours": 24}],

@@ -21,8 +21,8 @@ from litellm_runner import envfile, sandbox
 from tests.support.hosts import PYINFRA, REPO, pyinfra
 
 ROOT = "/home/litellm/litellm"
-CONFIG = f"{ROOT}/state/config.generated.yaml"
-ENV = f"{ROOT}/env.litellm"
+CONFIG = "/etc/litellm/config.generated.yaml"
+ENV = "/etc/litellm/env.litellm"
 OLD = "vllm-canary-old-4b7e1d9a2f63"  # the env file's value on the host
 NEW = "vllm-canary-new-8c2f5a0e7d14"  # the secret source's value
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -20,7 +20,7 @@ from tests.support.hosts import REPO, Host, pyinfra
 
 HOSTS = {f"litellm-fleet-{i}": 2300 + i for i in range(1, 6)}
 ROOT = "/home/litellm/litellm"
-CONFIG = f"{ROOT}/state/config.generated.yaml"
+CONFIG = "/etc/litellm/config.generated.yaml"
 COMMON = {"litellm_num_workers": 1, "litellm_restart_batch_size": 5, "litellm_ready_timeout": 240}
 
 

@@ -9,6 +9,7 @@ from packaging.version import Version
 from litellm_runner import envfile, sandbox
 from tests.unit.group_data import defaults
 
+CODE = "/usr/local/lib/litellm-runner"  # litellm_runner.layout.CODE: root's venv and tools
 ROOT = "/home/litellm/litellm"
 D = defaults()
 
@@ -19,8 +20,8 @@ def test_dry_run_on_the_incident_host_reports_drift_and_changes_nothing(host, dr
     for expected in (
         "Linger for litellm | users-02",
         f"Directory {ROOT}/state/files 0750 | fs-01",
-        f"Venv {ROOT}/venv satisfies its pins | py-01",
-        f"Rendered config {ROOT}/state/config.generated.yaml content | cfg-01",
+        f"Venv {CODE}/venv satisfies its pins | py-01",
+        "Rendered config /etc/litellm/config.generated.yaml content | cfg-01",
     ):
         assert expected in would
     # --dry touched nothing: right after it, the incident was still there
@@ -62,7 +63,7 @@ def test_directory_mode_and_owner(converged, host, rel):
 def test_venv_versions(converged, host):
     installed = {
         p["name"].lower(): p["version"]
-        for p in json.loads(host.out(f"{ROOT}/venv/bin/pip list --format=json --disable-pip-version-check"))
+        for p in json.loads(host.out(f"{CODE}/venv/bin/pip list --format=json --disable-pip-version-check"))
     }
     assert installed["litellm"] == "1.102.4"
     assert Version(installed["fastapi-users"]) >= Version("15.0.2")
@@ -70,11 +71,11 @@ def test_venv_versions(converged, host):
     assert Version(installed["pyasn1"]) >= Version("0.6.3")
     assert installed["ecdsa"] == "0.19.1"
     assert "psycopg" in installed
-    assert host.out(f"stat -c %U {ROOT}/venv/lib") == "litellm"
+    assert host.out(f"stat -c %U {CODE}/venv/lib") == "root"  # root's venv (issue #22)
 
 
 def test_rendered_settings(converged, host):
-    config = yaml.safe_load(host.out(f"cat {ROOT}/state/config.generated.yaml"))
+    config = yaml.safe_load(host.out("cat /etc/litellm/config.generated.yaml"))
     gs = config["general_settings"]
     assert gs["database_connection_pool_limit"] == 20
     assert gs["store_prompts_in_spend_logs"] is False
@@ -82,26 +83,24 @@ def test_rendered_settings(converged, host):
     assert gs["store_model_in_db"] is True
     assert gs["master_key"] == "os.environ/LITELLM_MASTER_KEY"
     assert config["litellm_settings"]["request_timeout"] == 120
-    # the replaced incident config was kept as a backup, with the file's mode
-    backups = host.out(f"stat -c '%a %n' {ROOT}/state/config.generated.yaml.bak-*").splitlines()
-    assert backups and all(b.startswith("640 ") for b in backups)
+    # the incident config (the account's copy, in its tree) was kept: moved into root's quarantine (issue #22)
+    legacy = f"{ROOT}/state/config.generated.yaml"
+    kept = host.out(f"grep -l '\"{legacy}\"' /var/lib/litellm-runner/quarantine/*/manifest.json")
+    assert kept and host.out(f"stat -c %U {kept.splitlines()[0]}") == "root"
 
 
 def test_no_secret_in_rendered_config_or_unit_files(converged, host):
     secrets = [
         v for v in (line.partition("=")[2] for line in sandbox.secrets_file().read_text().splitlines()) if len(v) > 8
     ]
-    text = host.out(
-        f"cat {ROOT}/state/config.generated.yaml /home/litellm/.config/systemd/user/*.service "
-        "/home/litellm/.config/systemd/user/*.timer"
-    )
+    text = host.out("cat /etc/litellm/config.generated.yaml /etc/systemd/user/*.service /etc/systemd/user/*.timer")
     for value in secrets:
         assert value not in text
 
 
 def test_env_file(converged, host):
-    assert host.out(f"stat -c '%a %U %G' {ROOT}/env.litellm") == "600 litellm litellm"
-    env = envfile.loads(host.out(f"cat {ROOT}/env.litellm"), "env.litellm")  # as systemd reads it
+    assert host.out("stat -c '%a %U %G' /etc/litellm/env.litellm") == "640 root litellm"
+    env = envfile.loads(host.out("cat /etc/litellm/env.litellm"), "env.litellm")  # as systemd reads it
     assert set(env) >= {"LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "DATABASE_URL", "VLLM_API_KEY"}
     assert env["VLLM_API_KEY"] == ""  # the placeholder 'dummy' is written empty
     assert env["LITELLM_MASTER_KEY"].startswith("sk-") and env["LITELLM_MASTER_KEY"] != "sk-1234"

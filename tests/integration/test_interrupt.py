@@ -23,6 +23,7 @@ from tests.unit.group_data import defaults
 
 NAME = os.environ.get("LITELLM_LOCK_SANDBOX", "litellm-sandbox-lock")
 PORT = int(os.environ.get("LITELLM_LOCK_PORT", "2296"))
+CODE = "/usr/local/lib/litellm-runner"  # litellm_runner.layout.CODE: root's venv and tools
 ROOT = "/home/litellm/litellm"
 LOCK = "/run/litellm-runner.lock"
 OP_DONE = re.compile(rf"^\s*\[{re.escape(NAME)}\] (Success|No changes|Error)")
@@ -178,11 +179,12 @@ def host_files(host: Host) -> dict:
         return mode, text
 
     return {
-        "config": read(f"{ROOT}/state/config.generated.yaml"),
-        "env": read(f"{ROOT}/env.litellm"),
-        "config_backups": host.out(f"ls -1 {ROOT}/state/ | grep '^config.generated.yaml.bak-' || true").split(),
+        "config": read("/etc/litellm/config.generated.yaml"),
+        "env": read("/etc/litellm/env.litellm"),
+        "config_backups": host.out("ls -1 /etc/litellm/ | grep '^config.generated.yaml.bak-' || true").split(),
         "leftovers": host.out(
-            f"find {ROOT} /home/litellm/.config -name '*.tmp-litellm-runner*' -o -name '.incomplete-*' | sort"
+            f"find {ROOT} /etc/litellm {CODE} /etc/systemd/user -name '*.tmp-litellm-runner*' -o -name '.incomplete-*' "
+            "| sort"
         ).split(),
         "backups": host.out(f"ls -1A {ROOT}/state/archive/backups").split(),
     }
@@ -221,7 +223,7 @@ def assert_complete(host: Host, files: dict) -> None:
 def test_killed_converge_leaves_a_host_the_next_run_converges(fresh):
     host = fresh
     run = Converge()
-    run.wait_for_line(f"Starting operation: Env file {ROOT}/env.litellm content", timeout=900)
+    run.wait_for_line("Starting operation: Env file /etc/litellm/env.litellm content", timeout=900)
     time.sleep(0.3)  # inside the env file's and the config's writes
     run.kill()
     killed = run.pid

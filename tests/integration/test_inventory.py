@@ -32,13 +32,14 @@ from tests.support.fleet import inventory
 from tests.support.hosts import pyinfra
 from tests.unit.group_data import defaults
 
+CODE = "/usr/local/lib/litellm-runner"  # litellm_runner.layout.CODE: root's venv and tools
 ROOT = "/home/litellm/litellm"
-CONFIG = f"{ROOT}/state/config.generated.yaml"
+CONFIG = "/etc/litellm/config.generated.yaml"
 CTL = "systemctl --user --machine=litellm@.host"
-UNITS = "/home/litellm/.config/systemd/user"
+UNITS = "/etc/systemd/user"
 AS_LITELLM = (
     f"runuser -u litellm -- env LITELLM_ROOT={ROOT} XDG_RUNTIME_DIR=/run/user/$(id -u litellm) "
-    f"{ROOT}/venv/bin/python {ROOT}/bin/"
+    f"{CODE}/venv/bin/python {CODE}/bin/"
 )
 NOT_SERVED = "h8-not-loaded"
 STUB: dict[
@@ -103,7 +104,7 @@ def status_lines(host) -> tuple[int, list[str]]:
 
 
 def master_key(host) -> str:
-    return envfile.loads(host.out(f"cat {ROOT}/env.litellm"), "env.litellm")["LITELLM_MASTER_KEY"]
+    return envfile.loads(host.out("cat /etc/litellm/env.litellm"), "env.litellm")["LITELLM_MASTER_KEY"]
 
 
 def write_config(host, text: str) -> None:
@@ -117,7 +118,7 @@ def write_config(host, text: str) -> None:
 
 def test_jobs_run_the_real_tools_and_knowledge_refresh_ships_disabled(converged, host):
     for name in ("litellm-model-inventory", "litellm-probe-capabilities"):
-        assert f"{ROOT}/bin/{name} --proxy-url http://127.0.0.1:4000" in host.out(f"cat {UNITS}/{name}.service")
+        assert f"{CODE}/bin/{name} --proxy-url http://127.0.0.1:4000" in host.out(f"cat {UNITS}/{name}.service")
         assert host.out(f"{CTL} is-enabled {name}.timer") == "enabled"
     assert host.out(f"{CTL} is-enabled litellm-knowledge-refresh.timer", check=False) == "disabled"
     assert host.out(f"{CTL} is-active litellm-knowledge-refresh.timer", check=False) == "inactive"

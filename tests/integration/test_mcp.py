@@ -41,6 +41,7 @@ from tests.support.fleet import inventory
 from tests.support.hosts import REPO, pyinfra
 from tests.unit.group_data import defaults
 
+CODE = "/usr/local/lib/litellm-runner"  # litellm_runner.layout.CODE: root's venv and tools
 ROOT = "/home/litellm/litellm"
 PROXY = "http://127.0.0.1:4000"
 STUB_PORT = 8091
@@ -58,7 +59,7 @@ def mcp_data() -> dict:
             "litellm-mcp-stub": {
                 "enabled": True,
                 "port": STUB_PORT,
-                "command": f"{{python}} {{root}}/bin/litellm-mcp-stub --host {{bind}} --port {{port}} "
+                "command": f"{{python}} {{bin}}/litellm-mcp-stub --host {{bind}} --port {{port}} "
                 f"--token-env {TOKEN_NAME}",
             },
         },
@@ -106,12 +107,12 @@ def http(host, method: str, url: str, headers: dict | None = None, body: dict | 
 
 GATEWAY_SCRIPT = f"""
 import asyncio, json, sys
-sys.path.insert(0, "{ROOT}/bin")
+sys.path.insert(0, "{CODE}/bin")
 import litellm_envfile
 from mcp import ClientSession
 from mcp.client.streamable_http import streamablehttp_client
 
-key = litellm_envfile.read("{ROOT}/env.litellm")["LITELLM_MASTER_KEY"]
+key = litellm_envfile.read("/etc/litellm/env.litellm")["LITELLM_MASTER_KEY"]
 
 
 async def main():
@@ -146,11 +147,11 @@ def declare(host, tmp) -> dict:
 # found"); a client lists and calls on one connection, or uses /mcp.
 REST_SCRIPT = f"""
 import json, sys
-sys.path.insert(0, "{ROOT}/bin")
+sys.path.insert(0, "{CODE}/bin")
 import httpx
 import litellm_envfile
 
-key = litellm_envfile.read("{ROOT}/env.litellm")["LITELLM_MASTER_KEY"]
+key = litellm_envfile.read("/etc/litellm/env.litellm")["LITELLM_MASTER_KEY"]
 with httpx.Client(base_url="{PROXY}", headers={{"Authorization": "Bearer " + key}}, timeout=120) as client:
     listed = client.get("/mcp-rest/tools/list")
     tools = [tool for tool in listed.json().get("tools", []) if tool["name"].endswith("echo")]
@@ -205,17 +206,17 @@ def test_stub_runs_on_loopback_and_refuses_a_caller_without_the_token(declared, 
 
 
 def test_config_holds_a_reference_and_the_env_file_the_token(declared, host):
-    config = host.out(f"cat {ROOT}/state/config.generated.yaml")
+    config = host.out("cat /etc/litellm/config.generated.yaml")
     assert f"authentication_token: os.environ/{TOKEN_NAME}" in config
     assert declared["token"] not in config
-    script = f"import sys; sys.path.insert(0, '{ROOT}/bin'); import litellm_envfile as e; "
-    script += f"print(e.fingerprint(e.read('{ROOT}/env.litellm')['{TOKEN_NAME}']))"
-    printed = host.out(f"runuser -u litellm -- {ROOT}/venv/bin/python -I -c {shlex.quote(script)}")
+    script = f"import sys; sys.path.insert(0, '{CODE}/bin'); import litellm_envfile as e; "
+    script += f"print(e.fingerprint(e.read('/etc/litellm/env.litellm')['{TOKEN_NAME}']))"
+    printed = host.out(f"runuser -u litellm -- {CODE}/venv/bin/python -I -c {shlex.quote(script)}")
     assert printed == envfile.fingerprint(declared["token"])
 
 
 def test_mcp_protocol_through_the_gateway_with_the_master_key(declared, host):
-    proc = ssh_input(host, f"cd /tmp && runuser -u litellm -- {ROOT}/venv/bin/python -I -", GATEWAY_SCRIPT, 300)
+    proc = ssh_input(host, f"cd /tmp && runuser -u litellm -- {CODE}/venv/bin/python -I -", GATEWAY_SCRIPT, 300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     answer = json.loads(proc.stdout.strip().splitlines()[-1])
     assert answer["tools"] == [f"{SERVER}-echo"], answer
@@ -224,7 +225,7 @@ def test_mcp_protocol_through_the_gateway_with_the_master_key(declared, host):
 
 
 def test_rest_routes_list_and_call_the_tool_with_the_master_key(declared, host):
-    proc = ssh_input(host, f"cd /tmp && runuser -u litellm -- {ROOT}/venv/bin/python -I -", REST_SCRIPT, 300)
+    proc = ssh_input(host, f"cd /tmp && runuser -u litellm -- {CODE}/venv/bin/python -I -", REST_SCRIPT, 300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     answer = json.loads(proc.stdout.strip().splitlines()[-1])
     assert answer["list_status"] == 200, answer
@@ -272,7 +273,7 @@ def test_the_upstream_token_is_in_no_output(declared, host, tmp_path):
     seen += [run.stdout + run.stderr for run in declared["runs"]]
     seen.append(host.out("journalctl --no-pager -o cat _UID=$(id -u litellm)", timeout=120))
     seen.append(host.out("ps -eo args"))
-    seen.append(host.out(f"cat {ROOT}/state/config.generated.yaml"))
+    seen.append(host.out("cat /etc/litellm/config.generated.yaml"))
     for text in seen:
         assert declared["token"] not in text
 
@@ -295,9 +296,9 @@ def test_lint_refuses_unauthenticated_and_exposed_variants(declared, host, tmp_p
     data["litellm_mcp_servers"] = {SERVER: entry}
     secrets_file = declared["hosts"].parent / "secrets.env"
     hosts = inventory(tmp_path / "hosts.yml", [host.name], {**data, "litellm_secrets_file": str(secrets_file)})
-    before = host.out(f"sha256sum {ROOT}/state/config.generated.yaml")
+    before = host.out("sha256sum /etc/litellm/config.generated.yaml")
     run = pyinfra([host.name], "-y", env={"LITELLM_INVENTORY": str(hosts)})
     assert run.returncode == 1, run.stderr[-3000:]
     assert "refusing to touch any host" in run.stderr and refusal in run.stderr, run.stderr[-3000:]
     assert "canary" not in run.stdout + run.stderr and declared["token"] not in run.stdout + run.stderr
-    assert host.out(f"sha256sum {ROOT}/state/config.generated.yaml") == before
+    assert host.out("sha256sum /etc/litellm/config.generated.yaml") == before

@@ -141,7 +141,7 @@ def test_example_project_converges_then_changes_nothing(example_runs, host):
     first, second = example_runs
     assert first.returncode == 0, first.stderr[-3000:]
     # the example's request_timeout differs from the incident's and from the default: the config changes
-    assert f"Rendered config {ROOT}/state/config.generated.yaml content | cfg-01" in first.changed(host.name)
+    assert "Rendered config /etc/litellm/config.generated.yaml content | cfg-01" in first.changed(host.name)
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.changed(host.name) == []
 
@@ -161,8 +161,8 @@ def test_example_project_converges_then_changes_nothing(example_runs, host):
     ids=["group-data-request-timeout", "group-data-workers", "default-pool-limit"],
 )
 def test_example_settings_take_precedence_over_defaults(example_runs, host, read, expected):
-    config = yaml.safe_load(host.out(f"cat {ROOT}/state/config.generated.yaml"))
-    unit = host.out("cat /home/litellm/.config/systemd/user/litellm.service")
+    config = yaml.safe_load(host.out("cat /etc/litellm/config.generated.yaml"))
+    unit = host.out("cat /etc/systemd/user/litellm.service")
     assert read(config, unit) == expected
 
 

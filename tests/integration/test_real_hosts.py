@@ -144,7 +144,8 @@ def test_every_command_and_fact_goes_through_sudo(converged):
     # the host snapshot (root's own interpreter, isolated) takes _sudo from host data like operations
     assert any("sudo -H -A -k sh -c" in c and "/usr/bin/python3 -I -c" in c for c in commands)
     assert [c for c in plain if not c.startswith("umask 077 && mktemp -d /tmp/litellm-runner.")] == []
-    assert any("sudo -H -A -k sh -c 'runuser -u alice -- " in c for c in commands)  # as the account, via root
+    assert any("sudo -H -A -k sh -c 'cd / && runuser -u alice -g alice -- env -i " in c for c in commands)  # as alice
+    assert any("runuser -u root -- env -i HOME=/root " in c and "/bin/pip install" in c for c in commands)  # root's
 
 
 def test_drift_check_works_over_the_same_connection(converged):
@@ -157,6 +158,10 @@ def test_adopted_account_keeps_shell_and_groups(converged):
     assert root("getent passwd alice").stdout == converged["before"]["passwd"]
     assert sorted(root("id -Gn alice").stdout.split()) == GROUPS.split()
     assert root(f"stat -c '%U:%G %a' {ROOT} /LAB").stdout.split("\n")[:2] == ["alice:alice 750", "root:root 755"]
+    # alice keeps her state; what her services run is root's (issue #22)
+    assert root("stat -c '%U:%G %a' /usr/local/lib/litellm-runner/venv /etc/litellm/env.litellm").stdout.split("\n")[
+        :2
+    ] == ["root:root 755", "root:alice 640"]
     assert root("systemctl --user --machine=alice@.host is-active litellm.service").stdout.strip() == "active"
     for run_ in (converged["first"], converged["second"]):
         assert "alice is an existing account the runner did not create" in run_.stderr

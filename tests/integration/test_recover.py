@@ -15,10 +15,11 @@ import pytest
 from litellm_runner import envfile
 from tests.support.hosts import drift_check, pyinfra
 
+CODE = "/usr/local/lib/litellm-runner"  # litellm_runner.layout.CODE: root's venv and tools
 ROOT = "/home/litellm/litellm"
-VENV = f"{ROOT}/venv"
+VENV = f"{CODE}/venv"
 SITE = f"{VENV}/lib/python3.11/site-packages"
-UNITS = "/home/litellm/.config/systemd/user"
+UNITS = "/etc/systemd/user"
 CTL = "systemctl --user --machine=litellm@.host"
 VENV_OP = f"Venv {VENV} satisfies its pins | py-01"
 ACCOUNT_PIP = f"runuser -u litellm -- {VENV}/bin/python -c 'import litellm, urllib3, pyasn1'"
@@ -32,13 +33,16 @@ def named(report, host, status="drift") -> set[str]:
     return {i["id"] for i in report["hosts"][host.name]["items"] if i["status"] == status}
 
 
+TRUNCATED = f": > {SITE}/urllib3/__init__.py"  # root's mistake: only the RECORD check sees it in a drift check
+RECORD_CHECK = ["--data", "litellm_venv_integrity=always"]  # docs/venv-integrity.md
+
 ROWS = [  # (breakage, items the check must name, a command that succeeds once repaired)
     pytest.param(f"rm -rf {VENV}", {VENV_OP}, ACCOUNT_PIP, id="no-venv"),
     pytest.param(
         f"rm -rf {SITE}/pyasn1-*.dist-info", {VENV_OP}, f"ls -d {SITE}/pyasn1-*.dist-info", id="dist-info-removed"
     ),
     pytest.param(
-        f": > {SITE}/urllib3/__init__.py",
+        TRUNCATED,
         {VENV_OP},
         f"test -s {SITE}/urllib3/__init__.py && {ACCOUNT_PIP}",
         id="files-truncated",
@@ -64,38 +68,45 @@ ROWS = [  # (breakage, items the check must name, a command that succeeds once r
     pytest.param(
         f"{VENV}/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall pyasn1==0.6.5",
         {VENV_OP},
-        f'test -z "$(find {VENV} ! -user litellm | head -n 1)" && {ACCOUNT_PIP}',
+        f'test -z "$(find {VENV} ! -user root | head -n 1)" && {ACCOUNT_PIP}',
         id="root-owned-files",
     ),
+    pytest.param(  # root's hand-made chmod where a .pth file would run in every service: the cheap check sees it
+        f"chmod g+w {SITE}",
+        {VENV_OP},
+        f"test $(stat -c %a {SITE}) = 755",
+        id="site-packages-group-writable",
+    ),
     pytest.param(
-        f"rm {ROOT}/bin/litellm-dbctl",
-        {f"Tool {ROOT}/bin/litellm-dbctl content | cfg-02"},
-        f"test -f {ROOT}/bin/litellm-dbctl",
+        f"rm {CODE}/bin/litellm-dbctl",
+        {f"Tool {CODE}/bin/litellm-dbctl content | cfg-02"},
+        f"test -f {CODE}/bin/litellm-dbctl",
         id="dbctl-missing",
     ),
     pytest.param(
-        f"echo '# an older one' >> {ROOT}/bin/litellm-dbctl",
-        {f"Tool {ROOT}/bin/litellm-dbctl content | cfg-02"},
-        f"! grep -q 'an older one' {ROOT}/bin/litellm-dbctl",
+        f"echo '# an older one' >> {CODE}/bin/litellm-dbctl",
+        {f"Tool {CODE}/bin/litellm-dbctl content | cfg-02"},
+        f"! grep -q 'an older one' {CODE}/bin/litellm-dbctl",
         id="dbctl-old",
     ),
     pytest.param(
-        f"rm {ROOT}/env.litellm",
-        {f"Env file {ROOT}/env.litellm content | sec-01"},
-        f"test -f {ROOT}/env.litellm",
+        "rm /etc/litellm/env.litellm",
+        {"Env file /etc/litellm/env.litellm content | sec-01"},
+        "test -f /etc/litellm/env.litellm",
         id="env-file-missing",
     ),
     pytest.param(
-        f"rm -rf {UNITS}",
-        {"Directory /home/litellm/.config/systemd/user | svc-01"},
-        f"test -f {UNITS}/litellm.service && {CTL} is-active litellm.service && {CTL} is-enabled litellm.service",
-        id="unit-dir-missing",
+        f"rm {UNITS}/litellm-metrics.service",  # root's unit file (issue #22: /etc/systemd/user), its link dangling
+        {"Unit file litellm-metrics.service content | svc-01"},
+        f"test -f {UNITS}/litellm-metrics.service && {CTL} is-active litellm-metrics.service && "
+        f"{CTL} is-enabled litellm-metrics.service",
+        id="unit-file-missing",
     ),
     pytest.param(
-        f"runuser -u litellm -- touch {ROOT}/state/config.generated.yaml.tmp-litellm-runner "
-        f"{ROOT}/bin/litellm-status.tmp-litellm-runner-bak",
+        "touch /etc/litellm/config.generated.yaml.tmp-litellm-runner "
+        f"{CODE}/bin/litellm-status.tmp-litellm-runner-bak",  # root's run killed midway
         {"No temporary file of an interrupted run | fs-02"},
-        f"! ls {ROOT}/state/*.tmp-litellm-runner* {ROOT}/bin/*.tmp-litellm-runner* 2>/dev/null",
+        f"! ls /etc/litellm/*.tmp-litellm-runner* {CODE}/bin/*.tmp-litellm-runner* 2>/dev/null",
         id="leftover-temp-files",
     ),
     # a lock from another control machine whose run died 1000 s ago (no heartbeat since)
@@ -113,7 +124,7 @@ ROWS = [  # (breakage, items the check must name, a command that succeeds once r
 def test_broken_state_is_drift_then_repaired(converged, host, converge, tmp_path, breakage, items, repaired):
     host.ssh(breakage, timeout=600)
     assert host.ssh(repaired, check=False, timeout=120).returncode != 0, "the breakage broke nothing"
-    proc, report = check(host, tmp_path)
+    proc, report = check(host, tmp_path, args=RECORD_CHECK if breakage == TRUNCATED else None)
     assert proc.returncode == 2, proc.stdout + proc.stderr[-3000:]
     assert items <= named(report, host), proc.stdout
     assert converge().returncode == 0
@@ -133,7 +144,7 @@ def test_user_manager_stopped_is_drift_then_repaired(converged, host, converge, 
 
 
 def test_database_down_fails_only_the_database_items(converged, host, converge, tmp_path):
-    password = urllib.parse.urlsplit(envfile.loads(host.out(f"cat {ROOT}/env.litellm"))["DATABASE_URL"]).password
+    password = urllib.parse.urlsplit(envfile.loads(host.out("cat /etc/litellm/env.litellm"))["DATABASE_URL"]).password
     assert password  # the check below looks for it
     host.ssh(f"chmod 0777 {ROOT}/logs && rm {UNITS}/litellm-metrics.service")  # non-database drift besides
     host.ssh("systemctl stop postgresql", timeout=300)

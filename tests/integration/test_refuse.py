@@ -27,6 +27,7 @@ from litellm_runner.gates.cve import RELOCK
 from tests.support.hosts import PYINFRA, REPO
 from tests.unit.group_data import defaults
 
+CODE = "/usr/local/lib/litellm-runner"  # litellm_runner.layout.CODE: root's venv and tools
 ROOT = "/home/litellm/litellm"
 CTL = "systemctl --user --machine=litellm@.host"
 PSQL = "runuser -u postgres -- psql -p 5434 -d litellm -AtX -c"
@@ -37,9 +38,9 @@ CANARY = "canary"  # every injected secret value contains it; it must never be p
 
 FINGERPRINT = " ; ".join(
     [
-        f"find {ROOT} -path {ROOT}/venv -prune -o -path {ROOT}/logs -prune -o -printf '%p %m %u %g %s %T@\\n' | sort",
-        f"sha256sum {ROOT}/env.litellm {ROOT}/state/config.generated.yaml",
-        "find /home/litellm/.config/systemd/user -printf '%p %m %s %T@\\n' | sort",
+        f"find {ROOT} -path {CODE}/venv -prune -o -path {ROOT}/logs -prune -o -printf '%p %m %u %g %s %T@\\n' | sort",
+        "sha256sum /etc/litellm/env.litellm /etc/litellm/config.generated.yaml",
+        "find /etc/systemd/user -printf '%p %m %s %T@\\n' | sort",
         f"{CTL} show -P MainPID litellm.service litellm-health-server.service litellm-metrics.service",
         f"{PSQL} 'SELECT param_name, param_value FROM \"LiteLLM_Config\" ORDER BY 1'",
         f"{PSQL} 'SELECT key_alias, blocked, expires FROM \"LiteLLM_VerificationToken\" ORDER BY 1'",
@@ -477,7 +478,7 @@ def test_shipped_defaults_pass_every_gate(ready, tmp_path):
     code, out, _, _ = deploy(tmp_path, ready, {}, None, None)
     assert code == 0, out[-3000:]
     assert "refusing" not in out and "warnings (the run goes on)" not in out
-    assert "Venv /home/litellm/litellm/venv has no known vulnerability | py-01" in out
+    assert f"Venv {CODE}/venv has no known vulnerability | py-01" in out
 
 
 @pytest.mark.parametrize("case, data, secrets, requirements, fragments", ROWS, ids=[r[0] for r in ROWS])

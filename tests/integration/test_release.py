@@ -31,8 +31,9 @@ RELEASE = sandbox.RELEASES[CODENAME]
 NAME = os.environ.get("LITELLM_RELEASE_SANDBOX", f"litellm-sandbox-release-{RELEASE['version']}")
 PORT = int(os.environ.get("LITELLM_RELEASE_PORT", {"trixie": "2405", "bookworm": "2415"}[CODENAME]))
 COMMON = {"litellm_num_workers": 1}
+CODE = "/usr/local/lib/litellm-runner"  # litellm_runner.layout.CODE: root's venv and tools
 ROOT = "/home/litellm/litellm"
-CONFIG = f"{ROOT}/state/config.generated.yaml"
+CONFIG = "/etc/litellm/config.generated.yaml"
 CTL = "systemctl --user --machine=litellm@.host"
 
 
@@ -116,9 +117,9 @@ def test_converges_from_the_incident_state_then_changes_nothing(host, converged)
     assert host.out(f"stat -c %a {ROOT}/state/files") == "750"
     assert yaml.safe_load(host.out(f"cat {CONFIG}"))["litellm_settings"]["request_timeout"] == 120
     # the venv is made from the release's own interpreter, with the lock of that Python
-    assert host.out(f"sed -n 's/^version = //p' {ROOT}/venv/pyvenv.cfg").startswith(RELEASE["python"] + ".")
+    assert host.out(f"sed -n 's/^version = //p' {CODE}/venv/pyvenv.cfg").startswith(RELEASE["python"] + ".")
     lock = REPO / "files" / "locks" / f"litellm-venv-requirements.py{RELEASE['python']}.txt"
-    assert host.out(f"cat {ROOT}/state/venv-requirements.txt") == lock.read_text().strip()
+    assert host.out(f"cat {CODE}/venv-requirements.txt") == lock.read_text().strip()
     # pg_dump (backups) is the release's PostgreSQL client, the one that matches its server
     assert host.out("pg_dump --version").split()[-1].split(".")[0] == RELEASE["postgresql"]
     assert ready(host), "the proxy is not ready after the converge"

@@ -3,6 +3,7 @@ restarts exactly what depends on it), and the run after that changes nothing."""
 
 import pytest
 
+CODE = "/usr/local/lib/litellm-runner"  # litellm_runner.layout.CODE: root's venv and tools
 ROOT = "/home/litellm/litellm"
 CTL = "systemctl --user --machine=litellm@.host"
 TOOLS = ["litellm-health-server", "litellm-metrics", "litellm-rerank", "litellm-embed-arctic"]
@@ -26,31 +27,31 @@ CASES = [
         id="directory-owner",
     ),
     pytest.param(
-        f"sed -i 's/request_timeout: 120/request_timeout: 600/' {ROOT}/state/config.generated.yaml",
-        {f"Rendered config {ROOT}/state/config.generated.yaml content | cfg-01", *restart("litellm")},
-        f"grep -q 'request_timeout: 120' {ROOT}/state/config.generated.yaml",
+        "sed -i 's/request_timeout: 120/request_timeout: 600/' /etc/litellm/config.generated.yaml",
+        {"Rendered config /etc/litellm/config.generated.yaml content | cfg-01", *restart("litellm")},
+        "grep -q 'request_timeout: 120' /etc/litellm/config.generated.yaml",
         id="config-line",
     ),
     pytest.param(
-        f"chmod 0644 {ROOT}/env.litellm",
-        {f"Env file {ROOT}/env.litellm 0600 litellm:litellm | sec-01"},
-        f"test $(stat -c %a {ROOT}/env.litellm) = 600",
+        "chmod 0644 /etc/litellm/env.litellm",
+        {"Env file /etc/litellm/env.litellm 0640 root:litellm | sec-01"},
+        "test $(stat -c %a /etc/litellm/env.litellm) = 640",
         id="env-file-mode",
     ),
     pytest.param(
-        f"echo VLLM_API_KEY=dummy >> {ROOT}/env.litellm",
-        {f"Env file {ROOT}/env.litellm content | sec-01", *restart("litellm", *TOOLS)},
-        f"! grep -q dummy {ROOT}/env.litellm",
+        "echo VLLM_API_KEY=dummy >> /etc/litellm/env.litellm",
+        {"Env file /etc/litellm/env.litellm content | sec-01", *restart("litellm", *TOOLS)},
+        "! grep -q dummy /etc/litellm/env.litellm",
         id="env-file-content",
     ),
     pytest.param(
-        "sed -i 's/^Restart=on-failure/Restart=no/' /home/litellm/.config/systemd/user/litellm-rerank.service",
+        "sed -i 's/^Restart=on-failure/Restart=no/' /etc/systemd/user/litellm-rerank.service",
         {
             "Unit file litellm-rerank.service content | svc-01",
             "Reload the user manager of litellm | svc-01",
             *restart("litellm-rerank"),
         },
-        "grep -q '^Restart=on-failure' /home/litellm/.config/systemd/user/litellm-rerank.service && "
+        "grep -q '^Restart=on-failure' /etc/systemd/user/litellm-rerank.service && "
         f"test $({CTL} show -P Restart litellm-rerank.service) = on-failure",
         id="unit-file",
     ),
@@ -67,13 +68,13 @@ CASES = [
         id="service-stopped",
     ),
     pytest.param(
-        f"runuser -u litellm -- {ROOT}/venv/bin/pip install -q --no-deps urllib3==2.5.0",
+        f"{CODE}/venv/bin/pip install -q --no-deps urllib3==2.5.0",
         {
-            f"Venv {ROOT}/venv satisfies its pins | py-01",
-            f"Venv {ROOT}/venv has no known vulnerability | py-01",
+            f"Venv {CODE}/venv satisfies its pins | py-01",
+            f"Venv {CODE}/venv has no known vulnerability | py-01",
             *restart("litellm", *TOOLS),
         },
-        f"{ROOT}/venv/bin/python -c 'import urllib3, sys; sys.exit(urllib3.__version__ < \"2.7\")'",
+        f"{CODE}/venv/bin/python -c 'import urllib3, sys; sys.exit(urllib3.__version__ < \"2.7\")'",
         id="package-downgraded",
     ),
 ]
@@ -102,8 +103,8 @@ def test_linger_turned_off_is_repaired(converged, host, converge):
 def test_config_change_restarts_only_the_proxy(converged, host, converge):
     pids = {s: host.out(f"{CTL} show -P MainPID {s}.service") for s in ["litellm", *TOOLS]}
     host.ssh(
-        f"sed -i 's/database_connection_pool_limit: 20/database_connection_pool_limit: 10/' "
-        f"{ROOT}/state/config.generated.yaml"
+        "sed -i 's/database_connection_pool_limit: 20/database_connection_pool_limit: 10/' "
+        "/etc/litellm/config.generated.yaml"
     )
     converge()
     after = {s: host.out(f"{CTL} show -P MainPID {s}.service") for s in ["litellm", *TOOLS]}

@@ -167,11 +167,14 @@ def deploy(tmp_path, host, from_env, file_lines):
 
 @pytest.mark.parametrize("case, from_env, file_lines, fragment", REFUSED, ids=[r[0] for r in REFUSED])
 def test_deploy_refuses_a_secret_with_a_line_break(host, tmp_path, case, from_env, file_lines, fragment):
-    before = host.out(f"sha256sum {ROOT}/env.litellm; stat -c '%a %U %Y' {ROOT}/env.litellm", check=False)
+    before = host.out("sha256sum /etc/litellm/env.litellm; stat -c '%a %U %Y' /etc/litellm/env.litellm", check=False)
     code, out, fill = deploy(tmp_path, host, from_env, file_lines)
     assert code == 1, out[-3000:]
     assert "refusing to touch any host" in out, out[-3000:]
     assert fragment.format(**fill) in out, f"{fragment.format(**fill)!r} not in:\n{out[-3000:]}"
     assert CANARY not in out and "INJECTED" not in out
     assert "Loaded fact" not in out and "Getting fact" not in out and "Starting operation" not in out, out[-3000:]
-    assert host.out(f"sha256sum {ROOT}/env.litellm; stat -c '%a %U %Y' {ROOT}/env.litellm", check=False) == before
+    assert (
+        host.out("sha256sum /etc/litellm/env.litellm; stat -c '%a %U %Y' /etc/litellm/env.litellm", check=False)
+        == before
+    )

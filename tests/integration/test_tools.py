@@ -4,12 +4,13 @@ import json
 
 import pytest
 
+CODE = "/usr/local/lib/litellm-runner"  # litellm_runner.layout.CODE: root's venv and tools
 ROOT = "/home/litellm/litellm"
 CTL = "systemctl --user --machine=litellm@.host"
 PSQL = "runuser -u postgres -- psql -p 5434 -d litellm -AtX -c"
 AS_LITELLM = (
     f"runuser -u litellm -- env LITELLM_ROOT={ROOT} XDG_RUNTIME_DIR=/run/user/$(id -u litellm) "
-    f"{ROOT}/venv/bin/python {ROOT}/bin/"
+    f"{CODE}/venv/bin/python {CODE}/bin/"
 )
 
 

@@ -30,6 +30,7 @@ from tests.support.fleet import inventory
 from tests.support.hosts import PYINFRA, REPO, pyinfra
 from tests.unit.group_data import defaults
 
+CODE = "/usr/local/lib/litellm-runner"  # litellm_runner.layout.CODE: root's venv and tools
 ROOT = "/home/litellm/litellm"
 CTL = "systemctl --user --machine=litellm@.host"
 PROXY = "http://127.0.0.1:4000"
@@ -98,7 +99,7 @@ def restarted(first, host, tmp_path_factory):
 def test_venv_has_the_prisma_client_litellm_requires(first, host):
     """The database client is installed at the pinned version, importable by the account's venv."""
     out = host.out(
-        f"runuser -u litellm -- {ROOT}/venv/bin/python -c "
+        f"runuser -u litellm -- {CODE}/venv/bin/python -c "
         '\'import importlib.metadata as m, prisma.errors; print(m.version("prisma"), m.version("litellm"))\''
     )
     assert out == "0.11.0 1.102.4"
@@ -121,7 +122,7 @@ def test_rolling_restart_then_traffic_again(first, restarted, host):
     run, pid_after, timeout = restarted
     assert pid_before != pid_after  # the proxy process was replaced by the converge
     assert [n for n in run.changed(host.name) if "litellm.service" in n], run.changed(host.name)
-    config = yaml.safe_load(host.out(f"cat {ROOT}/state/config.generated.yaml"))
+    config = yaml.safe_load(host.out("cat /etc/litellm/config.generated.yaml"))
     assert config["litellm_settings"]["request_timeout"] == timeout
     status, body = chat(host, master_key())
     assert status == 200 and body["choices"][0]["message"]["content"] == ANSWER, body
@@ -138,40 +139,41 @@ def test_the_key_is_in_no_output(first, restarted, host):
 
 SKIP_ALL_BUT_PRISMA = " ".join(
     f"--skip {c}"
-    for c in ("services", "database", "backups", "health", "metrics", "keys", "config", "models", "probes")
+    for c in (
+        "services",
+        "database",
+        "backups",
+        "health",
+        "metrics",
+        "keys",
+        "config",
+        "models",
+        "probes",
+        "proxy-database",
+    )
 )
 
 
 def status_prisma(host, root: str = ROOT) -> tuple[int, str]:
     """litellm-status's prisma check as the service account, in the host's venv, for the deployment at ROOT."""
     proc = host.ssh(
-        f"cd / && runuser -u litellm -- env LITELLM_ROOT={root} {ROOT}/venv/bin/python {ROOT}/bin/litellm-status "
-        f"--root {root} --env-file {ROOT}/env.litellm {SKIP_ALL_BUT_PRISMA}",
+        f"cd / && runuser -u litellm -- env LITELLM_ROOT={root} {CODE}/venv/bin/python {CODE}/bin/litellm-status "
+        f"--root {root} --env-file /etc/litellm/env.litellm {SKIP_ALL_BUT_PRISMA}",
         check=False,
     )
     return proc.returncode, proc.stdout.splitlines()[0]
 
 
 def test_status_reports_the_database_client(first, host):
-    """The sandbox's proxy has no database: the client, installed and not generated (no engines here), is not
-    needed. The same venv for a config with a database_url is a failed check."""
+    """The sandbox's proxy uses its database through the query engine the runner ships (litellm_query_engine):
+    the client is generated from litellm's schema and Prisma's own lookup finds the engine the proxy's unit names."""
+    from litellm_runner import query_engine
+
     assert status_prisma(host) == (
         0,
-        "OK   prisma: prisma 0.11.0 installed, client not generated from litellm's schema "
-        "(not needed: the proxy runs without a database)",
+        "OK   prisma: prisma 0.11.0, client generated from litellm's schema, "
+        f"query engine {query_engine.install_dir()}/query-engine",
     )
-    scratch = host.out("runuser -u litellm -- mktemp -d /tmp/h6-root.XXXXXX")
-    try:
-        config = "general_settings:\n  database_url: os.environ/DATABASE_URL\n"
-        write = f"mkdir {scratch}/state && cat > {scratch}/state/config.generated.yaml"
-        host.ssh(f"printf %s {shlex.quote(config)} | runuser -u litellm -- sh -c {shlex.quote(write)}")
-        assert status_prisma(host, scratch) == (
-            1,
-            "FAIL prisma: prisma 0.11.0 installed, client not generated from litellm's schema: "
-            "the proxy cannot use its database (the converge says why)",
-        )
-    finally:
-        host.ssh(f"rm -rf {scratch}")
 
 
 def test_converge_says_why_the_client_is_not_generated(first, host, tmp_path):

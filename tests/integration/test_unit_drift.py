@@ -5,7 +5,8 @@ Each row makes one hand edit as an operator would (``systemctl --user edit``,
 not reloaded), then: the check exits 2 naming the unit and what differs; a
 converge brings ``systemctl --user show`` of the unit back to exactly what the
 deploy manages (its managed file as fragment, no drop-in, the managed property
-value, active); the converge after that changes nothing.
+value, active); the converge after that changes nothing. The managed unit files are root's
+(/etc/systemd/user); what the account puts in its own unit paths is quarantined (svc-02, issue #22).
 """
 
 import json
@@ -15,7 +16,8 @@ import pytest
 from tests.support.hosts import drift_check
 
 UNIT = "litellm-rerank.service"  # a stub server: restarts in a moment (the proxy may take minutes)
-MANAGED = f"/home/litellm/.config/systemd/user/{UNIT}"
+MANAGED = f"/etc/systemd/user/{UNIT}"
+ACCOUNT = "/home/litellm/.config/systemd/user"  # the account's own unit path: its enablement links only
 CONTROL = "/home/litellm/.config/systemd/user.control"
 RUN = "/run/user/$(id -u litellm)/systemd"
 CTL = "systemctl --user --machine=litellm@.host"
@@ -28,6 +30,7 @@ EDITOR = (
 SHOWN = ["FragmentPath", "DropInPaths", "LoadState", "NeedDaemonReload", "ActiveState"]
 SOURCES = f"Unit {UNIT} only from its managed file | svc-01"
 RELOAD = "Reload the user manager of litellm | svc-01"
+PLANTS = "Nothing of litellm's own changes a managed unit or its environment | svc-02"
 
 
 def edit(flags=""):
@@ -36,30 +39,58 @@ def edit(flags=""):
 
 ROWS = [
     # (hand edit, property it changes, drifted item, a path the report names)
-    pytest.param(edit(), "Environment", SOURCES, f"{MANAGED}.d/override.conf", id="edit"),
-    pytest.param(edit("--runtime"), "Environment", SOURCES, f"{UNIT}.d/override.conf", id="edit-runtime"),
+    # the account's own unit paths: its plants (issue #22), quarantined with evidence
+    pytest.param(edit(), "Environment", PLANTS, f"{ACCOUNT}/{UNIT}.d", id="edit"),
+    pytest.param(edit("--runtime"), "Environment", PLANTS, f"systemd/user/{UNIT}.d", id="edit-runtime"),
     pytest.param(
         f"{CTL} set-property {UNIT} CPUWeight=50",
         "CPUWeight",
-        SOURCES,
-        f"{CONTROL}/{UNIT}.d/50-CPUWeight.conf",
+        PLANTS,
+        f"{CONTROL}/{UNIT}.d",
         id="set-property",
     ),
     pytest.param(
         f"{CTL} set-property --runtime {UNIT} MemoryMax=300M",
         "MemoryMax",
-        SOURCES,
-        f"user.control/{UNIT}.d/50-MemoryMax.conf",
+        PLANTS,
+        f"user.control/{UNIT}.d",
         id="set-property-runtime",
     ),
     pytest.param(
         f"{AS} sh -c 'mkdir -p {CONTROL} && sed s/^RestartSec=.*/RestartSec=9/ {MANAGED} > {CONTROL}/{UNIT}' "
         f"&& {CTL} daemon-reload",
         "RestartUSec",
-        SOURCES,
+        PLANTS,
         f"{CONTROL}/{UNIT}",
         id="user-control-unit",
     ),
+    pytest.param(
+        f"{AS} sh -c 'mkdir -p {ACCOUNT} && sed s/^RestartSec=.*/RestartSec=9/ {MANAGED} > {ACCOUNT}/{UNIT}' "
+        f"&& {CTL} daemon-reload",
+        "RestartUSec",
+        PLANTS,
+        f"{ACCOUNT}/{UNIT}",
+        id="account-unit-shadows",
+    ),
+    pytest.param(
+        f"{CTL} mask --runtime {UNIT} && {CTL} daemon-reload", "LoadState", PLANTS, "/run/user/", id="mask-runtime"
+    ),  # /run/user/UID/systemd/user/UNIT -> /dev/null
+    pytest.param(
+        f"{AS} sh -c 'mkdir -p {CONTROL} && ln -s /dev/null {CONTROL}/{UNIT}' && {CTL} daemon-reload",
+        "LoadState",
+        PLANTS,
+        f"{CONTROL}/{UNIT}",
+        id="masked",
+    ),
+    pytest.param(
+        f'{AS} sh -c \'mkdir -p {ACCOUNT}/{UNIT}.d && printf "[Service]\\nEnvironment=LITELLM_HAND_EDIT=1\\n" '
+        f"> {ACCOUNT}/{UNIT}.d/late.conf'",
+        "Environment",
+        PLANTS,
+        f"{ACCOUNT}/{UNIT}.d",
+        id="dropin-not-reloaded",
+    ),
+    # root's folders: an operator's hand edit as root, quarantined by svc-01
     pytest.param(
         f"mkdir -p /etc/systemd/user/{UNIT}.d && printf '[Service]\\nEnvironment=LITELLM_HAND_EDIT=1\\n' "
         f"> /etc/systemd/user/{UNIT}.d/override.conf && {CTL} daemon-reload",
@@ -68,32 +99,7 @@ ROWS = [
         f"/etc/systemd/user/{UNIT}.d/override.conf",
         id="etc-dropin",
     ),
-    pytest.param(
-        f"cp {MANAGED} /etc/systemd/user/{UNIT} && {CTL} daemon-reload",
-        "Environment",
-        SOURCES,
-        f"/etc/systemd/user/{UNIT}",
-        id="etc-unit-shadowed",
-    ),
-    pytest.param(
-        f"{CTL} mask --runtime {UNIT} && {CTL} daemon-reload", "LoadState", SOURCES, "/run/user/", id="mask-runtime"
-    ),  # /run/user/UID/systemd/user/UNIT -> /dev/null
-    pytest.param(
-        f"{AS} sh -c 'mkdir -p {CONTROL} && ln -s /dev/null {CONTROL}/{UNIT}' && {CTL} daemon-reload",
-        "LoadState",
-        SOURCES,
-        f"{CONTROL}/{UNIT}",
-        id="masked",
-    ),
     pytest.param(f"touch {MANAGED}", "Environment", RELOAD, UNIT, id="changed-not-reloaded"),
-    pytest.param(
-        f'{AS} sh -c \'mkdir -p {MANAGED}.d && printf "[Service]\\nEnvironment=LITELLM_HAND_EDIT=1\\n" '
-        f"> {MANAGED}.d/late.conf'",
-        "Environment",
-        SOURCES,
-        f"{MANAGED}.d/late.conf",
-        id="dropin-not-reloaded",
-    ),
 ]
 
 

@@ -6,6 +6,7 @@ from litellm_runner.gates.cve import lock_path, locked_versions, sha256_file
 from tests.support.hosts import REPO, drift_check
 from tests.unit.group_data import defaults
 
+CODE = "/usr/local/lib/litellm-runner"  # litellm_runner.layout.CODE: root's venv and tools
 ROOT = "/home/litellm/litellm"
 PINS = REPO / defaults()["litellm_venv_requirements"]
 EXTRA = ("iniconfig", "2.0.0")  # a wheel no locked package needs
@@ -19,7 +20,10 @@ def lock_of(host):
 
 def freeze(host) -> list[str]:
     """``pip freeze`` of the venv, run as the account, as normalized ``name==version`` lines."""
-    out = host.out(f"runuser -u litellm -- {ROOT}/venv/bin/pip freeze --disable-pip-version-check", timeout=120)
+    out = host.out(
+        f"runuser -u litellm -- {CODE}/venv/bin/pip freeze --disable-pip-version-check",
+        timeout=120,
+    )
     lines = []
     for line in out.splitlines():
         name, _, version = line.partition("==")
@@ -47,21 +51,21 @@ def test_converged_venv_equals_its_lock_line_for_line(converged, host):
     assert lock.name == "litellm-venv-requirements.py3.11.txt"  # the sandbox is Debian 12
     assert sorted(freeze(host)) == locked_lines(lock)
     # the host keeps the lock it was installed from
-    assert host.out(f"sha256sum {ROOT}/state/venv-requirements.txt").split()[0] == sha256_file(lock)
+    assert host.out(f"sha256sum {CODE}/venv-requirements.txt").split()[0] == sha256_file(lock)
 
 
 def test_extra_package_and_other_version_are_drift_then_repaired(converged, host, converge, tmp_path):
     lock = lock_of(host)
     locked = locked_versions(lock.read_text())
     assert EXTRA[0] not in locked
-    pip = f"runuser -u litellm -- {ROOT}/venv/bin/pip install -q --disable-pip-version-check --no-deps"
+    pip = f"{CODE}/venv/bin/pip install -q --disable-pip-version-check --no-deps"
     host.ssh(f"{pip} {EXTRA[0]}=={EXTRA[1]} pyasn1==0.6.1", timeout=300)
     assert f"{EXTRA[0]}=={EXTRA[1]}" in freeze(host)
 
     proc, report = check(host, tmp_path)
     assert proc.returncode == 2, proc.stdout + proc.stderr[-2000:]
     assert packages(report, host) == {(EXTRA[0], EXTRA[1], None), ("pyasn1", "0.6.1", locked["pyasn1"])}
-    assert f"Venv {ROOT}/venv satisfies its pins | py-01" in proc.stdout
+    assert f"Venv {CODE}/venv satisfies its pins | py-01" in proc.stdout
 
     converge()
     assert sorted(freeze(host)) == locked_lines(lock)

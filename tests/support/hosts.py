@@ -110,8 +110,8 @@ def pyinfra(hosts: list[str], *args: str, timeout: float = 1800, env: dict | Non
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
-def drift_check(host: Host, tmp_path: pathlib.Path, env: dict | None = None):
-    """``python -m litellm_runner.cli.check --json --junit`` against HOST: (process, JSON report or None)."""
+def drift_check(host: Host, tmp_path: pathlib.Path, env: dict | None = None, args: list[str] | None = None):
+    """``python -m litellm_runner.cli.check --json --junit [ARGS]`` against HOST: (process, JSON report or None)."""
     report = tmp_path / "drift.json"
     proc = subprocess.run(
         [
@@ -122,6 +122,7 @@ def drift_check(host: Host, tmp_path: pathlib.Path, env: dict | None = None):
             str(report),
             "--junit",
             str(tmp_path / "drift.xml"),
+            *(args or []),
         ],
         cwd=REPO,
         capture_output=True,

@@ -41,6 +41,9 @@ def as_text(command):
     if isinstance(command, FunctionCommand) and command.function.__name__ == "_write_staged":
         dest, _content, user, group, mode, keep = command.args
         return f"write {dest} {mode} {user}:{group}" + (f" (backups {keep})" if keep else "")
+    if isinstance(command, FunctionCommand) and command.function.__name__ == "_install_engine":
+        _bundle, sha, dest = command.args
+        return f"install query engine {dest} sha256:{sha[:12]}"
     if isinstance(command, FunctionCommand) and command.function.__name__ == "_dbctl_apply":
         return command.args[0]  # litellm-dbctl apply, run at execution (a failure fails only that item)
     if isinstance(command, FunctionCommand) and command.function.__name__ == "_dbctl_failed":

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from litellm_runner import layout
 from litellm_runner.pyinfra_ext import database as db
 from litellm_runner.pyinfra_ext.database import DatabasePlan, database, desired_state
 from litellm_runner.pyinfra_ext.facts import as_account
@@ -53,7 +54,8 @@ def test_database_op(plan, applies):
     assert bool(commands) == applies
     if applies:
         assert commands[0].startswith(
-            f"{ACCOUNT} /r/venv/bin/python /r/bin/litellm-dbctl apply --scope settings --env-file /r/env.litellm"
+            f"{ACCOUNT} {layout.VENV}/bin/python {layout.BIN}/litellm-dbctl apply --scope settings "
+            f"--env-file {layout.ENV_FILE}"
         )
         assert decoded(commands[0])["settings"]["general_settings"]["database_connection_pool_limit"] == 20
     else:
@@ -69,7 +71,7 @@ def test_database_op(plan, applies):
             {"error": "database 127.0.0.1:5434/litellm unreachable: connection refused", "code": 3},
             "FAIL database settings: database 127.0.0.1:5434/litellm unreachable: connection refused",
         ),
-        ({"error": "/r/env.litellm: No such file or directory", "code": 2}, f"{ACCOUNT} /r/venv/bin/python"),
+        ({"error": "/r/env.litellm: No such file or directory", "code": 2}, f"{ACCOUNT} {layout.VENV}/bin/python"),
     ],
 )
 def test_database_op_when_the_plan_failed(plan, expected):

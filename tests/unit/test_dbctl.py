@@ -4,6 +4,7 @@ subprocess exactly as the deploy runs it on the host."""
 import base64
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 
@@ -12,9 +13,10 @@ import pytest
 
 from litellm_runner.pyinfra_ext.database import deliver_key, new_key
 from tests.support.hosts import REPO
-from tests.support.localpg import LocalPostgres
+from tests.support.localpg import LocalPostgres, migrations_dir
 
 DBCTL = str(REPO / "files" / "bin" / "litellm-dbctl")
+MIGRATIONS = migrations_dir()
 HOSTILE = '\'; DROP TABLE "LiteLLM_VerificationToken"; --'
 DESIRED = {
     "settings": {
@@ -125,11 +127,20 @@ def test_settings_plan_apply_then_nothing(db):
     assert rows["litellm_settings"] == {"request_timeout": 120}
 
 
-def test_schema_repair_uses_litellms_ddl(db):
+def test_schema_baseline_records_what_is_there_and_applies_the_rest(db):
+    """The incident's database (built by hand, no _prisma_migrations, one table missing) is baselined:
+    the migration that makes the missing table is applied, every other one recorded as applied."""
     pg, env = db
-    assert [i["id"] for i in items(dbctl(env, "plan", "schema"))] == ["table LiteLLM_SkillsTable"]
-    dbctl(env, "apply", "schema")
+    planned = {i["id"]: i["after"] for i in items(dbctl(env, "plan", "schema"))}
+    assert len(planned) == len(list(MIGRATIONS.glob("*/migration.sql")))
+    assert planned.pop("migration 20251220144550_schema_update").startswith("applied")
+    assert {after.split(":")[0] for after in planned.values()} == {"recorded as applied"}
+    assert items(dbctl(env, "apply", "schema"))
     assert items(dbctl(env, "plan", "schema")) == []
+    with pg.connect() as conn:
+        steps = dict(conn.execute("SELECT migration_name, applied_steps_count FROM _prisma_migrations").fetchall())
+        assert conn.execute('SELECT count(*) FROM "LiteLLM_VerificationToken"').fetchone()[0] == 4  # no data lost
+    assert steps.pop("20251220144550_schema_update") == 1 and set(steps.values()) == {0}
     with pg.connect() as conn:
         cols = {
             r[0]
@@ -415,3 +426,61 @@ def test_no_piece_of_the_password_in_any_error(tmp_path, url, code):
     assert "Traceback" not in proc.stderr
     for piece in (CANARY, "c4n4ry", "canary"):
         assert piece not in proc.stdout + proc.stderr
+
+
+def test_failing_migration_is_named_with_the_database_error_and_the_next_run_resumes(db, tmp_path):
+    """A migration that fails stops the run naming it and PostgreSQL's error; the migrations before it stay
+    applied and recorded; once its file is right, the next run applies it and nothing else."""
+    pg, env = db
+    items(dbctl(env, "apply", "schema"))  # the pinned release converged (the fixture dropped a table)
+    folder = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, folder)
+    broken = folder / "29990101000000_broken" / "migration.sql"
+    broken.parent.mkdir()
+    broken.write_text('ALTER TABLE "LiteLLM_NoSuchTable" ADD COLUMN "x" TEXT;\n')
+    proc = dbctl(env, "apply", "schema", migrations=str(folder))
+    assert proc.returncode == 3
+    assert "schema: migration 29990101000000_broken failed, it and what follows not applied: UndefinedTable" in (
+        proc.stderr
+    )
+    assert pg.password not in proc.stderr
+    assert [i["id"] for i in items(dbctl(env, "plan", "schema", migrations=str(folder)))] == [
+        "migration 29990101000000_broken"
+    ]
+    broken.write_text('ALTER TABLE "LiteLLM_SkillsTable" ADD COLUMN IF NOT EXISTS "x" TEXT;\n')
+    assert [i["id"] for i in items(dbctl(env, "apply", "schema", migrations=str(folder)))] == [
+        "migration 29990101000000_broken"
+    ]
+    assert items(dbctl(env, "plan", "schema", migrations=str(folder))) == []
+    with pg.connect() as conn:
+        conn.execute('ALTER TABLE "LiteLLM_SkillsTable" DROP COLUMN "x"')
+        conn.execute("DELETE FROM _prisma_migrations WHERE migration_name = '29990101000000_broken'")
+
+
+def test_interrupted_concurrent_index_migration_is_run_again_safely(db):
+    """CREATE INDEX CONCURRENTLY interrupted: its row unfinished, its index INVALID. The next run resolves the
+    row, drops the invalid index and builds it again, outside a transaction."""
+    pg, env = db
+    items(dbctl(env, "apply", "schema"))
+    name, index = (
+        "20260415120000_health_check_latest_per_model_index",
+        "LiteLLM_HealthCheckTable_model_id_model_name_checked_at_idx",
+    )
+    with pg.admin("litellm") as conn:
+        conn.execute("UPDATE _prisma_migrations SET finished_at = NULL WHERE migration_name = %s", (name,))
+        conn.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = to_regclass(%s)", (f'"{index}"',))
+    assert {i["id"]: i["before"] for i in items(dbctl(env, "plan", "schema"))} == {
+        f"migration {name}": "failed halfway (finished_at empty)"
+    }
+    items(dbctl(env, "apply", "schema"))
+    assert items(dbctl(env, "plan", "schema")) == []
+    with pg.connect() as conn:
+        assert conn.execute(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", (f'"{index}"',)
+        ).fetchone() == (True,)
+        rows = conn.execute(
+            "SELECT finished_at IS NOT NULL, rolled_back_at IS NOT NULL, applied_steps_count FROM _prisma_migrations "
+            "WHERE migration_name = %s ORDER BY started_at",
+            (name,),
+        ).fetchall()
+    assert rows == [(False, True, 0), (True, False, 1)] or rows[-2:] == [(False, True, 1), (True, False, 1)]

@@ -174,8 +174,10 @@ def test_take_free_lock_writes_owner_with_host_time(path):
         MINE.run_id, MINE.user, MINE.machine, MINE.pid, MINE.pstart, written.started, MINE.mid, written.started
     )
     assert before <= written.started <= int(time.time())
-    assert oct(os.stat(path).st_mode & 0o777) == "0o644"
-    assert sorted(os.listdir(os.path.dirname(path))) == ["litellm-runner.lock", "litellm-runner.lock.guard"]
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"  # the owner record is root's alone
+    assert sorted(os.listdir(os.path.dirname(path))) == ["litellm-runner.lock", "litellm-runner.lock.d"]
+    assert oct(os.stat(path + ".d").st_mode & 0o777) == "0o700"  # nobody else can open the guard
+    assert oct(os.stat(path + ".d/guard").st_mode & 0o777) == "0o600"
 
 
 def test_live_holder_from_other_machine_refused_after_wait(path):
@@ -255,7 +257,7 @@ def test_heartbeat_rewrites_only_its_own_lock(path):
     assert ok and reply.status == "BEAT"
     after = lock.parse_owner(pathlib.Path(path).read_text(), 0)
     assert (after.run_id, after.started, after.beat, after.mid) == (holder.run_id, started, reply.now, OTHER_MID)
-    assert sorted(os.listdir(os.path.dirname(path))) == ["litellm-runner.lock", "litellm-runner.lock.guard"]
+    assert sorted(os.listdir(os.path.dirname(path))) == ["litellm-runner.lock", "litellm-runner.lock.d"]
     # taken over (its heartbeat looked stale to someone): the old holder's beat changes nothing
     age_lock(path, 0, 400)
     assert take(path, stale_after=300)[0] == "TAKEN"

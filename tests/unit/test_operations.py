@@ -192,7 +192,7 @@ MANAGED_FILE = [
         "a: 1\n",
         0,
         [WRITE],
-        {"type": "unsafe"},
+        {"type": "unsafe", "detail": "2 links"},  # the host's reason, naming the path, is in the report
         None,
         ["[fake-host] Will replace /r/c.yaml (now: unsafe, not read through)", "  @@ -0,0 +1 @@", "  + a: 1", ""],
     ),
@@ -245,12 +245,16 @@ LOCK = "".join(
     f"{name}=={version} \\\n    --hash=sha256:{'ab' * 32}\n    # via litellm\n"
     for name, version in {"litellm": "1.102.4", "urllib3": "2.8.0"}.items()
 )
+AS_ROOT = (  # root, with a reset environment: nothing of the SSH session's reaches pip
+    "cd / && runuser -u root -- env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "
+    "LANG=C.UTF-8"
+)
 INSTALL = (
-    "runuser -u litellm -- /v/bin/pip install --no-input --disable-pip-version-check -q --require-hashes "
+    f"{AS_ROOT} /v/bin/pip install --no-input --disable-pip-version-check -q --require-hashes "
     "--no-deps --only-binary :all: -r /r/lock.txt"
 )
-UNINSTALL = "runuser -u litellm -- /v/bin/pip uninstall --no-input --disable-pip-version-check -y -q"
-REBUILD = "runuser -u litellm -- /usr/bin/python3 -m venv --clear /v"
+UNINSTALL = f"{AS_ROOT} /v/bin/pip uninstall --no-input --disable-pip-version-check -y -q"
+REBUILD = f"{AS_ROOT} /usr/bin/python3 -m venv --clear /v"
 BASE = {"litellm": "1.102.4", "urllib3": "2.8.0", "pip": "23.0.1", "setuptools": "66.1.1"}
 
 
@@ -276,9 +280,15 @@ BASE = {"litellm": "1.102.4", "urllib3": "2.8.0", "pip": "23.0.1", "setuptools":
         ("no-pip", {"litellm": "1.102.4", "urllib3": "2.8.0"}, [REBUILD, INSTALL], []),  # cannot repair in place
         ("odd-name", {**BASE, "x;reboot": "1"}, [REBUILD, INSTALL], [("x;reboot", "1", None)]),
         (
-            "root-owned",
+            "not-root-owned",  # a file of another user's in root's venv is given to root by handle
             {"foreign": ["/v/lib"], "foreign_count": 3},
-            ['hostside adopt {"group": "litellm", "path": "/v", "user": "litellm"}'],
+            ['hostside adopt {"group": "root", "path": "/v", "user": "root"}'],
+            [],
+        ),
+        (
+            "group-writable",  # root's hand-made chmod g+w: taken away by handle (the account could write there)
+            {"writable": ["/v/lib/python3.11/site-packages"], "writable_count": 1},
+            ['hostside adopt {"group": "root", "path": "/v", "user": "root"}'],
             [],
         ),
         (
@@ -313,11 +323,11 @@ def test_venv_requirements(case, installed, expected, drifted):
         lock_text=LOCK,
         lock_path="/r/lock.txt",
         python="/usr/bin/python3",
-        user="litellm",
+        user="root",
         python_version="3.11",
     )
     assert commands == expected
-    assert noops == ([] if expected else ["/v: equals its lock"])
+    assert noops == ([] if expected else ["/v: equals its lock (RECORD hashes not compared: litellm_venv_integrity)"])
     packages = [d for d in fakehost.last_drift if d["kind"] == "package"]
     assert [(d["before"]["name"], d["before"]["version"], d["after"]["version"]) for d in packages] == drifted
     assert any(d["kind"] == "venv" for d in fakehost.last_drift) == (
@@ -359,7 +369,7 @@ def test_user_unit(state, wanted, inputs_changed, expected):
     assert bool(noops) == (not expected)
 
 
-UNIT_DIR = "/home/litellm/.config/systemd/user"
+UNIT_DIR = "/etc/systemd/user"  # layout.UNITS
 MANAGED = f"{UNIT_DIR}/litellm.service"
 DROPIN = f"{UNIT_DIR}/litellm.service.d/override.conf"
 CONTROL = "/home/litellm/.config/systemd/user.control/litellm.service.d/50-CPUWeight.conf"
@@ -456,7 +466,7 @@ def state(**kw):
     }  # no "sources": as the standalone fact reads it (no disk scan)
 
 
-ETC = "/etc/systemd/user/litellm.service"
+ETC = "/home/litellm/.config/systemd/user/litellm.service"  # shadows the managed unit
 MASK = "/run/user/1000/systemd/user/litellm.service"
 
 

@@ -8,6 +8,7 @@ commands or no-ops out.
 import json
 import socket
 import subprocess
+from types import SimpleNamespace
 
 import pytest
 
@@ -87,8 +88,27 @@ def test_probe_url(settings, url):
 
 
 def test_prisma_env_takes_only_prisma_settings():
+    from types import SimpleNamespace
+
     env = {"REDIS_HOST": "127.0.0.1", "PRISMA_SCHEMA_ENGINE_BINARY": "/opt/s", "PRISMA_QUERY_ENGINE_BINARY": "/opt/q"}
-    assert prisma.prisma_env(env) == {"PRISMA_QUERY_ENGINE_BINARY": "/opt/q", "PRISMA_SCHEMA_ENGINE_BINARY": "/opt/s"}
+    d = SimpleNamespace(litellm_env=env, litellm_query_engine=False)
+    assert prisma.prisma_env(d) == {"PRISMA_QUERY_ENGINE_BINARY": "/opt/q", "PRISMA_SCHEMA_ENGINE_BINARY": "/opt/s"}
+
+
+def test_prisma_env_with_the_shipped_engine_names_it_and_its_cli():
+    """litellm_query_engine: generate downloads nothing (both engines set) and installs no CLI (its cache dir)."""
+    from types import SimpleNamespace
+
+    from litellm_runner import query_engine
+
+    d = SimpleNamespace(litellm_env={"PRISMA_QUERY_ENGINE_BINARY": "/opt/q"}, litellm_query_engine=True)
+    where = query_engine.install_dir()
+    assert prisma.prisma_env(d) == {
+        "PRISMA_BINARY_CACHE_DIR": where,
+        "PRISMA_QUERY_ENGINE_BINARY": f"{where}/query-engine",
+        "PRISMA_SCHEMA_ENGINE_BINARY": f"{where}/schema-engine",
+    }
+    assert prisma.probe_url(prisma.prisma_env(d)) is None
 
 
 def test_pins_name_the_client_litellm_needs():
@@ -109,7 +129,7 @@ def op(state, installed=None, sandbox=False, settings=None):
     return run_op(
         prisma.prisma_client,
         facts={prisma.PrismaClientState: state, InstalledPackages: installed},
-        venv_path="/home/litellm/litellm/venv",
+        venv_path="/usr/local/lib/litellm-runner/venv",
         pins=PINS,
         user="litellm",
         group="litellm",
@@ -122,7 +142,7 @@ def op(state, installed=None, sandbox=False, settings=None):
 def test_a_generated_client_of_the_installed_release_is_a_noop():
     commands, noops = op({"generated": True, "download": None}, installed=dict(PINS))
     assert commands == [] and noops == [
-        "the Prisma client in /home/litellm/litellm/venv is generated from litellm 1.102.4's schema"
+        "the Prisma client in /usr/local/lib/litellm-runner/venv is generated from litellm 1.102.4's schema"
     ]
 
 
@@ -134,13 +154,13 @@ def test_a_generated_client_of_the_installed_release_is_a_noop():
         ({"generated": True, "download": None}, None),  # no venv yet
     ],
 )
-def test_generates_as_the_account_with_the_venvs_prisma(state, installed):
+def test_generates_as_root_into_roots_venv_with_its_prisma(state, installed):
     commands, noops = op(state, installed, settings={"PRISMA_ENGINES_MIRROR": "https://m.example/p"})
     assert noops == [] and len(commands) == 1
     command = commands[0]
-    assert command.startswith("cd / && runuser -u litellm -g litellm -- env -i HOME=/home/litellm ")
+    assert command.startswith("cd / && runuser -u root -g root -- env -i HOME=/root ")  # a reset environment
     assert "PRISMA_ENGINES_MIRROR=https://m.example/p /bin/sh -c " in command
-    assert command.endswith(" prisma-generate /home/litellm/litellm/venv")
+    assert command.endswith(" prisma-generate /usr/local/lib/litellm-runner/venv")
     assert '-m prisma generate --schema "$schema"' in prisma.GENERATE and "sudo" not in command
 
 
@@ -178,4 +198,4 @@ def test_engine_settings_are_accepted_in_litellm_env():
         "PRISMA_ENGINES_CHECKSUM_IGNORE_MISSING": "1",
     }
     assert schema.validate(data) == []
-    assert prisma.probe_url(prisma.prisma_env(data["litellm_env"])) is None
+    assert prisma.probe_url(prisma.prisma_env(SimpleNamespace(**data))) is None

@@ -26,7 +26,30 @@ def test_sandbox_config_has_no_database_url_and_production_has():
     assert "database_url" not in yaml.safe_load(render_config(defaults(litellm_sandbox=True)))["general_settings"]
     unit = render_units(defaults(litellm_sandbox=True))["litellm.service"]
     assert "UnsetEnvironment=DATABASE_URL" in unit
-    assert "UnsetEnvironment" not in render_units(defaults())["litellm.service"]
+    assert "UnsetEnvironment=DATABASE_URL" not in render_units(defaults())["litellm.service"]
+
+
+def test_the_query_engine_gives_the_sandbox_its_database_and_names_the_engine_in_the_proxys_unit():
+    from litellm_runner import query_engine
+
+    data = defaults(litellm_sandbox=True, litellm_query_engine=True)
+    assert yaml.safe_load(render_config(data))["general_settings"]["database_url"] == "os.environ/DATABASE_URL"
+    unit = render_units(data)["litellm.service"]
+    assert "UnsetEnvironment=DATABASE_URL" not in unit
+    env = dict(line.split("=", 2)[1:] for line in unit.splitlines() if line.startswith("Environment=PRISMA_"))
+    where = query_engine.install_dir()
+    assert env == {
+        "PRISMA_QUERY_ENGINE_BINARY": f"{where}/query-engine",
+        "PRISMA_SCHEMA_ENGINE_BINARY": f"{where}/schema-engine",
+        "PRISMA_BINARY_CACHE_DIR": where,
+    }
+    assert "Environment=DISABLE_SCHEMA_UPDATE=true" in unit.splitlines()  # no schema engine: db-02 makes the tables
+    # node is killed with SIGSYS under @system-service alone (seen in the sandbox): V8 uses pkey_mprotect
+    assert "SystemCallFilter=@pkey" in unit.splitlines() and "SystemCallFilter=@system-service" in unit.splitlines()
+    for other, text in render_units(data).items():  # only the proxy runs prisma-client-py
+        assert other == "litellm.service" or "PRISMA_" not in text
+    assert "PRISMA_" not in render_units(defaults())["litellm.service"]  # off by default: Prisma's own engines
+    assert "@pkey" not in render_units(defaults())["litellm.service"]
 
 
 def test_a_setting_from_group_data_reaches_the_config():
@@ -38,13 +61,15 @@ def test_a_setting_from_group_data_reaches_the_config():
 def test_proxy_unit():
     unit = render_units(defaults())["litellm.service"]
     assert re.search(
-        r"^ExecStart=/home/litellm/litellm/venv/bin/litellm --config "
-        r"/home/litellm/litellm/state/config.generated.yaml --host 127.0.0.1 --port 4000 "
+        r"^ExecStart=/usr/local/lib/litellm-runner/venv/bin/litellm --config "
+        r"/etc/litellm/config.generated.yaml --host 127.0.0.1 --port 4000 "
         r"--num_workers 4$",
         unit,
         re.M,
     )
-    assert "EnvironmentFile=/home/litellm/litellm/env.litellm" in unit
+    assert "EnvironmentFile=/etc/litellm/env.litellm" in unit
+    assert "ConditionUser=litellm" in unit  # /etc/systemd/user: only the account's manager runs it
+    assert re.search(r"^UnsetEnvironment=PYTHONPATH .*LD_PRELOAD", unit, re.M)  # the manager's environment
     assert "Restart=on-failure" in unit
     assert "NoNewPrivileges=yes" in unit
 

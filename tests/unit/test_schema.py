@@ -12,7 +12,7 @@ def test_shipped_defaults_are_valid():
 
 
 D_SERVICES = defaults()["litellm_services"]
-TIMER = {"enabled": True, "on_calendar": "hourly", "randomized_delay": "5min", "command": "{python} {root}/bin/x"}
+TIMER = {"enabled": True, "on_calendar": "hourly", "randomized_delay": "5min", "command": "{python} {bin}/x"}
 
 
 def with_service(name, **kv):
@@ -440,3 +440,15 @@ def test_gaps_are_closed(data, message):
 )
 def test_dedicated_paths_and_names_pass(overrides):
     assert validate(defaults(**overrides)) == []
+
+
+@pytest.mark.parametrize("command", ["{python} {root}/bin/litellm-backup", "{root}/venv/bin/python -m x"])
+def test_a_command_that_runs_the_accounts_copy_of_roots_code_is_refused(command):
+    errors = validate(with_timer("litellm-backup", command=command))
+    assert len(errors) == 1 and "litellm_timers[litellm-backup].command" in errors[0], errors
+    assert "{bin}/TOOL and {python}, not the account's {root}/bin or {root}/venv" in errors[0]
+
+
+def test_root_s_folders_are_no_state_folders_of_the_account():
+    errors = validate(defaults(litellm_dirs=["state", "bin"]))
+    assert len(errors) == 1 and "litellm_dirs" in errors[0] and "'bin' is root's code" in errors[0], errors

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import pytest
 from pyinfra.context import ctx_host
 
+from litellm_runner import layout
 from litellm_runner.pyinfra_ext import snapshot
 from litellm_runner.pyinfra_ext.facts import (
     HostSnapshot,
@@ -50,8 +51,9 @@ class SnapHost(FakeHost):
 def test_fact_is_answered_from_one_snapshot_and_falls_through_for_the_rest():
     data = defaults()
     wanted = snapshot.spec(SimpleNamespace(**data))
-    config = f"{data['litellm_root']}/state/config.generated.yaml"
-    assert config in wanted["paths"] and f"{data['litellm_root']}/bin/litellm-dbctl" in wanted["paths"]
+    config = layout.CONFIG_FILE
+    assert config in wanted["paths"] and f"{layout.BIN}/litellm-dbctl" in wanted["paths"]
+    assert f"{data['litellm_root']}/venv" in wanted["paths"]  # the account's old copy: quarantined when found
     snap = {
         "paths": {config: {"type": "file", "sha256": "ab"}},
         "linger": True,
@@ -61,12 +63,12 @@ def test_fact_is_answered_from_one_snapshot_and_falls_through_for_the_rest():
     host = SnapHost(data, snap)
     with ctx_host.use(host):
         assert snapshot.fact(PathState, path=config)["sha256"] == "ab"
-        assert snapshot.fact(PathState, path=f"{data['litellm_root']}/env.litellm") is None  # managed, missing
+        assert snapshot.fact(PathState, path=layout.ENV_FILE) is None  # managed, missing
         assert snapshot.fact(Linger, user="litellm") is True
         assert snapshot.fact(UserUnits, user="litellm", units=["litellm.service"]) == {
             "litellm.service": {"active": True}
         }
-        assert snapshot.fact(InstalledPackages, venv=f"{data['litellm_root']}/venv") == {"urllib3": "2.7.0"}
+        assert snapshot.fact(InstalledPackages, venv=layout.VENV) == {"urllib3": "2.7.0"}
         assert snapshot.fact(PathState, path="/etc/not-managed") == "asked separately"
     assert host.asked == ["HostSnapshot", "PathState"]
 

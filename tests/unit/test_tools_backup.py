@@ -52,7 +52,10 @@ def run(tmp_path, env, *args):
         capture_output=True,
         text=True,
         timeout=300,
-        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        env={
+            **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+            "LITELLM_CONFIG_DIR": str(tmp_path / "state"),  # root's /etc/litellm on a host
+        },
     )
 
 

@@ -271,7 +271,7 @@ def test_a_proxy_that_does_not_answer_is_a_recorded_failure(tmp_path, tool, stat
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/bin:/bin", "LITELLM_CONFIG_DIR": str(tmp_path / "state")},
     )
     record = json.loads((tmp_path / "state" / state).read_text())
     assert proc.returncode == 1, proc.stderr
@@ -294,7 +294,7 @@ def test_no_master_key_is_a_recorded_failure(tmp_path, tool, state):
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/bin:/bin", "LITELLM_CONFIG_DIR": str(tmp_path / "state")},
     )
     assert proc.returncode == 1
     assert json.loads((tmp_path / "state" / state).read_text())["error"] == "LITELLM_MASTER_KEY is not set"

@@ -4,13 +4,15 @@ schema), a real Redis and a real HTTP proxy stand-in."""
 import datetime
 import json
 import os
+import subprocess
+import sys
 import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.localpg import LocalPostgres
-from tests.support.services import Redis, free_port, tool, wait_http
+from tests.support.services import BIN, Redis, free_port, tool, wait_http
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,7 @@ def health(deps):
         str(deps["env"]),
         "--proxy-url",
         deps["proxy"] + "/x",
-        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        env=tool_env(deps["root"]),
     )
     wait_http(f"http://127.0.0.1:{port}/healthz")
     assert proc.poll() is None, "the health server exited (its port was taken?)"  # it is ours that answered
@@ -131,7 +133,7 @@ def test_metrics_match_the_database(deps):
         str(deps["env"]),
         "--units",
         "none.service",
-        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        env=tool_env(deps["root"]),
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/metrics")
@@ -168,7 +170,7 @@ def test_metrics_survive_a_database_that_is_down(deps, tmp_path):
         str(env),
         "--units",
         "",
-        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        env=tool_env(deps["root"]),
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/metrics")
@@ -177,6 +179,13 @@ def test_metrics_survive_a_database_that_is_down(deps, tmp_path):
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def tool_env(root):
+    """The tools' environment: no DATABASE_URL of the control machine; the rendered config in ROOT/state
+    (LITELLM_CONFIG_DIR: on a host it is root's /etc/litellm)."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    return {**env, "LITELLM_CONFIG_DIR": str(root / "state")}
 
 
 def status(deps, *args):
@@ -200,7 +209,7 @@ def status(deps, *args):
         capture_output=True,
         text=True,
         timeout=120,
-        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        env=tool_env(deps["root"]),
     )
 
 
@@ -332,7 +341,7 @@ def test_parallel_readyz_share_one_connection(deps, tmp_path):
         str(env),
         "--proxy-url",
         deps["proxy"],
-        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        env=tool_env(deps["root"]),
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
@@ -381,7 +390,7 @@ def test_health_server_never_shows_the_password(deps, tmp_path, url):
         str(env),
         "--proxy-url",
         deps["proxy"],
-        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        env=tool_env(deps["root"]),
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
@@ -520,11 +529,79 @@ def test_status_prisma_without_the_client(deps):
     suffers (the sandbox converge shows the installed, not generated case: tests/integration/test_traffic.py)."""
     others = [
         a
-        for name in ("services", "database", "backups", "health", "metrics", "keys", "config", "models", "probes")
+        for name in ("services", "database", "backups", "health", "metrics", "keys", "config", "models", "probes",
+                     "proxy-database")
         for a in ("--skip", name)
-    ]
+    ]  # fmt: skip
     proc = status(deps, *others)
     assert proc.returncode == 1 and proc.stdout.splitlines() == [
         "FAIL prisma: prisma is not installed: the proxy answers 500 to a request without a key, and has no database",
         "status: 1 check(s) failed: prisma",
     ]
+
+
+@pytest.fixture
+def readiness():
+    """A stand-in proxy whose /health/readiness answers what the test sets: ``(answer dict, its URL)``."""
+    import http.server
+    import threading
+
+    answer = {"status": 200, "body": b"{}"}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            self.send_response(answer["status"] if self.path == "/health/readiness" else 404)
+            self.end_headers()
+            self.wfile.write(answer["body"])
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield answer, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+CANNOT = "the proxy cannot use its database"
+
+
+@pytest.mark.parametrize(
+    "status, body, ok, line",
+    [
+        (200, {"status": "healthy", "db": "connected"}, True,
+         "OK   proxy-database: the proxy's /health/readiness: db connected"),
+        (503, {"status": "unhealthy", "db": "Not connected"}, False,
+         "FAIL proxy-database: the proxy's /health/readiness (HTTP 503): db Not connected: " + CANNOT),
+        (200, {"status": "healthy", "db": "Not connected"}, False,
+         "FAIL proxy-database: the proxy's /health/readiness (HTTP 200): db Not connected: " + CANNOT),
+        (200, ["x"], False, "FAIL proxy-database: proxy {url}: /health/readiness HTTP 200, not a JSON object"),
+    ],
+    ids=["connected", "503", "200-not-connected", "not-json"],
+)  # fmt: skip
+def test_status_reports_the_database_as_the_proxy_sees_it(deps, readiness, tmp_path, status, body, ok, line):
+    """proxy-database: the "db" of the proxy's own readiness answer, for a config with a database_url."""
+    answer, url = readiness
+    answer.update(status=status, body=json.dumps(body).encode())
+    root = tmp_path / "root"
+    (root / "state").mkdir(parents=True)
+    (root / "state" / "config.generated.yaml").write_text(
+        "general_settings:\n  database_url: os.environ/DATABASE_URL\n"
+    )
+    others = ("services", "database", "backups", "health", "metrics", "keys", "config", "models", "probes", "prisma")
+    proc = subprocess.run(
+        [sys.executable, str(BIN / "litellm-status"), "--root", str(root), "--env-file", str(deps["env"]),
+         "--proxy-url", url, *[a for c in others for a in ("--skip", c)]],
+        capture_output=True, text=True, timeout=60, check=False, env=tool_env(root),
+    )  # fmt: skip
+    assert proc.stdout.splitlines()[0] == line.format(url=url), proc.stdout + proc.stderr
+    assert proc.returncode == (0 if ok else 1)
+    assert deps["pg"].password not in proc.stdout
+
+
+def test_status_proxy_database_is_not_asked_without_a_database_url(deps):
+    proc = status(deps, *[a for c in ("services", "database", "backups", "health", "metrics", "keys", "config",
+                                       "models", "probes", "prisma") for a in ("--skip", c)])  # fmt: skip
+    assert proc.stdout.splitlines()[0] == (
+        "OK   proxy-database: not used: the config has no database_url (the proxy runs without a database)"
+    )
