@@ -46,7 +46,8 @@ def deploy_litellm() -> None:
 
     users.apply()
     filesystem.apply()
-    venv = [*python_env.apply(), *query_engine.apply(), *prisma.apply()]  # the engine before `prisma generate`
+    built = python_env.apply()
+    venv = [*built, *query_engine.apply(), *prisma.apply(built)]  # the engine before `prisma generate`
     files = config.apply()
     db = database.apply()
     units.apply(

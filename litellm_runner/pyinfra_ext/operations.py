@@ -686,7 +686,7 @@ def venv_audit(venv_path: str, lock_text: str):
 
 
 # -- systemd user units -----------------------------------------------------------------------
-def _changed(meta) -> bool:
+def op_changed(meta) -> bool:
     """Whether an earlier operation changed (after it ran) or will change (while detecting)."""
     return meta.did_change() if meta.is_complete() else bool(meta.will_change)
 
@@ -823,7 +823,7 @@ def user_daemon_reload(user: str, when: list, units: list | tuple = ()):
     stale = sorted(u for u, st in states.items() if st.get("need_reload"))
     if stale:
         drift.record("unit-reload", {"NeedDaemonReload": stale}, {"NeedDaemonReload": []})
-    if not stale and not any(_changed(m) for m in when):
+    if not stale and not any(op_changed(m) for m in when):
         host.noop(f"no unit file of {user} changed and its manager has read every unit as it is on disk")
         return
     yield f"{_systemctl_user(user)} daemon-reload"
@@ -848,7 +848,7 @@ def _gated(state, host, ctl: str, unit: str, action: str, ready_url: str, ready_
         return _run(host, command, timeout)[0]
 
     def restore() -> str:
-        if not rollback or not _changed(rollback["when"]):
+        if not rollback or not op_changed(rollback["when"]):
             return "the config was not changed by this run, nothing to restore"
         ok, out = _run(
             host,
@@ -936,7 +936,7 @@ def user_unit(
     rewritten = bool(path) and (snapshot.fact(PathState, path=path) or {}).get("type") != "file"
     ctl = _systemctl_user(user)
     commands, action = [], None
-    if enabled and (not is_enabled or rewritten or any(_changed(m) for m in enable_when)):
+    if enabled and (not is_enabled or rewritten or any(op_changed(m) for m in enable_when)):
         commands.append(f"{ctl} enable {q(unit)}")
     elif not enabled and is_enabled:
         commands.append(f"{ctl} disable {q(unit)}")
@@ -944,7 +944,7 @@ def user_unit(
         action = "start"
     elif not running and is_active:
         action = "stop"
-    elif running and is_active and (edited or any(_changed(m) for m in restart_when)):
+    elif running and is_active and (edited or any(op_changed(m) for m in restart_when)):
         action = "restart"
     owed = bool(held and snapshot.fact(PathState, path=held["path"]))
     if running and is_active and owed:

@@ -202,13 +202,13 @@ def assert_complete(host: Host, files: dict) -> None:
             and doc["litellm_settings"].get("request_timeout") == 120
         ), config[1][-500:]
     for name in files["config_backups"]:  # a kept copy of a replaced config is whole too
-        text = host.out(f"cat {ROOT}/state/{shlex.quote(name)}")
+        text = host.out(f"cat /etc/litellm/{shlex.quote(name)}")
         assert isinstance(yaml.safe_load(text), dict) and "model_list" in text, name
     env = files["env"]
     if env is not None:
         mode, text = env
-        if text != incident_env:  # not the incident's: the runner's, whole and 0600
-            assert mode == "600", mode
+        if text != incident_env:  # not the incident's: the runner's, whole and 0640 (root:GROUP, issue #22)
+            assert mode == "640", mode
             names = [line.split("=", 1)[0] for line in text.splitlines() if line and not line.startswith("#")]
             data = defaults()  # the shipped desired state
             for name in [*data["litellm_env_secrets"], *data["litellm_env"]]:

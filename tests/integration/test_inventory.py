@@ -108,11 +108,11 @@ def master_key(host) -> str:
 
 
 def write_config(host, text: str) -> None:
-    """CONFIG replaced as the service account would (its file, mode 0640), without restarting anything."""
+    """CONFIG replaced by hand as root would (root:litellm 0640, issue #22), without restarting anything."""
     data = base64.b64encode(text.encode()).decode()
     host.ssh(
-        f"echo {data} | base64 -d | runuser -u litellm -- sh -c "
-        f"'umask 027 && cat > {CONFIG}.h8 && mv {CONFIG}.h8 {CONFIG}'"
+        f"echo {data} | base64 -d > {CONFIG}.h8 && chmod 0640 {CONFIG}.h8 && chgrp litellm {CONFIG}.h8 "
+        f"&& mv {CONFIG}.h8 {CONFIG}"
     )
 
 

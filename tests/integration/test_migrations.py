@@ -78,7 +78,7 @@ def test_converged_record_is_prismas(converged, host):
         assert checksum == hashlib.sha256(MIGRATIONS[name]).hexdigest()
         assert (finished, rolled_back) == ("t", "f")
         assert (steps, logs) in (("1", "NULL"), ("0", "")), (name, rows)  # applied / baselined, as Prisma does
-    config = host.out("cat /home/litellm/litellm/state/config.generated.yaml")
+    config = host.out("cat /etc/litellm/config.generated.yaml")
     assert "disable_prisma_schema_update: true" in config
 
 

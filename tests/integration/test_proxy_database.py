@@ -31,7 +31,7 @@ import pytest
 from litellm_runner import sandbox
 from litellm_runner.secrets import read_secrets_file
 
-ROOT = "/home/litellm/litellm"
+VENV = "/usr/local/lib/litellm-runner/venv"  # litellm_runner.layout.VENV: root's, the account runs it
 PROXY = "http://127.0.0.1:4000"
 PSQL = "runuser -u postgres -- psql -p 5434 -d litellm -AtX -v ON_ERROR_STOP=1"
 ANSWER = "pong from rerank for local-model"  # the stub model server's documented answer
@@ -74,7 +74,7 @@ def master_key() -> str:
 def proxy(host, *steps: dict) -> list[dict]:
     """STEPS run in order against the proxy from inside HOST: ``[{"status": ..., "body": ...}]``."""
     proc = host.ssh(
-        f"cd / && runuser -u litellm -- {ROOT}/venv/bin/python -I -c {shlex.quote(CLIENT)}",
+        f"cd / && runuser -u litellm -- {VENV}/bin/python -I -c {shlex.quote(CLIENT)}",
         input=json.dumps(list(steps)),
         timeout=300,
         check=False,
@@ -125,7 +125,7 @@ def keys(ready, host):
 def test_readiness_says_the_database_is_connected(ready, host):
     readiness = json.loads(host.out(f"curl -sf {PROXY}/health/readiness"))
     assert readiness["db"] == "connected", readiness
-    unit = host.out("cat /home/litellm/.config/systemd/user/litellm.service")
+    unit = host.out("cat /etc/systemd/user/litellm.service")
     assert "UnsetEnvironment=DATABASE_URL" not in unit and "Environment=PRISMA_QUERY_ENGINE_BINARY=" in unit
 
 

@@ -33,7 +33,8 @@ PORT = int(os.environ.get("LITELLM_RELEASE_PORT", {"trixie": "2405", "bookworm":
 COMMON = {"litellm_num_workers": 1}
 CODE = "/usr/local/lib/litellm-runner"  # litellm_runner.layout.CODE: root's venv and tools
 ROOT = "/home/litellm/litellm"
-CONFIG = "/etc/litellm/config.generated.yaml"
+CONFIG = "/etc/litellm/config.generated.yaml"  # root's (issue #22)
+INCIDENT_CONFIG = "/home/litellm/litellm/state/config.generated.yaml"  # the seed's, in the account's tree
 CTL = "systemctl --user --machine=litellm@.host"
 
 
@@ -57,7 +58,7 @@ def incident(host):
         "python": host.out("python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'"),
         "systemd": host.out("systemctl --version | head -n 1").split()[1],
         "state_files_mode": host.out(f"stat -c %a {ROOT}/state/files"),
-        "request_timeout": yaml.safe_load(host.out(f"cat {CONFIG}"))["litellm_settings"]["request_timeout"],
+        "request_timeout": yaml.safe_load(host.out(f"cat {INCIDENT_CONFIG}"))["litellm_settings"]["request_timeout"],
     }
 
 

@@ -104,7 +104,11 @@ ROWS = [
 
 
 def show(host, prop):
-    return host.out(f"{CTL} show -p {','.join([*SHOWN, prop])} {UNIT}")
+    """The unit's properties; Debian's /etc/xdg/systemd/user is a link to /etc/systemd/user, so systemd may name
+    the managed file through either path: shown as the managed one."""
+    return host.out(f"{CTL} show -p {','.join([*SHOWN, prop])} {UNIT}").replace(
+        "/etc/xdg/systemd/user/", "/etc/systemd/user/"
+    )
 
 
 check = drift_check
