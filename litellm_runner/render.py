@@ -63,13 +63,25 @@ def engine_environment(data) -> dict[str, str]:
     return query_engine.environment() if _get_or(data, "litellm_query_engine", False) else {}
 
 
+def canonical_model(entry):
+    """A model entry in one key order (``model_name``, ``litellm_params`` with ``model`` first, the rest sorted), so
+    the rendered config does not change with the order an inventory happens to write its keys in."""
+    if not isinstance(entry, dict):
+        return entry
+    params = entry.get("litellm_params")
+    if isinstance(params, dict):
+        params = {k: params[k] for k in sorted(params, key=lambda k: (k != "model", str(k)))}
+    head = {k: v for k, v in (("model_name", entry.get("model_name")), ("litellm_params", params)) if k in entry}
+    return {**head, **{k: entry[k] for k in sorted(entry, key=str) if k not in head}}
+
+
 def render_config(data) -> str:
     """The rendered config (``layout.CONFIG_FILE``) for DATA; parsed back to prove it is valid YAML."""
     text = (
         _env()
         .get_template("config.yaml.j2")
         .render(
-            model_list=_get(data, "litellm_model_list"),
+            model_list=[canonical_model(entry) for entry in _get(data, "litellm_model_list")],
             general_settings=_get(data, "general_settings"),
             litellm_settings=_get(data, "litellm_settings"),
             database=uses_database(data),
