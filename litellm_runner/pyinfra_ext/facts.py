@@ -240,13 +240,17 @@ class PathState(FactBase):
 
 
 class FileText(FactBase):
-    """The text of a regular file, read without following a link (for diffs of non-secret files).
+    """The text of a regular file, read without following a link (for diffs).
 
-    Returns ``None`` when PATH is not a single regular file reached safely.
+    With MARKS (``shown.mark`` of each secret the control machine knows), every value of the host's env
+    file ENV_FILE among them is redacted on the host, before the text is printed anywhere (pyinfra shows
+    a fact's output at -vvv): a secret written into the file by hand never leaves the host in clear.
+    Returns ``None`` when PATH is not a single regular file reached safely, or when ENV_FILE cannot be read.
     """
 
-    def command(self, path):
-        return hostside("read", {"path": path}) + " 2>/dev/null || echo null"
+    def command(self, path, env_file=None, marks=()):
+        args = {"path": path, **({"env_file": env_file, "marks": sorted(marks)} if marks else {})}
+        return hostside("read", args) + " 2>/dev/null || echo null"
 
     def process(self, output):
         doc = json.loads("\n".join(output))

@@ -24,7 +24,7 @@ document on stdout, or an error line on stderr with exit 1:
   key fingerprints for ``env_files``), ``linger``, ``units``, ``venv``, the
   version of the system interpreter ``python`` (``python_version``: run only when
   it is root's alone) and the Debian packages ``debs`` (dpkg's status file as data)
-- ``read``: a regular file's text (for diffs of non-secret files)
+- ``read``: a regular file's text (for diffs), the host's known secrets in it redacted (``_redacted``)
 - ``mkdir``: a missing directory, created 0700, then chowned/chmodded by handle
 - ``attrs``: owner and mode of an existing file or directory, by handle
 - ``write``: replace a file with staged content (tmp + rename), backups kept
@@ -62,6 +62,7 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.parse
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 TMP_SUFFIX = ".tmp-litellm-runner"
@@ -1321,16 +1322,57 @@ def snapshot(args: dict) -> dict:
     }
 
 
-def read(args: dict) -> dict:
-    dirfd, name = parent(args["path"])
+def _read_text(path: str, limit: int = READ_LIMIT) -> str:
+    """The text of the single regular file PATH, reached and opened without following a link, bounded."""
+    dirfd, name = parent(path)
     try:
-        fd = _open_file(dirfd, name, args["path"])
+        fd = _open_file(dirfd, name, path)
         try:
-            return {"text": _read_fd(fd).decode("utf-8", "replace")}
+            return _read_fd(fd, limit, shown=path).decode("utf-8", "replace")
         finally:
             os.close(fd)
     finally:
         os.close(dirfd)
+
+
+def _secret_mark(value: str) -> str:
+    """How a redacted secret is shown (litellm_runner.shown.mark): its fingerprint, never the value."""
+    return f"<secret sha256:{hashlib.sha256(value.encode()).hexdigest()[:8]}>"
+
+
+def _redacted(text: str, env_file: str, marks: set[str]) -> str:
+    """TEXT with every value of root's ENV_FILE whose mark is among MARKS (the control machine's known secrets,
+    as ``shown.mark`` shows them), and the password inside such a URL, replaced by its mark: a secret written
+    into a file by hand never leaves the host in clear, not even in the fact output pyinfra prints at -vvv.
+    Refused when ENV_FILE cannot be read: the text is then not shown at all."""
+    codec = globals().get("loads")  # the env-file codec sent along (facts._boot)
+    if codec is None:
+        raise Unsafe(f"{env_file}: no env-file codec to find the secrets with: not shown")
+    try:
+        values = codec(_read_text(env_file, 1 << 20), env_file).values()
+    except ValueError as exc:
+        raise Unsafe(f"{env_file}: {exc}: the secrets cannot be found, the text is not shown") from None
+    found = []
+    for value in values:
+        found.append(value)
+        try:
+            password = urllib.parse.urlsplit(value).password
+        except ValueError:
+            password = None
+        if password:
+            found += [password, urllib.parse.unquote(password)]
+    for value in sorted(set(found), key=len, reverse=True):
+        if len(value) >= 4 and _secret_mark(value) in marks:  # shown.MIN_SECRET
+            text = text.replace(value, _secret_mark(value))
+    return text
+
+
+def read(args: dict) -> dict:
+    """ARGS.path's text; with ARGS.marks, the secrets of ARGS.env_file among them redacted (``_redacted``)."""
+    text = _read_text(args["path"])
+    if args.get("marks"):
+        text = _redacted(text, args["env_file"], set(args["marks"]))
+    return {"text": text}
 
 
 # -- changes -------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from pyinfra.context import ctx_config
 from pyinfra.operations import apt
 from pyinfra.operations.util.files import generate_color_diff
 
-from litellm_runner import query_engine, shown
+from litellm_runner import layout, query_engine, shown
 from litellm_runner.gates import cve as cve_gate
 from litellm_runner.pyinfra_ext import drift, snapshot
 from litellm_runner.pyinfra_ext.facts import (
@@ -350,7 +350,8 @@ def managed_file(dest: str, content: str, user: str, group: str, mode: str, back
         return
     if not host.state.is_executing:
         if current and current["type"] == "file":
-            old = host.get_fact(FileText, path=dest)
+            marks = sorted({shown.mark(v) for v in drift.known_secrets() if len(v) >= shown.MIN_SECRET})
+            old = host.get_fact(FileText, path=dest, env_file=layout.ENV_FILE, marks=marks)
             drift.record(
                 "file",
                 f"sha256:{current['sha256'][:12]}",
@@ -709,6 +710,7 @@ def foreign_sources(state: dict, managed: str, account: tuple[str, ...] = ()) ->
     )
 
 
+UNIT_NAME = re.compile(r"[A-Za-z0-9:_.@\\-]{1,255}")  # the characters systemd allows in a unit name (unit-name.c)
 UNIT_SUFFIXES = (".service", ".timer", ".socket", ".path", ".target", ".mount", ".automount", ".swap", ".slice")
 
 
@@ -729,7 +731,8 @@ def no_account_plants(user: str, units: list):
     extra unit or an extra ``.wants`` entry, an ``environment.d`` file, the manager's ``user.conf``.
     Root's host-side code moves the plants into a root-owned quarantine folder with a manifest
     (never deletes them, never follows or runs them: an extra unit's file and enablement links go
-    there, which disables it), then the account's manager stops the extra units and unsets the
+    there, which disables it), then the account's manager stops the extra units (those with a name systemd
+    loads: no other name reaches a command line, which pyinfra prints at -vv) and unsets the
     variables those files set; the managed units are reloaded, enabled again and restarted after this.
     """
     plants = snapshot.fact(AccountPlants, user=user, units=list(units)) or []
@@ -742,7 +745,9 @@ def no_account_plants(user: str, units: list):
         {
             item["path"].rsplit("/", 1)[1]
             for item in plants
-            if item["path"].endswith(UNIT_SUFFIXES) and item["path"].rsplit("/", 1)[1] not in units
+            if item["path"].endswith(UNIT_SUFFIXES)
+            and item["path"].rsplit("/", 1)[1] not in units
+            and UNIT_NAME.fullmatch(item["path"].rsplit("/", 1)[1])  # any other name never loads: nothing to stop
         }
     )
     yield hostside("quarantine", {"user": user, "units": list(units)})

@@ -222,6 +222,29 @@ def test_read_refuses_a_link(tree):
     assert code == 1 and "root's secret" not in err
 
 
+def test_read_redacts_the_hosts_known_secrets_before_they_are_printed(tmp_path):
+    """A master key and a database password written by hand into a config leave the host only as their
+    marks (FileText's output is what pyinfra prints at -vvv); a value that is not a known secret stays."""
+    from litellm_runner import shown
+    from litellm_runner.pyinfra_ext.facts import FileText
+
+    key, password = "sk-h22-literal-master-key", "p@ss/word"
+    env = tmp_path / "env.litellm"
+    env.write_text(f"LITELLM_MASTER_KEY={key}\nDATABASE_URL=postgresql://u:p%40ss%2Fword@db/x\nLITELLM_LOG=INFO\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"master_key: {key}\ndatabase_url: postgresql://u:{password}@db/x\nlog: INFO\n")
+    marks = [shown.mark(key), shown.mark(password), shown.mark("absent-secret")]
+    command = FileText().command(str(config), env_file=str(env), marks=marks)
+    proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60)
+    assert key not in proc.stdout and "word" not in proc.stdout
+    assert FileText().process(proc.stdout.splitlines()) == (
+        f"master_key: {shown.mark(key)}\ndatabase_url: postgresql://u:{shown.mark(password)}@db/x\nlog: INFO\n"
+    )
+    env.unlink()  # the secrets cannot be found: the text is not shown at all
+    proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60)
+    assert FileText().process(proc.stdout.splitlines()) is None and key not in proc.stdout + proc.stderr
+
+
 # -- the system interpreter's version: root runs only an interpreter that is root's alone -----------------
 TROJAN = """#!/bin/sh
 touch {marker}

@@ -11,6 +11,7 @@ from pyinfra.api.config import Config
 from pyinfra.context import ctx_config, ctx_host
 
 from litellm_runner.pyinfra_ext.facts import (
+    AccountPlants,
     FileText,
     Leftovers,
     Linger,
@@ -28,6 +29,7 @@ from litellm_runner.pyinfra_ext.operations import (
     linger,
     managed_file,
     no_abandoned_lock,
+    no_account_plants,
     no_leftovers,
     sha256_text,
     system_packages,
@@ -749,3 +751,19 @@ def test_diff_is_asked_safely_in_any_greenlet(executing):
             return diff_wanted()
 
     assert gevent.spawn(ask).get() is False
+
+
+def plant(path: str) -> dict:
+    return {"path": path, "why": "an extra unit or file in the account's unit search path", "type": "file"}
+
+
+def test_no_account_plants_puts_only_real_unit_names_on_a_command_line():
+    """An extra unit is stopped by name; a planted file whose name systemd would never load (terminal
+    escape codes in it) is only quarantined: its name never reaches a command pyinfra prints at -vv."""
+    escaped = "/home/litellm/.config/systemd/user/\x1b]0;PWNED\x07\x1b[2J.service"
+    extra = "/home/litellm/.config/systemd/user/litellm-extra.service"
+    commands, _ = run_op(no_account_plants, {AccountPlants: [plant(escaped), plant(extra)]}, user="litellm", units=[])
+    assert commands[0].startswith("hostside quarantine ")
+    assert commands[1:] == ["systemctl --user --machine=litellm@.host stop litellm-extra.service || true"]
+    shown = [item["before"]["path"] for item in fakehost.last_drift]
+    assert "/home/litellm/.config/systemd/user/\\x1b]0;PWNED\\x07\\x1b[2J.service" in shown  # escaped in the report
