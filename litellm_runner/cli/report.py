@@ -178,7 +178,7 @@ def host_report(name: str, check: dict, facts: dict, before: dict | None, runs: 
     status = facts.get("status", {})
     report = {
         "found": {
-            "from": "check before the converge" if before else "this report's check",
+            "from": "drift check before the converge (--before)" if before else "drift check of this report",
             "drift": drift,
             "sweep": sweep,
             "venv": venv,
@@ -271,27 +271,37 @@ def _audit(components: dict[str, str]) -> list[str]:
 MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
 
 
-def md(value) -> str:
-    """VALUE as inline Markdown text: control characters escaped (shown.escape), Markdown's specials too."""
+def _plain(value) -> str:
     if isinstance(value, dict):
-        value = ", ".join(f"{k}={v}" for k, v in value.items())
-    elif isinstance(value, list):
-        value = " ".join(str(v) for v in value)
-    return MD_SPECIAL.sub(r"\\\1", shown.escape(str(value)))
+        return ", ".join(f"{k}={_plain(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, list):
+        return " ".join(_plain(v) for v in value) or "-"
+    return "absent" if value is None else str(value)
+
+
+def md(value) -> str:
+    """VALUE as inline Markdown text (a dict as ``k=v, ...``, a list space-separated): control characters
+    escaped (shown.escape), Markdown's specials too."""
+    return MD_SPECIAL.sub(r"\\\1", shown.escape(_plain(value)))
+
+
+def _op(item: dict) -> str:
+    """An item's control id in bold and its operation's name without it."""
+    return f"**{md(item.get('control') or '-')}** {md(CONTROL.sub('', item['id']).rstrip())}"
 
 
 def _items(lines: list[str], items: list[dict], empty: str) -> None:
     if not items:
         lines.append(f"- {empty}")
     for i in items:
-        lines.append(f"- **{md(i.get('control') or '-')}** {md(i['id'])}")
+        lines.append(f"- {_op(i)}")
         if "before" in i or "after" in i:
             lines.append(f"  - before: {md(i.get('before'))}")
             lines.append(f"  - after: {md(i.get('after'))}")
 
 
 def _host_markdown(name: str, h: dict) -> list[str]:
-    lines = [f"## Host {md(name)}: {h['status']}", ""]
+    lines = [f"## Host {md(name)}: {h['status']}"]
     if h["status"] == "unreachable":
         return [*lines, f"Not reached: {md(h.get('reason'))}", ""]
     for part, why in h["errors"].items():
@@ -318,9 +328,9 @@ def _host_markdown(name: str, h: dict) -> list[str]:
     else:
         lines.append(f"- converge: {len(run['changed'])} operations changed, {len(run['failed'])} failed")
         for op in run["changed"]:
-            lines.append(f"  - changed: **{md(op['control'] or '-')}** {md(op['id'])}")
+            lines.append(f"  - changed: {_op(op)}")
         for op in run["failed"]:
-            lines.append(f"  - FAILED: **{md(op['control'] or '-')}** {md(op['id'])}")
+            lines.append(f"  - FAILED: {_op(op)}")
     quarantined = [(q, i) for q in c["quarantine"] for i in q.get("items", [])]
     lines.append(f"- quarantined: {len(quarantined)} items in {len(c['quarantine'])} folders")
     for q in c["quarantine"]:
@@ -329,7 +339,8 @@ def _host_markdown(name: str, h: dict) -> list[str]:
     for q, i in quarantined:
         where = i.get("moved_to") or i.get("stopped") or "-"
         source = q.get("source") or "unit plants"
-        lines.append(f"  - {md(i.get('kind') or '-')} {md(i.get('path'))} -> {md(where)} ({md(source)})")
+        where += " (no longer there)" if i.get("present") is False else ""
+        lines.append(f"  - {md(i.get('kind') or 'unit plant')} {md(i.get('path'))} -> {md(where)} ({md(source)})")
     lines += ["", "### How it was verified", ""]
     second = v["second_run"]
     lines.append(
@@ -364,7 +375,7 @@ def _host_markdown(name: str, h: dict) -> list[str]:
     if not h["open"]:
         lines.append("- nothing")
     for i in h["open"]:
-        lines.append(f"- {md(i['what'])}: **{md(i.get('control') or '-')}** {md(i['id'])}")
+        lines.append(f"- {md(i['what'])}: {_op(i)}")
         if "before" in i:
             lines.append(f"  - now: {md(i.get('before'))}; wanted: {md(i.get('after'))}")
     return [*lines, ""]

@@ -126,7 +126,11 @@ def test_a_missing_input_file_stops_the_report_before_any_host(tmp_path, capsys)
 
 
 def test_status_lines_are_parsed_with_the_exit_code():
-    lines = ["OK   services: 3 active", "FAIL database: 127.0.0.1:5432/litellm: refused", "status: 1 check(s) failed: database"]
+    lines = [
+        "OK   services: 3 active",
+        "FAIL database: 127.0.0.1:5432/litellm: refused",
+        "status: 1 check(s) failed: database",
+    ]
     assert parse_status([*lines, "litellm-status-exit 1"]) == {
         "exit": 1,
         "checks": [
