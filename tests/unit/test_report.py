@@ -145,3 +145,66 @@ def test_sbom_components_are_name_and_version():
     assert sbom_components(json.dumps(bom)) == {"litellm": "1.82.7"}
     with pytest.raises(ValueError, match="absent or not a single regular file"):
         sbom_components(None)
+
+
+def test_quarantine_manifests_are_read_each_folder_alone(tmp_path, monkeypatch):
+    """The host-side read, for real: a good manifest (its moved items checked to exist), a manifest that is a
+    symlink and one that is not a manifest each fail alone."""
+    from litellm_runner.pyinfra_ext import hostside
+
+    quarantine = tmp_path / "quarantine"
+    monkeypatch.setattr(hostside, "SWEEP_QUARANTINE", str(quarantine))
+    assert hostside.quarantine_manifests({}) == {"folders": [], "more": 0}  # none yet
+    good, linked, other = (quarantine / n for n in ("20261205T1", "20261205T2", "20261205T3"))
+    for folder in (good, linked, other):
+        folder.mkdir(parents=True)
+    (good / "000-keys").write_text("ssh-ed25519 AAAA")
+    items = [
+        {"path": "/home/litellm/.ssh/authorized_keys", "moved_to": str(good / "000-keys")},
+        {"path": "/home/litellm/.profile", "moved_to": str(good / "001-gone")},
+        {"path": "/proc/4242", "moved_to": None, "stopped": "SIGTERM"},
+    ]
+    (good / "manifest.json").write_text(json.dumps({"time": "20261205T1", "source": "account sweep", "items": items}))
+    (linked / "manifest.json").symlink_to(good / "manifest.json")
+    (other / "manifest.json").write_text("[1, 2]")
+    found = hostside.quarantine_manifests({})
+    assert [f["folder"] for f in found["folders"]] == [str(good), str(linked), str(other)]
+    first, second, third = found["folders"]
+    assert [i.get("present") for i in first["items"]] == [True, False, None]
+    assert "symlink: not followed" in second["error"] and "not a manifest" in third["error"]
+
+
+def test_readiness_is_one_bounded_request(monkeypatch):
+    """The host-side GET, for real, against a loopback server: its status and fields escaped; no answer is a
+    failure named by its class."""
+    import http.server
+    import threading
+
+    from litellm_runner.pyinfra_ext import hostside
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            body = json.dumps({"status": "unhealthy", "db": "Not connected\x1b[2J"}).encode()
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/health/readiness"
+        assert hostside.readiness({"url": url}) == {
+            "url": url,
+            "status": 503,
+            "status_field": "unhealthy",
+            "db": "Not connected\\x1b[2J",
+        }
+    finally:
+        server.shutdown()
+        server.server_close()
+    closed = f"http://127.0.0.1:{server.server_port}/health/readiness"
+    assert hostside.readiness({"url": closed, "timeout": 2}) == {"url": closed, "status": None, "failure": "URLError"}
