@@ -158,6 +158,7 @@ def host_report(name: str, check: dict, facts: dict, before: dict | None, runs: 
     if now["status"] == "unreachable":
         return {"status": "unreachable", "reason": now.get("reason"), "errors": {}}
     errors = {p: facts[p]["error"] for p in PARTS if isinstance(facts.get(p), dict) and "error" in facts[p]}
+    errors.update({p: "not read: the host's dry run stopped before it" for p in PARTS if p not in facts})
     if name not in (before or check)["hosts"]:
         errors["found"] = "the check before the converge has no such host"
     drift, sweep = _found((before or check)["hosts"].get(name))
