@@ -107,11 +107,11 @@ def _run_result(run: dict | None, name: str) -> dict | None:
     if run is None:
         return None
     ops = run["results"]["operations"]
-    pick = lambda key: [  # noqa: E731
-        {"id": o["name"], "control": control(o["name"])} for o in ops if name in o.get(key, [])
-    ]
-    changed, failed = pick("success"), pick("error")
-    return {"changed": changed, "failed": failed, "unchanged": sum(1 for o in ops if name in o.get("no_change", []))}
+
+    def pick(key: str) -> list[dict]:
+        return [{"id": o["name"], "control": control(o["name"])} for o in ops if name in o.get(key, [])]
+
+    return {"changed": pick("success"), "failed": pick("error"), "unchanged": len(pick("no_change"))}
 
 
 def venv_findings(components: dict[str, str], advisories: list[str]) -> dict:
@@ -127,9 +127,9 @@ def venv_findings(components: dict[str, str], advisories: list[str]) -> dict:
     return {"components": len(components), "compromised": bad, "advisories": advisories}
 
 
-def _open(host: dict) -> list[dict]:
-    """What is still open on a host: its remaining drift, and each verification that failed."""
-    items = [{"what": "drift", **i} for i in host["now"]]
+def _open(host: dict, remaining: list[dict]) -> list[dict]:
+    """What is still open on a host: its REMAINING drift, and each verification of HOST that failed."""
+    items = [{"what": "drift", **i} for i in remaining]
     v = host["verified"]
     if v["second_run"] is not None and v["second_run"]["changed"]:
         items.append({"what": "second run", "id": f"{len(v['second_run']['changed'])} operations changed again"})
@@ -171,8 +171,7 @@ def host_report(name: str, check: dict, facts: dict, before: dict | None, runs: 
             venv = venv_findings(facts["sbom"], [])
     ops = [o for o in plan if name not in o.get("hosts_with_change", []) + o.get("hosts_with_conditional_change", [])]
     in_sync = sorted({c for c in (control(o["name"]) for o in ops) if c})
-    drifted_now, _ = _found(now)
-    _, sweep_now = _found(now)
+    drifted_now, sweep_now = _found(now)
     remaining = [*drifted_now, *sweep_now]
     drifted_controls = {i["control"] for i in remaining if i["control"]}
     in_sync = [c for c in in_sync if c not in drifted_controls]
@@ -202,11 +201,9 @@ def host_report(name: str, check: dict, facts: dict, before: dict | None, runs: 
             "units": facts.get("units"),
             "controls_in_sync": in_sync,
         },
-        "now": remaining,
         "errors": errors,
     }
-    report["open"] = _open(report)
-    del report["now"]
+    report["open"] = _open(report, remaining)
     bad = errors or now["status"] == "error"
     report["status"] = "error" if bad else "open" if report["open"] else "clean"
     return report
