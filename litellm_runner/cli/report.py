@@ -176,7 +176,7 @@ def host_report(name: str, check: dict, facts: dict, before: dict | None, runs: 
     drifted_controls = {i["control"] for i in remaining if i["control"]}
     in_sync = [c for c in in_sync if c not in drifted_controls]
     status = facts.get("status", {})
-    report = {
+    report: dict = {
         "found": {
             "from": "drift check before the converge (--before)" if before else "drift check of this report",
             "drift": drift,
