@@ -368,6 +368,13 @@ def audit_requirements(path, advisories=None, ignored=IGNORED) -> list[dict]:
     return []
 
 
+def installed_findings(freeze: dict[str, str], advisories=None, ignored=IGNORED) -> list[str]:
+    """One line per compromised release or unwaived advisory of an installed venv (``{name: version}``, e.g. the
+    components of its SBOM), as the gate would refuse it (the remediation report lists them)."""
+    text = "".join(f"{name}=={version}\n" for name, version in sorted(freeze.items()))
+    return _findings(text, ("--no-deps", "--disable-pip"), advisories, ignored)
+
+
 def audit_installed(freeze: dict[str, str], advisories=None, ignored=IGNORED) -> list[dict]:
     """Audit an installed venv (``{name: version}``, e.g. InstalledPackages) after converge."""
     text = "".join(f"{name}=={version}\n" for name, version in sorted(freeze.items()))

@@ -168,6 +168,12 @@ def check_host(host_name: str, lines: list[str], units: dict[str, str], threshol
     return _over(scores, threshold, f"host {host_name}, systemd {version}: systemd-analyze security --offline --user")
 
 
+def host_lines(host, units: dict[str, str], systemd: str | None = None) -> list[str]:
+    """HOST's ``HostExposure`` of UNITS, from the gate cache when this systemd scored these units before."""
+    key = cache.key("host-units", json.dumps(units, sort_keys=True), systemd) if systemd else None
+    return cache.cached(key, lambda: list(host.get_fact(HostExposure, units=units, _timeout=TIMEOUT + 60) or [])) or []
+
+
 def refuse_on_host(host, units: dict[str, str], threshold: float, systemd: str | None = None) -> dict[str, float]:
     """The gate for pyinfra's HOST, called while it prepares: its scores, or exit 1 before any operation runs.
 
@@ -178,8 +184,7 @@ def refuse_on_host(host, units: dict[str, str], threshold: float, systemd: str |
     printed names the host, its systemd, each service above THRESHOLD and the
     setting to change.
     """
-    key = cache.key("host-units", json.dumps(units, sort_keys=True), systemd) if systemd else None
-    lines = cache.cached(key, lambda: list(host.get_fact(HostExposure, units=units, _timeout=TIMEOUT + 60) or []))
+    lines = host_lines(host, units, systemd)
     try:
         return check_host(host.name, lines or [], units, threshold)
     except UnitGateError as exc:

@@ -2307,5 +2307,77 @@ def sweep_apply(args: dict) -> dict:
 
 ACTIONS.update({"sweep": sweep, "sweep_apply": sweep_apply})
 
+# == The remediation report's reads (issue #27, item 3): root's quarantine as it is, the proxy's readiness ==========
+MANIFEST_LIMIT = 1 << 20  # bytes of one manifest.json read
+MANIFESTS = 50  # quarantine folders read per report (the newest; the count of the others is said)
+READINESS_LIMIT = 64 * 1024  # bytes of the proxy's /health/readiness answer read
+
+
+def _manifest(qfd: int, name: str) -> dict:
+    """One quarantine folder's manifest, each moved item's ``present`` (its ``moved_to`` exists, not followed)."""
+    shown = f"{SWEEP_QUARANTINE}/{name}/manifest.json"
+    dirfd = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=qfd)
+    try:
+        fd = _open_file(dirfd, "manifest.json", shown)
+        try:
+            doc = json.loads(_read_fd(fd, MANIFEST_LIMIT, shown))
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dirfd)
+    if not isinstance(doc, dict) or not isinstance(doc.get("items"), list):
+        raise Unsafe(f"{shown}: not a manifest (an object with items)")
+    for item in doc["items"]:
+        moved = item.get("moved_to") if isinstance(item, dict) else None
+        if isinstance(moved, str):
+            item["present"] = os.path.lexists(moved)
+    return {"folder": f"{SWEEP_QUARANTINE}/{name}", **doc}
+
+
+def quarantine_manifests(args: dict) -> dict:
+    """The newest MANIFESTS quarantine folders' manifests (oldest first), each read alone and bounded."""
+    try:
+        qfd = walk(_split(SWEEP_QUARANTINE), SWEEP_QUARANTINE)
+    except FileNotFoundError:
+        return {"folders": [], "more": 0}
+    try:
+        names = sorted(n for n in _names(qfd) if not n.startswith("."))
+        folders = []
+        for name in names[-MANIFESTS:]:
+            try:
+                folders.append(_manifest(qfd, name))
+            except (OSError, Unsafe, ValueError) as exc:
+                folders.append({"folder": f"{SWEEP_QUARANTINE}/{sweep_escape(name)}", "error": sweep_escape(str(exc))})
+        return {"folders": folders, "more": max(0, len(names) - MANIFESTS)}
+    finally:
+        os.close(qfd)
+
+
+def readiness(args: dict) -> dict:
+    """GET ``url`` (the proxy's /health/readiness on loopback) once: its HTTP status and the answer's
+    ``status`` and ``db``, bounded; no answer is ``status: null`` and the error's class."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(args["url"], timeout=args.get("timeout", 10)) as answer:  # noqa: S310
+            status, body = answer.status, answer.read(READINESS_LIMIT)
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read(READINESS_LIMIT)
+    except (OSError, ValueError) as exc:
+        return {"url": args["url"], "status": None, "failure": exc.__class__.__name__}
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = None
+    doc = doc if isinstance(doc, dict) else {}
+    fields = {"status_field": doc.get("status"), "db": doc.get("db")}
+    shown = {k: sweep_escape(str(v)) for k, v in fields.items() if v is not None}
+    return {"url": args["url"], "status": status, **shown}
+
+
+ACTIONS.update({"quarantine_manifests": quarantine_manifests, "readiness": readiness})
+
+
 if __name__ == "__main__":
     sys.exit(main(sys.argv))

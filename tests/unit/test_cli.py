@@ -140,6 +140,9 @@ CASES = [
     ("lock-two-pins", ["lock", "a.txt", "b.txt"], exitcodes.USAGE, "unrecognized arguments: b.txt"),
     ("check-yes-refused", ["check", "-y"], exitcodes.FAILED, "-y/--yes skips change detection"),
     ("check-no-inventory", ["check"], exitcodes.FAILED, "sandbox no-such-sandbox is not running"),
+    ("report-yes-refused", ["report", "-y"], exitcodes.USAGE, "-y/--yes: the report reads the hosts in a dry run"),
+    ("report-unreadable-input", ["report", "--second", "{lint}/x.json"], exitcodes.FAILED, "no host was contacted"),
+    ("report-no-inventory", ["report"], exitcodes.FAILED, "sandbox no-such-sandbox is not running"),
 ]
 
 
