@@ -314,7 +314,7 @@ def hold(host, name: str, who: str, seconds: int) -> str:
     """Open one idle connection NAME (application_name) on HOST in the background; the pid of its process."""
     script = f"{layout.VENV}/bin/python -I -c {shlex.quote(HOLD)} {name} {seconds} {layout.BIN} {who} {layout.ENV_FILE}"
     runner = "" if who == "proxy-role" else "runuser -u postgres -- "
-    pid = host.out(f"setsid timeout {seconds + 60} {runner}{script} </dev/null >/dev/null 2>&1 & echo $!")
+    pid = host.out(f"cd / && setsid timeout {seconds + 60} {runner}{script} </dev/null >/dev/null 2>&1 & echo $!")
     deadline = time.monotonic() + 60
     while idle_for(host, name) < 0 and time.monotonic() < deadline:
         time.sleep(1)
@@ -480,7 +480,7 @@ def test_under_load_the_proxys_connections_stay_within_workers_times_pool(keys, 
         [
             *ssh_argv(host.name),
             "root@127.0.0.1",
-            f"runuser -u postgres -- {layout.VENV}/bin/python -I -c {shlex.quote(SAMPLER)} "
+            f"cd / && runuser -u postgres -- {layout.VENV}/bin/python -I -c {shlex.quote(SAMPLER)} "
             f"{shlex.quote(proxy_role())} {stop} 240",
         ],
         stdout=subprocess.PIPE,
