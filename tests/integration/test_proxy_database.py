@@ -314,7 +314,8 @@ def hold(host, name: str, who: str, seconds: int) -> str:
     """Open one idle connection NAME (application_name) on HOST in the background; the pid of its process."""
     script = f"{layout.VENV}/bin/python -I -c {shlex.quote(HOLD)} {name} {seconds} {layout.BIN} {who} {layout.ENV_FILE}"
     runner = "" if who == "proxy-role" else "runuser -u postgres -- "
-    pid = host.out(f"cd / && setsid timeout {seconds + 60} {runner}{script} </dev/null >/dev/null 2>&1 & echo $!")
+    # only the command goes to the background (an `a && b &` list would keep the session's output open)
+    pid = host.out(f"cd /; setsid timeout {seconds + 60} {runner}{script} </dev/null >/dev/null 2>&1 & echo $!")
     deadline = time.monotonic() + 60
     while idle_for(host, name) < 0 and time.monotonic() < deadline:
         time.sleep(1)
