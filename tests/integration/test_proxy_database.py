@@ -17,7 +17,7 @@ completes and the key it replaced lasts its grace; ``store_prompts_in_spend_logs
 database is drift the check names and the converge repairs (db-01); under a bounded burst the
 proxy's connections stay within workers x pool, which fits max_connections less the reserve; idle
 connections of the proxy's role older than the age are ended, and nothing else (db-04). Each
-docstring says how the test was seen failing with the runner's part undone.
+docstring says which assertion fails with the runner's part undone.
 
 Every key and model a test creates is deleted at its end (another file's ``litellm-status``
 reports keys that expire within 14 days), and every spend-log row it caused.
@@ -383,8 +383,8 @@ def aged_connections(ready, host):
 def test_prompts_turned_on_in_the_database_are_drift_then_repaired(keys, host, spent, tmp_path):
     """db-01: ``store_prompts_in_spend_logs`` set to true in the database's general_settings row (the proxy reads
     the row at start and the database wins, LiteLLM #31968) is drift the check names (exit 2); the converge sets it
-    back (and restarts the proxy); then a completion leaves no prompt in the spend log. Seen failing with the
-    repair undone (dbctl's settings scope not writing that key): the check after the converge still exited 2."""
+    back (and restarts the proxy); then a completion leaves no prompt in the spend log. Fails with the
+    repair undone (dbctl's settings scope not writing that key): the check after the converge exits 2."""
     flag = (
         "SELECT param_value->'store_prompts_in_spend_logs' FROM \"LiteLLM_Config\" "
         "WHERE param_name = 'general_settings'"
@@ -426,8 +426,8 @@ def test_the_key_the_runner_rotated_authenticates_and_the_old_one_lasts_its_grac
     only its sha256. The new key completes and /key/info (asked with the key itself) reports 90 days from the
     rotation. The rotation policy (docs/database.md): the replaced key keeps working until the rotation + grace_hours
     (24), or its own expiry if sooner; then the proxy refuses it as expired (401, test_an_expired_key_gets_401) and
-    the next converge blocks it (db-03). Seen failing with the grace undone (dbctl's UPDATE of the old key left
-    out): the old key reported its seeded expiry, 5 days away, not 24 h."""
+    the next converge blocks it (db-03). Fails with the grace undone (dbctl's UPDATE of the old key left out):
+    the old key would report its seeded expiry, 5 days away, not 24 h."""
     delivered = sorted((REPO / ".secrets" / "keys" / host.name).glob("ops-team-*.key"))
     assert delivered, "the converge delivered no rotated key for ops-team"
     new = delivered[-1].read_text().strip()
@@ -455,8 +455,8 @@ def test_under_load_the_proxys_connections_stay_within_workers_times_pool(keys, 
     file's application names) never exceed workers x pool, where workers is the unit's --num_workers and pool the
     rendered config's (and the database row's) database_connection_pool_limit, and every engine the proxy started
     was given that pool; that product + the other clients fits max_connections less the reserve (capacity gate);
-    the health server holds at most its one connection. Seen failing with the pool limit undone (the engine
-    ignoring connection_limit): its workers said "pool of 10", not the configured 20."""
+    the health server holds at most its one connection. Fails with the pool limit undone (the engine
+    ignoring connection_limit): its workers log "pool of 10", not the configured 20."""
     unit = host.out(f"cat {layout.UNITS}/litellm.service")
     workers = int(re.search(r"--num_workers (\d+)", unit).group(1))  # type: ignore[union-attr]
     pool = yaml.safe_load(host.out(f"cat {layout.CONFIG_FILE}"))["general_settings"]["database_connection_pool_limit"]
@@ -521,8 +521,8 @@ def test_idle_connections_older_than_the_age_are_ended_and_nothing_else(ready, h
     """db-04, opt-in (litellm_db_terminate_idle, litellm_db_idle_minutes): the converge ends the proxy's role's
     connections idle longer than the age, and only those. AGED (the proxy's role, idle since the module began)
     is ended; OTHER (another role, as old) and a young one of the proxy's role survive; the proxy still serves
-    (its pool closes its own idle connections within seconds). Seen failing with the fix undone (the converge
-    without litellm_db_terminate_idle): AGED was still there."""
+    (its pool closes its own idle connections within seconds). Fails with the fix undone (the converge
+    without litellm_db_terminate_idle, or dbctl not terminating): AGED is still there."""
     deadline = time.monotonic() + 120
     while idle_for(host, AGED) < IDLE_MINUTES * 60 + 5 and time.monotonic() < deadline:
         time.sleep(2)
