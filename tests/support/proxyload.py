@@ -1,0 +1,124 @@
+"""A bounded burst of completions through a sandbox's proxy, from inside the sandbox.
+
+Shared by tests/integration/test_proxy_database.py (the pool under load) and
+scripts/benchmark_proxy.py (completions per second). The client runs on the host, where the
+proxy listens (its loopback), as the service account with the proxy's own venv (httpx); the key
+travels on standard input, never on a command line, and is never printed. The burst stops by
+itself: a fixed number of requests, a fixed number at a time, each with a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from litellm_runner import layout
+
+ACCOUNT_PYTHON = f"{layout.VENV}/bin/python"  # the proxy's venv (root's, read-only), run as the service account
+
+# REQUESTS completions, CONCURRENCY at a time, each with TIMEOUT seconds; a JSON summary on stdout
+# (status of each request, its response id, its latency; the wall time of the whole burst).
+BURST = r"""
+import concurrent.futures, json, sys, time
+import httpx
+job = json.load(sys.stdin)
+headers = {"Authorization": "Bearer " + job["key"]}
+body = {"model": job["model"], "messages": [{"role": "user", "content": job["prompt"]}], "max_tokens": 8}
+limits = httpx.Limits(max_connections=job["concurrency"], max_keepalive_connections=job["concurrency"])
+with httpx.Client(base_url=job["proxy"], timeout=job["timeout"], limits=limits) as client:
+    def one(_):
+        began = time.monotonic()
+        try:
+            r = client.post("/chat/completions", json=body, headers=headers)
+            rid = r.json().get("id") if r.status_code == 200 else None
+            return {"status": r.status_code, "id": rid, "seconds": time.monotonic() - began}
+        except (httpx.HTTPError, ValueError) as exc:
+            return {"status": type(exc).__name__, "id": None, "seconds": time.monotonic() - began}
+    began = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(job["concurrency"]) as pool:
+        results = list(pool.map(one, range(job["requests"])))
+    wall = time.monotonic() - began
+print(json.dumps({"results": results, "wall": wall}))
+"""
+
+
+def burst(
+    host,
+    key: str,
+    requests: int,
+    concurrency: int,
+    model: str = "local-vllm",
+    timeout: float = 60,
+    prompt: str = "say pong",
+    proxy: str = "http://127.0.0.1:4000",
+) -> dict:
+    """REQUESTS completions through HOST's proxy, CONCURRENCY at a time: ``{"results": [...], "wall": s}``.
+
+    HOST is a ``tests.support.hosts.Host``; each result is ``{"status", "id", "seconds"}`` (status: the HTTP
+    code, or the name of the client's exception on a timeout or a dropped connection)."""
+    job = {
+        "key": key,
+        "requests": requests,
+        "concurrency": concurrency,
+        "model": model,
+        "timeout": timeout,
+        "prompt": prompt,
+        "proxy": proxy,
+    }
+    # every request has its timeout; the whole burst has one more bound than the worst case
+    bound = timeout * (requests // concurrency + 2) + 60
+    proc = host.ssh(
+        f"cd / && runuser -u litellm -- {ACCOUNT_PYTHON} -I -c {shlex.quote(BURST)}",
+        input=json.dumps(job),
+        timeout=bound,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:].replace(key, "[key]")
+    return json.loads(proc.stdout)
+
+
+def summary(run: dict) -> dict:
+    """Completions per second and latencies of a ``burst``: ``{"ok", "failed", "per_second", "p50", "p95"}``."""
+    results = run["results"]
+    ok = sorted(r["seconds"] for r in results if r["status"] == 200)
+
+    def quantile(q: float) -> float:
+        return ok[min(len(ok) - 1, int(q * len(ok)))] if ok else float("nan")
+
+    return {
+        "ok": len(ok),
+        "failed": len(results) - len(ok),
+        "per_second": len(ok) / run["wall"] if run["wall"] else 0.0,
+        "p50": quantile(0.5),
+        "p95": quantile(0.95),
+    }
+
+
+# One HTTP request to the proxy (JSON body and answer); the key on stdin, as in BURST.
+REQUEST = r"""
+import json, sys
+import httpx
+job = json.load(sys.stdin)
+headers = {"Authorization": "Bearer " + job["key"]} if job["key"] else {}
+r = httpx.request(job["method"], job["proxy"] + job["path"], json=job["body"], headers=headers, timeout=job["timeout"])
+try:
+    body = r.json()
+except ValueError:
+    body = r.text[:2000]
+print(json.dumps({"status": r.status_code, "body": body}))
+"""
+
+
+def request(
+    host, method: str, path: str, key: str | None, body: dict | None = None, proxy: str = "http://127.0.0.1:4000"
+) -> dict:
+    """One request to HOST's proxy as the service account: ``{"status": code, "body": JSON or text}``."""
+    job = {"method": method, "path": path, "key": key, "body": body, "timeout": 120, "proxy": proxy}
+    proc = host.ssh(
+        f"cd / && runuser -u litellm -- {ACCOUNT_PYTHON} -I -c {shlex.quote(REQUEST)}",
+        input=json.dumps(job),
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:].replace(key or "\0", "[key]")
+    return json.loads(proc.stdout)
