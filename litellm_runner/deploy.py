@@ -46,8 +46,7 @@ def deploy_litellm() -> None:
 
     users.apply()
     filesystem.apply()
-    built = python_env.apply()
-    venv = [*built, *query_engine.apply(), *prisma.apply(built)]  # the engine before `prisma generate`
+    venv = [*python_env.apply(), *query_engine.apply(), *prisma.apply()]  # the engine before `prisma generate`
     files = config.apply()
     db = database.apply()
     units.apply(

@@ -123,12 +123,13 @@ PINS = {"litellm": "1.102.4", "prisma": "0.11.0"}
 CAUSE = "binaries.prisma.sh:443 unreachable: Temporary failure in name resolution"
 
 
-def op(state, installed=None, sandbox=False, settings=None):
-    from litellm_runner.pyinfra_ext.facts import InstalledPackages
+def op(state, installed=None, sandbox=False, settings=None, venv=None):
+    """VENV: the venv's state (``VenvState``) before its own operation; None when it could not be read."""
+    from litellm_runner.pyinfra_ext.facts import InstalledPackages, VenvState
 
     return run_op(
         prisma.prisma_client,
-        facts={prisma.PrismaClientState: state, InstalledPackages: installed},
+        facts={prisma.PrismaClientState: state, InstalledPackages: installed, VenvState: venv},
         venv_path="/usr/local/lib/litellm-runner/venv",
         pins=PINS,
         user="litellm",
@@ -162,6 +163,24 @@ def test_generates_as_root_into_roots_venv_with_its_prisma(state, installed):
     assert "PRISMA_ENGINES_MIRROR=https://m.example/p /bin/sh -c " in command
     assert command.endswith(" prisma-generate /usr/local/lib/litellm-runner/venv")
     assert '-m prisma generate --schema "$schema"' in prisma.GENERATE and "sudo" not in command
+
+
+@pytest.mark.parametrize(
+    "venv",
+    [
+        {"hostile": True, "packages": dict(PINS), "broken": {}},  # displaced and built again: its client is gone
+        {"hostile": False, "packages": None, "broken": {}},  # no venv: built in this run
+    ],
+)
+def test_a_venv_its_operation_builds_again_gets_its_client_generated_again(venv):
+    """The client's state was read before the venv's operation: a generated client in a venv that is rebuilt in
+    this run is gone after it (issue #22's repairs of root's venv), so it is generated again."""
+    commands, noops = op({"generated": True, "download": None}, installed=dict(PINS), venv=venv)
+    assert (
+        noops == []
+        and len(commands) == 1
+        and commands[0].endswith(" prisma-generate /usr/local/lib/litellm-runner/venv")
+    )
 
 
 def test_missing_engines_in_the_sandbox_say_so_in_one_line(caplog):
