@@ -78,8 +78,17 @@ def test_metrics_match_the_database(backed_up, host):
     assert m[("litellm_unit_active", (("unit", "litellm.service"),))] == 1
 
 
+# the proxy's own readiness says its database is connected (an earlier test stopped PostgreSQL: the proxy's
+# engine connects again on its own, and litellm-status's proxy-database check reads this)
+PROXY_DB_READY = (
+    "curl -sf --max-time 5 http://127.0.0.1:4000/health/readiness | "
+    'python3 -c \'import json, sys; sys.exit(json.load(sys.stdin).get("db") != "connected")\''
+)
+
+
 def test_status_report(backed_up, host):
     host.wait_for("curl -sf http://127.0.0.1:8181/readyz", timeout=240)
+    host.wait_for(PROXY_DB_READY, timeout=300)
     proc = host.ssh(f"{AS_LITELLM}litellm-status", check=False)
     assert proc.returncode == 0, proc.stdout
     assert proc.stdout.strip().endswith("status: all checks passed")
