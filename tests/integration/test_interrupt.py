@@ -249,7 +249,7 @@ def test_killed_converge_leaves_a_host_the_next_run_converges(fresh):
     after = host_files(host)
     assert_complete(host, after)
     assert after["leftovers"] == [], after["leftovers"]
-    assert after["env"][0] == "600" and "dummy" not in after["env"][1]
+    assert after["env"][0] == "640" and "dummy" not in after["env"][1]  # root:GROUP 0640 (issue #22)
     assert yaml.safe_load(after["config"][1])["litellm_settings"]["request_timeout"] == 120
     assert lock_file(host) is None
 
