@@ -1,4 +1,4 @@
-"""The LiteLLM database: settings rows, schema, expired keys, idle connections, key rotation (db-01..05).
+"""The LiteLLM database: settings rows, schema, expired keys, idle connections, key rotation, models (db-01..06).
 
 Returns ``{"restart": [...], "hold": [...]}``: the operations whose change must
 restart the proxy (it reads LiteLLM_Config at start), and those whose failure
@@ -46,6 +46,7 @@ SCOPES = [  # (scope, control id, what)
     ("keys", "db-03", "Expired virtual keys blocked"),
     ("idle", "db-04", "Idle connections terminated (opt-in)"),
     ("rotation", "db-05", "Listed key aliases have a valid key"),
+    ("models", "db-06", "No database model takes a config model's name"),
 ]
 
 
@@ -115,5 +116,6 @@ def apply():
             _timeout=DBCTL_TIMEOUT,
             _ignore_errors=True,
         )  # fails itself, not the host
-    # the proxy restarts on new settings rows; it is held while the schema item fails (tasks/units.py)
-    return {"restart": [ops["settings"]], "hold": [ops["schema"]]}
+    # the proxy restarts on new settings rows, and when a database model that replaced a config deployment
+    # by id was moved out (LiteLLM drops it from its router only at start); held while the schema item fails
+    return {"restart": [ops["settings"], ops["models"]], "hold": [ops["schema"]]}

@@ -45,6 +45,11 @@ def desired_state(data) -> dict:
         "rotations": [
             {"min_days_left": 14, "valid_days": 90, "grace_hours": 24, **r} for r in data.litellm_key_rotation
         ],
+        # db-06: database models may not take these names (or explicit ids): the config's models win
+        "config_models": [
+            {"model_name": m["model_name"], "id": (m.get("model_info") or {}).get("id")}
+            for m in data.litellm_model_list
+        ],
         # dbctl refuses to apply settings that do not fit max_connections (the
         # backstop for a host never converged, whose max_connections the deploy
         # could not read before its first operation)
@@ -132,7 +137,7 @@ def scopes(desired: dict) -> list[str]:
     """The scopes this desired state converges: idle and rotation only when asked for."""
     return [
         s
-        for s in ("settings", "schema", "keys", "idle", "rotation")
+        for s in ("settings", "schema", "keys", "idle", "rotation", "models")
         if (s != "idle" or desired["terminate_idle"]) and (s != "rotation" or desired["rotations"])
     ]
 
@@ -216,7 +221,7 @@ def database(root: str, scope: str, desired: dict, account: str, timeout: int = 
     """Ensure one SCOPE of the LiteLLM database matches DESIRED (see litellm-dbctl).
 
     + root: deployment root (the account's state; dbctl and the env file are root's: ``layout``)
-    + scope: settings | schema | keys | idle | rotation
+    + scope: settings | schema | keys | idle | rotation | models
     + desired: ``desired_state(host.data)``
     + account: ``facts.as_account(...)``: dbctl runs as the service account
     + timeout: connect timeout in seconds (pass ``_timeout`` for the whole command)

@@ -240,6 +240,76 @@ def test_a_model_stored_in_the_database_is_served(ready, host):
         sql(host, "DELETE FROM \"LiteLLM_ProxyModelTable\" WHERE model_name = :'n'", n=name)
 
 
+MODELS_ITEM = "No database model takes a config model's name | db-06"  # tasks/database.py
+SHADOW_ANSWER = "pong from rerank for db-shadow"  # the stub's answer for the database row's backend model
+
+
+def test_a_database_model_under_a_config_models_name_is_drift_then_moved_out(ready, host, tmp_path):
+    """db-06, the rule of docs/database.md: a model added through the proxy under the config's ``local-vllm``
+    becomes one more deployment of that name, and the proxy answers part of local-vllm's completions from the
+    row's backend. The check names the row (exit 2); the converge moves it into litellm_runner_quarantined_models
+    (kept, not served) and restarts the proxy; then every completion of local-vllm is the config's backend's, and
+    a second run changes nothing. Fails with the runner's part undone (no db-06): the check exits 0 and the row's
+    backend keeps answering."""
+    added = call(
+        host,
+        "POST",
+        "/model/new",
+        master_key(),
+        {
+            "model_name": "local-vllm",
+            "litellm_params": {
+                "model": "hosted_vllm/db-shadow",
+                "api_base": "http://127.0.0.1:8079/v1",
+                "api_key": "none",
+            },
+        },
+    )
+    assert added["status"] == 200, added
+    model_id = added["body"].get("model_id") or added["body"].get("model_info", {}).get("id")
+    assert model_id, added
+    try:
+        deadline, answers = time.monotonic() + MODEL_WAIT, []
+        while SHADOW_ANSWER not in answers and time.monotonic() < deadline:
+            answer = chat(host, master_key())
+            assert answer["status"] == 200, answer
+            answers.append(answer["body"]["choices"][0]["message"]["content"])
+        assert SHADOW_ANSWER in answers, answers  # LiteLLM serves the row beside the config's deployment
+
+        proc, report = drift_check(host, tmp_path)
+        assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+        drifted = [i for i in report["hosts"][host.name]["items"] if i["status"] == "drift"]
+        named = f"database model local-vllm ({model_id})"
+        assert any(i["id"] == MODELS_ITEM and named in json.dumps(i["before"]) for i in drifted), drifted
+
+        run = pyinfra([host.name], "-y")
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert MODELS_ITEM in run.changed(host.name)
+        host.wait_for(f"curl -sf {PROXY}/health/readiness", timeout=600)  # restarted in the rolling order
+        answers = [chat(host, master_key()) for _ in range(12)]
+        assert [a["status"] for a in answers] == [200] * 12, answers
+        assert {a["body"]["choices"][0]["message"]["content"] for a in answers} == {ANSWER}
+        assert sql(host, "SELECT count(*) FROM \"LiteLLM_ProxyModelTable\" WHERE model_id = :'i'", i=model_id) == "0"
+        assert (
+            sql(
+                host,
+                "SELECT row->>'model_name' FROM litellm_runner_quarantined_models WHERE model_id = :'i'",
+                i=model_id,
+            )
+            == "local-vllm"
+        )
+        again = pyinfra([host.name], "-y")
+        assert again.returncode == 0 and again.changed(host.name) == [], again.stderr[-3000:]
+    finally:
+        sql(host, "DELETE FROM \"LiteLLM_ProxyModelTable\" WHERE model_id = :'i'", i=model_id)
+        sql(
+            host,
+            "DELETE FROM litellm_runner_quarantined_models WHERE model_id = :'i' AND "
+            "to_regclass('litellm_runner_quarantined_models') IS NOT NULL",
+            i=model_id,
+        )
+
+
 # -- the runner's rotation, the settings drift, the pool under load, idle connections ---------------------------
 
 OLD_OPS_KEY = "sk-sandbox-rotate-0004"  # sandbox/incident/seed.py: the incident's ops-team key (5 days left)

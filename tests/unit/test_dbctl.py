@@ -186,6 +186,50 @@ def test_rotation_creates_one_key_and_is_then_idempotent(db, tmp_path):
     assert old[4] is True  # the old key now expires within the grace period
 
 
+SHADOWS = [  # (model_id, model_name, served after the converge?)
+    ("own-1", "team-model", True),  # a name of its own: the operator's, left alone
+    ("beside-1", "local-vllm", False),  # the config's name: would take a share of its traffic
+    ("by-id-1", "renamed", False),  # the config's explicit id: would replace its deployment
+    ("\x1b[2Jx", "local-vllm", False),  # a hostile id: named, escaped
+]
+
+
+def test_database_models_that_take_a_config_models_name_or_id_are_moved_not_deleted(db):
+    pg, env = db
+    with pg.connect() as conn:
+        conn.execute('DELETE FROM "LiteLLM_ProxyModelTable"')
+        conn.execute("DROP TABLE IF EXISTS litellm_runner_quarantined_models")
+        for model_id, name, _ in SHADOWS:
+            conn.execute(
+                'INSERT INTO "LiteLLM_ProxyModelTable" (model_id, model_name, litellm_params, created_by, '
+                "updated_by) VALUES (%s, %s, %s, 'ui', 'ui')",
+                (model_id, name, json.dumps({"model": "ciphertext", "api_key": "ciphertext-key"})),
+            )
+    desired = {**DESIRED, "config_models": [{"model_name": "local-vllm", "id": "by-id-1"}]}
+    planned = items(dbctl(env, "plan", "models", desired))
+    assert [i["id"] for i in planned] == [
+        "database model local-vllm (??2Jx)",
+        "database model local-vllm (beside-1)",
+        "database model renamed (by-id-1)",
+    ]
+    assert [i["before"].split(" ")[0] for i in planned] == ["served", "served", "replaces"]
+    assert items(dbctl(env, "apply", "models", desired)) == planned
+    assert items(dbctl(env, "plan", "models", desired)) == []
+    with pg.connect() as conn:
+        left = conn.execute('SELECT model_id FROM "LiteLLM_ProxyModelTable"').fetchall()
+        moved = conn.execute(
+            "SELECT model_id, row->>'model_name', row->'litellm_params'->>'api_key' FROM "
+            "litellm_runner_quarantined_models ORDER BY model_id"
+        ).fetchall()
+    assert left == [(m,) for m, _, served in SHADOWS if served]
+    assert moved == sorted((m, n, "ciphertext-key") for m, n, served in SHADOWS if not served)
+
+
+def test_no_config_models_means_no_database_model_is_drift(db):
+    pg, env = db
+    assert items(dbctl(env, "plan", "models", {**DESIRED, "config_models": []})) == []
+
+
 def test_idle_connections_terminated(db):
     pg, env = db
     with pg.connect() as idle_conn:
