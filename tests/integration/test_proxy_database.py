@@ -302,12 +302,8 @@ def test_a_database_model_under_a_config_models_name_is_drift_then_moved_out(rea
         assert again.returncode == 0 and again.changed(host.name) == [], again.stderr[-3000:]
     finally:
         sql(host, "DELETE FROM \"LiteLLM_ProxyModelTable\" WHERE model_id = :'i'", i=model_id)
-        sql(
-            host,
-            "DELETE FROM litellm_runner_quarantined_models WHERE model_id = :'i' AND "
-            "to_regclass('litellm_runner_quarantined_models') IS NOT NULL",
-            i=model_id,
-        )
+        if sql(host, "SELECT to_regclass('litellm_runner_quarantined_models') IS NOT NULL") == "t":
+            sql(host, "DELETE FROM litellm_runner_quarantined_models WHERE model_id = :'i'", i=model_id)
 
 
 # -- the runner's rotation, the settings drift, the pool under load, idle connections ---------------------------
