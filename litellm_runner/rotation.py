@@ -71,7 +71,7 @@ def replace_values(text: str, values: dict[str, str], source: str) -> str:
     before = envfile.loads(text, source)
     lines = text.splitlines(keepends=True)
     for key, value in values.items():
-        pattern = re.compile(rf"^\s*(export\s+)?{re.escape(key)}\s*=")
+        pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
         hits = [i for i, line in enumerate(lines) if pattern.match(line)]
         if not hits:
             raise RotationError(f"{source}: {key}: no KEY=value line to replace")
