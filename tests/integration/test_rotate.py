@@ -175,7 +175,11 @@ def test_a_rotation_killed_midway_leaves_the_old_secrets_working(rot):
             proc.wait(timeout=60)
         holder.kill()
         holder.wait(timeout=60)
-        sql(host, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%'")
+        sql(
+            host,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE query LIKE '%pg_sleep(600)%' AND pid <> pg_backend_pid()",
+        )
         log.close()
     assert secrets.read_bytes() == before_file  # the old secrets stay in force
     assert (secrets.parent / "secrets.env.rotating").stat().st_mode & 0o777 == 0o600  # kept for the resume
