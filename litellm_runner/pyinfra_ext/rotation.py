@@ -69,7 +69,10 @@ def _rotate(state, host, selection: str, keys_dir: str, account: str, connect_ti
     base = ("--env-file", layout.ENV_FILE, "--connect-timeout", str(connect_timeout))
     ok, out = _run(host, tool(account, "plan", *base))
     if not ok:
-        return _fail(host, f"rotation plan: {_last_line(out) or 'litellm-rotate plan failed'} (nothing changed)")
+        why = _last_line(out) or "litellm-rotate plan failed"
+        if "can't open file" in why:  # a host not converged by this runner yet: the converge ships the tool
+            why = f"{layout.BIN}/litellm-rotate is not on the host (converge with this runner first)"
+        return _fail(host, f"rotation plan: {why} (nothing changed)")
     plan = json.loads(out.stdout.strip().splitlines()[-1])
     mapping, rows = {}, []
     for key in rotation.selected(plan["keys"], selection):
