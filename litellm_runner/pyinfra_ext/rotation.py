@@ -103,13 +103,13 @@ def _rotate(state, host, selection: str, keys_dir: str, account: str, connect_ti
 
 def _prove(state, host, url: str, account: str) -> bool:
     keys = {name: given()[name] for name in ("old_master_key", "new_master_key")}
-    ok, out = _run(host, tool(account, "verify", "--url", url), stdin=json.dumps(keys))
+    ok, out = _run(host, tool(account, "verify", "--url", url, "--env-file", layout.ENV_FILE), stdin=json.dumps(keys))
     if not ok:
         return _fail(host, f"rotation proof: {_last_line(out) or 'litellm-rotate verify failed'}")
     got = json.loads(out.stdout.strip().splitlines()[-1])
     host.log_styled(
         f"{host.name}: proved through the proxy: new master key {got['new_master_key']}, old master key "
-        f"{got['old_master_key']}, {got['models']} models listed",
+        f"{got['old_master_key']}, {got['models']} models listed, all {got['stored_models']} stored in the database",
         fg="green",
     )
     return True
@@ -132,7 +132,8 @@ def rotate_database(selection: str, keys_dir: str, account: str, connect_timeout
 @operation(is_idempotent=False)
 def prove_rotation(url: str, account: str):
     """Prove a rotation through the proxy at URL: the new master key (from ``given()``) gets 200 on
-    /v1/models, the old one 401.
+    /v1/models, which lists every model stored in the database (its credentials decrypted under the
+    new salt key), the old one 401.
 
     + url: the proxy as the host reaches it, ``http://<litellm_bind>:<litellm_port>``
     + account: ``facts.as_account(...)``

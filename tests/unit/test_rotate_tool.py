@@ -2,11 +2,13 @@
 with LiteLLM's real schema, run as a subprocess exactly as the rotation runs it on the host."""
 
 import hashlib
+import http.server
 import importlib.machinery
 import importlib.util
 import json
 import subprocess
 import sys
+import threading
 import urllib.parse
 
 import psycopg
@@ -251,3 +253,49 @@ def test_bad_input_is_refused_before_the_database(db, stdin, message):
     proc = run("apply", env, stdin)
     assert proc.returncode == 2 and message in proc.stderr
     assert snapshot(pg) == before
+
+
+class Proxy(http.server.BaseHTTPRequestHandler):
+    """/v1/models as the proxy answers it: 200 and the models LISTED for the key NEW, 401 for any other."""
+
+    listed: list[str] = []
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        ok = self.headers.get("Authorization") == "Bearer sk-new-master"
+        body = json.dumps({"data": [{"id": m} for m in self.listed]} if ok else {"error": "401"}).encode()
+        self.send_response(200 if ok else 401)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize(
+    "listed, code, message",
+    [
+        (["stub", "stub-gcm", "config-model"], 0, ""),
+        (["stub", "config-model"], 5, "stored models not served: stub-gcm"),
+    ],
+)
+def test_verify_asks_the_proxy_with_both_keys_and_for_every_stored_model(db, monkeypatch, listed, code, message):
+    pg, env = db
+    monkeypatch.setattr(Proxy, "listed", listed)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        keys = json.dumps({"old_master_key": "sk-old-master", "new_master_key": "sk-new-master"})
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        proc = run("verify", env, keys, "--url", url, "--settle", "1")
+    finally:
+        server.shutdown()
+    assert proc.returncode == code, proc.stderr
+    assert message in proc.stderr and "sk-new-master" not in proc.stdout + proc.stderr
+    if code == 0:
+        assert json.loads(proc.stdout) == {
+            "new_master_key": 200,
+            "old_master_key": 401,
+            "models": 3,
+            "stored_models": 2,
+        }
