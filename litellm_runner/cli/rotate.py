@@ -47,17 +47,24 @@ def pyinfra(args: list[str], extra: list[str], given: dict | None, secrets_file:
     env["LITELLM_SECRETS_FILE"] = str(secrets_file)
     command = [sys.executable, "-m", "pyinfra", "inventory.py", *args, *extra]
     if given is None:
-        return subprocess.run(command, cwd=project(), env=env, timeout=timeout, check=False).returncode
+        return _run(command, env, timeout)
     read, write = os.pipe()
     env[INPUT_FD] = str(read)
     try:
         with os.fdopen(write, "w") as pipe:  # small: fits the pipe's buffer before pyinfra reads it
             pipe.write(json.dumps(given))
-        return subprocess.run(
-            command, cwd=project(), env=env, timeout=timeout, check=False, pass_fds=(read,)
-        ).returncode
+        return _run(command, env, timeout, (read,))
     finally:
         os.close(read)
+
+
+def _run(command: list[str], env: dict, timeout: float, fds: tuple = ()) -> int:
+    """COMMAND's exit code; 1 (with a line on stderr) when it did not finish within TIMEOUT (it is killed)."""
+    try:
+        return subprocess.run(command, cwd=project(), env=env, timeout=timeout, check=False, pass_fds=fds).returncode
+    except subprocess.TimeoutExpired:
+        print(f"litellm-runner rotate: pyinfra did not finish within {timeout:.0f}s (stopped)", file=sys.stderr)
+        return exitcodes.FAILED
 
 
 def main(argv: list[str] | None = None, prog: str = "litellm-runner rotate") -> int:
@@ -67,6 +74,8 @@ def main(argv: list[str] | None = None, prog: str = "litellm-runner rotate") -> 
     parser.add_argument("--keys-dir", metavar="D", help="folder for the new keys (default: .secrets/keys)")
     parser.add_argument("--timeout", type=float, default=1800, metavar="S", help="seconds for each pyinfra run")
     args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if "--dry" in extra:
+        parser.error("--dry: a rotation cannot be tried without being done (docs/rotation.md); nothing was touched")
     named = args.secrets_file or os.environ.get("LITELLM_SECRETS_FILE")
     from_env = rotation.environment_sources()
     if from_env:

@@ -114,6 +114,13 @@ def test_secrets_from_the_environment_are_refused_with_the_steps_and_no_value(mo
     assert not rotation.staged_path(secrets_file).exists()
 
 
+def test_dry_is_refused(secrets_file, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--secrets-file", str(secrets_file), "--dry"])
+    assert exited.value.code == exitcodes.USAGE and "--dry" in capsys.readouterr().err
+    assert not rotation.staged_path(secrets_file).exists()
+
+
 def test_no_secrets_file_is_a_usage_error(monkeypatch, capsys):
     for name in (*rotation.NAMES, "LITELLM_SECRETS_FILE"):
         monkeypatch.delenv(name, raising=False)
@@ -136,6 +143,7 @@ def test_the_pipe_carries_the_values_and_nothing_else_does(monkeypatch, tmp_path
     seen = {}
 
     def fake_run(command, cwd, env, timeout, check, pass_fds=()):
+        assert int(env[cli.INPUT_FD]) in pass_fds
         seen["argv"], seen["env"] = command, env
         with os.fdopen(os.dup(int(env[cli.INPUT_FD])), "r") as pipe:
             seen["given"] = json.loads(pipe.read())
