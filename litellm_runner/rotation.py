@@ -57,7 +57,7 @@ def new_values(old: dict[str, str]) -> dict[str, str]:
     if not url.username or url.password is None or not url.hostname:
         raise RotationError(f"{DATABASE}: expected postgresql://USER:PASSWORD@HOST:PORT/DB (the value is not shown)")
     password = secrets.token_hex(24)  # hex: nothing to quote in a URL, an env file or a libpq string
-    netloc = f"{url.username}:{password}@{url.hostname}" + (f":{url.port}" if url.port else "")
+    netloc = f"{url.netloc.rpartition('@')[0].partition(':')[0]}:{password}@{url.netloc.rpartition('@')[2]}"
     return {
         MASTER: "sk-" + secrets.token_urlsafe(32),
         SALT: "sk-" + secrets.token_urlsafe(32),

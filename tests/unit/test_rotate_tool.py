@@ -102,6 +102,7 @@ def test_with_password_quotes_the_new_password():
     url = rotate.with_password("postgresql://litellm:old@127.0.0.1:5434/litellm", "n/w@:x")
     assert urllib.parse.unquote(urllib.parse.urlsplit(url).password) == "n/w@:x"
     assert url.startswith("postgresql://litellm:") and url.endswith("@127.0.0.1:5434/litellm")
+    assert rotate.with_password("postgresql://u%40x:p@[::1]:5434/db", "q") == "postgresql://u%40x:q@[::1]:5434/db"
 
 
 # -- against a real PostgreSQL -------------------------------------------------------------------------
