@@ -48,6 +48,19 @@ ANSWER = "pong from rerank for db-model"  # the stub model server's answer for t
 MCP_SECRET = f"mcp-canary-{uuid.uuid4().hex}"
 WAITING = "SELECT pid FROM pg_stat_activity WHERE application_name = 'litellm-rotate' AND wait_event_type = 'Lock'"
 EVENT_WAIT = 300  # seconds for the rotation's transaction to be seen waiting on the lock
+# run by sh on the host: when the rotation's session waits on the lock (its transaction open, its values
+# being rewritten), SIGKILL its process (litellm-rotate apply, found by its command line); exit 1 if never
+KILL_AT_EVENT = f"""
+i=0
+while [ $i -lt {EVENT_WAIT * 5} ]; do
+  if [ -n "$({PSQL} -c "{WAITING}")" ]; then
+    pid=$(pgrep -f '^[^ ]*python[^ ]* [^ ]*/litellm-rotate apply')
+    [ -n "$pid" ] && kill -KILL $pid && echo "$pid" && exit 0
+  fi
+  i=$((i + 1)); sleep 0.2
+done
+exit 1
+"""
 tool = load()
 
 
@@ -155,15 +168,11 @@ def test_a_rotation_killed_midway_leaves_the_old_secrets_working(rot):
     log = open(secrets.parent / "killed.log", "w")
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline, waiting = time.monotonic() + EVENT_WAIT, ""
-        while not waiting and time.monotonic() < deadline and proc.poll() is None:
-            waiting = sql(host, WAITING)
-        assert waiting, (proc.poll(), (secrets.parent / "killed.log").read_text()[-3000:])
-        os.killpg(proc.pid, signal.SIGKILL)  # the control machine's run
+        # on the host, with no round trip per look: the event, then its process killed at once
+        found = host.ssh("sh -s", input=KILL_AT_EVENT, timeout=EVENT_WAIT + 60, check=False)
+        assert found.returncode == 0, (found.stderr, proc.poll(), (secrets.parent / "killed.log").read_text()[-3000:])
+        os.killpg(proc.pid, signal.SIGKILL)  # and the control machine's run
         proc.wait(timeout=60)
-        pids = host.out("pgrep -f '^[^ ]*python[^ ]* [^ ]*/litellm-rotate apply' || true").split()
-        for pid in pids:  # and its process on the host: its connection drops, PostgreSQL rolls back
-            host.ssh(f"kill -KILL {int(pid)}", check=False)
         host.wait_for(
             f'{PSQL} -c "SELECT 1 WHERE NOT EXISTS (SELECT FROM pg_stat_activity '
             "WHERE application_name = 'litellm-rotate')\" | grep -qx 1",
