@@ -216,8 +216,8 @@ def test_apply_rotates_everything_in_one_transaction_and_runs_again_as_a_no_op(d
         assert conn.execute("SELECT current_user").fetchone() == ("litellm",)
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(pg.url, connect_timeout=10)
-    # run again (a run killed after the commit): the env file now has the new values; nothing changes
-    env.write_text(f"DATABASE_URL={new_url}\nLITELLM_SALT_KEY={SALT}\n")
+    # run again with the same input (a run killed after the commit, before the env file was rendered): the
+    # env file's old password is refused, the staged one connects; nothing is rotated twice
     again = run("apply", env, payload({}))
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["rotated"] == 0 and json.loads(again.stdout)["already"] == 5
