@@ -22,6 +22,7 @@ Run: LITELLM_IT_SANDBOX=rot-it LITELLM_IT_PORT=2731 \
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -72,7 +73,11 @@ def rot(tmp_path_factory):
     shutil.copyfile(sandbox.secrets_file(), secrets)
     secrets.chmod(0o600)
     env = {"LITELLM_SECRETS_FILE": str(secrets)}
-    with fresh_sandbox(NAME, PORT) as host:
+    with contextlib.ExitStack() as cleanup:
+        # the secrets and keys of a host that is gone (this test's, and the converge's db-05 key): leave none behind
+        cleanup.callback(shutil.rmtree, tmp, True)
+        cleanup.callback(shutil.rmtree, REPO / ".secrets" / "keys" / NAME, True)
+        host = cleanup.enter_context(fresh_sandbox(NAME, PORT))
         run = pyinfra([host.name], "-y", env=env)
         assert run.returncode == 0, run.stderr[-3000:]
         host.wait_for("curl -sf http://127.0.0.1:4000/health/readiness", timeout=600)
