@@ -300,3 +300,29 @@ def test_verify_asks_the_proxy_with_both_keys_and_for_every_stored_model(db, mon
             "models": 3,
             "stored_models": 2,
         }
+
+
+def test_the_runners_quarantined_model_rows_are_rotated_too(db):
+    """db-06 (litellm-dbctl) keeps whole model rows aside as jsonb: they stay decryptable after a rotation."""
+    pg, env = db
+    with pg.connect() as conn:
+        conn.execute(
+            "CREATE TABLE litellm_runner_quarantined_models (model_id text NOT NULL, model_name text, "
+            "row jsonb NOT NULL, reason text NOT NULL, quarantined_at timestamptz NOT NULL DEFAULT now())"
+        )
+        conn.execute(
+            "INSERT INTO litellm_runner_quarantined_models (model_id, model_name, row, reason) "
+            'SELECT model_id, model_name, to_jsonb(m), %s FROM "LiteLLM_ProxyModelTable" m',
+            ("db-06",),
+        )
+    try:
+        proc = run("apply", env, payload({}))
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["rotated"] == 7  # the 5 values of the fixture, and 2 quarantined api_keys
+        with pg.admin(pg.db) as conn:
+            rows = [r for (r,) in conn.execute("SELECT row FROM litellm_runner_quarantined_models")]
+        assert rotate.plaintexts(rows, NEW_SALT) == ["upstream-key-123", "upstream-key-123"]
+        assert rotate.plaintexts(rows, SALT) == []
+    finally:
+        with pg.admin(pg.db) as conn:
+            conn.execute("DROP TABLE litellm_runner_quarantined_models")
