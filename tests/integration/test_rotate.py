@@ -37,6 +37,7 @@ import uuid
 import pytest
 
 from litellm_runner import envfile, layout, sandbox
+from litellm_runner.envfile import fingerprint
 from litellm_runner.secrets import read_secrets_file
 from tests.integration.test_proxy_database import MODEL_WAIT, PSQL, call, chat
 from tests.support.hosts import REPO, fresh_sandbox, pyinfra, ssh_argv
@@ -65,6 +66,18 @@ exit 1
 tool = load()
 
 
+class Secret(str):
+    """A secret value: itself wherever it is used, a fingerprint wherever pytest shows it (a failing
+    assertion, a frame's arguments in a traceback)."""
+
+    def __repr__(self) -> str:
+        return f"Secret({fingerprint(self)})"
+
+
+def secret_values(path) -> dict[str, Secret]:
+    return {k: Secret(v) for k, v in read_secrets_file(path).items()}
+
+
 @pytest.fixture(scope="module")
 def rot(tmp_path_factory):
     """The converged host, its own secrets file, and what the test planted in its database."""
@@ -81,7 +94,7 @@ def rot(tmp_path_factory):
         run = pyinfra([host.name], "-y", env=env)
         assert run.returncode == 0, run.stderr[-3000:]
         host.wait_for("curl -sf http://127.0.0.1:4000/health/readiness", timeout=600)
-        old = read_secrets_file(secrets)
+        old = secret_values(secrets)
         master = old["LITELLM_MASTER_KEY"]
         added = call(
             host,
@@ -109,7 +122,13 @@ def rot(tmp_path_factory):
             v=sealed,
         )
         served(host, master)
-        yield {"host": host, "secrets": secrets, "keys_dir": tmp / "keys", "old": old, "key": key["body"]["key"]}
+        yield {
+            "host": host,
+            "secrets": secrets,
+            "keys_dir": tmp / "keys",
+            "old": old,
+            "key": Secret(key["body"]["key"]),
+        }
 
 
 def sql(host, query: str, **params: str) -> str:
@@ -142,8 +161,8 @@ def envfile_names() -> tuple[str, ...]:
     return ("LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "DATABASE_URL")
 
 
-def env_file(host) -> dict:
-    return envfile.loads(host.out(f"cat {layout.ENV_FILE}"), "env.litellm")
+def env_file(host) -> dict[str, Secret]:
+    return {k: Secret(v) for k, v in envfile.loads(host.out(f"cat {layout.ENV_FILE}"), "env.litellm").items()}
 
 
 def stored_values(host) -> list[str]:
@@ -212,7 +231,7 @@ def test_the_resumed_rotation_rotates_everything_and_proves_it(rot):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert "resuming the rotation staged in" in proc.stdout
     assert "proved through the proxy: new master key 200, old master key 401" in proc.stdout + proc.stderr
-    new = read_secrets_file(secrets)
+    new = secret_values(secrets)
     assert not (secrets.parent / "secrets.env.rotating").exists()
     for name in envfile_names():
         assert new[name] != old[name]
@@ -221,9 +240,9 @@ def test_the_resumed_rotation_rotates_everything_and_proves_it(rot):
     [keys_file] = rot["keys_dir"].glob(f"{host.name}/rotation-*.keys")
     assert keys_file.stat().st_mode & 0o777 == 0o600
     rows = [line.split() for line in keys_file.read_text().splitlines() if not line.startswith("#")]
-    [new_key] = [raw for alias, _, raw in rows if alias == "rotate-it"]
-    canaries = [*(old[n] for n in envfile_names()), *(new[n] for n in envfile_names()), *(r[2] for r in rows)]
-    canaries += [new["DATABASE_URL"].split(":")[2].split("@")[0], rot["key"]]
+    [new_key] = [Secret(raw) for alias, _, raw in rows if alias == "rotate-it"]
+    canaries = [*(old[n] for n in envfile_names()), *(new[n] for n in envfile_names()), *(Secret(r[2]) for r in rows)]
+    canaries += [Secret(new["DATABASE_URL"].split(":")[2].split("@")[0]), rot["key"]]
     output = proc.stdout + proc.stderr
     assert [c for c in canaries if c in output] == []
     # through the real proxy: the stored model is served with its re-encrypted credentials
