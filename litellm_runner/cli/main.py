@@ -21,6 +21,7 @@ COMMANDS = {  # subcommand -> (module with main(argv, prog), summary)
     "validate": ("litellm_runner.cli.validate", "check every host's desired state without contacting any host"),
     "check": ("litellm_runner.cli.check", "drift check: has any host drifted from group_data?"),
     "report": ("litellm_runner.cli.report", "remediation report: found, changed, verified, still open"),
+    "rotate": ("litellm_runner.cli.rotate", "rotate every secret after a compromise, then prove it through the proxy"),
     "lock": ("litellm_runner.cli.lock", "lock a project's pins of the hosts' venv (its full closure, with hashes)"),
     "lint": ("litellm_runner.gates.lint", "config security lint of a LiteLLM config.yaml and its env file"),
     "cve-gate": ("litellm_runner.gates.cve", "audit the locks of a pins file against the advisories"),
