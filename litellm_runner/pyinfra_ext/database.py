@@ -69,11 +69,12 @@ def encode(desired: dict) -> str:
 
 
 def dbctl(root: str, action: str, scope: str, desired: dict, account: str, timeout: int = 5) -> str:
-    """litellm-dbctl ACTION for SCOPE, run as the service account (ACCOUNT: ``facts.as_account``)."""
+    """litellm-dbctl ACTION for SCOPE, run as the service account (ACCOUNT: ``facts.as_account``); ROOT
+    (``litellm_root``) is where a backup set made before migrations goes (docs/migrations.md, Upgrades)."""
     return (
         f"{account} {shlex.quote(layout.VENV)}/bin/python {shlex.quote(layout.BIN)}/litellm-dbctl {action} "
         f"--scope {scope} --env-file {shlex.quote(layout.ENV_FILE)} --connect-timeout {int(timeout)} "
-        f"--desired-b64 {encode(desired)}"
+        f"--backup-root {shlex.quote(root)} --desired-b64 {encode(desired)}"
     )
 
 
