@@ -49,6 +49,8 @@ def desired_state(data) -> dict:
         # backstop for a host never converged, whose max_connections the deploy
         # could not read before its first operation)
         "capacity": capacity_inputs(data),
+        # a new release's migration the running release may not read through: applied (True) or refused
+        "maintenance_window": bool(data.litellm_migrations_maintenance_window),
     }
 
 

@@ -532,3 +532,38 @@ def test_upgrade_migrates_only_after_a_verified_backup(db, tmp_path):
         with pg.connect() as conn:
             conn.execute('ALTER TABLE "LiteLLM_SkillsTable" DROP COLUMN IF EXISTS "upgraded"')
             conn.execute("DELETE FROM _prisma_migrations WHERE migration_name = '29990101000000_upgrade'")
+
+
+def test_upgrade_stops_before_a_migration_the_running_release_cannot_read(db, tmp_path):
+    """A new release's migration that drops a column (the running proxy may still read it) is refused, nothing
+    applied, naming it and the statement; with maintenance_window in the desired state it is applied."""
+    pg, env = db
+    items(dbctl(env, "apply", "schema"))  # the pinned release converged (the fixture dropped a table)
+    folder = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, folder)
+    for name, text in [
+        ("29990101000000_adds", 'ALTER TABLE "LiteLLM_SkillsTable" ADD COLUMN IF NOT EXISTS "x" TEXT;\n'),
+        ("29990102000000_drops", 'ALTER TABLE "LiteLLM_SkillsTable" DROP COLUMN IF EXISTS "x";\n'),
+    ]:
+        (folder / name).mkdir()
+        (folder / name / "migration.sql").write_text(text)
+    try:
+        proc = dbctl(env, "apply", "schema", migrations=str(folder))
+        assert proc.returncode == 3
+        assert (
+            "schema: migration 29990102000000_drops is not backward compatible with the running release "
+            '(ALTER TABLE "LiteLLM_SkillsTable" DROP COLUMN IF EXISTS "x"): nothing applied; apply it in a '
+            "maintenance window (litellm_migrations_maintenance_window = True)"
+        ) in proc.stderr
+        assert [i["id"] for i in items(dbctl(env, "plan", "schema", migrations=str(folder)))] == [
+            "migration 29990101000000_adds",
+            "migration 29990102000000_drops",
+        ]
+        window = {**DESIRED, "maintenance_window": True}
+        applied = items(dbctl(env, "apply", "schema", desired=window, migrations=str(folder)))
+        assert [i["id"] for i in applied] == ["migration 29990101000000_adds", "migration 29990102000000_drops"]
+        assert items(dbctl(env, "plan", "schema", migrations=str(folder))) == []
+    finally:
+        with pg.connect() as conn:
+            conn.execute('ALTER TABLE "LiteLLM_SkillsTable" DROP COLUMN IF EXISTS "x"')
+            conn.execute("DELETE FROM _prisma_migrations WHERE migration_name LIKE '2999010%'")
