@@ -46,9 +46,10 @@ def deploy_litellm() -> None:
 
     users.apply()
     filesystem.apply()
-    venv = [*python_env.apply(), *query_engine.apply(), *prisma.apply()]  # the engine before `prisma generate`
+    packages = python_env.apply()
+    venv = [*packages, *query_engine.apply(), *prisma.apply()]  # the engine before `prisma generate`
     files = config.apply()
-    db = database.apply()
+    db = database.apply(packages)  # after the venv: an upgrade's migrations come from the new release
     units.apply(
         {
             "litellm.service": [files["config"], files["env"], *venv, *db["restart"]],

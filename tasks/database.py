@@ -97,7 +97,9 @@ def check_capacity(d, desired) -> None:
         ) from None
 
 
-def apply():
+def apply(venv: list | None = None):
+    """VENV: the venv's operations; when they change it (a new litellm pin), the schema is planned again
+    after them, from the new release's migrations (docs/migrations.md, Upgrades)."""
     d = host.data
     desired = desired_state(d)
     check_capacity(d, desired)
@@ -112,6 +114,7 @@ def apply():
             desired=desired,
             account=account(d),
             timeout=d.litellm_db_connect_timeout,
+            replan_when=(venv or []) if scope == "schema" else [],
             _timeout=DBCTL_TIMEOUT,
             _ignore_errors=True,
         )  # fails itself, not the host

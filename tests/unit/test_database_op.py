@@ -128,3 +128,35 @@ def test_delivered_key_file_is_private(tmp_path):
     assert path.parent == tmp_path / "h" and path.name.startswith("ops_team-")
     assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
     assert path.read_text() == "sk-raw\n"
+
+
+class _Venv:
+    """An earlier operation's OperationMeta (the venv's) while detecting: it will change, or not."""
+
+    def __init__(self, change: bool):
+        self.will_change = change
+
+    def is_complete(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("venv_changes, applies", [(False, False), (True, True)])
+def test_schema_is_planned_again_when_the_venv_changes(venv_changes, applies):
+    """The plan read while preparing comes from the migrations of the release installed then; a run that changes
+    the venv (an upgrade of the pin) runs dbctl apply, which plans again from the new release's migrations."""
+    commands, noops = run_op(
+        database,
+        {DatabasePlan: found([])},
+        root="/r",
+        scope="schema",
+        desired=DESIRED,
+        account=ACCOUNT,
+        replan_when=[_Venv(venv_changes)],
+    )
+    assert bool(commands) == applies
+    if applies:
+        assert " litellm-dbctl apply --scope schema " in commands[0].replace(f"{layout.BIN}/", " ")
+        assert "--backup-root /r " in commands[0]
+        assert fakehost.last_drift[0]["before"] == "schema: planned from the release the venv had"
+    else:
+        assert noops == ["database schema: nothing differs"]
