@@ -46,10 +46,9 @@ def deploy_litellm() -> None:
 
     users.apply()
     filesystem.apply()
-    packages = python_env.apply()
-    venv = [*packages, *query_engine.apply(), *prisma.apply()]  # the engine before `prisma generate`
+    venv = [*python_env.apply(), *query_engine.apply(), *prisma.apply()]  # the engine before `prisma generate`
     files = config.apply()
-    db = database.apply(packages)  # after the venv: an upgrade's migrations come from the new release
+    db = database.apply()
     units.apply(
         {
             "litellm.service": [files["config"], files["env"], *venv, *db["restart"]],

@@ -39,6 +39,7 @@ from litellm_runner.pyinfra_ext.database import (
 )
 from litellm_runner.pyinfra_ext.database import question as plan_question
 from litellm_runner.pyinfra_ext.facts import as_account
+from litellm_runner.tasks import python_env
 
 SCOPES = [  # (scope, control id, what)
     ("settings", "db-01", "LiteLLM_Config settings rows"),
@@ -97,9 +98,7 @@ def check_capacity(d, desired) -> None:
         ) from None
 
 
-def apply(venv: list | None = None):
-    """VENV: the venv's operations; when they change it (a new litellm pin), the schema is planned again
-    after them, from the new release's migrations (docs/migrations.md, Upgrades)."""
+def apply():
     d = host.data
     desired = desired_state(d)
     check_capacity(d, desired)
@@ -114,7 +113,8 @@ def apply(venv: list | None = None):
             desired=desired,
             account=account(d),
             timeout=d.litellm_db_connect_timeout,
-            replan_when=(venv or []) if scope == "schema" else [],
+            # a new litellm-proxy-extras in this run (a new pin): planned again after the venv, from its migrations
+            replan=scope == "schema" and python_env.migrations_change(),
             _timeout=DBCTL_TIMEOUT,
             _ignore_errors=True,
         )  # fails itself, not the host

@@ -25,7 +25,7 @@ from pyinfra.api import FactBase, FunctionCommand, operation
 
 from litellm_runner import layout, shown
 from litellm_runner.pyinfra_ext import drift, snapshot
-from litellm_runner.pyinfra_ext.operations import _run, diff_wanted, op_changed, show_diff
+from litellm_runner.pyinfra_ext.operations import _run, diff_wanted, show_diff
 from litellm_runner.resources import project, shipped
 
 logger = logging.getLogger("litellm_runner")
@@ -215,7 +215,7 @@ def _unreachable(found: dict | None) -> TypeGuard[dict]:
 
 
 @operation()
-def database(root: str, scope: str, desired: dict, account: str, timeout: int = 5, replan_when: list | tuple = ()):
+def database(root: str, scope: str, desired: dict, account: str, timeout: int = 5, replan: bool = False):
     """Ensure one SCOPE of the LiteLLM database matches DESIRED (see litellm-dbctl).
 
     + root: deployment root (the account's state; dbctl and the env file are root's: ``layout``)
@@ -223,9 +223,9 @@ def database(root: str, scope: str, desired: dict, account: str, timeout: int = 
     + desired: ``desired_state(host.data)``
     + account: ``facts.as_account(...)``: dbctl runs as the service account
     + timeout: connect timeout in seconds (pass ``_timeout`` for the whole command)
-    + replan_when: OperationMeta (the venv's) whose change makes the plan read while preparing stale: the
-      schema's migrations come from the installed litellm-proxy-extras, which that change replaces (an
-      upgrade of the pin), so dbctl apply runs and plans again from the new release's migrations
+    + replan: the plan read while preparing is stale (the schema's: this run installs another
+      litellm-proxy-extras, whose migrations it comes from): dbctl apply runs, and plans again from the
+      new release's migrations
 
     Call it with ``_ignore_errors=True``: a database that cannot be reached
     fails only this item (its message names host:port/database and the cause),
@@ -236,7 +236,7 @@ def database(root: str, scope: str, desired: dict, account: str, timeout: int = 
     once to .secrets/keys/<host>/ (0600) and only its sha256 goes to the host.
     """
     found = plan(root, scope, desired, account, timeout)
-    if not _unreachable(found) and any(op_changed(m) for m in replan_when):
+    if replan and not _unreachable(found):
         drift.record("database", f"{scope}: planned from the release the venv had", "planned again after the venv")
         yield FunctionCommand(_dbctl_apply, (dbctl(root, "apply", scope, desired, account, timeout), scope), {})
         return
