@@ -410,7 +410,9 @@ def plan(migrations: list[Migration], raws: dict[str, bytes], live: Live) -> lis
         by_migration.setdefault(by, []).append(label)
     states = {m.name: status(m, raws[m.name], records) for m in migrations}
     # a migration not applied: recorded when every object it leaves is there, applied otherwise; one that
-    # leaves nothing to compare (data fixes, NOT NULL changes) follows the next migration that does
+    # leaves nothing to compare (data fixes, NOT NULL changes, constraints) follows the next migration that
+    # does on a database set up by hand (no record), and is applied, as Prisma applies it, on a database that
+    # holds a record (a new release's migration, even one dated before migrations already applied)
     decisions: dict[str, tuple[str, list[str]]] = {}
     follow = "apply"
     for m in reversed(migrations):
@@ -418,6 +420,8 @@ def plan(migrations: list[Migration], raws: dict[str, bytes], live: Live) -> lis
         lacking = [label for label in labels if present(objects[label][1], expected, live) is not None]
         decisions[m.name] = ("apply" if lacking else "record", lacking) if labels else (follow, [])
         follow = decisions[m.name][0]
+        if records and not labels:
+            decisions[m.name] = ("apply", [])
     actions: list[dict] = []
     applied: set[str] = set()  # migrations applied or recorded before this run
     for m in migrations:

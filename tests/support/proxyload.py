@@ -131,7 +131,7 @@ def request(
 # with the host's clock, so the probes can be ordered against the host's own records (journal, database).
 WATCH = r"""
 import json, os, sys, time, urllib.error, urllib.request
-job = json.load(sys.stdin)
+job = json.loads(sys.argv[1])
 end = time.time() + job["limit"]
 while time.time() < end and not os.path.exists(job["stop"]):
     began = time.time()
@@ -170,20 +170,18 @@ class Watch:
         from tests.support.hosts import ssh_argv
 
         self.host.ssh(f"rm -f {self.stop}")
+        job = shlex.quote(json.dumps(self.job))
         self.proc = subprocess.Popen(
             [
                 *ssh_argv(self.host.name),
                 "root@127.0.0.1",
-                f"cd / && runuser -u nobody -- python3 -I -c {shlex.quote(WATCH)}",
+                f"cd / && runuser -u nobody -- python3 -I -c {shlex.quote(WATCH)} {job}",
             ],
-            stdin=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(self.job))
-        self.proc.stdin.close()
         return self
 
     def __exit__(self, *exc) -> None:

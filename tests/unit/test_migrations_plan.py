@@ -175,6 +175,10 @@ CASES = {
         ],
     ),
     "a record deleted: recorded again": (case_records(**{M2: None}), [("record", f"migration {M2}", "not recorded")]),
+    "a data fix not recorded on a database with a record (a new release's): applied, as Prisma does": (
+        case_records(**{M3: None}),
+        [("apply", f"migration {M3}", "not recorded")],
+    ),
     "a checksum corrupted: the file's": (
         case_records(**{M2: [{"checksum": "0" * 64}]}),
         [("checksum", f"migration {M2}", "recorded with checksum 000000000000...")],
