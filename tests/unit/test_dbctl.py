@@ -441,9 +441,10 @@ def test_failing_migration_is_named_with_the_database_error_and_the_next_run_res
     broken.write_text('ALTER TABLE "LiteLLM_NoSuchTable" ADD COLUMN "x" TEXT;\n')
     proc = dbctl(env, "apply", "schema", migrations=str(folder))
     assert proc.returncode == 3
-    assert "schema: migration 29990101000000_broken failed, it and what follows not applied: UndefinedTable" in (
-        proc.stderr
-    )
+    assert (
+        "schema: migration 29990101000000_broken failed, it and what follows not applied: UndefinedTable: "
+        'relation "LiteLLM_NoSuchTable" does not exist'  # the server's message, not its context or caret line
+    ) in proc.stderr
     assert pg.password not in proc.stderr
     assert [i["id"] for i in items(dbctl(env, "plan", "schema", migrations=str(folder)))] == [
         "migration 29990101000000_broken"
