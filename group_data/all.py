@@ -182,6 +182,9 @@ litellm_db_connect_timeout = 5  # seconds, every connection
 litellm_db_block_expired_keys = True  # set blocked = true on expired, unblocked keys
 litellm_db_terminate_idle = False  # opt-in: terminate idle connections of the proxy's database role
 litellm_db_idle_minutes = 5  # idle longer than this is terminated (when opted in)
+# an upgrade's migration the running release may not read through (drops, renames, retypes, NOT NULL):
+# False stops the run before it, True applies it (a maintenance window) (docs/migrations.md, Upgrades)
+litellm_migrations_maintenance_window = False
 litellm_key_rotation = [  # aliases whose key is kept valid; e.g.
     # {"alias": "ops-team", "min_days_left": 14, "valid_days": 90, "grace_hours": 24},
 ]

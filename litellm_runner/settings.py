@@ -412,6 +412,11 @@ SPEC: tuple[Setting, ...] = (
     Setting("litellm_key_rotation", [], None,
             "a list of {alias: NAME, min_days_left: 14, valid_days: 90, grace_hours: 24}",
             "aliases whose virtual key is kept valid, rotated with a grace period", "db-05"),
+    Setting("litellm_migrations_maintenance_window", False, is_bool, _TRUE_FALSE,
+            "an upgrade's migration that the release still running until the restart may not read through (it drops, "
+            "renames or retypes a table or column, or makes a column NOT NULL): False, the run stops before it and "
+            "applies nothing (the old proxy keeps serving); True, it is applied (a run in a maintenance window: "
+            "requests may fail until the restart)", "db-02"),
     # --- run lock
     Setting("litellm_lock_wait", 30, whole(0, 86400), "seconds, 0-86400",
             "seconds a second converge waits for the run lock's holder before it refuses (exit 1)", "fs-02"),

@@ -39,6 +39,7 @@ from litellm_runner.pyinfra_ext.database import (
 )
 from litellm_runner.pyinfra_ext.database import question as plan_question
 from litellm_runner.pyinfra_ext.facts import as_account
+from litellm_runner.tasks import python_env
 
 SCOPES = [  # (scope, control id, what)
     ("settings", "db-01", "LiteLLM_Config settings rows"),
@@ -113,6 +114,8 @@ def apply():
             desired=desired,
             account=account(d),
             timeout=d.litellm_db_connect_timeout,
+            # a new litellm-proxy-extras in this run (a new pin): planned again after the venv, from its migrations
+            replan=scope == "schema" and python_env.migrations_change(),
             _timeout=DBCTL_TIMEOUT,
             _ignore_errors=True,
         )  # fails itself, not the host

@@ -21,8 +21,8 @@ from pyinfra.api.exceptions import DeployError
 from litellm_runner import layout
 from litellm_runner.gates import cve as cve_gate
 from litellm_runner.pyinfra_ext import snapshot
-from litellm_runner.pyinfra_ext.facts import SystemPython
-from litellm_runner.pyinfra_ext.operations import file, system_packages, venv_audit, venv_requirements
+from litellm_runner.pyinfra_ext.facts import SystemPython, VenvState
+from litellm_runner.pyinfra_ext.operations import file, system_packages, venv_audit, venv_drift, venv_requirements
 from litellm_runner.render import venv
 from litellm_runner.resources import locate
 
@@ -48,6 +48,21 @@ def lock_for(pins: pathlib.Path, python: str, version: str | None) -> pathlib.Pa
         f"{cve_gate.lock_path(pins, version or 'X.Y')} (add the version to PYTHONS in "
         "litellm_runner/gates/cve.py and run `make lock`), or litellm_python set to a locked interpreter"
     )
+
+
+MIGRATIONS = "litellm-proxy-extras"  # the distribution that ships LiteLLM's migrations (docs/migrations.md)
+
+
+def migrations_change() -> bool:
+    """Whether this run installs another litellm-proxy-extras than the venv holds (a new litellm pin, or a venv
+    made anew): the database's schema is then planned again after the venv, from the migrations it installs
+    (tasks/database.py). Read from the host snapshot, while preparing, like the venv's own operation."""
+    d = host.data
+    found = snapshot.fact(SystemPython, python=d.litellm_python)
+    lock = lock_for(locate(d.litellm_venv_requirements), d.litellm_python, found["version"])
+    state = snapshot.fact(VenvState, venv=venv(d), user="root")
+    locked = cve_gate.locked_versions(lock.read_text())
+    return any(name == MIGRATIONS for name, _, _ in venv_drift(locked, state["packages"]))
 
 
 def apply():

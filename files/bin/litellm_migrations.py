@@ -59,6 +59,27 @@ class Migration:
         return any(CONCURRENTLY.search(s) for s in self.statements)
 
 
+# DDL the release still running before the proxy's restart may not read through: a table or column dropped or
+# renamed, a column's type changed, a column made NOT NULL, a NOT NULL column added without a default
+# (comments taken out first; a statement inside a DO block counts as well)
+NOT_BACKWARD_COMPATIBLE = re.compile(
+    r"\bDROP\s+(?:TABLE|COLUMN)\b|\bRENAME\b|\bALTER\s+(?:COLUMN\s+)?\S+\s+(?:SET\s+DATA\s+)?TYPE\b"
+    r"|\bSET\s+NOT\s+NULL\b|\bADD\s+(?:COLUMN\s+)?(?:IF\s+NOT\s+EXISTS\s+)?\S+\s+[^,;]*?\bNOT\s+NULL\b(?![^,;]*\bDEFAULT\b)",
+    re.I,
+)
+
+
+def not_backward_compatible(m: Migration) -> str | None:
+    """The first statement of M that the running release may not read through (``NOT_BACKWARD_COMPATIBLE``),
+    whitespace collapsed and cut at 160 characters; None when M only adds (tables, nullable or defaulted
+    columns, indexes, enum values, constraints)."""
+    for statement in m.statements:
+        text = " ".join(re.sub(r"--[^\n]*", "", statement).split())
+        if NOT_BACKWARD_COMPATIBLE.search(text):
+            return text if len(text) <= 160 else text[:157] + "..."
+    return None
+
+
 CONCURRENTLY = re.compile(r"^\s*(?:CREATE\s+(?:UNIQUE\s+)?|DROP\s+)INDEX\s+CONCURRENTLY\b", re.I)
 
 
@@ -389,7 +410,9 @@ def plan(migrations: list[Migration], raws: dict[str, bytes], live: Live) -> lis
         by_migration.setdefault(by, []).append(label)
     states = {m.name: status(m, raws[m.name], records) for m in migrations}
     # a migration not applied: recorded when every object it leaves is there, applied otherwise; one that
-    # leaves nothing to compare (data fixes, NOT NULL changes) follows the next migration that does
+    # leaves nothing to compare (data fixes, NOT NULL changes, constraints) follows the next migration that
+    # does on a database set up by hand (no record), and is applied, as Prisma applies it, on a database that
+    # holds a record (a new release's migration, even one dated before migrations already applied)
     decisions: dict[str, tuple[str, list[str]]] = {}
     follow = "apply"
     for m in reversed(migrations):
@@ -397,6 +420,8 @@ def plan(migrations: list[Migration], raws: dict[str, bytes], live: Live) -> lis
         lacking = [label for label in labels if present(objects[label][1], expected, live) is not None]
         decisions[m.name] = ("apply" if lacking else "record", lacking) if labels else (follow, [])
         follow = decisions[m.name][0]
+        if records and not labels:
+            decisions[m.name] = ("apply", [])
     actions: list[dict] = []
     applied: set[str] = set()  # migrations applied or recorded before this run
     for m in migrations:

@@ -138,7 +138,9 @@ def db_error(url: str, exc: Exception) -> str:
     """A one-line reason for a database failure, without the password."""
     if isinstance(exc, BadUrl):
         return URL_FORM
-    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else exc.__class__.__name__
+    # the server's own message (not its DETAIL, which may hold row values, nor its CONTEXT); else the last line
+    primary = getattr(getattr(exc, "diag", None), "message_primary", None)
+    text = primary or (str(exc).strip().splitlines()[-1] if str(exc).strip() else exc.__class__.__name__)
     return mask(url, text) if url else text
 
 

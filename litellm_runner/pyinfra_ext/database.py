@@ -54,6 +54,8 @@ def desired_state(data) -> dict:
         # backstop for a host never converged, whose max_connections the deploy
         # could not read before its first operation)
         "capacity": capacity_inputs(data),
+        # a new release's migration the running release may not read through: applied (True) or refused
+        "maintenance_window": bool(data.litellm_migrations_maintenance_window),
     }
 
 
@@ -74,11 +76,12 @@ def encode(desired: dict) -> str:
 
 
 def dbctl(root: str, action: str, scope: str, desired: dict, account: str, timeout: int = 5) -> str:
-    """litellm-dbctl ACTION for SCOPE, run as the service account (ACCOUNT: ``facts.as_account``)."""
+    """litellm-dbctl ACTION for SCOPE, run as the service account (ACCOUNT: ``facts.as_account``); ROOT
+    (``litellm_root``) is where a backup set made before migrations goes (docs/migrations.md, Upgrades)."""
     return (
         f"{account} {shlex.quote(layout.VENV)}/bin/python {shlex.quote(layout.BIN)}/litellm-dbctl {action} "
         f"--scope {scope} --env-file {shlex.quote(layout.ENV_FILE)} --connect-timeout {int(timeout)} "
-        f"--desired-b64 {encode(desired)}"
+        f"--backup-root {shlex.quote(root)} --desired-b64 {encode(desired)}"
     )
 
 
@@ -217,7 +220,7 @@ def _unreachable(found: dict | None) -> TypeGuard[dict]:
 
 
 @operation()
-def database(root: str, scope: str, desired: dict, account: str, timeout: int = 5):
+def database(root: str, scope: str, desired: dict, account: str, timeout: int = 5, replan: bool = False):
     """Ensure one SCOPE of the LiteLLM database matches DESIRED (see litellm-dbctl).
 
     + root: deployment root (the account's state; dbctl and the env file are root's: ``layout``)
@@ -225,6 +228,9 @@ def database(root: str, scope: str, desired: dict, account: str, timeout: int = 
     + desired: ``desired_state(host.data)``
     + account: ``facts.as_account(...)``: dbctl runs as the service account
     + timeout: connect timeout in seconds (pass ``_timeout`` for the whole command)
+    + replan: the plan read while preparing is stale (the schema's: this run installs another
+      litellm-proxy-extras, whose migrations it comes from): dbctl apply runs, and plans again from the
+      new release's migrations
 
     Call it with ``_ignore_errors=True``: a database that cannot be reached
     fails only this item (its message names host:port/database and the cause),
@@ -235,6 +241,10 @@ def database(root: str, scope: str, desired: dict, account: str, timeout: int = 
     once to .secrets/keys/<host>/ (0600) and only its sha256 goes to the host.
     """
     found = plan(root, scope, desired, account, timeout)
+    if replan and not _unreachable(found):
+        drift.record("database", f"{scope}: planned from the release the venv had", "planned again after the venv")
+        yield FunctionCommand(_dbctl_apply, (dbctl(root, "apply", scope, desired, account, timeout), scope), {})
+        return
     if _unreachable(found):
         drift.record("error", f"database {scope}: {found['error']}", "reachable")
         yield FunctionCommand(_dbctl_failed, (f"database {scope}: {found['error']}",), {})

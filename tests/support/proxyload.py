@@ -10,7 +10,9 @@ itself: a fixed number of requests, a fixed number at a time, each with a timeou
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import subprocess
 
 from litellm_runner import layout
 
@@ -122,3 +124,73 @@ def request(
     )
     assert proc.returncode == 0, proc.stderr[-2000:].replace(key or "\0", "[key]")
     return json.loads(proc.stdout)
+
+
+# Readiness probed every EVERY seconds until the stop file appears (or LIMIT seconds pass), from the system's
+# python3 (not the proxy's venv, which an upgrade replaces while this runs): one JSON line per probe, stamped
+# with the host's clock, so the probes can be ordered against the host's own records (journal, database).
+WATCH = r"""
+import json, os, sys, time, urllib.error, urllib.request
+job = json.loads(sys.argv[1])
+end = time.time() + job["limit"]
+while time.time() < end and not os.path.exists(job["stop"]):
+    began = time.time()
+    try:
+        with urllib.request.urlopen(job["url"], timeout=job["timeout"]) as answer:
+            status = answer.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except Exception as exc:
+        status = type(exc).__name__
+    print(json.dumps({"t": began, "status": status}), flush=True)
+    time.sleep(job["every"])
+"""
+
+
+class Watch:
+    """Readiness of HOST's proxy probed in the background from inside the host (``WATCH``), as recorded events.
+
+    ``with Watch(host) as watch: ...`` then ``watch.events``: ``[{"t": host epoch seconds, "status": 200 or
+    the error}, ...]`` in order. Every probe has a timeout, and the loop stops by itself after LIMIT seconds."""
+
+    def __init__(
+        self,
+        host,
+        every: float = 0.5,
+        limit: float = 1500,
+        timeout: float = 5,
+        url: str = "http://127.0.0.1:4000/health/readiness",
+    ):
+        self.host, self.stop = host, f"/tmp/proxy-watch-stop-{os.getpid()}"
+        self.job = {"url": url, "every": every, "limit": limit, "timeout": timeout, "stop": self.stop}
+        self.events: list[dict] = []
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> Watch:
+        from tests.support.hosts import ssh_argv
+
+        self.host.ssh(f"rm -f {self.stop}")
+        job = shlex.quote(json.dumps(self.job))
+        self.proc = subprocess.Popen(
+            [
+                *ssh_argv(self.host.name),
+                "root@127.0.0.1",
+                f"cd / && runuser -u nobody -- python3 -I -c {shlex.quote(WATCH)} {job}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        return self
+
+    def __exit__(self, *exc) -> None:
+        assert self.proc is not None
+        self.host.ssh(f"touch {self.stop}", check=False)
+        try:
+            out, err = self.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate(timeout=30)
+        self.host.ssh(f"rm -f {self.stop}", check=False)
+        self.events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]

@@ -128,3 +128,25 @@ def test_delivered_key_file_is_private(tmp_path):
     assert path.parent == tmp_path / "h" and path.name.startswith("ops_team-")
     assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
     assert path.read_text() == "sk-raw\n"
+
+
+@pytest.mark.parametrize("replan, applies", [(False, False), (True, True)])
+def test_schema_is_planned_again_when_the_venv_gets_another_release(replan, applies):
+    """The plan read while preparing comes from the migrations installed then; a run that installs another
+    litellm-proxy-extras (an upgrade of the pin) runs dbctl apply, which plans again from the new ones."""
+    commands, noops = run_op(
+        database,
+        {DatabasePlan: found([])},
+        root="/r",
+        scope="schema",
+        desired=DESIRED,
+        account=ACCOUNT,
+        replan=replan,
+    )
+    assert bool(commands) == applies
+    if applies:
+        assert " litellm-dbctl apply --scope schema " in commands[0].replace(f"{layout.BIN}/", " ")
+        assert "--backup-root /r " in commands[0]
+        assert fakehost.last_drift[0]["before"] == "schema: planned from the release the venv had"
+    else:
+        assert noops == ["database schema: nothing differs"]

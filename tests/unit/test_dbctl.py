@@ -2,6 +2,7 @@
 subprocess exactly as the deploy runs it on the host."""
 
 import base64
+import datetime
 import hashlib
 import json
 import shutil
@@ -484,9 +485,10 @@ def test_failing_migration_is_named_with_the_database_error_and_the_next_run_res
     broken.write_text('ALTER TABLE "LiteLLM_NoSuchTable" ADD COLUMN "x" TEXT;\n')
     proc = dbctl(env, "apply", "schema", migrations=str(folder))
     assert proc.returncode == 3
-    assert "schema: migration 29990101000000_broken failed, it and what follows not applied: UndefinedTable" in (
-        proc.stderr
-    )
+    assert (
+        "schema: migration 29990101000000_broken failed, it and what follows not applied: UndefinedTable: "
+        'relation "LiteLLM_NoSuchTable" does not exist'  # the server's message, not its context or caret line
+    ) in proc.stderr
     assert pg.password not in proc.stderr
     assert [i["id"] for i in items(dbctl(env, "plan", "schema", migrations=str(folder)))] == [
         "migration 29990101000000_broken"
@@ -528,3 +530,85 @@ def test_interrupted_concurrent_index_migration_is_run_again_safely(db):
             (name,),
         ).fetchall()
     assert rows == [(False, True, 0), (True, False, 1)] or rows[-2:] == [(False, True, 1), (True, False, 1)]
+
+
+def test_upgrade_migrates_only_after_a_verified_backup(db, tmp_path):
+    """A new release's migration on a database that holds applied ones (an upgrade) runs only after
+    litellm-backup made a verified backup set under --backup-root; a backup that fails applies nothing."""
+    pg, env = db
+    items(dbctl(env, "apply", "schema"))  # the pinned release converged (the fixture dropped a table)
+    folder = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, folder)
+    new = folder / "29990101000000_upgrade" / "migration.sql"
+    new.parent.mkdir()
+    new.write_text('ALTER TABLE "LiteLLM_SkillsTable" ADD COLUMN IF NOT EXISTS "upgraded" TEXT;\n')
+    root = tmp_path / "root"
+    (root / "state" / "archive" / "backups").mkdir(parents=True)
+    try:
+        with pg.admin() as conn:  # the restore check needs CREATEDB: without it the backup fails
+            conn.execute("ALTER ROLE litellm NOCREATEDB")
+        proc = dbctl(env, "apply", "schema", migrations=str(folder), backup_root=str(root))
+        assert proc.returncode == 3, proc.stderr
+        assert "schema: backup before migrating failed" in proc.stderr
+        assert proc.stderr.rstrip().endswith("no migration applied")
+        assert pg.password not in proc.stderr
+        assert [i["id"] for i in items(dbctl(env, "plan", "schema", migrations=str(folder)))] == [
+            "migration 29990101000000_upgrade"
+        ]
+
+        with pg.admin() as conn:
+            conn.execute("ALTER ROLE litellm CREATEDB")
+        applied = items(dbctl(env, "apply", "schema", migrations=str(folder), backup_root=str(root)))
+        assert [i["id"] for i in applied] == ["migration 29990101000000_upgrade"]
+        record = json.loads((root / "state" / "archive" / "backups" / "last-backup.json").read_text())
+        assert record["verified"] is True and record["error"] is None
+        with pg.connect() as conn:
+            started = conn.execute(
+                "SELECT started_at FROM _prisma_migrations WHERE migration_name = '29990101000000_upgrade'"
+            ).fetchone()[0]
+        assert datetime.datetime.fromisoformat(record["time"]) < started.replace(tzinfo=datetime.UTC)
+
+        # nothing to migrate: no backup (the set above stays the only one)
+        assert items(dbctl(env, "apply", "schema", migrations=str(folder), backup_root=str(root))) == []
+        assert len([p for p in (root / "state" / "archive" / "backups").iterdir() if p.is_dir()]) == 1
+    finally:
+        with pg.admin() as conn:
+            conn.execute("ALTER ROLE litellm NOCREATEDB")
+        with pg.connect() as conn:
+            conn.execute('ALTER TABLE "LiteLLM_SkillsTable" DROP COLUMN IF EXISTS "upgraded"')
+            conn.execute("DELETE FROM _prisma_migrations WHERE migration_name = '29990101000000_upgrade'")
+
+
+def test_upgrade_stops_before_a_migration_the_running_release_cannot_read(db, tmp_path):
+    """A new release's migration that drops a column (the running proxy may still read it) is refused, nothing
+    applied, naming it and the statement; with maintenance_window in the desired state it is applied."""
+    pg, env = db
+    items(dbctl(env, "apply", "schema"))  # the pinned release converged (the fixture dropped a table)
+    folder = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, folder)
+    for name, text in [
+        ("29990101000000_adds", 'ALTER TABLE "LiteLLM_SkillsTable" ADD COLUMN IF NOT EXISTS "x" TEXT;\n'),
+        ("29990102000000_drops", 'ALTER TABLE "LiteLLM_SkillsTable" DROP COLUMN IF EXISTS "x";\n'),
+    ]:
+        (folder / name).mkdir()
+        (folder / name / "migration.sql").write_text(text)
+    try:
+        proc = dbctl(env, "apply", "schema", migrations=str(folder))
+        assert proc.returncode == 3
+        assert (
+            "schema: migration 29990102000000_drops is not backward compatible with the running release "
+            '(ALTER TABLE "LiteLLM_SkillsTable" DROP COLUMN IF EXISTS "x"): nothing applied; apply it in a '
+            "maintenance window (litellm_migrations_maintenance_window = True)"
+        ) in proc.stderr
+        assert [i["id"] for i in items(dbctl(env, "plan", "schema", migrations=str(folder)))] == [
+            "migration 29990101000000_adds",
+            "migration 29990102000000_drops",
+        ]
+        window = {**DESIRED, "maintenance_window": True}
+        applied = items(dbctl(env, "apply", "schema", desired=window, migrations=str(folder)))
+        assert [i["id"] for i in applied] == ["migration 29990101000000_adds", "migration 29990102000000_drops"]
+        assert items(dbctl(env, "plan", "schema", migrations=str(folder))) == []
+    finally:
+        with pg.connect() as conn:
+            conn.execute('ALTER TABLE "LiteLLM_SkillsTable" DROP COLUMN IF EXISTS "x"')
+            conn.execute("DELETE FROM _prisma_migrations WHERE migration_name LIKE '2999010%'")

@@ -175,6 +175,10 @@ CASES = {
         ],
     ),
     "a record deleted: recorded again": (case_records(**{M2: None}), [("record", f"migration {M2}", "not recorded")]),
+    "a data fix not recorded on a database with a record (a new release's): applied, as Prisma does": (
+        case_records(**{M3: None}),
+        [("apply", f"migration {M3}", "not recorded")],
+    ),
     "a checksum corrupted: the file's": (
         case_records(**{M2: [{"checksum": "0" * 64}]}),
         [("checksum", f"migration {M2}", "recorded with checksum 000000000000...")],
@@ -249,3 +253,27 @@ def test_items_name_refusals_and_their_reason():
 def test_split_keeps_dollar_bodies_and_drops_comments():
     assert lm.split_sql(SCRIPTS[M4])[1].startswith("DO $$") and lm.split_sql(SCRIPTS[M4])[1].endswith("END $$")
     assert lm.split_sql(SCRIPTS[M2])[0].startswith('ALTER TABLE "A"')
+
+
+@pytest.mark.parametrize(
+    "statement, incompatible",
+    [
+        ('ALTER TABLE "T" ADD COLUMN IF NOT EXISTS "c" TEXT', False),
+        ('ALTER TABLE "T" ADD COLUMN "c" INTEGER NOT NULL DEFAULT 0', False),
+        ('CREATE TABLE "N" ("id" TEXT NOT NULL, CONSTRAINT "N_pkey" PRIMARY KEY ("id"))', False),
+        ('CREATE INDEX CONCURRENTLY "i" ON "T"("c")', False),
+        ("ALTER TYPE \"JobStatus\" ADD VALUE 'PAUSED'", False),
+        ('-- rename and drop column in a comment only\nALTER TABLE "T" ALTER COLUMN "c" SET DEFAULT 1', False),
+        ('ALTER TABLE "T" ADD COLUMN "c" TEXT NOT NULL', True),
+        ('ALTER TABLE "T" DROP COLUMN IF EXISTS "c"', True),
+        ('DROP TABLE "T"', True),
+        ('ALTER TABLE "T" RENAME COLUMN "a" TO "b"', True),
+        ('ALTER TABLE "T" ALTER COLUMN "c" SET DATA TYPE BIGINT', True),
+        ('ALTER TABLE "T" ALTER COLUMN "c" TYPE BIGINT', True),
+        ('ALTER TABLE "T" ALTER COLUMN "c" SET NOT NULL', True),
+        ('DO $$ BEGIN IF true THEN ALTER TABLE "T" RENAME COLUMN "a" TO "b"; END IF; END $$', True),
+    ],
+)
+def test_not_backward_compatible_statements(statement, incompatible):
+    m = lm.Migration("29990101000000_x", statement, lm.checksum(statement.encode()), [statement])
+    assert (lm.not_backward_compatible(m) is not None) is incompatible

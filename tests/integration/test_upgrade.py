@@ -1,0 +1,181 @@
+"""An upgrade of the litellm pin on the session sandbox, in the right order (issue #25 item 4, docs/migrations.md).
+
+The sandbox is taken back to the release before the pinned one: litellm 1.101.6 with litellm-proxy-extras
+0.4.94 (tests/fixtures/upgrade: the same lock but for litellm, litellm-proxy-extras and litellm-enterprise).
+0.4.97 adds six migrations to 0.4.94's (NEW); their columns are dropped and their records deleted, so the
+database is what 0.4.94's migrations make, and the host is converged with the older pins (0.4.94's
+migrations are all recorded: none is applied). Then the pinned release is rolled out twice, while
+readiness is probed from inside the sandbox every half second:
+
+1. with a planted conflict (a JWT key mapping whose key is gone, its foreign key dropped by hand, as on a
+   database set up by hand): the first new migration re-adds that foreign key and fails on the row. The run
+   exits 1 naming the migration and PostgreSQL's error; nothing of it is recorded; the old proxy (its PID)
+   keeps running and answering; its restart is held.
+2. the conflict removed: the next run takes a verified backup, applies the new migrations, and only then
+   restarts the proxy. Order is asserted from the host's own records: the backup's time, the migrations'
+   started_at/finished_at, the unit's stop time, the probes' times (one clock, the host's). Every probe before
+   the restart answered 200. The run after changes nothing.
+
+The sandbox ends on the pinned release (a test that stops halfway converges it back), so the files after this
+one find it converged.
+"""
+
+import datetime
+import json
+import shlex
+import time
+
+import pytest
+
+from litellm_runner import layout
+from tests.support.hosts import REPO, pyinfra
+from tests.support.proxyload import Watch
+
+OLD_PINS = REPO / "tests" / "fixtures" / "upgrade" / "litellm-venv-requirements.txt"
+SCHEMA = "LiteLLM schema as its migrations make it | db-02"
+PROXY = "Unit litellm.service enabled and running | svc-01"
+CTL = "systemctl --user --machine=litellm@.host"
+BACKUPS = "/home/litellm/litellm/state/archive/backups"  # <litellm_root>/state/archive/backups
+NEW = {  # migration of 0.4.97 that 0.4.94 lacks: the columns it adds
+    "20260717000000_cascade_delete_jwt_key_mapping_on_token_delete": [],  # a foreign key, re-made ON DELETE CASCADE
+    "20260903230000_add_org_id_to_managed_object_table": [("LiteLLM_ManagedObjectTable", "org_id")],
+    "20260905120000_add_per_server_oauth_discovery_to_mcp_servers": [
+        ("LiteLLM_MCPServerTable", "per_server_oauth_discovery")
+    ],
+    "20260907000000_add_autorouter_classifier_cost": [
+        ("LiteLLM_AutoRouterSession", "classifier_cost"),
+        ("LiteLLM_AutoRouterSession", "classifier_cost_recorded_turns"),
+    ],
+    "20260910000000_add_autorouter_session_baseline_models": [("LiteLLM_AutoRouterSession", "baseline_models")],
+    "20260910000000_skills_on_object_permission": [("LiteLLM_ObjectPermissionTable", "skills")],
+}
+FAILS = "20260717000000_cascade_delete_jwt_key_mapping_on_token_delete"
+ORPHAN = "it-upgrade-orphan"  # LiteLLM_JWTKeyMapping.id of the planted row
+
+
+def sql(host, query: str) -> str:
+    """QUERY as PostgreSQL's superuser on the sandbox (what an operator's hand does)."""
+    return host.out(f"runuser -u postgres -- psql -p 5434 -d litellm -AtX -v ON_ERROR_STOP=1 -c {shlex.quote(query)}")
+
+
+def versions(host) -> dict[str, str]:
+    """{distribution: version} of litellm, litellm-proxy-extras and litellm-enterprise in the host's venv."""
+    code = (
+        "import importlib.metadata as m, json; print(json.dumps({n: m.version(n) for n in "
+        "('litellm', 'litellm-proxy-extras', 'litellm-enterprise')}))"
+    )
+    return json.loads(host.out(f"cd / && {layout.VENV}/bin/python -I -c {shlex.quote(code)}"))
+
+
+def recorded(host) -> dict[str, tuple[float, float]]:
+    """{migration of NEW: (started_at, finished_at) as epoch seconds} for the finished records."""
+    names = ", ".join(f"'{n}'" for n in NEW)
+    rows = sql(
+        host,
+        "SELECT migration_name, extract(epoch FROM started_at), extract(epoch FROM finished_at) FROM _prisma_migrations"
+        f" WHERE migration_name IN ({names}) AND finished_at IS NOT NULL AND rolled_back_at IS NULL",
+    )
+    return {n: (float(s), float(f)) for n, s, f in (r.split("|") for r in rows.splitlines())}
+
+
+def proxy_pid(host) -> str:
+    return host.out(f"{CTL} show -P MainPID litellm.service")
+
+
+def stopped_at(host) -> float:
+    """When litellm.service last left the active state (its restart began), epoch seconds (the host's clock)."""
+    text = host.out(f"{CTL} show -P ActiveExitTimestamp --timestamp=us+utc litellm.service")
+    return datetime.datetime.strptime(text, "%a %Y-%m-%d %H:%M:%S.%f UTC").replace(tzinfo=datetime.UTC).timestamp()
+
+
+def now(host) -> float:
+    return float(host.out("date +%s.%N"))
+
+
+def back_to_0_4_94(host) -> None:
+    """The database as 0.4.94's migrations leave it: NEW's columns dropped, their records deleted."""
+    drops = "; ".join(f'ALTER TABLE "{t}" DROP COLUMN IF EXISTS "{c}"' for cols in NEW.values() for t, c in cols)
+    names = ", ".join(f"'{n}'" for n in NEW)
+    sql(host, f"BEGIN; {drops}; DELETE FROM _prisma_migrations WHERE migration_name IN ({names}); COMMIT")
+
+
+@pytest.fixture
+def on_the_older_release(converged, host):
+    """The sandbox on litellm 1.101.6 / litellm-proxy-extras 0.4.94; afterwards on the pinned release again."""
+    pinned = versions(host)
+    assert pinned["litellm-proxy-extras"] == "0.4.97"
+    back_to_0_4_94(host)
+    run = pyinfra([host.name], "-y", "--data", f"litellm_venv_requirements={OLD_PINS}")
+    try:
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert versions(host) == {
+            "litellm": "1.101.6",
+            "litellm-proxy-extras": "0.4.94",
+            "litellm-enterprise": "0.1.65",
+        }
+        assert recorded(host) == {}  # 0.4.94's migrations: all recorded, all there; none of NEW
+        yield pinned
+    finally:
+        sql(host, f"DELETE FROM \"LiteLLM_JWTKeyMapping\" WHERE id = '{ORPHAN}'")
+        if versions(host) != pinned or set(recorded(host)) != set(NEW):  # the test stopped halfway
+            again = pyinfra([host.name], "-y")
+            assert again.returncode == 0, again.stderr[-3000:]
+
+
+def test_upgrade_migrates_before_the_restart_and_a_failed_migration_keeps_the_old_proxy(on_the_older_release, host):
+    # the conflict: a mapping whose key is gone, which the foreign key FAILS re-makes cannot accept
+    sql(host, 'ALTER TABLE "LiteLLM_JWTKeyMapping" DROP CONSTRAINT IF EXISTS "LiteLLM_JWTKeyMapping_token_fkey"')
+    sql(
+        host,
+        'INSERT INTO "LiteLLM_JWTKeyMapping" (id, jwt_claim_name, jwt_claim_value, token) '
+        f"VALUES ('{ORPHAN}', 'sub', '{ORPHAN}', 'no-such-key')",
+    )
+    old_pid = proxy_pid(host)
+    with Watch(host) as watch:
+        failed_from = now(host)
+        failed = pyinfra([host.name], "-y")
+        failed_until = now(host)
+
+        assert failed.returncode == 1, failed.stderr[-3000:]
+        line = next((ln for ln in failed.stderr.splitlines() if "database schema:" in ln), failed.stderr[-2000:])
+        assert (
+            f"schema: migration {FAILS} failed, it and what follows not applied: ForeignKeyViolation: "
+            'insert or update on table "LiteLLM_JWTKeyMapping" violates foreign key constraint '
+            '"LiteLLM_JWTKeyMapping_token_fkey"'
+        ) in line, line
+        assert recorded(host) == {}  # nothing of the new release's migrations
+        assert proxy_pid(host) == old_pid  # the old proxy keeps serving
+        host.ssh(f"test -e {layout.RESTART_HELD}")  # its restart is owed
+
+        sql(host, f"DELETE FROM \"LiteLLM_JWTKeyMapping\" WHERE id = '{ORPHAN}'")  # the operator's fix
+        resumed = pyinfra([host.name], "-y")
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert {SCHEMA, PROXY} <= set(resumed.changed(host.name))
+        host.wait_for("curl -sf http://127.0.0.1:4000/health/readiness", timeout=240)
+        after_restart = now(host)
+        time.sleep(3)  # a few probes of the new proxy before the watch stops
+
+    assert versions(host) == on_the_older_release
+    assert proxy_pid(host) != old_pid
+    assert host.ssh(f"test -e {layout.RESTART_HELD}", check=False).returncode != 0
+    applied = recorded(host)
+    assert set(applied) == set(NEW)
+
+    # order, from the host's own records: verified backup, then the migrations, then the restart
+    backup = json.loads(host.out(f"cat {BACKUPS}/last-backup.json"))
+    assert backup["verified"] is True and backup["error"] is None
+    backup_time = datetime.datetime.fromisoformat(backup["time"]).timestamp()
+    stop = stopped_at(host)
+    assert failed_until < backup_time < min(s for s, _ in applied.values())
+    assert max(f for _, f in applied.values()) < stop
+
+    # the proxy served throughout: every probe before the restart answered, through the failed run and the
+    # backup and migrations of the next; the new proxy answers after it
+    before = [e for e in watch.events if e["t"] < stop]
+    assert [e for e in before if e["status"] != 200] == []
+    assert any(failed_from < e["t"] < failed_until for e in before)
+    assert any(e["t"] > after_restart and e["status"] == 200 for e in watch.events), watch.events[-5:]
+
+    again = pyinfra([host.name], "-y")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.changed(host.name) == []
