@@ -38,7 +38,10 @@ CANARY = "canary"  # every injected secret value contains it; it must never be p
 
 FINGERPRINT = " ; ".join(
     [
-        f"find {ROOT} -path {CODE}/venv -prune -o -path {ROOT}/logs -prune -o -printf '%p %m %u %g %s %T@\\n' | sort",
+        # what the timers write on their own schedule (the hourly compliance check) is not the runner's: left out,
+        # and a folder by its mode and owner only (its mtime moves when a timer replaces a file in it)
+        f"find {ROOT} -path {CODE}/venv -prune -o -path {ROOT}/logs -prune -o -path {ROOT}/state/compliance.json "
+        f"-prune -o -type d -printf '%p %m %u %g\\n' -o -printf '%p %m %u %g %s %T@\\n' | sort",
         "sha256sum /etc/litellm/env.litellm /etc/litellm/config.generated.yaml",
         "find /etc/systemd/user -printf '%p %m %s %T@\\n' | sort",
         f"{CTL} show -P MainPID litellm.service litellm-health-server.service litellm-metrics.service",
