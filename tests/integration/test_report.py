@@ -132,7 +132,12 @@ def test_found_is_the_check_before_the_converge_and_the_converge_changed_it(repo
     assert found and all(i["control"] for i in found if "|" in i["id"])  # each with its control id
     changed = [o["name"] for o in reported["first"].json["results"]["operations"] if host.name in o["success"]]
     assert sorted(o["id"] for o in mine["changed"]["converge"]["changed"]) == sorted(changed)
-    assert {i["id"] for i in found if i["status"] == "drift"} <= set(changed)  # the converge changed what was found
+    # the converge changed what was found; a database item the check could not plan (dbctl not on the incident host
+    # yet: "litellm-dbctl cannot run yet") is planned again while converging, and may then have nothing to do (db-06)
+    unplanned = {i["id"] for i in found if str(i["before"]).startswith("litellm-dbctl cannot")}
+    assert {i["id"] for i in found if i["status"] == "drift"} - unplanned <= set(changed)
+    ended = {o["name"] for o in reported["first"].json["results"]["operations"] if not o["error"]}
+    assert unplanned <= ended  # each ran, changed or found nothing to do, and none failed
 
 
 def test_the_second_run_claim_is_pyinfras_own(reported, mine, host):
