@@ -1386,7 +1386,10 @@ def _settle(fd: int, uid: int, gid: int, mode: int) -> None:
 
 
 def _stamp() -> str:
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"{time.time_ns() % 10**9:09d}"
+    """UTC time to the nanosecond, from one clock reading: names made later sort later (two readings, one for
+    the seconds and one for the fraction, could straddle a second and sort a newer backup before an older one)."""
+    now = time.time_ns()
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 10**9)) + f"{now % 10**9:09d}"
 
 
 def _displace(dirfd: int, name: str, keep) -> str | None:

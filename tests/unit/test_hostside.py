@@ -12,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 
 import pytest
 
+from litellm_runner.pyinfra_ext import hostside as host_code
 from litellm_runner.pyinfra_ext.facts import HostSnapshot, hostside
 
 USER, GROUP = "nobody", "nogroup"
@@ -390,3 +392,14 @@ def test_the_systemd_version_is_the_first_line_systemctl_prints():
         0
     ]
     assert hostside.systemd_version() == first.strip() and first.startswith("systemd ")
+
+
+@pytest.mark.parametrize("ns", [999_999_999, 1_000_000_000, 1_000_000_001, 59_999_999_999, 60_000_000_000])
+def test_backup_stamps_sort_as_the_clock_reads_across_a_second(monkeypatch, ns):
+    """One clock reading per stamp: a stamp made a nanosecond later sorts later, across a second's boundary."""
+    base = 1_796_000_000 * 10**9
+    stamps = []
+    for t in (base + ns - 1, base + ns):
+        monkeypatch.setattr(host_code.time, "time_ns", lambda t=t: t)
+        stamps.append(host_code._stamp())
+    assert stamps[0] < stamps[1] and re.fullmatch(r"[0-9]{8}T[0-9]{15}", stamps[1]), stamps
