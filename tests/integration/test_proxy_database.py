@@ -114,6 +114,25 @@ def sql(host, query: str, **params: str) -> str:
     return host.out(f"{PSQL} {variables}", input=query + "\n")
 
 
+def add_model(host, name: str, backend: str) -> tuple[dict, str | None]:
+    """``/model/new`` with the master key: NAME served by the stub model server's BACKEND; (answer, model id)."""
+    added = call(
+        host,
+        "POST",
+        "/model/new",
+        master_key(),
+        {
+            "model_name": name,
+            "litellm_params": {
+                "model": f"hosted_vllm/{backend}",
+                "api_base": "http://127.0.0.1:8079/v1",
+                "api_key": "none",
+            },
+        },
+    )
+    return added, added["body"].get("model_id") or added["body"].get("model_info", {}).get("id")
+
+
 @pytest.fixture(scope="module")
 def ready(converged, host):
     """The converged proxy answers readiness (the converge waited for it; a worker may still be starting)."""
@@ -208,22 +227,8 @@ def test_a_model_stored_in_the_database_is_served(ready, host):
     """store_model_in_db: a model added through the proxy is in LiteLLM_ProxyModelTable, and the proxy serves it (four
     answers in a row: workers that have not polled the table yet answer 4xx until they have)."""
     name = f"h-engine-db-{uuid.uuid4().hex[:8]}"
-    added = call(
-        host,
-        "POST",
-        "/model/new",
-        master_key(),
-        {
-            "model_name": name,
-            "litellm_params": {
-                "model": "hosted_vllm/db-model",
-                "api_base": "http://127.0.0.1:8079/v1",
-                "api_key": "none",
-            },
-        },
-    )
+    added, model_id = add_model(host, name, "db-model")
     assert added["status"] == 200, added
-    model_id = added["body"].get("model_id") or added["body"].get("model_info", {}).get("id")
     try:
         assert sql(host, "SELECT model_name FROM \"LiteLLM_ProxyModelTable\" WHERE model_name = :'n'", n=name) == name
         deadline, served = time.monotonic() + MODEL_WAIT, 0
@@ -251,22 +256,8 @@ def test_a_database_model_under_a_config_models_name_is_drift_then_moved_out(rea
     (kept, not served) and restarts the proxy; then every completion of local-vllm is the config's backend's, and
     a second run changes nothing. Fails with the runner's part undone (no db-06): the check exits 0 and the row's
     backend keeps answering."""
-    added = call(
-        host,
-        "POST",
-        "/model/new",
-        master_key(),
-        {
-            "model_name": "local-vllm",
-            "litellm_params": {
-                "model": "hosted_vllm/db-shadow",
-                "api_base": "http://127.0.0.1:8079/v1",
-                "api_key": "none",
-            },
-        },
-    )
+    added, model_id = add_model(host, "local-vllm", "db-shadow")
     assert added["status"] == 200, added
-    model_id = added["body"].get("model_id") or added["body"].get("model_info", {}).get("id")
     assert model_id, added
     try:
         deadline, answers = time.monotonic() + MODEL_WAIT, []

@@ -612,3 +612,22 @@ def test_upgrade_stops_before_a_migration_the_running_release_cannot_read(db, tm
         with pg.connect() as conn:
             conn.execute('ALTER TABLE "LiteLLM_SkillsTable" DROP COLUMN IF EXISTS "x"')
             conn.execute("DELETE FROM _prisma_migrations WHERE migration_name LIKE '2999010%'")
+
+
+def test_a_table_filled_with_shadowing_models_is_counted_and_moved_whole(db):
+    """db-06 names at most 100 rows one by one and counts the rest in one item; the move takes every row."""
+    pg, env = db
+    with pg.connect() as conn:
+        conn.execute('DELETE FROM "LiteLLM_ProxyModelTable"')
+        conn.execute("DROP TABLE IF EXISTS litellm_runner_quarantined_models")
+        conn.execute(
+            'INSERT INTO "LiteLLM_ProxyModelTable" (model_id, model_name, litellm_params, created_by, updated_by) '
+            "SELECT 'flood-' || i, 'local-vllm', '{}'::jsonb, 'ui', 'ui' FROM generate_series(1, 150) i"
+        )
+    desired = {**DESIRED, "config_models": [{"model_name": "local-vllm", "id": None}]}
+    planned = items(dbctl(env, "plan", "models", desired))
+    assert len(planned) == 101 and planned[-1]["before"] == "50 more take a config model's name or id"
+    assert items(dbctl(env, "apply", "models", desired)) == planned
+    assert items(dbctl(env, "plan", "models", desired)) == []
+    with pg.connect() as conn:
+        assert conn.execute("SELECT count(*) FROM litellm_runner_quarantined_models").fetchone()[0] == 150
