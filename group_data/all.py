@@ -111,6 +111,7 @@ litellm_env = {  # non-secret environment of the proxy, written to env.litellm t
 litellm_bind = "127.0.0.1"  # every listener binds here
 litellm_port = 4000  # the proxy
 litellm_num_workers = 4  # proxy worker processes
+litellm_worker_healthcheck_timeout = 60  # seconds a worker may take to answer its supervisor's ping (uvicorn: 5)
 # Rolling restarts: when a change restarts the proxy, hosts restart this many at a
 # time (set it here, not per host: it is one value for the run); each restarted proxy
 # must answer /health/readiness within litellm_ready_timeout seconds before the next

@@ -63,6 +63,15 @@ def engine_environment(data) -> dict[str, str]:
     return query_engine.environment() if _get_or(data, "litellm_query_engine", False) else {}
 
 
+def unit_engine_environment(data) -> dict[str, str]:
+    """The query engine's environment in the proxy's unit: ``engine_environment`` and a 1 s budget for the
+    Prisma CLI. With the shipped engine there is no schema engine, so the ``prisma migrate diff`` LiteLLM
+    runs at every start (with ``DISABLE_SCHEMA_UPDATE``) can only fail; its default budget is 60 s, and
+    it spent 8-15 s failing before the proxy could start. The runner checks the schema itself (db-02)."""
+    env = engine_environment(data)
+    return {**env, "LITELLM_PRISMA_COMMAND_TIMEOUT": "1"} if env else {}
+
+
 def canonical_model(entry):
     """A model entry in one key order (``model_name``, ``litellm_params`` with ``model`` first, the rest sorted), so
     the rendered config does not change with the order an inventory happens to write its keys in."""
@@ -136,8 +145,9 @@ def render_units(data) -> dict[str, str]:
                 bind=_get(data, "litellm_bind"),
                 port=_get(data, "litellm_port"),
                 num_workers=_get(data, "litellm_num_workers"),
+                worker_healthcheck_timeout=_get(data, "litellm_worker_healthcheck_timeout"),
                 database=uses_database(data),
-                engine_env=engine_environment(data),
+                engine_env=unit_engine_environment(data),
             )
             continue
         command = svc.get("command") or TOOL_COMMANDS[name]

@@ -378,6 +378,11 @@ SPEC: tuple[Setting, ...] = (
             "the proxy's port (the `{port}` of every timer's command)", "svc-01"),
     Setting("litellm_num_workers", 4, whole(1, 64), "a whole number of workers 1-64",
             "proxy worker processes", "svc-01"),
+    Setting("litellm_worker_healthcheck_timeout", 60, whole(5, 3600), "seconds, 5-3600",
+            "seconds a proxy worker may take to answer its supervisor's ping (uvicorn's timeout_worker_healthcheck, "
+            "LiteLLM's --timeout_worker_healthcheck; uvicorn's default is 5): a worker still importing LiteLLM on a "
+            "busy small host misses a 5 s ping, is killed and starts over, and the proxy takes minutes to be ready",
+            "svc-01"),
     Setting("litellm_restart_batch_size", 1, whole(1, 1000), "a whole number of hosts restarted at once, 1-1000",
             "rolling restarts: hosts whose proxy restarts at once (one value for the run)", "svc-01"),
     Setting("litellm_ready_timeout", 300, whole(10, 3600), "seconds, 10-3600",

@@ -288,6 +288,9 @@ def _wait_port(port: int, timeout: float = 60) -> None:
     raise SandboxError(f"sandbox: no SSH answer on 127.0.0.1:{port} within {timeout}s")
 
 
+SANDBOX_WORKERS = 2  # litellm_num_workers of a sandbox host (see up())
+
+
 def host_data(name: str) -> dict:
     """pyinfra host data of a running sandbox, as written by up()."""
     return json.loads((_state(name) / "host.json").read_text())
@@ -456,7 +459,11 @@ def up(
         "litellm_secrets_file": str(secrets_file()),
         # the incident's key that expires in 5 days: the runner rotates it
         "litellm_key_rotation": [{"alias": "ops-team", "min_days_left": 14, "valid_days": 90, "grace_hours": 24}],
-        # 4 proxy workers on a busy 2-core machine can take minutes of uvicorn start-up restarts
+        # a sandbox is a small host: 2 proxy workers (the default is 4) start in a third of the time on a
+        # 2-core machine, which every converge that restarts the proxy waits for; still several workers,
+        # so what differs per worker (a table each polls, a tool list each fetched) is exercised
+        "litellm_num_workers": SANDBOX_WORKERS,
+        # proxy workers on a busy 2-core machine can take minutes of uvicorn start-up restarts
         "litellm_ready_timeout": 600,
     }
     if operator:

@@ -1,6 +1,7 @@
 """Converge the incident sandbox, then check the host itself (not pyinfra's facts)."""
 
 import json
+import re
 
 import pytest
 import yaml
@@ -146,7 +147,9 @@ def test_proxy_answers(converged, host):
         "curl -fsS -o /dev/null -w '%{http_code}' http://127.0.0.1:4000/health/liveliness", timeout=180
     )
     assert code == "200"
-    assert host.out(f"{CTL} show -P ExecStart litellm.service").find("--num_workers 4") >= 0
+    # the sandbox host's own litellm_num_workers (its host data, litellm_runner/sandbox)
+    exec_start = host.out(f"{CTL} show -P ExecStart litellm.service")
+    assert re.search(rf"--num_workers {sandbox.SANDBOX_WORKERS}\b", exec_start), exec_start
 
 
 @pytest.mark.parametrize("port", [4000, 8181, 9090, 8079, 8082])

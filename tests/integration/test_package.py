@@ -110,7 +110,9 @@ def example(host, tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path]:
         REPO / "examples", project, ignore=shutil.ignore_patterns(".secrets", ".litellm-runner", "__pycache__")
     )
     host_json = tmp / "host.json"
-    host_json.write_text(json.dumps(sandbox.host_data(host.name)))
+    data = sandbox.host_data(host.name)
+    del data["litellm_num_workers"]  # the example's group_data sets its own (host data would win)
+    host_json.write_text(json.dumps(data))
     return project, host_json
 
 

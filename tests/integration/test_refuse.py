@@ -393,7 +393,7 @@ UNITS = [  # scored on the host by its own systemd-analyze (read-only facts, no 
 CAPACITY = [  # max_connections 100 (PostgreSQL's default, as in the sandbox)
     (
         "incident-4x25",
-        {"general_settings": gs(database_connection_pool_limit=25)},
+        {"general_settings": gs(database_connection_pool_limit=25), "litellm_num_workers": 4},
         None,
         None,
         [
@@ -410,7 +410,7 @@ CAPACITY = [  # max_connections 100 (PostgreSQL's default, as in the sandbox)
     ),
     (
         "big-reserve",
-        {"litellm_db_reserve_connections": 30},
+        {"litellm_db_reserve_connections": 30, "litellm_num_workers": 4},
         None,
         None,
         ["4 workers x 20 pool = 80 + 5 other clients + 30 reserve = 115 > max_connections 100"],

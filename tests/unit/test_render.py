@@ -44,6 +44,9 @@ def test_the_query_engine_gives_the_sandbox_its_database_and_names_the_engine_in
         "PRISMA_BINARY_CACHE_DIR": where,
     }
     assert "Environment=DISABLE_SCHEMA_UPDATE=true" in unit.splitlines()  # no schema engine: db-02 makes the tables
+    # LiteLLM's start-up `prisma migrate diff` needs the schema engine: a 1 s budget to fail, not 60 s
+    assert "Environment=LITELLM_PRISMA_COMMAND_TIMEOUT=1" in unit.splitlines()
+    assert "LITELLM_PRISMA_COMMAND_TIMEOUT" not in render_units(defaults())["litellm.service"]  # Prisma's own engines
     # node is killed with SIGSYS under @system-service alone (seen in the sandbox): V8 uses pkey_mprotect
     assert "SystemCallFilter=@pkey" in unit.splitlines() and "SystemCallFilter=@system-service" in unit.splitlines()
     for other, text in render_units(data).items():  # only the proxy runs prisma-client-py
@@ -60,10 +63,12 @@ def test_a_setting_from_group_data_reaches_the_config():
 
 def test_proxy_unit():
     unit = render_units(defaults())["litellm.service"]
+    five = render_units(defaults(litellm_worker_healthcheck_timeout=5))["litellm.service"]
+    assert re.search(r"^ExecStart=.* --timeout_worker_healthcheck 5$", five, re.M)
     assert re.search(
         r"^ExecStart=/usr/local/lib/litellm-runner/venv/bin/litellm --config "
         r"/etc/litellm/config.generated.yaml --host 127.0.0.1 --port 4000 "
-        r"--num_workers 4$",
+        r"--num_workers 4 --timeout_worker_healthcheck 60$",
         unit,
         re.M,
     )
