@@ -17,7 +17,7 @@ from __future__ import annotations
 from pyinfra import host, state
 from pyinfra.api import deploy
 
-from litellm_runner.cli import exitcodes
+from litellm_runner import exitcodes
 from litellm_runner.settings import DEFAULTS, MAPPINGS
 
 NAME = "LiteLLM host"

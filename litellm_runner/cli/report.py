@@ -23,7 +23,7 @@ litellm_runner/pyinfra_ext/report_facts.py (no operation, only bounded reads, ea
 Nothing is changed. Every string from a host is escaped and the host's known secrets are shown as
 fingerprints (``litellm_runner.shown``), in the JSON and the Markdown alike.
 
-Exit codes (litellm_runner.cli.exitcodes): 0 nothing open, 2 something open, 1 a host or a part of
+Exit codes (litellm_runner.exitcodes): 0 nothing open, 2 something open, 1 a host or a part of
 the report could not be read (named in the report and on stderr), 64 usage error.
 """
 
@@ -40,8 +40,7 @@ import tempfile
 
 from packaging.utils import canonicalize_name
 
-from litellm_runner import shown
-from litellm_runner.cli import exitcodes
+from litellm_runner import exitcodes, shown
 from litellm_runner.cli.check import PARALLEL, positive, report_of, run_dry
 from litellm_runner.cli.check import SCHEMA as CHECK_SCHEMA
 from litellm_runner.resources import project

@@ -51,7 +51,7 @@ import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from litellm_runner.cli import exitcodes
+from litellm_runner import exitcodes
 from litellm_runner.gates import cache, osv_server
 from litellm_runner.resources import shipped
 
@@ -445,7 +445,7 @@ def _make_sbom(text: str, advisories) -> str:
 
 
 def main(argv=None, prog: str = "python -m litellm_runner.gates.cve") -> int:
-    """Audit the locks of PINS: exit codes of litellm_runner.cli.exitcodes (0 clean, 1 refused or failed)."""
+    """Audit the locks of PINS: exit codes of litellm_runner.exitcodes (0 clean, 1 refused or failed)."""
     parser = exitcodes.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("pins", metavar="PINS.txt", help="the venv pins, e.g. files/litellm-venv-requirements.txt")
     pins = parser.parse_args(argv).pins

@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from litellm_runner.cli import exitcodes, report
+from litellm_runner import exitcodes, report
 from litellm_runner.pyinfra_ext.report_facts import parse_status, sbom_components
 
 CASES = sorted((pathlib.Path(__file__).parent / "report_cases").glob("*.json"))
