@@ -19,7 +19,7 @@ from what the runner already reads (docs/report.md):
 - open: the drift this report's check found, and every verification that failed.
 
 The host is read by one dry run: the drift check's (deploy.py) followed by
-litellm_runner/pyinfra_ext/report_facts.py (no operation, only bounded reads, each failing alone).
+litellm_runner/cli/report_facts.py (no operation, only bounded reads, each failing alone).
 Nothing is changed. Every string from a host is escaped and the host's known secrets are shown as
 fingerprints (``litellm_runner.shown``), in the JSON and the Markdown alike.
 
@@ -46,7 +46,7 @@ from litellm_runner.cli.check import SCHEMA as CHECK_SCHEMA
 from litellm_runner.resources import project
 
 SCHEMA = "litellm-runner/remediation-report"
-FACTS_FILE = pathlib.Path(__file__).resolve().parents[1] / "pyinfra_ext" / "report_facts.py"
+FACTS_FILE = pathlib.Path(__file__).resolve().parent / "report_facts.py"
 RECORD = "LITELLM_REPORT_RECORD"  # report_facts.RECORD (that module imports pyinfra: not imported here)
 CONTROL = re.compile(r"\|\s*([a-z]+-[0-9]+)\s*$")
 SWEEP = "sweep "  # the kind prefix of the account sweep's drift records (pyinfra_ext/sweep.py)

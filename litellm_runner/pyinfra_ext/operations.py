@@ -643,7 +643,7 @@ def _cve_findings(installed: dict[str, str]) -> str | None:
     """cve_gate.audit_installed on INSTALLED (one pip-audit per distinct venv per run): the refusal text or None."""
     try:
         cve_gate.audit_installed(installed)
-    except cve_gate.CveGateError as exc:
+    except cve_gate.GateError as exc:
         return str(exc)
     return None
 
