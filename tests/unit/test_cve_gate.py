@@ -15,6 +15,7 @@ from litellm_runner.gates.cve import (
     load_ignored,
     lock_path,
     lock_problems,
+    locked_versions,
 )
 from tests.unit.group_data import REPO
 
@@ -207,12 +208,12 @@ def _venv_audit(installed, lock):
     from pyinfra.context import ctx_host
 
     from litellm_runner.pyinfra_ext.facts import InstalledPackages
-    from litellm_runner.tasks.python_env import venv_audit
+    from litellm_runner.tasks.python_env import cve_findings, venv_audit
     from tests.unit import fakehost
 
     fake = fakehost.FakeHost({InstalledPackages: installed})
     with ctx_host.use(fake):
-        commands = list(venv_audit._inner(venv_path="/r/venv", lock_text=lock))
+        commands = list(venv_audit._inner(venv_path="/r/venv", locked=locked_versions(lock), audit=cve_findings))
     assert all(isinstance(c, FunctionCommand) for c in commands)
     return commands, fake.noops
 
@@ -229,7 +230,7 @@ def test_vulnerable_unchanged_venv_fails_the_host_with_ids():
     commands, noops = _venv_audit(
         {"urllib3": "2.5.0", "pyasn1": "0.6.3", "pip": "23.0.1"}, _lock_text(urllib3="2.5.0", pyasn1="0.6.3")
     )
-    assert noops == [] and len(commands) == 1 and commands[0].function.__name__ == "_fail"
+    assert noops == [] and len(commands) == 1 and commands[0].function.__name__ == "_cve_refused"
     text = commands[0].args[0]
     assert "urllib3 2.5.0: CVE-2025-66471 (fixed in 2.6.0)" in text and "the installed venv" in text
 
