@@ -8,7 +8,7 @@ For every host, collecting every problem of every host before refusing:
    checked further: the gates below need typed data.
 2. config security lint (lint.lint_config) on the config the deploy WILL render
    (render.render_config) with the env values the env file WILL hold (the
-   secret source, placeholders blanked as secrets.env_file writes them).
+   secret source, placeholders blanked as the env file operation writes them).
    Critical findings refuse (id, severity, key, never a value); warnings are
    printed and the run goes on.
 3. CVE gate before install: the real pip-audit, offline by default, on the file
