@@ -24,7 +24,7 @@ from pyinfra.api import FactBase, FunctionCommand, operation
 
 from litellm_runner import layout, shown
 from litellm_runner.pyinfra_ext import drift, snapshot
-from litellm_runner.pyinfra_ext.operations import _run, diff_wanted, failed, show_diff
+from litellm_runner.pyinfra_ext.operations import diff_wanted, failed, run_command, show_diff
 from litellm_runner.resources import project, shipped
 from litellm_runner.settings import DEFAULTS
 
@@ -204,7 +204,7 @@ def _dbctl_failed(state, host, what: str) -> bool:
 
 def _dbctl_apply(state, host, command: str, scope: str) -> bool:
     """Run dbctl apply for SCOPE; a failure fails this item only (``_dbctl_failed``) with dbctl's one line."""
-    ok, out = _run(host, command, DBCTL_TIMEOUT)
+    ok, out = run_command(host, command, DBCTL_TIMEOUT)
     if ok:
         return True
     line = ((out.stderr or out.stdout).strip().splitlines() or [""])[-1].removeprefix("litellm-dbctl: ")

@@ -227,7 +227,7 @@ class Content:
         return f"<{len(self.text)} characters>"
 
 
-def _run(host, command: str, timeout: int, escalate: bool = True):
+def run_command(host, command: str, timeout: int, escalate: bool = True):
     """Run COMMAND from a FunctionCommand with the operation's connection arguments (sudo...)."""
     args = {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in CONNECTOR_ARGUMENT_KEYS}
     if not escalate:
@@ -250,7 +250,7 @@ def _failed(host, what: str, output) -> bool:
 def _write_staged(state, host, dest: str, content: Content, user: str, group: str, mode: str, backups_keep: int):
     """Upload CONTENT into a fresh private directory of the connecting user, then have root's
     host-side code replace DEST with it (see ``hostside.write``); the directory is removed."""
-    ok, out = _run(host, "umask 077 && mktemp -d /tmp/litellm-runner.XXXXXXXXXX", 30, escalate=False)
+    ok, out = run_command(host, "umask 077 && mktemp -d /tmp/litellm-runner.XXXXXXXXXX", 30, escalate=False)
     if not ok:
         return _failed(host, f"{dest}: no private staging directory", out)
     stage = out.stdout.strip()
@@ -265,7 +265,7 @@ def _write_staged(state, host, dest: str, content: Content, user: str, group: st
             **{**args, "_timeout": 120},
         ):
             return _failed(host, f"{dest}: upload failed", out)
-        ok, out = _run(
+        ok, out = run_command(
             host,
             hostside(
                 "write",
@@ -282,7 +282,7 @@ def _write_staged(state, host, dest: str, content: Content, user: str, group: st
         )
         return ok or _failed(host, f"{dest}: not written", out)
     finally:
-        _run(host, f"rm -rf -- {q(stage)}", 30)
+        run_command(host, f"rm -rf -- {q(stage)}", 30)
 
 
 @operation()
@@ -656,7 +656,7 @@ def _cve_refused(state, host, text):
 
 def _audit_now(state, host, venv_path, audit):
     """At execution, after the venv operation ran: read what is installed now and AUDIT it."""
-    ok, output = _run(host, InstalledPackages().command(venv_path), 120)  # through sudo when connected so
+    ok, output = run_command(host, InstalledPackages().command(venv_path), 120)  # through sudo when connected so
     if not ok:
         return _cve_refused(state, host, f"CVE gate: cannot read the packages of {venv_path}")
     installed = InstalledPackages().process(output.stdout_lines)
@@ -857,12 +857,12 @@ def _gated(state, host, ctl: str, unit: str, action: str, ready_url: str, ready_
     """
 
     def run(command, timeout):
-        return _run(host, command, timeout)[0]
+        return run_command(host, command, timeout)[0]
 
     def restore() -> str:
         if not rollback or not op_changed(rollback["when"]):
             return "the config was not changed by this run, nothing to restore"
-        ok, out = _run(
+        ok, out = run_command(
             host,
             hostside("restore", {k: rollback[k] for k in ("user", "group", "mode")} | {"dest": rollback["path"]}),
             60,
@@ -1025,7 +1025,7 @@ def engine_is_installed(found: dict | None, manifest_sha256: str) -> bool:
 
 def _install_engine(state, host, bundle: bytes, bundle_sha256: str, dest: str):
     """Upload BUNDLE into a fresh private directory of the connecting user, have root install it at DEST."""
-    ok, out = _run(host, "umask 077 && mktemp -d /tmp/litellm-runner.XXXXXXXXXX", 30, escalate=False)
+    ok, out = run_command(host, "umask 077 && mktemp -d /tmp/litellm-runner.XXXXXXXXXX", 30, escalate=False)
     if not ok:
         return _failed(host, f"{dest}: no private staging directory", out)
     stage = out.stdout.strip()
@@ -1042,10 +1042,10 @@ def _install_engine(state, host, bundle: bytes, bundle_sha256: str, dest: str):
             shlex.quote(a)
             for a in ("sh", "-c", ENGINE_INSTALL, "install", f"{stage}/engine.tar.gz", bundle_sha256, dest)
         )
-        ok, out = _run(host, command, ENGINE_INSTALL_TIMEOUT)
+        ok, out = run_command(host, command, ENGINE_INSTALL_TIMEOUT)
         return ok or _failed(host, f"{dest}: query engine not installed", out)
     finally:
-        _run(host, f"rm -rf -- {shlex.quote(stage)}", 30)
+        run_command(host, f"rm -rf -- {shlex.quote(stage)}", 30)
 
 
 @operation()
