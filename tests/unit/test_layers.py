@@ -99,3 +99,40 @@ def test_the_scan_finds_a_private_import_and_a_private_use():
 def test_no_module_imports_or_uses_another_modules_private_name():
     found = [v for path in sources() for v in violations(path)]
     assert found == [], "make the name public (with a docstring) or move the code:\n  " + "\n  ".join(found)
+
+
+# the two places that stand in pyinfra's command line before any host is contacted (docs/architecture.md)
+EXITS_ALLOWED = {"inventory.py", "litellm_runner/validate.py"}
+
+
+def exits(path: pathlib.Path) -> list[str]:
+    """``file:line`` of each ``sys.exit(...)`` or ``raise SystemExit`` in PATH outside its ``__main__`` block."""
+    tree = ast.parse(path.read_text(), str(path))
+    main_blocks = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) and "__name__" in ast.unparse(node.test)
+    ]
+    inside = {id(n) for block in main_blocks for n in ast.walk(block)}
+    found = []
+    for node in ast.walk(tree):
+        call = node.func if isinstance(node, ast.Call) else None
+        exiting = (isinstance(call, ast.Attribute) and ast.unparse(call) == "sys.exit") or (
+            isinstance(node, ast.Raise) and node.exc is not None and "SystemExit" in ast.unparse(node.exc)
+        )
+        if exiting and id(node) not in inside:
+            found.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    return found
+
+
+def test_only_the_command_line_exits():
+    """Below cli/, code refuses with GateError, DeployError or OperationError; a program's entry point exits."""
+    found = [
+        e
+        for path in sources()
+        if not module_name(path).startswith("litellm_runner.cli")
+        and path.name != "__main__.py"  # a package's entry point
+        and str(path.relative_to(REPO)) not in EXITS_ALLOWED
+        for e in exits(path)
+    ]
+    assert found == [], "raise GateError, DeployError or OperationError instead:\n  " + "\n  ".join(found)
