@@ -86,8 +86,10 @@ requirements: venv
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
-# ruff (lint + format check) and mypy, configured in pyproject.toml; .ci/run runs this before the tests
+# ruff (lint + format check), mypy and the import layers (lint-imports), configured in pyproject.toml;
+# .ci/run runs this before the tests
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache

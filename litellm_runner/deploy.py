@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from pyinfra import host, state
 from pyinfra.api import deploy
+from pyinfra.api.exceptions import DeployError
 
-from litellm_runner.cli import exitcodes
 from litellm_runner.settings import DEFAULTS, MAPPINGS
 
 NAME = "LiteLLM host"
@@ -38,7 +38,7 @@ def deploy_litellm() -> None:
     # every host's desired state, once per run, before anything touches a host (in a pyinfra CLI run the
     # inventory's validate.before_connect already did, before connecting: then this only reads its verdict)
     if not validate.check_once(state.inventory):
-        raise SystemExit(exitcodes.FAILED)
+        raise DeployError(validate.HEADER.rstrip(":") + " (the problems are listed above)")
     _merge_mappings(validate.host_data(state.inventory, host))
     hold_run_lock(state)  # this host's run lock, before the first fact: two converges never interleave
     # the questions every run asks first, side by side on the host (the rest is answered from the snapshot)

@@ -38,7 +38,7 @@ import shlex
 
 import yaml
 
-from litellm_runner import sandbox, validate
+from litellm_runner import sandbox, secrets, validate
 from litellm_runner.resources import project
 
 SUDO_PASSWORD_SECRET = "LITELLM_SUDO_PASSWORD"  # noqa: S105 (the NAME of the secret in the secret source)
@@ -131,8 +131,6 @@ def with_sudo_password(host: str, data: dict, where: str) -> dict:
     """
     if not data.get("_sudo"):
         return data
-    from litellm_runner import secrets  # imports pyinfra's operation machinery: only when needed
-
     name = data.get("litellm_sudo_password_secret") or SUDO_PASSWORD_SECRET
     value: str | None
     source: str | None

@@ -1,4 +1,7 @@
-"""The operator's secret source on the control machine, and the env file built from it.
+"""The operator's secret source on the control machine, and the env file's text built from it.
+
+The operation that writes the env file on a host is ``pyinfra_ext/env_file.py``; this module imports no
+pyinfra, so the pre-flight gates and the command-line tools read the secret source with it.
 
 Values are looked up by name, first in the environment of the control
 machine, then in the secrets file named by ``LITELLM_SECRETS_FILE`` (or the
@@ -20,15 +23,8 @@ import pathlib
 import stat
 import urllib.parse
 
-from pyinfra import host
-from pyinfra.api import operation
-from pyinfra.api.exceptions import OperationError
-
 from litellm_runner import envfile
 from litellm_runner.envfile import fingerprint  # noqa: F401 (callers still import it from here)
-from litellm_runner.pyinfra_ext import drift, snapshot
-from litellm_runner.pyinfra_ext.facts import PathState
-from litellm_runner.pyinfra_ext.operations import diff_wanted, is_current, show_diff, write_commands
 
 HEADER = "Managed by litellm-runner. Secrets come from the operator's secret source."
 
@@ -161,41 +157,3 @@ def env_file_content(data) -> tuple[str, list[str]]:
     """The env file for a host's data (values from the secret source)."""
     secrets = load(list(data.litellm_env_secrets), getattr(data, "litellm_secrets_file", None))
     return render_env(secrets, dict(data.litellm_env), list(data.litellm_env_placeholders))
-
-
-@operation()
-def env_file(dest: str, user: str, group: str, mode: str = "0600"):
-    """Ensure DEST holds the host's secrets (from the operator's secret source), at MODE.
-
-    + dest: path of the env file on the host
-    + user, group: owner (root and the account's group: ``layout.ENV_FILE``)
-    + mode: ``0600``, or ``0640`` for a file the account reads as its group and cannot write
-
-    Compared by sha256, written atomically at MODE from creation, never shown
-    as a text diff: drift (the drift report, and ``--diff``) is shown per key as fingerprints that the host snapshot
-    computed on the host (no old value is ever read back), placeholders
-    (``dummy``...) are written empty. Mode and owner drift is fixed by ``file_attrs``.
-    """
-    try:
-        content, _blanked = env_file_content(host.data)
-    except SecretError as exc:  # names the key and the source, never a value
-        raise OperationError(f"{dest}: {exc}") from None
-    current = snapshot.fact(PathState, path=dest)
-    if is_current(current, content):
-        host.noop(f"{dest} holds the current secrets")
-        return
-    if not host.state.is_executing:
-        before = (current or {}).get("env") or {}
-        after = masked_env(content.splitlines())
-        if current and current["type"] != "file":
-            before = {"(path)": current["type"]}
-        drift.record(
-            "secret-file",
-            {k: v for k, v in before.items() if after.get(k) != v},
-            {k: v for k, v in after.items() if before.get(k) != v},
-        )
-        if diff_wanted():
-            verb = "modify" if current else "create"
-            lines = fingerprint_diff(before, after) or ["(the same keys and values, laid out differently)"]
-            show_diff(f"Will {verb} {dest} (secrets shown as fingerprints)", lines)
-    yield from write_commands(dest, content, user, group, mode)

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from litellm_runner.cli import exitcodes
+from litellm_runner import exitcodes
 from litellm_runner.resources import project
 from litellm_runner.settings import DEFAULTS, merge
 

@@ -12,9 +12,9 @@ from pyinfra.api.exceptions import DeployError
 
 from litellm_runner import layout
 from litellm_runner.pyinfra_ext import snapshot
+from litellm_runner.pyinfra_ext.env_file import env_file
 from litellm_runner.pyinfra_ext.operations import file, file_attrs
 from litellm_runner.render import render_compliance, render_config
-from litellm_runner.secrets import env_file
 
 
 def parsed(path: str, text: str) -> str:

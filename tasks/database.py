@@ -28,7 +28,7 @@ from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 
 from litellm_runner import validate
-from litellm_runner.gates import capacity
+from litellm_runner.gates import GateError, capacity
 from litellm_runner.pyinfra_ext.database import (
     DBCTL_TIMEOUT,
     capacity_inputs,
@@ -79,7 +79,7 @@ def check_capacity(d, desired) -> None:
     c = capacity_inputs(d)
     try:
         capacity.check(c["workers"], c["pool"], found["max_connections"], c["other_clients"], c["reserve"])
-    except capacity.CapacityError as exc:
+    except GateError as exc:
         files = sorted(
             {
                 validate.source(host.state.inventory, host)(k)

@@ -48,7 +48,7 @@ from pyinfra.api import FactBase, FunctionCommand, StringCommand, operation
 
 from litellm_runner.pyinfra_ext import drift, snapshot
 from litellm_runner.pyinfra_ext.facts import InstalledPackages, SystemPython, as_account
-from litellm_runner.pyinfra_ext.operations import venv_replaces_prisma
+from litellm_runner.pyinfra_ext.operations import failed, venv_replaces_prisma
 from litellm_runner.render import engine_environment, uses_database, venv
 from litellm_runner.resources import locate
 
@@ -172,14 +172,13 @@ def unavailable(version: str | None, cause: str) -> str:
 
 def _fail_alone(state, host, text):
     """Fail this item only: logged in red, the host counted failed (pyinfra exits 1), its other operations run."""
-    host.log_styled(text, fg="red", log_func=logger.error)
+    failed(host, text)
     state.failed_hosts.add(host)  # not fail_hosts(): that would stop the host's remaining operations
     return True
 
 
 def _refuse(state, host, text):
-    host.log_styled(text, fg="red", log_func=logger.error)
-    return False
+    return failed(host, text)
 
 
 @operation()

@@ -19,12 +19,23 @@ from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 
 from litellm_runner import layout
+from litellm_runner.gates import GateError
 from litellm_runner.gates import cve as cve_gate
 from litellm_runner.pyinfra_ext import snapshot
 from litellm_runner.pyinfra_ext.facts import SystemPython, VenvState
 from litellm_runner.pyinfra_ext.operations import file, system_packages, venv_audit, venv_drift, venv_requirements
 from litellm_runner.render import venv
 from litellm_runner.resources import locate
+
+
+def cve_findings(installed: dict[str, str]) -> str | None:
+    """The CVE gate on the INSTALLED packages ``{name: version}`` (one pip-audit per distinct venv per run):
+    its refusal text, or None (``venv_audit`` fails the host with it)."""
+    try:
+        cve_gate.audit_installed(installed)
+    except GateError as exc:
+        return exc.message
+    return None
 
 
 def refuse_untrusted(found: dict) -> None:
@@ -87,7 +98,7 @@ def apply():
         venv_requirements(
             name=f"Venv {venv(d)} satisfies its pins | py-01",  # its lock, exactly
             venv=venv(d),
-            lock_text=text,
+            locked=cve_gate.locked_versions(text),
             lock_path=path,
             python=d.litellm_python,
             python_version=version,
@@ -97,6 +108,10 @@ def apply():
         )
     ]
     venv_audit(
-        name=f"Venv {venv(d)} has no known vulnerability | py-01", venv_path=venv(d), lock_text=text, _timeout=600
+        name=f"Venv {venv(d)} has no known vulnerability | py-01",
+        venv_path=venv(d),
+        locked=cve_gate.locked_versions(text),
+        audit=cve_findings,
+        _timeout=600,
     )
     return ops

@@ -10,12 +10,16 @@ else than its managed file. Last, once the units run root's code, the account's 
 the old layout are quarantined (fs-03).
 """
 
+import json
+
 from pyinfra import host
+from pyinfra.api.exceptions import DeployError
 
 from litellm_runner import layout
+from litellm_runner.gates import GateError, cache
 from litellm_runner.gates import units as unit_gate
 from litellm_runner.pyinfra_ext import snapshot
-from litellm_runner.pyinfra_ext.facts import SystemdVersion
+from litellm_runner.pyinfra_ext.facts import HostExposure, SystemdVersion
 from litellm_runner.pyinfra_ext.operations import (
     file,
     no_account_plants,
@@ -25,6 +29,35 @@ from litellm_runner.pyinfra_ext.operations import (
     user_unit_sources,
 )
 from litellm_runner.render import render_units, wanted_units
+
+
+def exposure_lines(host, units: dict[str, str], systemd: str | None = None) -> list[str]:
+    """HOST's ``HostExposure`` of UNITS, from the gate cache when this SYSTEMD scored these units before.
+
+    SYSTEMD is the host snapshot's ``systemctl --version``; without it nothing is cached.
+    """
+    key = cache.key("host-units", json.dumps(units, sort_keys=True), systemd) if systemd else None
+    timeout = HostExposure.TIMEOUT + 60
+    return cache.cached(key, lambda: list(host.get_fact(HostExposure, units=units, _timeout=timeout) or [])) or []
+
+
+def check_exposure(host, units: dict[str, str], threshold: float, systemd: str | None = None) -> dict[str, float]:
+    """The unit hardening gate for pyinfra's HOST, called while it prepares: its scores, or DeployError
+    (pyinfra exits 1) before any operation runs on any host.
+
+    The scores are the ``HostExposure`` fact (one remote command), kept in the gate cache by the
+    rendered UNITS and the host's SYSTEMD version (``exposure_lines``): a host whose units and
+    systemd were scored before costs no command. The refusal names the host, its systemd, each
+    service above THRESHOLD and the setting to change.
+    """
+    try:
+        return unit_gate.check_host(host.name, exposure_lines(host, units, systemd), units, threshold)
+    except GateError as exc:
+        raise DeployError(
+            f"refusing to touch any host: litellm_unit_exposure_max = {threshold!r}: "
+            f"{exc.message.replace(chr(10), chr(10) + '    ')}\n    expected every rendered service "
+            f"(litellm_services, litellm_timers) at or below {threshold} as this host's systemd scores it"
+        ) from None
 
 
 def apply(restart_inputs: dict[str, list], rollback: dict | None = None, hold: list | None = None):
@@ -40,8 +73,7 @@ def apply(restart_inputs: dict[str, list], rollback: dict | None = None, hold: l
     d = host.data
     unit_dir = layout.UNITS
     # the exposure threshold as this host's own systemd scores the units (gates/units.py), before any unit is written
-    systemd = snapshot.fact(SystemdVersion)
-    unit_gate.refuse_on_host(host, render_units(d), d.litellm_unit_exposure_max, systemd)
+    check_exposure(host, render_units(d), d.litellm_unit_exposure_max, snapshot.fact(SystemdVersion))
     files = {}
     for unit, text in render_units(d).items():
         files[unit] = file(

@@ -5,7 +5,7 @@
 
 Runs this project's deploy in pyinfra's change detection (``--dry``) against
 the inventory and prints, per host, each drifted item and what differs.
-Exit codes (litellm_runner.cli.exitcodes; like ``terraform plan -detailed-exitcode``):
+Exit codes (litellm_runner.exitcodes; like ``terraform plan -detailed-exitcode``):
 
     0  every host matches its desired state
     2  at least one host has drifted (and every host was reached and checked)
@@ -57,8 +57,7 @@ from dataclasses import dataclass, field
 from typing import IO, TextIO
 from xml.sax.saxutils import escape
 
-from litellm_runner import shown, validate
-from litellm_runner.cli import exitcodes
+from litellm_runner import exitcodes, shown, validate
 from litellm_runner.cli.dryrun import EVENT
 from litellm_runner.cli.validate import validate_project
 from litellm_runner.resources import project
@@ -349,7 +348,7 @@ def pyinfra_usage_problem(extra: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m litellm_runner.cli.check") -> int:
-    """The drift check: exit codes of litellm_runner.cli.exitcodes (0 no drift, 2 drift, 1 could not check)."""
+    """The drift check: exit codes of litellm_runner.exitcodes (0 no drift, 2 drift, 1 could not check)."""
     try:
         return _main(argv, prog)
     except KeyboardInterrupt:  # pyinfra (same process group) got it too, and was stopped by run_dry

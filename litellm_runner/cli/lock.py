@@ -15,7 +15,7 @@ is locked the same way, in the project (``--project DIR``, default: this folder)
 the lock of the host's Python with ``pip install --require-hashes --no-deps``; the CVE gate refuses pins
 without a current lock. Wheels only: an sdist would need build tools that --require-hashes cannot pin.
 
-Exit codes (litellm_runner.cli.exitcodes): 0 locked, 1 could not lock (no uv, unresolvable pins), 64 usage.
+Exit codes (litellm_runner.exitcodes): 0 locked, 1 could not lock (no uv, unresolvable pins), 64 usage.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import shutil
 import subprocess
 import sys
 
-from litellm_runner.cli import exitcodes
+from litellm_runner import exitcodes
 from litellm_runner.gates.cve import PYTHONS, lock_path
 
 PLATFORM = "x86_64-manylinux_2_28"  # Debian 12 and 13 on x86_64 (glibc 2.36, 2.41)
@@ -75,7 +75,7 @@ def lock(pins: pathlib.Path, python: str, root: pathlib.Path) -> pathlib.Path:
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m litellm_runner.cli.lock") -> int:
-    """Lock PINS for every host Python; exit codes of litellm_runner.cli.exitcodes."""
+    """Lock PINS for every host Python; exit codes of litellm_runner.exitcodes."""
     parser = exitcodes.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument(
         "--project", type=pathlib.Path, metavar="DIR", help="the project holding the pins (default: this folder)"

@@ -5,7 +5,7 @@
     python -m litellm_runner.cli.main COMMAND [ARGS...]
 
 Each subcommand is the ``main(argv, prog)`` of its module, which also runs alone
-(``python -m MODULE``); every one exits with the codes of litellm_runner.cli.exitcodes.
+(``python -m MODULE``); every one exits with the codes of litellm_runner.exitcodes.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import importlib
 import importlib.metadata
 import sys
 
-from litellm_runner.cli import exitcodes
+from litellm_runner import exitcodes
 
 PROG = "litellm-runner"
 COMMANDS = {  # subcommand -> (module with main(argv, prog), summary)

@@ -19,11 +19,11 @@ from what the runner already reads (docs/report.md):
 - open: the drift this report's check found, and every verification that failed.
 
 The host is read by one dry run: the drift check's (deploy.py) followed by
-litellm_runner/pyinfra_ext/report_facts.py (no operation, only bounded reads, each failing alone).
+litellm_runner/cli/report_facts.py (no operation, only bounded reads, each failing alone).
 Nothing is changed. Every string from a host is escaped and the host's known secrets are shown as
 fingerprints (``litellm_runner.shown``), in the JSON and the Markdown alike.
 
-Exit codes (litellm_runner.cli.exitcodes): 0 nothing open, 2 something open, 1 a host or a part of
+Exit codes (litellm_runner.exitcodes): 0 nothing open, 2 something open, 1 a host or a part of
 the report could not be read (named in the report and on stderr), 64 usage error.
 """
 
@@ -40,14 +40,13 @@ import tempfile
 
 from packaging.utils import canonicalize_name
 
-from litellm_runner import shown
-from litellm_runner.cli import exitcodes
+from litellm_runner import exitcodes, shown
 from litellm_runner.cli.check import PARALLEL, positive, report_of, run_dry
 from litellm_runner.cli.check import SCHEMA as CHECK_SCHEMA
 from litellm_runner.resources import project
 
 SCHEMA = "litellm-runner/remediation-report"
-FACTS_FILE = pathlib.Path(__file__).resolve().parents[1] / "pyinfra_ext" / "report_facts.py"
+FACTS_FILE = pathlib.Path(__file__).resolve().parent / "report_facts.py"
 RECORD = "LITELLM_REPORT_RECORD"  # report_facts.RECORD (that module imports pyinfra: not imported here)
 CONTROL = re.compile(r"\|\s*([a-z]+-[0-9]+)\s*$")
 SWEEP = "sweep "  # the kind prefix of the account sweep's drift records (pyinfra_ext/sweep.py)

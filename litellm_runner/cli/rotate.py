@@ -19,7 +19,7 @@ Values travel over a pipe to pyinfra and over standard input to the host, never 
 in the environment, in the output or in a log. Secrets from the environment (which wins over the
 file) are refused, with the exact steps to move them into the file.
 
-Exit codes (litellm_runner.cli.exitcodes): 0 rotated and proved, 1 a step failed (the message says
+Exit codes (litellm_runner.exitcodes): 0 rotated and proved, 1 a step failed (the message says
 which and what is in force), 64 usage error (nothing touched).
 """
 
@@ -31,8 +31,7 @@ import pathlib
 import subprocess
 import sys
 
-from litellm_runner import rotation
-from litellm_runner.cli import exitcodes
+from litellm_runner import exitcodes, rotation
 from litellm_runner.pyinfra_ext.rotation import INPUT_FD
 from litellm_runner.resources import project, shipped
 from litellm_runner.secrets import SecretError

@@ -10,7 +10,7 @@ docs/validate.md lists every check). Every problem is printed at once, each nami
 line), the key, the value (masked if secret) and the expected form. Every pyinfra run (converge,
 ``--dry``, ``litellm-runner check``) runs the same checks before it connects.
 
-Exit codes (litellm_runner.cli.exitcodes): 0 valid, 1 a problem (or no project), 64 usage, 130 Ctrl-C.
+Exit codes (litellm_runner.exitcodes): 0 valid, 1 a problem (or no project), 64 usage, 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pathlib
 import sys
 import traceback
 
-from litellm_runner.cli import exitcodes
+from litellm_runner import exitcodes
 
 
 def load_inventory(project: pathlib.Path, inventory: str):

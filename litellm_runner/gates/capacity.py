@@ -9,11 +9,12 @@ before its first operation; it never changes max_connections (a restart of a
 shared server drops every client).
 
     check(4, 25, 100, other_clients=5, reserve=10)
-    # CapacityError: 4 workers x 25 pool = 100 + 5 other clients + 10 reserve = 115 > max_connections 100
+    # GateError: 4 workers x 25 pool = 100 + 5 other clients + 10 reserve = 115 > max_connections 100
 """
 
 from __future__ import annotations
 
+from litellm_runner.gates import GateError
 from litellm_runner.settings import DEFAULTS
 
 HEALTH_SERVER_CONNECTIONS = 1  # litellm-health-server: one probe at a time, shared by every request
@@ -26,10 +27,6 @@ CLIENTS = {  # connections each host tool may hold at once (each one bounds itse
 }
 OTHER_CLIENTS: int = DEFAULTS["litellm_db_other_clients"]  # 5, sum(CLIENTS.values()) (test_capacity checks it)
 RESERVE: int = DEFAULTS["litellm_db_reserve_connections"]  # superuser_reserved_connections (3) + psql, migrations
-
-
-class CapacityError(ValueError):
-    """The connections the proxy may open do not fit; the message shows the arithmetic."""
 
 
 def needed(num_workers: int, pool_limit: int, other_clients: int = OTHER_CLIENTS, reserve: int = RESERVE) -> int:
@@ -50,7 +47,7 @@ def arithmetic(num_workers, pool_limit, max_connections, other_clients=OTHER_CLI
 def check(
     num_workers: int, pool_limit: int, max_connections: int, other_clients: int = OTHER_CLIENTS, reserve: int = RESERVE
 ) -> str:
-    """Return the arithmetic when it fits; raise CapacityError (with the arithmetic) when it does not."""
+    """Return the arithmetic when it fits; raise GateError (with the arithmetic) when it does not."""
     for name, value in (
         ("num_workers", num_workers),
         ("pool_limit", pool_limit),
@@ -59,11 +56,11 @@ def check(
         ("reserve", reserve),
     ):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise CapacityError(f"capacity: {name} = {value!r}: expected a whole number >= 0")
+            raise GateError(f"capacity: {name} = {value!r}: expected a whole number >= 0")
     text = arithmetic(num_workers, pool_limit, max_connections, other_clients, reserve)
     if needed(num_workers, pool_limit, other_clients, reserve) > max_connections:
         fit = max(0, (max_connections - other_clients - reserve) // max(num_workers, 1))
-        raise CapacityError(
+        raise GateError(
             f"{text}: the proxy can exhaust PostgreSQL. Expected general_settings.database_connection_pool_limit "
             f"<= {fit} for {num_workers} workers, or fewer litellm_num_workers, or PostgreSQL's max_connections "
             f"raised to at least {needed(num_workers, pool_limit, other_clients, reserve)} "

@@ -51,8 +51,8 @@ import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from litellm_runner.cli import exitcodes
-from litellm_runner.gates import cache, osv_server
+from litellm_runner import exitcodes
+from litellm_runner.gates import GateError, cache, osv_server
 from litellm_runner.resources import shipped
 
 IGNORED = shipped("files", "advisories", "ignored.yaml")
@@ -61,10 +61,6 @@ RELOCK = "run `litellm-runner lock` (`make lock` in a clone)"  # how a stale or 
 PYTHONS = ("3.11", "3.13")  # the hosts' interpreters: Debian 12, Debian 13
 # PyPI releases that were compromised (credential stealer): never locked, never accepted installed.
 COMPROMISED = {"litellm": {"1.82.7", "1.82.8"}}
-
-
-class CveGateError(RuntimeError):
-    """Known-vulnerable pins, or input the gate cannot audit; the message lists every problem."""
 
 
 def _pip_audit() -> str:
@@ -167,12 +163,12 @@ def lock_problems(pins, lock) -> list[str]:
 
 # -- waivers ----------------------------------------------------------------------------------
 def load_ignored(path=IGNORED, today: datetime.date | None = None) -> set[str]:
-    """The advisory ids waived by PATH; CveGateError on a missing field or an expired waiver."""
+    """The advisory ids waived by PATH; GateError on a missing field or an expired waiver."""
     today = today or datetime.date.today()
     entries = (yaml.safe_load(pathlib.Path(path).read_text()) or []) if pathlib.Path(path).exists() else []
     problems, ids = [], set()
     if not isinstance(entries, list):
-        raise CveGateError(f"{path}: expected a list of {{id, reason, expires}} entries")
+        raise GateError(f"{path}: expected a list of {{id, reason, expires}} entries")
     for i, entry in enumerate(entries):
         entry = entry if isinstance(entry, dict) else {}
         missing = [f for f in ("id", "reason", "expires") if not entry.get(f)]
@@ -199,7 +195,7 @@ def load_ignored(path=IGNORED, today: datetime.date | None = None) -> set[str]:
         else:
             ids.add(str(entry["id"]))
     if problems:
-        raise CveGateError("CVE gate waivers are invalid:\n  " + "\n  ".join(problems))
+        raise GateError("CVE gate waivers are invalid:\n  " + "\n  ".join(problems))
     return ids
 
 
@@ -226,12 +222,12 @@ def _run(text: str, flags: tuple, online: bool, advisories) -> list[dict]:
             try:
                 proc = _pip_audit_run(base + extra)
             except subprocess.TimeoutExpired:
-                raise CveGateError(f"pip-audit did not answer within {TIMEOUT}s") from None
+                raise GateError(f"pip-audit did not answer within {TIMEOUT}s") from None
             # exit 1 means "vulnerabilities found"; the JSON on stdout says which
             try:
                 return json.loads(proc.stdout)["dependencies"]
             except (ValueError, KeyError):
-                raise CveGateError(f"pip-audit failed (exit {proc.returncode}): {proc.stderr.strip()[-800:]}") from None
+                raise GateError(f"pip-audit failed (exit {proc.returncode}): {proc.stderr.strip()[-800:]}") from None
 
         if online:
             return audit([])
@@ -310,7 +306,7 @@ def _mode() -> str:
 
 
 def _refuse(what: str, found: list[str], problems: tuple[str, ...] | list[str] = ()) -> None:
-    """Raise CveGateError listing FOUND vulnerabilities in WHAT, then other PROBLEMS; nothing to say: return."""
+    """Raise GateError listing FOUND vulnerabilities in WHAT, then other PROBLEMS; nothing to say: return."""
     parts = []
     if found:
         parts.append(f"CVE gate refuses {what}, known-vulnerable packages [{_mode()}]:\n  " + "\n  ".join(found))
@@ -321,14 +317,14 @@ def _refuse(what: str, found: list[str], problems: tuple[str, ...] | list[str] =
             + "\n  ".join(problems)
         )
     if parts:
-        raise CveGateError("\n".join(parts))
+        raise GateError("\n".join(parts))
 
 
 LOCK_FLAGS = ("--no-deps", "--disable-pip", "--require-hashes")  # exactly what the lock installs
 
 
 def audit_lock(lock, advisories=None, ignored=IGNORED) -> list[dict]:
-    """Audit exactly the packages LOCK installs; CveGateError naming ids and fixed versions."""
+    """Audit exactly the packages LOCK installs; GateError naming ids and fixed versions."""
     _refuse(str(lock), _findings(pathlib.Path(lock).read_text(), LOCK_FLAGS, advisories, ignored))
     return []
 
@@ -344,7 +340,7 @@ def audit_requirements(path, advisories=None, ignored=IGNORED) -> list[dict]:
     try:
         pins = parse_pins(path.read_text(), str(path))
     except ValueError as exc:
-        raise CveGateError(f"CVE gate cannot read the pins: {exc}: expected NAME==VERSION or NAME>=VERSION") from None
+        raise GateError(f"CVE gate cannot read the pins: {exc}: expected NAME==VERSION or NAME>=VERSION") from None
     locks = lock_paths(path)
     problems = (
         []
@@ -419,11 +415,9 @@ def _make_sbom(text: str, advisories) -> str:
             proc = _pip_audit_run(cmd)
             bom = json.loads(proc.stdout)
         except subprocess.TimeoutExpired:
-            raise CveGateError(f"pip-audit did not answer within {TIMEOUT}s") from None
+            raise GateError(f"pip-audit did not answer within {TIMEOUT}s") from None
         except ValueError:
-            raise CveGateError(
-                f"pip-audit made no SBOM (exit {proc.returncode}): {proc.stderr.strip()[-800:]}"
-            ) from None
+            raise GateError(f"pip-audit made no SBOM (exit {proc.returncode}): {proc.stderr.strip()[-800:]}") from None
     refs = {c["bom-ref"]: f"pkg:pypi/{canonicalize_name(c['name'])}@{c['version']}" for c in bom.get("components", [])}
     bom.pop("serialNumber", None)
     bom.get("metadata", {}).pop("timestamp", None)
@@ -445,15 +439,15 @@ def _make_sbom(text: str, advisories) -> str:
 
 
 def main(argv=None, prog: str = "python -m litellm_runner.gates.cve") -> int:
-    """Audit the locks of PINS: exit codes of litellm_runner.cli.exitcodes (0 clean, 1 refused or failed)."""
+    """Audit the locks of PINS: exit codes of litellm_runner.exitcodes (0 clean, 1 refused or failed)."""
     parser = exitcodes.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("pins", metavar="PINS.txt", help="the venv pins, e.g. files/litellm-venv-requirements.txt")
     pins = parser.parse_args(argv).pins
     try:
         audit_requirements(pins)
-    except CveGateError as exc:
+    except GateError as exc:
         print(exc, file=sys.stderr)
-        return exitcodes.FAILED
+        return exc.code
     except OSError as exc:
         print(f"CVE gate cannot read {pins}: {exc.strerror or exc}", file=sys.stderr)
         return exitcodes.FAILED

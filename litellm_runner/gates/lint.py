@@ -45,8 +45,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from litellm_runner import envfile, mcp
-from litellm_runner.cli import exitcodes
+from litellm_runner import envfile, exitcodes, mcp
 from litellm_runner.settings import DEFAULTS
 
 PLACEHOLDERS = tuple(DEFAULTS["litellm_env_placeholders"])  # the values the env file writes empty
@@ -291,7 +290,7 @@ def exit_code(findings: list[Finding]) -> int:
 
 
 def main(argv=None, prog: str = "python -m litellm_runner.gates.lint") -> int:
-    """Lint CONFIG (and --env-file): exit codes of litellm_runner.cli.exitcodes (0 clean, 1 critical, 2 warnings)."""
+    """Lint CONFIG (and --env-file): exit codes of litellm_runner.exitcodes (0 clean, 1 critical, 2 warnings)."""
     parser = exitcodes.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("config", help="LiteLLM config.yaml")
     parser.add_argument("--env-file", help="the proxy's env file (KEY=value lines)")

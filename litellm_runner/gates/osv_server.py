@@ -25,7 +25,7 @@ import time
 
 from packaging.version import InvalidVersion, Version
 
-from litellm_runner.cli import exitcodes
+from litellm_runner import exitcodes
 from litellm_runner.resources import shipped
 
 ADVISORIES = shipped("files", "advisories", "osv.json")
@@ -130,7 +130,7 @@ def serve(path=ADVISORIES):
 
 
 def main(argv=None, prog: str = "python -m litellm_runner.gates.osv_server") -> int:
-    """Serve ADVISORIES until interrupted, printing the URL: exit codes of litellm_runner.cli.exitcodes."""
+    """Serve ADVISORIES until interrupted, printing the URL: exit codes of litellm_runner.exitcodes."""
     parser = exitcodes.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument(
         "advisories", metavar="ADVISORIES.json", nargs="?", default=ADVISORIES, help=f"default {ADVISORIES}"

@@ -8,7 +8,7 @@ For every host, collecting every problem of every host before refusing:
    checked further: the gates below need typed data.
 2. config security lint (lint.lint_config) on the config the deploy WILL render
    (render.render_config) with the env values the env file WILL hold (the
-   secret source, placeholders blanked as secrets.env_file writes them).
+   secret source, placeholders blanked as the env file operation writes them).
    Critical findings refuse (id, severity, key, never a value); warnings are
    printed and the run goes on.
 3. CVE gate before install: the real pip-audit, offline by default, on the file
@@ -29,8 +29,8 @@ from __future__ import annotations
 import yaml
 
 from litellm_runner import secrets
+from litellm_runner.gates import GateError, lint
 from litellm_runner.gates import cve as cve_gate
-from litellm_runner.gates import lint
 from litellm_runner.render import render_config
 from litellm_runner.resources import locate
 from litellm_runner.schema import SchemaError, validate
@@ -87,7 +87,7 @@ def _cve(data, src) -> list[str]:
     else:
         try:
             cve_gate.audit_requirements(path)  # one pip-audit per distinct set of pins per run
-        except cve_gate.CveGateError as exc:
+        except GateError as exc:
             text = str(exc).replace("\n", "\n    ")
     return [f"{src('litellm_venv_requirements')}: litellm_venv_requirements = {req!r}: {text}"] if text else []
 

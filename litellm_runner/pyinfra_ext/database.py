@@ -13,7 +13,6 @@ import base64
 import datetime
 import hashlib
 import json
-import logging
 import os
 import pathlib
 import secrets
@@ -25,10 +24,9 @@ from pyinfra.api import FactBase, FunctionCommand, operation
 
 from litellm_runner import layout, shown
 from litellm_runner.pyinfra_ext import drift, snapshot
-from litellm_runner.pyinfra_ext.operations import _run, diff_wanted, show_diff
+from litellm_runner.pyinfra_ext.operations import diff_wanted, failed, run_command, show_diff
 from litellm_runner.resources import project, shipped
-
-logger = logging.getLogger("litellm_runner")
+from litellm_runner.settings import DEFAULTS
 
 DBCTL_TIMEOUT = 120  # seconds for one dbctl plan or apply command (pyinfra _timeout)
 PLAN_LIMIT = DBCTL_TIMEOUT - 20  # seconds dbctl plan may run before it is stopped (its item fails alone)
@@ -61,13 +59,11 @@ def desired_state(data) -> dict:
 
 def capacity_inputs(data) -> dict:
     """The numbers of the capacity check, from host data (capacity.py)."""
-    from litellm_runner.gates.capacity import OTHER_CLIENTS, RESERVE
-
     return {
         "workers": int(data.litellm_num_workers),
         "pool": int(dict(data.general_settings).get("database_connection_pool_limit", DEFAULT_POOL_LIMIT)),
-        "other_clients": int(getattr(data, "litellm_db_other_clients", OTHER_CLIENTS)),
-        "reserve": int(getattr(data, "litellm_db_reserve_connections", RESERVE)),
+        "other_clients": int(getattr(data, "litellm_db_other_clients", DEFAULTS["litellm_db_other_clients"])),
+        "reserve": int(getattr(data, "litellm_db_reserve_connections", DEFAULTS["litellm_db_reserve_connections"])),
     }
 
 
@@ -201,14 +197,14 @@ def deliver_key(host_name: str, alias: str, raw: str, base: pathlib.Path | None 
 def _dbctl_failed(state, host, what: str) -> bool:
     """Fail this database item only: logged in red, the host counted failed (pyinfra exits 1), its other
     operations still run (the database operations are called with ``_ignore_errors``)."""
-    host.log_styled(f"{host.name}: {shown.escape(what)}", fg="red", log_func=logger.error)
+    failed(host, f"{host.name}: {shown.escape(what)}")
     state.failed_hosts.add(host)  # not fail_hosts(): that would stop the host's remaining operations
     return False
 
 
 def _dbctl_apply(state, host, command: str, scope: str) -> bool:
     """Run dbctl apply for SCOPE; a failure fails this item only (``_dbctl_failed``) with dbctl's one line."""
-    ok, out = _run(host, command, DBCTL_TIMEOUT)
+    ok, out = run_command(host, command, DBCTL_TIMEOUT)
     if ok:
         return True
     line = ((out.stderr or out.stdout).strip().splitlines() or [""])[-1].removeprefix("litellm-dbctl: ")

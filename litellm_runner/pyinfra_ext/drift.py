@@ -18,7 +18,7 @@ import os
 
 from pyinfra import host
 
-from litellm_runner import shown
+from litellm_runner import secrets, shown
 
 _RECORDS: dict[str, list[dict]] = {}
 
@@ -38,8 +38,6 @@ _KNOWN: dict = {}
 
 def known_secrets() -> list[str]:
     """The current host's secret values (``secrets.known``), read once per host and run."""
-    from litellm_runner import secrets  # secrets' operations record drift: imported when first asked
-
     key = (id(host.state), host.name)
     if key not in _KNOWN or _KNOWN[key][0] is not host.state:
         _KNOWN[key] = (host.state, secrets.known(host.data))

@@ -366,3 +366,51 @@ class SystemPackages(FactBase):
 
     def process(self, output):
         return json.loads("\n".join(output))["debs"]
+
+
+class HostExposure(FactBase):
+    """The services of UNITS scored by the host's own ``systemd-analyze security --offline --user``.
+
+    Returns the output lines of ``unit_gate_script``: ``systemd-analyze --version``, the scores and
+    ``unit-gate-exit N``; the unit hardening gate (``gates/units.check_host``) reads them.
+
+    .. code:: python
+
+        host.get_fact(HostExposure, units=render_units(host.data))
+    """
+
+    TIMEOUT = 60  # seconds for the host's systemd-analyze run
+
+    def command(self, units):
+        return unit_gate_script(units, self.TIMEOUT)
+
+    def process(self, output):
+        return list(output)
+
+
+def unit_gate_script(units: dict[str, str], timeout: int) -> str:
+    """POSIX sh that scores the services of UNITS with the host's own systemd-analyze (TIMEOUT seconds).
+
+    Written for root on the host: the units go, base64-decoded (no text of
+    theirs reaches the shell), into a fresh ``mktemp -d`` directory under /run (0700,
+    root's), which is removed afterwards; nothing on the host changes. Prints
+    ``systemd-analyze --version``, the scores, and ``unit-gate-exit N``; it
+    always exits 0 so the fact sees a failure of systemd-analyze as text.
+    """
+    services = {n: t for n, t in units.items() if n.endswith(".service")}
+    writes = "".join(
+        f'printf %s {shlex.quote(base64.b64encode(text.encode()).decode())} | base64 -d > "$d"/units/{shlex.quote(n)}\n'
+        for n, text in sorted(services.items())
+    )
+    paths = " ".join(f'"$d"/units/{shlex.quote(n)}' for n in sorted(services))
+    return (
+        # the units under /run (root's); systemd-analyze --offline makes its own /tmp/systemd-temporary-* (root, 0700)
+        "d=$(mktemp -d /run/litellm-unit-gate.XXXXXX) && trap 'rm -rf \"$d\"' EXIT && "
+        'mkdir -m 0700 "$d"/units "$d"/runtime && {\n'
+        f"{writes}"
+        "systemd-analyze --version | head -n 1\n"
+        f'XDG_RUNTIME_DIR="$d"/runtime SYSTEMD_COLORS=0 timeout {timeout} systemd-analyze security '
+        "--offline=yes "
+        f"--user --no-pager {paths} 2>&1; echo unit-gate-exit $?\n"
+        "}"
+    )

@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import shlex
+from collections.abc import Callable
 from io import BytesIO, StringIO
 
 from packaging.version import InvalidVersion, Version
@@ -28,7 +29,6 @@ from pyinfra.operations import apt
 from pyinfra.operations.util.files import generate_color_diff
 
 from litellm_runner import layout, query_engine, shown
-from litellm_runner.gates import cve as cve_gate
 from litellm_runner.pyinfra_ext import drift, snapshot
 from litellm_runner.pyinfra_ext.facts import (
     AccountPlants,
@@ -227,7 +227,7 @@ class Content:
         return f"<{len(self.text)} characters>"
 
 
-def _run(host, command: str, timeout: int, escalate: bool = True):
+def run_command(host, command: str, timeout: int, escalate: bool = True):
     """Run COMMAND from a FunctionCommand with the operation's connection arguments (sudo...)."""
     args = {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in CONNECTOR_ARGUMENT_KEYS}
     if not escalate:
@@ -235,15 +235,22 @@ def _run(host, command: str, timeout: int, escalate: bool = True):
     return host.run_shell_command(StringCommand(command), **{**args, "_timeout": timeout})
 
 
-def _failed(host, what: str, output) -> bool:
-    host.log_styled(f"{what}: {(output.stderr or output.stdout).strip()[-500:]}", fg="red", log_func=logger.error)
+def failed(host, text: str) -> bool:
+    """Fail the FunctionCommand that calls it: TEXT logged in red as HOST's error, and False, which pyinfra
+    counts as the operation failed. The one way a function run at execution refuses (it cannot raise:
+    pyinfra would report a traceback, not the operator's message)."""
+    host.log_styled(text, fg="red", log_func=logger.error)
     return False
+
+
+def _failed(host, what: str, output) -> bool:
+    return failed(host, f"{what}: {(output.stderr or output.stdout).strip()[-500:]}")
 
 
 def _write_staged(state, host, dest: str, content: Content, user: str, group: str, mode: str, backups_keep: int):
     """Upload CONTENT into a fresh private directory of the connecting user, then have root's
     host-side code replace DEST with it (see ``hostside.write``); the directory is removed."""
-    ok, out = _run(host, "umask 077 && mktemp -d /tmp/litellm-runner.XXXXXXXXXX", 30, escalate=False)
+    ok, out = run_command(host, "umask 077 && mktemp -d /tmp/litellm-runner.XXXXXXXXXX", 30, escalate=False)
     if not ok:
         return _failed(host, f"{dest}: no private staging directory", out)
     stage = out.stdout.strip()
@@ -258,7 +265,7 @@ def _write_staged(state, host, dest: str, content: Content, user: str, group: st
             **{**args, "_timeout": 120},
         ):
             return _failed(host, f"{dest}: upload failed", out)
-        ok, out = _run(
+        ok, out = run_command(
             host,
             hostside(
                 "write",
@@ -275,7 +282,7 @@ def _write_staged(state, host, dest: str, content: Content, user: str, group: st
         )
         return ok or _failed(host, f"{dest}: not written", out)
     finally:
-        _run(host, f"rm -rf -- {q(stage)}", 30)
+        run_command(host, f"rm -rf -- {q(stage)}", 30)
 
 
 @operation()
@@ -555,7 +562,7 @@ def integrity_note(cost: dict | None) -> str:
 @operation()
 def venv_requirements(
     venv: str,
-    lock_text: str,
+    locked: dict[str, str],
     lock_path: str,
     python: str,
     user: str,
@@ -566,7 +573,7 @@ def venv_requirements(
     """Ensure the venv at VENV holds exactly the lock: every locked version, nothing else, all of it USER's.
 
     + venv: path of the virtual environment (created with PYTHON if missing)
-    + lock_text: the lock (``cve_gate.read_lock``), to compare with what is installed
+    + locked: the lock's exact versions ``{name: version}`` (``cve_gate.locked_versions``)
     + lock_path: the same lock as a file on the host, given to pip
     + python: system interpreter that creates the venv; python_version: its ``X.Y``
     + user, group: owner of the venv (root: ``layout.VENV``); pip runs as USER with a reset environment
@@ -585,7 +592,6 @@ def venv_requirements(
     """
     state = snapshot.fact(VenvState, venv=venv, user=user)
     installed = state["packages"]
-    locked = cve_gate.locked_versions(lock_text)
     changes = venv_drift(locked, installed)
     rebuild = venv_rebuild_reasons(state, python, python_version)
     broken = sorted(d for d in state["broken"] if d in (installed or {}) and d not in {c[0] for c in changes})
@@ -639,42 +645,32 @@ def venv_requirements(
 
 
 # -- CVE gate after converge ------------------------------------------------------------------
-def _cve_findings(installed: dict[str, str]) -> str | None:
-    """cve_gate.audit_installed on INSTALLED (one pip-audit per distinct venv per run): the refusal text or None."""
-    try:
-        cve_gate.audit_installed(installed)
-    except cve_gate.CveGateError as exc:
-        return str(exc)
-    return None
-
-
-def _fail(state, host, text):
-    host.log_styled(
+def _cve_refused(state, host, text):
+    return failed(
+        host,
         f"{text}\n  expected no known-vulnerable package in the venv: raise the pin in "
         "litellm_venv_requirements and run `litellm-runner lock`, or waive the advisory in "
         "files/advisories/ignored.yaml",
-        fg="red",
-        log_func=logger.error,
     )
-    return False
 
 
-def _audit_now(state, host, venv_path):
-    """At execution, after the venv operation ran: read what is installed now and audit it."""
-    ok, output = _run(host, InstalledPackages().command(venv_path), 120)  # through sudo when connected so
+def _audit_now(state, host, venv_path, audit):
+    """At execution, after the venv operation ran: read what is installed now and AUDIT it."""
+    ok, output = run_command(host, InstalledPackages().command(venv_path), 120)  # through sudo when connected so
     if not ok:
-        return _fail(state, host, f"CVE gate: cannot read the packages of {venv_path}")
+        return _cve_refused(state, host, f"CVE gate: cannot read the packages of {venv_path}")
     installed = InstalledPackages().process(output.stdout_lines)
-    text = _cve_findings(installed or {})
-    return _fail(state, host, text) if text else True
+    text = audit(installed or {})
+    return _cve_refused(state, host, text) if text else True
 
 
 @operation()
-def venv_audit(venv_path: str, lock_text: str):
+def venv_audit(venv_path: str, locked: dict[str, str], audit: Callable[[dict[str, str]], str | None]):
     """The installed venv at VENV_PATH has no known vulnerability (CVE gate, after converge).
 
     + venv_path: the host's venv
-    + lock_text: its lock (to know whether the venv operation before this one changes it)
+    + locked: its lock's versions (to know whether the venv operation before this one changes it)
+    + audit: the CVE gate on an installed set ``{name: version}``: its refusal text, or None
 
     A venv the run does not change is audited now, while pyinfra prepares,
     from the installed set the host snapshot already read (no remote command,
@@ -686,15 +682,15 @@ def venv_audit(venv_path: str, lock_text: str):
     advisory ids and fixed versions.
     """
     installed = snapshot.fact(InstalledPackages, venv=venv_path)
-    if installed is not None and not venv_drift(cve_gate.locked_versions(lock_text), installed):
-        text = _cve_findings(installed)
+    if installed is not None and not venv_drift(locked, installed):
+        text = audit(installed)
         if text is None:
             host.noop(f"{venv_path}: no known vulnerability")
             return
-        yield FunctionCommand(_fail, (text,), {})
+        yield FunctionCommand(_cve_refused, (text,), {})
         return
     drift.record("cve-gate", "venv not audited (it changes in this run)", "audited after install")
-    yield FunctionCommand(_audit_now, (venv_path,), {})
+    yield FunctionCommand(_audit_now, (venv_path, audit), {})
 
 
 # -- systemd user units -----------------------------------------------------------------------
@@ -861,12 +857,12 @@ def _gated(state, host, ctl: str, unit: str, action: str, ready_url: str, ready_
     """
 
     def run(command, timeout):
-        return _run(host, command, timeout)[0]
+        return run_command(host, command, timeout)[0]
 
     def restore() -> str:
         if not rollback or not op_changed(rollback["when"]):
             return "the config was not changed by this run, nothing to restore"
-        ok, out = _run(
+        ok, out = run_command(
             host,
             hostside("restore", {k: rollback[k] for k in ("user", "group", "mode")} | {"dest": rollback["path"]}),
             60,
@@ -883,27 +879,20 @@ def _gated(state, host, ctl: str, unit: str, action: str, ready_url: str, ready_
         + q(f"until curl -fsS -o /dev/null --max-time 5 {ready_url}; do sleep 2; done")
         + f" && {{ logger -t litellm-runner -- {q(f'{unit} ready: {ready_url}')} || true; }}"
     )
-    failed = _rollout_failed.get(id(state))
-    if failed:
+    stopped = _rollout_failed.get(id(state))
+    if stopped:
         what = restore()
-        host.log_styled(
-            f"{unit} not {action}ed: the rollout stopped after {failed} failed readiness; {what}",
-            fg="red",
-            log_func=logger.error,
-        )
-        return False
+        return failed(host, f"{unit} not {action}ed: the rollout stopped after {stopped} failed readiness; {what}")
     if run(f"{ctl} {action} {q(unit)}", 120) and run(wait, ready_timeout + 30):
         return True
     _rollout_failed.setdefault(id(state), host.name)
     what = restore()
     again = run(f"{ctl} restart {q(unit)}", 120) and run(wait, ready_timeout + 30)
-    host.log_styled(
+    return failed(
+        host,
         f"{unit} failed readiness ({ready_url} within {ready_timeout}s) after this run's changes; {what}; "
         f"restarted: {'ready again' if again else 'still not ready'}. Other hosts are left on their last good state.",
-        fg="red",
-        log_func=logger.error,
     )
-    return False
 
 
 @operation()
@@ -1036,7 +1025,7 @@ def engine_is_installed(found: dict | None, manifest_sha256: str) -> bool:
 
 def _install_engine(state, host, bundle: bytes, bundle_sha256: str, dest: str):
     """Upload BUNDLE into a fresh private directory of the connecting user, have root install it at DEST."""
-    ok, out = _run(host, "umask 077 && mktemp -d /tmp/litellm-runner.XXXXXXXXXX", 30, escalate=False)
+    ok, out = run_command(host, "umask 077 && mktemp -d /tmp/litellm-runner.XXXXXXXXXX", 30, escalate=False)
     if not ok:
         return _failed(host, f"{dest}: no private staging directory", out)
     stage = out.stdout.strip()
@@ -1053,10 +1042,10 @@ def _install_engine(state, host, bundle: bytes, bundle_sha256: str, dest: str):
             shlex.quote(a)
             for a in ("sh", "-c", ENGINE_INSTALL, "install", f"{stage}/engine.tar.gz", bundle_sha256, dest)
         )
-        ok, out = _run(host, command, ENGINE_INSTALL_TIMEOUT)
+        ok, out = run_command(host, command, ENGINE_INSTALL_TIMEOUT)
         return ok or _failed(host, f"{dest}: query engine not installed", out)
     finally:
-        _run(host, f"rm -rf -- {shlex.quote(stage)}", 30)
+        run_command(host, f"rm -rf -- {shlex.quote(stage)}", 30)
 
 
 @operation()

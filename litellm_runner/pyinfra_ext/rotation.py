@@ -10,7 +10,6 @@ the control machine: the host gets their sha256, as LiteLLM stores them.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import pathlib
 import shlex
@@ -21,8 +20,7 @@ from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 
 from litellm_runner import layout, rotation
 from litellm_runner.pyinfra_ext.database import new_key
-
-logger = logging.getLogger("litellm_runner")
+from litellm_runner.pyinfra_ext.operations import failed
 
 INPUT_FD = "LITELLM_ROTATE_INPUT_FD"  # the number of the pipe litellm-runner rotate writes its JSON into
 TIMEOUT = 300  # seconds for one litellm-rotate command (a lock wait, a large table)
@@ -58,8 +56,7 @@ def _last_line(out) -> str:
 
 
 def _fail(host, what: str) -> bool:
-    host.log_styled(f"{host.name}: {what}", fg="red", log_func=logger.error)
-    return False
+    return failed(host, f"{host.name}: {what}")
 
 
 def _rotate(state, host, selection: str, keys_dir: str, account: str, connect_timeout: int) -> bool:

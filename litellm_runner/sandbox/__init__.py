@@ -45,7 +45,7 @@ import sys
 import tempfile
 import time
 
-from litellm_runner.cli import exitcodes
+from litellm_runner import exitcodes
 
 REPO = pathlib.Path(__file__).resolve().parents[2]  # the clone: the sandbox is a tool of the repository
 STATE = REPO / ".sandbox"
@@ -488,7 +488,7 @@ def running() -> list[str]:
 
 
 def main(argv=None, prog: str = "python -m litellm_runner.sandbox") -> int:
-    """up, down, build or list sandboxes: exit codes of litellm_runner.cli.exitcodes."""
+    """up, down, build or list sandboxes: exit codes of litellm_runner.exitcodes."""
     parser = exitcodes.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("action", choices=["up", "down", "build", "list"])
     parser.add_argument("--name", default=DEFAULT_NAME)

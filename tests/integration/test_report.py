@@ -30,6 +30,7 @@ import pytest
 from litellm_runner import sandbox, shown
 from litellm_runner.envfile import fingerprint
 from litellm_runner.gates import units as unit_gate
+from litellm_runner.pyinfra_ext.facts import HostExposure
 from litellm_runner.secrets import read_secrets_file
 from tests.support.hosts import REPO
 
@@ -170,7 +171,7 @@ def test_the_unit_scores_are_the_hosts_own_systemd_analyze(mine, host):
     """Scored again from the installed unit files (not the rendered ones), by the host's systemd-analyze."""
     units = mine["verified"]["units"]
     installed = {name: host.out(f"cat /etc/systemd/user/{name}") for name in units["scores"]}
-    lines = host.out(unit_gate.host_script(installed), timeout=180).splitlines()
+    lines = host.out(HostExposure().command(installed), timeout=180).splitlines()
     version, scores = unit_gate.parse_host(sorted(installed), lines)
     assert (version, scores) == (units["systemd"], units["scores"])
     assert all(score <= units["threshold"] for score in scores.values())

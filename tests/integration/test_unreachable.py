@@ -18,8 +18,7 @@ import threading
 import pytest
 import yaml
 
-from litellm_runner import sandbox
-from litellm_runner.cli import exitcodes
+from litellm_runner import exitcodes, sandbox
 from litellm_runner.inventory import CONNECT_DEFAULTS
 from tests.support.hosts import REPO
 

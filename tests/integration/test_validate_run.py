@@ -14,8 +14,7 @@ import sys
 
 import pytest
 
-from litellm_runner import sandbox
-from litellm_runner.cli import exitcodes
+from litellm_runner import exitcodes, sandbox
 from tests.support.hosts import PYINFRA
 from tests.unit.test_validate import CASES, SECRETS, UNREACHABLE, append, project, reported
 

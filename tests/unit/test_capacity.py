@@ -2,7 +2,8 @@
 
 import pytest
 
-from litellm_runner.gates.capacity import CapacityError, check
+from litellm_runner.gates import GateError
+from litellm_runner.gates.capacity import check
 
 CASES = [  # workers, pool, max_connections, other, reserve, fits
     (4, 25, 100, 5, 10, False),  # the incident's own fix against a default PostgreSQL
@@ -24,7 +25,7 @@ def test_arithmetic(workers, pool, max_conn, other, reserve, fits):
     if fits:
         assert check(workers, pool, max_conn, other, reserve) == expected
     else:
-        with pytest.raises(CapacityError) as err:
+        with pytest.raises(GateError) as err:
             check(workers, pool, max_conn, other, reserve)
         assert str(err.value).startswith(expected)
         fit = (max_conn - other - reserve) // workers
@@ -34,14 +35,14 @@ def test_arithmetic(workers, pool, max_conn, other, reserve, fits):
 
 def test_incident_message():
     with pytest.raises(
-        CapacityError, match=r"^4 workers x 25 pool = 100 \+ 5 other clients \+ 10 reserve = 115 > max_connections 100"
+        GateError, match=r"^4 workers x 25 pool = 100 \+ 5 other clients \+ 10 reserve = 115 > max_connections 100"
     ):
         check(4, 25, 100, 5, 10)
 
 
 @pytest.mark.parametrize("bad", ["100", -1, True, None])
 def test_non_numbers_are_refused(bad):
-    with pytest.raises(CapacityError, match="max_connections = .*expected a whole number"):
+    with pytest.raises(GateError, match="max_connections = .*expected a whole number"):
         check(4, 25, bad)
 
 

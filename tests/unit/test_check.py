@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from litellm_runner.cli import exitcodes
+from litellm_runner import exitcodes
 from litellm_runner.cli.check import Progress, _read_events, build_report, human, junit, report_of, verdict
 from litellm_runner.cli.dryrun import EVENT
 

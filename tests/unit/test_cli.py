@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from litellm_runner.cli import exitcodes
+from litellm_runner import exitcodes
 from litellm_runner.cli.main import COMMANDS
 from litellm_runner.render import render_config
 from tests.unit.group_data import REPO, defaults

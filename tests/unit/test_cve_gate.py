@@ -6,16 +6,16 @@ import urllib.request
 
 import pytest
 
-from litellm_runner.gates import osv_server
+from litellm_runner.gates import GateError, osv_server
 from litellm_runner.gates.cve import (
     RELOCK,
-    CveGateError,
     audit_installed,
     audit_lock,
     audit_requirements,
     load_ignored,
     lock_path,
     lock_problems,
+    locked_versions,
 )
 from tests.unit.group_data import REPO
 
@@ -52,7 +52,7 @@ def write(tmp_path, text, name="requirements.txt"):
 def test_incident_pins_are_refused_with_ids_and_fixed_versions(tmp_path):
     """Pins without a lock: refused for that, and their exact pins audited so the ids are named."""
     req = write(tmp_path, "".join(f"{n}=={v}\n" for n, (v, _) in INCIDENT.items()))
-    with pytest.raises(CveGateError) as err:
+    with pytest.raises(GateError) as err:
         audit_requirements(req)
     text = str(err.value)
     assert text.startswith(f"CVE gate refuses {req}, known-vulnerable packages")
@@ -64,7 +64,7 @@ def test_incident_pins_are_refused_with_ids_and_fixed_versions(tmp_path):
 
 
 def test_incident_venv_after_converge_is_refused():
-    with pytest.raises(CveGateError, match="urllib3 2.5.0: CVE-2026-21441 \\(fixed in 2.6.3\\)"):
+    with pytest.raises(GateError, match="urllib3 2.5.0: CVE-2026-21441 \\(fixed in 2.6.3\\)"):
         audit_installed({"urllib3": "2.5.0", "requests": "2.32.3"})
 
 
@@ -83,7 +83,7 @@ def _copy_lock(tmp_path, name, version, lock=LOCK):
 
 def test_vulnerable_transitive_dependency_planted_in_the_lock_is_refused(tmp_path):
     """urllib3 comes in through requests/botocore too; 2.5.0 planted in a copy of the real lock."""
-    with pytest.raises(CveGateError) as err:
+    with pytest.raises(GateError) as err:
         audit_lock(_copy_lock(tmp_path, "urllib3", "2.5.0"))
     assert "urllib3 2.5.0: CVE-2025-66471 (fixed in 2.6.0)" in str(err.value)
     assert "known-vulnerable packages [offline (files/advisories/osv.json)]" in str(err.value)
@@ -116,14 +116,14 @@ def test_advisory_on_a_purely_transitive_package_refuses_the_real_lock(tmp_path)
         ),
         "osv.json",
     )
-    with pytest.raises(CveGateError, match=f"zipp {version}: TEST-ZIPP-1 \\(fixed in 99\\)"):
+    with pytest.raises(GateError, match=f"zipp {version}: TEST-ZIPP-1 \\(fixed in 99\\)"):
         audit_lock(LOCK, advisories=advisories)
     assert audit_lock(LOCK) == []
 
 
 def test_compromised_release_planted_in_the_lock_is_refused(tmp_path):
     lock = _copy_lock(tmp_path, "litellm", "1.82.7")
-    with pytest.raises(CveGateError, match="litellm 1.82.7: compromised release"):
+    with pytest.raises(GateError, match="litellm 1.82.7: compromised release"):
         audit_lock(lock)
     pins = write(tmp_path, "litellm>=1.80\n", "p.txt")
     assert any("litellm 1.82.7 is a compromised release" in p for p in lock_problems(pins, lock))
@@ -135,7 +135,7 @@ def test_stale_lock_is_refused(tmp_path):
     (tmp_path / "locks").mkdir()
     for python in ("3.11", "3.13"):
         lock_path(pins, python).write_text(lock_path(PINS, python).read_text())
-    with pytest.raises(CveGateError) as err:
+    with pytest.raises(GateError) as err:
         audit_requirements(pins)
     text = str(err.value)
     assert text.startswith(f"CVE gate refuses {pins}, it has no current lock")
@@ -145,7 +145,7 @@ def test_stale_lock_is_refused(tmp_path):
 @pytest.mark.parametrize("version", ["1.82.7", "1.82.8"])
 def test_compromised_litellm_is_refused(tmp_path, version):
     with pytest.raises(
-        CveGateError, match=f"litellm {version}: LITELLM-RUNNER-2026-0001 \\(no fixed version: .*compromised"
+        GateError, match=f"litellm {version}: LITELLM-RUNNER-2026-0001 \\(no fixed version: .*compromised"
     ):
         audit_requirements(write(tmp_path, f"litellm[proxy]=={version}\n"))
 
@@ -172,7 +172,7 @@ def test_waiver_with_expiry_skips_an_advisory(tmp_path):
         tmp_path, f"- id: CVE-2025-68481\n  reason: not reachable (ticket OPS-1)\n  expires: {future}\n", "ignored.yaml"
     )
     assert audit_installed({"fastapi-users": "14.0.2"}, ignored=ignored) == []
-    with pytest.raises(CveGateError, match="CVE-2025-68481"):
+    with pytest.raises(GateError, match="CVE-2025-68481"):
         audit_installed({"fastapi-users": "14.0.2"})
 
 
@@ -190,7 +190,7 @@ def test_waiver_with_expiry_skips_an_advisory(tmp_path):
     ],
 )
 def test_bad_waivers_are_errors(tmp_path, entry, message):
-    with pytest.raises(CveGateError, match=message.replace("(", "\\(").replace(")", "\\)")):
+    with pytest.raises(GateError, match=message.replace("(", "\\(").replace(")", "\\)")):
         load_ignored(write(tmp_path, entry, "ignored.yaml"))
 
 
@@ -208,12 +208,12 @@ def _venv_audit(installed, lock):
     from pyinfra.context import ctx_host
 
     from litellm_runner.pyinfra_ext.facts import InstalledPackages
-    from litellm_runner.tasks.python_env import venv_audit
+    from litellm_runner.tasks.python_env import cve_findings, venv_audit
     from tests.unit import fakehost
 
     fake = fakehost.FakeHost({InstalledPackages: installed})
     with ctx_host.use(fake):
-        commands = list(venv_audit._inner(venv_path="/r/venv", lock_text=lock))
+        commands = list(venv_audit._inner(venv_path="/r/venv", locked=locked_versions(lock), audit=cve_findings))
     assert all(isinstance(c, FunctionCommand) for c in commands)
     return commands, fake.noops
 
@@ -230,7 +230,7 @@ def test_vulnerable_unchanged_venv_fails_the_host_with_ids():
     commands, noops = _venv_audit(
         {"urllib3": "2.5.0", "pyasn1": "0.6.3", "pip": "23.0.1"}, _lock_text(urllib3="2.5.0", pyasn1="0.6.3")
     )
-    assert noops == [] and len(commands) == 1 and commands[0].function.__name__ == "_fail"
+    assert noops == [] and len(commands) == 1 and commands[0].function.__name__ == "_cve_refused"
     text = commands[0].args[0]
     assert "urllib3 2.5.0: CVE-2025-66471 (fixed in 2.6.0)" in text and "the installed venv" in text
 

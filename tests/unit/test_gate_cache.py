@@ -5,9 +5,9 @@ import shutil
 
 import pytest
 
-from litellm_runner.gates import cache, osv_server
+from litellm_runner.gates import GateError, cache, osv_server
 from litellm_runner.gates import cve as cve_gate
-from litellm_runner.gates.cve import CveGateError, audit_installed
+from litellm_runner.gates.cve import audit_installed
 
 CLEAN = {"urllib3": "2.8.0"}  # the locked urllib3: no advisory in the shipped file
 
@@ -53,7 +53,7 @@ def test_a_changed_advisory_file_gives_the_new_refusal_at_once(advisories, monke
     data = json.loads(advisories.read_text())
     data["vulns"].append(advisory("urllib3", "9.9.9", "CVE-2099-0001"))
     advisories.write_text(json.dumps(data))
-    with pytest.raises(CveGateError, match=r"urllib3 2.8.0: CVE-2099-0001 \(fixed in 9.9.9\)"):
+    with pytest.raises(GateError, match=r"urllib3 2.8.0: CVE-2099-0001 \(fixed in 9.9.9\)"):
         audit_installed(CLEAN, advisories=advisories)
 
 
@@ -71,7 +71,7 @@ def test_waivers_apply_to_a_cached_result(advisories, tmp_path, monkeypatch):
     data = json.loads(advisories.read_text())
     data["vulns"].append(advisory("urllib3", "9.9.9", "CVE-2099-0002"))
     advisories.write_text(json.dumps(data))
-    with pytest.raises(CveGateError, match="CVE-2099-0002"):
+    with pytest.raises(GateError, match="CVE-2099-0002"):
         audit_installed(CLEAN, advisories=advisories)
     waivers = tmp_path / "ignored.yaml"
     waivers.write_text("- id: CVE-2099-0002\n  reason: test waiver\n  expires: 2999-01-01\n")
@@ -111,25 +111,24 @@ class ScoringHost:
     def get_fact(self, fact, units, _timeout):
         import subprocess
 
-        from litellm_runner.gates import units as unit_gate
-
         self.asked += 1
-        proc = subprocess.run(["sh", "-c", unit_gate.host_script(units)], capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(["sh", "-c", fact().command(units)], capture_output=True, text=True, timeout=120)
         return proc.stdout.splitlines()
 
 
-def test_a_hosts_unit_scores_are_asked_once_per_units_and_systemd(monkeypatch, capsys):
-    from litellm_runner.gates import units as unit_gate
+def test_a_hosts_unit_scores_are_asked_once_per_units_and_systemd(monkeypatch):
+    from pyinfra.api.exceptions import DeployError
+
+    from litellm_runner.tasks.units import check_exposure
 
     host = ScoringHost()
     units = {"t.service": UNIT}
-    assert unit_gate.refuse_on_host(host, units, 10.0, "systemd 252 (252.39-1~deb12u1)")["t.service"] > 5
+    assert check_exposure(host, units, 10.0, "systemd 252 (252.39-1~deb12u1)")["t.service"] > 5
     monkeypatch.setattr(cache, "_memory", {})  # a new run: only the folder remains
-    with pytest.raises(SystemExit):  # a lower threshold refuses from the same (cached) scores
-        unit_gate.refuse_on_host(host, units, 1.0, "systemd 252 (252.39-1~deb12u1)")
-    assert "t.service" in capsys.readouterr().err
+    with pytest.raises(DeployError, match="t.service"):  # a lower threshold refuses from the same (cached) scores
+        check_exposure(host, units, 1.0, "systemd 252 (252.39-1~deb12u1)")
     assert host.asked == 1
-    unit_gate.refuse_on_host(host, units, 10.0, "systemd 257 (257.9-1~deb13u1)")  # another systemd: asked
-    unit_gate.refuse_on_host(host, {"t.service": UNIT + "PrivateTmp=yes\n"}, 10.0, "systemd 252 (252.39-1~deb12u1)")
-    unit_gate.refuse_on_host(host, units, 10.0, None)  # no version known: never cached
+    check_exposure(host, units, 10.0, "systemd 257 (257.9-1~deb13u1)")  # another systemd: asked
+    check_exposure(host, {"t.service": UNIT + "PrivateTmp=yes\n"}, 10.0, "systemd 252 (252.39-1~deb12u1)")
+    check_exposure(host, units, 10.0, None)  # no version known: never cached
     assert host.asked == 4

@@ -10,6 +10,7 @@ import pytest
 from pyinfra.api.config import Config
 from pyinfra.context import ctx_config, ctx_host
 
+from litellm_runner.gates.cve import locked_versions
 from litellm_runner.pyinfra_ext.facts import (
     AccountPlants,
     FileText,
@@ -322,7 +323,7 @@ def test_venv_requirements(case, installed, expected, drifted):
         venv_requirements,
         {VenvState: state},
         venv="/v",
-        lock_text=LOCK,
+        locked=locked_versions(LOCK),
         lock_path="/r/lock.txt",
         python="/usr/bin/python3",
         user="root",

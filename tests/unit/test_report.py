@@ -15,8 +15,9 @@ import re
 
 import pytest
 
-from litellm_runner.cli import exitcodes, report
-from litellm_runner.pyinfra_ext.report_facts import parse_status, sbom_components
+from litellm_runner import exitcodes
+from litellm_runner.cli import report
+from litellm_runner.cli.report_facts import parse_status, sbom_components
 
 CASES = sorted((pathlib.Path(__file__).parent / "report_cases").glob("*.json"))
 RAW_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")

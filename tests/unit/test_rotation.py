@@ -8,8 +8,7 @@ import urllib.parse
 
 import pytest
 
-from litellm_runner import envfile, rotation
-from litellm_runner.cli import exitcodes
+from litellm_runner import envfile, exitcodes, rotation
 from litellm_runner.cli import rotate as cli
 
 OLD = {

@@ -6,6 +6,7 @@ import hashlib
 import pytest
 
 from litellm_runner import envfile, secrets
+from litellm_runner.pyinfra_ext.env_file import env_file
 from litellm_runner.pyinfra_ext.facts import PathState
 from tests.unit import fakehost
 
@@ -233,7 +234,7 @@ def test_env_file(tmp_path, monkeypatch, case, fact, value, expected, printed, d
     monkeypatch.delenv("LITELLM_SECRETS_FILE", raising=False)
     monkeypatch.delenv("LITELLM_MASTER_KEY", raising=False)
     commands, noops, lines = run_diff(
-        secrets.env_file,
+        env_file,
         {PathState: fact},
         diff=diff,
         data=env_host_data(tmp_path, value),
@@ -257,7 +258,7 @@ def test_env_file_without_its_secret_fails_the_operation_naming_the_key_only(tmp
     data = {**env_host_data(tmp_path, OLD), "litellm_env_secrets": ["LITELLM_MASTER_KEY", "VLLM_API_KEY"]}
     monkeypatch.delenv("VLLM_API_KEY", raising=False)
     with pytest.raises(OperationError) as err:
-        fakehost.run_op(secrets.env_file, {PathState: None}, data=data, dest="/r/env.litellm", user="u", group="g")
+        fakehost.run_op(env_file, {PathState: None}, data=data, dest="/r/env.litellm", user="u", group="g")
     assert (
         str(err.value)
         == f"/r/env.litellm: secret(s) VLLM_API_KEY not found in the environment or {tmp_path}/secrets.env"

@@ -6,7 +6,9 @@ import subprocess
 
 import pytest
 
-from litellm_runner.gates.units import UnitGateError, check_host, check_units, exposure, host_script, parse_host
+from litellm_runner.gates import GateError
+from litellm_runner.gates.units import check_host, check_units, exposure, parse_host
+from litellm_runner.pyinfra_ext.facts import HostExposure
 from litellm_runner.render import render_units
 from tests.unit.group_data import defaults
 
@@ -27,7 +29,7 @@ def test_shipped_units_meet_the_threshold():
 
 def test_unhardened_unit_is_refused_with_its_score():
     bare = "[Unit]\nDescription=bare\n\n[Service]\nExecStart=/bin/true\n"
-    with pytest.raises(UnitGateError) as err:
+    with pytest.raises(GateError) as err:
         check_units({"bare.service": bare, **render_units(defaults())}, THRESHOLD)
     lines = str(err.value).splitlines()
     assert lines[0].startswith(f"unit hardening gate: exposure above {THRESHOLD}")
@@ -40,7 +42,9 @@ def test_unhardened_unit_is_refused_with_its_score():
 
 def _host_lines(units, path=None) -> list[str]:
     env = {**os.environ, **({"PATH": path} if path else {})}
-    proc = subprocess.run(["sh", "-c", host_script(units)], capture_output=True, text=True, timeout=120, env=env)
+    proc = subprocess.run(
+        ["sh", "-c", HostExposure().command(units)], capture_output=True, text=True, timeout=120, env=env
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.splitlines()
 
@@ -60,7 +64,7 @@ def test_host_script_scores_as_the_host_systemd_does():
 
 def test_host_refusal_names_the_host_and_its_systemd():
     bare = {"bare.service": "[Unit]\nDescription=bare\n\n[Service]\nExecStart=/bin/true\n"}
-    with pytest.raises(UnitGateError) as err:
+    with pytest.raises(GateError) as err:
         check_host("h1", _host_lines(bare), bare, THRESHOLD)
     first, second = str(err.value).splitlines()
     assert first == (
@@ -77,7 +81,7 @@ def test_host_without_systemd_analyze_is_refused_not_guessed(tmp_path):
     for tool in ("sh", "mktemp", "mkdir", "base64", "head", "timeout", "rm"):
         (bin_dir / tool).symlink_to(shutil.which(tool))
     units = render_units(defaults())
-    with pytest.raises(UnitGateError) as err:
+    with pytest.raises(GateError) as err:
         check_host("h1", _host_lines(units, path=str(bin_dir)), units, THRESHOLD)
     assert str(err.value).startswith(
         "host h1: systemd-analyze security (systemd unknown, exit 127) scored no exposure for litellm-backup.service"

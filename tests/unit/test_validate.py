@@ -21,7 +21,7 @@ import time
 import pytest
 import yaml
 
-from litellm_runner.cli import exitcodes
+from litellm_runner import exitcodes
 from litellm_runner.settings import DEFAULTS, merge
 from tests.unit.group_data import REPO
 

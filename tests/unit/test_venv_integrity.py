@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from litellm_runner.gates.cve import locked_versions
 from litellm_runner.pyinfra_ext import snapshot
 from litellm_runner.pyinfra_ext.facts import VenvState
 from litellm_runner.pyinfra_ext.operations import venv_requirements
@@ -120,7 +121,7 @@ def noop_of(found: dict) -> list[str]:
         venv_requirements,
         {VenvState: found},
         venv="/v",
-        lock_text=LOCK,
+        locked=locked_versions(LOCK),
         lock_path="/r/lock.txt",
         python="/usr/bin/python3",
         user="root",

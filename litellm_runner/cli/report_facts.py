@@ -31,6 +31,7 @@ from litellm_runner.pyinfra_ext import drift, snapshot
 from litellm_runner.pyinfra_ext.facts import FileText, SystemdVersion, hostside
 from litellm_runner.render import render_units
 from litellm_runner.settings import DEFAULTS
+from litellm_runner.tasks.units import exposure_lines
 
 RECORD = "LITELLM_REPORT_RECORD"
 STATUS_TIMEOUT = 90  # seconds for litellm-status (its own checks time out after 5-10 s each)
@@ -104,7 +105,7 @@ def _part(read):
 
 def _exposure() -> dict:
     units = render_units(host.data)
-    lines = unit_gate.host_lines(host, units, snapshot.fact(SystemdVersion))
+    lines = exposure_lines(host, units, snapshot.fact(SystemdVersion))
     version, scores = unit_gate.parse_host(sorted(n for n in units if n.endswith(".service")), lines)
     return {"systemd": version, "threshold": host.data.litellm_unit_exposure_max, "scores": scores}
 
@@ -135,6 +136,6 @@ def _write() -> None:
 
 
 if "__spec__" not in globals():  # pyinfra runs this file as an operations file (exec'd, not imported)
-    from litellm_runner.pyinfra_ext.report_facts import collect as _collect
+    from litellm_runner.cli.report_facts import collect as _collect
 
     _collect()  # the imported module's: one record for every host
