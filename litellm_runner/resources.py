@@ -22,6 +22,13 @@ def shipped(*parts: str) -> pathlib.Path:
     return (DATA if path.parts[:1] and path.parts[0] in FOLDERS else PACKAGE) / path
 
 
+def host_tools() -> dict[str, pathlib.Path]:
+    """The host tools the deploy ships to <root>/bin, name -> source: every file of files/bin, and this
+    package's env-file codec as ``litellm_envfile.py`` (the tools import it from beside them)."""
+    tools = {p.name: p for p in shipped("files", "bin").iterdir() if p.is_file() and not p.name.startswith(".")}
+    return dict(sorted({**tools, "litellm_envfile.py": shipped("envfile.py")}.items()))
+
+
 def project(*parts: str) -> pathlib.Path:
     """A path in the operator's pyinfra project: ``LITELLM_PROJECT`` or the working directory
     (pyinfra is run from the folder holding the inventory and group_data/)."""
