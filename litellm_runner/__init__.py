@@ -5,9 +5,9 @@
 The deploy is imported on first use: ``import litellm_runner`` alone loads nothing of pyinfra
 (the sandbox manager and the unit tests import the package).
 
-The tasks are ``litellm_runner.tasks``, their one name: an installed wheel has them inside the
-package (the build copies the top-level ``tasks/`` in), and in a clone this module names the
-top-level folder so (``resources.DATA``).
+The tasks have one name, ``litellm_runner.tasks``: an installed wheel has them inside the package
+(the build copies the top-level ``tasks/`` in), and in a clone this module loads the top-level
+``tasks/`` under that name (``resources.DATA``: where the shipped folders are).
 """
 
 from __future__ import annotations
