@@ -30,7 +30,7 @@ TOOL_COMMANDS = {  # built-in services that run a tool shipped in files/bin/
 @functools.lru_cache(maxsize=1)  # one per process: each template is compiled once, not once per host
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader([shipped("templates"), shipped("files", "systemd")]),
+        loader=jinja2.FileSystemLoader(shipped("templates")),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # noqa: S701 (YAML and systemd unit files, not HTML)

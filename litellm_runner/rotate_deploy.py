@@ -8,27 +8,36 @@ Not a deploy to run by hand: its values come from the pipe ``litellm-runner rota
 """
 
 from pyinfra import host
+from pyinfra.api import deploy
 from pyinfra.api.exceptions import DeployError
 
 from litellm_runner.pyinfra_ext import rotation
 from litellm_runner.pyinfra_ext.facts import as_account
+from litellm_runner.settings import DEFAULTS
 
-d = host.data
-account = as_account(d.litellm_user, d.litellm_group, d.litellm_home)
-phase = rotation.given().get("phase")
-if phase == "apply":
-    rotation.rotate_database(
-        name="Rotate the salt key's ciphertexts, virtual keys and database password in one transaction",
-        selection=rotation.given()["keys"],
-        keys_dir=rotation.given()["keys_dir"],
-        account=account,
-        connect_timeout=d.litellm_db_connect_timeout,
-    )
-elif phase == "prove":
-    rotation.prove_rotation(
-        name="Prove the rotation through the proxy: new master key 200, old 401",
-        url=f"http://{d.litellm_bind}:{d.litellm_port}",
-        account=account,
-    )
-else:
-    raise DeployError("rotate_deploy.py is run by `litellm-runner rotate`, which gives it its input")
+
+@deploy("Key rotation", data_defaults=DEFAULTS)  # a setting the project's data leaves out has its default
+def rotate() -> None:
+    """The phase ``litellm-runner rotate`` gives on its pipe, on the current host."""
+    d = host.data
+    account = as_account(d.litellm_user, d.litellm_group, d.litellm_home)
+    phase = rotation.given().get("phase")
+    if phase == "apply":
+        rotation.rotate_database(
+            name="Rotate the salt key's ciphertexts, virtual keys and database password in one transaction",
+            selection=rotation.given()["keys"],
+            keys_dir=rotation.given()["keys_dir"],
+            account=account,
+            connect_timeout=d.litellm_db_connect_timeout,
+        )
+    elif phase == "prove":
+        rotation.prove_rotation(
+            name="Prove the rotation through the proxy: new master key 200, old 401",
+            url=f"http://{d.litellm_bind}:{d.litellm_port}",
+            account=account,
+        )
+    else:
+        raise DeployError("rotate_deploy.py is run by `litellm-runner rotate`, which gives it its input")
+
+
+rotate()

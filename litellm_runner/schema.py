@@ -176,7 +176,7 @@ def _check_spec(data, bad, missing, source):
         if key in REMOVED:
             bad(key, data[key], REMOVED[key])
         elif key.startswith("litellm_") and key not in BY_NAME and key not in SECTIONS:
-            bad(key, data[key], "a known setting (see group_data/all.py); is it misspelt?")
+            bad(key, data[key], "a known setting (see docs/settings.md); is it misspelt?")
 
 
 def _check_sections(data, bad):

@@ -5,8 +5,8 @@ predicate: True, False, or a text saying what is wrong), the expected form a ref
 names, its description and its control id. Everything else is derived from it:
 
 - ``DEFAULTS``: the default of every setting, pyinfra's ``data_defaults`` of the packaged
-  deploy (an inventory's own group data and host data take precedence); the repository's
-  ``group_data/all.py`` holds the same values (tests/unit/test_settings.py keeps them equal);
+  deploy (an inventory's own group data and host data take precedence); a project's
+  ``group_data`` holds only what it overrides, as the repository's own and examples/ do;
 - ``litellm_runner.schema.validate``: the checks and expected forms;
 - the settings reference, docs/settings.md: its table is ``markdown()``, put in when the site
   is built (docs/hooks/settings_table.py; also ``python -m litellm_runner.settings --markdown``).
@@ -336,7 +336,8 @@ SPEC: tuple[Setting, ...] = (
     # --- LiteLLM settings: LiteLLM's own key names, in the config and the LiteLLM_Config rows
     Setting("general_settings.database_connection_pool_limit", 20, whole(1, 1000), "a whole number 1-1000",
             "per worker process: litellm_num_workers x this + the other clients + the reserve must fit under "
-            "PostgreSQL's max_connections (capacity gate: 4 x 20 + 5 + 10 = 95 fits a default 100)", "db-01"),
+            "PostgreSQL's max_connections, read live (capacity gate: 4 x 20 + 5 + 10 = 95 fits a default 100; the "
+            "incident's 4 x 25 = 100 exhausted it on its own)", "db-01"),
     Setting("general_settings.store_prompts_in_spend_logs", False, lambda v: v is False,
             "false (prompts are personal data)", "no prompts (personal data) in spend logs", "cfg-01"),
     Setting("general_settings.disable_error_logs", False, lambda v: v is False, "false (error logs stay on)",
@@ -352,7 +353,9 @@ SPEC: tuple[Setting, ...] = (
     Setting("litellm_mcp_servers", {}, None, "a mapping of server name -> entry (litellm_runner/mcp.py)",
             "the proxy's MCP servers (config `mcp_servers`, litellm 1.102.4's fields); credentials are os.environ/ "
             "references to names in litellm_env_secrets; the lint refuses one without upstream auth (LINT-11), a "
-            "literal credential (LINT-12) and a URL on another host (LINT-13/14) unless waived (docs/models.md)",
+            "literal credential (LINT-12) and a URL on another host (LINT-13/14) unless waived (docs/models.md); "
+            "e.g. `tickets: {url: http://127.0.0.1:8091/mcp, auth_type: bearer_token, authentication_token: "
+            "os.environ/TICKETS_MCP_TOKEN, access_groups: [support]}`",
             "cfg-01"),
     # --- env file and secrets
     Setting("litellm_env_secrets", ["LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "DATABASE_URL", "VLLM_API_KEY"],
@@ -364,7 +367,8 @@ SPEC: tuple[Setting, ...] = (
             "a secret with one of these values is written empty; the config lint (LINT-01) refuses them", "sec-01"),
     Setting("litellm_env", {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": "6379", "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
             plain_env, "a mapping of variable name -> string",
-            "non-secret environment of the proxy, written to env.litellm too", "sec-01"),
+            "non-secret environment of the proxy, written to env.litellm too (LITELLM_LOCAL_MODEL_COST_MAP: the "
+            "bundled cost map, no fetch at start)", "sec-01"),
     Setting("litellm_secrets_file", UNSET, absolute, "an absolute path to a KEY=value secrets file",
             "secret source when LITELLM_SECRETS_FILE is not set (the sandbox inventory sets it)", "sec-01"),
     Setting("litellm_sudo_password_secret", UNSET, lambda v: isinstance(v, str) and v.isidentifier(),
@@ -384,9 +388,12 @@ SPEC: tuple[Setting, ...] = (
             "busy small host misses a 5 s ping, is killed and starts over, and the proxy takes minutes to be ready",
             "svc-01"),
     Setting("litellm_restart_batch_size", 1, whole(1, 1000), "a whole number of hosts restarted at once, 1-1000",
-            "rolling restarts: hosts whose proxy restarts at once (one value for the run)", "svc-01"),
+            "rolling restarts: hosts whose proxy restarts at once (one value for the run: set it in group data, "
+            "not per host); each batch must answer /health/readiness before the next starts, and a host that "
+            "fails gets its previous config back and fails the run (the hosts after it keep theirs)", "svc-01"),
     Setting("litellm_ready_timeout", 300, whole(10, 3600), "seconds, 10-3600",
-            "seconds a restarted proxy has to answer /health/readiness before its config is rolled back", "svc-01"),
+            "seconds a restarted proxy has to answer /health/readiness before its config is rolled back (4 workers "
+            "on a busy 2-core host need a minute or two)", "svc-01"),
     Setting("litellm_services", SERVICES, None, "a mapping of unit name -> {enabled, port, command}",
             "user services; `enabled: False` stops one; `litellm` (the proxy) has only `enabled`, its port is "
             "litellm_port; `command` fills in {python}, {bin}, {root}, {bind}, {port}", "svc-01",
@@ -424,10 +431,13 @@ SPEC: tuple[Setting, ...] = (
             "requests may fail until the restart)", "db-02"),
     # --- run lock
     Setting("litellm_lock_wait", 30, whole(0, 86400), "seconds, 0-86400",
-            "seconds a second converge waits for the run lock's holder before it refuses (exit 1)", "fs-02"),
+            "seconds a second converge waits for the run lock's holder before it refuses (exit 1); a converge "
+            "holds /run/litellm-runner.lock from its first fact to its last operation, dry runs and the drift "
+            "check take none (docs/run-lock.md)", "fs-02"),
     Setting("litellm_lock_stale_after", 300, whole(10, 604800), "seconds, 10-604800",
             "seconds without a heartbeat after which a lock from another machine counts as abandoned (the holder "
-            "beats every tenth of it)", "fs-02"),
+            "beats every tenth of it); on the holder's own machine (same machine id) a lock whose process is gone "
+            "is taken at once", "fs-02"),
     # --- the query engine (docs/query-engine.md)
     Setting("litellm_query_engine", False, is_bool, _TRUE_FALSE,
             "opt-in for hosts that cannot download Prisma's engines (air-gapped): the proxy's database client runs "

@@ -11,10 +11,10 @@ from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 
 from litellm_runner import layout
-from litellm_runner.pyinfra_ext import snapshot
 from litellm_runner.pyinfra_ext.env_file import env_file
 from litellm_runner.pyinfra_ext.operations import file, file_attrs
 from litellm_runner.render import render_compliance, render_config
+from litellm_runner.resources import host_tools
 
 
 def parsed(path: str, text: str) -> str:
@@ -54,12 +54,12 @@ def apply():
         mode=mode,
     )
     tools = []
-    for tool in snapshot.tools():
+    for name, source in host_tools().items():
         tools.append(
             file(
-                f"Tool {layout.BIN}/{tool.name} | cfg-02",
-                dest=f"{layout.BIN}/{tool.name}",
-                content=tool.read_text(),
+                f"Tool {layout.BIN}/{name} | cfg-02",
+                dest=f"{layout.BIN}/{name}",
+                content=source.read_text(),
                 user="root",
                 group="root",
                 mode=layout.CODE_MODE,

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import pathlib
 import sys
 
 from pyinfra import host
@@ -45,17 +44,12 @@ from litellm_runner.pyinfra_ext.facts import (
     VenvState,
 )
 from litellm_runner.render import render_units, venv, wanted_units
-from litellm_runner.resources import shipped
+from litellm_runner.resources import host_tools
 
 logger = logging.getLogger("litellm_runner.pyinfra_ext.snapshot")
 SNAPSHOT_TIMEOUT = 120  # seconds for the snapshot command (pyinfra _timeout)
 _cache: dict = {}
 _answers: dict = {}
-
-
-def tools() -> list[pathlib.Path]:
-    """The host tools shipped to <root>/bin (every file of files/bin)."""
-    return [p for p in sorted(shipped("files", "bin").iterdir()) if p.is_file() and not p.name.startswith(".")]
 
 
 def spec(data) -> dict:
@@ -66,7 +60,7 @@ def spec(data) -> dict:
     paths = [f"{root}/{rel}".rstrip("/") for rel in ["", *data.litellm_dirs]]
     paths += [path for path, *_ in layout.root_dirs(data.litellm_group)]
     paths += [layout.ENV_FILE, layout.CONFIG_FILE, layout.COMPLIANCE, layout.LOCK, layout.SBOM]
-    paths += [f"{layout.BIN}/{tool.name}" for tool in tools()]
+    paths += [f"{layout.BIN}/{name}" for name in host_tools()]
     paths += [f"{layout.UNITS}/{unit}" for unit in render_units(data)]
     paths += layout.legacy(root)
     if getattr(data, "litellm_query_engine", False):  # tasks/query_engine.py

@@ -71,31 +71,33 @@ def test_wheel_holds_copies_of_the_shipped_folders(built):
     wheel, _ = built
     with zipfile.ZipFile(wheel) as archive:
         entries = {i.filename: i for i in archive.infolist()}
-        envfile = archive.read("litellm_runner/files/bin/litellm_envfile.py")
     links = [name for name, info in entries.items() if stat.S_ISLNK(info.external_attr >> 16)]
     assert links == []
     for folder in SHIPPED:
         wanted = {f"litellm_runner/{path}" for path in _clone_files(folder)}
         assert wanted and wanted <= set(entries), sorted(wanted - set(entries))
     assert not [name for name in entries if "__pycache__" in name or name.endswith(".pyc")]
-    # the host tools' env-file library is a link in the clone; the wheel has its content
-    assert envfile == (REPO / "litellm_runner" / "envfile.py").read_bytes()
 
 
 def test_installed_package_runs_outside_the_clone(built, tmp_path):
     _, venv = built
     probe = (
-        "import json, litellm_runner, litellm_runner.tasks.config\n"
+        "import json, sys, litellm_runner, litellm_runner.tasks.config\n"
         "from litellm_runner import deploy_litellm, resources\n"
-        "tools = resources.shipped('files', 'bin')\n"
+        "tools = resources.host_tools()\n"
         "print(json.dumps({'package': litellm_runner.__file__, 'deploy': deploy_litellm.__name__,\n"
-        "    'tools': sorted(p.name for p in tools.iterdir() if p.is_file()),\n"
-        "    'links': [str(p) for p in tools.parent.parent.rglob('*') if p.is_symlink()]}))\n"
+        "    'tasks': litellm_runner.tasks.config.__file__, 'tasks twice': 'tasks' in sys.modules,\n"
+        "    'tools': sorted(tools), 'found': all(p.is_file() for p in tools.values()),\n"
+        "    'links': [str(p) for p in resources.PACKAGE.rglob('*') if p.is_symlink()]}))\n"
     )
     found = json.loads(_run([str(venv / "bin" / "python"), "-c", probe], tmp_path, 120).stdout)
     assert pathlib.Path(found["package"]).is_relative_to(venv)
     assert found["deploy"] == "deploy_litellm"
-    assert found["tools"] == sorted(pathlib.Path(p).name for p in _clone_files("files/bin"))
+    # the tasks under their one name, the package's own copy
+    assert pathlib.Path(found["tasks"]).is_relative_to(venv) and found["tasks twice"] is False
+    # every file of files/bin, and the env-file codec they import (litellm_runner/envfile.py)
+    assert found["tools"] == sorted([*(pathlib.Path(p).name for p in _clone_files("files/bin")), "litellm_envfile.py"])
+    assert found["found"] is True
     assert found["links"] == []
     # the console script of [project.scripts]
     assert "check" in _run([str(venv / "bin" / "litellm-runner"), "--help"], tmp_path, 120).stdout

@@ -117,7 +117,7 @@ SCHEMA = [
         {"litellm_num_worker": 2},
         None,
         None,
-        [SRC + ": litellm_num_worker = 2: expected a known setting (see group_data/all.py); is it misspelt?"],
+        [SRC + ": litellm_num_worker = 2: expected a known setting (see docs/settings.md); is it misspelt?"],
     ),
     (
         "prompts-in-spend-logs",

@@ -3,7 +3,9 @@ stand-in (the project's own stub server), and helpers to wait for ports."""
 
 from __future__ import annotations
 
+import atexit
 import pathlib
+import shutil
 import socket
 import subprocess
 import sys
@@ -11,8 +13,22 @@ import tempfile
 import time
 import urllib.request
 
+from litellm_runner.resources import host_tools
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
-BIN = REPO / "files" / "bin"
+
+
+def _host_bin() -> pathlib.Path:
+    """The host tools in a folder of their own, as the deploy ships them to <root>/bin (``host_tools``):
+    files/bin and the env-file codec beside them, which they import."""
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="litellm-bin-"))
+    atexit.register(shutil.rmtree, folder, True)
+    for name, source in host_tools().items():
+        shutil.copy2(source, folder / name)
+    return folder
+
+
+BIN = _host_bin()
 
 
 def free_port() -> int:

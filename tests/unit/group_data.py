@@ -1,12 +1,14 @@
-"""The shipped group_data defaults as a dict, as pyinfra would merge them."""
+"""A host's data when its group data sets nothing: the settings spec's defaults, as a dict."""
 
+import copy
 import pathlib
-import runpy
+
+from litellm_runner.settings import DEFAULTS
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def defaults(**overrides) -> dict:
-    data = {k: v for k, v in runpy.run_path(str(REPO / "group_data" / "all.py")).items() if not k.startswith("__")}
+    data = copy.deepcopy(DEFAULTS)
     data.update(overrides)
     return data

@@ -13,10 +13,10 @@ import psycopg
 import pytest
 
 from litellm_runner.pyinfra_ext.database import deliver_key, new_key
-from tests.support.hosts import REPO
 from tests.support.localpg import LocalPostgres, migrations_dir
+from tests.support.services import BIN
 
-DBCTL = str(REPO / "files" / "bin" / "litellm-dbctl")
+DBCTL = str(BIN / "litellm-dbctl")
 MIGRATIONS = migrations_dir()
 HOSTILE = '\'; DROP TABLE "LiteLLM_VerificationToken"; --'
 DESIRED = {

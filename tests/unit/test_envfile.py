@@ -12,6 +12,8 @@ import pytest
 
 from litellm_runner import envfile
 from litellm_runner.envfile import EnvFileError
+from litellm_runner.resources import host_tools
+from tests.support.services import BIN
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CANARY = "sk-canary-5e1f"
@@ -178,10 +180,10 @@ def test_fingerprint_does_not_reveal_the_value():
 
 
 def test_hosts_get_the_same_file_and_it_needs_only_the_stdlib():
-    """files/bin/litellm_envfile.py is this module (a symlink the deploy reads through), and it
+    """The deploy ships this module to <root>/bin/litellm_envfile.py, beside the host tools, and it
     imports with no site-packages and no litellm_runner, as the host tools import it."""
-    shipped = REPO / "files" / "bin" / "litellm_envfile.py"
-    assert shipped.is_symlink() and shipped.resolve() == (REPO / "litellm_runner" / "envfile.py").resolve()
+    assert host_tools()["litellm_envfile.py"] == REPO / "litellm_runner" / "envfile.py"
+    shipped = BIN / "litellm_envfile.py"  # the host tools' folder as the deploy ships it
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); import litellm_envfile as e; "
         "assert 'litellm_runner' not in sys.modules; print(e.loads(e.dumps({'K': sys.argv[2]}))['K'])"

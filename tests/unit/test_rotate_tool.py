@@ -15,10 +15,10 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.support.hosts import REPO
 from tests.support.localpg import LocalPostgres
+from tests.support.services import BIN
 
-TOOL = REPO / "files" / "bin" / "litellm-rotate"
+TOOL = BIN / "litellm-rotate"
 SALT = "sk-test-salt-0000"
 NEW_SALT = "sk-new-salt-1111"
 # made by litellm 1.102.4's own functions (litellm/proxy/common_utils/encrypt_decrypt_utils.py) with SALT:

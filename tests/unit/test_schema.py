@@ -84,7 +84,7 @@ BAD = [
     ),
     (
         defaults(litellm_num_worker=4),
-        "litellm_num_worker = 4: expected a known setting (see group_data/all.py); is it misspelt?",
+        "litellm_num_worker = 4: expected a known setting (see docs/settings.md); is it misspelt?",
     ),
     (
         with_setting("general_settings", database_connection_pool_limit=-1),

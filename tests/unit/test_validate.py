@@ -90,7 +90,7 @@ CASES = [
     (
         "setting-misspelt",
         lambda f, e: append(f, "litellm_num_wrokers = 2"),
-        ["group_data/all.py:{at}: litellm_num_wrokers = 2: expected a known setting (see group_data/all.py); is it"],
+        ["group_data/all.py:{at}: litellm_num_wrokers = 2: expected a known setting (see docs/settings.md); is it"],
     ),
     (
         "mode-as-a-number",

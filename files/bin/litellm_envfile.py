@@ -1,1 +1,0 @@
-../../litellm_runner/envfile.py
