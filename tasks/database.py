@@ -39,7 +39,8 @@ from litellm_runner.pyinfra_ext.database import (
 )
 from litellm_runner.pyinfra_ext.database import question as plan_question
 from litellm_runner.pyinfra_ext.facts import as_account
-from litellm_runner.tasks import python_env
+
+from . import python_env  # the same package under its one name (litellm_runner.tasks)
 
 SCOPES = [  # (scope, control id, what)
     ("settings", "db-01", "LiteLLM_Config settings rows"),
