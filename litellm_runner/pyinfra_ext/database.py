@@ -27,6 +27,7 @@ from litellm_runner import layout, shown
 from litellm_runner.pyinfra_ext import drift, snapshot
 from litellm_runner.pyinfra_ext.operations import _run, diff_wanted, show_diff
 from litellm_runner.resources import project, shipped
+from litellm_runner.run import compat
 
 logger = logging.getLogger("litellm_runner")
 
@@ -202,7 +203,7 @@ def _dbctl_failed(state, host, what: str) -> bool:
     """Fail this database item only: logged in red, the host counted failed (pyinfra exits 1), its other
     operations still run (the database operations are called with ``_ignore_errors``)."""
     host.log_styled(f"{host.name}: {shown.escape(what)}", fg="red", log_func=logger.error)
-    state.failed_hosts.add(host)  # not fail_hosts(): that would stop the host's remaining operations
+    compat.mark_host_failed(state, host)  # not fail_hosts(): that would stop the host's remaining operations
     return False
 
 

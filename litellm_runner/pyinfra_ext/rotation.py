@@ -17,10 +17,10 @@ import shlex
 from urllib.parse import urlsplit
 
 from pyinfra.api import FunctionCommand, StringCommand, operation
-from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 
 from litellm_runner import layout, rotation
 from litellm_runner.pyinfra_ext.database import new_key
+from litellm_runner.run import compat
 
 logger = logging.getLogger("litellm_runner")
 
@@ -45,7 +45,7 @@ def tool(account: str, action: str, *args: str) -> str:
 
 def _run(host, command: str, stdin: str | None = None):
     """COMMAND with the operation's connection arguments, STDIN on its standard input (never logged)."""
-    args = {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in CONNECTOR_ARGUMENT_KEYS}
+    args = compat.op_connector_arguments(host)
     args["_timeout"] = TIMEOUT
     if stdin is not None:
         args["_stdin"] = stdin
