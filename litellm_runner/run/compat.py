@@ -270,8 +270,8 @@ def drop_deploy_name(host, name: str) -> None:
 
 
 def mark_host_failed(state, host) -> None:
-    """Count HOST failed (pyinfra exits 1) without stopping its remaining operations, as ``state.fail_hosts``
-    would: for an operation called with ``_ignore_errors`` whose failure must still fail the run."""
+    """Count HOST failed (pyinfra exits 1) and still run its remaining operations (``state.fail_hosts`` would
+    stop them): for an item that fails alone, in an operation called with ``_ignore_errors``."""
     state.failed_hosts.add(host)
 
 

@@ -209,7 +209,7 @@ def test_before_cli_connect_runs_the_latest_hook_first_once_per_key(monkeypatch)
 
 
 def test_before_cli_connect_outside_pyinfras_cli(monkeypatch):
-    monkeypatch.delitem(sys.modules, "pyinfra_cli.cli")
+    monkeypatch.delitem(sys.modules, "pyinfra_cli.cli", raising=False)
     assert compat.before_cli_connect(lambda state: None, "x") is False
 
 
