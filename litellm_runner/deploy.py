@@ -28,12 +28,15 @@ def deploy_litellm() -> None:
     """Converge the current host: the service account, its folders, venv, config, env file, database rows,
     units and what the account left outside them, after the inventory-wide checks and this host's run lock."""
     from litellm_runner import metering, validate
-    from litellm_runner.pyinfra_ext import snapshot, speed
+    from litellm_runner.pyinfra_ext import snapshot
     from litellm_runner.pyinfra_ext.lock import hold_run_lock
+    from litellm_runner.run import compat
     from litellm_runner.tasks import config, database, filesystem, prisma, python_env, query_engine, sweep, units, users
 
-    _keep_operation_names()
-    speed.install()  # pyinfra's operation order without reading source files (the same order)
+    # operations keep the names the drift report, the docs and the tests use (``Directory ... | fs-01``):
+    # this deploy's own name is taken off their prefix (a caller's deploy name stays)
+    compat.drop_deploy_name(host, NAME)
+    compat.install_speedups()  # pyinfra's operation order without reading source files (the same order)
     metering.install()  # counts remote commands when LITELLM_COMMAND_COUNT is set (benchmark)
     # every host's desired state, once per run, before anything touches a host (in a pyinfra CLI run the
     # inventory's validate.before_connect already did, before connecting: then this only reads its verdict)
@@ -58,16 +61,6 @@ def deploy_litellm() -> None:
         hold=db["hold"],
     )
     sweep.apply()  # last: what the account left outside the managed units, with those units running
-
-
-def _keep_operation_names() -> None:
-    """Operations keep the names the drift report, the docs and the tests use (``Directory ... | fs-01``).
-
-    pyinfra prefixes every operation of a decorated deploy with the deploy's name; this deploy's own
-    name is taken off for its body (a caller's deploy name stays). The decorator restores it on return.
-    """
-    name = host.current_deploy_name or ""
-    host.current_deploy_name = name.removesuffix(NAME).removesuffix(" | ") or None
 
 
 def _merge_mappings(data: dict) -> None:

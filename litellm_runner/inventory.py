@@ -154,27 +154,21 @@ def with_sudo_password(host: str, data: dict, where: str) -> dict:
 def _install_private_askpass() -> None:
     """Make pyinfra's askpass helper, for hosts with a password here, a private script holding it."""
     from pyinfra.api import StringCommand
-    from pyinfra.connectors import util
+    from pyinfra.api.exceptions import PyinfraError
 
-    original = util._ensure_askpass_set_for_host
-    if getattr(original, "private", False):
-        return
+    from litellm_runner.run import compat
 
-    def ensure(host, key, env_var, temp_dir=None):
+    def make(host) -> str | None:
         password = _passwords.get(host.name)
-        if key != "sudo_askpass_path" or password is None:
-            return original(host, key, env_var, temp_dir=temp_dir)
-        cache_key = f"{key}__{temp_dir or host.get_temp_dir_config()}"  # pyinfra's key: removed at disconnect
-        if not host.connector_data.get(cache_key):
-            script = f"#!/bin/sh\nprintf '%s\\n' {shlex.quote(password)}\n"
-            ok, output = host.run_shell_command(StringCommand(PRIVATE_ASKPASS), _stdin=script, _timeout=60)
-            if not ok or not output.stdout_lines:
-                raise util.PyinfraError("could not create the private sudo askpass helper")
-            host.connector_data[cache_key] = output.stdout_lines[0]
-        return host.connector_data[cache_key]
+        if password is None:
+            return None  # pyinfra's own helper
+        script = f"#!/bin/sh\nprintf '%s\\n' {shlex.quote(password)}\n"
+        ok, output = host.run_shell_command(StringCommand(PRIVATE_ASKPASS), _stdin=script, _timeout=60)
+        if not ok or not output.stdout_lines:
+            raise PyinfraError("could not create the private sudo askpass helper")
+        return output.stdout_lines[0]
 
-    ensure.private = True  # type: ignore[attr-defined]
-    util._ensure_askpass_set_for_host = ensure
+    compat.own_sudo_askpass(make)
 
 
 def sandbox_groups(names: list[str]) -> dict[str, list]:

@@ -18,22 +18,18 @@ _installed = False
 
 
 def install() -> None:
+    """Count, when LITELLM_COMMAND_COUNT names the file to write at exit (once per process)."""
     global _installed
     path = os.environ.get("LITELLM_COMMAND_COUNT")
     if not path or _installed:
         return
     _installed = True
-    from pyinfra.api.host import Host
+    from litellm_runner.run import compat
 
-    def counting(method, kind):
-        def wrapper(self, *args, **kwargs):
-            _counts[self.name][kind] += 1
-            return method(self, *args, **kwargs)
+    def count(host: str, kind: str) -> None:
+        _counts[host][kind] += 1
 
-        return wrapper
-
-    for method, kind in (("run_shell_command", "commands"), ("put_file", "uploads"), ("get_file", "downloads")):
-        setattr(Host, method, counting(getattr(Host, method), kind))
+    compat.count_remote_calls(count)
     atexit.register(
         lambda: open(path, "w").write(
             json.dumps({name: {k: c[k] for k in ("commands", "uploads", "downloads")} for name, c in _counts.items()})

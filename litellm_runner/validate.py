@@ -267,10 +267,7 @@ def before_connect() -> None:
     if broken:
         report(broken, [])
         raise SystemExit(exitcodes.FAILED)
-    cli = sys.modules.get("pyinfra_cli.cli")
-    if cli is None or getattr(cli.connect_all, "validates", False):
-        return  # not pyinfra's CLI (the API, `litellm-runner validate`), or already installed
-    connect_all = cli.connect_all
+    from litellm_runner.run import compat
 
     def validate_then_connect(state: Any) -> None:
         try:
@@ -280,7 +277,6 @@ def before_connect() -> None:
             raise SystemExit(exitcodes.INTERRUPTED) from None
         if not valid:
             raise SystemExit(exitcodes.FAILED)
-        connect_all(state)
 
-    validate_then_connect.validates = True  # type: ignore[attr-defined]
-    cli.connect_all = validate_then_connect  # type: ignore[attr-defined]  # _main calls it by this module-level name
+    # outside pyinfra's CLI (the API, `litellm-runner validate`) nothing is installed
+    compat.before_cli_connect(validate_then_connect, "validate")

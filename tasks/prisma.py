@@ -51,6 +51,7 @@ from litellm_runner.pyinfra_ext.facts import InstalledPackages, SystemPython, as
 from litellm_runner.pyinfra_ext.operations import failed, venv_replaces_prisma
 from litellm_runner.render import engine_environment, uses_database, venv
 from litellm_runner.resources import locate
+from litellm_runner.run import compat
 
 logger = logging.getLogger("litellm_runner")
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -173,7 +174,7 @@ def unavailable(version: str | None, cause: str) -> str:
 def _fail_alone(state, host, text):
     """Fail this item only: logged in red, the host counted failed (pyinfra exits 1), its other operations run."""
     failed(host, text)
-    state.failed_hosts.add(host)  # not fail_hosts(): that would stop the host's remaining operations
+    compat.mark_host_failed(state, host)  # not fail_hosts(): that would stop the host's remaining operations
     return True
 
 

@@ -335,16 +335,9 @@ def report_path_problem(path: str) -> str | None:
 
 def pyinfra_usage_problem(extra: list[str]) -> str | None:
     """What pyinfra's own command line would refuse in EXTRA (checked without running it), or None."""
-    import click
-    from pyinfra_cli.cli import cli as pyinfra_cli
+    from litellm_runner.run import compat
 
-    try:
-        pyinfra_cli.make_context("pyinfra", ["inventory.py", "deploy.py", "--dry", "--json", *extra])
-    except click.exceptions.Exit:
-        return None
-    except click.UsageError as exc:
-        return exc.format_message()
-    return None
+    return compat.pyinfra_usage_problem(["inventory.py", "deploy.py", "--dry", "--json", *extra])
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m litellm_runner.cli.check") -> int:

@@ -50,18 +50,11 @@ def connect_events():
 def host_result() -> dict:
     """The current host's change detection: what pyinfra's --json plan will say about it, and its drift records."""
     from pyinfra import host, state
-    from pyinfra_cli.prints import pretty_op_name
 
     from litellm_runner.pyinfra_ext import drift
+    from litellm_runner.run import compat
 
-    changes: list[str] = []
-    conditional: list[str] = []
-    for op_hash in host.op_hash_order:  # this host's own order: state.get_op_order() sorts every host's, each time
-        if op_hash not in state.ops[host]:
-            continue
-        data = state.get_op_data_for_host(host, op_hash)
-        if data.operation_meta.will_change:
-            (conditional if data.global_arguments["_if"] else changes).append(pretty_op_name(state.op_meta[op_hash]))
+    changes, conditional = compat.planned_changes(state, host)
     return {
         "host": host.name,
         "changes": changes,
@@ -71,28 +64,20 @@ def host_result() -> dict:
 
 
 def install() -> None:
-    """Hook the events into pyinfra's CLI: its connect step and its deploy-file loader."""
-    from pyinfra_cli import cli, util
-
-    connect_all, exec_file = cli.connect_all, util.exec_file
+    """Hook the events into pyinfra's CLI (loaded): its connect step and its deploy-file loader."""
+    from litellm_runner.run import compat
 
     def connect_and_tell(state) -> None:
         state.add_callback_handler(connect_events())
         emit("hosts", names=[h.name for h in state.inventory if state.is_host_in_limit(h)])
-        connect_all(state)
 
-    def exec_and_tell(filename, *args, **kwargs):
-        result = exec_file(filename, *args, **kwargs)
-        emit("checked", **host_result())
-        return result
-
-    cli.connect_all = connect_and_tell  # _main calls it by this module-level name
-    util.exec_file = exec_and_tell  # load_deploy_file calls it once per host, in that host's context
+    compat.before_cli_connect(connect_and_tell, "check events")
+    compat.after_deploy_file(lambda: emit("checked", **host_result()))
 
 
 def main() -> None:
     """pyinfra's CLI with the events installed."""
-    from pyinfra_cli.main import main as pyinfra_main
+    from pyinfra_cli.main import main as pyinfra_main  # loads its CLI, which install() hooks into
 
     if "--debug-all" not in sys.argv:
         paramiko = logging.getLogger("paramiko")

@@ -42,11 +42,12 @@ def load_inventory(project: pathlib.Path, inventory: str):
     if broken:
         return None, broken
     from pyinfra.api import State
-    from pyinfra.context import ctx_state
     from pyinfra_cli.inventory import make_inventory
 
+    from litellm_runner.run import compat
+
     try:
-        with ctx_state.use(State()):  # pyinfra's loader records the file it runs in the state
+        with compat.in_context(State()):  # pyinfra's loader records the file it runs in the state
             return make_inventory(inventory, cwd=str(project)), []
     except SystemExit as exc:  # the inventory file refused, its message already printed
         return None, [f"{project / inventory}: the inventory refused to load (exit {exc.code}; see above)"]

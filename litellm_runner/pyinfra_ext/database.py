@@ -26,6 +26,7 @@ from litellm_runner import layout, shown
 from litellm_runner.pyinfra_ext import drift, snapshot
 from litellm_runner.pyinfra_ext.operations import diff_wanted, failed, run_command, show_diff
 from litellm_runner.resources import project, shipped
+from litellm_runner.run import compat
 from litellm_runner.settings import DEFAULTS
 
 DBCTL_TIMEOUT = 120  # seconds for one dbctl plan or apply command (pyinfra _timeout)
@@ -198,7 +199,7 @@ def _dbctl_failed(state, host, what: str) -> bool:
     """Fail this database item only: logged in red, the host counted failed (pyinfra exits 1), its other
     operations still run (the database operations are called with ``_ignore_errors``)."""
     failed(host, f"{host.name}: {shown.escape(what)}")
-    state.failed_hosts.add(host)  # not fail_hosts(): that would stop the host's remaining operations
+    compat.mark_host_failed(state, host)  # not fail_hosts(): that would stop the host's remaining operations
     return False
 
 

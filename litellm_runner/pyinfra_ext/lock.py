@@ -372,19 +372,15 @@ def parse_reply(lines: list[str]) -> Reply:
 
 def will_execute(argv: list[str] | None = None) -> bool:
     """Can this pyinfra run change hosts? False for --dry, --json without -y, --debug-facts/-operations."""
-    if argv is None:
-        import pyinfra
+    from litellm_runner.run import compat
 
-        if not getattr(pyinfra, "is_cli", False):
+    if argv is None:
+        if not compat.in_pyinfra_cli():
             return True  # the API: whoever drives it may run the operations
         argv = sys.argv[1:]
-    from pyinfra_cli.cli import cli
-
-    try:
-        ctx = cli.make_context("pyinfra", list(argv), resilient_parsing=True)
-    except Exception:  # noqa: BLE001 - cannot tell: behave as a converge (lock)
-        return True
-    params = ctx.params
+    params = compat.pyinfra_cli_params(argv)
+    if params is None:
+        return True  # cannot tell: behave as a converge (lock)
     if params.get("dry") or params.get("debug_facts") or params.get("debug_operations"):
         return False
     if params.get("json_output") and not params.get("yes"):
@@ -393,10 +389,9 @@ def will_execute(argv: list[str] | None = None) -> bool:
 
 
 def _run(state, host, command: str) -> tuple[bool, list[str], list[str]]:
-    from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
+    from litellm_runner.run import compat
 
-    arguments, _ = pop_global_arguments(state, host, {})
-    connector_arguments = {k: v for k, v in arguments.items() if k in CONNECTOR_ARGUMENT_KEYS}
+    connector_arguments = compat.connector_arguments(state, host)
     connector_arguments["_timeout"] = COMMAND_TIMEOUT
     connector_arguments.pop("_chdir", None)
     connector_arguments.pop("_env", None)
@@ -568,10 +563,10 @@ def hold_run_lock(state, host=None) -> None:
     """Take HOST's run lock for this run (waiting, taking over a stale one, or refusing). No-op on dry runs."""
     from pyinfra.api.exceptions import PyinfraError
 
-    if host is None:
-        from pyinfra.context import ctx_host
+    from litellm_runner.run import compat
 
-        host = ctx_host.get()
+    if host is None:
+        host = compat.current_host()
     if not will_execute() or host.name in HELD.hosts:
         return
     HELD.register(state)

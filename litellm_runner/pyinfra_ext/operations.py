@@ -22,9 +22,7 @@ from packaging.version import InvalidVersion, Version
 from pyinfra import host
 from pyinfra import logger as pyinfra_logger
 from pyinfra.api import FunctionCommand, StringCommand, operation
-from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 from pyinfra.api.exceptions import OperationError
-from pyinfra.context import ctx_config
 from pyinfra.operations import apt
 from pyinfra.operations.util.files import generate_color_diff
 
@@ -45,6 +43,7 @@ from litellm_runner.pyinfra_ext.facts import (
     VenvState,
     hostside,
 )
+from litellm_runner.run import compat
 
 logger = logging.getLogger("litellm_runner")
 CLEAN_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -64,11 +63,11 @@ def diff_wanted() -> bool:
     files.put and files.template read it) and this is change detection, not execution.
 
     The config is the deploy file's copy that pyinfra's loader sets while preparing (read as
-    pyinfra's own host.py reads it: ``ctx_config.get()``, safe in any greenlet), else the state's.
+    pyinfra's own host.py reads it, safe in any greenlet), else the state's.
     """
     if host.state.is_executing:
         return False
-    found = ctx_config.get() or getattr(host.state, "config", None)
+    found = compat.deploy_config() or getattr(host.state, "config", None)
     return bool(getattr(found, "DIFF", False))
 
 
@@ -229,7 +228,7 @@ class Content:
 
 def run_command(host, command: str, timeout: int, escalate: bool = True):
     """Run COMMAND from a FunctionCommand with the operation's connection arguments (sudo...)."""
-    args = {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in CONNECTOR_ARGUMENT_KEYS}
+    args = compat.op_connector_arguments(host)
     if not escalate:
         args = {k: v for k, v in args.items() if k not in ESCALATION}
     return host.run_shell_command(StringCommand(command), **{**args, "_timeout": timeout})
@@ -255,7 +254,7 @@ def _write_staged(state, host, dest: str, content: Content, user: str, group: st
         return _failed(host, f"{dest}: no private staging directory", out)
     stage = out.stdout.strip()
     try:
-        args = {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in CONNECTOR_ARGUMENT_KEYS}
+        args = compat.op_connector_arguments(host)
         # under sudo pyinfra uploads to remote_temp_filename first: inside the 0700 directory,
         # so a secret never exists world-readable
         if not host.put_file(
@@ -1030,7 +1029,7 @@ def _install_engine(state, host, bundle: bytes, bundle_sha256: str, dest: str):
         return _failed(host, f"{dest}: no private staging directory", out)
     stage = out.stdout.strip()
     try:
-        args = {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in CONNECTOR_ARGUMENT_KEYS}
+        args = compat.op_connector_arguments(host)
         if not host.put_file(
             BytesIO(bundle),
             f"{stage}/engine.tar.gz",

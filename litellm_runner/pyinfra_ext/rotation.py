@@ -16,11 +16,11 @@ import shlex
 from urllib.parse import urlsplit
 
 from pyinfra.api import FunctionCommand, StringCommand, operation
-from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 
 from litellm_runner import layout, rotation
 from litellm_runner.pyinfra_ext.database import new_key
 from litellm_runner.pyinfra_ext.operations import failed
+from litellm_runner.run import compat
 
 INPUT_FD = "LITELLM_ROTATE_INPUT_FD"  # the number of the pipe litellm-runner rotate writes its JSON into
 TIMEOUT = 300  # seconds for one litellm-rotate command (a lock wait, a large table)
@@ -43,7 +43,7 @@ def tool(account: str, action: str, *args: str) -> str:
 
 def _run(host, command: str, stdin: str | None = None):
     """COMMAND with the operation's connection arguments, STDIN on its standard input (never logged)."""
-    args = {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in CONNECTOR_ARGUMENT_KEYS}
+    args = compat.op_connector_arguments(host)
     args["_timeout"] = TIMEOUT
     if stdin is not None:
         args["_stdin"] = stdin

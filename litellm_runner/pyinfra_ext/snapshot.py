@@ -143,13 +143,14 @@ def prefetch(questions: list[tuple[type, dict]]) -> None:
     had been asked then. The arguments give each its own ``_timeout``: no operation's are in effect.
     """
     import gevent
-    from pyinfra.context import ctx_host, ctx_state
 
-    real_host = ctx_host.get()  # pyinfra's context is greenlet-local: each greenlet is given it
+    from litellm_runner.run import compat
+
+    real_host = compat.current_host()  # pyinfra's context is greenlet-local: each greenlet is given it
     real_state = real_host.state
 
     def ask(cls, kwargs):
-        with ctx_state.use(real_state), ctx_host.use(real_host):
+        with compat.in_context(real_state, real_host):
             try:
                 return True, real_host.get_fact(cls, **kwargs)
             except Exception as exc:  # noqa: BLE001 - raised again by answer(), where the deploy asks
