@@ -29,7 +29,7 @@ from litellm_runner.pyinfra_ext.operations import (
 def manifest_sha256() -> str:
     """sha256 of the assembled engine's MANIFEST; DeployError (before any host changes) when it cannot be built."""
     try:
-        return query_engine.bundle()[1]
+        return query_engine.manifest_sha256()
     except query_engine.AssemblyError as exc:
         raise DeployError(f"refusing to touch any host: {exc}") from None
 
