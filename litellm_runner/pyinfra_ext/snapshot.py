@@ -45,11 +45,10 @@ from litellm_runner.pyinfra_ext.facts import (
 )
 from litellm_runner.render import render_units, venv, wanted_units
 from litellm_runner.resources import host_tools
+from litellm_runner.run import state as run_state
 
 logger = logging.getLogger("litellm_runner.pyinfra_ext.snapshot")
 SNAPSHOT_TIMEOUT = 120  # seconds for the snapshot command (pyinfra _timeout)
-_cache: dict = {}
-_answers: dict = {}
 
 
 def spec(data) -> dict:
@@ -122,16 +121,16 @@ def _snapshot():
     data = host.data
     if not isinstance(getattr(data, "litellm_root", None), str):
         return None, None  # not this deploy's host data (unit tests of single operations)
-    key = (id(host.state), host.name)
-    if key not in _cache or _cache[key][0] is not host.state:
+    snapshots = run_state.of(host.state).snapshots  # this run's, by host
+    if host.name not in snapshots:
         cls, kwargs = question(data)
         wanted = {k: v for k, v in kwargs.items() if k != "_timeout"}  # spec(data), computed once
-        _cache[key] = (host.state, wanted, answer(cls, **kwargs))
-    return _cache[key][1:]
+        snapshots[host.name] = (wanted, answer(cls, **kwargs))
+    return snapshots[host.name]
 
 
-def _asked(state, name: str, cls, kwargs: dict) -> tuple:
-    return (id(state), name, cls, json.dumps(kwargs, sort_keys=True, default=repr))
+def _asked(name: str, cls, kwargs: dict) -> tuple:
+    return (name, cls, json.dumps(kwargs, sort_keys=True, default=repr))
 
 
 def prefetch(questions: list[tuple[type, dict]]) -> None:
@@ -159,15 +158,15 @@ def prefetch(questions: list[tuple[type, dict]]) -> None:
     jobs = [(cls, kwargs, gevent.spawn(ask, cls, kwargs)) for cls, kwargs in questions]
     gevent.joinall([job for _, _, job in jobs])
     for cls, kwargs, job in jobs:
-        _answers[_asked(real_state, real_host.name, cls, kwargs)] = (real_state, job.value)
+        run_state.of(real_state).prefetched[_asked(real_host.name, cls, kwargs)] = job.value
 
 
 def answer(cls, **kwargs):
     """``host.get_fact(cls, **kwargs)``: the prefetched answer the first time this run asks it, else asked now."""
-    found = _answers.pop(_asked(host.state, host.name, cls, kwargs), None)
-    if found is None or found[0] is not host.state:
+    found = run_state.of(host.state).prefetched.pop(_asked(host.name, cls, kwargs), None)
+    if found is None:
         return host.get_fact(cls, **kwargs)
-    ok, value = found[1]
+    ok, value = found
     if not ok:
         raise value
     return value

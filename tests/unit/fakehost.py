@@ -16,6 +16,15 @@ from pyinfra.context import ctx_host
 from litellm_runner.pyinfra_ext.facts import SYSTEM_PYTHON
 
 
+class FakeState:
+    """Stands in for pyinfra's State: a new one per operation run, so each has a Run of its own."""
+
+    is_executing = False
+
+    def __init__(self):
+        self.op_meta = {}
+
+
 class FakeHost:
     name = "fake-host"
     current_op_hash = None
@@ -23,7 +32,7 @@ class FakeHost:
     def __init__(self, facts, data=None):
         self.facts, self.noops = facts, []
         self.data = SimpleNamespace(**(data or {}))
-        self.state = SimpleNamespace(is_executing=False, op_meta={})
+        self.state = FakeState()
 
     def get_fact(self, cls, **kwargs):
         key = (cls, frozenset((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()))
