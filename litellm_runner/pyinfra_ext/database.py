@@ -27,6 +27,7 @@ from litellm_runner.pyinfra_ext import drift, snapshot
 from litellm_runner.pyinfra_ext.operations import diff_wanted, failed, run_command, show_diff
 from litellm_runner.resources import project, shipped
 from litellm_runner.run import compat
+from litellm_runner.run import state as run_state
 from litellm_runner.settings import DEFAULTS
 
 DBCTL_TIMEOUT = 120  # seconds for one dbctl plan or apply command (pyinfra _timeout)
@@ -130,9 +131,6 @@ class DatabasePlan(FactBase):
 UNREACHABLE = 3  # litellm-dbctl's exit code: database unreachable or failed
 
 
-_plans: dict = {}
-
-
 def scopes(desired: dict) -> list[str]:
     """The scopes this desired state converges: idle and rotation only when asked for."""
     return [
@@ -164,12 +162,12 @@ def plan(root: str, scope: str, desired: dict, account: str, timeout: int = 5) -
     read again while executing, after the deploy has shipped dbctl, repaired the
     venv and written the env file (a rotation needs the real plan to make its key).
     """
-    key = (id(host.state), host.name, encode(desired))
-    cached = _plans.get(key)
-    if cached is None or cached[0] is not host.state or cached[1] is None or "error" in cached[1]:
+    plans = run_state.of(host.state).plans  # this run's, by host and desired state
+    key = (host.name, encode(desired))
+    found = plans.get(key)
+    if found is None or "error" in found:
         cls, kwargs = question(root, desired, account, timeout)
-        _plans[key] = (host.state, snapshot.answer(cls, **kwargs))
-    found = _plans[key][1]
+        found = plans[key] = snapshot.answer(cls, **kwargs)
     if found is None or "error" in found:
         return found
     return {"items": found["scopes"][scope], "max_connections": found["max_connections"]}
