@@ -44,6 +44,7 @@ from litellm_runner.pyinfra_ext.facts import (
     hostside,
 )
 from litellm_runner.run import compat
+from litellm_runner.run import state as run_state
 
 logger = logging.getLogger("litellm_runner")
 CLEAN_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -840,10 +841,6 @@ def user_daemon_reload(user: str, when: list, units: list | tuple = ()):
     yield f"{_systemctl_user(user)} daemon-reload"
 
 
-# Per run: the first host whose unit failed its readiness gate stops the rollout.
-_rollout_failed: dict[int, str] = {}
-
-
 def _gated(state, host, ctl: str, unit: str, action: str, ready_url: str, ready_timeout: int, rollback: dict | None):
     """Start or restart UNIT and wait until READY_URL answers; roll back and fail when it does not.
 
@@ -878,13 +875,14 @@ def _gated(state, host, ctl: str, unit: str, action: str, ready_url: str, ready_
         + q(f"until curl -fsS -o /dev/null --max-time 5 {ready_url}; do sleep 2; done")
         + f" && {{ logger -t litellm-runner -- {q(f'{unit} ready: {ready_url}')} || true; }}"
     )
-    stopped = _rollout_failed.get(id(state))
+    stopped = run_state.of(state).rollout_failed  # the first host whose unit failed its gate stops the rollout
     if stopped:
         what = restore()
         return failed(host, f"{unit} not {action}ed: the rollout stopped after {stopped} failed readiness; {what}")
     if run(f"{ctl} {action} {q(unit)}", 120) and run(wait, ready_timeout + 30):
         return True
-    _rollout_failed.setdefault(id(state), host.name)
+    if run_state.of(state).rollout_failed is None:
+        run_state.of(state).rollout_failed = host.name
     what = restore()
     again = run(f"{ctl} restart {q(unit)}", 120) and run(wait, ready_timeout + 30)
     return failed(

@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import pytest
 
 from litellm_runner.pyinfra_ext import operations
-from tests.unit.fakehost import Meta
+from litellm_runner.run import state as run_state
+from tests.unit.fakehost import FakeState, Meta
 
 
 class LocalHost:
@@ -78,14 +79,14 @@ CLOSED = "http://127.0.0.1:9/"  # discard port: nothing answers
     ],
 )
 def test_gate(health, files, ready, changed, config, restarts, message):
-    state = object()
+    state = FakeState()
     ok, logs, calls = gate(state, files, health if ready else CLOSED, changed)
     assert ok is ready
     assert files[0].read_text() == config
     assert calls == restarts
     if message:
         assert "failed readiness" in logs[0] and message in logs[0]
-        assert operations._rollout_failed[id(state)] == "host-a"
+        assert run_state.of(state).rollout_failed == "host-a"
     else:
         assert logs == []
     if not ready and changed:  # restored with the managed mode, through a temporary file
@@ -94,8 +95,8 @@ def test_gate(health, files, ready, changed, config, restarts, message):
 
 
 def test_after_a_failed_host_the_rest_are_not_restarted_and_keep_their_last_good_config(health, files):
-    state = object()
-    operations._rollout_failed[id(state)] = "host-z"
+    state = FakeState()
+    run_state.of(state).rollout_failed = "host-z"
     ok, logs, calls = gate(state, files, health)
     assert ok is False and calls == []
     assert files[0].read_text() == "previous: 1\n"
