@@ -59,7 +59,7 @@ def host_result() -> dict:
         "host": host.name,
         "changes": changes,
         "conditional": conditional,
-        "records": drift.records().get(host.name, []),
+        "records": drift.records(state).get(host.name, []),
     }
 
 

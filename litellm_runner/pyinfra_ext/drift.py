@@ -2,7 +2,9 @@
 
 Operations call ``record()`` while pyinfra detects changes (never while it
 executes). ``python -m litellm_runner.cli.check`` asks for the records by setting
-``LITELLM_DRIFT_RECORD`` to a file; at exit they are written there as JSON.
+``LITELLM_DRIFT_RECORD`` to a file; at exit they are written there as JSON. The records are
+the run's (``litellm_runner.run.state.Run.drift``): the first one recorded in a run registers that
+run's write at exit.
 Nothing recorded may hold a secret: callers pass fingerprints for those. Whatever the host
 said (a file name, a database value, a line of a diff) may still hold one written there by hand,
 or a control character: every record is passed through ``litellm_runner.shown.safe`` with the
@@ -19,8 +21,7 @@ import os
 from pyinfra import host
 
 from litellm_runner import secrets, shown
-
-_RECORDS: dict[str, list[dict]] = {}
+from litellm_runner.run import state as run_state
 
 
 def record(kind: str, before, after, diff: list[str] | None = None) -> None:
@@ -30,18 +31,18 @@ def record(kind: str, before, after, diff: list[str] | None = None) -> None:
     item = {"id": _op_name(), "kind": kind, "before": before, "after": after}
     if diff:
         item["diff"] = diff
-    _RECORDS.setdefault(host.name, []).append(shown.safe(item, known_secrets()))
-
-
-_KNOWN: dict = {}
+    found = run_state.of(host.state).drift
+    if not found:
+        atexit.register(_write, found)  # this run's records, as they will be at exit
+    found.setdefault(host.name, []).append(shown.safe(item, known_secrets()))
 
 
 def known_secrets() -> list[str]:
     """The current host's secret values (``secrets.known``), read once per host and run."""
-    key = (id(host.state), host.name)
-    if key not in _KNOWN or _KNOWN[key][0] is not host.state:
-        _KNOWN[key] = (host.state, secrets.known(host.data))
-    return _KNOWN[key][1]
+    known = run_state.of(host.state).known_secrets
+    if host.name not in known:
+        known[host.name] = secrets.known(host.data)
+    return known[host.name]
 
 
 def _op_name() -> str:
@@ -50,9 +51,9 @@ def _op_name() -> str:
     return sorted(meta.names)[0] if meta and meta.names else "unknown operation"
 
 
-def records() -> dict[str, list[dict]]:
-    """Everything recorded so far, by host name."""
-    return _RECORDS
+def records(state) -> dict[str, list[dict]]:
+    """Everything STATE's run recorded so far, by host name."""
+    return run_state.of(state).drift
 
 
 def unified(before: str | None, after: str, path: str) -> list[str]:
@@ -64,11 +65,8 @@ def unified(before: str | None, after: str, path: str) -> list[str]:
     )
 
 
-def _write() -> None:
+def _write(found: dict[str, list[dict]]) -> None:
     path = os.environ.get("LITELLM_DRIFT_RECORD")
     if path:
         with open(path, "w") as handle:
-            json.dump(_RECORDS, handle)
-
-
-atexit.register(_write)
+            json.dump(found, handle)

@@ -68,12 +68,11 @@ def run_op(op, facts, data=None, **kwargs):
     """(commands, noop messages); drift items recorded land in ``last_drift``."""
     from litellm_runner.pyinfra_ext import drift
 
-    drift.records().pop(FakeHost.name, None)
-    fake = FakeHost(facts, data)
+    fake = FakeHost(facts, data)  # a new state: a new Run, no drift recorded yet
     with ctx_host.use(fake):
         commands = [as_text(c) for c in op._inner(**kwargs)]
     global last_drift
-    last_drift = drift.records().pop(FakeHost.name, [])
+    last_drift = drift.records(fake.state).get(FakeHost.name, [])
     return commands, fake.noops
 
 
