@@ -4,7 +4,7 @@ A pyinfra operations file with no operation: ``litellm-runner report`` runs it a
 the check's own dry run (``pyinfra inventory.py deploy.py report_facts.py --dry``), so one
 connection per host answers both. Each part is read alone, bounded, and fails alone (an
 ``{"error": ...}`` in its place); every string is redacted with the host's known secrets and
-escaped (``litellm_runner.shown.safe``) before it is kept. At exit the parts are written, by host,
+escaped (``litellm_runner.shown.safe``) before it is kept in the run's Run. At exit the parts are written, by host,
 to the file ``LITELLM_REPORT_RECORD`` names:
 
 - ``quarantine``: root's quarantine folders and their manifests (``hostside.quarantine_manifests``)
@@ -30,13 +30,13 @@ from litellm_runner.gates import units as unit_gate
 from litellm_runner.pyinfra_ext import drift, snapshot
 from litellm_runner.pyinfra_ext.facts import FileText, SystemdVersion, hostside
 from litellm_runner.render import render_units
+from litellm_runner.run import state as run_state
 from litellm_runner.settings import DEFAULTS
 from litellm_runner.tasks.units import exposure_lines
 
 RECORD = "LITELLM_REPORT_RECORD"
 STATUS_TIMEOUT = 90  # seconds for litellm-status (its own checks time out after 5-10 s each)
 STATUS_LINES = 100
-_FACTS: dict[str, dict] = {}
 
 
 class QuarantineManifests(FactBase):
@@ -114,8 +114,9 @@ def _exposure() -> dict:
 def collect() -> None:
     """Read this host's report parts (module docstring) and keep them, redacted and escaped."""
     d = host.data
-    if not _FACTS:
-        atexit.register(_write)
+    found = run_state.of(host.state).report_facts
+    if not found:
+        atexit.register(_write, found)  # this run's parts, as they will be at exit
     once = {"_ignore_errors": True}  # a part that fails is that part's error, never the host's
     url = f"http://127.0.0.1:{d.litellm_port}/health/readiness"
     parts = {
@@ -125,14 +126,14 @@ def collect() -> None:
         "readiness": lambda: host.get_fact(Readiness, url=url, _timeout=30, **once),
         "units": _exposure,
     }
-    _FACTS[host.name] = shown.safe({name: _part(read) for name, read in parts.items()}, drift.known_secrets())
+    found[host.name] = shown.safe({name: _part(read) for name, read in parts.items()}, drift.known_secrets())
 
 
-def _write() -> None:
+def _write(found: dict[str, dict]) -> None:
     path = os.environ.get(RECORD)
     if path:
         with open(path, "w") as handle:
-            json.dump(_FACTS, handle)
+            json.dump(found, handle)
 
 
 if "__spec__" not in globals():  # pyinfra runs this file as an operations file (exec'd, not imported)
