@@ -34,13 +34,13 @@ import yaml
 
 from litellm_runner import exitcodes
 from litellm_runner.resources import project
+from litellm_runner.run import state as run_state
 from litellm_runner.settings import DEFAULTS, merge
 
 HEADER = "refusing to touch any host, the desired state is invalid:"
 DEFAULTS_SOURCE = "the default (litellm_runner/settings.py)"
 
 _lock = threading.Lock()  # a gevent lock under pyinfra: the hosts' greenlets wait for the first one's check
-_checked: dict[str, bool] = {}  # "done" -> the run's verdict (True: valid), once per process
 
 
 # --- group_data files --------------------------------------------------------------------------
@@ -218,18 +218,19 @@ def report(found: Iterable[str], warned: Iterable[str], out=None) -> None:
 
 
 def check_once(inventory) -> bool:
-    """Validate INVENTORY once per process and report it; the verdict (True: valid) for every caller.
+    """Validate INVENTORY once per run (its state's Run) and report it; the verdict (True: valid) for every caller.
 
     pyinfra prepares the hosts in parallel greenlets: the first runs the checks (they yield while
     pip-audit runs), the others wait here, so no host reads a fact before every host has passed.
     """
     with _lock:
-        if "done" not in _checked:
+        run = run_state.of(inventory.state)
+        if run.valid is None:
             with interruptible():
                 found, warned = problems(inventory)
             report(found, warned)
-            _checked["done"] = not found
-    return _checked["done"]
+            run.valid = not found
+    return run.valid is True
 
 
 @contextlib.contextmanager
