@@ -62,6 +62,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from litellm_runner.run import state as run_state
 from litellm_runner.settings import DEFAULTS
 
 LOCK_PATH = "/run/litellm-runner.lock"
@@ -451,16 +452,18 @@ class Heartbeat:
 
 
 class _Held:
-    """Hosts whose lock this run holds (with their heartbeats), released by pyinfra's callbacks."""
+    """Hosts whose lock one run holds (with their heartbeats), released by pyinfra's callbacks.
+
+    Each run has its own, kept in its Run (``held(state)``)."""
 
     def __init__(self) -> None:
         self.hosts: dict = {}  # host name -> host
         self.beats: dict[str, Heartbeat] = {}  # host name -> its heartbeat
         self.closed: set[str] = set()
-        self.registered: set[int] = set()
+        self.registered = False  # its callbacks added to the run's state
 
     def register(self, state) -> None:
-        if id(state) in self.registered:
+        if self.registered:
             return
         from pyinfra.api.state import BaseStateCallback
 
@@ -493,7 +496,7 @@ class _Held:
                 held.release(state, host)  # refused/aborted after taking it (ssh still answers here)
 
         state.add_callback_handler(Release())
-        self.registered.add(id(state))
+        self.registered = True
 
     def check(self, host) -> None:
         """Before an operation on HOST: stop the run if its lock there was taken over."""
@@ -529,20 +532,22 @@ class _Held:
             _notice(host, f"{LOCK_PATH} was no longer this run's (taken over?): {' '.join(out[1:])[:300]}")
 
 
-HELD = _Held()
-
-
-_order: tuple = (None, 0, [])  # (state, operations prepared, their order): the current run's only
+def held(state) -> _Held:
+    """The run locks STATE's run holds (its Run's), made on first use."""
+    run = run_state.of(state)
+    if run.lock is None:
+        run.lock = _Held()
+    return run.lock
 
 
 def _op_order(state) -> list:
     """``state.get_op_order()``, sorted again only when operations were added. pyinfra sorts every host's
     operations on each call, and the callbacks above ask after every operation of every host: without this
     a no-op converge of 50 hosts spent 17 s of CPU here (about 0.3 s per host), almost all in that sort."""
-    global _order
-    if _order[0] is not state or _order[1] != len(state.op_meta):
-        _order = (state, len(state.op_meta), state.get_op_order())
-    return _order[2]
+    run = run_state.of(state)
+    if run.op_order[0] != len(state.op_meta):
+        run.op_order = (len(state.op_meta), state.get_op_order())
+    return run.op_order[1]
 
 
 def _last_op(state, host):
@@ -567,9 +572,10 @@ def hold_run_lock(state, host=None) -> None:
 
     if host is None:
         host = compat.current_host()
-    if not will_execute() or host.name in HELD.hosts:
+    holding = held(state)
+    if not will_execute() or host.name in holding.hosts:
         return
-    HELD.register(state)
+    holding.register(state)
     wait = _knob(host, "litellm_lock_wait", DEFAULT_WAIT)
     stale_after = _knob(host, "litellm_lock_stale_after", DEFAULT_STALE_AFTER)
     mine = me()
@@ -584,17 +590,17 @@ def hold_run_lock(state, host=None) -> None:
         )
     except LockRefused as e:
         raise PyinfraError(f"host {host.name}: {e}") from None
-    HELD.hosts[host.name] = host
-    HELD.beats[host.name] = heartbeat(
+    holding.hosts[host.name] = host
+    holding.beats[host.name] = heartbeat(
         lambda command: _run(state, host, command),
         mine,
         started,
         stale_after,
         lost=lambda text: _notice(host, f"{LOCK_PATH} was taken over by another run: {text[:300]}"),
     )
-    HELD.beats[host.name].start()
-    if host.name in HELD.closed:  # pyinfra disconnected while this run waited: give it back
-        HELD.release(state, host)
+    holding.beats[host.name].start()
+    if host.name in holding.closed:  # pyinfra disconnected while this run waited: give it back
+        holding.release(state, host)
 
 
 def heartbeat(

@@ -396,12 +396,12 @@ def test_cannot_write_lock_is_refused_clearly(tmp_path):
 def test_the_operation_order_is_sorted_once_per_set_of_prepared_operations():
     """The lock's callbacks ask for the order after every operation of every host: pyinfra sorts all hosts'
     operations on each call, so the order is kept until operations are added."""
-    from types import SimpleNamespace
-
     from litellm_runner.pyinfra_ext import lock
+    from tests.unit.fakehost import FakeState
 
     sorts = []
-    state = SimpleNamespace(op_meta={"a": 1, "b": 2}, ops={})
+    state = FakeState()
+    state.op_meta, state.ops = {"a": 1, "b": 2}, {}
     state.get_op_order = lambda: sorts.append(1) or list(state.op_meta)
     host = "h"  # pyinfra's hosts are hashable; a name stands in
     state.ops[host] = {"a": 1}
