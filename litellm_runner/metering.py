@@ -14,7 +14,7 @@ import json
 import os
 
 _counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-_installed = False
+_installed = False  # the counter patches pyinfra's Host once per process: process-wide, not a run's state
 
 
 def install() -> None:

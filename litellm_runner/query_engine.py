@@ -174,7 +174,7 @@ def bundle() -> tuple[bytes, str]:
     return _bundles[key]
 
 
-_bundles: dict[str, tuple[bytes, str]] = {}
+_bundles: dict[str, tuple[bytes, str]] = {}  # a pure function's answers, for the process (not run state)
 
 
 def install_dir(version: str | None = None) -> str:

@@ -88,7 +88,7 @@ def _leaves(node):
         yield None, node
 
 
-_calendars: dict[str, tuple[bool, str]] = {}  # expression -> calendar_ok's answer, for this process
+_calendars: dict[str, tuple[bool, str]] = {}  # expression -> calendar_ok's answer, for this process (pure)
 
 
 def calendar_ok(expr: str) -> tuple[bool, str]:

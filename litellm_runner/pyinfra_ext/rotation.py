@@ -24,7 +24,7 @@ from litellm_runner.run import compat
 
 INPUT_FD = "LITELLM_ROTATE_INPUT_FD"  # the number of the pipe litellm-runner rotate writes its JSON into
 TIMEOUT = 300  # seconds for one litellm-rotate command (a lock wait, a large table)
-_given: dict = {}
+_given: dict = {}  # the process's input (a pipe read once), not a run's state: it stays a module global
 
 
 def given() -> dict:
