@@ -127,17 +127,17 @@ def split_sql(text: str) -> list[str]:
         if m is None:
             buf.append(text[i:])
             break
-        j, token = m.start(), m.group()
+        j, mark = m.start(), m.group()
         buf.append(text[i:j])
-        if token == ";":
+        if mark == ";":
             end_statement()
             i = j + 1
-        elif token in ("--", "/*"):  # a comment, left out up to its end (a line comment's newline included)
-            k = text.find("\n" if token == "--" else "*/", j + 2)
-            i = n if k < 0 else k + (1 if token == "--" else 2)
+        elif mark in ("--", "/*"):  # a comment, left out up to its end (a line comment's newline included)
+            k = text.find("\n" if mark == "--" else "*/", j + 2)
+            i = n if k < 0 else k + (1 if mark == "--" else 2)
         else:  # a quoted string or a $$ body, kept whole up to its closing mark (or the end of the text)
-            k = text.find(token, j + len(token))
-            i = n if k < 0 else k + len(token)
+            k = text.find(mark, j + len(mark))
+            i = n if k < 0 else k + len(mark)
             buf.append(text[j:i])
     end_statement()
     return statements
@@ -176,23 +176,27 @@ LITERALS = re.compile(r"'((?:[^']|'')*)'")
 
 
 def top_level(text: str) -> list[str]:
-    """TEXT split at commas outside parentheses and quotes, each part stripped."""
-    parts, buf, depth, quote = [], [], 0, False
-    for c in text:
-        if c == "'":
+    """TEXT split at commas outside parentheses and quotes, each part stripped (read from mark to mark)."""
+    parts, depth, quote, start = [], 0, False, 0
+    for m in TOP_LEVEL_MARK.finditer(text):
+        mark = m.group()
+        if mark == "'":
             quote = not quote
-        elif not quote and c == "(":
+        elif quote:
+            continue
+        elif mark == "(":
             depth += 1
-        elif not quote and c == ")":
+        elif mark == ")":
             depth -= 1
-        if c == "," and depth == 0 and not quote:
-            parts.append("".join(buf).strip())
-            buf = []
-        else:
-            buf.append(c)
-    if "".join(buf).strip():
-        parts.append("".join(buf).strip())
+        elif depth == 0:
+            parts.append(text[start : m.start()].strip())
+            start = m.end()
+    if text[start:].strip():
+        parts.append(text[start:].strip())
     return parts
+
+
+TOP_LEVEL_MARK = re.compile(r"[(),']")
 
 
 def column_type(definition: str) -> str:
@@ -392,7 +396,7 @@ def present(key: tuple, expected: Schema, live: Live) -> str | None:
     raise ValueError(kind)
 
 
-def plan(migrations: list[Migration], raws: dict[str, bytes], live: Live) -> list[dict]:
+def plan(migrations: list[Migration], raws: dict[str, bytes], live: Live, expected: Schema | None = None) -> list[dict]:
     """The actions that bring the database to MIGRATIONS, in the order they run, each ``{"action", "id",
     "before", "after", ...}``: ``id``/``before``/``after`` is the drift item the report shows.
 
@@ -404,7 +408,8 @@ def plan(migrations: list[Migration], raws: dict[str, bytes], live: Live) -> lis
     that cannot be made right without losing data: named with the reason, left as it is).
     """
     records = live.records or []
-    expected = replay(migrations)
+    if expected is None:  # the caller may pass replay(MIGRATIONS) when it has it already
+        expected = replay(migrations)
     objects = expected.objects()
     by_migration: dict[str, list[str]] = {}
     for label, (by, _) in objects.items():
