@@ -35,7 +35,7 @@ def layout(root, schema=SCHEMA, client=None, packaged=None):
 
 def read_state(venv, host="", port=0):
     proc = subprocess.run(
-        [prisma.SYSTEM_PYTHON, "-I", "-c", prisma.STATE, str(venv), host, str(port), "2"],
+        [prisma.SYSTEM_PYTHON, "-I", "-S", "-c", prisma.STATE, str(venv), host, str(port), "2"],
         capture_output=True,
         text=True,
         timeout=30,
