@@ -57,6 +57,8 @@ SEED, SEED_PORT = "litellm-bench-seed", 2600
 LOCK = layout.LOCK  # the venv's hash-locked closure, as the runner put it on the host
 FLEET_PORT = 2600  # fleet host i listens on FLEET_PORT + i
 ANSIBLE_CORE = "ansible-core==2.18.6"
+HOST_CPU_TARGET_S = 0.150  # issue #22: a no-op check of one converged host costs it at most 150 ms of CPU ...
+COMMANDS_TARGET = 3  # ... with at most 3 remote commands
 SEED_DATA = {"litellm_num_workers": 1}
 DISABLED_IN_FLEET = ("litellm", "litellm-rerank", "litellm-embed-arctic")  # see the module's doc
 PYINFRA = str(pathlib.Path(sys.executable).parent / "pyinfra")
@@ -537,6 +539,19 @@ def print_report(report: dict) -> None:
             f"Ansible {v['ansible_wall_s']:.2f} s ({v['ansible_commands']} SSH commands): "
             f"{v['ratio']:.1f} times faster"
         )
+    noop = next((r for r in report["one_host"] if r["run"] == "no-op check"), None)
+    if noop and noop.get("hosts_net_cpu_s") is not None:
+        print(target(noop["hosts_net_cpu_s"], noop["commands_per_host"]))
+
+
+def target(host_cpu_s: float, commands: int) -> str:
+    """The no-op check of one host against issue #22's target: at most 150 ms of the host's CPU, 3 commands."""
+    met = host_cpu_s <= HOST_CPU_TARGET_S and commands <= COMMANDS_TARGET
+    return (
+        f"no-op check of one host: {1000 * host_cpu_s:.0f} ms of the host's CPU above idle, {commands} remote "
+        f"commands (target: at most {1000 * HOST_CPU_TARGET_S:.0f} ms, {COMMANDS_TARGET} commands): "
+        + ("met" if met else "not met")
+    )
 
 
 if __name__ == "__main__":
