@@ -41,7 +41,7 @@ characters escaped, in the terminal, the JSON and the JUnit alike; the dry run a
 the host's known secret values in its drift records, and its log is escaped line by line.
 
 The check reads one channel: the dry run's records (``litellm_runner.cli.dryrun``), one JSON object a
-line on a pipe, as each host is reached and checked. pyinfra's log is shown only when the check could
+line on its standard output, as each host is reached and checked. pyinfra's log is shown only when the check could
 not run.
 """
 
@@ -85,28 +85,17 @@ class Dry:
 def run_dry(extra: list[str], timeout: float, on_event=lambda event: None) -> Dry:
     """``pyinfra inventory.py deploy.py --dry --json EXTRA`` (cli.dryrun), each record to ON_EVENT as it comes.
 
-    The records come on one pipe; pyinfra's log (stderr) is kept, its stdout is not read. Raises
+    The records come on its standard output; pyinfra's log (stderr) is kept aside. Raises
     subprocess.TimeoutExpired when it has not finished within TIMEOUT seconds (it is killed).
     """
     env = {k: v for k, v in os.environ.items() if k != "PYINFRA_YES"}
     env["PYINFRA_PROGRESS"] = "off"
-    read_end, write_end = os.pipe()
-    command = [sys.executable, "-m", "litellm_runner.cli.dryrun", "--records", str(write_end)]
-    command += ["inventory.py", "deploy.py", "--dry", "--json", *extra]
+    command = [sys.executable, "-m", "litellm_runner.cli.dryrun", "inventory.py", "deploy.py", "--dry", "--json"]
     expired = threading.Event()
-    with tempfile.TemporaryFile("w+") as log, os.fdopen(read_end) as records:
-        try:
-            proc = subprocess.Popen(
-                command,
-                cwd=project(),
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-                pass_fds=(write_end,),
-                text=True,
-            )
-        finally:
-            os.close(write_end)  # the child's copy is the only writer left: its exit ends the records
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(
+            [*command, *extra], cwd=project(), env=env, stdout=subprocess.PIPE, stderr=log, text=True
+        )
 
         def expire() -> None:
             expired.set()
@@ -115,13 +104,15 @@ def run_dry(extra: list[str], timeout: float, on_event=lambda event: None) -> Dr
         timer = threading.Timer(timeout, expire)
         timer.start()
         try:
-            dry = read_records(records, on_event)
+            dry = read_records(proc.stdout, on_event)
             proc.wait()
         finally:
             timer.cancel()
             if proc.poll() is None:  # interrupted while reading: never leave pyinfra running
                 proc.kill()
                 proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
         if expired.is_set():
             raise subprocess.TimeoutExpired(command, timeout)
         log.seek(0)

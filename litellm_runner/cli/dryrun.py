@@ -1,11 +1,12 @@
 """pyinfra's command line for the drift check and the report: the run's records, on one channel.
 
-    python -m litellm_runner.cli.dryrun --records FD inventory.py deploy.py --dry --json [pyinfra args...]
+    python -m litellm_runner.cli.dryrun inventory.py deploy.py --dry --json [pyinfra args...]
 
-Runs pyinfra's own CLI unchanged (same arguments, same exit code) and writes what the run found to the
-file descriptor FD (a pipe the caller made), one JSON object a line, in the order it happens. This is
-the only thing the check reads from its dry run: pyinfra's ``--json`` keeps pyinfra non-interactive (no
-failure prompt, no spinner), and its output is not read; its log is shown only when the check cannot run.
+Runs pyinfra's own CLI unchanged (same arguments, same exit code) and writes what the run found to its
+standard output, one JSON object a line, in the order it happens. This is the only thing the check
+reads from its dry run. pyinfra's own standard output goes to /dev/null (its ``--json`` keeps it
+non-interactive: no failure prompt, no spinner), and its log (stderr) is shown only when the check
+cannot run.
 
     {"event": "hosts", "names": [...]}                          the hosts it is about to connect to
     {"event": "connected", "host": NAME}
@@ -119,30 +120,25 @@ class Recorder:
         self.channel.write("end", complete=complete, failed=compat.failed_host_names(self.state))
 
 
-def split_argv(argv: list[str]) -> tuple[int, list[str]]:
-    """(FD, pyinfra's arguments) of ``--records FD ARGS...``; ValueError without a descriptor first."""
-    if len(argv) < 2 or argv[0] != "--records" or not argv[1].isdigit():
-        raise ValueError("expected --records FD first (the pipe the caller reads)")
-    return int(argv[1]), argv[2:]
-
-
 def main() -> None:
-    """pyinfra's CLI with the run's records written to the channel named by ``--records FD``."""
+    """pyinfra's CLI with the run's records written to this process's standard output (pyinfra's to /dev/null)."""
     from pyinfra_cli.main import main as pyinfra_main  # loads its CLI, which Recorder.install() hooks into
 
     from litellm_runner.run import compat
 
-    try:
-        fd, argv = split_argv(sys.argv[1:])
-    except ValueError as exc:
-        sys.exit(f"python -m litellm_runner.cli.dryrun: {exc}")
+    argv = sys.argv[1:]
     params = compat.pyinfra_cli_params(argv) or {}
     if "--debug-all" not in argv:
         paramiko = logging.getLogger("paramiko")
         paramiko.addHandler(logging.NullHandler())
         paramiko.propagate = False
-    with os.fdopen(fd, "w") as stream:
-        recorder = Recorder(Channel(stream), len(params.get("operations") or ()))
+    sys.stdout.flush()
+    channel = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # whatever pyinfra or a deploy prints cannot mix with the records
+    os.close(devnull)
+    with channel:
+        recorder = Recorder(Channel(channel), len(params.get("operations") or ()))
         recorder.install()
         sys.argv = ["pyinfra", *argv]
         try:

@@ -7,14 +7,11 @@ import os
 import pathlib
 import re
 import select
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from litellm_runner import exitcodes
-from litellm_runner.cli import dryrun
 from litellm_runner.cli.check import Progress, build_report, human, junit, plan_of, read_records, report_of, run_dry
 from litellm_runner.cli.check import verdict as check_verdict
 
@@ -233,7 +230,9 @@ def test_progress_is_quiet_when_asked_or_not_on_a_terminal(tmp_path):
 
 INVENTORY = 'hosts = ["@local", ("gone", {"ssh_hostname": "127.0.0.1", "ssh_port": 9})]\n'
 DEPLOYS = {
-    "changes": 'from pyinfra.operations import server\nserver.shell(name="Say hi | t-01", commands=["true"])\n',
+    "changes": 'from pyinfra.operations import server\nserver.shell(name="Say hi | t-01", commands=["true"])\n'
+    # what a deploy prints goes to pyinfra's stdout, which is not the channel: this line is not read as a record
+    'print(\'{"event": "end", "complete": false, "failed": []}\')\n',
     "refuses": "from pyinfra.api.exceptions import DeployError\nraise DeployError('no')\n",
 }
 
@@ -269,13 +268,3 @@ def test_a_dry_run_that_stops_before_the_end_of_change_detection_cannot_be_repor
     dry = run_dry([], 120)
     assert dry.returncode == 1 and dry.end is not None and dry.end["complete"] is False
     assert report_of(dry) is None
-
-
-@pytest.mark.parametrize("argv", [[], ["inventory.py"], ["--records", "x", "inventory.py"]])
-def test_the_dry_run_wants_its_channel_first(argv):
-    with pytest.raises(ValueError, match="--records FD"):
-        dryrun.split_argv(argv)
-    proc = subprocess.run(
-        [sys.executable, "-m", "litellm_runner.cli.dryrun", *argv], capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 1 and "expected --records FD first" in proc.stderr
