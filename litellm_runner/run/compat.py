@@ -41,7 +41,7 @@ What each piece relies on, and where pyinfra could take a fix that would let us 
   of a host (``pop_global_arguments``) and of the operation running now
   (``host.current_op_global_arguments``), for commands a ``FunctionCommand`` runs itself. Upstream:
   ``FunctionCommand`` passing its operation's connector arguments to the function.
-- ``current_host`` and ``in_context``: ``pyinfra.context``'s greenlet-local ``ctx_host``,
+- ``current_state``, ``current_host`` and ``in_context``: ``pyinfra.context``'s greenlet-local ``ctx_host``,
   ``ctx_state`` (and ``deploy_config``: ``ctx_config``), for greenlets spawned by this code.
 - ``mark_host_failed``: adds to ``state.failed_hosts``, so that pyinfra exits 1 for an item that
   failed alone while the host's other operations still ran (``_ignore_errors`` runs them, but does
@@ -299,6 +299,14 @@ def op_connector_arguments(host) -> dict:
     from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 
     return {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in CONNECTOR_ARGUMENT_KEYS}
+
+
+def current_state():
+    """The State of this greenlet's pyinfra context (the object itself), or None outside one: pyinfra's CLI sets
+    it before it loads the inventory."""
+    from pyinfra.context import ctx_state
+
+    return ctx_state.get() if ctx_state.isset() else None
 
 
 def current_host():
