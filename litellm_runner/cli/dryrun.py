@@ -27,6 +27,7 @@ tracebacks of connections it lost, and a host that cannot be reached is already 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -41,8 +42,12 @@ class Channel:
         self.stream = stream
 
     def write(self, event: str, **fields) -> None:
-        self.stream.write(json.dumps({"event": event, **fields}) + "\n")
-        self.stream.flush()
+        """One record; nothing when the reader is gone (the check was interrupted or timed out)."""
+        try:
+            self.stream.write(json.dumps({"event": event, **fields}) + "\n")
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):  # ValueError: already closed
+            pass
 
 
 def connect_records(channel: Channel):
@@ -137,14 +142,15 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())  # whatever pyinfra or a deploy prints cannot mix with the records
     os.close(devnull)
-    with channel:
-        recorder = Recorder(Channel(channel), len(params.get("operations") or ()))
-        recorder.install()
-        sys.argv = ["pyinfra", *argv]
-        try:
-            pyinfra_main()
-        finally:
-            recorder.end()
+    recorder = Recorder(Channel(channel), len(params.get("operations") or ()))
+    recorder.install()
+    sys.argv = ["pyinfra", *argv]
+    try:
+        pyinfra_main()
+    finally:
+        recorder.end()
+        with contextlib.suppress(OSError):  # the reader is gone: nothing to tell it
+            channel.close()
 
 
 if __name__ == "__main__":

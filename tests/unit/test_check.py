@@ -1,6 +1,7 @@
 """The drift report built from the dry run's one channel (litellm_runner.cli.dryrun): its records in, the
 report, the exit code and the terminal's lines out."""
 
+import contextlib
 import io
 import json
 import os
@@ -12,6 +13,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from litellm_runner import exitcodes
+from litellm_runner.cli import dryrun
 from litellm_runner.cli.check import Progress, build_report, human, junit, plan_of, read_records, report_of, run_dry
 from litellm_runner.cli.check import verdict as check_verdict
 
@@ -268,3 +270,15 @@ def test_a_dry_run_that_stops_before_the_end_of_change_detection_cannot_be_repor
     dry = run_dry([], 120)
     assert dry.returncode == 1 and dry.end is not None and dry.end["complete"] is False
     assert report_of(dry) is None
+
+
+def test_a_record_for_a_reader_that_is_gone_is_dropped_quietly():
+    """The check was interrupted or timed out: pyinfra's exit still writes its end record, and must not fail."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    stream = os.fdopen(write_end, "w")
+    channel = dryrun.Channel(stream)
+    channel.write("end", complete=True, failed=[])
+    with contextlib.suppress(OSError):
+        stream.close()
+    channel.write("end", complete=True, failed=[])  # closed already
