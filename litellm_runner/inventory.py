@@ -44,7 +44,6 @@ from litellm_runner.resources import project
 SUDO_PASSWORD_SECRET = "LITELLM_SUDO_PASSWORD"  # noqa: S105 (the NAME of the secret in the secret source)
 SECRET_ARGUMENTS = ("_sudo_password", "_su_password")  # pyinfra arguments that carry a password
 ASKPASS_MARKER = "private-askpass"  # host data's _sudo_password: only makes pyinfra use sudo -A
-_passwords: dict[str, str] = {}  # host name -> sudo password, for the private askpass helper
 # pyinfra's SSH connect retries, for fleets: a connection refused, reset or dropped (sshd's MaxStartups limit
 # on unauthenticated connections, a restarting host) is tried 3 more times, each after a random 0.5-2 s pause
 # (jitter: hosts that failed together do not retry together); then the host is unreachable and fails alone.
@@ -127,7 +126,8 @@ def refuse_group_data_passwords(folder: pathlib.Path | None = None) -> None:
 def with_sudo_password(host: str, data: dict, where: str) -> dict:
     """DATA, with a sudo password from the secret source when ``_sudo`` is set and the secret exists.
 
-    The value is kept for HOST's private askpass helper; host data gets only ASKPASS_MARKER.
+    The value is kept for HOST's private askpass helper in the Run of the pyinfra State that loads the
+    inventory (``keep_sudo_password``); host data gets only ASKPASS_MARKER.
     """
     if not data.get("_sudo"):
         return data
@@ -146,9 +146,21 @@ def with_sudo_password(host: str, data: dict, where: str) -> dict:
             return data  # no password: pyinfra runs sudo -n (a NOPASSWD rule)
     if not value or any(c in value for c in "\n\r\0"):
         raise InventoryError(f"{where}: sudo password {name} from {source}: empty or not one line (value not shown)")
-    _passwords[host] = value
+    keep_sudo_password(host, value)
     _install_private_askpass()
     return {**data, "_sudo_password": ASKPASS_MARKER}
+
+
+def keep_sudo_password(host: str, value: str) -> None:
+    """Keep VALUE for HOST's private askpass helper, in the Run of the pyinfra State loading this inventory
+    (pyinfra's CLI makes its State before it loads the inventory). Without one the inventory is only being
+    checked (``litellm-runner validate``, the drift check before its dry run): nothing connects, nothing is kept."""
+    from litellm_runner.run import compat
+    from litellm_runner.run import state as run_state
+
+    state = compat.current_state()
+    if state is not None:
+        run_state.of(state).sudo_passwords[host] = value
 
 
 def _install_private_askpass() -> None:
@@ -157,9 +169,10 @@ def _install_private_askpass() -> None:
     from pyinfra.api.exceptions import PyinfraError
 
     from litellm_runner.run import compat
+    from litellm_runner.run import state as run_state
 
     def make(host) -> str | None:
-        password = _passwords.get(host.name)
+        password = run_state.of(host.state).sudo_passwords.get(host.name)
         if password is None:
             return None  # pyinfra's own helper
         script = f"#!/bin/sh\nprintf '%s\\n' {shlex.quote(password)}\n"

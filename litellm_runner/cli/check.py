@@ -39,6 +39,10 @@ Secret-bearing items carry ``sha256:xxxxxxxx`` fingerprints, never values. Every
 report (host names, reasons, item values, diff lines) is ``litellm_runner.shown.safe``: control
 characters escaped, in the terminal, the JSON and the JUnit alike; the dry run already redacted
 the host's known secret values in its drift records, and its log is escaped line by line.
+
+The check reads one channel: the dry run's records (``litellm_runner.cli.dryrun``), one JSON object a
+line on its standard output, as each host is reached and checked. pyinfra's log is shown only when the check could
+not run.
 """
 
 from __future__ import annotations
@@ -58,7 +62,6 @@ from typing import IO, TextIO
 from xml.sax.saxutils import escape
 
 from litellm_runner import exitcodes, shown, validate
-from litellm_runner.cli.dryrun import EVENT
 from litellm_runner.cli.validate import validate_project
 from litellm_runner.resources import project
 
@@ -68,82 +71,93 @@ PARALLEL = 10  # SSH connections in flight: sshd's default MaxStartups starts dr
 
 @dataclass
 class Dry:
-    """What the dry run left: pyinfra's exit code and JSON, its log, the drift records, the events."""
+    """What the dry run left: pyinfra's exit code and log, and the records of its one channel (cli.dryrun)."""
 
-    returncode: int
-    stdout: str
-    log: list[str]
-    details: dict
+    returncode: int = -1
+    log: list[str] = field(default_factory=list)
     hosts: list[str] = field(default_factory=list)
-    unreachable: dict[str, str] = field(default_factory=dict)
     connected: list[str] = field(default_factory=list)
+    unreachable: dict[str, str] = field(default_factory=dict)
+    checked: dict[str, dict] = field(default_factory=dict)  # host -> its last ``checked`` record
+    end: dict | None = None
 
 
 def run_dry(extra: list[str], timeout: float, on_event=lambda event: None) -> Dry:
-    """``pyinfra inventory.py deploy.py --dry --json EXTRA`` (cli.dryrun), each event to ON_EVENT as it comes.
+    """``pyinfra inventory.py deploy.py --dry --json EXTRA`` (cli.dryrun), each record to ON_EVENT as it comes.
 
-    Raises subprocess.TimeoutExpired when it has not finished within TIMEOUT seconds (it is killed).
+    The records come on its standard output; pyinfra's log (stderr) is kept aside. Raises
+    subprocess.TimeoutExpired when it has not finished within TIMEOUT seconds (it is killed).
     """
     env = {k: v for k, v in os.environ.items() if k != "PYINFRA_YES"}
     env["PYINFRA_PROGRESS"] = "off"
-    with tempfile.TemporaryDirectory(prefix="litellm-check-") as tmp:
-        record, out = pathlib.Path(tmp) / "drift.json", pathlib.Path(tmp) / "plan.json"
-        env["LITELLM_DRIFT_RECORD"] = str(record)
-        command = [sys.executable, "-m", "litellm_runner.cli.dryrun", "inventory.py", "deploy.py", "--dry", "--json"]
-        expired = threading.Event()
-        with out.open("w") as stdout:
-            proc = subprocess.Popen(
-                [*command, *extra], cwd=project(), env=env, stdout=stdout, stderr=subprocess.PIPE, text=True
-            )
+    command = [sys.executable, "-m", "litellm_runner.cli.dryrun", "inventory.py", "deploy.py", "--dry", "--json"]
+    expired = threading.Event()
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(
+            [*command, *extra], cwd=project(), env=env, stdout=subprocess.PIPE, stderr=log, text=True
+        )
 
-            def expire() -> None:
-                expired.set()
+        def expire() -> None:
+            expired.set()
+            proc.kill()
+
+        timer = threading.Timer(timeout, expire)
+        timer.start()
+        try:
+            dry = read_records(proc.stdout, on_event)
+            proc.wait()
+        finally:
+            timer.cancel()
+            if proc.poll() is None:  # interrupted while reading: never leave pyinfra running
                 proc.kill()
-
-            timer = threading.Timer(timeout, expire)
-            timer.start()
-            try:
-                dry = _read_events(proc.stderr, on_event)
                 proc.wait()
-            finally:
-                timer.cancel()
-                if proc.poll() is None:  # interrupted while reading: never leave pyinfra running
-                    proc.kill()
-                    proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
         if expired.is_set():
             raise subprocess.TimeoutExpired(command, timeout)
-        dry.returncode, dry.stdout = proc.returncode, out.read_text()
-        dry.details = json.loads(record.read_text()) if record.exists() else {}
+        log.seek(0)
+        dry.returncode, dry.log = proc.returncode, log.read().splitlines(keepends=True)
     return dry
 
 
-def _read_events(stream: IO[str] | None, on_event) -> Dry:
-    """The dry run's stderr, line by line: events (litellm_runner.cli.dryrun) to ON_EVENT, the rest kept as its log."""
-    dry = Dry(returncode=-1, stdout="", log=[], details={})
+def read_records(stream: IO[str] | None, on_event=lambda event: None) -> Dry:
+    """The dry run's records (litellm_runner.cli.dryrun), line by line, each to ON_EVENT as it comes."""
+    dry = Dry()
     for line in stream or ():
-        if not line.startswith(EVENT):
-            dry.log.append(line)
-            continue
-        event = json.loads(line[len(EVENT) :])
-        if event["event"] == "hosts":
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # not a record (the channel is the dry run's own: never expected)
+        kind = event.get("event") if isinstance(event, dict) else None
+        if kind == "hosts":
             dry.hosts = event["names"]
-        elif event["event"] == "unreachable":
-            dry.unreachable[event["host"]] = event["reason"]
-        elif event["event"] == "connected":
+        elif kind == "connected":
             dry.connected.append(event["host"])
+        elif kind == "unreachable":
+            dry.unreachable[event["host"]] = event["reason"]
+        elif kind == "checked":
+            dry.checked[event["host"]] = event
+        elif kind == "end":
+            dry.end = event
+        else:
+            continue
         on_event(event)
     return dry
 
 
-def build_report(plan: list, details: dict, hosts: list[str], unreachable: dict[str, str] | None = None) -> dict:
-    """The report of HOSTS from PLAN (pyinfra's --json plan), DETAILS (drift records), UNREACHABLE (name -> why)."""
+def build_report(checked: dict[str, dict], hosts: list[str], unreachable: dict[str, str] | None = None) -> dict:
+    """The report of HOSTS from CHECKED (each host's last ``checked`` record) and UNREACHABLE (name -> why).
+
+    A host neither checked nor unreachable is an error: it was not checked."""
     unreachable = unreachable or {}
     report_hosts: dict[str, dict] = {}
     for name in hosts:
         if name in unreachable:
             report_hosts[name] = {"status": "unreachable", "reason": unreachable[name], "items": []}
+        elif name in checked:
+            report_hosts[name] = _host_result(host_plan(checked[name]), checked[name].get("records", []), name)
         else:
-            report_hosts[name] = _host_result(plan, details.get(name, []), name)
+            report_hosts[name] = {"status": "error", "items": []}
     drifted = [h for h, r in report_hosts.items() if r["status"] in ("drift", "error")]
     errors = [h for h, r in report_hosts.items() if r["status"] in ("error", "unreachable")]
     return shown.safe(
@@ -180,12 +194,31 @@ def _host_result(plan: list, records: list[dict], name: str) -> dict:
     return {"status": "error" if "error" in statuses else "drift" if "drift" in statuses else "ok", "items": items}
 
 
-def host_plan(event: dict) -> list[dict]:
-    """A ``checked`` event (litellm_runner.cli.dryrun) as a plan of that one host, for _host_result."""
-    name = event["host"]
-    return [{"name": n, "hosts_with_change": [name], "hosts_with_conditional_change": []} for n in event["changes"]] + [
-        {"name": n, "hosts_with_change": [], "hosts_with_conditional_change": [name]} for n in event["conditional"]
-    ]
+def _op(name: str, changes: list[str], conditional: list[str]) -> dict:
+    return {"name": name, "hosts_with_change": changes, "hosts_with_conditional_change": conditional}
+
+
+def host_plan(checked: dict) -> list[dict]:
+    """A ``checked`` record (litellm_runner.cli.dryrun) as a plan of that one host, in its order, as pyinfra's
+    ``--json`` plan has it: every operation with the host in ``hosts_with_change``,
+    ``hosts_with_conditional_change`` or neither (in sync)."""
+    name = checked["host"]
+    return (
+        [_op(n, [name], []) for n in checked["changes"]]
+        + [_op(n, [], [name]) for n in checked["conditional"]]
+        + [_op(n, [], []) for n in checked.get("in_sync", [])]
+    )
+
+
+def plan_of(checked: dict[str, dict]) -> list[dict]:
+    """Every host's ``checked`` record as one plan of the run, as pyinfra's ``--json`` plan has it."""
+    ops: dict[str, dict] = {}
+    for _name, record in sorted(checked.items()):
+        for op in host_plan(record):
+            entry = ops.setdefault(op["name"], _op(op["name"], [], []))
+            entry["hosts_with_change"] += op["hosts_with_change"]
+            entry["hosts_with_conditional_change"] += op["hosts_with_conditional_change"]
+    return list(ops.values())
 
 
 def _fmt(value) -> str:
@@ -265,6 +298,7 @@ class Progress:
     def __init__(self, out: TextIO, quiet: bool = False) -> None:
         self.out, self.enabled = out, out.isatty() and not quiet
         self.started, self.total, self.done = time.monotonic(), 0, 0
+        self.shown: set[str] = set()
         self.lock, self.stop = threading.Lock(), threading.Event()
         self.ticker = threading.Thread(target=self._tick, daemon=True)
 
@@ -280,12 +314,14 @@ class Progress:
         self._write("\r\033[K")
 
     def event(self, event: dict) -> None:
-        """One event of the dry run (litellm_runner.cli.dryrun): a host's result becomes a line."""
+        """One record of the dry run (litellm_runner.cli.dryrun): a host's result becomes a line, once."""
         if event["event"] == "hosts":
             self.total = len(event["names"])
-        elif event["event"] == "unreachable":
+        elif event["event"] == "unreachable" and event["host"] not in self.shown:
+            self.shown.add(event["host"])
             self._line(headline(event["host"], {"status": "unreachable", "reason": event["reason"]}))
-        elif event["event"] == "checked":
+        elif event["event"] == "checked" and event["host"] not in self.shown:
+            self.shown.add(event["host"])
             self._line(headline(event["host"], _host_result(host_plan(event), event["records"], event["host"])))
 
     def _line(self, text: str) -> None:
@@ -420,24 +456,15 @@ def _main(argv: list[str] | None, prog: str) -> int:
 
 
 def report_of(dry: Dry) -> dict | None:
-    """The report of a dry run, or None when pyinfra failed for another reason than hosts it could not reach."""
-    try:
-        plan = json.loads(dry.stdout)["plan"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        plan = None
-    all_unreachable = bool(dry.hosts) and set(dry.unreachable) == set(dry.hosts)  # pyinfra: "No hosts remaining!"
-    if all_unreachable:
-        plan = []
-    if plan is None or (dry.returncode != 0 and not dry.unreachable):
+    """The report of a dry run, or None when pyinfra failed for another reason than hosts it could not reach:
+    it stopped before the end of its change detection, or counted a reached host failed."""
+    end = dry.end
+    if end is None or not end["complete"] or set(end["failed"]) - set(dry.unreachable):
         return None
-    hosts = sorted(
-        set(dry.hosts)
-        | {h for op in plan for h in op["hosts_with_change"] + op["hosts_with_conditional_change"]}
-        | set(dry.details)
-        | set(dry.connected)
-        | set(dry.unreachable)
-    )
-    return build_report(plan, dry.details, hosts, dry.unreachable)
+    if dry.returncode != 0 and not dry.unreachable:
+        return None
+    hosts = sorted(set(dry.hosts) | set(dry.checked) | set(dry.connected) | set(dry.unreachable))
+    return build_report(dry.checked, hosts, dry.unreachable)
 
 
 def verdict(report: dict) -> int:

@@ -19,7 +19,8 @@ from what the runner already reads (docs/report.md):
 - open: the drift this report's check found, and every verification that failed.
 
 The host is read by one dry run: the drift check's (deploy.py) followed by
-litellm_runner/cli/report_facts.py (no operation, only bounded reads, each failing alone).
+litellm_runner/cli/report_facts.py (no operation, only bounded reads, each failing alone), read from its
+one channel (each host's last ``checked`` record: its plan, drift records and report parts).
 Nothing is changed. Every string from a host is escaped and the host's known secrets are shown as
 fingerprints (``litellm_runner.shown``), in the JSON and the Markdown alike.
 
@@ -31,23 +32,20 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import pathlib
 import re
 import subprocess
 import sys
-import tempfile
 
 from packaging.utils import canonicalize_name
 
 from litellm_runner import exitcodes, shown
-from litellm_runner.cli.check import PARALLEL, positive, report_of, run_dry
+from litellm_runner.cli.check import PARALLEL, plan_of, positive, report_of, run_dry
 from litellm_runner.cli.check import SCHEMA as CHECK_SCHEMA
 from litellm_runner.resources import project
 
 SCHEMA = "litellm-runner/remediation-report"
 FACTS_FILE = pathlib.Path(__file__).resolve().parent / "report_facts.py"
-RECORD = "LITELLM_REPORT_RECORD"  # report_facts.RECORD (that module imports pyinfra: not imported here)
 CONTROL = re.compile(r"\|\s*([a-z]+-[0-9]+)\s*$")
 SWEEP = "sweep "  # the kind prefix of the account sweep's drift records (pyinfra_ext/sweep.py)
 PARTS = ("quarantine", "sbom", "status", "readiness", "units")
@@ -419,23 +417,18 @@ def main(argv: list[str] | None = None, prog: str = "python -m litellm_runner.cl
     except InputError as exc:
         print(f"{prog}: {exc}: no host was contacted", file=sys.stderr)
         return exitcodes.FAILED
-    with tempfile.TemporaryDirectory(prefix="litellm-report-") as tmp:
-        record = pathlib.Path(tmp) / "facts.json"
-        os.environ[RECORD] = str(record)
-        try:
-            dry = run_dry(["--parallel", str(args.parallel), *extra, str(FACTS_FILE)], args.timeout)
-        except subprocess.TimeoutExpired:
-            print(f"{prog}: pyinfra did not finish within {args.timeout:.0f}s", file=sys.stderr)
-            return exitcodes.FAILED
-        finally:
-            del os.environ[RECORD]
-        facts = json.loads(record.read_text()) if record.exists() else {}
+    try:
+        dry = run_dry(["--parallel", str(args.parallel), *extra, str(FACTS_FILE)], args.timeout)
+    except subprocess.TimeoutExpired:
+        print(f"{prog}: pyinfra did not finish within {args.timeout:.0f}s", file=sys.stderr)
+        return exitcodes.FAILED
     check = report_of(dry)
     if check is None:
         sys.stderr.write("".join(shown.escape(line.rstrip("\n")) + "\n" for line in dry.log)[-5000:])
         print(f"{prog}: the hosts could not be read (pyinfra exited {dry.returncode})", file=sys.stderr)
         return exitcodes.FAILED
-    plan = json.loads(dry.stdout).get("plan", [])
+    facts = {name: record["report"] for name, record in dry.checked.items() if "report" in record}
+    plan = plan_of(dry.checked)
     report = build(check, facts, plan, before, runs["converge"], runs["second"], secrets=known_secrets())
     text = markdown(report)
     if args.json_path:

@@ -4,8 +4,8 @@ A pyinfra operations file with no operation: ``litellm-runner report`` runs it a
 the check's own dry run (``pyinfra inventory.py deploy.py report_facts.py --dry``), so one
 connection per host answers both. Each part is read alone, bounded, and fails alone (an
 ``{"error": ...}`` in its place); every string is redacted with the host's known secrets and
-escaped (``litellm_runner.shown.safe``) before it is kept in the run's Run. At exit the parts are written, by host,
-to the file ``LITELLM_REPORT_RECORD`` names:
+escaped (``litellm_runner.shown.safe``) before it is kept in the run's Run (``collected``), from where the
+dry run writes them on its one channel (``litellm_runner.cli.dryrun``, the host's ``checked`` record):
 
 - ``quarantine``: root's quarantine folders and their manifests (``hostside.quarantine_manifests``)
 - ``sbom``: the components of the venv's SBOM (``layout.SBOM``), ``{name: version}``
@@ -17,9 +17,7 @@ to the file ``LITELLM_REPORT_RECORD`` names:
 
 from __future__ import annotations
 
-import atexit
 import json
-import os
 import shlex
 
 from pyinfra import host
@@ -34,7 +32,6 @@ from litellm_runner.run import state as run_state
 from litellm_runner.settings import DEFAULTS
 from litellm_runner.tasks.units import exposure_lines
 
-RECORD = "LITELLM_REPORT_RECORD"
 STATUS_TIMEOUT = 90  # seconds for litellm-status (its own checks time out after 5-10 s each)
 STATUS_LINES = 100
 
@@ -115,8 +112,6 @@ def collect() -> None:
     """Read this host's report parts (module docstring) and keep them, redacted and escaped."""
     d = host.data
     found = run_state.of(host.state).report_facts
-    if not found:
-        atexit.register(_write, found)  # this run's parts, as they will be at exit
     once = {"_ignore_errors": True}  # a part that fails is that part's error, never the host's
     url = f"http://127.0.0.1:{d.litellm_port}/health/readiness"
     parts = {
@@ -129,11 +124,9 @@ def collect() -> None:
     found[host.name] = shown.safe({name: _part(read) for name, read in parts.items()}, drift.known_secrets())
 
 
-def _write(found: dict[str, dict]) -> None:
-    path = os.environ.get(RECORD)
-    if path:
-        with open(path, "w") as handle:
-            json.dump(found, handle)
+def collected(state) -> dict[str, dict]:
+    """The report parts STATE's run read so far, by host name (redacted and escaped)."""
+    return run_state.of(state).report_facts
 
 
 if "__spec__" not in globals():  # pyinfra runs this file as an operations file (exec'd, not imported)

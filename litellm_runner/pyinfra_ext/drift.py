@@ -1,10 +1,9 @@
 """What a dry run found, item by item, for the drift report.
 
 Operations call ``record()`` while pyinfra detects changes (never while it
-executes). ``python -m litellm_runner.cli.check`` asks for the records by setting
-``LITELLM_DRIFT_RECORD`` to a file; at exit they are written there as JSON. The records are
-the run's (``litellm_runner.run.state.Run.drift``): the first one recorded in a run registers that
-run's write at exit.
+executes). The records are the run's (``litellm_runner.run.state.Run.drift``); ``records(state)``
+reads them, and the drift check's dry run writes each host's on its one channel as soon as the
+host's change detection is done (``litellm_runner.cli.dryrun``).
 Nothing recorded may hold a secret: callers pass fingerprints for those. Whatever the host
 said (a file name, a database value, a line of a diff) may still hold one written there by hand,
 or a control character: every record is passed through ``litellm_runner.shown.safe`` with the
@@ -13,10 +12,7 @@ host's known secret values (``known_secrets``) before it is kept.
 
 from __future__ import annotations
 
-import atexit
 import difflib
-import json
-import os
 
 from pyinfra import host
 
@@ -31,10 +27,7 @@ def record(kind: str, before, after, diff: list[str] | None = None) -> None:
     item = {"id": _op_name(), "kind": kind, "before": before, "after": after}
     if diff:
         item["diff"] = diff
-    found = run_state.of(host.state).drift
-    if not found:
-        atexit.register(_write, found)  # this run's records, as they will be at exit
-    found.setdefault(host.name, []).append(shown.safe(item, known_secrets()))
+    run_state.of(host.state).drift.setdefault(host.name, []).append(shown.safe(item, known_secrets()))
 
 
 def known_secrets() -> list[str]:
@@ -63,10 +56,3 @@ def unified(before: str | None, after: str, path: str) -> list[str]:
             (before or "").splitlines(), after.splitlines(), f"{path} (host)", f"{path} (desired)", lineterm=""
         )
     )
-
-
-def _write(found: dict[str, list[dict]]) -> None:
-    path = os.environ.get("LITELLM_DRIFT_RECORD")
-    if path:
-        with open(path, "w") as handle:
-            json.dump(found, handle)

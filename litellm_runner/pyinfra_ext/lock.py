@@ -73,8 +73,6 @@ BEATS_PER_STALE = 10  # heartbeats per litellm_lock_stale_after: 30 s of 300
 POLL_SECONDS = 2.0
 COMMAND_TIMEOUT = 30  # seconds, each remote lock command (flock waits at most 20 of them)
 
-RUN_ID = uuid.uuid4().hex[:12]  # this process's run
-
 
 class LockRefused(Exception):
     """The run lock of a host is held by another live run (or could not be taken)."""
@@ -213,10 +211,11 @@ def _my_machine_id() -> str:
     return machine_id()
 
 
-def me() -> Owner:
-    """This run as a lock owner (``started`` and ``beat`` are filled in by the host)."""
+def me(run_id: str | None = None) -> Owner:
+    """This run as a lock owner (``started`` and ``beat`` are filled in by the host). RUN_ID: the run's
+    (``owner(state)``); a new one when not given."""
     return Owner(
-        RUN_ID,
+        run_id or new_run_id(),
         _word(getpass.getuser()),
         _word(socket.gethostname()),
         os.getpid(),
@@ -224,6 +223,16 @@ def me() -> Owner:
         0,
         _my_machine_id(),
     )
+
+
+def new_run_id() -> str:
+    """A fresh run id: each run (each pyinfra State) is its own lock owner, even two in one process."""
+    return uuid.uuid4().hex[:12]
+
+
+def owner(state) -> Owner:
+    """STATE's run as a lock owner: its run id is its Run's (``held(state).run_id``)."""
+    return me(held(state).run_id)
 
 
 def beat_interval(stale_after: int) -> float:
@@ -461,6 +470,7 @@ class _Held:
         self.beats: dict[str, Heartbeat] = {}  # host name -> its heartbeat
         self.closed: set[str] = set()
         self.registered = False  # its callbacks added to the run's state
+        self.run_id = new_run_id()  # this run as a lock owner: the id written into the locks it takes
 
     def register(self, state) -> None:
         if self.registered:
@@ -521,7 +531,7 @@ class _Held:
             beat.stop()
         if self.hosts.pop(host.name, None) is None:
             return
-        ok, out, err = _run(state, host, release_command(RUN_ID))
+        ok, out, err = _run(state, host, release_command(self.run_id))
         if not ok or not out:
             _notice(
                 host,
@@ -578,7 +588,7 @@ def hold_run_lock(state, host=None) -> None:
     holding.register(state)
     wait = _knob(host, "litellm_lock_wait", DEFAULT_WAIT)
     stale_after = _knob(host, "litellm_lock_stale_after", DEFAULT_STALE_AFTER)
-    mine = me()
+    mine = me(holding.run_id)
     try:
         _, started = acquire(
             lambda command: _run(state, host, command),

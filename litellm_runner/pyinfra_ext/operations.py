@@ -393,7 +393,7 @@ def no_abandoned_lock(stale_after: int):
         host.noop("no run lock is held")
         return
     owner = lock.parse_owner(found["text"], found["mtime"])
-    decision = lock.decide(owner, found["now"], lock.me(), stale_after)
+    decision = lock.decide(owner, found["now"], lock.owner(host.state), stale_after)
     if decision.action != "take-over":
         host.noop(f"the run lock is held by {owner.describe(found['now'])}: {decision.reason}")
         return

@@ -29,8 +29,9 @@ What each piece relies on, and where pyinfra could take a fix that would let us 
   it once per host, in that host's context). Upstream: state callbacks before connecting and after a
   host's deploy code ran (change detection done).
 - ``planned_changes``: a host's operations in its own order (``host.op_hash_order``), their
-  ``operation_meta.will_change`` and ``pyinfra_cli.prints.pretty_op_name``: what ``--json`` will
-  print, read per host as soon as its change detection is done.
+  ``operation_meta.will_change`` and ``pyinfra_cli.prints.pretty_op_name``: what ``--json`` would
+  print, read per host as soon as its change detection is done. ``failed_host_names``: ``state.failed_hosts``
+  read (pyinfra's exit 1). Upstream: a per-host plan and the failed hosts in the API's results.
 - ``drop_deploy_name``: ``host.current_deploy_name``, the prefix ``@deploy`` gives every operation
   name. Upstream: a ``@deploy`` that does not prefix its operations' names.
 - ``pyinfra_cli_params`` and ``pyinfra_usage_problem``: pyinfra's argv parsed again through its click
@@ -40,7 +41,7 @@ What each piece relies on, and where pyinfra could take a fix that would let us 
   of a host (``pop_global_arguments``) and of the operation running now
   (``host.current_op_global_arguments``), for commands a ``FunctionCommand`` runs itself. Upstream:
   ``FunctionCommand`` passing its operation's connector arguments to the function.
-- ``current_host`` and ``in_context``: ``pyinfra.context``'s greenlet-local ``ctx_host``,
+- ``current_state``, ``current_host`` and ``in_context``: ``pyinfra.context``'s greenlet-local ``ctx_host``,
   ``ctx_state`` (and ``deploy_config``: ``ctx_config``), for greenlets spawned by this code.
 - ``mark_host_failed``: adds to ``state.failed_hosts``, so that pyinfra exits 1 for an item that
   failed alone while the host's other operations still ran (``_ignore_errors`` runs them, but does
@@ -211,20 +212,29 @@ def after_deploy_file(hook: Callable[[], None]) -> None:
     util.exec_file = exec_and_tell
 
 
-def planned_changes(state, host) -> tuple[list[str], list[str]]:
-    """(changes, conditional): the names of HOST's operations that will change it, as pyinfra's ``--json``
-    plan names them, those without and with an ``_if`` condition, in the host's own order."""
+def planned_changes(state, host) -> tuple[list[str], list[str], list[str]]:
+    """(changes, conditional, in_sync): the names of HOST's operations, as pyinfra's ``--json`` plan names them,
+    in the host's own order: those that will change it without and with an ``_if`` condition, and the others."""
     from pyinfra_cli.prints import pretty_op_name
 
     changes: list[str] = []
     conditional: list[str] = []
+    in_sync: list[str] = []
     for op_hash in host.op_hash_order:  # this host's own order: state.get_op_order() sorts every host's, each time
         if op_hash not in state.ops[host]:
             continue
         data = state.get_op_data_for_host(host, op_hash)
-        if data.operation_meta.will_change:
-            (conditional if data.global_arguments["_if"] else changes).append(pretty_op_name(state.op_meta[op_hash]))
-    return changes, conditional
+        name = pretty_op_name(state.op_meta[op_hash])
+        if not data.operation_meta.will_change:
+            in_sync.append(name)
+        else:
+            (conditional if data.global_arguments["_if"] else changes).append(name)
+    return changes, conditional, in_sync
+
+
+def failed_host_names(state) -> list[str]:
+    """The names of the hosts pyinfra counts failed (it exits 1): unreachable, a failed fact or operation."""
+    return sorted(host.name for host in state.failed_hosts)
 
 
 def in_pyinfra_cli() -> bool:
@@ -289,6 +299,14 @@ def op_connector_arguments(host) -> dict:
     from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 
     return {k: v for k, v in (host.current_op_global_arguments or {}).items() if k in CONNECTOR_ARGUMENT_KEYS}
+
+
+def current_state():
+    """The State of this greenlet's pyinfra context (the object itself), or None outside one: pyinfra's CLI sets
+    it before it loads the inventory."""
+    from pyinfra.context import ctx_state
+
+    return ctx_state.get() if ctx_state.isset() else None
 
 
 def current_host():

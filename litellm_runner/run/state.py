@@ -36,8 +36,10 @@ class Run:
     rollout_failed: str | None = None
     # pyinfra_ext/drift.py: host name -> the drifted items its change detection recorded
     drift: dict[str, list[dict]] = dataclasses.field(default_factory=dict)
-    # pyinfra_ext/drift.py: host name -> its secret values (secrets.known), read once
-    known_secrets: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    # pyinfra_ext/drift.py: host name -> its secret values (secrets.known), read once (never in the repr)
+    known_secrets: dict[str, list[str]] = dataclasses.field(default_factory=dict, repr=False)
+    # inventory.py: host name -> its sudo password, read while pyinfra loads the inventory (never in the repr)
+    sudo_passwords: dict[str, str] = dataclasses.field(default_factory=dict, repr=False)
     # cli/report_facts.py: host name -> the report's parts read from it (redacted)
     report_facts: dict[str, dict] = dataclasses.field(default_factory=dict)
     # validate.py: the inventory's verdict (True: valid), None until checked

@@ -15,11 +15,13 @@ from types import SimpleNamespace
 
 import pyinfra
 import pytest
-from pyinfra.api import Config, Inventory, State
+from pyinfra import host
+from pyinfra.api import Config, Inventory, State, operation
 from pyinfra.api.host import Host
 from pyinfra.api.operation import add_op
 from pyinfra.api.util import get_operation_order_from_stack
 from pyinfra.operations import server
+from pyinfra_cli.prints import pretty_op_name
 
 from litellm_runner.run import compat
 from litellm_runner.run.compat import order_from_stack
@@ -134,11 +136,28 @@ def test_the_host_and_state_attributes_compat_reads_and_writes(one_host):
 # -- what compat's functions do, on that real state ---------------------------------------------------------
 
 
+@operation()
+def in_sync():
+    """An operation that finds nothing to do."""
+    host.noop("nothing to do")
+    yield from ()
+
+
 def test_planned_changes_names_operations_as_the_json_plan(one_host):
     state, host = one_host
     add_op(state, server.shell, "echo hi")
+    add_op(state, in_sync)
     add_op(state, server.shell, "echo maybe", _if=lambda: True)
-    assert compat.planned_changes(state, host) == (["server.shell (echo hi)"], ["server.shell (echo maybe)"])
+    changes, conditional, synced = compat.planned_changes(state, host)
+    assert (changes, conditional) == (["server.shell (echo hi)"], ["server.shell (echo maybe)"])
+    assert synced == [pretty_op_name(state.op_meta[host.op_hash_order[1]])]  # the one that found nothing to do
+
+
+def test_failed_host_names_are_the_hosts_pyinfra_counts_failed(one_host):
+    state, host = one_host
+    assert compat.failed_host_names(state) == []
+    compat.mark_host_failed(state, host)
+    assert compat.failed_host_names(state) == ["somehost"]
 
 
 def test_mark_host_failed_counts_the_host_failed_without_deactivating_it(one_host):

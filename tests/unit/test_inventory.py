@@ -42,8 +42,12 @@ def test_missing_hosts_file():
 
 
 # -- sudo passwords: only from the secret source ---------------------------------------------
+from pyinfra.api import State  # noqa: E402
+
 from litellm_runner import inventory  # noqa: E402
 from litellm_runner.inventory import refuse_group_data_passwords, with_sudo_password  # noqa: E402
+from litellm_runner.run import compat  # noqa: E402
+from litellm_runner.run import state as run_state  # noqa: E402
 
 CANARY = "canary-Pw-4711"
 
@@ -108,11 +112,13 @@ def test_sudo_password_from_the_secret_source(tmp_path, monkeypatch, data, env, 
         monkeypatch.setenv(name, value)
     if file_text is not None:
         data = {**data, "litellm_secrets_file": _secrets(tmp_path, file_text)}
-    inventory._passwords.pop("h", None)
-    result = with_sudo_password("h", data, "h")
+    state = State()  # as pyinfra's CLI: its State is made, and in context, before it loads the inventory
+    with compat.in_context(state):
+        result = with_sudo_password("h", data, "h")
     # the value stays out of host data (pyinfra would put it on the command line): only a marker
     assert result.get("_sudo_password") == (inventory.ASKPASS_MARKER if expected else None)
-    assert inventory._passwords.get("h") == expected
+    assert run_state.of(state).sudo_passwords.get("h") == expected  # that run's, for its askpass helper
+    assert expected is None or expected not in repr(run_state.of(state))
 
 
 @pytest.mark.parametrize(

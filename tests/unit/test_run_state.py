@@ -53,6 +53,10 @@ def test_two_runs_in_one_process_see_nothing_of_each_others_state():
     assert run_state.of(first[0]) is not run_state.of(second[0])
     assert run_state.of(second[0]).prefetched == {} and run_state.of(second[0]).rollout_failed is None
     assert lock.held(second[0]).closed == set() and lock.held(first[0]) is not lock.held(second[0])
+    # each run is its own lock owner: a second run in this process never takes the first's lock for its own
+    assert lock.owner(first[0]).run_id == lock.held(first[0]).run_id != lock.owner(second[0]).run_id
+    run_state.of(first[0]).sudo_passwords["same-name"] = "first's"
+    assert run_state.of(second[0]).sudo_passwords == {}
 
 
 def test_a_runs_state_goes_with_its_pyinfra_state():
@@ -74,7 +78,6 @@ PROCESS_WIDE = {
     "litellm_runner/query_engine.py:_bundles": "a pure function's answers (the engine built from this checkout)",
     "litellm_runner/gates/cache.py:_memory": "a pure function's answers (gate results by their inputs' digest)",
     "litellm_runner/pyinfra_ext/rotation.py:_given": "the process's input: a pipe that can be read only once",
-    "litellm_runner/inventory.py:_passwords": "filled while pyinfra loads the inventory, before any State exists",
     "litellm_runner/metering.py:_counts": "the benchmark's counter: pyinfra's Host patched once per process",
     "litellm_runner/metering.py:_installed": "that patch, installed once per process",
 }
@@ -91,17 +94,43 @@ def _mutable(value: ast.expr | None) -> bool:
     return False
 
 
-def module_state(source: str) -> list[str]:
-    """The names SOURCE keeps state in at module level: bound to a mutable value, or rebound with ``global``.
-    Constants (UPPER_CASE, ``__dunder__``) are tables written once, not state."""
-    tree = ast.parse(source)
+MUTATORS = {"append", "add", "update", "setdefault", "pop", "popitem", "clear", "extend", "insert", "remove"}
+MUTATORS |= {"discard", "appendleft", "__setitem__"}
+
+
+def _mutated_in_functions(tree: ast.Module, names: set[str]) -> set[str]:
+    """Which of NAMES (module-level) a function changes in place: ``NAME[k] = v`` or ``NAME.append(...)`` etc."""
     found = set()
+    for function in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)):
+        for node in ast.walk(function):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in MUTATORS:
+                target = node.func.value
+            elif isinstance(node, ast.Assign | ast.AugAssign | ast.Delete):
+                targets = node.targets if isinstance(node, ast.Assign | ast.Delete) else [node.target]
+                target = next((t.value for t in targets if isinstance(t, ast.Subscript)), None)
+            else:
+                continue
+            if isinstance(target, ast.Name) and target.id in names:
+                found.add(target.id)
+    return found
+
+
+def module_state(source: str) -> list[str]:
+    """The names SOURCE keeps state in at module level: bound to a mutable value, rebound with ``global``, or
+    changed in place by a function (whatever its case: an UPPER_CASE table a function fills is state too).
+    Constants (UPPER_CASE, ``__dunder__``) bound to a mutable value and never changed are tables, not state."""
+    tree = ast.parse(source)
+    found, bound = set(), set()
     for node in tree.body:
-        if isinstance(node, ast.Assign | ast.AnnAssign) and _mutable(node.value):
+        if isinstance(node, ast.Assign | ast.AnnAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            found |= {t.id for t in targets if isinstance(t, ast.Name)}
+            names = {t.id for t in targets if isinstance(t, ast.Name)}
+            bound |= names
+            if _mutable(node.value):
+                found |= {n for n in names if not n.isupper() and not (n.startswith("__") and n.endswith("__"))}
     found |= {name for node in ast.walk(tree) if isinstance(node, ast.Global) for name in node.names}
-    return sorted(n for n in found if not n.isupper() and not (n.startswith("__") and n.endswith("__")))
+    found |= _mutated_in_functions(tree, bound)
+    return sorted(found)
 
 
 def sources() -> list[pathlib.Path]:
@@ -120,6 +149,9 @@ def sources() -> list[pathlib.Path]:
         ("import weakref\n_runs = weakref.WeakKeyDictionary()\n", ["_runs"]),
         ("_done = False\ndef f():\n    global _done\n    _done = True\n", ["_done"]),
         ("_lock = object()\nLIMIT = 3\ndef f():\n    local = {}\n", []),
+        ("HELD = {}\ndef take(h):\n    HELD[h] = 1\n", ["HELD"]),  # an UPPER_CASE table a function fills
+        ("ORDER = []\ndef f(x):\n    ORDER.append(x)\n", ["ORDER"]),
+        ("TABLE = {'a': 1}\ndef f(k):\n    return TABLE[k]\n", []),
     ],
 )
 def test_the_scan_finds_module_state_and_only_it(source, expected):

@@ -66,9 +66,9 @@ def test_safe_walks_keys_values_and_lists():
 
 def test_the_checks_report_is_escaped_in_the_terminal_json_and_junit():
     bad = "/r/state/\x1b]0;PWNED\x07.tmp-litellm-runner"
-    plan = [{"name": "No leftovers | fs-02", "hosts_with_change": ["h\x1b[8m"], "hosts_with_conditional_change": []}]
-    details = {"h\x1b[8m": [{"id": "No leftovers | fs-02", "kind": "leftovers", "before": [bad], "after": []}]}
-    report = check.build_report(plan, details, ["h\x1b[8m", "gone"], {"gone": "ssh: \x1b[2J refused"})
+    records = [{"id": "No leftovers | fs-02", "kind": "leftovers", "before": [bad], "after": []}]
+    checked = {"host": "h\x1b[8m", "changes": ["No leftovers | fs-02"], "conditional": [], "records": records}
+    report = check.build_report({"h\x1b[8m": checked}, ["h\x1b[8m", "gone"], {"gone": "ssh: \x1b[2J refused"})
     for text in (check.human(report), check.junit(report), repr(report)):
         assert "\x1b" not in text and "\x07" not in text
     assert "\\x1b]0;PWNED\\x07" in report["hosts"]["h\\x1b[8m"]["items"][0]["before"][0]
