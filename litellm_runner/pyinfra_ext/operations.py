@@ -493,8 +493,6 @@ def venv_replaces_prisma(venv: str, user: str, python: str, python_version: str 
     """Whether ``venv_requirements`` installs prisma afresh in this run (the venv rebuilt or displaced, or prisma's
     files broken), so that the client generated into the prisma package is gone and must be generated again."""
     state = snapshot.current().venv_at(venv)
-    if state is None:
-        return False  # the venv's own operation fails alone, and the client's state says the rest
     if state.get("hostile") or state["packages"] is None:
         return True
     return bool(venv_rebuild_reasons(state, python, python_version)) or "prisma" in state["broken"]
