@@ -108,9 +108,9 @@ def dry_run() -> bool:
 
 def question(data) -> dict:
     """The arguments of the ``HostSnapshot`` a host with desired state DATA is asked (``current``, ``prefetch``)."""
-    engine = getattr(data, "litellm_query_engine", False)
+    engine, paths = getattr(data, "litellm_query_engine", False), managed(data)
     return {
-        "paths": managed(data).paths(),
+        "paths": paths.paths(),
         "user": data.litellm_user,
         "group": data.litellm_group,
         "units": managed_units(data),
@@ -118,7 +118,7 @@ def question(data) -> dict:
         "venv_owner": "root",
         "venv_integrity": venv_integrity(data),
         "env_files": [layout.ENV_FILE],
-        "dirs": managed(data).write_dirs(),
+        "dirs": paths.write_dirs(),
         "python": data.litellm_python,
         "debs": [*data.litellm_system_packages, *(query_engine.DEBIAN_PACKAGES if engine else [])],
     }
@@ -307,7 +307,20 @@ class HostSnapshot(FactBase):
         host.get_fact(HostSnapshot, **snapshot.question(host.data))
     """
 
-    def command(self, **asked):
+    def command(self, paths, user, group, units, venv, venv_owner, venv_integrity, env_files, dirs, python, debs):
+        asked = {
+            "paths": list(paths),
+            "user": user,
+            "group": group,
+            "units": list(units),
+            "venv": venv,
+            "venv_owner": venv_owner,
+            "venv_integrity": bool(venv_integrity),
+            "env_files": list(env_files),
+            "dirs": list(dirs),
+            "python": python,
+            "debs": list(debs),
+        }
         return hostside("snapshot", {**asked, "plants": True, "systemd": True})
 
     def process(self, output) -> Snapshot:
@@ -339,7 +352,7 @@ def current() -> Snapshot:
     if host.name not in snapshots:
         key, cls, kwargs = asked(host.data)
         found = answer(key, cls, **kwargs)
-        snapshots[host.name] = dataclasses.replace(found, asked=question(host.data))
+        snapshots[host.name] = dataclasses.replace(found, asked={k: v for k, v in kwargs.items() if k != "_timeout"})
     return snapshots[host.name]
 
 
