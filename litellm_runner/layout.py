@@ -12,7 +12,9 @@ so the kernel, not the runner, keeps the account from changing it:
 - ``QUARANTINE`` (root:root 0700): what the account planted that would change a managed unit or
   service (``account_plants``), moved there with a manifest, never deleted.
 
-Tasks, the host snapshot, the rendered units and the tests read these names from here.
+Tasks, the host snapshot, the rendered units and the tests read these names from here, and so does the
+host-side code: this file is shipped with it (``facts._boot``), so each constant both sides use is defined
+here once. Stdlib only, no imports.
 """
 
 from __future__ import annotations
@@ -28,8 +30,12 @@ CONFIG_FILE = f"{CONFIG}/config.generated.yaml"
 ENV_FILE = f"{CONFIG}/env.litellm"
 COMPLIANCE = f"{CONFIG}/compliance-desired.json"
 
+SYSTEM_PYTHON = "/usr/bin/python3"  # root's interpreter: the host-side code runs in it, isolated (-I)
+
 UNITS = "/etc/systemd/user"
-RUNNER_STATE = "/var/lib/litellm-runner"  # root's own state (hostside.CREATED lives here too)
+RUNNER_STATE = "/var/lib/litellm-runner"  # root's own state
+CREATED = f"{RUNNER_STATE}/created-accounts"  # root's record of the accounts the runner made
+RUN_LOCK = "/run/litellm-runner.lock"  # the host's run lock (pyinfra_ext/lock.py), on root's tmpfs
 QUARANTINE = f"{RUNNER_STATE}/quarantine"
 RESTART_HELD = f"{RUNNER_STATE}/restart-held"  # a restart of litellm.service owed since a run that held it
 

@@ -13,6 +13,7 @@ from pyinfra.api.exceptions import DeployError
 from litellm_runner import layout
 from litellm_runner.pyinfra_ext.env_file import env_file
 from litellm_runner.pyinfra_ext.operations import file, file_attrs
+from litellm_runner.pyinfra_ext.snapshot import managed
 from litellm_runner.render import render_compliance, render_config
 from litellm_runner.resources import host_tools
 
@@ -54,12 +55,13 @@ def apply():
         mode=mode,
     )
     tools = []
-    for name, source in host_tools().items():
+    sources = host_tools()
+    for path, name in managed(d).tools.items():
         tools.append(
             file(
-                f"Tool {layout.BIN}/{name} | cfg-02",
-                dest=f"{layout.BIN}/{name}",
-                content=source.read_text(),
+                f"Tool {path} | cfg-02",
+                dest=path,
+                content=sources[name].read_text(),
                 user="root",
                 group="root",
                 mode=layout.CODE_MODE,

@@ -57,7 +57,7 @@ def account(d) -> str:
     return as_account(d.litellm_user, d.litellm_group, d.litellm_home)
 
 
-def question(d) -> tuple[type, dict]:
+def question(d) -> tuple[tuple[str, str], type, dict]:
     """The database plan this host's run asks first (``snapshot.prefetch``)."""
     return plan_question(d.litellm_root, desired_state(d), account(d), d.litellm_db_connect_timeout)
 

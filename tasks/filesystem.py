@@ -7,15 +7,14 @@ write there nor rename a parent away.
 
 from pyinfra import host
 
-from litellm_runner import layout
 from litellm_runner.pyinfra_ext.operations import directory, no_abandoned_lock, no_leftovers
-from litellm_runner.pyinfra_ext.snapshot import managed_dirs
+from litellm_runner.pyinfra_ext.snapshot import managed
 
 
 def apply():
     d = host.data
-    for rel in ["", *d.litellm_dirs]:
-        path = f"{d.litellm_root}/{rel}".rstrip("/")
+    paths = managed(d)
+    for path in paths.state_dirs:
         directory(
             name=f"Directory {path} {d.litellm_dir_mode} | fs-01",
             path=path,
@@ -23,7 +22,7 @@ def apply():
             group=d.litellm_group,
             mode=d.litellm_dir_mode,
         )
-    for path, user, group, mode in layout.root_dirs(d.litellm_group):
+    for path, user, group, mode in paths.root_dirs:
         directory(name=f"Directory {path} {mode} {user}:{group} | fs-04", path=path, user=user, group=group, mode=mode)
-    no_leftovers(name="No temporary file of an interrupted run | fs-02", dirs=managed_dirs(d))
+    no_leftovers(name="No temporary file of an interrupted run | fs-02", dirs=paths.write_dirs())
     no_abandoned_lock(name="No run lock left by an interrupted run | fs-02", stale_after=d.litellm_lock_stale_after)

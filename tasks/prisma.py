@@ -46,15 +46,15 @@ from packaging.requirements import InvalidRequirement, Requirement
 from pyinfra import host
 from pyinfra.api import FactBase, FunctionCommand, StringCommand, operation
 
+from litellm_runner import layout
 from litellm_runner.pyinfra_ext import drift, snapshot
-from litellm_runner.pyinfra_ext.facts import InstalledPackages, SystemPython, as_account
+from litellm_runner.pyinfra_ext.facts import as_account
 from litellm_runner.pyinfra_ext.operations import failed, venv_replaces_prisma
 from litellm_runner.render import engine_environment, uses_database, venv
 from litellm_runner.resources import locate
 from litellm_runner.run import compat
 
 logger = logging.getLogger("litellm_runner")
-SYSTEM_PYTHON = "/usr/bin/python3"
 ENGINES_HOST = "https://binaries.prisma.sh"  # Prisma's default download host (PRISMA_ENGINES_MIRROR replaces it)
 LOCAL_ENGINES = ("PRISMA_QUERY_ENGINE_BINARY", "PRISMA_SCHEMA_ENGINE_BINARY")  # both set: nothing is downloaded
 PROBE_TIMEOUT = 5  # seconds to connect to the engines' download host
@@ -127,7 +127,7 @@ class PrismaClientState(FactBase):
         target = [parts.hostname or "", str(parts.port or 443)] if parts else ["", "0"]
         args = " ".join(shlex.quote(a) for a in [venv_path, *target, str(PROBE_TIMEOUT)])
         return (
-            f"{as_account(user, group, home, STATE_LIMIT)} {SYSTEM_PYTHON} -I -S -c {shlex.quote(STATE)} {args} "
+            f"{as_account(user, group, home, STATE_LIMIT)} {layout.SYSTEM_PYTHON} -I -S -c {shlex.quote(STATE)} {args} "
             "|| echo null"
         )
 
@@ -139,19 +139,25 @@ class PrismaClientState(FactBase):
             return None
 
 
-def state_question(venv_path: str, user: str, group: str, home: str, settings: dict) -> tuple[type, dict]:
-    """The PrismaClientState fact ``prisma_client`` asks (``snapshot.prefetch``, ``snapshot.answer``)."""
-    return PrismaClientState, {
-        "venv_path": venv_path,
-        "user": user,
-        "group": group,
-        "home": home,
-        "probe": probe_url(settings),
-        "_timeout": STATE_TIMEOUT,
-    }
+def state_question(
+    venv_path: str, user: str, group: str, home: str, settings: dict
+) -> tuple[tuple[str, str], type, dict]:
+    """The PrismaClientState fact ``prisma_client`` asks, under its key (``snapshot.prefetch``, ``snapshot.answer``)."""
+    return (
+        ("prisma-client", venv_path),
+        PrismaClientState,
+        {
+            "venv_path": venv_path,
+            "user": user,
+            "group": group,
+            "home": home,
+            "probe": probe_url(settings),
+            "_timeout": STATE_TIMEOUT,
+        },
+    )
 
 
-def question(d) -> tuple[type, dict]:
+def question(d) -> tuple[tuple[str, str], type, dict]:
     """The Prisma client state this host's run asks (``snapshot.prefetch``)."""
     return state_question(venv(d), d.litellm_user, d.litellm_group, d.litellm_home, prisma_env(d))
 
@@ -198,7 +204,7 @@ def prisma_client(
     home: str,
     settings: dict,
     sandbox: bool,
-    python: str = SYSTEM_PYTHON,
+    python: str = layout.SYSTEM_PYTHON,
     python_version: str | None = None,
 ):
     """The venv at VENV_PATH holds a Prisma client generated from its litellm's schema.prisma.
@@ -211,11 +217,11 @@ def prisma_client(
     + python, python_version: the interpreter the venv is built with: a venv its operation rebuilds in this run
       (``venv_replaces_prisma``) holds no generated client, so it is generated again
     """
-    installed = snapshot.fact(InstalledPackages, venv=venv_path) or {}
+    installed = snapshot.current().venv_at(venv_path)["packages"] or {}
     changing = any(installed.get(name) != version for name, version in pins.items())
     changing = changing or venv_replaces_prisma(venv_path, "root", python, python_version)
-    cls, kwargs = state_question(venv_path, user, group, home, settings)
-    state = snapshot.answer(cls, **kwargs)
+    key, cls, kwargs = state_question(venv_path, user, group, home, settings)
+    state = snapshot.answer(key, cls, **kwargs)
     if state is None:  # this item fails alone: the host's other operations still run
         text = f"the Prisma client state of {venv_path} could not be read as {user} within {STATE_LIMIT} s"
         drift.record("error", text, "read")
@@ -270,7 +276,7 @@ def apply():
             settings=prisma_env(d),
             sandbox=not uses_database(d),
             python=d.litellm_python,
-            python_version=(snapshot.fact(SystemPython, python=d.litellm_python) or {}).get("version"),
+            python_version=snapshot.current().python_at(d.litellm_python)["version"],
             _timeout=GENERATE_TIMEOUT,
         )
     ]

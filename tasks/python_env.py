@@ -1,7 +1,7 @@
 """The host's venv, installed from the lock of its pins for the host's Python (py-01), audited after converge.
 
 The lock is chosen by the version of the host's system interpreter (``litellm_python``), which
-the host snapshot reads (``SystemPython``: root's own interpreter is not run; another is run
+the host snapshot reads (``Snapshot.python_at``: root's own interpreter is not run; another is run
 only when it is root's alone). A host whose Python has no lock, or whose ``litellm_python`` is
 not root's alone, is refused here, while pyinfra prepares, so no host has changed yet.
 
@@ -14,6 +14,8 @@ Returns the operations whose change must restart the services that run from it.
 """
 
 import pathlib
+from collections.abc import Mapping
+from typing import Any
 
 from pyinfra import host
 from pyinfra.api.exceptions import DeployError
@@ -22,7 +24,6 @@ from litellm_runner import layout
 from litellm_runner.gates import GateError
 from litellm_runner.gates import cve as cve_gate
 from litellm_runner.pyinfra_ext import snapshot
-from litellm_runner.pyinfra_ext.facts import SystemPython, VenvState
 from litellm_runner.pyinfra_ext.operations import file, system_packages, venv_audit, venv_drift, venv_requirements
 from litellm_runner.render import venv
 from litellm_runner.resources import locate
@@ -38,8 +39,8 @@ def cve_findings(installed: dict[str, str]) -> str | None:
     return None
 
 
-def refuse_untrusted(found: dict) -> None:
-    """Raise DeployError when the host snapshot refused to run litellm_python (FOUND: ``SystemPython``'s answer)."""
+def refuse_untrusted(found: Mapping[str, Any]) -> None:
+    """Raise DeployError when the host snapshot refused to run litellm_python (FOUND: ``Snapshot.python_at``)."""
     if found.get("refused"):
         raise DeployError(
             f"refusing to touch any host: host {host.name}: litellm_python {found['refused']}: expected a "
@@ -69,9 +70,10 @@ def migrations_change() -> bool:
     made anew): the database's schema is then planned again after the venv, from the migrations it installs
     (tasks/database.py). Read from the host snapshot, while preparing, like the venv's own operation."""
     d = host.data
-    found = snapshot.fact(SystemPython, python=d.litellm_python)
+    snap = snapshot.current()
+    found = snap.python_at(d.litellm_python)
     lock = lock_for(locate(d.litellm_venv_requirements), d.litellm_python, found["version"])
-    state = snapshot.fact(VenvState, venv=venv(d), user="root")
+    state = snap.venv_at(venv(d))
     locked = cve_gate.locked_versions(lock.read_text())
     return any(name == MIGRATIONS for name, _, _ in venv_drift(locked, state["packages"]))
 
@@ -79,7 +81,7 @@ def migrations_change() -> bool:
 def apply():
     d = host.data
     pins = locate(d.litellm_venv_requirements)
-    found = snapshot.fact(SystemPython, python=d.litellm_python)
+    found = snapshot.current().python_at(d.litellm_python)
     refuse_untrusted(found)
     version = found["version"]
     lock = lock_for(pins, d.litellm_python, version)

@@ -8,18 +8,16 @@ nothing else of the deploy runs as the account while the sweep looks.
 from pyinfra import host
 
 from litellm_runner.pyinfra_ext import snapshot
-from litellm_runner.pyinfra_ext.facts import ServiceAccount
 from litellm_runner.pyinfra_ext.sweep import account_sweep, sweep_mode
-from litellm_runner.render import render_units, wanted_units
 
 
 def apply():
     d = host.data
-    account = snapshot.fact(ServiceAccount, user=d.litellm_user, group=d.litellm_group)
+    account = snapshot.current().for_user(d.litellm_user).account
     account_sweep(
         name=f"Nothing of {d.litellm_user}'s outside the managed services | acct-01",
         user=d.litellm_user,
-        units=list(dict.fromkeys([*wanted_units(d), *render_units(d)])),
+        units=snapshot.managed_units(d),
         mode=sweep_mode(d.litellm_account_sweep, account, d.litellm_manage_account),
         allowed=list(d.litellm_account_allowed),
     )

@@ -19,7 +19,7 @@ from litellm_runner import layout
 from litellm_runner.gates import GateError, cache
 from litellm_runner.gates import units as unit_gate
 from litellm_runner.pyinfra_ext import snapshot
-from litellm_runner.pyinfra_ext.facts import HostExposure, SystemdVersion
+from litellm_runner.pyinfra_ext.facts import HostExposure
 from litellm_runner.pyinfra_ext.operations import (
     file,
     no_account_plants,
@@ -71,15 +71,15 @@ def apply(restart_inputs: dict[str, list], rollback: dict | None = None, hold: l
     when the restarted proxy fails readiness.
     """
     d = host.data
-    unit_dir = layout.UNITS
     # the exposure threshold as this host's own systemd scores the units (gates/units.py), before any unit is written
-    check_exposure(host, render_units(d), d.litellm_unit_exposure_max, snapshot.fact(SystemdVersion))
-    files = {}
-    for unit, text in render_units(d).items():
+    check_exposure(host, render_units(d), d.litellm_unit_exposure_max, snapshot.current().systemd)
+    files, paths, texts = {}, {}, render_units(d)
+    for path, unit in snapshot.managed(d).units.items():
+        paths[unit] = path
         files[unit] = file(
             f"Unit file {unit} | svc-01",
-            dest=f"{unit_dir}/{unit}",
-            content=text,
+            dest=path,
+            content=texts[unit],
             user="root",
             group="root",
             mode=layout.UNIT_MODE,
@@ -89,16 +89,15 @@ def apply(restart_inputs: dict[str, list], rollback: dict | None = None, hold: l
             name=f"Unit {unit} only from its managed file | {'tmr-01' if unit.endswith('.timer') else 'svc-01'}",
             user=d.litellm_user,
             unit=unit,
-            path=f"{unit_dir}/{unit}",
+            path=paths[unit],
             home=d.litellm_home,
         )
         for unit in files
     ]
-    managed = list(dict.fromkeys([*wanted_units(d), *files]))
     plants = no_account_plants(
         name=f"Nothing of {d.litellm_user}'s own changes a managed unit or its environment | svc-02",
         user=d.litellm_user,
-        units=managed,
+        units=snapshot.managed_units(d),
     )
     user_daemon_reload(
         name=f"Reload the user manager of {d.litellm_user} | svc-01",
@@ -129,12 +128,12 @@ def apply(restart_inputs: dict[str, list], rollback: dict | None = None, hold: l
             enabled=wanted,
             running=wanted,
             restart_when=inputs if unit.endswith(".service") else [files[unit]],
-            path=f"{unit_dir}/{unit}",
+            path=paths[unit],
             enable_when=[plants],
             **gate,
         )
     no_legacy_copies(
         name=f"No copy of root's code or config in {d.litellm_root} | fs-03",
         user=d.litellm_user,
-        paths=layout.legacy(d.litellm_root),
+        paths=snapshot.managed(d).legacy,
     )

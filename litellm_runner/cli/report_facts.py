@@ -26,7 +26,7 @@ from pyinfra.api import FactBase, deploy
 from litellm_runner import layout, shown
 from litellm_runner.gates import units as unit_gate
 from litellm_runner.pyinfra_ext import drift, snapshot
-from litellm_runner.pyinfra_ext.facts import FileText, SystemdVersion, hostside
+from litellm_runner.pyinfra_ext.facts import FileText, hostside
 from litellm_runner.render import render_units
 from litellm_runner.run import state as run_state
 from litellm_runner.settings import DEFAULTS
@@ -102,7 +102,7 @@ def _part(read):
 
 def _exposure() -> dict:
     units = render_units(host.data)
-    lines = exposure_lines(host, units, snapshot.fact(SystemdVersion))
+    lines = exposure_lines(host, units, snapshot.current().systemd)
     version, scores = unit_gate.parse_host(sorted(n for n in units if n.endswith(".service")), lines)
     return {"systemd": version, "threshold": host.data.litellm_unit_exposure_max, "scores": scores}
 

@@ -372,7 +372,7 @@ def installed_findings(freeze: dict[str, str], advisories=None, ignored=IGNORED)
 
 
 def audit_installed(freeze: dict[str, str], advisories=None, ignored=IGNORED) -> list[dict]:
-    """Audit an installed venv (``{name: version}``, e.g. InstalledPackages) after converge."""
+    """Audit an installed venv (``{name: version}``, e.g. ``Snapshot.venv_at(...)["packages"]``) after converge."""
     text = "".join(f"{name}=={version}\n" for name, version in sorted(freeze.items()))
     _refuse("the installed venv", _findings(text, ("--no-deps", "--disable-pip"), advisories, ignored))
     return []

@@ -140,16 +140,20 @@ def scopes(desired: dict) -> list[str]:
     ]
 
 
-def question(root: str, desired: dict, account: str, timeout: int = 5) -> tuple[type, dict]:
-    """The DatabasePlan fact ``plan`` asks (``snapshot.prefetch``, ``snapshot.answer``)."""
-    return DatabasePlan, {
-        "root": root,
-        "scopes": scopes(desired),
-        "desired_b64": encode(desired),
-        "account": account,
-        "timeout": timeout,
-        "_timeout": DBCTL_TIMEOUT,
-    }
+def question(root: str, desired: dict, account: str, timeout: int = 5) -> tuple[tuple[str, str], type, dict]:
+    """The DatabasePlan fact ``plan`` asks, under its key (``snapshot.prefetch``, ``snapshot.answer``)."""
+    return (
+        ("database-plan", encode(desired)),
+        DatabasePlan,
+        {
+            "root": root,
+            "scopes": scopes(desired),
+            "desired_b64": encode(desired),
+            "account": account,
+            "timeout": timeout,
+            "_timeout": DBCTL_TIMEOUT,
+        },
+    )
 
 
 def plan(root: str, scope: str, desired: dict, account: str, timeout: int = 5) -> dict | None:
@@ -166,8 +170,8 @@ def plan(root: str, scope: str, desired: dict, account: str, timeout: int = 5) -
     key = (host.name, encode(desired))
     found = plans.get(key)
     if found is None or "error" in found:
-        cls, kwargs = question(root, desired, account, timeout)
-        found = plans[key] = snapshot.answer(cls, **kwargs)
+        asked, cls, kwargs = question(root, desired, account, timeout)
+        found = plans[key] = snapshot.answer(asked, cls, **kwargs)
     if found is None or "error" in found:
         return found
     return {"items": found["scopes"][scope], "max_connections": found["max_connections"]}

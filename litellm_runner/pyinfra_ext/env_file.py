@@ -7,7 +7,6 @@ from pyinfra.api import operation
 from pyinfra.api.exceptions import OperationError
 
 from litellm_runner.pyinfra_ext import drift, snapshot
-from litellm_runner.pyinfra_ext.facts import PathState
 from litellm_runner.pyinfra_ext.operations import diff_wanted, is_current, show_diff, write_commands
 from litellm_runner.secrets import SecretError, env_file_content, fingerprint_diff, masked_env
 
@@ -29,7 +28,7 @@ def env_file(dest: str, user: str, group: str, mode: str = "0600"):
         content, _blanked = env_file_content(host.data)
     except SecretError as exc:  # names the key and the source, never a value
         raise OperationError(f"{dest}: {exc}") from None
-    current = snapshot.fact(PathState, path=dest)
+    current = snapshot.current().path(dest)
     if is_current(current, content):
         host.noop(f"{dest} holds the current secrets")
         return

@@ -64,7 +64,9 @@ import sys
 import time
 import urllib.parse
 
-SYSTEM_PYTHON = "/usr/bin/python3"
+from litellm_runner import layout  # shipped ahead of this file (facts._boot): the constants both sides share
+
+SYSTEM_PYTHON = layout.SYSTEM_PYTHON
 TMP_SUFFIX = ".tmp-litellm-runner"
 BACKUP_RE = r"\.bak-[0-9]{8}T[0-9]{6,}"
 READ_LIMIT = 16 * 1024 * 1024
@@ -308,8 +310,8 @@ def _metadata(sitefd: int, entry: str):
 UNIT_PROPS = "Id,LoadState,UnitFileState,ActiveState,NextElapseUSecRealtime,FragmentPath,DropInPaths,NeedDaemonReload"
 
 
-MANAGED_UNITS = "/etc/systemd/user"  # litellm_runner.layout.UNITS: the managed unit files, root's
-QUARANTINE = "/var/lib/litellm-runner/quarantine"  # litellm_runner.layout.QUARANTINE
+MANAGED_UNITS = layout.UNITS  # the managed unit files, root's
+QUARANTINE = layout.QUARANTINE
 
 
 def unit_dirs(user: str) -> list[str]:
@@ -416,15 +418,8 @@ def unit_clean(args: dict) -> dict:
 
 
 # -- the account's plants: its own files that would change a managed unit or service --------------------
-ACCOUNT_UNIT_DIRS = (  # litellm_runner.layout.ACCOUNT_UNIT_DIRS
-    "{home}/.config/systemd/user",
-    "{home}/.config/systemd/user.control",
-    "{home}/.local/share/systemd/user",
-    "/run/user/{uid}/systemd/user",
-    "/run/user/{uid}/systemd/user.control",
-)
-ACCOUNT_ENV_DIRS = ("{home}/.config/environment.d", "{home}/.config/systemd/user.conf.d")
-ACCOUNT_ENV_FILES = ("{home}/.config/systemd/user.conf",)
+ACCOUNT_UNIT_DIRS, ACCOUNT_ENV_DIRS = layout.ACCOUNT_UNIT_DIRS, layout.ACCOUNT_ENV_DIRS
+ACCOUNT_ENV_FILES = layout.ACCOUNT_ENV_FILES
 WANTS = (".wants", ".requires", ".upholds")
 QUARANTINED = re.compile(r"\.quarantined-[0-9]{8}T[0-9]{6,}\Z")  # quarantine's in-place name (another file system)
 PLANTS_LIMIT = 200  # items reported per run: a flood of plants is reported, never walked without end
@@ -1063,7 +1058,7 @@ def adopt(args: dict) -> dict:
     return {"adopted": count}
 
 
-CREATED = "/var/lib/litellm-runner/created-accounts"  # root's record of the accounts the runner made
+CREATED = layout.CREATED  # root's record of the accounts the runner made
 
 
 def account(user: str, group: str) -> dict:
@@ -1169,7 +1164,7 @@ def unlink(args: dict) -> dict:
     return {"removed": len(args["paths"]), "cleared": [d for d in done if d]}
 
 
-RUN_LOCK = "/run/litellm-runner.lock"  # litellm_runner.pyinfra_ext.lock.LOCK_PATH (root's)
+RUN_LOCK = layout.RUN_LOCK
 
 
 def run_lock() -> dict | None:
@@ -1541,6 +1536,7 @@ def printable(text: str) -> str:
 
 ACTIONS = {
     "snapshot": snapshot,
+    "packages": lambda args: _distributions(args["venv"])[0],  # a venv's {name: version}, or None
     "read": read,
     "mkdir": mkdir,
     "attrs": attrs,
@@ -1573,7 +1569,7 @@ def main(argv: list[str]) -> int:
 # root-owned quarantine: a folder per run with ``manifest.json``, the format ``quarantine`` of the
 # unit-plant sweep writes (issue #22), under the same folder. Nothing is deleted, followed or run.
 
-SWEEP_QUARANTINE = "/var/lib/litellm-runner/quarantine"  # the same folder as the unit plants' quarantine
+SWEEP_QUARANTINE = layout.QUARANTINE  # the same folder as the unit plants' quarantine
 CRONTABS = "/var/spool/cron/crontabs"  # Debian cron: one file per account, named after it
 ATJOBS = "/var/spool/cron/atjobs"  # Debian at: one file per job, owned by whoever queued it
 SKEL = "/etc/skel"  # root's start files: a copy identical to its skel file is not the account's

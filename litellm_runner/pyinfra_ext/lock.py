@@ -62,10 +62,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from litellm_runner import layout
 from litellm_runner.run import state as run_state
 from litellm_runner.settings import DEFAULTS
 
-LOCK_PATH = "/run/litellm-runner.lock"
+LOCK_PATH = layout.RUN_LOCK
 GUARD_PATH = LOCK_PATH + ".d/guard"  # in a directory only root can enter (guard_dir)
 DEFAULT_WAIT: int = DEFAULTS["litellm_lock_wait"]  # seconds (30)
 DEFAULT_STALE_AFTER: int = DEFAULTS["litellm_lock_stale_after"]  # seconds (300)

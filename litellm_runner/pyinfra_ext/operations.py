@@ -15,8 +15,9 @@ import json
 import logging
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from io import BytesIO, StringIO
+from typing import Any
 
 from packaging.version import InvalidVersion, Version
 from pyinfra import host
@@ -28,21 +29,7 @@ from pyinfra.operations.util.files import generate_color_diff
 
 from litellm_runner import layout, query_engine, shown
 from litellm_runner.pyinfra_ext import drift, snapshot
-from litellm_runner.pyinfra_ext.facts import (
-    AccountPlants,
-    FileText,
-    InstalledPackages,
-    Leftovers,
-    Linger,
-    PathState,
-    RunLock,
-    ServiceAccount,
-    SystemPackages,
-    UserManager,
-    UserUnits,
-    VenvState,
-    hostside,
-)
+from litellm_runner.pyinfra_ext.facts import FileText, hostside
 from litellm_runner.run import compat
 from litellm_runner.run import state as run_state
 
@@ -109,7 +96,7 @@ def text_diff(before: str | None, after: str) -> list[str]:
 
 
 # -- the service account ---------------------------------------------------------------------
-CREATED = "/var/lib/litellm-runner/created-accounts"
+CREATED = layout.CREATED
 
 
 @operation()
@@ -127,7 +114,7 @@ def service_account(user: str, group: str, home: str, shell: str = "/bin/bash", 
     supplementary groups, and the output says so. Read from the user database,
     never /etc/shadow (pyinfra's ``server.user`` reads password hashes).
     """
-    found = snapshot.fact(ServiceAccount, user=user, group=group)
+    found = snapshot.current().for_user(user).account
     if not found["group"]:
         drift.record("group", None, group)
         yield f"groupadd -- {q(group)}"
@@ -176,8 +163,9 @@ def linger(user: str, present: bool = True):
 
         linger(name="Enable linger for litellm | users-02", user="litellm")
     """
-    lingering = snapshot.fact(Linger, user=user)
-    stopped = present and lingering and not snapshot.fact(UserManager, user=user)
+    snap = snapshot.current().for_user(user)
+    lingering = snap.linger
+    stopped = present and lingering and not snap.manager
     if lingering == present and not stopped:
         host.noop(f"linger for {user} is already {'on' if present else 'off'}")
         return
@@ -299,7 +287,7 @@ def directory(path: str, user: str, group: str, mode: str):
     symlink, a file) is drift: it is moved aside to ``PATH.displaced-TIME``
     (kept for inspection, never read through) and the directory created.
     """
-    current = snapshot.fact(PathState, path=path)
+    current = snapshot.current().path(path)
     if current is None or current["type"] != "directory":
         found = None if current is None else {"type": current["type"]}
         drift.record("directory", found, {"type": "directory", "mode": mode, "owner": f"{user}:{group}"})
@@ -325,8 +313,8 @@ def sha256_text(content: str) -> str:
     return hashlib.sha256(content.encode()).hexdigest()
 
 
-def is_current(current: dict | None, content: str) -> bool:
-    """Whether the path (PathState) is a regular file that holds CONTENT."""
+def is_current(current: Mapping[str, Any] | None, content: str) -> bool:
+    """Whether the path (``Snapshot.path``) is a regular file that holds CONTENT."""
     return current is not None and current["type"] == "file" and current["sha256"] == sha256_text(content)
 
 
@@ -351,7 +339,7 @@ def managed_file(dest: str, content: str, user: str, group: str, mode: str, back
     (what restarts a service). A symlink at DEST is drift, shown without being
     read through, and replaced by the file.
     """
-    current = snapshot.fact(PathState, path=dest)
+    current: Mapping[str, Any] | None = snapshot.current().path(dest)
     if is_current(current, content):
         host.noop(f"{dest} has the desired content")
         return
@@ -388,7 +376,7 @@ def no_abandoned_lock(stale_after: int):
     """
     from litellm_runner.pyinfra_ext import lock
 
-    found = snapshot.fact(RunLock)
+    found = snapshot.current().run_lock
     if not found:
         host.noop("no run lock is held")
         return
@@ -407,11 +395,11 @@ def no_abandoned_lock(stale_after: int):
 def no_leftovers(dirs: list):
     """Ensure no temporary file of a killed run (``*.tmp-litellm-runner[-bak]``) is left in DIRS.
 
-    + dirs: the managed directories (``snapshot.managed_dirs``)
+    + dirs: the managed directories (``snapshot.managed(data).write_dirs()``)
 
     Removed by host-side code by name (unlinkat, never through a link).
     """
-    found = snapshot.fact(Leftovers, dirs=dirs)
+    found = snapshot.current().leftovers_in(dirs)
     if not found:
         host.noop("no temporary file of an interrupted run is left")
         return
@@ -426,7 +414,7 @@ def file_attrs(path: str, user: str, group: str, mode: str):
     + path: absolute path on the host
     + user, group, mode: owner and octal mode
     """
-    current = snapshot.fact(PathState, path=path)
+    current = snapshot.current().path(path)
     if current is None or current["type"] != "file":
         host.noop(f"{path} is not a regular file yet: the content operation writes it with {mode} {user}:{group}")
         return
@@ -460,7 +448,7 @@ def system_packages(packages: list):
     them all costs no command of its own. Anything missing (or a host whose dpkg database the
     snapshot could not read) is left to pyinfra's ``apt.packages``, which asks dpkg again and installs.
     """
-    found = snapshot.fact(SystemPackages, packages=list(packages))
+    found = snapshot.current().packages(list(packages))
     if found is None:  # no dpkg database the snapshot could read: pyinfra's own fact decides
         yield from apt.packages._inner(packages=list(packages))
         return
@@ -504,16 +492,14 @@ def venv_drift(locked: dict[str, str], installed: dict[str, str] | None) -> list
 def venv_replaces_prisma(venv: str, user: str, python: str, python_version: str | None) -> bool:
     """Whether ``venv_requirements`` installs prisma afresh in this run (the venv rebuilt or displaced, or prisma's
     files broken), so that the client generated into the prisma package is gone and must be generated again."""
-    state = snapshot.fact(VenvState, venv=venv, user=user)
-    if state is None:
-        return False  # the venv's own operation fails alone, and the client's state says the rest
+    state = snapshot.current().venv_at(venv)
     if state.get("hostile") or state["packages"] is None:
         return True
     return bool(venv_rebuild_reasons(state, python, python_version)) or "prisma" in state["broken"]
 
 
-def venv_rebuild_reasons(state: dict, python: str, python_version: str | None) -> list[str]:
-    """Why the venv (``VenvState``) cannot be repaired in place, as sentences; empty when it can.
+def venv_rebuild_reasons(state: Mapping[str, Any], python: str, python_version: str | None) -> list[str]:
+    """Why the venv (``Snapshot.venv_at``) cannot be repaired in place, as sentences; empty when it can.
 
     No venv, no pip, a name that is no distribution name, a ``bin/python`` that is
     missing, dangling or leads to another interpreter than PYTHON, a pyvenv.cfg of
@@ -590,7 +576,7 @@ def venv_requirements(
     another or a dangling interpreter, ...) is rebuilt (``python -m venv
     --clear``, as USER). No change when the venv already equals the lock.
     """
-    state = snapshot.fact(VenvState, venv=venv, user=user)
+    state = snapshot.current().venv_at(venv)
     installed = state["packages"]
     changes = venv_drift(locked, installed)
     rebuild = venv_rebuild_reasons(state, python, python_version)
@@ -607,7 +593,7 @@ def venv_requirements(
     for name in broken:
         drift.record(
             "package",
-            {"name": name, "version": installed[name], "files": state["broken"][name]},
+            {"name": name, "version": (installed or {})[name], "files": state["broken"][name]},
             {"name": name, "version": locked.get(name)},
         )
     if state["foreign_count"]:
@@ -656,10 +642,10 @@ def _cve_refused(state, host, text):
 
 def _audit_now(state, host, venv_path, audit):
     """At execution, after the venv operation ran: read what is installed now and AUDIT it."""
-    ok, output = run_command(host, InstalledPackages().command(venv_path), 120)  # through sudo when connected so
+    ok, output = run_command(host, hostside("packages", {"venv": venv_path}), 120)  # through sudo when connected so
     if not ok:
         return _cve_refused(state, host, f"CVE gate: cannot read the packages of {venv_path}")
-    installed = InstalledPackages().process(output.stdout_lines)
+    installed = json.loads("\n".join(output.stdout_lines))
     text = audit(installed or {})
     return _cve_refused(state, host, text) if text else True
 
@@ -681,7 +667,7 @@ def venv_audit(venv_path: str, locked: dict[str, str], audit: Callable[[dict[str
     install it follows. Known vulnerabilities fail the host's run with the
     advisory ids and fixed versions.
     """
-    installed = snapshot.fact(InstalledPackages, venv=venv_path)
+    installed = snapshot.current().venv_at(venv_path)["packages"]
     if installed is not None and not venv_drift(locked, installed):
         text = audit(installed)
         if text is None:
@@ -702,8 +688,8 @@ def op_changed(meta) -> bool:
 VENDOR = ("/usr/", "/lib/", "/dev/")  # packages' unit files and drop-ins; /dev/null is a mask's target
 
 
-def foreign_sources(state: dict, managed: str, account: tuple[str, ...] = ()) -> list[str]:
-    """What systemd reads, or would after a reload, for a unit (UserUnits' STATE) besides MANAGED:
+def foreign_sources(state: Mapping[str, Any], managed: str, account: tuple[str, ...] = ()) -> list[str]:
+    """What systemd reads, or would after a reload, for a unit (``Snapshot.unit``: STATE) besides MANAGED:
     drop-ins, and unit files in other search paths that override, shadow or mask it. The files on
     disk (``sources``, from the host snapshot) when known, else what systemd loaded. Paths under
     ACCOUNT (the account's own folders) are left to ``no_account_plants``."""
@@ -742,7 +728,7 @@ def no_account_plants(user: str, units: list):
     loads: no other name reaches a command line, which pyinfra prints at -vv) and unsets the
     variables those files set; the managed units are reloaded, enabled again and restarted after this.
     """
-    plants = snapshot.fact(AccountPlants, user=user, units=list(units)) or []
+    plants = snapshot.current().for_user(user).plants
     if not plants:
         host.noop(f"nothing of {user}'s own changes a managed unit or its environment")
         return
@@ -765,8 +751,8 @@ def no_account_plants(user: str, units: list):
         yield f"{_systemctl_user(user)} unset-environment {' '.join(q(n) for n in names)} || true"
 
 
-def _unsealed(current: dict | None) -> bool:
-    """A path (PathState) that is there and not a folder the quarantine sealed in place (root:root 0700)."""
+def _unsealed(current: Mapping[str, Any] | None) -> bool:
+    """A path (``Snapshot.path``) that is there and not a folder the quarantine sealed in place (root:root 0700)."""
     if current is None:
         return False
     return not (current["type"] == "directory" and current["user"] == "root" and current["mode"] == "0700")
@@ -783,12 +769,13 @@ def no_legacy_copies(user: str, paths: list):
     tree; root's own copies now live in ``layout``. The account's are moved into the quarantine
     folder with a manifest (never deleted, never run), after the units run from root's.
     """
-    found = [p for p in paths if _unsealed(snapshot.fact(PathState, path=p))]
+    snap = snapshot.current()
+    found = [p for p in paths if _unsealed(snap.path(p))]
     if not found:
         host.noop(f"no copy of root's code or config in {user}'s tree")
         return
     for path in found:
-        current = snapshot.fact(PathState, path=path)
+        current = snap.path(path) or {}
         drift.record("legacy-copy", {"path": path, "type": current["type"], "owner": current["user"]}, "quarantined")
     yield hostside("quarantine", {"user": user, "paths": found, "why": "the account's copy of root's file"})
 
@@ -809,7 +796,7 @@ def user_unit_sources(user: str, unit: str, path: str, home: str = ""):
     reloads and ``user_unit`` restarts the unit once. Packages' files under /usr
     are not the operator's and are left alone.
     """
-    state = snapshot.fact(UserUnits, user=user, units=[unit]).get(unit, {})
+    state = snapshot.current().for_user(user).unit(unit)
     foreign = foreign_sources(state, path, account_folders(home) if home else ())
     if not foreign:
         host.noop(f"{unit} is read from {path} only")
@@ -831,7 +818,7 @@ def user_daemon_reload(user: str, when: list, units: list | tuple = ()):
     + when: OperationMeta of the unit file and unit source operations
     + units: the managed units
     """
-    states = snapshot.fact(UserUnits, user=user, units=list(units)) if units else {}
+    states = {u: snapshot.current().for_user(user).unit(u) for u in units}
     stale = sorted(u for u, st in states.items() if st.get("need_reload"))
     if stale:
         drift.record("unit-reload", {"NeedDaemonReload": stale}, {"NeedDaemonReload": []})
@@ -930,12 +917,12 @@ def user_unit(
       (empty: root, ``layout.RESTART_HELD``); the restart done and the file removed by the first run
       that holds nothing
     """
-    state = snapshot.fact(UserUnits, user=user, units=[unit]).get(unit, {})
+    state = snapshot.current().for_user(user).unit(unit)
     edited = bool(path and (foreign_sources(state, path) or state.get("need_reload")))
     is_enabled, is_active = state.get("enabled", False), state.get("active", False)
     # a unit file (re)written in this run (its directory was removed by hand, with the
     # .wants links) is enabled again even when the manager still remembers it as enabled
-    rewritten = bool(path) and (snapshot.fact(PathState, path=path) or {}).get("type") != "file"
+    rewritten = path is not None and (snapshot.current().path(path) or {}).get("type") != "file"
     ctl = _systemctl_user(user)
     commands, action = [], None
     if enabled and (not is_enabled or rewritten or any(op_changed(m) for m in enable_when)):
@@ -948,7 +935,7 @@ def user_unit(
         action = "stop"
     elif running and is_active and (edited or any(op_changed(m) for m in restart_when)):
         action = "restart"
-    owed = bool(held and snapshot.fact(PathState, path=held["path"]))
+    owed = bool(held and snapshot.current().path(held["path"]))
     if running and is_active and owed:
         action = "restart"
     failed = [m for m in hold_when if m.is_complete() and m.did_error()]
@@ -1008,8 +995,8 @@ ls -1td -- "$parent"/*/ | sed 's,/$,,' | grep -vxF -- "$dest" | tail -n +2 |
 """
 
 
-def engine_is_installed(found: dict | None, manifest_sha256: str) -> bool:
-    """Whether FOUND (``PathState`` of the version's MANIFEST) is root's, read-only and of MANIFEST_SHA256."""
+def engine_is_installed(found: Mapping[str, Any] | None, manifest_sha256: str) -> bool:
+    """Whether FOUND (``Snapshot.path`` of the version's MANIFEST) is root's, read-only and of MANIFEST_SHA256."""
     if not found:
         return False
     return (found.get("type"), found.get("user"), found.get("mode"), found.get("sha256")) == (
@@ -1054,7 +1041,7 @@ def engine_installed(dest: str, manifest_sha256: str):
 
     The bundle itself is assembled (``bundle()``) only when it must be shipped.
     """
-    found = snapshot.fact(PathState, path=f"{dest}/{query_engine.MANIFEST}")
+    found = snapshot.current().path(f"{dest}/{query_engine.MANIFEST}")
     if engine_is_installed(found, manifest_sha256):
         host.noop(f"the query engine in {dest} is installed, root's and read-only")
         return

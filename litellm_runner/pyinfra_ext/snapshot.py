@@ -1,87 +1,92 @@
-"""Answer the deploy's fact questions from one host snapshot (issue #7).
+"""One fact answers the deploy's questions about a host: ``HostSnapshot``, a typed ``Snapshot`` (issue #7, #23).
 
-Operations ask ``snapshot.fact(PathState, path=...)`` instead of
-``host.get_fact(...)``. The first question on a host reads ``HostSnapshot``
-once for every path, unit and venv the deploy manages (``spec``); questions it
-covers are answered from it, any other falls through to the fact itself (and
-is logged, so a missing entry in ``spec`` shows up as a slower run, never as a
-wrong answer).
+pyinfra caches no facts, so asking a fact per path, unit and package costs a round trip each. The
+deploy instead asks one fact, once per host and run, for everything it manages (``managed``: the
+table the tasks write their paths from, so the question and the writes cannot disagree), and the
+operations read the answer through accessors::
 
-The snapshot is read while pyinfra prepares the run and kept for the run:
-operations decide at preparation (that is what ``--dry`` shows) and execute
-what they decided, as pyinfra's own facts do.
+    snap = snapshot.current()
+    snap.path(layout.CONFIG_FILE)        # PathInfo, or None when the path is missing
+    snap.unit("litellm.service")         # UnitInfo
+    snap.venv_at(venv)                   # VenvInfo
+    snap.for_user(user).linger           # the account's: the snapshot reads one account
 
-The deploy asks its few remaining questions (the snapshot, the database plan,
-the Prisma client state) at once with ``prefetch``: each is a command of its
-own on the host's one SSH connection, so the host answers them side by side
-instead of one after the other; ``answer`` then hands each its prefetched
-result the first time it is asked.
+An accessor asked about something the snapshot was not asked to read (a path no task declares,
+another account, another venv) raises ``NotAsked`` naming it: a wrong answer is never given.
+
+The snapshot is read while pyinfra prepares the run and kept in the run's ``Run``: operations decide
+at preparation (that is what ``--dry`` shows) and execute what they decided, as pyinfra's own facts do.
+
+The deploy asks its few questions (the snapshot, the database plan, the Prisma client state) at once
+with ``prefetch``, each under a key of its own (``SNAPSHOT``, the database plan's and the Prisma
+client's keys): each is a command of its own on the host's one SSH connection, so the host answers
+them side by side; ``answer`` hands each its prefetched result the first time its key is asked.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import logging
 import sys
+from collections.abc import Hashable
+from typing import Any, TypedDict
 
 from pyinfra import host
+from pyinfra.api import FactBase
+from pyinfra.api.exceptions import OperationError
 
 from litellm_runner import layout, query_engine
-from litellm_runner.pyinfra_ext.facts import (
-    AccountPlants,
-    HostSnapshot,
-    InstalledPackages,
-    Leftovers,
-    Linger,
-    PathState,
-    RunLock,
-    ServiceAccount,
-    SystemdVersion,
-    SystemPackages,
-    SystemPython,
-    UserManager,
-    UserUnits,
-    VenvState,
-)
+from litellm_runner.pyinfra_ext.facts import hostside
 from litellm_runner.render import render_units, venv, wanted_units
 from litellm_runner.resources import host_tools
 from litellm_runner.run import state as run_state
 
-logger = logging.getLogger("litellm_runner.pyinfra_ext.snapshot")
 SNAPSHOT_TIMEOUT = 120  # seconds for the snapshot command (pyinfra _timeout)
+SNAPSHOT = "snapshot"  # the snapshot's key among the prefetched questions
 
 
-def spec(data) -> dict:
-    """What the snapshot of a host with desired state DATA reads: every managed path (the account's state and
-    root's layout), the units, the account's plants, the venv, the system interpreter's version, the system
-    packages and the systemd version."""
+# -- what the deploy manages: declared once ------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Managed:
+    """Every path the deploy writes on one host, by the task that writes it. The tasks take their paths
+    from here and the snapshot reads exactly these (``paths()``): a path is declared in one place."""
+
+    state_dirs: list[str]  # the account's: litellm_root and litellm_dirs (tasks/filesystem.py, fs-01)
+    root_dirs: list[tuple[str, str, str, str]]  # (path, user, group, mode), root's (tasks/filesystem.py, fs-04)
+    files: list[str]  # root's config and venv files (tasks/config.py, tasks/python_env.py)
+    tools: dict[str, str]  # path -> the host tool's name (tasks/config.py, cfg-02)
+    units: dict[str, str]  # path -> the unit's name (tasks/units.py, svc-01)
+    legacy: list[str]  # the account's copies of root's files, quarantined (tasks/units.py, fs-03)
+    others: list[str]  # the query engine's MANIFEST (py-03), the owed restart (svc-01)
+
+    def paths(self) -> list[str]:
+        """Every managed path, each once, in the order above."""
+        found = [*self.state_dirs, *(p for p, *_ in self.root_dirs), *self.files, *self.tools, *self.units]
+        return list(dict.fromkeys([*found, *self.legacy, *self.others]))
+
+    def write_dirs(self) -> list[str]:
+        """The directories the deploy writes files in (where a killed run may leave a temporary file)."""
+        return [*self.state_dirs, layout.CODE, layout.BIN, layout.CONFIG, layout.UNITS]
+
+
+def managed(data) -> Managed:
+    """The paths the deploy manages on a host with desired state DATA."""
     root = data.litellm_root
-    paths = [f"{root}/{rel}".rstrip("/") for rel in ["", *data.litellm_dirs]]
-    paths += [path for path, *_ in layout.root_dirs(data.litellm_group)]
-    paths += [layout.ENV_FILE, layout.CONFIG_FILE, layout.COMPLIANCE, layout.LOCK, layout.SBOM]
-    paths += [f"{layout.BIN}/{name}" for name in host_tools()]
-    paths += [f"{layout.UNITS}/{unit}" for unit in render_units(data)]
-    paths += layout.legacy(root)
-    if getattr(data, "litellm_query_engine", False):  # tasks/query_engine.py
-        paths.append(f"{query_engine.install_dir()}/{query_engine.MANIFEST}")
-    paths.append(layout.RESTART_HELD)  # a restart of litellm.service owed since a run that held it
-    units = list(dict.fromkeys([*wanted_units(data), *render_units(data)]))  # timers' services too (their sources)
-    return {
-        "paths": paths,
-        "user": data.litellm_user,
-        "units": units,
-        "venv": venv(data),
-        "venv_owner": "root",
-        "venv_integrity": venv_integrity(data),
-        "plants": True,
-        "env_files": [layout.ENV_FILE],
-        "group": data.litellm_group,
-        "dirs": managed_dirs(data),
-        "python": data.litellm_python,
-        "debs": list(data.litellm_system_packages)
-        + (query_engine.DEBIAN_PACKAGES if getattr(data, "litellm_query_engine", False) else []),
-        "systemd": True,
-    }
+    engine = getattr(data, "litellm_query_engine", False)
+    return Managed(
+        state_dirs=[f"{root}/{rel}".rstrip("/") for rel in ["", *data.litellm_dirs]],
+        root_dirs=layout.root_dirs(data.litellm_group),
+        files=[layout.ENV_FILE, layout.CONFIG_FILE, layout.COMPLIANCE, layout.LOCK, layout.SBOM],
+        tools={f"{layout.BIN}/{name}": name for name in host_tools()},
+        units={f"{layout.UNITS}/{unit}": unit for unit in render_units(data)},
+        legacy=layout.legacy(root),
+        others=[f"{query_engine.install_dir()}/{query_engine.MANIFEST}"] * bool(engine) + [layout.RESTART_HELD],
+    )
+
+
+def managed_units(data) -> list[str]:
+    """The units the deploy manages: the wanted ones and every rendered one (timers' services too)."""
+    return list(dict.fromkeys([*wanted_units(data), *render_units(data)]))
 
 
 def venv_integrity(data) -> bool:
@@ -101,45 +106,264 @@ def dry_run() -> bool:
     return "--dry" in sys.argv
 
 
-def question(data) -> tuple[type, dict]:
-    """The HostSnapshot fact a host with desired state DATA is asked (``prefetch``, ``answer``)."""
-    return HostSnapshot, {**spec(data), "_timeout": SNAPSHOT_TIMEOUT}
+def question(data) -> dict:
+    """The arguments of the ``HostSnapshot`` a host with desired state DATA is asked (``current``, ``prefetch``)."""
+    engine, paths = getattr(data, "litellm_query_engine", False), managed(data)
+    return {
+        "paths": paths.paths(),
+        "user": data.litellm_user,
+        "group": data.litellm_group,
+        "units": managed_units(data),
+        "venv": venv(data),
+        "venv_owner": "root",
+        "venv_integrity": venv_integrity(data),
+        "env_files": [layout.ENV_FILE],
+        "dirs": paths.write_dirs(),
+        "python": data.litellm_python,
+        "debs": [*data.litellm_system_packages, *(query_engine.DEBIAN_PACKAGES if engine else [])],
+    }
 
 
-def managed_dirs(data) -> list[str]:
-    """The directories the deploy writes files in (where a killed run may leave a temporary file)."""
-    root = data.litellm_root
-    return [f"{root}/{rel}".rstrip("/") for rel in ["", *data.litellm_dirs]] + [
-        layout.CODE,
-        layout.BIN,
-        layout.CONFIG,
-        layout.UNITS,
-    ]
+# -- the answer, typed ---------------------------------------------------------------------------
+class PathInfo(TypedDict, total=False):
+    """A path itself (a symlink is reported, never followed). ``unsafe`` (with ``detail``): a directory on
+    the way is an untrusted link, or the file is hard-linked. ``env``: ``{KEY: fingerprint}`` of an env file."""
+
+    type: str  # "file" | "directory" | "symlink" | "other" | "unsafe"
+    mode: str  # "0750"
+    user: str
+    group: str
+    sha256: str | None
+    links: int  # hard links of a file
+    detail: str
+    env: dict[str, str]
 
 
-def _snapshot():
-    data = host.data
-    if not isinstance(getattr(data, "litellm_root", None), str):
-        return None, None  # not this deploy's host data (unit tests of single operations)
+class UnitInfo(TypedDict, total=False):
+    """A user unit as its manager sees it (``systemctl show``); ``{}`` for a unit the manager does not know.
+    ``fragment``/``drop_ins``: the files systemd loaded it from; ``sources``: the files on disk it would
+    read besides the managed unit file, reloaded or not."""
+
+    enabled: bool
+    active: bool
+    load: str
+    next_elapse: str
+    file_state: str
+    fragment: str
+    drop_ins: list[str]
+    need_reload: bool
+    sources: list[str] | None
+
+
+class VenvInfo(TypedDict, total=False):
+    """A venv as data (``hostside.venv_state``), nothing of it run: whether it can be repaired in place.
+
+    ``packages``: ``{normalized name: version}`` from the dist-infos (None without site-packages);
+    ``python``: where bin/python leads (None: missing); ``exists``; ``home``/``version`` of pyvenv.cfg;
+    ``foreign``/``foreign_count``: paths the owner does not own; ``writable``/``writable_count``: group-
+    or world-writable ones; ``broken``: {distribution: what a killed pip left}; ``integrity``: the RECORD
+    hashes' verdict (None unless ``venv_integrity``); ``hostile``: why the venv was not walked."""
+
+    packages: dict[str, str] | None
+    python: str | None
+    exists: bool
+    home: str | None
+    version: str | None
+    foreign: list[str]
+    foreign_count: int
+    writable: list[str]
+    writable_count: int
+    broken: dict[str, str]
+    integrity: dict | None
+    hostile: str
+
+
+class AccountInfo(TypedDict):
+    """The account from the host's user database (``getpwnam``; never /etc/shadow); ``created`` when the
+    runner made it (``layout.CREATED``)."""
+
+    user: dict | None  # {"uid", "group", "home", "shell", "groups"}
+    group: bool
+    created: bool
+
+
+class RunLockInfo(TypedDict):
+    """The host's run lock (``layout.RUN_LOCK``) as found."""
+
+    text: str
+    mtime: int
+    now: int
+
+
+class PythonInfo(TypedDict):
+    """``litellm_python``'s version, run only when it is root's alone (``hostside.python_version``)."""
+
+    version: str | None  # "X.Y"; None: missing
+    refused: str | None  # why it was not run
+
+
+class NotAsked(OperationError):
+    """An accessor was asked about something the snapshot did not read (``managed`` does not declare it)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """Everything the deploy decides on about one host, read in one command (``HostSnapshot``)."""
+
+    paths: dict[str, PathInfo | None]
+    units: dict[str, UnitInfo]
+    venv: VenvInfo
+    account: AccountInfo
+    linger: bool
+    manager: bool  # the account's user manager (user@UID.service) is active
+    run_lock: RunLockInfo | None
+    leftovers: list[str]  # temporary files of a killed run in the managed directories
+    plants: list[dict]  # the account's own files that would change a managed unit (hostside.account_plants)
+    python: PythonInfo | None
+    debs: dict[str, str | None] | None  # dpkg's status as data; None: no readable dpkg database
+    systemd: str | None  # ``systemd 257 (257.9-1~deb13u1)``
+    asked: dict[str, Any] = dataclasses.field(default_factory=dict)  # the question (``question``)
+
+    def _need(self, covered: bool, what: str) -> None:
+        if not covered:
+            raise NotAsked(f"{what} is not in the host snapshot (expected it declared in snapshot.managed)")
+
+    def path(self, path: str) -> PathInfo | None:
+        """The managed PATH as found (None when missing)."""
+        self._need(path in self.paths, f"path {path}")
+        return self.paths[path]
+
+    def unit(self, name: str) -> UnitInfo:
+        """The managed unit NAME (``{}`` when its manager does not know it or does not run)."""
+        self._need(name in self.asked.get("units", [name]), f"unit {name}")
+        return self.units.get(name, {})
+
+    def for_user(self, user: str) -> Snapshot:
+        """This snapshot, when it read USER's account, linger, manager and plants."""
+        self._need(user == self.asked.get("user", user), f"account {user}")
+        return self
+
+    def leftovers_in(self, dirs: list[str]) -> list[str]:
+        """The temporary files a killed run left in DIRS, the managed directories (``Managed.write_dirs``)."""
+        self._need(list(dirs) == self.asked.get("dirs", list(dirs)), f"directories {', '.join(dirs)}")
+        return self.leftovers
+
+    def venv_at(self, path: str) -> VenvInfo:
+        """The venv at PATH."""
+        self._need(path == self.asked.get("venv", path), f"venv {path}")
+        return self.venv
+
+    def python_at(self, path: str) -> PythonInfo:
+        """The interpreter PATH's version."""
+        self._need(path == self.asked.get("python", path) and self.python is not None, f"interpreter {path}")
+        return self.python  # type: ignore[return-value]
+
+    def packages(self, names: list[str]) -> dict[str, str | None] | None:
+        """The Debian packages NAMES: ``{name: installed version or None}``; None without a dpkg database."""
+        self._need(set(names) <= set(self.asked.get("debs", names)), f"Debian packages {', '.join(names)}")
+        return None if self.debs is None else {name: self.debs.get(name) for name in names}
+
+
+def units_of(lines: list[str]) -> dict[str, UnitInfo]:
+    """``systemctl show --property=hostside.UNIT_PROPS`` output (blocks of ``KEY=value``) as ``{unit: UnitInfo}``."""
+    blocks: dict[str, dict[str, str]] = {}
+    current: dict[str, str] = {}
+    for line in [*lines, ""]:
+        line = line.strip()
+        if not line:
+            if "Id" in current:  # a unit's later block (X-Sources) adds to its first
+                blocks.setdefault(current["Id"], {}).update(current)
+            current = {}
+            continue
+        key, _, value = line.partition("=")
+        current[key] = value
+    return {
+        unit: {
+            "enabled": props.get("UnitFileState") in ("enabled", "enabled-runtime"),
+            "active": props.get("ActiveState") in ("active", "activating", "reloading"),
+            "load": props.get("LoadState", "not-found"),
+            "next_elapse": props.get("NextElapseUSecRealtime", ""),
+            "file_state": props.get("UnitFileState", ""),
+            "fragment": props.get("FragmentPath", ""),
+            "drop_ins": props.get("DropInPaths", "").split(),
+            "need_reload": props.get("NeedDaemonReload") == "yes",
+            "sources": json.loads(props["X-Sources"]) if "X-Sources" in props else None,
+        }
+        for unit, props in blocks.items()
+    }
+
+
+class HostSnapshot(FactBase):
+    """Everything the deploy decides on, read in one command by root's own interpreter (``hostside.snapshot``).
+
+    Arguments: ``question(data)``. PATHS each as ``PathInfo`` (ENV_FILES with their keys' fingerprints:
+    the values never leave the host); USER's and GROUP's account, linger, user manager and plants; UNITS;
+    the venv VENV (owner VENV_OWNER; every file against its RECORD when VENV_INTEGRITY); temporary files of
+    a killed run in DIRS; the run lock; PYTHON's version; the Debian packages DEBS; the host's systemd.
+    Returns a ``Snapshot``.
+
+    .. code:: python
+
+        host.get_fact(HostSnapshot, **snapshot.question(host.data))
+    """
+
+    def command(self, paths, user, group, units, venv, venv_owner, venv_integrity, env_files, dirs, python, debs):
+        asked = {
+            "paths": list(paths),
+            "user": user,
+            "group": group,
+            "units": list(units),
+            "venv": venv,
+            "venv_owner": venv_owner,
+            "venv_integrity": bool(venv_integrity),
+            "env_files": list(env_files),
+            "dirs": list(dirs),
+            "python": python,
+            "debs": list(debs),
+        }
+        return hostside("snapshot", {**asked, "plants": True, "systemd": True})
+
+    def process(self, output) -> Snapshot:
+        doc = json.loads("\n".join(output))
+        return Snapshot(
+            paths=doc["paths"],
+            units=units_of(doc["units"]),
+            venv=doc["venv"],
+            account=doc["account"],
+            linger=doc["linger"],
+            manager=doc["manager"],
+            run_lock=doc["run_lock"],
+            leftovers=doc["leftovers"],
+            plants=doc.get("plants") or [],
+            python=doc.get("python"),
+            debs=doc.get("debs"),
+            systemd=doc.get("systemd"),
+        )
+
+
+def asked(data) -> tuple[Hashable, type, dict]:
+    """The snapshot's question to a host with desired state DATA, as ``prefetch`` takes it."""
+    return SNAPSHOT, HostSnapshot, {**question(data), "_timeout": SNAPSHOT_TIMEOUT}
+
+
+def current() -> Snapshot:
+    """The current host's snapshot: asked once per run (prefetched by the deploy), kept in the run's ``Run``."""
     snapshots = run_state.of(host.state).snapshots  # this run's, by host
     if host.name not in snapshots:
-        cls, kwargs = question(data)
-        wanted = {k: v for k, v in kwargs.items() if k != "_timeout"}  # spec(data), computed once
-        snapshots[host.name] = (wanted, answer(cls, **kwargs))
+        key, cls, kwargs = asked(host.data)
+        found = answer(key, cls, **kwargs)
+        snapshots[host.name] = dataclasses.replace(found, asked={k: v for k, v in kwargs.items() if k != "_timeout"})
     return snapshots[host.name]
 
 
-def _asked(name: str, cls, kwargs: dict) -> tuple:
-    return (name, cls, json.dumps(kwargs, sort_keys=True, default=repr))
-
-
-def prefetch(questions: list[tuple[type, dict]]) -> None:
-    """Ask the current host QUESTIONS (``(fact class, its keyword arguments)``) at once.
+# -- asking the deploy's questions side by side ----------------------------------------------------
+def prefetch(questions: list[tuple[Hashable, type, dict]]) -> None:
+    """Ask the current host QUESTIONS (``(key, fact class, its keyword arguments)``) at once.
 
     Each runs in a greenlet of its own, as a command of its own on the host's SSH connection, so the
     host works on them side by side. Each answer (or the exception asking it raised) is kept for the
-    first ``answer`` of the same question, same arguments, in this run; it is raised there, as if it
-    had been asked then. The arguments give each its own ``_timeout``: no operation's are in effect.
+    first ``answer`` of its KEY in this run; it is raised there, as if it had been asked then. The
+    arguments give each its own ``_timeout``: no operation's are in effect.
     """
     import gevent
 
@@ -155,53 +379,18 @@ def prefetch(questions: list[tuple[type, dict]]) -> None:
             except Exception as exc:  # noqa: BLE001 - raised again by answer(), where the deploy asks
                 return False, exc
 
-    jobs = [(cls, kwargs, gevent.spawn(ask, cls, kwargs)) for cls, kwargs in questions]
-    gevent.joinall([job for _, _, job in jobs])
-    for cls, kwargs, job in jobs:
-        run_state.of(real_state).prefetched[_asked(real_host.name, cls, kwargs)] = job.value
+    jobs = {key: gevent.spawn(ask, cls, kwargs) for key, cls, kwargs in questions}
+    gevent.joinall(list(jobs.values()))
+    for key, job in jobs.items():
+        run_state.of(real_state).prefetched[(real_host.name, key)] = job.value
 
 
-def answer(cls, **kwargs):
-    """``host.get_fact(cls, **kwargs)``: the prefetched answer the first time this run asks it, else asked now."""
-    found = run_state.of(host.state).prefetched.pop(_asked(host.name, cls, kwargs), None)
+def answer(key: Hashable, cls, **kwargs):
+    """The answer prefetched under KEY the first time this run asks for it, else ``host.get_fact(cls, **kwargs)``."""
+    found = run_state.of(host.state).prefetched.pop((host.name, key), None)
     if found is None:
         return host.get_fact(cls, **kwargs)
     ok, value = found
     if not ok:
         raise value
     return value
-
-
-def fact(cls, **kwargs):
-    """``host.get_fact(cls, **kwargs)``, answered from the host snapshot when it covers the question."""
-    wanted, snap = _snapshot()
-    if snap is not None:
-        if cls is PathState and kwargs["path"] in wanted["paths"]:
-            return snap["paths"].get(kwargs["path"])  # a symlink is {"type": "symlink"}, never its target
-        if cls is ServiceAccount and (kwargs["user"], kwargs["group"]) == (wanted["user"], wanted["group"]):
-            return snap["account"]
-        if cls is RunLock:
-            return snap["run_lock"]
-        if cls is UserManager and kwargs["user"] == wanted["user"]:
-            return snap["manager"]
-        if cls is Leftovers and list(kwargs["dirs"]) == wanted["dirs"]:
-            return snap["leftovers"]
-        if cls is Linger and kwargs["user"] == wanted["user"]:
-            return snap["linger"]
-        if cls is UserUnits and kwargs["user"] == wanted["user"] and set(kwargs["units"]) <= set(wanted["units"]):
-            return {u: snap["units"][u] for u in kwargs["units"] if u in snap["units"]}
-        if cls is InstalledPackages and kwargs["venv"] == wanted["venv"]:
-            return snap["venv"]["packages"]
-        if cls is VenvState and (kwargs["venv"], kwargs["user"]) == (wanted["venv"], wanted["venv_owner"]):
-            return snap["venv"]
-        if cls is AccountPlants and (kwargs["user"], list(kwargs["units"])) == (wanted["user"], wanted["units"]):
-            return snap["plants"]
-        if cls is SystemdVersion:
-            return snap["systemd"]
-        if cls is SystemPython and kwargs["python"] == wanted["python"]:
-            return snap["python"]
-        if cls is SystemPackages and set(kwargs["packages"]) <= set(wanted["debs"]):
-            debs = snap["debs"]
-            return None if debs is None else {name: debs[name] for name in kwargs["packages"]}
-        logger.warning("%s: %s(%s) is not in the host snapshot: asked separately", host.name, cls.__name__, kwargs)
-    return host.get_fact(cls, **kwargs)

@@ -14,6 +14,8 @@ evidence. docs/sweep.md describes the items, the evidence and the settings.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 from pyinfra import host
 from pyinfra.api import FactBase, operation
@@ -43,10 +45,10 @@ class AccountSweep(FactBase):
         return json.loads("\n".join(output))
 
 
-def sweep_mode(setting: str | None, account: dict | None, manage: bool | None) -> str:
+def sweep_mode(setting: str | None, account: Mapping[str, Any] | None, manage: bool | None) -> str:
     """The sweep's mode: SETTING (``litellm_account_sweep``) when set; else ``quarantine`` for an account
     the runner manages (MANAGE true, or MANAGE None and the runner created it or is about to: ACCOUNT is
-    ``ServiceAccount``'s answer), ``off`` for an adopted login account."""
+    ``Snapshot.account``), ``off`` for an adopted login account."""
     if setting is not None:
         return setting
     if manage is not None:

@@ -7,7 +7,7 @@ write their part of it here, so two runs in one process (the unit tests, an embe
 never see each other's state, and a run's state goes away with its ``State``.
 
     from litellm_runner.run.state import of
-    of(host.state).snapshots[host.name] = (wanted, answer)
+    of(host.state).snapshots[host.name] = snap
 
 A ``Run`` is found through a ``weakref.WeakKeyDictionary`` keyed by the ``State`` object itself:
 nothing is set on pyinfra's objects and no pyinfra internal is used, and the entry is dropped when
@@ -26,9 +26,9 @@ from typing import Any
 class Run:
     """One pyinfra run's state (module docstring). Fields by owner; host names are the keys within a run."""
 
-    # pyinfra_ext/snapshot.py: host name -> (the question's arguments, the snapshot's answer)
-    snapshots: dict[str, tuple[dict, Any]] = dataclasses.field(default_factory=dict)
-    # pyinfra_ext/snapshot.py: (host name, fact class, its arguments as JSON) -> (ok, answer or exception)
+    # pyinfra_ext/snapshot.py: host name -> its Snapshot (the one answer to the deploy's questions)
+    snapshots: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # pyinfra_ext/snapshot.py: (host name, the question's key) -> (ok, answer or exception), handed out once
     prefetched: dict[tuple, tuple[bool, Any]] = dataclasses.field(default_factory=dict)
     # pyinfra_ext/database.py: (host name, the desired state's encoding) -> the DatabasePlan answer
     plans: dict[tuple[str, str], Any] = dataclasses.field(default_factory=dict)

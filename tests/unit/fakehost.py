@@ -1,9 +1,10 @@
 """Run an operation's generator against given facts, without a host.
 
-    commands, noops = run_op(linger, facts={Linger: True}, user="litellm")
+    commands, noops = run_op(linger, facts={HostSnapshot: snap(linger=True)}, user="litellm")
 
 Facts are looked up by class (or by (class, frozenset(kwargs.items())) for
-facts asked with different arguments); the commands come back as strings.
+facts asked with different arguments); the host snapshot (``HostSnapshot``) is the
+run's ``Snapshot`` (``snap`` makes one); the commands come back as strings.
 """
 
 import base64
@@ -13,7 +14,30 @@ from types import SimpleNamespace
 from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand
 from pyinfra.context import ctx_host
 
-from litellm_runner.pyinfra_ext.facts import SYSTEM_PYTHON
+from litellm_runner.layout import SYSTEM_PYTHON
+from litellm_runner.pyinfra_ext.snapshot import HostSnapshot, Snapshot
+from litellm_runner.run import state as run_state
+
+
+def snap(**parts) -> Snapshot:
+    """A host snapshot as the deploy would read it: PARTS (``paths``, ``units``, ``venv``, ``linger``...)
+    over a converged host's defaults. It answers about any unit, account, venv and interpreter (no question
+    recorded); a path only when PARTS' ``paths`` has it (None: missing)."""
+    found = {
+        "paths": {},
+        "units": {},
+        "venv": {},
+        "account": {"user": None, "group": False, "created": False},
+        "linger": True,
+        "manager": True,
+        "run_lock": None,
+        "leftovers": [],
+        "plants": [],
+        "python": {"version": "3.11", "refused": None},
+        "debs": None,
+        "systemd": None,
+    }
+    return Snapshot(**{**found, **parts})
 
 
 class FakeState:
@@ -33,6 +57,8 @@ class FakeHost:
         self.facts, self.noops = facts, []
         self.data = SimpleNamespace(**(data or {}))
         self.state = FakeState()
+        if HostSnapshot in facts:  # the run's snapshot, as the deploy's first question left it
+            run_state.of(self.state).snapshots[self.name] = facts[HostSnapshot]
 
     def get_fact(self, cls, **kwargs):
         key = (cls, frozenset((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()))

@@ -207,11 +207,11 @@ def _venv_audit(installed, lock):
     from pyinfra.api import FunctionCommand
     from pyinfra.context import ctx_host
 
-    from litellm_runner.pyinfra_ext.facts import InstalledPackages
+    from litellm_runner.pyinfra_ext.snapshot import HostSnapshot
     from litellm_runner.tasks.python_env import cve_findings, venv_audit
     from tests.unit import fakehost
 
-    fake = fakehost.FakeHost({InstalledPackages: installed})
+    fake = fakehost.FakeHost({HostSnapshot: fakehost.snap(venv={"packages": installed})})
     with ctx_host.use(fake):
         commands = list(venv_audit._inner(venv_path="/r/venv", locked=locked_versions(lock), audit=cve_findings))
     assert all(isinstance(c, FunctionCommand) for c in commands)

@@ -18,7 +18,8 @@ import subprocess
 import pytest
 
 from litellm_runner.pyinfra_ext import hostside as host_code
-from litellm_runner.pyinfra_ext.facts import HostSnapshot, hostside
+from litellm_runner.pyinfra_ext.facts import hostside
+from litellm_runner.pyinfra_ext.snapshot import HostSnapshot
 
 USER, GROUP = "nobody", "nogroup"
 UID, GID = 65534, 65534
@@ -190,6 +191,24 @@ def test_attrs_never_changes_a_root_file_through_a_link(tree, target):
     assert unchanged(secret)
 
 
+def asked(paths, **more):
+    """A HostSnapshot question (``snapshot.question``'s keys) for PATHS of USER, with no unit and no venv."""
+    return {
+        "paths": paths,
+        "user": USER,
+        "group": GROUP,
+        "units": [],
+        "venv": "/nonexistent",
+        "venv_owner": "root",
+        "venv_integrity": False,
+        "env_files": [],
+        "dirs": [],
+        "python": None,
+        "debs": [],
+        **more,
+    }
+
+
 # -- reading ----------------------------------------------------------------------------------
 def test_snapshot_reports_links_as_links_and_reads_nothing_through_them(tree):
     root, secret = tree
@@ -202,12 +221,12 @@ def test_snapshot_reports_links_as_links_and_reads_nothing_through_them(tree):
     (root / "env").write_text("# managed\nA='x'\nB=\"y\\\\z\"\n")
     paths = [str(root / n) for n in ("d", "f", "link", "dirlink/secret", "missing", "env")]
     proc = subprocess.run(
-        ["sh", "-c", HostSnapshot().command(paths, USER, [], str(root / "venv"), [paths[-1]], GROUP)],
+        ["sh", "-c", HostSnapshot().command(**asked(paths, env_files=[paths[-1]]))],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    snap = HostSnapshot().process(proc.stdout.splitlines())["paths"]
+    snap = HostSnapshot().process(proc.stdout.splitlines()).paths
     assert snap[paths[0]]["type"] == "directory" and snap[paths[0]]["mode"] == "0750"
     assert snap[paths[1]]["sha256"] == hashlib.sha256(b"hello\n").hexdigest()
     assert snap[paths[2]]["type"] == "symlink" and snap[paths[2]]["sha256"] is None

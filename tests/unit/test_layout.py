@@ -21,13 +21,21 @@ from tests.unit.group_data import defaults
 UNITS = ["litellm.service", "litellm-metrics.service", "litellm-backup.timer", "litellm-backup.service"]
 
 
-def test_the_host_side_code_names_the_layouts_paths():
-    """hostside travels alone to the host (no import of layout): its copies of the names must agree."""
-    assert hostside.MANAGED_UNITS == layout.UNITS
-    assert hostside.QUARANTINE == layout.QUARANTINE
-    assert hostside.ACCOUNT_UNIT_DIRS == layout.ACCOUNT_UNIT_DIRS
-    assert hostside.ACCOUNT_ENV_DIRS == layout.ACCOUNT_ENV_DIRS
-    assert hostside.ACCOUNT_ENV_FILES == layout.ACCOUNT_ENV_FILES
+def test_the_host_side_code_takes_the_shared_names_from_layout_on_the_host_too(tmp_path):
+    """layout.py travels with the host-side code (facts._boot): each name both sides use is defined once."""
+    import subprocess
+
+    from litellm_runner.pyinfra_ext import facts, lock, operations
+
+    assert hostside.layout is layout and hostside.RUN_LOCK == lock.LOCK_PATH == layout.RUN_LOCK
+    assert hostside.CREATED == operations.CREATED == layout.CREATED and hostside.MANAGED_UNITS == layout.UNITS
+    assert hostside.SYSTEM_PYTHON == layout.SYSTEM_PYTHON and facts.hostside("read", {}).startswith(
+        layout.SYSTEM_PYTHON
+    )
+    (tmp_path / "f").write_text("shipped\n")
+    command = facts.hostside("read", {"path": str(tmp_path / "f")})  # runs alone, as on a host: no litellm_runner
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30, cwd="/")
+    assert out.returncode == 0 and '"text": "shipped\\n"' in out.stdout, out.stderr
 
 
 def test_root_owns_every_folder_of_code_and_config_and_the_units_name_them():

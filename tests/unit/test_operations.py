@@ -11,19 +11,7 @@ from pyinfra.api.config import Config
 from pyinfra.context import ctx_config, ctx_host
 
 from litellm_runner.gates.cve import locked_versions
-from litellm_runner.pyinfra_ext.facts import (
-    AccountPlants,
-    FileText,
-    Leftovers,
-    Linger,
-    PathState,
-    RunLock,
-    SystemPackages,
-    SystemPython,
-    UserManager,
-    UserUnits,
-    VenvState,
-)
+from litellm_runner.pyinfra_ext.facts import FileText
 from litellm_runner.pyinfra_ext.operations import (
     directory,
     file_attrs,
@@ -39,8 +27,9 @@ from litellm_runner.pyinfra_ext.operations import (
     user_unit_sources,
     venv_requirements,
 )
+from litellm_runner.pyinfra_ext.snapshot import HostSnapshot, units_of
 from tests.unit import fakehost
-from tests.unit.fakehost import Meta, run_op
+from tests.unit.fakehost import Meta, run_op, snap
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -85,7 +74,9 @@ DIR = {"type": "directory", "mode": "0750", "user": "litellm", "group": "litellm
     ],
 )
 def test_linger(present, fact, manager, expected):
-    commands, noops = run_op(linger, {Linger: fact, UserManager: manager}, user="litellm", present=present)
+    commands, noops = run_op(
+        linger, {HostSnapshot: snap(linger=fact, manager=manager)}, user="litellm", present=present
+    )
     assert [c.split(" && ")[0] for c in commands] == expected
     assert bool(noops) == (not expected)
 
@@ -98,7 +89,7 @@ def test_linger(present, fact, manager, expected):
     ],
 )
 def test_no_leftovers(found, expected):
-    commands, noops = run_op(no_leftovers, {Leftovers: found}, dirs=["/r/state"])
+    commands, noops = run_op(no_leftovers, {HostSnapshot: snap(leftovers=found)}, dirs=["/r/state"])
     assert commands == expected and bool(noops) == (not expected)
 
 
@@ -143,7 +134,12 @@ ACCOUNT = {"user": "litellm", "group": "litellm", "mode": "0750"}
 )
 def test_directory(fact, expected, before):
     commands, noops = run_op(
-        directory, {PathState: fact}, path="/r/state", user="litellm", group="litellm", mode="0750"
+        directory,
+        {HostSnapshot: snap(paths={"/r/state": fact})},
+        path="/r/state",
+        user="litellm",
+        group="litellm",
+        mode="0750",
     )
     assert commands == expected
     assert noops == ([] if expected else ["/r/state is a directory, 0750, litellm:litellm"])
@@ -155,7 +151,8 @@ FILE = {"type": "file", "mode": "0640", "user": "litellm", "group": "litellm", "
 WRITE = "write /r/c.yaml 0640 litellm:litellm"
 HOST_TEXT = "a: 0\nb: 2\n"  # what FileText reads on the host (not secret: a rendered config, a unit file)
 
-# (id, PathState, desired content, backups_keep, commands, drift before, unified diff tail, what --diff prints)
+# (id, the path as the snapshot found it, desired content, backups_keep, commands, drift before, unified diff
+# tail, what --diff prints)
 MANAGED_FILE = [
     ("equal", FILE, "a: 1\n", 0, [], None, None, []),
     ("mode-drift-is-file-attrs-business", {**FILE, "mode": "0644"}, "a: 1\n", 0, [], None, None, []),
@@ -209,7 +206,7 @@ MANAGED_FILE = [
 def test_managed_file(case, fact, content, keep, expected, before, unified, printed, diff):
     commands, noops, lines = run_diff(
         managed_file,
-        {PathState: fact, FileText: HOST_TEXT},
+        {HostSnapshot: snap(paths={"/r/c.yaml": fact}), FileText: HOST_TEXT},
         diff=diff,
         dest="/r/c.yaml",
         content=content,
@@ -238,7 +235,12 @@ def test_managed_file(case, fact, content, keep, expected, before, unified, prin
 )
 def test_file_attrs(fact, expected):
     commands, noops = run_op(
-        file_attrs, {PathState: fact}, path="/r/c.yaml", user="litellm", group="litellm", mode="0640"
+        file_attrs,
+        {HostSnapshot: snap(paths={"/r/c.yaml": fact})},
+        path="/r/c.yaml",
+        user="litellm",
+        group="litellm",
+        mode="0640",
     )
     assert commands == expected
     assert bool(noops) == (not expected)
@@ -307,7 +309,7 @@ BASE = {"litellm": "1.102.4", "urllib3": "2.8.0", "pip": "23.0.1", "setuptools":
     ],
 )
 def test_venv_requirements(case, installed, expected, drifted):
-    """INSTALLED: the packages, or a change to a sound venv (VenvState) of BASE."""
+    """INSTALLED: the packages, or a change to a sound venv (``Snapshot.venv_at``) of BASE."""
     state = {
         "packages": BASE,
         "python": "/usr/bin/python3",
@@ -321,7 +323,7 @@ def test_venv_requirements(case, installed, expected, drifted):
     state = {**state, **installed} if installed and "litellm" not in installed else {**state, "packages": installed}
     commands, noops = run_op(
         venv_requirements,
-        {VenvState: state},
+        {HostSnapshot: snap(venv=state)},
         venv="/v",
         locked=locked_versions(LOCK),
         lock_path="/r/lock.txt",
@@ -361,7 +363,7 @@ CTL = "systemctl --user --machine=litellm@.host"
 def test_user_unit(state, wanted, inputs_changed, expected):
     commands, noops = run_op(
         user_unit,
-        {UserUnits: {"litellm.service": state} if state else {}},
+        {HostSnapshot: snap(units={"litellm.service": state} if state else {})},
         user="litellm",
         unit="litellm.service",
         enabled=wanted,
@@ -433,7 +435,7 @@ def show(**props):
     ],
 )
 def test_user_units_fact_parses_systemctl_show(case, output, parsed):
-    unit = UserUnits().process(output)["litellm.service"]
+    unit = units_of(output)["litellm.service"]
     assert {k: unit[k] for k in parsed} == parsed
 
 
@@ -451,7 +453,7 @@ def test_user_units_fact_parses_timers():
         "ActiveState=inactive",
         "NextElapseUSecRealtime=Tue 2026-11-24 02:07:00 UTC",
     ]
-    units = UserUnits().process(out)
+    units = units_of(out)
     assert units["litellm.service"]["enabled"] is True and units["litellm.service"]["next_elapse"] == ""
     assert units["litellm-backup.timer"]["enabled"] is False
     assert units["litellm-backup.timer"]["next_elapse"].startswith("Tue 2026-11-24")
@@ -504,7 +506,7 @@ MASK = "/run/user/1000/systemd/user/litellm.service"
 def test_user_unit_sources(case, unit_state, removed):
     commands, noops = run_op(
         user_unit_sources,
-        {UserUnits: {"litellm.service": unit_state}},
+        {HostSnapshot: snap(units={"litellm.service": unit_state})},
         user="litellm",
         unit="litellm.service",
         path=MANAGED,
@@ -528,7 +530,7 @@ def test_user_unit_sources(case, unit_state, removed):
 def test_user_daemon_reload(case, states, files_changed, expected):
     commands, noops = run_op(
         user_daemon_reload,
-        {UserUnits: states},
+        {HostSnapshot: snap(units=states)},
         user="litellm",
         when=[Meta(False), Meta(files_changed)],
         units=["litellm.service"],
@@ -555,7 +557,7 @@ def test_user_daemon_reload(case, states, files_changed, expected):
 def test_user_unit_restarts_once_after_a_hand_edit(case, unit_state, expected):
     commands, _ = run_op(
         user_unit,
-        {UserUnits: {"litellm.service": unit_state}, PathState: {"type": "file"}},
+        {HostSnapshot: snap(units={"litellm.service": unit_state}, paths={MANAGED: {"type": "file"}})},
         user="litellm",
         unit="litellm.service",
         restart_when=[Meta(False)],
@@ -568,7 +570,7 @@ def test_a_unit_whose_file_is_written_again_is_enabled_again():
     """Its directory was removed with the .wants links; the manager may still think it enabled."""
     commands, _ = run_op(
         user_unit,
-        {UserUnits: {"litellm.service": state()}, PathState: None},
+        {HostSnapshot: snap(units={"litellm.service": state()}, paths={MANAGED: None})},
         user="litellm",
         unit="litellm.service",
         restart_when=[Meta(True)],
@@ -618,7 +620,7 @@ def lock_text(**fields):
     ],
 )
 def test_no_abandoned_lock(found, drifted):
-    commands, noops = run_op(no_abandoned_lock, {RunLock: found}, stale_after=300)
+    commands, noops = run_op(no_abandoned_lock, {HostSnapshot: snap(run_lock=found)}, stale_after=300)
     assert len(commands) == drifted and bool(noops) == (not drifted)
     assert bool(fakehost.last_drift) == drifted
 
@@ -630,7 +632,7 @@ APT = (
 DEBS = ["python3-venv", "iproute2"]
 
 
-# (id, the snapshot's SystemPackages, pyinfra's DebPackages (asked by apt.packages only when something is
+# (id, the snapshot's Debian packages, pyinfra's DebPackages (asked by apt.packages only when something is
 # missing), commands, noops, packages recorded as drift)
 SYSTEM_PACKAGES = [
     (
@@ -666,48 +668,66 @@ SYSTEM_PACKAGES = [
 def test_system_packages(case, found, dpkg, expected, noops, drifted):
     from pyinfra.facts.deb import DebPackages
 
-    commands, said = run_op(system_packages, {SystemPackages: found, DebPackages: dpkg}, packages=DEBS)
+    commands, said = run_op(system_packages, {HostSnapshot: snap(debs=found), DebPackages: dpkg}, packages=DEBS)
     assert commands == expected
     assert said == noops
     assert [d["before"]["name"] for d in fakehost.last_drift] == drifted
 
 
 # -- facts: command output in, fact out ------------------------------------------------------------
-SNAP = {"paths": {}, "linger": False, "account": None, "leftovers": [], "manager": False, "run_lock": None}
+# the host-side snapshot's JSON document: what a converged host with linger on answers
+DOC = {
+    "paths": {},
+    "linger": True,
+    "account": {"user": None, "group": False, "created": False},
+    "leftovers": [],
+    "manager": True,
+    "run_lock": None,
+    "units": [],
+    "venv": {"packages": None},
+    "plants": [],
+    "python": {"version": "3.11", "refused": None},
+    "debs": {},
+    "systemd": "systemd 252 (252.38-1~deb12u1)",
+}
+REFUSED = "/v/bin/python: /v is owned by uid 999: not run as root"
+# (id, fact, its output, how the answer is read, the answer)
 FACTS = [
-    ("linger-on", Linger, ["on"], True),
-    ("linger-off", Linger, ["off"], False),
-    ("file-text", FileText, ['{"text": "a: 1\\n"}'], "a: 1\n"),
-    ("file-text-unsafe", FileText, ["null"], None),
-    (
-        "python",
-        SystemPython,
-        [json.dumps({"python": {"version": "3.11", "refused": None}})],
-        {"version": "3.11", "refused": None},
-    ),
+    ("linger-on", HostSnapshot, [json.dumps(DOC)], lambda s: s.linger, True),
+    ("linger-off", HostSnapshot, [json.dumps({**DOC, "linger": False})], lambda s: s.linger, False),
+    ("file-text", FileText, ['{"text": "a: 1\\n"}'], None, "a: 1\n"),
+    ("file-text-unsafe", FileText, ["null"], None, None),
+    ("python", HostSnapshot, [json.dumps(DOC)], lambda s: s.python_at("/usr/bin/python3"), DOC["python"]),
     (
         "python-refused",
-        SystemPython,
-        [
-            json.dumps(
-                {"python": {"version": None, "refused": "/v/bin/python: /v is owned by uid 999: not run as root"}}
-            )
-        ],
-        {"version": None, "refused": "/v/bin/python: /v is owned by uid 999: not run as root"},
+        HostSnapshot,
+        [json.dumps({**DOC, "python": {"version": None, "refused": REFUSED}})],
+        lambda s: s.python_at("/usr/bin/python3"),
+        {"version": None, "refused": REFUSED},
     ),
     (
         "debs",
-        SystemPackages,
-        [json.dumps({"debs": {"iproute2": "6.1.0-3", "x": None}})],
+        HostSnapshot,
+        [json.dumps({**DOC, "debs": {"iproute2": "6.1.0-3", "x": None}})],
+        lambda s: s.packages(["iproute2", "x"]),
         {"iproute2": "6.1.0-3", "x": None},
     ),
-    ("no-dpkg", SystemPackages, [json.dumps({"debs": None})], None),
+    ("no-dpkg", HostSnapshot, [json.dumps({**DOC, "debs": None})], lambda s: s.packages(["iproute2"]), None),
+    (
+        "unit",
+        HostSnapshot,
+        [json.dumps({**DOC, "units": ["Id=litellm.service", "UnitFileState=enabled", "ActiveState=active"]})],
+        lambda s: {k: s.unit("litellm.service")[k] for k in ("enabled", "active", "load")},  # type: ignore[literal-required]
+        {"enabled": True, "active": True, "load": "not-found"},
+    ),
+    ("unknown-unit", HostSnapshot, [json.dumps(DOC)], lambda s: s.unit("litellm.service"), {}),
 ]
 
 
-@pytest.mark.parametrize("case, fact, output, expected", FACTS, ids=[r[0] for r in FACTS])
-def test_fact_process(case, fact, output, expected):
-    assert fact().process(output) == expected
+@pytest.mark.parametrize("case, fact, output, read, expected", FACTS, ids=[r[0] for r in FACTS])
+def test_fact_process(case, fact, output, read, expected):
+    answer = fact().process(output)
+    assert (read(answer) if read else answer) == expected
 
 
 @pytest.mark.parametrize(
@@ -763,7 +783,9 @@ def test_no_account_plants_puts_only_real_unit_names_on_a_command_line():
     escape codes in it) is only quarantined: its name never reaches a command pyinfra prints at -vv."""
     escaped = "/home/litellm/.config/systemd/user/\x1b]0;PWNED\x07\x1b[2J.service"
     extra = "/home/litellm/.config/systemd/user/litellm-extra.service"
-    commands, _ = run_op(no_account_plants, {AccountPlants: [plant(escaped), plant(extra)]}, user="litellm", units=[])
+    commands, _ = run_op(
+        no_account_plants, {HostSnapshot: snap(plants=[plant(escaped), plant(extra)])}, user="litellm", units=[]
+    )
     assert commands[0].startswith("hostside quarantine ")
     assert commands[1:] == ["systemctl --user --machine=litellm@.host stop litellm-extra.service || true"]
     shown = [item["before"]["path"] for item in fakehost.last_drift]

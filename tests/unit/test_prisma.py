@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from litellm_runner.layout import SYSTEM_PYTHON
 from litellm_runner.resources import shipped
 from litellm_runner.tasks import prisma
 from tests.unit.fakehost import run_op
@@ -35,7 +36,7 @@ def layout(root, schema=SCHEMA, client=None, packaged=None):
 
 def read_state(venv, host="", port=0):
     proc = subprocess.run(
-        [prisma.SYSTEM_PYTHON, "-I", "-S", "-c", prisma.STATE, str(venv), host, str(port), "2"],
+        [SYSTEM_PYTHON, "-I", "-S", "-c", prisma.STATE, str(venv), host, str(port), "2"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -124,12 +125,16 @@ CAUSE = "binaries.prisma.sh:443 unreachable: Temporary failure in name resolutio
 
 
 def op(state, installed=None, sandbox=False, settings=None, venv=None):
-    """VENV: the venv's state (``VenvState``) before its own operation; None when it could not be read."""
-    from litellm_runner.pyinfra_ext.facts import InstalledPackages, VenvState
+    """VENV: the venv's state (``Snapshot.venv_at``) before its own operation; by default a sound venv holding
+    INSTALLED (and pip), or none when INSTALLED is None."""
+    from litellm_runner.pyinfra_ext.snapshot import HostSnapshot
+    from tests.unit.fakehost import snap
 
+    sound = {"python": "/usr/bin/python3", "exists": True, "home": "/usr/bin", "version": "3.11.2", "broken": {}}
+    venv = venv or {**sound, "packages": None if installed is None else {**installed, "pip": "25.0"}}
     return run_op(
         prisma.prisma_client,
-        facts={prisma.PrismaClientState: state, InstalledPackages: installed, VenvState: venv},
+        facts={prisma.PrismaClientState: state, HostSnapshot: snap(venv=venv)},
         venv_path="/usr/local/lib/litellm-runner/venv",
         pins=PINS,
         user="litellm",

@@ -157,6 +157,13 @@ def manifest_state(**changes):
     return {"type": "file", "mode": "0644", "user": "root", "group": "root", "sha256": MANIFEST_SHA, **changes}
 
 
+def engine_found(found):
+    """The host snapshot with the engine's MANIFEST as FOUND (None: missing)."""
+    from litellm_runner.pyinfra_ext.snapshot import HostSnapshot
+
+    return {HostSnapshot: fakehost.snap(paths={f"{DEST}/{query_engine.MANIFEST}": found})}
+
+
 @pytest.mark.parametrize(
     "found",
     [
@@ -169,23 +176,21 @@ def manifest_state(**changes):
     ids=["missing", "other-version", "account-owned", "writable", "symlink"],
 )
 def test_an_engine_not_installed_as_shipped_is_installed(found, monkeypatch):
-    from litellm_runner.pyinfra_ext.facts import PathState
     from litellm_runner.pyinfra_ext.operations import engine_installed
 
     monkeypatch.setattr(query_engine, "bundle", lambda: (b"bundle", MANIFEST_SHA))
-    commands, noops = run_op(engine_installed, facts={PathState: found}, dest=DEST, manifest_sha256=MANIFEST_SHA)
+    commands, noops = run_op(engine_installed, facts=engine_found(found), dest=DEST, manifest_sha256=MANIFEST_SHA)
     assert noops == []
     assert commands == [f"install query engine {DEST} sha256:{hashlib.sha256(b'bundle').hexdigest()[:12]}"]
     assert [item["kind"] for item in fakehost.last_drift] == ["query-engine"]
 
 
 def test_an_engine_installed_as_shipped_is_a_noop_without_assembling_it(monkeypatch):
-    from litellm_runner.pyinfra_ext.facts import PathState
     from litellm_runner.pyinfra_ext.operations import engine_installed
 
     monkeypatch.setattr(query_engine, "bundle", lambda: pytest.fail("assembled for nothing"))
     commands, noops = run_op(
-        engine_installed, facts={PathState: manifest_state()}, dest=DEST, manifest_sha256=MANIFEST_SHA
+        engine_installed, facts=engine_found(manifest_state()), dest=DEST, manifest_sha256=MANIFEST_SHA
     )
     assert commands == []
     assert noops == [f"the query engine in {DEST} is installed, root's and read-only"]

@@ -3,9 +3,9 @@
 
 import pytest
 
-from litellm_runner.pyinfra_ext.facts import PathState, UserUnits
 from litellm_runner.pyinfra_ext.operations import user_unit
-from tests.unit.fakehost import Meta, run_op
+from litellm_runner.pyinfra_ext.snapshot import HostSnapshot
+from tests.unit.fakehost import Meta, run_op, snap
 
 CTL = "systemctl --user --machine=litellm@.host"
 UNIT = "/home/litellm/.config/systemd/user/litellm.service"
@@ -42,11 +42,10 @@ class Result(Meta):
     ],
 )
 def test_restart_held_while_the_schema_fails_and_owed_until_done(case, inputs_changed, schema_failed, owed, commands):
-    facts = {
-        UserUnits: {"litellm.service": RUNNING},
-        PathState: {"type": "file"},
-        (PathState, frozenset({("path", HELD)})): {"type": "file"} if owed else None,
-    }
+    found = snap(
+        units={"litellm.service": RUNNING}, paths={UNIT: {"type": "file"}, HELD: {"type": "file"} if owed else None}
+    )
+    facts = {HostSnapshot: found}
     found, noops = run_op(
         user_unit,
         facts,

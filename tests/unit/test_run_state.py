@@ -38,13 +38,13 @@ def a_run(answer: str):
 def test_two_runs_in_one_process_see_nothing_of_each_others_state():
     first, second = a_run("asked in the first"), a_run("asked in the second")
     with compat.in_context(*first):
-        snapshot.prefetch([(Answer, {"n": 1})])  # the first run asks ahead, the second does not
+        snapshot.prefetch([("answer", Answer, {"n": 1})])  # the first run asks ahead, the second does not
         drift.record("file", "before-1", "after-1")
     with compat.in_context(*second):
         drift.record("unit", "before-2", "after-2")
-        assert snapshot.answer(Answer, n=1) == "asked in the second"  # not the first run's prefetched answer
+        assert snapshot.answer("answer", Answer, n=1) == "asked in the second"  # not the first run's prefetched answer
     with compat.in_context(*first):
-        assert snapshot.answer(Answer, n=1) == "asked in the first"  # its own prefetched answer, once
+        assert snapshot.answer("answer", Answer, n=1) == "asked in the first"  # its own prefetched answer, once
     run_state.of(first[0]).rollout_failed = "same-name"
     lock.held(first[0]).closed.add("same-name")
 

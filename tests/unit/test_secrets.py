@@ -7,7 +7,7 @@ import pytest
 
 from litellm_runner import envfile, secrets
 from litellm_runner.pyinfra_ext.env_file import env_file
-from litellm_runner.pyinfra_ext.facts import PathState
+from litellm_runner.pyinfra_ext.snapshot import HostSnapshot
 from tests.unit import fakehost
 
 CANARY = "sk-canary-7f3e9a1b2c4d"
@@ -175,7 +175,7 @@ def env_host_data(tmp_path, value):
 
 
 def on_host(value):
-    """PathState of an env file on the host that holds VALUE (the snapshot's per-key fingerprints)."""
+    """The snapshot's path state of an env file on the host that holds VALUE (the snapshot's per-key fingerprints)."""
     text, _ = secrets.render_env({"LITELLM_MASTER_KEY": value}, {"REDIS_HOST": "127.0.0.1"}, ["dummy"])
     return {
         "type": "file",
@@ -235,7 +235,7 @@ def test_env_file(tmp_path, monkeypatch, case, fact, value, expected, printed, d
     monkeypatch.delenv("LITELLM_MASTER_KEY", raising=False)
     commands, noops, lines = run_diff(
         env_file,
-        {PathState: fact},
+        {HostSnapshot: fakehost.snap(paths={"/r/env.litellm": fact})},
         diff=diff,
         data=env_host_data(tmp_path, value),
         dest="/r/env.litellm",
@@ -258,7 +258,14 @@ def test_env_file_without_its_secret_fails_the_operation_naming_the_key_only(tmp
     data = {**env_host_data(tmp_path, OLD), "litellm_env_secrets": ["LITELLM_MASTER_KEY", "VLLM_API_KEY"]}
     monkeypatch.delenv("VLLM_API_KEY", raising=False)
     with pytest.raises(OperationError) as err:
-        fakehost.run_op(env_file, {PathState: None}, data=data, dest="/r/env.litellm", user="u", group="g")
+        fakehost.run_op(
+            env_file,
+            {HostSnapshot: fakehost.snap(paths={"/r/env.litellm": None})},
+            data=data,
+            dest="/r/env.litellm",
+            user="u",
+            group="g",
+        )
     assert (
         str(err.value)
         == f"/r/env.litellm: secret(s) VLLM_API_KEY not found in the environment or {tmp_path}/secrets.env"

@@ -1,5 +1,6 @@
-"""One host snapshot answers the deploy's questions (HostSnapshot, snapshot.fact)."""
+"""One fact answers the deploy's questions: HostSnapshot, a typed Snapshot read through accessors."""
 
+import json
 import subprocess
 from types import SimpleNamespace
 
@@ -8,17 +9,10 @@ from pyinfra.context import ctx_host
 
 from litellm_runner import layout
 from litellm_runner.pyinfra_ext import snapshot
-from litellm_runner.pyinfra_ext.facts import (
-    HostSnapshot,
-    InstalledPackages,
-    Linger,
-    PathState,
-    SystemdVersion,
-    SystemPackages,
-    SystemPython,
-    UserUnits,
-)
-from tests.unit.fakehost import FakeHost
+from litellm_runner.pyinfra_ext.snapshot import HostSnapshot, NotAsked
+from litellm_runner.render import render_units
+from litellm_runner.resources import host_tools
+from tests.unit.fakehost import FakeHost, snap
 from tests.unit.group_data import defaults
 
 
@@ -27,82 +21,100 @@ def test_snapshot_command_runs_and_parses_on_this_machine(tmp_path):
     (tmp_path / "d").mkdir(mode=0o750)
     (tmp_path / "f").write_text("hello\n")
     paths = [str(tmp_path / "d"), str(tmp_path / "f"), str(tmp_path / "missing")]
-    command = HostSnapshot().command(paths, "nobody", ["litellm.service"], str(tmp_path / "venv"))
-    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30).stdout
-    snap = HostSnapshot().process(out.splitlines())
-    assert snap["paths"][paths[0]]["type"] == "directory" and snap["paths"][paths[0]]["mode"] == "0750"
-    assert snap["paths"][paths[1]]["sha256"] == "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
-    assert snap["paths"][paths[2]] is None
-    assert snap["linger"] is False and snap["venv"]["packages"] is None
-    assert snap["account"]["user"]["uid"] == 65534 and snap["account"]["created"] is False
+    data = SimpleNamespace(**{**defaults(), "litellm_user": "nobody", "litellm_group": "nogroup"})
+    asked = {**snapshot.question(data), "paths": paths, "venv": str(tmp_path / "venv"), "dirs": [str(tmp_path)]}
+    out = subprocess.run(["sh", "-c", HostSnapshot().command(**asked)], capture_output=True, text=True, timeout=60)
+    found = HostSnapshot().process(out.stdout.splitlines())
+    assert found.path(paths[0])["type"] == "directory" and found.path(paths[0])["mode"] == "0750"
+    assert found.path(paths[1])["sha256"] == "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+    assert found.path(paths[2]) is None
+    assert found.linger is False and found.venv["packages"] is None and found.leftovers == []
+    assert found.account["user"]["uid"] == 65534 and found.account["created"] is False
+    assert found.python["version"] and found.plants == []
 
 
-class SnapHost(FakeHost):
-    def __init__(self, data, snap):
-        super().__init__({}, data)
-        self.asked = []
-        self.snap = snap
-
-    def get_fact(self, cls, **kwargs):
-        self.asked.append(cls.__name__)
-        return self.snap if cls is HostSnapshot else "asked separately"
-
-
-def test_fact_is_answered_from_one_snapshot_and_falls_through_for_the_rest():
-    data = defaults()
-    wanted = snapshot.spec(SimpleNamespace(**data))
-    config = layout.CONFIG_FILE
-    assert config in wanted["paths"] and f"{layout.BIN}/litellm-dbctl" in wanted["paths"]
-    assert f"{data['litellm_root']}/venv" in wanted["paths"]  # the account's old copy: quarantined when found
-    snap = {
-        "paths": {config: {"type": "file", "sha256": "ab"}},
-        "linger": True,
-        "units": {"litellm.service": {"active": True}},
-        "venv": {"packages": {"urllib3": "2.7.0"}},
-    }
-    host = SnapHost(data, snap)
-    with ctx_host.use(host):
-        assert snapshot.fact(PathState, path=config)["sha256"] == "ab"
-        assert snapshot.fact(PathState, path=layout.ENV_FILE) is None  # managed, missing
-        assert snapshot.fact(Linger, user="litellm") is True
-        assert snapshot.fact(UserUnits, user="litellm", units=["litellm.service"]) == {
-            "litellm.service": {"active": True}
-        }
-        assert snapshot.fact(InstalledPackages, venv=layout.VENV) == {"urllib3": "2.7.0"}
-        assert snapshot.fact(PathState, path="/etc/not-managed") == "asked separately"
-    assert host.asked == ["HostSnapshot", "PathState"]
+def test_the_question_reads_every_path_the_tasks_write():
+    """The managed paths are declared once (snapshot.managed): the tasks write them, the question reads them."""
+    data = SimpleNamespace(**defaults())
+    paths = snapshot.managed(data)
+    asked = snapshot.question(data)
+    assert asked["paths"] == paths.paths() and len(set(asked["paths"])) == len(asked["paths"])
+    assert paths.tools == {f"{layout.BIN}/{name}": name for name in host_tools()}
+    assert set(paths.units.values()) == set(render_units(data)) and set(asked["units"]) >= set(paths.units.values())
+    wanted = [layout.CONFIG_FILE, layout.ENV_FILE, f"{layout.BIN}/litellm-dbctl", layout.RESTART_HELD]
+    assert set(wanted) <= set(asked["paths"])
+    assert f"{data.litellm_root}/venv" in asked["paths"]  # the account's old copy: quarantined when found
+    assert asked["dirs"] == paths.write_dirs() and asked["python"] == data.litellm_python
+    assert asked["debs"] == list(data.litellm_system_packages)
 
 
-SNAP = {
-    "python": {"version": "3.11", "refused": None},
-    "debs": {"python3-venv": "3.11.2-1+b1", "postgresql-client": None, "iproute2": "6.1.0-3", "curl": "7.88.1"},
-    "systemd": "systemd 257 (257.9-1~deb13u1)",
-}
-# (id, fact, its arguments, the answer; "asked separately" when the snapshot does not cover the question)
-QUESTIONS = [
-    ("systemd-version", SystemdVersion, {}, "systemd 257 (257.9-1~deb13u1)"),
-    ("system-python", SystemPython, {"python": "/usr/bin/python3"}, {"version": "3.11", "refused": None}),
-    ("another-python", SystemPython, {"python": "/opt/python3.12/bin/python3"}, "asked separately"),
-    (
-        "system-packages",
-        SystemPackages,
-        {"packages": ["python3-venv", "postgresql-client"]},
-        {"python3-venv": "3.11.2-1+b1", "postgresql-client": None},
-    ),
-    ("another-package", SystemPackages, {"packages": ["nginx"]}, "asked separately"),
+FOUND = snap(
+    paths={layout.CONFIG_FILE: {"type": "file", "sha256": "ab"}, layout.ENV_FILE: None},
+    units={"litellm.service": {"active": True}},
+    venv={"packages": {"urllib3": "2.7.0"}},
+    debs={"python3-venv": "3.11.2-1+b1", "postgresql-client": None},
+    leftovers=["/r/state/c.yaml.tmp-litellm-runner"],
+    systemd="systemd 257 (257.9-1~deb13u1)",
+    asked={
+        "user": "litellm",
+        "units": ["litellm.service", "litellm-metrics.service"],
+        "venv": layout.VENV,
+        "python": "/usr/bin/python3",
+        "debs": ["python3-venv", "postgresql-client"],
+        "dirs": ["/r/state"],
+    },
+)
+# (id, what is asked, the answer; NotAsked: the snapshot did not read it, and says so rather than guess)
+ACCESSORS = [
+    ("path", lambda s: s.path(layout.CONFIG_FILE)["sha256"], "ab"),
+    ("path-missing", lambda s: s.path(layout.ENV_FILE), None),
+    ("path-not-managed", lambda s: s.path("/etc/not-managed"), NotAsked),
+    ("unit", lambda s: s.unit("litellm.service"), {"active": True}),
+    ("unit-unknown-to-its-manager", lambda s: s.unit("litellm-metrics.service"), {}),
+    ("unit-not-managed", lambda s: s.unit("sshd.service"), NotAsked),
+    ("account", lambda s: s.for_user("litellm").linger, True),
+    ("another-account", lambda s: s.for_user("postgres"), NotAsked),
+    ("venv", lambda s: s.venv_at(layout.VENV)["packages"], {"urllib3": "2.7.0"}),
+    ("another-venv", lambda s: s.venv_at("/opt/venv"), NotAsked),
+    ("python", lambda s: s.python_at("/usr/bin/python3"), {"version": "3.11", "refused": None}),
+    ("another-python", lambda s: s.python_at("/opt/python3.12/bin/python3"), NotAsked),
+    ("packages", lambda s: s.packages(["python3-venv"]), {"python3-venv": "3.11.2-1+b1"}),
+    ("another-package", lambda s: s.packages(["nginx"]), NotAsked),
+    ("leftovers", lambda s: s.leftovers_in(["/r/state"]), ["/r/state/c.yaml.tmp-litellm-runner"]),
+    ("leftovers-elsewhere", lambda s: s.leftovers_in(["/tmp"]), NotAsked),
+    ("systemd", lambda s: s.systemd, "systemd 257 (257.9-1~deb13u1)"),
 ]
 
 
-@pytest.mark.parametrize("case, fact, kwargs, answer", QUESTIONS, ids=[r[0] for r in QUESTIONS])
-def test_the_system_python_and_packages_come_from_the_snapshot(case, fact, kwargs, answer):
-    """The deploy's no-op costs no command for them: both are in the one snapshot (issue #17 item 2)."""
+@pytest.mark.parametrize("case, read, expected", ACCESSORS, ids=[r[0] for r in ACCESSORS])
+def test_accessors_answer_what_was_asked_and_refuse_the_rest(case, read, expected):
+    if expected is NotAsked:
+        with pytest.raises(NotAsked, match="is not in the host snapshot"):
+            read(FOUND)
+    else:
+        assert read(FOUND) == expected
+
+
+class SnapHost(FakeHost):
+    def __init__(self, data, found):
+        super().__init__({}, data)
+        self.asked, self.found = [], found
+
+    def get_fact(self, cls, **kwargs):
+        self.asked.append((cls, kwargs))
+        return self.found
+
+
+def test_the_snapshot_is_asked_once_per_run_with_the_question_of_the_hosts_data():
     data = defaults()
-    wanted = snapshot.spec(SimpleNamespace(**data))
-    assert wanted["python"] == data["litellm_python"] and wanted["debs"] == list(data["litellm_system_packages"])
-    host = SnapHost(data, SNAP)
+    host = SnapHost(data, snap(paths={layout.CONFIG_FILE: None}))
     with ctx_host.use(host):
-        assert snapshot.fact(fact, **kwargs) == answer
-    assert host.asked == ["HostSnapshot"] + ([fact.__name__] if answer == "asked separately" else [])
+        first = snapshot.current()
+        assert snapshot.current() is first  # kept in the run's Run: one command per host and run
+    [(cls, kwargs)] = host.asked
+    asked = snapshot.question(SimpleNamespace(**data))
+    assert cls is HostSnapshot and kwargs == {**asked, "_timeout": snapshot.SNAPSHOT_TIMEOUT}
+    assert first.asked == asked  # what the accessors check against
 
 
 class SlowHost(FakeHost):
@@ -115,35 +127,56 @@ class SlowHost(FakeHost):
     def get_fact(self, cls, **kwargs):
         import gevent
 
-        self.events.append(("start", cls.__name__))
+        self.events.append(("start", kwargs.get("n")))
         gevent.sleep(0.05)
-        self.events.append(("end", cls.__name__))
+        self.events.append(("end", kwargs.get("n")))
         if kwargs.get("fail"):
             raise OSError("connection lost")
-        return {"asked": cls.__name__, **kwargs}
+        return {"n": kwargs.get("n")}
 
 
-def test_prefetch_asks_every_question_at_once_and_answer_hands_each_out_once():
+def test_prefetch_asks_every_question_at_once_and_answer_hands_each_out_once_by_its_key():
     fake = SlowHost()
-    questions = [(HostSnapshot, {"user": "litellm", "_timeout": 120}), (Linger, {"user": "litellm"})]
     with ctx_host.use(fake):
-        snapshot.prefetch(questions)
+        snapshot.prefetch([("first", HostSnapshot, {"n": 1}), (("plan", "abc"), HostSnapshot, {"n": 2})])
         starts = [i for i, (what, _) in enumerate(fake.events) if what == "start"]
         ends = [i for i, (what, _) in enumerate(fake.events) if what == "end"]
         assert max(starts) < min(ends)  # the second was asked before the first had its answer
         asked = len(fake.events)
-        assert snapshot.answer(Linger, user="litellm") == {"asked": "Linger", "user": "litellm"}
-        assert snapshot.answer(HostSnapshot, user="litellm", _timeout=120)["asked"] == "HostSnapshot"
+        assert snapshot.answer(("plan", "abc"), HostSnapshot, n=2) == {"n": 2}
+        assert snapshot.answer("first", HostSnapshot, n=1) == {"n": 1}
         assert len(fake.events) == asked  # both answered from the prefetch, no command
-        assert snapshot.answer(Linger, user="litellm") == {"asked": "Linger", "user": "litellm"}
+        assert snapshot.answer("first", HostSnapshot, n=1) == {"n": 1}
         assert len(fake.events) == asked + 2  # asked again: a prefetched answer is handed out once
-        snapshot.answer(Linger, user="other")  # other arguments: another question, asked now
-        assert fake.events[-1] == ("end", "Linger")
+        snapshot.answer(("plan", "other"), HostSnapshot, n=3)  # another key: another question, asked now
+        assert fake.events[-1] == ("end", 3)
 
 
 def test_an_error_of_a_prefetched_question_is_raised_where_it_is_asked():
     fake = SlowHost()
     with ctx_host.use(fake):
-        snapshot.prefetch([(Linger, {"user": "litellm", "fail": True})])  # does not raise here
+        snapshot.prefetch([("plan", HostSnapshot, {"n": 1, "fail": True})])  # does not raise here
         with pytest.raises(OSError, match="connection lost"):
-            snapshot.answer(Linger, user="litellm", fail=True)
+            snapshot.answer("plan", HostSnapshot, n=1, fail=True)
+
+
+def test_the_snapshot_parses_the_host_sides_document():
+    """HostSnapshot's answer from the JSON document hostside.snapshot prints (systemctl show lines for units)."""
+    doc = {
+        "paths": {"/etc/litellm/env.litellm": {"type": "file", "env": {"A": "sha256:1a2b3c4d"}}},
+        "linger": True,
+        "account": {"user": {"uid": 999}, "group": True, "created": True},
+        "leftovers": [],
+        "manager": True,
+        "run_lock": {"text": "run=1", "mtime": 10, "now": 20},
+        "units": ["Id=litellm.service", "ActiveState=active", "", "Id=litellm.service", 'X-Sources=["/x"]'],
+        "venv": {"packages": {}},
+        "plants": None,
+        "python": None,
+        "debs": None,
+        "systemd": None,
+    }
+    found = HostSnapshot().process([json.dumps(doc)])
+    assert found.path("/etc/litellm/env.litellm")["env"] == {"A": "sha256:1a2b3c4d"}
+    assert found.unit("litellm.service")["active"] is True and found.unit("litellm.service")["sources"] == ["/x"]
+    assert found.run_lock == doc["run_lock"] and found.plants == [] and found.account["created"] is True

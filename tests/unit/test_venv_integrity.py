@@ -15,9 +15,9 @@ import pytest
 
 from litellm_runner.gates.cve import locked_versions
 from litellm_runner.pyinfra_ext import snapshot
-from litellm_runner.pyinfra_ext.facts import VenvState
 from litellm_runner.pyinfra_ext.operations import venv_requirements
-from tests.unit.fakehost import run_op
+from litellm_runner.pyinfra_ext.snapshot import HostSnapshot
+from tests.unit.fakehost import run_op, snap
 from tests.unit.test_hostside import GID, UID, run
 
 SITE = "lib/python3.11/site-packages"
@@ -119,7 +119,7 @@ SOUND = {
 def noop_of(found: dict) -> list[str]:
     commands, noops = run_op(
         venv_requirements,
-        {VenvState: found},
+        {HostSnapshot: snap(venv=found)},
         venv="/v",
         locked=locked_versions(LOCK),
         lock_path="/r/lock.txt",
