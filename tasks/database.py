@@ -39,6 +39,7 @@ from litellm_runner.pyinfra_ext.database import (
 )
 from litellm_runner.pyinfra_ext.database import question as plan_question
 from litellm_runner.pyinfra_ext.facts import as_account
+from litellm_runner.render import venv_target
 
 from . import python_env  # the same package under its one name (litellm_runner.tasks)
 
@@ -117,6 +118,7 @@ def apply():
             timeout=d.litellm_db_connect_timeout,
             # a new litellm-proxy-extras in this run (a new pin): planned again after the venv, from its migrations
             replan=scope == "schema" and python_env.migrations_change(),
+            venv=venv_target(d),  # the venv this run installs, beside the running one (its release's migrations)
             _timeout=DBCTL_TIMEOUT,
             _ignore_errors=True,
         )  # fails itself, not the host

@@ -73,11 +73,14 @@ def encode(desired: dict) -> str:
     return base64.b64encode(json.dumps(desired, sort_keys=True).encode()).decode()
 
 
-def dbctl(root: str, action: str, scope: str, desired: dict, account: str, timeout: int = 5) -> str:
-    """litellm-dbctl ACTION for SCOPE, run as the service account (ACCOUNT: ``facts.as_account``); ROOT
-    (``litellm_root``) is where a backup set made before migrations goes (docs/migrations.md, Upgrades)."""
+def dbctl(
+    root: str, action: str, scope: str, desired: dict, account: str, timeout: int = 5, venv: str = layout.VENV
+) -> str:
+    """litellm-dbctl ACTION for SCOPE, run as the service account (ACCOUNT: ``facts.as_account``) with VENV's
+    interpreter (apply: the venv this run installs, whose migrations are the release's); ROOT (``litellm_root``)
+    is where a backup set made before migrations goes (docs/migrations.md, Upgrades)."""
     return (
-        f"{account} {shlex.quote(layout.VENV)}/bin/python {shlex.quote(layout.BIN)}/litellm-dbctl {action} "
+        f"{account} {shlex.quote(venv)}/bin/python {shlex.quote(layout.BIN)}/litellm-dbctl {action} "
         f"--scope {scope} --env-file {shlex.quote(layout.ENV_FILE)} --connect-timeout {int(timeout)} "
         f"--backup-root {shlex.quote(root)} --desired-b64 {encode(desired)}"
     )
@@ -215,7 +218,15 @@ def _unreachable(found: dict | None) -> TypeGuard[dict]:
 
 
 @operation()
-def database(root: str, scope: str, desired: dict, account: str, timeout: int = 5, replan: bool = False):
+def database(
+    root: str,
+    scope: str,
+    desired: dict,
+    account: str,
+    timeout: int = 5,
+    replan: bool = False,
+    venv: str = layout.VENV,
+):
     """Ensure one SCOPE of the LiteLLM database matches DESIRED (see litellm-dbctl).
 
     + root: deployment root (the account's state; dbctl and the env file are root's: ``layout``)
@@ -226,6 +237,8 @@ def database(root: str, scope: str, desired: dict, account: str, timeout: int = 
     + replan: the plan read while preparing is stale (the schema's: this run installs another
       litellm-proxy-extras, whose migrations it comes from): dbctl apply runs, and plans again from the
       new release's migrations
+    + venv: the venv whose interpreter runs ``dbctl apply``: the one this run installs (``render.venv_target``),
+      built beside the running one, so a new release's migrations are applied before the switch
 
     Call it with ``_ignore_errors=True``: a database that cannot be reached
     fails only this item (its message names host:port/database and the cause),
@@ -238,7 +251,7 @@ def database(root: str, scope: str, desired: dict, account: str, timeout: int = 
     found = plan(root, scope, desired, account, timeout)
     if replan and not _unreachable(found):
         drift.record("database", f"{scope}: planned from the release the venv had", "planned again after the venv")
-        yield FunctionCommand(_dbctl_apply, (dbctl(root, "apply", scope, desired, account, timeout), scope), {})
+        yield FunctionCommand(_dbctl_apply, (dbctl(root, "apply", scope, desired, account, timeout, venv), scope), {})
         return
     if _unreachable(found):
         drift.record("error", f"database {scope}: {found['error']}", "reachable")
@@ -247,7 +260,7 @@ def database(root: str, scope: str, desired: dict, account: str, timeout: int = 
     if found is None or "error" in found:
         why = "litellm-dbctl cannot run yet" + (f" ({found['error']})" if found else "")
         drift.record("database", why, f"{scope} converged")
-        yield FunctionCommand(_dbctl_apply, (dbctl(root, "apply", scope, desired, account, timeout), scope), {})
+        yield FunctionCommand(_dbctl_apply, (dbctl(root, "apply", scope, desired, account, timeout, venv), scope), {})
         return
     items = found["items"]
     if not items:
@@ -270,4 +283,4 @@ def database(root: str, scope: str, desired: dict, account: str, timeout: int = 
                 entry = {**entry, "new_token": token, "new_key_name": key_name}
             rotations.append(entry)
         desired = {**desired, "rotations": rotations}
-    yield FunctionCommand(_dbctl_apply, (dbctl(root, "apply", scope, desired, account, timeout), scope), {})
+    yield FunctionCommand(_dbctl_apply, (dbctl(root, "apply", scope, desired, account, timeout, venv), scope), {})

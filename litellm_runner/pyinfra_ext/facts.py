@@ -207,6 +207,23 @@ class VenvState(FactBase):
         return json.loads("\n".join(output))["venv"]
 
 
+class VenvLink(FactBase):
+    """The stable venv path PATH (``layout.VENV``) and the versioned venvs beside it (``hostside.venv_link``).
+
+    Returns ``{"type": "symlink"|"directory"|..., "user", "target": the link's text, "venv": the folder it leads
+    to (only a root-owned link to ``venvs/NAME``; a real directory is itself), "packages": that venv's
+    distributions, "previous": the target of ``PATH-previous``, "entries": names in ``venvs/``}``, or None.
+    """
+
+    def command(self, path):
+        return hostside(
+            "snapshot", {"paths": [], "user": "root", "units": [], "venv": "/nonexistent", "venv_link": path}
+        )
+
+    def process(self, output):
+        return json.loads("\n".join(output))["venv_link"]
+
+
 class AccountPlants(FactBase):
     """The account's own files that would change a managed unit or service (``hostside.account_plants``).
 

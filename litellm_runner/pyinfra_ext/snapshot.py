@@ -41,9 +41,10 @@ from litellm_runner.pyinfra_ext.facts import (
     SystemPython,
     UserManager,
     UserUnits,
+    VenvLink,
     VenvState,
 )
-from litellm_runner.render import render_units, venv, wanted_units
+from litellm_runner.render import render_units, venv_target, wanted_units
 from litellm_runner.resources import host_tools
 from litellm_runner.run import state as run_state
 
@@ -70,7 +71,8 @@ def spec(data) -> dict:
         "paths": paths,
         "user": data.litellm_user,
         "units": units,
-        "venv": venv(data),
+        "venv": venv_target(data),  # the versioned venv this run wants; the link the services use beside it
+        "venv_link": layout.VENV,
         "venv_owner": "root",
         "venv_integrity": venv_integrity(data),
         "plants": True,
@@ -194,6 +196,8 @@ def fact(cls, **kwargs):
             return snap["venv"]["packages"]
         if cls is VenvState and (kwargs["venv"], kwargs["user"]) == (wanted["venv"], wanted["venv_owner"]):
             return snap["venv"]
+        if cls is VenvLink and kwargs["path"] == wanted["venv_link"]:
+            return snap["venv_link"]
         if cls is AccountPlants and (kwargs["user"], list(kwargs["units"])) == (wanted["user"], wanted["units"]):
             return snap["plants"]
         if cls is SystemdVersion:

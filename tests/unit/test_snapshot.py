@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 from pyinfra.context import ctx_host
 
-from litellm_runner import layout
+from litellm_runner import layout, render
 from litellm_runner.pyinfra_ext import snapshot
 from litellm_runner.pyinfra_ext.facts import (
     HostSnapshot,
@@ -17,6 +17,7 @@ from litellm_runner.pyinfra_ext.facts import (
     SystemPackages,
     SystemPython,
     UserUnits,
+    VenvLink,
 )
 from tests.unit.fakehost import FakeHost
 from tests.unit.group_data import defaults
@@ -59,6 +60,7 @@ def test_fact_is_answered_from_one_snapshot_and_falls_through_for_the_rest():
         "linger": True,
         "units": {"litellm.service": {"active": True}},
         "venv": {"packages": {"urllib3": "2.7.0"}},
+        "venv_link": {"type": "symlink", "user": "root", "target": "venvs/x"},
     }
     host = SnapHost(data, snap)
     with ctx_host.use(host):
@@ -68,7 +70,11 @@ def test_fact_is_answered_from_one_snapshot_and_falls_through_for_the_rest():
         assert snapshot.fact(UserUnits, user="litellm", units=["litellm.service"]) == {
             "litellm.service": {"active": True}
         }
-        assert snapshot.fact(InstalledPackages, venv=layout.VENV) == {"urllib3": "2.7.0"}
+        # the versioned venv this run's lock wants, and the link the units name, from the same snapshot
+        assert wanted["venv"] == render.venv_target(SimpleNamespace(**data)) and wanted["venv_link"] == layout.VENV
+        assert wanted["venv"].startswith(f"{layout.VENVS}/")
+        assert snapshot.fact(InstalledPackages, venv=wanted["venv"]) == {"urllib3": "2.7.0"}
+        assert snapshot.fact(VenvLink, path=layout.VENV)["target"] == "venvs/x"
         assert snapshot.fact(PathState, path="/etc/not-managed") == "asked separately"
     assert host.asked == ["HostSnapshot", "PathState"]
 
