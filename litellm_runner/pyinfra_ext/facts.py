@@ -284,7 +284,7 @@ class HostSnapshot(FactBase):
 
         {"paths": {path: PathState's answer (None when missing)},
          "linger": bool, "units": UserUnits' answer, "venv": VenvState's answer (owner VENV_OWNER;
-         every file checked against its RECORD when VENV_INTEGRITY),
+         every file checked against its RECORD when VENV_INTEGRITY), "venv_link": VenvLink's for VENV_LINK,
          "plants": AccountPlants' answer for USER and UNITS when PLANTS (else None),
          "python": SystemPython's answer for PYTHON (None without), "debs": SystemPackages' for DEBS}
 
@@ -307,12 +307,14 @@ class HostSnapshot(FactBase):
         venv_owner=None,
         plants=False,
         venv_integrity=False,
+        venv_link=None,
     ):
         args = {
             "paths": list(paths),
             "user": user,
             "units": list(units),
             "venv": venv,
+            "venv_link": venv_link,
             "venv_owner": venv_owner or user,
             "venv_integrity": bool(venv_integrity),
             "plants": bool(plants),
@@ -335,6 +337,7 @@ class HostSnapshot(FactBase):
             "run_lock": doc["run_lock"],
             "units": UserUnits().process(doc["units"]),
             "venv": doc["venv"],
+            "venv_link": doc.get("venv_link"),
             "plants": doc.get("plants"),
             "python": doc.get("python"),
             "debs": doc.get("debs"),
