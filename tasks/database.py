@@ -60,12 +60,12 @@ def account(d) -> str:
 
 def question(d) -> tuple[type, dict]:
     """The database plan this host's run asks first (``snapshot.prefetch``)."""
-    return plan_question(d.litellm_root, desired_state(d), account(d), d.litellm_db_connect_timeout)
+    return plan_question(d.litellm_root, desired_state(d), account(d), d.litellm_db_connect_timeout, venv_target(d))
 
 
 def check_capacity(d, desired) -> None:
     """Raise DeployError (pyinfra exits 1) with the arithmetic when the pools cannot fit the live max_connections."""
-    found = plan(d.litellm_root, "settings", desired, account(d), d.litellm_db_connect_timeout)
+    found = plan(d.litellm_root, "settings", desired, account(d), d.litellm_db_connect_timeout, venv_target(d))
     if found is None or found.get("max_connections") is None:
         why = (
             found["error"]

@@ -101,8 +101,11 @@ class DatabasePlan(FactBase):
     account (ACCOUNT), never as root.
     """
 
-    def command(self, root, scopes, desired_b64, account, timeout=5):
-        tool, py = shlex.quote(f"{layout.BIN}/litellm-dbctl"), shlex.quote(f"{layout.VENV}/bin/python")
+    def command(self, root, scopes, desired_b64, account, timeout=5, venv=None):
+        tool = shlex.quote(f"{layout.BIN}/litellm-dbctl")
+        # VENV (this run's, built beside the running one) once it is there, else the running one's
+        pythons = " ".join(shlex.quote(f"{v}/bin/python") for v in dict.fromkeys([venv or layout.VENV, layout.VENV]))
+        py = '"$py"'
         # dbctl and the module it imports for the schema scope, both as this runner ships them
         same = " && ".join(
             f'[ "$(sha256sum < {shlex.quote(f"{layout.BIN}/{name}")} 2>/dev/null)" = '
@@ -111,7 +114,8 @@ class DatabasePlan(FactBase):
         )
         # stdout goes straight out (fd 3), stderr is kept: on failure one JSON line carries its last line
         script = (
-            f"if [ -f {tool} ] && [ -x {py} ] && {same}; then "
+            f'py=; for p in {pythons}; do if [ -x "$p" ]; then py=$p; break; fi; done; '
+            f'if [ -f {tool} ] && [ -n "$py" ] && {same}; then '
             f"exec 3>&1; err=$(timeout -k 5 {PLAN_LIMIT} {py} {tool} plan --scope {','.join(scopes)} "
             f"--env-file {shlex.quote(layout.ENV_FILE)} --connect-timeout {int(timeout)} "
             f"--desired-b64 {desired_b64} 2>&1 >&3 3>&-); code=$?; [ $code = 0 ] && exit 0; "
@@ -143,7 +147,7 @@ def scopes(desired: dict) -> list[str]:
     ]
 
 
-def question(root: str, desired: dict, account: str, timeout: int = 5) -> tuple[type, dict]:
+def question(root: str, desired: dict, account: str, timeout: int = 5, venv: str = layout.VENV) -> tuple[type, dict]:
     """The DatabasePlan fact ``plan`` asks (``snapshot.prefetch``, ``snapshot.answer``)."""
     return DatabasePlan, {
         "root": root,
@@ -151,11 +155,12 @@ def question(root: str, desired: dict, account: str, timeout: int = 5) -> tuple[
         "desired_b64": encode(desired),
         "account": account,
         "timeout": timeout,
+        "venv": venv,
         "_timeout": DBCTL_TIMEOUT,
     }
 
 
-def plan(root: str, scope: str, desired: dict, account: str, timeout: int = 5) -> dict | None:
+def plan(root: str, scope: str, desired: dict, account: str, timeout: int = 5, venv: str = layout.VENV) -> dict | None:
     """``{"items": [...], "max_connections": N}`` of SCOPE; None before dbctl can run on the host;
     ``{"error": line, "code": N}`` when it ran and failed (see DatabasePlan).
 
@@ -169,7 +174,7 @@ def plan(root: str, scope: str, desired: dict, account: str, timeout: int = 5) -
     key = (host.name, encode(desired))
     found = plans.get(key)
     if found is None or "error" in found:
-        cls, kwargs = question(root, desired, account, timeout)
+        cls, kwargs = question(root, desired, account, timeout, venv)
         found = plans[key] = snapshot.answer(cls, **kwargs)
     if found is None or "error" in found:
         return found
@@ -248,7 +253,7 @@ def database(
     made here, on the control machine, only while executing; it is written
     once to .secrets/keys/<host>/ (0600) and only its sha256 goes to the host.
     """
-    found = plan(root, scope, desired, account, timeout)
+    found = plan(root, scope, desired, account, timeout, venv)
     if replan and not _unreachable(found):
         drift.record("database", f"{scope}: planned from the release the venv had", "planned again after the venv")
         yield FunctionCommand(_dbctl_apply, (dbctl(root, "apply", scope, desired, account, timeout, venv), scope), {})
