@@ -1320,7 +1320,7 @@ def snapshot(args: dict) -> dict:
         "linger": os.path.exists(f"/var/lib/systemd/linger/{args['user']}"),
         "units": _units(args["user"], args["units"]),
         "venv": venv_state(args["venv"], args.get("venv_owner", args["user"]), bool(args.get("venv_integrity"))),
-        "venv_link": venv_link(args["venv_link"]) if args.get("venv_link") else None,
+        "venv_link": venv_link(args["venv_link"], args["venv"]) if args.get("venv_link") else None,
         "plants": account_plants(args["user"], args["units"]) if args.get("plants") else None,
     }
 
@@ -1540,13 +1540,14 @@ def displace(args: dict) -> dict:
 VENV_NAME = re.compile(r"venvs/[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")  # a link's target root may follow: venvs/NAME
 
 
-def venv_link(path: str) -> dict | None:
+def venv_link(path: str, read: str | None = None) -> dict | None:
     """The stable venv path PATH (``layout.VENV``) as data: ``{"type", "user", "target", "venv", "packages",
     "previous", "entries"}``. A root-owned symlink whose target is ``venvs/NAME`` (relative, inside PATH's
     folder) leads to ``venv``, the versioned folder the services run from, with its distributions
     (``packages``); a real directory (the layout before versioned venvs) is ``venv`` itself. A link of
     another owner or to anything else is reported, never followed (``venv`` None). ``previous``: the target of
-    ``PATH-previous``; ``entries``: the first names in ``venvs/``. None when PATH is absent."""
+    ``PATH-previous``; ``entries``: the first names in ``venvs/``. ``packages`` is not read again when ``venv``
+    is READ (the venv the snapshot reads anyway). None when PATH's folder cannot be reached."""
     try:
         dirfd, name = parent(path)
     except (OSError, Unsafe):
@@ -1566,7 +1567,7 @@ def venv_link(path: str) -> dict | None:
                 out["venv"] = real if _lkind(real) == "directory" else None
         elif st is not None and stat.S_ISDIR(st.st_mode):
             out["venv"] = path
-        if out["venv"]:
+        if out["venv"] and out["venv"] != read:
             out["packages"] = _distributions(out["venv"])[0]
         try:
             previous = os.readlink(f"{name}-previous", dir_fd=dirfd)
