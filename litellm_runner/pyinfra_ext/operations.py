@@ -996,8 +996,9 @@ def user_unit(
       unit this operation starts is not restarted again.
     + ready_url: when given, a start or restart waits until this URL answers
       (``ready_timeout`` seconds); pass ``_parallel=N`` to restart N hosts at a time
-    + rollback: ``{"path", "user", "group", "mode", "when": OperationMeta}``: the
-      config restored from its newest backup when readiness fails (see ``_gated``)
+    + rollback: ``{"path", "user", "group", "mode", "when": OperationMeta, "venv": OperationMeta}``: the
+      config restored from its newest backup when readiness fails (see ``_gated``), and the venv link
+      switched back to the previous venv when ``venv`` (``venv_switch``) changed in this run
     + path: the managed unit file; a running unit systemd read from anything else, or
       that changed on disk since (``user_unit_sources``, ``NeedDaemonReload``), restarts once
     + enable_when: OperationMeta that may move the account's enablement links (``no_account_plants``):
