@@ -10,8 +10,9 @@ readiness is probed from inside the sandbox every half second:
 1. with a planted conflict (a JWT key mapping whose key is gone, its foreign key dropped by hand, as on a
    database set up by hand): the first new migration re-adds that foreign key and fails on the row. The run
    exits 1 naming the migration and PostgreSQL's error; nothing of it is recorded; the old proxy (its PID)
-   keeps running and answering; its restart is held; the link ``layout.VENV`` still leads to the old venv,
-   whose files nothing changed, and the proxy runs from it; the new release's venv stands beside it.
+   keeps running and answering; the switch of the link ``layout.VENV`` to the new release's venv (built beside
+   the old one by the fixture's run, kept as the previous venv) is held, and with it the restart: the link
+   still leads to the old venv, whose files nothing changed, and the proxy runs from it.
 2. the conflict removed: the next run takes a verified backup, applies the new migrations, and only then
    restarts the proxy. Order is asserted from the host's own records: the backup's time, the migrations'
    started_at/finished_at, the unit's stop time, the probes' times (one clock, the host's). Every probe before
@@ -158,8 +159,9 @@ def test_upgrade_migrates_before_the_restart_and_a_failed_migration_keeps_the_ol
         ) in line, line
         assert recorded(host) == {}  # nothing of the new release's migrations
         assert proxy_pid(host) == old_pid  # the old proxy keeps serving
-        host.ssh(f"test -e {layout.RESTART_HELD}")  # its restart is owed
-        # from its own venv, untouched: the new release's venv was built beside it, the switch held
+        # from its own venv, untouched; the switch to the new release's venv (kept beside it since the fixture's
+        # run, so this run changed nothing else the proxy runs on) is held, and with it the proxy's restart: the
+        # next run finds the link on the old venv, switches and restarts
         assert live_venv(host) == proxy_venv(host) == old_venv
         assert versions(host)["litellm"] == "1.101.6"
         assert host.out(f"find {old_venv} -newer /tmp/it-upgrade-mark -o -cnewer /tmp/it-upgrade-mark | head -3") == ""
