@@ -52,14 +52,16 @@ def deploy_litellm() -> None:
     venv = [*python_env.apply(), *query_engine.apply(), *prisma.apply()]  # the engine before `prisma generate`
     files = config.apply()
     db = database.apply()
+    switch = python_env.switch(db["hold"])  # the new venv takes over once the schema is its release's
     units.apply(
         {
-            "litellm.service": [files["config"], files["env"], *venv, *db["restart"]],
-            "*": [files["env"], *venv, *files["tools"]],
+            "litellm.service": [files["config"], files["env"], *venv, switch, *db["restart"]],
+            "*": [files["env"], *venv, switch, *files["tools"]],
         },
-        rollback=files["rollback"],
+        rollback={**files["rollback"], "venv": switch},
         hold=db["hold"],
     )
+    python_env.prune(switch)  # after the proxy passed its readiness gate on the new venv
     sweep.apply()  # last: what the account left outside the managed units, with those units running
 
 

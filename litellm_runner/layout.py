@@ -4,7 +4,8 @@ The service account writes only its state (``litellm_root``: ``state/``, ``artif
 Everything the managed services execute or are configured by belongs to root along its whole path,
 so the kernel, not the runner, keeps the account from changing it:
 
-- ``CODE`` (root:root 0755): the venv (installed by root from the hash-locked closure, wheels only),
+- ``CODE`` (root:root 0755): the venvs (installed by root from the hash-locked closure, wheels only, one per
+  lock in ``venvs/``, the running one behind the ``venv`` link),
   the host tools (``bin/``), the lock and SBOM the venv was installed from;
 - ``CONFIG`` (root:GROUP 0750): the rendered config, the env file and the compliance desired state,
   each root:GROUP 0640 (the account's group reads them, nobody else);
@@ -20,7 +21,9 @@ here once. Stdlib only, no imports.
 from __future__ import annotations
 
 CODE = "/usr/local/lib/litellm-runner"
-VENV = f"{CODE}/venv"
+VENV = f"{CODE}/venv"  # the stable path the units and tools name: root's symlink to VENVS/NAME (docs/venv-switch.md)
+VENVS = f"{CODE}/venvs"  # one venv per lock (``render.venv_target``), built beside the running one
+VENV_PREVIOUS = f"{CODE}/venv-previous"  # root's symlink to the venv before the last switch (kept, for a rollback)
 BIN = f"{CODE}/bin"
 LOCK = f"{CODE}/venv-requirements.txt"
 SBOM = f"{CODE}/venv-sbom.cdx.json"
@@ -79,6 +82,7 @@ def root_dirs(group: str) -> list[tuple[str, str, str, str]]:
     """``(path, user, group, mode)`` of every root-owned folder of the layout, parents first."""
     return [
         (CODE, "root", "root", CODE_MODE),
+        (VENVS, "root", "root", CODE_MODE),
         (BIN, "root", "root", CODE_MODE),
         (CONFIG, "root", group, CONFIG_MODE),
         (RUNNER_STATE, "root", "root", "0755"),

@@ -13,7 +13,7 @@ import jinja2
 import yaml
 
 from litellm_runner import layout, mcp, query_engine
-from litellm_runner.resources import shipped
+from litellm_runner.resources import locate, shipped
 
 SERVICE_DESCRIPTIONS = {
     "litellm-health-server": "LiteLLM health server (/healthz, /readyz, dashboard)",
@@ -49,8 +49,29 @@ def _get_or(data, key, default):
 
 
 def venv(data) -> str:
-    """The host's venv: root's (``layout.VENV``), whatever DATA says."""
+    """The host's venv as the units and tools name it: root's link ``layout.VENV``, whatever DATA says."""
     return layout.VENV
+
+
+@functools.lru_cache(maxsize=16)  # every host of a fleet asks, several times; the locks do not change in a run
+def _venv_name(pins: str, python: str) -> str:
+    import hashlib
+    import pathlib
+
+    path = pathlib.Path(pins)
+    digest = hashlib.sha256(python.encode() + b"\0")
+    for lock in sorted((path.parent / "locks").glob(f"{path.stem}.py*.txt")):  # gates.cve.lock_path's names
+        digest.update(lock.name.encode() + b"\0" + lock.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def venv_target(data) -> str:
+    """The versioned venv DATA's lock installs: ``layout.VENVS/<16 hex digits>``, the sha256 of litellm_python and
+    every lock of litellm_venv_requirements (every Python's: the name is known before the host says which
+    Python it has, so it is asked in the host's first snapshot). A new pin or lock gives a new folder, built
+    beside the running venv; ``layout.VENV`` is switched to it before the proxy's restart (docs/venv-switch.md)."""
+    pins = str(locate(_get(data, "litellm_venv_requirements")))
+    return f"{layout.VENVS}/{_venv_name(pins, str(_get(data, 'litellm_python')))}"
 
 
 def uses_database(data) -> bool:

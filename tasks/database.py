@@ -39,6 +39,7 @@ from litellm_runner.pyinfra_ext.database import (
 )
 from litellm_runner.pyinfra_ext.database import question as plan_question
 from litellm_runner.pyinfra_ext.facts import as_account
+from litellm_runner.render import venv_target
 
 from . import python_env  # the same package under its one name (litellm_runner.tasks)
 
@@ -57,14 +58,14 @@ def account(d) -> str:
     return as_account(d.litellm_user, d.litellm_group, d.litellm_home)
 
 
-def question(d) -> tuple[tuple[str, str], type, dict]:
+def question(d) -> tuple[tuple[str, str, str], type, dict]:
     """The database plan this host's run asks first (``snapshot.prefetch``)."""
-    return plan_question(d.litellm_root, desired_state(d), account(d), d.litellm_db_connect_timeout)
+    return plan_question(d.litellm_root, desired_state(d), account(d), d.litellm_db_connect_timeout, venv_target(d))
 
 
 def check_capacity(d, desired) -> None:
     """Raise DeployError (pyinfra exits 1) with the arithmetic when the pools cannot fit the live max_connections."""
-    found = plan(d.litellm_root, "settings", desired, account(d), d.litellm_db_connect_timeout)
+    found = plan(d.litellm_root, "settings", desired, account(d), d.litellm_db_connect_timeout, venv_target(d))
     if found is None or found.get("max_connections") is None:
         why = (
             found["error"]
@@ -117,6 +118,7 @@ def apply():
             timeout=d.litellm_db_connect_timeout,
             # a new litellm-proxy-extras in this run (a new pin): planned again after the venv, from its migrations
             replan=scope == "schema" and python_env.migrations_change(),
+            venv=venv_target(d),  # the venv this run installs, beside the running one (its release's migrations)
             _timeout=DBCTL_TIMEOUT,
             _ignore_errors=True,
         )  # fails itself, not the host

@@ -5,7 +5,7 @@ lock). Its client code is generated from ``litellm/proxy/schema.prisma`` by
 ``prisma generate``, which runs Prisma's CLI (Node.js from the ``nodejs-bin``
 package, the CLI itself from npm into root's ``/root/.cache/prisma-python``)
 and needs Prisma's native engines (query and schema engine). The runner
-generates it at converge, as root into root's venv (``layout.VENV``: the account
+generates it at converge, as root into root's venv (this run's, ``render.venv_target``: the account
 only reads it, so it cannot change the generated client), right after the venv,
 so the proxy's first start does not.
 
@@ -50,7 +50,7 @@ from litellm_runner import layout
 from litellm_runner.pyinfra_ext import drift, snapshot
 from litellm_runner.pyinfra_ext.facts import as_account
 from litellm_runner.pyinfra_ext.operations import failed, venv_replaces_prisma
-from litellm_runner.render import engine_environment, uses_database, venv
+from litellm_runner.render import engine_environment, uses_database, venv, venv_target
 from litellm_runner.resources import locate
 from litellm_runner.run import compat
 
@@ -159,7 +159,7 @@ def state_question(
 
 def question(d) -> tuple[tuple[str, str], type, dict]:
     """The Prisma client state this host's run asks (``snapshot.prefetch``)."""
-    return state_question(venv(d), d.litellm_user, d.litellm_group, d.litellm_home, prisma_env(d))
+    return state_question(venv_target(d), d.litellm_user, d.litellm_group, d.litellm_home, prisma_env(d))
 
 
 def prisma_env(d) -> dict[str, str]:
@@ -268,7 +268,7 @@ def apply():
     return [
         prisma_client(
             name=f"Prisma client in {venv(d)} generated from litellm's schema | py-02",
-            venv_path=venv(d),
+            venv_path=venv_target(d),  # the venv this run installs, before the switch
             pins=pinned(locate(d.litellm_venv_requirements)),
             user=d.litellm_user,
             group=d.litellm_group,

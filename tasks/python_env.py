@@ -10,7 +10,10 @@ hash-locked closure, wheels only and without dependencies resolved on the host
 (``--only-binary :all: --require-hashes --no-deps``), so no package code runs at install and
 the account can change nothing of it.
 
-Returns the operations whose change must restart the services that run from it.
+One venv per lock (``render.venv_target``: ``layout.VENVS/NAME``), built beside the running one; the units
+and tools name the link ``layout.VENV``. ``apply`` builds it (py-01), ``switch`` points the link at it once
+the database is converged (py-03: held when the schema failed, so the running proxy keeps its venv), and
+``prune`` removes the venvs neither running nor kept for a rollback, after the units (docs/venv-switch.md).
 """
 
 import pathlib
@@ -24,8 +27,16 @@ from litellm_runner import layout
 from litellm_runner.gates import GateError
 from litellm_runner.gates import cve as cve_gate
 from litellm_runner.pyinfra_ext import snapshot
-from litellm_runner.pyinfra_ext.operations import file, system_packages, venv_audit, venv_drift, venv_requirements
-from litellm_runner.render import venv
+from litellm_runner.pyinfra_ext.operations import (
+    file,
+    system_packages,
+    venv_audit,
+    venv_drift,
+    venv_prune,
+    venv_requirements,
+    venv_switch,
+)
+from litellm_runner.render import venv, venv_target
 from litellm_runner.resources import locate
 
 
@@ -65,17 +76,27 @@ def lock_for(pins: pathlib.Path, python: str, version: str | None) -> pathlib.Pa
 MIGRATIONS = "litellm-proxy-extras"  # the distribution that ships LiteLLM's migrations (docs/migrations.md)
 
 
+def running(d) -> dict | None:
+    """``{"venv": path, "packages": {name: version}}`` of the venv the services run now (where ``layout.VENV``
+    leads), when it is not the one this run's lock wants; None when it is, or when there is none."""
+    link = snapshot.current().link_at(venv(d))
+    if not link.get("venv") or link["venv"] == venv_target(d):
+        return None
+    return {"venv": link["venv"], "packages": link.get("packages")}
+
+
 def migrations_change() -> bool:
-    """Whether this run installs another litellm-proxy-extras than the venv holds (a new litellm pin, or a venv
-    made anew): the database's schema is then planned again after the venv, from the migrations it installs
-    (tasks/database.py). Read from the host snapshot, while preparing, like the venv's own operation."""
+    """Whether this run installs another litellm-proxy-extras than the running venv holds (a new litellm pin,
+    or a venv made anew): the database's schema is then planned again after the venv, from the migrations it
+    installs (tasks/database.py). Read from the host snapshot, while preparing, like the venv's own operation."""
     d = host.data
     snap = snapshot.current()
     found = snap.python_at(d.litellm_python)
     lock = lock_for(locate(d.litellm_venv_requirements), d.litellm_python, found["version"])
-    state = snap.venv_at(venv(d))
+    now = running(d)
+    packages = now["packages"] if now else snap.venv_at(venv_target(d))["packages"]
     locked = cve_gate.locked_versions(lock.read_text())
-    return any(name == MIGRATIONS for name, _, _ in venv_drift(locked, state["packages"]))
+    return any(name == MIGRATIONS for name, _, _ in venv_drift(locked, packages))
 
 
 def apply():
@@ -96,10 +117,12 @@ def apply():
     # what the venv holds, as CycloneDX, next to the lock it comes from (made from the lock on the control machine)
     sbom = layout.SBOM
     file(f"Venv SBOM {sbom} | py-01", dest=sbom, content=cve_gate.sbom(lock), user="root", group="root", mode="0644")
+    target = venv_target(d)  # beside the running venv when the lock changed; the name stays the link's
     ops = [
         venv_requirements(
             name=f"Venv {venv(d)} satisfies its pins | py-01",  # its lock, exactly
-            venv=venv(d),
+            venv=target,
+            running=running(d),
             locked=cve_gate.locked_versions(text),
             lock_path=path,
             python=d.litellm_python,
@@ -111,9 +134,33 @@ def apply():
     ]
     venv_audit(
         name=f"Venv {venv(d)} has no known vulnerability | py-01",
-        venv_path=venv(d),
+        venv_path=target,
         locked=cve_gate.locked_versions(text),
         audit=cve_findings,
         _timeout=600,
     )
     return ops
+
+
+def switch(hold: list):
+    """After the database (its schema from the new venv's migrations): ``layout.VENV`` switched to this run's venv,
+    unless an operation of HOLD failed. Returns the operation (its change restarts the services)."""
+    d = host.data
+    return venv_switch(
+        name=f"Venv {venv(d)} leads to the venv of its lock | py-03",
+        link=venv(d),
+        venv=venv_target(d),
+        hold_when=hold,
+    )
+
+
+def prune(switched) -> None:
+    """After the units (the proxy ready on the new venv): the venvs neither running nor the previous one removed."""
+    d = host.data
+    venv_prune(
+        name=f"No venv beside {venv(d)} but the running and the previous one | py-03",
+        link=venv(d),
+        venv=venv_target(d),
+        switch=switched,
+        _timeout=300,
+    )

@@ -21,6 +21,7 @@ is missing; what cannot be repaired without losing data is refused, naming the o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import pathlib
 import re
@@ -28,6 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 
 ADVISORY_LOCK = 72707369  # Prisma's schema engine takes this lock (pg_advisory_lock) for migrate deploy
+LOCK_WAIT = 80  # seconds dbctl waits for that lock: another host of the fleet migrating the same database
 PRISMA_TABLE = "_prisma_migrations"
 PRISMA_TABLE_DDL = (  # Prisma's own definition (sql-schema-connector, flavour/postgres.rs)
     'CREATE TABLE IF NOT EXISTS "_prisma_migrations" (\n'
@@ -602,10 +604,46 @@ class Failed(Exception):
         self.what, self.error = what, error
 
 
+class Busy(Exception):
+    """Prisma's advisory lock was held by another session (another host, a ``prisma migrate deploy``) longer
+    than the wait."""
+
+
+@contextlib.contextmanager
+def locked(conn, wait: float = LOCK_WAIT):
+    """Prisma's advisory lock held by CONN's session (autocommit off) for the block; waited for at most WAIT s
+    (raises Busy). The runner and a ``prisma migrate deploy``, and two hosts of a fleet that share one database,
+    never migrate it at once; what one of them planned before it held the lock must be planned again inside."""
+    import psycopg
+
+    conn.rollback()
+    try:  # only this statement waits that long: the session's own lock and statement timeouts stay as they are
+        conn.execute(
+            "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
+            (f"{int(wait * 1000)}ms", f"{int(wait * 1000) + 10000}ms"),
+        )
+        conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK,))
+    except psycopg.errors.LockNotAvailable:
+        conn.rollback()
+        raise Busy(
+            f"Prisma's advisory lock ({ADVISORY_LOCK}) held by another session for more than {wait:g} s (another "
+            "host migrating the same database, or a prisma migrate deploy)"
+        ) from None
+    conn.commit()
+    try:
+        yield
+    finally:
+        if not conn.closed:
+            conn.rollback()
+            conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK,))
+            conn.commit()
+
+
 def apply(conn, migrations: list[Migration], actions: list[dict], expected: Schema) -> None:
     """Carry out ACTIONS (``plan``'s) on CONN (autocommit off), each migration in its own transaction.
 
-    Takes Prisma's advisory lock first, so the runner and a ``prisma migrate deploy`` never interleave.
+    The caller holds Prisma's advisory lock (``locked``) and made ACTIONS under it, so the runner, a ``prisma
+    migrate deploy`` and other hosts sharing the database never interleave nor apply a migration twice.
     A migration with a statement that cannot run in a transaction (``CONCURRENTLY``) is recorded started
     first, its statements run one by one outside a transaction, each skipped when what it makes is already
     there, and the row finished last: interrupted, it is a failed row, and the next run resolves and runs it
@@ -614,7 +652,6 @@ def apply(conn, migrations: list[Migration], actions: list[dict], expected: Sche
     import psycopg
 
     by_name = {m.name: m for m in migrations}
-    conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK,))
     conn.execute(PRISMA_TABLE_DDL)
     conn.commit()
     refused = []
@@ -628,8 +665,6 @@ def apply(conn, migrations: list[Migration], actions: list[dict], expected: Sche
     finally:
         if not conn.closed:
             conn.rollback()
-            conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK,))
-            conn.commit()
     if refused:
         raise Refused("; ".join(refused))
 

@@ -73,11 +73,14 @@ def encode(desired: dict) -> str:
     return base64.b64encode(json.dumps(desired, sort_keys=True).encode()).decode()
 
 
-def dbctl(root: str, action: str, scope: str, desired: dict, account: str, timeout: int = 5) -> str:
-    """litellm-dbctl ACTION for SCOPE, run as the service account (ACCOUNT: ``facts.as_account``); ROOT
-    (``litellm_root``) is where a backup set made before migrations goes (docs/migrations.md, Upgrades)."""
+def dbctl(
+    root: str, action: str, scope: str, desired: dict, account: str, timeout: int = 5, venv: str = layout.VENV
+) -> str:
+    """litellm-dbctl ACTION for SCOPE, run as the service account (ACCOUNT: ``facts.as_account``) with VENV's
+    interpreter (apply: the venv this run installs, whose migrations are the release's); ROOT (``litellm_root``)
+    is where a backup set made before migrations goes (docs/migrations.md, Upgrades)."""
     return (
-        f"{account} {shlex.quote(layout.VENV)}/bin/python {shlex.quote(layout.BIN)}/litellm-dbctl {action} "
+        f"{account} {shlex.quote(venv)}/bin/python {shlex.quote(layout.BIN)}/litellm-dbctl {action} "
         f"--scope {scope} --env-file {shlex.quote(layout.ENV_FILE)} --connect-timeout {int(timeout)} "
         f"--backup-root {shlex.quote(root)} --desired-b64 {encode(desired)}"
     )
@@ -98,8 +101,11 @@ class DatabasePlan(FactBase):
     account (ACCOUNT), never as root.
     """
 
-    def command(self, root, scopes, desired_b64, account, timeout=5):
-        tool, py = shlex.quote(f"{layout.BIN}/litellm-dbctl"), shlex.quote(f"{layout.VENV}/bin/python")
+    def command(self, root, scopes, desired_b64, account, timeout=5, venv=None):
+        tool = shlex.quote(f"{layout.BIN}/litellm-dbctl")
+        # VENV (this run's, built beside the running one) once it is there, else the running one's
+        pythons = " ".join(shlex.quote(f"{v}/bin/python") for v in dict.fromkeys([venv or layout.VENV, layout.VENV]))
+        py = '"$py"'
         # dbctl and the module it imports for the schema scope, both as this runner ships them
         same = " && ".join(
             f'[ "$(sha256sum < {shlex.quote(f"{layout.BIN}/{name}")} 2>/dev/null)" = '
@@ -108,7 +114,8 @@ class DatabasePlan(FactBase):
         )
         # stdout goes straight out (fd 3), stderr is kept: on failure one JSON line carries its last line
         script = (
-            f"if [ -f {tool} ] && [ -x {py} ] && {same}; then "
+            f'py=; for p in {pythons}; do if [ -x "$p" ]; then py=$p; break; fi; done; '
+            f'if [ -f {tool} ] && [ -n "$py" ] && {same}; then '
             f"exec 3>&1; err=$(timeout -k 5 {PLAN_LIMIT} {py} {tool} plan --scope {','.join(scopes)} "
             f"--env-file {shlex.quote(layout.ENV_FILE)} --connect-timeout {int(timeout)} "
             f"--desired-b64 {desired_b64} 2>&1 >&3 3>&-); code=$?; [ $code = 0 ] && exit 0; "
@@ -140,10 +147,13 @@ def scopes(desired: dict) -> list[str]:
     ]
 
 
-def question(root: str, desired: dict, account: str, timeout: int = 5) -> tuple[tuple[str, str], type, dict]:
-    """The DatabasePlan fact ``plan`` asks, under its key (``snapshot.prefetch``, ``snapshot.answer``)."""
+def question(
+    root: str, desired: dict, account: str, timeout: int = 5, venv: str = layout.VENV
+) -> tuple[tuple[str, str, str], type, dict]:
+    """The DatabasePlan fact ``plan`` asks, under its key (``snapshot.prefetch``, ``snapshot.answer``): the
+    desired state and the venv whose dbctl answers (the running one, or this run's once it is there)."""
     return (
-        ("database-plan", encode(desired)),
+        ("database-plan", encode(desired), venv),
         DatabasePlan,
         {
             "root": root,
@@ -151,12 +161,13 @@ def question(root: str, desired: dict, account: str, timeout: int = 5) -> tuple[
             "desired_b64": encode(desired),
             "account": account,
             "timeout": timeout,
+            "venv": venv,
             "_timeout": DBCTL_TIMEOUT,
         },
     )
 
 
-def plan(root: str, scope: str, desired: dict, account: str, timeout: int = 5) -> dict | None:
+def plan(root: str, scope: str, desired: dict, account: str, timeout: int = 5, venv: str = layout.VENV) -> dict | None:
     """``{"items": [...], "max_connections": N}`` of SCOPE; None before dbctl can run on the host;
     ``{"error": line, "code": N}`` when it ran and failed (see DatabasePlan).
 
@@ -170,7 +181,7 @@ def plan(root: str, scope: str, desired: dict, account: str, timeout: int = 5) -
     key = (host.name, encode(desired))
     found = plans.get(key)
     if found is None or "error" in found:
-        asked, cls, kwargs = question(root, desired, account, timeout)
+        asked, cls, kwargs = question(root, desired, account, timeout, venv)
         found = plans[key] = snapshot.answer(asked, cls, **kwargs)
     if found is None or "error" in found:
         return found
@@ -219,7 +230,15 @@ def _unreachable(found: dict | None) -> TypeGuard[dict]:
 
 
 @operation()
-def database(root: str, scope: str, desired: dict, account: str, timeout: int = 5, replan: bool = False):
+def database(
+    root: str,
+    scope: str,
+    desired: dict,
+    account: str,
+    timeout: int = 5,
+    replan: bool = False,
+    venv: str = layout.VENV,
+):
     """Ensure one SCOPE of the LiteLLM database matches DESIRED (see litellm-dbctl).
 
     + root: deployment root (the account's state; dbctl and the env file are root's: ``layout``)
@@ -230,6 +249,8 @@ def database(root: str, scope: str, desired: dict, account: str, timeout: int = 
     + replan: the plan read while preparing is stale (the schema's: this run installs another
       litellm-proxy-extras, whose migrations it comes from): dbctl apply runs, and plans again from the
       new release's migrations
+    + venv: the venv whose interpreter runs ``dbctl apply``: the one this run installs (``render.venv_target``),
+      built beside the running one, so a new release's migrations are applied before the switch
 
     Call it with ``_ignore_errors=True``: a database that cannot be reached
     fails only this item (its message names host:port/database and the cause),
@@ -239,10 +260,10 @@ def database(root: str, scope: str, desired: dict, account: str, timeout: int = 
     made here, on the control machine, only while executing; it is written
     once to .secrets/keys/<host>/ (0600) and only its sha256 goes to the host.
     """
-    found = plan(root, scope, desired, account, timeout)
+    found = plan(root, scope, desired, account, timeout, venv)
     if replan and not _unreachable(found):
         drift.record("database", f"{scope}: planned from the release the venv had", "planned again after the venv")
-        yield FunctionCommand(_dbctl_apply, (dbctl(root, "apply", scope, desired, account, timeout), scope), {})
+        yield FunctionCommand(_dbctl_apply, (dbctl(root, "apply", scope, desired, account, timeout, venv), scope), {})
         return
     if _unreachable(found):
         drift.record("error", f"database {scope}: {found['error']}", "reachable")
@@ -251,7 +272,7 @@ def database(root: str, scope: str, desired: dict, account: str, timeout: int = 
     if found is None or "error" in found:
         why = "litellm-dbctl cannot run yet" + (f" ({found['error']})" if found else "")
         drift.record("database", why, f"{scope} converged")
-        yield FunctionCommand(_dbctl_apply, (dbctl(root, "apply", scope, desired, account, timeout), scope), {})
+        yield FunctionCommand(_dbctl_apply, (dbctl(root, "apply", scope, desired, account, timeout, venv), scope), {})
         return
     items = found["items"]
     if not items:
@@ -274,4 +295,4 @@ def database(root: str, scope: str, desired: dict, account: str, timeout: int = 
                 entry = {**entry, "new_token": token, "new_key_name": key_name}
             rotations.append(entry)
         desired = {**desired, "rotations": rotations}
-    yield FunctionCommand(_dbctl_apply, (dbctl(root, "apply", scope, desired, account, timeout), scope), {})
+    yield FunctionCommand(_dbctl_apply, (dbctl(root, "apply", scope, desired, account, timeout, venv), scope), {})

@@ -35,6 +35,8 @@ document on stdout, or an error line on stderr with exit 1:
   files into a root-owned quarantine folder with a manifest, never deleting them
 - ``unlink``: clear what ``leftovers`` found at a temporary or backup name
 - ``displace``: move a venv root must not walk aside (``PATH.displaced-TIME``)
+- ``switch``: point the venv link at the venv built beside the running one (``venv_link``), by rename
+- ``prune``: remove the venvs nothing needs any more (neither the running one nor the one before it)
 
 Anything the account plants is hostile input of any type, size and depth (issue #22): files are
 opened with O_NONBLOCK|O_NOFOLLOW and fstat-ed before the first read (a FIFO, socket or device is
@@ -1313,6 +1315,7 @@ def snapshot(args: dict) -> dict:
         "linger": os.path.exists(f"/var/lib/systemd/linger/{args['user']}"),
         "units": _units(args["user"], args["units"]),
         "venv": venv_state(args["venv"], args.get("venv_owner", args["user"]), bool(args.get("venv_integrity"))),
+        "venv_link": venv_link(args["venv_link"], args["venv"]) if args.get("venv_link") else None,
         "plants": account_plants(args["user"], args["units"]) if args.get("plants") else None,
     }
 
@@ -1529,6 +1532,136 @@ def displace(args: dict) -> dict:
         os.close(dirfd)
 
 
+VENV_NAME = re.compile(r"venvs/[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")  # a link's target root may follow: venvs/NAME
+
+
+def venv_link(path: str, read: str | None = None) -> dict | None:
+    """The stable venv path PATH (``layout.VENV``) as data: ``{"type", "user", "target", "venv", "packages",
+    "previous", "entries"}``. A root-owned symlink whose target is ``venvs/NAME`` (relative, inside PATH's
+    folder) leads to ``venv``, the versioned folder the services run from, with its distributions
+    (``packages``); a real directory (the layout before versioned venvs) is ``venv`` itself. A link of
+    another owner or to anything else is reported, never followed (``venv`` None). ``previous``: the target of
+    ``PATH-previous``; ``entries``: the first names in ``venvs/``. ``packages`` is not read again when ``venv``
+    is READ (the venv the snapshot reads anyway). None when PATH's folder cannot be reached."""
+    try:
+        dirfd, name = parent(path)
+    except (OSError, Unsafe):
+        return None
+    try:
+        try:
+            st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        out: dict = {"type": None, "user": None, "target": None, "venv": None, "packages": None}
+        if st is not None:
+            out.update(type=_kind(st), user=_name(pwd.getpwuid, st.st_uid))
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            out["target"] = printable(os.readlink(name, dir_fd=dirfd))
+            if st.st_uid == 0 and VENV_NAME.match(out["target"]):
+                real = f"{path.rpartition('/')[0]}/{out['target']}"
+                out["venv"] = real if _lkind(real) == "directory" else None
+        elif st is not None and stat.S_ISDIR(st.st_mode):
+            out["venv"] = path
+        if out["venv"] and out["venv"] != read:
+            out["packages"] = _distributions(out["venv"])[0]
+        try:
+            previous = os.readlink(f"{name}-previous", dir_fd=dirfd)
+        except OSError:
+            previous = None
+        out["previous"] = printable(previous) if previous is not None else None
+        try:
+            venvs = os.open("venvs", DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
+        except OSError:
+            out["entries"] = []
+        else:
+            try:
+                out["entries"] = sorted(printable(n) for n in _names(venvs, 1000))[:100]
+            finally:
+                os.close(venvs)
+        return out
+    finally:
+        os.close(dirfd)
+
+
+def _place_link(dirfd: int, name: str, target: str) -> None:
+    """Point the symlink NAME in DIRFD at TARGET atomically: a new link at a temporary name renamed over it."""
+    tmp = f"{name}{TMP_SUFFIX}"
+    _clear(dirfd, tmp, tmp)
+    os.symlink(target, tmp, dir_fd=dirfd)
+    os.rename(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+
+
+def switch(args: dict) -> dict:
+    """Point ARGS.link (``layout.VENV``) at ARGS.target (``venvs/NAME``, a folder root built beside the running
+    venv), and ``LINK-previous`` at what it led to before: each link replaced by a rename, so every lookup
+    finds the old venv or the new one, never neither. A real directory at LINK (the layout before versioned
+    venvs) is first renamed into ``venvs/`` (``venvs/unversioned-TIME``), a file or anything else moved aside.
+    Without ARGS.target, LINK is pointed back at ``LINK-previous``'s target (a rollback)."""
+    dirfd, name = parent(args["link"])
+    try:
+        try:
+            previous = os.readlink(f"{name}-previous", dir_fd=dirfd)
+        except OSError:
+            previous = None
+        target = args.get("target") or previous
+        if not target or not VENV_NAME.match(target):
+            raise Unsafe(f"{args['link']}: no venv to point at ({target!r}, expected venvs/NAME)")
+        st = os.stat(target, dir_fd=dirfd, follow_symlinks=False)  # under root's own folder: no link followed
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0:
+            raise Unsafe(f"{args['link']}: {target} is not a folder of root's: not switched to")
+        try:
+            here = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+        except FileNotFoundError:
+            here = None
+        old = None
+        if here is not None and stat.S_ISLNK(here.st_mode):
+            old = os.readlink(name, dir_fd=dirfd)
+        elif here is not None and stat.S_ISDIR(here.st_mode):
+            old = f"venvs/unversioned-{_stamp()}"
+            os.rename(name, old, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+        elif here is not None:
+            _clear(dirfd, name, args["link"])
+        if old and old != target and VENV_NAME.match(old):
+            _place_link(dirfd, f"{name}-previous", old)
+        _place_link(dirfd, name, target)
+        return {"from": old, "to": target}
+    finally:
+        os.close(dirfd)
+
+
+def prune(args: dict) -> dict:
+    """Remove the venvs in ``venvs/`` next to ARGS.link that nothing needs: all but the targets of LINK and
+    ``LINK-previous`` and the names in ARGS.keep (the one being built). A venv moved aside for inspection
+    (``*.displaced-*``) is kept. Root's own folder, removed by handle (``shutil.rmtree`` with ``dir_fd``)."""
+    import shutil
+
+    dirfd, name = parent(args["link"])
+    try:
+        keep = {f"venvs/{n}" for n in args.get("keep", [])}
+        for link in (name, f"{name}-previous"):
+            try:
+                keep.add(os.readlink(link, dir_fd=dirfd))
+            except OSError:
+                pass
+        venvs = os.open("venvs", DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
+        try:
+            gone = [
+                n
+                for n in _names(venvs)
+                if f"venvs/{n}" not in keep and ".displaced-" not in n and VENV_NAME.match(f"venvs/{n}")
+            ]
+            for n in gone:
+                if stat.S_ISDIR(os.stat(n, dir_fd=venvs, follow_symlinks=False).st_mode):
+                    shutil.rmtree(n, dir_fd=venvs)
+                else:
+                    os.unlink(n, dir_fd=venvs)
+        finally:
+            os.close(venvs)
+        return {"removed": sorted(gone)}
+    finally:
+        os.close(dirfd)
+
+
 def printable(text: str) -> str:
     """TEXT (a message naming paths the account chose) with every character outside printable ASCII escaped."""
     return "".join(c if " " <= c <= "~" else json.dumps(c)[1:-1] for c in text)
@@ -1547,6 +1680,8 @@ ACTIONS = {
     "adopt": adopt,
     "unlink": unlink,
     "displace": displace,
+    "switch": switch,
+    "prune": prune,
 }
 
 

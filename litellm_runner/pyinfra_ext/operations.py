@@ -555,6 +555,7 @@ def venv_requirements(
     group: str | None = None,
     python_version: str | None = None,
     home: str = "/",
+    running: dict | None = None,
 ):
     """Ensure the venv at VENV holds exactly the lock: every locked version, nothing else, all of it USER's.
 
@@ -562,7 +563,11 @@ def venv_requirements(
     + locked: the lock's exact versions ``{name: version}`` (``cve_gate.locked_versions``)
     + lock_path: the same lock as a file on the host, given to pip
     + python: system interpreter that creates the venv; python_version: its ``X.Y``
-    + user, group: owner of the venv (root: ``layout.VENV``); pip runs as USER with a reset environment
+    + user, group: owner of the venv (root: ``render.venv_target``, a folder of ``layout.VENVS``); pip runs as
+      USER with a reset environment
+    + running: ``{"venv": path, "packages": {name: version}}`` of the venv the services run now when it is
+      another (a new lock): VENV is then built beside it, which stays untouched (``venv_switch`` switches
+      later), and the drift report lists what differs from it rather than every package as missing
 
     pip installs wheels only, hash-checked, without resolving dependencies (``--only-binary
     :all: --require-hashes --no-deps``): no package's code runs at install.
@@ -586,7 +591,9 @@ def venv_requirements(
         host.noop(f"{venv}: equals its lock{integrity_note(state.get('integrity'))}")
         return
     sbom = f"{lock_path.rsplit('/', 1)[0]}/venv-sbom.cdx.json"  # written next to the lock (tasks/python_env.py)
-    for name, have, want in changes:
+    if installed is None and running:
+        drift.record("venv", {"running": running["venv"]}, {"built beside it": venv})
+    for name, have, want in venv_drift(locked, running["packages"]) if installed is None and running else changes:
         drift.record(
             "package", {"name": name, "version": have}, {"name": name, "version": want, "lock": lock_path, "sbom": sbom}
         )
@@ -628,6 +635,70 @@ def venv_requirements(
             f"{pip} install --no-input --disable-pip-version-check -q --require-hashes --no-deps "
             f"--only-binary :all: -r {q(lock_path)}"
         )
+
+
+def _held(hold_when) -> bool:
+    """Whether an operation of HOLD_WHEN failed in this run (known while executing, after it ran)."""
+    return any(m.is_complete() and m.did_error() for m in hold_when)
+
+
+def _venv_link_target(venv: str) -> str:
+    """What the venv link holds for the versioned venv VENV: ``venvs/NAME``, relative to the link's folder."""
+    return f"venvs/{venv.rsplit('/', 1)[1]}"
+
+
+@operation()
+def venv_switch(link: str, venv: str, hold_when: list | tuple = ()):
+    """Ensure LINK, the venv path the units and tools name, is root's symlink to VENV, switched by a rename.
+
+    + link: ``layout.VENV``
+    + venv: the venv this run's lock installs (``render.venv_target``), built beside the running one
+    + hold_when: OperationMeta of items the new release needs first (the database schema): when one of them
+      failed in this run, the switch is held, and the proxy and the tools keep the venv they run
+
+    The venv LINK led to before is kept (``LINK-previous``) for a rollback: a proxy that fails readiness after
+    the switch gets it back (``user_unit``'s ``rollback``). A link of another owner, or to anything but a
+    venv of ``venvs/``, is drift and replaced; a real directory at LINK (the layout before versioned venvs) is
+    moved into ``venvs/`` and becomes the previous venv.
+    """
+    found = snapshot.current().link_at(link)
+    want = _venv_link_target(venv)
+    if (found.get("type"), found.get("user"), found.get("target")) == ("symlink", "root", want):
+        host.noop(f"{link} leads to {venv}")
+        return
+    drift.record(
+        "venv-link",
+        {k: found.get(k) for k in ("type", "user", "target")} if found else None,
+        {"type": "symlink", "user": "root", "target": want},
+    )
+    if _held(hold_when):
+        host.noop(f"{link}: switch to {venv} held, an item it needs failed in this run (see its error above)")
+        return
+    yield hostside("switch", {"link": link, "target": want})
+
+
+@operation()
+def venv_prune(link: str, venv: str, switch=None):
+    """Ensure ``venvs/`` next to LINK holds only the venvs still needed: the one LINK leads to, the one before it
+    (``LINK-previous``) and VENV (this run's).
+
+    + link: ``layout.VENV``
+    + venv: the venv this run's lock installs
+    + switch: ``venv_switch``'s OperationMeta: after a switch, the venv that was running becomes the previous one
+
+    Runs after the units, so the old venv goes only after the proxy passed its readiness gate on the new one.
+    A venv moved aside for inspection (``*.displaced-*``) is kept.
+    """
+    found = snapshot.current().link_at(link)
+    keep = {_venv_link_target(venv), found.get("target")}
+    if switch is None or not op_changed(switch):
+        keep.add(found.get("previous"))
+    extra = [n for n in found.get("entries") or [] if f"venvs/{n}" not in keep and ".displaced-" not in n]
+    if not extra:
+        host.noop(f"{link.rsplit('/', 1)[0]}/venvs holds the venvs in use only")
+        return
+    drift.record("venv-old", extra, [])
+    yield hostside("prune", {"link": link, "keep": [venv.rsplit("/", 1)[1]]})
 
 
 # -- CVE gate after converge ------------------------------------------------------------------
@@ -843,17 +914,24 @@ def _gated(state, host, ctl: str, unit: str, action: str, ready_url: str, ready_
         return run_command(host, command, timeout)[0]
 
     def restore() -> str:
-        if not rollback or not op_changed(rollback["when"]):
-            return "the config was not changed by this run, nothing to restore"
-        ok, out = run_command(
-            host,
-            hostside("restore", {k: rollback[k] for k in ("user", "group", "mode")} | {"dest": rollback["path"]}),
-            60,
-        )
-        restored = ok and json.loads(out.stdout or "{}").get("restored")
-        return (
-            f"previous config restored to {rollback['path']}" if restored else f"could not restore {rollback['path']}"
-        )
+        said = "the config was not changed by this run, nothing to restore"
+        if rollback and op_changed(rollback["when"]):
+            ok, out = run_command(
+                host,
+                hostside("restore", {k: rollback[k] for k in ("user", "group", "mode")} | {"dest": rollback["path"]}),
+                60,
+            )
+            restored = ok and json.loads(out.stdout or "{}").get("restored")
+            said = (
+                f"previous config restored to {rollback['path']}"
+                if restored
+                else f"could not restore {rollback['path']}"
+            )
+        switched = (rollback or {}).get("venv")
+        if switched is not None and op_changed(switched):  # this run switched the venv: back to the one before
+            ok, _ = run_command(host, hostside("switch", {"link": layout.VENV}), 60)
+            said += "; previous venv switched back" if ok else f"; could not switch {layout.VENV} back"
+        return said
 
     # the host's journal records when the unit answered (``journalctl -t litellm-runner``):
     # the order of a rollout can be read back from the hosts themselves
@@ -904,8 +982,9 @@ def user_unit(
       unit this operation starts is not restarted again.
     + ready_url: when given, a start or restart waits until this URL answers
       (``ready_timeout`` seconds); pass ``_parallel=N`` to restart N hosts at a time
-    + rollback: ``{"path", "user", "group", "mode", "when": OperationMeta}``: the
-      config restored from its newest backup when readiness fails (see ``_gated``)
+    + rollback: ``{"path", "user", "group", "mode", "when": OperationMeta, "venv": OperationMeta}``: the
+      config restored from its newest backup when readiness fails (see ``_gated``), and the venv link
+      switched back to the previous venv when ``venv`` (``venv_switch``) changed in this run
     + path: the managed unit file; a running unit systemd read from anything else, or
       that changed on disk since (``user_unit_sources``, ``NeedDaemonReload``), restarts once
     + enable_when: OperationMeta that may move the account's enablement links (``no_account_plants``):

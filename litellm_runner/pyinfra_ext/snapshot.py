@@ -37,7 +37,7 @@ from pyinfra.api.exceptions import OperationError
 
 from litellm_runner import layout, query_engine
 from litellm_runner.pyinfra_ext.facts import hostside
-from litellm_runner.render import render_units, venv, wanted_units
+from litellm_runner.render import render_units, venv_target, wanted_units
 from litellm_runner.resources import host_tools
 from litellm_runner.run import state as run_state
 
@@ -114,7 +114,8 @@ def question(data) -> dict:
         "user": data.litellm_user,
         "group": data.litellm_group,
         "units": managed_units(data),
-        "venv": venv(data),
+        "venv": venv_target(data),  # the versioned venv this run wants; the link the services use beside it
+        "venv_link": layout.VENV,
         "venv_owner": "root",
         "venv_integrity": venv_integrity(data),
         "env_files": [layout.ENV_FILE],
@@ -213,6 +214,7 @@ class Snapshot:
     paths: dict[str, PathInfo | None]
     units: dict[str, UnitInfo]
     venv: VenvInfo
+    venv_link: dict | None  # the stable venv path and the versioned venvs beside it (hostside.venv_link)
     account: AccountInfo
     linger: bool
     manager: bool  # the account's user manager (user@UID.service) is active
@@ -252,6 +254,13 @@ class Snapshot:
         """The venv at PATH."""
         self._need(path == self.asked.get("venv", path), f"venv {path}")
         return self.venv
+
+    def link_at(self, path: str) -> dict:
+        """The stable venv path PATH (``layout.VENV``): ``{"type", "user", "target", "venv": the folder it
+        leads to (only a root-owned link to ``venvs/NAME``), "packages", "previous", "entries"}``; ``{}`` when
+        missing."""
+        self._need(path == self.asked.get("venv_link", path), f"venv link {path}")
+        return self.venv_link or {}
 
     def python_at(self, path: str) -> PythonInfo:
         """The interpreter PATH's version."""
@@ -307,13 +316,16 @@ class HostSnapshot(FactBase):
         host.get_fact(HostSnapshot, **snapshot.question(host.data))
     """
 
-    def command(self, paths, user, group, units, venv, venv_owner, venv_integrity, env_files, dirs, python, debs):
+    def command(
+        self, paths, user, group, units, venv, venv_link, venv_owner, venv_integrity, env_files, dirs, python, debs
+    ):
         asked = {
             "paths": list(paths),
             "user": user,
             "group": group,
             "units": list(units),
             "venv": venv,
+            "venv_link": venv_link,
             "venv_owner": venv_owner,
             "venv_integrity": bool(venv_integrity),
             "env_files": list(env_files),
@@ -329,6 +341,7 @@ class HostSnapshot(FactBase):
             paths=doc["paths"],
             units=units_of(doc["units"]),
             venv=doc["venv"],
+            venv_link=doc.get("venv_link"),
             account=doc["account"],
             linger=doc["linger"],
             manager=doc["manager"],

@@ -17,7 +17,7 @@ from tests.support.hosts import drift_check, pyinfra
 
 CODE = "/usr/local/lib/litellm-runner"  # litellm_runner.layout.CODE: root's venv and tools
 ROOT = "/home/litellm/litellm"
-VENV = f"{CODE}/venv"
+VENV = f"{CODE}/venv"  # root's link to the versioned venv the services run (docs/venv-switch.md)
 SITE = f"{VENV}/lib/python3.11/site-packages"
 UNITS = "/etc/systemd/user"
 CTL = "systemctl --user --machine=litellm@.host"
@@ -37,7 +37,7 @@ TRUNCATED = f": > {SITE}/urllib3/__init__.py"  # root's mistake: only the RECORD
 RECORD_CHECK = ["--data", "litellm_venv_integrity=always"]  # docs/venv-integrity.md
 
 ROWS = [  # (breakage, items the check must name, a command that succeeds once repaired)
-    pytest.param(f"rm -rf {VENV}", {VENV_OP}, ACCOUNT_PIP, id="no-venv"),
+    pytest.param(f'rm -rf "$(readlink -e {VENV})"', {VENV_OP}, ACCOUNT_PIP, id="no-venv"),  # the folder it leads to
     pytest.param(
         f"rm -rf {SITE}/pyasn1-*.dist-info", {VENV_OP}, f"ls -d {SITE}/pyasn1-*.dist-info", id="dist-info-removed"
     ),

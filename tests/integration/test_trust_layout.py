@@ -62,7 +62,11 @@ def test_the_seed_layout_was_moved_into_roots_layout(host, converged):
 
 
 def test_what_the_services_run_is_roots_along_its_whole_path(host, converged):
-    paths = [layout.VENV, layout.BIN, layout.CONFIG_FILE, layout.ENV_FILE, f"{layout.UNITS}/litellm.service"]
+    # the venv the units name is root's link to a versioned venv beside the others (docs/venv-switch.md)
+    assert host.out(f"stat -c '%U %F' {layout.VENV}") == "root symbolic link"
+    assert host.out(f"readlink {layout.VENV}").startswith("venvs/")
+    real = host.out(f"readlink -e {layout.VENV}")
+    paths = [real, layout.BIN, layout.CONFIG_FILE, layout.ENV_FILE, f"{layout.UNITS}/litellm.service"]
     for path in paths:
         parts = path.strip("/").split("/")
         for i in range(len(parts) + 1):

@@ -10,7 +10,9 @@ readiness is probed from inside the sandbox every half second:
 1. with a planted conflict (a JWT key mapping whose key is gone, its foreign key dropped by hand, as on a
    database set up by hand): the first new migration re-adds that foreign key and fails on the row. The run
    exits 1 naming the migration and PostgreSQL's error; nothing of it is recorded; the old proxy (its PID)
-   keeps running and answering; its restart is held.
+   keeps running and answering; the switch of the link ``layout.VENV`` to the new release's venv (built beside
+   the old one by the fixture's run, kept as the previous venv) is held, and with it the restart: the link
+   still leads to the old venv, whose files nothing changed, and the proxy runs from it.
 2. the conflict removed: the next run takes a verified backup, applies the new migrations, and only then
    restarts the proxy. Order is asserted from the host's own records: the backup's time, the migrations'
    started_at/finished_at, the unit's stop time, the probes' times (one clock, the host's). Every probe before
@@ -92,6 +94,16 @@ def now(host) -> float:
     return float(host.out("date +%s.%N"))
 
 
+def live_venv(host) -> str:
+    """The versioned venv the link the units name leads to (docs/venv-switch.md)."""
+    return host.out(f"readlink -e {layout.VENV}")
+
+
+def proxy_venv(host) -> str:
+    """The venv the running proxy's interpreter is from: its command line's first word (the script's shebang)."""
+    return host.out(f"tr '\\0' '\\n' < /proc/{proxy_pid(host)}/cmdline | head -1").rsplit("/bin/", 1)[0]
+
+
 def back_to_0_4_94(host) -> None:
     """The database as 0.4.94's migrations leave it: NEW's columns dropped, their records deleted."""
     drops = "; ".join(f'ALTER TABLE "{t}" DROP COLUMN IF EXISTS "{c}"' for cols in NEW.values() for t, c in cols)
@@ -130,7 +142,9 @@ def test_upgrade_migrates_before_the_restart_and_a_failed_migration_keeps_the_ol
         'INSERT INTO "LiteLLM_JWTKeyMapping" (id, jwt_claim_name, jwt_claim_value, token) '
         f"VALUES ('{ORPHAN}', 'sub', '{ORPHAN}', 'no-such-key')",
     )
-    old_pid = proxy_pid(host)
+    old_pid, old_venv = proxy_pid(host), live_venv(host)
+    assert proxy_venv(host) == old_venv and old_venv.startswith(f"{layout.VENVS}/")  # the proxy runs from it
+    host.ssh("touch /tmp/it-upgrade-mark && sleep 1")
     with Watch(host) as watch:
         failed_from = now(host)
         failed = pyinfra([host.name], "-y")
@@ -145,7 +159,14 @@ def test_upgrade_migrates_before_the_restart_and_a_failed_migration_keeps_the_ol
         ) in line, line
         assert recorded(host) == {}  # nothing of the new release's migrations
         assert proxy_pid(host) == old_pid  # the old proxy keeps serving
-        host.ssh(f"test -e {layout.RESTART_HELD}")  # its restart is owed
+        # from its own venv, untouched; the switch to the new release's venv (kept beside it since the fixture's
+        # run, so this run changed nothing else the proxy runs on) is held, and with it the proxy's restart: the
+        # next run finds the link on the old venv, switches and restarts
+        assert live_venv(host) == proxy_venv(host) == old_venv
+        assert versions(host)["litellm"] == "1.101.6"
+        assert host.out(f"find {old_venv} -newer /tmp/it-upgrade-mark -o -cnewer /tmp/it-upgrade-mark | head -3") == ""
+        beside = host.out(f"ls -d {layout.VENVS}/*/lib/python3*/site-packages/litellm-1.102.4.dist-info")
+        new_venv = beside.splitlines()[0].split("/lib/python3")[0]  # the new release's venv, built beside it
 
         sql(host, f"DELETE FROM \"LiteLLM_JWTKeyMapping\" WHERE id = '{ORPHAN}'")  # the operator's fix
         resumed = pyinfra([host.name], "-y")
@@ -157,6 +178,9 @@ def test_upgrade_migrates_before_the_restart_and_a_failed_migration_keeps_the_ol
 
     assert versions(host) == on_the_older_release
     assert proxy_pid(host) != old_pid
+    # switched by the link's rename before the restart; the old venv kept as the previous one (a rollback's)
+    assert live_venv(host) == proxy_venv(host) == new_venv
+    assert host.out(f"readlink -e {layout.VENV_PREVIOUS}") == old_venv
     assert host.ssh(f"test -e {layout.RESTART_HELD}", check=False).returncode != 0
     applied = recorded(host)
     assert set(applied) == set(NEW)

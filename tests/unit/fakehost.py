@@ -27,6 +27,7 @@ def snap(**parts) -> Snapshot:
         "paths": {},
         "units": {},
         "venv": {},
+        "venv_link": None,
         "account": {"user": None, "group": False, "created": False},
         "linger": True,
         "manager": True,

@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 
 import psycopg
 import pytest
@@ -631,3 +632,54 @@ def test_a_table_filled_with_shadowing_models_is_counted_and_moved_whole(db):
     assert items(dbctl(env, "plan", "models", desired)) == []
     with pg.connect() as conn:
         assert conn.execute("SELECT count(*) FROM litellm_runner_quarantined_models").fetchone()[0] == 150
+
+
+def _waiting_for_prisma_lock(pg) -> int:
+    """Sessions waiting for Prisma's advisory lock (pg_locks: not granted)."""
+    with pg.admin("litellm") as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s AND NOT granted", (72707369,)
+        ).fetchone()[0]
+
+
+def test_two_hosts_sharing_one_database_apply_a_migration_once(db, tmp_path):
+    """Two hosts of a fleet on one database plan the same new migration and apply at once: the plan is made
+    again under Prisma's advisory lock, so the second finds it applied and records nothing; both succeed. A
+    lock held longer than the wait fails the item in one line, nothing applied."""
+    pg, env = db
+    items(dbctl(env, "apply", "schema"))
+    folder = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, folder)
+    name = "29990101000000_shared"
+    (folder / name).mkdir()
+    (folder / name / "migration.sql").write_text('ALTER TABLE "LiteLLM_SkillsTable" ADD COLUMN "shared_x" TEXT;\n')
+    b64 = base64.b64encode(json.dumps(DESIRED).encode()).decode()
+    argv = [sys.executable, DBCTL, "apply", "--scope", "schema", "--env-file", str(env), "--desired-b64", b64]
+    argv += ["--migrations", str(folder)]
+    try:
+        with psycopg.connect(pg.url, autocommit=True, connect_timeout=10) as holder:  # another host, migrating
+            holder.execute("SELECT pg_advisory_lock(%s)", (72707369,))
+            busy = subprocess.run([*argv, "--migrate-lock-wait", "1"], capture_output=True, text=True, timeout=60)
+            assert busy.returncode == 3, busy.stderr
+            assert "schema: Prisma's advisory lock (72707369) held by another session for more than 1 s" in busy.stderr
+            assert busy.stderr.rstrip().endswith("nothing applied") and pg.password not in busy.stderr
+            hosts = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in "ab"]
+            try:
+                deadline = time.monotonic() + 45
+                while _waiting_for_prisma_lock(pg) < 2:  # both planned the migration and wait for the lock
+                    assert time.monotonic() < deadline and all(h.poll() is None for h in hosts)
+                    time.sleep(0.2)
+            finally:
+                holder.execute("SELECT pg_advisory_unlock(%s)", (72707369,))
+            done = [h.communicate(timeout=60) for h in hosts]
+        assert [h.returncode for h in hosts] == [0, 0], [err for _, err in done]
+        applied = sorted(len(json.loads(out)["items"]) for out, _ in done)
+        assert applied == [0, 1]  # one applied it, the other found it applied under the lock
+        with pg.connect() as conn:
+            rows = conn.execute("SELECT count(*) FROM _prisma_migrations WHERE migration_name = %s", (name,))
+            assert rows.fetchone()[0] == 1
+        assert items(dbctl(env, "plan", "schema", migrations=str(folder))) == []
+    finally:
+        with pg.connect() as conn:
+            conn.execute('ALTER TABLE "LiteLLM_SkillsTable" DROP COLUMN IF EXISTS "shared_x"')
+            conn.execute("DELETE FROM _prisma_migrations WHERE migration_name = %s", (name,))
