@@ -199,6 +199,7 @@ def asked(paths, **more):
         "group": GROUP,
         "units": [],
         "venv": "/nonexistent",
+        "venv_link": None,
         "venv_owner": "root",
         "venv_integrity": False,
         "env_files": [],
