@@ -159,9 +159,14 @@ def test_adopted_account_keeps_shell_and_groups(converged):
     assert sorted(root("id -Gn alice").stdout.split()) == GROUPS.split()
     assert root(f"stat -c '%U:%G %a' {ROOT} /LAB").stdout.split("\n")[:2] == ["alice:alice 750", "root:root 755"]
     # alice keeps her state; what her services run is root's (issue #22)
-    assert root("stat -c '%U:%G %a' /usr/local/lib/litellm-runner/venv /etc/litellm/env.litellm").stdout.split("\n")[
-        :2
-    ] == ["root:root 755", "root:alice 640"]
+    # the venv path is root's link to root's venv of this lock (docs/venv-switch.md)
+    venv = "/usr/local/lib/litellm-runner/venv"
+    assert root(f"stat -c '%U:%G %F' {venv}").stdout.strip() == "root:root symbolic link"
+    assert root(f"readlink {venv}").stdout.startswith("venvs/")
+    assert root(f"stat -L -c '%U:%G %a' {venv} /etc/litellm/env.litellm").stdout.split("\n")[:2] == [
+        "root:root 755",
+        "root:alice 640",
+    ]
     assert root("systemctl --user --machine=alice@.host is-active litellm.service").stdout.strip() == "active"
     for run_ in (converged["first"], converged["second"]):
         assert "alice is an existing account the runner did not create" in run_.stderr
