@@ -575,21 +575,29 @@ def read_live(conn, expected: Schema) -> Live:
     types = dict(conn.execute("SELECT t, to_regtype(t)::text FROM unnest(%s::text[]) AS t", (declared,)).fetchall())
     live = Live(records, tables, columns, indexes, enums, types, {})
     # a column of another type: does it hold values? a table with missing NOT NULL columns: rows?
-    from psycopg import sql
-
     for (table, column), c in expected.columns.items():
         have = columns.get((table, column))
         if have is not None and types.get(c["type"]) not in (None, have["type"]):
             have["values"] = conn.execute(
-                sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {} IS NOT NULL)").format(
-                    sql.Identifier(table), sql.Identifier(column)
-                )
+                f"SELECT EXISTS (SELECT 1 FROM {_quoted(conn, table)} "  # noqa: S608 (identifiers quoted by libpq)
+                f"WHERE {_quoted(conn, column)} IS NOT NULL)"
             ).fetchone()[0]
         elif have is None and table in tables and table not in live.rows:
             live.rows[table] = conn.execute(
-                sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table))
+                f"SELECT EXISTS (SELECT 1 FROM {_quoted(conn, table)})"  # noqa: S608 (identifier quoted by libpq)
             ).fetchone()[0]
     return live
+
+
+def _quoted(conn, name: str) -> str:
+    """NAME as an SQL identifier, quoted by CONN's libpq: dbctl plan's litellm_pq session
+    (``quote_identifier``) or a psycopg one (``psycopg.sql.Identifier``)."""
+    quote = getattr(conn, "quote_identifier", None)
+    if quote is not None:
+        return quote(name)
+    from psycopg import sql
+
+    return sql.Identifier(name).as_string(conn)
 
 
 class Refused(Exception):

@@ -109,13 +109,18 @@ def connect(
     import psycopg
 
     parse_url(url)
-    options = " ".join(
+    options = session_options(statement_timeout, lock_timeout)
+    extra = {k: v for k, v in (("options", options), ("application_name", application_name)) if v}
+    return psycopg.connect(url, connect_timeout=timeout, autocommit=autocommit, **extra)
+
+
+def session_options(statement_timeout: float | None = None, lock_timeout: float | None = None) -> str:
+    """libpq's ``options`` that set the session's statement and lock timeouts (seconds; None: the server's)."""
+    return " ".join(
         f"-c {name}={int(seconds * 1000)}"
         for name, seconds in (("statement_timeout", statement_timeout), ("lock_timeout", lock_timeout))
         if seconds
     )
-    extra = {k: v for k, v in (("options", options), ("application_name", application_name)) if v}
-    return psycopg.connect(url, connect_timeout=timeout, autocommit=autocommit, **extra)
 
 
 def secrets_of(url: str) -> set[str]:
