@@ -33,6 +33,7 @@ from litellm_runner.settings import DEFAULTS
 DBCTL_TIMEOUT = 120  # seconds for one dbctl plan or apply command (pyinfra _timeout)
 PLAN_LIMIT = DBCTL_TIMEOUT - 20  # seconds dbctl plan may run before it is stopped (its item fails alone)
 DEFAULT_POOL_LIMIT = 10  # LiteLLM's database_connection_pool_limit when general_settings does not set it
+PLAN_MODULES = ("litellm-dbctl", "litellm_migrations.py", "litellm_pq.py")  # what dbctl plan runs, shipped in files/bin
 
 
 def desired_state(data) -> dict:
@@ -106,11 +107,16 @@ class DatabasePlan(FactBase):
         # VENV (this run's, built beside the running one) once it is there, else the running one's
         pythons = " ".join(shlex.quote(f"{v}/bin/python") for v in dict.fromkeys([venv or layout.VENV, layout.VENV]))
         py = '"$py"'
-        # dbctl and the module it imports for the schema scope, both as this runner ships them
-        same = " && ".join(
-            f'[ "$(sha256sum < {shlex.quote(f"{layout.BIN}/{name}")} 2>/dev/null)" = '
-            f"'{hashlib.sha256(shipped('files', 'bin', name).read_bytes()).hexdigest()}  -' ]"
-            for name in ("litellm-dbctl", "litellm_migrations.py")
+        # dbctl and the modules it imports for the plan, as this runner ships them: one sha256sum of the three,
+        # its listing hashed again and compared with this runner's (two processes, not one per file)
+        paths = [f"{layout.BIN}/{name}" for name in PLAN_MODULES]
+        listing = "".join(
+            f"{hashlib.sha256(shipped('files', 'bin', name).read_bytes()).hexdigest()}  {path}\n"
+            for name, path in zip(PLAN_MODULES, paths, strict=True)
+        )
+        same = (
+            f'[ "$(sha256sum {" ".join(shlex.quote(p) for p in paths)} 2>/dev/null | sha256sum)" = '
+            f"'{hashlib.sha256(listing.encode()).hexdigest()}  -' ]"
         )
         # stdout goes straight out (fd 3), stderr is kept: on failure one JSON line carries its last line
         script = (
