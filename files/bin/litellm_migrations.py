@@ -539,40 +539,24 @@ def items(actions: list[dict]) -> list[dict]:
 
 # -- the database side ------------------------------------------------------------------------------------
 def read_live(conn, expected: Schema) -> Live:
-    """The record and the catalog of the current schema, in a few read-only queries."""
+    """The record and the catalog of the current schema: one read-only query that PostgreSQL answers with one
+    JSON document (the catalog's thousands of rows are not sent and converted one by one), and one more for
+    the record when ``_prisma_migrations`` exists."""
+    declared = sorted({c["type"] for c in expected.columns.values()})
+    doc = conn.execute(CATALOG, (PRISMA_TABLE, declared)).fetchone()[0]
     records = None
-    if conn.execute("SELECT to_regclass(%s)", (PRISMA_TABLE,)).fetchone()[0] is not None:
+    if doc["record"]:
         records = [
             dict(zip(("id", "migration_name", "checksum", "finished_at", "rolled_back_at"), r, strict=True))
-            for r in conn.execute(
-                "SELECT id, migration_name, checksum, finished_at, rolled_back_at FROM _prisma_migrations "
-                "ORDER BY started_at, id"
-            ).fetchall()
+            for r in conn.execute(RECORD).fetchone()[0]
         ]
-    tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
-    columns = {
-        (r[0], r[1]): {"type": r[2], "values": False}
-        for r in conn.execute(
-            "SELECT c.relname, a.attname, a.atttypid::regtype::text FROM pg_attribute a "
-            "JOIN pg_class c ON c.oid = a.attrelid WHERE c.relnamespace = current_schema()::regnamespace "
-            "AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped"
-        )
-    }
-    indexes = {
-        r[0]: r[1]
-        for r in conn.execute(
-            "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-            "WHERE c.relnamespace = current_schema()::regnamespace"
-        )
-    }
+    tables = set(doc["tables"])
+    columns = {(t, c): {"type": kind, "values": False} for t, c, kind in doc["columns"]}
+    indexes = {name: valid for name, valid in doc["indexes"]}
     enums: dict[str, list[str]] = {}
-    for name, label in conn.execute(
-        "SELECT t.typname, e.enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid "
-        "WHERE t.typnamespace = current_schema()::regnamespace ORDER BY t.typname, e.enumsortorder"
-    ):
+    for name, label in doc["enums"]:
         enums.setdefault(name, []).append(label)
-    declared = sorted({c["type"] for c in expected.columns.values()})
-    types = dict(conn.execute("SELECT t, to_regtype(t)::text FROM unnest(%s::text[]) AS t", (declared,)).fetchall())
+    types = {t: regtype for t, regtype in doc["types"]}
     live = Live(records, tables, columns, indexes, enums, types, {})
     # a column of another type: does it hold values? a table with missing NOT NULL columns: rows?
     for (table, column), c in expected.columns.items():
@@ -598,6 +582,25 @@ def _quoted(conn, name: str) -> str:
     from psycopg import sql
 
     return sql.Identifier(name).as_string(conn)
+
+
+# read_live's query: the catalog of the current schema as one JSON document (each list empty when none);
+# ``record`` whether Prisma's table exists; ``types`` each declared column type (parameter 2) as regtype text
+CATALOG = """SELECT json_build_object(
+  'record', to_regclass(%s) IS NOT NULL,
+  'tables', (SELECT coalesce(json_agg(tablename), '[]') FROM pg_tables WHERE schemaname = current_schema()),
+  'columns', (SELECT coalesce(json_agg(json_build_array(c.relname, a.attname, a.atttypid::regtype::text)), '[]')
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid WHERE c.relnamespace = current_schema()::regnamespace
+    AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped),
+  'indexes', (SELECT coalesce(json_agg(json_build_array(c.relname, i.indisvalid)), '[]')
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relnamespace = current_schema()::regnamespace),
+  'enums', (SELECT coalesce(json_agg(json_build_array(t.typname, e.enumlabel) ORDER BY t.typname, e.enumsortorder),
+    '[]') FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid WHERE t.typnamespace = current_schema()::regnamespace),
+  'types', (SELECT coalesce(json_agg(json_build_array(t, to_regtype(t)::text)), '[]') FROM unnest(%s::text[]) AS t)
+)"""
+# the record, in Prisma's order (timestamps as JSON text: the plan only asks whether they are set)
+RECORD = """SELECT coalesce(json_agg(json_build_array(id, migration_name, checksum, finished_at, rolled_back_at)
+  ORDER BY started_at, id), '[]') FROM _prisma_migrations"""
 
 
 class Refused(Exception):
