@@ -25,8 +25,9 @@ import contextlib
 import hashlib
 import pathlib
 import re
-import uuid
-from dataclasses import dataclass, field
+
+# plain classes, not dataclasses, and uuid imported by apply only: every check plans the schema, and those two
+# imports alone (dataclasses brings inspect) cost that plan about 10 ms of the host's CPU
 
 ADVISORY_LOCK = 72707369  # Prisma's schema engine takes this lock (pg_advisory_lock) for migrate deploy
 LOCK_WAIT = 80  # seconds dbctl waits for that lock: another host of the fleet migrating the same database
@@ -48,12 +49,12 @@ ALREADY = ("42P07", "42701", "42710", "42P06", "42723", "42P16")  # table, colum
 
 
 # -- the migrations folder ----------------------------------------------------------------------------
-@dataclass
 class Migration:
-    name: str
-    script: str
-    checksum: str
-    statements: list[str] = field(default_factory=list)
+    """One migration folder: its name, migration.sql's text, its checksum and its statements (``split_sql``)."""
+
+    def __init__(self, name: str, script: str, checksum: str, statements: list[str] | None = None):
+        self.name, self.script, self.checksum = name, script, checksum
+        self.statements = statements if statements is not None else []
 
     @property
     def concurrent(self) -> bool:
@@ -207,15 +208,15 @@ def column_type(definition: str) -> str:
     return re.sub(r"\s+", " ", m.group(1)) if m else definition.split()[0]
 
 
-@dataclass
 class Schema:
     """What a list of migrations leaves behind, each object with the migration that made it last."""
 
-    tables: dict[str, str] = field(default_factory=dict)  # table -> migration
-    columns: dict[tuple[str, str], dict] = field(default_factory=dict)  # (table, column) -> type, definition, by
-    indexes: dict[str, dict] = field(default_factory=dict)  # index -> table, statement, by
-    enums: dict[str, dict] = field(default_factory=dict)  # enum -> statement, by, values {value: by}
-    ddl: dict[str, list[str]] = field(default_factory=dict)  # table -> statements that build it, in order
+    def __init__(self):
+        self.tables: dict[str, str] = {}  # table -> migration
+        self.columns: dict[tuple[str, str], dict] = {}  # (table, column) -> type, definition, by
+        self.indexes: dict[str, dict] = {}  # index -> table, statement, by
+        self.enums: dict[str, dict] = {}  # enum -> statement, by, values {value: by}
+        self.ddl: dict[str, list[str]] = {}  # table -> statements that build it, in order
 
     def objects(self) -> dict[str, tuple[str, tuple]]:
         """``{label: (migration, key)}`` of every object, labelled as the drift report names it."""
@@ -344,17 +345,21 @@ def _drop_table(s: Schema, table: str) -> None:
 
 
 # -- the plan -------------------------------------------------------------------------------------------
-@dataclass
 class Live:
     """The database as read (``read_live``): the record and the catalog."""
 
-    records: list[dict] | None  # rows of _prisma_migrations; None when the table does not exist
-    tables: set[str]
-    columns: dict[tuple[str, str], dict]  # (table, column) -> {"type": regtype text, "values": bool}
-    indexes: dict[str, bool]  # index -> valid
-    enums: dict[str, list[str]]
-    types: dict[str, str | None]  # a declared type -> its regtype text (None: not a known type)
-    rows: dict[str, bool]  # table -> holds rows
+    def __init__(
+        self,
+        records: list[dict] | None,  # rows of _prisma_migrations; None when the table does not exist
+        tables: set[str],
+        columns: dict[tuple[str, str], dict],  # (table, column) -> {"type": regtype text, "values": bool}
+        indexes: dict[str, bool],  # index -> valid
+        enums: dict[str, list[str]],
+        types: dict[str, str | None],  # a declared type -> its regtype text (None: not a known type)
+        rows: dict[str, bool],  # table -> holds rows
+    ):
+        self.records, self.tables, self.columns, self.indexes = records, tables, columns, indexes
+        self.enums, self.types, self.rows = enums, types, rows
 
 
 def status(m: Migration, raw: bytes, records: list[dict]) -> tuple[str, list[dict]]:
@@ -694,7 +699,7 @@ def _carry_out(conn, a: dict, by_name: dict[str, Migration], refused: list[str])
         conn.execute(  # as `prisma migrate resolve --applied` records it (mark_migration_applied)
             "INSERT INTO _prisma_migrations (id, checksum, logs, started_at, finished_at, migration_name) "
             "VALUES (%s, %s, '', now(), now(), %s)",
-            (str(uuid.uuid4()), by_name[a["migration"]].checksum, a["migration"]),
+            (_new_id(), by_name[a["migration"]].checksum, a["migration"]),
         )
     elif kind == "apply":
         _apply_migration(conn, by_name[a["migration"]])
@@ -706,7 +711,7 @@ def _carry_out(conn, a: dict, by_name: dict[str, Migration], refused: list[str])
 
 def _apply_migration(conn, m: Migration) -> None:
     """Run M and record it as Prisma's ``migrate deploy`` does (started, one step, finished; logs NULL)."""
-    row = str(uuid.uuid4())
+    row = _new_id()
     conn.execute(
         "INSERT INTO _prisma_migrations (id, checksum, started_at, migration_name) VALUES (%s, %s, now(), %s)",
         (row, m.checksum, m.name),
@@ -727,6 +732,13 @@ def _apply_migration(conn, m: Migration) -> None:
         "finished_at = clock_timestamp() WHERE id = %s",
         (row,),
     )
+
+
+def _new_id() -> str:
+    """A record's id as Prisma makes it: a random UUID."""
+    import uuid
+
+    return str(uuid.uuid4())
 
 
 def _run(conn, statement: str) -> None:

@@ -12,11 +12,11 @@ import json
 import os
 import pathlib
 import re
-from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import litellm_envfile as envfile  # bin/litellm_envfile.py, next to this file (sys.path[0])
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 3 ms of every check)
 if TYPE_CHECKING:
     import urllib.request
 
