@@ -373,7 +373,8 @@ def status(m: Migration, raw: bytes, records: list[dict]) -> tuple[str, list[dic
     if failed:
         return "failed", rows
     if done:
-        return ("applied" if any(matches(raw, r["checksum"] or "") for r in done) else "checksum"), rows
+        same = any(r["checksum"] == m.checksum or matches(raw, r["checksum"] or "") for r in done)  # exact first
+        return ("applied" if same else "checksum"), rows
     if rows:
         return "rolled back", rows
     return "missing", rows
@@ -421,7 +422,10 @@ def plan(migrations: list[Migration], raws: dict[str, bytes], live: Live, expect
     by_migration: dict[str, list[str]] = {}
     for label, (by, _) in objects.items():
         by_migration.setdefault(by, []).append(label)
-    states = {m.name: status(m, raws[m.name], records) for m in migrations}
+    by_name: dict[str, list[dict]] = {}  # the record's rows of each migration, in the record's order
+    for r in records:
+        by_name.setdefault(r["migration_name"], []).append(r)
+    states = {m.name: status(m, raws[m.name], by_name.get(m.name, [])) for m in migrations}
     # a migration not applied: recorded when every object it leaves is there, applied otherwise; one that
     # leaves nothing to compare (data fixes, NOT NULL changes, constraints) follows the next migration that
     # does on a database set up by hand (no record), and is applied, as Prisma applies it, on a database that
