@@ -1,0 +1,122 @@
+"""files/bin/litellm_pq.py, dbctl plan's libpq session without psycopg, against a real PostgreSQL: the same
+rows as psycopg gives, parameters sent apart from the SQL, the session's timeouts and read-only transaction,
+and dbctl plan never importing psycopg (the import that cost each check about 135 ms of the host's CPU)."""
+
+import base64
+import json
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from tests.support.localpg import LocalPostgres
+from tests.support.services import BIN
+
+sys.path.insert(0, str(BIN))
+import litellm_pq  # noqa: E402 (the shipped module, from the host tools' folder as dbctl imports it)
+
+HOSTILE = '\'; DROP TABLE t; -- "quoted" \\ back\\slash {braces} ,comma'
+
+
+@pytest.fixture(scope="module")
+def pg():
+    with LocalPostgres() as pg:
+        with pg.connect() as conn:
+            conn.execute('CREATE TABLE "LiteLLM_Config" (param_name text PRIMARY KEY, param_value jsonb)')
+            conn.execute("CREATE TABLE t (name text, n int, ok boolean, doc jsonb, at timestamptz, d timestamp)")
+            conn.execute(
+                "INSERT INTO t VALUES (%s, 7, true, %s, '2026-12-06 01:02:03.456789+00', '2026-12-06 01:02:03'), "
+                "(NULL, NULL, NULL, NULL, NULL, NULL)",
+                (HOSTILE, json.dumps({"k": [1, "two", None], "s": HOSTILE})),
+            )
+        yield pg
+
+
+@pytest.fixture
+def conn(pg):
+    with litellm_pq.connect(pg.url, connect_timeout=5, options="-c statement_timeout=3000 -c lock_timeout=2500") as c:
+        c.read_only = True
+        yield c
+
+
+QUERIES = [  # (query, parameters): what dbctl plan reads, and each type it converts
+    ("SELECT name, n, ok, doc, at, d FROM t ORDER BY n NULLS LAST", ()),
+    ("SELECT name FROM t WHERE name = %s", (HOSTILE,)),
+    ("SELECT name FROM t WHERE name = ANY(%s) OR n = ANY(%s)", ([HOSTILE, "x"], [])),
+    ("SELECT t, to_regtype(t)::text FROM unnest(%s::text[]) AS t", (["TEXT", "TIMESTAMP(3)", '"NoSuchType"'],)),
+    ("SELECT to_regclass(%s), to_regclass(%s)", ("t", "_no_such_table")),
+    ("SELECT %s::int + 1, '100%%'", (41,)),
+    ("SHOW max_connections", ()),
+    ("SELECT json_build_object('a', json_agg(x)) FROM generate_series(1, 3) x", ()),
+]
+
+
+@pytest.mark.parametrize("query, params", QUERIES)
+def test_rows_are_the_ones_psycopg_gives(pg, conn, query, params):
+    with pg.connect() as ref:
+        ref.execute("SET TIME ZONE 'UTC'")
+        want = ref.execute(query, params).fetchall()
+    conn.execute("SET TIME ZONE 'UTC'")
+    assert conn.execute(query, params).fetchall() == want
+
+
+def test_the_session_has_its_timeouts_its_name_and_reads_only(pg):
+    with litellm_pq.connect(
+        pg.url, connect_timeout=5, options="-c statement_timeout=3000 -c lock_timeout=2500", application_name="plan"
+    ) as conn:
+        conn.read_only = True
+        row = conn.execute(
+            "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'), "
+            "current_setting('application_name'), current_setting('transaction_read_only')"
+        ).fetchone()
+        assert row == ("3s", "2500ms", "plan", "on")
+        with pytest.raises(litellm_pq.Error) as caught:
+            conn.execute("DELETE FROM t")
+        assert caught.value.sqlstate == "25006" and caught.value.name == "ReadOnlySqlTransaction"
+        conn.rollback()
+        with pytest.raises(litellm_pq.Error) as caught:
+            conn.execute("SELECT pg_sleep(5)")
+        assert caught.value.name == "QueryCanceled"
+        conn.rollback()
+    with pg.connect() as ref:
+        assert ref.execute("SELECT count(*) FROM t").fetchone()[0] == 2
+
+
+def test_a_nul_byte_is_refused_not_cut(conn):
+    with pytest.raises(litellm_pq.Error) as caught:
+        conn.execute("SELECT name FROM t WHERE name = %s", ("x\x00' OR true --",))
+    assert caught.value.sqlstate == "22021"
+
+
+def test_identifiers_are_quoted_as_psycopg_quotes_them(pg, conn):
+    with pg.connect() as ref:
+        for name in ["LiteLLM_Config", 'we"ird', "sp ace"]:
+            assert conn.quote_identifier(name) == psycopg.sql.Identifier(name).as_string(ref)
+
+
+def test_a_wrong_password_is_named_without_it(pg):
+    canary = "Canary-pq-9f3e"
+    url = pg.url.replace(pg.password, canary)
+    with pytest.raises(litellm_pq.Error) as caught:
+        litellm_pq.connect(url, connect_timeout=5)
+    assert "password authentication failed" in str(caught.value) and canary not in str(caught.value)
+
+
+def test_dbctl_plan_never_imports_psycopg(pg, tmp_path):
+    env = tmp_path / "env.litellm"
+    env.write_text(f"DATABASE_URL={pg.url}\n")
+    desired = base64.b64encode(json.dumps({"settings": {"general_settings": {"k": 1}}}).encode()).decode()
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", str(BIN / "litellm-dbctl"), "plan", "--scope", "settings"]
+        + ["--env-file", str(env), "--desired-b64", desired],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["items"] == [
+        {"id": "general_settings.k", "kind": "setting", "before": "(unset)", "after": 1}
+    ]
+    imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time")]
+    assert "litellm_pq" in imported and not [m for m in imported if m.startswith("psycopg")]
