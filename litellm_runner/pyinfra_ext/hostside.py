@@ -2,7 +2,7 @@
 
 This module is the only code root runs on a host to read or write the
 account's files. It is not installed on the host: ``command(action, args)``
-sends its source (with the env-file codec) inline to ``/usr/bin/python3 -I``,
+sends its source (with the env-file codec) inline to ``/usr/bin/python3 -I -S``,
 a root-owned interpreter in isolated mode, so nothing the account can write
 (its venv, ``bin/``, ``PYTHONPATH``, the working directory) is ever executed
 by root.
@@ -17,7 +17,7 @@ place inside the same directory handle, backups listed as data (no shell) and
 removed with ``unlinkat``. A symlink planted at a managed path is reported as
 ``{"type": "symlink"}`` and never read through; a write replaces it.
 
-Actions (``python3 -I -c SOURCE ACTION ARGS_B64JSON``), each printing one JSON
+Actions (``python3 -I -S -c SOURCE ACTION ARGS_B64JSON``), each printing one JSON
 document on stdout, or an error line on stderr with exit 1:
 
 - ``snapshot``: ``paths`` (type, mode, owner, sha256 of regular files; env-file
@@ -64,7 +64,6 @@ import stat
 import subprocess
 import sys
 import time
-import urllib.parse
 
 from litellm_runner import layout  # shipped ahead of this file (facts._boot): the constants both sides share
 
@@ -1412,6 +1411,8 @@ def _redacted(text: str, env_file: str, marks: set[str]) -> str:
     as ``shown.mark`` shows them), and the password inside such a URL, replaced by its mark: a secret written
     into a file by hand never leaves the host in clear, not even in the fact output pyinfra prints at -vvv.
     Refused when ENV_FILE cannot be read: the text is then not shown at all."""
+    import urllib.parse  # here, not at the top: every other action (the snapshot) starts without it
+
     codec = globals().get("loads")  # the env-file codec sent along (facts._boot)
     if codec is None:
         raise Unsafe(f"{env_file}: no env-file codec to find the secrets with: not shown")
