@@ -418,15 +418,17 @@ def as_account_output(user: str, argv: list[str], timeout: float, limit: int) ->
         )
     except OSError:
         return None
+    out = proc.stdout
+    assert out is not None  # stdout=PIPE
     deadline, chunks, size = time.monotonic() + timeout, [], 0
     poller = select.poll()
-    poller.register(proc.stdout, select.POLLIN)
+    poller.register(out, select.POLLIN)
     try:
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not poller.poll(left * 1000):
                 return None
-            chunk = os.read(proc.stdout.fileno(), 1 << 16)
+            chunk = os.read(out.fileno(), 1 << 16)
             if not chunk:
                 break
             size += len(chunk)
@@ -441,7 +443,7 @@ def as_account_output(user: str, argv: list[str], timeout: float, limit: int) ->
         if proc.poll() is None:
             os.killpg(proc.pid, 9)  # the group it leads (start_new_session); not reaped yet, so still its own
             proc.wait()
-        proc.stdout.close()
+        out.close()
 
 
 def _units(user: str, units: list[str]) -> list[str]:
