@@ -392,8 +392,8 @@ def as_account_output(user: str, argv: list[str], timeout: float, limit: int) ->
     """The stdout of ARGV (a root-owned binary, looked up in ``SYSTEM_PATH``) run as USER, at most LIMIT bytes
     within TIMEOUT seconds; None when it could not start, ran longer or printed more (its process group killed).
 
-    The child drops to USER's uid and primary group with no supplementary groups (``setresgid`` then
-    ``setresuid`` between fork and exec, by ``subprocess`` itself: no helper binary, no shell) and starts
+    The child drops to USER's uid and primary group with no supplementary groups (``setgroups``, ``setregid``,
+    ``setreuid`` between fork and exec, by ``subprocess`` itself: no helper binary, no shell) and starts
     with an environment of three fixed variables, in ``/``, with stdin and stderr on /dev/null: nothing of
     the account's environment, PATH or binaries reaches it, and nothing it prints is read past LIMIT. It runs
     with the account's own rights, so whatever the account makes it do (it may ptrace it once it runs under
@@ -455,8 +455,8 @@ def _units(user: str, units: list[str]) -> list[str]:
     could when root asked the same manager through ``--machine=USER@.host`` (a bridge process, run as the
     account, into the same bus): the units' state is the account's report, never evidence against it. What
     root itself trusts is read from the files (``paths``, ``unit_sources``, ``account_plants``). Asked this
-    way, root neither parses the account's D-Bus messages nor starts a transient bridge unit (64 ms of the
-    host's CPU against 25 ms), and the output is bounded (``SHOW_LIMIT``); an answer that fails, is too slow
+    way, root neither parses the account's D-Bus messages nor has PID 1 start a transient bridge unit (about
+    30 ms less of the host's CPU), and the output is bounded (``SHOW_LIMIT``); an answer that fails, is too slow
     or too large is no answer (``{}`` for every unit), as a manager that does not run.
     """
     try:
