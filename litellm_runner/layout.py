@@ -40,6 +40,7 @@ RUNNER_STATE = "/var/lib/litellm-runner"  # root's own state
 CREATED = f"{RUNNER_STATE}/created-accounts"  # root's record of the accounts the runner made
 RUN_LOCK = "/run/litellm-runner.lock"  # the host's run lock (pyinfra_ext/lock.py), on root's tmpfs
 QUARANTINE = f"{RUNNER_STATE}/quarantine"
+HOSTSIDE_CACHE = "/var/cache/litellm-runner"  # root's compiled host-side code, by its source's sha256 (hostboot.py)
 RESTART_HELD = f"{RUNNER_STATE}/restart-held"  # a restart of litellm.service owed since a run that held it
 
 CODE_MODE = "0755"  # code: readable by all, written by root only

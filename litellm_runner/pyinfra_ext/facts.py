@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import shlex
 import zlib
@@ -36,14 +37,18 @@ def as_account(user: str, group: str, home: str, limit: int | None = None) -> st
     return prefix + (f" timeout -k 5 {int(limit)}" if limit else "")
 
 
-def hostside(action: str, args: dict) -> str:
+def hostside(action: str, args: dict, cache: str = layout.HOSTSIDE_CACHE) -> str:
     """The command that runs ``litellm_runner.pyinfra_ext.hostside`` ACTION with ARGS on the host.
 
     The code travels inside the command and runs in root's own interpreter,
-    isolated (``-I``): never the venv's, never a file the service account can write.
+    isolated (``-I``): never the venv's, never a file the service account can write;
+    without the ``site`` module (``-S``): it needs nothing but the standard library, so
+    no ``.pth`` file of the system's site-packages runs, and the start costs less. Its
+    compiled form is kept in root's cache CACHE (``hostboot``): compiled once per version,
+    not on every command.
     """
     blob = base64.b64encode(json.dumps(args, sort_keys=True).encode()).decode()
-    return f"{layout.SYSTEM_PYTHON} -I -c {shlex.quote(_boot())} {action} {blob}"
+    return f"{layout.SYSTEM_PYTHON} -I -S -c {shlex.quote(_boot(cache))} {action} {blob}"
 
 
 # Shipped ahead of the host-side code: ``litellm_runner.layout`` as a module of that name, so that
@@ -59,17 +64,23 @@ _sys.modules.update({{"litellm_runner": _pkg, "litellm_runner.layout": _layout}}
 
 
 @functools.lru_cache(maxsize=1)
-def _boot() -> str:
+def source() -> str:
+    """The host-side source every host-side command runs: the shared layout, the env-file codec, hostside.py."""
     parts = [SHARED.format(source=shipped("layout.py").read_text())]
     parts += [shipped(*name).read_text() for name in (("envfile.py",), ("pyinfra_ext", "hostside.py"))]
-    source = "from __future__ import annotations\n" + "\n".join(
+    return "from __future__ import annotations\n" + "\n".join(
         line for part in parts for line in part.splitlines() if line != "from __future__ import annotations"
     )
-    payload = base64.b64encode(zlib.compress(source.encode(), 9)).decode()
-    return (
-        "import base64,sys,zlib;g={'__name__':'litellm_hostside'};"
-        f"exec(zlib.decompress(base64.b64decode('{payload}')),g);sys.exit(g['main'](sys.argv))"
-    )
+
+
+@functools.lru_cache(maxsize=4)
+def _boot(cache: str = layout.HOSTSIDE_CACHE) -> str:
+    """The program of every host-side command: ``hostboot.py``, then its ``run`` of the ``source()``, compressed,
+    keyed by its sha256, its compiled code kept in CACHE (root's; ``hostboot`` says when it is used)."""
+    key = hashlib.sha256(source().encode()).hexdigest()
+    payload = base64.b64encode(zlib.compress(source().encode(), 9)).decode()
+    boot = shipped("pyinfra_ext", "hostboot.py").read_text()
+    return f"{boot}\nsys.exit(run({key!r}, {payload!r}, {cache!r}))\n"
 
 
 class FileText(FactBase):

@@ -2,7 +2,7 @@
 
 This module is the only code root runs on a host to read or write the
 account's files. It is not installed on the host: ``command(action, args)``
-sends its source (with the env-file codec) inline to ``/usr/bin/python3 -I``,
+sends its source (with the env-file codec) inline to ``/usr/bin/python3 -I -S``,
 a root-owned interpreter in isolated mode, so nothing the account can write
 (its venv, ``bin/``, ``PYTHONPATH``, the working directory) is ever executed
 by root.
@@ -17,7 +17,7 @@ place inside the same directory handle, backups listed as data (no shell) and
 removed with ``unlinkat``. A symlink planted at a managed path is reported as
 ``{"type": "symlink"}`` and never read through; a write replaces it.
 
-Actions (``python3 -I -c SOURCE ACTION ARGS_B64JSON``), each printing one JSON
+Actions (``python3 -I -S -c SOURCE ACTION ARGS_B64JSON``), each printing one JSON
 document on stdout, or an error line on stderr with exit 1:
 
 - ``snapshot``: ``paths`` (type, mode, owner, sha256 of regular files; env-file
@@ -64,7 +64,6 @@ import stat
 import subprocess
 import sys
 import time
-import urllib.parse
 
 from litellm_runner import layout  # shipped ahead of this file (facts._boot): the constants both sides share
 
@@ -384,18 +383,89 @@ def unit_sources(user: str, unit: str) -> list[str]:
     return found
 
 
-def _units(user: str, units: list[str]) -> list[str]:
-    """``systemctl show`` of UNITS, then per unit ``X-Sources=`` the files on disk besides the managed one."""
+SYSTEM_PATH = "/usr/bin:/bin"  # root's own binaries: what a command run as the account is looked up in
+SHOW_TIMEOUT = 30  # seconds for the account's ``systemctl --user show``
+SHOW_LIMIT = 1 << 20  # bytes of its output read (the managed units' properties: about 5 KB)
+
+
+def as_account_output(user: str, argv: list[str], timeout: float, limit: int) -> bytes | None:
+    """The stdout of ARGV (a root-owned binary, looked up in ``SYSTEM_PATH``) run as USER, at most LIMIT bytes
+    within TIMEOUT seconds; None when it could not start, ran longer or printed more (its process group killed).
+
+    The child drops to USER's uid and primary group with no supplementary groups (``setgroups``, ``setregid``,
+    ``setreuid`` between fork and exec, by ``subprocess`` itself: no helper binary, no shell) and starts
+    with an environment of three fixed variables, in ``/``, with stdin and stderr on /dev/null: nothing of
+    the account's environment, PATH or binaries reaches it, and nothing it prints is read past LIMIT. It runs
+    with the account's own rights, so whatever the account makes it do (it may ptrace it once it runs under
+    its uid), the account could have done itself; root only reads its bounded output as data.
+    """
+    import select
+
+    pw = pwd.getpwnam(user)
+    env = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8", "XDG_RUNTIME_DIR": f"/run/user/{pw.pw_uid}"}
     try:
-        proc = subprocess.run(
-            ["systemctl", "--user", f"--machine={user}@.host", "show", f"--property={UNIT_PROPS}", *units],
-            capture_output=True,
-            text=True,
-            timeout=30,
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd="/",
+            env=env,
+            user=pw.pw_uid,
+            group=pw.pw_gid,
+            extra_groups=[],
+            start_new_session=True,
         )
-        lines = proc.stdout.splitlines()
-    except (OSError, subprocess.TimeoutExpired):
-        lines = []
+    except OSError:
+        return None
+    out = proc.stdout
+    assert out is not None  # stdout=PIPE
+    deadline, chunks, size = time.monotonic() + timeout, [], 0
+    poller = select.poll()
+    poller.register(out, select.POLLIN)
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(left * 1000):
+                return None
+            chunk = os.read(out.fileno(), 1 << 16)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        proc.wait(max(deadline - time.monotonic(), 0))
+        return b"".join(chunks)
+    except subprocess.TimeoutExpired:
+        return None
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)  # the group it leads (start_new_session); not reaped yet, so still its own
+            proc.wait()
+        out.close()
+
+
+def _units(user: str, units: list[str]) -> list[str]:
+    """``systemctl show`` of UNITS, then per unit ``X-Sources=`` the files on disk besides the managed one.
+
+    ``systemctl --user show`` runs as USER, at USER's own bus (``as_account_output``): the answer comes from
+    the account's user manager, the one that runs the managed units. The account owns that manager and its
+    bus, so it can fake these answers (say a unit is active, enabled, loaded from the managed file), as it
+    could when root asked the same manager through ``--machine=USER@.host`` (a bridge process, run as the
+    account, into the same bus): the units' state is the account's report, never evidence against it. What
+    root itself trusts is read from the files (``paths``, ``unit_sources``, ``account_plants``). Asked this
+    way, root neither parses the account's D-Bus messages nor has PID 1 start a transient bridge unit (about
+    30 ms less of the host's CPU), and the output is bounded (``SHOW_LIMIT``); an answer that fails, is too slow
+    or too large is no answer (``{}`` for every unit), as a manager that does not run.
+    """
+    try:
+        found = as_account_output(
+            user, ["systemctl", "--user", "show", f"--property={UNIT_PROPS}", *units], SHOW_TIMEOUT, SHOW_LIMIT
+        )
+    except KeyError:
+        found = None
+    lines = found.decode("utf-8", "replace").splitlines() if found else []
     for unit in units:
         lines += ["", f"Id={unit}", f"X-Sources={json.dumps(unit_sources(user, unit))}"]
     return lines
@@ -1343,6 +1413,8 @@ def _redacted(text: str, env_file: str, marks: set[str]) -> str:
     as ``shown.mark`` shows them), and the password inside such a URL, replaced by its mark: a secret written
     into a file by hand never leaves the host in clear, not even in the fact output pyinfra prints at -vvv.
     Refused when ENV_FILE cannot be read: the text is then not shown at all."""
+    import urllib.parse  # here, not at the top: every other action (the snapshot) starts without it
+
     codec = globals().get("loads")  # the env-file codec sent along (facts._boot)
     if codec is None:
         raise Unsafe(f"{env_file}: no env-file codec to find the secrets with: not shown")

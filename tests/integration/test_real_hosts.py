@@ -142,7 +142,7 @@ def test_every_command_and_fact_goes_through_sudo(converged):
     commands = [line.split(" >>> ", 1)[1] for line in converged["first"].stderr.splitlines() if " >>> " in line]
     plain = [c for c in commands if not c.startswith("env SUDO_ASKPASS=/tmp/litellm-runner-askpass.")]
     # the host snapshot (root's own interpreter, isolated) takes _sudo from host data like operations
-    assert any("sudo -H -A -k sh -c" in c and "/usr/bin/python3 -I -c" in c for c in commands)
+    assert any("sudo -H -A -k sh -c" in c and "/usr/bin/python3 -I -S -c" in c for c in commands)
     assert [c for c in plain if not c.startswith("umask 077 && mktemp -d /tmp/litellm-runner.")] == []
     assert any("sudo -H -A -k sh -c 'cd / && runuser -u alice -g alice -- env -i " in c for c in commands)  # as alice
     assert any("runuser -u root -- env -i HOME=/root " in c and "/bin/pip install" in c for c in commands)  # root's

@@ -85,7 +85,7 @@ def as_text(command):
     if isinstance(command, FunctionCommand) and command.function.__name__ == "_dbctl_failed":
         return f"FAIL {command.args[0]}"
     text = command.get_raw_value() if isinstance(command, StringCommand) else str(command)
-    if text.startswith(f"{SYSTEM_PYTHON} -I -c "):
+    if text.startswith(f"{SYSTEM_PYTHON} -I -S -c "):
         action, blob = text.split()[-2:]
         return f"hostside {action} {json.dumps(json.loads(base64.b64decode(blob)), sort_keys=True)}"
     return text
