@@ -34,13 +34,13 @@ check: venv
 test: system-deps venv
 	$(PY) -m pytest tests/unit -v -p no:cacheprovider
 	$(MAKE) --no-print-directory images
-	$(PY) -m pytest tests/integration -v -p no:cacheprovider -n 2 --dist loadfile --durations=40
+	$(PY) -m pytest tests/integration -v -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder --durations=40
 
 unit: venv
 	$(PY) -m pytest tests/unit -q -p no:cacheprovider
 
 integration: system-deps venv images
-	$(PY) -m pytest tests/integration -v -p no:cacheprovider -n 2 --dist loadfile --durations=40
+	$(PY) -m pytest tests/integration -v -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder --durations=40
 
 # both sandbox images (Debian 12 for the full suite, 13 for tests/integration/test_release.py), built
 # side by side (mostly downloads); each is cached by the hash of what it is built from

@@ -476,7 +476,9 @@ def up(
 def down(name: str = DEFAULT_NAME) -> None:
     """Remove the sandbox NAME and its state; nothing to do if it is gone."""
     if _container_state(name) is not None:
-        _run(["podman", "rm", "-f", "-t", "5", name], timeout=120)
+        # killed at once: systemd as PID 1 ignores SIGTERM (it stops on SIGRTMIN+3), so a grace period
+        # only waited 5 s for the kill on every sandbox a test run removes; nothing in it is kept
+        _run(["podman", "rm", "-f", "-t", "0", name], timeout=120)
     shutil.rmtree(_state(name), ignore_errors=True)
 
 

@@ -15,6 +15,37 @@ _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 if _WORKER.startswith("gw"):
     NAME, PORT = f"{NAME}-{_WORKER}", PORT + 30 + int(_WORKER[2:])
 
+# The files that take several minutes each, longest first (estimated from the slowest durations of the
+# CI runs of 2026-12-05: own sandboxes, or rows that each break and repair the host). `make test` hands
+# whole files to whichever of its two workers is free, in collection order (`--no-loadscope-reorder`;
+# xdist's own order, most tests first, left test_fleet, test_rotate and test_upgrade to the end, where
+# one worker idled while the other finished a long file). Longest first leaves the short files, in
+# collection order, to fill both workers up to the end. A new long file belongs in this list.
+LONGEST_FIRST = (
+    "test_fleet.py",
+    "test_recover.py",
+    "test_trust.py",
+    "test_unit_drift.py",
+    "test_check.py",
+    "test_repair.py",
+    "test_proxy_database.py",
+    "test_real_hosts.py",
+    "test_interrupt.py",
+    "test_refuse.py",
+    "test_mcp.py",
+    "test_rotate.py",
+    "test_upgrade.py",
+    "test_release.py",
+    "test_inventory.py",
+    "test_migrations.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    """The integration files in LONGEST_FIRST's order, then the others; each file's tests keep their order."""
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 @pytest.fixture(scope="session")
 def host():

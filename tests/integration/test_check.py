@@ -5,16 +5,16 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 
 import pytest
 
-from tests.support.hosts import REPO, drift_check, pyinfra
+from tests.support.hosts import REPO, drift_check, pyinfra, ssh_argv
 
 CODE = "/usr/local/lib/litellm-runner"  # litellm_runner.layout.CODE: root's venv and tools
 ROOT = "/home/litellm/litellm"
 CTL = "systemctl --user --machine=litellm@.host"
+PS_END = "::ps-end::"  # ends each process list the canary test reads from the host
+WATCH_PS = f"while :; do ps -eo args; echo {PS_END}; sleep 0.2; done"
 
 
 check = drift_check
@@ -153,17 +153,15 @@ def test_canary_secret_appears_nowhere(converged, host, tmp_path):
     old = read_secrets_file(sandbox.host_data(host.name)["litellm_secrets_file"])["LITELLM_SALT_KEY"]
     canary = "sk-canary-" + os.urandom(8).hex()
     env = {"LITELLM_SALT_KEY": canary}  # the operator's secret source now holds the canary
-    seen_in_ps = []
-    stop = threading.Event()
-
-    def watch_processes():
-        while not stop.is_set():
-            ps = host.ssh("ps -eo args", check=False, timeout=30).stdout
-            seen_in_ps.append(canary in ps or old in ps)
-            time.sleep(0.2)
-
-    watcher = threading.Thread(target=watch_processes)
-    watcher.start()
+    # the host's process list every 0.2 s, through one SSH session for the whole test (an SSH login per
+    # sample cost the host and this machine more CPU than the runs it watched), into a file
+    snapshots = tmp_path / "ps.txt"
+    with open(snapshots, "w") as out:
+        watcher = subprocess.Popen(
+            [*ssh_argv(host.name), "root@127.0.0.1", f"timeout 1800 sh -c '{WATCH_PS}'"],
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+        )
     try:
         outputs = []
         for args in (["--dry", "--diff"], ["--dry", "--diff", "-vvv"], ["--dry", "--debug"]):
@@ -180,11 +178,14 @@ def test_canary_secret_appears_nowhere(converged, host, tmp_path):
         outputs += [proc.stdout, proc.stderr, json.dumps(report)]
         assert proc.returncode == 0
     finally:
-        stop.set()
-        watcher.join()
+        watched_throughout = watcher.poll() is None  # the session did not end early: no gap in the samples
+        watcher.kill()
+        watcher.wait(timeout=60)
+    assert watched_throughout, "the process-list watch ended before the runs did"
     assert host.ssh(f"grep -c {canary} /etc/litellm/env.litellm").stdout.strip() == "1"  # it did reach the host
     for text in outputs:
         assert canary not in text and old not in text
+    seen_in_ps = [canary in ps or old in ps for ps in snapshots.read_text().split(PS_END + "\n") if ps]
     assert seen_in_ps and not any(seen_in_ps)
     assert (
         canary
