@@ -130,6 +130,9 @@ def apply(restart_inputs: dict[str, list], rollback: dict | None = None, hold: l
             restart_when=inputs if unit.endswith(".service") else [files[unit]],
             path=paths[unit],
             enable_when=[plants],
+            # the proxy of the old layout binds the port itself: stopped before its socket takes the port
+            takes_over="litellm.service" if unit == "litellm.socket" else "",
+            **({"hold_when": hold or []} if unit == "litellm.socket" else {}),
             **gate,
         )
     no_legacy_copies(
