@@ -114,7 +114,6 @@ def apply(restart_inputs: dict[str, list], rollback: dict | None = None, hold: l
                 ready_url=f"http://{d.litellm_bind}:{d.litellm_port}/health/readiness",
                 ready_timeout=d.litellm_ready_timeout,
                 rollback=rollback,
-                hold_when=hold or [],
                 held={
                     "path": layout.RESTART_HELD,
                     "account": "",  # root's own state: the account can neither owe nor cancel a restart
@@ -132,7 +131,8 @@ def apply(restart_inputs: dict[str, list], rollback: dict | None = None, hold: l
             enable_when=[plants],
             # the proxy of the old layout binds the port itself: stopped before its socket takes the port
             takes_over="litellm.service" if unit == "litellm.socket" else "",
-            **({"hold_when": hold or []} if unit == "litellm.socket" else {}),
+            # a failed schema holds the proxy's restart, and the socket's takeover of the old proxy's port
+            hold_when=(hold or []) if unit in ("litellm.service", "litellm.socket") else [],
             **gate,
         )
     no_legacy_copies(
