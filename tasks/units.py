@@ -7,8 +7,9 @@ managed unit or its environment quarantined with evidence (svc-02, ``no_account_
 daemon-reload if anything changed or a unit changed on disk unreloaded, then each unit enabled and
 running (or stopped and disabled), restarted once when an input changed or it ran from something
 else than its managed file. The proxy's socket (``litellm.socket``) comes right before the proxy: on a
-host of the old layout, whose proxy binds the port itself, its first start stops that proxy first. Last, once the units run root's code, the account's copies of it from
-the old layout are quarantined (fs-03).
+host of the old layout, whose proxy binds the port itself, its first start stops that proxy first.
+Last, once the units run root's code, the account's copies of it from the old layout are quarantined
+(fs-03).
 """
 
 import json
