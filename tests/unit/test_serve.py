@@ -79,3 +79,31 @@ def test_the_launcher_serves_only_on_the_socket_systemd_passed(kind, env, refuse
             "left": ["KEEP"],  # the proxy's children are not told of a socket that is not theirs
             "accepting": 1,
         }
+
+
+def load():
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.SourceFileLoader("litellm_serve", str(TOOL))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("litellm_serve", loader))
+    loader.exec_module(module)
+    return module
+
+
+ARGS = ["--config", "/etc/litellm/config.generated.yaml", "--port", "4000"]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "again"),
+    [
+        ("venv", ["venvs/aaaa/bin/python", "/bin/litellm-serve", *ARGS]),  # by root's link: again, by its own name
+        ("venvs/aaaa", None),  # already by the versioned venv's own name
+    ],
+)
+def test_the_launcher_runs_from_the_versioned_venv_the_link_leads_to(tmp_path, prefix, again):
+    """Run by the link, a late import after a venv switch would come from the new release (docs/venv-switch.md)."""
+    (tmp_path / "venvs" / "aaaa" / "bin").mkdir(parents=True)
+    (tmp_path / "venv").symlink_to(tmp_path / "venvs" / "aaaa")
+    got = load().pinned(str(tmp_path / prefix), ["/bin/litellm-serve", *ARGS])
+    assert got == (None if again is None else [str(tmp_path / again[0]), *again[1:]])
