@@ -1904,7 +1904,13 @@ def socket_listens(user: str, units: list[str]) -> set[str]:
         )
     except (OSError, subprocess.TimeoutExpired):
         return set()
-    return {line[7:].rpartition(" (")[0] for line in proc.stdout.splitlines() if line.startswith("Listen=")}
+    return listen_endpoints(proc.stdout)
+
+
+def listen_endpoints(text: str) -> set[str]:
+    """The endpoints of ``systemctl show --property=Listen`` TEXT (``Listen=127.0.0.1:4000 (Stream)``)."""
+    found = (line[7:].rpartition(" (")[0] for line in text.splitlines() if line.startswith("Listen="))
+    return {endpoint for endpoint in found if endpoint}
 
 
 def _head(path: str, limit: int = PROC_LIMIT) -> tuple[bytes, bool]:

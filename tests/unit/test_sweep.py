@@ -146,6 +146,19 @@ def test_a_listener_of_a_managed_socket_unit_is_the_accounts_own_work(classes, e
     assert hs.sweep_listener_managed(classes, endpoint, SOCKETS) is managed
 
 
+@pytest.mark.parametrize(
+    "text, endpoints",
+    [
+        ("Listen=127.0.0.1:4000 (Stream)\n", {"127.0.0.1:4000"}),  # systemd 252 and 257, as the sandbox shows it
+        ("Listen=[::1]:4000 (Stream)\n\nListen=10.0.0.5:4100 (Stream)\n", {"[::1]:4000", "10.0.0.5:4100"}),
+        ("Listen=\n", set()),  # a socket unit not loaded
+        ("", set()),
+    ],
+)
+def test_the_managed_sockets_endpoints_as_the_listener_table_names_them(text, endpoints):
+    assert hs.listen_endpoints(text) == endpoints
+
+
 # -- evidence: escaping -----------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "raw, shown",
