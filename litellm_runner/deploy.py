@@ -55,7 +55,7 @@ def deploy_litellm() -> None:
     switch = python_env.switch(db["hold"])  # the new venv takes over once the schema is its release's
     units.apply(
         {
-            "litellm.service": [files["config"], files["env"], *venv, switch, *db["restart"]],
+            "litellm.service": [files["config"], files["env"], files["serve"], *venv, switch, *db["restart"]],
             "*": [files["env"], *venv, switch, *files["tools"]],
         },
         rollback={**files["rollback"], "venv": switch},

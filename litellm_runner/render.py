@@ -156,15 +156,20 @@ def _paths(data) -> dict:
 
 
 def render_units(data) -> dict[str, str]:
-    """Every managed user unit: ``{"litellm.service": text, "litellm-backup.timer": text, ...}``."""
+    """Every managed user unit: ``{"litellm.socket": text, "litellm.service": text, "litellm-backup.timer": ...}``.
+
+    The proxy's listening socket is its own unit (``litellm.socket``): systemd holds it, the proxy serves on
+    it (``files/bin/litellm-serve``), and connections wait in its queue while the proxy restarts."""
     env = _env()
     units = {}
     for name, svc in _get(data, "litellm_services").items():
         if name == "litellm":
+            where = {"bind": _get(data, "litellm_bind"), "port": _get(data, "litellm_port")}
+            units["litellm.socket"] = env.get_template("litellm.socket.j2").render(**_paths(data), **where)
             units["litellm.service"] = env.get_template("litellm.service.j2").render(
                 **_paths(data),
-                bind=_get(data, "litellm_bind"),
-                port=_get(data, "litellm_port"),
+                **where,
+                bin=layout.BIN,
                 num_workers=_get(data, "litellm_num_workers"),
                 worker_healthcheck_timeout=_get(data, "litellm_worker_healthcheck_timeout"),
                 database=uses_database(data),
@@ -199,8 +204,13 @@ def service_port(data, name: str, svc: dict) -> int:
 
 
 def wanted_units(data) -> dict[str, bool]:
-    """Units to enable and run (True) or stop and disable (False); timers' services are run by them."""
-    wanted = {f"{n}.service": bool(s["enabled"]) for n, s in _get(data, "litellm_services").items()}
+    """Units to enable and run (True) or stop and disable (False); timers' services are run by them.
+    The proxy's socket comes right before the proxy: it takes the port first (tasks/units.py)."""
+    wanted = {}
+    for n, s in _get(data, "litellm_services").items():
+        if n == "litellm":
+            wanted["litellm.socket"] = bool(s["enabled"])
+        wanted[f"{n}.service"] = bool(s["enabled"])
     wanted.update({f"{n}.timer": bool(t["enabled"]) for n, t in _get(data, "litellm_timers").items()})
     return wanted
 

@@ -54,19 +54,24 @@ def apply():
         group=group,
         mode=mode,
     )
-    tools = []
+    tools = {}
     sources = host_tools()
     for path, name in managed(d).tools.items():
-        tools.append(
-            file(
-                f"Tool {path} | cfg-02",
-                dest=path,
-                content=sources[name].read_text(),
-                user="root",
-                group="root",
-                mode=layout.CODE_MODE,
-            )
+        tools[name] = file(
+            f"Tool {path} | cfg-02",
+            dest=path,
+            content=sources[name].read_text(),
+            user="root",
+            group="root",
+            mode=layout.CODE_MODE,
         )
     # what a proxy that fails readiness gets back (its newest backup), see tasks/units.py
     rollback = {"path": config_path, "user": user, "group": group, "mode": mode, "when": config}
-    return {"env": env, "config": config, "tools": tools, "rollback": rollback}
+    # serve: the proxy's launcher (litellm-serve), an input of the proxy's restart
+    return {
+        "env": env,
+        "config": config,
+        "tools": list(tools.values()),
+        "serve": tools["litellm-serve"],
+        "rollback": rollback,
+    }

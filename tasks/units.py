@@ -6,8 +6,10 @@ root's folders quarantined (svc-01), then everything of the account's own that w
 managed unit or its environment quarantined with evidence (svc-02, ``no_account_plants``), one
 daemon-reload if anything changed or a unit changed on disk unreloaded, then each unit enabled and
 running (or stopped and disabled), restarted once when an input changed or it ran from something
-else than its managed file. Last, once the units run root's code, the account's copies of it from
-the old layout are quarantined (fs-03).
+else than its managed file. The proxy's socket (``litellm.socket``) comes right before the proxy: on a
+host of the old layout, whose proxy binds the port itself, its first start stops that proxy first.
+Last, once the units run root's code, the account's copies of it from the old layout are quarantined
+(fs-03).
 """
 
 import json
@@ -114,7 +116,6 @@ def apply(restart_inputs: dict[str, list], rollback: dict | None = None, hold: l
                 ready_url=f"http://{d.litellm_bind}:{d.litellm_port}/health/readiness",
                 ready_timeout=d.litellm_ready_timeout,
                 rollback=rollback,
-                hold_when=hold or [],
                 held={
                     "path": layout.RESTART_HELD,
                     "account": "",  # root's own state: the account can neither owe nor cancel a restart
@@ -130,6 +131,10 @@ def apply(restart_inputs: dict[str, list], rollback: dict | None = None, hold: l
             restart_when=inputs if unit.endswith(".service") else [files[unit]],
             path=paths[unit],
             enable_when=[plants],
+            # the proxy of the old layout binds the port itself: stopped before its socket takes the port
+            takes_over="litellm.service" if unit == "litellm.socket" else "",
+            # a failed schema holds the proxy's restart, and the socket's takeover of the old proxy's port
+            hold_when=(hold or []) if unit in ("litellm.service", "litellm.socket") else [],
             **gate,
         )
     no_legacy_copies(

@@ -476,7 +476,7 @@ def _removable(user: str, path: str) -> bool:
     dirs = unit_dirs(user)
     head, _, name = path.rpartition("/")
     if head in dirs:
-        return path.rpartition("/")[0] != MANAGED_UNITS and name.endswith((".service", ".timer"))
+        return path.rpartition("/")[0] != MANAGED_UNITS and name.endswith((".service", ".timer", ".socket"))
     base, _, sub = head.rpartition("/")
     return base in dirs and sub.endswith(".d") and name.endswith(".conf")
 
@@ -1953,6 +1953,38 @@ def sweep_class(unit: str | None, managed, from_manager: bool) -> str:
     return "foreign"
 
 
+def sweep_listener_managed(classes: list[str], endpoint: str, sockets) -> bool:
+    """Whether a listener is the account's own work: a process of a managed unit holds it (CLASSES: its
+    holders' ``sweep_class``), or only the user manager does and it listens where a managed socket unit
+    does (SOCKETS: their ``Listen=`` endpoints; ``litellm.socket`` between two proxies)."""
+    if "managed" in classes:
+        return True
+    return bool(classes) and set(classes) == {"manager"} and endpoint in sockets
+
+
+def socket_listens(user: str, units: list[str]) -> set[str]:
+    """The endpoints USER's manager listens on for the socket units among UNITS (``Listen=127.0.0.1:4000``)."""
+    sockets = [u for u in units if u.endswith(".socket")]
+    if not sockets:
+        return set()
+    try:
+        proc = subprocess.run(
+            ["systemctl", "--user", f"--machine={user}@.host", "show", "--property=Listen", *sockets],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    return listen_endpoints(proc.stdout)
+
+
+def listen_endpoints(text: str) -> set[str]:
+    """The endpoints of ``systemctl show --property=Listen`` TEXT (``Listen=127.0.0.1:4000 (Stream)``)."""
+    found = (line[7:].rpartition(" (")[0] for line in text.splitlines() if line.startswith("Listen="))
+    return {endpoint for endpoint in found if endpoint}
+
+
 def _head(path: str, limit: int = PROC_LIMIT) -> tuple[bytes, bool]:
     """(the first LIMIT bytes of PATH, whether there was more), read non-blocking, never through a link."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
@@ -2201,12 +2233,13 @@ def _netns(pid) -> int | None:
         return None
 
 
-def sweep_processes(uid: int, managed) -> tuple[list[dict], list[dict], dict]:
+def sweep_processes(uid: int, managed, sockets=()) -> tuple[list[dict], list[dict], dict]:
     """(UID's processes outside the managed units, the listeners no managed unit holds, counts).
 
     A process is UID's when any of its real, effective, saved or file-system uids is. A listener is
     UID's when UID owns the socket or one of UID's processes holds it; it is foreign when no process of a
-    managed unit holds it. The tables are read per network namespace of UID's processes (and root's).
+    managed unit holds it, unless only the user manager does on one of SOCKETS (``sweep_listener_managed``).
+    The tables are read per network namespace of UID's processes (and root's).
     """
     procs, parents = {}, {}
     for entry in os.listdir("/proc"):
@@ -2244,7 +2277,7 @@ def sweep_processes(uid: int, managed) -> tuple[list[dict], list[dict], dict]:
                 held = sorted(holders.get(sock["inode"], []))
                 if sock["uid"] != uid and not held:
                     continue
-                if any(procs[p]["class"] == "managed" for p in held):
+                if sweep_listener_managed([procs[p]["class"] for p in held], endpoint(sock), sockets):
                     continue
                 sock.update(endpoint=endpoint(sock), pids=held if held or not unread else None)
                 if ns != own:
@@ -2338,7 +2371,8 @@ def sweep(args: dict) -> dict:
     home = pw.pw_dir.rstrip("/")
     allowed = sweep_allowed(args.get("allowed", []), home)
     files = sweep_files(args["user"], pw.pw_uid, home)
-    procs, listeners, counts = sweep_processes(pw.pw_uid, set(args.get("units", [])))
+    units = list(args.get("units", []))
+    procs, listeners, counts = sweep_processes(pw.pw_uid, set(units), socket_listens(args["user"], units))
     btime = _btime()
     found = [*files, *(_process_item(p, btime) for p in procs), *(_listener_item(s) for s in listeners)]
     declared = [i for i in found if _declared(i, allowed)]

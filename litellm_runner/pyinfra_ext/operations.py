@@ -971,6 +971,7 @@ def user_unit(
     enable_when: list | tuple = (),
     hold_when: list | tuple = (),
     held: dict | None = None,
+    takes_over: str = "",
 ):
     """Ensure USER's unit UNIT is enabled/disabled and running/stopped.
 
@@ -995,6 +996,9 @@ def user_unit(
       changed in the run that held it, not in the next), written with the command prefix ACCOUNT
       (empty: root, ``layout.RESTART_HELD``); the restart done and the file removed by the first run
       that holds nothing
+    + takes_over: a unit that held UNIT's address before it (the proxy binding its own port, before
+      ``litellm.socket``): stopped right before UNIT starts when it runs and UNIT does not, since the
+      address is free only then; held like a restart when an item of HOLD_WHEN failed (it keeps serving)
     """
     state = snapshot.current().for_user(user).unit(unit)
     edited = bool(path and (foreign_sources(state, path) or state.get("need_reload")))
@@ -1017,8 +1021,11 @@ def user_unit(
     owed = bool(held and snapshot.current().path(held["path"]))
     if running and is_active and owed:
         action = "restart"
+    takeover = (
+        action == "start" and bool(takes_over) and snapshot.current().for_user(user).unit(takes_over).get("active")
+    )
     failed = [m for m in hold_when if m.is_complete() and m.did_error()]
-    if action == "restart" and failed:
+    if (action == "restart" or takeover) and failed:
         drift.record("restart", None, "restart")
         action = None
         if held and not owed:
@@ -1034,6 +1041,11 @@ def user_unit(
     else:  # only a restart: a consequence of drift in an input, not drift of its own
         drift.record("restart", None, "restart")
     yield from commands
+    if takeover and action and not ready_url:  # one command: the address is refused only between the two
+        yield f"{ctl} stop {q(takes_over)} && {ctl} start {q(unit)}"
+        return
+    if takeover and action:
+        yield f"{ctl} stop {q(takes_over)}"
     if action in ("start", "restart") and ready_url:
         yield FunctionCommand(
             _gated,

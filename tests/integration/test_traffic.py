@@ -6,7 +6,8 @@ no model weights): a chat completion with the master key gets 200 and the stub's
 answer, one without a key gets 401 (not 500: the venv has LiteLLM's database
 client, prisma, which the proxy's auth error handler imports). A change of
 litellm_settings.request_timeout restarts the proxy (rolling restart, gated on
-/health/readiness) and the completion works again.
+/health/readiness) and the completion works again; readiness probed all through that restart
+always answers 200 (the proxy's socket, litellm.socket, queues connections while no proxy runs).
 
 Requests are sent from inside the sandbox (the proxy listens on its loopback) with
 curl; the master key, read from the sandbox's secret source, reaches curl on
@@ -26,6 +27,7 @@ from litellm_runner import sandbox
 from litellm_runner.secrets import read_secrets_file
 from tests.support.fleet import inventory
 from tests.support.hosts import pyinfra
+from tests.support.proxyload import Watch, ready_at, served_through_restart, stopped_at
 from tests.unit.group_data import defaults
 
 CODE = "/usr/local/lib/litellm-runner"  # litellm_runner.layout.CODE: root's venv and tools
@@ -88,10 +90,12 @@ def first(host, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def restarted(first, host, tmp_path_factory):
-    """A second converge that changes litellm_settings.request_timeout: the proxy restarts (rolling)."""
+    """A second converge that changes litellm_settings.request_timeout: the proxy restarts (rolling), its readiness
+    probed all along (each probe waits up to 600 s, longer than the proxy's start): ``(run, pid, timeout, events)``."""
     timeout = defaults()["litellm_settings"]["request_timeout"] + 7
-    run, pid = converge(host, tmp_path_factory, litellm_settings={"request_timeout": timeout})
-    return run, pid, timeout
+    with Watch(host, timeout=600) as watch:
+        run, pid = converge(host, tmp_path_factory, litellm_settings={"request_timeout": timeout})
+    return run, pid, timeout, watch.events
 
 
 def test_venv_has_the_prisma_client_litellm_requires(first, host):
@@ -115,9 +119,20 @@ def test_without_a_key_is_401(first, host):
     assert body["error"]["type"] == "auth_error"
 
 
+def test_the_proxy_answers_throughout_its_restart(first, restarted, host):
+    """litellm.socket outlives the proxy: a probe sent while no proxy ran waited in its queue and the new proxy
+    answered it; no probe was refused or failed, from before the restart until after the new proxy was ready."""
+    _, _, _, events = restarted
+    stop = stopped_at(host)
+    assert [e for e in events if e["status"] != 200] == [], [e for e in events if e["status"] != 200]
+    assert any(e["t"] < stop for e in events)  # the watch began before the old proxy stopped
+    assert served_through_restart(events, stop, ready_at(host, stop)), events
+    assert any(e["t"] > ready_at(host, stop) for e in events)
+
+
 def test_rolling_restart_then_traffic_again(first, restarted, host):
     _, pid_before = first
-    run, pid_after, timeout = restarted
+    run, pid_after, timeout, _ = restarted
     assert pid_before != pid_after  # the proxy process was replaced by the converge
     assert [n for n in run.changed(host.name) if "litellm.service" in n], run.changed(host.name)
     config = yaml.safe_load(host.out("cat /etc/litellm/config.generated.yaml"))
@@ -129,7 +144,7 @@ def test_rolling_restart_then_traffic_again(first, restarted, host):
 
 def test_the_key_is_in_no_output(first, restarted, host):
     key = master_key()
-    run, _, _ = restarted
+    run, _, _, _ = restarted
     assert key not in first[0].stdout + first[0].stderr + run.stdout + run.stderr
     journal = host.out("journalctl _SYSTEMD_USER_UNIT=litellm.service -o cat --no-pager -n 300", check=False)
     assert key not in journal

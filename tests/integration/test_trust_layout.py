@@ -66,7 +66,13 @@ def test_what_the_services_run_is_roots_along_its_whole_path(host, converged):
     assert host.out(f"stat -c '%U %F' {layout.VENV}") == "root symbolic link"
     assert host.out(f"readlink {layout.VENV}").startswith("venvs/")
     real = host.out(f"readlink -e {layout.VENV}")
-    paths = [real, layout.BIN, layout.CONFIG_FILE, layout.ENV_FILE, f"{layout.UNITS}/litellm.service"]
+    paths = [
+        real,
+        layout.BIN,
+        layout.CONFIG_FILE,
+        layout.ENV_FILE,
+        *(f"{layout.UNITS}/litellm.{k}" for k in ("service", "socket")),
+    ]
     for path in paths:
         parts = path.strip("/").split("/")
         for i in range(len(parts) + 1):
@@ -76,8 +82,10 @@ def test_what_the_services_run_is_roots_along_its_whole_path(host, converged):
             assert not int(mode, 8) & 0o022 or here == "/tmp", f"{here} is {mode}: group or others may write"
     assert host.out(f"stat -c '%U:%G %a' {layout.ENV_FILE}") == "root:litellm 640"
     assert host.out(f"find {layout.CODE} {layout.CONFIG} ! -user root | head -3") == ""
-    # the proxy and the tools run from root's venv
-    assert f"ExecStart={layout.VENV}/bin/litellm" in host.out(f"cat {layout.UNITS}/litellm.service")
+    # the proxy and the tools run from root's venv; the proxy's launcher is root's tool, on root's socket unit
+    assert f"ExecStart={layout.VENV}/bin/python {layout.BIN}/litellm-serve --config" in host.out(
+        f"cat {layout.UNITS}/litellm.service"
+    )
 
 
 def test_the_kernel_refuses_the_accounts_changes_to_the_venv_config_and_units(host, converged):

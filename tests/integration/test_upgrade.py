@@ -15,8 +15,10 @@ readiness is probed from inside the sandbox every half second:
    still leads to the old venv, whose files nothing changed, and the proxy runs from it.
 2. the conflict removed: the next run takes a verified backup, applies the new migrations, and only then
    restarts the proxy. Order is asserted from the host's own records: the backup's time, the migrations'
-   started_at/finished_at, the unit's stop time, the probes' times (one clock, the host's). Every probe before
-   the restart answered 200. The run after changes nothing.
+   started_at/finished_at, the unit's stop time, the gate's "ready" line, the probes' times (one clock, the
+   host's). Every probe answered 200, before, through and after the restart: those sent while no proxy ran
+   waited in litellm.socket's queue (each probe waits up to PROBE_TIMEOUT) and the new proxy answered them.
+   The run after changes nothing.
 
 The sandbox ends on the pinned release (a test that stops halfway converges it back), so the files after this
 one find it converged.
@@ -31,7 +33,7 @@ import pytest
 
 from litellm_runner import layout
 from tests.support.hosts import REPO, pyinfra
-from tests.support.proxyload import Watch
+from tests.support.proxyload import Watch, ready_at, served_through_restart, stopped_at
 
 OLD_PINS = REPO / "tests" / "fixtures" / "upgrade" / "litellm-venv-requirements.txt"
 SCHEMA = "LiteLLM schema as its migrations make it | db-02"
@@ -52,6 +54,7 @@ NEW = {  # migration of 0.4.97 that 0.4.94 lacks: the columns it adds
     "20260910000000_skills_on_object_permission": [("LiteLLM_ObjectPermissionTable", "skills")],
 }
 FAILS = "20260717000000_cascade_delete_jwt_key_mapping_on_token_delete"
+PROBE_TIMEOUT = 300  # seconds a readiness probe waits: longer than the proxy's start (it waits in the socket's queue)
 ORPHAN = "it-upgrade-orphan"  # LiteLLM_JWTKeyMapping.id of the planted row
 
 
@@ -82,12 +85,6 @@ def recorded(host) -> dict[str, tuple[float, float]]:
 
 def proxy_pid(host) -> str:
     return host.out(f"{CTL} show -P MainPID litellm.service")
-
-
-def stopped_at(host) -> float:
-    """When litellm.service last left the active state (its restart began), epoch seconds (the host's clock)."""
-    text = host.out(f"{CTL} show -P ActiveExitTimestamp --timestamp=us+utc litellm.service")
-    return datetime.datetime.strptime(text, "%a %Y-%m-%d %H:%M:%S.%f UTC").replace(tzinfo=datetime.UTC).timestamp()
 
 
 def now(host) -> float:
@@ -145,7 +142,7 @@ def test_upgrade_migrates_before_the_restart_and_a_failed_migration_keeps_the_ol
     old_pid, old_venv = proxy_pid(host), live_venv(host)
     assert proxy_venv(host) == old_venv and old_venv.startswith(f"{layout.VENVS}/")  # the proxy runs from it
     host.ssh("touch /tmp/it-upgrade-mark && sleep 1")
-    with Watch(host) as watch:
+    with Watch(host, timeout=PROBE_TIMEOUT) as watch:
         failed_from = now(host)
         failed = pyinfra([host.name], "-y")
         failed_until = now(host)
@@ -172,7 +169,7 @@ def test_upgrade_migrates_before_the_restart_and_a_failed_migration_keeps_the_ol
         resumed = pyinfra([host.name], "-y")
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         assert {SCHEMA, PROXY} <= set(resumed.changed(host.name))
-        host.wait_for("curl -sf http://127.0.0.1:4000/health/readiness", timeout=240)
+        host.wait_for("curl -sf http://127.0.0.1:4000/health/readiness", timeout=PROBE_TIMEOUT)
         after_restart = now(host)
         time.sleep(3)  # a few probes of the new proxy before the watch stops
 
@@ -193,12 +190,13 @@ def test_upgrade_migrates_before_the_restart_and_a_failed_migration_keeps_the_ol
     assert failed_until < backup_time < min(s for s, _ in applied.values())
     assert max(f for _, f in applied.values()) < stop
 
-    # the proxy served throughout: every probe before the restart answered, through the failed run and the
-    # backup and migrations of the next; the new proxy answers after it
-    before = [e for e in watch.events if e["t"] < stop]
-    assert [e for e in before if e["status"] != 200] == []
-    assert any(failed_from < e["t"] < failed_until for e in before)
-    assert any(e["t"] > after_restart and e["status"] == 200 for e in watch.events), watch.events[-5:]
+    # the proxy served throughout: every probe answered, through the failed run, the backup and migrations of
+    # the next, the restart (sent while no proxy ran, it waited in litellm.socket's queue and the new proxy
+    # answered it), until after the new proxy was ready
+    assert [e for e in watch.events if e["status"] != 200] == [], [e for e in watch.events if e["status"] != 200]
+    assert any(failed_from < e["t"] < failed_until for e in watch.events)
+    assert served_through_restart(watch.events, stop, ready_at(host, stop)), watch.events
+    assert any(e["t"] > after_restart for e in watch.events), watch.events[-5:]
 
     again = pyinfra([host.name], "-y")
     assert again.returncode == 0, again.stderr[-3000:]

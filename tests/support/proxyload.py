@@ -142,7 +142,7 @@ while time.time() < end and not os.path.exists(job["stop"]):
         status = exc.code
     except Exception as exc:
         status = type(exc).__name__
-    print(json.dumps({"t": began, "status": status}), flush=True)
+    print(json.dumps({"t": began, "done": time.time(), "status": status}), flush=True)
     time.sleep(job["every"])
 """
 
@@ -150,8 +150,10 @@ while time.time() < end and not os.path.exists(job["stop"]):
 class Watch:
     """Readiness of HOST's proxy probed in the background from inside the host (``WATCH``), as recorded events.
 
-    ``with Watch(host) as watch: ...`` then ``watch.events``: ``[{"t": host epoch seconds, "status": 200 or
-    the error}, ...]`` in order. Every probe has a timeout, and the loop stops by itself after LIMIT seconds."""
+    ``with Watch(host) as watch: ...`` then ``watch.events``: ``[{"t": host epoch seconds it was sent, "done": when
+    it was answered, "status": 200 or the error}, ...]`` in order. Every probe has a timeout (TIMEOUT: longer than
+    the proxy's start, a probe sent during a restart waits in litellm.socket's queue for the next proxy), and the
+    loop stops by itself after LIMIT seconds."""
 
     def __init__(
         self,
@@ -194,3 +196,29 @@ class Watch:
             out, err = self.proc.communicate(timeout=30)
         self.host.ssh(f"rm -f {self.stop}", check=False)
         self.events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+CTL = "systemctl --user --machine=litellm@.host"
+
+
+def stopped_at(host) -> float:
+    """When litellm.service last left the active state (its restart began), epoch seconds (the host's clock)."""
+    import datetime
+
+    text = host.out(f"{CTL} show -P ActiveExitTimestamp --timestamp=us+utc litellm.service")
+    return datetime.datetime.strptime(text, "%a %Y-%m-%d %H:%M:%S.%f UTC").replace(tzinfo=datetime.UTC).timestamp()
+
+
+def ready_at(host, after: float) -> float:
+    """When the runner's readiness gate last logged the proxy ready after AFTER (epoch seconds, the host's
+    journal: ``journalctl -t litellm-runner``), the first answer of the restarted proxy the gate saw."""
+    out = host.out(
+        f"journalctl -t litellm-runner -o short-unix --no-pager --since @{int(after)} | grep -F 'litellm.service ready'"
+    )
+    return float(out.splitlines()[-1].split()[0])
+
+
+def served_through_restart(events: list[dict], stop: float, ready: float) -> list[dict]:
+    """The probes of EVENTS (``Watch``) sent while no proxy served (after the old one's STOP, before the new one
+    was READY) and answered 200: each waited in litellm.socket's queue for the new proxy."""
+    return [e for e in events if stop < e["t"] < ready and e["status"] == 200]

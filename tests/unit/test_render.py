@@ -66,7 +66,8 @@ def test_proxy_unit():
     five = render_units(defaults(litellm_worker_healthcheck_timeout=5))["litellm.service"]
     assert re.search(r"^ExecStart=.* --timeout_worker_healthcheck 5$", five, re.M)
     assert re.search(
-        r"^ExecStart=/usr/local/lib/litellm-runner/venv/bin/litellm --config "
+        r"^ExecStart=/usr/local/lib/litellm-runner/venv/bin/python /usr/local/lib/litellm-runner/bin/litellm-serve "
+        r"--config "
         r"/etc/litellm/config.generated.yaml --host 127.0.0.1 --port 4000 "
         r"--num_workers 4 --timeout_worker_healthcheck 60$",
         unit,
@@ -80,6 +81,7 @@ def test_proxy_unit():
 
 
 EXPECTED_UNITS = {
+    "litellm.socket",
     "litellm.service",
     "litellm-health-server.service",
     "litellm-metrics.service",
@@ -165,3 +167,27 @@ def test_mcp_credentials_stay_references_and_operator_choices_win():
     assert "authentication_token: os.environ/LITELLM_MCP_STUB_TOKEN" in text
     entry = yaml.safe_load(text)["mcp_servers"]["stub"]
     assert entry["allow_all_keys"] is True and entry["available_on_public_internet"] is True
+
+
+@pytest.mark.parametrize(
+    ("overrides", "listen", "wanted"),
+    [
+        ({}, "127.0.0.1:4000", True),
+        ({"litellm_bind": "10.0.0.5", "litellm_port": 4100}, "10.0.0.5:4100", True),
+        ({"litellm_services": {"litellm": {"enabled": False}}}, "127.0.0.1:4000", False),
+    ],
+)
+def test_the_proxys_socket_unit_holds_its_address_and_passes_it_to_the_proxy(overrides, listen, wanted):
+    """litellm.socket listens where the proxy serves, only the account's manager runs it, and the proxy's
+    unit takes its socket from it; the socket is converged right before the proxy, as the proxy is."""
+    data = defaults(**overrides)
+    units = render_units(data)
+    socket, service = units["litellm.socket"].splitlines(), units["litellm.service"].splitlines()
+    assert f"ListenStream={listen}" in socket and "Service=litellm.service" in socket
+    assert f"ConditionUser={data['litellm_user']}" in socket and "WantedBy=sockets.target" in socket
+    assert {"Requires=litellm.socket", "After=litellm.socket", "Sockets=litellm.socket"} <= set(service)
+    assert f"--host {listen.rpartition(':')[0]} --port {listen.rpartition(':')[2]}" in units["litellm.service"]
+    order = list(wanted_units(data))
+    assert order.index("litellm.socket") + 1 == order.index("litellm.service")
+    assert wanted_units(data)["litellm.socket"] is wanted is wanted_units(data)["litellm.service"]
+    assert list(units).index("litellm.socket") < list(units).index("litellm.service")

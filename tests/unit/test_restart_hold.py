@@ -59,3 +59,31 @@ def test_restart_held_while_the_schema_fails_and_owed_until_done(case, inputs_ch
     assert found == commands
     if case.startswith("still failing"):
         assert noops == ["litellm.service: restart held, an item it needs failed in this run (see its error above)"]
+
+
+@pytest.mark.parametrize(
+    "socket, proxy, schema_failed, commands",
+    [
+        (  # the old layout: the proxy binds the port itself; its socket's first start stops it, in one command
+            {},
+            {"active": True},
+            False,
+            [f"{CTL} enable litellm.socket", f"{CTL} stop litellm.service && {CTL} start litellm.socket"],
+        ),
+        ({"enabled": True}, {"active": True}, True, []),  # the schema failed: the old proxy keeps serving, held
+        ({}, {"active": False}, False, [f"{CTL} enable litellm.socket", f"{CTL} start litellm.socket"]),
+        ({"enabled": True, "active": True}, {"active": True}, False, []),  # converged: nothing stops the proxy
+    ],
+)
+def test_the_proxys_socket_takes_its_port_over_from_the_proxy_of_the_old_layout(socket, proxy, schema_failed, commands):
+    found, noops = run_op(
+        user_unit,
+        {HostSnapshot: snap(units={"litellm.socket": socket, "litellm.service": proxy})},
+        user="litellm",
+        unit="litellm.socket",
+        restart_when=[Result()],
+        hold_when=[Result(failed=schema_failed)],
+        takes_over="litellm.service",
+    )
+    assert found == commands
+    assert bool(noops) == (not commands)

@@ -127,6 +127,38 @@ def test_sweep_class(unit, from_manager, cls):
     assert hs.sweep_class(unit, MANAGED, from_manager) == cls
 
 
+SOCKETS = {"127.0.0.1:4000"}  # litellm.socket's Listen= (hostside.socket_listens)
+
+
+@pytest.mark.parametrize(
+    "classes, endpoint, managed",
+    [
+        (["manager", "managed", "managed"], "127.0.0.1:4000", True),  # litellm.socket and the proxy's processes
+        (["manager"], "127.0.0.1:4000", True),  # litellm.socket between two proxies: only the manager holds it
+        (["manager"], "127.0.0.1:8080", False),  # a transient socket the account asked its manager for
+        (["manager", "foreign"], "127.0.0.1:4000", False),  # a nohup'ed process shares it: not only the manager
+        (["foreign"], "127.0.0.1:4000", False),  # the port taken by the account's own process
+        ([], "127.0.0.1:4000", False),  # owned by the account, its holders unread
+        (["managed"], "127.0.0.1:9090", True),  # a managed service's own port
+    ],
+)
+def test_a_listener_of_a_managed_socket_unit_is_the_accounts_own_work(classes, endpoint, managed):
+    assert hs.sweep_listener_managed(classes, endpoint, SOCKETS) is managed
+
+
+@pytest.mark.parametrize(
+    "text, endpoints",
+    [
+        ("Listen=127.0.0.1:4000 (Stream)\n", {"127.0.0.1:4000"}),  # systemd 252 and 257, as the sandbox shows it
+        ("Listen=[::1]:4000 (Stream)\n\nListen=10.0.0.5:4100 (Stream)\n", {"[::1]:4000", "10.0.0.5:4100"}),
+        ("Listen=\n", set()),  # a socket unit not loaded
+        ("", set()),
+    ],
+)
+def test_the_managed_sockets_endpoints_as_the_listener_table_names_them(text, endpoints):
+    assert hs.listen_endpoints(text) == endpoints
+
+
 # -- evidence: escaping -----------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "raw, shown",
