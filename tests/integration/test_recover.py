@@ -128,7 +128,10 @@ def test_broken_state_is_drift_then_repaired(converged, host, converge, tmp_path
 
 def test_user_manager_stopped_is_drift_then_repaired(converged, host, converge, tmp_path):
     host.ssh("systemctl stop --no-block user@$(id -u litellm).service")
-    host.wait_for("! systemctl is-active -q user@$(id -u litellm).service", timeout=300)
+    # stopped, not stopping: the old manager's process gone too (in podman it can outlive its unit while the
+    # proxy's processes survive SIGKILL, docs/sandbox.md, and keep the proxy's socket bound meanwhile)
+    stopped = "! systemctl is-active -q user@$(id -u litellm).service && ! pgrep -u litellm -x systemd"
+    host.wait_for(stopped, timeout=300)
     proc, report = check(host, tmp_path)
     assert proc.returncode == 2, proc.stdout + proc.stderr[-3000:]
     assert {"Linger for litellm | users-02", "Unit litellm.service enabled and running | svc-01"} <= named(report, host)
