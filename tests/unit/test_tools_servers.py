@@ -605,3 +605,34 @@ def test_status_proxy_database_is_not_asked_without_a_database_url(deps):
     assert proc.stdout.splitlines()[0] == (
         "OK   proxy-database: not used: the config has no database_url (the proxy runs without a database)"
     )
+
+
+@pytest.mark.parametrize(
+    "models, ok, line",
+    [
+        (["kept", "gone"], False, "FAIL probes: last run T: 1 ok, 2 failed, 0 skipped; failed: gone, kept"),
+        (["kept"], False, "FAIL probes: last run T: 1 ok, 2 failed, 0 skipped; failed: kept; "
+                          "1 failed model(s) no longer in the config"),
+        (["fine"], True, "OK   probes: last run T: 1 ok, 2 failed, 0 skipped; 2 failed model(s) no longer in the config"),
+    ],
+    ids=["both-desired", "one-removed", "both-removed"],
+)  # fmt: skip
+def test_status_probes_count_only_models_still_in_the_config(deps, tmp_path, models, ok, line):
+    """A model whose probe failed and that a converge has since removed from the config is no failure now."""
+    root = tmp_path / "root"
+    (root / "state").mkdir(parents=True)
+    (root / "state" / "config.generated.yaml").write_text(
+        "model_list:\n" + "".join(f"  - model_name: {m}\n    litellm_params: {{model: x/y}}\n" for m in models)
+    )
+    record = {"time": "T", "error": None, "ok": 1, "failed": 2, "skipped": 0,
+              "models": {"fine": {"ok": True}, "kept": {"ok": False}, "gone": {"ok": False}}}  # fmt: skip
+    (root / "state" / "capabilities.json").write_text(json.dumps(record))
+    others = ("services", "database", "backups", "health", "metrics", "keys", "config", "models", "prisma",
+              "proxy-database")  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(BIN / "litellm-status"), "--root", str(root), "--env-file", str(deps["env"]),
+         *[a for c in others for a in ("--skip", c)]],
+        capture_output=True, text=True, timeout=60, check=False, env=tool_env(root),
+    )  # fmt: skip
+    assert proc.stdout.splitlines()[0] == line, proc.stdout + proc.stderr
+    assert proc.returncode == (0 if ok else 1)
