@@ -613,7 +613,8 @@ def test_status_proxy_database_is_not_asked_without_a_database_url(deps):
         (["kept", "gone"], False, "FAIL probes: last run T: 1 ok, 2 failed, 0 skipped; failed: gone, kept"),
         (["kept"], False, "FAIL probes: last run T: 1 ok, 2 failed, 0 skipped; failed: kept; "
                           "1 failed model(s) no longer in the config"),
-        (["fine"], True, "OK   probes: last run T: 1 ok, 2 failed, 0 skipped; 2 failed model(s) no longer in the config"),
+        (["fine"], True, "OK   probes: last run T: 1 ok, 2 failed, 0 skipped; "
+                         "2 failed model(s) no longer in the config"),
     ],
     ids=["both-desired", "one-removed", "both-removed"],
 )  # fmt: skip
