@@ -1962,27 +1962,46 @@ def sweep_listener_managed(classes: list[str], endpoint: str, sockets) -> bool:
     return bool(classes) and set(classes) == {"manager"} and endpoint in sockets
 
 
-def socket_listens(user: str, units: list[str]) -> set[str]:
-    """The endpoints USER's manager listens on for the socket units among UNITS (``Listen=127.0.0.1:4000``)."""
-    sockets = [u for u in units if u.endswith(".socket")]
-    if not sockets:
-        return set()
-    try:
-        proc = subprocess.run(
-            ["systemctl", "--user", f"--machine={user}@.host", "show", "--property=Listen", *sockets],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return set()
-    return listen_endpoints(proc.stdout)
+def socket_listens(units: list[str]) -> set[str]:
+    """The endpoints the managed socket units among UNITS listen on (``127.0.0.1:4000``), from root's own
+    unit files in ``MANAGED_UNITS``: never from the account's manager, whose answer the account controls
+    (a faked ``Listen=`` would pass its own listener off as the proxy's socket). A file that is not root's
+    regular file, or that cannot be read, names none."""
+    found: set[str] = set()
+    for unit in units:
+        if not unit.endswith(".socket") or "/" in unit:
+            continue
+        try:
+            fd = os.open(f"{MANAGED_UNITS}/{unit}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and st.st_uid == 0 and not st.st_mode & 0o022:
+                found |= listen_streams(os.read(fd, UNIT_FILE_LIMIT).decode("utf-8", "replace"))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return found
 
 
-def listen_endpoints(text: str) -> set[str]:
-    """The endpoints of ``systemctl show --property=Listen`` TEXT (``Listen=127.0.0.1:4000 (Stream)``)."""
-    found = (line[7:].rpartition(" (")[0] for line in text.splitlines() if line.startswith("Listen="))
-    return {endpoint for endpoint in found if endpoint}
+UNIT_FILE_LIMIT = 1 << 16  # bytes of a managed socket unit read (the rendered one is under 1 KiB)
+
+
+def listen_streams(text: str) -> set[str]:
+    """The ``ListenStream=`` endpoints of a socket unit's TEXT, as the listener table names them
+    (``127.0.0.1:4000``, ``[::1]:4000``); a bare port, a path or a value without a port names none."""
+    found, section = set(), ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[Socket]" and line.startswith("ListenStream="):
+            host, _, port = line[13:].strip().rpartition(":")
+            if host and port.isdigit():
+                found.add(f"{host}:{port}" if host.startswith("[") or ":" not in host else f"[{host}]:{port}")
+    return found
 
 
 def _head(path: str, limit: int = PROC_LIMIT) -> tuple[bytes, bool]:
@@ -2372,7 +2391,7 @@ def sweep(args: dict) -> dict:
     allowed = sweep_allowed(args.get("allowed", []), home)
     files = sweep_files(args["user"], pw.pw_uid, home)
     units = list(args.get("units", []))
-    procs, listeners, counts = sweep_processes(pw.pw_uid, set(units), socket_listens(args["user"], units))
+    procs, listeners, counts = sweep_processes(pw.pw_uid, set(units), socket_listens(units))
     btime = _btime()
     found = [*files, *(_process_item(p, btime) for p in procs), *(_listener_item(s) for s in listeners)]
     declared = [i for i in found if _declared(i, allowed)]

@@ -149,14 +149,39 @@ def test_a_listener_of_a_managed_socket_unit_is_the_accounts_own_work(classes, e
 @pytest.mark.parametrize(
     "text, endpoints",
     [
-        ("Listen=127.0.0.1:4000 (Stream)\n", {"127.0.0.1:4000"}),  # systemd 252 and 257, as the sandbox shows it
-        ("Listen=[::1]:4000 (Stream)\n\nListen=10.0.0.5:4100 (Stream)\n", {"[::1]:4000", "10.0.0.5:4100"}),
-        ("Listen=\n", set()),  # a socket unit not loaded
+        ("[Socket]\nListenStream=127.0.0.1:4000\nService=litellm.service\n", {"127.0.0.1:4000"}),  # as rendered
+        ("[Socket]\nListenStream=[::1]:4000\n ListenStream = 10.0.0.5:4100\n", {"[::1]:4000"}),
+        ("[Socket]\nListenStream=::1:4000\n", {"[::1]:4000"}),
+        ("[Unit]\nListenStream=127.0.0.1:4000\n[Socket]\n", set()),  # not in [Socket]
+        ("[Socket]\nListenStream=4000\nListenStream=/run/x.sock\nListenStream=127.0.0.1:x\n", set()),
         ("", set()),
     ],
 )
 def test_the_managed_sockets_endpoints_as_the_listener_table_names_them(text, endpoints):
-    assert hs.listen_endpoints(text) == endpoints
+    assert hs.listen_streams(text) == endpoints
+
+
+@pytest.mark.parametrize(
+    "owner, mode, link, endpoints",
+    [
+        (0, 0o644, False, {"127.0.0.1:4000"}),  # root's rendered unit
+        (1000, 0o644, False, set()),  # not root's: not believed
+        (0, 0o666, False, set()),  # writable by others: not believed
+        (0, 0o644, True, set()),  # a link is never followed
+    ],
+)
+def test_the_managed_sockets_are_read_from_roots_own_unit_files(tmp_path, monkeypatch, owner, mode, link, endpoints):
+    """socket_listens never asks the account's manager (its Listen= answer is the account's to fake)."""
+    real = tmp_path / "real.socket"
+    real.write_text("[Socket]\nListenStream=127.0.0.1:4000\n")
+    os.chown(real, owner, 0)
+    real.chmod(mode)
+    if link:
+        (tmp_path / "litellm.socket").symlink_to(real)
+    else:
+        real.rename(tmp_path / "litellm.socket")
+    monkeypatch.setattr(hs, "MANAGED_UNITS", str(tmp_path))
+    assert hs.socket_listens(["litellm.service", "litellm.socket", "../real.socket"]) == endpoints
 
 
 # -- evidence: escaping -----------------------------------------------------------------------------
