@@ -20,7 +20,9 @@ import ctypes
 import datetime
 import json
 import pathlib
+import re
 import sys
+from urllib.parse import parse_qsl, urlsplit
 
 OK, TUPLES_OK = 1, 2  # PGRES_COMMAND_OK, PGRES_TUPLES_OK
 IDLE = 0  # PQTRANS_IDLE
@@ -236,13 +238,35 @@ class Connection:
             self.close()
 
 
-def connect(url: str, **params: str) -> Connection:
+LOOPBACK = re.compile(r"localhost|127(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}|::1")
+
+
+def defaults(url: str) -> dict[str, str]:
+    """The libpq keywords a plan's session takes unless URL sets them itself (``connect`` puts them before the
+    URL, which overrides them): ``gssencmode=disable`` (libpq's default, ``prefer``, first looks for Kerberos
+    credentials to encrypt with GSSAPI), and for a loopback host ``sslmode=allow`` (libpq's default, ``prefer``,
+    makes a TLS handshake first; ``allow`` connects without TLS and makes one only when the server refuses
+    that, as a ``hostssl``-only pg_hba.conf does). Neither default checks the server's certificate, so over
+    loopback TLS kept out only a reader of the loopback interface, that is root, who reads the env file anyway.
+    A URL with ``host=`` or ``hostaddr=`` in its query gets no sslmode here: its host is not the URL's."""
+    parts = urlsplit(url)
+    found = {k for k, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    out = {}
+    if "gssencmode" not in found:
+        out["gssencmode"] = "disable"
+    loopback = LOOPBACK.fullmatch(parts.hostname or "") and not found & {"host", "hostaddr"}
+    if loopback and not found & {"sslmode", "requiressl", "ssl"}:  # ssl=true: libpq's form of sslmode=require
+        out["sslmode"] = "allow"
+    return out
+
+
+def connect(url: str, defaults: dict[str, str] | None = None, **params: str) -> Connection:
     """A session to URL (libpq expands it: the password never leaves this process) with PARAMS as libpq
-    connection keywords (connect_timeout, options, application_name); Error names the cause as psycopg
-    does ("connection failed: ...")."""
+    connection keywords (connect_timeout, options, application_name), and DEFAULTS as keywords the URL
+    overrides when it sets them (``defaults``); Error names the cause as psycopg does ("connection failed: ...")."""
     lib = _library()
-    keys = ["dbname", "client_encoding", *params]
-    values = [url, "UTF8", *(str(v) for v in params.values())]
+    keys = [*(defaults or {}), "dbname", "client_encoding", *params]
+    values = [*(defaults or {}).values(), url, "UTF8", *(str(v) for v in params.values())]
     k = (ctypes.c_char_p * (len(keys) + 1))(*(x.encode() for x in keys), None)
     v = (ctypes.c_char_p * (len(values) + 1))(*(x.encode() for x in values), None)
     handle = lib.PQconnectdbParams(k, v, 1)

@@ -4,6 +4,7 @@ and dbctl plan never importing psycopg (the import that cost each check about 13
 
 import base64
 import json
+import os
 import subprocess
 import sys
 
@@ -120,3 +121,87 @@ def test_dbctl_plan_never_imports_psycopg(pg, tmp_path):
     ]
     imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time")]
     assert "litellm_pq" in imported and not [m for m in imported if m.startswith("psycopg")]
+
+
+DEFAULTS = [  # (DATABASE_URL, the keywords the plan's session adds, each one the URL does not set)
+    ("postgresql://u:p@127.0.0.1:5434/litellm", {"gssencmode": "disable", "sslmode": "allow"}),
+    ("postgresql://u:p@localhost/litellm", {"gssencmode": "disable", "sslmode": "allow"}),
+    ("postgres://u:p@[::1]:5434/litellm", {"gssencmode": "disable", "sslmode": "allow"}),
+    ("postgresql://u:p@127.1.2.3:5434/litellm", {"gssencmode": "disable", "sslmode": "allow"}),
+    ("postgresql://u:p@127.0.0.1:5434/litellm?sslmode=verify-full", {"gssencmode": "disable"}),
+    ("postgresql://u:p@127.0.0.1:5434/litellm?sslmode=prefer", {"gssencmode": "disable"}),
+    ("postgresql://u:p@127.0.0.1:5434/litellm?ssl=true", {"gssencmode": "disable"}),
+    ("postgresql://u:p@127.0.0.1:5434/litellm?requiressl=1", {"gssencmode": "disable"}),
+    ("postgresql://u:p@127.0.0.1:5434/litellm?gssencmode=require", {"sslmode": "allow"}),
+    ("postgresql://u:p@127.0.0.1:5434/litellm?host=db.example.org", {"gssencmode": "disable"}),
+    ("postgresql://u:p@127.0.0.1:5434/litellm?hostaddr=10.0.0.5", {"gssencmode": "disable"}),
+    ("postgresql://u:p@db.example.org:5432/litellm", {"gssencmode": "disable"}),
+    ("postgresql://u:p@127.0.0.1.example.org/litellm", {"gssencmode": "disable"}),
+    ("postgresql://u:p@10.0.0.5/litellm", {"gssencmode": "disable"}),
+    ("postgresql://u:p@127.0.0.256/litellm", {"gssencmode": "disable"}),
+]
+
+
+@pytest.mark.parametrize("url, expected", DEFAULTS)
+def test_the_plan_skips_gssapi_and_tls_on_loopback_only_where_the_url_says_nothing(url, expected):
+    assert litellm_pq.defaults(url) == expected
+
+
+@pytest.fixture(scope="module")
+def tls_pg(tmp_path_factory):
+    """A PostgreSQL that offers TLS (a self-signed certificate), its pg_hba.conf switched by ``hba``."""
+    with LocalPostgres() as pg:
+        key, cert = pg.data / "server.key", pg.data / "server.crt"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"]
+            + ["-keyout", str(key), "-out", str(cert)],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        owner = pg.data.stat()
+        for path in (key, cert):
+            os.chown(path, owner.st_uid, owner.st_gid)
+            path.chmod(0o600)
+        with pg.admin() as conn:
+            conn.execute("ALTER SYSTEM SET ssl = on")
+            conn.execute("SELECT pg_reload_conf()")
+
+        def hba(kind: str) -> None:
+            (pg.data / "pg_hba.conf").write_text(f"local all all trust\n{kind} all all 127.0.0.1/32 scram-sha-256\n")
+            with pg.admin() as conn:
+                conn.execute("SELECT pg_reload_conf()")
+
+        pg.hba = hba
+        yield pg
+
+
+def _session_tls(url: str) -> bool:
+    with litellm_pq.connect(url, litellm_pq.defaults(url), connect_timeout=5) as conn:
+        return conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()[0]
+
+
+@pytest.mark.parametrize(
+    "hba, query, tls",
+    [
+        ("host", "", False),  # loopback, the URL silent: no TLS handshake
+        ("host", "?sslmode=require", True),  # the URL's sslmode wins
+        ("host", "?sslmode=prefer", True),
+        ("hostssl", "", True),  # a server that takes only TLS still gets it (sslmode=allow tries it second)
+        ("hostnossl", "", False),
+    ],
+)
+def test_the_urls_sslmode_wins_and_a_tls_only_server_still_answers(tls_pg, hba, query, tls):
+    tls_pg.hba(hba)
+    try:
+        assert _session_tls(tls_pg.url + query) is tls
+    finally:
+        tls_pg.hba("host")
+
+
+def test_the_urls_gssencmode_wins(pg):
+    """gssencmode=require in the URL is kept (no Kerberos here: the connection fails, naming GSSAPI)."""
+    url = pg.url + "?gssencmode=require"
+    with pytest.raises(litellm_pq.Error) as caught:
+        litellm_pq.connect(url, litellm_pq.defaults(url), connect_timeout=5)
+    assert "GSSAPI" in str(caught.value) or "gssencmode" in str(caught.value)
