@@ -1,7 +1,8 @@
 """The proxy's rendered config, its env file and the host tools (cfg-01, sec-01): root's files (``layout``).
 
 Config and env file are root:GROUP 0640 in /etc/litellm (the account's group reads them, only root
-writes them); the tools are root:root 0755 in /usr/local/lib/litellm-runner/bin.
+writes them); the tools are root:root 0755 in /usr/local/lib/litellm-runner/bin, the modules they import
+compiled by root into its ``__pycache__`` (the account's interpreter cannot write one there).
 
 Returns the operations whose change must restart the proxy, and the config to roll back to.
 """
@@ -12,8 +13,8 @@ from pyinfra.api.exceptions import DeployError
 
 from litellm_runner import layout
 from litellm_runner.pyinfra_ext.env_file import env_file
-from litellm_runner.pyinfra_ext.operations import file, file_attrs
-from litellm_runner.pyinfra_ext.snapshot import managed
+from litellm_runner.pyinfra_ext.operations import file, file_attrs, tools_bytecode
+from litellm_runner.pyinfra_ext.snapshot import managed, tool_modules
 from litellm_runner.render import render_compliance, render_config
 from litellm_runner.resources import host_tools
 
@@ -65,6 +66,12 @@ def apply():
             group="root",
             mode=layout.CODE_MODE,
         )
+    # the modules the tools import, compiled by root once (the account cannot write root's bin/__pycache__)
+    tools_bytecode(
+        name=f"Tools' compiled modules {layout.BIN}/__pycache__ | cfg-02",
+        folder=layout.BIN,
+        modules={name: sources[name].read_text() for name in tool_modules()},
+    )
     # what a proxy that fails readiness gets back (its newest backup), see tasks/units.py
     rollback = {"path": config_path, "user": user, "group": group, "mode": mode, "when": config}
     # serve: the proxy's launcher (litellm-serve), an input of the proxy's restart

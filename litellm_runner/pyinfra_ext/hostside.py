@@ -1387,6 +1387,7 @@ def snapshot(args: dict) -> dict:
         "venv": venv_state(args["venv"], args.get("venv_owner", args["user"]), bool(args.get("venv_integrity"))),
         "venv_link": venv_link(args["venv_link"], args["venv"]) if args.get("venv_link") else None,
         "plants": account_plants(args["user"], args["units"]) if args.get("plants") else None,
+        "bytecode": tools_bytecode(args["bytecode"]) if args.get("bytecode") else None,  # the tools' __pycache__
     }
 
 
@@ -2652,3 +2653,160 @@ ACTIONS.update({"quarantine_manifests": quarantine_manifests, "readiness": readi
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))
+
+# == The host tools' compiled modules (issue #22): root's ``bin/__pycache__`` ==========================================
+# The account's interpreter cannot write a ``__pycache__`` into root's ``bin/``, so before this every tool run (every
+# check's database plan) compiled the modules it imports again. The converge now compiles them as root, in root's
+# interpreter, into hash-checked files (PEP 552, ``checked-hash``): the import compares each with its source's hash
+# on every load, so a file compiled from another source is never used. ``tools_bytecode`` reads the folder as data
+# (nothing of it is loaded here); ``compile_tools`` writes it anew.
+
+PYCACHE = "__pycache__"
+PYC_FLAGS = 0b11  # a hash-based pyc checked against its source at every import (PEP 552)
+
+
+def _pyc_name(module: str) -> str:
+    return f"{module.removesuffix('.py')}.{sys.implementation.cache_tag}.pyc"
+
+
+def _tool_source(dirfd: int, name: str, shown: str) -> bytes | None:
+    try:
+        fd = _open_file(dirfd, name, shown)
+    except (OSError, Unsafe):
+        return None
+    try:
+        return _read_fd(fd, shown=shown)
+    except Unsafe:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _pyc_problem(cachefd: int, name: str, source: bytes | None, stems: set[str]) -> str | None:
+    """Why the file NAME of root's ``__pycache__`` is not the checked compiled form of SOURCE (None: NAME is not
+    this interpreter's form of a tool module, whose STEMS are given); None when it is."""
+    import _imp
+    from importlib.util import MAGIC_NUMBER
+
+    st = os.stat(name, dir_fd=cachefd, follow_symlinks=False)
+    if not stat.S_ISREG(st.st_mode):
+        return f"a {_kind(st)}, not a compiled module"
+    if st.st_uid != 0 or st.st_gid != 0 or stat.S_IMODE(st.st_mode) != 0o644 or st.st_nlink != 1:
+        mode = format(stat.S_IMODE(st.st_mode), "04o")
+        return f"{_name(pwd.getpwuid, st.st_uid)}:{_name(grp.getgrgid, st.st_gid)} {mode}, {st.st_nlink} links"
+    if source is None:
+        tool = name.endswith(".pyc") and name.split(".")[0] in stems and name.count(".") == 2
+        return "compiled by another interpreter" if tool else "not a compiled module of a tool"
+    fd = _open_file(cachefd, name, name)
+    try:
+        head = os.read(fd, 16)
+    finally:
+        os.close(fd)
+    if head[:4] != MAGIC_NUMBER:
+        return "compiled by another interpreter"
+    if int.from_bytes(head[4:8], "little") != PYC_FLAGS:
+        return "not checked against its source at import (a timestamp or unchecked pyc)"
+    if head[8:16] != _imp.source_hash(int.from_bytes(MAGIC_NUMBER, "little"), source):
+        return "compiled from another source"
+    return None
+
+
+def tools_bytecode(args: dict) -> dict | None:
+    """ARGS.folder's ``__pycache__`` (the host tools' folder, root's) as found, nothing of it loaded: ``None``
+    when there is none; else ``{"dir": path_state, "tag": this interpreter's cache tag, "problems": {name: why}}``,
+    each entry that is not the checked compiled form of one of ARGS.modules as they are now (a foreign or stale
+    file, a link, a folder), and each such form that is missing, at most ``MAX_ENTRIES`` entries read."""
+    folder = args["folder"]
+    found = path_state(f"{folder}/{PYCACHE}")
+    if found is None:
+        return None
+    out: dict = {"dir": found, "tag": sys.implementation.cache_tag, "problems": {}}
+    if found["type"] != "directory":
+        return out
+    dirfd = walk(_split(folder), folder)
+    try:
+        sources = {_pyc_name(m): _tool_source(dirfd, m, f"{folder}/{m}") for m in args["modules"]}
+        stems = {m.removesuffix(".py") for m in args["modules"]}
+        cachefd = os.open(PYCACHE, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
+    finally:
+        os.close(dirfd)
+    try:
+        names = _names(cachefd)
+        for name in names:
+            try:
+                why = _pyc_problem(cachefd, name, sources.get(name), stems)
+            except (OSError, Unsafe) as exc:
+                why = f"not read: {exc}"
+            if why:
+                out["problems"][name] = printable(why)
+        for name in sources:
+            if name not in names:
+                out["problems"][name] = "missing"
+    finally:
+        os.close(cachefd)
+    return out
+
+
+def compile_tools(args: dict) -> dict:
+    """ARGS.folder's ``__pycache__`` written anew, root:root 0755, with the checked compiled form of each of
+    ARGS.modules (root:root 0644), built in a temporary folder and renamed into place. The folder it replaces
+    is removed when it held only such files of root's; anything else there (a file or folder no converge wrote,
+    another owner, a link) is kept as evidence: that folder is moved aside, ``__pycache__.displaced-TIME``."""
+    import _imp
+    import marshal
+    from importlib.util import MAGIC_NUMBER
+
+    folder = args["folder"]
+    dirfd = walk(_split(folder), folder)
+    tmp = PYCACHE + TMP_SUFFIX
+    try:
+        _clear(dirfd, tmp, f"{folder}/{tmp}")  # a killed run's
+        os.mkdir(tmp, 0o700, dir_fd=dirfd)
+        tmpfd = os.open(tmp, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
+        try:
+            for module in args["modules"]:
+                source = _tool_source(dirfd, module, f"{folder}/{module}")
+                if source is None:
+                    raise Unsafe(f"{folder}/{module}: not a single regular file")
+                code = compile(source, f"{folder}/{module}", "exec", dont_inherit=True)
+                data = b"".join(
+                    [
+                        MAGIC_NUMBER,
+                        PYC_FLAGS.to_bytes(4, "little"),
+                        _imp.source_hash(int.from_bytes(MAGIC_NUMBER, "little"), source),
+                        marshal.dumps(code),
+                    ]
+                )
+                fd = os.open(
+                    _pyc_name(module), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=tmpfd
+                )
+                try:
+                    os.write(fd, data)
+                    _settle(fd, 0, 0, 0o644)
+                finally:
+                    os.close(fd)
+            _settle(tmpfd, 0, 0, 0o755)
+        finally:
+            os.close(tmpfd)
+        old = tools_bytecode({"folder": folder, "modules": args["modules"]})
+        kept = None
+        if old is not None:
+            ours = old["dir"]["type"] == "directory" and (old["dir"]["user"], old["dir"]["group"]) == ("root", "root")
+            stale = ("compiled from another source", "missing", "compiled by another interpreter")
+            if ours and all(why in stale for why in old["problems"].values()):
+                oldfd = os.open(PYCACHE, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
+                try:
+                    for name in _names(oldfd):
+                        os.unlink(name, dir_fd=oldfd)
+                finally:
+                    os.close(oldfd)
+                os.rmdir(PYCACHE, dir_fd=dirfd)
+            else:
+                kept = _displace(dirfd, PYCACHE, lambda st: False)
+        os.rename(tmp, PYCACHE, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+    finally:
+        os.close(dirfd)
+    return {"compiled": sorted(_pyc_name(m) for m in args["modules"]), "displaced": kept and f"{folder}/{kept}"}
+
+
+ACTIONS.update({"compile_tools": compile_tools, "tools_bytecode": tools_bytecode})

@@ -84,6 +84,11 @@ def managed(data) -> Managed:
     )
 
 
+def tool_modules() -> list[str]:
+    """The host tools the others import (``litellm_tools.py``...): root compiles them (``hostside.compile_tools``)."""
+    return [name for name in host_tools() if name.endswith(".py")]
+
+
 def managed_units(data) -> list[str]:
     """The units the deploy manages: the wanted ones and every rendered one (timers' services too)."""
     return list(dict.fromkeys([*wanted_units(data), *render_units(data)]))
@@ -224,6 +229,7 @@ class Snapshot:
     python: PythonInfo | None
     debs: dict[str, str | None] | None  # dpkg's status as data; None: no readable dpkg database
     systemd: str | None  # ``systemd 257 (257.9-1~deb13u1)``
+    bytecode: dict | None = None  # the host tools' root-compiled modules (hostside.tools_bytecode); None: none
     asked: dict[str, Any] = dataclasses.field(default_factory=dict)  # the question (``question``)
 
     def _need(self, covered: bool, what: str) -> None:
@@ -333,7 +339,8 @@ class HostSnapshot(FactBase):
             "python": python,
             "debs": list(debs),
         }
-        return hostside("snapshot", {**asked, "plants": True, "systemd": True})
+        bytecode = {"folder": layout.BIN, "modules": tool_modules()}
+        return hostside("snapshot", {**asked, "plants": True, "systemd": True, "bytecode": bytecode})
 
     def process(self, output) -> Snapshot:
         doc = json.loads("\n".join(output))
@@ -351,6 +358,7 @@ class HostSnapshot(FactBase):
             python=doc.get("python"),
             debs=doc.get("debs"),
             systemd=doc.get("systemd"),
+            bytecode=doc.get("bytecode"),
         )
 
 
