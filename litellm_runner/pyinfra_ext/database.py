@@ -33,7 +33,8 @@ from litellm_runner.settings import DEFAULTS
 DBCTL_TIMEOUT = 120  # seconds for one dbctl plan or apply command (pyinfra _timeout)
 PLAN_LIMIT = DBCTL_TIMEOUT - 20  # seconds dbctl plan may run before it is stopped (its item fails alone)
 DEFAULT_POOL_LIMIT = 10  # LiteLLM's database_connection_pool_limit when general_settings does not set it
-PLAN_MODULES = ("litellm-dbctl", "litellm_migrations.py", "litellm_pq.py")  # what dbctl plan runs, shipped in files/bin
+# what dbctl plan runs, shipped in files/bin (the script, and its code as a module: root compiles the modules)
+PLAN_MODULES = ("litellm-dbctl", "litellm_dbctl.py", "litellm_migrations.py", "litellm_pq.py")
 
 
 def desired_state(data) -> dict:
@@ -107,7 +108,7 @@ class DatabasePlan(FactBase):
         # VENV (this run's, built beside the running one) once it is there, else the running one's
         pythons = " ".join(shlex.quote(f"{v}/bin/python") for v in dict.fromkeys([venv or layout.VENV, layout.VENV]))
         py = '"$py"'
-        # dbctl and the modules it imports for the plan, as this runner ships them: one sha256sum of the three,
+        # dbctl and the modules it imports for the plan, as this runner ships them: one sha256sum of the four,
         # its listing hashed again and compared with this runner's (two processes, not one per file)
         paths = [f"{layout.BIN}/{name}" for name in PLAN_MODULES]
         listing = "".join(
