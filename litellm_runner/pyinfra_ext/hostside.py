@@ -2663,6 +2663,7 @@ if __name__ == "__main__":
 
 PYCACHE = "__pycache__"
 PYC_FLAGS = 0b11  # a hash-based pyc checked against its source at every import (PEP 552)
+PYCACHE_ENTRIES = 1000  # entries of the folder read (the converge writes one per tool module)
 
 
 def _pyc_name(module: str) -> str:
@@ -2723,15 +2724,22 @@ def tools_bytecode(args: dict) -> dict | None:
     out: dict = {"dir": found, "tag": sys.implementation.cache_tag, "problems": {}}
     if found["type"] != "directory":
         return out
-    dirfd = walk(_split(folder), folder)
+    try:
+        dirfd = walk(_split(folder), folder)
+    except (OSError, Unsafe) as exc:  # changed since path_state looked: named, the snapshot goes on
+        out["problems"][PYCACHE] = printable(f"not read: {exc}")
+        return out
     try:
         sources = {_pyc_name(m): _tool_source(dirfd, m, f"{folder}/{m}") for m in args["modules"]}
         stems = {m.removesuffix(".py") for m in args["modules"]}
         cachefd = os.open(PYCACHE, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
+    except (OSError, Unsafe) as exc:
+        out["problems"][PYCACHE] = printable(f"not read: {exc}")
+        return out
     finally:
         os.close(dirfd)
     try:
-        names = _names(cachefd)
+        names = _names(cachefd, PYCACHE_ENTRIES)
         for name in names:
             try:
                 why = _pyc_problem(cachefd, name, sources.get(name), stems)
