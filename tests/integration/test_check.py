@@ -117,6 +117,15 @@ DRIFTS = [
         id="timer-disabled",
     ),
     pytest.param("loginctl disable-linger litellm", "Linger for litellm | users-02", "off", id="linger-off"),
+    pytest.param(  # root's compiled tool modules: a file no converge wrote (repaired: the old folder moved aside)
+        f"printf x > {CODE}/bin/__pycache__/evil.pyc",
+        f"Tools' compiled modules {CODE}/bin/__pycache__ | cfg-02",
+        {
+            f"{CODE}/bin/__pycache__": {"type": "directory", "user": "root", "group": "root", "mode": "0755"},
+            "files": {"evil.pyc": "not a compiled module of a tool"},
+        },
+        id="tools-bytecode-foreign",
+    ),
     pytest.param(
         f"{CODE}/venv/bin/pip install -q --no-deps pyasn1==0.6.1",
         f"Venv {CODE}/venv satisfies its pins | py-01",

@@ -9,6 +9,7 @@ interpreter (``nobody`` plays the account) then loads root's compiled modules, n
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import pathlib
@@ -168,3 +169,53 @@ def test_the_snapshot_asks_for_the_tools_modules():
     command = HostSnapshot().command([], "u", "g", [], "/v", "/l", "root", False, [], [], "/usr/bin/python3", [])
     args = json.loads(base64.b64decode(shlex.split(command)[-1]))
     assert args["bytecode"] == {"folder": layout.BIN, "modules": tool_modules()}
+
+
+# -- the operation: the snapshot's answer in, a compile or a noop out -------------------------------------------------
+BIN = "/b"
+SOURCE = "VALUE = 1\n"
+ROOTS = {"type": "directory", "user": "root", "group": "root", "mode": "0755"}
+SHIPPED = {"type": "file", "sha256": hashlib.sha256(SOURCE.encode()).hexdigest(), "user": "root", "mode": "0755"}
+CASES = [  # (id, the snapshot's bytecode, the host's copy of the module, compiled?, drift's "before")
+    ("clean", {"dir": ROOTS, "problems": {}}, SHIPPED, False, None),
+    ("none yet", None, SHIPPED, True, {f"{BIN}/__pycache__": "missing"}),
+    (
+        "foreign",
+        {"dir": ROOTS, "problems": {"x.pyc": "not a compiled module of a tool"}},
+        SHIPPED,
+        True,
+        {f"{BIN}/__pycache__": ROOTS, "files": {"x.pyc": "not a compiled module of a tool"}},
+    ),
+    (
+        "the folder's mode",
+        {"dir": {**ROOTS, "mode": "0777"}, "problems": {}},
+        SHIPPED,
+        True,
+        {f"{BIN}/__pycache__": {**ROOTS, "mode": "0777"}, "files": {}},
+    ),
+    (
+        "a link",
+        {"dir": {"type": "symlink", "user": "root", "group": "root", "mode": "0777"}, "problems": {}},
+        SHIPPED,
+        True,
+        {f"{BIN}/__pycache__": {"type": "symlink", "user": "root", "group": "root", "mode": "0777"}, "files": {}},
+    ),
+    ("this run writes the module", {"dir": ROOTS, "problems": {}}, {**SHIPPED, "sha256": "0" * 64}, True, None),
+    ("no module on the host yet", {"dir": ROOTS, "problems": {}}, None, True, None),
+]
+
+
+@pytest.mark.parametrize("bytecode, module, compiles, before", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_the_operation_compiles_only_what_is_not_roots_current_form(bytecode, module, compiles, before):
+    from litellm_runner.pyinfra_ext.operations import tools_bytecode
+    from litellm_runner.pyinfra_ext.snapshot import HostSnapshot
+    from tests.unit import fakehost
+
+    facts = {HostSnapshot: fakehost.snap(paths={f"{BIN}/m.py": module}, bytecode=bytecode)}
+    commands, noops = fakehost.run_op(tools_bytecode, facts, folder=BIN, modules={"m.py": SOURCE})
+    assert bool(commands) == compiles and bool(noops) != compiles
+    if compiles:
+        assert commands == ['hostside compile_tools {"folder": "/b", "modules": ["m.py"]}']  # fakehost's rendering
+    else:
+        assert noops == [f"{BIN}/__pycache__: root's compiled form of m.py, each checked against its source"]
+    assert [d["before"] for d in fakehost.last_drift] == ([before] if before else [])
