@@ -2686,8 +2686,7 @@ def _tool_source(dirfd: int, name: str, shown: str) -> bytes | None:
 def _pyc_problem(cachefd: int, name: str, source: bytes | None, stems: set[str]) -> str | None:
     """Why the file NAME of root's ``__pycache__`` is not the checked compiled form of SOURCE (None: NAME is not
     this interpreter's form of a tool module, whose STEMS are given); None when it is."""
-    import _imp
-    from importlib.util import MAGIC_NUMBER
+    from importlib.util import MAGIC_NUMBER, source_hash
 
     st = os.stat(name, dir_fd=cachefd, follow_symlinks=False)
     if not stat.S_ISREG(st.st_mode):
@@ -2707,7 +2706,7 @@ def _pyc_problem(cachefd: int, name: str, source: bytes | None, stems: set[str])
         return "compiled by another interpreter"
     if int.from_bytes(head[4:8], "little") != PYC_FLAGS:
         return "not checked against its source at import (a timestamp or unchecked pyc)"
-    if head[8:16] != _imp.source_hash(int.from_bytes(MAGIC_NUMBER, "little"), source):
+    if head[8:16] != source_hash(source):
         return "compiled from another source"
     return None
 
@@ -2760,9 +2759,8 @@ def compile_tools(args: dict) -> dict:
     ARGS.modules (root:root 0644), built in a temporary folder and renamed into place. The folder it replaces
     is removed when it held only such files of root's; anything else there (a file or folder no converge wrote,
     another owner, a link) is kept as evidence: that folder is moved aside, ``__pycache__.displaced-TIME``."""
-    import _imp
     import marshal
-    from importlib.util import MAGIC_NUMBER
+    from importlib.util import MAGIC_NUMBER, source_hash
 
     folder = args["folder"]
     dirfd = walk(_split(folder), folder)
@@ -2781,7 +2779,7 @@ def compile_tools(args: dict) -> dict:
                     [
                         MAGIC_NUMBER,
                         PYC_FLAGS.to_bytes(4, "little"),
-                        _imp.source_hash(int.from_bytes(MAGIC_NUMBER, "little"), source),
+                        source_hash(source),
                         marshal.dumps(code),
                     ]
                 )
