@@ -93,6 +93,7 @@ def test_the_kernel_refuses_the_accounts_changes_to_the_venv_config_and_units(ho
     attempts = [
         f"echo 'import os' > {site}/zz-h22.pth",
         f"cp /bin/true {layout.BIN}/litellm-h22",
+        f"printf x > {layout.BIN}/__pycache__/litellm_tools.cpython-311.pyc",  # root's compiled tools
         f"mv {layout.VENV} {layout.VENV}.h22",
         f"mv {layout.CODE} {layout.CODE}.h22",
         f"echo 'x: 1' >> {layout.CONFIG_FILE}",
