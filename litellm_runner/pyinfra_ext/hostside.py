@@ -37,6 +37,8 @@ document on stdout, or an error line on stderr with exit 1:
 - ``displace``: move a venv root must not walk aside (``PATH.displaced-TIME``)
 - ``switch``: point the venv link at the venv built beside the running one (``venv_link``), by rename
 - ``prune``: remove the venvs nothing needs any more (neither the running one nor the one before it)
+- ``compile_tools``: root's checked compiled form of the host tools' modules in ``bin/__pycache__``
+  (``tools_bytecode``, also part of ``snapshot``, reads that folder as data)
 
 Anything the account plants is hostile input of any type, size and depth (issue #22): files are
 opened with O_NONBLOCK|O_NOFOLLOW and fstat-ed before the first read (a FIFO, socket or device is
