@@ -2653,9 +2653,6 @@ def readiness(args: dict) -> dict:
 ACTIONS.update({"quarantine_manifests": quarantine_manifests, "readiness": readiness})
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))
-
 # == The host tools' compiled modules (issue #22): root's ``bin/__pycache__`` ==========================================
 # The account's interpreter cannot write a ``__pycache__`` into root's ``bin/``, so before this every tool run (every
 # check's database plan) compiled the modules it imports again. The converge now compiles them as root, in root's
@@ -2818,3 +2815,7 @@ def compile_tools(args: dict) -> dict:
 
 
 ACTIONS.update({"compile_tools": compile_tools, "tools_bytecode": tools_bytecode})
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
