@@ -65,7 +65,7 @@ class Host:
     def out(self, command: str, **kwargs) -> str:
         return self.ssh(command, **kwargs).stdout.strip()
 
-    def wait_for(self, command: str, timeout: float = 120, interval: float = 0.25) -> str:
+    def wait_for(self, command: str, timeout: float = 120, interval: float = 0.5) -> str:
         """Run COMMAND until it succeeds, every INTERVAL seconds (each try is an SSH session); its output."""
         deadline, last = time.monotonic() + timeout, None
         while time.monotonic() < deadline:
