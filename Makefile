@@ -42,8 +42,9 @@ unit: venv
 integration: system-deps venv images
 	$(PY) -m pytest tests/integration -v -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder --durations=40
 
-# both sandbox images (Debian 12 for the full suite, 13 for tests/integration/test_release.py), built
-# side by side (mostly downloads); each is cached by the hash of what it is built from
+# both sandbox images (Debian 12 for the full suite, 13 for tests/integration/test_release.py) and the
+# wheelhouse of each (the venv locks' wheels its pip installs from, docs/sandbox.md), built side by side
+# (mostly downloads); each is cached by the hash of what it is built from
 images: system-deps venv
 	$(PY) -m litellm_runner.sandbox build --release 12 & a=$$!; \
 	$(PY) -m litellm_runner.sandbox build --release 13 & b=$$!; \

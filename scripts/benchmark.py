@@ -205,7 +205,9 @@ def start_from_image(name: str, port: int, image: str, seed: str) -> None:
     sandbox.down(name)
     sandbox._run(
         ["podman", "run", "-d", "--name", name, *sandbox.RUN_FLAGS, "--systemd=always", "--hostname", name]
-        + ["-p", f"127.0.0.1:{port}:22", image, "/sbin/init"],
+        + ["-p", f"127.0.0.1:{port}:22"]
+        # the seed's pip reads the wheelhouse only (docs/sandbox.md), and the image kept its pip config
+        + ["-v", f"{sandbox.wheelhouse()}:{sandbox.WHEELS_IN_SANDBOX}:ro", image, "/sbin/init"],
         timeout=300,
     )
     sandbox._wait_running(name, timeout=600)

@@ -934,10 +934,11 @@ def _gated(state, host, ctl: str, unit: str, action: str, ready_url: str, ready_
         return said
 
     # the host's journal records when the unit answered (``journalctl -t litellm-runner``):
-    # the order of a rollout can be read back from the hosts themselves
+    # the order of a rollout can be read back from the hosts themselves. Asked every half second (a
+    # loopback request), so a restart waits for the proxy and not for the next poll as well
     wait = (
         f"timeout {int(ready_timeout)} sh -c "
-        + q(f"until curl -fsS -o /dev/null --max-time 5 {ready_url}; do sleep 2; done")
+        + q(f"until curl -fsS -o /dev/null --max-time 5 {ready_url}; do sleep 0.5; done")
         + f" && {{ logger -t litellm-runner -- {q(f'{unit} ready: {ready_url}')} || true; }}"
     )
     stopped = run_state.of(state).rollout_failed  # the first host whose unit failed its gate stops the rollout

@@ -76,6 +76,16 @@ SANDBOX_MODELS = [
         },
     },
 ]
+# The wheels a sandbox's venvs install, downloaded once per clone (``wheelhouse``) and mounted read-only in every
+# sandbox, whose pip then reads them instead of the package index (no-index). Every venv the suite builds
+# (each first converge, each venv a test breaks) otherwise fetched the index's page of each of the lock's
+# 127 packages and the files again: about 20 s of a 2-core machine per venv. The deploy's pip still
+# installs with --require-hashes from the lock: a wheel that is not the lock's is refused as from an index.
+WHEELS = STATE / "wheels"  # one folder per release and hash of what it holds
+WHEELS_IN_SANDBOX = "/var/cache/litellm-sandbox/wheels"
+# the versions the integration tests install by hand on a sandbox besides the locks (test_check, test_repair:
+# a package downgraded; test_venv_lock: a package no lock has); a new one belongs here
+PLANTED_WHEELS = ("pyasn1==0.6.1", "urllib3==2.5.0", "iniconfig==2.0.0")
 OPERATOR = "deploy"  # the login user of --operator (Debian has a system group "operator")
 OPERATOR_MODES = ("password", "nopasswd")
 
@@ -204,6 +214,64 @@ def _build_image(codename: str, ref: str) -> str:
         timeout=1800,
     )
     return ref
+
+
+def venv_locks(codename: str = DEFAULT_RELEASE) -> list[pathlib.Path]:
+    """The venv locks a sandbox of CODENAME installs from: the deploy's and the test fixtures', for its Python."""
+    name = f"*.py{RELEASES[codename]['python']}.txt"
+    return sorted([*(REPO / "files" / "locks").glob(name), *(REPO / "tests" / "fixtures").glob(f"**/locks/{name}")])
+
+
+def wheelhouse(codename: str = DEFAULT_RELEASE) -> pathlib.Path:
+    """The folder of the wheels of every lock of ``venv_locks`` and of PLANTED_WHEELS, for a sandbox of CODENAME.
+
+    Downloaded once (cached by the hash of the image, the locks and the planted wheels) by the pip the
+    release's venvs have, in a throwaway container of the sandbox image, so the wheels are the ones the
+    deploy's pip picks for that Python and platform; the lock's hashes are checked on download and again
+    by the deploy's ``pip install --require-hashes``. Folders of older locks of CODENAME are removed.
+    """
+    ref = build_image(codename)
+    locks = venv_locks(codename)
+    digest = hashlib.sha256(ref.encode())
+    for path in locks:
+        digest.update(path.read_bytes())
+    digest.update(" ".join(PLANTED_WHEELS).encode())
+    folder = WHEELS / f"{codename}-{digest.hexdigest()[:12]}"
+    if folder.is_dir():
+        return folder
+    with _state_lock(f".wheels-{codename}.lock"):  # a second sandbox of the release waits, then finds it
+        if folder.is_dir():
+            return folder
+        WHEELS.mkdir(exist_ok=True)
+        tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{codename}-", dir=WHEELS))
+        try:
+            for number, lock in enumerate(locks):
+                shutil.copy(lock, tmp / f"lock-{number}.txt")
+            pip = "/tmp/pip/bin/pip download -q --disable-pip-version-check --no-deps --only-binary :all: -d /wheels"
+            script = " && ".join(
+                [
+                    "python3 -m venv /tmp/pip",  # the pip of the release's venvs, as the deploy makes them
+                    *(f"{pip} --require-hashes -r /wheels/lock-{number}.txt" for number in range(len(locks))),
+                    f"{pip} {' '.join(PLANTED_WHEELS)}",
+                    "rm /wheels/lock-*.txt",
+                ]
+            )
+            print(f"sandbox: downloading the wheels of {len(locks)} lock(s) for {codename} into {folder}", flush=True)
+            _run(["podman", "run", "--rm", *RUN_FLAGS, "-v", f"{tmp}:/wheels", ref, "sh", "-euc", script], timeout=1800)
+            tmp.chmod(0o755)
+            tmp.rename(folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for old in WHEELS.glob(f"{codename}-*"):
+            if old != folder:
+                shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def _pip_from_wheelhouse(name: str) -> None:
+    """Make the sandbox NAME's pip read the mounted wheelhouse only: a global pip config beside the image's."""
+    config = f"[global]\nno-index = true\nfind-links = {WHEELS_IN_SANDBOX}\n"
+    _exec(name, "mkdir -p /etc/xdg/pip && cat > /etc/xdg/pip/pip.conf", input=config)
 
 
 @contextlib.contextmanager
@@ -383,6 +451,7 @@ def up(
         )
     if status is None:
         ref = build_image(codename)
+        wheels = wheelhouse(codename)
         _run(
             [
                 "podman",
@@ -400,6 +469,8 @@ def up(
                 name,
                 "-p",
                 f"127.0.0.1:{port}:22",
+                "-v",
+                f"{wheels}:{WHEELS_IN_SANDBOX}:ro",
                 ref,
                 "/sbin/init",
             ]
@@ -407,6 +478,8 @@ def up(
     elif status != "running":
         _run(["podman", "start", name])
     _wait_running(name)
+    if status is None:
+        _pip_from_wheelhouse(name)
     pub = key.with_suffix(".pub").read_text()
     _run(["podman", "exec", "-i", name, "sh", "-c", "umask 077 && cat > /root/.ssh/authorized_keys"], input=pub)
     if operator:
@@ -517,6 +590,7 @@ def main(argv=None, prog: str = "python -m litellm_runner.sandbox") -> int:
     try:
         if args.action == "build":  # the image, the SSH key and the secrets, before sandboxes start in parallel
             print(build_image(release(args.release)))
+            wheelhouse(release(args.release))
             _ssh_key()
             secrets_file()
         elif args.action == "up":

@@ -65,14 +65,14 @@ class Host:
     def out(self, command: str, **kwargs) -> str:
         return self.ssh(command, **kwargs).stdout.strip()
 
-    def wait_for(self, command: str, timeout: float = 120) -> str:
-        """Run COMMAND until it succeeds; its output."""
+    def wait_for(self, command: str, timeout: float = 120, interval: float = 0.5) -> str:
+        """Run COMMAND until it succeeds, every INTERVAL seconds (each try is an SSH session); its output."""
         deadline, last = time.monotonic() + timeout, None
         while time.monotonic() < deadline:
             last = self.ssh(command, check=False, timeout=30)
             if last.returncode == 0:
                 return last.stdout.strip()
-            time.sleep(1)
+            time.sleep(interval)
         raise AssertionError(f"{self.name}: {command!r} did not succeed within {timeout}s: {last.stderr.strip()}")
 
 
