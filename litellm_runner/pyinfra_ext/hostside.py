@@ -23,7 +23,8 @@ document on stdout, or an error line on stderr with exit 1:
 - ``snapshot``: ``paths`` (type, mode, owner, sha256 of regular files; env-file
   key fingerprints for ``env_files``), ``linger``, ``units``, ``venv``, the
   version of the system interpreter ``python`` (``python_version``: run only when
-  it is root's alone) and the Debian packages ``debs`` (dpkg's status file as data)
+  it is root's alone), the Debian packages ``debs`` (dpkg's status file as data) and the venv's Prisma
+  client (``prisma_client``)
 - ``read``: a regular file's text (for diffs), the host's known secrets in it redacted (``_redacted``)
 - ``mkdir``: a missing directory, created 0700, then chowned/chmodded by handle
 - ``attrs``: owner and mode of an existing file or directory, by handle
@@ -263,7 +264,7 @@ def _distributions(venv: str) -> tuple[dict | None, dict]:
                     meta = _metadata(sitefd, entry)
                     if meta:
                         found[re.sub(r"[-_.]+", "-", meta[0]).lower()] = meta[1]
-                    if not (meta and _is_file(sitefd, f"{entry}/RECORD")):
+                    if not (meta and _is_a(stat.S_ISREG, sitefd, f"{entry}/RECORD")):
                         broken[_dist_name(entry)] = f"lib/{py}/site-packages/{entry}: no METADATA or RECORD"
             finally:
                 os.close(sitefd)
@@ -272,14 +273,15 @@ def _distributions(venv: str) -> tuple[dict | None, dict]:
         os.close(libfd)
 
 
-def _is_file(dirfd: int, rel: str) -> bool:
-    """Whether REL (below DIRFD, no link followed on the way) is a regular file, from lstat."""
+def _is_a(kind, dirfd: int, rel: str) -> bool:
+    """Whether REL (below DIRFD, no link followed on the way or at the end) is of KIND (``stat.S_ISREG``,
+    ``stat.S_ISDIR``), from lstat."""
     *dirs, name = rel.split("/")
     fds: list[int] = []
     try:
         for part in dirs:
             fds.append(os.open(part, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fds[-1] if fds else dirfd))
-        return stat.S_ISREG(os.stat(name, dir_fd=fds[-1] if fds else dirfd, follow_symlinks=False).st_mode)
+        return kind(os.stat(name, dir_fd=fds[-1] if fds else dirfd, follow_symlinks=False).st_mode)
     except OSError:
         return False
     finally:
@@ -1075,6 +1077,67 @@ def venv_state(venv: str, user: str, integrity: bool = False) -> dict:
     return out
 
 
+PRISMA_LIMIT = 64 * 1024 * 1024  # bytes of a Prisma file hashed (litellm's schema.prisma: about 100 KB)
+
+
+def _prisma_sha(site: str, rel: str) -> str | None:
+    """The sha256 of the single regular file SITE/REL (no untrusted link on the way, none at the end, never
+    blocking, at most PRISMA_LIMIT bytes); None for anything else."""
+    try:
+        dirfd, name = parent(f"{site}/{rel}")
+    except (OSError, Unsafe):
+        return None
+    try:
+        fd = _open_file(dirfd, name, rel)
+    except (OSError, Unsafe):
+        return None
+    finally:
+        os.close(dirfd)
+    try:
+        return hashlib.sha256(_read_fd(fd, PRISMA_LIMIT, rel)).hexdigest()
+    except (OSError, Unsafe):
+        return None
+    finally:
+        os.close(fd)
+
+
+def prisma_client(venv: str, probe: dict | None) -> dict:
+    """Whether the venv's prisma package holds a client generated from the schema its litellm ships, read as
+    data (``tasks/prisma.py``, py-02): ``{"schema": sha256 of litellm's schema.prisma or None, "generated":
+    bool, "download": None or why the engines' host is unreachable}``.
+
+    The venv is root's along its whole path (docs/trust-boundary.md), and the snapshot already reads it as
+    root (``venv_state``; with ``venv_integrity`` every file's sha256): these three files are read the same
+    way, no link followed that the account could have made, no FIFO or device opened for reading, nothing
+    larger than PRISMA_LIMIT read. The engines' host PROBE (``{"host", "port", "timeout"}``) is probed with
+    one TCP connect only when the client is not generated."""
+    sites = []
+    try:
+        libfd = walk(_split(venv) + ["lib"], venv)
+    except (OSError, Unsafe):
+        libfd = None
+    if libfd is not None:
+        try:
+            pythons = [n for n in _names(libfd) if n.startswith("python3")]
+            sites = sorted(n for n in pythons if _is_a(stat.S_ISDIR, libfd, f"{n}/site-packages"))
+        finally:
+            os.close(libfd)
+    site = f"{venv}/lib/{sites[-1]}/site-packages" if sites else ""
+    schema = _prisma_sha(site, "litellm/proxy/schema.prisma") if site else None
+    generated = bool(schema) and _prisma_sha(site, "prisma/client.py") is not None
+    state = {"schema": schema, "generated": generated and _prisma_sha(site, "prisma/schema.prisma") == schema}
+    state["download"] = None
+    if not state["generated"] and probe and probe.get("host"):
+        import socket
+
+        where = (probe["host"], int(probe["port"]))
+        try:
+            socket.create_connection(where, timeout=float(probe["timeout"])).close()
+        except OSError as exc:
+            state["download"] = f"{where[0]}:{where[1]} unreachable: {exc.strerror or exc.__class__.__name__}"
+    return state
+
+
 def _settle_owner(fd: int, uid: int, gid: int) -> int:
     """Give FD to UID:GID if another user owns it, and take group and world write away from it: 0, 1 or 2
     changes (the kernel drops setuid/setgid bits at the chown)."""
@@ -1371,6 +1434,14 @@ def systemd_version() -> str | None:
     return first[0].strip() if proc.returncode == 0 and first else None
 
 
+def _alone(read, *args):
+    """READ(*ARGS), or None when it fails: one item of the snapshot fails alone (its operation says so)."""
+    try:
+        return read(*args)
+    except Exception:  # noqa: BLE001 - any failure of this one item is its answer, None
+        return None
+
+
 def snapshot(args: dict) -> dict:
     env_files = set(args.get("env_files", []))
     return {
@@ -1387,6 +1458,7 @@ def snapshot(args: dict) -> dict:
         "venv": venv_state(args["venv"], args.get("venv_owner", args["user"]), bool(args.get("venv_integrity"))),
         "venv_link": venv_link(args["venv_link"], args["venv"]) if args.get("venv_link") else None,
         "plants": account_plants(args["user"], args["units"]) if args.get("plants") else None,
+        "prisma": _alone(prisma_client, args["venv"], args["prisma"]) if "prisma" in args else None,
     }
 
 
