@@ -446,3 +446,45 @@ def test_a_command_run_as_the_account_gets_its_ids_a_fixed_environment_and_a_bou
     # the flood and the sleeper were killed with their process group: neither is left running
     found = subprocess.run(["pgrep", "-u", str(UID), "-f", tag], capture_output=True, text=True, timeout=10)
     assert found.returncode == 1 and found.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "case,argv,timeout,limit,expected",
+    [
+        ("its exit code and output", ["sh", "-c", "echo out; echo err >&2; exit 3"], 10, 4096, (3, b"out\n")),
+        ("a path runs as it is", ["/bin/sh", "-c", 'printf %s "$PATH $LANG"'], 10, 4096, (0, b"/usr/bin:/bin C.UTF-8")),
+        ("stdin is /dev/null", ["sh", "-c", "cat; echo done"], 10, 4096, (0, b"done\n")),
+        ("SIGPIPE as a program expects it", ["sh", "-c", "yes | head -c 3; echo $?"], 10, 4096, (0, b"y\ny0\n")),
+        ("killed by a signal", ["sh", "-c", "kill -9 $$"], 10, 4096, (-9, b"")),
+        ("in its own session, in /", ["sh", "-c", "ps -o sid= -p $$ | tr -d ' '; pwd"], 10, 4096, "session"),
+        ("a binary not in the system path", ["no-such-binary-x"], 10, 4096, None),
+        ("more than its limit", ["sh", "-c", "yes"], 10, 1 << 16, None),
+        ("longer than its timeout", ["sh", "-c", "sleep 30"], 0.5, 4096, None),
+        ("its stdout closed, still running", ["sh", "-c", "exec >&-; sleep 30"], 0.5, 4096, None),
+    ],
+)
+def test_bounded_run(case, argv, timeout, limit, expected):
+    """Root's own commands in the snapshot (``systemctl``) and the account's (``as_account_output``) run through
+    ``bounded_run``: exit code and bounded output, or None; a child stopped at its limit leaves nothing behind."""
+    tag = f"litellm-bounded-{os.getpid()}"
+    found = host_code.bounded_run([*argv, tag] if argv[0] == "sh" else argv, timeout, limit)
+    if expected == "session":
+        assert found is not None and found[0] == 0
+        sid, cwd = found[1].decode().split()
+        assert int(sid) != os.getsid(0) and cwd == "/"
+    else:
+        assert found == expected
+    left = subprocess.run(["pgrep", "-f", tag], capture_output=True, text=True, timeout=10)
+    assert left.stdout == "", case
+
+
+def test_the_snapshot_starts_without_subprocess():
+    """The snapshot's start imports no ``subprocess`` (its modules cost the host about 6 ms of CPU per command)."""
+    from litellm_runner.layout import SYSTEM_PYTHON
+
+    command = hostside("snapshot", {"paths": [], "user": "root", "units": [], "venv": "/nonexistent"})
+    command = command.replace(f"{SYSTEM_PYTHON} -I -S", f"{SYSTEM_PYTHON} -I -S -X importtime", 1)
+    proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "import time:" in line}
+    assert "json" in imported and "subprocess" not in imported and "threading" not in imported
