@@ -360,29 +360,32 @@ def _listing(path: str) -> tuple[tuple, list[str]] | None:
         os.close(fd)
 
 
-def unit_sources(user: str, unit: str) -> list[str]:
-    """Every file on disk systemd would read for UNIT besides the managed one, loaded or not yet.
+def unit_sources(user: str, units: list[str]) -> dict[str, list[str]]:
+    """``{unit: every file on disk systemd would read for it besides the managed one, loaded or not yet}`` for
+    UNITS, each folder of USER's search paths listed once for all of them.
 
     A directory reached twice (Debian's /etc/xdg/systemd/user is a link to /etc/systemd/user) counts once.
     """
+    found: dict[str, list[str]] = {unit: [] for unit in units}
     try:
         dirs = unit_dirs(user)
     except KeyError:
-        return []
-    managed, found, seen = MANAGED_UNITS, [], set()
+        return found
+    seen = set()
     for base in dirs:
         listed = _listing(base)
         if listed is None or listed[0] in seen:
             continue
         seen.add(listed[0])
-        names = listed[1]
-        if unit in names and base != managed:
-            found.append(f"{base}/{unit}")
-        for sub in dropin_dirs(unit):
-            if sub in names:
-                found += [
-                    f"{base}/{sub}/{n}" for n in (_listing(f"{base}/{sub}") or ((), []))[1] if n.endswith(".conf")
-                ]
+        names, dropins = set(listed[1]), {}  # a drop-in folder units share (``service.d``) is listed once
+        for unit in units:
+            if unit in names and base != MANAGED_UNITS:
+                found[unit].append(f"{base}/{unit}")
+            for sub in dropin_dirs(unit):
+                if sub in names:
+                    if sub not in dropins:
+                        dropins[sub] = [n for n in (_listing(f"{base}/{sub}") or ((), []))[1] if n.endswith(".conf")]
+                    found[unit] += [f"{base}/{sub}/{n}" for n in dropins[sub]]
     return found
 
 
@@ -502,8 +505,8 @@ def _units(user: str, units: list[str]) -> list[str]:
     except KeyError:
         found = None
     lines = found.decode("utf-8", "replace").splitlines() if found else []
-    for unit in units:
-        lines += ["", f"Id={unit}", f"X-Sources={json.dumps(unit_sources(user, unit))}"]
+    for unit, sources in unit_sources(user, units).items():
+        lines += ["", f"Id={unit}", f"X-Sources={json.dumps(sources)}"]
     return lines
 
 

@@ -488,3 +488,36 @@ def test_the_snapshot_starts_without_subprocess():
     assert proc.returncode == 0, proc.stderr
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "import time:" in line}
     assert "json" in imported and "subprocess" not in imported and "threading" not in imported
+
+
+def test_unit_sources_lists_each_folder_once_for_every_unit(tmp_path, monkeypatch):
+    """The files systemd would read for each unit besides the managed one: the account's unit file, its own
+    drop-ins and the shared ones (``litellm-.service.d``, ``service.d``); a folder reached twice counts once."""
+    acct, managed = tmp_path / "account", tmp_path / "managed"
+    for folder in ("litellm.service.d", "litellm-.service.d", "service.d", "litellm-backup.timer.d"):
+        (acct / folder).mkdir(parents=True)
+    managed.mkdir()
+    (tmp_path / "again").symlink_to(managed)  # root's link to the managed folder, as /etc/xdg/systemd/user
+    for rel in (
+        "litellm.service",
+        "litellm.service.d/own.conf",
+        "litellm.service.d/ignored.txt",
+        "litellm-.service.d/prefix.conf",
+        "service.d/all.conf",
+    ):
+        (acct / rel).write_text("[Service]\n")
+    for unit in ("litellm.service", "litellm-metrics.service", "litellm-backup.timer"):
+        (managed / unit).write_text("[Unit]\n")
+    monkeypatch.setattr(host_code, "unit_dirs", lambda user: [str(acct), str(managed), str(tmp_path / "again")])
+    monkeypatch.setattr(host_code, "MANAGED_UNITS", str(managed))
+    units = ["litellm.service", "litellm-metrics.service", "litellm-backup.timer", "litellm-backup.service"]
+    assert host_code.unit_sources(USER, units) == {
+        "litellm.service": [
+            f"{acct}/litellm.service",
+            f"{acct}/litellm.service.d/own.conf",
+            f"{acct}/service.d/all.conf",  # no dash in its name: no prefix drop-ins
+        ],
+        "litellm-metrics.service": [f"{acct}/litellm-.service.d/prefix.conf", f"{acct}/service.d/all.conf"],
+        "litellm-backup.timer": [],  # an empty drop-in folder
+        "litellm-backup.service": [f"{acct}/litellm-.service.d/prefix.conf", f"{acct}/service.d/all.conf"],
+    }
