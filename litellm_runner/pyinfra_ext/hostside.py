@@ -163,9 +163,10 @@ def _open_file(dirfd: int, name: str, shown: str, flags=os.O_RDONLY) -> int:
     return fd
 
 
-def _read_fd(fd: int, limit: int = READ_LIMIT, shown: str = "the file") -> bytes:
+def _read_fd(fd: int, limit: int = READ_LIMIT, shown: str = "the file", until: bytes = b"") -> bytes:
     """At most LIMIT bytes of the regular file FD (fstat first: a FIFO, socket or device is refused
-    before the first read, a file that says it is larger is refused unread; SHOWN names it)."""
+    before the first read, a file that says it is larger is refused unread; SHOWN names it). With UNTIL,
+    reading stops at the chunk that holds it (a METADATA file's head ends at its first blank line)."""
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         raise Unsafe(f"{shown} is not a regular file (type {_kind(st)}): not read")
@@ -174,13 +175,15 @@ def _read_fd(fd: int, limit: int = READ_LIMIT, shown: str = "the file") -> bytes
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk = os.read(fd, 1 << 16)
+        chunk = os.read(fd, 1 << 13 if until else 1 << 16)
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)
         if size > limit:
             raise Unsafe(f"{shown}: more than {limit} bytes: not read")
         chunks.append(chunk)
+        if until and until in (chunks[-2][-len(until) :] if len(chunks) > 1 else b"") + chunk:
+            return b"".join(chunks)
 
 
 # -- snapshot ------------------------------------------------------------------------------------
@@ -301,7 +304,7 @@ def _metadata(sitefd: int, entry: str):
         os.close(dfd)
         return None
     try:
-        head = _read_fd(fd, 1 << 20, f"{entry}/METADATA").decode("utf-8", "replace").split("\n\n", 1)[0]
+        head = _read_fd(fd, 1 << 20, f"{entry}/METADATA", until=b"\n\n").split(b"\n\n", 1)[0].decode("utf-8", "replace")
     except Unsafe:
         return None
     finally:

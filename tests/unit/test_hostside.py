@@ -521,3 +521,26 @@ def test_unit_sources_lists_each_folder_once_for_every_unit(tmp_path, monkeypatc
         "litellm-backup.timer": [],  # an empty drop-in folder
         "litellm-backup.service": [f"{acct}/litellm-.service.d/prefix.conf", f"{acct}/service.d/all.conf"],
     }
+
+
+@pytest.mark.parametrize(
+    "case,text,name",
+    [
+        ("head in the first chunk", b"Name: a\nVersion: 1\n\n" + b"x" * 100_000, ("a", "1")),
+        ("the blank line across two chunks", b"Name: b\nVersion: 2\nP: ".ljust(8191, b"p") + b"\n\nbody", ("b", "2")),
+        ("a head longer than a chunk", b"Name: c\n" + b"Classifier: z\n" * 2000 + b"Version: 3\n\nbody", ("c", "3")),
+        ("no body", b"Name: d\nVersion: 4\n", ("d", "4")),
+        ("Version only in the body", b"Name: e\n\nVersion: 5\n", None),
+        ("larger than 1 MB", b"Name: f\nVersion: 6\n\n" + b"x" * (1 << 20), None),
+    ],
+)
+def test_a_distributions_metadata_head_is_read_up_to_its_first_blank_line(tmp_path, case, text, name):
+    """``_metadata`` reads a dist-info's METADATA only up to the end of its head (Name, Version: what the snapshot
+    needs), in 8 KB chunks; a file larger than 1 MB is refused unread, as before."""
+    (tmp_path / "x-1.dist-info").mkdir()
+    (tmp_path / "x-1.dist-info" / "METADATA").write_bytes(text)
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert host_code._metadata(fd, "x-1.dist-info") == name, case
+    finally:
+        os.close(fd)
