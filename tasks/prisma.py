@@ -56,7 +56,6 @@ from litellm_runner.render import (
     PRISMA_LOCAL_ENGINES,
     prisma_env,
     prisma_probe,
-    probe_url,  # noqa: F401 - where the engines come from, tested with this task
     uses_database,
     venv,
     venv_target,

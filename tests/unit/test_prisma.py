@@ -16,6 +16,7 @@ import pytest
 
 from litellm_runner.pyinfra_ext import hostside
 from litellm_runner.pyinfra_ext.snapshot import HostSnapshot, NotAsked
+from litellm_runner.render import prisma_probe, probe_url
 from litellm_runner.resources import shipped
 from litellm_runner.tasks import prisma
 from tests.unit.fakehost import run_op
@@ -157,8 +158,6 @@ def test_the_snapshot_command_reads_the_client_state_and_answers_only_what_it_wa
     ],
 )
 def test_probe_the_snapshot_asks(settings, probe):
-    from litellm_runner.render import prisma_probe
-
     assert prisma_probe(settings) == probe
 
 
@@ -172,7 +171,7 @@ def test_probe_the_snapshot_asks(settings, probe):
     ],
 )
 def test_probe_url(settings, url):
-    assert prisma.probe_url(settings) == url
+    assert probe_url(settings) == url
 
 
 def test_prisma_env_takes_only_prisma_settings():
@@ -196,7 +195,7 @@ def test_prisma_env_with_the_shipped_engine_names_it_and_its_cli():
         "PRISMA_QUERY_ENGINE_BINARY": f"{where}/query-engine",
         "PRISMA_SCHEMA_ENGINE_BINARY": f"{where}/schema-engine",
     }
-    assert prisma.probe_url(prisma.prisma_env(d)) is None
+    assert probe_url(prisma.prisma_env(d)) is None
 
 
 def test_pins_name_the_client_litellm_needs():
@@ -313,4 +312,4 @@ def test_engine_settings_are_accepted_in_litellm_env():
         "PRISMA_ENGINES_CHECKSUM_IGNORE_MISSING": "1",
     }
     assert schema.validate(data) == []
-    assert prisma.probe_url(prisma.prisma_env(SimpleNamespace(**data))) is None
+    assert probe_url(prisma.prisma_env(SimpleNamespace(**data))) is None
