@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+from urllib.parse import urlsplit
 
 import jinja2
 import yaml
@@ -91,6 +92,36 @@ def unit_engine_environment(data) -> dict[str, str]:
     it spent 8-15 s failing before the proxy could start. The runner checks the schema itself (db-02)."""
     env = engine_environment(data)
     return {**env, "LITELLM_PRISMA_COMMAND_TIMEOUT": "1"} if env else {}
+
+
+PRISMA_ENGINES_HOST = "https://binaries.prisma.sh"  # Prisma's default download host (PRISMA_ENGINES_MIRROR replaces it)
+PRISMA_LOCAL_ENGINES = ("PRISMA_QUERY_ENGINE_BINARY", "PRISMA_SCHEMA_ENGINE_BINARY")  # both set: nothing is downloaded
+PRISMA_PROBE_TIMEOUT = 5  # seconds to connect to the engines' download host
+
+
+def prisma_env(data) -> dict[str, str]:
+    """The PRISMA_* settings of litellm_env (engine paths, mirror, ...), and the shipped query engine's
+    (``litellm_query_engine``: they win, as in the proxy's unit): what ``prisma generate`` runs with."""
+    env = {**_get(data, "litellm_env"), **engine_environment(data)}
+    return {k: str(v) for k, v in sorted(env.items()) if k.startswith("PRISMA_")}
+
+
+def probe_url(settings: dict[str, str]) -> str | None:
+    """Where Prisma's engines would be downloaded from with SETTINGS (``prisma_env``), or None when local
+    engine files are set."""
+    if all(settings.get(name) for name in PRISMA_LOCAL_ENGINES):
+        return None
+    return settings.get("PRISMA_ENGINES_MIRROR") or PRISMA_ENGINES_HOST
+
+
+def prisma_probe(settings: dict[str, str]) -> dict | None:
+    """The engines' download host the Prisma client's state probes when the client is not generated
+    (``{"host", "port", "timeout"}``, ``hostside.prisma_client``), or None when nothing is downloaded."""
+    url = probe_url(settings)
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    return {"host": parts.hostname or "", "port": parts.port or 443, "timeout": PRISMA_PROBE_TIMEOUT}
 
 
 def canonical_model(entry):

@@ -23,7 +23,8 @@ document on stdout, or an error line on stderr with exit 1:
 - ``snapshot``: ``paths`` (type, mode, owner, sha256 of regular files; env-file
   key fingerprints for ``env_files``), ``linger``, ``units``, ``venv``, the
   version of the system interpreter ``python`` (``python_version``: run only when
-  it is root's alone) and the Debian packages ``debs`` (dpkg's status file as data)
+  it is root's alone), the Debian packages ``debs`` (dpkg's status file as data) and the venv's Prisma
+  client (``prisma_client``)
 - ``read``: a regular file's text (for diffs), the host's known secrets in it redacted (``_redacted``)
 - ``mkdir``: a missing directory, created 0700, then chowned/chmodded by handle
 - ``attrs``: owner and mode of an existing file or directory, by handle
@@ -62,8 +63,9 @@ import json
 import os
 import pwd
 import re
+import select
+import signal
 import stat
-import subprocess
 import sys
 import time
 
@@ -163,9 +165,10 @@ def _open_file(dirfd: int, name: str, shown: str, flags=os.O_RDONLY) -> int:
     return fd
 
 
-def _read_fd(fd: int, limit: int = READ_LIMIT, shown: str = "the file") -> bytes:
+def _read_fd(fd: int, limit: int = READ_LIMIT, shown: str = "the file", until: bytes = b"") -> bytes:
     """At most LIMIT bytes of the regular file FD (fstat first: a FIFO, socket or device is refused
-    before the first read, a file that says it is larger is refused unread; SHOWN names it)."""
+    before the first read, a file that says it is larger is refused unread; SHOWN names it). With UNTIL,
+    reading stops at the chunk that holds it (a METADATA file's head ends at its first blank line)."""
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         raise Unsafe(f"{shown} is not a regular file (type {_kind(st)}): not read")
@@ -174,13 +177,15 @@ def _read_fd(fd: int, limit: int = READ_LIMIT, shown: str = "the file") -> bytes
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk = os.read(fd, 1 << 16)
+        chunk = os.read(fd, 1 << 13 if until else 1 << 16)
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)
         if size > limit:
             raise Unsafe(f"{shown}: more than {limit} bytes: not read")
         chunks.append(chunk)
+        if until and until in (chunks[-2][-len(until) :] if len(chunks) > 1 else b"") + chunk:
+            return b"".join(chunks)
 
 
 # -- snapshot ------------------------------------------------------------------------------------
@@ -265,7 +270,7 @@ def _distributions(venv: str) -> tuple[dict | None, dict]:
                     meta = _metadata(sitefd, entry)
                     if meta:
                         found[re.sub(r"[-_.]+", "-", meta[0]).lower()] = meta[1]
-                    if not (meta and _is_file(sitefd, f"{entry}/RECORD")):
+                    if not (meta and _is_a(stat.S_ISREG, sitefd, f"{entry}/RECORD")):
                         broken[_dist_name(entry)] = f"lib/{py}/site-packages/{entry}: no METADATA or RECORD"
             finally:
                 os.close(sitefd)
@@ -274,14 +279,15 @@ def _distributions(venv: str) -> tuple[dict | None, dict]:
         os.close(libfd)
 
 
-def _is_file(dirfd: int, rel: str) -> bool:
-    """Whether REL (below DIRFD, no link followed on the way) is a regular file, from lstat."""
+def _is_a(kind, dirfd: int, rel: str) -> bool:
+    """Whether REL (below DIRFD, no link followed on the way or at the end) is of KIND (``stat.S_ISREG``,
+    ``stat.S_ISDIR``), from lstat."""
     *dirs, name = rel.split("/")
     fds: list[int] = []
     try:
         for part in dirs:
             fds.append(os.open(part, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fds[-1] if fds else dirfd))
-        return stat.S_ISREG(os.stat(name, dir_fd=fds[-1] if fds else dirfd, follow_symlinks=False).st_mode)
+        return kind(os.stat(name, dir_fd=fds[-1] if fds else dirfd, follow_symlinks=False).st_mode)
     except OSError:
         return False
     finally:
@@ -300,7 +306,7 @@ def _metadata(sitefd: int, entry: str):
         os.close(dfd)
         return None
     try:
-        head = _read_fd(fd, 1 << 20, f"{entry}/METADATA").decode("utf-8", "replace").split("\n\n", 1)[0]
+        head = _read_fd(fd, 1 << 20, f"{entry}/METADATA", until=b"\n\n").split(b"\n\n", 1)[0].decode("utf-8", "replace")
     except Unsafe:
         return None
     finally:
@@ -359,29 +365,32 @@ def _listing(path: str) -> tuple[tuple, list[str]] | None:
         os.close(fd)
 
 
-def unit_sources(user: str, unit: str) -> list[str]:
-    """Every file on disk systemd would read for UNIT besides the managed one, loaded or not yet.
+def unit_sources(user: str, units: list[str]) -> dict[str, list[str]]:
+    """``{unit: every file on disk systemd would read for it besides the managed one, loaded or not yet}`` for
+    UNITS, each folder of USER's search paths listed once for all of them.
 
     A directory reached twice (Debian's /etc/xdg/systemd/user is a link to /etc/systemd/user) counts once.
     """
+    found: dict[str, list[str]] = {unit: [] for unit in units}
     try:
         dirs = unit_dirs(user)
     except KeyError:
-        return []
-    managed, found, seen = MANAGED_UNITS, [], set()
+        return found
+    seen = set()
     for base in dirs:
         listed = _listing(base)
         if listed is None or listed[0] in seen:
             continue
         seen.add(listed[0])
-        names = listed[1]
-        if unit in names and base != managed:
-            found.append(f"{base}/{unit}")
-        for sub in dropin_dirs(unit):
-            if sub in names:
-                found += [
-                    f"{base}/{sub}/{n}" for n in (_listing(f"{base}/{sub}") or ((), []))[1] if n.endswith(".conf")
-                ]
+        names, dropins = set(listed[1]), {}  # a drop-in folder units share (``service.d``) is listed once
+        for unit in units:
+            if unit in names and base != MANAGED_UNITS:
+                found[unit].append(f"{base}/{unit}")
+            for sub in dropin_dirs(unit):
+                if sub in names:
+                    if sub not in dropins:
+                        dropins[sub] = [n for n in (_listing(f"{base}/{sub}") or ((), []))[1] if n.endswith(".conf")]
+                    found[unit] += [f"{base}/{sub}/{n}" for n in dropins[sub]]
     return found
 
 
@@ -390,62 +399,96 @@ SHOW_TIMEOUT = 30  # seconds for the account's ``systemctl --user show``
 SHOW_LIMIT = 1 << 20  # bytes of its output read (the managed units' properties: about 5 KB)
 
 
-def as_account_output(user: str, argv: list[str], timeout: float, limit: int) -> bytes | None:
-    """The stdout of ARGV (a root-owned binary, looked up in ``SYSTEM_PATH``) run as USER, at most LIMIT bytes
-    within TIMEOUT seconds; None when it could not start, ran longer or printed more (its process group killed).
+ROOT_ENV = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"}  # what root's own commands (systemctl) start with
 
-    The child drops to USER's uid and primary group with no supplementary groups (``setgroups``, ``setregid``,
-    ``setreuid`` between fork and exec, by ``subprocess`` itself: no helper binary, no shell) and starts
-    with an environment of three fixed variables, in ``/``, with stdin and stderr on /dev/null: nothing of
-    the account's environment, PATH or binaries reaches it, and nothing it prints is read past LIMIT. It runs
-    with the account's own rights, so whatever the account makes it do (it may ptrace it once it runs under
-    its uid), the account could have done itself; root only reads its bounded output as data.
+
+def bounded_run(argv: list[str], timeout: float, limit: int, env=None, pw=None) -> tuple[int, bytes] | None:
+    """``(exit code, stdout)`` of ARGV (a root-owned binary, looked up in ``SYSTEM_PATH`` unless ARGV[0] is a
+    path), at most LIMIT bytes read within TIMEOUT seconds; None when it could not start, ran longer or printed
+    more (its process group killed, and reaped: no process is left behind).
+
+    The child leads a new session, in ``/``, with stdin and stderr on /dev/null, the environment ENV (default
+    ``ROOT_ENV``) and SIGPIPE as a program expects it; with PW (a ``pwd`` entry) it drops to that account's
+    uid and primary group with no supplementary groups (``setgroups``, ``setresgid``, ``setresuid`` between
+    ``fork`` and ``exec``: no helper binary, no shell). Only ``os`` and ``signal`` calls run between the two
+    (the host side has no threads), and a failure there ends the child with 127. This is what ``subprocess``
+    does, without importing it: its modules (threading, selectors, locale...) cost the host about 6 ms of CPU
+    at the start of every host-side command.
     """
-    import select
-
-    pw = pwd.getpwnam(user)
-    env = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8", "XDG_RUNTIME_DIR": f"/run/user/{pw.pw_uid}"}
-    try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            cwd="/",
-            env=env,
-            user=pw.pw_uid,
-            group=pw.pw_gid,
-            extra_groups=[],
-            start_new_session=True,
-        )
-    except OSError:
+    path = (
+        argv[0]
+        if "/" in argv[0]
+        else next((f"{d}/{argv[0]}" for d in SYSTEM_PATH.split(":") if os.access(f"{d}/{argv[0]}", os.X_OK)), None)
+    )
+    if path is None:
         return None
-    out = proc.stdout
-    assert out is not None  # stdout=PIPE
-    deadline, chunks, size = time.monotonic() + timeout, [], 0
+    env = ROOT_ENV if env is None else env
+    read_end, write_end = os.pipe()  # both close at exec (PEP 446); dup2 makes the child's stdout inheritable
+    null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # the child: os calls only, then exec; any failure ends it
+        try:
+            os.setsid()
+            os.dup2(null, 0)
+            os.dup2(write_end, 1)
+            os.dup2(null, 2)
+            os.chdir("/")
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # Python ignores it; the program expects the default
+            if pw is not None:
+                os.setgroups([])
+                os.setresgid(pw.pw_gid, pw.pw_gid, pw.pw_gid)
+                os.setresuid(pw.pw_uid, pw.pw_uid, pw.pw_uid)
+            os.execve(path, argv, env)  # noqa: S606 - a root-owned binary, argv as a list: no shell
+        finally:
+            os._exit(127)
+    os.close(write_end)
+    os.close(null)
+    deadline, chunks, size, reaped = time.monotonic() + timeout, [], 0, False
     poller = select.poll()
-    poller.register(out, select.POLLIN)
+    poller.register(read_end, select.POLLIN)
     try:
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not poller.poll(left * 1000):
                 return None
-            chunk = os.read(out.fileno(), 1 << 16)
+            chunk = os.read(read_end, 1 << 16)
             if not chunk:
                 break
             size += len(chunk)
             if size > limit:
                 return None
             chunks.append(chunk)
-        proc.wait(max(deadline - time.monotonic(), 0))
-        return b"".join(chunks)
-    except subprocess.TimeoutExpired:
+        while time.monotonic() < deadline:  # its stdout closed: it exits now, or is stopped at the deadline
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                reaped = True
+                return os.waitstatus_to_exitcode(status), b"".join(chunks)
+            time.sleep(0.001)
         return None
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 9)  # the group it leads (start_new_session); not reaped yet, so still its own
-            proc.wait()
-        out.close()
+        os.close(read_end)
+        if not reaped:
+            try:
+                os.killpg(pid, 9)  # the group it leads (setsid); not reaped yet, so still its own
+            except ProcessLookupError:  # stopped before its setsid
+                os.kill(pid, 9)
+            os.waitpid(pid, 0)
+
+
+def as_account_output(user: str, argv: list[str], timeout: float, limit: int) -> bytes | None:
+    """The stdout of ARGV (a root-owned binary, looked up in ``SYSTEM_PATH``) run as USER, at most LIMIT bytes
+    within TIMEOUT seconds; None when it could not start, ran longer or printed more (``bounded_run``).
+
+    The child drops to USER's uid and primary group with no supplementary groups and starts with an
+    environment of three fixed variables, in ``/``, with stdin and stderr on /dev/null: nothing of the
+    account's environment, PATH or binaries reaches it, and nothing it prints is read past LIMIT. It runs
+    with the account's own rights, so whatever the account makes it do (it may ptrace it once it runs under
+    its uid), the account could have done itself; root only reads its bounded output as data.
+    """
+    pw = pwd.getpwnam(user)
+    env = {**ROOT_ENV, "XDG_RUNTIME_DIR": f"/run/user/{pw.pw_uid}"}
+    found = bounded_run(argv, timeout, limit, env, pw)
+    return None if found is None else found[1]
 
 
 def _units(user: str, units: list[str]) -> list[str]:
@@ -468,8 +511,8 @@ def _units(user: str, units: list[str]) -> list[str]:
     except KeyError:
         found = None
     lines = found.decode("utf-8", "replace").splitlines() if found else []
-    for unit in units:
-        lines += ["", f"Id={unit}", f"X-Sources={json.dumps(unit_sources(user, unit))}"]
+    for unit, sources in unit_sources(user, units).items():
+        lines += ["", f"Id={unit}", f"X-Sources={json.dumps(sources)}"]
     return lines
 
 
@@ -1077,6 +1120,67 @@ def venv_state(venv: str, user: str, integrity: bool = False) -> dict:
     return out
 
 
+PRISMA_LIMIT = 64 * 1024 * 1024  # bytes of a Prisma file hashed (litellm's schema.prisma: about 100 KB)
+
+
+def _prisma_sha(site: str, rel: str) -> str | None:
+    """The sha256 of the single regular file SITE/REL (no untrusted link on the way, none at the end, never
+    blocking, at most PRISMA_LIMIT bytes); None for anything else."""
+    try:
+        dirfd, name = parent(f"{site}/{rel}")
+    except (OSError, Unsafe):
+        return None
+    try:
+        fd = _open_file(dirfd, name, rel)
+    except (OSError, Unsafe):
+        return None
+    finally:
+        os.close(dirfd)
+    try:
+        return hashlib.sha256(_read_fd(fd, PRISMA_LIMIT, rel)).hexdigest()
+    except (OSError, Unsafe):
+        return None
+    finally:
+        os.close(fd)
+
+
+def prisma_client(venv: str, probe: dict | None) -> dict:
+    """Whether the venv's prisma package holds a client generated from the schema its litellm ships, read as
+    data (``tasks/prisma.py``, py-02): ``{"schema": sha256 of litellm's schema.prisma or None, "generated":
+    bool, "download": None or why the engines' host is unreachable}``.
+
+    The venv is root's along its whole path (docs/trust-boundary.md), and the snapshot already reads it as
+    root (``venv_state``; with ``venv_integrity`` every file's sha256): these three files are read the same
+    way, no link followed that the account could have made, no FIFO or device opened for reading, nothing
+    larger than PRISMA_LIMIT read. The engines' host PROBE (``{"host", "port", "timeout"}``) is probed with
+    one TCP connect only when the client is not generated."""
+    sites = []
+    try:
+        libfd = walk(_split(venv) + ["lib"], venv)
+    except (OSError, Unsafe):
+        libfd = None
+    if libfd is not None:
+        try:
+            pythons = [n for n in _names(libfd) if n.startswith("python3")]
+            sites = sorted(n for n in pythons if _is_a(stat.S_ISDIR, libfd, f"{n}/site-packages"))
+        finally:
+            os.close(libfd)
+    site = f"{venv}/lib/{sites[-1]}/site-packages" if sites else ""
+    schema = _prisma_sha(site, "litellm/proxy/schema.prisma") if site else None
+    generated = bool(schema) and _prisma_sha(site, "prisma/client.py") is not None
+    state = {"schema": schema, "generated": generated and _prisma_sha(site, "prisma/schema.prisma") == schema}
+    state["download"] = None
+    if not state["generated"] and probe and probe.get("host"):
+        import socket
+
+        where = (probe["host"], int(probe["port"]))
+        try:
+            socket.create_connection(where, timeout=float(probe["timeout"])).close()
+        except OSError as exc:
+            state["download"] = f"{where[0]}:{where[1]} unreachable: {exc.strerror or exc.__class__.__name__}"
+    return state
+
+
 def _settle_owner(fd: int, uid: int, gid: int) -> int:
     """Give FD to UID:GID if another user owns it, and take group and world write away from it: 0, 1 or 2
     changes (the kernel drops setuid/setgid bits at the chown)."""
@@ -1161,10 +1265,10 @@ def _manager_active(user: str) -> bool:
     """Whether USER's systemd manager (``user@UID.service``) runs."""
     try:
         uid = pwd.getpwnam(user).pw_uid
-        proc = subprocess.run(["systemctl", "is-active", "--quiet", f"user@{uid}.service"], timeout=30)
-    except (KeyError, OSError, subprocess.TimeoutExpired):
+    except KeyError:
         return False
-    return proc.returncode == 0
+    found = bounded_run(["systemctl", "is-active", "--quiet", f"user@{uid}.service"], 30, 4096)
+    return found is not None and found[0] == 0
 
 
 TMP_NAME = re.compile(re.escape(TMP_SUFFIX) + r"(-bak)?\Z")
@@ -1314,18 +1418,10 @@ def python_version(path: str) -> dict:
         return {"version": None, "refused": f"{path}: {why}: not run as root"}
     if real == os.path.realpath(sys.executable):
         return {"version": "{}.{}".format(*sys.version_info[:2]), "refused": None}
-    try:
-        proc = subprocess.run(
-            [real, "-I", "-c", "import sys;print(*sys.version_info[:2],sep='.')"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            env={},
-            cwd="/",
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return {"version": None, "refused": f"{path}: {exc}"}
-    found = re.fullmatch(r"(\d+\.\d+)\n?", proc.stdout) if proc.returncode == 0 else None
+    ran = bounded_run([real, "-I", "-c", "import sys;print(*sys.version_info[:2],sep='.')"], 30, 4096, env={})
+    if ran is None:
+        return {"version": None, "refused": f"{path}: could not be run, or did not answer within 30 s"}
+    found = re.fullmatch(r"(\d+\.\d+)\n?", ran[1].decode(errors="replace")) if ran[0] == 0 else None
     return {"version": found and found.group(1), "refused": None if found else f"{path}: not a Python interpreter"}
 
 
@@ -1365,12 +1461,17 @@ def deb_packages(names: list[str]) -> dict | None:
 def systemd_version() -> str | None:
     """The host's systemd as ``systemctl --version`` names it in its first line, e.g.
     ``systemd 257 (257.9-1~deb13u1)``; None when it cannot be asked."""
+    found = bounded_run(["systemctl", "--version"], 10, 1 << 16)
+    first = found[1].decode(errors="replace").splitlines()[:1] if found else []
+    return first[0].strip() if found and found[0] == 0 and first else None
+
+
+def _alone(read, *args):
+    """READ(*ARGS), or None when it fails: one item of the snapshot fails alone (its operation says so)."""
     try:
-        proc = subprocess.run(["systemctl", "--version"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
+        return read(*args)
+    except Exception:  # noqa: BLE001 - any failure of this one item is its answer, None
         return None
-    first = proc.stdout.splitlines()[:1]
-    return first[0].strip() if proc.returncode == 0 and first else None
 
 
 def snapshot(args: dict) -> dict:
@@ -1390,6 +1491,7 @@ def snapshot(args: dict) -> dict:
         "venv_link": venv_link(args["venv_link"], args["venv"]) if args.get("venv_link") else None,
         "plants": account_plants(args["user"], args["units"]) if args.get("plants") else None,
         "bytecode": tools_bytecode(args["bytecode"]) if args.get("bytecode") else None,  # the tools' __pycache__
+        "prisma": _alone(prisma_client, args["venv"], args["prisma"]) if "prisma" in args else None,
     }
 
 
@@ -2227,15 +2329,12 @@ def _exe(pid: int) -> dict:
 
 
 def _manager_pid(uid: int) -> int | None:
+    found = bounded_run(["systemctl", "show", "--property=MainPID", "--value", f"user@{uid}.service"], 30, 4096)
+    if found is None:
+        return None
     try:
-        proc = subprocess.run(
-            ["systemctl", "show", "--property=MainPID", "--value", f"user@{uid}.service"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        return int(proc.stdout.strip()) or None
-    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return int(found[1].strip()) or None
+    except ValueError:
         return None
 
 

@@ -17,9 +17,9 @@ another account, another venv) raises ``NotAsked`` naming it: a wrong answer is 
 The snapshot is read while pyinfra prepares the run and kept in the run's ``Run``: operations decide
 at preparation (that is what ``--dry`` shows) and execute what they decided, as pyinfra's own facts do.
 
-The deploy asks its few questions (the snapshot, the database plan, the Prisma client state) at once
-with ``prefetch``, each under a key of its own (``SNAPSHOT``, the database plan's and the Prisma
-client's keys): each is a command of its own on the host's one SSH connection, so the host answers
+The deploy asks its few questions (the snapshot, which also reads the Prisma client's state, and the
+database plan) at once with ``prefetch``, each under a key of its own (``SNAPSHOT``, the database
+plan's key): each is a command of its own on the host's one SSH connection, so the host answers
 them side by side; ``answer`` hands each its prefetched result the first time its key is asked.
 """
 
@@ -37,7 +37,7 @@ from pyinfra.api.exceptions import OperationError
 
 from litellm_runner import layout, query_engine
 from litellm_runner.pyinfra_ext.facts import hostside
-from litellm_runner.render import render_units, venv_target, wanted_units
+from litellm_runner.render import prisma_env, prisma_probe, render_units, venv_target, wanted_units
 from litellm_runner.resources import host_tools
 from litellm_runner.run import state as run_state
 
@@ -127,6 +127,7 @@ def question(data) -> dict:
         "dirs": paths.write_dirs(),
         "python": data.litellm_python,
         "debs": [*data.litellm_system_packages, *(query_engine.DEBIAN_PACKAGES if engine else [])],
+        "prisma": prisma_probe(prisma_env(data)),  # the Prisma client in VENV; the engines' host it probes
     }
 
 
@@ -208,6 +209,14 @@ class PythonInfo(TypedDict):
     refused: str | None  # why it was not run
 
 
+class PrismaInfo(TypedDict):
+    """The Prisma client in the venv (``hostside.prisma_client``, tasks/prisma.py)."""
+
+    schema: str | None  # sha256 of litellm's schema.prisma; None: no litellm, or not a regular file
+    generated: bool  # the prisma package holds client code generated from that schema
+    download: str | None  # why the engines' download host is unreachable (probed only when not generated)
+
+
 class NotAsked(OperationError):
     """An accessor was asked about something the snapshot did not read (``managed`` does not declare it)."""
 
@@ -230,6 +239,7 @@ class Snapshot:
     debs: dict[str, str | None] | None  # dpkg's status as data; None: no readable dpkg database
     systemd: str | None  # ``systemd 257 (257.9-1~deb13u1)``
     bytecode: dict | None = None  # the host tools' root-compiled modules (hostside.tools_bytecode); None: none
+    prisma: PrismaInfo | None = None  # None: it could not be read
     asked: dict[str, Any] = dataclasses.field(default_factory=dict)  # the question (``question``)
 
     def _need(self, covered: bool, what: str) -> None:
@@ -273,6 +283,13 @@ class Snapshot:
         self._need(path == self.asked.get("python", path) and self.python is not None, f"interpreter {path}")
         return self.python  # type: ignore[return-value]
 
+    def prisma_at(self, venv: str, probe: dict | None) -> PrismaInfo | None:
+        """The Prisma client in the venv VENV, the engines' host PROBE probed (``render.prisma_probe``); None
+        when it could not be read."""
+        asked = self.asked.get("venv", venv) == venv and self.asked.get("prisma", probe) == probe
+        self._need(asked, f"Prisma client in {venv} (probing {probe})")
+        return self.prisma
+
     def packages(self, names: list[str]) -> dict[str, str | None] | None:
         """The Debian packages NAMES: ``{name: installed version or None}``; None without a dpkg database."""
         self._need(set(names) <= set(self.asked.get("debs", names)), f"Debian packages {', '.join(names)}")
@@ -313,8 +330,9 @@ class HostSnapshot(FactBase):
 
     Arguments: ``question(data)``. PATHS each as ``PathInfo`` (ENV_FILES with their keys' fingerprints:
     the values never leave the host); USER's and GROUP's account, linger, user manager and plants; UNITS;
-    the venv VENV (owner VENV_OWNER; every file against its RECORD when VENV_INTEGRITY); temporary files of
-    a killed run in DIRS; the run lock; PYTHON's version; the Debian packages DEBS; the host's systemd.
+    the venv VENV (owner VENV_OWNER; every file against its RECORD when VENV_INTEGRITY) and its Prisma
+    client (the engines' host PRISMA probed when it is not generated); temporary files of a killed run in
+    DIRS; the run lock; PYTHON's version; the Debian packages DEBS; the host's systemd.
     Returns a ``Snapshot``.
 
     .. code:: python
@@ -323,7 +341,20 @@ class HostSnapshot(FactBase):
     """
 
     def command(
-        self, paths, user, group, units, venv, venv_link, venv_owner, venv_integrity, env_files, dirs, python, debs
+        self,
+        paths,
+        user,
+        group,
+        units,
+        venv,
+        venv_link,
+        venv_owner,
+        venv_integrity,
+        env_files,
+        dirs,
+        python,
+        debs,
+        prisma=None,
     ):
         asked = {
             "paths": list(paths),
@@ -338,6 +369,7 @@ class HostSnapshot(FactBase):
             "dirs": list(dirs),
             "python": python,
             "debs": list(debs),
+            "prisma": prisma,
         }
         bytecode = {"folder": layout.BIN, "modules": tool_modules()}
         return hostside("snapshot", {**asked, "plants": True, "systemd": True, "bytecode": bytecode})
@@ -359,6 +391,7 @@ class HostSnapshot(FactBase):
             debs=doc.get("debs"),
             systemd=doc.get("systemd"),
             bytecode=doc.get("bytecode"),
+            prisma=doc.get("prisma"),
         )
 
 

@@ -446,3 +446,101 @@ def test_a_command_run_as_the_account_gets_its_ids_a_fixed_environment_and_a_bou
     # the flood and the sleeper were killed with their process group: neither is left running
     found = subprocess.run(["pgrep", "-u", str(UID), "-f", tag], capture_output=True, text=True, timeout=10)
     assert found.returncode == 1 and found.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "case,argv,timeout,limit,expected",
+    [
+        ("its exit code and output", ["sh", "-c", "echo out; echo err >&2; exit 3"], 10, 4096, (3, b"out\n")),
+        ("a path runs as it is", ["/bin/sh", "-c", 'printf %s "$PATH $LANG"'], 10, 4096, (0, b"/usr/bin:/bin C.UTF-8")),
+        ("stdin is /dev/null", ["sh", "-c", "cat; echo done"], 10, 4096, (0, b"done\n")),
+        ("SIGPIPE as a program expects it", ["sh", "-c", "yes | head -c 3; echo $?"], 10, 4096, (0, b"y\ny0\n")),
+        ("killed by a signal", ["sh", "-c", "kill -9 $$"], 10, 4096, (-9, b"")),
+        ("in its own session, in /", ["sh", "-c", "ps -o sid= -p $$ | tr -d ' '; pwd"], 10, 4096, "session"),
+        ("a binary not in the system path", ["no-such-binary-x"], 10, 4096, None),
+        ("more than its limit", ["sh", "-c", "yes"], 10, 1 << 16, None),
+        ("longer than its timeout", ["sh", "-c", "sleep 30"], 0.5, 4096, None),
+        ("its stdout closed, still running", ["sh", "-c", "exec >&-; sleep 30"], 0.5, 4096, None),
+    ],
+)
+def test_bounded_run(case, argv, timeout, limit, expected):
+    """Root's own commands in the snapshot (``systemctl``) and the account's (``as_account_output``) run through
+    ``bounded_run``: exit code and bounded output, or None; a child stopped at its limit leaves nothing behind."""
+    tag = f"litellm-bounded-{os.getpid()}"
+    found = host_code.bounded_run([*argv, tag] if argv[0] == "sh" else argv, timeout, limit)
+    if expected == "session":
+        assert found is not None and found[0] == 0
+        sid, cwd = found[1].decode().split()
+        assert int(sid) != os.getsid(0) and cwd == "/"
+    else:
+        assert found == expected
+    left = subprocess.run(["pgrep", "-f", tag], capture_output=True, text=True, timeout=10)
+    assert left.stdout == "", case
+
+
+def test_the_snapshot_starts_without_subprocess():
+    """The snapshot's start imports no ``subprocess`` (its modules cost the host about 6 ms of CPU per command)."""
+    from litellm_runner.layout import SYSTEM_PYTHON
+
+    command = hostside("snapshot", {"paths": [], "user": "root", "units": [], "venv": "/nonexistent"})
+    command = command.replace(f"{SYSTEM_PYTHON} -I -S", f"{SYSTEM_PYTHON} -I -S -X importtime", 1)
+    proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "import time:" in line}
+    assert "json" in imported and "subprocess" not in imported and "threading" not in imported
+
+
+def test_unit_sources_lists_each_folder_once_for_every_unit(tmp_path, monkeypatch):
+    """The files systemd would read for each unit besides the managed one: the account's unit file, its own
+    drop-ins and the shared ones (``litellm-.service.d``, ``service.d``); a folder reached twice counts once."""
+    acct, managed = tmp_path / "account", tmp_path / "managed"
+    for folder in ("litellm.service.d", "litellm-.service.d", "service.d", "litellm-backup.timer.d"):
+        (acct / folder).mkdir(parents=True)
+    managed.mkdir()
+    (tmp_path / "again").symlink_to(managed)  # root's link to the managed folder, as /etc/xdg/systemd/user
+    for rel in (
+        "litellm.service",
+        "litellm.service.d/own.conf",
+        "litellm.service.d/ignored.txt",
+        "litellm-.service.d/prefix.conf",
+        "service.d/all.conf",
+    ):
+        (acct / rel).write_text("[Service]\n")
+    for unit in ("litellm.service", "litellm-metrics.service", "litellm-backup.timer"):
+        (managed / unit).write_text("[Unit]\n")
+    monkeypatch.setattr(host_code, "unit_dirs", lambda user: [str(acct), str(managed), str(tmp_path / "again")])
+    monkeypatch.setattr(host_code, "MANAGED_UNITS", str(managed))
+    units = ["litellm.service", "litellm-metrics.service", "litellm-backup.timer", "litellm-backup.service"]
+    assert host_code.unit_sources(USER, units) == {
+        "litellm.service": [
+            f"{acct}/litellm.service",
+            f"{acct}/litellm.service.d/own.conf",
+            f"{acct}/service.d/all.conf",  # no dash in its name: no prefix drop-ins
+        ],
+        "litellm-metrics.service": [f"{acct}/litellm-.service.d/prefix.conf", f"{acct}/service.d/all.conf"],
+        "litellm-backup.timer": [],  # an empty drop-in folder
+        "litellm-backup.service": [f"{acct}/litellm-.service.d/prefix.conf", f"{acct}/service.d/all.conf"],
+    }
+
+
+@pytest.mark.parametrize(
+    "case,text,name",
+    [
+        ("head in the first chunk", b"Name: a\nVersion: 1\n\n" + b"x" * 100_000, ("a", "1")),
+        ("the blank line across two chunks", b"Name: b\nVersion: 2\nP: ".ljust(8191, b"p") + b"\n\nbody", ("b", "2")),
+        ("a head longer than a chunk", b"Name: c\n" + b"Classifier: z\n" * 2000 + b"Version: 3\n\nbody", ("c", "3")),
+        ("no body", b"Name: d\nVersion: 4\n", ("d", "4")),
+        ("Version only in the body", b"Name: e\n\nVersion: 5\n", None),
+        ("larger than 1 MB", b"Name: f\nVersion: 6\n\n" + b"x" * (1 << 20), None),
+    ],
+)
+def test_a_distributions_metadata_head_is_read_up_to_its_first_blank_line(tmp_path, case, text, name):
+    """``_metadata`` reads a dist-info's METADATA only up to the end of its head (Name, Version: what the snapshot
+    needs), in 8 KB chunks; a file larger than 1 MB is refused unread, as before."""
+    (tmp_path / "x-1.dist-info").mkdir()
+    (tmp_path / "x-1.dist-info" / "METADATA").write_bytes(text)
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert host_code._metadata(fd, "x-1.dist-info") == name, case
+    finally:
+        os.close(fd)

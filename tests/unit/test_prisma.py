@@ -1,23 +1,28 @@
 """The proxy's database client (tasks/prisma.py, py-02).
 
-The state reader runs for real (root's interpreter, isolated) against venv layouts
-on this machine and real sockets; the operation is tested as data: facts in,
-commands or no-ops out.
+The state reader (``hostside.prisma_client``, part of the host snapshot) runs for real against venv
+layouts on this machine and real sockets, and once through the snapshot's own command; the operation is
+tested as data: facts in, commands or no-ops out.
 """
 
-import json
+import dataclasses
+import hashlib
+import os
 import socket
 import subprocess
 from types import SimpleNamespace
 
 import pytest
 
-from litellm_runner.layout import SYSTEM_PYTHON
+from litellm_runner.pyinfra_ext import hostside
+from litellm_runner.pyinfra_ext.snapshot import HostSnapshot, NotAsked
+from litellm_runner.render import prisma_probe, probe_url
 from litellm_runner.resources import shipped
 from litellm_runner.tasks import prisma
 from tests.unit.fakehost import run_op
 
 SCHEMA = b'generator client {\n  provider = "prisma-client-py"\n}\n'
+SCHEMA_SHA = hashlib.sha256(SCHEMA).hexdigest()
 
 
 def layout(root, schema=SCHEMA, client=None, packaged=None):
@@ -35,14 +40,7 @@ def layout(root, schema=SCHEMA, client=None, packaged=None):
 
 
 def read_state(venv, host="", port=0):
-    proc = subprocess.run(
-        [SYSTEM_PYTHON, "-I", "-S", "-c", prisma.STATE, str(venv), host, str(port), "2"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return hostside.prisma_client(str(venv), {"host": host, "port": port, "timeout": 2} if host else None)
 
 
 @pytest.mark.parametrize(
@@ -76,6 +74,94 @@ def test_state_probes_the_download_host_only_when_not_generated(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "case,plant,generated",
+    [
+        ("a FIFO at litellm's schema: never opened for reading", "fifo:litellm/proxy/schema.prisma", False),
+        ("a FIFO at the generated schema", "fifo:prisma/schema.prisma", False),
+        ("a link at the client code: not followed", "link:prisma/client.py", False),
+        ("a link at the generated schema: not followed", "link:prisma/schema.prisma", False),
+        ("a hard link at the client code", "hard:prisma/client.py", False),
+        ("a folder at the client code", "dir:prisma/client.py", False),
+        ("a client file larger than the limit", "huge:prisma/client.py", False),
+        ("the prisma folder the account's link to a generated one elsewhere", "link:prisma", False),
+        ("nothing planted", None, True),
+    ],
+)
+def test_state_reads_files_as_data_and_never_blocks(tmp_path, case, plant, generated):
+    """Root reads the client's files (``hostside.prisma_client``): whatever is not a single regular file reached
+    without a link counts as absent, so the client is generated again; nothing is followed, blocked on or
+    read whole."""
+    venv = layout(tmp_path / "v", client="# generated", packaged=SCHEMA)
+    site = venv / "lib" / "python3.11" / "site-packages"
+    elsewhere = layout(tmp_path / "elsewhere", client="# generated", packaged=SCHEMA) / "lib/python3.11/site-packages"
+    if plant:
+        kind, rel = plant.split(":")
+        target = site / rel
+        if kind == "huge":
+            with open(target, "wb") as sparse:
+                sparse.truncate(hostside.PRISMA_LIMIT + 1)
+        else:
+            os.rename(target, tmp_path / "moved") if target.is_file() else os.rename(target, tmp_path / "moved-dir")
+            {
+                "fifo": lambda: os.mkfifo(target),
+                "link": lambda: (target.symlink_to(elsewhere / rel), os.lchown(target, 65534, 65534)),
+                "hard": lambda: os.link(tmp_path / "moved", target),
+                "dir": lambda: target.mkdir(),
+            }[kind]()
+    state = read_state(venv)
+    assert state["generated"] is generated and state["download"] is None
+    assert state["schema"] == (None if "litellm/" in (plant or "") else SCHEMA_SHA)
+
+
+def test_the_snapshot_command_reads_the_client_state_and_answers_only_what_it_was_asked(tmp_path):
+    """One command: the host snapshot (root's interpreter, the runner's exact command) carries the state."""
+    venv = str(layout(tmp_path, client="# generated", packaged=SCHEMA))
+    asked = {
+        "paths": [],
+        "user": "root",
+        "group": "root",
+        "units": [],
+        "venv": venv,
+        "venv_link": None,
+        "venv_owner": "root",
+        "venv_integrity": False,
+        "env_files": [],
+        "dirs": [],
+        "python": "",
+        "debs": [],
+        "prisma": None,
+    }
+    proc = subprocess.run(
+        ["sh", "-c", HostSnapshot().command(**asked)], capture_output=True, text=True, timeout=60, check=True
+    )
+    found = dataclasses.replace(HostSnapshot().process(proc.stdout.splitlines()), asked=asked)
+    assert found.prisma_at(venv, None) == {
+        "schema": SCHEMA_SHA,
+        "generated": True,
+        "download": None,
+    }
+    with pytest.raises(NotAsked):
+        found.prisma_at("/usr/local/lib/litellm-runner/venvs/other", None)
+    with pytest.raises(NotAsked):
+        found.prisma_at(venv, {"host": "binaries.prisma.sh", "port": 443, "timeout": 5})
+
+
+@pytest.mark.parametrize(
+    "settings,probe",
+    [
+        ({}, {"host": "binaries.prisma.sh", "port": 443, "timeout": 5}),
+        (
+            {"PRISMA_ENGINES_MIRROR": "http://mirror.example.net:8080/p"},
+            {"host": "mirror.example.net", "port": 8080, "timeout": 5},
+        ),
+        ({"PRISMA_QUERY_ENGINE_BINARY": "/opt/q", "PRISMA_SCHEMA_ENGINE_BINARY": "/opt/s"}, None),
+    ],
+)
+def test_probe_the_snapshot_asks(settings, probe):
+    assert prisma_probe(settings) == probe
+
+
+@pytest.mark.parametrize(
     "settings,url",
     [
         ({}, "https://binaries.prisma.sh"),
@@ -85,7 +171,7 @@ def test_state_probes_the_download_host_only_when_not_generated(tmp_path):
     ],
 )
 def test_probe_url(settings, url):
-    assert prisma.probe_url(settings) == url
+    assert probe_url(settings) == url
 
 
 def test_prisma_env_takes_only_prisma_settings():
@@ -109,7 +195,7 @@ def test_prisma_env_with_the_shipped_engine_names_it_and_its_cli():
         "PRISMA_QUERY_ENGINE_BINARY": f"{where}/query-engine",
         "PRISMA_SCHEMA_ENGINE_BINARY": f"{where}/schema-engine",
     }
-    assert prisma.probe_url(prisma.prisma_env(d)) is None
+    assert probe_url(prisma.prisma_env(d)) is None
 
 
 def test_pins_name_the_client_litellm_needs():
@@ -127,19 +213,15 @@ CAUSE = "binaries.prisma.sh:443 unreachable: Temporary failure in name resolutio
 def op(state, installed=None, sandbox=False, settings=None, venv=None):
     """VENV: the venv's state (``Snapshot.venv_at``) before its own operation; by default a sound venv holding
     INSTALLED (and pip), or none when INSTALLED is None."""
-    from litellm_runner.pyinfra_ext.snapshot import HostSnapshot
     from tests.unit.fakehost import snap
 
     sound = {"python": "/usr/bin/python3", "exists": True, "home": "/usr/bin", "version": "3.11.2", "broken": {}}
     venv = venv or {**sound, "packages": None if installed is None else {**installed, "pip": "25.0"}}
     return run_op(
         prisma.prisma_client,
-        facts={prisma.PrismaClientState: state, HostSnapshot: snap(venv=venv)},
+        facts={HostSnapshot: snap(venv=venv, prisma=state)},
         venv_path="/usr/local/lib/litellm-runner/venv",
         pins=PINS,
-        user="litellm",
-        group="litellm",
-        home="/home/litellm",
         settings=settings or {},
         sandbox=sandbox,
     )
@@ -200,6 +282,14 @@ def test_missing_engines_in_the_sandbox_say_so_in_one_line(caplog):
     )
 
 
+def test_a_state_that_could_not_be_read_fails_this_item_alone():
+    from tests.unit import fakehost
+
+    commands, noops = op(None, installed=dict(PINS))
+    assert noops == [] and len(commands) == 1 and "_fail_alone" in commands[0]
+    assert fakehost.last_drift[0]["after"] == "read"
+
+
 def test_missing_engines_fail_a_production_host():
     from tests.unit import fakehost
 
@@ -222,4 +312,4 @@ def test_engine_settings_are_accepted_in_litellm_env():
         "PRISMA_ENGINES_CHECKSUM_IGNORE_MISSING": "1",
     }
     assert schema.validate(data) == []
-    assert prisma.probe_url(prisma.prisma_env(SimpleNamespace(**data))) is None
+    assert probe_url(prisma.prisma_env(SimpleNamespace(**data))) is None
