@@ -402,18 +402,96 @@ SHOW_LIMIT = 1 << 20  # bytes of its output read (the managed units' properties:
 ROOT_ENV = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"}  # what root's own commands (systemctl) start with
 
 
+class Child:
+    """A child process root started (``spawn``): its stdout is read, bounded, by ``result``."""
+
+    def __init__(self, pid: int, read_end: int, timeout: float, limit: int):
+        self.pid, self.read_end, self.limit = pid, read_end, limit
+        self.deadline = time.monotonic() + timeout
+
+    def result(self) -> tuple[int, bytes] | None:
+        """``(exit code, stdout)``, at most LIMIT bytes read before the deadline; None when the child ran longer
+        or printed more: then its process group is killed. Either way it is reaped: nothing is left behind."""
+        chunks, size, reaped = [], 0, False
+        poller = select.poll()
+        poller.register(self.read_end, select.POLLIN)
+        try:
+            while True:
+                left = self.deadline - time.monotonic()
+                if left <= 0 or not poller.poll(left * 1000):
+                    return None
+                chunk = os.read(self.read_end, 1 << 16)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > self.limit:
+                    return None
+                chunks.append(chunk)
+            while time.monotonic() < self.deadline:  # its stdout closed: it exits now, or is stopped at the deadline
+                done, status = os.waitpid(self.pid, os.WNOHANG)
+                if done:
+                    reaped = True
+                    return os.waitstatus_to_exitcode(status), b"".join(chunks)
+                time.sleep(0.001)
+            return None
+        finally:
+            os.close(self.read_end)
+            if not reaped:
+                try:
+                    os.killpg(self.pid, 9)  # the group it leads (setsid); not reaped yet, so still its own
+                except ProcessLookupError:  # stopped before its setsid
+                    os.kill(self.pid, 9)
+                os.waitpid(self.pid, 0)
+
+
+def spawn(target, timeout: float, limit: int, pw=None) -> Child:
+    """Start ``TARGET()`` in a forked child and return it (``Child.result`` reads what it wrote to stdout).
+
+    The child leads a new session, in ``/``, with stdin and stderr on /dev/null, stdout a pipe to root, every
+    other file descriptor closed, and SIGPIPE as a program expects it; with PW (a ``pwd`` entry) it drops to
+    that account's uid and primary group with no supplementary groups (``setgroups``, ``setresgid``,
+    ``setresuid``) before TARGET runs. TARGET's return value is the exit code (an exception: 1, its traceback on
+    the child's stderr, which is /dev/null). A child that drops its ids without an exec is not dumpable (the
+    kernel's ``suid_dumpable``): the account can signal it, but neither trace it nor read its memory.
+    Only ``os`` and ``signal`` calls run before TARGET (the host side has no threads).
+    """
+    sys.stdout.flush()  # what root printed so far is root's to print once, never the child's
+    read_end, write_end = os.pipe()  # both close at exec (PEP 446); dup2 makes the child's stdout inheritable
+    null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # the child: any failure ends it
+        code = 127
+        try:
+            os.setsid()
+            os.dup2(null, 0)
+            os.dup2(write_end, 1)
+            os.dup2(null, 2)
+            os.closerange(3, max(os.sysconf("SC_OPEN_MAX"), 1024))  # close_range(2): the handles root holds
+            os.chdir("/")
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # Python ignores it; a program expects the default
+            if pw is not None:
+                os.setgroups([])
+                os.setresgid(pw.pw_gid, pw.pw_gid, pw.pw_gid)
+                os.setresuid(pw.pw_uid, pw.pw_uid, pw.pw_uid)
+            code = 1
+            code = int(target() or 0)
+            sys.stdout.flush()
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    os.close(null)
+    return Child(pid, read_end, timeout, limit)
+
+
 def bounded_run(argv: list[str], timeout: float, limit: int, env=None, pw=None) -> tuple[int, bytes] | None:
     """``(exit code, stdout)`` of ARGV (a root-owned binary, looked up in ``SYSTEM_PATH`` unless ARGV[0] is a
     path), at most LIMIT bytes read within TIMEOUT seconds; None when it could not start, ran longer or printed
     more (its process group killed, and reaped: no process is left behind).
 
-    The child leads a new session, in ``/``, with stdin and stderr on /dev/null, the environment ENV (default
-    ``ROOT_ENV``) and SIGPIPE as a program expects it; with PW (a ``pwd`` entry) it drops to that account's
-    uid and primary group with no supplementary groups (``setgroups``, ``setresgid``, ``setresuid`` between
-    ``fork`` and ``exec``: no helper binary, no shell). Only ``os`` and ``signal`` calls run between the two
-    (the host side has no threads), and a failure there ends the child with 127. This is what ``subprocess``
-    does, without importing it: its modules (threading, selectors, locale...) cost the host about 6 ms of CPU
-    at the start of every host-side command.
+    ARGV is executed in a ``spawn`` child (as the account PW, when given) with the environment ENV (default
+    ``ROOT_ENV``); a failed exec ends it with 127. This is what ``subprocess`` does, without importing it: its
+    modules (threading, selectors, locale...) cost the host about 6 ms of CPU at the start of every host-side
+    command.
     """
     path = (
         argv[0]
@@ -423,56 +501,12 @@ def bounded_run(argv: list[str], timeout: float, limit: int, env=None, pw=None) 
     if path is None:
         return None
     env = ROOT_ENV if env is None else env
-    read_end, write_end = os.pipe()  # both close at exec (PEP 446); dup2 makes the child's stdout inheritable
-    null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:  # the child: os calls only, then exec; any failure ends it
-        try:
-            os.setsid()
-            os.dup2(null, 0)
-            os.dup2(write_end, 1)
-            os.dup2(null, 2)
-            os.chdir("/")
-            signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # Python ignores it; the program expects the default
-            if pw is not None:
-                os.setgroups([])
-                os.setresgid(pw.pw_gid, pw.pw_gid, pw.pw_gid)
-                os.setresuid(pw.pw_uid, pw.pw_uid, pw.pw_uid)
-            os.execve(path, argv, env)  # noqa: S606 - a root-owned binary, argv as a list: no shell
-        finally:
-            os._exit(127)
-    os.close(write_end)
-    os.close(null)
-    deadline, chunks, size, reaped = time.monotonic() + timeout, [], 0, False
-    poller = select.poll()
-    poller.register(read_end, select.POLLIN)
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not poller.poll(left * 1000):
-                return None
-            chunk = os.read(read_end, 1 << 16)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
-        while time.monotonic() < deadline:  # its stdout closed: it exits now, or is stopped at the deadline
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                reaped = True
-                return os.waitstatus_to_exitcode(status), b"".join(chunks)
-            time.sleep(0.001)
-        return None
-    finally:
-        os.close(read_end)
-        if not reaped:
-            try:
-                os.killpg(pid, 9)  # the group it leads (setsid); not reaped yet, so still its own
-            except ProcessLookupError:  # stopped before its setsid
-                os.kill(pid, 9)
-            os.waitpid(pid, 0)
+
+    def execute() -> int:
+        os.execve(path, argv, env)  # noqa: S606 - a root-owned binary, argv as a list: no shell
+        return 127
+
+    return spawn(execute, timeout, limit, pw).result()
 
 
 def as_account_output(user: str, argv: list[str], timeout: float, limit: int) -> bytes | None:

@@ -478,6 +478,51 @@ def test_bounded_run(case, argv, timeout, limit, expected):
     assert left.stdout == "", case
 
 
+def test_spawn_runs_root_code_as_the_account_untraceable_with_nothing_of_roots_open(tmp_path):
+    """``spawn``: root's own Python code in a forked child dropped to the account (no exec): its ids, no
+    supplementary group, none of root's open files, and not dumpable, so the account cannot trace it or read
+    its memory (``prctl(PR_GET_DUMPABLE)`` is 0)."""
+    import ctypes
+    import pwd
+
+    dumpable = ctypes.CDLL(None).prctl
+
+    held = os.open(tmp_path, os.O_RDONLY)  # a handle root holds when it forks
+
+    def report() -> int:
+        fds = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+        facts = [os.getuid(), os.getgid(), os.getgroups(), dumpable(3, 0, 0, 0, 0), held in fds, os.getcwd()]
+        os.write(1, json.dumps(facts).encode())
+        return 7
+
+    try:
+        found = host_code.spawn(report, 10, 4096, pwd.getpwnam(USER)).result()
+    finally:
+        os.close(held)
+    assert found is not None and found[0] == 7
+    assert json.loads(found[1]) == [UID, GID, [], 0, False, "/"]
+
+
+@pytest.mark.parametrize(
+    "case,body,timeout,expected",
+    [
+        ("its return value is its exit code", "os.write(1, b'out'); return 3", 10, (3, b"out")),
+        ("an exception ends it with 1", "os.write(1, b'x'); raise ValueError('no')", 10, (1, b"x")),
+        ("more than its limit", "os.write(1, b'y' * (1 << 17)); return 0", 10, None),
+        ("longer than its timeout", "time.sleep(30); return 0", 0.5, None),
+    ],
+)
+def test_spawn_is_bounded(case, body, timeout, expected):
+    """A ``spawn`` child's answer is its exit code and at most LIMIT bytes within its timeout, else None; it is
+    reaped either way."""
+    namespace = {"os": os, "time": __import__("time")}
+    exec(f"def target():\n    {body}\n", namespace)  # noqa: S102 - the table's own code
+    child = host_code.spawn(namespace["target"], timeout, 1 << 16)
+    assert child.result() == expected, case
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child.pid, os.WNOHANG)  # reaped: not a zombie of the test
+
+
 def test_the_snapshot_starts_without_subprocess():
     """The snapshot's start imports no ``subprocess`` (its modules cost the host about 6 ms of CPU per command)."""
     from litellm_runner.layout import SYSTEM_PYTHON
