@@ -21,8 +21,10 @@ from litellm_runner.pyinfra_ext.lock import parse_owner
 from tests.support.hosts import PYINFRA, REPO, Host, Run, fresh_sandbox
 from tests.unit.group_data import defaults
 
-NAME = os.environ.get("LITELLM_LOCK_SANDBOX", "litellm-sandbox-lock")
-PORT = int(os.environ.get("LITELLM_LOCK_PORT", "2296"))
+# named after the session host's sandbox (LITELLM_IT_SANDBOX), as test_rotate.py's: two runs side by side
+# (another LITELLM_IT_SANDBOX and LITELLM_IT_PORT) never remove each other's host
+NAME = os.environ.get("LITELLM_IT_SANDBOX", "litellm-sandbox-it") + "-lock"
+PORT = int(os.environ.get("LITELLM_IT_PORT", "2290")) + 6
 CODE = "/usr/local/lib/litellm-runner"  # litellm_runner.layout.CODE: root's venv and tools
 ROOT = "/home/litellm/litellm"
 LOCK = "/run/litellm-runner.lock"
