@@ -439,9 +439,15 @@ class Child:
             if not reaped:
                 try:
                     os.killpg(self.pid, 9)  # the group it leads (setsid); not reaped yet, so still its own
-                except ProcessLookupError:  # stopped before its setsid
-                    os.kill(self.pid, 9)
-                os.waitpid(self.pid, 0)
+                except ProcessLookupError:  # stopped before its setsid (or reaped by a SIGCHLD handler: gevent's)
+                    try:
+                        os.kill(self.pid, 9)
+                    except ProcessLookupError:
+                        pass
+                try:
+                    os.waitpid(self.pid, 0)
+                except ChildProcessError:  # reaped already
+                    pass
 
 
 def spawn(target, timeout: float, limit: int, pw=None) -> Child:
