@@ -54,7 +54,7 @@ control characters to the operator's terminal.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import errno
 import grp
 import hashlib
@@ -68,6 +68,7 @@ import signal
 import stat
 import sys
 import time
+from collections.abc import Callable
 
 from litellm_runner import layout  # shipped ahead of this file (facts._boot): the constants both sides share
 
@@ -75,6 +76,7 @@ SYSTEM_PYTHON = layout.SYSTEM_PYTHON
 TMP_SUFFIX = ".tmp-litellm-runner"
 BACKUP_RE = r"\.bak-[0-9]{8}T[0-9]{6,}"
 READ_LIMIT = 16 * 1024 * 1024
+URLSAFE = bytes.maketrans(b"+/", b"-_")  # base64 to its URL-safe alphabet, as RECORD writes a sha256
 MAX_DEPTH = 64  # directories below a walked tree's top: deeper is the account's plant, never a package's
 MAX_ENTRIES = 400_000  # entries of one walked tree (a litellm venv holds about 40,000)
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -100,11 +102,27 @@ def _trusted_link(dirfd: int, name: str) -> bool:
     return link.st_uid == 0 and parent.st_uid == 0 and not parent.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
+_HELD: dict[tuple[str, ...], int] | None = None  # while a snapshot reads (``held_walks``): directories it reached
+
+
 def walk(parts: list[str], shown: str) -> int:
-    """A handle on the directory ``/parts...`` reached without following an untrusted link."""
-    fd = os.open("/", DIR_FLAGS)
+    """A handle on the directory ``/parts...`` reached without following an untrusted link.
+
+    Inside ``held_walks`` each directory reached is kept by its handle, and a later walk starts from the
+    deepest one already held: the snapshot's 60-odd paths share a few folders, each opened once (about 2 ms of
+    the host's CPU). A held handle is the directory root reached and judged then; a rename since does not
+    lead a later walk elsewhere."""
+    held, start, fd = _HELD, 0, None
+    if held is not None:
+        for i in range(len(parts), 0, -1):
+            if (found := held.get(tuple(parts[:i]))) is not None:
+                fd, start = os.dup(found), i
+                break
+    if fd is None:
+        fd = os.open("/", DIR_FLAGS)
     try:
-        for i, name in enumerate(parts):
+        for i in range(start, len(parts)):
+            name = parts[i]
             try:
                 nxt = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
             except OSError as exc:
@@ -119,10 +137,26 @@ def walk(parts: list[str], shown: str) -> int:
                 nxt = os.open(name, DIR_FLAGS, dir_fd=fd)
             os.close(fd)
             fd = nxt
+            if held is not None:
+                held[tuple(parts[: i + 1])] = os.dup(fd)
         return fd
     except BaseException:
         os.close(fd)
         raise
+
+
+class held_walks:
+    """``with held_walks():`` the walks inside share the directories they reach (``walk``); all closed after."""
+
+    def __enter__(self):
+        global _HELD
+        _HELD = {}
+
+    def __exit__(self, *exc):
+        global _HELD
+        held, _HELD = _HELD or {}, None
+        for fd in held.values():
+            os.close(fd)
 
 
 def parent(path: str) -> tuple[int, str]:
@@ -143,11 +177,19 @@ def _kind(st) -> str:
     return "other"
 
 
+_NAMES: dict = {}  # (lookup, id) -> name: each id is looked up once per command (NSS reads /etc/passwd each time)
+
+
 def _name(lookup, ident) -> str:
-    try:
-        return lookup(ident)[0]
-    except KeyError:
-        return str(ident)
+    """The user or group name of IDENT (``pwd.getpwuid``, ``grp.getgrgid``), else IDENT as text (never kept: an
+    account created later in the same command is found)."""
+    key = (lookup, ident)
+    if key not in _NAMES:
+        try:
+            _NAMES[key] = lookup(ident)[0]
+        except KeyError:
+            return str(ident)
+    return _NAMES[key]
 
 
 def _open_file(dirfd: int, name: str, shown: str, flags=os.O_RDONLY) -> int:
@@ -270,7 +312,7 @@ def _distributions(venv: str) -> tuple[dict | None, dict]:
                     meta = _metadata(sitefd, entry)
                     if meta:
                         found[re.sub(r"[-_.]+", "-", meta[0]).lower()] = meta[1]
-                    if not (meta and _is_a(stat.S_ISREG, sitefd, f"{entry}/RECORD")):
+                    if not (meta and meta[2]):
                         broken[_dist_name(entry)] = f"lib/{py}/site-packages/{entry}: no METADATA or RECORD"
             finally:
                 os.close(sitefd)
@@ -295,7 +337,9 @@ def _is_a(kind, dirfd: int, rel: str) -> bool:
             os.close(fd)
 
 
-def _metadata(sitefd: int, entry: str):
+def _metadata(sitefd: int, entry: str) -> tuple[str, str, bool] | None:
+    """``(Name, Version, whether a RECORD file is there)`` of the dist-info folder ENTRY, from its METADATA's
+    head (the first of each field; the head is read up to its end, at most 1 MB); None without both fields."""
     try:
         dfd = os.open(entry, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=sitefd)
     except OSError:
@@ -307,13 +351,21 @@ def _metadata(sitefd: int, entry: str):
         return None
     try:
         head = _read_fd(fd, 1 << 20, f"{entry}/METADATA", until=b"\n\n").split(b"\n\n", 1)[0].decode("utf-8", "replace")
+        record = _is_a(stat.S_ISREG, dfd, "RECORD")
     except Unsafe:
         return None
     finally:
         os.close(fd)
         os.close(dfd)
-    fields = dict(line.split(": ", 1) for line in head.splitlines() if ": " in line)
-    return (fields["Name"], fields["Version"]) if "Name" in fields and "Version" in fields else None
+    name = version = None
+    for line in head.splitlines():
+        if name is None and line.startswith("Name: "):
+            name = line[6:]
+        elif version is None and line.startswith("Version: "):
+            version = line[9:]
+        if name is not None and version is not None:
+            return name, version, record
+    return None
 
 
 UNIT_PROPS = "Id,LoadState,UnitFileState,ActiveState,NextElapseUSecRealtime,FragmentPath,DropInPaths,NeedDaemonReload"
@@ -1106,7 +1158,7 @@ def _digest(venvfd: int, rel: str, cost: dict) -> str | None:
     finally:
         os.close(fd)
     cost["files"] += 1
-    return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+    return binascii.b2a_base64(digest.digest(), newline=False).translate(URLSAFE).rstrip(b"=").decode()
 
 
 def venv_state(venv: str, user: str, integrity: bool = False) -> dict:
@@ -1515,6 +1567,11 @@ def _alone(read, *args):
 
 
 def snapshot(args: dict) -> dict:
+    with held_walks():
+        return _snapshot(args)
+
+
+def _snapshot(args: dict) -> dict:
     env_files = set(args.get("env_files", []))
     return {
         "systemd": systemd_version() if args.get("systemd") else None,
@@ -1903,7 +1960,7 @@ ACTIONS = {
 
 
 def main(argv: list[str]) -> int:
-    action, args = argv[1], json.loads(base64.b64decode(argv[2]))
+    action, args = argv[1], json.loads(binascii.a2b_base64(argv[2]))
     try:
         result = ACTIONS[action](args)
     except (Unsafe, OSError, KeyError, RecursionError) as exc:
@@ -2808,6 +2865,17 @@ def _pyc_name(module: str) -> str:
     return f"{module.removesuffix('.py')}.{sys.implementation.cache_tag}.pyc"
 
 
+def _pyc_header() -> tuple[bytes, Callable[[bytes], bytes]]:
+    """``(MAGIC_NUMBER, source_hash)`` as ``importlib.util`` defines them, from the import system's own module,
+    loaded before any code runs: importing ``importlib.util`` (with ``warnings`` and ``contextlib``) cost every
+    snapshot about 4.5 ms of the host's CPU."""
+    import _imp
+
+    magic = sys.modules["_frozen_importlib_external"].MAGIC_NUMBER
+    raw = int.from_bytes(magic, "little")
+    return magic, lambda source: _imp.source_hash(raw, source)
+
+
 def _tool_source(dirfd: int, name: str, shown: str) -> bytes | None:
     try:
         fd = _open_file(dirfd, name, shown)
@@ -2824,7 +2892,7 @@ def _tool_source(dirfd: int, name: str, shown: str) -> bytes | None:
 def _pyc_problem(cachefd: int, name: str, source: bytes | None, stems: set[str]) -> str | None:
     """Why the file NAME of root's ``__pycache__`` is not the checked compiled form of SOURCE (None: NAME is not
     this interpreter's form of a tool module, whose STEMS are given); None when it is."""
-    from importlib.util import MAGIC_NUMBER, source_hash
+    MAGIC_NUMBER, source_hash = _pyc_header()
 
     st = os.stat(name, dir_fd=cachefd, follow_symlinks=False)
     if not stat.S_ISREG(st.st_mode):
@@ -2898,7 +2966,8 @@ def compile_tools(args: dict) -> dict:
     is removed when it held only such files of root's; anything else there (a file or folder no converge wrote,
     another owner, a link) is kept as evidence: that folder is moved aside, ``__pycache__.displaced-TIME``."""
     import marshal
-    from importlib.util import MAGIC_NUMBER, source_hash
+
+    MAGIC_NUMBER, source_hash = _pyc_header()
 
     folder = args["folder"]
     dirfd = walk(_split(folder), folder)

@@ -569,22 +569,30 @@ def test_unit_sources_lists_each_folder_once_for_every_unit(tmp_path, monkeypatc
     }
 
 
+ACROSS = b"Name: b\nVersion: 2\nP: ".ljust(8191, b"p")  # its blank line falls across the first two 8 KB reads
+LONG_HEAD = b"Name: c\n" + b"Classifier: z\n" * 2000
+
+
 @pytest.mark.parametrize(
     "case,text,name",
     [
-        ("head in the first chunk", b"Name: a\nVersion: 1\n\n" + b"x" * 100_000, ("a", "1")),
-        ("the blank line across two chunks", b"Name: b\nVersion: 2\nP: ".ljust(8191, b"p") + b"\n\nbody", ("b", "2")),
-        ("a head longer than a chunk", b"Name: c\n" + b"Classifier: z\n" * 2000 + b"Version: 3\n\nbody", ("c", "3")),
-        ("no body", b"Name: d\nVersion: 4\n", ("d", "4")),
+        ("head in the first chunk", b"Name: a\nVersion: 1\n\n" + b"x" * 100_000, ("a", "1", True)),
+        ("the blank line across two chunks", ACROSS + b"\n\nbody", ("b", "2", True)),
+        ("a head longer than a chunk", LONG_HEAD + b"Version: 3\n\nbody", ("c", "3", True)),
+        ("no body", b"Name: d\nVersion: 4\n", ("d", "4", True)),
+        ("the first of a field counts", b"Name: g\nVersion: 7\nName: h\nVersion: 8\n", ("g", "7", True)),
+        ("no RECORD beside it", b"Name: i\nVersion: 9\n", ("i", "9", False)),
         ("Version only in the body", b"Name: e\n\nVersion: 5\n", None),
         ("larger than 1 MB", b"Name: f\nVersion: 6\n\n" + b"x" * (1 << 20), None),
     ],
 )
 def test_a_distributions_metadata_head_is_read_up_to_its_first_blank_line(tmp_path, case, text, name):
     """``_metadata`` reads a dist-info's METADATA only up to the end of its head (Name, Version: what the snapshot
-    needs), in 8 KB chunks; a file larger than 1 MB is refused unread, as before."""
+    needs), in 8 KB chunks, and says whether a RECORD is there; a file larger than 1 MB is refused unread."""
     (tmp_path / "x-1.dist-info").mkdir()
     (tmp_path / "x-1.dist-info" / "METADATA").write_bytes(text)
+    if case != "no RECORD beside it":
+        (tmp_path / "x-1.dist-info" / "RECORD").write_text("")
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         assert host_code._metadata(fd, "x-1.dist-info") == name, case

@@ -80,6 +80,9 @@ PROCESS_WIDE = {
     "litellm_runner/pyinfra_ext/rotation.py:_given": "the process's input: a pipe that can be read only once",
     "litellm_runner/metering.py:_counts": "the benchmark's counter: pyinfra's Host patched once per process",
     "litellm_runner/metering.py:_installed": "that patch, installed once per process",
+    # the host side runs one action per process on the host, never in a run's process
+    "litellm_runner/pyinfra_ext/hostside.py:_NAMES": "a lookup's answers (a uid's or gid's name) in one host command",
+    "litellm_runner/pyinfra_ext/hostside.py:_HELD": "the directory handles one snapshot shares (``held_walks``)",
 }
 MUTABLE_CALLS = {"dict", "list", "set", "defaultdict", "OrderedDict", "Counter", "deque", "bytearray"}
 MUTABLE_CALLS |= {"WeakKeyDictionary", "WeakValueDictionary", "WeakSet"}
