@@ -318,7 +318,8 @@ def _metadata(sitefd: int, entry: str):
     return (fields["Name"], fields["Version"]) if "Name" in fields and "Version" in fields else None
 
 
-UNIT_PROPS = "Id,LoadState,UnitFileState,ActiveState,NextElapseUSecRealtime,FragmentPath,DropInPaths,NeedDaemonReload"
+# the unit properties the snapshot reads (``units_of``), in the order ``systemctl show`` prints them (``show_units``)
+UNIT_PROPS = "NextElapseUSecRealtime,Id,LoadState,ActiveState,FragmentPath,DropInPaths,UnitFileState,NeedDaemonReload"
 
 
 MANAGED_UNITS = layout.UNITS  # the managed unit files, root's
@@ -518,7 +519,7 @@ def bounded_run(argv: list[str], timeout: float, limit: int, env=None, pw=None) 
 # uses. No bus daemon is in between, so there is no ``Hello`` and no destination. One connection: SASL
 # EXTERNAL with the process's uid, then method calls (``Bus.calls``, sent at once, each reply matched by
 # its serial), each message at most ``DBUS_LIMIT`` bytes and all of them together too, every read within
-# the connection's deadline. What the peer sends is parsed by ``_Reader`` (every type of the protocol but
+# the connection's deadline. What the peer sends is parsed by ``_Wire`` (every type of the protocol but
 # unix fds, nested at most ``DBUS_DEPTH`` deep); anything malformed, too large or too slow is ``DBusError``.
 PID1_BUS = "/run/systemd/private"
 USER_BUS = "/run/user/{uid}/systemd/private"  # a user manager's, its account's
@@ -616,7 +617,7 @@ def _put(buf: bytearray, sig: str, value) -> None:
             _put(buf, part, element)
 
 
-class _Reader:
+class _Wire:
     """Values read from a D-Bus message DATA (byte order ORDER) from offset POS; DBusError past its end."""
 
     def __init__(self, data: bytes, order: str, pos: int = 0):
@@ -685,7 +686,7 @@ def parse_message(data: bytes) -> tuple[int, dict, list]:
     """``(message type, {field name: value}, body values)`` of one whole message DATA; DBusError when malformed."""
     if len(data) < 16 or data[:1] not in (b"l", b"B") or data[3] != 1:
         raise DBusError("not a D-Bus message")
-    reader = _Reader(data, "<" if data[:1] == b"l" else ">", 12)
+    reader = _Wire(data, "<" if data[:1] == b"l" else ">", 12)
     fields = {_FIELDS.get(code, code): value for code, (_, value) in reader.value("a(yv)")}
     reader.take(0, 8)
     body = reader.values(fields.get("SIGNATURE", ""))
@@ -707,13 +708,15 @@ class Bus:
                 self.sock.connect(path)
             except OSError as exc:
                 raise DBusError(f"{path}: {exc.strerror}") from None
-            self._send(b"\0AUTH EXTERNAL " + str(os.geteuid()).encode().hex().encode() + b"\r\n")
+            # BEGIN in the same write as AUTH, as sd-bus's own clients send it: systemd's server leaves a message
+            # it reads together with BEGIN unanswered until the next one arrives, so none may follow BEGIN
+            # before the server has answered OK
+            self._send(b"\0AUTH EXTERNAL " + str(os.geteuid()).encode().hex().encode() + b"\r\nBEGIN\r\n")
             while b"\r\n" not in self.buf:
                 self._read(256)
             line, _, self.buf = self.buf.partition(b"\r\n")
             if not line.startswith(b"OK "):
                 raise DBusError(f"{path}: authentication refused")
-            self._send(b"BEGIN\r\n")
         except BaseException:
             self.close()
             raise
@@ -849,7 +852,7 @@ def show_units(socket_path: str, units: list[str], timeout: float, limit: int) -
     for (path, _, name), value in zip(asked, found, strict=True):
         if not isinstance(value, DBusError):
             blocks.setdefault(path, []).append(f"{name}={show_value(name, value)}")
-    return "".join("\n".join(lines) + "\n\n" for lines in blocks.values())
+    return "".join("\n" * bool(n) + "\n".join(lines) + "\n" for n, lines in enumerate(blocks.values()))
 
 
 def _units(user: str, units: list[str]) -> list[str]:

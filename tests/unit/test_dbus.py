@@ -21,7 +21,7 @@ import time
 import pytest
 
 from litellm_runner.pyinfra_ext import hostside as host_code
-from litellm_runner.pyinfra_ext.hostside import DBusError, _Reader, marshal, parse_message
+from litellm_runner.pyinfra_ext.hostside import DBusError, _Wire, marshal, parse_message
 from litellm_runner.pyinfra_ext.snapshot import units_of
 
 UID = 65534  # nobody plays the account
@@ -63,20 +63,20 @@ ROUND_TRIPS = [
 @pytest.mark.parametrize("sig,values,expected", KNOWN, ids=[f"{s}-{i}" for i, (s, *_) in enumerate(KNOWN)])
 def test_marshalled_as_the_specification_says(sig, values, expected):
     assert bytes(marshal(sig, values)) == expected
-    assert _Reader(expected, "<").values(sig) == values  # and read back
+    assert _Wire(expected, "<").values(sig) == values  # and read back
 
 
 @pytest.mark.parametrize("sig,values", ROUND_TRIPS, ids=[s for s, _ in ROUND_TRIPS])
 def test_round_trips(sig, values):
     data = bytes(marshal(sig, values))
-    reader = _Reader(data, "<")
+    reader = _Wire(data, "<")
     assert reader.values(sig) == values and reader.pos == len(data)
 
 
 def test_big_endian_is_read_too():
     """A peer may send big-endian (``B``): the same values."""
     data = struct.pack(">I", 3) + b"foo\0" + struct.pack(">Q", 2**40)
-    assert _Reader(data, ">").values("st") == ["foo", 2**40]
+    assert _Wire(data, ">").values("st") == ["foo", 2**40]
 
 
 def test_a_method_call_as_the_specification_lays_it_out():
@@ -130,7 +130,7 @@ def test_a_method_call_as_the_specification_lays_it_out():
 )
 def test_malformed_values_are_refused(why, sig, data):
     with pytest.raises(DBusError):
-        _Reader(data, "<").values(sig)
+        _Wire(data, "<").values(sig)
 
 
 @pytest.mark.parametrize(
@@ -230,9 +230,8 @@ class Peer:
         conn.sendall(answer)
         if not answer.startswith(b"OK"):
             return False
-        begin = b""
-        while not begin.endswith(b"BEGIN\r\n"):
-            begin += conn.recv(1)
+        while not self.auth.endswith(b"BEGIN\r\n"):
+            self.auth += conn.recv(1)
         return True
 
     def calls(self, conn):
@@ -288,26 +287,26 @@ def test_show_units_prints_what_systemctl_show_prints(tmp_path, monkeypatch):
     time.tzset()
     peer = Peer(tmp_path, lambda conn, peer: manager(conn, peer, before=signal_message()))
     text = host_code.show_units(peer.path, ["litellm.service", "litellm-backup.timer", "gone.service"], 5, 1 << 20)
-    assert peer.auth == b"\0AUTH EXTERNAL " + str(os.geteuid()).encode().hex().encode() + b"\r\n"
+    assert peer.auth == b"\0AUTH EXTERNAL " + str(os.geteuid()).encode().hex().encode() + b"\r\nBEGIN\r\n"
     blocks = [block.splitlines() for block in text.split("\n\n") if block]
-    assert blocks == [
+    assert blocks == [  # in systemctl show's order
         [
             "Id=litellm.service",
             "LoadState=loaded",
-            "UnitFileState=enabled",
             "ActiveState=active",
             "FragmentPath=/etc/systemd/user/litellm.service",
             "DropInPaths=/home/x/.config/systemd/user/litellm.service.d/a.conf /b.conf",
+            "UnitFileState=enabled",
             "NeedDaemonReload=yes",
         ],
         [
+            "NextElapseUSecRealtime=Tue 2026-11-24 02:07:00 UTC",
             "Id=litellm-backup.timer",
             "LoadState=loaded",
-            "UnitFileState=disabled",
             "ActiveState=inactive",
-            "NextElapseUSecRealtime=Tue 2026-11-24 02:07:00 UTC",
             "FragmentPath=/etc/systemd/user/litellm-backup.timer\\x0aId=forged.service",
             "DropInPaths=",
+            "UnitFileState=disabled",
             "NeedDaemonReload=no",
         ],
         ["Id=gone.service", "LoadState=not-found"],
@@ -325,7 +324,7 @@ def test_the_snapshot_asks_the_account_s_manager_as_the_account(open_folder, mon
     monkeypatch.setattr(host_code, "USER_BUS", str(open_folder / "{uid}"))
     monkeypatch.setattr(host_code, "unit_sources", lambda user, units: {unit: [] for unit in units})
     units = units_of(host_code._units("nobody", ["litellm.service", "gone.service"]))
-    assert peer.auth == b"\0AUTH EXTERNAL " + str(UID).encode().hex().encode() + b"\r\n"
+    assert peer.auth == b"\0AUTH EXTERNAL " + str(UID).encode().hex().encode() + b"\r\nBEGIN\r\n"
     assert units["litellm.service"]["active"] and units["litellm.service"]["need_reload"]
     assert units["gone.service"]["load"] == "not-found" and units["gone.service"]["sources"] == []
 
