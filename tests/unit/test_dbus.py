@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+import signal
 import socket
 import struct
 import tempfile
-import threading
 import time
 
 import pytest
@@ -199,23 +199,47 @@ PROPS = {
 PROPS = {(host_code.unit_path(unit), name): value for (unit, name), value in PROPS.items()}
 
 
+PEERS: list[int] = []  # the peers' processes, stopped after each test
+
+
+@pytest.fixture(autouse=True)
+def _stop_peers():
+    yield
+    while PEERS:
+        pid = PEERS.pop()
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
 class Peer:
-    """A D-Bus peer on a unix socket in FOLDER: it plays SCRIPT(conn, peer) with each client, one after another."""
+    """A D-Bus peer on a unix socket in FOLDER, in a process of its own (the unit run has gevent's monkey patching,
+    so a thread would wait for the client's real blocking reads): it plays SCRIPT(conn, peer) with each client,
+    one after another, and keeps what each client sent to authenticate in FOLDER/auth (``auth``)."""
 
     def __init__(self, folder, script):
-        self.path = str(folder / "private")
-        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.server.bind(self.path)
+        self.path, self.record = str(folder / "private"), folder / "auth"
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(self.path)
         os.chmod(self.path, 0o777)  # noqa: S103 - the account's child connects to it
-        self.server.listen(4)
-        self.auth = b""
-        threading.Thread(target=self.serve, args=(script,), daemon=True).start()
+        server.listen(4)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                self.serve(server, script)
+            finally:
+                os._exit(0)
+        server.close()
+        PEERS.append(pid)
 
-    def serve(self, script) -> None:
+    @property
+    def auth(self) -> bytes:
+        return self.record.read_bytes()
+
+    def serve(self, server, script) -> None:
         while True:
-            conn, _ = self.server.accept()
+            conn, _ = server.accept()
             conn.settimeout(10)
-            self.auth = b""
+            self.line = b""
             try:
                 script(conn, self)
                 time.sleep(0.1)
@@ -225,14 +249,14 @@ class Peer:
                 conn.close()
 
     def authenticate(self, conn, answer: bytes = b"OK 0123456789abcdef0123456789abcdef\r\n") -> bool:
-        while b"\r\n" not in self.auth:
-            self.auth += conn.recv(256)
+        while b"\r\n" not in self.line:
+            self.line += conn.recv(256)
         conn.sendall(answer)
-        if not answer.startswith(b"OK"):
-            return False
-        while not self.auth.endswith(b"BEGIN\r\n"):
-            self.auth += conn.recv(1)
-        return True
+        if answer.startswith(b"OK"):
+            while not self.line.endswith(b"BEGIN\r\n"):
+                self.line += conn.recv(1)
+        self.record.write_bytes(self.line)
+        return answer.startswith(b"OK")
 
     def calls(self, conn):
         """The method calls the client sends, as ``(serial, fields, body)``, until it hangs up."""
