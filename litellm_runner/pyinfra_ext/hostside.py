@@ -529,6 +529,7 @@ DBUS_DEPTH = 32  # nested containers (the specification allows 32 arrays and 32 
 SYSTEMD1 = "/org/freedesktop/systemd1"
 PROPERTIES = "org.freedesktop.DBus.Properties"
 UNIT = "org.freedesktop.systemd1.Unit"
+TIMER = "org.freedesktop.systemd1.Timer"
 _FIXED = {"y": "B", "b": "I", "n": "h", "q": "H", "i": "i", "u": "I", "h": "I", "x": "q", "t": "Q", "d": "d"}
 _ALIGN = {**{c: struct.calcsize(f) for c, f in _FIXED.items()}, "s": 4, "o": 4, "g": 1, "v": 1, "a": 4, "(": 8, "{": 8}
 _FIELDS = {1: "PATH", 2: "INTERFACE", 3: "MEMBER", 4: "ERROR_NAME", 5: "REPLY_SERIAL", 8: "SIGNATURE"}
@@ -571,14 +572,16 @@ def _complete(sig: str, i: int, depth: int = 0, element: bool = False) -> int:
     return i + 1
 
 
-def split_signature(sig: str) -> list[str]:
-    """SIG's single complete types: ``"sa{sv}"`` is ``["s", "a{sv}"]``."""
-    types, i = [], 0
-    while i < len(sig):
-        end = _complete(sig, i)
-        types.append(sig[i:end])
-        i = end
-    return types
+def split_signature(sig: str, _known: dict[str, list[str]] = {}) -> list[str]:  # noqa: B006 - the cache
+    """SIG's single complete types: ``"sa{sv}"`` is ``["s", "a{sv}"]`` (each signature split once)."""
+    if sig not in _known:
+        types, i = [], 0
+        while i < len(sig):
+            end = _complete(sig, i)
+            types.append(sig[i:end])
+            i = end
+        _known[sig] = types
+    return _known[sig]
 
 
 def marshal(sig: str, values, buf: bytearray | None = None) -> bytearray:
@@ -673,6 +676,49 @@ class _Wire:
     def values(self, sig: str) -> list:
         return [self.value(code) for code in split_signature(sig)]
 
+    def skip(self, sig: str, depth: int = 0) -> None:
+        """Past one value of the complete type SIG, nothing of it kept: an array by its length, unread."""
+        code = sig[0]
+        if depth > DBUS_DEPTH:
+            raise DBusError("values nested too deep")
+        if code in _FIXED:
+            self.take(_ALIGN[code], _ALIGN[code])
+        elif code in "so":
+            self.take(struct.unpack(self.order + "I", self.take(4, 4))[0] + 1)
+        elif code == "g":
+            self.take(self.take(1)[0] + 1)
+        elif code == "v":
+            inner = self.value("g")
+            if len(split_signature(inner)) != 1:
+                raise DBusError(f"variant of {inner!r}")
+            self.skip(inner, depth + 1)
+        elif code == "a":
+            size = struct.unpack(self.order + "I", self.take(4, 4))[0]
+            self.take(0, _ALIGN[sig[1]])
+            self.take(size)
+        else:
+            self.take(0, 8)
+            for part in split_signature(sig[1:-1]):
+                self.skip(part, depth + 1)
+
+    def properties(self, wanted: set[str]) -> dict:
+        """The WANTED entries of an ``a{sv}`` (``GetAll``): ``{name: (signature, value)}``, the rest skipped."""
+        size = struct.unpack(self.order + "I", self.take(4, 4))[0]
+        self.take(0, 8)
+        end, found = self.pos + size, {}
+        if end > len(self.data):
+            raise DBusError("array longer than its message")
+        while self.pos < end:
+            self.take(0, 8)
+            name = self.value("s")
+            if name in wanted:
+                found[name] = self.value("v")
+            else:
+                self.skip("v")
+        if self.pos != end:
+            raise DBusError("array element past the array's end")
+        return found
+
 
 def _method_call(serial: int, path: str, interface: str, member: str, sig: str = "", args=()) -> bytes:
     """A METHOD_CALL message, little-endian, that expects its reply."""
@@ -682,14 +728,16 @@ def _method_call(serial: int, path: str, interface: str, member: str, sig: str =
     return bytes(header + b"\0" * (-len(header) % 8) + body)
 
 
-def parse_message(data: bytes) -> tuple[int, dict, list]:
-    """``(message type, {field name: value}, body values)`` of one whole message DATA; DBusError when malformed."""
+def parse_message(data: bytes, wanted: set[str] | None = None) -> tuple[int, dict, list]:
+    """``(message type, {field name: value}, body values)`` of one whole message DATA; DBusError when malformed.
+    With WANTED, a body that is one ``a{sv}`` is read as ``[{name: (signature, value)}]`` of those names only."""
     if len(data) < 16 or data[:1] not in (b"l", b"B") or data[3] != 1:
         raise DBusError("not a D-Bus message")
     reader = _Wire(data, "<" if data[:1] == b"l" else ">", 12)
     fields = {_FIELDS.get(code, code): value for code, (_, value) in reader.value("a(yv)")}
     reader.take(0, 8)
-    body = reader.values(fields.get("SIGNATURE", ""))
+    sig = fields.get("SIGNATURE", "")
+    body = [reader.properties(wanted)] if wanted is not None and sig == "a{sv}" else reader.values(sig)
     if reader.pos != len(data):
         raise DBusError("body longer than its signature")
     return data[1], fields, body
@@ -697,10 +745,11 @@ def parse_message(data: bytes) -> tuple[int, dict, list]:
 
 class Bus:
     """A connection to the peer-to-peer D-Bus socket PATH, authenticated as this process's uid, that reads at most
-    LIMIT bytes in all and gives up TIMEOUT seconds after it was opened (``DBusError``)."""
+    LIMIT bytes in all and gives up TIMEOUT seconds after it was opened, or after ``calls`` sent (``DBusError``)."""
 
     def __init__(self, path: str, timeout: float, limit: int = DBUS_LIMIT):
-        self.deadline, self.left, self.serial, self.buf = time.monotonic() + timeout, limit, 0, b""
+        self.timeout, self.left, self.serial, self.buf = timeout, limit, 0, b""
+        self.deadline = time.monotonic() + timeout
         self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             self._wait()
@@ -771,15 +820,17 @@ class Bus:
         message, self.buf = self.buf[:size], self.buf[size:]
         return message
 
-    def calls(self, calls: list[tuple]) -> list:
+    def calls(self, calls: list[tuple], wanted: set[str] | None = None) -> list:
         """The replies to CALLS (``(path, interface, member, signature, args)``), sent at once: each reply's body
-        values, or a ``DBusError`` for an error reply (each call fails alone); messages not replying are skipped."""
+        values (an ``a{sv}`` only its WANTED names, when given: ``parse_message``), or a ``DBusError`` for an
+        error reply (each call fails alone); messages not replying are skipped."""
+        self.deadline = time.monotonic() + self.timeout
         first, self.serial = self.serial + 1, self.serial + len(calls)
         serials: dict[int, int] = {first + n: n for n in range(len(calls))}
         self._send(b"".join(_method_call(first + n, *call) for n, call in enumerate(calls)))
         replies: list = [None] * len(calls)
         while serials:
-            kind, fields, body = parse_message(self._message())
+            kind, fields, body = parse_message(self._message(), wanted)
             index = serials.pop(fields.get("REPLY_SERIAL", 0), None) if kind in (2, 3) else None
             if index is not None:
                 why = body[0] if body and isinstance(body[0], str) else ""
@@ -796,13 +847,20 @@ def get_properties(bus: Bus, asked: list[tuple[str, str, str]]) -> list:
     ]
 
 
+_PID1: dict[str, Bus] = {}  # root's one connection to PID 1, opened at its first question
+
+
 def pid1_property(path: str, interface: str, name: str):
     """Property NAME of PATH's INTERFACE as PID 1 gives it (root's own socket: its answer is root's), as
-    ``(signature, value)``; None when PID 1 cannot be asked or gives none."""
+    ``(signature, value)``; None when PID 1 cannot be asked or gives none. The snapshot's questions share one
+    connection (each costs PID 1 about 1 ms); one that failed is closed."""
     try:
-        with Bus(PID1_BUS, DBUS_TIMEOUT) as bus:
-            found = get_properties(bus, [(path, interface, name)])[0]
+        if "bus" not in _PID1:
+            _PID1["bus"] = Bus(PID1_BUS, DBUS_TIMEOUT)
+        found = get_properties(_PID1["bus"], [(path, interface, name)])[0]
     except DBusError:
+        if "bus" in _PID1:
+            _PID1.pop("bus").close()
         return None
     return None if isinstance(found, DBusError) else found
 
@@ -831,28 +889,28 @@ def show_value(name: str, found) -> str:
     return "".join(c if " " <= c != "\x7f" else f"\\x{ord(c):02x}" for c in text)
 
 
-def unit_properties(units: list[str]) -> list[tuple[str, str, str]]:
-    """What the snapshot asks of each of UNITS (``UNIT_PROPS``): ``(object path, interface, property)``."""
-    asked = []
-    for unit in units:
-        for name in UNIT_PROPS.split(","):
-            iface = "org.freedesktop.systemd1.Timer" if name.startswith("NextElapse") else UNIT
-            if iface == UNIT or unit.endswith(".timer"):
-                asked.append((unit_path(unit), iface, name))
-    return asked
-
-
 def show_units(socket_path: str, units: list[str], timeout: float, limit: int) -> str:
     """``systemctl show --property=UNIT_PROPS UNITS``'s answer from the manager at SOCKET_PATH: a block of
-    ``Key=Value`` lines per unit, a property the manager does not give left out. DBusError when it cannot be asked."""
-    asked = unit_properties(units)
+    ``Key=Value`` lines per unit, a property the manager does not give left out. DBusError when it cannot be asked.
+
+    Asked as ``GetAll`` of each unit's ``Unit`` interface (only the wanted entries read, the others skipped by
+    their length) and ``Get`` of each timer's ``NextElapseUSecRealtime``, all sent at once: a ``Get`` per property
+    costs the manager about twice as much (about 150 µs per call, whatever it asks)."""
+    timers = [unit for unit in units if unit.endswith(".timer")]
+    calls: list[tuple] = [(unit_path(unit), PROPERTIES, "GetAll", "s", (UNIT,)) for unit in units]
+    calls += [(unit_path(unit), PROPERTIES, "Get", "ss", (TIMER, "NextElapseUSecRealtime")) for unit in timers]
     with Bus(socket_path, timeout, limit) as bus:
-        found = get_properties(bus, asked)
-    blocks: dict[str, list[str]] = {}
-    for (path, _, name), value in zip(asked, found, strict=True):
-        if not isinstance(value, DBusError):
-            blocks.setdefault(path, []).append(f"{name}={show_value(name, value)}")
-    return "".join("\n" * bool(n) + "\n".join(lines) + "\n" for n, lines in enumerate(blocks.values()))
+        replies = bus.calls(calls, set(UNIT_PROPS.split(",")))
+    found = {unit: reply[0] if isinstance(reply, list) and reply else {} for unit, reply in zip(units, replies)}  # noqa: B905
+    for unit, reply in zip(timers, replies[len(units) :], strict=True):  # a unit the manager gave nothing of stays so
+        if found[unit] and isinstance(reply, list) and len(reply) == 1 and isinstance(reply[0], tuple):
+            found[unit]["NextElapseUSecRealtime"] = reply[0]
+    blocks = [
+        [f"{name}={show_value(name, props[name])}" for name in UNIT_PROPS.split(",") if name in props]
+        for props in found.values()
+        if props
+    ]
+    return "".join("\n" * bool(n) + "\n".join(lines) + "\n" for n, lines in enumerate(blocks))
 
 
 def _units(user: str, units: list[str]) -> list[str]:

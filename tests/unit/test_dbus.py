@@ -278,20 +278,34 @@ class Peer:
         return 16 + fields + (-fields % 8) + body
 
 
+OTHERS = {  # what else a unit's GetAll gives: read past, never kept
+    "Conditions": ("a(sbbsi)", [("ConditionUser", False, True, "litellm", 1)]),
+    "Job": ("(uo)", (0, "/")),
+    "InvocationID": ("ay", [1, 2, 3]),
+    "Markers": ("as", []),
+    "Nested": ("v", ("v", ("as", ["x"]))),
+    "CPUWeight": ("t", 5),
+    "Refs": ("a{sv}", {"x": ("u", 1)}),
+    "Kind": ("g", "a{sv}"),
+}
+
+
 def manager(conn, peer, before=b"", props=PROPS) -> None:
-    """A manager that gives PROPS (``{(object path, property): (signature, value)}``), an error for any other
-    property, BEFORE sent ahead of each reply."""
+    """A manager that gives PROPS (``{(object path, property): (signature, value)}``) to ``Get``, an object's all
+    (with ``OTHERS``) to ``GetAll``, an error for any other property or object, BEFORE sent ahead of each reply."""
     if not peer.authenticate(conn):
         return
-    for serial, fields, (_, name) in peer.calls(conn):
-        assert fields["MEMBER"] == "Get" and fields["INTERFACE"] == "org.freedesktop.DBus.Properties"
-        found = props.get((fields["PATH"], name))
-        if found is None:
-            conn.sendall(
-                before + reply(serial, "s", ["no such property"], 3, "org.freedesktop.DBus.Error.UnknownProperty")
-            )
+    for serial, fields, args in peer.calls(conn):
+        assert fields["INTERFACE"] == "org.freedesktop.DBus.Properties" and fields["MEMBER"] in ("Get", "GetAll")
+        if fields["MEMBER"] == "GetAll":
+            found = {name: value for (path, name), value in props.items() if path == fields["PATH"]}
+            found.pop("NextElapseUSecRealtime", None)  # the Timer interface's
+            answer = reply(serial, "a{sv}", [{**OTHERS, **found}]) if found else None
         else:
-            conn.sendall(before + reply(serial, "v", [found]))
+            found = props.get((fields["PATH"], args[1]))
+            answer = None if found is None else reply(serial, "v", [found])
+        no = reply(serial, "s", ["no such property"], 3, "org.freedesktop.DBus.Error.UnknownProperty")
+        conn.sendall(before + (answer or no))
 
 
 @pytest.fixture
@@ -305,12 +319,13 @@ def open_folder():
 
 def test_show_units_prints_what_systemctl_show_prints(tmp_path, monkeypatch):
     """Each unit a block of the asked properties, ``systemctl show``'s way (yes/no, a list joined by blanks, the
-    timer's next elapse as a date); a property the manager does not give is left out; signals are skipped; a
-    line break in a value stays inside its line."""
+    timer's next elapse as a date); a property the manager does not give is left out, a unit it gives nothing of
+    (an error) too; signals are skipped; a line break in a value stays inside its line."""
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     peer = Peer(tmp_path, lambda conn, peer: manager(conn, peer, before=signal_message()))
-    text = host_code.show_units(peer.path, ["litellm.service", "litellm-backup.timer", "gone.service"], 5, 1 << 20)
+    asked = ["litellm.service", "litellm-backup.timer", "broken.service", "gone.service"]
+    text = host_code.show_units(peer.path, asked, 5, 1 << 20)
     assert peer.auth == b"\0AUTH EXTERNAL " + str(os.geteuid()).encode().hex().encode() + b"\r\nBEGIN\r\n"
     blocks = [block.splitlines() for block in text.split("\n\n") if block]
     assert blocks == [  # in systemctl show's order
@@ -468,3 +483,29 @@ def test_a_misbehaving_manager_is_a_manager_that_does_not_run(open_folder, monke
     lines = host_code._units("nobody", ["litellm.service"])
     assert lines == ["", "Id=litellm.service", "X-Sources=[]"]
     assert units_of(lines)["litellm.service"]["load"] == "not-found"
+
+
+def corrupt(data: bytes, old: bytes, new: bytes) -> bytes:
+    assert data.count(old) == 1
+    return data.replace(old, new)
+
+
+GETALL = bytes(marshal("a{sv}", [{"Skipped": ("as", ["abc"]), "Other": ("s", "defg"), "Id": ("s", "x.service")}]))
+
+
+@pytest.mark.parametrize(
+    "why,data,expected",
+    [
+        ("only the wanted entries", GETALL, {"Id": ("s", "x.service")}),
+        ("a skipped array past the message", corrupt(GETALL, b"\x08\0\0\0\x03", b"\xff\0\0\0\x03"), DBusError),
+        ("a skipped string past the message", corrupt(GETALL, b"\x04\0\0\0defg", b"\xff\0\0\0defg"), DBusError),
+        ("a skipped variant of two types", corrupt(GETALL, b"\x02as\0", b"\x02ss\0"), DBusError),
+        ("the dict past the message", b"\xff\0\0\0" + GETALL[4:], DBusError),
+    ],
+)
+def test_a_getall_answer_is_read_for_the_wanted_entries_and_checked_past_the_others(why, data, expected):
+    if expected is DBusError:
+        with pytest.raises(DBusError):
+            _Wire(data, "<").properties({"Id"})
+    else:
+        assert _Wire(data, "<").properties({"Id"}) == expected
