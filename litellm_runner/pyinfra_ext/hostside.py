@@ -398,7 +398,7 @@ def unit_sources(user: str, units: list[str]) -> dict[str, list[str]]:
 
 
 SYSTEM_PATH = "/usr/bin:/bin"  # root's own binaries: what a command run as the account is looked up in
-SHOW_TIMEOUT = 30  # seconds for the account's ``systemctl --user show``
+SHOW_TIMEOUT = 30  # seconds for the account's child asking its manager for the units (``_units``)
 SHOW_LIMIT = 1 << 20  # bytes of its output read (the managed units' properties: about 5 KB)
 
 
