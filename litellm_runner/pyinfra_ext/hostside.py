@@ -399,7 +399,7 @@ def unit_sources(user: str, units: list[str]) -> dict[str, list[str]]:
 
 SYSTEM_PATH = "/usr/bin:/bin"  # root's own binaries: what a command run as the account is looked up in
 SHOW_TIMEOUT = 30  # seconds for the account's child asking its manager for the units (``_units``)
-SHOW_LIMIT = 1 << 20  # bytes of its output read (the managed units' properties: about 5 KB)
+SHOW_LIMIT = 1 << 20  # bytes the child reads from the manager, and root from the child (its lines: about 5 KB)
 
 
 ROOT_ENV = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"}  # what root's own commands (systemctl) start with
@@ -524,7 +524,7 @@ def bounded_run(argv: list[str], timeout: float, limit: int, env=None, pw=None) 
 PID1_BUS = "/run/systemd/private"
 USER_BUS = "/run/user/{uid}/systemd/private"  # a user manager's, its account's
 DBUS_TIMEOUT = 10  # seconds for one conversation with PID 1
-DBUS_LIMIT = 1 << 20  # bytes read from one peer in all (the managed units' properties: about 10 KB)
+DBUS_LIMIT = 1 << 20  # bytes read from one peer in all (the 16 managed units' GetAll answers: about 75 KB)
 DBUS_DEPTH = 32  # nested containers (the specification allows 32 arrays and 32 structs)
 SYSTEMD1 = "/org/freedesktop/systemd1"
 PROPERTIES = "org.freedesktop.DBus.Properties"
