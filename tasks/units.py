@@ -36,7 +36,7 @@ from litellm_runner.render import render_units, wanted_units
 def exposure_lines(host, units: dict[str, str], systemd: str | None = None) -> list[str]:
     """HOST's ``HostExposure`` of UNITS, from the gate cache when this SYSTEMD scored these units before.
 
-    SYSTEMD is the host snapshot's ``systemctl --version``; without it nothing is cached.
+    SYSTEMD is the host snapshot's ``systemctl --version`` line (from PID 1's Version); without it nothing is cached.
     """
     key = cache.key("host-units", json.dumps(units, sort_keys=True), systemd) if systemd else None
     timeout = HostExposure.TIMEOUT + 60

@@ -10,6 +10,7 @@ value, active); the converge after that changes nothing. The managed unit files 
 """
 
 import json
+import re
 
 import pytest
 
@@ -133,3 +134,52 @@ def test_a_hand_edit_of_a_unit_is_drift_and_converged_away(
     assert f"Unit {UNIT} enabled and running | svc-01" in run.changed(host.name)  # restarted once
     assert show(host, prop) == managed
     assert converge().changed(host.name) == []
+
+
+# -- the snapshot's systemd answers: asked over D-Bus, the same as systemctl's (issue #22) ----------------------
+ASKED = [UNIT, "litellm-backup.timer", "litellm.socket", "litellm-no-such.timer", "litellm-no-such.service"]
+NOT_RELOADED = (  # a drop-in of the account's, loaded, then one more it has not reloaded
+    f"{AS} sh -c 'mkdir -p {ACCOUNT}/{UNIT}.d {ACCOUNT}/litellm-backup.timer.d "
+    f'&& printf "[Unit]\\nDescription=x\\n" > {ACCOUNT}/{UNIT}.d/a.conf '
+    f'&& printf "[Timer]\\nRandomizedDelaySec=1\\n" > {ACCOUNT}/litellm-backup.timer.d/a.conf '
+    f'&& systemctl --user daemon-reload && printf "[Unit]\\nDescription=y\\n" > {ACCOUNT}/{UNIT}.d/b.conf\''
+)
+NOT_FOUND = r"Id=litellm-no-such\.timer\nLoadState=not-found\n"
+SCHEDULED = r"NextElapseUSecRealtime=\w{3} \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \w+\nId=litellm-backup\.timer\n"
+STATES = [
+    # (what is done, undone after, what systemctl shows then (patterns): the snapshot must print the same)
+    pytest.param("true", "true", [SCHEDULED, NOT_FOUND, "NeedDaemonReload=no"], id="converged"),
+    pytest.param(
+        NOT_RELOADED,
+        f"rm -rf {ACCOUNT}/{UNIT}.d {ACCOUNT}/litellm-backup.timer.d && {AS} systemctl --user daemon-reload",
+        [f"DropInPaths={ACCOUNT}/{UNIT}.d/a.conf\n", "NeedDaemonReload=yes", r"timer\.d/a\.conf\n", NOT_FOUND],
+        id="drop-ins-not-reloaded",
+    ),
+]
+
+
+@pytest.mark.parametrize("make, undo, shows", STATES)
+def test_the_snapshot_asks_systemd_what_systemctl_shows(converged, host, make, undo, shows):
+    """The snapshot asks PID 1 and the account's manager over D-Bus (``hostside.Bus``): its version, whether the
+    manager runs and the units' properties are what ``systemctl --version``, ``is-active`` and ``show`` print,
+    line for line: a timer's next elapse as a date, drop-ins, a pending reload, a unit that is not loaded. (A
+    manager that does not run was compared by hand, docs/benchmarks.md: stopping it here can take minutes.)"""
+    from litellm_runner.pyinfra_ext.facts import hostside
+    from litellm_runner.pyinfra_ext.hostside import UNIT_PROPS
+
+    args = {"paths": [], "user": "litellm", "units": ASKED, "venv": "/nonexistent", "systemd": True}
+    host.ssh(make, timeout=120)
+    try:
+        doc = json.loads(host.out(hostside("snapshot", args), timeout=120))
+        shown = host.ssh(
+            f"{AS} systemctl --user show --property={UNIT_PROPS} {' '.join(ASKED)}", timeout=60, check=False
+        ).stdout
+        version = host.out("systemctl --version").splitlines()[0]
+        active = host.ssh("systemctl is-active --quiet user@$(id -u litellm).service", check=False).returncode == 0
+    finally:
+        host.ssh(undo, timeout=120)
+    asked = doc["units"][: -3 * len(ASKED)]  # then each unit's X-Sources block
+    assert "\n".join(asked) == shown.rstrip("\n")
+    assert all(re.search(pattern, shown) for pattern in shows), shown
+    assert (doc["systemd"], doc["manager"]) == (version, active) and version.startswith("systemd ")
+    assert active and shown

@@ -83,6 +83,7 @@ PROCESS_WIDE = {
     # the host side runs one action per process on the host, never in a run's process
     "litellm_runner/pyinfra_ext/hostside.py:_NAMES": "a lookup's answers (a uid's or gid's name) in one host command",
     "litellm_runner/pyinfra_ext/hostside.py:_HELD": "the directory handles one snapshot shares (``held_walks``)",
+    "litellm_runner/pyinfra_ext/hostside.py:_PID1": "root's one D-Bus connection to PID 1 in one host command",
 }
 MUTABLE_CALLS = {"dict", "list", "set", "defaultdict", "OrderedDict", "Counter", "deque", "bytearray"}
 MUTABLE_CALLS |= {"WeakKeyDictionary", "WeakValueDictionary", "WeakSet"}
