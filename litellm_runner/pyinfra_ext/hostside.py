@@ -3030,9 +3030,12 @@ def new_session_keyring() -> bool:
     number = SYS_KEYCTL.get(os.uname().machine)
     if number is None:
         return False
-    import ctypes
+    try:
+        import ctypes
 
-    return ctypes.CDLL(None, use_errno=True).syscall(number, KEYCTL_JOIN_SESSION_KEYRING, None) >= 0
+        return ctypes.CDLL(None, use_errno=True).syscall(number, KEYCTL_JOIN_SESSION_KEYRING, None) >= 0
+    except (ImportError, OSError, AttributeError):  # no ctypes, no libc symbol: the plan goes on without
+        return False
 
 
 def plan_child(args: dict, venv: dict, home: str):
@@ -3085,12 +3088,17 @@ class Planning:
             return
         pw = pwd.struct_passwd((pw.pw_name, "x", pw.pw_uid, gid, pw.pw_gecos, args["home"], pw.pw_shell))
         target = plan_child(args, venv, args["home"])
-        self.child = spawn(target, self.limit, PLAN_OUTPUT, pw, before_drop=new_session_keyring)
+        try:
+            self.child = spawn(target, self.limit, PLAN_OUTPUT, pw, before_drop=new_session_keyring)
+        except OSError as exc:  # no process or pipe left: this item fails alone, the snapshot goes on
+            self.failed = {"error": printable(f"the plan could not start: {exc}"), "code": 1}
+
+    failed: dict | None = None
 
     def answer(self) -> dict | None:
         """``{"scopes", "max_connections"}``; None when the plan could not run here; ``{"error": line, "code"}``."""
         if self.child is None:
-            return None
+            return self.failed
         found = self.child.result()
         if found is None:
             return {

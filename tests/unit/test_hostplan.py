@@ -7,6 +7,7 @@ question names), a venv and an env file, then runs the exact command the deploy 
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
@@ -132,11 +133,13 @@ def test_an_unreachable_database_is_code_3_with_one_line_and_no_password(shipped
 
 
 def test_the_child_has_the_accounts_ids_and_a_small_fixed_environment(shipped):
-    """Nothing of root's session reaches the plan (PG* variables libpq would read, SSH's agent): the child
-    has HOME, PATH and LANG only, the account's uid and group, and root's bin/ first on its path."""
+    """Nothing of root's session reaches the plan (PG* variables libpq would read, SSH's agent, its session
+    keyring): the child has HOME, PATH and LANG only, a new session keyring, the account's uid and group, and
+    root's bin/ first on its path."""
     body = (
-        "import sys\n    return {'scopes': {'env': dict(os.environ), 'ids': [os.getuid(), os.getgid(), "
-        "os.getgroups()], 'path0': sys.path[0], 'dbctl': __file__}, 'max_connections': 1}"
+        "import sys, ctypes\n    keyring = ctypes.CDLL(None).syscall(250, 0, -3, 0)\n"  # KEYCTL_GET_KEYRING_ID
+        "    return {'scopes': {'env': dict(os.environ), 'ids': [os.getuid(), os.getgid(), "
+        "os.getgroups()], 'path0': sys.path[0], 'dbctl': __file__, 'keyring': keyring}, 'max_connections': 1}"
     )
     roots = {**os.environ, "PGPASSWORD": "root-leak", "PGHOST": "elsewhere", "SSH_AUTH_SOCK": "/tmp/agent"}
     found = plan(question(shipped, dbctl=body), env=roots)
@@ -145,6 +148,8 @@ def test_the_child_has_the_accounts_ids_and_a_small_fixed_environment(shipped):
     assert seen["env"] == {"HOME": HOME, "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
     assert seen["ids"] == [65534, 65534, []]
     assert seen["path0"] == f"{shipped}/bin" and seen["dbctl"] == f"{shipped}/bin/litellm_dbctl.py"
+    roots_keyring = ctypes.CDLL(None).syscall(250, 0, -3, 0)  # this machine lets keyctl through (x86_64)
+    assert roots_keyring > 0 and seen["keyring"] > 0 and seen["keyring"] != roots_keyring  # a new session keyring
 
 
 @pytest.mark.parametrize(
