@@ -26,6 +26,7 @@ from tests.unit.group_data import defaults
 USER, GROUP, HOME = "nobody", "nogroup", "/nonexistent"
 PASSWORD = "pw-never-shown-4711"
 UNREACHABLE = f"postgresql://litellm:{PASSWORD}@127.0.0.1:1/litellm"  # nothing listens on port 1
+ROOTS_KEYRING = "litellm-test-roots-session"
 STAND_IN = """import os
 def plan(scopes, desired_b64, env_file, connect_timeout=5, migrations=None, libpq=None):
     {body}
@@ -81,9 +82,16 @@ def question(top: str, url: str = UNREACHABLE, dbctl: str | None = None, **over)
     return {**args, **over}
 
 
+def roots_session() -> None:
+    """Root's command in a session keyring of its own, as pam_keyinit gives an SSH session."""
+    ctypes.CDLL(None).syscall(250, 1, ROOTS_KEYRING.encode())  # KEYCTL_JOIN_SESSION_KEYRING, named
+
+
 def plan(args: dict, env: dict | None = None):
     command = hostside("plan", args)
-    proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60, env=env)
+    proc = subprocess.run(
+        ["sh", "-c", command], capture_output=True, text=True, timeout=60, env=env, preexec_fn=roots_session
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -137,9 +145,11 @@ def test_the_child_has_the_accounts_ids_and_a_small_fixed_environment(shipped):
     keyring): the child has HOME, PATH and LANG only, a new session keyring, the account's uid and group, and
     root's bin/ first on its path."""
     body = (
-        "import sys, ctypes\n    keyring = ctypes.CDLL(None).syscall(250, 0, -3, 0)\n"  # KEYCTL_GET_KEYRING_ID
+        "import sys, ctypes\n    held = ctypes.create_string_buffer(256)\n"
+        "    ctypes.CDLL(None).syscall(250, 6, -3, held, 256)\n"  # KEYCTL_DESCRIBE of the session keyring
         "    return {'scopes': {'env': dict(os.environ), 'ids': [os.getuid(), os.getgid(), "
-        "os.getgroups()], 'path0': sys.path[0], 'dbctl': __file__, 'keyring': keyring}, 'max_connections': 1}"
+        "os.getgroups()], 'path0': sys.path[0], 'dbctl': __file__, 'keyring': held.value.decode()}, "
+        "'max_connections': 1}"
     )
     roots = {**os.environ, "PGPASSWORD": "root-leak", "PGHOST": "elsewhere", "SSH_AUTH_SOCK": "/tmp/agent"}
     found = plan(question(shipped, dbctl=body), env=roots)
@@ -148,8 +158,7 @@ def test_the_child_has_the_accounts_ids_and_a_small_fixed_environment(shipped):
     assert seen["env"] == {"HOME": HOME, "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
     assert seen["ids"] == [65534, 65534, []]
     assert seen["path0"] == f"{shipped}/bin" and seen["dbctl"] == f"{shipped}/bin/litellm_dbctl.py"
-    roots_keyring = ctypes.CDLL(None).syscall(250, 0, -3, 0)  # this machine lets keyctl through (x86_64)
-    assert roots_keyring > 0 and seen["keyring"] > 0 and seen["keyring"] != roots_keyring  # a new session keyring
+    assert ROOTS_KEYRING not in seen["keyring"]  # root's session keyring (pam_keyinit's, under SSH) left behind
 
 
 @pytest.mark.parametrize(
