@@ -35,7 +35,7 @@ from litellm_runner.settings import DEFAULTS
 DBCTL_TIMEOUT = 120  # seconds for one dbctl plan or apply command (pyinfra _timeout)
 PLAN_LIMIT = DBCTL_TIMEOUT - 20  # seconds dbctl plan may run before it is stopped (its item fails alone)
 DEFAULT_POOL_LIMIT = 10  # LiteLLM's database_connection_pool_limit when general_settings does not set it
-# what dbctl plan runs, shipped in files/bin (the script, and its code as a module: root compiles the modules)
+# what the plan imports, shipped in files/bin (the script, and its code as a module: root compiles the modules)
 Account = tuple[str, str, str]  # the service account the plan and apply run as: user, group, home (as_account)
 PLAN_MODULES = ("litellm-dbctl", "litellm_dbctl.py", "litellm_migrations.py", "litellm_pq.py")
 
