@@ -8,7 +8,9 @@ host's loopback (127.0.0.1:5434): the deploy reaches it through the same SSH
 connection as everything else, with no tunnel to keep open. plan (every check
 runs it) talks to the database through litellm_pq.py, next to this file: the
 same libpq without psycopg's import (about 135 ms of the host's CPU); apply
-uses psycopg. The
+uses psycopg. Every check calls ``plan()`` in a child of root's host snapshot
+that dropped to the account (root's interpreter, these modules from root's
+bin/, the venv's migrations folder and libpq given as paths). The
 database URL, with its password, is read from the env file (0600), so it is
 never on a command line. The desired state holds no secret, so it travels as a
 base64 argument (pyinfra commands get no stdin); a rotated key travels only as
