@@ -232,9 +232,18 @@ def schema(conn, desired, apply, folder, url, args):
     and the database's error; what came before it stays applied and recorded, the next run resumes."""
     import litellm_migrations as lm
 
-    migrations = lm.load(folder)
-    expected = lm.replay(migrations)
-    scripts = {m.name: m.script.encode() for m in migrations}
+    migrations = expected = None
+    if not apply and getattr(args, "kept", None):  # a check's plan: the replay root kept for this venv
+        try:
+            migrations, expected = lm.from_kept(json.loads(args.kept))
+        except ValueError:
+            migrations = None
+    if migrations is None or expected is None:
+        migrations = lm.load(folder)
+        expected = lm.replay(migrations)
+        if not apply and hasattr(args, "kept"):
+            args.fresh = json.dumps(lm.kept(migrations, expected), separators=(",", ":"))
+    scripts = lm.Scripts(folder)  # each file read only when its recorded checksum is not the exact one
     actions = lm.plan(migrations, scripts, lm.read_live(conn, expected), expected)
     if apply and actions:
         try:
@@ -567,12 +576,15 @@ def main(argv=None):
     return 0
 
 
-def plan(scopes, desired_b64, env_file, connect_timeout=5, migrations=None, libpq=None):
+def plan(scopes, desired_b64, env_file, connect_timeout=5, migrations=None, libpq=None, kept=None):
     """What ``litellm-dbctl plan`` prints, for SCOPES, as data: ``{"scopes": {scope: items}, "max_connections": N}``;
     Fail (its ``code`` and one line) as main exits with. MIGRATIONS (the folder of LiteLLM's migrations) and LIBPQ
     (the library's path) are given by the caller, so nothing of the venv's packages is imported: root's snapshot
-    runs this in a child of its own, as the account (``hostside.Planning``)."""
+    runs this in a child of its own, as the account (``hostside.Planning``). KEPT: the JSON text of that folder's
+    replay as root kept it (``litellm_migrations.kept``); without it (or unreadable) the migrations are read and
+    replayed, and the result carries ``"kept"``, the text for root to keep."""
     args = SimpleNamespace(
+        kept=kept,
         action="plan",
         scope=",".join(scopes),
         env_file=env_file,
@@ -586,7 +598,8 @@ def plan(scopes, desired_b64, env_file, connect_timeout=5, migrations=None, libp
         backup_root=None,
     )
     found = run(args)
-    return {"scopes": found["scopes"], "max_connections": found["max_connections"]}
+    fresh = {"kept": args.fresh} if getattr(args, "fresh", None) else {}
+    return {"scopes": found["scopes"], "max_connections": found["max_connections"], **fresh}
 
 
 def run(args):

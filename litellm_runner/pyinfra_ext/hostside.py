@@ -3067,8 +3067,105 @@ def plan_child(args: dict, venv: dict, home: str):
     return target
 
 
+KEPT_FORMAT = 1  # litellm_migrations.KEPT_FORMAT: a kept replay of another form has another name
+KEPT_PREFIX = "replay-"
+KEPT_LIMIT = 16 << 20  # bytes of a kept replay (LiteLLM's 172 migrations: about 150 KB)
+
+
+def _kept_name(migrations: str, module_sha: str) -> str:
+    """The name of the kept replay of the migrations folder MIGRATIONS (as the venv link resolves now: a venv's
+    folder is named by its lock and never changes) by the ``litellm_migrations.py`` whose sha256 is MODULE_SHA."""
+    key = f"{KEPT_FORMAT}\0{os.path.realpath(migrations)}\0{module_sha}"
+    return f"{KEPT_PREFIX}{hashlib.sha256(key.encode()).hexdigest()}.json"
+
+
+def _cache_folder() -> int | None:
+    """A handle on root's cache folder (``layout.HOSTSIDE_CACHE``), by the rules ``hostboot`` reads it with: every
+    folder from ``/`` opened without following a link, root's and writable by nobody else (a sticky folder on
+    the way, like ``/tmp``, allowed), the cache itself root's alone (0700); None otherwise: nothing is kept."""
+    parts = _split(layout.HOSTSIDE_CACHE)
+    try:
+        fd = os.open("/", DIR_FLAGS | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    for i, name in enumerate(["", *parts]):
+        try:
+            if name:
+                nxt = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = nxt
+            st = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            return None
+        last = i == len(parts)
+        open_to_others = st.st_mode & WRITABLE and not (st.st_mode & stat.S_ISVTX and not last)
+        if st.st_uid != 0 or open_to_others or (last and st.st_mode & 0o077):
+            os.close(fd)
+            return None
+    return fd
+
+
+def kept_replay(name: str) -> str | None:
+    """The text of the kept replay NAME from root's cache: a single regular file of root's alone, at most
+    ``KEPT_LIMIT`` bytes, whose first line is the sha256 of the rest (a torn file is not used); else None."""
+    dirfd = _cache_folder()
+    if dirfd is None:
+        return None
+    try:
+        fd = _open_file(dirfd, name, name)
+        try:
+            st = os.fstat(fd)
+            if st.st_uid != 0 or st.st_mode & 0o077:
+                return None
+            digest, _, body = _read_fd(fd, KEPT_LIMIT, name).partition(b"\n")
+        finally:
+            os.close(fd)
+    except (OSError, Unsafe):
+        return None
+    finally:
+        os.close(dirfd)
+    return body.decode("utf-8", "replace") if digest == hashlib.sha256(body).hexdigest().encode() else None
+
+
+def keep_replay(name: str, text: str) -> None:
+    """Keep TEXT as the replay NAME in root's cache (root:root 0600, written under a temporary name and renamed);
+    the other kept replays are removed. Nothing is kept when the folder is not root's alone, or on any error."""
+    body = text.encode()
+    if len(body) > KEPT_LIMIT:
+        return
+    dirfd = _cache_folder()
+    if dirfd is None:
+        return
+    tmp = f".{name}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dirfd)
+        try:
+            view = memoryview(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+        for old in _names(dirfd):  # another venv's, and what a killed run left at a temporary name
+            if old != name and old.lstrip(".").startswith(KEPT_PREFIX):
+                os.unlink(old, dir_fd=dirfd)
+    except OSError:
+        try:
+            os.unlink(tmp, dir_fd=dirfd)
+        except OSError:
+            pass
+    finally:
+        os.close(dirfd)
+
+
 class Planning:
     """The database plan ARGS ask (``database.HostPlan``), started as the account at once; ``answer`` collects it.
+
+    The migrations' replay (the schema they make, their names and checksums) is kept by root per venv
+    (``kept_replay``): the child gets it in memory and neither reads the migration files nor replays them. A
+    child that had none returns the one it made, and root keeps it as text, never reading it itself. What it
+    holds feeds only the plan, which the account can sway anyway: it has the database's password.
 
     ARGS: ``user``, ``group``, ``home`` (the account, as ``facts.as_account``), ``scopes``, ``desired_b64``,
     ``timeout`` (connect), ``env_file``, ``venvs`` (tried in order), ``bin`` and ``modules`` (``{path: sha256}`` of
@@ -3087,13 +3184,16 @@ class Planning:
         if venv is None:
             return
         pw = pwd.struct_passwd((pw.pw_name, "x", pw.pw_uid, gid, pw.pw_gecos, args["home"], pw.pw_shell))
-        target = plan_child(args, venv, args["home"])
+        module = next((sha for path, sha in args["modules"].items() if path.endswith("/litellm_migrations.py")), "")
+        self.kept_name = _kept_name(venv["migrations"], module)
+        target = plan_child(args, {**venv, "kept": kept_replay(self.kept_name)}, args["home"])
         try:
             self.child = spawn(target, self.limit, PLAN_OUTPUT, pw, before_drop=new_session_keyring)
         except OSError as exc:  # no process or pipe left: this item fails alone, the snapshot goes on
             self.failed = {"error": printable(f"the plan could not start: {exc}"), "code": 1}
 
     failed: dict | None = None
+    kept_name: str | None = None
 
     def answer(self) -> dict | None:
         """``{"scopes", "max_connections"}``; None when the plan could not run here; ``{"error": line, "code"}``."""
@@ -3111,6 +3211,8 @@ class Planning:
         except ValueError:
             doc = None
         if code == 0 and isinstance(doc, dict) and isinstance(doc.get("scopes"), dict):
+            if isinstance(doc.get("kept"), str) and self.kept_name:
+                keep_replay(self.kept_name, doc["kept"])
             return {"scopes": doc["scopes"], "max_connections": doc.get("max_connections")}
         error = doc.get("error") if isinstance(doc, dict) else None
         line = printable(error.splitlines()[-1] if isinstance(error, str) and error.strip() else "")[:2000]

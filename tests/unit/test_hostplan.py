@@ -28,7 +28,7 @@ PASSWORD = "pw-never-shown-4711"
 UNREACHABLE = f"postgresql://litellm:{PASSWORD}@127.0.0.1:1/litellm"  # nothing listens on port 1
 ROOTS_KEYRING = "litellm-test-roots-session"
 STAND_IN = """import os
-def plan(scopes, desired_b64, env_file, connect_timeout=5, migrations=None, libpq=None):
+def plan(scopes, desired_b64, env_file, connect_timeout=5, migrations=None, libpq=None, kept=None):
     {body}
 """
 
@@ -213,3 +213,58 @@ def test_the_venv_gives_its_migrations_and_libpq_as_paths(shipped, case, files, 
     found = host_code.plan_venv([f"{shipped}/missing-venv", f"{shipped}/venv"])
     libpq = expected if expected == "libpq.so.5" else f"{site}/{expected}"
     assert found == {"migrations": f"{site}/litellm_proxy_extras/migrations", "libpq": libpq}, case
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """Root's cache folder (0700) in the test's folder, as the host's ``/var/cache/litellm-runner``."""
+    from litellm_runner.pyinfra_ext import hostside as host_code
+
+    folder = tmp_path / "cache"
+    folder.mkdir(mode=0o700)
+    monkeypatch.setattr(host_code.layout, "HOSTSIDE_CACHE", str(folder))
+    return host_code, folder
+
+
+def test_a_kept_replay_is_read_back_and_the_others_go(cache):
+    """``keep_replay`` writes root's 0600 file (its sha256 first), ``kept_replay`` reads it back; keeping another
+    venv's replay removes this one."""
+    host_code, folder = cache
+    host_code.keep_replay("replay-a.json", '{"format": 1}')
+    assert host_code.kept_replay("replay-a.json") == '{"format": 1}'
+    st = (folder / "replay-a.json").stat()
+    assert (st.st_uid, oct(st.st_mode & 0o777)) == (0, "0o600")
+    host_code.keep_replay("replay-b.json", "{}")
+    assert sorted(p.name for p in folder.iterdir()) == ["replay-b.json"]
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["torn", "another owner", "readable by others", "a link", "a folder", "the folder open to others", "no folder"],
+)
+def test_a_kept_replay_root_could_not_have_written_alone_is_not_used(cache, case):
+    """A kept replay is used only when root alone could have written it, whole; otherwise the plan replays."""
+    host_code, folder = cache
+    host_code.keep_replay("replay-a.json", '{"format": 1}')
+    path = folder / "replay-a.json"
+    if case == "torn":
+        path.write_bytes(path.read_bytes()[:-3])
+    elif case == "another owner":
+        os.chown(path, 65534, 65534)
+    elif case == "readable by others":
+        path.chmod(0o644)
+    elif case == "a link":
+        path.rename(folder / "elsewhere.json")
+        path.symlink_to(folder / "elsewhere.json")
+    elif case == "a folder":
+        path.unlink()
+        path.mkdir()
+    elif case == "the folder open to others":
+        folder.chmod(0o733)
+    elif case == "no folder":
+        shutil.rmtree(folder)
+    assert host_code.kept_replay("replay-a.json") is None, case
+    host_code.keep_replay("replay-c.json", "{}")  # and nothing is kept where root is not alone
+    assert (folder / "replay-c.json").exists() is (
+        case in ("torn", "another owner", "readable by others", "a link", "a folder")
+    ), case
