@@ -45,7 +45,7 @@ def deploy_litellm() -> None:
     _merge_mappings(validate.host_data(state.inventory, host))
     hold_run_lock(state)  # this host's run lock, before the first fact: two converges never interleave
     # the questions every run asks first, side by side on the host (the rest is answered from the snapshot)
-    snapshot.prefetch([snapshot.asked(host.data), database.question(host.data)])
+    snapshot.prefetch([snapshot.asked(host.data, database.question(host.data))])  # with the database plan
 
     users.apply()
     filesystem.apply()

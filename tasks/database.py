@@ -38,7 +38,6 @@ from litellm_runner.pyinfra_ext.database import (
     scopes,
 )
 from litellm_runner.pyinfra_ext.database import question as plan_question
-from litellm_runner.pyinfra_ext.facts import as_account
 from litellm_runner.render import venv_target
 
 from . import python_env  # the same package under its one name (litellm_runner.tasks)
@@ -53,14 +52,14 @@ SCOPES = [  # (scope, control id, what)
 ]
 
 
-def account(d) -> str:
+def account(d) -> tuple[str, str, str]:
     """dbctl runs as the service account (root's code, the account's rights: it reads the env file as its group)."""
-    return as_account(d.litellm_user, d.litellm_group, d.litellm_home)
+    return d.litellm_user, d.litellm_group, d.litellm_home
 
 
-def question(d) -> tuple[tuple[str, str, str], type, dict]:
-    """The database plan this host's run asks first (``snapshot.prefetch``)."""
-    return plan_question(d.litellm_root, desired_state(d), account(d), d.litellm_db_connect_timeout, venv_target(d))
+def question(d) -> dict:
+    """The database plan this host's run asks first, in the snapshot's command (``snapshot.asked``)."""
+    return plan_question(desired_state(d), account(d), d.litellm_db_connect_timeout, venv_target(d))
 
 
 def check_capacity(d, desired) -> None:

@@ -8,7 +8,9 @@ host's loopback (127.0.0.1:5434): the deploy reaches it through the same SSH
 connection as everything else, with no tunnel to keep open. plan (every check
 runs it) talks to the database through litellm_pq.py, next to this file: the
 same libpq without psycopg's import (about 135 ms of the host's CPU); apply
-uses psycopg. The
+uses psycopg. Every check calls ``plan()`` in a child of root's host snapshot
+that dropped to the account (root's interpreter, these modules from root's
+bin/, the venv's migrations folder and libpq given as paths). The
 database URL, with its password, is read from the env file (0600), so it is
 never on a command line. The desired state holds no secret, so it travels as a
 base64 argument (pyinfra commands get no stdin); a rotated key travels only as
@@ -46,12 +48,12 @@ READ ONLY transaction and takes no row lock (FOR UPDATE is apply's only), so a
 dry run never blocks the proxy's writes nor waits for them.
 """
 
-import argparse
 import base64
 import json
 import pathlib
 import re
 import sys
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import litellm_pq
@@ -120,6 +122,7 @@ def connect(url, args):
             conn = litellm_pq.connect(
                 url,
                 litellm_pq.defaults(url),  # no GSSAPI probe; on loopback no TLS handshake, unless the URL asks
+                library=getattr(args, "libpq", None),
                 connect_timeout=args.connect_timeout,
                 options=tools.session_options(**timeouts),
                 application_name="litellm-dbctl",
@@ -229,9 +232,18 @@ def schema(conn, desired, apply, folder, url, args):
     and the database's error; what came before it stays applied and recorded, the next run resumes."""
     import litellm_migrations as lm
 
-    migrations = lm.load(folder)
-    expected = lm.replay(migrations)
-    scripts = {m.name: m.script.encode() for m in migrations}
+    migrations = expected = None
+    if not apply and getattr(args, "kept", None):  # a check's plan: the replay root kept for this venv
+        try:
+            migrations, expected = lm.from_kept(json.loads(args.kept))
+        except ValueError:
+            migrations = None
+    if migrations is None or expected is None:
+        migrations = lm.load(folder)
+        expected = lm.replay(migrations)
+        if not apply and hasattr(args, "kept"):
+            args.fresh = json.dumps(lm.kept(migrations, expected), separators=(",", ":"))
+    scripts = lm.Scripts(folder)  # each file read only when its recorded checksum is not the exact one
     actions = lm.plan(migrations, scripts, lm.read_live(conn, expected), expected)
     if apply and actions:
         try:
@@ -517,6 +529,8 @@ SCOPES = {"settings": settings, "keys": expired_keys, "idle": idle, "rotation": 
 
 
 def main(argv=None):
+    import argparse  # here: plan() (every check's, in root's snapshot) has no command line to parse
+
     # a fixed help width: argparse's default asks shutil for the terminal's, and shutil's import (with lzma and
     # bz2) cost every check's plan about 5 ms of the host's CPU
     parser = argparse.ArgumentParser(
@@ -554,43 +568,75 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     try:
-        try:
-            desired = json.loads(base64.b64decode(args.desired_b64, validate=True))
-        except ValueError:
-            raise Fail("--desired-b64: expected base64 of a JSON object", 2) from None
-        scopes = args.scope.split(",")
-        unknown = [s for s in scopes if s not in (*SCOPES, "schema")]
-        if unknown or not scopes or (args.action == "apply" and len(scopes) != 1):
-            raise Fail(
-                f"--scope {args.scope}: expected one of {', '.join([*SCOPES, 'schema'])} "
-                "(plan: several, comma separated; apply: one)",
-                2,
-            )
-        url = database_url(args.env_file)
-        found, max_connections = {}, None
-        with connect(url, args) as conn:
-            for scope in scopes:  # apply: one scope, one transaction; plan: all read, nothing written
-                try:
-                    if max_connections is None:  # read once, in the first scope's transaction
-                        max_connections = int(conn.execute("SHOW max_connections").fetchone()[0])
-                    if scope == "schema":
-                        found[scope] = schema(
-                            conn, desired, args.action == "apply", migrations_dir(args.migrations), url, args
-                        )
-                    else:
-                        found[scope] = SCOPES[scope](conn, desired, args.action == "apply")
-                    conn.commit() if args.action == "apply" else conn.rollback()
-                except errors(args) as exc:
-                    conn.rollback()
-                    raise failure(url, scope, exc, args) from None
+        result = run(args)
     except Fail as exc:
         print(f"litellm-dbctl: {exc}", file=sys.stderr)
         return exc.code
+    print(json.dumps(result, default=str))
+    return 0
+
+
+def plan(scopes, desired_b64, env_file, connect_timeout=5, migrations=None, libpq=None, kept=None):
+    """What ``litellm-dbctl plan`` prints, for SCOPES, as data: ``{"scopes": {scope: items}, "max_connections": N}``;
+    Fail (its ``code`` and one line) as main exits with. MIGRATIONS (the folder of LiteLLM's migrations) and LIBPQ
+    (the library's path) are given by the caller, so nothing of the venv's packages is imported: root's snapshot
+    runs this in a child of its own, as the account (``hostside.Planning``). KEPT: the JSON text of that folder's
+    replay as root kept it (``litellm_migrations.kept``); without it (or unreadable) the migrations are read and
+    replayed, and the result carries ``"kept"``, the text for root to keep."""
+    args = SimpleNamespace(
+        kept=kept,
+        action="plan",
+        scope=",".join(scopes),
+        env_file=env_file,
+        desired_b64=desired_b64,
+        migrations=migrations,
+        libpq=libpq,
+        connect_timeout=connect_timeout,
+        lock_timeout=5,
+        statement_timeout=30,
+        migrate_lock_wait=None,
+        backup_root=None,
+    )
+    found = run(args)
+    fresh = {"kept": args.fresh} if getattr(args, "fresh", None) else {}
+    return {"scopes": found["scopes"], "max_connections": found["max_connections"], **fresh}
+
+
+def run(args):
+    """plan or apply, as the command line ARGS say: the result main prints; Fail on failure."""
+    try:
+        desired = json.loads(base64.b64decode(args.desired_b64, validate=True))
+    except ValueError:
+        raise Fail("--desired-b64: expected base64 of a JSON object", 2) from None
+    scopes = args.scope.split(",")
+    unknown = [s for s in scopes if s not in (*SCOPES, "schema")]
+    if unknown or not scopes or (args.action == "apply" and len(scopes) != 1):
+        raise Fail(
+            f"--scope {args.scope}: expected one of {', '.join([*SCOPES, 'schema'])} "
+            "(plan: several, comma separated; apply: one)",
+            2,
+        )
+    url = database_url(args.env_file)
+    found, max_connections = {}, None
+    with connect(url, args) as conn:
+        for scope in scopes:  # apply: one scope, one transaction; plan: all read, nothing written
+            try:
+                if max_connections is None:  # read once, in the first scope's transaction
+                    max_connections = int(conn.execute("SHOW max_connections").fetchone()[0])
+                if scope == "schema":
+                    found[scope] = schema(
+                        conn, desired, args.action == "apply", migrations_dir(args.migrations), url, args
+                    )
+                else:
+                    found[scope] = SCOPES[scope](conn, desired, args.action == "apply")
+                conn.commit() if args.action == "apply" else conn.rollback()
+            except errors(args) as exc:
+                conn.rollback()
+                raise failure(url, scope, exc, args) from None
     result = {"scopes": found, "max_connections": max_connections}
     if len(found) == 1:
         result["items"] = next(iter(found.values()))
-    print(json.dumps(result, default=str))
-    return 0
+    return result
 
 
 if __name__ == "__main__":

@@ -113,6 +113,52 @@ def load(folder: pathlib.Path) -> list[Migration]:
     return found
 
 
+class Scripts(dict):
+    """``{migration name: migration.sql's bytes}`` of FOLDER, each file read when it is first asked for: a plan
+    from the kept replay (``from_kept``) reads none while every recorded checksum is its file's exact one."""
+
+    def __init__(self, folder: pathlib.Path):
+        super().__init__()
+        self.folder = folder
+
+    def __missing__(self, name: str) -> bytes:
+        self[name] = (self.folder / name / "migration.sql").read_bytes()
+        return self[name]
+
+
+KEPT_FORMAT = 1  # the form of ``kept``'s document; another form is not read
+
+
+def kept(migrations: list[Migration], expected: Schema) -> dict:
+    """What a plan needs of MIGRATIONS and their replay EXPECTED, as a JSON document: their names and checksums,
+    and the schema (statements are apply's, not kept). Root keeps it per venv (a venv's migrations never
+    change), so a check's plan neither reads the migration files nor replays them (``from_kept``)."""
+    return {
+        "format": KEPT_FORMAT,
+        "migrations": [[m.name, m.checksum] for m in migrations],
+        "tables": expected.tables,
+        "columns": [[table, column, c] for (table, column), c in expected.columns.items()],
+        "indexes": expected.indexes,
+        "enums": expected.enums,
+        "ddl": expected.ddl,
+    }
+
+
+def from_kept(doc: dict) -> tuple[list[Migration], Schema]:
+    """``kept``'s document back: the migrations (name and checksum only) and their schema; ValueError when DOC
+    is not such a document."""
+    if not isinstance(doc, dict) or doc.get("format") != KEPT_FORMAT:
+        raise ValueError("not a kept replay of this form")
+    try:
+        migrations = [Migration(name, "", checksum) for name, checksum in doc["migrations"]]
+        s = Schema()
+        s.tables, s.indexes, s.enums, s.ddl = doc["tables"], doc["indexes"], doc["enums"], doc["ddl"]
+        s.columns = {(table, column): c for table, column, c in doc["columns"]}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a kept replay: {exc}") from None
+    return migrations, s
+
+
 def split_sql(text: str) -> list[str]:
     """Statements of a migration file, comments (-- and /* */) left out: ';' ends one outside quotes and
     $$ bodies. Scanned from token to token (``SQL_TOKEN``), not character by character: every check reads
@@ -362,7 +408,7 @@ class Live:
         self.enums, self.types, self.rows = enums, types, rows
 
 
-def status(m: Migration, raw: bytes, records: list[dict]) -> tuple[str, list[dict]]:
+def status(m: Migration, raws, records: list[dict]) -> tuple[str, list[dict]]:
     """Where migration M stands in the record: (state, rows of it) with state one of ``applied``,
     ``checksum`` (applied, recorded with another file's checksum), ``failed`` (a row with neither
     finished_at nor rolled_back_at: Prisma's P3009), ``rolled back`` (only rolled-back rows) or
@@ -373,7 +419,8 @@ def status(m: Migration, raw: bytes, records: list[dict]) -> tuple[str, list[dic
     if failed:
         return "failed", rows
     if done:
-        same = any(r["checksum"] == m.checksum or matches(raw, r["checksum"] or "") for r in done)  # exact first
+        # the exact checksum first; the file itself (RAWS[M.name]) is read only for another form of it
+        same = any(r["checksum"] == m.checksum or matches(raws[m.name], r["checksum"] or "") for r in done)
         return ("applied" if same else "checksum"), rows
     if rows:
         return "rolled back", rows
@@ -425,7 +472,7 @@ def plan(migrations: list[Migration], raws: dict[str, bytes], live: Live, expect
     by_name: dict[str, list[dict]] = {}  # the record's rows of each migration, in the record's order
     for r in records:
         by_name.setdefault(r["migration_name"], []).append(r)
-    states = {m.name: status(m, raws[m.name], by_name.get(m.name, [])) for m in migrations}
+    states = {m.name: status(m, raws, by_name.get(m.name, [])) for m in migrations}
     # a migration not applied: recorded when every object it leaves is there, applied otherwise; one that
     # leaves nothing to compare (data fixes, NOT NULL changes, constraints) follows the next migration that
     # does on a database set up by hand (no record), and is applied, as Prisma applies it, on a database that

@@ -54,21 +54,24 @@ class Error(Exception):
         if not self.sqlstate:
             return "OperationalError"
         if self.sqlstate not in NAMES:
-            import psycopg.errors
+            try:
+                import psycopg.errors
+            except ImportError:  # root's snapshot plans without the venv's packages (litellm_dbctl.plan)
+                return f"DatabaseError (SQLSTATE {self.sqlstate})"
 
             return psycopg.errors.lookup(self.sqlstate).__name__
         return NAMES[self.sqlstate]
 
 
-def _library() -> ctypes.CDLL:
-    """The venv's psycopg-binary libpq (what apply's psycopg uses), else the system's."""
-    for entry in sys.path:
+def _library(path: str | None = None) -> ctypes.CDLL:
+    """The libpq at PATH, else the venv's psycopg-binary libpq (what apply's psycopg uses), else the system's."""
+    for entry in [] if path else sys.path:
         found = sorted(pathlib.Path(entry or ".").glob("psycopg_binary.libs/libpq-*.so*"))
         if found:
             lib = ctypes.CDLL(str(found[0]))
             break
     else:
-        lib = ctypes.CDLL("libpq.so.5")
+        lib = ctypes.CDLL(path or "libpq.so.5")
     p, s, i = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int
     for name, restype, argtypes in (
         ("PQconnectdbParams", p, [ctypes.POINTER(s), ctypes.POINTER(s), i]),
@@ -260,11 +263,12 @@ def defaults(url: str) -> dict[str, str]:
     return out
 
 
-def connect(url: str, defaults: dict[str, str] | None = None, **params: str) -> Connection:
+def connect(url: str, defaults: dict[str, str] | None = None, library: str | None = None, **params: str) -> Connection:
     """A session to URL (libpq expands it: the password never leaves this process) with PARAMS as libpq
     connection keywords (connect_timeout, options, application_name), and DEFAULTS as keywords the URL
-    overrides when it sets them (``defaults``); Error names the cause as psycopg does ("connection failed: ...")."""
-    lib = _library()
+    overrides when it sets them (``defaults``), through the libpq at LIBRARY (``_library``); Error names the
+    cause as psycopg does ("connection failed: ...")."""
+    lib = _library(library)
     keys = [*(defaults or {}), "dbname", "client_encoding", *params]
     values = [*(defaults or {}).values(), url, "UTF8", *(str(v) for v in params.values())]
     k = (ctypes.c_char_p * (len(keys) + 1))(*(x.encode() for x in keys), None)

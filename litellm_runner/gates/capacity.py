@@ -4,7 +4,7 @@ LiteLLM's ``database_connection_pool_limit`` applies per worker process, so the
 proxy alone may open ``num_workers x pool_limit`` connections. The incident's
 4 workers x 25 need 100 and exhaust a default PostgreSQL (max_connections 100)
 on their own; the shipped 4 workers x 20 (+ 5 + 10 = 95) fit it. The deploy
-reads max_connections from the live database (litellm-dbctl plan) and refuses
+reads max_connections from the live database (the database plan) and refuses
 before its first operation; it never changes max_connections (a restart of a
 shared server drops every client).
 

@@ -1,8 +1,9 @@
 """The LiteLLM database as desired state: a fact that plans, an operation that applies.
 
-Both run files/bin/litellm-dbctl on the host (see its docstring for why on the
-host): the fact runs ``plan`` for one scope, the operation yields ``apply`` for
-that scope only when the plan has items. A database that cannot be reached
+Both run files/bin/litellm_dbctl.py on the host (see its docstring for why on the
+host), as the service account: the plan of every scope in the host snapshot's own
+command (``hostside.Planning``: a child of root's that drops to the account, ``question``),
+the operation yields ``litellm-dbctl apply`` for a scope only when the plan has items. A database that cannot be reached
 fails only the database operations of that host, with dbctl's one-line error
 (host:port/database and the cause, no password); its other items go on.
 """
@@ -24,6 +25,7 @@ from pyinfra.api import FactBase, FunctionCommand, operation
 
 from litellm_runner import layout, shown
 from litellm_runner.pyinfra_ext import drift, snapshot
+from litellm_runner.pyinfra_ext.facts import as_account, hostside
 from litellm_runner.pyinfra_ext.operations import diff_wanted, failed, run_command, show_diff
 from litellm_runner.resources import project, shipped
 from litellm_runner.run import compat
@@ -33,7 +35,8 @@ from litellm_runner.settings import DEFAULTS
 DBCTL_TIMEOUT = 120  # seconds for one dbctl plan or apply command (pyinfra _timeout)
 PLAN_LIMIT = DBCTL_TIMEOUT - 20  # seconds dbctl plan may run before it is stopped (its item fails alone)
 DEFAULT_POOL_LIMIT = 10  # LiteLLM's database_connection_pool_limit when general_settings does not set it
-# what dbctl plan runs, shipped in files/bin (the script, and its code as a module: root compiles the modules)
+# what the plan imports, shipped in files/bin (the script, and its code as a module: root compiles the modules)
+Account = tuple[str, str, str]  # the service account the plan and apply run as: user, group, home (as_account)
 PLAN_MODULES = ("litellm-dbctl", "litellm_dbctl.py", "litellm_migrations.py", "litellm_pq.py")
 
 
@@ -76,70 +79,37 @@ def encode(desired: dict) -> str:
 
 
 def dbctl(
-    root: str, action: str, scope: str, desired: dict, account: str, timeout: int = 5, venv: str = layout.VENV
+    root: str, action: str, scope: str, desired: dict, account: Account, timeout: int = 5, venv: str = layout.VENV
 ) -> str:
-    """litellm-dbctl ACTION for SCOPE, run as the service account (ACCOUNT: ``facts.as_account``) with VENV's
+    """litellm-dbctl ACTION for SCOPE, run as the service account (ACCOUNT: user, group, home) with VENV's
     interpreter (apply: the venv this run installs, whose migrations are the release's); ROOT (``litellm_root``)
     is where a backup set made before migrations goes (docs/migrations.md, Upgrades)."""
     return (
-        f"{account} {shlex.quote(venv)}/bin/python {shlex.quote(layout.BIN)}/litellm-dbctl {action} "
+        f"{as_account(*account)} {shlex.quote(venv)}/bin/python {shlex.quote(layout.BIN)}/litellm-dbctl {action} "
         f"--scope {scope} --env-file {shlex.quote(layout.ENV_FILE)} --connect-timeout {int(timeout)} "
         f"--backup-root {shlex.quote(root)} --desired-b64 {encode(desired)}"
     )
 
 
-class DatabasePlan(FactBase):
-    """What differs in each of SCOPES, and the live max_connections, in one command.
+class HostPlan(FactBase):
+    """The database plan alone, in one command (``hostside.Planning``): what the snapshot's command answers
+    beside the rest when the deploy asks it (``snapshot.asked``), asked again while executing where it could
+    not be read while preparing.
 
     Returns ``{"scopes": {scope: [{"id", "kind", "before", "after"}]}, "max_connections": N}``;
-    ``None`` when the shipped litellm-dbctl cannot run on the host yet (a host
-    never converged, one whose dbctl an older runner shipped, which may not speak
-    this runner's arguments, or one whose venv is missing or broken): the deploy
-    ships dbctl and repairs the venv before the database is converged, and plans
-    again then; ``{"error": line, "code": N}`` when dbctl ran and failed (its
-    one-line error names host:port/database and the cause, never the password;
-    code 3: the database is unreachable or failed). The fact itself never fails,
-    so the host's other items are still checked. dbctl runs as the service
-    account (ACCOUNT), never as root.
+    ``None`` when the shipped litellm-dbctl cannot run on the host yet (a host never converged, one whose plan
+    modules differ from this runner's, or one without a venv): the deploy ships dbctl and repairs the venv
+    before the database is converged, and plans again then; ``{"error": line, "code": N}`` when the plan ran
+    and failed (its one line names host:port/database and the cause, never the password; code 3: the database
+    is unreachable or failed). The fact itself never fails, so the host's other items are still checked. The
+    plan runs as the service account, never as root: root reads only its bounded JSON.
     """
 
-    def command(self, root, scopes, desired_b64, account, timeout=5, venv=None):
-        tool = shlex.quote(f"{layout.BIN}/litellm-dbctl")
-        # VENV (this run's, built beside the running one) once it is there, else the running one's
-        pythons = " ".join(shlex.quote(f"{v}/bin/python") for v in dict.fromkeys([venv or layout.VENV, layout.VENV]))
-        py = '"$py"'
-        # dbctl and the modules it imports for the plan, as this runner ships them: one sha256sum of the four,
-        # its listing hashed again and compared with this runner's (two processes, not one per file)
-        paths = [f"{layout.BIN}/{name}" for name in PLAN_MODULES]
-        listing = "".join(
-            f"{hashlib.sha256(shipped('files', 'bin', name).read_bytes()).hexdigest()}  {path}\n"
-            for name, path in zip(PLAN_MODULES, paths, strict=True)
-        )
-        same = (
-            f'[ "$(sha256sum {" ".join(shlex.quote(p) for p in paths)} 2>/dev/null | sha256sum)" = '
-            f"'{hashlib.sha256(listing.encode()).hexdigest()}  -' ]"
-        )
-        # stdout goes straight out (fd 3), stderr is kept: on failure one JSON line carries its last line
-        script = (
-            f'py=; for p in {pythons}; do if [ -x "$p" ]; then py=$p; break; fi; done; '
-            f'if [ -f {tool} ] && [ -n "$py" ] && {same}; then '
-            f"exec 3>&1; err=$(timeout -k 5 {PLAN_LIMIT} {py} {tool} plan --scope {','.join(scopes)} "
-            f"--env-file {shlex.quote(layout.ENV_FILE)} --connect-timeout {int(timeout)} "
-            f"--desired-b64 {desired_b64} 2>&1 >&3 3>&-); code=$?; [ $code = 0 ] && exit 0; "
-            f"[ $code = 124 ] && err='no answer within {PLAN_LIMIT} s (stopped)'; "
-            'printf \'{"code": %d, "error_b64": "%s"}\\n\' "$code" '
-            '"$(printf \'%s\' "$err" | tail -n 1 | base64 -w0)"; else echo null; fi'
-        )
-        return f"{account} sh -c {shlex.quote(script)}"
+    def command(self, plan):
+        return hostside("plan", plan)
 
     def process(self, output):
-        doc = json.loads(output[-1]) if output else None
-        if doc is None:
-            return None
-        if "error_b64" in doc:
-            line = base64.b64decode(doc["error_b64"]).decode("utf-8", "replace").removeprefix("litellm-dbctl: ")
-            return {"error": line or f"litellm-dbctl exited {doc['code']}", "code": doc["code"]}
-        return {"scopes": doc["scopes"], "max_connections": doc.get("max_connections")}
+        return json.loads("\n".join(output))
 
 
 UNREACHABLE = 3  # litellm-dbctl's exit code: database unreachable or failed
@@ -154,42 +124,52 @@ def scopes(desired: dict) -> list[str]:
     ]
 
 
-def question(
-    root: str, desired: dict, account: str, timeout: int = 5, venv: str = layout.VENV
-) -> tuple[tuple[str, str, str], type, dict]:
-    """The DatabasePlan fact ``plan`` asks, under its key (``snapshot.prefetch``, ``snapshot.answer``): the
-    desired state and the venv whose dbctl answers (the running one, or this run's once it is there)."""
-    return (
-        ("database-plan", encode(desired), venv),
-        DatabasePlan,
-        {
-            "root": root,
-            "scopes": scopes(desired),
-            "desired_b64": encode(desired),
-            "account": account,
-            "timeout": timeout,
-            "venv": venv,
-            "_timeout": DBCTL_TIMEOUT,
+def question(desired: dict, account: Account, timeout: int = 5, venv: str = layout.VENV) -> dict:
+    """The plan's question (``hostside.Planning``'s arguments) for DESIRED, run as ACCOUNT: the venvs tried in
+    order (VENV, this run's, built beside the running one, once it is there; else the running one), the plan
+    modules' sha256 as this runner ships them, and ``key``, which names this question in the answer."""
+    user, group, home = account
+    args = {
+        "user": user,
+        "group": group,
+        "home": home,
+        "scopes": scopes(desired),
+        "desired_b64": encode(desired),
+        "timeout": int(timeout),
+        "env_file": layout.ENV_FILE,
+        "venvs": list(dict.fromkeys([venv or layout.VENV, layout.VENV])),
+        "bin": layout.BIN,
+        "modules": {
+            f"{layout.BIN}/{name}": hashlib.sha256(shipped("files", "bin", name).read_bytes()).hexdigest()
+            for name in PLAN_MODULES
         },
-    )
+        "limit": PLAN_LIMIT,
+    }
+    return {**args, "key": hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:32]}
 
 
-def plan(root: str, scope: str, desired: dict, account: str, timeout: int = 5, venv: str = layout.VENV) -> dict | None:
+def plan(
+    root: str, scope: str, desired: dict, account: Account, timeout: int = 5, venv: str = layout.VENV
+) -> dict | None:
     """``{"items": [...], "max_connections": N}`` of SCOPE; None before dbctl can run on the host;
-    ``{"error": line, "code": N}`` when it ran and failed (see DatabasePlan).
+    ``{"error": line, "code": N}`` when it ran and failed (see HostPlan).
 
-    Every scope is planned by one DatabasePlan command per host and run (pyinfra
-    caches no facts); like the host snapshot, it is read while preparing and
-    kept for the run, except on a host where it could not be read: there it is
-    read again while executing, after the deploy has shipped dbctl, repaired the
+    Every scope is planned at once, by the host snapshot's command (``snapshot.asked`` with this question: one
+    command per host and run); the answer is kept for the run, except on a host where it could not be read:
+    there it is read again while executing (``HostPlan``), after the deploy has shipped dbctl, repaired the
     venv and written the env file (a rotation needs the real plan to make its key).
     """
-    plans = run_state.of(host.state).plans  # this run's, by host and desired state
-    key = (host.name, encode(desired))
-    found = plans.get(key)
-    if found is None or "error" in found:
-        asked, cls, kwargs = question(root, desired, account, timeout, venv)
-        found = plans[key] = snapshot.answer(asked, cls, **kwargs)
+    plans = run_state.of(host.state).plans  # this run's, by host and question
+    asked = question(desired, account, timeout, venv)
+    key = (host.name, asked["key"])
+    if key not in plans:
+        snap = snapshot.current()
+        plans[key] = (
+            snap.plan if snap.plan_key == asked["key"] else host.get_fact(HostPlan, plan=asked, _timeout=DBCTL_TIMEOUT)
+        )
+    elif plans[key] is None or "error" in plans[key]:
+        plans[key] = host.get_fact(HostPlan, plan=asked, _timeout=DBCTL_TIMEOUT)
+    found = plans[key]
     if found is None or "error" in found:
         return found
     return {"items": found["scopes"][scope], "max_connections": found["max_connections"]}
@@ -241,7 +221,7 @@ def database(
     root: str,
     scope: str,
     desired: dict,
-    account: str,
+    account: Account,
     timeout: int = 5,
     replan: bool = False,
     venv: str = layout.VENV,
@@ -251,7 +231,7 @@ def database(
     + root: deployment root (the account's state; dbctl and the env file are root's: ``layout``)
     + scope: settings | schema | keys | idle | rotation | models
     + desired: ``desired_state(host.data)``
-    + account: ``facts.as_account(...)``: dbctl runs as the service account
+    + account: (user, group, home) of the service account, which the plan and dbctl apply run as
     + timeout: connect timeout in seconds (pass ``_timeout`` for the whole command)
     + replan: the plan read while preparing is stale (the schema's: this run installs another
       litellm-proxy-extras, whose migrations it comes from): dbctl apply runs, and plans again from the

@@ -24,7 +24,8 @@ document on stdout, or an error line on stderr with exit 1:
   key fingerprints for ``env_files``), ``linger``, ``units``, ``venv``, the
   version of the system interpreter ``python`` (``python_version``: run only when
   it is root's alone), the Debian packages ``debs`` (dpkg's status file as data) and the venv's Prisma
-  client (``prisma_client``)
+  client (``prisma_client``), and with ``plan`` the database plan, run beside the rest as the account (``Planning``)
+- ``plan``: the database plan alone (``Planning``)
 - ``read``: a regular file's text (for diffs), the host's known secrets in it redacted (``_redacted``)
 - ``mkdir``: a missing directory, created 0700, then chowned/chmodded by handle
 - ``attrs``: owner and mode of an existing file or directory, by handle
@@ -505,7 +506,7 @@ class Child:
                     pass
 
 
-def spawn(target, timeout: float, limit: int, pw=None) -> Child:
+def spawn(target, timeout: float, limit: int, pw=None, before_drop=None) -> Child:
     """Start ``TARGET()`` in a forked child and return it (``Child.result`` reads what it wrote to stdout).
 
     The child leads a new session, in ``/``, with stdin and stderr on /dev/null, stdout a pipe to root, every
@@ -514,7 +515,8 @@ def spawn(target, timeout: float, limit: int, pw=None) -> Child:
     ``setresuid``) before TARGET runs. TARGET's return value is the exit code (an exception: 1, its traceback on
     the child's stderr, which is /dev/null). A child that drops its ids without an exec is not dumpable (the
     kernel's ``suid_dumpable``): the account can signal it, but neither trace it nor read its memory.
-    Only ``os`` and ``signal`` calls run before TARGET (the host side has no threads).
+    Only ``os`` and ``signal`` calls run before TARGET (the host side has no threads), and ``BEFORE_DROP()``
+    when given, still as root, just before the ids are dropped.
     """
     sys.stdout.flush()  # what root printed so far is root's to print once, never the child's
     read_end, write_end = os.pipe()  # both close at exec (PEP 446); dup2 makes the child's stdout inheritable
@@ -530,6 +532,8 @@ def spawn(target, timeout: float, limit: int, pw=None) -> Child:
             os.closerange(3, max(os.sysconf("SC_OPEN_MAX"), 1024))  # close_range(2): the handles root holds
             os.chdir("/")
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # Python ignores it; a program expects the default
+            if before_drop is not None:
+                before_drop()
             if pw is not None:
                 os.setgroups([])
                 os.setresgid(pw.pw_gid, pw.pw_gid, pw.pw_gid)
@@ -1973,6 +1977,7 @@ def snapshot(args: dict) -> dict:
 
 
 def _snapshot(args: dict) -> dict:
+    planning = Planning(args["plan"]) if args.get("plan") else None  # first: the database plan runs side by side
     env_files = set(args.get("env_files", []))
     return {
         "systemd": systemd_version() if args.get("systemd") else None,
@@ -1990,6 +1995,7 @@ def _snapshot(args: dict) -> dict:
         "plants": account_plants(args["user"], args["units"]) if args.get("plants") else None,
         "bytecode": tools_bytecode(args["bytecode"]) if args.get("bytecode") else None,  # the tools' __pycache__
         "prisma": _alone(prisma_client, args["venv"], args["prisma"]) if "prisma" in args else None,
+        **({"plan": planning.answer(), "plan_key": args["plan"].get("key")} if planning else {}),  # ran beside the rest
     }
 
 
@@ -3420,6 +3426,272 @@ def compile_tools(args: dict) -> dict:
 
 
 ACTIONS.update({"compile_tools": compile_tools, "tools_bytecode": tools_bytecode})
+
+
+# == The database plan, in the snapshot's command (issue #22) ==================================================
+# Every check plans the database (files/bin/litellm_dbctl.py): root's snapshot forks a child at its start
+# (``spawn``) that runs the plan as the service account while root reads the rest, and collects its bounded JSON
+# at the end; ``plan`` runs the same child alone. The child runs root's interpreter on root's copy of dbctl's
+# modules (bin/, checked against the runner's sha256 first) and nothing of the venv's packages: the venv gives only
+# the migrations folder and libpq, which are data and a shared library.
+
+PLAN_OUTPUT = 8 << 20  # bytes of the plan's JSON read (a plan names at most a few hundred items)
+PLAN_MODULE_LIMIT = 4 << 20  # bytes of one plan module hashed
+PLAN_PATH = "/usr/local/bin:/usr/bin:/bin"  # the account's PATH, as facts.as_account gives its commands
+KEYCTL_JOIN_SESSION_KEYRING = 1
+SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}  # keyctl(2)'s number (asm/unistd.h)
+
+
+def _sha256_of(path: str, limit: int = PLAN_MODULE_LIMIT) -> str | None:
+    """sha256 of the single regular file PATH, reached and read without following a link, bounded; None: not so."""
+    try:
+        dirfd, name = parent(path)
+    except (OSError, Unsafe):
+        return None
+    try:
+        fd = _open_file(dirfd, name, path)
+        try:
+            return hashlib.sha256(_read_fd(fd, limit, shown=path)).hexdigest()
+        finally:
+            os.close(fd)
+    except (OSError, Unsafe):
+        return None
+    finally:
+        os.close(dirfd)
+
+
+def _listing_of(path: str) -> list[str]:
+    """The names in directory PATH, reached without following an untrusted link; [] when it is not one."""
+    try:
+        fd = walk(_split(path), path)
+    except (OSError, Unsafe):
+        return []
+    try:
+        return sorted(_names(fd))
+    finally:
+        os.close(fd)
+
+
+def _site_packages(venv: str) -> str | None:
+    """VENV's ``lib/python*/site-packages`` folder (the first), reached without following a link of the venv."""
+    for py in (n for n in _listing_of(f"{venv}/lib") if n.startswith("python")):
+        if _lkind(f"{venv}/lib/{py}/site-packages") == "directory":
+            return f"{venv}/lib/{py}/site-packages"
+    return None
+
+
+def plan_venv(venvs: list[str]) -> dict | None:
+    """What the plan takes from the first of VENVS whose ``bin/python`` leads to a file (as the account's shell
+    tried them): ``{"migrations": LiteLLM's migrations folder, "libpq": psycopg-binary's libpq, else the
+    system's}``, paths only; None when none is there."""
+    for venv in venvs:
+        if not _interpreter(venv)["exists"]:
+            continue
+        site = _site_packages(venv)
+        if site is None:
+            continue
+        libs = [n for n in _listing_of(f"{site}/psycopg_binary.libs") if n.startswith("libpq-")]
+        libpq = next((f"{site}/psycopg_binary.libs/{n}" for n in libs if ".so" in n), "libpq.so.5")
+        return {"migrations": f"{site}/litellm_proxy_extras/migrations", "libpq": libpq}
+    return None
+
+
+def new_session_keyring() -> bool:
+    """Join a new anonymous session keyring (keyctl(2)), so the child holds none of root's SSH session's keys;
+    False when the kernel or a seccomp filter (podman's) refuses it."""
+    number = SYS_KEYCTL.get(os.uname().machine)
+    if number is None:
+        return False
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).syscall(number, KEYCTL_JOIN_SESSION_KEYRING, None) >= 0
+    except (ImportError, OSError, AttributeError):  # no ctypes, no libc symbol: the plan goes on without
+        return False
+
+
+def plan_child(args: dict, venv: dict, home: str):
+    """The plan's target for ``spawn``: a small fixed environment (nothing of root's session, no ``PG*``) before
+    libpq loads, root's ``bin/`` first on ``sys.path``, ``litellm_dbctl.plan``'s JSON on stdout; its exit code
+    is 0, or Fail's code with ``{"error": line}`` (an unexpected exception: its class only, 1)."""
+
+    def target() -> int:
+        os.environ.clear()
+        os.environ.update({"HOME": home, "PATH": PLAN_PATH, "LANG": "C.UTF-8"})
+        sys.dont_write_bytecode = True  # root's bin/__pycache__ is read, never written
+        sys.path.insert(0, args["bin"])
+        try:
+            import litellm_dbctl
+
+            doc, code = (
+                litellm_dbctl.plan(args["scopes"], args["desired_b64"], args["env_file"], args["timeout"], **venv),
+                0,
+            )
+        except Exception as exc:  # noqa: BLE001 - the plan's failure is its answer
+            fail = type(exc).__name__ == "Fail"
+            code = int(getattr(exc, "code", 1)) if fail else 1
+            doc = {"error": str(exc) if fail else f"litellm-dbctl plan failed: {type(exc).__name__}"}
+        data = json.dumps(doc, default=str).encode()
+        while data:
+            data = data[os.write(1, data) :]
+        return code
+
+    return target
+
+
+KEPT_FORMAT = 1  # litellm_migrations.KEPT_FORMAT: a kept replay of another form has another name
+KEPT_PREFIX = "replay-"
+KEPT_LIMIT = 16 << 20  # bytes of a kept replay (LiteLLM's 172 migrations: about 150 KB)
+
+
+def _kept_name(migrations: str, module_sha: str) -> str:
+    """The name of the kept replay of the migrations folder MIGRATIONS (as the venv link resolves now: a venv's
+    folder is named by its lock and never changes) by the ``litellm_migrations.py`` whose sha256 is MODULE_SHA."""
+    key = f"{KEPT_FORMAT}\0{os.path.realpath(migrations)}\0{module_sha}"
+    return f"{KEPT_PREFIX}{hashlib.sha256(key.encode()).hexdigest()}.json"
+
+
+def _cache_folder() -> int | None:
+    """A handle on root's cache folder (``layout.HOSTSIDE_CACHE``), by the rules ``hostboot`` reads it with: every
+    folder from ``/`` opened without following a link, root's and writable by nobody else (a sticky folder on
+    the way, like ``/tmp``, allowed), the cache itself root's alone (0700); None otherwise: nothing is kept."""
+    parts = _split(layout.HOSTSIDE_CACHE)
+    try:
+        fd = os.open("/", DIR_FLAGS | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    for i, name in enumerate(["", *parts]):
+        try:
+            if name:
+                nxt = os.open(name, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = nxt
+            st = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            return None
+        last = i == len(parts)
+        open_to_others = st.st_mode & WRITABLE and not (st.st_mode & stat.S_ISVTX and not last)
+        if st.st_uid != 0 or open_to_others or (last and st.st_mode & 0o077):
+            os.close(fd)
+            return None
+    return fd
+
+
+def kept_replay(name: str) -> str | None:
+    """The text of the kept replay NAME from root's cache: a single regular file of root's alone, at most
+    ``KEPT_LIMIT`` bytes, whose first line is the sha256 of the rest (a torn file is not used); else None."""
+    dirfd = _cache_folder()
+    if dirfd is None:
+        return None
+    try:
+        fd = _open_file(dirfd, name, name)
+        try:
+            st = os.fstat(fd)
+            if st.st_uid != 0 or st.st_mode & 0o077:
+                return None
+            digest, _, body = _read_fd(fd, KEPT_LIMIT, name).partition(b"\n")
+        finally:
+            os.close(fd)
+    except (OSError, Unsafe):
+        return None
+    finally:
+        os.close(dirfd)
+    return body.decode("utf-8", "replace") if digest == hashlib.sha256(body).hexdigest().encode() else None
+
+
+def keep_replay(name: str, text: str) -> None:
+    """Keep TEXT as the replay NAME in root's cache (root:root 0600, written under a temporary name and renamed);
+    the other kept replays are removed. Nothing is kept when the folder is not root's alone, or on any error."""
+    body = text.encode()
+    if len(body) > KEPT_LIMIT:
+        return
+    dirfd = _cache_folder()
+    if dirfd is None:
+        return
+    tmp = f".{name}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dirfd)
+        try:
+            view = memoryview(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+        for old in _names(dirfd):  # another venv's, and what a killed run left at a temporary name
+            if old != name and old.lstrip(".").startswith(KEPT_PREFIX):
+                os.unlink(old, dir_fd=dirfd)
+    except OSError:
+        try:
+            os.unlink(tmp, dir_fd=dirfd)
+        except OSError:
+            pass
+    finally:
+        os.close(dirfd)
+
+
+class Planning:
+    """The database plan ARGS ask (``database.HostPlan``), started as the account at once; ``answer`` collects it.
+
+    The migrations' replay (the schema they make, their names and checksums) is kept by root per venv
+    (``kept_replay``): the child gets it in memory and neither reads the migration files nor replays them. A
+    child that had none returns the one it made, and root keeps it as text, never reading it itself. What it
+    holds feeds only the plan, which the account can sway anyway: it has the database's password.
+
+    ARGS: ``user``, ``group``, ``home`` (the account, as ``facts.as_account``), ``scopes``, ``desired_b64``,
+    ``timeout`` (connect), ``env_file``, ``venvs`` (tried in order), ``bin`` and ``modules`` (``{path: sha256}`` of
+    the plan's modules as the runner ships them), ``limit`` (seconds)."""
+
+    def __init__(self, args: dict):
+        self.child, self.limit = None, int(args["limit"])
+        if any(_sha256_of(path) != digest for path, digest in args["modules"].items()):
+            return  # not shipped yet, or another runner's: the converge ships them and plans again
+        venv = plan_venv(args["venvs"])
+        try:
+            pw = pwd.getpwnam(args["user"])
+            gid = grp.getgrnam(args["group"]).gr_gid
+        except KeyError:
+            return
+        if venv is None:
+            return
+        pw = pwd.struct_passwd((pw.pw_name, "x", pw.pw_uid, gid, pw.pw_gecos, args["home"], pw.pw_shell))
+        module = next((sha for path, sha in args["modules"].items() if path.endswith("/litellm_migrations.py")), "")
+        self.kept_name = _kept_name(venv["migrations"], module)
+        target = plan_child(args, {**venv, "kept": kept_replay(self.kept_name)}, args["home"])
+        try:
+            self.child = spawn(target, self.limit, PLAN_OUTPUT, pw, before_drop=new_session_keyring)
+        except OSError as exc:  # no process or pipe left: this item fails alone, the snapshot goes on
+            self.failed = {"error": printable(f"the plan could not start: {exc}"), "code": 1}
+
+    failed: dict | None = None
+    kept_name: str | None = None
+
+    def answer(self) -> dict | None:
+        """``{"scopes", "max_connections"}``; None when the plan could not run here; ``{"error": line, "code"}``."""
+        if self.child is None:
+            return self.failed
+        found = self.child.result()
+        if found is None:
+            return {
+                "error": f"no answer within {self.limit} s, or more than {PLAN_OUTPUT} bytes (stopped)",
+                "code": 124,
+            }
+        code, out = found
+        try:
+            doc = json.loads(out)
+        except ValueError:
+            doc = None
+        if code == 0 and isinstance(doc, dict) and isinstance(doc.get("scopes"), dict):
+            if isinstance(doc.get("kept"), str) and self.kept_name:
+                keep_replay(self.kept_name, doc["kept"])
+            return {"scopes": doc["scopes"], "max_connections": doc.get("max_connections")}
+        error = doc.get("error") if isinstance(doc, dict) else None
+        line = printable(error.splitlines()[-1] if isinstance(error, str) and error.strip() else "")[:2000]
+        return {"error": line or f"litellm-dbctl exited {code}", "code": code}
+
+
+ACTIONS["plan"] = lambda args: Planning(args).answer()
 
 
 if __name__ == "__main__":

@@ -17,10 +17,10 @@ another account, another venv) raises ``NotAsked`` naming it: a wrong answer is 
 The snapshot is read while pyinfra prepares the run and kept in the run's ``Run``: operations decide
 at preparation (that is what ``--dry`` shows) and execute what they decided, as pyinfra's own facts do.
 
-The deploy asks its few questions (the snapshot, which also reads the Prisma client's state, and the
-database plan) at once with ``prefetch``, each under a key of its own (``SNAPSHOT``, the database
-plan's key): each is a command of its own on the host's one SSH connection, so the host answers
-them side by side; ``answer`` hands each its prefetched result the first time its key is asked.
+The deploy asks its questions (the snapshot, which also reads the Prisma client's state and, with
+``asked(data, plan)``, runs the database plan beside the rest: one command) with ``prefetch``, each
+under a key of its own (``SNAPSHOT``): each is a command of its own on the host's one SSH connection;
+``answer`` hands each its prefetched result the first time its key is asked.
 """
 
 from __future__ import annotations
@@ -240,6 +240,8 @@ class Snapshot:
     systemd: str | None  # ``systemd 257 (257.9-1~deb13u1)``
     bytecode: dict | None = None  # the host tools' root-compiled modules (hostside.tools_bytecode); None: none
     prisma: PrismaInfo | None = None  # None: it could not be read
+    plan: dict | None = None  # the database plan (database.HostPlan's answer), when the question asked it
+    plan_key: str | None = None  # the key of the plan's question it answers (``database.question``)
     asked: dict[str, Any] = dataclasses.field(default_factory=dict)  # the question (``question``)
 
     def _need(self, covered: bool, what: str) -> None:
@@ -332,7 +334,8 @@ class HostSnapshot(FactBase):
     the values never leave the host); USER's and GROUP's account, linger, user manager and plants; UNITS;
     the venv VENV (owner VENV_OWNER; every file against its RECORD when VENV_INTEGRITY) and its Prisma
     client (the engines' host PRISMA probed when it is not generated); temporary files of a killed run in
-    DIRS; the run lock; PYTHON's version; the Debian packages DEBS; the host's systemd.
+    DIRS; the run lock; PYTHON's version; the Debian packages DEBS; the host's systemd; with PLAN
+    (``database.question``) the database plan, run as the account beside the rest (``database.HostPlan``).
     Returns a ``Snapshot``.
 
     .. code:: python
@@ -355,6 +358,7 @@ class HostSnapshot(FactBase):
         python,
         debs,
         prisma=None,
+        plan=None,
     ):
         asked = {
             "paths": list(paths),
@@ -372,7 +376,8 @@ class HostSnapshot(FactBase):
             "prisma": prisma,
         }
         bytecode = {"folder": layout.BIN, "modules": tool_modules()}
-        return hostside("snapshot", {**asked, "plants": True, "systemd": True, "bytecode": bytecode})
+        extra = {"plants": True, "systemd": True, "bytecode": bytecode, **({"plan": plan} if plan else {})}
+        return hostside("snapshot", {**asked, **extra})
 
     def process(self, output) -> Snapshot:
         doc = json.loads("\n".join(output))
@@ -392,12 +397,15 @@ class HostSnapshot(FactBase):
             systemd=doc.get("systemd"),
             bytecode=doc.get("bytecode"),
             prisma=doc.get("prisma"),
+            plan=doc.get("plan"),
+            plan_key=doc.get("plan_key"),
         )
 
 
-def asked(data) -> tuple[Hashable, type, dict]:
-    """The snapshot's question to a host with desired state DATA, as ``prefetch`` takes it."""
-    return SNAPSHOT, HostSnapshot, {**question(data), "_timeout": SNAPSHOT_TIMEOUT}
+def asked(data, plan: dict | None = None) -> tuple[Hashable, type, dict]:
+    """The snapshot's question to a host with desired state DATA, as ``prefetch`` takes it; with PLAN (the
+    database plan's question, ``database.question``) the same command plans the database beside the rest."""
+    return SNAPSHOT, HostSnapshot, {**question(data), **({"plan": plan} if plan else {}), "_timeout": SNAPSHOT_TIMEOUT}
 
 
 def current() -> Snapshot:

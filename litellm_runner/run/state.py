@@ -30,7 +30,7 @@ class Run:
     snapshots: dict[str, Any] = dataclasses.field(default_factory=dict)
     # pyinfra_ext/snapshot.py: (host name, the question's key) -> (ok, answer or exception), handed out once
     prefetched: dict[tuple, tuple[bool, Any]] = dataclasses.field(default_factory=dict)
-    # pyinfra_ext/database.py: (host name, the desired state's encoding) -> the DatabasePlan answer
+    # pyinfra_ext/database.py: (host name, the plan question's key) -> the database plan (the snapshot's or HostPlan's)
     plans: dict[tuple[str, str], Any] = dataclasses.field(default_factory=dict)
     # pyinfra_ext/operations.py: the first host whose unit failed its readiness gate (stops the rollout)
     rollout_failed: str | None = None

@@ -91,7 +91,7 @@ def test_one_run_converges_every_host_of_the_fleet(hosts, converged):
     assert second.changed() == [], f"second converge changed: {second.changed()}"
 
 
-def test_noop_check_of_the_fleet_needs_at_most_four_remote_commands_per_host(hosts, converged, tmp_path):
+def test_noop_check_of_the_fleet_needs_one_remote_command_per_host(hosts, converged, tmp_path):
     path = fleet.inventory(tmp_path / "hosts.yml", HOSTS, COMMON)
     counts = tmp_path / "counts.json"
     proc = subprocess.run(
@@ -107,7 +107,7 @@ def test_noop_check_of_the_fleet_needs_at_most_four_remote_commands_per_host(hos
     per_host = json.loads(counts.read_text())
     assert sorted(per_host) == sorted(HOSTS)
     for name, count in per_host.items():
-        assert count["commands"] + count["uploads"] + count["downloads"] <= 4, (name, count)  # issue #17
+        assert count["commands"] + count["uploads"] + count["downloads"] == 1, (name, count)  # issue #17, #22
 
 
 def test_proxy_restarts_in_batches_each_ready_before_the_next(hosts, converged, tmp_path):

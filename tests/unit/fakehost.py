@@ -62,7 +62,11 @@ class FakeHost:
             run_state.of(self.state).snapshots[self.name] = facts[HostSnapshot]
 
     def get_fact(self, cls, **kwargs):
-        key = (cls, frozenset((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()))
+        hashable = {
+            k: tuple(v) if isinstance(v, list) else json.dumps(v, sort_keys=True) if isinstance(v, dict) else v
+            for k, v in kwargs.items()
+        }
+        key = (cls, frozenset(hashable.items()))
         return self.facts[key] if key in self.facts else self.facts[cls]
 
     def noop(self, message):

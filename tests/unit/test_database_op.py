@@ -9,14 +9,22 @@ import pytest
 
 from litellm_runner import layout
 from litellm_runner.pyinfra_ext import database as db
-from litellm_runner.pyinfra_ext.database import DatabasePlan, database, desired_state
+from litellm_runner.pyinfra_ext.database import HostPlan, database, desired_state
 from litellm_runner.pyinfra_ext.facts import as_account
+from litellm_runner.pyinfra_ext.snapshot import HostSnapshot
 from tests.unit import fakehost
 from tests.unit.fakehost import run_op
 from tests.unit.group_data import defaults
 
-ACCOUNT = as_account("litellm", "litellm", "/home/litellm")  # dbctl runs as the service account
+ACCOUNT = ("litellm", "litellm", "/home/litellm")  # dbctl runs as the service account
+PREFIX = as_account(*ACCOUNT)
 DESIRED = desired_state(SimpleNamespace(**defaults(litellm_key_rotation=[{"alias": "ops-team"}])))
+
+
+def answered(plan):
+    """The host as the deploy's first question left it: the snapshot's command answered the plan (no HostPlan
+    among the facts: a plan asked again would fail the test)."""
+    return {HostSnapshot: fakehost.snap(plan=plan, plan_key=db.question(DESIRED, ACCOUNT)["key"])}
 
 
 def decoded(command):
@@ -24,7 +32,7 @@ def decoded(command):
 
 
 def found(items, max_connections=100):
-    """The DatabasePlan fact: one plan for every scope (the same ITEMS for each here)."""
+    """The plan's answer: one plan for every scope (the same ITEMS for each here)."""
     return {
         "scopes": {s: items for s in ("settings", "schema", "keys", "idle", "rotation")},
         "max_connections": max_connections,
@@ -45,7 +53,7 @@ def found(items, max_connections=100):
 def test_database_op(plan, applies):
     commands, noops = run_op(
         database,
-        {DatabasePlan: None if plan is None else found(plan)},
+        answered(None if plan is None else found(plan)),
         root="/r",
         scope="settings",
         desired=DESIRED,
@@ -54,7 +62,7 @@ def test_database_op(plan, applies):
     assert bool(commands) == applies
     if applies:
         assert commands[0].startswith(
-            f"{ACCOUNT} {layout.VENV}/bin/python {layout.BIN}/litellm-dbctl apply --scope settings "
+            f"{PREFIX} {layout.VENV}/bin/python {layout.BIN}/litellm-dbctl apply --scope settings "
             f"--env-file {layout.ENV_FILE}"
         )
         assert decoded(commands[0])["settings"]["general_settings"]["database_connection_pool_limit"] == 20
@@ -71,13 +79,13 @@ def test_database_op(plan, applies):
             {"error": "database 127.0.0.1:5434/litellm unreachable: connection refused", "code": 3},
             "FAIL database settings: database 127.0.0.1:5434/litellm unreachable: connection refused",
         ),
-        ({"error": "/r/env.litellm: No such file or directory", "code": 2}, f"{ACCOUNT} {layout.VENV}/bin/python"),
+        ({"error": "/r/env.litellm: No such file or directory", "code": 2}, f"{PREFIX} {layout.VENV}/bin/python"),
     ],
 )
 def test_database_op_when_the_plan_failed(plan, expected):
     """Unreachable (dbctl exit 3): this item fails, named, recorded as an error; anything else (the env
     file or venv being repaired in this run): applied, planned again while executing."""
-    commands, _ = run_op(database, {DatabasePlan: plan}, root="/r", scope="settings", desired=DESIRED, account=ACCOUNT)
+    commands, _ = run_op(database, answered(plan), root="/r", scope="settings", desired=DESIRED, account=ACCOUNT)
     assert commands[0].startswith(expected)
     assert fakehost.last_drift[0]["kind"] == ("error" if plan["code"] == 3 else "database")
 
@@ -97,7 +105,7 @@ def test_rotation_sends_only_the_hash(monkeypatch, tmp_path):
 
     monkeypatch.setattr(db, "deliver_key", deliver)
     plan = [{"id": "rotate ops-team", "kind": "key-rotation", "before": "x", "after": "y"}]
-    fake = fakehost.FakeHost({DatabasePlan: found(plan)})
+    fake = fakehost.FakeHost(answered(found(plan)))
     fake.state.is_executing = True
     from pyinfra.context import ctx_host
 
@@ -117,9 +125,7 @@ def test_rotation_sends_only_the_hash(monkeypatch, tmp_path):
 def test_rotation_plan_while_detecting_makes_no_key(monkeypatch):
     monkeypatch.setattr(db, "deliver_key", lambda *a, **k: pytest.fail("a key was made while detecting"))
     plan = [{"id": "rotate ops-team", "kind": "key-rotation", "before": "x", "after": "y"}]
-    commands, _ = run_op(
-        database, {DatabasePlan: found(plan)}, root="/r", scope="rotation", desired=DESIRED, account=ACCOUNT
-    )
+    commands, _ = run_op(database, answered(found(plan)), root="/r", scope="rotation", desired=DESIRED, account=ACCOUNT)
     assert "new_token" not in decoded(commands[0])["rotations"][0]
 
 
@@ -136,7 +142,7 @@ def test_schema_is_planned_again_when_the_venv_gets_another_release(replan, appl
     litellm-proxy-extras (an upgrade of the pin) runs dbctl apply, which plans again from the new ones."""
     commands, noops = run_op(
         database,
-        {DatabasePlan: found([])},
+        answered(found([])),
         root="/r",
         scope="schema",
         desired=DESIRED,
@@ -150,3 +156,23 @@ def test_schema_is_planned_again_when_the_venv_gets_another_release(replan, appl
         assert fakehost.last_drift[0]["before"] == "schema: planned from the release the venv had"
     else:
         assert noops == ["database schema: nothing differs"]
+
+
+@pytest.mark.parametrize(
+    "case,first,again",
+    [
+        ("dbctl not shipped yet", None, found([])),
+        ("the env file being repaired", {"error": "/r/env.litellm: No such file or directory", "code": 2}, found([])),
+    ],
+)
+def test_a_plan_the_snapshot_could_not_read_is_asked_again_alone(case, first, again):
+    """The snapshot's command answers the plan while preparing; where it could not be read, the next ask (while
+    executing, after the deploy shipped dbctl) runs the plan alone (``HostPlan``); a plan read is kept."""
+    from pyinfra.context import ctx_host
+
+    fake = fakehost.FakeHost({**answered(first), HostPlan: again})
+    with ctx_host.use(fake):
+        assert db.plan("/r", "settings", DESIRED, ACCOUNT) == first, case
+        assert db.plan("/r", "settings", DESIRED, ACCOUNT) == {"items": [], "max_connections": 100}, case
+        fake.facts[HostPlan] = None  # kept: not asked a third time
+        assert db.plan("/r", "keys", DESIRED, ACCOUNT) == {"items": [], "max_connections": 100}, case

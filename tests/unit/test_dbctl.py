@@ -683,3 +683,27 @@ def test_two_hosts_sharing_one_database_apply_a_migration_once(db, tmp_path):
         with pg.connect() as conn:
             conn.execute('ALTER TABLE "LiteLLM_SkillsTable" DROP COLUMN IF EXISTS "shared_x"')
             conn.execute("DELETE FROM _prisma_migrations WHERE migration_name = %s", (name,))
+
+
+def test_a_checks_plan_takes_the_schema_from_the_replay_root_kept(db):
+    """``plan()`` (what root's snapshot runs as the account): with no kept replay it reads and replays the
+    migrations and returns the replay's text for root to keep; given that text, it plans the same without
+    returning one; and what it plans from is the kept text: a table planted in it is reported missing."""
+    if str(BIN) not in sys.path:
+        sys.path.insert(0, str(BIN))
+    import litellm_dbctl
+
+    pg, env = db
+    b64 = base64.b64encode(json.dumps(DESIRED).encode()).decode()
+
+    def plan(kept):
+        return litellm_dbctl.plan(["schema"], b64, str(env), migrations=str(migrations_dir()), kept=kept)
+
+    first = plan(None)
+    assert isinstance(first.get("kept"), str)
+    again = plan(first["kept"])
+    assert "kept" not in again and again["scopes"] == first["scopes"] != {"schema": []}
+    doc = json.loads(first["kept"])
+    doc["tables"]["LiteLLM_Planted"] = doc["migrations"][-1][0]
+    assert "table LiteLLM_Planted" in {i["id"] for i in plan(json.dumps(doc))["scopes"]["schema"]}
+    assert plan("not json")["scopes"] == first["scopes"]  # an unreadable text: the migrations themselves

@@ -4,6 +4,7 @@ catalog to the migrations. The database side runs against real PostgreSQL in tes
 sandbox in tests/integration/test_migrations.py."""
 
 import hashlib
+import json
 import sys
 
 import pytest
@@ -235,6 +236,42 @@ def test_plan(name):
     live, expected = CASES[name]
     actions = lm.plan(MIGRATIONS, RAWS, live)
     assert [(a["action"], a.get("id"), a.get("before")) for a in actions] == expected
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_the_kept_replay_plans_as_the_migrations_do(name):
+    """A check's plan from the replay root keeps per venv (``kept``, through its JSON text) is the plan from the
+    migration files themselves, in every case of the table."""
+    live, _ = CASES[name]
+    migrations, schema = lm.from_kept(json.loads(json.dumps(lm.kept(MIGRATIONS, lm.replay(MIGRATIONS)))))
+    assert lm.plan(migrations, RAWS, live, schema) == lm.plan(MIGRATIONS, RAWS, live)
+
+
+def test_the_kept_replay_of_the_pinned_release_is_its_replay():
+    found = lm.load(migrations_dir())
+    replayed = lm.replay(found)
+    migrations, schema = lm.from_kept(json.loads(json.dumps(lm.kept(found, replayed))))
+    assert [(m.name, m.checksum) for m in migrations] == [(m.name, m.checksum) for m in found]
+    assert vars(schema) == vars(replayed)
+
+
+@pytest.mark.parametrize("doc", [None, [], {}, {"format": 2}, {"format": 1}, {"format": 1, "migrations": [[1]]}])
+def test_a_kept_replay_of_another_form_is_refused(doc):
+    with pytest.raises(ValueError):
+        lm.from_kept(doc)
+
+
+def test_a_migration_file_is_read_only_for_a_checksum_that_is_not_its_exact_one(tmp_path):
+    """``Scripts`` reads a migration.sql when the plan first asks for it: with every recorded checksum the file's
+    exact one (a converged database), the plan reads none; a record in another form (CRLF) reads that one."""
+    for name, text in SCRIPTS.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "migration.sql").write_text(text)
+    scripts = lm.Scripts(tmp_path)
+    assert lm.plan(MIGRATIONS, scripts, converged()) == [] and dict(scripts) == {}
+    crlf = hashlib.sha256(RAWS[M2].replace(b"\n", b"\r\n")).hexdigest()
+    live = lm.Live(**{**vars(converged()), "records": [record(M1), record(M2, checksum=crlf), record(M3), record(M4)]})
+    assert lm.plan(MIGRATIONS, scripts, live) == [] and dict(scripts) == {M2: RAWS[M2]}
 
 
 def test_items_name_refusals_and_their_reason():
