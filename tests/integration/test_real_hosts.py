@@ -10,8 +10,11 @@ Verification goes through ``podman exec`` (root inside the container), not
 through pyinfra or SSH.
 """
 
+import base64
+import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -144,7 +147,10 @@ def test_every_command_and_fact_goes_through_sudo(converged):
     # the host snapshot (root's own interpreter, isolated) takes _sudo from host data like operations
     assert any("sudo -H -A -k sh -c" in c and "/usr/bin/python3 -I -S -c" in c for c in commands)
     assert [c for c in plain if not c.startswith("umask 077 && mktemp -d /tmp/litellm-runner.")] == []
-    assert any("sudo -H -A -k sh -c 'cd / && runuser -u alice -g alice -- env -i " in c for c in commands)  # as alice
+    # the database plan runs as alice inside that snapshot (root forks it: hostside.Planning), no command of its own
+    snapshots = [c for c in commands if "/usr/bin/python3 -I -S -c" in c and " snapshot " in c]
+    asked = [json.loads(base64.b64decode(re.search(r" snapshot ([A-Za-z0-9+/=]+)", c).group(1))) for c in snapshots]
+    assert any(a.get("plan", {}).get("user") == "alice" for a in asked)
     assert any("runuser -u root -- env -i HOME=/root " in c and "/bin/pip install" in c for c in commands)  # root's
 
 
