@@ -29,6 +29,7 @@ import re
 # plain classes, not dataclasses, and uuid imported by apply only: every check plans the schema, and those two
 # imports alone (dataclasses brings inspect) cost that plan about 10 ms of the host's CPU
 
+
 class _pattern:  # noqa: N801 - used as re.compile is
     """``re.compile(PATTERN, FLAGS)``, compiled when first used: only the replay and apply use the DDL patterns,
     and compiling all of them at import cost every check's plan (which has the replay root kept) about 4 ms."""
