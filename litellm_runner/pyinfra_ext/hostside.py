@@ -548,12 +548,12 @@ def spawn(target, timeout: float, limit: int, pw=None, before_drop=None) -> Chil
     return Child(pid, read_end, timeout, limit)
 
 
-def bounded_run(argv: list[str], timeout: float, limit: int, env=None, pw=None) -> tuple[int, bytes] | None:
+def bounded_run(argv: list[str], timeout: float, limit: int, env=None) -> tuple[int, bytes] | None:
     """``(exit code, stdout)`` of ARGV (a root-owned binary, looked up in ``SYSTEM_PATH`` unless ARGV[0] is a
     path), at most LIMIT bytes read within TIMEOUT seconds; None when it could not start, ran longer or printed
     more (its process group killed, and reaped: no process is left behind).
 
-    ARGV is executed in a ``spawn`` child (as the account PW, when given) with the environment ENV (default
+    ARGV is executed in a ``spawn`` child, as root, with the environment ENV (default
     ``ROOT_ENV``); a failed exec ends it with 127. This is what ``subprocess`` does, without importing it: its
     modules (threading, selectors, locale...) cost the host about 6 ms of CPU at the start of every host-side
     command.
@@ -571,7 +571,7 @@ def bounded_run(argv: list[str], timeout: float, limit: int, env=None, pw=None) 
         os.execve(path, argv, env)  # noqa: S606 - a root-owned binary, argv as a list: no shell
         return 127
 
-    return spawn(execute, timeout, limit, pw).result()
+    return spawn(execute, timeout, limit).result()
 
 
 # -- D-Bus: systemd's managers asked on their private sockets (issue #22) --------------------------
@@ -3436,28 +3436,25 @@ ACTIONS.update({"compile_tools": compile_tools, "tools_bytecode": tools_bytecode
 # the migrations folder and libpq, which are data and a shared library.
 
 PLAN_OUTPUT = 8 << 20  # bytes of the plan's JSON read (a plan names at most a few hundred items)
-PLAN_MODULE_LIMIT = 4 << 20  # bytes of one plan module hashed
 PLAN_PATH = "/usr/local/bin:/usr/bin:/bin"  # the account's PATH, as facts.as_account gives its commands
 KEYCTL_JOIN_SESSION_KEYRING = 1
 SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}  # keyctl(2)'s number (asm/unistd.h)
 
 
-def _sha256_of(path: str, limit: int = PLAN_MODULE_LIMIT) -> str | None:
-    """sha256 of the single regular file PATH, reached and read without following a link, bounded; None: not so."""
+def _sha256_of(path: str) -> str | None:
+    """sha256 of the single regular file PATH, read as the tools' sources are (``_tool_source``: by handle, no link
+    followed, bounded); None: not so."""
     try:
         dirfd, name = parent(path)
     except (OSError, Unsafe):
         return None
     try:
-        fd = _open_file(dirfd, name, path)
-        try:
-            return hashlib.sha256(_read_fd(fd, limit, shown=path)).hexdigest()
-        finally:
-            os.close(fd)
-    except (OSError, Unsafe):
+        data = _tool_source(dirfd, name, path)
+    except OSError:
         return None
     finally:
         os.close(dirfd)
+    return None if data is None else hashlib.sha256(data).hexdigest()
 
 
 def _listing_of(path: str) -> list[str]:
