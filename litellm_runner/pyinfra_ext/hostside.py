@@ -591,6 +591,7 @@ DBUS_DEPTH = 32  # nested containers (the specification allows 32 arrays and 32 
 SYSTEMD1 = "/org/freedesktop/systemd1"
 PROPERTIES = "org.freedesktop.DBus.Properties"
 UNIT = "org.freedesktop.systemd1.Unit"
+MANAGER = "org.freedesktop.systemd1.Manager"
 TIMER = "org.freedesktop.systemd1.Timer"
 _FIXED = {"y": "B", "b": "I", "n": "h", "q": "H", "i": "i", "u": "I", "h": "I", "x": "q", "t": "Q", "d": "d"}
 _ALIGN = {**{c: struct.calcsize(f) for c, f in _FIXED.items()}, "s": 4, "o": 4, "g": 1, "v": 1, "a": 4, "(": 8, "{": 8}
@@ -764,22 +765,83 @@ class _Wire:
                 self.skip(part, depth + 1)
 
     def properties(self, wanted: set[str]) -> dict:
-        """The WANTED entries of an ``a{sv}`` (``GetAll``): ``{name: (signature, value)}``, the rest skipped."""
+        """The WANTED entries of an ``a{sv}`` (``GetAll``): ``{name: (signature, value)}``. The others (about 100
+        per unit, of which the snapshot wants 7) are passed by their sizes in one loop over the bytes: a name, and
+        a variant's signature (checked: one complete type), then its value by its type (``_passing``): a fixed
+        value by its size, a string by its length, an array by its byte count, unread; anything else by ``skip``.
+        Every step is bounded by the dict's end."""
         size = struct.unpack(self.order + "I", self.take(4, 4))[0]
         self.take(0, 8)
         end, found = self.pos + size, {}
         if end > len(self.data):
             raise DBusError("array longer than its message")
-        while self.pos < end:
-            self.take(0, 8)
-            name = self.value("s")
-            if name in wanted:
-                found[name] = self.value("v")
-            else:
-                self.skip("v")
+        data, pos, word = self.data, self.pos, _WORD[self.order]
+        names = {name.encode(): name for name in wanted}
+        try:
+            while pos < end:
+                pos += -pos % 8
+                (length,) = word(data, pos)
+                stop = pos + 4 + length
+                if stop >= end or data[stop]:
+                    raise DBusError("property name without its NUL")
+                name = data[pos + 4 : stop]
+                length = data[stop + 1]
+                pos = stop + 3 + length
+                if pos > end or data[pos - 1]:
+                    raise DBusError("variant signature without its NUL")
+                sig = data[stop + 2 : pos - 1]
+                how = _passing(sig)
+                if name in names:
+                    self.pos = pos
+                    found[names[name]] = (sig.decode(), self.value(sig.decode(), 1))
+                    pos = self.pos
+                elif how is None:
+                    self.pos = pos
+                    self.skip(sig.decode(), 1)
+                    pos = self.pos
+                elif how[0] == "a":  # a 4-byte count, then the elements at their alignment
+                    pos += -pos % 4
+                    (length,) = word(data, pos)
+                    pos += 4
+                    pos += -pos % how[1] + length
+                elif how[0] == "s":
+                    pos += -pos % 4
+                    (length,) = word(data, pos)
+                    pos += 5 + length
+                else:  # a fixed value of that size
+                    pos += -pos % how[1] + how[1]
+                if pos > end:
+                    raise DBusError("property value past the array's end")
+        except (struct.error, IndexError, UnicodeDecodeError):
+            raise DBusError("malformed properties") from None
+        self.pos = pos
         if self.pos != end:
             raise DBusError("array element past the array's end")
         return found
+
+
+_WORD = {order: struct.Struct(order + "I").unpack_from for order in "<>"}
+
+
+def _passing(sig: bytes, _known: dict = {}) -> tuple[str, int] | None:  # noqa: B006 - the cache
+    """How ``_Wire.properties`` passes a value of the variant signature SIG (``("a", element alignment)``, ``("s",
+    4)`` for a string or object path, ``("f", size)`` for a fixed value, None: ``skip`` walks it); DBusError when SIG
+    is not one complete type. Each signature is looked at once."""
+    if sig not in _known:
+        text = sig.decode()
+        if len(split_signature(text)) != 1:
+            raise DBusError(f"variant of {text!r}")
+        code = text[0]
+        _known[sig] = (
+            ("a", _ALIGN[text[1]])
+            if code == "a"
+            else ("s", 4)
+            if code in "so"
+            else ("f", _ALIGN[code])
+            if code in _FIXED
+            else None
+        )
+    return _known[sig]
 
 
 def _method_call(serial: int, path: str, interface: str, member: str, sig: str = "", args=()) -> bytes:
@@ -790,13 +852,17 @@ def _method_call(serial: int, path: str, interface: str, member: str, sig: str =
     return bytes(header + b"\0" * (-len(header) % 8) + body)
 
 
-def parse_message(data: bytes, wanted: set[str] | None = None) -> tuple[int, dict, list]:
+def parse_message(data: bytes, wanted: set[str] | None = None, replies: bool = False) -> tuple[int, dict, list]:
     """``(message type, {field name: value}, body values)`` of one whole message DATA; DBusError when malformed.
-    With WANTED, a body that is one ``a{sv}`` is read as ``[{name: (signature, value)}]`` of those names only."""
+    With WANTED, a body that is one ``a{sv}`` is read as ``[{name: (signature, value)}]`` of those names only.
+    With REPLIES, the body of a message that is no reply (a signal: systemd sends its signals to every client of
+    its private socket) is not read: ``[]``."""
     if len(data) < 16 or data[:1] not in (b"l", b"B") or data[3] != 1:
         raise DBusError("not a D-Bus message")
     reader = _Wire(data, "<" if data[:1] == b"l" else ">", 12)
     fields = {_FIELDS.get(code, code): value for code, (_, value) in reader.value("a(yv)")}
+    if replies and data[1] not in (2, 3):
+        return data[1], fields, []
     reader.take(0, 8)
     sig = fields.get("SIGNATURE", "")
     body = [reader.properties(wanted)] if wanted is not None and sig == "a{sv}" else reader.values(sig)
@@ -892,7 +958,7 @@ class Bus:
         self._send(b"".join(_method_call(first + n, *call) for n, call in enumerate(calls)))
         replies: list = [None] * len(calls)
         while serials:
-            kind, fields, body = parse_message(self._message(), wanted)
+            kind, fields, body = parse_message(self._message(), wanted, replies=True)
             index = serials.pop(fields.get("REPLY_SERIAL", 0), None) if kind in (2, 3) else None
             if index is not None:
                 why = body[0] if body and isinstance(body[0], str) else ""
@@ -952,21 +1018,41 @@ def show_value(name: str, found) -> str:
 
 
 def show_units(socket_path: str, units: list[str], timeout: float, limit: int) -> str:
-    """``systemctl show --property=UNIT_PROPS UNITS``'s answer from the manager at SOCKET_PATH: a block of
-    ``Key=Value`` lines per unit, a property the manager does not give left out. DBusError when it cannot be asked.
+    """``systemctl show --property=UNIT_PROPS UNITS``'s answer from the manager at SOCKET_PATH for the units it has
+    loaded: a block of ``Key=Value`` lines per unit, a property the manager does not give left out. DBusError when
+    it cannot be asked.
 
-    Asked as ``GetAll`` of each unit's ``Unit`` interface (only the wanted entries read, the others skipped by
-    their length) and ``Get`` of each timer's ``NextElapseUSecRealtime``, all sent at once: a ``Get`` per property
-    costs the manager about twice as much (about 150 µs per call, whatever it asks)."""
-    timers = [unit for unit in units if unit.endswith(".timer")]
-    calls: list[tuple] = [(unit_path(unit), PROPERTIES, "GetAll", "s", (UNIT,)) for unit in units]
-    calls += [(unit_path(unit), PROPERTIES, "Get", "ss", (TIMER, "NextElapseUSecRealtime")) for unit in timers]
+    First the units it has loaded (``ListUnitsByPatterns``: it loads none). Those are asked as ``GetAll`` of each
+    unit's ``Unit`` interface (only the wanted entries read, the others skipped by their length) and ``Get`` of
+    each timer's ``NextElapseUSecRealtime``, all sent at once: a ``Get`` per property costs the manager about twice
+    as much (about 150 µs per call, whatever it asks). A unit it has not loaded (a disabled timer) is not asked
+    so, as ``systemctl show`` would: that loads it (its file, and a mount unit per path it names), then collects
+    it, sending a dozen signals to every client: about 3 ms of the manager's CPU per unit and check. Such a unit is
+    not running and has nothing to reload; its block is ``Id``, ``ActiveState=inactive``, ``UnitFileState`` (the
+    manager's ``GetUnitFileState``, read from the unit files without loading it) and ``NeedDaemonReload=no``."""
     with Bus(socket_path, timeout, limit) as bus:
+        plain = [unit for unit in units if not set(unit) & set("*?[\\")]  # names fnmatch reads as themselves
+        (listed,) = bus.calls([(SYSTEMD1, MANAGER, "ListUnitsByPatterns", "asas", ([], plain))])
+        resting = set(plain) - {entry[0] for entry in listed[0]} if isinstance(listed, list) else set()
+        loaded = [unit for unit in units if unit not in resting]
+        timers = [unit for unit in loaded if unit.endswith(".timer")]
+        calls: list[tuple] = [(unit_path(unit), PROPERTIES, "GetAll", "s", (UNIT,)) for unit in loaded]
+        calls += [(unit_path(unit), PROPERTIES, "Get", "ss", (TIMER, "NextElapseUSecRealtime")) for unit in timers]
+        calls += [(SYSTEMD1, MANAGER, "GetUnitFileState", "s", (unit,)) for unit in units if unit in resting]
         replies = bus.calls(calls, set(UNIT_PROPS.split(",")))
-    found = {unit: reply[0] if isinstance(reply, list) and reply else {} for unit, reply in zip(units, replies)}  # noqa: B905
-    for unit, reply in zip(timers, replies[len(units) :], strict=True):  # a unit the manager gave nothing of stays so
+    found: dict[str, dict] = {unit: {} for unit in units}
+    for unit, reply in zip(loaded, replies, strict=False):
+        found[unit] = reply[0] if isinstance(reply, list) and reply else {}
+    for unit, reply in zip(timers, replies[len(loaded) :], strict=False):  # a unit the manager gave nothing of stays so
         if found[unit] and isinstance(reply, list) and len(reply) == 1 and isinstance(reply[0], tuple):
             found[unit]["NextElapseUSecRealtime"] = reply[0]
+    for unit, reply in zip([u for u in units if u in resting], replies[len(loaded) + len(timers) :], strict=True):
+        state = (
+            {"UnitFileState": ("s", reply[0])}
+            if isinstance(reply, list) and reply and isinstance(reply[0], str)
+            else {}
+        )
+        found[unit] = {"Id": ("s", unit), "ActiveState": ("s", "inactive"), **state, "NeedDaemonReload": ("b", False)}
     blocks = [
         [f"{name}={show_value(name, props[name])}" for name in UNIT_PROPS.split(",") if name in props]
         for props in found.values()
@@ -1958,7 +2044,7 @@ def deb_packages(names: list[str]) -> dict | None:
 def systemd_version() -> str | None:
     """The host's systemd as ``systemctl --version`` names it in its first line, e.g. ``systemd 257
     (257.9-1~deb13u1)``: from PID 1's ``Version`` (the version in parentheses); None when it cannot be asked."""
-    found = pid1_property(SYSTEMD1, "org.freedesktop.systemd1.Manager", "Version")
+    found = pid1_property(SYSTEMD1, MANAGER, "Version")
     major = re.match(r"[0-9]+", found[1]) if found is not None and found[0] == "s" else None
     return f"systemd {major.group()} ({found[1]})" if found is not None and major else None
 

@@ -138,6 +138,7 @@ def test_a_hand_edit_of_a_unit_is_drift_and_converged_away(
 
 # -- the snapshot's systemd answers: asked over D-Bus, the same as systemctl's (issue #22) ----------------------
 ASKED = [UNIT, "litellm-backup.timer", "litellm.socket", "litellm-no-such.timer", "litellm-no-such.service"]
+ASKED += ["litellm-knowledge-refresh.timer"]  # installed, disabled: not loaded until asked
 NOT_RELOADED = (  # a drop-in of the account's, loaded, then one more it has not reloaded
     f"{AS} sh -c 'mkdir -p {ACCOUNT}/{UNIT}.d {ACCOUNT}/litellm-backup.timer.d "
     f'&& printf "[Unit]\\nDescription=x\\n" > {ACCOUNT}/{UNIT}.d/a.conf '
@@ -158,11 +159,22 @@ STATES = [
 ]
 
 
+def blocks(text: str) -> dict[str, list[str]]:
+    """``systemctl show``'s blocks, each unit's lines by its ``Id``."""
+    found = {}
+    for block in text.strip("\n").split("\n\n"):
+        lines = block.splitlines()
+        found[next(line[3:] for line in lines if line.startswith("Id="))] = lines
+    return found
+
+
 @pytest.mark.parametrize("make, undo, shows", STATES)
 def test_the_snapshot_asks_systemd_what_systemctl_shows(converged, host, make, undo, shows):
     """The snapshot asks PID 1 and the account's manager over D-Bus (``hostside.Bus``): its version, whether the
     manager runs and the units' properties are what ``systemctl --version``, ``is-active`` and ``show`` print,
-    line for line: a timer's next elapse as a date, drop-ins, a pending reload, a unit that is not loaded. (A
+    line for line for a loaded unit: a timer's next elapse as a date, drop-ins, a pending reload. A unit the
+    manager has not loaded (a disabled timer, a unit with no file) is not loaded by the snapshot, as ``show`` does:
+    the snapshot says it is inactive with nothing to reload and gives the unit file state ``show`` gives. (A
     manager that does not run was compared by hand, docs/benchmarks.md: stopping it here can take minutes.)"""
     from litellm_runner.pyinfra_ext.facts import hostside
     from litellm_runner.pyinfra_ext.hostside import UNIT_PROPS
@@ -178,8 +190,18 @@ def test_the_snapshot_asks_systemd_what_systemctl_shows(converged, host, make, u
         active = host.ssh("systemctl is-active --quiet user@$(id -u litellm).service", check=False).returncode == 0
     finally:
         host.ssh(undo, timeout=120)
-    asked = doc["units"][: -3 * len(ASKED)]  # then each unit's X-Sources block
-    assert "\n".join(asked) == shown.rstrip("\n")
+    asked = blocks("\n".join(doc["units"][: -3 * len(ASKED)]))  # then each unit's X-Sources block
+    expected = blocks(shown)
+    assert list(asked) == list(expected) == ASKED
+    resting = {unit for unit, lines in asked.items() if not any(line.startswith("LoadState=") for line in lines)}
+    assert resting == {"litellm-no-such.timer", "litellm-no-such.service", "litellm-knowledge-refresh.timer"}
+    for unit, lines in asked.items():
+        if unit in resting:  # what show says of it, less what only loading it tells
+            assert set(lines) <= set(expected[unit]) | {"ActiveState=inactive", "NeedDaemonReload=no"}, (unit, lines)
+            assert "ActiveState=inactive" in expected[unit] and "NeedDaemonReload=no" in expected[unit]
+        else:
+            assert lines == expected[unit]
+    assert "UnitFileState=disabled" in asked["litellm-knowledge-refresh.timer"]
     assert all(re.search(pattern, shown) for pattern in shows), shown
     assert (doc["systemd"], doc["manager"]) == (version, active) and version.startswith("systemd ")
     assert active and shown

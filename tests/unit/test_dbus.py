@@ -290,21 +290,39 @@ OTHERS = {  # what else a unit's GetAll gives: read past, never kept
 }
 
 
-def manager(conn, peer, before=b"", props=PROPS) -> None:
+LOADED = ["litellm.service", "litellm-backup.timer", "gone.service"]  # what the manager has loaded
+FILE_STATES = {"litellm-knowledge-refresh.timer": "disabled"}  # GetUnitFileState of a unit it has not loaded
+
+
+def manager(conn, peer, before=b"", props=PROPS, loaded=LOADED) -> None:
     """A manager that gives PROPS (``{(object path, property): (signature, value)}``) to ``Get``, an object's all
-    (with ``OTHERS``) to ``GetAll``, an error for any other property or object, BEFORE sent ahead of each reply."""
+    (with ``OTHERS``) to ``GetAll``, an error for any other property or object; the LOADED units matching the
+    patterns to ``ListUnitsByPatterns`` (None: an older systemd without it, an error), ``FILE_STATES`` to
+    ``GetUnitFileState``; BEFORE sent ahead of each reply."""
     if not peer.authenticate(conn):
         return
     for serial, fields, args in peer.calls(conn):
-        assert fields["INTERFACE"] == "org.freedesktop.DBus.Properties" and fields["MEMBER"] in ("Get", "GetAll")
-        if fields["MEMBER"] == "GetAll":
+        member, no = fields["MEMBER"], reply(serial, "s", ["no"], 3, "org.freedesktop.DBus.Error.UnknownProperty")
+        if fields["INTERFACE"] == "org.freedesktop.systemd1.Manager":
+            assert fields["PATH"] == "/org/freedesktop/systemd1"
+            if member == "ListUnitsByPatterns" and loaded is not None:
+                assert args[0] == []
+                rows = [(u, "", "loaded", "active", "running", "", host_code.unit_path(u), 0, "", "/") for u in loaded]
+                answer = reply(serial, "a(ssssssouso)", [[row for row in rows if row[0] in args[1]]])
+            elif member == "GetUnitFileState" and args[0] in FILE_STATES:
+                answer = reply(serial, "s", [FILE_STATES[args[0]]])
+            else:
+                answer = None
+            conn.sendall(before + (answer or no))
+            continue
+        assert fields["INTERFACE"] == "org.freedesktop.DBus.Properties" and member in ("Get", "GetAll")
+        if member == "GetAll":
             found = {name: value for (path, name), value in props.items() if path == fields["PATH"]}
             found.pop("NextElapseUSecRealtime", None)  # the Timer interface's
             answer = reply(serial, "a{sv}", [{**OTHERS, **found}]) if found else None
         else:
             found = props.get((fields["PATH"], args[1]))
             answer = None if found is None else reply(serial, "v", [found])
-        no = reply(serial, "s", ["no such property"], 3, "org.freedesktop.DBus.Error.UnknownProperty")
         conn.sendall(before + (answer or no))
 
 
@@ -317,43 +335,64 @@ def open_folder():
     shutil.rmtree(folder)
 
 
-def test_show_units_prints_what_systemctl_show_prints(tmp_path, monkeypatch):
+@pytest.mark.parametrize("listing", [True, False], ids=["loaded-units-listed", "older-systemd"])
+def test_show_units_prints_what_systemctl_show_prints(tmp_path, monkeypatch, listing):
     """Each unit a block of the asked properties, ``systemctl show``'s way (yes/no, a list joined by blanks, the
-    timer's next elapse as a date); a property the manager does not give is left out, a unit it gives nothing of
-    (an error) too; signals are skipped; a line break in a value stays inside its line."""
+    timer's next elapse as a date); a property the manager does not give is left out, a loaded unit it gives
+    nothing of (an error) too; signals are skipped; a line break in a value stays inside its line. A unit the
+    manager has not loaded is not asked to load: inactive, its unit file state, nothing to reload. A manager
+    without ``ListUnitsByPatterns`` is asked every unit's properties."""
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
-    peer = Peer(tmp_path, lambda conn, peer: manager(conn, peer, before=signal_message()))
+    loaded = LOADED if listing else None
+    peer = Peer(tmp_path, lambda conn, peer: manager(conn, peer, before=signal_message(), loaded=loaded))
     asked = ["litellm.service", "litellm-backup.timer", "broken.service", "gone.service"]
+    asked += ["litellm-knowledge-refresh.timer"]
     text = host_code.show_units(peer.path, asked, 5, 1 << 20)
     assert peer.auth == b"\0AUTH EXTERNAL " + str(os.geteuid()).encode().hex().encode() + b"\r\nBEGIN\r\n"
     blocks = [block.splitlines() for block in text.split("\n\n") if block]
-    assert blocks == [  # in systemctl show's order
-        [
-            "Id=litellm.service",
-            "LoadState=loaded",
-            "ActiveState=active",
-            "FragmentPath=/etc/systemd/user/litellm.service",
-            "DropInPaths=/home/x/.config/systemd/user/litellm.service.d/a.conf /b.conf",
-            "UnitFileState=enabled",
-            "NeedDaemonReload=yes",
-        ],
-        [
-            "NextElapseUSecRealtime=Tue 2026-11-24 02:07:00 UTC",
-            "Id=litellm-backup.timer",
-            "LoadState=loaded",
-            "ActiveState=inactive",
-            "FragmentPath=/etc/systemd/user/litellm-backup.timer\\x0aId=forged.service",
-            "DropInPaths=",
-            "UnitFileState=disabled",
-            "NeedDaemonReload=no",
-        ],
-        ["Id=gone.service", "LoadState=not-found"],
+    not_loaded = [
+        ["Id=broken.service", "ActiveState=inactive", "NeedDaemonReload=no"],
+        ["Id=litellm-knowledge-refresh.timer", "ActiveState=inactive", "UnitFileState=disabled", "NeedDaemonReload=no"],
     ]
+    assert (
+        blocks
+        == [  # in systemctl show's order
+            [
+                "Id=litellm.service",
+                "LoadState=loaded",
+                "ActiveState=active",
+                "FragmentPath=/etc/systemd/user/litellm.service",
+                "DropInPaths=/home/x/.config/systemd/user/litellm.service.d/a.conf /b.conf",
+                "UnitFileState=enabled",
+                "NeedDaemonReload=yes",
+            ],
+            [
+                "NextElapseUSecRealtime=Tue 2026-11-24 02:07:00 UTC",
+                "Id=litellm-backup.timer",
+                "LoadState=loaded",
+                "ActiveState=inactive",
+                "FragmentPath=/etc/systemd/user/litellm-backup.timer\\x0aId=forged.service",
+                "DropInPaths=",
+                "UnitFileState=disabled",
+                "NeedDaemonReload=no",
+            ],
+            *not_loaded[:1] * listing,
+            ["Id=gone.service", "LoadState=not-found"],
+            *not_loaded[1:] * listing,
+        ]
+    )
     units = units_of(text.splitlines())
-    assert set(units) == {"litellm.service", "litellm-backup.timer", "gone.service"}
     assert units["litellm.service"]["drop_ins"] == ["/home/x/.config/systemd/user/litellm.service.d/a.conf", "/b.conf"]
     assert (units["gone.service"]["load"], units["gone.service"]["enabled"]) == ("not-found", False)
+    if listing:
+        resting = units["litellm-knowledge-refresh.timer"]
+        assert (resting["active"], resting["enabled"], resting["file_state"], resting["need_reload"]) == (
+            False,
+            False,
+            "disabled",
+            False,
+        )
 
 
 def test_the_snapshot_asks_the_account_s_manager_as_the_account(open_folder, monkeypatch):
@@ -501,6 +540,9 @@ GETALL = bytes(marshal("a{sv}", [{"Skipped": ("as", ["abc"]), "Other": ("s", "de
         ("a skipped string past the message", corrupt(GETALL, b"\x04\0\0\0defg", b"\xff\0\0\0defg"), DBusError),
         ("a skipped variant of two types", corrupt(GETALL, b"\x02as\0", b"\x02ss\0"), DBusError),
         ("the dict past the message", b"\xff\0\0\0" + GETALL[4:], DBusError),
+        ("a skipped name without its NUL", corrupt(GETALL, b"Other\0", b"Other!"), DBusError),
+        ("a skipped signature not a type", corrupt(GETALL, b"Other\0\x01s\0", b"Other\0\x01}\0"), DBusError),
+        ("a skipped signature past the dict", GETALL[:-12] + b"\xff" + GETALL[-11:], DBusError),
     ],
 )
 def test_a_getall_answer_is_read_for_the_wanted_entries_and_checked_past_the_others(why, data, expected):
@@ -509,3 +551,64 @@ def test_a_getall_answer_is_read_for_the_wanted_entries_and_checked_past_the_oth
             _Wire(data, "<").properties({"Id"})
     else:
         assert _Wire(data, "<").properties({"Id"}) == expected
+
+
+EVERY_KIND = {
+    "Byte": ("y", 7),
+    "Flag": ("b", True),
+    "Small": ("n", -3),
+    "Count": ("t", 1 << 40),
+    "Ratio": ("d", 0.5),
+    "Path": ("o", "/org/freedesktop/systemd1/unit/x_2eservice"),
+    "Sig": ("g", "a{sv}"),
+    "Nested": ("v", ("s", "inner")),
+    "Pair": ("(st)", ("a", 9)),
+    "Times": ("a(sasbttttuii)", [("/bin/x", ["x", "-y"], False, 1, 2, 3, 4, 5, 6, 7)]),
+    "Names": ("as", ["a", "bc"]),
+    "Empty": ("as", []),
+    "Map": ("a{ss}", {"k": "v"}),
+    "Id": ("s", "x.service"),
+    "ActiveState": ("s", "active"),
+    "NeedDaemonReload": ("b", False),
+    "DropInPaths": ("as", ["/etc/systemd/user/x.service.d/a.conf"]),
+}
+
+
+@pytest.mark.parametrize(
+    "wanted",
+    [set(), {"Id"}, {"Id", "ActiveState", "NeedDaemonReload", "DropInPaths"}, set(EVERY_KIND), {"Pair", "Times"}],
+)
+def test_the_wanted_entries_are_those_a_whole_read_gives(wanted):
+    """Passing the other entries by their sizes lands on each wanted one as reading every value does."""
+    data = bytes(marshal("a{sv}", [EVERY_KIND]))
+    whole = _Wire(data, "<").value("a{sv}")
+    assert _Wire(data, "<").properties(wanted) == {name: whole[name] for name in wanted}
+
+
+def test_a_big_endian_getall_is_passed_by_its_own_sizes():
+    """A big-endian peer's counts are read big-endian: an array and a 64-bit value passed, the wanted one read."""
+    be = (
+        struct.pack(">I", 74)  # the dict's byte count, then its entries at multiples of 8
+        + b"\0" * 4
+        + struct.pack(">I", 5)
+        + b"Names\0"
+        + b"\x02as\0"
+        + b"\0" * 2  # name, signature, to 4
+        + struct.pack(">I", 6)
+        + struct.pack(">I", 1)
+        + b"a\0"  # the array: 6 bytes, one string
+        + b"\0" * 6
+        + struct.pack(">I", 5)
+        + b"Count\0"
+        + b"\x01t\0"
+        + b"\0" * 3  # to 8
+        + struct.pack(">Q", 1 << 40)
+        + struct.pack(">I", 2)
+        + b"Id\0"
+        + b"\x01s\0"
+        + b"\0" * 2
+        + struct.pack(">I", 1)
+        + b"x\0"
+    )
+    assert _Wire(be, ">").properties({"Id"}) == {"Id": ("s", "x")}
+    assert _Wire(be, ">").properties({"Count"}) == {"Count": ("t", 1 << 40)}
