@@ -55,6 +55,7 @@ control characters to the operator's terminal.
 
 from __future__ import annotations
 
+import _signal  # signal's C core: ``signal`` builds its enum classes at import (about 1 ms)
 import _socket  # socket's C core: ``socket`` itself builds its enum classes at import (about 1.5 ms)
 import binascii
 import errno
@@ -66,7 +67,6 @@ import os
 import pwd
 import re
 import select
-import signal
 import stat
 import struct
 import sys
@@ -531,7 +531,7 @@ def spawn(target, timeout: float, limit: int, pw=None, before_drop=None) -> Chil
             os.dup2(null, 2)
             os.closerange(3, max(os.sysconf("SC_OPEN_MAX"), 1024))  # close_range(2): the handles root holds
             os.chdir("/")
-            signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # Python ignores it; a program expects the default
+            _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)  # Python ignores it; a program expects the default
             if before_drop is not None:
                 before_drop()
             if pw is not None:
@@ -3114,8 +3114,6 @@ def sweep_stop(targets: list[tuple[int, int]]) -> dict[int, str]:
     """Stop the processes TARGETS (pid, start ticks), race-safe: each is opened as a pidfd and its start
     time checked after that (a PID reused meanwhile is left alone), then SIGTERM, STOP_GRACE seconds,
     SIGKILL. Returns pid -> how it ended (``SIGTERM``, ``SIGKILL``, ``gone``) or why not (``failed: ...``)."""
-    import signal
-
     result: dict[int, str] = {}
     pidfds: dict[int, int] = {}
     for pid, start in targets:
@@ -3137,7 +3135,7 @@ def sweep_stop(targets: list[tuple[int, int]]) -> dict[int, str]:
             for pid, pfd in pidfds.items():
                 if pid not in result:
                     try:
-                        signal.pidfd_send_signal(pfd, getattr(signal, how))
+                        _signal.pidfd_send_signal(pfd, getattr(_signal, how))
                     except ProcessLookupError:
                         result[pid] = "gone"
             for pid in _exited({p: f for p, f in pidfds.items() if p not in result}, STOP_GRACE):
