@@ -360,15 +360,19 @@ def _metadata(sitefd: int, entry: str) -> tuple[str, str, bool] | None:
     finally:
         os.close(fd)
         os.close(dfd)
-    name = version = None
-    for line in head.splitlines():
-        if name is None and line.startswith("Name: "):
-            name = line[6:]
-        elif version is None and line.startswith("Version: "):
-            version = line[9:]
-        if name is not None and version is not None:
-            return name, version, record
-    return None
+    name, version = _field(head, "Name: "), _field(head, "Version: ")
+    return None if name is None or version is None else (name, version, record)
+
+
+def _field(head: str, key: str) -> str | None:
+    """The value of the first line of HEAD that starts with KEY (``Name: ``), found without splitting HEAD into
+    its lines (a METADATA head has dozens); None when there is none."""
+    text = "\n" + head
+    at = text.find("\n" + key)
+    if at < 0:
+        return None
+    end = text.find("\n", at + 1)
+    return text[at + 1 + len(key) : end if end >= 0 else len(text)].rstrip("\r")
 
 
 # the unit properties the snapshot reads (``units_of``), in the order ``systemctl show`` prints them (``show_units``)
@@ -2024,6 +2028,8 @@ def deb_packages(names: list[str]) -> dict | None:
     found: dict = dict.fromkeys(names)
     provided: dict = {}
     for block in text.split("\n\n"):
+        if not any(name in block for name in names):  # neither the package nor a provider of it: most of them
+            continue
         fields = {}
         for line in block.splitlines():
             key, sep, value = line.partition(": ")
