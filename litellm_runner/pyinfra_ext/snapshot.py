@@ -214,6 +214,7 @@ class PrismaInfo(TypedDict):
 
     schema: str | None  # sha256 of litellm's schema.prisma; None: no litellm, or not a regular file
     generated: bool  # the prisma package holds client code generated from that schema
+    compiled: bool  # and root compiled its largest modules (hostside.PRISMA_COMPILED), as they are now
     download: str | None  # why the engines' download host is unreachable (probed only when not generated)
 
 

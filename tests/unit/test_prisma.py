@@ -10,6 +10,7 @@ import hashlib
 import os
 import socket
 import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -138,6 +139,7 @@ def test_the_snapshot_command_reads_the_client_state_and_answers_only_what_it_wa
     assert found.prisma_at(venv, None) == {
         "schema": SCHEMA_SHA,
         "generated": True,
+        "compiled": False,  # generated, never compiled
         "download": None,
     }
     with pytest.raises(NotAsked):
@@ -228,7 +230,7 @@ def op(state, installed=None, sandbox=False, settings=None, venv=None):
 
 
 def test_a_generated_client_of_the_installed_release_is_a_noop():
-    commands, noops = op({"generated": True, "download": None}, installed=dict(PINS))
+    commands, noops = op({"generated": True, "compiled": True, "download": None}, installed=dict(PINS))
     assert commands == [] and noops == [
         "the Prisma client in /usr/local/lib/litellm-runner/venv is generated from litellm 1.102.4's schema"
     ]
@@ -249,7 +251,58 @@ def test_generates_as_root_into_roots_venv_with_its_prisma(state, installed):
     assert command.startswith("cd / && runuser -u root -g root -- env -i HOME=/root ")  # a reset environment
     assert "PRISMA_ENGINES_MIRROR=https://m.example/p /bin/sh -c " in command
     assert command.endswith(" prisma-generate /usr/local/lib/litellm-runner/venv")
-    assert '-m prisma generate --schema "$schema"' in prisma.GENERATE and "sudo" not in command
+    assert '-m prisma generate --schema "$schema" && ' in prisma.GENERATE and "sudo" not in command
+    assert prisma.GENERATE.endswith(prisma.COMPILE)  # then compiled, as root
+
+
+def test_a_client_generated_but_not_compiled_is_compiled_alone():
+    """A client an earlier runner generated and did not compile: root compiles it, nothing generated again."""
+    from tests.unit import fakehost
+
+    commands, noops = op({"generated": True, "compiled": False, "download": None}, installed=dict(PINS))
+    assert noops == [] and len(commands) == 1
+    assert commands[0].startswith("cd / && runuser -u root -g root -- env -i HOME=/root ")
+    assert commands[0].endswith(" prisma-compile /usr/local/lib/litellm-runner/venv")
+    assert "compileall" in commands[0] and "generate" not in commands[0]
+    assert fakehost.last_drift[0]["kind"] == "prisma-client"
+
+
+def compiled_layout(root):
+    """A generated client whose PRISMA_COMPILED modules are compiled as ``prisma.COMPILE`` compiles them."""
+    venv = layout(root, client="X = 1\n", packaged=SCHEMA)
+    package = venv / "lib" / "python3.11" / "site-packages" / "prisma"
+    for name in ("types.py", "models.py", "actions.py"):
+        (package / name).write_text("Y = 2\n")
+    subprocess.run([sys.executable, "-I", "-m", "compileall", "-q", str(package)], check=True, timeout=120)
+    return venv, package
+
+
+@pytest.mark.parametrize(
+    "case,change,compiled",
+    [
+        ("every module compiled as it is", None, True),
+        ("a module changed after", lambda p: (p / "types.py").write_text("Y = 3333\n"), False),
+        ("a compiled module missing", lambda p: next((p / "__pycache__").glob("models.*.pyc")).unlink(), False),
+        ("no __pycache__", lambda p: subprocess.run(["rm", "-rf", str(p / "__pycache__")], check=True), False),
+        (
+            "a link in place of a compiled module",
+            lambda p: (lambda pyc: (pyc.unlink(), pyc.symlink_to("/dev/null")))(
+                next((p / "__pycache__").glob("client.*.pyc"))
+            ),
+            False,
+        ),
+        ("a FIFO in place of a module", lambda p: ((p / "actions.py").unlink(), os.mkfifo(p / "actions.py")), False),
+    ],
+)
+def test_state_reads_whether_roots_compiled_client_is_current(tmp_path, case, change, compiled):
+    """``compiled``: each of the largest generated modules has this interpreter's pyc made from it as it is now
+    (its mtime and size), read from the headers alone, no link followed, nothing blocking."""
+    venv, package = compiled_layout(tmp_path)
+    if change is not None:
+        os.utime(package / "types.py", (1, 1)) if case == "a module changed after" else None
+        change(package)
+    state = read_state(venv)
+    assert state["generated"] is True and state["compiled"] is compiled, case
 
 
 @pytest.mark.parametrize(
