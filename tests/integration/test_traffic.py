@@ -107,6 +107,19 @@ def test_venv_has_the_prisma_client_litellm_requires(first, host):
     assert out == "0.11.0 1.102.4"
 
 
+def test_the_account_loads_the_generated_client_compiled_by_root(first, host):
+    """The generated client's modules are loaded from root's bytecode (``python -v`` names the pyc it used), so no
+    start of the proxy compiles its 10.7 MB again: the account cannot write root's ``__pycache__``."""
+    out = host.ssh(
+        f"cd /tmp && runuser -u litellm -- {CODE}/venv/bin/python -v -c 'import prisma.client, prisma.actions'",
+        timeout=300,
+    ).stderr
+    loaded = [line.removeprefix("# code object from ") for line in out.splitlines() if "/site-packages/prisma/" in line]
+    for module in ("client", "types", "models", "actions"):
+        assert any(f"/prisma/__pycache__/{module}.cpython-" in line for line in loaded), (module, loaded)
+        assert not any(line.endswith(f"/prisma/{module}.py") for line in loaded), (module, loaded)  # not compiled
+
+
 def test_completion_with_the_master_key(first, host):
     status, body = chat(host, master_key())
     assert status == 200, body
