@@ -2575,13 +2575,14 @@ HIDDEN_NAME = (  # a variable or flag name that says its value is a secret
     r"[A-Za-z0-9_.-]*(?:pass(?:word|wd)?|token|secret|api[_-]?key|master[_-]?key|salt[_-]?key|credential|auth)"
     r"[A-Za-z0-9_.-]*"
 )
+# compiled at the sweep's first use (re's own cache), not at every host-side command's start (about 1 ms)
 SECRET_PATTERNS = (
-    re.compile(rf"(?i)(\b{HIDDEN_NAME}\s*[=:]\s*)([^\s&]+)"),  # NAME=value, NAME: value, ?token=value
-    re.compile(r"(?i)(bearer\s+|basic\s+)(\S+)"),  # an Authorization header's value
-    re.compile(r"(://[^/\s:@]*:)([^@\s/]+)(@)"),  # a URL's password
-    re.compile(r"()(sk-[A-Za-z0-9_-]{6,})"),  # a LiteLLM or OpenAI-style key
+    rf"(?i)(\b{HIDDEN_NAME}\s*[=:]\s*)([^\s&]+)",  # NAME=value, NAME: value, ?token=value
+    r"(?i)(bearer\s+|basic\s+)(\S+)",  # an Authorization header's value
+    r"(://[^/\s:@]*:)([^@\s/]+)(@)",  # a URL's password
+    r"()(sk-[A-Za-z0-9_-]{6,})",  # a LiteLLM or OpenAI-style key
 )
-SECRET_FLAG = re.compile(rf"(?i)^--?{HIDDEN_NAME}$")  # --password VALUE: the next argument
+SECRET_FLAG = rf"(?i)^--?{HIDDEN_NAME}$"  # --password VALUE: the next argument
 
 
 def _fingerprint(value: str) -> str:
@@ -2606,8 +2607,8 @@ def sweep_redact(args: list[str]) -> list[str]:
             hide_next = False
             continue
         for pattern in SECRET_PATTERNS:
-            arg = pattern.sub(_hide_value, arg)
-        hide_next = bool(SECRET_FLAG.match(arg))
+            arg = re.sub(pattern, _hide_value, arg)
+        hide_next = bool(re.match(SECRET_FLAG, arg))
         out.append(arg)
     return out
 
