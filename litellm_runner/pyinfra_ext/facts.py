@@ -37,18 +37,18 @@ def as_account(user: str, group: str, home: str, limit: int | None = None) -> st
     return prefix + (f" timeout -k 5 {int(limit)}" if limit else "")
 
 
-def hostside(action: str, args: dict, cache: str = layout.HOSTSIDE_CACHE) -> str:
+def hostside(action: str, args: dict, cache: str | None = None) -> str:
     """The command that runs ``litellm_runner.pyinfra_ext.hostside`` ACTION with ARGS on the host.
 
     The code travels inside the command and runs in root's own interpreter,
     isolated (``-I``): never the venv's, never a file the service account can write;
     without the ``site`` module (``-S``): it needs nothing but the standard library, so
     no ``.pth`` file of the system's site-packages runs, and the start costs less. Its
-    compiled form is kept in root's cache CACHE (``hostboot``): compiled once per version,
-    not on every command.
+    compiled form is kept in root's cache CACHE (``hostboot``; default ``layout.HOSTSIDE_CACHE``): compiled once per
+    version, not on every command.
     """
     blob = base64.b64encode(json.dumps(args, sort_keys=True).encode()).decode()
-    return f"{layout.SYSTEM_PYTHON} -I -S -c {shlex.quote(_boot(cache))} {action} {blob}"
+    return f"{layout.SYSTEM_PYTHON} -I -S -c {shlex.quote(_boot(cache or layout.HOSTSIDE_CACHE))} {action} {blob}"
 
 
 # Shipped ahead of the host-side code: ``litellm_runner.layout`` as a module of that name, so that
@@ -74,7 +74,7 @@ def source() -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def _boot(cache: str = layout.HOSTSIDE_CACHE) -> str:
+def _boot(cache: str) -> str:
     """The program of every host-side command: ``hostboot.py``, then its ``run`` of the ``source()``, compressed,
     keyed by its sha256, its compiled code kept in CACHE (root's; ``hostboot`` says when it is used)."""
     key = hashlib.sha256(source().encode()).hexdigest()

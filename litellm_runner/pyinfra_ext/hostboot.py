@@ -156,6 +156,9 @@ def code(key: str, payload: str, cache: str):
 
 def run(key: str, payload: str, cache: str) -> int:
     """Run the host-side code's ``main`` with this command's arguments (``ACTION ARGS``); its exit code."""
-    namespace: dict = {"__name__": "litellm_hostside"}
+    namespace: dict = {
+        "__name__": "litellm_hostside",
+        "ROOT_CACHE": cache,
+    }  # what the host-side code keeps goes there too
     exec(code(key, payload, cache), namespace)  # noqa: S102 - root's own code, see the module's docstring
     return namespace["main"](sys.argv)

@@ -290,37 +290,69 @@ def _dist_name(entry: str) -> str:
     return re.sub(r"[-_.]+", "-", entry.split("-", 1)[0]).lower()
 
 
+DISTS_PREFIX = "dists-"  # the name of a venv's distributions kept by root (``_distributions``)
+SETTLED_NS = (
+    2_000_000_000  # a folder whose entries changed less long ago is not kept: a change in the same tick keeps its time
+)
+
+
 def _distributions(venv: str) -> tuple[dict | None, dict]:
     """``({normalized name: version}, {distribution: problem})`` from the venv's *.dist-info folders, read as
     data (nothing executed): each one's METADATA head (at most 1 MB) and whether it has a RECORD (lstat);
-    a folder without either is what a killed pip leaves. ``(None, {})`` without lib/python*/site-packages."""
+    a folder without either is what a killed pip leaves. ``(None, {})`` without lib/python*/site-packages.
+
+    What was read is kept in root's cache (``keep``) under the identity of each site-packages folder (device,
+    inode, and its mtime and ctime in ns): a dist-info folder added, removed or renamed changes it, and only then
+    are the METADATA heads read again (LiteLLM's venv has 129: about 3.5 ms of the host's CPU per check). A folder
+    changed in the last ``SETTLED_NS`` is read but not kept (a pip still installing: its next change may come in
+    the same tick of the file system's clock, and leave the folder's times as they were). The
+    venv is root's along its whole path (``_path_problems``), and root's installs only add and remove dist-info
+    folders; ``venv_integrity`` checks every file against its RECORD."""
     try:
         libfd = walk(_split(venv) + ["lib"], venv)
     except (FileNotFoundError, NotADirectoryError, Unsafe):
         return None, {}
+    sites: list[tuple[str, int]] = []
     try:
         pythons = sorted(n for n in _names(libfd) if n.startswith("python"))
         if not pythons:
             return None, {}
-        found, broken = {}, {}
         for py in pythons:
             try:
-                sitefd = walk(_split(venv) + ["lib", py, "site-packages"], venv)
+                sites.append((py, walk(_split(venv) + ["lib", py, "site-packages"], venv)))
             except (FileNotFoundError, NotADirectoryError, Unsafe):
                 continue
-            try:
-                for entry in _names(sitefd):
-                    if not entry.endswith(".dist-info"):
-                        continue
-                    meta = _metadata(sitefd, entry)
-                    if meta:
-                        found[re.sub(r"[-_.]+", "-", meta[0]).lower()] = meta[1]
-                    if not (meta and meta[2]):
-                        broken[_dist_name(entry)] = f"lib/{py}/site-packages/{entry}: no METADATA or RECORD"
-            finally:
-                os.close(sitefd)
+        idents = [(py, os.fstat(fd)) for py, fd in sites]
+        key = "\0".join(
+            [
+                str(KEPT_FORMAT),
+                venv,
+                *(f"{py}:{st.st_dev}:{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}" for py, st in idents),
+            ]
+        )
+        name = f"{DISTS_PREFIX}{hashlib.sha256(key.encode()).hexdigest()}.json"
+        try:
+            doc = json.loads(kept(name) or "null")
+            if isinstance(doc, dict) and isinstance(doc.get("found"), dict) and isinstance(doc.get("broken"), dict):
+                return doc["found"], doc["broken"]
+        except ValueError:
+            pass
+        found, broken = {}, {}
+        for py, sitefd in sites:
+            for entry in _names(sitefd):
+                if not entry.endswith(".dist-info"):
+                    continue
+                meta = _metadata(sitefd, entry)
+                if meta:
+                    found[re.sub(r"[-_.]+", "-", meta[0]).lower()] = meta[1]
+                if not (meta and meta[2]):
+                    broken[_dist_name(entry)] = f"lib/{py}/site-packages/{entry}: no METADATA or RECORD"
+        if all(time.time_ns() - st.st_mtime_ns > SETTLED_NS for _, st in idents):
+            keep(name, json.dumps({"found": found, "broken": broken}))
         return found, broken
     finally:
+        for _, fd in sites:
+            os.close(fd)
         os.close(libfd)
 
 
@@ -3678,10 +3710,11 @@ def _kept_name(migrations: str, module_sha: str) -> str:
 
 
 def _cache_folder() -> int | None:
-    """A handle on root's cache folder (``layout.HOSTSIDE_CACHE``), by the rules ``hostboot`` reads it with: every
+    """A handle on root's cache folder (the one ``hostboot`` was given, else ``layout.HOSTSIDE_CACHE``), by the rules
+    ``hostboot`` reads it with: every
     folder from ``/`` opened without following a link, root's and writable by nobody else (a sticky folder on
     the way, like ``/tmp``, allowed), the cache itself root's alone (0700); None otherwise: nothing is kept."""
-    parts = _split(layout.HOSTSIDE_CACHE)
+    parts = _split(globals().get("ROOT_CACHE") or layout.HOSTSIDE_CACHE)
     try:
         fd = os.open("/", DIR_FLAGS | os.O_NOFOLLOW)
     except OSError:
@@ -3704,9 +3737,10 @@ def _cache_folder() -> int | None:
     return fd
 
 
-def kept_replay(name: str) -> str | None:
-    """The text of the kept replay NAME from root's cache: a single regular file of root's alone, at most
-    ``KEPT_LIMIT`` bytes, whose first line is the sha256 of the rest (a torn file is not used); else None."""
+def kept(name: str) -> str | None:
+    """The text kept as NAME in root's cache (a migrations' replay, a venv's distributions): a single regular file
+    of root's alone, at most ``KEPT_LIMIT`` bytes, whose first line is the sha256 of the rest (a torn file is not
+    used); else None."""
     dirfd = _cache_folder()
     if dirfd is None:
         return None
@@ -3726,9 +3760,10 @@ def kept_replay(name: str) -> str | None:
     return body.decode("utf-8", "replace") if digest == hashlib.sha256(body).hexdigest().encode() else None
 
 
-def keep_replay(name: str, text: str) -> None:
-    """Keep TEXT as the replay NAME in root's cache (root:root 0600, written under a temporary name and renamed);
-    the other kept replays are removed. Nothing is kept when the folder is not root's alone, or on any error."""
+def keep(name: str, text: str) -> None:
+    """Keep TEXT as NAME in root's cache (root:root 0600, written under a temporary name and renamed); the others of
+    its kind (their names' prefix up to the first ``-``: another venv's) are removed. Nothing is kept when the
+    folder is not root's alone, or on any error."""
     body = text.encode()
     if len(body) > KEPT_LIMIT:
         return
@@ -3745,8 +3780,9 @@ def keep_replay(name: str, text: str) -> None:
         finally:
             os.close(fd)
         os.rename(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+        kind = name.split("-", 1)[0] + "-"
         for old in _names(dirfd):  # another venv's, and what a killed run left at a temporary name
-            if old != name and old.lstrip(".").startswith(KEPT_PREFIX):
+            if old != name and old.lstrip(".").startswith(kind):
                 os.unlink(old, dir_fd=dirfd)
     except OSError:
         try:
@@ -3761,7 +3797,7 @@ class Planning:
     """The database plan ARGS ask (``database.HostPlan``), started as the account at once; ``answer`` collects it.
 
     The migrations' replay (the schema they make, their names and checksums) is kept by root per venv
-    (``kept_replay``): the child gets it in memory and neither reads the migration files nor replays them. A
+    (``kept``): the child gets it in memory and neither reads the migration files nor replays them. A
     child that had none returns the one it made, and root keeps it as text, never reading it itself. What it
     holds feeds only the plan, which the account can sway anyway: it has the database's password.
 
@@ -3784,7 +3820,7 @@ class Planning:
         pw = pwd.struct_passwd((pw.pw_name, "x", pw.pw_uid, gid, pw.pw_gecos, args["home"], pw.pw_shell))
         module = next((sha for path, sha in args["modules"].items() if path.endswith("/litellm_migrations.py")), "")
         self.kept_name = _kept_name(venv["migrations"], module)
-        target = plan_child(args, {**venv, "kept": kept_replay(self.kept_name)}, args["home"])
+        target = plan_child(args, {**venv, "kept": kept(self.kept_name)}, args["home"])
         try:
             self.child = spawn(target, self.limit, PLAN_OUTPUT, pw, before_drop=new_session_keyring)
         except OSError as exc:  # no process or pipe left: this item fails alone, the snapshot goes on
@@ -3810,7 +3846,7 @@ class Planning:
             doc = None
         if code == 0 and isinstance(doc, dict) and isinstance(doc.get("scopes"), dict):
             if isinstance(doc.get("kept"), str) and self.kept_name:
-                keep_replay(self.kept_name, doc["kept"])
+                keep(self.kept_name, doc["kept"])
             return {"scopes": doc["scopes"], "max_connections": doc.get("max_connections")}
         error = doc.get("error") if isinstance(doc, dict) else None
         line = printable(error.splitlines()[-1] if isinstance(error, str) and error.strip() else "")[:2000]

@@ -227,15 +227,16 @@ def cache(tmp_path, monkeypatch):
 
 
 def test_a_kept_replay_is_read_back_and_the_others_go(cache):
-    """``keep_replay`` writes root's 0600 file (its sha256 first), ``kept_replay`` reads it back; keeping another
-    venv's replay removes this one."""
+    """``keep`` writes root's 0600 file (its sha256 first), ``kept`` reads it back; keeping another venv's replay
+    removes this one, and leaves what is kept of another kind (a venv's distributions)."""
     host_code, folder = cache
-    host_code.keep_replay("replay-a.json", '{"format": 1}')
-    assert host_code.kept_replay("replay-a.json") == '{"format": 1}'
+    host_code.keep("dists-x.json", "{}")
+    host_code.keep("replay-a.json", '{"format": 1}')
+    assert host_code.kept("replay-a.json") == '{"format": 1}'
     st = (folder / "replay-a.json").stat()
     assert (st.st_uid, oct(st.st_mode & 0o777)) == (0, "0o600")
-    host_code.keep_replay("replay-b.json", "{}")
-    assert sorted(p.name for p in folder.iterdir()) == ["replay-b.json"]
+    host_code.keep("replay-b.json", "{}")
+    assert sorted(p.name for p in folder.iterdir()) == ["dists-x.json", "replay-b.json"]
 
 
 @pytest.mark.parametrize(
@@ -245,7 +246,7 @@ def test_a_kept_replay_is_read_back_and_the_others_go(cache):
 def test_a_kept_replay_root_could_not_have_written_alone_is_not_used(cache, case):
     """A kept replay is used only when root alone could have written it, whole; otherwise the plan replays."""
     host_code, folder = cache
-    host_code.keep_replay("replay-a.json", '{"format": 1}')
+    host_code.keep("replay-a.json", '{"format": 1}')
     path = folder / "replay-a.json"
     if case == "torn":
         path.write_bytes(path.read_bytes()[:-3])
@@ -263,8 +264,8 @@ def test_a_kept_replay_root_could_not_have_written_alone_is_not_used(cache, case
         folder.chmod(0o733)
     elif case == "no folder":
         shutil.rmtree(folder)
-    assert host_code.kept_replay("replay-a.json") is None, case
-    host_code.keep_replay("replay-c.json", "{}")  # and nothing is kept where root is not alone
+    assert host_code.kept("replay-a.json") is None, case
+    host_code.keep("replay-c.json", "{}")  # and nothing is kept where root is not alone
     assert (folder / "replay-c.json").exists() is (
         case in ("torn", "another owner", "readable by others", "a link", "a folder")
     ), case

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -567,3 +568,45 @@ def test_a_distributions_metadata_head_is_read_up_to_its_first_blank_line(tmp_pa
         assert host_code._metadata(fd, "x-1.dist-info") == name, case
     finally:
         os.close(fd)
+
+
+def dist(site, name: str, version: str, record: bool = True) -> None:
+    folder = site / f"{name}-{version}.dist-info"
+    folder.mkdir()
+    (folder / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\n")
+    if record:
+        (folder / "RECORD").write_text("")
+
+
+def settle(folder) -> None:
+    """FOLDER's entries last changed a minute ago (its mtime), as in a venv installed a while ago."""
+    old = time.time() - 60
+    os.utime(folder, (old, old))
+
+
+def test_a_venvs_distributions_are_read_again_only_when_its_site_packages_changes(tmp_path, root_cache):
+    """``_distributions`` keeps what it read in root's cache under the site-packages folder's identity: read again
+    when a dist-info folder is added or removed; not while the folder is as it was (a METADATA changed in place,
+    which root's installs never do, is not seen: that is ``venv_integrity``'s)."""
+    site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    dist(site, "Fast_API", "0.1")
+    dist(site, "half", "1.0", record=False)
+    venv = str(tmp_path / "venv")
+    settle(site)
+    first = host_code._distributions(venv)
+    assert first == (
+        {"fast-api": "0.1", "half": "1.0"},
+        {"half": "lib/python3.11/site-packages/half-1.0.dist-info: no METADATA or RECORD"},
+    )
+    kept = sorted(p.name for p in root_cache.iterdir() if p.name.startswith("dists-"))
+    assert len(kept) == 1
+    (site / "Fast_API-0.1.dist-info" / "METADATA").write_text("Name: Fast_API\nVersion: 9.9\n\n")  # in place
+    assert host_code._distributions(venv) == first  # kept: no METADATA read
+    dist(site, "urllib3", "2.5.0")  # an install adds a folder: read again
+    assert host_code._distributions(venv)[0] == {"fast-api": "9.9", "half": "1.0", "urllib3": "2.5.0"}
+    assert sorted(p.name for p in root_cache.iterdir() if p.name.startswith("dists-")) == kept  # read, not kept
+    subprocess.run(["rm", "-r", str(site / "half-1.0.dist-info")], check=True, timeout=30)
+    settle(site)
+    assert host_code._distributions(venv) == ({"fast-api": "9.9", "urllib3": "2.5.0"}, {})
+    assert len([p for p in root_cache.iterdir() if p.name.startswith("dists-")]) == 1  # the last read only
