@@ -10,6 +10,16 @@ container's CPU (its cgroup, as ``scripts/benchmark.py`` reads it), less the con
 block's wall time (measured for 5 s first); the files take turns, ``--rounds`` times, and each file's figure
 is the median of its rounds, in ms per run. Add a file holding ``true`` to see what the harness itself costs.
 Compare two versions of a command by capturing each from its own checkout against the same host.
+
+    .venv/bin/python scripts/command_cpu.py --sandbox NAME checks [--other SANDBOX:CHECKOUT] [--rounds 5] [--batch 6]
+
+``checks`` runs whole no-op checks of NAME from this checkout (with ``--other``, in turns with checks of SANDBOX
+from CHECKOUT, each sandbox converged by its own checkout) and counts only the processes a check makes work:
+sshd's sessions with everything they start, PostgreSQL's backends, PID 1 and the account's manager, dbus-daemon,
+logind. Each one's CPU comes from ``/proc/PID/stat`` (the kernel keeps it in ns and shows it in 10 ms ticks,
+read before and after a batch of BATCH checks); the proxy's, redis's and node's own background work is left
+out, where the benchmark's figure subtracts an idle rate measured beforehand, about 15 ms per second of a check
+on a sandbox: that is why this figure is steadier, and higher (autovacuum's workers, reaped by PostgreSQL, count).
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -82,6 +93,56 @@ def measure(sandbox: str, files: list[pathlib.Path], rounds: int, runs: int) -> 
     return found
 
 
+# the processes a check makes work (``checks``): sshd and what its sessions start, PostgreSQL (its backends are
+# reaped by the postmaster), PID 1 and the account's manager (both ``systemd``), the system bus, logind
+WORKED = ("sshd", "postgres", "systemd", "dbus-daemon", "systemd-logind")
+PROC_TIMES = r"""for d in /proc/[0-9]*; do s=$(cat $d/stat 2>/dev/null) || continue; c=${s#*(}; c=${c%%)*}
+set -- ${s##*) }; echo "${d#/proc/} $c $((${12} + ${13} + ${14} + ${15}))"; done"""
+
+
+def worked_ticks(sandbox: str) -> dict[tuple[str, str], int]:
+    """``{(pid, name): ticks}`` of the WORKED processes in SANDBOX: their own CPU and their reaped children's."""
+    out = subprocess.run(
+        ["podman", "exec", sandbox, "bash", "-c", PROC_TIMES], capture_output=True, text=True, timeout=60
+    )
+    found = {}
+    for line in out.stdout.splitlines():
+        pid, rest = line.split(" ", 1)
+        name, ticks = rest.rsplit(" ", 1)
+        if name in WORKED:
+            found[(pid, name)] = int(ticks)
+    return found
+
+
+def hosts_file(checkout: pathlib.Path, sandbox: str, path: pathlib.Path) -> pathlib.Path:
+    """The benchmark's one-host inventory of SANDBOX as CHECKOUT writes it (its own sandbox folder and data)."""
+    code = (
+        "import pathlib, sys; sys.path[:0] = ['scripts', '.']; import benchmark; from tests.support import fleet; "
+        f"fleet.inventory(pathlib.Path({str(path)!r}), [{sandbox!r}], benchmark.SEED_DATA)"
+    )
+    subprocess.run([str(checkout / ".venv/bin/python"), "-c", code], cwd=checkout, check=True, timeout=120)
+    return path
+
+
+def checks(targets: list[tuple[str, pathlib.Path]], rounds: int, batch: int, tmp: pathlib.Path) -> dict[str, list]:
+    """Per target (sandbox, checkout), the WORKED processes' CPU per no-op check (ms), one figure per round."""
+    files = {name: hosts_file(checkout, name, tmp / f"{name}.yml") for name, checkout in targets}
+    found: dict[str, list[float]] = {name: [] for name, _ in targets}
+    for _ in range(rounds):
+        for name, checkout in targets:
+            env = {**os.environ, "LITELLM_INVENTORY": str(files[name]), "PYINFRA_PROGRESS": "off"}
+            before = worked_ticks(name)
+            for _ in range(batch):
+                argv = [str(checkout / ".venv/bin/python"), "-m", "litellm_runner.cli.check"]
+                proc = subprocess.run(argv, cwd=checkout, env=env, capture_output=True, text=True, timeout=600)
+                if proc.returncode != 0:
+                    raise SystemExit(f"{name}: the check exited {proc.returncode}, not a no-op check")
+            after = worked_ticks(name)
+            ticks = sum(t - before.get(key, 0) for key, t in after.items() if key in before or key[1] != "postgres")
+            found[name].append(ticks * 10 / batch)
+    return found
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sandbox", required=True, help="a running, converged sandbox (make sandbox-up)")
@@ -91,7 +152,23 @@ def main(argv=None) -> int:
     m.add_argument("files", nargs="+", type=pathlib.Path)
     m.add_argument("--rounds", type=int, default=7)
     m.add_argument("--runs", type=int, default=10)
+    c = sub.add_parser("checks", help="the CPU of the processes whole no-op checks make work")
+    c.add_argument("--other", metavar="SANDBOX:CHECKOUT", help="in turns with SANDBOX checked from CHECKOUT")
+    c.add_argument("--rounds", type=int, default=5)
+    c.add_argument("--batch", type=int, default=6, help="checks per round and target (default 6)")
     args = parser.parse_args(argv)
+    if args.action == "checks":
+        targets = [(args.sandbox, REPO)]
+        if args.other:
+            name, _, checkout = args.other.partition(":")
+            targets.append((name, pathlib.Path(checkout).resolve()))
+        load = os.getloadavg()[0]
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, figures in checks(targets, args.rounds, args.batch, pathlib.Path(tmp)).items():
+                shown = " ".join(f"{f:.1f}" for f in figures)
+                print(f"{name}: median {statistics.median(figures):.1f} ms per check (rounds: {shown})")
+        print(f"load average {load:.1f} before, {os.getloadavg()[0]:.1f} after")
+        return 0
     if args.action == "capture":
         for path in capture(args.sandbox, args.dir):
             print(f"{path}: {path.stat().st_size} bytes")
