@@ -114,7 +114,8 @@ def test_the_account_loads_the_generated_client_compiled_by_root(first, host):
         f"cd /tmp && runuser -u litellm -- {CODE}/venv/bin/python -v -c 'import prisma.client, prisma.actions'",
         timeout=300,
     ).stderr
-    loaded = [line.removeprefix("# code object from ") for line in out.splitlines() if "/site-packages/prisma/" in line]
+    code = "# code object from "  # what python -v says of each module: its pyc ('quoted') or its source
+    loaded = [line[len(code) :] for line in out.splitlines() if line.startswith(code) and "/prisma/" in line]
     for module in ("client", "types", "models", "actions"):
         assert any(f"/prisma/__pycache__/{module}.cpython-" in line for line in loaded), (module, loaded)
         assert not any(line.endswith(f"/prisma/{module}.py") for line in loaded), (module, loaded)  # not compiled
