@@ -11,7 +11,7 @@ SANDBOX_PORT ?= 2222
 DEBIAN ?= 12
 
 
-.PHONY: converge dry check test unit integration sandbox-up sandbox-down system-deps venv lock lint requirements images docs
+.PHONY: converge dry check test unit unit-tests integration sandbox-up sandbox-down system-deps venv lock lint requirements images docs
 
 converge: system-deps venv
 ifndef LITELLM_INVENTORY
@@ -29,12 +29,15 @@ check: venv
 	@mkdir -p reports
 	$(PY) -m litellm_runner.cli.check --json reports/drift.json --junit reports/drift.xml
 
-# unit tests first (about 2 min), then the integration files in 2 workers, each file whole in
-# one worker (its sandboxes are its own; see tests/integration/conftest.py)
+# the unit tests while the images are built (a fresh machine's images are mostly downloads), then the
+# integration files in 2 workers, each file whole in one worker (its sandboxes are its own; see
+# tests/integration/conftest.py)
 test: system-deps venv
-	$(PY) -m pytest tests/unit -v -p no:cacheprovider
-	$(MAKE) --no-print-directory images
+	$(MAKE) --no-print-directory -j 2 unit-tests images
 	$(PY) -m pytest tests/integration -v -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder --durations=40
+
+unit-tests: venv
+	$(PY) -m pytest tests/unit -v -p no:cacheprovider
 
 unit: venv
 	$(PY) -m pytest tests/unit -q -p no:cacheprovider
