@@ -27,7 +27,7 @@ from litellm_runner import layout, shown
 from litellm_runner.pyinfra_ext import drift, snapshot
 from litellm_runner.pyinfra_ext.facts import as_account, hostside
 from litellm_runner.pyinfra_ext.operations import diff_wanted, failed, run_command, show_diff
-from litellm_runner.resources import project, shipped
+from litellm_runner.resources import host_tools, project
 from litellm_runner.run import compat
 from litellm_runner.run import state as run_state
 from litellm_runner.settings import DEFAULTS
@@ -37,7 +37,14 @@ PLAN_LIMIT = DBCTL_TIMEOUT - 20  # seconds dbctl plan may run before it is stopp
 DEFAULT_POOL_LIMIT = 10  # LiteLLM's database_connection_pool_limit when general_settings does not set it
 # what the plan imports, shipped in files/bin (the script, and its code as a module: root compiles the modules)
 Account = tuple[str, str, str]  # the service account the plan and apply run as: user, group, home (as_account)
-PLAN_MODULES = ("litellm-dbctl", "litellm_dbctl.py", "litellm_migrations.py", "litellm_pq.py")
+PLAN_MODULES = (
+    "litellm-dbctl",
+    "litellm_dbctl.py",
+    "litellm_envfile.py",
+    "litellm_migrations.py",
+    "litellm_pq.py",
+    "litellm_tools.py",
+)
 
 
 def desired_state(data) -> dict:
@@ -140,8 +147,7 @@ def question(desired: dict, account: Account, timeout: int = 5, venv: str = layo
         "venvs": list(dict.fromkeys([venv or layout.VENV, layout.VENV])),
         "bin": layout.BIN,
         "modules": {
-            f"{layout.BIN}/{name}": hashlib.sha256(shipped("files", "bin", name).read_bytes()).hexdigest()
-            for name in PLAN_MODULES
+            f"{layout.BIN}/{name}": hashlib.sha256(host_tools()[name].read_bytes()).hexdigest() for name in PLAN_MODULES
         },
         "limit": PLAN_LIMIT,
     }
