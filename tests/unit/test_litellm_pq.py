@@ -147,6 +147,69 @@ def test_the_plan_skips_gssapi_and_tls_on_loopback_only_where_the_url_says_nothi
     assert litellm_pq.defaults(url) == expected
 
 
+SPLIT = [  # (URL, whether litellm_tools.split_url reads it itself): every other one is urllib.parse's to read
+    *((url, "[" not in url) for url, _ in DEFAULTS),
+    ("postgresql://litellm:p%40ss:w0rd@127.0.0.1:5434/litellm", True),
+    ("postgres://LiteLLM:pw@DB.Example.ORG:65535/litellm?a=1&b&&c=2=3&sslmode=", True),
+    ("postgresql://127.0.0.1/litellm", True),
+    ("postgresql://u:p@127.0.0.1:0/litellm", True),
+    ("postgresql://u:p@127.0.0.1:/litellm", False),
+    ("postgresql://u:p@127.0.0.1:65536/litellm", False),
+    ("postgresql://u:p@127.0.0.1:99999/litellm", False),
+    ("postgresql://u:p@127.0.0.1:abc/litellm", False),
+    ("postgresql://u:p@x@127.0.0.1:1/litellm", False),
+    ("postgresql://u:p@[::1/litellm", False),
+    ("POSTGRESQL://u:p@127.0.0.1/litellm", False),
+    ("postgresql://u:p@127.0.0.1/litellm#frag", False),
+    ("postgresql://u:p@127.0.0.1/litellm?x=%41&y+z=1", True),
+    ("postgresql://u:p\t@127.0.0.1/litellm", False),
+    ("postgresql://u:p\x01@127.0.0.1/litellm", False),
+    ("postgresql://u:p\t@127.0.0.1/li\ntellm", False),
+    (" postgresql://u:p@127.0.0.1/litellm", False),
+    ("postgresql://u:pä@127.0.0.1/litellm", False),
+    ("postgresql://u:p@127.0.0.1:5434", False),
+    ("postgresql://u:p@/litellm", False),
+    ("postgresql://u:p@127.0.0.1/litellm?q=a?b/c", True),
+    ("postgresql://u:p?@127.0.0.1/litellm", False),
+    ("host=127.0.0.1 dbname=litellm", False),
+    ("", False),
+]
+
+
+@pytest.mark.parametrize("url, own", SPLIT)
+def test_the_plans_url_is_split_as_urllib_splits_it(url, own):
+    """dbctl plan reads a plain DATABASE_URL without importing urllib.parse (with ipaddress about 2.5 ms of every
+    check): what litellm_tools.split_url and query_keys give is what urlsplit and parse_qsl give."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    import litellm_tools
+
+    try:
+        want = urlsplit(url)
+    except ValueError:  # raised by urllib.parse itself
+        with pytest.raises(ValueError):
+            litellm_tools.split_url(url)
+        assert not own
+        return
+    got = litellm_tools.split_url(url)
+    assert isinstance(got, litellm_tools.SplitUrl) is own
+    assert [got.scheme, got.netloc, got.path, got.query, got.fragment, got.hostname] == [
+        want.scheme,
+        want.netloc,
+        want.path,
+        want.query,
+        want.fragment,
+        want.hostname,
+    ]
+    try:
+        port = want.port
+    except ValueError:
+        assert not own
+    else:
+        assert got.port == port
+    assert litellm_tools.query_keys(got.query) == {k for k, _ in parse_qsl(want.query, keep_blank_values=True)}
+
+
 @pytest.fixture(scope="module")
 def tls_pg(tmp_path_factory):
     """A PostgreSQL that offers TLS (a self-signed certificate), its pg_hba.conf switched by ``hba``."""
