@@ -574,7 +574,8 @@ def _object_actions(expected: Schema, objects: dict, applied: set[str], live: Li
     missing_tables = {
         key[1] for _, (by, key) in objects.items() if key[0] == "table" and by in applied and key[1] not in live.tables
     }
-    for label, (by, key) in sorted(objects.items()):
+    found = []
+    for label, (by, key) in objects.items():
         if by not in applied:
             continue
         if (
@@ -585,8 +586,9 @@ def _object_actions(expected: Schema, objects: dict, applied: set[str], live: Li
         if key[0] == "enum value" and key[1] not in live.enums:
             continue  # made again with its enum
         wrong = present(key, expected, live)
-        if wrong is None:
-            continue
+        if wrong is not None:
+            found.append((label, by, key, wrong))
+    for label, by, key, wrong in sorted(found, key=lambda f: f[0]):  # by label: only what is wrong is sorted
         action = {"action": "repair", "key": key, "id": label, "before": wrong, "after": f"as migration {by} makes it"}
         if key[0] == "table":
             action["statements"] = expected.ddl.get(key[1], [])
