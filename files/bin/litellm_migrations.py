@@ -21,13 +21,17 @@ is missing; what cannot be repaired without losing data is refused, naming the o
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import pathlib
+import os
 import re
 
-# plain classes, not dataclasses, and uuid imported by apply only: every check plans the schema, and those two
-# imports alone (dataclasses brings inspect) cost that plan about 10 ms of the host's CPU
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    import pathlib
+
+# plain classes, not dataclasses, and uuid and contextlib imported by apply only, folders read with os, not pathlib:
+# every check plans the schema, and those imports alone (dataclasses brings inspect, pathlib urllib.parse and
+# ipaddress) cost that plan about 12 ms of the host's CPU
 
 
 class _pattern:  # noqa: N801 - used as re.compile is
@@ -117,13 +121,16 @@ def matches(script: bytes, recorded: str) -> bool:
     return False
 
 
-def load(folder: pathlib.Path) -> list[Migration]:
+def load(folder: str | pathlib.Path) -> list[Migration]:
     """The migrations of FOLDER in Prisma's order: every subfolder holding a migration.sql, by name."""
     found = []
-    for path in sorted((p for p in folder.iterdir() if (p / "migration.sql").is_file()), key=lambda p: p.name):
-        raw = (path / "migration.sql").read_bytes()
-        script = raw.decode("utf-8")
-        found.append(Migration(path.name, script, checksum(raw), split_sql(script)))
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name, "migration.sql")
+        if os.path.isfile(path):
+            with open(path, "rb") as handle:
+                raw = handle.read()
+            script = raw.decode("utf-8")
+            found.append(Migration(name, script, checksum(raw), split_sql(script)))
     return found
 
 
@@ -131,12 +138,13 @@ class Scripts(dict):
     """``{migration name: migration.sql's bytes}`` of FOLDER, each file read when it is first asked for: a plan
     from the kept replay (``from_kept``) reads none while every recorded checksum is its file's exact one."""
 
-    def __init__(self, folder: pathlib.Path):
+    def __init__(self, folder: str | pathlib.Path):
         super().__init__()
         self.folder = folder
 
     def __missing__(self, name: str) -> bytes:
-        self[name] = (self.folder / name / "migration.sql").read_bytes()
+        with open(os.path.join(self.folder, name, "migration.sql"), "rb") as handle:
+            self[name] = handle.read()
         return self[name]
 
 
@@ -412,14 +420,20 @@ class Live:
         self,
         records: list[dict] | None,  # rows of _prisma_migrations; None when the table does not exist
         tables: set[str],
-        columns: dict[tuple[str, str], dict],  # (table, column) -> {"type": regtype text, "values": bool}
+        columns: dict[tuple[str, str], dict],  # (table, column) -> {"type": type oid, "values": bool}
         indexes: dict[str, bool],  # index -> valid
         enums: dict[str, list[str]],
-        types: dict[str, str | None],  # a declared type -> its regtype text (None: not a known type)
+        types: dict[str, int | str | None],  # a declared type -> its type oid (None: not a known type)
         rows: dict[str, bool],  # table -> holds rows
+        names: dict | None = None,  # a type oid -> its regtype text, for the types a drift item names
     ):
         self.records, self.tables, self.columns, self.indexes = records, tables, columns, indexes
         self.enums, self.types, self.rows = enums, types, rows
+        self.names = {} if names is None else names
+
+    def type_name(self, oid) -> str:
+        """The regtype text of the type OID (OID itself when it is not known: a type given as text)."""
+        return self.names.get(oid, oid)
 
 
 def status(m: Migration, raws, records: list[dict]) -> tuple[str, list[dict]]:
@@ -453,7 +467,7 @@ def present(key: tuple, expected: Schema, live: Live) -> str | None:
         declared = expected.columns[(key[1], key[2])]["type"]
         want = live.types.get(declared)
         if want is not None and have["type"] != want:
-            return f"type {have['type']}, the migrations make it {want}"
+            return f"type {live.type_name(have['type'])}, the migrations make it {live.type_name(want)}"
         return None
     if kind == "index":
         valid = live.indexes.get(key[1])
@@ -480,26 +494,14 @@ def plan(migrations: list[Migration], raws: dict[str, bytes], live: Live, expect
     if expected is None:  # the caller may pass replay(MIGRATIONS) when it has it already
         expected = replay(migrations)
     objects = expected.objects()
-    by_migration: dict[str, list[str]] = {}
-    for label, (by, _) in objects.items():
-        by_migration.setdefault(by, []).append(label)
     by_name: dict[str, list[dict]] = {}  # the record's rows of each migration, in the record's order
     for r in records:
         by_name.setdefault(r["migration_name"], []).append(r)
     states = {m.name: status(m, raws, by_name.get(m.name, [])) for m in migrations}
-    # a migration not applied: recorded when every object it leaves is there, applied otherwise; one that
-    # leaves nothing to compare (data fixes, NOT NULL changes, constraints) follows the next migration that
-    # does on a database set up by hand (no record), and is applied, as Prisma applies it, on a database that
-    # holds a record (a new release's migration, even one dated before migrations already applied)
-    decisions: dict[str, tuple[str, list[str]]] = {}
-    follow = "apply"
-    for m in reversed(migrations):
-        labels = sorted(by_migration.get(m.name, []))
-        lacking = [label for label in labels if present(objects[label][1], expected, live) is not None]
-        decisions[m.name] = ("apply" if lacking else "record", lacking) if labels else (follow, [])
-        follow = decisions[m.name][0]
-        if records and not labels:
-            decisions[m.name] = ("apply", [])
+    if all(state in ("applied", "checksum") for state, _ in states.values()):
+        decisions: dict[str, tuple[str, list[str]]] = {}  # none to make (a converged database: every check)
+    else:
+        decisions = _decisions(migrations, objects, expected, live, bool(records))
     actions: list[dict] = []
     applied: set[str] = set()  # migrations applied or recorded before this run
     for m in migrations:
@@ -543,13 +545,37 @@ def plan(migrations: list[Migration], raws: dict[str, bytes], live: Live, expect
     return actions
 
 
+def _decisions(
+    migrations: list[Migration], objects: dict, expected: Schema, live: Live, recorded: bool
+) -> dict[str, tuple[str, list[str]]]:
+    """``{migration: (action, labels lacking)}``: a migration not applied is recorded when every object it leaves is
+    there, applied otherwise; one that leaves nothing to compare (data fixes, NOT NULL changes, constraints)
+    follows the next migration that does on a database set up by hand (no record), and is applied, as Prisma
+    applies it, on a database that holds a record (RECORDED: a new release's migration, even one dated before
+    migrations already applied)."""
+    by_migration: dict[str, list[str]] = {}
+    for label, (by, _) in objects.items():
+        by_migration.setdefault(by, []).append(label)
+    decisions: dict[str, tuple[str, list[str]]] = {}
+    follow = "apply"
+    for m in reversed(migrations):
+        labels = sorted(by_migration.get(m.name, []))
+        lacking = [label for label in labels if present(objects[label][1], expected, live) is not None]
+        decisions[m.name] = ("apply" if lacking else "record", lacking) if labels else (follow, [])
+        follow = decisions[m.name][0]
+        if recorded and not labels:
+            decisions[m.name] = ("apply", [])
+    return decisions
+
+
 def _object_actions(expected: Schema, objects: dict, applied: set[str], live: Live) -> list[dict]:
     """Repairs (or refusals) of the objects applied migrations made and the database lacks."""
     actions = []
     missing_tables = {
         key[1] for _, (by, key) in objects.items() if key[0] == "table" and by in applied and key[1] not in live.tables
     }
-    for label, (by, key) in sorted(objects.items()):
+    found = []
+    for label, (by, key) in objects.items():
         if by not in applied:
             continue
         if (
@@ -560,8 +586,9 @@ def _object_actions(expected: Schema, objects: dict, applied: set[str], live: Li
         if key[0] == "enum value" and key[1] not in live.enums:
             continue  # made again with its enum
         wrong = present(key, expected, live)
-        if wrong is None:
-            continue
+        if wrong is not None:
+            found.append((label, by, key, wrong))
+    for label, by, key, wrong in sorted(found, key=lambda f: f[0]):  # by label: only what is wrong is sorted
         action = {"action": "repair", "key": key, "id": label, "before": wrong, "after": f"as migration {by} makes it"}
         if key[0] == "table":
             action["statements"] = expected.ddl.get(key[1], [])
@@ -611,7 +638,8 @@ def items(actions: list[dict]) -> list[dict]:
 def read_live(conn, expected: Schema) -> Live:
     """The record and the catalog of the current schema: one read-only query that PostgreSQL answers with one
     JSON document (the catalog's thousands of rows are not sent and converted one by one), and one more for
-    the record when ``_prisma_migrations`` exists."""
+    the record when ``_prisma_migrations`` exists. Column types are compared as type oids; the names of the
+    types a drift item shows are read only then (``TYPE_NAME``)."""
     declared = sorted({c["type"] for c in expected.columns.values()})
     doc = conn.execute(CATALOG, (PRISMA_TABLE, declared)).fetchone()[0]
     records = None
@@ -621,17 +649,21 @@ def read_live(conn, expected: Schema) -> Live:
             for r in conn.execute(RECORD).fetchone()[0]
         ]
     tables = set(doc["tables"])
-    columns = {(t, c): {"type": kind, "values": False} for t, c, kind in doc["columns"]}
-    indexes = {name: valid for name, valid in doc["indexes"]}
+    columns = {
+        (t, c): {"type": oid, "values": False} for t, found in doc["tables"].items() for c, oid in (found or {}).items()
+    }
     enums: dict[str, list[str]] = {}
     for name, label in doc["enums"]:
         enums.setdefault(name, []).append(label)
-    types = {t: regtype for t, regtype in doc["types"]}
-    live = Live(records, tables, columns, indexes, enums, types, {})
+    types = {t: oid for t, (oid, _) in doc["types"].items()}
+    names = {oid: name for oid, name in doc["types"].values() if oid is not None}
+    live = Live(records, tables, columns, doc["indexes"], enums, types, {}, names)
     # a column of another type: does it hold values? a table with missing NOT NULL columns: rows?
     for (table, column), c in expected.columns.items():
         have = columns.get((table, column))
         if have is not None and types.get(c["type"]) not in (None, have["type"]):
+            if have["type"] not in names:
+                names[have["type"]] = conn.execute(TYPE_NAME, (have["type"],)).fetchone()[0]
             have["values"] = conn.execute(
                 f"SELECT EXISTS (SELECT 1 FROM {_quoted(conn, table)} "  # noqa: S608 (identifiers quoted by libpq)
                 f"WHERE {_quoted(conn, column)} IS NOT NULL)"
@@ -654,20 +686,25 @@ def _quoted(conn, name: str) -> str:
     return sql.Identifier(name).as_string(conn)
 
 
-# read_live's query: the catalog of the current schema as one JSON document (each list empty when none);
-# ``record`` whether Prisma's table exists; ``types`` each declared column type (parameter 2) as regtype text
+# read_live's query: the catalog of the current schema as one JSON document; ``record`` whether Prisma's table
+# exists; ``tables`` {table: {column: type oid}} (each table's columns read through pg_attribute's index on its
+# table: a join scanned the whole of pg_attribute, and each column's type as regtype text cost the backend of
+# every check about 3 ms more); ``indexes`` {index: valid}; ``enums`` [[enum, value]] in order; ``types`` each
+# declared column type (parameter 2) as [its oid, its regtype text], both null when it is not a known type
 CATALOG = """SELECT json_build_object(
   'record', to_regclass(%s) IS NOT NULL,
-  'tables', (SELECT coalesce(json_agg(tablename), '[]') FROM pg_tables WHERE schemaname = current_schema()),
-  'columns', (SELECT coalesce(json_agg(json_build_array(c.relname, a.attname, a.atttypid::regtype::text)), '[]')
-    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid WHERE c.relnamespace = current_schema()::regnamespace
-    AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped),
-  'indexes', (SELECT coalesce(json_agg(json_build_array(c.relname, i.indisvalid)), '[]')
+  'tables', (SELECT coalesce(json_object_agg(c.relname, (SELECT json_object_agg(a.attname, a.atttypid::int8)
+      FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)), '{}')
+    FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')),
+  'indexes', (SELECT coalesce(json_object_agg(c.relname, i.indisvalid), '{}')
     FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relnamespace = current_schema()::regnamespace),
   'enums', (SELECT coalesce(json_agg(json_build_array(t.typname, e.enumlabel) ORDER BY t.typname, e.enumsortorder),
     '[]') FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid WHERE t.typnamespace = current_schema()::regnamespace),
-  'types', (SELECT coalesce(json_agg(json_build_array(t, to_regtype(t)::text)), '[]') FROM unnest(%s::text[]) AS t)
+  'types', (SELECT coalesce(json_object_agg(t, json_build_array(to_regtype(t)::oid::int8, to_regtype(t)::text)), '{}')
+    FROM unnest(%s::text[]) AS t)
 )"""
+# the regtype text of a type oid (parameter 1), as a drift item names a column's type
+TYPE_NAME = "SELECT %s::int8::oid::regtype::text"
 # the record, in Prisma's order (timestamps as JSON text: the plan only asks whether they are set)
 RECORD = """SELECT coalesce(json_agg(json_build_array(id, migration_name, checksum, finished_at, rolled_back_at)
   ORDER BY started_at, id), '[]') FROM _prisma_migrations"""
@@ -690,11 +727,17 @@ class Busy(Exception):
     than the wait."""
 
 
-@contextlib.contextmanager
 def locked(conn, wait: float = LOCK_WAIT):
     """Prisma's advisory lock held by CONN's session (autocommit off) for the block; waited for at most WAIT s
     (raises Busy). The runner and a ``prisma migrate deploy``, and two hosts of a fleet that share one database,
     never migrate it at once; what one of them planned before it held the lock must be planned again inside."""
+    import contextlib
+
+    return contextlib.contextmanager(_locked)(conn, wait)
+
+
+def _locked(conn, wait: float):
+    """``locked``'s generator: the lock taken, the block run (yield), the lock given back."""
     import psycopg
 
     conn.rollback()

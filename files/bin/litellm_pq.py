@@ -17,12 +17,14 @@ A column of another type is refused (``Error``), never passed on in a form psyco
 from __future__ import annotations
 
 import ctypes
-import datetime
 import json
-import pathlib
 import re
 import sys
-from urllib.parse import parse_qsl, urlsplit
+
+import litellm_tools  # next to this file: the URL split as urllib.parse splits it (split_url, query_keys)
+
+# datetime and pathlib are imported where they are needed: a check's plan reads no timestamp when nothing drifted,
+# and is given its libpq's path (each import cost it about 1 ms of the host's CPU)
 
 OK, TUPLES_OK = 1, 2  # PGRES_COMMAND_OK, PGRES_TUPLES_OK
 IDLE = 0  # PQTRANS_IDLE
@@ -66,6 +68,8 @@ class Error(Exception):
 def _library(path: str | None = None) -> ctypes.CDLL:
     """The libpq at PATH, else the venv's psycopg-binary libpq (what apply's psycopg uses), else the system's."""
     for entry in [] if path else sys.path:
+        import pathlib
+
         found = sorted(pathlib.Path(entry or ".").glob("psycopg_binary.libs/libpq-*.so*"))
         if found:
             lib = ctypes.CDLL(str(found[0]))
@@ -126,6 +130,8 @@ def _value(oid: int, text: bytes):
     if oid in JSON_TYPES:
         return json.loads(raw)
     if oid in TIME_TYPES:
+        import datetime
+
         try:
             return datetime.datetime.fromisoformat(raw)
         except ValueError:  # infinity, or a year psycopg cannot give either
@@ -252,8 +258,8 @@ def defaults(url: str) -> dict[str, str]:
     that, as a ``hostssl``-only pg_hba.conf does). Neither default checks the server's certificate, so over
     loopback TLS kept out only a reader of the loopback interface, that is root, who reads the env file anyway.
     A URL with ``host=`` or ``hostaddr=`` in its query gets no sslmode here: its host is not the URL's."""
-    parts = urlsplit(url)
-    found = {k for k, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    parts = litellm_tools.split_url(url)
+    found = litellm_tools.query_keys(parts.query)
     out = {}
     if "gssencmode" not in found:
         out["gssencmode"] = "disable"

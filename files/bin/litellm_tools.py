@@ -10,30 +10,37 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 import re
-from urllib.parse import unquote, urlsplit
 
 import litellm_envfile as envfile  # bin/litellm_envfile.py, next to this file (sys.path[0])
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (about 3 ms of every check)
 if TYPE_CHECKING:
+    import pathlib
     import urllib.request
 
-# socket, subprocess, tempfile and urllib.request are imported by the helpers that use them: litellm-dbctl
-# imports this module in every check, and those imports alone cost about 20 ms of CPU there
+# pathlib, socket, subprocess, tempfile and urllib are imported by the helpers that use them: litellm-dbctl
+# imports this module in every check, and those imports alone cost about 25 ms of CPU there (pathlib with
+# urllib.parse and ipaddress about 4 ms: a plain DATABASE_URL is split here, see split_url)
+
+
+def _path(*parts) -> pathlib.Path:
+    import pathlib
+
+    return pathlib.Path(*parts)
+
 
 DEFAULT_ROOT = "/home/litellm/litellm"  # the account's state (LITELLM_ROOT in every unit)
 DEFAULT_CONFIG_DIR = "/etc/litellm"  # root's config and env file (LITELLM_CONFIG_DIR; litellm_runner/layout.py)
 
 
 def root_from(args_root: str | None) -> pathlib.Path:
-    return pathlib.Path(args_root or os.environ.get("LITELLM_ROOT", DEFAULT_ROOT))
+    return _path(args_root or os.environ.get("LITELLM_ROOT", DEFAULT_ROOT))
 
 
 def config_dir() -> pathlib.Path:
     """Root's folder of the rendered config, the env file and the compliance desired state (read only here)."""
-    return pathlib.Path(os.environ.get("LITELLM_CONFIG_DIR", DEFAULT_CONFIG_DIR))
+    return _path(os.environ.get("LITELLM_CONFIG_DIR", DEFAULT_CONFIG_DIR))
 
 
 def env_path() -> pathlib.Path:
@@ -44,7 +51,7 @@ def env_path() -> pathlib.Path:
 def load_env(env_file: str | os.PathLike | None) -> dict[str, str]:
     """The env file's KEY=value pairs as systemd reads them (litellm_envfile), overridden by the process
     environment; litellm_envfile.EnvFileError (file:line, never a value) for a line systemd would misread."""
-    values = envfile.read(env_file) if env_file and pathlib.Path(env_file).exists() else {}
+    values = envfile.read(env_file) if env_file and os.path.exists(env_file) else {}
     values.update(
         {k: v for k, v in os.environ.items() if k in values or k in ("DATABASE_URL", "REDIS_HOST", "REDIS_PORT")}
     )
@@ -61,15 +68,54 @@ class BadUrl(ValueError):
         super().__init__(URL_FORM)
 
 
+# a URL in the plain form a DATABASE_URL has: printable ASCII (``split_url`` checks that first), the scheme in
+# lowercase, at most one '@' and no brackets in the user-info, a host name or IPv4 address, a port of 1-5 digits,
+# a path, and a query; urlsplit() reads such a URL as these groups say
+PLAIN_URL = re.compile(
+    r"(postgres|postgresql)://(?:[^\x00-\x20\x7f/?#@\[\]]*@)?([A-Za-z0-9._-]+)(?::([0-9]{1,5}))?"
+    r"(/[^\x00-\x20\x7f?#]*)(?:\?([^\x00-\x20\x7f#]*))?"
+)
+
+
+class SplitUrl:
+    """What urlsplit() gives for a URL of PLAIN_URL's form: scheme, netloc, path, query, fragment, hostname, port."""
+
+    def __init__(self, url: str, m: re.Match):
+        self.scheme, host, port, self.path, query = m.groups()
+        self.netloc, self.query, self.fragment = url[len(self.scheme) + 3 : m.start(4)], query or "", ""
+        self.hostname, self.port = host.lower(), int(port) if port else None
+
+
+def split_url(url: str):
+    """urlsplit(URL): a ``SplitUrl`` for a URL of PLAIN_URL's form with a port of at most 65535, else urllib.parse's
+    own answer (imported then only: urllib.parse with ipaddress cost every check's plan about 2.5 ms)."""
+    m = PLAIN_URL.fullmatch(url) if url.isascii() else None
+    if m and (m.group(3) is None or int(m.group(3)) <= 65535):
+        return SplitUrl(url, m)
+    from urllib.parse import urlsplit
+
+    return urlsplit(url)
+
+
+def query_keys(query: str) -> set[str]:
+    """The names of a URL's query parameters as ``urllib.parse.parse_qsl(QUERY, keep_blank_values=True)`` reads
+    them (split at '&'; with '+' or '%' in QUERY, urllib.parse's own answer)."""
+    if "+" in query or "%" in query:
+        from urllib.parse import parse_qsl
+
+        return {k for k, _ in parse_qsl(query, keep_blank_values=True)}
+    return {field.split("=", 1)[0] for field in query.split("&") if field}
+
+
 def parse_url(url: str):
-    """urlsplit() of a postgresql:// URL that libpq reads the same way, or BadUrl.
+    """urlsplit() of a postgresql:// URL that libpq reads the same way (``split_url``), or BadUrl.
 
     Refused: another scheme, no host or database, a port that is not 1-65535,
     a second '@' (libpq splits at the first, urlsplit at the last, so a piece of
     the password would become the host name in libpq's error), a '%' that is
     not followed by two hex digits (libpq's error quotes the token)."""
     try:
-        parts = urlsplit(url or "")
+        parts = split_url(url or "")
         port = parts.port
     except ValueError:
         raise BadUrl() from None
@@ -126,6 +172,8 @@ def session_options(statement_timeout: float | None = None, lock_timeout: float 
 def secrets_of(url: str) -> set[str]:
     """The URL and its password however a parser splits the user-info (first or last '@'), raw and
     decoded, and the password's pieces of 3+ characters: what masking replaces in an error text."""
+    from urllib.parse import unquote
+
     rest = (url or "").split("://", 1)[-1].split("/", 1)[0]
     userinfos = {rest.rpartition("@")[0], rest.partition("@")[0]} if "@" in rest else set()
     passwords = {info.partition(":")[2] for info in userinfos}
@@ -164,6 +212,7 @@ def redis_ping(host: str, port: int, timeout: float = 2.0) -> bool:
 def open_http(request: str | urllib.request.Request, timeout: float):
     """urlopen() of an http:// or https:// URL only (ValueError for file: and other schemes)."""
     import urllib.request
+    from urllib.parse import urlsplit
 
     url = request.full_url if isinstance(request, urllib.request.Request) else request
     if urlsplit(url).scheme not in ("http", "https"):
@@ -198,7 +247,7 @@ def write_json_atomic(path: pathlib.Path, doc, mode: int = 0o640) -> None:
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
+        _path(tmp).unlink(missing_ok=True)
         raise
 
 

@@ -5,13 +5,14 @@ and dbctl plan never importing psycopg (the import that cost each check about 13
 import base64
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
 import psycopg
 import pytest
 
-from tests.support.localpg import LocalPostgres
+from tests.support.localpg import LocalPostgres, migrations_dir
 from tests.support.services import BIN
 
 sys.path.insert(0, str(BIN))
@@ -123,6 +124,45 @@ def test_dbctl_plan_never_imports_psycopg(pg, tmp_path):
     assert "litellm_pq" in imported and not [m for m in imported if m.startswith("psycopg")]
 
 
+CHECKS_PLAN = """import json, sys
+sys.dont_write_bytecode = True
+sys.path.insert(0, sys.argv[1])
+import litellm_dbctl
+print(json.dumps(litellm_dbctl.plan(**json.loads(sys.stdin.read())), default=str))
+"""
+
+
+def test_a_checks_plan_imports_only_what_it_uses(pg, tmp_path):
+    """``plan()`` as root's snapshot runs it (a bare interpreter, libpq and the migrations given as paths, the
+    replay kept) imports neither psycopg nor pathlib, urllib.parse, ipaddress, datetime or contextlib: those
+    imports cost every check about 8 ms of the host's CPU."""
+    env = tmp_path / "env.litellm"
+    env.write_text(f"DATABASE_URL={pg.url}\n")
+    libpq = sorted(pathlib.Path(psycopg.__file__).parents[1].glob("psycopg_binary.libs/libpq-*.so*"))
+    desired = base64.b64encode(json.dumps({"settings": {"general_settings": {"k": 1}}}).encode()).decode()
+    args = {
+        "scopes": ["settings", "schema"],
+        "desired_b64": desired,
+        "env_file": str(env),
+        "migrations": str(migrations_dir()),
+        "libpq": str(libpq[0]) if libpq else None,
+    }
+
+    def plan(**more):
+        argv = [sys.executable, "-I", "-S", "-X", "importtime", "-c", CHECKS_PLAN, str(BIN)]
+        proc = subprocess.run(argv, input=json.dumps({**args, **more}), capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        lines = proc.stderr.splitlines()
+        return json.loads(proc.stdout), {ln.rsplit("|", 1)[-1].strip() for ln in lines if ln.startswith("import time")}
+
+    first, _ = plan()
+    again, imported = plan(kept=first["kept"])
+    assert again["scopes"] == first["scopes"] and first["scopes"]["schema"]  # an empty database: all missing
+    assert "litellm_pq" in imported and "litellm_migrations" in imported
+    unused = {"pathlib", "urllib.parse", "ipaddress", "datetime", "contextlib"}
+    assert not {m for m in imported if m in unused or m.startswith("psycopg")}
+
+
 DEFAULTS = [  # (DATABASE_URL, the keywords the plan's session adds, each one the URL does not set)
     ("postgresql://u:p@127.0.0.1:5434/litellm", {"gssencmode": "disable", "sslmode": "allow"}),
     ("postgresql://u:p@localhost/litellm", {"gssencmode": "disable", "sslmode": "allow"}),
@@ -145,6 +185,69 @@ DEFAULTS = [  # (DATABASE_URL, the keywords the plan's session adds, each one th
 @pytest.mark.parametrize("url, expected", DEFAULTS)
 def test_the_plan_skips_gssapi_and_tls_on_loopback_only_where_the_url_says_nothing(url, expected):
     assert litellm_pq.defaults(url) == expected
+
+
+SPLIT = [  # (URL, whether litellm_tools.split_url reads it itself): every other one is urllib.parse's to read
+    *((url, "[" not in url) for url, _ in DEFAULTS),
+    ("postgresql://litellm:p%40ss:w0rd@127.0.0.1:5434/litellm", True),
+    ("postgres://LiteLLM:pw@DB.Example.ORG:65535/litellm?a=1&b&&c=2=3&sslmode=", True),
+    ("postgresql://127.0.0.1/litellm", True),
+    ("postgresql://u:p@127.0.0.1:0/litellm", True),
+    ("postgresql://u:p@127.0.0.1:/litellm", False),
+    ("postgresql://u:p@127.0.0.1:65536/litellm", False),
+    ("postgresql://u:p@127.0.0.1:99999/litellm", False),
+    ("postgresql://u:p@127.0.0.1:abc/litellm", False),
+    ("postgresql://u:p@x@127.0.0.1:1/litellm", False),
+    ("postgresql://u:p@[::1/litellm", False),
+    ("POSTGRESQL://u:p@127.0.0.1/litellm", False),
+    ("postgresql://u:p@127.0.0.1/litellm#frag", False),
+    ("postgresql://u:p@127.0.0.1/litellm?x=%41&y+z=1", True),
+    ("postgresql://u:p\t@127.0.0.1/litellm", False),
+    ("postgresql://u:p\x01@127.0.0.1/litellm", False),
+    ("postgresql://u:p\t@127.0.0.1/li\ntellm", False),
+    (" postgresql://u:p@127.0.0.1/litellm", False),
+    ("postgresql://u:pä@127.0.0.1/litellm", False),
+    ("postgresql://u:p@127.0.0.1:5434", False),
+    ("postgresql://u:p@/litellm", False),
+    ("postgresql://u:p@127.0.0.1/litellm?q=a?b/c", True),
+    ("postgresql://u:p?@127.0.0.1/litellm", False),
+    ("host=127.0.0.1 dbname=litellm", False),
+    ("", False),
+]
+
+
+@pytest.mark.parametrize("url, own", SPLIT)
+def test_the_plans_url_is_split_as_urllib_splits_it(url, own):
+    """dbctl plan reads a plain DATABASE_URL without importing urllib.parse (with ipaddress about 2.5 ms of every
+    check): what litellm_tools.split_url and query_keys give is what urlsplit and parse_qsl give."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    import litellm_tools
+
+    try:
+        want = urlsplit(url)
+    except ValueError:  # raised by urllib.parse itself
+        with pytest.raises(ValueError):
+            litellm_tools.split_url(url)
+        assert not own
+        return
+    got = litellm_tools.split_url(url)
+    assert isinstance(got, litellm_tools.SplitUrl) is own
+    assert [got.scheme, got.netloc, got.path, got.query, got.fragment, got.hostname] == [
+        want.scheme,
+        want.netloc,
+        want.path,
+        want.query,
+        want.fragment,
+        want.hostname,
+    ]
+    try:
+        port = want.port
+    except ValueError:
+        assert not own
+    else:
+        assert got.port == port
+    assert litellm_tools.query_keys(got.query) == {k for k, _ in parse_qsl(want.query, keep_blank_values=True)}
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,9 @@ RAWS = {name: text.encode() for name, text in SCRIPTS.items()}
 M1, M2, M3, M4 = SCRIPTS
 
 
+TEXT, INTEGER, NUMERIC = 25, 23, 1700  # type oids, as read_live reads columns' and declared types
+
+
 def converged() -> lm.Live:
     """The catalog of a database the four migrations built, and their record."""
     return lm.Live(
@@ -49,12 +52,13 @@ def converged() -> lm.Live:
         tables={"A"},
         columns={
             ("A", c): {"type": t, "values": False}
-            for c, t in {"id": "text", "n": "integer", "d": "numeric", "c": "text", "new": "text"}.items()
+            for c, t in {"id": TEXT, "n": INTEGER, "d": NUMERIC, "c": TEXT, "new": TEXT}.items()
         },
         indexes={"A_pkey": True, "A_n_idx": True, "A_c_idx": True},
         enums={"E": ["x", "y"]},
-        types={"TEXT": "text", "INTEGER": "integer", "DECIMAL(65,30)": "numeric"},
+        types={"TEXT": TEXT, "INTEGER": INTEGER, "DECIMAL(65,30)": NUMERIC},
         rows={},
+        names={TEXT: "text", INTEGER: "integer", NUMERIC: "numeric"},
     )
 
 
@@ -147,7 +151,7 @@ def empty() -> lm.Live:
 
 def retyped(values: bool) -> lm.Live:
     live = converged()
-    live.columns[("A", "n")] = {"type": "text", "values": values}
+    live.columns[("A", "n")] = {"type": TEXT, "values": values}
     return live
 
 
