@@ -218,9 +218,9 @@ def _run(text: str, flags: tuple, online: bool, advisories) -> list[dict]:
             str(pathlib.Path(tmp) / "cache"),
         ]
 
-        def audit(extra):
+        def audit(extra, server=None):
             try:
-                proc = _pip_audit_run(base + extra)
+                proc = _pip_audit_run(base + extra, server)
             except subprocess.TimeoutExpired:
                 raise GateError(f"pip-audit did not answer within {TIMEOUT}s") from None
             # exit 1 means "vulnerabilities found"; the JSON on stdout says which
@@ -231,27 +231,37 @@ def _run(text: str, flags: tuple, online: bool, advisories) -> list[dict]:
 
         if online:
             return audit([])
-        with osv_server.serve(advisories) as url:
-            return audit(["-s", "osv", "--osv-url", url])
+        with osv_server.Server(advisories) as server:
+            return audit(["-s", "osv", "--osv-url", server.url], server)
 
 
-def _pip_audit_run(cmd: list[str]) -> subprocess.CompletedProcess:
-    """pip-audit CMD in a session of its own, its output captured, within TIMEOUT (TimeoutExpired otherwise).
+def _pip_audit_run(cmd: list[str], server: osv_server.Server | None = None) -> subprocess.CompletedProcess:
+    """pip-audit CMD in a session of its own, its output captured, within TIMEOUT (TimeoutExpired otherwise);
+    SERVER, if any, answers its queries meanwhile, in this thread.
 
     A terminal's Ctrl-C reaches this process only: pip-audit and the pip processes it starts never print
     their own interrupt; the whole session is killed and the operator's KeyboardInterrupt goes on (exit 130).
     """
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except BaseException:  # timeout, Ctrl-C: nothing of the audit is left running
+    with (
+        tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as out,  # files, not pipes: nothing
+        tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err,  # to drain while SERVER answers
+    ):
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, start_new_session=True)
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-        raise
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+            if server:
+                server.answer_until(proc, TIMEOUT)
+            else:
+                proc.wait(TIMEOUT)
+        except BaseException:  # timeout, Ctrl-C: nothing of the audit is left running
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+            raise
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
 
 
 def _advisory_key(gate: str, text: str, flags: tuple, online: bool, advisories) -> str | None:
@@ -392,7 +402,7 @@ def sbom(lock, advisories=None) -> str:
 
 
 def _make_sbom(text: str, advisories) -> str:
-    with tempfile.TemporaryDirectory(prefix="cve-gate-sbom-") as tmp, osv_server.serve(advisories) as url:
+    with tempfile.TemporaryDirectory(prefix="cve-gate-sbom-") as tmp, osv_server.Server(advisories) as server:
         req = pathlib.Path(tmp) / "lock.txt"
         req.write_text(text)
         cmd = [
@@ -409,10 +419,10 @@ def _make_sbom(text: str, advisories) -> str:
             "-s",
             "osv",
             "--osv-url",
-            url,
+            server.url,
         ]
         try:
-            proc = _pip_audit_run(cmd)
+            proc = _pip_audit_run(cmd, server)
             bom = json.loads(proc.stdout)
         except subprocess.TimeoutExpired:
             raise GateError(f"pip-audit did not answer within {TIMEOUT}s") from None

@@ -6,19 +6,19 @@ matching happens here: PEP 440 ``ECOSYSTEM`` ranges (introduced / fixed /
 last_affected events) and explicit ``versions`` lists, names normalised as in
 PEP 503. Used by cve_gate in offline mode (the default) and on air-gapped sites.
 
-    with serve("files/advisories/osv.json") as url:   # http://127.0.0.1:PORT/v1/query
-        ...
+    with Server("files/advisories/osv.json") as server:   # server.url: http://127.0.0.1:PORT/v1/query
+        server.answer_until(pip_audit_process, timeout)
 
 Also runnable for a manual check: ``python -m litellm_runner.gates.osv_server [FILE]``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.server
 import json
 import pathlib
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -89,6 +89,8 @@ def matches(vulns: list[dict], name: str, version: str) -> list[dict]:
 
 def _handler(vulns):
     class Handler(http.server.BaseHTTPRequestHandler):
+        timeout = 30  # seconds a query's connection may take: the one thread that answers never waits longer
+
         def do_POST(self):  # noqa: N802 (http.server's naming)
             if self.path.rstrip("/") != "/v1/query":
                 return self._send(404, {"error": "only /v1/query"})
@@ -114,19 +116,26 @@ def _handler(vulns):
     return Handler
 
 
-@contextlib.contextmanager
-def serve(path=ADVISORIES):
-    """Serve PATH on a free 127.0.0.1 port for the duration of the block; yields the query URL."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(load(path)))
-    # shutdown() waits for serve_forever's next poll: 0.5 s by default, on every gate run
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1/query"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+class Server(http.server.HTTPServer):
+    """The advisories of PATH on a free 127.0.0.1 port (``url``), answered by the thread that asks: no thread
+    of its own, so a Ctrl-C meanwhile interrupts the caller (pyinfra's gevent makes every thread a greenlet
+    of the main thread, and Python runs the SIGINT handler in whichever greenlet runs: in a server thread the
+    KeyboardInterrupt ended that thread with a traceback, and pip-audit got no answer).
+    """
+
+    timeout = 0.02  # handle_request's wait for a query: how soon answer_until sees its process exit
+
+    def __init__(self, path=ADVISORIES) -> None:
+        super().__init__(("127.0.0.1", 0), _handler(load(path)))
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/v1/query"
+
+    def answer_until(self, proc: subprocess.Popen, timeout: float) -> None:
+        """Answer queries until PROC exits; subprocess.TimeoutExpired after TIMEOUT seconds."""
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(proc.args, timeout)
+            self.handle_request()
 
 
 def main(argv=None, prog: str = "python -m litellm_runner.gates.osv_server") -> int:
@@ -141,16 +150,19 @@ def main(argv=None, prog: str = "python -m litellm_runner.gates.osv_server") -> 
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"osv-server: {path}: {exc}", file=sys.stderr)
         return exitcodes.FAILED
-    try:
-        with serve(path) as url:
-            print(url, flush=True)
+    with Server(path) as server:
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        thread.start()
+        print(server.url, flush=True)
+        try:
             # not one endless wait: the kernel may deliver Ctrl-C's SIGINT to the server's thread, which
             # leaves the main thread blocked and Python's handler never run; a short sleep returns and runs it
             while True:
                 time.sleep(0.2)
-    except KeyboardInterrupt:
-        return exitcodes.INTERRUPTED
-    return exitcodes.OK
+        except KeyboardInterrupt:
+            return exitcodes.INTERRUPTED
+        finally:
+            server.shutdown()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 import datetime
 import json
-import urllib.request
+import subprocess
+import sys
 
 import pytest
 
@@ -21,6 +22,10 @@ from tests.unit.group_data import REPO
 
 PINS = REPO / "files" / "litellm-venv-requirements.txt"
 LOCK = lock_path(PINS, "3.11")
+ASK = (  # python -c ASK URL QUERY: the OSV endpoint's answer to QUERY
+    "import sys, urllib.request; request = urllib.request.Request(sys.argv[1], sys.argv[2].encode(), method='POST'); "
+    "print(urllib.request.urlopen(request, timeout=30).read().decode())"
+)
 
 INCIDENT = {  # the incident's forced pins -> advisory ids and fixed versions
     "fastapi-users": ("14.0.2", {"CVE-2025-68481": "15.0.2"}),
@@ -159,11 +164,20 @@ def test_compromised_litellm_is_refused(tmp_path, version):
     ],
 )
 def test_endpoint_does_pep440_range_matching(version, ids):
-    with osv_server.serve() as url:
-        body = json.dumps({"package": {"name": "URLLib3", "ecosystem": "PyPI"}, "version": version}).encode()
-        with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"), timeout=10) as resp:
-            answer = json.load(resp)
+    """A client process asks, the server answers it until it exits (as the gate answers pip-audit)."""
+    query = json.dumps({"package": {"name": "URLLib3", "ecosystem": "PyPI"}, "version": version})
+    with osv_server.Server() as server:
+        proc = subprocess.Popen([sys.executable, "-c", ASK, server.url, query], stdout=subprocess.PIPE, text=True)
+        server.answer_until(proc, 60)
+        answer = json.loads(proc.communicate()[0])
     assert {v["id"] for v in answer.get("vulns", [])} == ids
+
+
+def test_the_endpoint_answers_no_longer_than_its_timeout():
+    with osv_server.Server() as server, subprocess.Popen(["sleep", "60"]) as proc:
+        with pytest.raises(subprocess.TimeoutExpired):
+            server.answer_until(proc, 0.1)
+        proc.kill()
 
 
 def test_waiver_with_expiry_skips_an_advisory(tmp_path):
