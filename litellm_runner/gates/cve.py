@@ -242,16 +242,19 @@ def _pip_audit_run(cmd: list[str], server: osv_server.Server | None = None) -> s
     A terminal's Ctrl-C reaches this process only: pip-audit and the pip processes it starts never print
     their own interrupt; the whole session is killed and the operator's KeyboardInterrupt goes on (exit 130).
     """
+    ended, alive = os.pipe()  # pip-audit alone holds ALIVE: ENDED reads (end of file) once it has exited
     with (
         tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as out,  # files, not pipes: nothing
         tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err,  # to drain while SERVER answers
     ):
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, start_new_session=True)
+        try:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=err, start_new_session=True, pass_fds=(alive,))
+        finally:
+            os.close(alive)
         try:
             if server:
-                server.answer_until(proc, TIMEOUT)
-            else:
-                proc.wait(TIMEOUT)
+                server.answer_until(ended, TIMEOUT)
+            proc.wait(TIMEOUT)
         except BaseException:  # timeout, Ctrl-C: nothing of the audit is left running
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -259,6 +262,8 @@ def _pip_audit_run(cmd: list[str], server: osv_server.Server | None = None) -> s
                 pass
             proc.wait()
             raise
+        finally:
+            os.close(ended)
         out.seek(0)
         err.seek(0)
         return subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())

@@ -7,7 +7,7 @@ last_affected events) and explicit ``versions`` lists, names normalised as in
 PEP 503. Used by cve_gate in offline mode (the default) and on air-gapped sites.
 
     with Server("files/advisories/osv.json") as server:   # server.url: http://127.0.0.1:PORT/v1/query
-        server.answer_until(pip_audit_process, timeout)
+        server.answer_until(ended, timeout)   # until ENDED reads: pip-audit has exited
 
 Also runnable for a manual check: ``python -m litellm_runner.gates.osv_server [FILE]``.
 """
@@ -18,6 +18,7 @@ import http.server
 import json
 import pathlib
 import re
+import selectors
 import subprocess
 import sys
 import threading
@@ -123,19 +124,28 @@ class Server(http.server.HTTPServer):
     KeyboardInterrupt ended that thread with a traceback, and pip-audit got no answer).
     """
 
-    timeout = 0.02  # handle_request's wait for a query: how soon answer_until sees its process exit
-
     def __init__(self, path=ADVISORIES) -> None:
         super().__init__(("127.0.0.1", 0), _handler(load(path)))
         self.url = f"http://127.0.0.1:{self.server_address[1]}/v1/query"
 
-    def answer_until(self, proc: subprocess.Popen, timeout: float) -> None:
-        """Answer queries until PROC exits; subprocess.TimeoutExpired after TIMEOUT seconds."""
+    def answer_until(self, ended: int, timeout: float) -> None:
+        """Answer queries until the file descriptor ENDED reads (the end of a pipe whose other end a process
+        alone holds: it has exited); subprocess.TimeoutExpired after TIMEOUT seconds.
+
+        One wait for the two, never a short poll: under gevent a timer that expires as Ctrl-C is handled can
+        raise its Timeout later, in whatever waits next.
+        """
         deadline = time.monotonic() + timeout
-        while proc.poll() is None:
-            if time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(proc.args, timeout)
-            self.handle_request()
+        with selectors.DefaultSelector() as selector:
+            selector.register(self, selectors.EVENT_READ)
+            selector.register(ended, selectors.EVENT_READ)
+            while (left := deadline - time.monotonic()) > 0:
+                ready = [key.fileobj for key, _ in selector.select(left)]
+                if ended in ready:
+                    return
+                if ready:
+                    self._handle_request_noblock()  # type: ignore[attr-defined]  # serve_forever's own step
+        raise subprocess.TimeoutExpired("osv-server", timeout)
 
 
 def main(argv=None, prog: str = "python -m litellm_runner.gates.osv_server") -> int:

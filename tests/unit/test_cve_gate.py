@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from litellm_runner.gates import GateError, osv_server
+from litellm_runner.gates import cve as cve_gate
 from litellm_runner.gates.cve import (
     RELOCK,
     audit_installed,
@@ -164,20 +165,20 @@ def test_compromised_litellm_is_refused(tmp_path, version):
     ],
 )
 def test_endpoint_does_pep440_range_matching(version, ids):
-    """A client process asks, the server answers it until it exits (as the gate answers pip-audit)."""
+    """A client process asks; the server answers it until it exits, as the gate answers pip-audit."""
     query = json.dumps({"package": {"name": "URLLib3", "ecosystem": "PyPI"}, "version": version})
     with osv_server.Server() as server:
-        proc = subprocess.Popen([sys.executable, "-c", ASK, server.url, query], stdout=subprocess.PIPE, text=True)
-        server.answer_until(proc, 60)
-        answer = json.loads(proc.communicate()[0])
+        answer = json.loads(cve_gate._pip_audit_run([sys.executable, "-c", ASK, server.url, query], server).stdout)
     assert {v["id"] for v in answer.get("vulns", [])} == ids
 
 
-def test_the_endpoint_answers_no_longer_than_its_timeout():
-    with osv_server.Server() as server, subprocess.Popen(["sleep", "60"]) as proc:
-        with pytest.raises(subprocess.TimeoutExpired):
-            server.answer_until(proc, 0.1)
-        proc.kill()
+def test_a_process_that_outlives_the_timeout_is_killed(tmp_path, monkeypatch):
+    monkeypatch.setattr(cve_gate, "TIMEOUT", 0.5)
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)", str(tmp_path)]  # its own path names it in ps
+    with osv_server.Server() as server, pytest.raises(subprocess.TimeoutExpired):
+        cve_gate._pip_audit_run(sleeper, server)
+    ps = subprocess.run(["ps", "-ww", "-eo", "args="], capture_output=True, text=True, timeout=30).stdout
+    assert str(tmp_path) not in ps
 
 
 def test_waiver_with_expiry_skips_an_advisory(tmp_path):
