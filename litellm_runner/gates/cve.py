@@ -34,6 +34,7 @@ an expired or incomplete waiver is itself an error.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import hashlib
@@ -46,6 +47,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
@@ -242,31 +244,56 @@ def _pip_audit_run(cmd: list[str], server: osv_server.Server | None = None) -> s
     A terminal's Ctrl-C reaches this process only: pip-audit and the pip processes it starts never print
     their own interrupt; the whole session is killed and the operator's KeyboardInterrupt goes on (exit 130).
     """
-    ended, alive = os.pipe()  # pip-audit alone holds ALIVE: ENDED reads (end of file) once it has exited
-    with (
-        tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as out,  # files, not pipes: nothing
-        tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err,  # to drain while SERVER answers
-    ):
+    with contextlib.ExitStack() as stack:
+        capture = functools.partial(tempfile.TemporaryFile, "w+", encoding="utf-8", errors="replace")
+        out = stack.enter_context(capture())  # files, not pipes: nothing to drain while SERVER answers
+        err = stack.enter_context(capture())
+        ended, alive = os.pipe()  # pip-audit alone holds ALIVE: ENDED reads (end of file) once it has exited
+        stack.callback(os.close, ended)
+        release = stack.enter_context(_ctrl_c_held())
         try:
             proc = subprocess.Popen(cmd, stdout=out, stderr=err, start_new_session=True, pass_fds=(alive,))
         finally:
             os.close(alive)
         try:
+            release()  # a Ctrl-C pressed while pip-audit started is handled here
             if server:
                 server.answer_until(ended, TIMEOUT)
             proc.wait(TIMEOUT)
         except BaseException:  # timeout, Ctrl-C: nothing of the audit is left running
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait()
             raise
-        finally:
-            os.close(ended)
         out.seek(0)
         err.seek(0)
         return subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
+
+
+@contextlib.contextmanager
+def _ctrl_c_held() -> Iterator[Callable[[], None]]:
+    """Ctrl-C is recorded, not handled, until the block calls the function it is given (or ends); then SIGINT's
+    handler runs. A Popen interrupted between its fork and its return leaves a child that nobody kills."""
+    pressed: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        if previous is not None:  # None: a handler Python did not install, left alone
+            signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    except ValueError:  # not the main thread: Python handles no signal here
+        previous = None
+
+    def release() -> None:
+        nonlocal previous
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+            previous = None
+            if pressed:
+                signal.raise_signal(signal.SIGINT)
+
+    try:
+        yield release
+    finally:
+        release()
 
 
 def _advisory_key(gate: str, text: str, flags: tuple, online: bool, advisories) -> str | None:

@@ -479,8 +479,12 @@ def test_the_provider_list_is_the_pinned_litellms():
 # --- Ctrl-C during the checks ---------------------------------------------------------------------
 
 
-HOOK = pathlib.Path(__file__).parent / "ctrl_c"  # its sitecustomize presses Ctrl-C as pip-audit asks the OSV server
-STARTS, ASKS = "pip-audit starts", "pip-audit asks the OSV server"
+HOOK = pathlib.Path(__file__).parent / "ctrl_c"  # its sitecustomize presses Ctrl-C at a moment of the gate
+MOMENTS = {  # the moment of Ctrl-C: the hook's name of it (None: pressed from here, once ps shows pip-audit)
+    "pip-audit runs": None,
+    "pip-audit is being started": "start",
+    "pip-audit asks the OSV server": "query",
+}
 
 
 def _audits(root: int) -> list[int]:
@@ -510,7 +514,7 @@ def _press_once_pip_audit_runs(proc: subprocess.Popen) -> list[int]:
     return audits
 
 
-@pytest.mark.parametrize("moment", [STARTS, ASKS])
+@pytest.mark.parametrize("moment", MOMENTS)
 @pytest.mark.parametrize(
     "command",
     [
@@ -521,14 +525,15 @@ def _press_once_pip_audit_runs(proc: subprocess.Popen) -> list[int]:
     ids=["validate", "check", "pyinfra-run"],
 )
 def test_ctrl_c_during_the_checks_exits_130_interrupted(tmp_path, command, moment):
-    """Ctrl-C (SIGINT to the terminal's process group) once pip-audit has started, or at the moment it asks the
-    gate's OSV server (the SIGINT lands where the query is answered: in pyinfra's process, under gevent): exit
-    130, "interrupted", no traceback, no pip-audit left running, no temporary file left; no host was contacted."""
+    """Ctrl-C (SIGINT to the terminal's process group) while pip-audit runs, at the moment it is being started
+    (Popen has not returned) or asks the gate's OSV server (the SIGINT is handled where the query is answered):
+    exit 130, "interrupted", no traceback, no pip-audit left running, no temporary file left; no host contacted."""
     folder, tmp, events = tmp_path / "project", tmp_path / "tmp", tmp_path / "events"
     tmp.mkdir()
     env = {**project(folder), "LITELLM_GATE_CACHE": "off", "TMPDIR": str(tmp)}  # pip-audit runs, in its own session
-    if moment == ASKS:
+    if MOMENTS[moment]:
         env.update(PYTHONPATH=f"{HOOK}{os.pathsep}{env['PYTHONPATH']}", LITELLM_TEST_CTRL_C=str(events))
+        env.update(LITELLM_TEST_CTRL_C_AT=MOMENTS[moment])
     proc = subprocess.Popen(
         [part.format(dir=folder) for part in command],
         cwd=folder,
@@ -539,15 +544,15 @@ def test_ctrl_c_during_the_checks_exits_130_interrupted(tmp_path, command, momen
         start_new_session=True,  # its own process group, as a terminal's foreground job
     )
     try:
-        audits = _press_once_pip_audit_runs(proc) if moment == STARTS else []
+        audits = [] if MOMENTS[moment] else _press_once_pip_audit_runs(proc)
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    if moment == ASKS:  # what the hook recorded: Ctrl-C at pip-audit's first query, and no other query
+    if MOMENTS[moment]:  # what the hook recorded: Ctrl-C at the moment, and nothing after it
         recorded = [json.loads(line) for line in events.read_text().splitlines()] if events.exists() else []
-        assert [event["event"] for event in recorded] == ["query"], (recorded, err)
+        assert [event["event"] for event in recorded] == [MOMENTS[moment]], (recorded, err)
         audits = recorded[0]["audits"]
     assert audits, "pip-audit was running when Ctrl-C was pressed"
     assert proc.returncode == exitcodes.INTERRUPTED, err

@@ -1,10 +1,13 @@
-"""Ctrl-C at the moment pip-audit asks the gate's OSV server: test_validate's Ctrl-C test puts this folder first
-on the PYTHONPATH of the command it runs (``sitecustomize`` is imported at every Python start).
+"""Ctrl-C at a chosen moment of the CVE gate: test_validate's Ctrl-C test puts this folder first on the
+PYTHONPATH of the command it runs (``sitecustomize`` is imported at every Python start).
 
-When litellm_runner.gates.osv_server is imported, its handler is wrapped: at the first query it records
-``{"event": "query", "pid", "audits"}`` (this process, the pip-audit processes it started) in the file named by
-LITELLM_TEST_CTRL_C, then sends SIGINT to its process group, as a terminal's Ctrl-C does. Python runs the
-handler of that SIGINT at once, in whatever answers the query.
+LITELLM_TEST_CTRL_C names a file of events; LITELLM_TEST_CTRL_C_AT the moment, once per process:
+
+- ``start``: pip-audit has been started (exec'd) and ``subprocess.Popen`` has not returned yet;
+- ``query``: pip-audit asks the gate's OSV server (its first query, in the server's handler).
+
+There the event ``{"event": moment, "pid": this process, "audits": [pip-audit pids]}`` is recorded, then
+SIGINT goes to the process group, as a terminal's Ctrl-C does; Python handles it at once, in whatever runs.
 """
 
 import importlib.abc
@@ -13,10 +16,12 @@ import json
 import os
 import pathlib
 import signal
+import subprocess
 import sys
 
 EVENTS = os.environ.get("LITELLM_TEST_CTRL_C")
-MODULE = "litellm_runner.gates.osv_server"
+AT = os.environ.get("LITELLM_TEST_CTRL_C_AT")
+pressed = []
 
 
 def audits() -> list[int]:
@@ -33,30 +38,52 @@ def audits() -> list[int]:
     return found
 
 
-def interrupting(make_handler):
-    """osv_server._handler, whose handler presses Ctrl-C at the first query."""
-    pressed = []
+def press(moment: str) -> None:
+    """Record MOMENT, then Ctrl-C: once."""
+    if not pressed:
+        pressed.append(moment)
+        with open(EVENTS, "a") as events:
+            events.write(json.dumps({"event": moment, "pid": os.getpid(), "audits": audits()}) + "\n")
+        os.killpg(0, signal.SIGINT)
+
+
+def at_query(osv_server) -> None:
+    """The server's handler presses Ctrl-C at the first query."""
+    make_handler = osv_server._handler
 
     def make(vulns):
         class Handler(make_handler(vulns)):
             def do_POST(self):  # noqa: N802 (http.server's naming)
-                if not pressed:
-                    pressed.append(True)
-                    with open(EVENTS, "a") as events:
-                        events.write(json.dumps({"event": "query", "pid": os.getpid(), "audits": audits()}) + "\n")
-                    os.killpg(0, signal.SIGINT)
+                press("query")
                 return super().do_POST()
 
         return Handler
 
-    return make
+    osv_server._handler = make
+
+
+def at_start(cve) -> None:
+    """Popen (gevent's, once pyinfra's CLI has patched subprocess) presses Ctrl-C once it has started pip-audit."""
+    popen = subprocess.Popen
+    execute_child = popen._execute_child
+
+    def execute_and_press(self, args, *rest, **kwargs):
+        execute_child(self, args, *rest, **kwargs)
+        if "pip-audit" in str(args):
+            press("start")
+
+    popen._execute_child = execute_and_press
+
+
+WRAP = {"query": ("litellm_runner.gates.osv_server", at_query), "start": ("litellm_runner.gates.cve", at_start)}
 
 
 class Wrap(importlib.abc.MetaPathFinder):
-    """Finds MODULE as usual and wraps its handler once it has run."""
+    """Finds the module of the moment as usual and wraps it once it has run."""
 
     def find_spec(self, name, path, target=None):
-        if name != MODULE:
+        module_name, wrap = WRAP[AT]
+        if name != module_name:
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)
@@ -64,11 +91,11 @@ class Wrap(importlib.abc.MetaPathFinder):
 
         def exec_and_wrap(module):
             exec_module(module)
-            module._handler = interrupting(module._handler)
+            wrap(module)
 
         spec.loader.exec_module = exec_and_wrap
         return spec
 
 
-if EVENTS:
+if EVENTS and AT in WRAP:
     sys.meta_path.insert(0, Wrap())
