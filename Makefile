@@ -29,15 +29,15 @@ check: venv
 	@mkdir -p reports
 	$(PY) -m litellm_runner.cli.check --json reports/drift.json --junit reports/drift.xml
 
-# unit tests first (about 2 min), then the integration files in 2 workers, each file whole in
+# unit tests first (2 workers, 2-3.5 min), then the integration files in 2 workers, each file whole in
 # one worker (its sandboxes are its own; see tests/integration/conftest.py)
 test: system-deps venv
-	$(PY) -m pytest tests/unit -v -p no:cacheprovider
+	$(PY) -m pytest tests/unit -v -p no:cacheprovider -n 2
 	$(MAKE) --no-print-directory images
 	$(PY) -m pytest tests/integration -v -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder --durations=40
 
 unit: venv
-	$(PY) -m pytest tests/unit -q -p no:cacheprovider
+	$(PY) -m pytest tests/unit -q -p no:cacheprovider -n 2
 
 integration: system-deps venv images
 	$(PY) -m pytest tests/integration -v -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder --durations=40
