@@ -29,18 +29,18 @@ check: venv
 	@mkdir -p reports
 	$(PY) -m litellm_runner.cli.check --json reports/drift.json --junit reports/drift.xml
 
-# the unit tests while the images are built (a fresh machine's images are mostly downloads), then the
-# integration files in 2 workers, each file whole in one worker (its sandboxes are its own; see
-# tests/integration/conftest.py)
+# the unit tests (2 workers, 2-3.5 min) while the images are built (a fresh machine's images are mostly
+# downloads), then the integration files in 2 workers, each file whole in one worker (its sandboxes are
+# its own; see tests/integration/conftest.py)
 test: system-deps venv
 	$(MAKE) --no-print-directory -j 2 unit-tests images
 	$(PY) -m pytest tests/integration -v -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder --durations=40
 
 unit-tests: venv
-	$(PY) -m pytest tests/unit -v -p no:cacheprovider
+	$(PY) -m pytest tests/unit -v -p no:cacheprovider -n 2
 
 unit: venv
-	$(PY) -m pytest tests/unit -q -p no:cacheprovider
+	$(PY) -m pytest tests/unit -q -p no:cacheprovider -n 2
 
 integration: system-deps venv images
 	$(PY) -m pytest tests/integration -v -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder --durations=40

@@ -34,6 +34,7 @@ an expired or incomplete waiver is itself an error.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import hashlib
@@ -46,6 +47,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
@@ -218,9 +220,9 @@ def _run(text: str, flags: tuple, online: bool, advisories) -> list[dict]:
             str(pathlib.Path(tmp) / "cache"),
         ]
 
-        def audit(extra):
+        def audit(extra, server=None):
             try:
-                proc = _pip_audit_run(base + extra)
+                proc = _pip_audit_run(base + extra, server)
             except subprocess.TimeoutExpired:
                 raise GateError(f"pip-audit did not answer within {TIMEOUT}s") from None
             # exit 1 means "vulnerabilities found"; the JSON on stdout says which
@@ -231,27 +233,67 @@ def _run(text: str, flags: tuple, online: bool, advisories) -> list[dict]:
 
         if online:
             return audit([])
-        with osv_server.serve(advisories) as url:
-            return audit(["-s", "osv", "--osv-url", url])
+        with osv_server.Server(advisories) as server:
+            return audit(["-s", "osv", "--osv-url", server.url], server)
 
 
-def _pip_audit_run(cmd: list[str]) -> subprocess.CompletedProcess:
-    """pip-audit CMD in a session of its own, its output captured, within TIMEOUT (TimeoutExpired otherwise).
+def _pip_audit_run(cmd: list[str], server: osv_server.Server | None = None) -> subprocess.CompletedProcess:
+    """pip-audit CMD in a session of its own, its output captured, within TIMEOUT (TimeoutExpired otherwise);
+    SERVER, if any, answers its queries meanwhile, in this thread.
 
     A terminal's Ctrl-C reaches this process only: pip-audit and the pip processes it starts never print
     their own interrupt; the whole session is killed and the operator's KeyboardInterrupt goes on (exit 130).
     """
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except BaseException:  # timeout, Ctrl-C: nothing of the audit is left running
+    with contextlib.ExitStack() as stack:
+        capture = functools.partial(tempfile.TemporaryFile, "w+", encoding="utf-8", errors="replace")
+        out = stack.enter_context(capture())  # files, not pipes: nothing to drain while SERVER answers
+        err = stack.enter_context(capture())
+        ended, alive = os.pipe()  # pip-audit alone holds ALIVE: ENDED reads (end of file) once it has exited
+        stack.callback(os.close, ended)
+        release = stack.enter_context(_ctrl_c_held())
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-        raise
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+            proc = subprocess.Popen(cmd, stdout=out, stderr=err, start_new_session=True, pass_fds=(alive,))
+        finally:
+            os.close(alive)
+        try:
+            release()  # a Ctrl-C pressed while pip-audit started is handled here
+            if server:
+                server.answer_until(ended, TIMEOUT)
+            proc.wait(TIMEOUT)
+        except BaseException:  # timeout, Ctrl-C: nothing of the audit is left running
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
+
+
+@contextlib.contextmanager
+def _ctrl_c_held() -> Iterator[Callable[[], None]]:
+    """Ctrl-C is recorded, not handled, until the block calls the function it is given (or ends); then SIGINT's
+    handler runs. A Popen interrupted between its fork and its return leaves a child that nobody kills."""
+    pressed: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        if previous is not None:  # None: a handler Python did not install, left alone
+            signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    except ValueError:  # not the main thread: Python handles no signal here
+        previous = None
+
+    def release() -> None:
+        nonlocal previous
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+            previous = None
+            if pressed:
+                signal.raise_signal(signal.SIGINT)
+
+    try:
+        yield release
+    finally:
+        release()
 
 
 def _advisory_key(gate: str, text: str, flags: tuple, online: bool, advisories) -> str | None:
@@ -392,7 +434,7 @@ def sbom(lock, advisories=None) -> str:
 
 
 def _make_sbom(text: str, advisories) -> str:
-    with tempfile.TemporaryDirectory(prefix="cve-gate-sbom-") as tmp, osv_server.serve(advisories) as url:
+    with tempfile.TemporaryDirectory(prefix="cve-gate-sbom-") as tmp, osv_server.Server(advisories) as server:
         req = pathlib.Path(tmp) / "lock.txt"
         req.write_text(text)
         cmd = [
@@ -409,10 +451,10 @@ def _make_sbom(text: str, advisories) -> str:
             "-s",
             "osv",
             "--osv-url",
-            url,
+            server.url,
         ]
         try:
-            proc = _pip_audit_run(cmd)
+            proc = _pip_audit_run(cmd, server)
             bom = json.loads(proc.stdout)
         except subprocess.TimeoutExpired:
             raise GateError(f"pip-audit did not answer within {TIMEOUT}s") from None

@@ -6,19 +6,20 @@ matching happens here: PEP 440 ``ECOSYSTEM`` ranges (introduced / fixed /
 last_affected events) and explicit ``versions`` lists, names normalised as in
 PEP 503. Used by cve_gate in offline mode (the default) and on air-gapped sites.
 
-    with serve("files/advisories/osv.json") as url:   # http://127.0.0.1:PORT/v1/query
-        ...
+    with Server("files/advisories/osv.json") as server:   # server.url: http://127.0.0.1:PORT/v1/query
+        server.answer_until(ended, timeout)   # until ENDED reads: pip-audit has exited
 
 Also runnable for a manual check: ``python -m litellm_runner.gates.osv_server [FILE]``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.server
 import json
 import pathlib
 import re
+import selectors
+import subprocess
 import sys
 import threading
 import time
@@ -89,6 +90,8 @@ def matches(vulns: list[dict], name: str, version: str) -> list[dict]:
 
 def _handler(vulns):
     class Handler(http.server.BaseHTTPRequestHandler):
+        timeout = 30  # seconds a query's connection may take: the one thread that answers never waits longer
+
         def do_POST(self):  # noqa: N802 (http.server's naming)
             if self.path.rstrip("/") != "/v1/query":
                 return self._send(404, {"error": "only /v1/query"})
@@ -114,19 +117,35 @@ def _handler(vulns):
     return Handler
 
 
-@contextlib.contextmanager
-def serve(path=ADVISORIES):
-    """Serve PATH on a free 127.0.0.1 port for the duration of the block; yields the query URL."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(load(path)))
-    # shutdown() waits for serve_forever's next poll: 0.5 s by default, on every gate run
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1/query"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+class Server(http.server.HTTPServer):
+    """The advisories of PATH on a free 127.0.0.1 port (``url``), answered by the thread that asks: no thread
+    of its own, so a Ctrl-C meanwhile interrupts the caller (pyinfra's gevent makes every thread a greenlet
+    of the main thread, and Python runs the SIGINT handler in whichever greenlet runs: in a server thread the
+    KeyboardInterrupt ended that thread with a traceback, and pip-audit got no answer).
+    """
+
+    def __init__(self, path=ADVISORIES) -> None:
+        super().__init__(("127.0.0.1", 0), _handler(load(path)))
+        self.url = f"http://127.0.0.1:{self.server_address[1]}/v1/query"
+
+    def answer_until(self, ended: int, timeout: float) -> None:
+        """Answer queries until the file descriptor ENDED reads (the end of a pipe whose other end a process
+        alone holds: it has exited); subprocess.TimeoutExpired after TIMEOUT seconds.
+
+        One wait for the two, never a short poll: under gevent a timer that expires as Ctrl-C is handled can
+        raise its Timeout later, in whatever waits next.
+        """
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(self, selectors.EVENT_READ)
+            selector.register(ended, selectors.EVENT_READ)
+            while (left := deadline - time.monotonic()) > 0:
+                ready = [key.fileobj for key, _ in selector.select(left)]
+                if ended in ready:
+                    return
+                if ready:
+                    self._handle_request_noblock()  # type: ignore[attr-defined]  # serve_forever's own step
+        raise subprocess.TimeoutExpired("osv-server", timeout)
 
 
 def main(argv=None, prog: str = "python -m litellm_runner.gates.osv_server") -> int:
@@ -141,16 +160,19 @@ def main(argv=None, prog: str = "python -m litellm_runner.gates.osv_server") -> 
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"osv-server: {path}: {exc}", file=sys.stderr)
         return exitcodes.FAILED
-    try:
-        with serve(path) as url:
-            print(url, flush=True)
+    with Server(path) as server:
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        thread.start()
+        print(server.url, flush=True)
+        try:
             # not one endless wait: the kernel may deliver Ctrl-C's SIGINT to the server's thread, which
             # leaves the main thread blocked and Python's handler never run; a short sleep returns and runs it
             while True:
                 time.sleep(0.2)
-    except KeyboardInterrupt:
-        return exitcodes.INTERRUPTED
-    return exitcodes.OK
+        except KeyboardInterrupt:
+            return exitcodes.INTERRUPTED
+        finally:
+            server.shutdown()
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 
 import datetime
 import json
-import urllib.request
+import subprocess
+import sys
 
 import pytest
 
 from litellm_runner.gates import GateError, osv_server
+from litellm_runner.gates import cve as cve_gate
 from litellm_runner.gates.cve import (
     RELOCK,
     audit_installed,
@@ -21,6 +23,10 @@ from tests.unit.group_data import REPO
 
 PINS = REPO / "files" / "litellm-venv-requirements.txt"
 LOCK = lock_path(PINS, "3.11")
+ASK = (  # python -c ASK URL QUERY: the OSV endpoint's answer to QUERY
+    "import sys, urllib.request; request = urllib.request.Request(sys.argv[1], sys.argv[2].encode(), method='POST'); "
+    "print(urllib.request.urlopen(request, timeout=30).read().decode())"
+)
 
 INCIDENT = {  # the incident's forced pins -> advisory ids and fixed versions
     "fastapi-users": ("14.0.2", {"CVE-2025-68481": "15.0.2"}),
@@ -159,11 +165,20 @@ def test_compromised_litellm_is_refused(tmp_path, version):
     ],
 )
 def test_endpoint_does_pep440_range_matching(version, ids):
-    with osv_server.serve() as url:
-        body = json.dumps({"package": {"name": "URLLib3", "ecosystem": "PyPI"}, "version": version}).encode()
-        with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"), timeout=10) as resp:
-            answer = json.load(resp)
+    """A client process asks; the server answers it until it exits, as the gate answers pip-audit."""
+    query = json.dumps({"package": {"name": "URLLib3", "ecosystem": "PyPI"}, "version": version})
+    with osv_server.Server() as server:
+        answer = json.loads(cve_gate._pip_audit_run([sys.executable, "-c", ASK, server.url, query], server).stdout)
     assert {v["id"] for v in answer.get("vulns", [])} == ids
+
+
+def test_a_process_that_outlives_the_timeout_is_killed(tmp_path, monkeypatch):
+    monkeypatch.setattr(cve_gate, "TIMEOUT", 0.5)
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)", str(tmp_path)]  # its own path names it in ps
+    with osv_server.Server() as server, pytest.raises(subprocess.TimeoutExpired):
+        cve_gate._pip_audit_run(sleeper, server)
+    ps = subprocess.run(["ps", "-ww", "-eo", "args="], capture_output=True, text=True, timeout=30).stdout
+    assert str(tmp_path) not in ps
 
 
 def test_waiver_with_expiry_skips_an_advisory(tmp_path):

@@ -9,6 +9,7 @@ anyway. tests/integration/test_validate_run.py feeds the same table through a re
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -478,22 +479,42 @@ def test_the_provider_list_is_the_pinned_litellms():
 # --- Ctrl-C during the checks ---------------------------------------------------------------------
 
 
-def _in_tree(root: int, word: str) -> bool:
-    """Whether a process below ROOT runs a command line containing WORD."""
+HOOK = pathlib.Path(__file__).parent / "ctrl_c"  # its sitecustomize presses Ctrl-C at a moment of the gate
+MOMENTS = {  # the moment of Ctrl-C: the hook's name of it (None: pressed from here, once ps shows pip-audit)
+    "pip-audit runs": None,
+    "pip-audit is being started": "start",
+    "pip-audit asks the OSV server": "query",
+}
+
+
+def _audits(root: int) -> list[int]:
+    """The pids of the processes below ROOT whose command line names pip-audit."""
     rows = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,args="], capture_output=True, text=True, timeout=30).stdout
     children: dict[int, list[tuple[int, str]]] = {}
     for row in rows.splitlines():
         pid, ppid, *args = row.split(None, 2)
         children.setdefault(int(ppid), []).append((int(pid), args[0] if args else ""))
-    todo = [root]
+    found, todo = [], [root]
     while todo:
         for pid, args in children.get(todo.pop(), []):
-            if word in args:
-                return True
+            found += [pid] if "pip-audit" in args else []
             todo.append(pid)
-    return False
+    return found
 
 
+def _press_once_pip_audit_runs(proc: subprocess.Popen) -> list[int]:
+    """Ctrl-C to PROC's process group once pip-audit runs below it (at most 60 s); the pids of pip-audit."""
+    for _ in range(1200):
+        audits = _audits(proc.pid)
+        if proc.poll() is not None or audits:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)
+    return audits
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
 @pytest.mark.parametrize(
     "command",
     [
@@ -503,13 +524,19 @@ def _in_tree(root: int, word: str) -> bool:
     ],
     ids=["validate", "check", "pyinfra-run"],
 )
-def test_ctrl_c_during_the_checks_exits_130_interrupted(tmp_path, command):
-    """Ctrl-C (SIGINT to the terminal's process group) while pip-audit runs: exit 130, "interrupted", no
-    traceback and nothing left running; no host was contacted."""
-    env = {**project(tmp_path), "LITELLM_GATE_CACHE": "off"}  # pip-audit runs, so there is time to press Ctrl-C
+def test_ctrl_c_during_the_checks_exits_130_interrupted(tmp_path, command, moment):
+    """Ctrl-C (SIGINT to the terminal's process group) while pip-audit runs, at the moment it is being started
+    (Popen has not returned) or asks the gate's OSV server (the SIGINT is handled where the query is answered):
+    exit 130, "interrupted", no traceback, no pip-audit left running, no temporary file left; no host contacted."""
+    folder, tmp, events = tmp_path / "project", tmp_path / "tmp", tmp_path / "events"
+    tmp.mkdir()
+    env = {**project(folder), "LITELLM_GATE_CACHE": "off", "TMPDIR": str(tmp)}  # pip-audit runs, in its own session
+    if MOMENTS[moment]:
+        env.update(PYTHONPATH=f"{HOOK}{os.pathsep}{env['PYTHONPATH']}", LITELLM_TEST_CTRL_C=str(events))
+        env.update(LITELLM_TEST_CTRL_C_AT=MOMENTS[moment])
     proc = subprocess.Popen(
-        [part.format(dir=tmp_path) for part in command],
-        cwd=tmp_path,
+        [part.format(dir=folder) for part in command],
+        cwd=folder,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -517,20 +544,21 @@ def test_ctrl_c_during_the_checks_exits_130_interrupted(tmp_path, command):
         start_new_session=True,  # its own process group, as a terminal's foreground job
     )
     try:
-        for _ in range(1200):  # until pip-audit runs (at most 60 s)
-            if proc.poll() is not None or _in_tree(proc.pid, "pip-audit"):
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, (proc.communicate(), env.get("LITELLM_GATE_CACHE"))
-        os.killpg(proc.pid, signal.SIGINT)
+        audits = [] if MOMENTS[moment] else _press_once_pip_audit_runs(proc)
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    if MOMENTS[moment]:  # what the hook recorded: Ctrl-C at the moment, and nothing after it
+        recorded = [json.loads(line) for line in events.read_text().splitlines()] if events.exists() else []
+        assert [event["event"] for event in recorded] == [MOMENTS[moment]], (recorded, err)
+        audits = recorded[0]["audits"]
+    assert audits, "pip-audit was running when Ctrl-C was pressed"
     assert proc.returncode == exitcodes.INTERRUPTED, err
-    assert "interrupted" in err.splitlines()[-1] or "interrupted" in err
+    assert "interrupted" in err
     assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err, err
     assert "pip-audit failed" not in err and "refusing" not in err
     assert "Connected" not in out + err
-    assert not _in_tree(proc.pid, "pip-audit")
+    assert [pid for pid in audits if pathlib.Path(f"/proc/{pid}").exists()] == []  # killed and reaped
+    assert sorted(tmp.iterdir()) == []
