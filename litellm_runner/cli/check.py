@@ -67,6 +67,8 @@ from litellm_runner.resources import project
 
 SCHEMA = "litellm-runner/drift-report"
 PARALLEL = 10  # SSH connections in flight: sshd's default MaxStartups starts dropping beyond 10 unauthenticated
+DRY_COMMAND = ("-m", "litellm_runner.cli.dryrun", "inventory.py", "deploy.py", "--dry", "--json")
+INTERRUPT_GRACE = 15  # seconds the dry run has to end itself after a Ctrl-C (its gate stops pip-audit, removes files)
 
 
 @dataclass
@@ -82,15 +84,18 @@ class Dry:
     end: dict | None = None
 
 
-def run_dry(extra: list[str], timeout: float, on_event=lambda event: None) -> Dry:
-    """``pyinfra inventory.py deploy.py --dry --json EXTRA`` (cli.dryrun), each record to ON_EVENT as it comes.
+def run_dry(extra: list[str], timeout: float, on_event=lambda event: None, command=DRY_COMMAND) -> Dry:
+    """``pyinfra inventory.py deploy.py --dry --json EXTRA`` (cli.dryrun, or COMMAND's arguments to this
+    interpreter), each record to ON_EVENT as it comes.
 
     The records come on its standard output; pyinfra's log (stderr) is kept aside. Raises
-    subprocess.TimeoutExpired when it has not finished within TIMEOUT seconds (it is killed).
+    subprocess.TimeoutExpired when it has not finished within TIMEOUT seconds (it is killed). On Ctrl-C (the
+    terminal sends it to the dry run too: one process group) it gets ``INTERRUPT_GRACE`` seconds to end itself,
+    as its gate stops its own pip-audit and removes its files, before it is killed; a second Ctrl-C kills it.
     """
     env = {k: v for k, v in os.environ.items() if k != "PYINFRA_YES"}
     env["PYINFRA_PROGRESS"] = "off"
-    command = [sys.executable, "-m", "litellm_runner.cli.dryrun", "inventory.py", "deploy.py", "--dry", "--json"]
+    command = [sys.executable, *command]
     expired = threading.Event()
     with tempfile.TemporaryFile("w+") as log:
         proc = subprocess.Popen(
@@ -106,6 +111,12 @@ def run_dry(extra: list[str], timeout: float, on_event=lambda event: None) -> Dr
         try:
             dry = read_records(proc.stdout, on_event)
             proc.wait()
+        except KeyboardInterrupt:
+            try:
+                proc.wait(INTERRUPT_GRACE)
+            except (subprocess.TimeoutExpired, KeyboardInterrupt):
+                pass
+            raise
         finally:
             timer.cancel()
             if proc.poll() is None:  # interrupted while reading: never leave pyinfra running

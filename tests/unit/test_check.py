@@ -8,6 +8,7 @@ import os
 import pathlib
 import re
 import select
+import signal
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -282,3 +283,40 @@ def test_a_record_for_a_reader_that_is_gone_is_dropped_quietly():
     with contextlib.suppress(OSError):
         stream.close()
     channel.write("end", complete=True, failed=[])  # closed already
+
+
+ENDS_ITSELF = """
+import os, signal, sys, time
+def ended(*_):
+    time.sleep(0.5)  # what the gate does on Ctrl-C takes a moment: it stops pip-audit, removes its files
+    open(sys.argv[1], "w").write("ended itself")
+    os._exit(130)
+signal.signal(signal.SIGINT, ended)
+print('{"event": "hosts", "names": ["h"]}', flush=True)
+time.sleep(60)
+"""
+
+
+def test_ctrl_c_gives_the_dry_run_time_to_end_itself(tmp_path, monkeypatch):
+    """Ctrl-C while the records are read: the dry run (which the terminal sent the same SIGINT) ends itself, its
+    gate's pip-audit and files with it, and is not killed first; the KeyboardInterrupt goes on."""
+    marker = tmp_path / "ended"
+    monkeypatch.setenv("LITELLM_PROJECT", str(tmp_path))
+    pids = []
+
+    def interrupted(event):  # Ctrl-C at the first record: to the dry run, and here
+        pids.extend(int(p) for p in os.listdir("/proc") if p.isdigit() and _cmdline(p).endswith(str(marker)))
+        os.kill(pids[0], signal.SIGINT)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_dry([], 120, interrupted, command=("-c", ENDS_ITSELF, str(marker)))
+    assert marker.read_text() == "ended itself"
+    assert not pathlib.Path(f"/proc/{pids[0]}").exists()  # and reaped
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
