@@ -32,6 +32,7 @@ running (compare the 1-host rows of step 1 and step 2). It does not flatter the 
 from __future__ import annotations
 
 import argparse
+import base64
 import concurrent.futures
 import json
 import os
@@ -307,9 +308,12 @@ def ansible_project(tmp: pathlib.Path, host: dict, hosts_file: pathlib.Path, see
                 "managed_state": enabled in ("enabled", "disabled"),
             }
         )
-    # the same desired database state the runner sends (its -vv output names the fact's arguments)
+    # the same desired database state the runner sends: its -vv output shows the host snapshot's command, whose
+    # arguments (base64 JSON, after the action's name) hold the plan's
     proc, _, _ = timed([PYINFRA, "inventory.py", "deploy.py", "--dry", "-vv"], run_env(hosts_file, tmp / "c.json"))
-    desired = re.search(r"desired_b64=([A-Za-z0-9+/=]+)", proc.stdout + proc.stderr)
+    blobs = re.findall(r" snapshot ([A-Za-z0-9+/=]{16,})", proc.stdout + proc.stderr)
+    plans = [json.loads(base64.b64decode(blob)).get("plan") or {} for blob in blobs]
+    desired = next((plan["desired_b64"] for plan in plans if plan.get("desired_b64")), None)
     if not desired:
         sys.exit("benchmark: the runner's database plan input was not in its -vv output")
     packages = [p for p in DEFAULTS["litellm_system_packages"] if isinstance(p, str)]
@@ -327,7 +331,7 @@ def ansible_project(tmp: pathlib.Path, host: dict, hosts_file: pathlib.Path, see
                 "files": files,
                 "units": units,
                 "packages": packages,
-                "dbctl_desired_b64": desired.group(1),
+                "dbctl_desired_b64": desired,
                 "locked": [f"{n}=={v}" for n, v in sorted(locked_versions(sh(f"cat {LOCK}")).items())],
             }
         )
