@@ -35,8 +35,9 @@ from litellm_runner.settings import DEFAULTS
 DBCTL_TIMEOUT = 120  # seconds for one dbctl plan or apply command (pyinfra _timeout)
 PLAN_LIMIT = DBCTL_TIMEOUT - 20  # seconds dbctl plan may run before it is stopped (its item fails alone)
 DEFAULT_POOL_LIMIT = 10  # LiteLLM's database_connection_pool_limit when general_settings does not set it
-# what the plan imports, shipped in files/bin (the script, and its code as a module: root compiles the modules)
 Account = tuple[str, str, str]  # the service account the plan and apply run as: user, group, home (as_account)
+# what the plan imports, shipped to <root>/bin (the script, and its code as modules: root compiles the modules);
+# root checks their sha256 before the plan's child imports them
 PLAN_MODULES = (
     "litellm-dbctl",
     "litellm_dbctl.py",

@@ -285,9 +285,14 @@ def _env_fingerprints(data: bytes, path: str):
         return {"#unreadable": str(exc)}
 
 
+def _normalized(name: str) -> str:
+    """A distribution's NAME as PEP 503 normalizes it (``Fast_API`` is ``fast-api``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _dist_name(entry: str) -> str:
     """The normalized distribution name of a ``NAME-VERSION.dist-info`` folder's name."""
-    return re.sub(r"[-_.]+", "-", entry.split("-", 1)[0]).lower()
+    return _normalized(entry.split("-", 1)[0])
 
 
 DISTS_PREFIX = "dists-"  # the name of a venv's distributions kept by root (``_distributions``)
@@ -344,7 +349,7 @@ def _distributions(venv: str) -> tuple[dict | None, dict]:
                     continue
                 meta = _metadata(sitefd, entry)
                 if meta:
-                    found[re.sub(r"[-_.]+", "-", meta[0]).lower()] = meta[1]
+                    found[_normalized(meta[0])] = meta[1]
                 if not (meta and meta[2]):
                     broken[_dist_name(entry)] = f"lib/{py}/site-packages/{entry}: no METADATA or RECORD"
         if all(time.time_ns() - st.st_mtime_ns > SETTLED_NS for _, st in idents):
@@ -1762,36 +1767,41 @@ def _prisma_sha(site: str, rel: str) -> str | None:
         os.close(fd)
 
 
-PRISMA_COMPILED = ("prisma/client.py", "prisma/types.py", "prisma/models.py", "prisma/actions.py")  # 10 of 10.7 MB
+PRISMA_COMPILED = ("client.py", "types.py", "models.py", "actions.py")  # of the prisma package: 10 of its 10.7 MB
 
 
-def _compiled(site: str, rel: str) -> bool:
-    """Whether SITE/REL (a module of root's venv, reached as ``_prisma_sha`` reaches it) has this interpreter's
-    compiled form in its ``__pycache__``, root's, made from the module as it is now (a timestamp pyc: the
-    module's mtime and size in its header), so that importing it compiles nothing."""
-    folder, _, name = rel.rpartition("/")
+def _compiled(package: str, modules) -> bool:
+    """Whether each of MODULES of the package folder PACKAGE (root's venv, reached as ``_prisma_sha`` reaches it)
+    has this interpreter's compiled form in its ``__pycache__``, root's, made from the module as it is now (a
+    timestamp pyc: the module's mtime and size in its header), so that importing it compiles nothing. The folder
+    and its ``__pycache__`` are opened once for all of them; each pyc's first 16 bytes are read."""
+    magic = _pyc_header()[0]
     try:
-        dirfd = walk(_split(f"{site}/{folder}"), f"{site}/{folder}")
+        dirfd = walk(_split(package), package)
     except (OSError, Unsafe):
         return False
     try:
-        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
         cachefd = os.open(PYCACHE, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dirfd)
         try:
-            fd = _open_file(cachefd, _pyc_name(name), f"{site}/{folder}/{PYCACHE}/{_pyc_name(name)}")
-            try:
-                pyc = os.fstat(fd)
-                head = os.read(fd, 16)
-            finally:
-                os.close(fd)
+            for name in modules:
+                st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+                fd = _open_file(cachefd, _pyc_name(name), f"{package}/{PYCACHE}/{_pyc_name(name)}")
+                try:
+                    pyc, head = os.fstat(fd), os.read(fd, 16)
+                finally:
+                    os.close(fd)
+                stamp = (int(st.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little") + (st.st_size & 0xFFFFFFFF).to_bytes(
+                    4, "little"
+                )
+                if not (stat.S_ISREG(st.st_mode) and pyc.st_uid == 0 and head == magic + bytes(4) + stamp):
+                    return False
         finally:
             os.close(cachefd)
     except (OSError, Unsafe):
         return False
     finally:
         os.close(dirfd)
-    stamp = (int(st.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little") + (st.st_size & 0xFFFFFFFF).to_bytes(4, "little")
-    return stat.S_ISREG(st.st_mode) and pyc.st_uid == 0 and head == _pyc_header()[0] + bytes(4) + stamp
+    return True
 
 
 def prisma_client(venv: str, probe: dict | None) -> dict:
@@ -1824,7 +1834,7 @@ def prisma_client(venv: str, probe: dict | None) -> dict:
     schema = _prisma_sha(site, "litellm/proxy/schema.prisma") if site else None
     generated = bool(schema) and _prisma_sha(site, "prisma/client.py") is not None
     state = {"schema": schema, "generated": generated and _prisma_sha(site, "prisma/schema.prisma") == schema}
-    state["compiled"] = state["generated"] and all(_compiled(site, rel) for rel in PRISMA_COMPILED)
+    state["compiled"] = state["generated"] and _compiled(f"{site}/prisma", PRISMA_COMPILED)
     state["download"] = None
     if not state["generated"] and probe and probe.get("host"):
         import socket
