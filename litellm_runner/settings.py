@@ -429,6 +429,10 @@ SPEC: tuple[Setting, ...] = (
             "renames or retypes a table or column, or makes a column NOT NULL): False, the run stops before it and "
             "applies nothing (the old proxy keeps serving); True, it is applied (a run in a maintenance window: "
             "requests may fail until the restart)", "db-02"),
+    Setting("litellm_migrations_backup_timeout", 900, whole(30, 86400), "seconds, 30-86400",
+            "seconds the verified backup an upgrade's migrations wait for may take (dump, restore into a scratch "
+            "database, row counts); past it the backup is stopped, its scratch database dropped, and nothing is "
+            "applied", "db-02"),
     # --- run lock
     Setting("litellm_lock_wait", 30, whole(0, 86400), "seconds, 0-86400",
             "seconds a second converge waits for the run lock's holder before it refuses (exit 1); a converge "

@@ -58,7 +58,8 @@ from types import SimpleNamespace
 import litellm_pq
 import litellm_tools as tools
 
-BACKUP_TIMEOUT = 75  # seconds litellm-backup may take before a migration (within the deploy's 120 s for dbctl)
+BACKUP_TIMEOUT = 900  # seconds litellm-backup may take before a migration: desired's backup_timeout, else this
+BACKUP_STOP_GRACE = 15  # seconds a timed-out litellm-backup has after SIGTERM to drop its scratch database
 REFUSED = 4  # exit code: the schema has drift that cannot be repaired without losing data (the rest applied)
 
 
@@ -256,7 +257,7 @@ def schema(conn, desired, apply, folder, url, args):
                     if not desired.get("maintenance_window"):
                         stop_before_incompatible(migrations, actions, url, lm)
                     if args.backup_root:
-                        backup_first(args, url)
+                        backup_first(args, url, int(desired.get("backup_timeout", BACKUP_TIMEOUT)))
                 if actions:
                     lm.apply(conn, migrations, actions, expected)
         except lm.Busy as exc:
@@ -302,22 +303,38 @@ def stop_before_incompatible(migrations, actions, url, lm):
             )
 
 
-def backup_first(args, url):
+def backup_first(args, url, timeout=BACKUP_TIMEOUT):
     """litellm-backup (next to this file): a dump restored into a scratch database and compared table by table,
-    kept as a backup set under --backup-root; any failure raises Fail and no migration runs."""
+    kept as a backup set under --backup-root; any failure raises Fail and no migration runs. Past TIMEOUT
+    seconds it is stopped with SIGTERM (it drops its scratch database and unfinished set), its process group
+    killed BACKUP_STOP_GRACE s later."""
+    import signal
     import subprocess
 
     tool = os.path.join(os.path.dirname(os.path.realpath(__file__)), "litellm-backup")
     argv = [sys.executable, tool, "--root", args.backup_root, "--env-file", args.env_file]
+    proc = subprocess.Popen(  # noqa: S603 (root's tool beside this file, with root's interpreter)
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=BACKUP_TIMEOUT, check=False)
+        _, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.communicate(timeout=BACKUP_STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
         raise Fail(
-            f"database {where(url)}: schema: backup before migrating not done within {BACKUP_TIMEOUT} s, "
-            "no migration applied"
+            f"database {where(url)}: schema: backup before migrating not done within {timeout} s "
+            "(litellm_migrations_backup_timeout), no migration applied"
         ) from None
+    finally:
+        if proc.poll() is None:  # an interrupt while waiting: the backup goes with it
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines()  # litellm-backup's own line: its error, the password masked
+        lines = stderr.strip().splitlines()  # litellm-backup's own line: its error, the password masked
         why = next((ln for ln in lines if ln.startswith("backup: FAILED")), f"litellm-backup exited {proc.returncode}")
         why = why.replace("backup: FAILED", "backup before migrating failed")
         raise Fail(f"database {where(url)}: schema: {why}, no migration applied")

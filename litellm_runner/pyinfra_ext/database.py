@@ -69,6 +69,8 @@ def desired_state(data) -> dict:
         "capacity": capacity_inputs(data),
         # a new release's migration the running release may not read through: applied (True) or refused
         "maintenance_window": bool(data.litellm_migrations_maintenance_window),
+        # seconds dbctl gives the verified backup before migrations (the schema's apply: that and DBCTL_TIMEOUT)
+        "backup_timeout": int(data.litellm_migrations_backup_timeout),
     }
 
 
@@ -210,13 +212,22 @@ def _dbctl_failed(state, host, what: str) -> bool:
     return False
 
 
-def _dbctl_apply(state, host, command: str, scope: str) -> bool:
-    """Run dbctl apply for SCOPE; a failure fails this item only (``_dbctl_failed``) with dbctl's one line."""
-    ok, out = run_command(host, command, DBCTL_TIMEOUT)
+def _dbctl_apply(state, host, command: str, scope: str, timeout: int = DBCTL_TIMEOUT) -> bool:
+    """Run dbctl apply for SCOPE within TIMEOUT seconds; a failure fails this item only (``_dbctl_failed``)
+    with dbctl's one line."""
+    ok, out = run_command(host, command, timeout)
     if ok:
         return True
     line = ((out.stderr or out.stdout).strip().splitlines() or [""])[-1].removeprefix("litellm-dbctl: ")
     return _dbctl_failed(state, host, f"database {scope}: {line or 'litellm-dbctl apply failed'}")
+
+
+def _apply(root: str, scope: str, desired: dict, account: Account, timeout: int, venv: str) -> FunctionCommand:
+    """dbctl apply of SCOPE as a command of this item; the schema's may first wait for a verified backup
+    (``backup_timeout``), so its command may take that long beside DBCTL_TIMEOUT."""
+    limit = DBCTL_TIMEOUT + (int(desired.get("backup_timeout", 0)) if scope == "schema" else 0)
+    command = dbctl(root, "apply", scope, desired, account, timeout, venv)
+    return FunctionCommand(_dbctl_apply, (command, scope, limit), {})
 
 
 def _unreachable(found: dict | None) -> TypeGuard[dict]:
@@ -257,7 +268,7 @@ def database(
     found = plan(root, scope, desired, account, timeout, venv)
     if replan and not _unreachable(found):
         drift.record("database", f"{scope}: planned from the release the venv had", "planned again after the venv")
-        yield FunctionCommand(_dbctl_apply, (dbctl(root, "apply", scope, desired, account, timeout, venv), scope), {})
+        yield _apply(root, scope, desired, account, timeout, venv)
         return
     if _unreachable(found):
         drift.record("error", f"database {scope}: {found['error']}", "reachable")
@@ -266,7 +277,7 @@ def database(
     if found is None or "error" in found:
         why = "litellm-dbctl cannot run yet" + (f" ({found['error']})" if found else "")
         drift.record("database", why, f"{scope} converged")
-        yield FunctionCommand(_dbctl_apply, (dbctl(root, "apply", scope, desired, account, timeout, venv), scope), {})
+        yield _apply(root, scope, desired, account, timeout, venv)
         return
     items = found["items"]
     if not items:
@@ -289,4 +300,4 @@ def database(
                 entry = {**entry, "new_token": token, "new_key_name": key_name}
             rotations.append(entry)
         desired = {**desired, "rotations": rotations}
-    yield FunctionCommand(_dbctl_apply, (dbctl(root, "apply", scope, desired, account, timeout, venv), scope), {})
+    yield _apply(root, scope, desired, account, timeout, venv)

@@ -91,9 +91,9 @@ def check_before(host):
 def converged(host, dry_before, check_before):
     """The first converge, then the second; both runs returned."""
     first = pyinfra([host.name], "-y")
-    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.returncode == 0, first.why
     second = pyinfra([host.name], "-y")
-    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.returncode == 0, second.why
     return first, second
 
 
@@ -101,7 +101,7 @@ def converged(host, dry_before, check_before):
 def converge(host):
     def run():
         result = pyinfra([host.name], "-y")
-        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.returncode == 0, result.why
         return result
 
     return run
@@ -114,4 +114,4 @@ def back_to_the_sandbox_desired_state(host):
     find it as they expect. A file asks for it with pytest.mark.usefixtures."""
     yield
     run = pyinfra([host.name], "-y")
-    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.returncode == 0, run.why

@@ -34,7 +34,7 @@ def planted(converged, host, tmp_path):
     """The plants on the host and the new secret in a copy of the sandbox's secret source; put back after.
     The host is first converged to the repository's desired state (another file may have left its own)."""
     run = pyinfra([host.name], "-y")
-    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.returncode == 0, run.why
     host.ssh(f"mkdir -p -m 0700 {KEEP} && cp -p {CONFIG} {ENV} {KEEP}/")
     try:
         host.ssh(

@@ -154,7 +154,7 @@ def with_dead_model(proxy, host, tmp_path_factory):
     data = {"litellm_model_list": models, "litellm_num_workers": 1}
     hosts = inventory(tmp_path_factory.mktemp("h8") / "hosts.yml", [host.name], data)
     run = pyinfra([host.name], "-y", env={"LITELLM_INVENTORY": str(hosts)})
-    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.returncode == 0, run.why
     host.wait_for("curl -sf http://127.0.0.1:4000/health/liveliness", timeout=300)
     return models
 

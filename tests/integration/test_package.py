@@ -138,7 +138,7 @@ def example_runs(built, host, example):
 
     yield run(), run()
     back = pyinfra([host.name], "-y")
-    assert back.returncode == 0, back.stderr[-3000:]
+    assert back.returncode == 0, back.why
 
 
 def test_example_project_converges_then_changes_nothing(example_runs, host):

@@ -274,7 +274,7 @@ def test_a_database_model_under_a_config_models_name_is_drift_then_moved_out(rea
         assert any(i["id"] == MODELS_ITEM and named in json.dumps(i["before"]) for i in drifted), drifted
 
         run = pyinfra([host.name], "-y")
-        assert run.returncode == 0, run.stderr[-3000:]
+        assert run.returncode == 0, run.why
         assert MODELS_ITEM in run.changed(host.name)
         host.wait_for(f"curl -sf {PROXY}/health/readiness", timeout=600)  # restarted in the rolling order
         answers = [chat(host, master_key()) for _ in range(12)]
@@ -290,7 +290,7 @@ def test_a_database_model_under_a_config_models_name_is_drift_then_moved_out(rea
             == "local-vllm"
         )
         again = pyinfra([host.name], "-y")
-        assert again.returncode == 0 and again.changed(host.name) == [], again.stderr[-3000:]
+        assert again.returncode == 0 and again.changed(host.name) == [], again.why
     finally:
         sql(host, "DELETE FROM \"LiteLLM_ProxyModelTable\" WHERE model_id = :'i'", i=model_id)
         if sql(host, "SELECT to_regclass('litellm_runner_quarantined_models') IS NOT NULL") == "t":
@@ -461,7 +461,7 @@ def test_prompts_turned_on_in_the_database_are_drift_then_repaired(keys, host, s
         ], drifted
         assert "store_prompts_in_spend_logs" in proc.stdout
         run = pyinfra([host.name], "-y")
-        assert run.returncode == 0, run.stderr[-3000:]
+        assert run.returncode == 0, run.why
         assert SETTINGS_ITEM in run.changed(host.name)
     finally:
         if sql(host, flag) != "false":  # a failure above must not leave prompts on for the other tests
@@ -594,7 +594,7 @@ def test_idle_connections_older_than_the_age_are_ended_and_nothing_else(ready, h
             "--data",
             f"litellm_db_idle_minutes={IDLE_MINUTES}",
         )
-        assert run.returncode == 0, run.stderr[-3000:]
+        assert run.returncode == 0, run.why
         assert IDLE_ITEM in run.changed(host.name)
         assert idle_for(host, AGED) == -1.0
         assert idle_for(host, OTHER) > 0 and idle_for(host, "pd-idle-young") >= 0

@@ -92,7 +92,7 @@ def rot(tmp_path_factory):
         cleanup.callback(shutil.rmtree, REPO / ".secrets" / "keys" / NAME, True)
         host = cleanup.enter_context(fresh_sandbox(NAME, PORT))
         run = pyinfra([host.name], "-y", env=env)
-        assert run.returncode == 0, run.stderr[-3000:]
+        assert run.returncode == 0, run.why
         host.wait_for("curl -sf http://127.0.0.1:4000/health/readiness", timeout=600)
         old = secret_values(secrets)
         master = old["LITELLM_MASTER_KEY"]

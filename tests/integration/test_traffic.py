@@ -74,7 +74,7 @@ def converge(host, tmp_path_factory, **overrides):
         {"litellm_model_list": STUB_MODELS, "litellm_num_workers": 1, **overrides},
     )
     run = pyinfra([host.name], "-y", env={"LITELLM_INVENTORY": str(hosts)})
-    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.returncode == 0, run.why
     host.wait_for(f"curl -sf {PROXY}/health/readiness", timeout=600)
     return run, host.out(f"{CTL} show -P MainPID litellm.service")
 

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -85,6 +86,13 @@ class Run:
     @property
     def json(self) -> dict:
         return json.loads(self.stdout)
+
+    @property
+    def why(self) -> str:
+        """For an assertion's message: the lines of stderr that name an error or a failure (a failed item's
+        line may be far from the end of a long run), then stderr's end."""
+        lines = [ln for ln in self.stderr.splitlines() if re.search(r"error|fail|refus|timed out|traceback", ln, re.I)]
+        return "\n".join(lines)[-4000:] + "\n--- end of stderr:\n" + self.stderr[-2000:]
 
     def changed(self, host: str | None = None) -> list[str]:
         """Names of the operations that changed a host (apply) or would change it (--dry)."""

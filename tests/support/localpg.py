@@ -23,6 +23,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 
 import psycopg
 from psycopg import sql
@@ -125,6 +126,25 @@ class LocalPostgres:
 
     def connect(self) -> psycopg.Connection:
         return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+
+    def sessions(self, application_name: str, where: str = "true") -> int:
+        """How many sessions of APPLICATION_NAME the server has (WHERE: a further condition on pg_stat_activity)."""
+        with self.admin() as conn:
+            row = conn.execute(
+                f"SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND ({where})",  # noqa: S608
+                (application_name,),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def until(self, application_name: str, where: str = "true", present: bool = True, timeout: float = 30) -> None:
+        """Wait until a session of APPLICATION_NAME matching WHERE is there (PRESENT) or none is (a killed
+        client's backend ends moments later, once it notices); AssertionError after TIMEOUT seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if bool(self.sessions(application_name, where)) == present:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{application_name} ({where}): {'never came' if present else 'still there'}")
 
     def apply_litellm_schema(self, skip: set[str] = frozenset()) -> None:
         """Build LiteLLM's tables from the pinned migrations, then drop `skip` tables."""

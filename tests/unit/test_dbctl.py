@@ -580,6 +580,55 @@ def test_upgrade_migrates_only_after_a_verified_backup(db, tmp_path):
             conn.execute("DELETE FROM _prisma_migrations WHERE migration_name = '29990101000000_upgrade'")
 
 
+def test_a_backup_past_its_timeout_is_stopped_and_nothing_is_applied(db, tmp_path):
+    """litellm_migrations_backup_timeout (desired backup_timeout): a pre-migration backup still running then
+    (here pg_dump waits for a table another session holds) is stopped; it leaves no set, no scratch database and
+    no pg_dump session, the schema item fails in one line naming the setting, and no migration is applied."""
+    pg, env = db
+    items(dbctl(env, "apply", "schema"))
+    folder = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, folder)
+    new = folder / "29990101000000_upgrade" / "migration.sql"
+    new.parent.mkdir()
+    new.write_text('ALTER TABLE "LiteLLM_SkillsTable" ADD COLUMN IF NOT EXISTS "upgraded" TEXT;\n')
+    root = tmp_path / "root"
+    (root / "state" / "archive" / "backups").mkdir(parents=True)
+    holder = psycopg.connect(pg.url)
+    try:
+        with pg.admin() as conn:
+            conn.execute("ALTER ROLE litellm CREATEDB")
+        holder.execute('LOCK TABLE "LiteLLM_Config" IN ACCESS EXCLUSIVE MODE')  # pg_dump waits for it
+        proc = dbctl(
+            env, "apply", "schema", {**DESIRED, "backup_timeout": 3}, migrations=str(folder), backup_root=str(root)
+        )
+        assert proc.returncode == 3, proc.stderr
+        assert (
+            proc.stderr.strip()
+            .splitlines()[-1]
+            .endswith(
+                "schema: backup before migrating not done within 3 s (litellm_migrations_backup_timeout), "
+                "no migration applied"
+            )
+        ), proc.stderr
+        holder.rollback()
+        assert list((root / "state" / "archive" / "backups").iterdir()) == []
+        with pg.admin() as conn:
+            assert (
+                conn.execute(
+                    "SELECT count(*) FROM pg_database WHERE starts_with(datname, 'litellm_restore_check_')"
+                ).fetchone()[0]
+                == 0
+            )
+        pg.until("pg_dump", present=False)
+        assert [i["id"] for i in items(dbctl(env, "plan", "schema", migrations=str(folder)))] == [
+            "migration 29990101000000_upgrade"
+        ]
+    finally:
+        holder.close()
+        with pg.admin() as conn:
+            conn.execute("ALTER ROLE litellm NOCREATEDB")
+
+
 def test_upgrade_stops_before_a_migration_the_running_release_cannot_read(db, tmp_path):
     """A new release's migration that drops a column (the running proxy may still read it) is refused, nothing
     applied, naming it and the statement; with maintenance_window in the desired state it is applied."""

@@ -6,9 +6,11 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 
+import psycopg
 import pytest
 
 from tests.support.localpg import LocalPostgres
@@ -138,3 +140,103 @@ def test_retention_7_daily_4_weekly_3_monthly(tmp_path):
 )
 def test_keep_table(sets, daily, weekly, monthly, expected):
     assert load_backup_module().keep(sets, daily, weekly, monthly) == expected
+
+
+def _scratch_databases(pg):
+    with pg.admin() as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, 'litellm_restore_check_')")
+        return sorted(r[0] for r in rows)
+
+
+def _dead_pid():
+    child = subprocess.Popen(["true"])  # noqa: S607
+    child.wait()
+    return child.pid
+
+
+def test_scratch_databases_a_killed_backup_of_this_machine_left_are_dropped(pg, tmp_path):
+    """A backup killed mid-restore (SIGKILL: no finally) leaves its scratch database; the next backup drops it
+    when it was this machine's and its process is gone, and keeps another machine's or a running backup's."""
+    backup = load_backup_module()
+    dead, alive = _dead_pid(), os.getpid()
+    planted = {
+        f"litellm_restore_check_{dead}": backup.owner(dead),  # this machine, process gone: dropped
+        f"litellm_restore_check_{alive}": backup.owner(alive),  # this machine, still running: kept
+        "litellm_restore_check_7": "litellm-backup 0123456789abcdef0123456789abcdef some-boot 7",  # another machine
+        "litellm_restore_check_8": None,  # no comment: not the runner's, kept
+    }
+    with pg.admin() as conn:
+        for name, comment in planted.items():
+            conn.execute(f'CREATE DATABASE "{name}" OWNER litellm')
+            if comment:
+                conn.execute(f"COMMENT ON DATABASE \"{name}\" IS '{comment}'")
+    try:
+        env = root_for(tmp_path, pg.url)
+        proc = run(tmp_path, env)
+        assert proc.returncode == 0, proc.stderr
+        assert _scratch_databases(pg) == sorted(
+            [f"litellm_restore_check_{alive}", "litellm_restore_check_7", "litellm_restore_check_8"]
+        )
+    finally:
+        with pg.admin() as conn:
+            for name in planted:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def test_rows_written_while_the_dump_runs_do_not_fail_the_restore_check(pg, tmp_path):
+    """The row counts come from the dump's own snapshot: a row the proxy writes while pg_dump runs is in
+    neither, so the restore check passes (counted after the dump, as before, it failed on a busy proxy)."""
+    with pg.connect() as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS it_busy (n int)")
+    env = root_for(tmp_path, pg.url)
+    holder = psycopg.connect(pg.url)
+    try:
+        holder.execute('LOCK TABLE "LiteLLM_Config" IN ACCESS EXCLUSIVE MODE')  # pg_dump waits for it
+        proc = subprocess.Popen(
+            [sys.executable, BACKUP, "--root", str(tmp_path), "--env-file", str(env)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "LITELLM_CONFIG_DIR": str(tmp_path / "state")},
+        )
+        pg.until("pg_dump", "wait_event_type = 'Lock'")  # it waits for the table
+        with pg.connect() as conn:
+            conn.execute("INSERT INTO it_busy SELECT generate_series(1, 5)")  # after the dump's snapshot
+        holder.rollback()
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stderr
+        record = json.loads((tmp_path / "state" / "archive" / "backups" / "last-backup.json").read_text())
+        assert record["verified"] is True and record["error"] is None
+    finally:
+        holder.close()
+        with pg.connect() as conn:
+            conn.execute("DROP TABLE IF EXISTS it_busy")
+
+
+def test_sigterm_ends_a_backup_with_no_set_and_no_scratch_database_left(pg, tmp_path):
+    """What a timeout sends (litellm-dbctl, litellm_migrations_backup_timeout): the backup stops at once,
+    removes its unfinished set, and leaves no scratch database and no pg_dump behind."""
+    env = root_for(tmp_path, pg.url)
+    holder = psycopg.connect(pg.url)
+    try:
+        holder.execute('LOCK TABLE "LiteLLM_Config" IN ACCESS EXCLUSIVE MODE')
+        proc = subprocess.Popen(
+            [sys.executable, BACKUP, "--root", str(tmp_path), "--env-file", str(env)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            env={**os.environ, "LITELLM_CONFIG_DIR": str(tmp_path / "state")},
+        )
+        pg.until("pg_dump", "wait_event_type = 'Lock'")  # it waits for the table
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 128 + signal.SIGTERM, stderr
+        assert "Traceback" not in stderr
+        backups = tmp_path / "state" / "archive" / "backups"
+        assert [p.name for p in backups.iterdir()] == []  # no set, finished or not
+        assert _scratch_databases(pg) == []
+        holder.rollback()  # a backend waiting for a lock notices its client gone once it has the lock
+        pg.until("pg_dump", present=False)
+    finally:
+        holder.close()
