@@ -34,7 +34,7 @@ check: venv
 # its own; see tests/integration/conftest.py)
 test: system-deps venv
 	$(MAKE) --no-print-directory -j 2 unit-tests images
-	$(PY) -m pytest tests/integration -v -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder --durations=40
+	$(PY) -m pytest tests/integration -v -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder --durations=0 --durations-min=5
 
 unit-tests: venv
 	$(PY) -m pytest tests/unit -v -p no:cacheprovider -n 2
@@ -43,7 +43,7 @@ unit: venv
 	$(PY) -m pytest tests/unit -q -p no:cacheprovider -n 2
 
 integration: system-deps venv images
-	$(PY) -m pytest tests/integration -v -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder --durations=40
+	$(PY) -m pytest tests/integration -v -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder --durations=0 --durations-min=5
 
 # both sandbox images (Debian 12 for the full suite, 13 for tests/integration/test_release.py) and the
 # wheelhouse of each (the venv locks' wheels its pip installs from, docs/sandbox.md), built side by side

@@ -2,6 +2,7 @@
 converged once; removed at the end."""
 
 import os
+import time
 
 import pytest
 
@@ -115,3 +116,22 @@ def back_to_the_sandbox_desired_state(host):
     yield
     run = pyinfra([host.name], "-y")
     assert run.returncode == 0, run.why
+
+
+TIMELINE = REPO / "reports" / "integration-timeline.tsv"  # worker, start, end (epoch s), phase, test
+
+
+def pytest_configure(config):
+    if not _WORKER:  # the run's first process: a new timeline
+        TIMELINE.unlink(missing_ok=True)
+
+
+def pytest_runtest_logreport(report):
+    """Each test's phases as they end, one line per phase that took a second or more, by worker: which file
+    held a worker how long, and when each worker went idle (docs/tests.md, CI time)."""
+    if report.duration < 1 or (not _WORKER and hasattr(report, "node")):  # xdist's controller relays the workers'
+        return
+    end = time.time()
+    TIMELINE.parent.mkdir(exist_ok=True)
+    with TIMELINE.open("a", encoding="utf-8") as out:
+        out.write(f"{_WORKER or 'main'}\t{end - report.duration:.1f}\t{end:.1f}\t{report.when}\t{report.nodeid}\n")
