@@ -533,9 +533,10 @@ def test_interrupted_concurrent_index_migration_is_run_again_safely(db):
     assert rows == [(False, True, 0), (True, False, 1)] or rows[-2:] == [(False, True, 1), (True, False, 1)]
 
 
-def test_upgrade_migrates_only_after_a_verified_backup(db, tmp_path):
-    """A new release's migration on a database that holds applied ones (an upgrade) runs only after
-    litellm-backup made a verified backup set under --backup-root; a backup that fails applies nothing."""
+@pytest.fixture
+def upgrade(db, tmp_path):
+    """The pinned release converged, a new release's migration beside its migrations (an upgrade), and a
+    --backup-root: (pg, env, migrations folder, backup root). Afterwards the migration is undone."""
     pg, env = db
     items(dbctl(env, "apply", "schema"))  # the pinned release converged (the fixture dropped a table)
     folder = tmp_path / "migrations"
@@ -546,32 +547,7 @@ def test_upgrade_migrates_only_after_a_verified_backup(db, tmp_path):
     root = tmp_path / "root"
     (root / "state" / "archive" / "backups").mkdir(parents=True)
     try:
-        with pg.admin() as conn:  # the restore check needs CREATEDB: without it the backup fails
-            conn.execute("ALTER ROLE litellm NOCREATEDB")
-        proc = dbctl(env, "apply", "schema", migrations=str(folder), backup_root=str(root))
-        assert proc.returncode == 3, proc.stderr
-        assert "schema: backup before migrating failed" in proc.stderr
-        assert proc.stderr.rstrip().endswith("no migration applied")
-        assert pg.password not in proc.stderr
-        assert [i["id"] for i in items(dbctl(env, "plan", "schema", migrations=str(folder)))] == [
-            "migration 29990101000000_upgrade"
-        ]
-
-        with pg.admin() as conn:
-            conn.execute("ALTER ROLE litellm CREATEDB")
-        applied = items(dbctl(env, "apply", "schema", migrations=str(folder), backup_root=str(root)))
-        assert [i["id"] for i in applied] == ["migration 29990101000000_upgrade"]
-        record = json.loads((root / "state" / "archive" / "backups" / "last-backup.json").read_text())
-        assert record["verified"] is True and record["error"] is None
-        with pg.connect() as conn:
-            started = conn.execute(
-                "SELECT started_at FROM _prisma_migrations WHERE migration_name = '29990101000000_upgrade'"
-            ).fetchone()[0]
-        assert datetime.datetime.fromisoformat(record["time"]) < started.replace(tzinfo=datetime.UTC)
-
-        # nothing to migrate: no backup (the set above stays the only one)
-        assert items(dbctl(env, "apply", "schema", migrations=str(folder), backup_root=str(root))) == []
-        assert len([p for p in (root / "state" / "archive" / "backups").iterdir() if p.is_dir()]) == 1
+        yield pg, env, folder, root
     finally:
         with pg.admin() as conn:
             conn.execute("ALTER ROLE litellm NOCREATEDB")
@@ -580,53 +556,68 @@ def test_upgrade_migrates_only_after_a_verified_backup(db, tmp_path):
             conn.execute("DELETE FROM _prisma_migrations WHERE migration_name = '29990101000000_upgrade'")
 
 
-def test_a_backup_past_its_timeout_is_stopped_and_nothing_is_applied(db, tmp_path):
+def test_upgrade_migrates_only_after_a_verified_backup(upgrade):
+    """A new release's migration on a database that holds applied ones (an upgrade) runs only after
+    litellm-backup made a verified backup set under --backup-root; a backup that fails applies nothing."""
+    pg, env, folder, root = upgrade
+    with pg.admin() as conn:  # the restore check needs CREATEDB: without it the backup fails
+        conn.execute("ALTER ROLE litellm NOCREATEDB")
+    proc = dbctl(env, "apply", "schema", migrations=str(folder), backup_root=str(root))
+    assert proc.returncode == 3, proc.stderr
+    assert "schema: backup before migrating failed" in proc.stderr
+    assert proc.stderr.rstrip().endswith("no migration applied")
+    assert pg.password not in proc.stderr
+    assert [i["id"] for i in items(dbctl(env, "plan", "schema", migrations=str(folder)))] == [
+        "migration 29990101000000_upgrade"
+    ]
+
+    with pg.admin() as conn:
+        conn.execute("ALTER ROLE litellm CREATEDB")
+    applied = items(dbctl(env, "apply", "schema", migrations=str(folder), backup_root=str(root)))
+    assert [i["id"] for i in applied] == ["migration 29990101000000_upgrade"]
+    record = json.loads((root / "state" / "archive" / "backups" / "last-backup.json").read_text())
+    assert record["verified"] is True and record["error"] is None
+    with pg.connect() as conn:
+        started = conn.execute(
+            "SELECT started_at FROM _prisma_migrations WHERE migration_name = '29990101000000_upgrade'"
+        ).fetchone()[0]
+    assert datetime.datetime.fromisoformat(record["time"]) < started.replace(tzinfo=datetime.UTC)
+
+    # nothing to migrate: no backup (the set above stays the only one)
+    assert items(dbctl(env, "apply", "schema", migrations=str(folder), backup_root=str(root))) == []
+    assert len([p for p in (root / "state" / "archive" / "backups").iterdir() if p.is_dir()]) == 1
+
+
+def test_a_backup_past_its_timeout_is_stopped_and_nothing_is_applied(upgrade):
     """litellm_migrations_backup_timeout (desired backup_timeout): a pre-migration backup still running then
     (here pg_dump waits for a table another session holds) is stopped; it leaves no set, no scratch database and
     no pg_dump session, the schema item fails in one line naming the setting, and no migration is applied."""
-    pg, env = db
-    items(dbctl(env, "apply", "schema"))
-    folder = tmp_path / "migrations"
-    shutil.copytree(MIGRATIONS, folder)
-    new = folder / "29990101000000_upgrade" / "migration.sql"
-    new.parent.mkdir()
-    new.write_text('ALTER TABLE "LiteLLM_SkillsTable" ADD COLUMN IF NOT EXISTS "upgraded" TEXT;\n')
-    root = tmp_path / "root"
-    (root / "state" / "archive" / "backups").mkdir(parents=True)
-    holder = psycopg.connect(pg.url)
-    try:
-        with pg.admin() as conn:
-            conn.execute("ALTER ROLE litellm CREATEDB")
+    pg, env, folder, root = upgrade
+    with pg.admin() as conn:
+        conn.execute("ALTER ROLE litellm CREATEDB")
+    with psycopg.connect(pg.url) as holder:
         holder.execute('LOCK TABLE "LiteLLM_Config" IN ACCESS EXCLUSIVE MODE')  # pg_dump waits for it
         proc = dbctl(
             env, "apply", "schema", {**DESIRED, "backup_timeout": 3}, migrations=str(folder), backup_root=str(root)
         )
-        assert proc.returncode == 3, proc.stderr
-        assert (
-            proc.stderr.strip()
-            .splitlines()[-1]
-            .endswith(
-                "schema: backup before migrating not done within 3 s (litellm_migrations_backup_timeout), "
-                "no migration applied"
-            )
-        ), proc.stderr
         holder.rollback()
-        assert list((root / "state" / "archive" / "backups").iterdir()) == []
-        with pg.admin() as conn:
-            assert (
-                conn.execute(
-                    "SELECT count(*) FROM pg_database WHERE starts_with(datname, 'litellm_restore_check_')"
-                ).fetchone()[0]
-                == 0
-            )
-        pg.until("pg_dump", present=False)
-        assert [i["id"] for i in items(dbctl(env, "plan", "schema", migrations=str(folder)))] == [
-            "migration 29990101000000_upgrade"
-        ]
-    finally:
-        holder.close()
-        with pg.admin() as conn:
-            conn.execute("ALTER ROLE litellm NOCREATEDB")
+    assert proc.returncode == 3, proc.stderr
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "schema: backup before migrating not done within 3 s (litellm_migrations_backup_timeout), "
+            "no migration applied"
+        )
+    ), proc.stderr
+    assert list((root / "state" / "archive" / "backups").iterdir()) == []
+    with pg.admin() as conn:
+        scratch = "SELECT count(*) FROM pg_database WHERE starts_with(datname, 'litellm_restore_check_')"
+        assert conn.execute(scratch).fetchone()[0] == 0
+    pg.until("pg_dump", present=False)
+    assert [i["id"] for i in items(dbctl(env, "plan", "schema", migrations=str(folder)))] == [
+        "migration 29990101000000_upgrade"
+    ]
 
 
 def test_upgrade_stops_before_a_migration_the_running_release_cannot_read(db, tmp_path):
