@@ -165,6 +165,7 @@ def test_scratch_databases_a_killed_backup_of_this_machine_left_are_dropped(pg, 
         "litellm_restore_check_7": "litellm-backup 0123456789abcdef0123456789abcdef some-boot 7",  # another machine
         "litellm_restore_check_8": None,  # no comment: not the runner's, kept
         "litellm_restore_check_9": backup.owner(dead),  # this machine's, but another role's: named, kept
+        "litellm_restore_check_10": backup.owner(10**30),  # no pid the kernel can have: not a backup's, kept
     }
     with pg.admin() as conn:
         for name, comment in planted.items():
@@ -176,7 +177,7 @@ def test_scratch_databases_a_killed_backup_of_this_machine_left_are_dropped(pg, 
         proc = run(tmp_path, env)
         assert proc.returncode == 0, proc.stderr
         assert _scratch_databases(pg) == sorted(
-            [f"litellm_restore_check_{alive}", *(f"litellm_restore_check_{n}" for n in (7, 8, 9))]
+            [f"litellm_restore_check_{alive}", *(f"litellm_restore_check_{n}" for n in (7, 8, 9, 10))]
         )
         assert "scratch database litellm_restore_check_9 of an earlier backup not dropped: must be owner" in (
             proc.stderr
