@@ -324,7 +324,7 @@ def backup_first(args, url, timeout=BACKUP_TIMEOUT):
             proc.communicate(timeout=BACKUP_STOP_GRACE)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+            proc.wait(timeout=BACKUP_STOP_GRACE)  # its pipes are not read again: a process outside the group keeps them
         raise Fail(
             f"database {where(url)}: schema: backup before migrating not done within {timeout} s "
             "(litellm_migrations_backup_timeout), no migration applied"
