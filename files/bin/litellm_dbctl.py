@@ -58,7 +58,8 @@ from types import SimpleNamespace
 import litellm_pq
 import litellm_tools as tools
 
-BACKUP_TIMEOUT = 900  # seconds litellm-backup may take before a migration: desired's backup_timeout, else this
+BACKUP_TIMEOUT = 900  # seconds litellm-backup may take before a migration: desired's backup_timeout, else this (the
+# default of litellm_migrations_backup_timeout; tests/unit/test_dbctl.py checks they agree)
 BACKUP_STOP_GRACE = 15  # seconds a timed-out litellm-backup has after SIGTERM to drop its scratch database
 REFUSED = 4  # exit code: the schema has drift that cannot be repaired without losing data (the rest applied)
 

@@ -747,3 +747,14 @@ def test_a_checks_plan_takes_the_schema_from_the_replay_root_kept(db):
     doc["tables"]["LiteLLM_Planted"] = doc["migrations"][-1][0]
     assert "table LiteLLM_Planted" in {i["id"] for i in plan(json.dumps(doc))["scopes"]["schema"]}
     assert plan("not json")["scopes"] == first["scopes"]  # an unreadable text: the migrations themselves
+
+
+def test_dbctls_own_backup_timeout_is_the_settings_default():
+    """dbctl's fallback when desired carries no backup_timeout (dbctl run by hand) is the spec's default."""
+    from litellm_runner.settings import BY_NAME
+
+    if str(BIN) not in sys.path:
+        sys.path.insert(0, str(BIN))
+    import litellm_dbctl
+
+    assert litellm_dbctl.BACKUP_TIMEOUT == BY_NAME["litellm_migrations_backup_timeout"].default

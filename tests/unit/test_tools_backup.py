@@ -12,6 +12,7 @@ import sys
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tests.support.localpg import LocalPostgres
 from tests.support.services import BIN
@@ -166,26 +167,29 @@ def test_scratch_databases_a_killed_backup_of_this_machine_left_are_dropped(pg, 
         "litellm_restore_check_8": None,  # no comment: not the runner's, kept
         "litellm_restore_check_9": backup.owner(dead),  # this machine's, but another role's: named, kept
         "litellm_restore_check_10": backup.owner(10**30),  # no pid the kernel can have: not a backup's, kept
+        "litellm_restore_check_\x1b[2J": backup.owner(dead),  # another role's, a name with an escape: shown escaped
     }
     with pg.admin() as conn:
         for name, comment in planted.items():
-            conn.execute(f'CREATE DATABASE "{name}" OWNER {"postgres" if name.endswith("_9") else "litellm"}')
+            owner = "postgres" if name.endswith(("_9", "J")) else "litellm"
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner)))
             if comment:
-                conn.execute(f"COMMENT ON DATABASE \"{name}\" IS '{comment}'")
+                conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(comment)))
     try:
         env = root_for(tmp_path, pg.url)
         proc = run(tmp_path, env)
         assert proc.returncode == 0, proc.stderr
         assert _scratch_databases(pg) == sorted(
-            [f"litellm_restore_check_{alive}", *(f"litellm_restore_check_{n}" for n in (7, 8, 9, 10))]
+            [f"litellm_restore_check_{alive}", *(f"litellm_restore_check_{n}" for n in (7, 8, 9, 10, "\x1b[2J"))]
         )
+        assert "\x1b" not in proc.stderr and "litellm_restore_check_\\x1b[2J of an earlier backup" in proc.stderr
         assert "scratch database litellm_restore_check_9 of an earlier backup not dropped: must be owner" in (
             proc.stderr
         )
     finally:
         with pg.admin() as conn:
             for name in planted:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
 def test_rows_written_while_the_dump_runs_do_not_fail_the_restore_check(pg, tmp_path):
