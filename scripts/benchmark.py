@@ -32,7 +32,6 @@ running (compare the 1-host rows of step 1 and step 2). It does not flatter the 
 from __future__ import annotations
 
 import argparse
-import base64
 import concurrent.futures
 import json
 import os
@@ -52,6 +51,7 @@ sys.path.insert(0, str(REPO))
 
 from litellm_runner import layout, sandbox  # noqa: E402
 from litellm_runner.gates.cve import locked_versions  # noqa: E402
+from litellm_runner.pyinfra_ext.facts import hostside_args  # noqa: E402
 from tests.support import fleet  # noqa: E402
 
 SEED, SEED_PORT = "litellm-bench-seed", 2600
@@ -312,7 +312,7 @@ def ansible_project(tmp: pathlib.Path, host: dict, hosts_file: pathlib.Path, see
     # arguments (base64 JSON, after the action's name) hold the plan's
     proc, _, _ = timed([PYINFRA, "inventory.py", "deploy.py", "--dry", "-vv"], run_env(hosts_file, tmp / "c.json"))
     blobs = re.findall(r" snapshot ([A-Za-z0-9+/=]{16,})", proc.stdout + proc.stderr)
-    plans = [json.loads(base64.b64decode(blob)).get("plan") or {} for blob in blobs]
+    plans = [hostside_args(blob).get("plan") or {} for blob in blobs]
     desired = next((plan["desired_b64"] for plan in plans if plan.get("desired_b64")), None)
     if not desired:
         sys.exit("benchmark: the runner's database plan input was not in its -vv output")

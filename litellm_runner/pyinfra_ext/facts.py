@@ -6,6 +6,7 @@ runner reads a host. Commands never change the host.
 
 from __future__ import annotations
 
+import ast
 import base64
 import functools
 import hashlib
@@ -16,6 +17,7 @@ import zlib
 from pyinfra.api import FactBase
 
 from litellm_runner import layout
+from litellm_runner.pyinfra_ext import hostboot
 from litellm_runner.resources import shipped
 
 
@@ -37,7 +39,7 @@ def as_account(user: str, group: str, home: str, limit: int | None = None) -> st
     return prefix + (f" timeout -k 5 {int(limit)}" if limit else "")
 
 
-def hostside(action: str, args: dict, cache: str | None = None) -> str:
+def hostside(action: str, args: dict, cache: str | None = None, code: bool = True) -> str:
     """The command that runs ``litellm_runner.pyinfra_ext.hostside`` ACTION with ARGS on the host.
 
     The code travels inside the command and runs in root's own interpreter,
@@ -45,10 +47,21 @@ def hostside(action: str, args: dict, cache: str | None = None) -> str:
     without the ``site`` module (``-S``): it needs nothing but the standard library, so
     no ``.pth`` file of the system's site-packages runs, and the start costs less. Its
     compiled form is kept in root's cache CACHE (``hostboot``; default ``layout.HOSTSIDE_CACHE``): compiled once per
-    version, not on every command.
+    version, not on every command. Without CODE the command carries only the code's key: where the cache has
+    no usable file for it, the command prints ``hostboot.UNCACHED`` and runs nothing (``uncached``).
     """
-    blob = base64.b64encode(json.dumps(args, sort_keys=True).encode()).decode()
-    return f"{layout.SYSTEM_PYTHON} -I -S -c {shlex.quote(_boot(cache or layout.HOSTSIDE_CACHE))} {action} {blob}"
+    blob = base64.b64encode(zlib.compress(json.dumps(args, sort_keys=True).encode(), 9)).decode()
+    return f"{layout.SYSTEM_PYTHON} -I -S -c {shlex.quote(_boot(cache or layout.HOSTSIDE_CACHE, code))} {action} {blob}"
+
+
+def hostside_args(blob: str) -> dict:
+    """The ARGS a ``hostside`` command carries as BLOB (its last word): what the host-side ``main`` reads."""
+    return json.loads(zlib.decompress(base64.b64decode(blob)))
+
+
+def uncached(output: list[str]) -> bool:
+    """Whether OUTPUT is that of a ``hostside`` command sent without its code to a host whose cache lacks it."""
+    return output == [hostboot.UNCACHED]
 
 
 # Shipped ahead of the host-side code: ``litellm_runner.layout`` as a module of that name, so that
@@ -73,14 +86,26 @@ def source() -> str:
     )
 
 
-@functools.lru_cache(maxsize=4)
-def _boot(cache: str) -> str:
-    """The program of every host-side command: ``hostboot.py``, then its ``run`` of the ``source()``, compressed,
-    keyed by its sha256, its compiled code kept in CACHE (root's; ``hostboot`` says when it is used)."""
+@functools.lru_cache(maxsize=8)
+def _boot(cache: str, code: bool = True) -> str:
+    """The program of every host-side command: ``hostboot.py`` without its docstrings and comments, then its
+    ``run`` of the ``source()`` (compressed, with CODE; else an empty payload) keyed by its sha256, its compiled
+    code kept in CACHE (root's; ``hostboot`` says when it is used)."""
     key = hashlib.sha256(source().encode()).hexdigest()
-    payload = base64.b64encode(zlib.compress(source().encode(), 9)).decode()
-    boot = shipped("pyinfra_ext", "hostboot.py").read_text()
+    payload = base64.b64encode(zlib.compress(source().encode(), 9)).decode() if code else ""
+    boot = _bare(shipped("pyinfra_ext", "hostboot.py").read_text())
     return f"{boot}\nsys.exit(run({key!r}, {payload!r}, {cache!r}))\n"
+
+
+def _bare(text: str) -> str:
+    """Python source TEXT as the same code without docstrings or comments: what the host needs of it."""
+    tree = ast.parse(text)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+            if isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
+    return ast.unparse(tree)
 
 
 class FileText(FactBase):

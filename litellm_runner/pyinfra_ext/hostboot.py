@@ -1,10 +1,11 @@
 """The start of every host-side command: root's compiled host-side code, from root's cache or compiled anew.
 
-``facts.hostside`` sends this file's text as the program of ``/usr/bin/python3 -I -S -c``, followed by one
-call of ``run(KEY, PAYLOAD, CACHE)``: PAYLOAD is the host-side source (``layout.py``, ``envfile.py`` and
-``hostside.py``), compressed; KEY the sha256 of that source. Compiling its 120 KB costs the host about 18 ms
-of CPU on every command; loading the code compiled before costs under 1 ms. So the compiled code is kept in
-CACHE (``layout.HOSTSIDE_CACHE``, ``/var/cache/litellm-runner``), one file per KEY and interpreter, and
+``facts.hostside`` sends this file's text (without docstrings and comments) as the program of
+``/usr/bin/python3 -I -S -c``, followed by one call of ``run(KEY, PAYLOAD, CACHE)``: PAYLOAD is the host-side
+source (``layout.py``, ``envfile.py`` and ``hostside.py``), compressed; KEY the sha256 of that source.
+Compiling its 120 KB costs the host about 18 ms of CPU on every command; loading the code compiled before
+costs under 1 ms. So the compiled code is kept in CACHE (``layout.HOSTSIDE_CACHE``,
+``/var/cache/litellm-runner``), one file per KEY and interpreter, and
 used only when root alone could have written it:
 
 - every directory from ``/`` down to CACHE is opened one at a time, never through a link (``O_NOFOLLOW``),
@@ -24,6 +25,11 @@ versions' files removed) when that is possible, and silently not otherwise. The 
 may be deleted at any time, and nothing else of the host depends on it. It is the one thing a
 host-side read, such as the drift check's snapshot, writes.
 
+PAYLOAD may be empty: the drift check's snapshot is first sent without it, because carrying its 77 KB through
+SSH, root's login shell and ``sh`` cost the host about 14 ms of CPU per command. Without PAYLOAD, and with no
+usable file for KEY in CACHE, ``run`` prints ``UNCACHED``, runs nothing, and the runner sends the command again
+with its code (``snapshot.ask``).
+
 Standard library only, no imports of the runner: this text runs before anything else on the host.
 """
 
@@ -36,6 +42,7 @@ import sys
 
 LIMIT = 16 * 1024 * 1024  # bytes of a cached file read
 PREFIX = "hostside-"
+UNCACHED = "litellm-runner: host-side code not cached"  # the only output of a command sent without its code, on a miss
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
 
@@ -133,12 +140,12 @@ def _store(dirfd: int, name: str, code) -> None:
 
 def code(key: str, payload: str, cache: str):
     """The host-side code whose source (sha256 KEY) is PAYLOAD (base64 of zlib), from CACHE when root's and
-    intact, else compiled (and kept in CACHE when it can be)."""
+    intact, else compiled (and kept in CACHE when it can be); None when it is not in CACHE and PAYLOAD is empty."""
     name = f"{PREFIX}{key}-{sys.implementation.cache_tag}-{sys.hexversion:x}-m{marshal.version}"
     dirfd = _root_dir(cache, create=False)
     try:
         found = _cached(dirfd, name) if dirfd is not None else None
-        if found is not None:
+        if found is not None or not payload:
             return found
         import base64
         import zlib
@@ -155,10 +162,15 @@ def code(key: str, payload: str, cache: str):
 
 
 def run(key: str, payload: str, cache: str) -> int:
-    """Run the host-side code's ``main`` with this command's arguments (``ACTION ARGS``); its exit code."""
+    """Run the host-side code's ``main`` with this command's arguments (``ACTION ARGS``); its exit code. Without
+    PAYLOAD and with nothing usable in CACHE: print ``UNCACHED``, run nothing, exit 0."""
+    found = code(key, payload, cache)
+    if found is None:
+        print(UNCACHED)
+        return 0
     namespace: dict = {
         "__name__": "litellm_hostside",
         "ROOT_CACHE": cache,
     }  # what the host-side code keeps goes there too
-    exec(code(key, payload, cache), namespace)  # noqa: S102 - root's own code, see the module's docstring
+    exec(found, namespace)  # noqa: S102 - root's own code, see the module's docstring
     return namespace["main"](sys.argv)

@@ -71,6 +71,7 @@ import stat
 import struct
 import sys
 import time
+import zlib
 from collections.abc import Callable
 
 from litellm_runner import layout  # shipped ahead of this file (facts._boot): the constants both sides share
@@ -2539,7 +2540,7 @@ ACTIONS = {
 
 
 def main(argv: list[str]) -> int:
-    action, args = argv[1], json.loads(binascii.a2b_base64(argv[2]))
+    action, args = argv[1], json.loads(zlib.decompress(binascii.a2b_base64(argv[2])))
     try:
         result = ACTIONS[action](args)
     except (Unsafe, OSError, KeyError, RecursionError) as exc:

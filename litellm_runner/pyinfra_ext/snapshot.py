@@ -36,7 +36,7 @@ from pyinfra.api import FactBase
 from pyinfra.api.exceptions import OperationError
 
 from litellm_runner import layout, query_engine
-from litellm_runner.pyinfra_ext.facts import hostside
+from litellm_runner.pyinfra_ext.facts import hostside, uncached
 from litellm_runner.render import prisma_env, prisma_probe, render_units, venv_target, wanted_units
 from litellm_runner.resources import host_tools
 from litellm_runner.run import state as run_state
@@ -339,9 +339,13 @@ class HostSnapshot(FactBase):
     (``database.question``) the database plan, run as the account beside the rest (``database.HostPlan``).
     Returns a ``Snapshot``.
 
+    The command is sent without the host-side code (``code``; ``facts.hostside``): a host that kept it
+    compiled in root's cache runs it from there, and any other answers None, and is asked again with the
+    code (``ask``). A no-op check thus sends the code only the first time after a new runner version.
+
     .. code:: python
 
-        host.get_fact(HostSnapshot, **snapshot.question(host.data))
+        snapshot.ask(host, HostSnapshot, **snapshot.question(host.data))
     """
 
     def command(
@@ -360,6 +364,7 @@ class HostSnapshot(FactBase):
         debs,
         prisma=None,
         plan=None,
+        code=False,
     ):
         asked = {
             "paths": list(paths),
@@ -378,9 +383,11 @@ class HostSnapshot(FactBase):
         }
         bytecode = {"folder": layout.BIN, "modules": tool_modules()}
         extra = {"plants": True, "systemd": True, "bytecode": bytecode, **({"plan": plan} if plan else {})}
-        return hostside("snapshot", {**asked, **extra})
+        return hostside("snapshot", {**asked, **extra}, code=code)
 
-    def process(self, output) -> Snapshot:
+    def process(self, output) -> Snapshot | None:
+        if uncached(output):
+            return None  # sent without its code to a host that has not kept it: ``ask`` sends it again, with it
         doc = json.loads("\n".join(output))
         return Snapshot(
             paths=doc["paths"],
@@ -435,24 +442,33 @@ def prefetch(questions: list[tuple[Hashable, type, dict]]) -> None:
     real_host = compat.current_host()  # pyinfra's context is greenlet-local: each greenlet is given it
     real_state = real_host.state
 
-    def ask(cls, kwargs):
+    def asking(cls, kwargs):
         with compat.in_context(real_state, real_host):
             try:
-                return True, real_host.get_fact(cls, **kwargs)
+                return True, ask(real_host, cls, **kwargs)
             except Exception as exc:  # noqa: BLE001 - raised again by answer(), where the deploy asks
                 return False, exc
 
-    jobs = {key: gevent.spawn(ask, cls, kwargs) for key, cls, kwargs in questions}
+    jobs = {key: gevent.spawn(asking, cls, kwargs) for key, cls, kwargs in questions}
     gevent.joinall(list(jobs.values()))
     for key, job in jobs.items():
         run_state.of(real_state).prefetched[(real_host.name, key)] = job.value
+
+
+def ask(target, cls, **kwargs):
+    """TARGET's (a pyinfra host) answer to the fact CLS with KWARGS; a ``HostSnapshot`` the host could not run
+    from root's cache (None: it was sent without its code) is asked again, with the code."""
+    found = target.get_fact(cls, **kwargs)
+    if found is None and cls is HostSnapshot:
+        found = target.get_fact(cls, **kwargs, code=True)
+    return found
 
 
 def answer(key: Hashable, cls, **kwargs):
     """The answer prefetched under KEY the first time this run asks for it, else ``host.get_fact(cls, **kwargs)``."""
     found = run_state.of(host.state).prefetched.pop((host.name, key), None)
     if found is None:
-        return host.get_fact(cls, **kwargs)
+        return ask(host, cls, **kwargs)
     ok, value = found
     if not ok:
         raise value

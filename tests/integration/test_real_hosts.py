@@ -10,8 +10,6 @@ Verification goes through ``podman exec`` (root inside the container), not
 through pyinfra or SSH.
 """
 
-import base64
-import json
 import os
 import pathlib
 import re
@@ -21,6 +19,7 @@ import sys
 import pytest
 
 from litellm_runner import sandbox
+from litellm_runner.pyinfra_ext.facts import hostside_args
 from tests.support import fleet
 from tests.support.hosts import REPO, fresh_sandbox, pyinfra, ssh_argv
 
@@ -150,7 +149,7 @@ def test_every_command_and_fact_goes_through_sudo(converged):
     # the database plan runs as alice inside that snapshot (root forks it: hostside.Planning), no command of its own;
     # the snapshot's arguments end its command, after the lines of its program
     blobs = re.findall(r" snapshot ([A-Za-z0-9+/=]{16,})", converged["first"].stderr)
-    assert any(json.loads(base64.b64decode(b)).get("plan", {}).get("user") == "alice" for b in blobs)
+    assert any(hostside_args(b).get("plan", {}).get("user") == "alice" for b in blobs)
     assert any("runuser -u root -- env -i HOME=/root " in c and "/bin/pip install" in c for c in commands)  # root's
 
 

@@ -7,7 +7,6 @@ facts asked with different arguments); the host snapshot (``HostSnapshot``) is t
 run's ``Snapshot`` (``snap`` makes one); the commands come back as strings.
 """
 
-import base64
 import json
 from types import SimpleNamespace
 
@@ -15,6 +14,7 @@ from pyinfra.api import FileUploadCommand, FunctionCommand, StringCommand
 from pyinfra.context import ctx_host
 
 from litellm_runner.layout import SYSTEM_PYTHON
+from litellm_runner.pyinfra_ext.facts import hostside_args
 from litellm_runner.pyinfra_ext.snapshot import HostSnapshot, Snapshot
 from litellm_runner.run import state as run_state
 
@@ -91,7 +91,7 @@ def as_text(command):
     text = command.get_raw_value() if isinstance(command, StringCommand) else str(command)
     if text.startswith(f"{SYSTEM_PYTHON} -I -S -c "):
         action, blob = text.split()[-2:]
-        return f"hostside {action} {json.dumps(json.loads(base64.b64decode(blob)), sort_keys=True)}"
+        return f"hostside {action} {json.dumps(hostside_args(blob), sort_keys=True)}"
     return text
 
 

@@ -22,11 +22,14 @@ UID, GID = 65534, 65534
 PLANTED = 'def main(argv):\n    print(\'{"text": "planted"}\')\n    return 0\n'
 
 
-def read(cache, path) -> str:
-    """The ``read`` action's text of PATH, run as the runner runs it, with its compiled code kept in CACHE."""
-    command = facts.hostside("read", {"path": str(path)}, cache=str(cache))
+def read(cache, path, code=True) -> str | None:
+    """The ``read`` action's text of PATH, run as the runner runs it, with its compiled code kept in CACHE;
+    without CODE (the command carries only the code's key) None when the command answered ``UNCACHED``."""
+    command = facts.hostside("read", {"path": str(path)}, cache=str(cache), code=code)
     proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60, cwd="/")
     assert proc.returncode == 0, proc.stderr
+    if facts.uncached(proc.stdout.splitlines()):
+        return None
     return json.loads(proc.stdout)["text"]
 
 
@@ -98,6 +101,37 @@ def test_a_cache_anyone_else_could_write_is_never_run(cached, plant, tmp_path):
     elif plant == "folder of the account":
         os.chown(cache, UID, GID)
     assert read(cache, text) == "root's text\n"  # the command's own source, compiled: not the planted code
+
+
+@pytest.mark.parametrize("plant", ["owned by the account", "damaged", "folder open to others"])
+def test_a_command_without_its_code_runs_only_root_s_intact_cache(cached, plant):
+    """The drift check's snapshot is first sent without its code: it runs root's kept code, or nothing."""
+    cache, entry, text = cached
+    assert read(cache, text, code=False) == "root's text\n"
+    entry.write_bytes(compiled(PLANTED))
+    if plant == "owned by the account":
+        os.chown(entry, UID, GID)
+    elif plant == "damaged":
+        entry.write_bytes(entry.read_bytes()[:-10] + b"0" * 10)
+    elif plant == "folder open to others":
+        cache.chmod(0o777)
+    assert read(cache, text, code=False) is None  # neither the planted code nor anything else ran
+
+
+def test_a_command_without_its_code_on_a_new_host_writes_nothing(tmp_path):
+    text = tmp_path / "text"
+    text.write_text("root's text\n")
+    assert read(tmp_path / "cache", text, code=False) is None
+    assert not (tmp_path / "cache").exists()
+    assert read(tmp_path / "cache", text) == "root's text\n"  # sent again with its code: compiled, and kept
+    assert read(tmp_path / "cache", text, code=False) == "root's text\n"
+
+
+def test_a_command_without_its_code_is_small():
+    """What SSH, root's login shell and ``sh`` carry for each drift check: the key, not the 77 KB of code."""
+    lean = facts.hostside("read", {"path": "/etc/hostname"}, code=False)
+    assert len(lean) < 8000 < 50000 < len(facts.hostside("read", {"path": "/etc/hostname"}))
+    assert '"""' not in lean and "#" not in lean.split(" -c ", 1)[1]  # no docstring, no comment
 
 
 def test_a_cache_folder_behind_a_link_or_in_another_user_s_folder_is_not_used_nor_written(tmp_path):

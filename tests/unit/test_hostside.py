@@ -223,7 +223,7 @@ def test_snapshot_reports_links_as_links_and_reads_nothing_through_them(tree):
     (root / "env").write_text("# managed\nA='x'\nB=\"y\\\\z\"\n")
     paths = [str(root / n) for n in ("d", "f", "link", "dirlink/secret", "missing", "env")]
     proc = subprocess.run(
-        ["sh", "-c", HostSnapshot().command(**asked(paths, env_files=[paths[-1]]))],
+        ["sh", "-c", HostSnapshot().command(**asked(paths, env_files=[paths[-1]]), code=True)],
         capture_output=True,
         text=True,
         timeout=60,

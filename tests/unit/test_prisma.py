@@ -133,7 +133,7 @@ def test_the_snapshot_command_reads_the_client_state_and_answers_only_what_it_wa
         "prisma": None,
     }
     proc = subprocess.run(
-        ["sh", "-c", HostSnapshot().command(**asked)], capture_output=True, text=True, timeout=60, check=True
+        ["sh", "-c", HostSnapshot().command(**asked, code=True)], capture_output=True, text=True, timeout=60, check=True
     )
     found = dataclasses.replace(HostSnapshot().process(proc.stdout.splitlines()), asked=asked)
     assert found.prisma_at(venv, None) == {

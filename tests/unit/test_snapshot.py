@@ -23,8 +23,12 @@ def test_snapshot_command_runs_and_parses_on_this_machine(tmp_path):
     paths = [str(tmp_path / "d"), str(tmp_path / "f"), str(tmp_path / "missing")]
     data = SimpleNamespace(**{**defaults(), "litellm_user": "nobody", "litellm_group": "nogroup"})
     asked = {**snapshot.question(data), "paths": paths, "venv": str(tmp_path / "venv"), "dirs": [str(tmp_path)]}
-    out = subprocess.run(["sh", "-c", HostSnapshot().command(**asked)], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        ["sh", "-c", HostSnapshot().command(**asked, code=True)], capture_output=True, text=True, timeout=60
+    )
     found = HostSnapshot().process(out.stdout.splitlines())
+    lean = subprocess.run(["sh", "-c", HostSnapshot().command(**asked)], capture_output=True, text=True, timeout=60)
+    assert lean.stdout == out.stdout  # sent without its code: root's code kept by the first, the same answer
     assert found.path(paths[0])["type"] == "directory" and found.path(paths[0])["mode"] == "0750"
     assert found.path(paths[1])["sha256"] == "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
     assert found.path(paths[2]) is None
@@ -119,6 +123,27 @@ def test_the_snapshot_is_asked_once_per_run_with_the_question_of_the_hosts_data(
     asked = snapshot.question(SimpleNamespace(**data))
     assert cls is HostSnapshot and kwargs == {**asked, "_timeout": snapshot.SNAPSHOT_TIMEOUT}
     assert first.asked == asked  # what the accessors check against
+
+
+class KeptCodeHost(FakeHost):
+    """A host whose root's cache lacks the host-side code: a snapshot sent without it answers None."""
+
+    def __init__(self):
+        super().__init__({})
+        self.asked = []
+
+    def get_fact(self, cls, **kwargs):
+        self.asked.append(kwargs)
+        return {"answer": 1} if kwargs.get("code") else None
+
+
+def test_a_snapshot_the_host_could_not_run_without_its_code_is_asked_again_with_it():
+    fake = KeptCodeHost()
+    with ctx_host.use(fake):
+        snapshot.prefetch([("first", HostSnapshot, {"n": 1})])
+        assert snapshot.answer("first", HostSnapshot, n=1) == {"answer": 1}
+        assert snapshot.answer("other", HostSnapshot, n=2) == {"answer": 1}  # not prefetched: asked now
+    assert fake.asked == [{"n": 1}, {"n": 1, "code": True}, {"n": 2}, {"n": 2, "code": True}]
 
 
 class SlowHost(FakeHost):

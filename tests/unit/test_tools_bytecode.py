@@ -8,9 +8,7 @@ interpreter (``nobody`` plays the account) then loads root's compiled modules, n
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import os
 import pathlib
 import py_compile
@@ -22,6 +20,7 @@ import tempfile
 import pytest
 
 from litellm_runner import layout
+from litellm_runner.pyinfra_ext.facts import hostside_args
 from tests.unit.test_hostside import run
 
 MODULES = ["tool_a.py", "tool_b.py"]
@@ -167,7 +166,7 @@ def test_the_snapshot_asks_for_the_tools_modules():
     assert "litellm_migrations.py" in tool_modules() and "litellm_envfile.py" in tool_modules()
     assert "litellm-dbctl" not in tool_modules()
     command = HostSnapshot().command([], "u", "g", [], "/v", "/l", "root", False, [], [], "/usr/bin/python3", [])
-    args = json.loads(base64.b64decode(shlex.split(command)[-1]))
+    args = hostside_args(shlex.split(command)[-1])
     assert args["bytecode"] == {"folder": layout.BIN, "modules": tool_modules()}
 
 
