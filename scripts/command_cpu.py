@@ -1,7 +1,7 @@
 """The host CPU of each remote command a no-op check sends, measured inside a running sandbox.
 
     .venv/bin/python scripts/command_cpu.py --sandbox NAME capture DIR                # the check's commands
-    .venv/bin/python scripts/command_cpu.py --sandbox NAME measure DIR/cmd-0.sh OTHER.sh ... [--rounds 7]
+    .venv/bin/python scripts/command_cpu.py --sandbox NAME measure DIR/cmd-0.sh OTHER.sh ... [--rounds 7] [--ssh]
 
 ``capture`` runs the drift check's dry run against the sandbox NAME (``pyinfra inventory.py deploy.py --dry
 -vvv``) and writes each command it sent, exactly as sent, to ``DIR/cmd-N.sh``. ``measure`` copies each file
@@ -9,6 +9,8 @@ into the sandbox and runs it ``--runs`` times (default 10) in one ``podman exec`
 container's CPU (its cgroup, as ``scripts/benchmark.py`` reads it), less the container's idle rate over the
 block's wall time (measured for 5 s first); the files take turns, ``--rounds`` times, and each file's figure
 is the median of its rounds, in ms per run. Add a file holding ``true`` to see what the harness itself costs.
+With ``--ssh`` each run is an SSH session of its own carrying the file's text as its command (sshd, PAM, logind
+and root's login shell count too; a ``true`` file is then the SSH session's own cost).
 Compare two versions of a command by capturing each from its own checkout against the same host.
 
     .venv/bin/python scripts/command_cpu.py --sandbox NAME checks [--other SANDBOX:CHECKOUT] [--rounds 5] [--batch 6]
@@ -75,17 +77,34 @@ def capture(sandbox: str, folder: pathlib.Path) -> list[pathlib.Path]:
     return files
 
 
-def measure(sandbox: str, files: list[pathlib.Path], rounds: int, runs: int) -> dict[str, list[float]]:
-    """Each FILE's host CPU per run (ms, less the container's idle rate), one figure per round."""
+def ssh_argv(sandbox: str) -> list[str]:
+    """``ssh`` to SANDBOX's root as the runner reaches it (its published port 22, the sandbox key), no master."""
+    port = subprocess.run(["podman", "port", sandbox, "22"], capture_output=True, text=True, timeout=30, check=True)
+    host, _, number = port.stdout.split()[0].rpartition(":")
+    return [
+        *("ssh", "-i", str(REPO / ".sandbox/id_ed25519"), "-p", number, "-o", "StrictHostKeyChecking=no"),
+        *("-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ControlPath=none", f"root@{host}"),
+    ]
+
+
+def measure(sandbox: str, files: list[pathlib.Path], rounds: int, runs: int, ssh: bool) -> dict[str, list[float]]:
+    """Each FILE's host CPU per run (ms, less the container's idle rate), one figure per round. With SSH each run
+    is its own SSH session carrying the file's text as its command, as pyinfra sends it (sshd, PAM, logind and
+    root's login shell included), not ``sh FILE`` inside one ``podman exec``."""
     for path in files:
         subprocess.run(["podman", "cp", str(path), f"{sandbox}:/root/{path.name}"], check=True, timeout=60)
     idle = idle_rate([sandbox], 5.0) or 0.0
+    argv = ssh_argv(sandbox) if ssh else []
     found: dict[str, list[float]] = {path.name: [] for path in files}
     for _ in range(rounds):
         for path in files:
             loop = f"for i in $(seq {runs}); do sh /root/{path.name} >/dev/null 2>&1; done"
             before, start = containers_cpu([sandbox]), time.monotonic()
-            subprocess.run(["podman", "exec", sandbox, "sh", "-c", loop], check=True, timeout=600)
+            if ssh:
+                for _ in range(runs):
+                    subprocess.run([*argv, path.read_text()], stdout=subprocess.DEVNULL, check=True, timeout=120)
+            else:
+                subprocess.run(["podman", "exec", sandbox, "sh", "-c", loop], check=True, timeout=600)
             after, wall = containers_cpu([sandbox]), time.monotonic() - start
             if before is None or after is None:
                 raise SystemExit(f"{sandbox}: its cgroup's CPU cannot be read")
@@ -152,6 +171,7 @@ def main(argv=None) -> int:
     m.add_argument("files", nargs="+", type=pathlib.Path)
     m.add_argument("--rounds", type=int, default=7)
     m.add_argument("--runs", type=int, default=10)
+    m.add_argument("--ssh", action="store_true", help="each run through its own SSH session, as pyinfra sends it")
     c = sub.add_parser("checks", help="the CPU of the processes whole no-op checks make work")
     c.add_argument("--other", metavar="SANDBOX:CHECKOUT", help="in turns with SANDBOX checked from CHECKOUT")
     c.add_argument("--rounds", type=int, default=5)
@@ -174,7 +194,7 @@ def main(argv=None) -> int:
             print(f"{path}: {path.stat().st_size} bytes")
         return 0
     load = os.getloadavg()[0]
-    for name, figures in measure(args.sandbox, args.files, args.rounds, args.runs).items():
+    for name, figures in measure(args.sandbox, args.files, args.rounds, args.runs, args.ssh).items():
         shown = " ".join(f"{f:.1f}" for f in figures)
         print(f"{name}: median {statistics.median(figures):.1f} ms per run (rounds: {shown})")
     print(f"load average {load:.1f} before, {os.getloadavg()[0]:.1f} after")
