@@ -28,7 +28,8 @@ host-side read, such as the drift check's snapshot, writes.
 PAYLOAD may be empty: the drift check's snapshot is first sent without it, because carrying its 77 KB through
 SSH, root's login shell and ``sh`` cost the host about 14 ms of CPU per command. Without PAYLOAD, and with no
 usable file for KEY in CACHE, ``run`` prints ``UNCACHED``, runs nothing, and the runner sends the command again
-with its code (``snapshot.ask``).
+with its code (``snapshot.ask``). A host whose CACHE cannot be kept (a read-only ``/var``) thus gets two
+commands per check instead of one.
 
 Standard library only, no imports of the runner: this text runs before anything else on the host.
 """
