@@ -42,6 +42,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from benchmark import containers_cpu, idle_rate  # noqa: E402
 
+from tests.support.hosts import ssh_argv  # noqa: E402
+
 
 def capture(sandbox: str, folder: pathlib.Path) -> list[pathlib.Path]:
     """The commands the drift check's dry run sends to SANDBOX, one file each in FOLDER."""
@@ -77,16 +79,6 @@ def capture(sandbox: str, folder: pathlib.Path) -> list[pathlib.Path]:
     return files
 
 
-def ssh_argv(sandbox: str) -> list[str]:
-    """``ssh`` to SANDBOX's root as the runner reaches it (its published port 22, the sandbox key), no master."""
-    port = subprocess.run(["podman", "port", sandbox, "22"], capture_output=True, text=True, timeout=30, check=True)
-    host, _, number = port.stdout.split()[0].rpartition(":")
-    return [
-        *("ssh", "-i", str(REPO / ".sandbox/id_ed25519"), "-p", number, "-o", "StrictHostKeyChecking=no"),
-        *("-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ControlPath=none", f"root@{host}"),
-    ]
-
-
 def measure(sandbox: str, files: list[pathlib.Path], rounds: int, runs: int, ssh: bool) -> dict[str, list[float]]:
     """Each FILE's host CPU per run (ms, less the container's idle rate), one figure per round. With SSH each run
     is its own SSH session carrying the file's text as its command, as pyinfra sends it (sshd, PAM, logind and
@@ -94,7 +86,7 @@ def measure(sandbox: str, files: list[pathlib.Path], rounds: int, runs: int, ssh
     for path in files:
         subprocess.run(["podman", "cp", str(path), f"{sandbox}:/root/{path.name}"], check=True, timeout=60)
     idle = idle_rate([sandbox], 5.0) or 0.0
-    argv = ssh_argv(sandbox) if ssh else []
+    argv = [*ssh_argv(sandbox), "root@127.0.0.1"] if ssh else []
     found: dict[str, list[float]] = {path.name: [] for path in files}
     for _ in range(rounds):
         for path in files:
