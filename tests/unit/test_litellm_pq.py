@@ -6,8 +6,10 @@ import base64
 import json
 import os
 import pathlib
+import socket
 import subprocess
 import sys
+import threading
 
 import psycopg
 import pytest
@@ -35,9 +37,14 @@ def pg():
         yield pg
 
 
-@pytest.fixture
-def conn(pg):
-    with litellm_pq.connect(pg.url, connect_timeout=5, options="-c statement_timeout=3000 -c lock_timeout=2500") as c:
+SESSIONS = {"wire": litellm_pq.WireConnection, "libpq": litellm_pq.Connection}  # the two ways a plan connects
+
+
+@pytest.fixture(params=list(SESSIONS))
+def conn(pg, request):
+    options = "-c statement_timeout=3000 -c lock_timeout=2500"
+    with litellm_pq.connect(pg.url, connect_timeout=5, options=options, wire=request.param == "wire") as c:
+        assert type(c) is SESSIONS[request.param]
         c.read_only = True
         yield c
 
@@ -63,9 +70,14 @@ def test_rows_are_the_ones_psycopg_gives(pg, conn, query, params):
     assert conn.execute(query, params).fetchall() == want
 
 
-def test_the_session_has_its_timeouts_its_name_and_reads_only(pg):
+@pytest.mark.parametrize("wire", [True, False], ids=["wire", "libpq"])
+def test_the_session_has_its_timeouts_its_name_and_reads_only(pg, wire):
     with litellm_pq.connect(
-        pg.url, connect_timeout=5, options="-c statement_timeout=3000 -c lock_timeout=2500", application_name="plan"
+        pg.url,
+        connect_timeout=5,
+        options="-c statement_timeout=3000 -c lock_timeout=2500",
+        application_name="plan",
+        wire=wire,
     ) as conn:
         conn.read_only = True
         row = conn.execute(
@@ -103,6 +115,115 @@ def test_a_wrong_password_is_named_without_it(pg):
     with pytest.raises(litellm_pq.Error) as caught:
         litellm_pq.connect(url, connect_timeout=5)
     assert "password authentication failed" in str(caught.value) and canary not in str(caught.value)
+    with pytest.raises(litellm_pq.Error) as by_libpq:
+        litellm_pq.connect(url, connect_timeout=5, wire=False)
+    assert str(caught.value) == str(by_libpq.value)  # worded as libpq words it
+
+
+def _silent_server():
+    """A loopback port that accepts a connection and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    return server
+
+
+def test_a_server_that_never_answers_fails_at_the_connect_timeout_as_libpq_says_it():
+    with _silent_server() as server:
+        url = f"postgresql://u:p@127.0.0.1:{server.getsockname()[1]}/litellm"
+        found = {}
+        for wire in (True, False):
+            with pytest.raises(litellm_pq.Error) as caught:
+                litellm_pq.connect(url, litellm_pq.defaults(url), connect_timeout=1, wire=wire)
+            found[wire] = str(caught.value)
+    assert found[True] == found[False] and found[True].endswith("timeout expired")
+
+
+def test_a_closed_port_is_named_as_libpq_names_it():
+    with _silent_server() as server:
+        port = server.getsockname()[1]
+    url = f"postgresql://u:p@127.0.0.1:{port}/litellm"
+    with pytest.raises(litellm_pq.Error) as caught:
+        litellm_pq.connect(url, litellm_pq.defaults(url), connect_timeout=2)
+    assert "Connection refused" in str(caught.value)
+
+
+def _fake_scram_server(server, final: bytes | None) -> None:
+    """Answer one connection as a server that asks for SCRAM-SHA-256 but cannot prove it knows the password:
+    FINAL as its signature message (None: none sent), then "authentication ok" and "ready"."""
+    peer, _ = server.accept()
+    with peer:
+        peer.settimeout(5)
+
+        def send(kind: bytes, body: bytes) -> None:
+            peer.sendall(kind + (len(body) + 4).to_bytes(4, "big") + body)
+
+        def receive() -> bytes:
+            data = b""
+            while True:
+                data += peer.recv(65536)
+                if len(data) >= 4 and len(data) >= int.from_bytes(data[:4], "big"):  # the startup packet
+                    return data
+                if len(data) >= 5 and len(data) >= 1 + int.from_bytes(data[1:5], "big"):
+                    return data
+
+        receive()
+        send(b"R", (10).to_bytes(4, "big") + b"SCRAM-SHA-256\x00\x00")
+        first = receive().split(b"r=", 1)[1].decode()
+        salt = base64.b64encode(b"s" * 16).decode()
+        send(b"R", (11).to_bytes(4, "big") + f"r={first}xyz,s={salt},i=4096".encode())
+        receive()
+        if final is not None:
+            send(b"R", (12).to_bytes(4, "big") + final)
+        send(b"R", (0).to_bytes(4, "big"))
+        send(b"Z", b"I")
+
+
+@pytest.mark.parametrize("final", [b"v=" + base64.b64encode(b"x" * 32), None], ids=["wrong-signature", "no-signature"])
+def test_a_server_that_cannot_prove_it_knows_the_password_gets_no_session(final):
+    with _silent_server() as server:
+        url = f"postgresql://u:secret@127.0.0.1:{server.getsockname()[1]}/litellm"
+        answering = threading.Thread(target=_fake_scram_server, args=(server, final))
+        answering.start()
+        try:
+            with pytest.raises(litellm_pq.Error) as caught:
+                litellm_pq.connect(url, litellm_pq.defaults(url), connect_timeout=5)
+        finally:
+            answering.join(10)
+    assert "secret" not in str(caught.value)
+
+
+WIRE = [  # (DATABASE_URL, whether the plan speaks to it itself; else libpq does)
+    ("postgresql://u:p@127.0.0.1:5434/litellm", True),
+    ("postgres://u:p@localhost/litellm", True),
+    ("postgresql://u:p@127.1.2.3:5434/litellm?sslmode=disable", True),
+    ("postgresql://u:p@127.0.0.1:5434/litellm?sslmode=allow&gssencmode=disable", True),
+    ("postgresql://lite%40llm:p%3Aw%2Fd@127.0.0.1:5434/lite%20llm", True),
+    ("postgresql://u:p@127.0.0.1:5434/litellm?sslmode=prefer", False),
+    ("postgresql://u:p@127.0.0.1:5434/litellm?sslmode=require", False),
+    ("postgresql://u:p@127.0.0.1:5434/litellm?ssl=true", False),
+    ("postgresql://u:p@127.0.0.1:5434/litellm?gssencmode=prefer", False),
+    ("postgresql://u:p@127.0.0.1:5434/litellm?host=db.example.org", False),
+    ("postgresql://u:p@127.0.0.1:5434/litellm?target_session_attrs=read-write", False),
+    ("postgresql://u:p@[::1]:5434/litellm", False),
+    ("postgresql://u:p@db.example.org:5432/litellm", False),
+    ("postgresql://u:p@10.0.0.5/litellm", False),
+    ("postgresql://u@127.0.0.1:5434/litellm", False),
+    ("postgresql://127.0.0.1:5434/litellm", False),
+    ("postgresql://u:p@127.0.0.1:5434/", False),
+    ("postgresql://u:p%zz@127.0.0.1:5434/litellm", False),
+    ("postgresql://u:p%C3%A9@127.0.0.1:5434/litellm", False),
+]
+
+
+@pytest.mark.parametrize("url, wire", WIRE)
+def test_only_a_plain_loopback_url_is_spoken_to_without_libpq(url, wire):
+    params = {"connect_timeout": "5", "options": "-c statement_timeout=30000", "application_name": "litellm-dbctl"}
+    found = litellm_pq._wire_target(url, litellm_pq.defaults(url), params)
+    assert (found is not None) == wire
+    if url.startswith("postgresql://lite%40llm"):
+        assert found[:5] == ("127.0.0.1", 5434, "lite@llm", "p:w/d", "lite llm")
+    assert litellm_pq._wire_target(url, litellm_pq.defaults(url), {**params, "sslrootcert": "x"}) is None
 
 
 def test_dbctl_plan_never_imports_psycopg(pg, tmp_path):
