@@ -613,8 +613,6 @@ def connect(
     A URL of the form ``postgresql://USER:PASSWORD@LOOPBACK:PORT/DB`` that asks for neither TLS nor GSSAPI (what
     the runner renders) gets a ``WireConnection`` (WIRE False: never); anything else, and a server that wants
     what only libpq does, goes through the libpq at LIBRARY (``_library``)."""
-    import ctypes
-
     if wire:
         target = _wire_target(url, {**(defaults or {})}, params)
         if target is not None:
@@ -622,6 +620,8 @@ def connect(
                 return WireConnection(*target)
             except _Unsupported:  # what only libpq does (a TLS retry, another way to log in): libpq does it all
                 pass
+    import ctypes
+
     lib = _library(library)
     keys = [*(defaults or {}), "dbname", "client_encoding", *params]
     values = [*(defaults or {}).values(), url, "UTF8", *(str(v) for v in params.values())]

@@ -256,7 +256,7 @@ print(json.dumps(litellm_dbctl.plan(**json.loads(sys.stdin.read())), default=str
 def test_a_checks_plan_imports_only_what_it_uses(pg, tmp_path):
     """``plan()`` as root's snapshot runs it (a bare interpreter, libpq and the migrations given as paths, the
     replay kept) imports neither psycopg nor pathlib, urllib.parse, ipaddress, datetime or contextlib: those
-    imports cost every check about 8 ms of the host's CPU."""
+    imports cost every check about 8 ms of the host's CPU. Nor ctypes: its loopback URL needs no libpq."""
     env = tmp_path / "env.litellm"
     env.write_text(f"DATABASE_URL={pg.url}\n")
     libpq = sorted(pathlib.Path(psycopg.__file__).parents[1].glob("psycopg_binary.libs/libpq-*.so*"))
@@ -280,7 +280,7 @@ def test_a_checks_plan_imports_only_what_it_uses(pg, tmp_path):
     again, imported = plan(kept=first["kept"])
     assert again["scopes"] == first["scopes"] and first["scopes"]["schema"]  # an empty database: all missing
     assert "litellm_pq" in imported and "litellm_migrations" in imported
-    unused = {"pathlib", "urllib.parse", "ipaddress", "datetime", "contextlib"}
+    unused = {"pathlib", "urllib.parse", "ipaddress", "datetime", "contextlib", "ctypes", "typing", "encodings.idna"}
     assert not {m for m in imported if m in unused or m.startswith("psycopg")}
 
 
