@@ -415,7 +415,7 @@ def _field(head: str, key: str) -> str | None:
 
 
 # the unit properties the snapshot reads (``units_of``), in the order ``systemctl show`` prints them (``show_units``)
-UNIT_PROPS = "NextElapseUSecRealtime,Id,LoadState,ActiveState,FragmentPath,DropInPaths,UnitFileState,NeedDaemonReload"
+UNIT_PROPS = "Id,LoadState,ActiveState,FragmentPath,DropInPaths,UnitFileState,NeedDaemonReload"
 
 
 MANAGED_UNITS = layout.UNITS  # the managed unit files, root's
@@ -637,7 +637,6 @@ SYSTEMD1 = "/org/freedesktop/systemd1"
 PROPERTIES = "org.freedesktop.DBus.Properties"
 UNIT = "org.freedesktop.systemd1.Unit"
 MANAGER = "org.freedesktop.systemd1.Manager"
-TIMER = "org.freedesktop.systemd1.Timer"
 _FIXED = {"y": "B", "b": "I", "n": "h", "q": "H", "i": "i", "u": "I", "h": "I", "x": "q", "t": "Q", "d": "d"}
 _ALIGN = {**{c: struct.calcsize(f) for c, f in _FIXED.items()}, "s": 4, "o": 4, "g": 1, "v": 1, "a": 4, "(": 8, "{": 8}
 _FIELDS = {1: "PATH", 2: "INTERFACE", 3: "MEMBER", 4: "ERROR_NAME", 5: "REPLY_SERIAL", 8: "SIGNATURE"}
@@ -1038,25 +1037,14 @@ def pid1_property(path: str, interface: str, name: str):
     return None if isinstance(found, DBusError) else found
 
 
-def _timestamp(usec: int) -> str:
-    """USEC (µs since the epoch) as ``systemctl show`` prints a timestamp (``Tue 2026-11-24 02:07:00 UTC``, the
-    host's time zone); empty for 0 and infinity, its "none"."""
-    if usec in (0, (1 << 64) - 1):
-        return ""
-    return time.strftime("%a %Y-%m-%d %H:%M:%S %Z", time.localtime(usec // 1_000_000))
-
-
-def show_value(name: str, found) -> str:
+def show_value(found) -> str:
     """A property's ``(signature, value)`` as ``systemctl show`` prints it: ``yes``/``no``, a list joined by
-    blanks, ``NextElapseUSecRealtime`` as a timestamp. A control character is escaped (``\\x0a``): one
-    property is one line."""
+    blanks. A control character is escaped (``\\x0a``): one property is one line."""
     sig, value = found
     if sig == "b":
         text = "yes" if value else "no"
     elif sig == "as":
         text = " ".join(value)
-    elif sig == "t" and name == "NextElapseUSecRealtime":
-        text = _timestamp(value)
     else:
         text = str(value)
     return "".join(c if " " <= c != "\x7f" else f"\\x{ord(c):02x}" for c in text)
@@ -1068,9 +1056,9 @@ def show_units(socket_path: str, units: list[str], timeout: float, limit: int) -
     it cannot be asked.
 
     First the units it has loaded (``ListUnitsByPatterns``: it loads none). Those are asked as ``GetAll`` of each
-    unit's ``Unit`` interface (only the wanted entries read, the others skipped by their length) and ``Get`` of
-    each timer's ``NextElapseUSecRealtime``, all sent at once: a ``Get`` per property costs the manager about twice
-    as much (about 150 µs per call, whatever it asks). A unit it has not loaded (a disabled timer) is not asked
+    unit's ``Unit`` interface (only the wanted entries read, the others skipped by their length), all sent at
+    once: a ``Get`` per property costs the manager about twice as much (about 150 µs per call, whatever it
+    asks). A unit it has not loaded (a disabled timer) is not asked
     so, as ``systemctl show`` would: that loads it (its file, and a mount unit per path it names), then collects
     it, sending a dozen signals to every client: about 3 ms of the manager's CPU per unit and check. Such a unit is
     not running and has nothing to reload; its block is ``Id``, ``ActiveState=inactive``, ``UnitFileState`` (the
@@ -1080,18 +1068,13 @@ def show_units(socket_path: str, units: list[str], timeout: float, limit: int) -
         (listed,) = bus.calls([(SYSTEMD1, MANAGER, "ListUnitsByPatterns", "asas", ([], plain))])
         resting = set(plain) - {entry[0] for entry in listed[0]} if isinstance(listed, list) else set()
         loaded = [unit for unit in units if unit not in resting]
-        timers = [unit for unit in loaded if unit.endswith(".timer")]
         calls: list[tuple] = [(unit_path(unit), PROPERTIES, "GetAll", "s", (UNIT,)) for unit in loaded]
-        calls += [(unit_path(unit), PROPERTIES, "Get", "ss", (TIMER, "NextElapseUSecRealtime")) for unit in timers]
         calls += [(SYSTEMD1, MANAGER, "GetUnitFileState", "s", (unit,)) for unit in units if unit in resting]
         replies = bus.calls(calls, set(UNIT_PROPS.split(",")))
     found: dict[str, dict] = {unit: {} for unit in units}
     for unit, reply in zip(loaded, replies, strict=False):
         found[unit] = reply[0] if isinstance(reply, list) and reply else {}
-    for unit, reply in zip(timers, replies[len(loaded) :], strict=False):  # a unit the manager gave nothing of stays so
-        if found[unit] and isinstance(reply, list) and len(reply) == 1 and isinstance(reply[0], tuple):
-            found[unit]["NextElapseUSecRealtime"] = reply[0]
-    for unit, reply in zip([u for u in units if u in resting], replies[len(loaded) + len(timers) :], strict=True):
+    for unit, reply in zip([u for u in units if u in resting], replies[len(loaded) :], strict=True):
         state = (
             {"UnitFileState": ("s", reply[0])}
             if isinstance(reply, list) and reply and isinstance(reply[0], str)
@@ -1099,7 +1082,7 @@ def show_units(socket_path: str, units: list[str], timeout: float, limit: int) -
         )
         found[unit] = {"Id": ("s", unit), "ActiveState": ("s", "inactive"), **state, "NeedDaemonReload": ("b", False)}
     blocks = [
-        [f"{name}={show_value(name, props[name])}" for name in UNIT_PROPS.split(",") if name in props]
+        [f"{name}={show_value(props[name])}" for name in UNIT_PROPS.split(",") if name in props]
         for props in found.values()
         if props
     ]

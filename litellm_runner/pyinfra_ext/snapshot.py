@@ -154,7 +154,6 @@ class UnitInfo(TypedDict, total=False):
     enabled: bool
     active: bool
     load: str
-    next_elapse: str
     file_state: str
     fragment: str
     drop_ins: list[str]
@@ -317,7 +316,6 @@ def units_of(lines: list[str]) -> dict[str, UnitInfo]:
             "enabled": props.get("UnitFileState") in ("enabled", "enabled-runtime"),
             "active": props.get("ActiveState") in ("active", "activating", "reloading"),
             "load": props.get("LoadState", "not-found"),
-            "next_elapse": props.get("NextElapseUSecRealtime", ""),
             "file_state": props.get("UnitFileState", ""),
             "fragment": props.get("FragmentPath", ""),
             "drop_ins": props.get("DropInPaths", "").split(),
