@@ -192,8 +192,20 @@ def changes(proc: subprocess.CompletedProcess) -> int:
     return int(found.group(1)) if found and found.group(1) != "-" else 0
 
 
+def calibration() -> float:
+    """The CPU time (ms) of a fixed loop here: this machine's speed at the moment. On this platform (a VM with
+    neighbours) it moved from 495 to 809 ms within a minute, and every CPU figure moves with it (a check's
+    host CPU from 133 to 178 ms); each check is preceded by one, and the median is printed with the result."""
+    start = time.process_time()
+    sum(range(10**7))
+    return (time.process_time() - start) * 1000
+
+
 def median_check(hosts_file: pathlib.Path, tmp: pathlib.Path, repeat: int, ok=(0,)) -> dict:
-    rows = [runner("no-op check", CHECK, hosts_file, tmp, ok) for _ in range(repeat)]
+    rows = []
+    for _ in range(repeat):
+        speed = calibration()
+        rows.append({**runner("no-op check", CHECK, hosts_file, tmp, ok), "calibration_ms": speed})
     hosts_cpu = [r["hosts_cpu_s"] for r in rows if r["hosts_cpu_s"] is not None]
     net = [r["hosts_net_cpu_s"] for r in rows if r["hosts_net_cpu_s"] is not None]
     return {
@@ -205,6 +217,7 @@ def median_check(hosts_file: pathlib.Path, tmp: pathlib.Path, repeat: int, ok=(0
         "hosts_net_cpu_each": [round(n, 3) for n in net],
         "commands_per_host": max(r["commands_per_host"] for r in rows),
         "walls": [round(r["wall_s"], 2) for r in rows],
+        "calibration_ms": [round(r["calibration_ms"], 1) for r in rows],
         "proc": rows[-1]["proc"],
     }
 
@@ -557,6 +570,12 @@ def print_report(report: dict) -> None:
     noop = next((r for r in report["one_host"] if r["run"] == "no-op check"), None)
     if noop and noop.get("hosts_net_cpu_s") is not None:
         print(target(noop["hosts_net_cpu_s"], noop["commands_per_host"]))
+        each = " ".join(f"{1000 * n:.0f}" for n in noop["hosts_net_cpu_each"])
+        speeds = noop["calibration_ms"]
+        print(
+            f"  each check (ms): {each}; the machine's speed beside them: a fixed loop took "
+            f"{statistics.median(speeds):.0f} ms (median; {min(speeds):.0f}-{max(speeds):.0f})"
+        )
 
 
 def target(host_cpu_s: float, commands: int) -> str:
